@@ -1,0 +1,1030 @@
+//! The decoder loop. One opcode at a time, no recursion: the depth of the input never becomes
+//! depth of the Rust stack.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::error::{Error, ErrorKind};
+use crate::value::{BigInt, Construct, Global, GlobalSite, Object, Pickle, Value, ValueId};
+
+/// Bounds on what one pickle may make the decoder hold. The defaults are far above any real
+/// checkpoint (a 70B-parameter model's pickle has ~10^5 values) and far below what would hurt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Values in the arena (each opcode creates at most one).
+    pub max_values: usize,
+    /// Entries on the VM stack at once.
+    pub max_stack: usize,
+    /// Open MARKs at once.
+    pub max_marks: usize,
+    /// Memo entries.
+    pub max_memo: usize,
+    /// Items in one list, tuple, dict or set.
+    pub max_container_len: usize,
+    /// Bytes of one LONG1/LONG4 integer (Python itself refuses to print ints over 4300 digits).
+    pub max_int_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_values: 16 << 20,
+            max_stack: 4 << 20,
+            max_marks: 1 << 20,
+            max_memo: 8 << 20,
+            max_container_len: 8 << 20,
+            max_int_bytes: 8 << 10,
+        }
+    }
+}
+
+/// Decode one pickle from the start of `data` (trailing bytes after STOP are left alone; see
+/// [`Pickle::end`]) with default limits.
+pub fn decode(data: &[u8]) -> Result<Pickle, Error> {
+    decode_with(data, &Limits::default())
+}
+
+/// Decode one pickle with explicit limits.
+pub fn decode_with(data: &[u8], limits: &Limits) -> Result<Pickle, Error> {
+    let mut vm = Vm {
+        data,
+        pos: 0,
+        op_start: 0,
+        out: Pickle::new(),
+        stack: Vec::new(),
+        marks: Vec::new(),
+        memo: HashMap::new(),
+        limits: *limits,
+    };
+    vm.run()?;
+    let mut out = vm.out;
+    dedup_keys(&mut out);
+    Ok(out)
+}
+
+struct Vm<'a> {
+    data: &'a [u8],
+    pos: usize,
+    op_start: usize,
+    out: Pickle,
+    stack: Vec<ValueId>,
+    marks: Vec<usize>,
+    memo: HashMap<u64, ValueId>,
+    limits: Limits,
+}
+
+type R<T> = Result<T, Error>;
+
+impl<'a> Vm<'a> {
+    fn err(&self, kind: ErrorKind) -> Error {
+        Error {
+            offset: self.op_start as u64,
+            kind,
+        }
+    }
+
+    fn take(&mut self, n: usize) -> R<&'a [u8]> {
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|e| *e <= self.data.len())
+            .ok_or(Error {
+                offset: self.data.len() as u64,
+                kind: ErrorKind::Truncated,
+            })?;
+        let s = &self.data[self.pos..end];
+        self.pos = end;
+        Ok(s)
+    }
+
+    fn u8(&mut self) -> R<u8> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn array<const N: usize>(&mut self) -> R<[u8; N]> {
+        let mut a = [0u8; N];
+        a.copy_from_slice(self.take(N)?);
+        Ok(a)
+    }
+
+    /// Take `len` bytes announced by `opcode`; the length is checked against what is present
+    /// before anything is allocated.
+    fn take_len(&mut self, opcode: &'static str, len: u64) -> R<&'a [u8]> {
+        let available = (self.data.len() - self.pos) as u64;
+        if len > available {
+            return Err(self.err(ErrorKind::LengthPastEnd {
+                opcode,
+                claimed: len,
+                available,
+            }));
+        }
+        // len <= available <= usize::MAX
+        self.take(len as usize)
+    }
+
+    fn line(&mut self) -> R<&'a [u8]> {
+        let rest = &self.data[self.pos..];
+        match rest.iter().position(|b| *b == b'\n') {
+            Some(i) => {
+                self.pos += i + 1;
+                Ok(&rest[..i])
+            }
+            None => Err(Error {
+                offset: self.data.len() as u64,
+                kind: ErrorKind::Truncated,
+            }),
+        }
+    }
+
+    fn line_str(&mut self, opcode: &'static str) -> R<&'a str> {
+        let l = self.line()?;
+        let l = l.strip_suffix(b"\r").unwrap_or(l);
+        std::str::from_utf8(l).map_err(|_| {
+            self.err(ErrorKind::Malformed {
+                opcode,
+                detail: "line is not UTF-8".into(),
+            })
+        })
+    }
+
+    fn new_value(&mut self, v: Value) -> R<ValueId> {
+        if self.out.values.len() >= self.limits.max_values {
+            return Err(self.err(ErrorKind::LimitExceeded {
+                what: "value count",
+                limit: self.limits.max_values as u64,
+            }));
+        }
+        Ok(self.out.push(v))
+    }
+
+    fn push_id(&mut self, id: ValueId) -> R<()> {
+        if self.stack.len() >= self.limits.max_stack {
+            return Err(self.err(ErrorKind::LimitExceeded {
+                what: "stack depth",
+                limit: self.limits.max_stack as u64,
+            }));
+        }
+        self.stack.push(id);
+        Ok(())
+    }
+
+    fn push(&mut self, v: Value) -> R<()> {
+        let id = self.new_value(v)?;
+        self.push_id(id)
+    }
+
+    fn pop(&mut self, opcode: &'static str) -> R<ValueId> {
+        // Values above the innermost mark belong to it; popping past a mark is an underflow.
+        let floor = self.marks.last().copied().unwrap_or(0);
+        if self.stack.len() <= floor {
+            return Err(self.err(ErrorKind::StackUnderflow { opcode, needed: 1 }));
+        }
+        self.stack
+            .pop()
+            .ok_or_else(|| self.err(ErrorKind::StackUnderflow { opcode, needed: 1 }))
+    }
+
+    fn top(&self, opcode: &'static str) -> R<ValueId> {
+        let floor = self.marks.last().copied().unwrap_or(0);
+        if self.stack.len() <= floor {
+            return Err(self.err(ErrorKind::StackUnderflow { opcode, needed: 1 }));
+        }
+        self.stack
+            .last()
+            .copied()
+            .ok_or_else(|| self.err(ErrorKind::StackUnderflow { opcode, needed: 1 }))
+    }
+
+    fn pop_mark(&mut self, opcode: &'static str) -> R<Vec<ValueId>> {
+        let m = self
+            .marks
+            .pop()
+            .ok_or_else(|| self.err(ErrorKind::NoMark { opcode }))?;
+        let items = self.stack.split_off(m.min(self.stack.len()));
+        self.check_len(items.len())?;
+        Ok(items)
+    }
+
+    fn check_len(&self, n: usize) -> R<()> {
+        if n > self.limits.max_container_len {
+            return Err(self.err(ErrorKind::LimitExceeded {
+                what: "container size",
+                limit: self.limits.max_container_len as u64,
+            }));
+        }
+        Ok(())
+    }
+
+    fn memo_put(&mut self, idx: u64) -> R<()> {
+        let top = self.top("PUT")?;
+        if !self.memo.contains_key(&idx) && self.memo.len() >= self.limits.max_memo {
+            return Err(self.err(ErrorKind::LimitExceeded {
+                what: "memo size",
+                limit: self.limits.max_memo as u64,
+            }));
+        }
+        self.memo.insert(idx, top);
+        Ok(())
+    }
+
+    fn memo_get(&mut self, idx: u64) -> R<()> {
+        let id = *self
+            .memo
+            .get(&idx)
+            .ok_or_else(|| self.err(ErrorKind::MemoMissing(idx)))?;
+        self.push_id(id)
+    }
+
+    fn global(&mut self, module: String, name: String) -> R<ValueId> {
+        let id = self.new_value(Value::Global(Global { module, name }))?;
+        self.out.globals.push(GlobalSite {
+            id,
+            offset: self.op_start as u64,
+        });
+        Ok(id)
+    }
+
+    fn object(
+        &mut self,
+        callee: ValueId,
+        args: ValueId,
+        kwargs: Option<ValueId>,
+        construct: Construct,
+    ) -> R<()> {
+        let obj = Object {
+            callee,
+            args,
+            kwargs,
+            construct,
+            state: None,
+            dict_items: Vec::new(),
+            list_items: Vec::new(),
+            offset: self.op_start as u64,
+        };
+        self.push(Value::Object(Box::new(obj)))
+    }
+
+    fn ensure_tuple(&mut self, opcode: &'static str, id: ValueId) -> R<ValueId> {
+        match self.out.get(id) {
+            Value::Tuple(_) => Ok(id),
+            // Python accepts any sequence for REDUCE args only as a tuple; be exact.
+            other => Err(self.err(ErrorKind::WrongType {
+                opcode,
+                expected: "a tuple of arguments",
+                found: other.kind(),
+            })),
+        }
+    }
+
+    fn int_from_text(&mut self, opcode: &'static str, text: &str) -> R<Value> {
+        let t = text.trim();
+        let t = t.strip_suffix('L').unwrap_or(t);
+        if let Ok(i) = t.parse::<i64>() {
+            return Ok(Value::Int(i));
+        }
+        if t.len() > self.limits.max_int_bytes.saturating_mul(3) {
+            return Err(self.err(ErrorKind::LimitExceeded {
+                what: "integer size",
+                limit: self.limits.max_int_bytes as u64,
+            }));
+        }
+        BigInt::from_decimal(t).map(Value::BigInt).ok_or_else(|| {
+            self.err(ErrorKind::Malformed {
+                opcode,
+                detail: format!("not an integer: {:?}", truncate(t)),
+            })
+        })
+    }
+
+    fn long_bytes(&mut self, opcode: &'static str, n: u64) -> R<()> {
+        if n > self.limits.max_int_bytes as u64 {
+            return Err(self.err(ErrorKind::LimitExceeded {
+                what: "integer size",
+                limit: self.limits.max_int_bytes as u64,
+            }));
+        }
+        let bytes = self.take_len(opcode, n)?;
+        let big = BigInt::from_twos_complement_le(bytes);
+        let v = match big.to_i64() {
+            Some(i) => Value::Int(i),
+            None => Value::BigInt(big),
+        };
+        self.push(v)
+    }
+
+    fn string_value(bytes: &[u8]) -> Value {
+        // torch.load unpickles with encoding="utf-8": Python 2 `str` becomes `str`. Bytes that
+        // are not UTF-8 would make Python fail; we keep them as bytes instead of failing.
+        match std::str::from_utf8(bytes) {
+            Ok(s) => Value::Str(s.to_owned()),
+            Err(_) => Value::Bytes(bytes.to_vec()),
+        }
+    }
+
+    fn utf8(&self, opcode: &'static str, bytes: &[u8]) -> R<Value> {
+        // CPython decodes with 'surrogatepass'; lone surrogates are not representable in Rust
+        // strings, so such text is replaced rather than rejected.
+        match std::str::from_utf8(bytes) {
+            Ok(s) => Ok(Value::Str(s.to_owned())),
+            Err(_) => {
+                let _ = opcode;
+                Ok(Value::Str(String::from_utf8_lossy(bytes).into_owned()))
+            }
+        }
+    }
+
+    fn run(&mut self) -> R<()> {
+        loop {
+            self.op_start = self.pos;
+            let op = self.u8()?;
+            match op {
+                // ---- framing and control
+                0x80 => {
+                    let p = self.u8()?;
+                    if p > 5 {
+                        return Err(self.err(ErrorKind::Unsupported("pickle protocol above 5")));
+                    }
+                    self.out.protocol = self.out.protocol.max(p);
+                }
+                0x95 => {
+                    // FRAME: a length hint; the bytes are read as ordinary opcodes.
+                    let n = u64::from_le_bytes(self.array()?);
+                    let available = (self.data.len() - self.pos) as u64;
+                    if n > available {
+                        return Err(self.err(ErrorKind::LengthPastEnd {
+                            opcode: "FRAME",
+                            claimed: n,
+                            available,
+                        }));
+                    }
+                }
+                b'.' => {
+                    let top = match self.stack.pop() {
+                        Some(t) => t,
+                        None => return Err(self.err(ErrorKind::EmptyStop)),
+                    };
+                    self.out.root = Some(top);
+                    self.out.end = self.pos as u64;
+                    return Ok(());
+                }
+                b'(' => {
+                    if self.marks.len() >= self.limits.max_marks {
+                        return Err(self.err(ErrorKind::LimitExceeded {
+                            what: "open MARK",
+                            limit: self.limits.max_marks as u64,
+                        }));
+                    }
+                    self.marks.push(self.stack.len());
+                }
+                b'0' => {
+                    self.pop("POP")?;
+                }
+                b'1' => {
+                    self.pop_mark("POP_MARK")?;
+                }
+                b'2' => {
+                    let t = self.top("DUP")?;
+                    self.push_id(t)?;
+                }
+                // ---- scalars
+                b'N' => self.push(Value::None)?,
+                0x88 => self.push(Value::Bool(true))?,
+                0x89 => self.push(Value::Bool(false))?,
+                b'I' => {
+                    let l = self.line_str("INT")?;
+                    let v = match l {
+                        "00" => Value::Bool(false),
+                        "01" => Value::Bool(true),
+                        _ => self.int_from_text("INT", l)?,
+                    };
+                    self.push(v)?;
+                }
+                b'J' => {
+                    let v = i32::from_le_bytes(self.array()?);
+                    self.push(Value::Int(i64::from(v)))?;
+                }
+                b'K' => {
+                    let v = self.u8()?;
+                    self.push(Value::Int(i64::from(v)))?;
+                }
+                b'M' => {
+                    let v = u16::from_le_bytes(self.array()?);
+                    self.push(Value::Int(i64::from(v)))?;
+                }
+                b'L' => {
+                    let l = self.line_str("LONG")?;
+                    let v = self.int_from_text("LONG", l)?;
+                    self.push(v)?;
+                }
+                0x8a => {
+                    let n = self.u8()?;
+                    self.long_bytes("LONG1", u64::from(n))?;
+                }
+                0x8b => {
+                    let n = i32::from_le_bytes(self.array()?);
+                    if n < 0 {
+                        return Err(self.err(ErrorKind::BadLength {
+                            opcode: "LONG4",
+                            length: i64::from(n),
+                        }));
+                    }
+                    self.long_bytes("LONG4", n as u64)?;
+                }
+                b'F' => {
+                    let l = self.line_str("FLOAT")?;
+                    let f = parse_py_float(l.trim()).ok_or_else(|| {
+                        self.err(ErrorKind::Malformed {
+                            opcode: "FLOAT",
+                            detail: format!("not a float: {:?}", truncate(l)),
+                        })
+                    })?;
+                    self.push(Value::Float(f))?;
+                }
+                b'G' => {
+                    let f = f64::from_be_bytes(self.array()?);
+                    self.push(Value::Float(f))?;
+                }
+                // ---- strings and bytes
+                b'S' => {
+                    let l = self.line()?;
+                    let bytes = unquote_py_string(l).ok_or_else(|| {
+                        self.err(ErrorKind::Malformed {
+                            opcode: "STRING",
+                            detail: "not a quoted string".into(),
+                        })
+                    })?;
+                    self.push(Self::string_value(&bytes))?;
+                }
+                b'T' => {
+                    let n = i32::from_le_bytes(self.array()?);
+                    if n < 0 {
+                        return Err(self.err(ErrorKind::BadLength {
+                            opcode: "BINSTRING",
+                            length: i64::from(n),
+                        }));
+                    }
+                    let b = self.take_len("BINSTRING", n as u64)?;
+                    self.push(Self::string_value(b))?;
+                }
+                b'U' => {
+                    let n = self.u8()?;
+                    let b = self.take_len("SHORT_BINSTRING", u64::from(n))?;
+                    self.push(Self::string_value(b))?;
+                }
+                b'V' => {
+                    let l = self.line()?;
+                    let s = raw_unicode_escape(l);
+                    self.push(Value::Str(s))?;
+                }
+                b'X' => {
+                    let n = u32::from_le_bytes(self.array()?);
+                    let b = self.take_len("BINUNICODE", u64::from(n))?;
+                    let v = self.utf8("BINUNICODE", b)?;
+                    self.push(v)?;
+                }
+                0x8c => {
+                    let n = self.u8()?;
+                    let b = self.take_len("SHORT_BINUNICODE", u64::from(n))?;
+                    let v = self.utf8("SHORT_BINUNICODE", b)?;
+                    self.push(v)?;
+                }
+                0x8d => {
+                    let n = u64::from_le_bytes(self.array()?);
+                    let b = self.take_len("BINUNICODE8", n)?;
+                    let v = self.utf8("BINUNICODE8", b)?;
+                    self.push(v)?;
+                }
+                b'B' => {
+                    let n = u32::from_le_bytes(self.array()?);
+                    let b = self.take_len("BINBYTES", u64::from(n))?;
+                    self.push(Value::Bytes(b.to_vec()))?;
+                }
+                b'C' => {
+                    let n = self.u8()?;
+                    let b = self.take_len("SHORT_BINBYTES", u64::from(n))?;
+                    self.push(Value::Bytes(b.to_vec()))?;
+                }
+                0x8e => {
+                    let n = u64::from_le_bytes(self.array()?);
+                    let b = self.take_len("BINBYTES8", n)?;
+                    self.push(Value::Bytes(b.to_vec()))?;
+                }
+                0x96 => {
+                    let n = u64::from_le_bytes(self.array()?);
+                    let b = self.take_len("BYTEARRAY8", n)?;
+                    self.push(Value::ByteArray(b.to_vec()))?;
+                }
+                0x97 | 0x98 => {
+                    return Err(self.err(ErrorKind::Unsupported(
+                        "out-of-band buffers (pickle protocol 5 NEXT_BUFFER/READONLY_BUFFER)",
+                    )));
+                }
+                // ---- containers
+                b')' => self.push(Value::Tuple(Vec::new()))?,
+                b't' => {
+                    let items = self.pop_mark("TUPLE")?;
+                    self.push(Value::Tuple(items))?;
+                }
+                0x85..=0x87 => {
+                    let n = usize::from(op - 0x84);
+                    let name = ["TUPLE1", "TUPLE2", "TUPLE3"][n - 1];
+                    let mut items = vec![ValueId(0); n];
+                    for slot in items.iter_mut().rev() {
+                        *slot = self.pop(name)?;
+                    }
+                    self.push(Value::Tuple(items))?;
+                }
+                b']' => self.push(Value::List(Vec::new()))?,
+                b'l' => {
+                    let items = self.pop_mark("LIST")?;
+                    self.push(Value::List(items))?;
+                }
+                b'}' => self.push(Value::Dict(Vec::new()))?,
+                b'd' => {
+                    let items = self.pop_mark("DICT")?;
+                    let pairs = self.pairs("DICT", items)?;
+                    self.push(Value::Dict(pairs))?;
+                }
+                0x8f => self.push(Value::Set(Vec::new()))?,
+                0x91 => {
+                    let items = self.pop_mark("FROZENSET")?;
+                    self.push(Value::FrozenSet(items))?;
+                }
+                b'a' => {
+                    let v = self.pop("APPEND")?;
+                    let target = self.top("APPEND")?;
+                    self.extend_list("APPEND", target, vec![v])?;
+                }
+                b'e' => {
+                    let items = self.pop_mark("APPENDS")?;
+                    let target = self.top("APPENDS")?;
+                    self.extend_list("APPENDS", target, items)?;
+                }
+                b's' => {
+                    let v = self.pop("SETITEM")?;
+                    let k = self.pop("SETITEM")?;
+                    let target = self.top("SETITEM")?;
+                    self.extend_dict("SETITEM", target, vec![(k, v)])?;
+                }
+                b'u' => {
+                    let items = self.pop_mark("SETITEMS")?;
+                    let pairs = self.pairs("SETITEMS", items)?;
+                    let target = self.top("SETITEMS")?;
+                    self.extend_dict("SETITEMS", target, pairs)?;
+                }
+                0x90 => {
+                    let items = self.pop_mark("ADDITEMS")?;
+                    let target = self.top("ADDITEMS")?;
+                    let limit = self.limits.max_container_len;
+                    let found = self.out.get(target).kind();
+                    match self.out.values.get_mut(target.index()) {
+                        Some(Value::Set(s)) => {
+                            if s.len() + items.len() > limit {
+                                return Err(self.err(ErrorKind::LimitExceeded {
+                                    what: "container size",
+                                    limit: limit as u64,
+                                }));
+                            }
+                            s.extend(items);
+                        }
+                        _ => {
+                            return Err(self.err(ErrorKind::WrongType {
+                                opcode: "ADDITEMS",
+                                expected: "a set",
+                                found,
+                            }));
+                        }
+                    }
+                }
+                // ---- memo
+                b'p' => {
+                    let l = self.line_str("PUT")?;
+                    let idx = l.trim().parse::<u64>().map_err(|_| {
+                        self.err(ErrorKind::Malformed {
+                            opcode: "PUT",
+                            detail: "bad memo index".into(),
+                        })
+                    })?;
+                    self.memo_put(idx)?;
+                }
+                b'q' => {
+                    let idx = self.u8()?;
+                    self.memo_put(u64::from(idx))?;
+                }
+                b'r' => {
+                    let idx = u32::from_le_bytes(self.array()?);
+                    self.memo_put(u64::from(idx))?;
+                }
+                0x94 => {
+                    let idx = self.memo.len() as u64;
+                    self.memo_put(idx)?;
+                }
+                b'g' => {
+                    let l = self.line_str("GET")?;
+                    let idx = l.trim().parse::<u64>().map_err(|_| {
+                        self.err(ErrorKind::Malformed {
+                            opcode: "GET",
+                            detail: "bad memo index".into(),
+                        })
+                    })?;
+                    self.memo_get(idx)?;
+                }
+                b'h' => {
+                    let idx = self.u8()?;
+                    self.memo_get(u64::from(idx))?;
+                }
+                b'j' => {
+                    let idx = u32::from_le_bytes(self.array()?);
+                    self.memo_get(u64::from(idx))?;
+                }
+                // ---- globals and calls (recorded, never performed)
+                b'c' => {
+                    let module = self.line_str("GLOBAL")?.to_owned();
+                    let name = self.line_str("GLOBAL")?.to_owned();
+                    let id = self.global(module, name)?;
+                    self.push_id(id)?;
+                }
+                0x93 => {
+                    let name = self.pop("STACK_GLOBAL")?;
+                    let module = self.pop("STACK_GLOBAL")?;
+                    let (Some(m), Some(n)) = (self.out.as_str(module), self.out.as_str(name))
+                    else {
+                        return Err(self.err(ErrorKind::WrongType {
+                            opcode: "STACK_GLOBAL",
+                            expected: "two strings",
+                            found: "something else",
+                        }));
+                    };
+                    let (m, n) = (m.to_owned(), n.to_owned());
+                    let id = self.global(m, n)?;
+                    self.push_id(id)?;
+                }
+                0x82 => {
+                    let code = self.u8()?;
+                    self.extension(u32::from(code))?;
+                }
+                0x83 => {
+                    let code = u16::from_le_bytes(self.array()?);
+                    self.extension(u32::from(code))?;
+                }
+                0x84 => {
+                    let code = i32::from_le_bytes(self.array()?);
+                    self.extension(code as u32)?;
+                }
+                b'R' => {
+                    let args = self.pop("REDUCE")?;
+                    let callee = self.pop("REDUCE")?;
+                    let args = self.ensure_tuple("REDUCE", args)?;
+                    self.object(callee, args, None, Construct::Reduce)?;
+                }
+                0x81 => {
+                    let args = self.pop("NEWOBJ")?;
+                    let cls = self.pop("NEWOBJ")?;
+                    let args = self.ensure_tuple("NEWOBJ", args)?;
+                    self.object(cls, args, None, Construct::NewObj)?;
+                }
+                0x92 => {
+                    let kwargs = self.pop("NEWOBJ_EX")?;
+                    let args = self.pop("NEWOBJ_EX")?;
+                    let cls = self.pop("NEWOBJ_EX")?;
+                    let args = self.ensure_tuple("NEWOBJ_EX", args)?;
+                    self.object(cls, args, Some(kwargs), Construct::NewObjEx)?;
+                }
+                b'i' => {
+                    let module = self.line_str("INST")?.to_owned();
+                    let name = self.line_str("INST")?.to_owned();
+                    let items = self.pop_mark("INST")?;
+                    let cls = self.global(module, name)?;
+                    let args = self.new_value(Value::Tuple(items))?;
+                    self.object(cls, args, None, Construct::Inst)?;
+                }
+                b'o' => {
+                    let mut items = self.pop_mark("OBJ")?;
+                    if items.is_empty() {
+                        return Err(self.err(ErrorKind::StackUnderflow {
+                            opcode: "OBJ",
+                            needed: 1,
+                        }));
+                    }
+                    let cls = items.remove(0);
+                    let args = self.new_value(Value::Tuple(items))?;
+                    self.object(cls, args, None, Construct::Obj)?;
+                }
+                b'b' => {
+                    let state = self.pop("BUILD")?;
+                    let target = self.top("BUILD")?;
+                    self.build(target, state)?;
+                }
+                b'P' => {
+                    let l = self.line()?;
+                    let s = Self::string_value(l);
+                    let pid = self.new_value(s)?;
+                    self.push(Value::PersId(pid))?;
+                }
+                b'Q' => {
+                    let pid = self.pop("BINPERSID")?;
+                    self.push(Value::PersId(pid))?;
+                }
+                other => return Err(self.err(ErrorKind::UnknownOpcode(other))),
+            }
+        }
+    }
+
+    fn extension(&mut self, code: u32) -> R<()> {
+        self.out.extensions.push((code, self.op_start as u64));
+        self.push(Value::Extension(code))
+    }
+
+    fn pairs(&self, opcode: &'static str, items: Vec<ValueId>) -> R<Vec<(ValueId, ValueId)>> {
+        if items.len() % 2 != 0 {
+            return Err(self.err(ErrorKind::Malformed {
+                opcode,
+                detail: "odd number of items".into(),
+            }));
+        }
+        Ok(items.chunks_exact(2).map(|c| (c[0], c[1])).collect())
+    }
+
+    fn extend_list(&mut self, opcode: &'static str, target: ValueId, items: Vec<ValueId>) -> R<()> {
+        let limit = self.limits.max_container_len;
+        let found = self.out.get(target).kind();
+        let slot = match self.out.values.get_mut(target.index()) {
+            Some(Value::List(l)) => l,
+            Some(Value::Object(o)) => &mut o.list_items,
+            _ => {
+                return Err(self.err(ErrorKind::WrongType {
+                    opcode,
+                    expected: "a list or object",
+                    found,
+                }));
+            }
+        };
+        if slot.len().saturating_add(items.len()) > limit {
+            return Err(self.err(ErrorKind::LimitExceeded {
+                what: "container size",
+                limit: limit as u64,
+            }));
+        }
+        slot.extend(items);
+        Ok(())
+    }
+
+    fn extend_dict(
+        &mut self,
+        opcode: &'static str,
+        target: ValueId,
+        pairs: Vec<(ValueId, ValueId)>,
+    ) -> R<()> {
+        let limit = self.limits.max_container_len;
+        let found = self.out.get(target).kind();
+        let slot = match self.out.values.get_mut(target.index()) {
+            Some(Value::Dict(d)) => d,
+            Some(Value::Object(o)) => &mut o.dict_items,
+            _ => {
+                return Err(self.err(ErrorKind::WrongType {
+                    opcode,
+                    expected: "a dict or object",
+                    found,
+                }));
+            }
+        };
+        if slot.len().saturating_add(pairs.len()) > limit {
+            return Err(self.err(ErrorKind::LimitExceeded {
+                what: "container size",
+                limit: limit as u64,
+            }));
+        }
+        slot.extend(pairs);
+        Ok(())
+    }
+
+    fn build(&mut self, target: ValueId, state: ValueId) -> R<()> {
+        let found = self.out.get(target).kind();
+        match self.out.values.get_mut(target.index()) {
+            Some(Value::Object(o)) => {
+                // A second BUILD on one object is unusual; the last state wins, as
+                // `__setstate__` would overwrite.
+                o.state = Some(state);
+                Ok(())
+            }
+            _ => Err(self.err(ErrorKind::WrongType {
+                opcode: "BUILD",
+                expected: "an object",
+                found,
+            })),
+        }
+    }
+}
+
+fn truncate(s: &str) -> String {
+    s.chars().take(40).collect()
+}
+
+/// Python's `float()` for what FLOAT writes (`repr` of a float: `1.5`, `inf`, `nan`, `1e-05`).
+fn parse_py_float(s: &str) -> Option<f64> {
+    match s {
+        "inf" | "+inf" => Some(f64::INFINITY),
+        "-inf" => Some(f64::NEG_INFINITY),
+        "nan" | "-nan" | "+nan" => Some(f64::NAN),
+        _ => s.parse::<f64>().ok(),
+    }
+}
+
+/// Decode a protocol-0 STRING argument: a Python bytes literal in single or double quotes.
+fn unquote_py_string(line: &[u8]) -> Option<Vec<u8>> {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    if line.len() < 2 {
+        return None;
+    }
+    let q = line[0];
+    if (q != b'\'' && q != b'"') || line[line.len() - 1] != q {
+        return None;
+    }
+    let body = &line[1..line.len() - 1];
+    let mut out = Vec::with_capacity(body.len());
+    let mut i = 0;
+    while i < body.len() {
+        let c = body[i];
+        if c != b'\\' {
+            out.push(c);
+            i += 1;
+            continue;
+        }
+        let e = *body.get(i + 1)?;
+        i += 2;
+        match e {
+            b'n' => out.push(b'\n'),
+            b't' => out.push(b'\t'),
+            b'r' => out.push(b'\r'),
+            b'\\' => out.push(b'\\'),
+            b'\'' => out.push(b'\''),
+            b'"' => out.push(b'"'),
+            b'a' => out.push(7),
+            b'b' => out.push(8),
+            b'f' => out.push(12),
+            b'v' => out.push(11),
+            b'\n' => {}
+            b'x' => {
+                let h = body.get(i..i + 2)?;
+                let h = std::str::from_utf8(h).ok()?;
+                out.push(u8::from_str_radix(h, 16).ok()?);
+                i += 2;
+            }
+            b'0'..=b'7' => {
+                let mut v: u32 = u32::from(e - b'0');
+                let mut n = 1;
+                while n < 3 {
+                    match body.get(i) {
+                        Some(d @ b'0'..=b'7') => {
+                            v = v * 8 + u32::from(d - b'0');
+                            i += 1;
+                            n += 1;
+                        }
+                        _ => break,
+                    }
+                }
+                out.push((v & 0xff) as u8);
+            }
+            other => {
+                out.push(b'\\');
+                out.push(other);
+            }
+        }
+    }
+    Some(out)
+}
+
+/// Python's `raw-unicode-escape` decoding (protocol-0 UNICODE): bytes are Latin-1 except
+/// `\uXXXX` and `\UXXXXXXXX`.
+fn raw_unicode_escape(line: &[u8]) -> String {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let mut out = String::with_capacity(line.len());
+    let mut i = 0;
+    while i < line.len() {
+        let c = line[i];
+        if c == b'\\' && i + 1 < line.len() && (line[i + 1] == b'u' || line[i + 1] == b'U') {
+            let n = if line[i + 1] == b'u' { 4 } else { 8 };
+            if let Some(hex) = line.get(i + 2..i + 2 + n)
+                && let Ok(h) = std::str::from_utf8(hex)
+                && let Ok(cp) = u32::from_str_radix(h, 16)
+            {
+                out.push(char::from_u32(cp).unwrap_or(char::REPLACEMENT_CHARACTER));
+                i += 2 + n;
+                continue;
+            }
+        }
+        out.push(char::from(c));
+        i += 1;
+    }
+    out
+}
+
+/// Python dicts and sets cannot hold equal keys twice; a pickle can say so (SETITEM twice with
+/// one key). Keep the first position and the last value, as CPython's dict would.
+fn dedup_keys(p: &mut Pickle) {
+    #[derive(Hash, PartialEq, Eq)]
+    enum Key<'a> {
+        Str(&'a str),
+        Int(i64),
+        Bytes(&'a [u8]),
+        None,
+    }
+    fn key<'a>(values: &'a [Value], id: ValueId) -> Option<Key<'a>> {
+        match values.get(id.index())? {
+            Value::Str(s) => Some(Key::Str(s)),
+            Value::Int(i) => Some(Key::Int(*i)),
+            Value::Bool(b) => Some(Key::Int(i64::from(*b))),
+            Value::Float(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Some(Key::Int(*f as i64)),
+            Value::Bytes(b) => Some(Key::Bytes(b)),
+            Value::None => Some(Key::None),
+            _ => None,
+        }
+    }
+    let mut fixes: Vec<(usize, Vec<(ValueId, ValueId)>)> = Vec::new();
+    for (i, v) in p.values.iter().enumerate() {
+        let Value::Dict(items) = v else { continue };
+        if items.len() < 2 {
+            continue;
+        }
+        let mut seen: HashMap<Key<'_>, usize> = HashMap::with_capacity(items.len());
+        let mut out: Vec<(ValueId, ValueId)> = Vec::new();
+        let mut dup = false;
+        for (k, val) in items {
+            match key(&p.values, *k) {
+                Some(kk) => match seen.get(&kk) {
+                    Some(&pos) => {
+                        out[pos].1 = *val;
+                        dup = true;
+                    }
+                    None => {
+                        seen.insert(kk, out.len());
+                        out.push((*k, *val));
+                    }
+                },
+                None => out.push((*k, *val)),
+            }
+        }
+        if dup {
+            fixes.push((i, out));
+        }
+    }
+    for (i, items) in fixes {
+        p.values[i] = Value::Dict(items);
+    }
+    let mut set_fixes: Vec<(usize, Value)> = Vec::new();
+    for (i, v) in p.values.iter().enumerate() {
+        let (items, frozen) = match v {
+            Value::Set(s) => (s, false),
+            Value::FrozenSet(s) => (s, true),
+            _ => continue,
+        };
+        if items.len() < 2 {
+            continue;
+        }
+        let mut seen: HashSet<Key<'_>> = HashSet::with_capacity(items.len());
+        let mut out = Vec::with_capacity(items.len());
+        for id in items {
+            match key(&p.values, *id) {
+                Some(k) => {
+                    if seen.insert(k) {
+                        out.push(*id);
+                    }
+                }
+                None => out.push(*id),
+            }
+        }
+        if out.len() != items.len() {
+            set_fixes.push((
+                i,
+                if frozen {
+                    Value::FrozenSet(out)
+                } else {
+                    Value::Set(out)
+                },
+            ));
+        }
+    }
+    for (i, v) in set_fixes {
+        p.values[i] = v;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn py_string_literals() {
+        assert_eq!(
+            unquote_py_string(b"'a\\nb\\x41\\101'"),
+            Some(b"a\nbAA".to_vec())
+        );
+        assert_eq!(unquote_py_string(b"\"q\""), Some(b"q".to_vec()));
+        assert_eq!(unquote_py_string(b"noquote"), None);
+    }
+
+    #[test]
+    fn raw_unicode() {
+        assert_eq!(raw_unicode_escape(b"a\\u00e9\\U0001F600"), "a\u{e9}\u{1F600}");
+        assert_eq!(raw_unicode_escape(&[0xe9]), "\u{e9}");
+    }
+}
