@@ -1,0 +1,26 @@
+//! torch.save containers read safely and lazily.
+//!
+//! [`Checkpoint::open`] reads a zip archive's central directory and `data.pkl` (or the legacy
+//! stream's pickles, or a safetensors header) and nothing else: tensors become [`TensorRef`]s
+//! whose bytes are read only when asked ([`Checkpoint::read_tensor`],
+//! [`Checkpoint::tensor_sha256`], [`Checkpoint::read_scalar`]). The pickle is decoded by
+//! `ckpt-pickle`, which never imports or calls anything; [`Doc`] gives the values their torch
+//! meaning (OrderedDict, DictConfig, Namespace, numpy, torch.Size …).
+
+mod container;
+mod doc;
+mod dtype;
+mod error;
+pub mod json;
+pub mod pyrepr;
+pub mod scan;
+mod tensor;
+
+pub use container::{ByteOrder, Checkpoint, Format, Options};
+pub use doc::{
+    ClassifyError, Doc, NdArray, Node, NodeId, ObjectNode, PersIdStyle, StorageRef, TensorKind,
+    TensorRef, View,
+};
+pub use dtype::DType;
+pub use error::{Error, Result};
+pub use tensor::{scalar_from_le, sha256_hex, tensor_span};

@@ -1,0 +1,682 @@
+//! Opening a checkpoint: sniff the container, read the pickle (kilobytes), index the storages
+//! (offsets only; no tensor bytes are read here).
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use ckpt_pickle::{ErrorKind as PickleErrorKind, Limits, Value};
+
+use crate::doc::{Doc, Node, NodeId, PersIdStyle, StorageRef, TensorKind, TensorRef, View};
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+
+/// The container a checkpoint was found in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Format {
+    /// torch >= 1.6 zip archive; `root` is the folder holding `data.pkl`.
+    Zip { root: String },
+    /// The pre-1.6 stream: magic number, protocol, sys_info, pickle, storage keys, storages.
+    Legacy,
+    /// A `.safetensors` file (header only is read).
+    Safetensors,
+    /// A bare pickle (no torch framing): not something torch.save writes, but something
+    /// people (and attackers) name `.pt`.
+    Pickle,
+}
+
+impl Format {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Format::Zip { .. } => "zip",
+            Format::Legacy => "legacy",
+            Format::Safetensors => "safetensors",
+            Format::Pickle => "pickle",
+        }
+    }
+}
+
+/// Byte order of tensor data as recorded in the archive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ByteOrder {
+    Little,
+    Big,
+}
+
+/// Knobs for opening untrusted files.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub limits: Limits,
+    /// Largest pickle we are willing to read into memory.
+    pub max_pickle_bytes: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            limits: Limits::default(),
+            max_pickle_bytes: 1 << 30,
+        }
+    }
+}
+
+/// Where one storage's bytes are: absolute file offset and length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Extent {
+    pub offset: u64,
+    pub len: u64,
+}
+
+#[derive(Debug)]
+pub(crate) enum StorageIndex {
+    /// Zip entries by name: local header offset, stored size, compression method.
+    Zip {
+        root: String,
+        entries: HashMap<String, (u64, u64, u16)>,
+    },
+    /// Direct extents by storage key (legacy, safetensors).
+    Extents(HashMap<String, Extent>),
+}
+
+/// An opened checkpoint: its decoded pickle and how to reach tensor bytes.
+#[derive(Debug)]
+pub struct Checkpoint {
+    pub path: PathBuf,
+    pub format: Format,
+    pub doc: Doc,
+    /// File size in bytes.
+    pub size: u64,
+    pub byteorder: ByteOrder,
+    /// Zip: `version` / `.format_version` record; legacy: protocol version.
+    pub version: Option<String>,
+    /// Name of the pickle inside the container (`best/data.pkl`), for messages.
+    pub pickle_entry: String,
+    /// Bytes of pickle decoded.
+    pub pickle_bytes: u64,
+    /// Safetensors `__metadata__`, when present.
+    pub safetensors_metadata: Vec<(String, String)>,
+    pub(crate) file: File,
+    pub(crate) storages: StorageIndex,
+}
+
+const LEGACY_MAGIC: [u8; 10] = [0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19];
+
+impl Checkpoint {
+    /// Open with default limits.
+    pub fn open(path: impl AsRef<Path>) -> Result<Checkpoint> {
+        Self::open_with(path, &Options::default())
+    }
+
+    pub fn open_with(path: impl AsRef<Path>, opts: &Options) -> Result<Checkpoint> {
+        let path = path.as_ref().to_path_buf();
+        let io = |source| Error::Io {
+            path: path.clone(),
+            source,
+        };
+        let file = File::open(&path).map_err(io)?;
+        let meta = file.metadata().map_err(io)?;
+        if meta.is_dir() {
+            return Err(Error::NotACheckpoint {
+                path,
+                reason: "a directory".into(),
+            });
+        }
+        let size = meta.len();
+        if size == 0 {
+            return Err(Error::Empty { path });
+        }
+        let mut head = vec![0u8; size.min(512) as usize];
+        read_exact_at(&file, &mut head, 0).map_err(io)?;
+        let mut ck = Checkpoint {
+            path,
+            format: Format::Pickle,
+            doc: Doc::default(),
+            size,
+            byteorder: ByteOrder::Little,
+            version: None,
+            pickle_entry: String::new(),
+            pickle_bytes: 0,
+            safetensors_metadata: Vec::new(),
+            file,
+            storages: StorageIndex::Extents(HashMap::new()),
+        };
+        if head.starts_with(b"PK\x03\x04") || head.starts_with(b"PK\x05\x06") {
+            ck.open_zip(opts)?;
+        } else if head.len() >= 2 && head[0] == 0x80 && head[1] <= 5 {
+            ck.open_pickle_stream(opts)?;
+        } else if looks_like_safetensors(&head, size) {
+            ck.open_safetensors()?;
+        } else {
+            return Err(Error::NotACheckpoint {
+                reason: sniff_reason(&head),
+                path: ck.path,
+            });
+        }
+        Ok(ck)
+    }
+
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
+        read_exact_at(&self.file, buf, offset).map_err(|source| Error::Io {
+            path: self.path.clone(),
+            source,
+        })
+    }
+
+    /// Read `len` bytes at `offset`, checking the range against the file size first.
+    pub(crate) fn read_range(&self, offset: u64, len: u64) -> Result<Vec<u8>> {
+        let end = offset.checked_add(len).filter(|e| *e <= self.size);
+        if end.is_none() {
+            return Err(Error::Zip {
+                path: self.path.clone(),
+                detail: format!(
+                    "range {offset}+{len} runs past the end of the {}-byte file",
+                    self.size
+                ),
+            });
+        }
+        let n = usize::try_from(len).map_err(|_| Error::Zip {
+            path: self.path.clone(),
+            detail: "range too large for memory".into(),
+        })?;
+        let mut buf = vec![0u8; n];
+        self.read_at(&mut buf, offset)?;
+        Ok(buf)
+    }
+
+    fn decode_pickle(&mut self, data: &[u8], entry: &str, opts: &Options, style: PersIdStyle) -> Result<()> {
+        let pickle = ckpt_pickle::decode_with(data, &opts.limits).map_err(|source| Error::Pickle {
+            path: self.path.clone(),
+            entry: entry.to_owned(),
+            source,
+        })?;
+        self.pickle_bytes = pickle.end;
+        self.pickle_entry = entry.to_owned();
+        self.doc = Doc::classify(pickle, style).map_err(|e| Error::Malformed {
+            path: self.path.clone(),
+            entry: entry.to_owned(),
+            offset: e.offset,
+            what: e.what,
+            detail: e.detail,
+        })?;
+        Ok(())
+    }
+
+    // ------------------------------------------------------------------ zip
+    fn open_zip(&mut self, opts: &Options) -> Result<()> {
+        let zerr = |path: &Path, e: zip::result::ZipError| Error::Zip {
+            path: path.to_path_buf(),
+            detail: e.to_string(),
+        };
+        let reader = self.file.try_clone().map_err(|source| Error::Io {
+            path: self.path.clone(),
+            source,
+        })?;
+        let archive = zip::ZipArchive::new(reader).map_err(|e| zerr(&self.path, e))?;
+        let mut entries: HashMap<String, (u64, u64, u16)> = HashMap::with_capacity(archive.len());
+        let mut names: Vec<String> = Vec::new();
+        for i in 0..archive.len() {
+            let e = archive.by_index_data(i).map_err(|e| zerr(&self.path, e))?;
+            let name = String::from_utf8_lossy(e.name_raw()).into_owned();
+            let method: u16 = match e.compression() {
+                zip::CompressionMethod::Stored => 0,
+                _ => 8,
+            };
+            entries.insert(name.clone(), (e.header_start(), e.compressed_size(), method));
+            names.push(name);
+        }
+        // `<root>/data.pkl`; the root is the file stem, `archive`, or anything else.
+        let pkl = names
+            .iter()
+            .filter(|n| n.ends_with("data.pkl") && (n.as_str() == "data.pkl" || n.ends_with("/data.pkl")))
+            .min_by_key(|n| n.matches('/').count())
+            .cloned();
+        let Some(pkl) = pkl else {
+            let mut listed: Vec<&str> = names.iter().map(String::as_str).take(5).collect();
+            if names.len() > 5 {
+                listed.push("…");
+            }
+            return Err(Error::NoDataPkl {
+                path: self.path.clone(),
+                entries: if listed.is_empty() { "none".into() } else { listed.join(", ") },
+            });
+        };
+        let root = pkl.strip_suffix("data.pkl").unwrap_or("").trim_end_matches('/').to_owned();
+        let prefix = if root.is_empty() { String::new() } else { format!("{root}/") };
+        self.storages = StorageIndex::Zip {
+            root: root.clone(),
+            entries,
+        };
+        if let Some(bo) = self.small_entry(&format!("{prefix}byteorder"))? {
+            if bo.trim() == "big" {
+                self.byteorder = ByteOrder::Big;
+            }
+        }
+        self.version = match self.small_entry(&format!("{prefix}.format_version"))? {
+            Some(v) => Some(v.trim().to_owned()),
+            None => self.small_entry(&format!("{prefix}version"))?.map(|v| v.trim().to_owned()),
+        };
+        let data = self.entry_bytes(&pkl, opts.max_pickle_bytes)?;
+        self.format = Format::Zip { root };
+        self.decode_pickle(&data, &pkl, opts, PersIdStyle::Zip)
+    }
+
+    /// Absolute offset and length of a stored zip entry's data (reads its local header).
+    pub(crate) fn zip_entry_extent(&self, name: &str) -> Result<Option<Extent>> {
+        let StorageIndex::Zip { entries, .. } = &self.storages else {
+            return Ok(None);
+        };
+        let Some(&(header, size, method)) = entries.get(name) else {
+            return Ok(None);
+        };
+        if method != 0 {
+            return Err(Error::Compressed {
+                path: self.path.clone(),
+                entry: name.to_owned(),
+                method: "deflate or other".into(),
+            });
+        }
+        let mut lh = [0u8; 30];
+        if header.checked_add(30).is_none_or(|e| e > self.size) {
+            return Err(Error::Zip {
+                path: self.path.clone(),
+                detail: format!("local header of {name} lies past the end of the file"),
+            });
+        }
+        self.read_at(&mut lh, header)?;
+        if lh[..4] != *b"PK\x03\x04" {
+            return Err(Error::Zip {
+                path: self.path.clone(),
+                detail: format!("bad local header signature for {name}"),
+            });
+        }
+        let name_len = u64::from(u16::from_le_bytes([lh[26], lh[27]]));
+        let extra_len = u64::from(u16::from_le_bytes([lh[28], lh[29]]));
+        let data = header + 30 + name_len + extra_len;
+        if data.checked_add(size).is_none_or(|e| e > self.size) {
+            return Err(Error::Zip {
+                path: self.path.clone(),
+                detail: format!(
+                    "entry {name} claims {size} bytes at offset {data}, past the end of the {}-byte file",
+                    self.size
+                ),
+            });
+        }
+        Ok(Some(Extent { offset: data, len: size }))
+    }
+
+    fn entry_bytes(&self, name: &str, max: u64) -> Result<Vec<u8>> {
+        let ext = self.zip_entry_extent(name)?.ok_or_else(|| Error::Zip {
+            path: self.path.clone(),
+            detail: format!("entry {name} vanished"),
+        })?;
+        if ext.len > max {
+            return Err(Error::PickleTooLarge {
+                path: self.path.clone(),
+                entry: name.to_owned(),
+                size: ext.len,
+                limit: max,
+            });
+        }
+        self.read_range(ext.offset, ext.len)
+    }
+
+    fn small_entry(&self, name: &str) -> Result<Option<String>> {
+        match self.zip_entry_extent(name)? {
+            Some(ext) if ext.len <= 256 => {
+                let b = self.read_range(ext.offset, ext.len)?;
+                Ok(Some(String::from_utf8_lossy(&b).into_owned()))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    // ------------------------------------------------------------------ pickle streams
+    /// Decode one pickle starting at `offset`, reading a growing window of the file so that we
+    /// never read more than the pickle (plus slack) and never the storages after it.
+    fn decode_at(&self, offset: u64, opts: &Options, what: &str) -> Result<(Vec<u8>, ckpt_pickle::Pickle)> {
+        let mut window: u64 = 64 << 10;
+        loop {
+            let avail = self.size.saturating_sub(offset);
+            let len = window.min(avail);
+            let buf = self.read_range(offset, len)?;
+            match ckpt_pickle::decode_with(&buf, &opts.limits) {
+                Ok(p) => return Ok((buf, p)),
+                Err(e) if e.kind == PickleErrorKind::Truncated && len < avail => {
+                    if window >= opts.max_pickle_bytes {
+                        return Err(Error::PickleTooLarge {
+                            path: self.path.clone(),
+                            entry: what.to_owned(),
+                            size: window,
+                            limit: opts.max_pickle_bytes,
+                        });
+                    }
+                    window = window.saturating_mul(4);
+                }
+                Err(e) if matches!(e.kind, PickleErrorKind::LengthPastEnd { .. }) && len < avail => {
+                    window = window.saturating_mul(4).max(len + 1);
+                    if window > opts.max_pickle_bytes.saturating_mul(2) {
+                        return Err(Error::Pickle {
+                            path: self.path.clone(),
+                            entry: what.to_owned(),
+                            source: e,
+                        });
+                    }
+                }
+                Err(mut e) => {
+                    e.offset = e.offset.saturating_add(0);
+                    return Err(Error::Pickle {
+                        path: self.path.clone(),
+                        entry: what.to_owned(),
+                        source: e,
+                    });
+                }
+            }
+        }
+    }
+
+    fn open_pickle_stream(&mut self, opts: &Options) -> Result<()> {
+        // Legacy files start with a pickled magic number; anything else is a bare pickle.
+        let (first_buf, first) = self.decode_at(0, opts, "pickle")?;
+        let is_magic = match first.get(first.root()) {
+            Value::BigInt(b) => {
+                let mut bytes: Vec<u8> = b.magnitude.iter().flat_map(|l| l.to_le_bytes()).collect();
+                while bytes.last() == Some(&0) {
+                    bytes.pop();
+                }
+                !b.negative && bytes == LEGACY_MAGIC
+            }
+            _ => false,
+        };
+        if !is_magic {
+            self.format = Format::Pickle;
+            let end = first.end as usize;
+            return self.decode_pickle(&first_buf[..end], "pickle", opts, PersIdStyle::Zip);
+        }
+        self.format = Format::Legacy;
+        let mut pos = first.end;
+        let (_, proto) = self.decode_at(pos, opts, "legacy protocol record")?;
+        if let Value::Int(v) = proto.get(proto.root()) {
+            self.version = Some(v.to_string());
+        }
+        pos += proto.end;
+        let (_, sys_info) = self.decode_at(pos, opts, "legacy sys_info record")?;
+        if let Some(le) = sys_info.dict_get(sys_info.root(), "little_endian")
+            && matches!(sys_info.get(le), Value::Bool(false))
+        {
+            self.byteorder = ByteOrder::Big;
+        }
+        pos += sys_info.end;
+        let (buf, main) = self.decode_at(pos, opts, "legacy pickle")?;
+        let main_end = main.end;
+        self.decode_pickle(&buf[..main_end as usize], "legacy pickle", opts, PersIdStyle::Legacy)?;
+        pos += main_end;
+        let (_, keys) = self.decode_at(pos, opts, "legacy storage key list")?;
+        pos += keys.end;
+        let key_list: Vec<String> = match keys.get(keys.root()) {
+            Value::List(items) | Value::Tuple(items) => items
+                .iter()
+                .filter_map(|k| match keys.get(*k) {
+                    Value::Str(s) => Some(s.clone()),
+                    Value::Int(i) => Some(i.to_string()),
+                    _ => None,
+                })
+                .collect(),
+            _ => {
+                return Err(Error::Legacy {
+                    path: self.path.clone(),
+                    detail: "storage key list is not a list".into(),
+                });
+            }
+        };
+        // Element sizes per key, from the storages the pickle references.
+        let mut elem: HashMap<&str, u64> = HashMap::new();
+        let nodes: Vec<StorageRef> = self.all_storages();
+        for s in &nodes {
+            elem.insert(s.key.as_str(), s.dtype.size());
+        }
+        let mut extents = HashMap::with_capacity(key_list.len());
+        for key in &key_list {
+            let mut n = [0u8; 8];
+            if pos.checked_add(8).is_none_or(|e| e > self.size) {
+                return Err(Error::Legacy {
+                    path: self.path.clone(),
+                    detail: format!("truncated before storage {key} at byte {pos}"),
+                });
+            }
+            self.read_at(&mut n, pos)?;
+            let numel = i64::from_le_bytes(n);
+            let esize = elem.get(key.as_str()).copied().unwrap_or(1);
+            let len = u64::try_from(numel)
+                .ok()
+                .and_then(|n| n.checked_mul(esize))
+                .ok_or_else(|| Error::Legacy {
+                    path: self.path.clone(),
+                    detail: format!("storage {key} has invalid size {numel}"),
+                })?;
+            let data = pos + 8;
+            if data.checked_add(len).is_none_or(|e| e > self.size) {
+                return Err(Error::Legacy {
+                    path: self.path.clone(),
+                    detail: format!("storage {key} claims {len} bytes at byte {data}, past the end of the file"),
+                });
+            }
+            extents.insert(key.clone(), Extent { offset: data, len });
+            pos = data + len;
+        }
+        self.storages = StorageIndex::Extents(extents);
+        Ok(())
+    }
+
+    /// Every storage the document references (tensors and bare storages).
+    fn all_storages(&self) -> Vec<StorageRef> {
+        let mut out = Vec::new();
+        for i in 0..self.doc.len() {
+            match self.doc.view(NodeId(i as u32)) {
+                View::Tensor(t) => {
+                    if let Some(s) = &t.storage {
+                        out.push(s.clone());
+                    }
+                }
+                View::Storage(s) => out.push(s.clone()),
+                _ => {}
+            }
+        }
+        out
+    }
+
+    // ------------------------------------------------------------------ safetensors
+    fn open_safetensors(&mut self) -> Result<()> {
+        let bad = |path: &Path, d: String| Error::Safetensors {
+            path: path.to_path_buf(),
+            detail: d,
+        };
+        let mut n = [0u8; 8];
+        self.read_at(&mut n, 0)?;
+        let hlen = u64::from_le_bytes(n);
+        const MAX_HEADER: u64 = 100 << 20;
+        if hlen > MAX_HEADER || hlen.saturating_add(8) > self.size {
+            return Err(bad(&self.path, format!("header length {hlen} is invalid for a {}-byte file", self.size)));
+        }
+        let header = self.read_range(8, hlen)?;
+        let json: serde_json::Value =
+            serde_json::from_slice(&header).map_err(|e| bad(&self.path, format!("header is not JSON: {e}")))?;
+        let obj = json
+            .as_object()
+            .ok_or_else(|| bad(&self.path, "header is not a JSON object".into()))?;
+        let data_start = 8 + hlen;
+        let data_len = self.size - data_start;
+        let mut nodes: Vec<Node> = Vec::new();
+        let mut items: Vec<(NodeId, NodeId)> = Vec::new();
+        let mut extents = HashMap::new();
+        for (name, v) in obj {
+            if name == "__metadata__" {
+                if let Some(m) = v.as_object() {
+                    for (k, val) in m {
+                        self.safetensors_metadata
+                            .push((k.clone(), val.as_str().map(str::to_owned).unwrap_or_else(|| val.to_string())));
+                    }
+                }
+                continue;
+            }
+            let dtype_code = v.get("dtype").and_then(|d| d.as_str()).unwrap_or("?");
+            let dtype = DType::from_safetensors(dtype_code)
+                .ok_or_else(|| bad(&self.path, format!("tensor {name}: unknown dtype {dtype_code}")))?;
+            let shape: Vec<u64> = v
+                .get("shape")
+                .and_then(|s| s.as_array())
+                .and_then(|a| a.iter().map(|x| x.as_u64()).collect())
+                .ok_or_else(|| bad(&self.path, format!("tensor {name}: bad shape")))?;
+            let offs: Vec<u64> = v
+                .get("data_offsets")
+                .and_then(|s| s.as_array())
+                .and_then(|a| a.iter().map(|x| x.as_u64()).collect())
+                .ok_or_else(|| bad(&self.path, format!("tensor {name}: bad data_offsets")))?;
+            let [begin, end] = offs[..] else {
+                return Err(bad(&self.path, format!("tensor {name}: data_offsets must have two entries")));
+            };
+            let numel = shape.iter().try_fold(1u64, |a, d| a.checked_mul(*d));
+            let nbytes = numel.and_then(|n| n.checked_mul(dtype.size()));
+            if begin > end || end > data_len || nbytes != Some(end - begin) {
+                return Err(bad(
+                    &self.path,
+                    format!("tensor {name}: data_offsets [{begin}, {end}] do not match its shape and dtype or the file"),
+                ));
+            }
+            let mut stride = vec![0i64; shape.len()];
+            let mut acc: i64 = 1;
+            for (i, d) in shape.iter().enumerate().rev() {
+                stride[i] = acc;
+                acc = acc.saturating_mul(i64::try_from(*d).unwrap_or(i64::MAX));
+            }
+            extents.insert(name.clone(), Extent { offset: data_start + begin, len: end - begin });
+            let key_id = NodeId(nodes.len() as u32);
+            nodes.push(Node::Str(name.clone()));
+            let t_id = NodeId(nodes.len() as u32);
+            nodes.push(Node::Tensor(Box::new(TensorRef {
+                dtype,
+                stride,
+                offset: 0,
+                storage: Some(StorageRef {
+                    key: name.clone(),
+                    dtype,
+                    numel: numel.unwrap_or(0),
+                    location: "cpu".into(),
+                    view_offset_bytes: 0,
+                }),
+                shape,
+                requires_grad: false,
+                kind: TensorKind::Tensor,
+            })));
+            items.push((key_id, t_id));
+        }
+        let root = NodeId(nodes.len() as u32);
+        nodes.push(Node::Dict(items));
+        self.doc = Doc::from_nodes(nodes, root);
+        self.storages = StorageIndex::Extents(extents);
+        self.format = Format::Safetensors;
+        self.pickle_entry = "header".into();
+        self.pickle_bytes = hlen;
+        Ok(())
+    }
+
+    /// Where a storage's bytes are in the file.
+    pub(crate) fn storage_extent(&self, s: &StorageRef) -> Result<Extent> {
+        match &self.storages {
+            StorageIndex::Zip { root, .. } => {
+                let name = if root.is_empty() {
+                    format!("data/{}", s.key)
+                } else {
+                    format!("{root}/data/{}", s.key)
+                };
+                self.zip_entry_extent(&name)?.ok_or_else(|| Error::MissingStorage {
+                    path: self.path.clone(),
+                    key: name,
+                })
+            }
+            StorageIndex::Extents(m) => m.get(&s.key).copied().ok_or_else(|| Error::MissingStorage {
+                path: self.path.clone(),
+                key: s.key.clone(),
+            }),
+        }
+    }
+
+    /// Check that every storage the pickle references exists (cheap: zip directory lookups).
+    pub fn check_storages(&self) -> Result<()> {
+        match &self.storages {
+            StorageIndex::Zip { root, entries } => {
+                for s in self.all_storages() {
+                    let name = if root.is_empty() {
+                        format!("data/{}", s.key)
+                    } else {
+                        format!("{root}/data/{}", s.key)
+                    };
+                    if !entries.contains_key(&name) {
+                        return Err(Error::MissingStorage {
+                            path: self.path.clone(),
+                            key: name,
+                        });
+                    }
+                }
+                Ok(())
+            }
+            StorageIndex::Extents(m) => {
+                for s in self.all_storages() {
+                    if !m.contains_key(&s.key) {
+                        return Err(Error::MissingStorage {
+                            path: self.path.clone(),
+                            key: s.key,
+                        });
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+fn looks_like_safetensors(head: &[u8], size: u64) -> bool {
+    if head.len() < 10 {
+        return false;
+    }
+    let n = u64::from_le_bytes([head[0], head[1], head[2], head[3], head[4], head[5], head[6], head[7]]);
+    n >= 2 && n.saturating_add(8) <= size && head[8] == b'{'
+}
+
+/// A one-phrase guess of what a non-checkpoint file is.
+fn sniff_reason(head: &[u8]) -> String {
+    if head.starts_with(b"version https://git-lfs.github.com/spec") {
+        return "Git LFS pointer file (the real file was never fetched: run `git lfs pull`)".into();
+    }
+    if head.len() > 262 && &head[257..262] == b"ustar" {
+        return "tar archive (torch < 0.1.10 tar checkpoints are not supported)".into();
+    }
+    if head.starts_with(b"\x89HDF") {
+        return "HDF5 file (Keras/TensorFlow weights?)".into();
+    }
+    if head.starts_with(&[0x1f, 0x8b]) {
+        return "gzip-compressed file".into();
+    }
+    if head.starts_with(b"GGUF") {
+        return "GGUF file (llama.cpp)".into();
+    }
+    if std::str::from_utf8(head).is_ok() && head.iter().all(|b| *b >= 0x20 || b"\n\r\t".contains(b)) {
+        return "a text file".into();
+    }
+    let hex: Vec<String> = head.iter().take(4).map(|b| format!("{b:02x}")).collect();
+    format!("unrecognized content (starts with {})", hex.join(" "))
+}
+
+#[cfg(unix)]
+fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    file.read_exact_at(buf, offset)
+}
+
+#[cfg(not(unix))]
+fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = file.try_clone()?;
+    f.seek(SeekFrom::Start(offset))?;
+    f.read_exact(buf)
+}
+

@@ -1,0 +1,479 @@
+//! The decoded object as JSON, in the corpus mapping (what `torch.load` returns, mapped the way
+//! `corpus/README.md` describes). Iterative, so depth costs heap, not stack; budgeted, because a
+//! few hundred bytes of pickle can describe 2^60 shared leaves and JSON has no sharing.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
+use crate::doc::{Doc, NodeId, TensorRef, View};
+use crate::pyrepr::{float_repr, key_str};
+use crate::tensor::sha256_hex;
+
+/// Bounds on the expansion of a document into JSON.
+#[derive(Debug, Clone, Copy)]
+pub struct JsonOptions {
+    /// Values written, counting every repetition of a shared value.
+    pub max_nodes: u64,
+    /// Nesting depth.
+    pub max_depth: usize,
+    /// Output size in bytes.
+    pub max_bytes: u64,
+    /// Pretty-print with this many spaces per level; `None` for compact output.
+    pub indent: Option<usize>,
+}
+
+impl Default for JsonOptions {
+    fn default() -> Self {
+        JsonOptions {
+            max_nodes: 5_000_000,
+            max_depth: 2_000,
+            max_bytes: 512 << 20,
+            indent: Some(1),
+        }
+    }
+}
+
+/// Why JSON output stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum JsonError {
+    #[error(
+        "expansion limit of {limit} values exceeded (shared references are written out in full at each place they occur)"
+    )]
+    ExpansionLimit { limit: u64 },
+    #[error("nesting deeper than {limit} levels")]
+    DepthLimit { limit: usize },
+    #[error("output larger than {limit} bytes")]
+    TooLarge { limit: u64 },
+    #[error("{0}")]
+    Tensor(String),
+}
+
+/// Computes a tensor's hash when asked; `None` leaves it out.
+pub type TensorHasher<'a> = dyn FnMut(&TensorRef) -> Result<Option<String>, String> + 'a;
+
+enum Work {
+    Node(NodeId, usize),
+    Text(&'static str),
+    Key(NodeId, usize),
+    Sep(usize),
+    Close(&'static str, usize),
+    Leave(NodeId),
+    /// `"args": [` followed by a newline at this depth.
+    ArgsOpen(usize),
+    StateKey,
+}
+
+struct Writer<'d, 'h> {
+    doc: &'d Doc,
+    opts: JsonOptions,
+    out: String,
+    nodes: u64,
+    on_path: Vec<u32>,
+    hasher: &'h mut TensorHasher<'h>,
+    hash_cache: HashMap<u32, Option<String>>,
+    python_style: bool,
+}
+
+/// Write `root` of `doc` as JSON.
+pub fn to_json(
+    doc: &Doc,
+    root: NodeId,
+    opts: &JsonOptions,
+    hasher: &mut TensorHasher<'_>,
+) -> Result<String, JsonError> {
+    // Re-borrow with a single lifetime for the writer.
+    let mut h = |t: &TensorRef| hasher(t);
+    let mut w = Writer {
+        doc,
+        opts: *opts,
+        out: String::new(),
+        nodes: 0,
+        on_path: vec![0; doc.len()],
+        hasher: &mut h,
+        hash_cache: HashMap::new(),
+        python_style: false,
+    };
+    w.write(root, 0)?;
+    if w.opts.indent.is_some() {
+        w.out.push('\n');
+    }
+    Ok(w.out)
+}
+
+fn escape_into(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+fn hex(b: &[u8]) -> String {
+    let mut s = String::with_capacity(b.len() * 2);
+    for x in b {
+        let _ = write!(s, "{x:02x}");
+    }
+    s
+}
+
+impl Writer<'_, '_> {
+    fn newline(&mut self, depth: usize) {
+        if let Some(n) = self.opts.indent {
+            self.out.push('\n');
+            for _ in 0..depth * n {
+                self.out.push(' ');
+            }
+        }
+    }
+
+    fn sep(&mut self, depth: usize) {
+        self.out.push(',');
+        if self.opts.indent.is_some() {
+            self.newline(depth);
+        } else if self.python_style {
+            self.out.push(' ');
+        }
+    }
+
+    fn colon(&mut self) {
+        if self.opts.indent.is_some() || self.python_style {
+            self.out.push_str(": ");
+        } else {
+            self.out.push(':');
+        }
+    }
+
+    fn write(&mut self, root: NodeId, base_depth: usize) -> Result<(), JsonError> {
+        let mut work = vec![Work::Node(root, base_depth)];
+        while let Some(w) = work.pop() {
+            if self.out.len() as u64 > self.opts.max_bytes {
+                return Err(JsonError::TooLarge {
+                    limit: self.opts.max_bytes,
+                });
+            }
+            match w {
+                Work::Text(t) => self.out.push_str(t),
+                Work::StateKey => {
+                    self.out.push_str("\"state\"");
+                    self.colon();
+                }
+                Work::ArgsOpen(d) => {
+                    self.out.push_str("\"args\"");
+                    self.colon();
+                    self.out.push('[');
+                    self.newline(d);
+                }
+                Work::Sep(d) => self.sep(d),
+                Work::Close(t, d) => {
+                    self.newline(d);
+                    self.out.push_str(t);
+                }
+                Work::Leave(id) => {
+                    if let Some(c) = self.on_path.get_mut(id.index()) {
+                        *c = c.saturating_sub(1);
+                    }
+                }
+                Work::Key(k, _) => {
+                    let s = key_str(self.doc, k);
+                    escape_into(&mut self.out, &s);
+                    self.colon();
+                }
+                Work::Node(id, depth) => self.node(id, depth, &mut work)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Push the items of a container: `open item, item close`.
+    fn seq(&mut self, items: &[NodeId], depth: usize, work: &mut Vec<Work>) {
+        if items.is_empty() {
+            self.out.push_str("[]");
+            return;
+        }
+        self.out.push('[');
+        self.newline(depth + 1);
+        work.push(Work::Close("]", depth));
+        for (i, it) in items.iter().enumerate().rev() {
+            work.push(Work::Node(*it, depth + 1));
+            if i > 0 {
+                work.push(Work::Sep(depth + 1));
+            }
+        }
+    }
+
+    fn node(&mut self, id: NodeId, depth: usize, work: &mut Vec<Work>) -> Result<(), JsonError> {
+        self.nodes += 1;
+        if self.nodes > self.opts.max_nodes {
+            return Err(JsonError::ExpansionLimit {
+                limit: self.opts.max_nodes,
+            });
+        }
+        if depth > self.opts.max_depth {
+            return Err(JsonError::DepthLimit {
+                limit: self.opts.max_depth,
+            });
+        }
+        let rid = self.doc.resolve(id);
+        let doc = self.doc;
+        let view = doc.view(rid);
+        let is_container = matches!(
+            view,
+            View::List(_) | View::Tuple(_) | View::Dict(_) | View::Set(_) | View::Object(_)
+        );
+        if is_container {
+            let slot = self.on_path.get_mut(rid.index());
+            if let Some(c) = slot {
+                if *c > 0 {
+                    self.out.push_str("{\"__cycle__\": true}");
+                    return Ok(());
+                }
+                *c += 1;
+            }
+            work.push(Work::Leave(rid));
+        }
+        match view {
+            View::None => self.out.push_str("null"),
+            View::Bool(b) => self.out.push_str(if b { "true" } else { "false" }),
+            View::Int(i) => {
+                let _ = write!(self.out, "{i}");
+            }
+            View::BigInt(b) => {
+                let _ = write!(self.out, "{b}");
+            }
+            View::Float(f) => self.float(f),
+            View::Complex(r, i) => {
+                self.out.push_str("{\"__complex__\": [");
+                self.float(r);
+                self.out.push_str(", ");
+                self.float(i);
+                self.out.push_str("]}");
+            }
+            View::Str(s) => escape_into(&mut self.out, s),
+            View::Bytes(b) => {
+                self.out.push_str("{\"__bytes__\": \"");
+                self.out.push_str(&hex(b));
+                self.out.push_str("\"}");
+            }
+            View::List(items) | View::Tuple(items) => self.seq(items, depth, work),
+            View::Dict(items) => {
+                if items.is_empty() {
+                    self.out.push_str("{}");
+                } else {
+                    self.out.push('{');
+                    self.newline(depth + 1);
+                    work.push(Work::Close("}", depth));
+                    for (i, (k, v)) in items.iter().enumerate().rev() {
+                        work.push(Work::Node(*v, depth + 1));
+                        work.push(Work::Key(*k, depth + 1));
+                        if i > 0 {
+                            work.push(Work::Sep(depth + 1));
+                        }
+                    }
+                }
+            }
+            View::Set(items) => {
+                // Sorted by each element's JSON text, as Python's json.dumps writes it.
+                let mut rendered: Vec<String> = Vec::with_capacity(items.len());
+                for it in items {
+                    rendered.push(self.render_python_style(*it, depth + 1)?);
+                }
+                rendered.sort();
+                self.out.push('[');
+                for (i, r) in rendered.iter().enumerate() {
+                    if i > 0 {
+                        self.sep(depth + 1);
+                    } else {
+                        self.newline(depth + 1);
+                    }
+                    self.out.push_str(r);
+                }
+                if rendered.is_empty() {
+                    self.out.push(']');
+                } else {
+                    self.newline(depth);
+                    self.out.push(']');
+                }
+            }
+            View::Tensor(t) => {
+                let hash = match self.hash_cache.get(&rid.0) {
+                    Some(h) => h.clone(),
+                    None => {
+                        let h = (self.hasher)(t).map_err(JsonError::Tensor)?;
+                        self.hash_cache.insert(rid.0, h.clone());
+                        h
+                    }
+                };
+                self.out.push_str("{\"__tensor__\": {\"dtype\": ");
+                escape_into(&mut self.out, t.dtype.name());
+                self.out.push_str(", \"shape\": ");
+                self.shape(&t.shape);
+                if let Some(h) = hash {
+                    self.out.push_str(", \"sha256\": \"");
+                    self.out.push_str(&h);
+                    self.out.push('"');
+                }
+                self.out.push_str("}}");
+            }
+            View::NdArray(a) => {
+                self.out.push_str("{\"__ndarray__\": {\"dtype\": ");
+                escape_into(&mut self.out, &a.dtype);
+                self.out.push_str(", \"shape\": ");
+                self.shape(&a.shape);
+                if let Some(data) = &a.data {
+                    let bytes = if a.fortran_order {
+                        fortran_to_c(data, &a.shape, a.itemsize)
+                    } else {
+                        data.clone()
+                    };
+                    self.out.push_str(", \"sha256\": \"");
+                    self.out.push_str(&sha256_hex(&bytes));
+                    self.out.push('"');
+                }
+                self.out.push_str("}}");
+            }
+            View::Object(o) => {
+                self.out.push('{');
+                self.newline(depth + 1);
+                self.out.push_str("\"__object__\"");
+                self.colon();
+                escape_into(&mut self.out, &o.class);
+                work.push(Work::Close("}", depth));
+                if let Some(s) = o.state {
+                    work.push(Work::Node(s, depth + 1));
+                    work.push(Work::StateKey);
+                    work.push(Work::Sep(depth + 1));
+                }
+                if !o.args.is_empty() {
+                    work.push(Work::Close("]", depth + 1));
+                    for (i, a) in o.args.iter().enumerate().rev() {
+                        work.push(Work::Node(*a, depth + 2));
+                        if i > 0 {
+                            work.push(Work::Sep(depth + 2));
+                        }
+                    }
+                    work.push(Work::ArgsOpen(depth + 2));
+                    work.push(Work::Sep(depth + 1));
+                }
+            }
+            View::Class(c) => {
+                self.out.push_str("{\"__object__\": ");
+                escape_into(&mut self.out, metaclass_of(c));
+                self.out.push_str(", \"name\": ");
+                escape_into(&mut self.out, c);
+                self.out.push('}');
+            }
+            View::Storage(s) => {
+                self.out.push_str("{\"__storage__\": {\"dtype\": ");
+                escape_into(&mut self.out, s.dtype.name());
+                let _ = write!(self.out, ", \"numel\": {}, \"key\": ", s.numel);
+                escape_into(&mut self.out, &s.key);
+                self.out.push_str("}}");
+            }
+            View::Opaque(what) => {
+                self.out.push_str("{\"__opaque__\": ");
+                escape_into(&mut self.out, what);
+                self.out.push('}');
+            }
+        }
+        Ok(())
+    }
+
+    fn float(&mut self, f: f64) {
+        if f.is_finite() {
+            self.out.push_str(&float_repr(f));
+        } else {
+            self.out.push_str("{\"__float__\": \"");
+            self.out.push_str(&float_repr(f));
+            self.out.push_str("\"}");
+        }
+    }
+
+    fn shape(&mut self, shape: &[u64]) {
+        self.out.push('[');
+        for (i, d) in shape.iter().enumerate() {
+            if i > 0 {
+                self.out.push_str(", ");
+            }
+            let _ = write!(self.out, "{d}");
+        }
+        self.out.push(']');
+    }
+
+    /// Render one node compactly in Python's `json.dumps` style, for sorting set elements.
+    fn render_python_style(&mut self, id: NodeId, depth: usize) -> Result<String, JsonError> {
+        let saved_out = std::mem::take(&mut self.out);
+        let saved_opts = self.opts;
+        let saved_style = self.python_style;
+        self.opts.indent = None;
+        self.python_style = true;
+        let r = self.write(id, depth);
+        let rendered = std::mem::replace(&mut self.out, saved_out);
+        self.opts = saved_opts;
+        self.python_style = saved_style;
+        r.map(|_| rendered)
+    }
+}
+
+/// `type(cls)` for a class used as a value: what the corpus mapping records for it.
+fn metaclass_of(qualname: &str) -> &'static str {
+    const ABC: &[&str] = &[
+        "omegaconf.dictconfig.DictConfig",
+        "omegaconf.listconfig.ListConfig",
+        "omegaconf.basecontainer.BaseContainer",
+        "omegaconf.base.Container",
+        "omegaconf.base.Node",
+        "collections.abc.Mapping",
+        "collections.abc.Sequence",
+    ];
+    if ABC.contains(&qualname) {
+        return "abc.ABCMeta";
+    }
+    let last = qualname.rsplit('.').next().unwrap_or(qualname);
+    if last.chars().next().is_some_and(|c| c.is_ascii_uppercase()) {
+        "builtins.type"
+    } else {
+        "builtins.function"
+    }
+}
+
+/// Reorder a Fortran-order array's bytes into C order.
+fn fortran_to_c(data: &[u8], shape: &[u64], itemsize: u64) -> Vec<u8> {
+    let n: u64 = shape.iter().product();
+    let es = itemsize as usize;
+    if shape.len() < 2 || data.len() as u64 != n.saturating_mul(itemsize) {
+        return data.to_vec();
+    }
+    let nd = shape.len();
+    // Fortran strides (in elements): first dimension fastest.
+    let mut fstride = vec![1u64; nd];
+    for k in 1..nd {
+        fstride[k] = fstride[k - 1] * shape[k - 1];
+    }
+    let mut out = Vec::with_capacity(data.len());
+    let mut idx = vec![0u64; nd];
+    for _ in 0..n {
+        let off: u64 = idx.iter().zip(&fstride).map(|(i, s)| i * s).sum();
+        let b = off as usize * es;
+        out.extend_from_slice(&data[b..b + es]);
+        let mut k = nd;
+        while k > 0 {
+            k -= 1;
+            idx[k] += 1;
+            if idx[k] < shape[k] {
+                break;
+            }
+            idx[k] = 0;
+        }
+    }
+    out
+}
