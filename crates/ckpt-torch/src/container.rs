@@ -49,6 +49,9 @@ pub struct Options {
     pub limits: Limits,
     /// Largest pickle we are willing to read into memory.
     pub max_pickle_bytes: u64,
+    /// Give values their torch meaning (tensors, known types). Off for security scans, which
+    /// must report on pickles whose calls are malformed as tensors.
+    pub classify: bool,
 }
 
 impl Default for Options {
@@ -56,6 +59,7 @@ impl Default for Options {
         Options {
             limits: Limits::default(),
             max_pickle_bytes: 1 << 30,
+            classify: true,
         }
     }
 }
@@ -95,6 +99,9 @@ pub struct Checkpoint {
     pub pickle_bytes: u64,
     /// Safetensors `__metadata__`, when present.
     pub safetensors_metadata: Vec<(String, String)>,
+    /// The other pickles of a legacy stream (magic, protocol, sys_info, storage keys), kept
+    /// so a security scan sees every global in the file.
+    pub aux_pickles: Vec<(String, ckpt_pickle::Pickle)>,
     pub(crate) file: File,
     pub(crate) storages: StorageIndex,
 }
@@ -137,6 +144,7 @@ impl Checkpoint {
             pickle_entry: String::new(),
             pickle_bytes: 0,
             safetensors_metadata: Vec::new(),
+            aux_pickles: Vec::new(),
             file,
             storages: StorageIndex::Extents(HashMap::new()),
         };
@@ -191,6 +199,10 @@ impl Checkpoint {
         })?;
         self.pickle_bytes = pickle.end;
         self.pickle_entry = entry.to_owned();
+        if !opts.classify {
+            self.doc = Doc::unclassified(pickle);
+            return Ok(());
+        }
         self.doc = Doc::classify(pickle, style).map_err(|e| Error::Malformed {
             path: self.path.clone(),
             entry: entry.to_owned(),
@@ -377,6 +389,7 @@ impl Checkpoint {
     fn open_pickle_stream(&mut self, opts: &Options) -> Result<()> {
         // Legacy files start with a pickled magic number; anything else is a bare pickle.
         let (first_buf, first) = self.decode_at(0, opts, "pickle")?;
+        let first_end = first.end;
         let is_magic = match first.get(first.root()) {
             Value::BigInt(b) => {
                 let mut bytes: Vec<u8> = b.magnitude.iter().flat_map(|l| l.to_le_bytes()).collect();
@@ -389,16 +402,18 @@ impl Checkpoint {
         };
         if !is_magic {
             self.format = Format::Pickle;
-            let end = first.end as usize;
+            let end = first_end as usize;
             return self.decode_pickle(&first_buf[..end], "pickle", opts, PersIdStyle::Zip);
         }
         self.format = Format::Legacy;
-        let mut pos = first.end;
+        let mut pos = first_end;
+        self.aux_pickles.push(("legacy magic number".into(), first));
         let (_, proto) = self.decode_at(pos, opts, "legacy protocol record")?;
         if let Value::Int(v) = proto.get(proto.root()) {
             self.version = Some(v.to_string());
         }
         pos += proto.end;
+        self.aux_pickles.push(("legacy protocol record".into(), proto));
         let (_, sys_info) = self.decode_at(pos, opts, "legacy sys_info record")?;
         if let Some(le) = sys_info.dict_get(sys_info.root(), "little_endian")
             && matches!(sys_info.get(le), Value::Bool(false))
@@ -406,12 +421,17 @@ impl Checkpoint {
             self.byteorder = ByteOrder::Big;
         }
         pos += sys_info.end;
+        self.aux_pickles.push(("legacy sys_info record".into(), sys_info));
         let (buf, main) = self.decode_at(pos, opts, "legacy pickle")?;
         let main_end = main.end;
         self.decode_pickle(&buf[..main_end as usize], "legacy pickle", opts, PersIdStyle::Legacy)?;
         pos += main_end;
         let (_, keys) = self.decode_at(pos, opts, "legacy storage key list")?;
         pos += keys.end;
+        if !opts.classify {
+            self.aux_pickles.push(("legacy storage key list".into(), keys));
+            return Ok(());
+        }
         let key_list: Vec<String> = match keys.get(keys.root()) {
             Value::List(items) | Value::Tuple(items) => items
                 .iter()

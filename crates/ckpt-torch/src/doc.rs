@@ -183,6 +183,17 @@ impl Doc {
         })
     }
 
+    /// A document whose values keep their raw pickle meaning (for security scans).
+    pub fn unclassified(pickle: Pickle) -> Doc {
+        let nodes = vec![Node::Plain; pickle.len()];
+        let root = pickle.root();
+        Doc {
+            pickle,
+            nodes,
+            root,
+        }
+    }
+
     /// A document built by hand (safetensors headers, tests): nodes only, no pickle.
     pub fn from_nodes(nodes: Vec<Node>, root: NodeId) -> Doc {
         Doc {
@@ -507,6 +518,12 @@ impl Classifier<'_> {
                 return Ok(n);
             }
         }
+        if matches!(g.module.as_str(), "numpy.core.numeric" | "numpy._core.numeric")
+            && g.name == "_frombuffer"
+            && let Some(n) = self.numpy_frombuffer(args)
+        {
+            return Ok(n);
+        }
 
         // ---- omegaconf containers and value nodes: unwrap to their content
         if g.module.starts_with("omegaconf")
@@ -651,8 +668,14 @@ impl Classifier<'_> {
         }
         let bad = |detail: &str| self.err(offset, "tensor", format!("{}: {detail}", g.name));
         match g.name.as_str() {
-            "_rebuild_tensor" | "_rebuild_tensor_v2" | "_rebuild_tensor_v3" => {
-                let need = if g.name == "_rebuild_tensor" { 4 } else { 6 };
+            "_rebuild_tensor" | "_rebuild_tensor_v2" | "_rebuild_tensor_v3" | "_rebuild_qtensor" => {
+                // _rebuild_qtensor(storage, offset, size, stride, quantizer_params, …): the
+                // data is the integer representation, typed by the storage class.
+                let need = if g.name == "_rebuild_tensor_v2" || g.name == "_rebuild_tensor_v3" {
+                    6
+                } else {
+                    4
+                };
                 if args.len() < need {
                     return Err(bad(&format!("expected at least {need} arguments, got {}", args.len())));
                 }
@@ -687,8 +710,9 @@ impl Classifier<'_> {
                     .map(u64::try_from)
                     .collect::<Result<_, _>>()
                     .map_err(|_| bad("negative dimension"))?;
+                let grad_arg = if g.name == "_rebuild_qtensor" { 5 } else { 4 };
                 let requires_grad = args
-                    .get(4)
+                    .get(grad_arg)
                     .is_some_and(|a| matches!(self.p.get(*a), Value::Bool(true)));
                 // Storage view offsets (legacy) are in bytes of the root storage.
                 let extra = storage.view_offset_bytes / dtype.size().max(1);
@@ -922,6 +946,27 @@ impl Classifier<'_> {
             ),
             _ => return None,
         })
+    }
+
+    /// `numpy.core.numeric._frombuffer(buffer, dtype, shape, order)`: numpy's protocol-5
+    /// array pickling.
+    fn numpy_frombuffer(&self, args: &[ValueId]) -> Option<Node> {
+        let data = self.bytes_of(*args.first()?)?.into_owned();
+        let (dtype, itemsize, _, _) = self.numpy_dtype(*args.get(1)?)?;
+        let shape: Vec<u64> = self
+            .ints(*args.get(2)?)?
+            .into_iter()
+            .map(u64::try_from)
+            .collect::<Result<_, _>>()
+            .ok()?;
+        let fortran_order = args.get(3).and_then(|a| self.p.as_str(*a)) == Some("F");
+        Some(Node::NdArray(Box::new(NdArray {
+            dtype,
+            itemsize,
+            shape,
+            fortran_order,
+            data: Some(data),
+        })))
     }
 
     /// `numpy.core.multiarray._reconstruct(ndarray, (0,), b'b')` + BUILD

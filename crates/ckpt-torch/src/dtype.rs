@@ -34,6 +34,10 @@ pub enum DType {
     QUInt2x4,
     Bits8,
     Bits16,
+    Bits1x8,
+    Bits2x4,
+    Bits4x2,
+    BC32,
 }
 
 use DType::*;
@@ -69,6 +73,10 @@ const TABLE: &[(DType, &str, u64, Option<&str>)] = &[
     (QUInt2x4, "quint2x4", 1, Some("QUInt2x4Storage")),
     (Bits8, "bits8", 1, None),
     (Bits16, "bits16", 2, None),
+    (Bits1x8, "bits1x8", 1, None),
+    (Bits2x4, "bits2x4", 1, None),
+    (Bits4x2, "bits4x2", 1, None),
+    (BC32, "bcomplex32", 4, None),
 ];
 
 /// Aliases torch accepts as attribute names (`torch.float` is float32, `torch.half` float16 …).
@@ -145,6 +153,15 @@ impl DType {
         })
     }
 
+    /// Sub-byte quantized types pack several elements into one byte.
+    pub fn elems_per_byte(self) -> u64 {
+        match self {
+            QUInt4x2 => 2,
+            QUInt2x4 => 4,
+            _ => 1,
+        }
+    }
+
     /// Every dtype, for tests and tables.
     pub fn all() -> impl Iterator<Item = DType> {
         TABLE.iter().map(|r| r.0)
@@ -154,7 +171,7 @@ impl DType {
     /// swap each half).
     pub fn swap_unit(self) -> u64 {
         match self {
-            C32 | C64 | C128 => self.size() / 2,
+            C32 | C64 | C128 | BC32 => self.size() / 2,
             _ => self.size(),
         }
     }

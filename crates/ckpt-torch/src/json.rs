@@ -53,8 +53,7 @@ pub type TensorHasher<'a> = dyn FnMut(&TensorRef) -> Result<Option<String>, Stri
 
 enum Work {
     Node(NodeId, usize),
-    Text(&'static str),
-    Key(NodeId, usize),
+    Key(NodeId),
     Sep(usize),
     Close(&'static str, usize),
     Leave(NodeId),
@@ -162,7 +161,6 @@ impl Writer<'_, '_> {
                 });
             }
             match w {
-                Work::Text(t) => self.out.push_str(t),
                 Work::StateKey => {
                     self.out.push_str("\"state\"");
                     self.colon();
@@ -183,7 +181,7 @@ impl Writer<'_, '_> {
                         *c = c.saturating_sub(1);
                     }
                 }
-                Work::Key(k, _) => {
+                Work::Key(k) => {
                     let s = key_str(self.doc, k);
                     escape_into(&mut self.out, &s);
                     self.colon();
@@ -274,7 +272,7 @@ impl Writer<'_, '_> {
                     work.push(Work::Close("}", depth));
                     for (i, (k, v)) in items.iter().enumerate().rev() {
                         work.push(Work::Node(*v, depth + 1));
-                        work.push(Work::Key(*k, depth + 1));
+                        work.push(Work::Key(*k));
                         if i > 0 {
                             work.push(Work::Sep(depth + 1));
                         }

@@ -21,6 +21,19 @@ pub fn tensor_span(t: &TensorRef, storage_bytes: u64) -> std::result::Result<(u6
     if t.shape.len() != t.stride.len() {
         return Err("shape and stride differ in length".into());
     }
+    let per = t.dtype.elems_per_byte();
+    if per > 1 {
+        // Packed sub-byte elements: only contiguous, byte-aligned tensors are meaningful.
+        if !is_contiguous(t) || t.offset % per != 0 {
+            return Err(format!("{} tensor is not contiguous and byte-aligned", t.dtype));
+        }
+        let first = t.offset / per;
+        let len = t.numel().div_ceil(per);
+        if first.checked_add(len).is_none_or(|e| e > storage_bytes) {
+            return Err(format!("needs {len} bytes at {first} but the storage has {storage_bytes}"));
+        }
+        return Ok((first, len));
+    }
     let mut max_index: u64 = t.offset;
     for (d, s) in t.shape.iter().zip(&t.stride) {
         let s = u64::try_from(*s).map_err(|_| format!("negative stride {s}"))?;
@@ -134,7 +147,7 @@ impl Checkpoint {
             return Ok(());
         }
         let big = self.byteorder == crate::container::ByteOrder::Big;
-        if is_contiguous(t) {
+        if is_contiguous(t) || t.dtype.elems_per_byte() > 1 {
             let mut pos = 0;
             while pos < len {
                 let n = CHUNK.min(len - pos);

@@ -1,0 +1,73 @@
+//! What the user typed. Validation into working configuration happens in each command.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Know everything about your checkpoints: no torch, no pickle code executed, no tensor data
+/// read that is not needed.
+#[derive(Debug, Parser)]
+#[command(name = "ckpt", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Summarize checkpoints: format, versions, keys, epoch/step, hyperparameters, callbacks,
+    /// state dicts, optimizer.
+    Inspect(InspectArgs),
+    /// Print the whole decoded object as JSON (what torch.load would return, mapped to JSON).
+    Dump(DumpArgs),
+    /// Security verdict per file from the globals its pickle references.
+    Scan(ScanArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// Readable text.
+    Table,
+    /// JSON (a stable contract).
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct InspectArgs {
+    /// Checkpoint files (.ckpt .pt .pth .bin .safetensors).
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    pub format: OutputFormat,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DumpArgs {
+    /// The checkpoint file.
+    pub file: PathBuf,
+    /// Add each tensor's sha256 (of its logical row-major little-endian bytes); reads tensor
+    /// data.
+    #[arg(long)]
+    pub tensor_hashes: bool,
+    /// Dump only the value at this dotted path (e.g. `callbacks`, `state_dict.net.weight`, or
+    /// `optimizer_states.0.param_groups`). Keys containing dots are matched whole first.
+    #[arg(long, value_name = "KEY.PATH")]
+    pub at: Option<String>,
+    /// One line of JSON instead of indented output.
+    #[arg(long)]
+    pub compact: bool,
+    /// Refuse to write more than this many values (shared values count at each place).
+    #[arg(long, default_value_t = 5_000_000, value_name = "N")]
+    pub max_nodes: u64,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ScanArgs {
+    /// Files or directories (directories are searched for .ckpt .pt .pth .bin .pkl files).
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    pub format: OutputFormat,
+}
