@@ -150,6 +150,9 @@ impl Checkpoint {
         };
         if head.starts_with(b"PK\x03\x04") || head.starts_with(b"PK\x05\x06") {
             ck.open_zip(opts)?;
+            if opts.classify {
+                ck.check_storages()?;
+            }
         } else if head.len() >= 2 && head[0] == 0x80 && head[1] <= 5 {
             ck.open_pickle_stream(opts)?;
         } else if looks_like_safetensors(&head, size) {
@@ -426,7 +429,12 @@ impl Checkpoint {
         let main_end = main.end;
         self.decode_pickle(&buf[..main_end as usize], "legacy pickle", opts, PersIdStyle::Legacy)?;
         pos += main_end;
-        let (_, keys) = self.decode_at(pos, opts, "legacy storage key list")?;
+        let keys = match self.decode_at(pos, opts, "legacy storage key list") {
+            Ok((_, k)) => k,
+            // A legacy stream whose pickle names no storages may end right there.
+            Err(_) if pos == self.size && self.all_storages().is_empty() => return Ok(()),
+            Err(e) => return Err(e),
+        };
         pos += keys.end;
         if !opts.classify {
             self.aux_pickles.push(("legacy storage key list".into(), keys));

@@ -414,7 +414,15 @@ impl Classifier<'_> {
     fn object(&self, id: ValueId, o: &ckpt_pickle::Object) -> CResult<Node> {
         let args = self.args_of(o);
         let Some(g) = self.p.as_global(o.callee) else {
-            return Ok(self.generic(o, "<call of a computed value>".into()));
+            // e.g. getattr(module, "eval")(...): name what computed the callee.
+            let what = match self.p.get(o.callee) {
+                Value::Object(inner) => match self.p.as_global(inner.callee) {
+                    Some(ig) => format!("<result of {}(...)>", ig.qualname()),
+                    None => "<result of a call>".to_owned(),
+                },
+                other => format!("<{}>", other.kind()),
+            };
+            return Ok(self.generic(o, what));
         };
         let qn = g.qualname();
 

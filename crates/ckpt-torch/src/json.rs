@@ -92,6 +92,7 @@ pub fn to_json(
         hash_cache: HashMap::new(),
         python_style: false,
     };
+    precheck(doc, root, opts)?;
     w.write(root, 0)?;
     if w.opts.indent.is_some() {
         w.out.push('\n');
@@ -420,6 +421,92 @@ impl Writer<'_, '_> {
         self.python_style = saved_style;
         r.map(|_| rendered)
     }
+}
+
+/// Children written for a node (dict keys are written as strings, not counted).
+fn children(doc: &Doc, id: NodeId, out: &mut Vec<NodeId>) {
+    out.clear();
+    match doc.view(id) {
+        View::List(items) | View::Tuple(items) | View::Set(items) => out.extend_from_slice(items),
+        View::Dict(items) => out.extend(items.iter().map(|(_, v)| *v)),
+        View::Object(o) => {
+            out.extend_from_slice(&o.args);
+            out.extend(o.state);
+        }
+        _ => {}
+    }
+}
+
+/// Size and depth of the JSON a document expands to, computed over the shared graph in
+/// linear time, so a memo bomb is refused before anything is written (not after writing
+/// millions of values). Back edges (cycles) count as one value, as the writer prints them.
+fn precheck(doc: &Doc, root: NodeId, opts: &JsonOptions) -> Result<(), JsonError> {
+    const NEW: u8 = 0;
+    const OPEN: u8 = 1;
+    const DONE: u8 = 2;
+    let n = doc.len();
+    let mut state = vec![NEW; n];
+    let mut size = vec![1u64; n];
+    let mut depth = vec![1u32; n];
+    let mut kids: Vec<NodeId> = Vec::new();
+    // (node, children, next child index)
+    let mut stack: Vec<(NodeId, Vec<NodeId>, usize)> = Vec::new();
+    let root = doc.resolve(root);
+    if root.index() >= n {
+        return Ok(());
+    }
+    children(doc, root, &mut kids);
+    state[root.index()] = OPEN;
+    stack.push((root, kids.clone(), 0));
+    while let Some((id, ch, i)) = stack.last_mut() {
+        if *i < ch.len() {
+            let c = doc.resolve(ch[*i]);
+            *i += 1;
+            if c.index() < n && state[c.index()] == NEW {
+                if stack.len() > opts.max_depth {
+                    return Err(JsonError::DepthLimit {
+                        limit: opts.max_depth,
+                    });
+                }
+                children(doc, c, &mut kids);
+                state[c.index()] = OPEN;
+                stack.push((c, kids.clone(), 0));
+            }
+            continue;
+        }
+        let id = *id;
+        let mut total: u64 = 1;
+        let mut d: u32 = 0;
+        for c in ch.iter() {
+            let c = doc.resolve(*c);
+            if c.index() >= n {
+                total = total.saturating_add(1);
+                continue;
+            }
+            match state[c.index()] {
+                DONE => {
+                    total = total.saturating_add(size[c.index()]);
+                    d = d.max(depth[c.index()]);
+                }
+                _ => total = total.saturating_add(1), // a cycle: written as a marker
+            }
+        }
+        size[id.index()] = total;
+        depth[id.index()] = d.saturating_add(1);
+        state[id.index()] = DONE;
+        stack.pop();
+        if total > opts.max_nodes {
+            return Err(JsonError::ExpansionLimit {
+                limit: opts.max_nodes,
+            });
+        }
+        if depth[id.index()] as usize > opts.max_depth {
+            return Err(JsonError::DepthLimit {
+                limit: opts.max_depth,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// `type(cls)` for a class used as a value: what the corpus mapping records for it.
