@@ -194,12 +194,19 @@ impl Checkpoint {
         Ok(buf)
     }
 
-    fn decode_pickle(&mut self, data: &[u8], entry: &str, opts: &Options, style: PersIdStyle) -> Result<()> {
-        let pickle = ckpt_pickle::decode_with(data, &opts.limits).map_err(|source| Error::Pickle {
-            path: self.path.clone(),
-            entry: entry.to_owned(),
-            source,
-        })?;
+    fn decode_pickle(
+        &mut self,
+        data: &[u8],
+        entry: &str,
+        opts: &Options,
+        style: PersIdStyle,
+    ) -> Result<()> {
+        let pickle =
+            ckpt_pickle::decode_with(data, &opts.limits).map_err(|source| Error::Pickle {
+                path: self.path.clone(),
+                entry: entry.to_owned(),
+                source,
+            })?;
         self.pickle_bytes = pickle.end;
         self.pickle_entry = entry.to_owned();
         if !opts.classify {
@@ -236,13 +243,18 @@ impl Checkpoint {
                 zip::CompressionMethod::Stored => 0,
                 _ => 8,
             };
-            entries.insert(name.clone(), (e.header_start(), e.compressed_size(), method));
+            entries.insert(
+                name.clone(),
+                (e.header_start(), e.compressed_size(), method),
+            );
             names.push(name);
         }
         // `<root>/data.pkl`; the root is the file stem, `archive`, or anything else.
         let pkl = names
             .iter()
-            .filter(|n| n.ends_with("data.pkl") && (n.as_str() == "data.pkl" || n.ends_with("/data.pkl")))
+            .filter(|n| {
+                n.ends_with("data.pkl") && (n.as_str() == "data.pkl" || n.ends_with("/data.pkl"))
+            })
             .min_by_key(|n| n.matches('/').count())
             .cloned();
         let Some(pkl) = pkl else {
@@ -252,11 +264,23 @@ impl Checkpoint {
             }
             return Err(Error::NoDataPkl {
                 path: self.path.clone(),
-                entries: if listed.is_empty() { "none".into() } else { listed.join(", ") },
+                entries: if listed.is_empty() {
+                    "none".into()
+                } else {
+                    listed.join(", ")
+                },
             });
         };
-        let root = pkl.strip_suffix("data.pkl").unwrap_or("").trim_end_matches('/').to_owned();
-        let prefix = if root.is_empty() { String::new() } else { format!("{root}/") };
+        let root = pkl
+            .strip_suffix("data.pkl")
+            .unwrap_or("")
+            .trim_end_matches('/')
+            .to_owned();
+        let prefix = if root.is_empty() {
+            String::new()
+        } else {
+            format!("{root}/")
+        };
         self.storages = StorageIndex::Zip {
             root: root.clone(),
             entries,
@@ -268,7 +292,9 @@ impl Checkpoint {
         }
         self.version = match self.small_entry(&format!("{prefix}.format_version"))? {
             Some(v) => Some(v.trim().to_owned()),
-            None => self.small_entry(&format!("{prefix}version"))?.map(|v| v.trim().to_owned()),
+            None => self
+                .small_entry(&format!("{prefix}version"))?
+                .map(|v| v.trim().to_owned()),
         };
         let data = self.entry_bytes(&pkl, opts.max_pickle_bytes)?;
         self.format = Format::Zip { root };
@@ -316,7 +342,10 @@ impl Checkpoint {
                 ),
             });
         }
-        Ok(Some(Extent { offset: data, len: size }))
+        Ok(Some(Extent {
+            offset: data,
+            len: size,
+        }))
     }
 
     fn entry_bytes(&self, name: &str, max: u64) -> Result<Vec<u8>> {
@@ -348,7 +377,12 @@ impl Checkpoint {
     // ------------------------------------------------------------------ pickle streams
     /// Decode one pickle starting at `offset`, reading a growing window of the file so that we
     /// never read more than the pickle (plus slack) and never the storages after it.
-    fn decode_at(&self, offset: u64, opts: &Options, what: &str) -> Result<(Vec<u8>, ckpt_pickle::Pickle)> {
+    fn decode_at(
+        &self,
+        offset: u64,
+        opts: &Options,
+        what: &str,
+    ) -> Result<(Vec<u8>, ckpt_pickle::Pickle)> {
         let mut window: u64 = 64 << 10;
         loop {
             let avail = self.size.saturating_sub(offset);
@@ -367,7 +401,9 @@ impl Checkpoint {
                     }
                     window = window.saturating_mul(4);
                 }
-                Err(e) if matches!(e.kind, PickleErrorKind::LengthPastEnd { .. }) && len < avail => {
+                Err(e)
+                    if matches!(e.kind, PickleErrorKind::LengthPastEnd { .. }) && len < avail =>
+                {
                     window = window.saturating_mul(4).max(len + 1);
                     if window > opts.max_pickle_bytes.saturating_mul(2) {
                         return Err(Error::Pickle {
@@ -416,7 +452,8 @@ impl Checkpoint {
             self.version = Some(v.to_string());
         }
         pos += proto.end;
-        self.aux_pickles.push(("legacy protocol record".into(), proto));
+        self.aux_pickles
+            .push(("legacy protocol record".into(), proto));
         let (_, sys_info) = self.decode_at(pos, opts, "legacy sys_info record")?;
         if let Some(le) = sys_info.dict_get(sys_info.root(), "little_endian")
             && matches!(sys_info.get(le), Value::Bool(false))
@@ -424,10 +461,16 @@ impl Checkpoint {
             self.byteorder = ByteOrder::Big;
         }
         pos += sys_info.end;
-        self.aux_pickles.push(("legacy sys_info record".into(), sys_info));
+        self.aux_pickles
+            .push(("legacy sys_info record".into(), sys_info));
         let (buf, main) = self.decode_at(pos, opts, "legacy pickle")?;
         let main_end = main.end;
-        self.decode_pickle(&buf[..main_end as usize], "legacy pickle", opts, PersIdStyle::Legacy)?;
+        self.decode_pickle(
+            &buf[..main_end as usize],
+            "legacy pickle",
+            opts,
+            PersIdStyle::Legacy,
+        )?;
         pos += main_end;
         let keys = match self.decode_at(pos, opts, "legacy storage key list") {
             Ok((_, k)) => k,
@@ -437,7 +480,8 @@ impl Checkpoint {
         };
         pos += keys.end;
         if !opts.classify {
-            self.aux_pickles.push(("legacy storage key list".into(), keys));
+            self.aux_pickles
+                .push(("legacy storage key list".into(), keys));
             return Ok(());
         }
         let key_list: Vec<String> = match keys.get(keys.root()) {
@@ -485,7 +529,9 @@ impl Checkpoint {
             if data.checked_add(len).is_none_or(|e| e > self.size) {
                 return Err(Error::Legacy {
                     path: self.path.clone(),
-                    detail: format!("storage {key} claims {len} bytes at byte {data}, past the end of the file"),
+                    detail: format!(
+                        "storage {key} claims {len} bytes at byte {data}, past the end of the file"
+                    ),
                 });
             }
             extents.insert(key.clone(), Extent { offset: data, len });
@@ -523,11 +569,17 @@ impl Checkpoint {
         let hlen = u64::from_le_bytes(n);
         const MAX_HEADER: u64 = 100 << 20;
         if hlen > MAX_HEADER || hlen.saturating_add(8) > self.size {
-            return Err(bad(&self.path, format!("header length {hlen} is invalid for a {}-byte file", self.size)));
+            return Err(bad(
+                &self.path,
+                format!(
+                    "header length {hlen} is invalid for a {}-byte file",
+                    self.size
+                ),
+            ));
         }
         let header = self.read_range(8, hlen)?;
-        let json: serde_json::Value =
-            serde_json::from_slice(&header).map_err(|e| bad(&self.path, format!("header is not JSON: {e}")))?;
+        let json: serde_json::Value = serde_json::from_slice(&header)
+            .map_err(|e| bad(&self.path, format!("header is not JSON: {e}")))?;
         let obj = json
             .as_object()
             .ok_or_else(|| bad(&self.path, "header is not a JSON object".into()))?;
@@ -540,15 +592,23 @@ impl Checkpoint {
             if name == "__metadata__" {
                 if let Some(m) = v.as_object() {
                     for (k, val) in m {
-                        self.safetensors_metadata
-                            .push((k.clone(), val.as_str().map(str::to_owned).unwrap_or_else(|| val.to_string())));
+                        self.safetensors_metadata.push((
+                            k.clone(),
+                            val.as_str()
+                                .map(str::to_owned)
+                                .unwrap_or_else(|| val.to_string()),
+                        ));
                     }
                 }
                 continue;
             }
             let dtype_code = v.get("dtype").and_then(|d| d.as_str()).unwrap_or("?");
-            let dtype = DType::from_safetensors(dtype_code)
-                .ok_or_else(|| bad(&self.path, format!("tensor {name}: unknown dtype {dtype_code}")))?;
+            let dtype = DType::from_safetensors(dtype_code).ok_or_else(|| {
+                bad(
+                    &self.path,
+                    format!("tensor {name}: unknown dtype {dtype_code}"),
+                )
+            })?;
             let shape: Vec<u64> = v
                 .get("shape")
                 .and_then(|s| s.as_array())
@@ -560,14 +620,19 @@ impl Checkpoint {
                 .and_then(|a| a.iter().map(|x| x.as_u64()).collect())
                 .ok_or_else(|| bad(&self.path, format!("tensor {name}: bad data_offsets")))?;
             let [begin, end] = offs[..] else {
-                return Err(bad(&self.path, format!("tensor {name}: data_offsets must have two entries")));
+                return Err(bad(
+                    &self.path,
+                    format!("tensor {name}: data_offsets must have two entries"),
+                ));
             };
             let numel = shape.iter().try_fold(1u64, |a, d| a.checked_mul(*d));
             let nbytes = numel.and_then(|n| n.checked_mul(dtype.size()));
             if begin > end || end > data_len || nbytes != Some(end - begin) {
                 return Err(bad(
                     &self.path,
-                    format!("tensor {name}: data_offsets [{begin}, {end}] do not match its shape and dtype or the file"),
+                    format!(
+                        "tensor {name}: data_offsets [{begin}, {end}] do not match its shape and dtype or the file"
+                    ),
                 ));
             }
             let mut stride = vec![0i64; shape.len()];
@@ -576,7 +641,13 @@ impl Checkpoint {
                 stride[i] = acc;
                 acc = acc.saturating_mul(i64::try_from(*d).unwrap_or(i64::MAX));
             }
-            extents.insert(name.clone(), Extent { offset: data_start + begin, len: end - begin });
+            extents.insert(
+                name.clone(),
+                Extent {
+                    offset: data_start + begin,
+                    len: end - begin,
+                },
+            );
             let key_id = NodeId(nodes.len() as u32);
             nodes.push(Node::Str(name.clone()));
             let t_id = NodeId(nodes.len() as u32);
@@ -616,15 +687,18 @@ impl Checkpoint {
                 } else {
                     format!("{root}/data/{}", s.key)
                 };
-                self.zip_entry_extent(&name)?.ok_or_else(|| Error::MissingStorage {
+                self.zip_entry_extent(&name)?
+                    .ok_or_else(|| Error::MissingStorage {
+                        path: self.path.clone(),
+                        key: name,
+                    })
+            }
+            StorageIndex::Extents(m) => {
+                m.get(&s.key).copied().ok_or_else(|| Error::MissingStorage {
                     path: self.path.clone(),
-                    key: name,
+                    key: s.key.clone(),
                 })
             }
-            StorageIndex::Extents(m) => m.get(&s.key).copied().ok_or_else(|| Error::MissingStorage {
-                path: self.path.clone(),
-                key: s.key.clone(),
-            }),
         }
     }
 
@@ -666,7 +740,9 @@ fn looks_like_safetensors(head: &[u8], size: u64) -> bool {
     if head.len() < 10 {
         return false;
     }
-    let n = u64::from_le_bytes([head[0], head[1], head[2], head[3], head[4], head[5], head[6], head[7]]);
+    let n = u64::from_le_bytes([
+        head[0], head[1], head[2], head[3], head[4], head[5], head[6], head[7],
+    ]);
     n >= 2 && n.saturating_add(8) <= size && head[8] == b'{'
 }
 
@@ -687,7 +763,8 @@ fn sniff_reason(head: &[u8]) -> String {
     if head.starts_with(b"GGUF") {
         return "GGUF file (llama.cpp)".into();
     }
-    if std::str::from_utf8(head).is_ok() && head.iter().all(|b| *b >= 0x20 || b"\n\r\t".contains(b)) {
+    if std::str::from_utf8(head).is_ok() && head.iter().all(|b| *b >= 0x20 || b"\n\r\t".contains(b))
+    {
         return "a text file".into();
     }
     let hex: Vec<String> = head.iter().take(4).map(|b| format!("{b:02x}")).collect();
@@ -707,4 +784,3 @@ fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()
     f.seek(SeekFrom::Start(offset))?;
     f.read_exact(buf)
 }
-

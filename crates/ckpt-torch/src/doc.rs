@@ -440,7 +440,10 @@ impl Classifier<'_> {
                 return Ok(Node::List(Vec::new()));
             }
             "torch.device" => {
-                let ty = args.first().and_then(|a| self.p.as_str(*a)).unwrap_or("cpu");
+                let ty = args
+                    .first()
+                    .and_then(|a| self.p.as_str(*a))
+                    .unwrap_or("cpu");
                 let s = match args.get(1).and_then(|a| self.p.as_i64(*a)) {
                     Some(i) => format!("{ty}:{i}"),
                     None => ty.to_owned(),
@@ -526,8 +529,10 @@ impl Classifier<'_> {
                 return Ok(n);
             }
         }
-        if matches!(g.module.as_str(), "numpy.core.numeric" | "numpy._core.numeric")
-            && g.name == "_frombuffer"
+        if matches!(
+            g.module.as_str(),
+            "numpy.core.numeric" | "numpy._core.numeric"
+        ) && g.name == "_frombuffer"
             && let Some(n) = self.numpy_frombuffer(args)
         {
             return Ok(n);
@@ -546,7 +551,8 @@ impl Classifier<'_> {
         }
 
         // ---- dict and list subclasses
-        if DICT_CLASSES.contains(&qn.as_str()) || (!o.dict_items.is_empty() && o.list_items.is_empty())
+        if DICT_CLASSES.contains(&qn.as_str())
+            || (!o.dict_items.is_empty() && o.list_items.is_empty())
         {
             let mut items: Vec<(ValueId, ValueId)> = Vec::new();
             // Old OrderedDict pickles pass the items as a list of pairs.
@@ -555,7 +561,12 @@ impl Classifier<'_> {
                 && let Some(pairs) = self.p.as_seq(*first)
             {
                 for pair in pairs {
-                    if let Some([k, v]) = self.p.as_seq(*pair).and_then(|s| s.get(..2)).map(|s| [s[0], s[1]]) {
+                    if let Some([k, v]) = self
+                        .p
+                        .as_seq(*pair)
+                        .and_then(|s| s.get(..2))
+                        .map(|s| [s[0], s[1]])
+                    {
                         items.push((k, v));
                     }
                 }
@@ -676,7 +687,8 @@ impl Classifier<'_> {
         }
         let bad = |detail: &str| self.err(offset, "tensor", format!("{}: {detail}", g.name));
         match g.name.as_str() {
-            "_rebuild_tensor" | "_rebuild_tensor_v2" | "_rebuild_tensor_v3" | "_rebuild_qtensor" => {
+            "_rebuild_tensor" | "_rebuild_tensor_v2" | "_rebuild_tensor_v3"
+            | "_rebuild_qtensor" => {
                 // _rebuild_qtensor(storage, offset, size, stride, quantizer_params, …): the
                 // data is the integer representation, typed by the storage class.
                 let need = if g.name == "_rebuild_tensor_v2" || g.name == "_rebuild_tensor_v3" {
@@ -685,13 +697,20 @@ impl Classifier<'_> {
                     4
                 };
                 if args.len() < need {
-                    return Err(bad(&format!("expected at least {need} arguments, got {}", args.len())));
+                    return Err(bad(&format!(
+                        "expected at least {need} arguments, got {}",
+                        args.len()
+                    )));
                 }
                 let Value::PersId(pid) = self.p.get(args[0]) else {
                     return Err(bad("first argument is not a storage"));
                 };
                 let explicit = if g.name == "_rebuild_tensor_v3" {
-                    Some(args.get(6).and_then(|a| self.dtype_of(*a)).ok_or_else(|| bad("missing dtype"))?)
+                    Some(
+                        args.get(6)
+                            .and_then(|a| self.dtype_of(*a))
+                            .ok_or_else(|| bad("missing dtype"))?,
+                    )
                 } else {
                     None
                 };

@@ -104,11 +104,7 @@ impl DType {
 
     /// Bytes per element.
     pub fn size(self) -> u64 {
-        TABLE
-            .iter()
-            .find(|r| r.0 == self)
-            .map(|r| r.2)
-            .unwrap_or(1)
+        TABLE.iter().find(|r| r.0 == self).map(|r| r.2).unwrap_or(1)
     }
 
     /// From torch's name or alias (`float32`, `float`, `bfloat16` …).
@@ -122,10 +118,7 @@ impl DType {
 
     /// From a legacy storage class name (`FloatStorage`, also `cuda.FloatStorage`'s last part).
     pub fn from_storage_class(name: &str) -> Option<DType> {
-        TABLE
-            .iter()
-            .find(|r| r.3 == Some(name))
-            .map(|r| r.0)
+        TABLE.iter().find(|r| r.3 == Some(name)).map(|r| r.0)
     }
 
     /// From a safetensors dtype code (`F32`, `BF16`, `F8_E4M3` …).

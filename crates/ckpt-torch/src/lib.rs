@@ -14,6 +14,7 @@ mod error;
 pub mod json;
 pub mod pyrepr;
 pub mod scan;
+pub mod summary;
 mod tensor;
 
 pub use container::{ByteOrder, Checkpoint, Format, Options};

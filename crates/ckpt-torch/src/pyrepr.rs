@@ -12,7 +12,11 @@ pub fn float_repr(f: f64) -> String {
         return if f > 0.0 { "inf".into() } else { "-inf".into() };
     }
     if f == 0.0 {
-        return if f.is_sign_negative() { "-0.0".into() } else { "0.0".into() };
+        return if f.is_sign_negative() {
+            "-0.0".into()
+        } else {
+            "0.0".into()
+        };
     }
     let e = format!("{f:e}");
     let (mant, exp) = match e.split_once('e') {
@@ -27,7 +31,10 @@ pub fn float_repr(f: f64) -> String {
         if exp >= 0 {
             let point = (exp + 1) as usize;
             let (int, frac) = if digits.len() <= point {
-                (format!("{digits}{}", "0".repeat(point - digits.len())), "0".to_string())
+                (
+                    format!("{digits}{}", "0".repeat(point - digits.len())),
+                    "0".to_string(),
+                )
             } else {
                 (digits[..point].to_string(), digits[point..].to_string())
             };
@@ -48,7 +55,11 @@ pub fn float_repr(f: f64) -> String {
 
 /// Python `repr` of a string (single quotes unless the text has a single quote and no double).
 pub fn str_repr(s: &str) -> String {
-    let q = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
+    let q = if s.contains('\'') && !s.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
     let mut out = String::with_capacity(s.len() + 2);
     out.push(q);
     for c in s.chars() {
@@ -61,7 +72,9 @@ pub fn str_repr(s: &str) -> String {
                 out.push('\\');
                 out.push(c);
             }
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
             c => out.push(c),
         }
     }
@@ -83,11 +96,19 @@ pub fn repr(doc: &Doc, id: NodeId, depth: u32) -> String {
         return "...".into();
     }
     let seq = |items: &[NodeId], open: &str, close: &str, one_comma: bool| {
-        let mut parts: Vec<String> = items.iter().take(64).map(|i| repr(doc, *i, depth + 1)).collect();
+        let mut parts: Vec<String> = items
+            .iter()
+            .take(64)
+            .map(|i| repr(doc, *i, depth + 1))
+            .collect();
         if items.len() > 64 {
             parts.push("...".into());
         }
-        let trail = if one_comma && items.len() == 1 { "," } else { "" };
+        let trail = if one_comma && items.len() == 1 {
+            ","
+        } else {
+            ""
+        };
         format!("{open}{}{trail}{close}", parts.join(", "))
     };
     match doc.view(id) {
@@ -145,7 +166,12 @@ pub fn repr(doc: &Doc, id: NodeId, depth: u32) -> String {
                     format!("{short}({})", parts.join(", "))
                 }
                 _ if !o.args.is_empty() => {
-                    let parts: Vec<String> = o.args.iter().take(32).map(|a| repr(doc, *a, depth + 1)).collect();
+                    let parts: Vec<String> = o
+                        .args
+                        .iter()
+                        .take(32)
+                        .map(|a| repr(doc, *a, depth + 1))
+                        .collect();
                     format!("{short}({})", parts.join(", "))
                 }
                 _ => format!("<{} object>", o.class),

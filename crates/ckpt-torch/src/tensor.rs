@@ -25,12 +25,17 @@ pub fn tensor_span(t: &TensorRef, storage_bytes: u64) -> std::result::Result<(u6
     if per > 1 {
         // Packed sub-byte elements: only contiguous, byte-aligned tensors are meaningful.
         if !is_contiguous(t) || t.offset % per != 0 {
-            return Err(format!("{} tensor is not contiguous and byte-aligned", t.dtype));
+            return Err(format!(
+                "{} tensor is not contiguous and byte-aligned",
+                t.dtype
+            ));
         }
         let first = t.offset / per;
         let len = t.numel().div_ceil(per);
         if first.checked_add(len).is_none_or(|e| e > storage_bytes) {
-            return Err(format!("needs {len} bytes at {first} but the storage has {storage_bytes}"));
+            return Err(format!(
+                "needs {len} bytes at {first} but the storage has {storage_bytes}"
+            ));
         }
         return Ok((first, len));
     }
@@ -91,7 +96,9 @@ impl Checkpoint {
         let claimed = s.numel.checked_mul(s.dtype.size());
         // The archive entry may be larger than what the pickle claims (legacy views) but never
         // smaller.
-        if claimed.is_some_and(|c| c > ext.len.saturating_add(s.view_offset_bytes)) && s.view_offset_bytes == 0 {
+        if claimed.is_some_and(|c| c > ext.len.saturating_add(s.view_offset_bytes))
+            && s.view_offset_bytes == 0
+        {
             return Err(Error::BadStorage {
                 path: self.path.clone(),
                 key: s.key.clone(),
@@ -133,7 +140,8 @@ impl Checkpoint {
             return Err(self.tensor_err(at, format!("expected one element, has {}", t.numel())));
         }
         let b = self.read_tensor(t, at)?;
-        scalar_from_le(&b, t.dtype).ok_or_else(|| self.tensor_err(at, format!("{} is not a real number type", t.dtype)))
+        scalar_from_le(&b, t.dtype)
+            .ok_or_else(|| self.tensor_err(at, format!("{} is not a real number type", t.dtype)))
     }
 
     fn for_each_tensor_chunk(

@@ -11,9 +11,8 @@ use crate::cli::DumpArgs;
 pub fn run(a: &DumpArgs) -> Result<Outcome> {
     let ck = Checkpoint::open(&a.file)?;
     let root = match &a.at {
-        Some(path) => find_path(&ck.doc, ck.doc.root(), path).with_context(|| {
-            format!("{}: no value at {path:?}", a.file.display())
-        })?,
+        Some(path) => find_path(&ck.doc, ck.doc.root(), path)
+            .with_context(|| format!("{}: no value at {path:?}", a.file.display()))?,
         None => ck.doc.root(),
     };
     let opts = JsonOptions {
@@ -26,7 +25,9 @@ pub fn run(a: &DumpArgs) -> Result<Outcome> {
         if !hashes {
             return Ok(None);
         }
-        ck.tensor_sha256(t, "dump").map(Some).map_err(|e| e.to_string())
+        ck.tensor_sha256(t, "dump")
+            .map(Some)
+            .map_err(|e| e.to_string())
     };
     let json = match to_json(&ck.doc, root, &opts, &mut hasher) {
         Ok(j) => j,
@@ -66,7 +67,11 @@ pub fn find_path(doc: &Doc, start: NodeId, path: &str) -> Option<NodeId> {
             View::List(items) | View::Tuple(items) => {
                 let (head, tail) = rest.split_once('.').unwrap_or((rest, ""));
                 let i: usize = head.parse().ok()?;
-                rest = if tail.is_empty() { "" } else { &rest[head.len()..] };
+                rest = if tail.is_empty() {
+                    ""
+                } else {
+                    &rest[head.len()..]
+                };
                 *items.get(i)?
             }
             View::Object(o) => {

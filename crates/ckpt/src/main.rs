@@ -30,7 +30,9 @@ fn main() -> ExitCode {
     let result = match worker {
         Ok(handle) => match handle.join() {
             Ok(r) => r,
-            Err(_) => Err(anyhow::anyhow!("internal error (the worker thread panicked)")),
+            Err(_) => Err(anyhow::anyhow!(
+                "internal error (the worker thread panicked)"
+            )),
         },
         Err(e) => Err(anyhow::anyhow!("cannot start worker thread: {e}")),
     };

@@ -1,0 +1,597 @@
+//! What `ckpt inspect` shows: a checkpoint's shape at a glance, computed from the pickle plus
+//! at most a few 0-d tensor reads (callback scores).
+
+use std::collections::{BTreeMap, HashSet};
+
+use serde::Serialize;
+
+use crate::container::{Checkpoint, Format};
+use crate::doc::{Doc, NodeId, TensorRef, View};
+use crate::pyrepr::key_str;
+
+/// Wrapper prefixes that training frameworks put in front of parameter names.
+pub const WRAPPER_PREFIXES: &[&str] = &[
+    "_fsdp_wrapped_module.",
+    "_fpw_module.",
+    "_checkpoint_wrapped_module.",
+    "_orig_mod.",
+    "module.",
+];
+
+/// Top-level key and the kind of value under it.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyKind {
+    pub key: String,
+    pub kind: String,
+}
+
+/// A Lightning callback's state, in short.
+#[derive(Debug, Clone, Serialize)]
+pub struct CallbackSummary {
+    /// The key in `callbacks` (`ModelCheckpoint{'monitor': 'val/hmean', 'mode': 'max', ...}`).
+    pub key: String,
+    /// The class name part of the key (`ModelCheckpoint`, `EarlyStopping`).
+    pub kind: String,
+    pub monitor: Option<String>,
+    pub mode: Option<String>,
+    pub best_model_score: Option<f64>,
+    pub current_score: Option<f64>,
+    pub best_model_path: Option<String>,
+    pub last_model_path: Option<String>,
+    pub best_k_models: Option<usize>,
+    /// Other scalar fields (EarlyStopping's `wait_count`, `patience` …).
+    pub fields: BTreeMap<String, serde_json::Value>,
+}
+
+/// Tensors of one dtype.
+#[derive(Debug, Clone, Serialize)]
+pub struct DTypeTotal {
+    pub dtype: String,
+    pub tensors: usize,
+    pub elements: u64,
+    pub bytes: u64,
+}
+
+/// A group of parameters sharing a name prefix.
+#[derive(Debug, Clone, Serialize)]
+pub struct Group {
+    pub prefix: String,
+    pub tensors: usize,
+    pub elements: u64,
+}
+
+/// A string → tensor mapping found in the checkpoint.
+#[derive(Debug, Clone, Serialize)]
+pub struct StateDictSummary {
+    /// Dotted path from the top (`state_dict`, `model`; empty for the top level).
+    pub path: String,
+    pub tensors: usize,
+    /// Elements, counting a storage shared by several names (tied weights) once.
+    pub elements: u64,
+    /// Bytes of tensor data, shared storages once.
+    pub bytes: u64,
+    pub by_dtype: Vec<DTypeTotal>,
+    pub groups: Vec<Group>,
+    /// Wrapper prefixes seen in names (`_fsdp_wrapped_module.`, `module.` …).
+    pub wrapper_prefixes: Vec<String>,
+    /// Names that share a storage with an earlier name (tied weights, views).
+    pub shared: Vec<String>,
+    /// Flattened FSDP parameters (`_flat_param`) present: not splittable without FSDP.
+    pub flat_params: bool,
+    /// Non-tensor entries in the mapping.
+    pub other_entries: usize,
+}
+
+/// Optimizer and scheduler state, in short.
+#[derive(Debug, Clone, Serialize)]
+pub struct OptimizerSummary {
+    pub key: String,
+    pub optimizers: usize,
+    /// Per-parameter state fields seen (`exp_avg`, `momentum_buffer` …).
+    pub state_fields: Vec<String>,
+    pub param_groups: usize,
+    pub lr: Vec<f64>,
+}
+
+/// Everything `inspect` prints.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub path: String,
+    pub format: String,
+    pub zip_root: Option<String>,
+    pub size_bytes: u64,
+    pub pickle_protocol: u8,
+    pub pickle_bytes: u64,
+    /// Zip `version` record / legacy protocol version.
+    pub format_version: Option<String>,
+    pub byteorder: String,
+    pub lightning_version: Option<String>,
+    pub top_level: String,
+    pub keys: Vec<KeyKind>,
+    pub epoch: Option<i64>,
+    pub global_step: Option<i64>,
+    pub hparams_name: Option<String>,
+    pub hyper_parameters: Option<serde_json::Value>,
+    pub datamodule_hyper_parameters: Option<serde_json::Value>,
+    pub callbacks: Vec<CallbackSummary>,
+    pub state_dicts: Vec<StateDictSummary>,
+    pub optimizers: Vec<OptimizerSummary>,
+    pub lr_schedulers: Option<usize>,
+    pub safetensors_metadata: BTreeMap<String, String>,
+    /// Problems found while summarizing (a score that could not be read …).
+    pub warnings: Vec<String>,
+}
+
+/// A short human name for a node's kind.
+pub fn kind_of(doc: &Doc, id: NodeId) -> String {
+    match doc.view(id) {
+        View::None => "None".into(),
+        View::Bool(_) => "bool".into(),
+        View::Int(_) | View::BigInt(_) => "int".into(),
+        View::Float(_) => "float".into(),
+        View::Complex(..) => "complex".into(),
+        View::Str(_) => "str".into(),
+        View::Bytes(b) => format!("bytes[{}]", b.len()),
+        View::List(items) => format!("list[{}]", items.len()),
+        View::Tuple(items) => format!("tuple[{}]", items.len()),
+        View::Set(items) => format!("set[{}]", items.len()),
+        View::Dict(items) => {
+            let tensors = items
+                .iter()
+                .filter(|(_, v)| matches!(doc.view(*v), View::Tensor(_)))
+                .count();
+            if tensors > 0 && tensors * 2 >= items.len() {
+                format!("state dict ({tensors} tensors)")
+            } else {
+                format!("dict[{}]", items.len())
+            }
+        }
+        View::Tensor(t) => format!("tensor {} {:?}", t.dtype, t.shape),
+        View::NdArray(a) => format!("ndarray {} {:?}", a.dtype, a.shape),
+        View::Object(o) => format!("object {}", o.class),
+        View::Class(c) => format!("class {c}"),
+        View::Storage(_) => "storage".into(),
+        View::Opaque(w) => w.into(),
+    }
+}
+
+/// Small JSON rendering of a node for summaries (bounded; no tensor reads).
+pub fn to_value(doc: &Doc, id: NodeId) -> serde_json::Value {
+    let opts = crate::json::JsonOptions {
+        max_nodes: 100_000,
+        max_depth: 64,
+        max_bytes: 8 << 20,
+        indent: None,
+    };
+    let mut no_hash = |_: &TensorRef| Ok(None);
+    match crate::json::to_json(doc, id, &opts, &mut no_hash) {
+        Ok(s) => serde_json::from_str(&s).unwrap_or(serde_json::Value::Null),
+        Err(e) => serde_json::Value::String(format!("<{e}>")),
+    }
+}
+
+/// Strip every known wrapper prefix, wherever it occurs in a dotted name.
+pub fn strip_wrappers(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut rest = name;
+    'outer: while !rest.is_empty() {
+        for p in WRAPPER_PREFIXES {
+            // DDP's `module.` only ever wraps the whole model; the others wrap submodules too.
+            let here = if *p == "module." {
+                out.is_empty()
+            } else {
+                out.is_empty() || out.ends_with('.')
+            };
+            if here && rest.starts_with(p) {
+                rest = &rest[p.len()..];
+                continue 'outer;
+            }
+        }
+        match rest.find('.') {
+            Some(i) => {
+                out.push_str(&rest[..=i]);
+                rest = &rest[i + 1..];
+            }
+            None => {
+                out.push_str(rest);
+                rest = "";
+            }
+        }
+    }
+    out
+}
+
+impl Checkpoint {
+    /// Summarize this checkpoint (reads at most the callback scores' few bytes).
+    pub fn summary(&self) -> Summary {
+        let doc = &self.doc;
+        let root = doc.root();
+        let mut warnings = Vec::new();
+        let get = |k: &str| doc.get(root, k);
+        let keys: Vec<KeyKind> = doc
+            .dict(root)
+            .map(|items| {
+                items
+                    .iter()
+                    .map(|(k, v)| KeyKind {
+                        key: key_str(doc, *k),
+                        kind: kind_of(doc, *v),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let callbacks = get("callbacks")
+            .map(|cb| self.callbacks(cb, &mut warnings))
+            .unwrap_or_default();
+        let optimizers = self.optimizers();
+        Summary {
+            path: self.path.display().to_string(),
+            format: self.format.name().to_owned(),
+            zip_root: match &self.format {
+                Format::Zip { root } => Some(root.clone()),
+                _ => None,
+            },
+            size_bytes: self.size,
+            pickle_protocol: doc.pickle.protocol,
+            pickle_bytes: self.pickle_bytes,
+            format_version: self.version.clone(),
+            byteorder: match self.byteorder {
+                crate::ByteOrder::Little => "little".into(),
+                crate::ByteOrder::Big => "big".into(),
+            },
+            lightning_version: get("pytorch-lightning_version")
+                .and_then(|v| doc.as_str(v))
+                .map(str::to_owned),
+            top_level: kind_of(doc, root),
+            keys,
+            epoch: get("epoch").and_then(|v| doc.as_i64(v)),
+            global_step: get("global_step")
+                .or_else(|| get("step"))
+                .and_then(|v| doc.as_i64(v)),
+            hparams_name: get("hparams_name")
+                .and_then(|v| doc.as_str(v))
+                .map(str::to_owned),
+            hyper_parameters: get("hyper_parameters").map(|v| to_value(doc, v)),
+            datamodule_hyper_parameters: get("datamodule_hyper_parameters")
+                .map(|v| to_value(doc, v)),
+            callbacks,
+            state_dicts: find_state_dicts(doc, root)
+                .into_iter()
+                .map(|(path, id)| summarize_state_dict(doc, &path, id))
+                .collect(),
+            optimizers,
+            lr_schedulers: get("lr_schedulers").and_then(|v| match doc.view(v) {
+                View::List(l) | View::Tuple(l) => Some(l.len()),
+                _ => None,
+            }),
+            safetensors_metadata: self.safetensors_metadata.iter().cloned().collect(),
+            warnings,
+        }
+    }
+
+    fn scalar(&self, doc: &Doc, id: NodeId, what: &str, warnings: &mut Vec<String>) -> Option<f64> {
+        match doc.view(id) {
+            View::Tensor(t) => match self.read_scalar(t, what) {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    warnings.push(e.to_string());
+                    None
+                }
+            },
+            _ => doc.as_f64(id),
+        }
+    }
+
+    fn callbacks(&self, cb: NodeId, warnings: &mut Vec<String>) -> Vec<CallbackSummary> {
+        let doc = &self.doc;
+        let Some(items) = doc.dict(cb) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (k, v) in items {
+            let key = key_str(doc, *k);
+            let kind = key.split('{').next().unwrap_or(&key).to_owned();
+            let field = |name: &str| doc.get(*v, name);
+            let text = |name: &str| field(name).and_then(|x| doc.as_str(x)).map(str::to_owned);
+            let mode = key
+                .split("'mode': '")
+                .nth(1)
+                .and_then(|r| r.split('\'').next())
+                .map(str::to_owned)
+                .or_else(|| text("mode"));
+            let best_k_models = field("best_k_models")
+                .and_then(|x| doc.dict(x))
+                .map(<[_]>::len);
+            let mut fields = BTreeMap::new();
+            const SHOWN: &[&str] = &[
+                "monitor",
+                "mode",
+                "best_model_score",
+                "current_score",
+                "best_model_path",
+                "last_model_path",
+                "best_k_models",
+            ];
+            if let Some(fs) = doc.dict(*v) {
+                for (fk, fv) in fs {
+                    let name = key_str(doc, *fk);
+                    if SHOWN.contains(&name.as_str()) {
+                        continue;
+                    }
+                    let val = match doc.view(*fv) {
+                        View::Tensor(t) if t.numel() == 1 => self
+                            .scalar(doc, *fv, &format!("callbacks.{kind}.{name}"), warnings)
+                            .map(serde_json::Value::from),
+                        View::Str(s) => Some(serde_json::Value::from(s)),
+                        View::Int(i) => Some(serde_json::Value::from(i)),
+                        View::Float(f) => Some(serde_json::Value::from(f)),
+                        View::Bool(b) => Some(serde_json::Value::from(b)),
+                        View::None => Some(serde_json::Value::Null),
+                        _ => None,
+                    };
+                    if let Some(val) = val {
+                        fields.insert(name, val);
+                    }
+                }
+            }
+            out.push(CallbackSummary {
+                monitor: text("monitor"),
+                mode,
+                best_model_score: field("best_model_score")
+                    .and_then(|x| self.scalar(doc, x, "callbacks.best_model_score", warnings)),
+                current_score: field("current_score")
+                    .and_then(|x| self.scalar(doc, x, "callbacks.current_score", warnings)),
+                best_model_path: text("best_model_path"),
+                last_model_path: text("last_model_path"),
+                best_k_models,
+                fields,
+                key,
+                kind,
+            });
+        }
+        out
+    }
+
+    fn optimizers(&self) -> Vec<OptimizerSummary> {
+        let doc = &self.doc;
+        let root = doc.root();
+        let mut out = Vec::new();
+        for key in [
+            "optimizer_states",
+            "optimizer",
+            "optimizer_state_dict",
+            "optim",
+            "optimizer_state",
+        ] {
+            let Some(v) = doc.get(root, key) else {
+                continue;
+            };
+            let list: Vec<NodeId> = match doc.view(v) {
+                View::List(l) | View::Tuple(l) => l.to_vec(),
+                View::Dict(_) => vec![v],
+                _ => continue,
+            };
+            let mut fields: Vec<String> = Vec::new();
+            let mut groups = 0;
+            let mut lr = Vec::new();
+            for o in &list {
+                if let Some(state) = doc.get(*o, "state")
+                    && let Some(per_param) = doc.dict(state)
+                    && let Some((_, first)) = per_param.first()
+                    && let Some(fs) = doc.dict(*first)
+                {
+                    for (fk, _) in fs {
+                        let n = key_str(doc, *fk);
+                        if !fields.contains(&n) {
+                            fields.push(n);
+                        }
+                    }
+                }
+                if let Some(pg) = doc.get(*o, "param_groups")
+                    && let View::List(gs) | View::Tuple(gs) = doc.view(pg)
+                {
+                    groups += gs.len();
+                    for g in gs {
+                        if let Some(x) = doc.get(*g, "lr").and_then(|x| doc.as_f64(x)) {
+                            lr.push(x);
+                        }
+                    }
+                }
+            }
+            out.push(OptimizerSummary {
+                key: key.to_owned(),
+                optimizers: list.len(),
+                state_fields: fields,
+                param_groups: groups,
+                lr,
+            });
+        }
+        out
+    }
+}
+
+/// Keys under which optimizer or bookkeeping state lives: never a model's state dict.
+const NOT_MODEL: &[&str] = &[
+    "optimizer_states",
+    "optimizer",
+    "optimizer_state_dict",
+    "optim",
+    "lr_schedulers",
+    "scheduler",
+    "callbacks",
+    "loops",
+];
+
+/// String → tensor mappings, breadth first, down to depth 3 (`state_dict`, `model`,
+/// `model.module` …). A mapping counts when at least half its values are tensors.
+pub fn find_state_dicts(doc: &Doc, root: NodeId) -> Vec<(String, NodeId)> {
+    let mut out = Vec::new();
+    let mut queue: Vec<(String, NodeId, u32)> = vec![(String::new(), root, 0)];
+    let mut seen = HashSet::new();
+    let mut qi = 0;
+    while qi < queue.len() {
+        let (path, id, depth) = queue[qi].clone();
+        qi += 1;
+        let id = doc.resolve(id);
+        if !seen.insert(id) {
+            continue;
+        }
+        let Some(items) = doc.dict(id) else { continue };
+        let tensors = items
+            .iter()
+            .filter(|(k, v)| matches!(doc.view(*v), View::Tensor(_)) && doc.as_str(*k).is_some())
+            .count();
+        if tensors > 0 && tensors * 2 >= items.len() {
+            out.push((path, id));
+            continue;
+        }
+        if depth >= 3 {
+            continue;
+        }
+        for (k, v) in items {
+            let Some(name) = doc.as_str(*k) else { continue };
+            if NOT_MODEL.contains(&name) {
+                continue;
+            }
+            let p = if path.is_empty() {
+                name.to_owned()
+            } else {
+                format!("{path}.{name}")
+            };
+            queue.push((p, *v, depth + 1));
+        }
+    }
+    out
+}
+
+/// Totals, dtype breakdown, module groups and sharing of one state dict.
+pub fn summarize_state_dict(doc: &Doc, path: &str, id: NodeId) -> StateDictSummary {
+    let items = doc.dict(id).unwrap_or(&[]);
+    let mut tensors = 0;
+    let mut elements = 0u64;
+    let mut bytes = 0u64;
+    let mut by_dtype: BTreeMap<String, DTypeTotal> = BTreeMap::new();
+    let mut storages: HashSet<(String, u64)> = HashSet::new();
+    let mut shared = Vec::new();
+    let mut wrappers: Vec<String> = Vec::new();
+    let mut flat = false;
+    let mut other = 0;
+    let mut names: Vec<(String, u64)> = Vec::new();
+    for (k, v) in items {
+        let View::Tensor(t) = doc.view(*v) else {
+            other += 1;
+            continue;
+        };
+        let name = key_str(doc, *k);
+        tensors += 1;
+        for p in WRAPPER_PREFIXES {
+            let found = name.starts_with(p) || (*p != "module." && name.contains(&format!(".{p}")));
+            if found && !wrappers.iter().any(|w| w == p) {
+                wrappers.push((*p).to_owned());
+            }
+        }
+        if name.ends_with("_flat_param") || name.contains("_flat_param.") {
+            flat = true;
+        }
+        let n = t.numel();
+        // A storage counts once, however many names view it.
+        let fresh = match &t.storage {
+            Some(s) => storages.insert((s.key.clone(), t.offset)),
+            None => true,
+        };
+        let entry = by_dtype
+            .entry(t.dtype.name().to_owned())
+            .or_insert(DTypeTotal {
+                dtype: t.dtype.name().to_owned(),
+                tensors: 0,
+                elements: 0,
+                bytes: 0,
+            });
+        entry.tensors += 1;
+        if fresh {
+            elements = elements.saturating_add(n);
+            bytes = bytes.saturating_add(t.nbytes());
+            entry.elements = entry.elements.saturating_add(n);
+            entry.bytes = entry.bytes.saturating_add(t.nbytes());
+            names.push((strip_wrappers(&name), n));
+        } else {
+            shared.push(name);
+        }
+    }
+    StateDictSummary {
+        path: path.to_owned(),
+        tensors,
+        elements,
+        bytes,
+        by_dtype: by_dtype.into_values().collect(),
+        groups: groups(&names),
+        wrapper_prefixes: wrappers,
+        shared,
+        flat_params: flat,
+        other_entries: other,
+    }
+}
+
+/// Group names by their leading components: deep enough that there is more than one group
+/// (`net.encoder`, `net.decoder`, `net.head` rather than just `net`).
+fn groups(names: &[(String, u64)]) -> Vec<Group> {
+    let mut level = 1;
+    loop {
+        let mut map: Vec<Group> = Vec::new();
+        for (name, n) in names {
+            let parts: Vec<&str> = name.split('.').collect();
+            let take = level.min(parts.len().saturating_sub(1)).max(1);
+            let prefix = parts[..take.min(parts.len())].join(".");
+            match map.iter_mut().find(|g| g.prefix == prefix) {
+                Some(g) => {
+                    g.tensors += 1;
+                    g.elements = g.elements.saturating_add(*n);
+                }
+                None => map.push(Group {
+                    prefix,
+                    tensors: 1,
+                    elements: *n,
+                }),
+            }
+        }
+        if map.len() > 1 || level >= 3 || names.is_empty() {
+            return map;
+        }
+        level += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrappers_are_stripped_anywhere() {
+        assert_eq!(
+            strip_wrappers(
+                "_fsdp_wrapped_module.transformer.h.0._fsdp_wrapped_module.attn.c_attn.weight"
+            ),
+            "transformer.h.0.attn.c_attn.weight"
+        );
+        assert_eq!(strip_wrappers("module.fc.weight"), "fc.weight");
+        assert_eq!(strip_wrappers("_orig_mod.fc.weight"), "fc.weight");
+        assert_eq!(strip_wrappers("submodule.fc.weight"), "submodule.fc.weight");
+        assert_eq!(
+            strip_wrappers("encoder.module.weight"),
+            "encoder.module.weight"
+        );
+    }
+
+    #[test]
+    fn groups_go_deeper_until_they_split() {
+        let names = vec![
+            ("net.encoder.a".to_owned(), 2),
+            ("net.encoder.b".to_owned(), 3),
+            ("net.head.c".to_owned(), 4),
+        ];
+        let g = groups(&names);
+        assert_eq!(g.len(), 2);
+        assert_eq!(g[0].prefix, "net.encoder");
+        assert_eq!(g[0].elements, 5);
+    }
+}
