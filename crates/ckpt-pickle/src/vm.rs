@@ -1024,7 +1024,10 @@ mod tests {
 
     #[test]
     fn raw_unicode() {
-        assert_eq!(raw_unicode_escape(b"a\\u00e9\\U0001F600"), "a\u{e9}\u{1F600}");
+        assert_eq!(
+            raw_unicode_escape(b"a\\u00e9\\U0001F600"),
+            "a\u{e9}\u{1F600}"
+        );
         assert_eq!(raw_unicode_escape(&[0xe9]), "\u{e9}");
     }
 }
