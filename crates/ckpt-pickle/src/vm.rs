@@ -735,7 +735,7 @@ impl<'a> Vm<'a> {
     }
 
     fn pairs(&self, opcode: &'static str, items: Vec<ValueId>) -> R<Vec<(ValueId, ValueId)>> {
-        if items.len() % 2 != 0 {
+        if !items.len().is_multiple_of(2) {
             return Err(self.err(ErrorKind::Malformed {
                 opcode,
                 detail: "odd number of items".into(),

@@ -285,10 +285,10 @@ impl Checkpoint {
             root: root.clone(),
             entries,
         };
-        if let Some(bo) = self.small_entry(&format!("{prefix}byteorder"))? {
-            if bo.trim() == "big" {
-                self.byteorder = ByteOrder::Big;
-            }
+        if let Some(bo) = self.small_entry(&format!("{prefix}byteorder"))?
+            && bo.trim() == "big"
+        {
+            self.byteorder = ByteOrder::Big;
         }
         self.version = match self.small_entry(&format!("{prefix}.format_version"))? {
             Some(v) => Some(v.trim().to_owned()),

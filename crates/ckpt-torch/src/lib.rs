@@ -15,6 +15,7 @@ pub mod json;
 pub mod pyrepr;
 pub mod scan;
 pub mod summary;
+pub mod synth;
 mod tensor;
 
 pub use container::{ByteOrder, Checkpoint, Format, Options};

@@ -24,7 +24,7 @@ pub fn tensor_span(t: &TensorRef, storage_bytes: u64) -> std::result::Result<(u6
     let per = t.dtype.elems_per_byte();
     if per > 1 {
         // Packed sub-byte elements: only contiguous, byte-aligned tensors are meaningful.
-        if !is_contiguous(t) || t.offset % per != 0 {
+        if !is_contiguous(t) || !t.offset.is_multiple_of(per) {
             return Err(format!(
                 "{} tensor is not contiguous and byte-aligned",
                 t.dtype
