@@ -20,6 +20,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // weights + exp_avg + exp_avg_sq: the weights are a third of the file.
     let tensors = ckpt_torch::synth::model_tensors(n, (mb << 20) / 3);
     let total = ckpt_torch::synth::write_lightning_checkpoint(&out, &tensors)?;
-    eprintln!("wrote {} ({} bytes of pickle and tensor data)", out.display(), total);
+    eprintln!(
+        "wrote {} ({} bytes of pickle and tensor data)",
+        out.display(),
+        total
+    );
     Ok(())
 }

@@ -233,7 +233,7 @@ impl Writer<'_, '_> {
             let slot = self.on_path.get_mut(rid.index());
             if let Some(c) = slot {
                 if *c > 0 {
-                    self.out.push_str("{\"__cycle__\": true}");
+                    self.lit("{\"__cycle__\": true}");
                     return Ok(());
                 }
                 *c += 1;
@@ -251,22 +251,22 @@ impl Writer<'_, '_> {
             }
             View::Float(f) => self.float(f),
             View::Complex(r, i) => {
-                self.out.push_str("{\"__complex__\": [");
+                self.lit("{\"__complex__\": [");
                 self.float(r);
-                self.out.push_str(", ");
+                self.lit(", ");
                 self.float(i);
-                self.out.push_str("]}");
+                self.lit("]}");
             }
             View::Str(s) => escape_into(&mut self.out, s),
             View::Bytes(b) => {
-                self.out.push_str("{\"__bytes__\": \"");
+                self.lit("{\"__bytes__\": \"");
                 self.out.push_str(&hex(b));
-                self.out.push_str("\"}");
+                self.lit("\"}");
             }
             View::List(items) | View::Tuple(items) => self.seq(items, depth, work),
             View::Dict(items) => {
                 if items.is_empty() {
-                    self.out.push_str("{}");
+                    self.lit("{}");
                 } else {
                     self.out.push('{');
                     self.newline(depth + 1);
@@ -312,21 +312,21 @@ impl Writer<'_, '_> {
                         h
                     }
                 };
-                self.out.push_str("{\"__tensor__\": {\"dtype\": ");
+                self.lit("{\"__tensor__\": {\"dtype\": ");
                 escape_into(&mut self.out, t.dtype.name());
-                self.out.push_str(", \"shape\": ");
+                self.lit(", \"shape\": ");
                 self.shape(&t.shape);
                 if let Some(h) = hash {
-                    self.out.push_str(", \"sha256\": \"");
+                    self.lit(", \"sha256\": \"");
                     self.out.push_str(&h);
                     self.out.push('"');
                 }
-                self.out.push_str("}}");
+                self.lit("}}");
             }
             View::NdArray(a) => {
-                self.out.push_str("{\"__ndarray__\": {\"dtype\": ");
+                self.lit("{\"__ndarray__\": {\"dtype\": ");
                 escape_into(&mut self.out, &a.dtype);
-                self.out.push_str(", \"shape\": ");
+                self.lit(", \"shape\": ");
                 self.shape(&a.shape);
                 if let Some(data) = &a.data {
                     let bytes = if a.fortran_order {
@@ -334,16 +334,16 @@ impl Writer<'_, '_> {
                     } else {
                         data.clone()
                     };
-                    self.out.push_str(", \"sha256\": \"");
+                    self.lit(", \"sha256\": \"");
                     self.out.push_str(&sha256_hex(&bytes));
                     self.out.push('"');
                 }
-                self.out.push_str("}}");
+                self.lit("}}");
             }
             View::Object(o) => {
                 self.out.push('{');
                 self.newline(depth + 1);
-                self.out.push_str("\"__object__\"");
+                self.lit("\"__object__\"");
                 self.colon();
                 escape_into(&mut self.out, &o.class);
                 work.push(Work::Close("}", depth));
@@ -365,21 +365,23 @@ impl Writer<'_, '_> {
                 }
             }
             View::Class(c) => {
-                self.out.push_str("{\"__object__\": ");
+                self.lit("{\"__object__\": ");
                 escape_into(&mut self.out, metaclass_of(c));
-                self.out.push_str(", \"name\": ");
+                self.lit(", \"name\": ");
                 escape_into(&mut self.out, c);
                 self.out.push('}');
             }
             View::Storage(s) => {
-                self.out.push_str("{\"__storage__\": {\"dtype\": ");
+                self.lit("{\"__storage__\": {\"dtype\": ");
                 escape_into(&mut self.out, s.dtype.name());
-                let _ = write!(self.out, ", \"numel\": {}, \"key\": ", s.numel);
+                self.lit(", \"numel\": ");
+                let _ = write!(self.out, "{}", s.numel);
+                self.lit(", \"key\": ");
                 escape_into(&mut self.out, &s.key);
-                self.out.push_str("}}");
+                self.lit("}}");
             }
             View::Opaque(what) => {
-                self.out.push_str("{\"__opaque__\": ");
+                self.lit("{\"__opaque__\": ");
                 escape_into(&mut self.out, what);
                 self.out.push('}');
             }
@@ -387,13 +389,27 @@ impl Writer<'_, '_> {
         Ok(())
     }
 
+    /// Fixed JSON punctuation written in Python's style (`", "`, `": "`), squeezed in compact
+    /// mode. Never used for user text.
+    fn lit(&mut self, s: &str) {
+        if self.opts.indent.is_none() && !self.python_style {
+            for c in s.chars() {
+                if c != ' ' {
+                    self.out.push(c);
+                }
+            }
+        } else {
+            self.out.push_str(s);
+        }
+    }
+
     fn float(&mut self, f: f64) {
         if f.is_finite() {
             self.out.push_str(&float_repr(f));
         } else {
-            self.out.push_str("{\"__float__\": \"");
+            self.lit("{\"__float__\": \"");
             self.out.push_str(&float_repr(f));
-            self.out.push_str("\"}");
+            self.lit("\"}");
         }
     }
 
@@ -401,7 +417,7 @@ impl Writer<'_, '_> {
         self.out.push('[');
         for (i, d) in shape.iter().enumerate() {
             if i > 0 {
-                self.out.push_str(", ");
+                self.lit(", ");
             }
             let _ = write!(self.out, "{d}");
         }

@@ -441,7 +441,9 @@ pub fn write_lightning_checkpoint(path: &Path, tensors: &[SynthTensor]) -> io::R
     z.add(&format!("{root}/data.pkl"), &pickle)?;
     z.add(&format!("{root}/byteorder"), b"little")?;
     let mut total = pickle.len() as u64;
-    let chunk: Vec<u8> = (0..(1u32 << 20)).map(|i| (i.wrapping_mul(2654435761) >> 24) as u8).collect();
+    let chunk: Vec<u8> = (0..(1u32 << 20))
+        .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
+        .collect();
     for (i, t) in storages.iter().enumerate() {
         let size = t.numel() * t.dtype.size();
         total += size;
@@ -478,7 +480,12 @@ mod tests {
         let tensors = model_tensors(6, 60_000);
         write_lightning_checkpoint(&p, &tensors).unwrap();
         let ck = Checkpoint::open(&p).unwrap();
-        assert_eq!(ck.format, crate::Format::Zip { root: "synth".into() });
+        assert_eq!(
+            ck.format,
+            crate::Format::Zip {
+                root: "synth".into()
+            }
+        );
         let s = ck.summary();
         assert_eq!(s.epoch, Some(3));
         assert_eq!(s.global_step, Some(400));

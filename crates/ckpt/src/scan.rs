@@ -77,14 +77,18 @@ pub fn run(a: &ScanArgs) -> Result<Outcome> {
                     FileResult::Report(rep) => {
                         let v = rep.verdict();
                         worst = worst.max(v);
-                        let safe = rep.findings.iter().filter(|f| f.class == Verdict::Safe).count();
+                        let safe = rep
+                            .findings
+                            .iter()
+                            .filter(|f| f.class == Verdict::Safe)
+                            .count();
+                        let n = rep.findings.len();
                         let _ = writeln!(
                             out,
-                            "{:<9}  {}  ({} globals, {} on the allowlist)",
+                            "{:<9}  {}  ({n} global{}, {safe} on the allowlist)",
                             v.as_str(),
                             p.display(),
-                            rep.findings.len(),
-                            safe
+                            if n == 1 { "" } else { "s" },
                         );
                         for f in rep.findings.iter().filter(|f| f.class != Verdict::Safe) {
                             let _ = writeln!(

@@ -1,0 +1,142 @@
+//! Shared helpers for the CLI tests: the repository root, running the binary, and the corpus
+//! comparison (the same rules as `corpus/compare.py`).
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+/// The workspace root (tests run the binary from there so printed paths are stable).
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+pub fn ckpt() -> assert_cmd::Command {
+    let mut c = assert_cmd::Command::cargo_bin("ckpt").unwrap();
+    c.current_dir(root());
+    c
+}
+
+/// First difference between `actual` and `expected` under the corpus mapping: objects tagged
+/// `__object__` compare on the class and the keys the expected side has; an int equals a float
+/// of the same value; object key order matters.
+pub fn diff(a: &Value, e: &Value, path: &str) -> Option<String> {
+    match e {
+        Value::Object(eo) if eo.contains_key("__object__") => {
+            let Some(ao) = a.as_object() else {
+                return Some(format!(
+                    "{path}: expected object {}, got {a}",
+                    eo["__object__"]
+                ));
+            };
+            if ao.get("__object__") != eo.get("__object__") {
+                return Some(format!(
+                    "{path}: expected object {}, got {:?}",
+                    eo["__object__"],
+                    ao.get("__object__")
+                ));
+            }
+            for (k, v) in eo {
+                if k == "__object__" {
+                    continue;
+                }
+                let av = ao.get(k).unwrap_or(&Value::Null);
+                if let Some(d) = diff(av, v, &format!("{path}.{k}")) {
+                    return Some(d);
+                }
+            }
+            None
+        }
+        Value::Object(eo) => {
+            let Some(ao) = a.as_object() else {
+                return Some(format!("{path}: expected object, got {a}"));
+            };
+            let ak: Vec<&String> = ao.keys().collect();
+            let ek: Vec<&String> = eo.keys().collect();
+            if ak != ek {
+                return Some(format!("{path}: keys differ: {ak:?} vs expected {ek:?}"));
+            }
+            for (k, v) in eo {
+                if let Some(d) = diff(&ao[k], v, &format!("{path}.{k}")) {
+                    return Some(d);
+                }
+            }
+            None
+        }
+        Value::Array(ea) => {
+            let Some(aa) = a.as_array() else {
+                return Some(format!("{path}: expected list, got {a}"));
+            };
+            if aa.len() != ea.len() {
+                return Some(format!(
+                    "{path}: expected list of {}, got {}",
+                    ea.len(),
+                    aa.len()
+                ));
+            }
+            for (i, (x, y)) in aa.iter().zip(ea).enumerate() {
+                if let Some(d) = diff(x, y, &format!("{path}[{i}]")) {
+                    return Some(d);
+                }
+            }
+            None
+        }
+        Value::Number(en) => {
+            let eq = match a.as_number() {
+                // Integers compare exactly; an int equals a float of the same value.
+                Some(an) if !an.is_f64() && !en.is_f64() => an == en,
+                Some(an) => an.as_f64() == en.as_f64(),
+                None => false,
+            };
+            (!eq).then(|| format!("{path}: expected {en}, got {a}"))
+        }
+        _ => (a != e).then(|| format!("{path}: expected {e}, got {a}")),
+    }
+}
+
+/// Run `ckpt dump --tensor-hashes FILE` and compare with an expected JSON file.
+pub fn dump_matches(file: &Path, expected: &Path) -> Result<(), String> {
+    let out = ckpt()
+        .args(["dump", "--tensor-hashes"])
+        .arg(file)
+        .timeout(std::time::Duration::from_secs(30))
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(format!(
+            "exit {:?}: {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    let a: Value =
+        serde_json::from_slice(&out.stdout).map_err(|e| format!("output is not JSON: {e}"))?;
+    let e: Value =
+        serde_json::from_str(&std::fs::read_to_string(expected).map_err(|e| e.to_string())?)
+            .map_err(|e| format!("expected is not JSON: {e}"))?;
+    match diff(&a, &e, "$") {
+        Some(d) => Err(d),
+        None => Ok(()),
+    }
+}
+
+/// Every `*.json` under `dir`, sorted.
+pub fn json_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "json") {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
