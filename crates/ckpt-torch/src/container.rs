@@ -97,6 +97,9 @@ pub struct Checkpoint {
     pub pickle_entry: String,
     /// Bytes of pickle decoded.
     pub pickle_bytes: u64,
+    /// sha256 (hex) of the pickle bytes (the safetensors header for safetensors): a
+    /// fingerprint that changes whenever anything but tensor data changes.
+    pub pickle_sha256: String,
     /// Safetensors `__metadata__`, when present.
     pub safetensors_metadata: Vec<(String, String)>,
     /// The other pickles of a legacy stream (magic, protocol, sys_info, storage keys), kept
@@ -143,6 +146,7 @@ impl Checkpoint {
             version: None,
             pickle_entry: String::new(),
             pickle_bytes: 0,
+            pickle_sha256: String::new(),
             safetensors_metadata: Vec::new(),
             aux_pickles: Vec::new(),
             file,
@@ -209,6 +213,8 @@ impl Checkpoint {
             })?;
         self.pickle_bytes = pickle.end;
         self.pickle_entry = entry.to_owned();
+        self.pickle_sha256 =
+            crate::tensor::sha256_hex(data.get(..pickle.end as usize).unwrap_or(data));
         if !opts.classify {
             self.doc = Doc::unclassified(pickle);
             return Ok(());
@@ -578,6 +584,7 @@ impl Checkpoint {
             ));
         }
         let header = self.read_range(8, hlen)?;
+        self.pickle_sha256 = crate::tensor::sha256_hex(&header);
         let json: serde_json::Value = serde_json::from_slice(&header)
             .map_err(|e| bad(&self.path, format!("header is not JSON: {e}")))?;
         let obj = json

@@ -269,6 +269,14 @@ impl Checkpoint {
         }
     }
 
+    /// A number at `id`: a Python int/float, or a one-element tensor (read: a few bytes).
+    pub fn number(&self, id: NodeId) -> Result<Option<f64>, crate::Error> {
+        match self.doc.view(id) {
+            View::Tensor(t) if t.numel() == 1 => self.read_scalar(t, "scalar").map(Some),
+            _ => Ok(self.doc.as_f64(id)),
+        }
+    }
+
     fn scalar(&self, doc: &Doc, id: NodeId, what: &str, warnings: &mut Vec<String>) -> Option<f64> {
         match doc.view(id) {
             View::Tensor(t) => match self.read_scalar(t, what) {

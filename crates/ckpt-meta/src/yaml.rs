@@ -1,0 +1,337 @@
+//! YAML in and out.
+//!
+//! Reading uses serde-saphyr (budgeted, panic-free) into an ordered `serde_json::Value`.
+//! Writing is our own small emitter, because the files must read back identically in the
+//! existing Python app, which uses PyYAML (YAML 1.1): strings that YAML 1.1 would resolve to
+//! something else (`yes`, `on`, `1e3`, `2025-10-17T22:00:16`, `~`, `'1.0'`) are quoted, keys and
+//! values are laid out like the sidecars the app already has (blocks for mappings, flow style
+//! for short scalar lists, `{}` for empty mappings, a blank line between top-level sections).
+
+use std::fmt::Write as _;
+
+use serde_json::{Map, Value};
+
+/// A YAML document that did not parse: one line, with position when known.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct YamlError {
+    pub message: String,
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+}
+
+/// Largest YAML file we read (sidecars are kilobytes; configs rarely more than a few).
+pub const MAX_YAML_BYTES: usize = 16 << 20;
+
+/// Parse YAML text into an ordered JSON value. Anchors/aliases are expanded within the
+/// library's budget; non-finite floats are rejected (they do not occur in sidecars).
+pub fn parse(text: &str) -> Result<Value, YamlError> {
+    if text.len() > MAX_YAML_BYTES {
+        return Err(YamlError {
+            message: format!("larger than {MAX_YAML_BYTES} bytes"),
+            line: None,
+            column: None,
+        });
+    }
+    if text.trim().is_empty() {
+        return Ok(Value::Null);
+    }
+    serde_saphyr::from_str::<Value>(text).map_err(|e| {
+        let loc = e.location();
+        let first = e.to_string();
+        let first = first.lines().next().unwrap_or("").trim();
+        let first = first.strip_prefix("error: ").unwrap_or(first).to_owned();
+        YamlError {
+            message: first,
+            line: loc.as_ref().map(|l| l.line() as usize),
+            column: loc.as_ref().map(|l| l.column() as usize),
+        }
+    })
+}
+
+/// YAML 1.1 words PyYAML resolves to booleans or null.
+const SPECIAL_WORDS: &[&str] = &[
+    "y", "Y", "yes", "Yes", "YES", "n", "N", "no", "No", "NO", "true", "True", "TRUE", "false",
+    "False", "FALSE", "on", "On", "ON", "off", "Off", "OFF", "null", "Null", "NULL", "~",
+];
+
+/// Whether a string can be written without quotes and still read back as the same string by
+/// PyYAML (YAML 1.1) and by YAML 1.2 parsers.
+fn plain_ok(s: &str) -> bool {
+    if s.is_empty() || SPECIAL_WORDS.contains(&s) {
+        return false;
+    }
+    let first = s.as_bytes()[0];
+    // Must start like an identifier or a path; anything starting with a digit, sign or dot
+    // could be a number, a date or a time in YAML 1.1 (sexagesimal `1:20`, `1_000`).
+    if !(first.is_ascii_alphabetic() || first == b'_' || first == b'/') {
+        return false;
+    }
+    if s.ends_with(' ') || s.ends_with(':') {
+        return false;
+    }
+    // A conservative character set: no indicators that could start flow collections,
+    // comments, anchors, tags, or `: ` mapping separators.
+    s.chars().all(|c| {
+        c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/' | '=' | '+' | '(' | ')')
+    }) && !s.contains(": ")
+        && !looks_like_float(s)
+}
+
+/// YAML 1.1 floats like `.inf`, `.nan` are excluded by the first-char rule; this catches the
+/// rest of what PyYAML's float resolver would take (none start with a letter), kept for safety.
+fn looks_like_float(s: &str) -> bool {
+    s.parse::<f64>().is_ok()
+}
+
+/// A string as a YAML scalar: plain when safe, else single-quoted (`'` doubled), or
+/// double-quoted with escapes when it has control characters or line breaks.
+pub fn scalar_str(s: &str) -> String {
+    if plain_ok(s) {
+        return s.to_owned();
+    }
+    if s.chars().any(|c| c.is_control()) {
+        let mut out = String::from("\"");
+        for c in s.chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\t' => out.push_str("\\t"),
+                '\r' => out.push_str("\\r"),
+                c if c.is_control() => {
+                    let _ = write!(out, "\\u{:04x}", c as u32);
+                }
+                c => out.push(c),
+            }
+        }
+        out.push('"');
+        return out;
+    }
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// A number as YAML: integers as written; floats in a form both YAML 1.1 and 1.2 read as
+/// floats (`1.0e-05`, never `1e-05`, which PyYAML would read as a string).
+fn scalar_num(n: &serde_json::Number) -> String {
+    if let Some(i) = n.as_i64() {
+        return i.to_string();
+    }
+    if let Some(u) = n.as_u64() {
+        return u.to_string();
+    }
+    let f = n.as_f64().unwrap_or(f64::NAN);
+    if f.is_nan() {
+        return ".nan".into();
+    }
+    if f.is_infinite() {
+        return if f > 0.0 {
+            ".inf".into()
+        } else {
+            "-.inf".into()
+        };
+    }
+    let r = ckpt_torch::pyrepr::float_repr(f);
+    match r.split_once('e') {
+        // PyYAML needs a dot in the mantissa and a sign in the exponent.
+        Some((m, e)) => {
+            let m = if m.contains('.') {
+                m.to_owned()
+            } else {
+                format!("{m}.0")
+            };
+            let e = if e.starts_with('-') || e.starts_with('+') {
+                e.to_owned()
+            } else {
+                format!("+{e}")
+            };
+            format!("{m}e{e}")
+        }
+        None => r,
+    }
+}
+
+fn scalar(v: &Value) -> String {
+    match v {
+        Value::Null => "null".into(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => scalar_num(n),
+        Value::String(s) => scalar_str(s),
+        Value::Array(a) if a.is_empty() => "[]".into(),
+        Value::Object(o) if o.is_empty() => "{}".into(),
+        other => flow(other),
+    }
+}
+
+fn is_scalar(v: &Value) -> bool {
+    match v {
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.is_empty(),
+        _ => true,
+    }
+}
+
+/// Flow style for a short list of scalars: `[16, 24, 48, 96]`.
+fn flow(v: &Value) -> String {
+    match v {
+        Value::Array(a) => format!("[{}]", a.iter().map(flow).collect::<Vec<_>>().join(", ")),
+        Value::Object(o) => format!(
+            "{{{}}}",
+            o.iter()
+                .map(|(k, v)| format!("{}: {}", scalar_str(k), flow(v)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        other => scalar(other),
+    }
+}
+
+fn short_scalar_list(a: &[Value]) -> bool {
+    a.iter().all(is_scalar) && a.len() <= 16 && flow(&Value::Array(a.to_vec())).len() <= 80
+}
+
+fn emit_map(out: &mut String, m: &Map<String, Value>, indent: usize, blank_between: bool) {
+    let pad = "  ".repeat(indent);
+    let mut first = true;
+    for (k, v) in m {
+        if blank_between && !first && !is_scalar(v) {
+            out.push('\n');
+        }
+        let key = scalar_str(k);
+        match v {
+            Value::Object(o) if !o.is_empty() => {
+                let _ = writeln!(out, "{pad}{key}:");
+                emit_map(out, o, indent + 1, false);
+            }
+            Value::Array(a) if !a.is_empty() && !short_scalar_list(a) => {
+                let _ = writeln!(out, "{pad}{key}:");
+                emit_seq(out, a, indent + 1);
+            }
+            other => {
+                let _ = writeln!(out, "{pad}{key}: {}", scalar(other));
+            }
+        }
+        first = false;
+    }
+}
+
+fn emit_seq(out: &mut String, a: &[Value], indent: usize) {
+    let pad = "  ".repeat(indent);
+    for v in a {
+        match v {
+            Value::Object(o) if !o.is_empty() => {
+                // `- key: value` then the rest indented under it.
+                let mut inner = String::new();
+                emit_map(&mut inner, o, indent + 1, false);
+                let trimmed = inner.trim_start();
+                let _ = write!(out, "{pad}- {trimmed}");
+            }
+            Value::Array(inner) if !inner.is_empty() => {
+                let _ = writeln!(out, "{pad}- {}", flow(v));
+            }
+            other => {
+                let _ = writeln!(out, "{pad}- {}", scalar(other));
+            }
+        }
+    }
+}
+
+/// Write a mapping as a YAML document in the sidecar layout (blank line before each
+/// top-level section).
+pub fn to_yaml(v: &Value) -> String {
+    let mut out = String::new();
+    match v {
+        Value::Object(m) => emit_map(&mut out, m, 0, true),
+        Value::Array(a) => emit_seq(&mut out, a, 0),
+        other => {
+            out.push_str(&scalar(other));
+            out.push('\n');
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn strings_that_yaml_11_would_misread_are_quoted() {
+        for s in [
+            "1.0",
+            "yes",
+            "on",
+            "No",
+            "~",
+            "",
+            "2025-10-17T22:00:16.030374",
+            "1e3",
+            "0x1f",
+            "-1",
+            ".inf",
+            "a: b",
+            "#x",
+            "*a",
+            "x ",
+        ] {
+            let q = scalar_str(s);
+            assert!(q.starts_with('\'') || q.starts_with('"'), "{s:?} -> {q}");
+        }
+        for s in [
+            "dbnet",
+            "val/hmean",
+            "my_experiment/checkpoints/best.ckpt",
+            "epoch=01-step=4-hmean=0.7445.ckpt",
+            "pan_decoder",
+        ] {
+            assert_eq!(scalar_str(s), s);
+        }
+        assert_eq!(scalar_str("it's"), "'it''s'");
+        assert_eq!(scalar_str("a\nb"), "\"a\\nb\"");
+    }
+
+    #[test]
+    fn floats_read_back_as_floats_in_yaml_11() {
+        assert_eq!(
+            scalar_num(&serde_json::Number::from_f64(1e-5).unwrap()),
+            "1.0e-05"
+        );
+        assert_eq!(
+            scalar_num(&serde_json::Number::from_f64(0.77).unwrap()),
+            "0.77"
+        );
+        assert_eq!(
+            scalar_num(&serde_json::Number::from_f64(2.5e20).unwrap()),
+            "2.5e+20"
+        );
+        assert_eq!(
+            scalar_num(&serde_json::Number::from_f64(3.0).unwrap()),
+            "3.0"
+        );
+    }
+
+    #[test]
+    fn round_trip() {
+        let v = json!({
+            "schema_version": "1.0",
+            "training": {"epoch": 0, "global_step": 205, "training_phase": "training"},
+            "model": {"decoder": {"in_channels": [16, 24, 48, 96], "params": {}}},
+            "metrics": {"hmean": 0.77, "validation_loss": null, "additional_metrics": {"val/hmean": 0.77}},
+            "list_of_maps": [{"a": 1, "b": [1, 2]}, {"c": "x"}],
+            "weird": {"yes": "no", "1": "2025-01-01"},
+        });
+        let text = to_yaml(&v);
+        assert!(text.contains("in_channels: [16, 24, 48, 96]"), "{text}");
+        assert!(text.contains("schema_version: '1.0'"), "{text}");
+        assert!(text.contains("params: {}"), "{text}");
+        assert_eq!(parse(&text).unwrap(), v, "{text}");
+    }
+
+    #[test]
+    fn parse_errors_have_positions() {
+        let e = parse("schema_version: '1.0'\ntraining: [unclosed\n").unwrap_err();
+        assert_eq!(e.line, Some(2));
+        assert!(e.message.contains("line 2"), "{}", e.message);
+    }
+}
