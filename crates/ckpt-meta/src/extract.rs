@@ -17,6 +17,7 @@ use crate::schema::SCHEMA_VERSION;
 
 /// Names of sources, as recorded in `provenance`.
 pub mod source {
+    pub const SIDECAR: &str = "sidecar";
     pub const CHECKPOINT: &str = "checkpoint";
     pub const HPARAMS: &str = "hparams";
     pub const CONFIG_SIDECAR: &str = "config_sidecar";
@@ -80,6 +81,9 @@ impl Layout {
 /// Inputs besides the checkpoint itself.
 #[derive(Debug, Default, Clone)]
 pub struct ExtraSources {
+    /// An existing sidecar of another format (a partial `.metadata.json`): what it has comes
+    /// first.
+    pub sidecar: Option<Value>,
     /// Parsed `<stem>.config.yaml|json`.
     pub config_sidecar: Option<Value>,
     /// Parsed, resolved `.hydra/config.yaml` of the run.
@@ -336,6 +340,46 @@ pub fn build_sidecar(ck: &Checkpoint, layout: &Layout, extra: &ExtraSources) -> 
         b.set("created_at", json!(m), source::FILESYSTEM);
     }
 
+    // 0. an existing (partial) sidecar
+    if let Some(sc) = &extra.sidecar {
+        for path in [
+            "exp_name",
+            "training.epoch",
+            "training.global_step",
+            "training.training_phase",
+            "model.architecture",
+            "model.encoder",
+            "model.decoder",
+            "model.head",
+            "model.loss",
+            "metrics.precision",
+            "metrics.recall",
+            "metrics.hmean",
+            "metrics.validation_loss",
+            "checkpointing.monitor",
+            "checkpointing.mode",
+            "checkpointing.save_top_k",
+            "checkpointing.save_last",
+        ] {
+            if let Some(v) = lookup(sc, path) {
+                b.set(path, v.clone(), source::SIDECAR);
+            }
+        }
+    }
+    let mut additional: Vec<(String, Value, &str)> = Vec::new();
+    if let Some(sc) = &extra.sidecar {
+        for name in ["precision", "recall", "hmean", "validation_loss"] {
+            if let Some(v) = lookup(sc, &format!("metrics.{name}")).filter(|v| v.is_number()) {
+                additional.push((name.to_owned(), v.clone(), source::SIDECAR));
+            }
+        }
+        if let Some(am) = lookup(sc, "metrics.additional_metrics").and_then(Value::as_object) {
+            for (k, v) in am {
+                additional.push((k.clone(), v.clone(), source::SIDECAR));
+            }
+        }
+    }
+
     // 1. the checkpoint
     if let Some(e) = summary.epoch {
         b.set("training.epoch", json!(e), source::CHECKPOINT);
@@ -372,7 +416,6 @@ pub fn build_sidecar(ck: &Checkpoint, layout: &Layout, extra: &ExtraSources) -> 
     }
 
     // 4. cleval_metrics
-    let mut additional: Vec<(String, Value, &str)> = Vec::new();
     if let Some(cm) = doc.get(root, "cleval_metrics")
         && let Some(items) = doc.dict(cm)
     {

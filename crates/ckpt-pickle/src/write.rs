@@ -117,9 +117,14 @@ impl Writer {
             self.buf.push(0x8c);
             self.buf.push(b.len() as u8);
             self.buf.extend_from_slice(b);
-        } else {
+        } else if let Ok(n) = u32::try_from(b.len()) {
             self.buf.push(b'X');
-            self.buf.extend_from_slice(&(b.len() as u32).to_le_bytes());
+            self.buf.extend_from_slice(&n.to_le_bytes());
+            self.buf.extend_from_slice(b);
+        } else {
+            // BINUNICODE8 (a protocol-4 opcode; older readers cannot take >4 GiB strings).
+            self.buf.push(0x8d);
+            self.buf.extend_from_slice(&(b.len() as u64).to_le_bytes());
             self.buf.extend_from_slice(b);
         }
     }
@@ -130,9 +135,12 @@ impl Writer {
             if b.len() < 256 {
                 self.buf.push(b'C');
                 self.buf.push(b.len() as u8);
-            } else {
+            } else if let Ok(n) = u32::try_from(b.len()) {
                 self.buf.push(b'B');
-                self.buf.extend_from_slice(&(b.len() as u32).to_le_bytes());
+                self.buf.extend_from_slice(&n.to_le_bytes());
+            } else {
+                self.buf.push(0x8e);
+                self.buf.extend_from_slice(&(b.len() as u64).to_le_bytes());
             }
             self.buf.extend_from_slice(b);
         } else {
@@ -379,7 +387,13 @@ pub fn encode(p: &Pickle, root: ValueId, protocol: u8) -> Result<Vec<u8>, String
                             work.push(Step::Emit(b"]("));
                         }
                     }
-                    Value::Global(g) => w.global(&g.module, &g.name),
+                    Value::Global(g) => {
+                        // GLOBAL is line-based before protocol 4: a newline cannot be written.
+                        if protocol < 4 && (g.module.contains('\n') || g.name.contains('\n')) {
+                            return Err("global name with a newline needs protocol 4".into());
+                        }
+                        w.global(&g.module, &g.name)
+                    }
                     Value::Object(o) => {
                         // callee args OP [BUILD state] [SETITEMS] [APPENDS]
                         work.push(Step::Memo(id));
@@ -409,10 +423,12 @@ pub fn encode(p: &Pickle, root: ValueId, protocol: u8) -> Result<Vec<u8>, String
                             }
                             _ => work.push(Step::Emit(b"R")),
                         }
-                        if let Some(kw) = o.kwargs
-                            && o.construct == Construct::NewObjEx
-                        {
-                            work.push(Step::Visit(kw));
+                        if o.construct == Construct::NewObjEx {
+                            match o.kwargs {
+                                Some(kw) => work.push(Step::Visit(kw)),
+                                // NEWOBJ_EX always takes a kwargs dict.
+                                None => work.push(Step::Emit(b"}")),
+                            }
                         }
                         work.push(Step::Visit(o.args));
                         work.push(Step::Visit(o.callee));
@@ -430,4 +446,45 @@ pub fn encode(p: &Pickle, root: ValueId, protocol: u8) -> Result<Vec<u8>, String
         }
     }
     Ok(w.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::value::{Global, Object};
+
+    #[test]
+    fn newline_in_a_global_needs_protocol_4() {
+        let mut p = Pickle::new();
+        let g = p.push(Value::Global(Global {
+            module: "a\nb".into(),
+            name: "c".into(),
+        }));
+        assert!(encode(&p, g, 2).is_err());
+        let bytes = encode(&p, g, 4).unwrap();
+        assert!(crate::decode(&bytes).is_ok());
+    }
+
+    #[test]
+    fn newobj_ex_without_kwargs_writes_an_empty_dict() {
+        let mut p = Pickle::new();
+        let cls = p.push(Value::Global(Global {
+            module: "m".into(),
+            name: "C".into(),
+        }));
+        let args = p.push(Value::Tuple(vec![]));
+        let o = p.push(Value::Object(Box::new(Object {
+            callee: cls,
+            args,
+            kwargs: None,
+            construct: Construct::NewObjEx,
+            state: None,
+            dict_items: vec![],
+            list_items: vec![],
+            offset: 0,
+        })));
+        let bytes = encode(&p, o, 4).unwrap();
+        let back = crate::decode(&bytes).unwrap();
+        assert!(matches!(back.get(back.root()), Value::Object(_)));
+    }
 }

@@ -714,14 +714,42 @@ proptest! {
         };
         prop_assert_eq!(Some(direct), via, "one list, referenced twice");
         prop_assert!(matches!(b.get(direct), Value::List(l) if l.len() == items.len()));
-        // Exactly one list in the decoded arena (protocols < 4 may add lists for sets inside
-        // `items`; those are not top-level here, so count only lists referenced from root).
+        // No copy was made anywhere: the decoded arena references that one id exactly twice.
         let refs = b.values().iter().map(|v| match v {
             Value::Tuple(t) | Value::List(t) => t.iter().filter(|c| **c == direct).count(),
             Value::Dict(d) => d.iter().filter(|(_, c)| *c == direct).count(),
             _ => 0,
         }).sum::<usize>();
         prop_assert_eq!(refs, 2, "the shared list is referenced from exactly two places");
+    }
+
+    #[test]
+    fn cyclic_lists_and_dicts_roundtrip(items in vec(leaf(), 0..6), protocol in 2..=5u8, at in any::<usize>()) {
+        // Lists and dicts are memoized before their items are written, so a list that holds
+        // itself and a dict that holds itself (and the list) survive the round trip as cycles.
+        let mut a = Pickle::new();
+        let mut pool = Vec::new();
+        let mut ids: Vec<ValueId> = items.iter().map(|n| build(&mut a, &mut pool, n)).collect();
+        let list = ValueId(a.len() as u32);
+        let dict = ValueId(a.len() as u32 + 3);
+        ids.insert(at % (ids.len() + 1), list);
+        ids.push(dict);
+        assert_eq!(a.push(Value::List(ids)), list);
+        let k_self = a.push(Value::Str("self".into()));
+        let k_list = a.push(Value::Str("list".into()));
+        assert_eq!(a.push(Value::Dict(vec![(k_self, dict), (k_list, list)])), dict);
+        a.set_root(list);
+        let bytes = encode(&a, list, protocol).map_err(TestCaseError::fail)?;
+        let b = decode(&bytes).map_err(|e| TestCaseError::fail(format!("{e}: {}", hex(&bytes))))?;
+        compare(&a, &b, protocol).map_err(TestCaseError::fail)?;
+        let root = b.root();
+        let Value::List(l) = b.get(root) else {
+            return Err(TestCaseError::fail("root is not a list"));
+        };
+        prop_assert_eq!(l[at % (items.len() + 1)], root, "the list holds itself");
+        let d = *l.last().unwrap();
+        prop_assert_eq!(b.dict_get(d, "self"), Some(d));
+        prop_assert_eq!(b.dict_get(d, "list"), Some(root));
     }
 
     #[test]

@@ -22,6 +22,55 @@ pub enum Command {
     Dump(DumpArgs),
     /// Security verdict per file from the globals its pickle references.
     Scan(ScanArgs),
+    /// Write `<stem>.metadata.yaml` sidecars for checkpoints that have none.
+    #[command(name = "convert-legacy")]
+    ConvertLegacy(ConvertLegacyArgs),
+    /// Check sidecars: valid, invalid (with field paths), missing, or stale.
+    Validate(ValidateArgs),
+    /// Print the sidecar's JSON Schema.
+    Schema,
+}
+
+/// Which checkpoints: one file, one experiment folder, or a whole outputs tree.
+#[derive(Debug, Clone, clap::Args)]
+#[group(required = true, multiple = false)]
+pub struct Target {
+    /// One checkpoint file.
+    #[arg(long, value_name = "PATH")]
+    pub checkpoint: Option<PathBuf>,
+    /// An experiment folder (its checkpoints, recursively).
+    #[arg(long, value_name = "PATH")]
+    pub exp_dir: Option<PathBuf>,
+    /// An outputs folder holding experiments; sidecar paths are relative to it.
+    #[arg(long, value_name = "PATH")]
+    pub outputs_dir: Option<PathBuf>,
+    /// Only the folder itself, not its subfolders.
+    #[arg(long)]
+    pub no_recursive: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ConvertLegacyArgs {
+    #[command(flatten)]
+    pub target: Target,
+    /// Rewrite existing sidecars (unknown keys in them are kept).
+    #[arg(long)]
+    pub force: bool,
+    /// Write nothing; print what would be written.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Log each source tried and what it gave (DEBUG lines).
+    #[arg(long, short)]
+    pub verbose: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ValidateArgs {
+    #[command(flatten)]
+    pub target: Target,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    pub format: OutputFormat,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

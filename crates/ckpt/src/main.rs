@@ -4,6 +4,7 @@
 mod cli;
 mod dump;
 mod inspect;
+mod meta;
 mod scan;
 
 use std::io::Write;
@@ -70,6 +71,9 @@ fn run(args: cli::Cli) -> anyhow::Result<Outcome> {
         cli::Command::Inspect(a) => inspect::run(&a),
         cli::Command::Dump(a) => dump::run(&a),
         cli::Command::Scan(a) => scan::run(&a),
+        cli::Command::ConvertLegacy(a) => meta::convert_legacy(&a),
+        cli::Command::Validate(a) => meta::validate(&a),
+        cli::Command::Schema => meta::schema(),
     }
 }
 

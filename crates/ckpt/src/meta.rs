@@ -1,0 +1,431 @@
+//! `ckpt convert-legacy`, `ckpt validate`, `ckpt schema`: metadata sidecars for whole trees.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use anyhow::{Result, bail};
+use ckpt_meta::extract::{ExtraSources, Layout, build_sidecar, iso_time};
+use ckpt_meta::sidecar::{self, Sidecar, Staleness};
+use ckpt_meta::{config, schema};
+use ckpt_torch::Checkpoint;
+use serde_json::{Value, json};
+
+use crate::Outcome;
+use crate::cli::{ConvertLegacyArgs, OutputFormat, Target, ValidateArgs};
+
+/// Checkpoint extensions the sidecar tools look at.
+const EXTENSIONS: &[&str] = &["ckpt", "pt", "pth"];
+
+/// The checkpoints a `--checkpoint | --exp-dir | --outputs-dir` target names, sorted, and the
+/// outputs dir their paths are relative to.
+pub fn discover(t: &Target) -> Result<(Vec<PathBuf>, Option<PathBuf>)> {
+    if let Some(c) = &t.checkpoint {
+        if !c.is_file() {
+            bail!("{}: no such checkpoint file", c.display());
+        }
+        return Ok((vec![c.clone()], None));
+    }
+    let (dir, outputs) = match (&t.exp_dir, &t.outputs_dir) {
+        (Some(e), None) => (e.clone(), e.parent().map(Path::to_path_buf)),
+        (None, Some(o)) => (o.clone(), Some(o.clone())),
+        _ => bail!("give exactly one of --checkpoint, --exp-dir, --outputs-dir"),
+    };
+    if !dir.is_dir() {
+        bail!("{}: not a directory", dir.display());
+    }
+    let mut found = Vec::new();
+    let mut stack = vec![(dir, 0usize)];
+    while let Some((d, depth)) = stack.pop() {
+        let rd = match std::fs::read_dir(&d) {
+            Ok(rd) => rd,
+            Err(e) => {
+                log("WARNING", &format!("cannot read {}: {e}", d.display()));
+                continue;
+            }
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            let Ok(ft) = e.file_type() else { continue };
+            let hidden = p
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with('.'));
+            if ft.is_dir() {
+                // Recursive by default; never into symlinked folders (no loops) or hidden ones.
+                if !t.no_recursive && !hidden {
+                    stack.push((p, depth + 1));
+                }
+            } else if (ft.is_file() || ft.is_symlink())
+                && !hidden
+                && p.extension()
+                    .and_then(|x| x.to_str())
+                    .is_some_and(|x| EXTENSIONS.contains(&x))
+            {
+                found.push(p);
+            }
+        }
+    }
+    found.sort();
+    Ok((found, outputs))
+}
+
+/// A log line in the existing tool's style: `2025-10-17 22:00:16,030 - INFO - message`.
+pub fn log(level: &str, msg: &str) {
+    let now = iso_time(std::time::SystemTime::now());
+    let (date, time) = now.split_once('T').unwrap_or((&now, ""));
+    let (hms, frac) = time.split_once('.').unwrap_or((time, "000"));
+    eprintln!(
+        "{date} {hms},{} - {level} - {msg}",
+        &frac[..frac.len().min(3)]
+    );
+}
+
+/// Reads each run's config once, however many checkpoints it has.
+#[derive(Default)]
+struct ConfigCache {
+    map: Mutex<HashMap<PathBuf, Option<Value>>>,
+}
+
+impl ConfigCache {
+    fn get(&self, path: &Path, debug: &mut Vec<String>) -> Option<Value> {
+        if let Ok(m) = self.map.lock()
+            && let Some(v) = m.get(path)
+        {
+            return v.clone();
+        }
+        let v = match config::read_config(path) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                debug.push(format!("config unreadable, ignored: {e}"));
+                None
+            }
+        };
+        if let Ok(mut m) = self.map.lock() {
+            m.insert(path.to_path_buf(), v.clone());
+        }
+        v
+    }
+}
+
+enum Converted {
+    Written { sidecar: PathBuf, text: String },
+    Skipped(PathBuf),
+    Failed(String),
+}
+
+struct Job<'a> {
+    outputs: Option<&'a Path>,
+    force: bool,
+    dry_run: bool,
+    verbose: bool,
+    cache: &'a ConfigCache,
+}
+
+fn convert_one(job: &Job<'_>, ckpt: &Path, debug: &mut Vec<String>) -> Converted {
+    // The YAML sidecar is what this command writes; a `.metadata.json` beside it (often
+    // partial) is a source, and is left as it is.
+    let yaml = sidecar::yaml_path(ckpt);
+    let existing = yaml.is_file().then(|| yaml.clone());
+    if existing.is_some() && !job.force {
+        return Converted::Skipped(yaml);
+    }
+    let ck = match Checkpoint::open(ckpt) {
+        Ok(ck) => ck,
+        Err(e) => return Converted::Failed(e.to_string()),
+    };
+    let layout = Layout::new(ckpt, job.outputs);
+    let mut extra = ExtraSources::default();
+    let json = sidecar::json_path(ckpt);
+    if json.is_file() {
+        match Sidecar::read(&json) {
+            Ok(sc) => {
+                if job.verbose {
+                    debug.push(format!("existing JSON sidecar: {}", json.display()));
+                }
+                extra.sidecar = Some(sc.value);
+            }
+            Err(e) => debug.push(format!("existing JSON sidecar unreadable, ignored: {e}")),
+        }
+    }
+    for suffix in [".config.yaml", ".config.yml", ".config.json"] {
+        let p = sidecar::with_suffix(ckpt, suffix);
+        if p.is_file() {
+            if job.verbose {
+                debug.push(format!("config sidecar: {}", p.display()));
+            }
+            extra.config_sidecar = job.cache.get(&p, debug);
+            break;
+        }
+    }
+    let stop = job.outputs.unwrap_or(&layout.outputs_dir);
+    if let Some(h) = config::find_hydra_config(ckpt, stop) {
+        if job.verbose {
+            debug.push(format!("hydra config: {}", h.display()));
+        }
+        extra.hydra = job.cache.get(&h, debug);
+    } else if job.verbose {
+        debug.push("hydra config: none found".into());
+    }
+    let mut value = build_sidecar(&ck, &layout, &extra);
+    if job.verbose
+        && let Some(p) = value.get("provenance").and_then(Value::as_object)
+    {
+        for (field, src) in p {
+            let v = config::lookup(&value, field)
+                .cloned()
+                .unwrap_or(Value::Null);
+            debug.push(format!(
+                "{field} = {v} (from {})",
+                src.as_str().unwrap_or("?")
+            ));
+        }
+    }
+    let target = match &existing {
+        Some(old_path) => {
+            // --force: rewrite in place, keeping what the old file had that we do not write.
+            if let Ok(old) = Sidecar::read(old_path) {
+                sidecar::merge_unknown(&mut value, &old.value);
+                value = sidecar::ordered(value);
+            }
+            old_path.clone()
+        }
+        None => yaml,
+    };
+    let text = sidecar::render(&target, &value);
+    if !job.dry_run
+        && let Err(e) = sidecar::write_atomic(&target, &text, job.force)
+    {
+        return Converted::Failed(format!("{}: cannot write: {e}", target.display()));
+    }
+    Converted::Written {
+        sidecar: target,
+        text,
+    }
+}
+
+/// Run `f` over `items` on all cores; results come back in input order.
+fn parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let n = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(items.len().max(1));
+    let next = AtomicUsize::new(0);
+    let slots: Vec<Mutex<Option<R>>> = items.iter().map(|_| Mutex::new(None)).collect();
+    std::thread::scope(|s| {
+        for _ in 0..n {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(item) = items.get(i) else { break };
+                    let r = f(item);
+                    if let Some(slot) = slots.get(i)
+                        && let Ok(mut g) = slot.lock()
+                    {
+                        *g = Some(r);
+                    }
+                }
+            });
+        }
+    });
+    slots
+        .into_iter()
+        .filter_map(|m| m.into_inner().ok().flatten())
+        .collect()
+}
+
+pub fn convert_legacy(a: &ConvertLegacyArgs) -> Result<Outcome> {
+    let (files, outputs) = discover(&a.target)?;
+    let cache = ConfigCache::default();
+    let job = Job {
+        outputs: outputs.as_deref(),
+        force: a.force,
+        dry_run: a.dry_run,
+        verbose: a.verbose,
+        cache: &cache,
+    };
+    log(
+        "INFO",
+        &format!(
+            "Found {} checkpoint(s){}",
+            files.len(),
+            if a.dry_run {
+                " (dry run: nothing will be written)"
+            } else {
+                ""
+            }
+        ),
+    );
+    let results = parallel(&files, |f| {
+        let mut debug = Vec::new();
+        let r = convert_one(&job, f, &mut debug);
+        (r, debug)
+    });
+    let (mut converted, mut skipped, mut failed) = (0, 0, 0);
+    let mut dry = String::new();
+    for (f, (r, debug)) in files.iter().zip(results) {
+        for d in debug {
+            log("DEBUG", &format!("{}: {d}", f.display()));
+        }
+        match r {
+            Converted::Written { sidecar, text } => {
+                converted += 1;
+                if a.dry_run {
+                    log("INFO", &format!("Would write {}", sidecar.display()));
+                    dry.push_str(&format!("# {}\n{text}\n", sidecar.display()));
+                } else {
+                    log(
+                        "INFO",
+                        &format!("Converted {} -> {}", f.display(), sidecar.display()),
+                    );
+                }
+            }
+            Converted::Skipped(s) => {
+                skipped += 1;
+                log(
+                    "INFO",
+                    &format!(
+                        "Skipped {} (sidecar exists: {}; use --force to rewrite)",
+                        f.display(),
+                        s.display()
+                    ),
+                );
+            }
+            Converted::Failed(e) => {
+                failed += 1;
+                log("ERROR", &format!("Failed {}: {e}", f.display()));
+            }
+        }
+    }
+    let line = "=".repeat(60);
+    let mut out = dry;
+    out.push_str(&format!(
+        "{line}\nConversion Summary{}\n{line}\nTotal checkpoints found: {}\nConverted: {converted}\nSkipped (existing): {skipped}\nFailed: {failed}\n{line}\n",
+        if a.dry_run { " (dry run)" } else { "" },
+        files.len()
+    ));
+    crate::print_stdout(&out)?;
+    if failed > 0 {
+        return Ok(Outcome::Findings);
+    }
+    Ok(Outcome::Ok)
+}
+
+/// One checkpoint's sidecar verdict.
+struct Verdict {
+    checkpoint: PathBuf,
+    sidecar: Option<PathBuf>,
+    status: &'static str,
+    problems: Vec<Value>,
+}
+
+fn validate_one(ckpt: &Path) -> Verdict {
+    let mut v = Verdict {
+        checkpoint: ckpt.to_path_buf(),
+        sidecar: None,
+        status: "valid",
+        problems: Vec::new(),
+    };
+    let Some(sc_path) = sidecar::find(ckpt) else {
+        v.status = "missing";
+        return v;
+    };
+    v.sidecar = Some(sc_path.clone());
+    let sc = match Sidecar::read(&sc_path) {
+        Ok(sc) => sc,
+        Err(e) => {
+            v.status = "invalid";
+            let (line, column) = e.position().unzip();
+            v.problems.push(
+                json!({"path": "", "message": e.to_string(), "line": line, "column": column}),
+            );
+            return v;
+        }
+    };
+    let problems = schema::validate(&sc.value);
+    if !problems.is_empty() {
+        v.status = "invalid";
+        v.problems = problems
+            .iter()
+            .map(|p| json!({"path": p.path, "message": p.message}))
+            .collect();
+        return v;
+    }
+    match Checkpoint::open(ckpt) {
+        Ok(ck) => {
+            if let Staleness::Stale(reason) = sidecar::staleness(&sc.value, &ck) {
+                v.status = "stale";
+                v.problems.push(json!({"path": "", "message": reason}));
+            }
+        }
+        Err(e) => {
+            v.status = "invalid";
+            v.problems
+                .push(json!({"path": "", "message": format!("checkpoint unreadable: {e}")}));
+        }
+    }
+    v
+}
+
+pub fn validate(a: &ValidateArgs) -> Result<Outcome> {
+    let (files, _) = discover(&a.target)?;
+    let verdicts = parallel(&files, |f| validate_one(f));
+    let all_valid = verdicts.iter().all(|v| v.status == "valid");
+    match a.format {
+        OutputFormat::Json => {
+            let arr: Vec<Value> = verdicts
+                .iter()
+                .map(|v| {
+                    json!({
+                        "checkpoint": v.checkpoint.display().to_string(),
+                        "sidecar": v.sidecar.as_ref().map(|p| p.display().to_string()),
+                        "status": v.status,
+                        "problems": v.problems,
+                    })
+                })
+                .collect();
+            let mut s = serde_json::to_string_pretty(&arr)?;
+            s.push('\n');
+            crate::print_stdout(&s)?;
+        }
+        OutputFormat::Table => {
+            let mut out = String::new();
+            let mut counts: HashMap<&str, usize> = HashMap::new();
+            for v in &verdicts {
+                *counts.entry(v.status).or_default() += 1;
+                out.push_str(&format!("{:<8} {}\n", v.status, v.checkpoint.display()));
+                for p in &v.problems {
+                    let path = p["path"].as_str().unwrap_or("");
+                    let msg = p["message"].as_str().unwrap_or("");
+                    if path.is_empty() {
+                        out.push_str(&format!("         {msg}\n"));
+                    } else {
+                        out.push_str(&format!("         {path}: {msg}\n"));
+                    }
+                }
+            }
+            let get = |k: &str| counts.get(k).copied().unwrap_or(0);
+            out.push_str(&format!(
+                "{} checkpoint(s): {} valid, {} invalid, {} stale, {} missing\n",
+                verdicts.len(),
+                get("valid"),
+                get("invalid"),
+                get("stale"),
+                get("missing")
+            ));
+            crate::print_stdout(&out)?;
+        }
+    }
+    Ok(if all_valid {
+        Outcome::Ok
+    } else {
+        Outcome::Findings
+    })
+}
+
+pub fn schema() -> Result<Outcome> {
+    let mut s = serde_json::to_string_pretty(&schema::json_schema())?;
+    s.push('\n');
+    crate::print_stdout(&s)?;
+    Ok(Outcome::Ok)
+}
