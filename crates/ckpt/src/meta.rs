@@ -326,42 +326,57 @@ fn validate_one(ckpt: &Path) -> Verdict {
         status: "valid",
         problems: Vec::new(),
     };
-    let Some(sc_path) = sidecar::find(ckpt) else {
+    // Every sidecar that exists is judged (a partial `.metadata.json` beside a good YAML one
+    // is still reported).
+    let paths: Vec<PathBuf> = [sidecar::yaml_path(ckpt), sidecar::json_path(ckpt)]
+        .into_iter()
+        .filter(|p| p.is_file())
+        .collect();
+    if paths.is_empty() {
         v.status = "missing";
         return v;
-    };
-    v.sidecar = Some(sc_path.clone());
-    let sc = match Sidecar::read(&sc_path) {
-        Ok(sc) => sc,
-        Err(e) => {
-            v.status = "invalid";
-            let (line, column) = e.position().unzip();
-            v.problems.push(
-                json!({"path": "", "message": e.to_string(), "line": line, "column": column}),
-            );
-            return v;
-        }
-    };
-    let problems = schema::validate(&sc.value);
-    if !problems.is_empty() {
-        v.status = "invalid";
-        v.problems = problems
-            .iter()
-            .map(|p| json!({"path": p.path, "message": p.message}))
-            .collect();
-        return v;
     }
-    match Checkpoint::open(ckpt) {
-        Ok(ck) => {
-            if let Staleness::Stale(reason) = sidecar::staleness(&sc.value, &ck) {
-                v.status = "stale";
-                v.problems.push(json!({"path": "", "message": reason}));
+    v.sidecar = paths.first().cloned();
+    let mut opened: Option<Result<Checkpoint, String>> = None;
+    for sc_path in &paths {
+        let name = sc_path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let sc = match Sidecar::read(sc_path) {
+            Ok(sc) => sc,
+            Err(e) => {
+                v.status = "invalid";
+                let (line, column) = e.position().unzip();
+                v.problems.push(json!({"file": name, "path": "", "message": e.to_string(), "line": line, "column": column}));
+                continue;
             }
-        }
-        Err(e) => {
+        };
+        let problems = schema::validate(&sc.value);
+        if !problems.is_empty() {
             v.status = "invalid";
-            v.problems
-                .push(json!({"path": "", "message": format!("checkpoint unreadable: {e}")}));
+            v.problems.extend(
+                problems
+                    .iter()
+                    .map(|p| json!({"file": name, "path": p.path, "message": p.message})),
+            );
+            continue;
+        }
+        let ck = opened.get_or_insert_with(|| Checkpoint::open(ckpt).map_err(|e| e.to_string()));
+        match ck {
+            Ok(ck) => {
+                if let Staleness::Stale(reason) = sidecar::staleness(&sc.value, ck) {
+                    if v.status == "valid" {
+                        v.status = "stale";
+                    }
+                    v.problems
+                        .push(json!({"file": name, "path": "", "message": reason}));
+                }
+            }
+            Err(e) => {
+                v.status = "invalid";
+                v.problems.push(json!({"file": name, "path": "", "message": format!("checkpoint unreadable: {e}")}));
+            }
         }
     }
     v
@@ -397,10 +412,11 @@ pub fn validate(a: &ValidateArgs) -> Result<Outcome> {
                 for p in &v.problems {
                     let path = p["path"].as_str().unwrap_or("");
                     let msg = p["message"].as_str().unwrap_or("");
+                    let file = p["file"].as_str().unwrap_or("");
                     if path.is_empty() {
                         out.push_str(&format!("         {msg}\n"));
                     } else {
-                        out.push_str(&format!("         {path}: {msg}\n"));
+                        out.push_str(&format!("         {file}: {path}: {msg}\n"));
                     }
                 }
             }

@@ -138,3 +138,172 @@ fn scan_verdicts_on_the_corpus() {
     // some bad files are unreadable, so the exit code is 2
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// Copy a folder tree (files and folders only), making files writable.
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let p = e.path();
+        let dest = to.join(e.file_name());
+        if p.is_dir() {
+            copy_tree(&p, &dest);
+        } else {
+            std::fs::copy(&p, &dest).unwrap();
+            let mut perm = std::fs::metadata(&dest).unwrap().permissions();
+            #[allow(clippy::permissions_set_readonly_false)]
+            perm.set_readonly(false);
+            std::fs::set_permissions(&dest, perm).unwrap();
+        }
+    }
+}
+
+fn yaml_of(p: &std::path::Path) -> serde_json::Value {
+    ckpt_meta::yaml::parse(&std::fs::read_to_string(p).unwrap()).unwrap()
+}
+
+#[test]
+#[ignore = "needs ../shared/corpus (run by .ci/run when present)"]
+fn convert_legacy_on_the_corpus_outputs() {
+    let Some(c) = corpus() else {
+        panic!("corpus not found (set CKPT_CORPUS)");
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let outs = tmp.path().join("outputs");
+    copy_tree(&c.join("outputs"), &outs);
+    let kept = outs.join("with_metadata/checkpoints/epoch=00-step=2-hmean=0.7172.metadata.yaml");
+    let before = std::fs::read(&kept).unwrap();
+
+    // --dry-run writes nothing
+    ckpt()
+        .args(["convert-legacy", "--dry-run", "--outputs-dir"])
+        .arg(&outs)
+        .assert()
+        .success();
+    assert!(
+        !outs
+            .join("my_experiment/checkpoints/best.metadata.yaml")
+            .exists()
+    );
+
+    let out = ckpt()
+        .args(["convert-legacy", "--outputs-dir"])
+        .arg(&outs)
+        .assert()
+        .success();
+    let stdout = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    assert!(stdout.contains("Total checkpoints found: 13"), "{stdout}");
+    assert!(stdout.contains("Converted: 12"), "{stdout}");
+    assert!(stdout.contains("Skipped (existing): 1"), "{stdout}");
+    assert!(stdout.contains("Failed: 0"), "{stdout}");
+    assert_eq!(
+        std::fs::read(&kept).unwrap(),
+        before,
+        "an existing sidecar was touched"
+    );
+
+    let best = yaml_of(&outs.join("my_experiment/checkpoints/best.metadata.yaml"));
+    assert_eq!(best["schema_version"], "1.0");
+    assert_eq!(
+        best["checkpoint_path"],
+        "my_experiment/checkpoints/best.ckpt"
+    );
+    assert_eq!(best["exp_name"], "my_experiment");
+    assert_eq!(best["model"]["architecture"], "dbnet");
+    assert_eq!(best["provenance"]["model.architecture"], "hydra");
+    assert_eq!(best["training"]["epoch"], 2);
+    assert_eq!(best["training"]["global_step"], 6);
+    assert!((best["metrics"]["hmean"].as_f64().unwrap() - 0.7718).abs() < 1e-4);
+    assert_eq!(best["provenance"]["metrics.hmean"], "cleval");
+    assert_eq!(best["checkpointing"]["monitor"], "val/hmean");
+    assert_eq!(best["checkpointing"]["mode"], "max");
+    assert_eq!(best["checkpointing"]["save_top_k"], 2);
+    assert_eq!(best["checkpointing"]["save_last"], true);
+    for key in ckpt_meta::schema::TOP_LEVEL {
+        assert!(best.get(*key).is_some(), "{key} missing");
+    }
+
+    let dc = yaml_of(&outs.join("dictconfig_hparams/checkpoints/last.metadata.yaml"));
+    assert_eq!(dc["model"]["architecture"], "dbnet");
+    assert_eq!(dc["provenance"]["model.architecture"], "hparams");
+
+    // the partial JSON sidecar is a source; the YAML gets the rest from the checkpoint
+    let sc = yaml_of(&outs.join("sidecars/checkpoints/epoch=10.metadata.yaml"));
+    assert_eq!(sc["training"]["global_step"], 2750);
+    assert_eq!(sc["metrics"]["validation_loss"], 0.123);
+
+    // a second run converts nothing
+    let out = ckpt()
+        .args(["convert-legacy", "--outputs-dir"])
+        .arg(&outs)
+        .assert()
+        .success();
+    assert!(String::from_utf8_lossy(&out.get_output().stdout).contains("Converted: 0"));
+
+    // every sidecar validates
+    ckpt()
+        .args(["validate", "--outputs-dir"])
+        .arg(&outs.join("my_experiment"))
+        .assert()
+        .success();
+
+    // --force rewrites, keeping unknown keys
+    let target = outs.join("my_experiment/checkpoints/last.metadata.yaml");
+    let mut text = std::fs::read_to_string(&target).unwrap();
+    text.push_str("\ncustom_notes: keep me\n");
+    std::fs::write(&target, text).unwrap();
+    let out = ckpt()
+        .args(["convert-legacy", "--force", "--outputs-dir"])
+        .arg(&outs)
+        .assert()
+        .success();
+    assert!(String::from_utf8_lossy(&out.get_output().stdout).contains("Converted: 13"));
+    assert_eq!(yaml_of(&target)["custom_notes"], "keep me");
+}
+
+#[test]
+#[ignore = "needs ../shared/corpus (run by .ci/run when present)"]
+fn validate_reports_the_bad_sidecars() {
+    let Some(c) = corpus() else {
+        panic!("corpus not found (set CKPT_CORPUS)");
+    };
+    let out = ckpt()
+        .args(["validate", "--format", "json", "--outputs-dir"])
+        .arg(c.join("bad/sidecars"))
+        .assert()
+        .code(1);
+    let v: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    let by_name = |n: &str| {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["checkpoint"].as_str().unwrap().ends_with(n))
+            .unwrap()
+            .clone()
+    };
+    let broken = by_name("broken_yaml.ckpt");
+    assert_eq!(broken["status"], "invalid");
+    assert_eq!(broken["problems"][0]["line"], 2);
+    assert!(broken["problems"][0]["column"].is_u64());
+    let wrong = by_name("wrong_types.ckpt");
+    let paths: Vec<&str> = wrong["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["path"].as_str().unwrap())
+        .collect();
+    for p in [
+        "exp_name",
+        "training.epoch",
+        "training.global_step",
+        "metrics.hmean",
+    ] {
+        assert!(paths.contains(&p), "{p} not in {paths:?}");
+    }
+    let future = by_name("future_schema.ckpt");
+    assert!(
+        future["problems"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("newer")
+    );
+}
