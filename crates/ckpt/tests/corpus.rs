@@ -242,7 +242,7 @@ fn convert_legacy_on_the_corpus_outputs() {
     // every sidecar validates
     ckpt()
         .args(["validate", "--outputs-dir"])
-        .arg(&outs.join("my_experiment"))
+        .arg(outs.join("my_experiment"))
         .assert()
         .success();
 
