@@ -57,7 +57,9 @@ fn bench(c: &mut Criterion) {
         }
     }
     let mut g = c.benchmark_group("convert_legacy_one");
-    g.bench_function("lightning_3MB", |b| b.iter(|| black_box(convert(&small, &outputs))));
+    g.bench_function("lightning_3MB", |b| {
+        b.iter(|| black_box(convert(&small, &outputs)))
+    });
     g.bench_function(format!("lightning_{big_mb}MB"), |b| {
         b.iter(|| black_box(convert(&big, &outputs)))
     });

@@ -33,16 +33,16 @@ pub enum Command {
 
 /// Which checkpoints: one file, one experiment folder, or a whole outputs tree.
 #[derive(Debug, Clone, clap::Args)]
-#[group(required = true, multiple = false)]
+#[command(group(clap::ArgGroup::new("target").required(true).multiple(false)))]
 pub struct Target {
     /// One checkpoint file.
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", group = "target")]
     pub checkpoint: Option<PathBuf>,
     /// An experiment folder (its checkpoints, recursively).
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", group = "target")]
     pub exp_dir: Option<PathBuf>,
     /// An outputs folder holding experiments; sidecar paths are relative to it.
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", group = "target")]
     pub outputs_dir: Option<PathBuf>,
     /// Only the folder itself, not its subfolders.
     #[arg(long)]
