@@ -391,7 +391,11 @@ pub fn build_sidecar(ck: &Checkpoint, layout: &Layout, extra: &ExtraSources) -> 
     }
 
     // 2. hyper_parameters
-    let hparams = doc.get(root, "hyper_parameters").map(|h| to_value(doc, h));
+    // Interpolations inside pickled DictConfig hparams resolve within the hparams tree, as
+    // OmegaConf attribute access would.
+    let hparams = doc
+        .get(root, "hyper_parameters")
+        .map(|h| crate::config::resolve(&to_value(doc, h)));
     if let Some(h) = &hparams {
         take_model(&mut b, h, source::HPARAMS);
     }
@@ -498,7 +502,9 @@ pub fn build_sidecar(ck: &Checkpoint, layout: &Layout, extra: &ExtraSources) -> 
         additional.push((name.clone(), json!(x), source::FILE_NAME));
     }
 
-    // save_last: a last.ckpt beside it.
+    // save_last: a last.ckpt beside it; else the callback's own last_model_path. A
+    // ModelCheckpoint with save_last=True always records and writes last.ckpt, so a callback
+    // without one means save_last was off.
     if !b.has("checkpointing.save_last") {
         let has_last = layout
             .checkpoint
@@ -506,6 +512,14 @@ pub fn build_sidecar(ck: &Checkpoint, layout: &Layout, extra: &ExtraSources) -> 
             .is_some_and(|d| d.join("last.ckpt").is_file());
         if has_last {
             b.set("checkpointing.save_last", json!(true), source::INFERRED);
+        } else if let Some(cb) = pick_callback(&mcs, &file_name) {
+            let recorded = cb.last_model_path.as_deref().is_some_and(|p| !p.is_empty());
+            let src = if recorded {
+                source::CALLBACK
+            } else {
+                source::INFERRED
+            };
+            b.set("checkpointing.save_last", json!(recorded), src);
         }
     }
 
