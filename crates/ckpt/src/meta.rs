@@ -185,6 +185,17 @@ fn convert_one(job: &Job<'_>, ckpt: &Path, debug: &mut Vec<String>) -> Converted
         Some(old_path) => {
             // --force: rewrite in place, keeping what the old file had that we do not write.
             if let Ok(old) = Sidecar::read(old_path) {
+                // Never downgrade a sidecar written by a newer tool.
+                if let Some(v) = old.value.get("schema_version")
+                    && schema::major_version(v).is_some_and(|m| m > schema::SUPPORTED_MAJOR)
+                {
+                    return Converted::Failed(format!(
+                        "{}: schema version {} is newer than this ckpt understands ({}.x); not rewritten",
+                        old_path.display(),
+                        v.as_str().unwrap_or("?"),
+                        schema::SUPPORTED_MAJOR
+                    ));
+                }
                 sidecar::merge_unknown(&mut value, &old.value);
                 value = sidecar::ordered(value);
             }

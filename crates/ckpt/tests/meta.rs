@@ -305,6 +305,26 @@ fn validate_reports_positions_paths_and_future_versions() {
 }
 
 #[test]
+fn force_never_downgrades_a_newer_sidecar() {
+    let (_t, out) = outputs(&["fsdp"]);
+    let sc = out.join("fsdp/epoch-001.metadata.yaml");
+    std::fs::write(&sc, "schema_version: '9.0'\nexp_name: x\n").unwrap();
+    let o = ckpt()
+        .args(["convert-legacy", "--force", "--checkpoint"])
+        .arg(out.join("fsdp/epoch-001.pth"))
+        .assert()
+        .code(1);
+    assert!(
+        String::from_utf8_lossy(&o.get_output().stderr)
+            .contains("newer than this ckpt understands")
+    );
+    assert_eq!(
+        std::fs::read_to_string(&sc).unwrap(),
+        "schema_version: '9.0'\nexp_name: x\n"
+    );
+}
+
+#[test]
 fn schema_is_json_with_every_field() {
     let o = ckpt().arg("schema").assert().success();
     let v: Value = serde_json::from_slice(&o.get_output().stdout).unwrap();
@@ -334,4 +354,31 @@ fn target_options_are_exclusive() {
         .stderr(predicate::str::contains(
             "no/such.ckpt: no such checkpoint file",
         ));
+}
+
+#[test]
+fn validate_table_snapshot() {
+    let o = ckpt()
+        .args(["validate", "--exp-dir", "fixtures/sidecars_bad"])
+        .assert()
+        .code(1);
+    insta::assert_snapshot!(String::from_utf8_lossy(&o.get_output().stdout));
+}
+
+#[test]
+fn dry_run_sidecar_snapshot() {
+    let o = ckpt()
+        .args([
+            "convert-legacy",
+            "--dry-run",
+            "--exp-dir",
+            "fixtures/outputs/hydra_only",
+        ])
+        .assert()
+        .success();
+    insta::with_settings!({filters => vec![
+        (r"'\d{4}-\d\d-\d\dT[0-9:.]+'", "'[mtime]'"),
+    ]}, {
+        insta::assert_snapshot!(String::from_utf8_lossy(&o.get_output().stdout));
+    });
 }
