@@ -247,7 +247,10 @@ fn part_paths(part: &str) -> [String; 3] {
     ]
 }
 
-fn take_model(b: &mut Builder, tree: &Value, src: &str) {
+/// What a hyper-parameter or config tree says about the model: `model.architecture` and
+/// `model.{encoder,decoder,head,loss}` (each the first place it is found).
+pub fn model_facts(tree: &Value) -> Vec<(String, Value)> {
+    let mut out = Vec::new();
     for p in [
         "architecture_name",
         "architecture",
@@ -257,7 +260,7 @@ fn take_model(b: &mut Builder, tree: &Value, src: &str) {
         if let Some(v) = lookup(tree, p)
             && v.is_string()
         {
-            b.set("model.architecture", v.clone(), src);
+            out.push(("model.architecture".to_owned(), v.clone()));
             break;
         }
     }
@@ -266,14 +269,18 @@ fn take_model(b: &mut Builder, tree: &Value, src: &str) {
             if let Some(v) = lookup(tree, &p)
                 && v.is_object()
             {
-                b.set(&format!("model.{part}"), v.clone(), src);
+                out.push((format!("model.{part}"), v.clone()));
                 break;
             }
         }
     }
+    out
 }
 
-fn take_checkpointing(b: &mut Builder, tree: &Value, src: &str) {
+/// Checkpointing settings a config tree states (`callbacks.model_checkpoint.*`,
+/// `checkpoint.*` …): `checkpointing.{monitor,mode,save_top_k,save_last}`.
+pub fn checkpointing_facts(tree: &Value) -> Vec<(String, Value)> {
+    let mut out: Vec<(String, Value)> = Vec::new();
     for base in [
         "callbacks.model_checkpoint",
         "checkpoint",
@@ -294,11 +301,25 @@ fn take_checkpointing(b: &mut Builder, tree: &Value, src: &str) {
                     "save_top_k" => v.is_i64(),
                     _ => v.is_boolean(),
                 };
-                if ok {
-                    b.set(&format!("checkpointing.{key}"), v.clone(), src);
+                let path = format!("checkpointing.{key}");
+                if ok && !out.iter().any(|(p, _)| *p == path) {
+                    out.push((path, v.clone()));
                 }
             }
         }
+    }
+    out
+}
+
+fn take_model(b: &mut Builder, tree: &Value, src: &str) {
+    for (p, v) in model_facts(tree) {
+        b.set(&p, v, src);
+    }
+}
+
+fn take_checkpointing(b: &mut Builder, tree: &Value, src: &str) {
+    for (p, v) in checkpointing_facts(tree) {
+        b.set(&p, v, src);
     }
 }
 

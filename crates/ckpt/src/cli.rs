@@ -29,6 +29,82 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Print the sidecar's JSON Schema.
     Schema,
+    /// List checkpoints under paths with everything known about them (cached).
+    Catalog(CatalogArgs),
+    /// The catalog's cache: where it is, how big, or remove it.
+    Cache(CacheArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CatalogFormat {
+    Table,
+    Json,
+    Jsonl,
+    Csv,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CatalogArgs {
+    /// Folders or checkpoint files.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Output format (`json` is a stable contract).
+    #[arg(long, value_enum, default_value_t = CatalogFormat::Table)]
+    pub format: CatalogFormat,
+    /// Sort by a field: `epoch`, `global_step`, `size_bytes`, `modified`, a metric (`hmean`,
+    /// `metrics.val_f1`) or a model field (`architecture`).
+    #[arg(long, value_name = "FIELD")]
+    pub sort: Option<String>,
+    /// Sort descending.
+    #[arg(long)]
+    pub desc: bool,
+    /// Keep entries matching `FIELD OP VALUE` (ops: = != > >= < <= ~); repeatable.
+    #[arg(long, value_name = "EXPR")]
+    pub filter: Vec<String>,
+    /// One checkpoint per experiment: the best by its monitor and mode (or --by/--mode).
+    #[arg(long)]
+    pub best: bool,
+    /// The metric --best ranks by.
+    #[arg(long, value_name = "METRIC")]
+    pub by: Option<String>,
+    /// Whether --by is maximized or minimized.
+    #[arg(long, value_parser = ["max", "min"])]
+    pub mode: Option<String>,
+    /// One checkpoint per experiment: the newest.
+    #[arg(long)]
+    pub latest: bool,
+    /// Only the given folders, not their subfolders.
+    #[arg(long)]
+    pub no_recursive: bool,
+    /// Descend at most N folders below each path.
+    #[arg(long, value_name = "N")]
+    pub max_depth: Option<usize>,
+    /// Neither read nor write the cache.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// The cache file (default: $CKPT_CACHE_DIR, $XDG_CACHE_HOME/ckpt or ~/.cache/ckpt).
+    #[arg(long, value_name = "PATH")]
+    pub cache_file: Option<PathBuf>,
+    /// Say how many checkpoints were opened, cached, or described by sidecars.
+    #[arg(long, short)]
+    pub verbose: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CacheArgs {
+    #[command(subcommand)]
+    pub command: CacheCommand,
+    /// The cache file (default: $CKPT_CACHE_DIR, $XDG_CACHE_HOME/ckpt or ~/.cache/ckpt).
+    #[arg(long, value_name = "PATH", global = true)]
+    pub cache_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, Subcommand)]
+pub enum CacheCommand {
+    /// Where the cache is, its schema version, entries and size.
+    Info,
+    /// Remove the cache file.
+    Clear,
 }
 
 /// Which checkpoints: one file, one experiment folder, or a whole outputs tree.

@@ -1,6 +1,7 @@
 //! `ckpt`: the binary. Thin: parse arguments, call the libraries, print, map results to exit
 //! codes (0 ok, 1 "found something" for `scan`, 2 bad input or usage).
 
+mod catalog;
 mod cli;
 mod dump;
 mod inspect;
@@ -74,6 +75,8 @@ fn run(args: cli::Cli) -> anyhow::Result<Outcome> {
         cli::Command::ConvertLegacy(a) => meta::convert_legacy(&a),
         cli::Command::Validate(a) => meta::validate(&a),
         cli::Command::Schema => meta::schema(),
+        cli::Command::Catalog(a) => catalog::run(&a),
+        cli::Command::Cache(a) => catalog::cache(&a),
     }
 }
 

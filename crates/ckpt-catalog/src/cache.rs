@@ -1,0 +1,1062 @@
+//! The catalog cache: one SQLite database (a real file users can query with `sqlite3`) that
+//! stores, per checkpoint file, an opaque JSON string of the facts derived from the checkpoint
+//! itself, keyed by absolute path + size + mtime (ns) + inode. Unchanged checkpoints are never
+//! reopened; changed or new ones are (a key mismatch is a miss); deleted ones drop out
+//! ([`Cache::forget_missing`]).
+//!
+//! The file is in WAL mode with a 5 s busy timeout, so two concurrent `ckpt` runs share it. The
+//! schema version lives in `PRAGMA user_version` (mirrored in the `meta` table): an older schema
+//! is migrated (or dropped and rebuilt: it is only a cache), a newer one is refused without
+//! touching the file ([`CacheError::NewerSchema`]). A file that is not a SQLite database, fails
+//! `PRAGMA quick_check` or lacks our tables is moved aside to `<name>.corrupt-<unix time>` and a
+//! fresh cache is created; [`Cache::open`] returns the warning text for the caller to print.
+//!
+//! Schema v1:
+//!
+//! ```sql
+//! CREATE TABLE meta  (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+//! CREATE TABLE files (path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
+//!                     inode INTEGER NOT NULL, facts_version INTEGER NOT NULL,
+//!                     facts TEXT NOT NULL, updated_at INTEGER NOT NULL);
+//! ```
+//!
+//! `size` and `inode` are stored as the two's-complement `i64` of the `u64` (SQLite integers
+//! are signed); `updated_at` is unix seconds.
+
+use std::collections::HashSet;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior, params};
+
+/// The schema this build writes. Bump it and add a step to [`migrate`] when the tables change.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// The cache file's name inside the cache directory.
+pub const FILE_NAME: &str = "catalog.sqlite3";
+
+/// How long a writer waits for another process's write transaction before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+const SELECT_ONE: &str =
+    "SELECT size, mtime_ns, inode, facts_version, facts FROM files WHERE path = ?1";
+const UPSERT: &str = "INSERT INTO files (path, size, mtime_ns, inode, facts_version, facts, \
+     updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(path) DO UPDATE SET \
+     size = excluded.size, mtime_ns = excluded.mtime_ns, inode = excluded.inode, \
+     facts_version = excluded.facts_version, facts = excluded.facts, \
+     updated_at = excluded.updated_at";
+const SELECT_UNDER: &str = "SELECT path FROM files WHERE path = ?1 OR (path >= ?2 AND path < ?3)";
+const DELETE_ONE: &str = "DELETE FROM files WHERE path = ?1";
+
+/// Identity of one checkpoint file as seen on disk: a cached row is used only if all four match.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct FileKey {
+    /// Absolute path, exactly as given (not canonicalised).
+    pub path: String,
+    pub size: u64,
+    /// Modification time in nanoseconds since the Unix epoch (negative before it).
+    pub mtime_ns: i64,
+    /// Inode number; 0 on platforms without one.
+    pub inode: u64,
+}
+
+impl FileKey {
+    /// The key of `path` from its (already fetched) metadata.
+    pub fn from_metadata(path: &str, meta: &std::fs::Metadata) -> FileKey {
+        FileKey {
+            path: path.to_owned(),
+            size: meta.len(),
+            mtime_ns: mtime_ns(meta),
+            inode: inode(meta),
+        }
+    }
+}
+
+#[cfg(unix)]
+fn mtime_ns(meta: &std::fs::Metadata) -> i64 {
+    use std::os::unix::fs::MetadataExt;
+    meta.mtime()
+        .saturating_mul(1_000_000_000)
+        .saturating_add(meta.mtime_nsec())
+}
+
+#[cfg(not(unix))]
+fn mtime_ns(meta: &std::fs::Metadata) -> i64 {
+    let Ok(t) = meta.modified() else { return 0 };
+    let nanos = match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => i128::try_from(d.as_nanos()).unwrap_or(i128::MAX),
+        Err(e) => -i128::try_from(e.duration().as_nanos()).unwrap_or(i128::MAX),
+    };
+    i64::try_from(nanos).unwrap_or(if nanos < 0 { i64::MIN } else { i64::MAX })
+}
+
+#[cfg(unix)]
+fn inode(meta: &std::fs::Metadata) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    meta.ino()
+}
+
+#[cfg(not(unix))]
+fn inode(_meta: &std::fs::Metadata) -> u64 {
+    0
+}
+
+/// Why the cache could not be used. Every variant names the cache file.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    /// SQLite refused an operation (locked past the busy timeout, read-only, disk full, ...).
+    #[error("cache {path}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// A filesystem operation on the cache file or its directory failed.
+    #[error("cache {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file was written by a newer ckpt; it is left untouched.
+    #[error(
+        "cache {path} was written by a newer ckpt (schema {found}; this ckpt supports up to \
+         {supported}); upgrade ckpt or use --no-cache / a different --cache-dir"
+    )]
+    NewerSchema {
+        path: PathBuf,
+        found: i64,
+        supported: i64,
+    },
+}
+
+/// What `ckpt cache info` prints.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CacheInfo {
+    pub path: String,
+    pub schema_version: i64,
+    pub entries: u64,
+    /// The database file plus its write-ahead log, in bytes.
+    pub size_bytes: u64,
+}
+
+/// An open cache database.
+pub struct Cache {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cache").field("path", &self.path).finish()
+    }
+}
+
+/// Why opening failed: either a plain error to return, or a sign the file is unusable
+/// (not a database, corrupt, foreign schema) and should be moved aside and rebuilt.
+enum OpenFailure {
+    Error(CacheError),
+    Corrupt(String),
+}
+
+impl Cache {
+    /// `$CKPT_CACHE_DIR`, else `$XDG_CACHE_HOME/ckpt`, else `$HOME/.cache/ckpt`; file
+    /// [`FILE_NAME`].
+    pub fn default_path() -> PathBuf {
+        default_path_from(|name| std::env::var_os(name))
+    }
+
+    /// Open or create the cache at `path` (creating parent directories). The second element
+    /// is a warning to show the user when an unusable file was moved aside and rebuilt.
+    pub fn open(path: &Path) -> Result<(Cache, Option<String>), CacheError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| CacheError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        }
+        match open_and_init(path) {
+            Ok(cache) => Ok((cache, None)),
+            Err(OpenFailure::Error(e)) => Err(e),
+            Err(OpenFailure::Corrupt(reason)) => {
+                let aside = move_aside(path)?;
+                let cache = match open_and_init(path) {
+                    Ok(cache) => cache,
+                    Err(OpenFailure::Error(e)) => return Err(e),
+                    Err(OpenFailure::Corrupt(reason)) => {
+                        return Err(CacheError::Io {
+                            path: path.to_path_buf(),
+                            source: std::io::Error::other(format!(
+                                "a freshly created cache is unusable: {reason}"
+                            )),
+                        });
+                    }
+                };
+                let warning = format!(
+                    "cache {} was unusable ({reason}); moved it to {} and started a new one",
+                    path.display(),
+                    aside.display()
+                );
+                Ok((cache, Some(warning)))
+            }
+        }
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// For each key (in order), the stored JSON if a row exists with the same path, size,
+    /// mtime, inode and `facts_version`; `None` otherwise.
+    pub fn get_many(
+        &self,
+        keys: &[FileKey],
+        facts_version: i64,
+    ) -> Result<Vec<Option<String>>, CacheError> {
+        let err = |source| self.sqlite_err(source);
+        // One read transaction: one snapshot, and no per-statement lock traffic.
+        let tx = self.conn.unchecked_transaction().map_err(err)?;
+        let mut out = Vec::with_capacity(keys.len());
+        {
+            let mut stmt = tx.prepare_cached(SELECT_ONE).map_err(err)?;
+            for key in keys {
+                let mut rows = stmt.query([&key.path]).map_err(err)?;
+                let hit = match rows.next().map_err(err)? {
+                    Some(row)
+                        if row.get::<_, i64>(0).map_err(err)? == to_sql_u64(key.size)
+                            && row.get::<_, i64>(1).map_err(err)? == key.mtime_ns
+                            && row.get::<_, i64>(2).map_err(err)? == to_sql_u64(key.inode)
+                            && row.get::<_, i64>(3).map_err(err)? == facts_version =>
+                    {
+                        Some(row.get::<_, String>(4).map_err(err)?)
+                    }
+                    _ => None,
+                };
+                out.push(hit);
+            }
+        }
+        tx.finish().map_err(err)?;
+        Ok(out)
+    }
+
+    /// Insert or replace the rows for these keys, in one transaction.
+    pub fn put_many(
+        &mut self,
+        rows: &[(FileKey, String)],
+        facts_version: i64,
+    ) -> Result<(), CacheError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let path = &self.path;
+        let err = |source| sqlite_err(path, source);
+        let now = unix_now();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(err)?;
+        {
+            let mut stmt = tx.prepare_cached(UPSERT).map_err(err)?;
+            for (key, facts) in rows {
+                stmt.execute(params![
+                    key.path,
+                    to_sql_u64(key.size),
+                    key.mtime_ns,
+                    to_sql_u64(key.inode),
+                    facts_version,
+                    facts,
+                    now
+                ])
+                .map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)
+    }
+
+    /// Delete the rows whose path is one of `roots` or lies under one of them (on a path
+    /// component boundary: `/a/b` covers `/a/b/c.ckpt`, not `/a/bc.ckpt`) and is not in
+    /// `seen`: checkpoints deleted since the last run drop out. Returns how many were deleted.
+    /// Roots are compared as strings, so give them in the same form as the keys' paths; an
+    /// empty root is ignored.
+    pub fn forget_missing(
+        &mut self,
+        roots: &[String],
+        seen: &HashSet<String>,
+    ) -> Result<usize, CacheError> {
+        let path = &self.path;
+        let err = |source| sqlite_err(path, source);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(err)?;
+        let mut doomed: Vec<String> = Vec::new();
+        {
+            let mut select = tx.prepare_cached(SELECT_UNDER).map_err(err)?;
+            for root in roots.iter().filter(|r| !r.is_empty()) {
+                let base = trim_trailing_separators(root);
+                for sep in SEPARATORS {
+                    // Every path that starts with `base` + `sep` sorts in [base+sep, base+(sep+1))
+                    // under SQLite's BINARY collation (memcmp on UTF-8): a range on the primary key.
+                    let mut lower = base.to_owned();
+                    lower.push(*sep);
+                    let mut upper = base.to_owned();
+                    upper.push(char::from(*sep as u8 + 1));
+                    // The root itself (a single checkpoint given as a root); "" for "/" matches none.
+                    let exact = if base.is_empty() { "\u{0}" } else { base };
+                    let mut rows = select.query(params![exact, lower, upper]).map_err(err)?;
+                    while let Some(row) = rows.next().map_err(err)? {
+                        let p: String = row.get(0).map_err(err)?;
+                        if !seen.contains(&p) {
+                            doomed.push(p);
+                        }
+                    }
+                }
+            }
+            doomed.sort_unstable();
+            doomed.dedup();
+            let mut delete = tx.prepare_cached(DELETE_ONE).map_err(err)?;
+            for p in &doomed {
+                delete.execute([p]).map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)?;
+        Ok(doomed.len())
+    }
+
+    /// Location, schema, number of rows and size on disk.
+    pub fn info(&self) -> Result<CacheInfo, CacheError> {
+        let err = |source| self.sqlite_err(source);
+        let schema_version: i64 = self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(err)?;
+        let entries: i64 = self
+            .conn
+            .query_row("SELECT count(*) FROM files", [], |r| r.get(0))
+            .map_err(err)?;
+        let size_bytes = [self.path.clone(), sibling(&self.path, "-wal")]
+            .iter()
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum();
+        Ok(CacheInfo {
+            path: self.path.display().to_string(),
+            schema_version,
+            entries: u64::try_from(entries).unwrap_or(0),
+            size_bytes,
+        })
+    }
+
+    /// Remove the cache file and its `-wal`/`-shm` companions. Ok if they do not exist.
+    pub fn clear(path: &Path) -> Result<(), CacheError> {
+        for p in [
+            path.to_path_buf(),
+            sibling(path, "-wal"),
+            sibling(path, "-shm"),
+            sibling(path, "-journal"),
+        ] {
+            match std::fs::remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => return Err(CacheError::Io { path: p, source }),
+            }
+        }
+        Ok(())
+    }
+
+    fn sqlite_err(&self, source: rusqlite::Error) -> CacheError {
+        sqlite_err(&self.path, source)
+    }
+}
+
+/// The directory separators a root may be followed by (both on Windows).
+#[cfg(windows)]
+const SEPARATORS: &[char] = &['/', '\\'];
+#[cfg(not(windows))]
+const SEPARATORS: &[char] = &['/'];
+
+fn trim_trailing_separators(root: &str) -> &str {
+    root.trim_end_matches(SEPARATORS)
+}
+
+fn sqlite_err(path: &Path, source: rusqlite::Error) -> CacheError {
+    CacheError::Sqlite {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// SQLite integers are i64: store a u64 as its two's-complement bit pattern (lossless both ways).
+fn to_sql_u64(v: u64) -> i64 {
+    i64::from_ne_bytes(v.to_ne_bytes())
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// `path` with `suffix` appended to its file name (`catalog.sqlite3` -> `catalog.sqlite3-wal`).
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+fn default_path_from(env: impl Fn(&str) -> Option<OsString>) -> PathBuf {
+    let non_empty = |name: &str| env(name).filter(|v| !v.is_empty());
+    let dir = if let Some(dir) = non_empty("CKPT_CACHE_DIR") {
+        PathBuf::from(dir)
+    } else if let Some(xdg) = non_empty("XDG_CACHE_HOME").map(PathBuf::from)
+        // The XDG spec: a relative value is invalid and must be ignored.
+        && xdg.is_absolute()
+    {
+        xdg.join("ckpt")
+    } else if let Some(home) = non_empty("HOME") {
+        PathBuf::from(home).join(".cache").join("ckpt")
+    } else if let Some(local) = non_empty("LOCALAPPDATA") {
+        PathBuf::from(local).join("ckpt")
+    } else {
+        std::env::temp_dir().join("ckpt-cache")
+    };
+    dir.join(FILE_NAME)
+}
+
+/// Is this SQLite error a sign the file is not a (sound) database?
+fn is_corruption(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt)
+    )
+}
+
+fn open_and_init(path: &Path) -> Result<Cache, OpenFailure> {
+    let fail = |source: rusqlite::Error| {
+        if is_corruption(&source) {
+            OpenFailure::Corrupt(source.to_string())
+        } else {
+            OpenFailure::Error(sqlite_err(path, source))
+        }
+    };
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).map_err(fail)?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(fail)?;
+
+    // Read-only checks first, so a newer ckpt's file is refused before anything is written.
+    let found: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(fail)?;
+    if found > SCHEMA_VERSION {
+        return Err(OpenFailure::Error(CacheError::NewerSchema {
+            path: path.to_path_buf(),
+            found,
+            supported: SCHEMA_VERSION,
+        }));
+    }
+    let check: String = conn
+        .query_row("PRAGMA quick_check(1)", [], |r| r.get(0))
+        .map_err(fail)?;
+    if check != "ok" {
+        return Err(OpenFailure::Corrupt(format!("quick_check: {check}")));
+    }
+
+    // journal_mode answers with the resulting mode. If WAL is unavailable (a filesystem
+    // without shared memory, say) the rollback journal + busy timeout is still correct,
+    // just less concurrent, so the answer is not checked.
+    let _mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .map_err(fail)?;
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(fail)?;
+
+    let mut cache = Cache {
+        conn,
+        path: path.to_path_buf(),
+    };
+    if found != SCHEMA_VERSION {
+        migrate(&mut cache.conn).map_err(|e| match e {
+            MigrateError::Sqlite(source) => fail(source),
+            MigrateError::Newer(found) => OpenFailure::Error(CacheError::NewerSchema {
+                path: path.to_path_buf(),
+                found,
+                supported: SCHEMA_VERSION,
+            }),
+        })?;
+    }
+    // A file with our version number but not our tables (or a broken schema) is unusable:
+    // preparing the statements we rely on finds that now rather than mid-run.
+    for sql in [SELECT_ONE, UPSERT, SELECT_UNDER, DELETE_ONE] {
+        if let Err(e) = cache.conn.prepare_cached(sql) {
+            return Err(if is_corruption(&e) || is_schema_mismatch(&e) {
+                OpenFailure::Corrupt(format!("unexpected schema: {e}"))
+            } else {
+                fail(e)
+            });
+        }
+    }
+    Ok(cache)
+}
+
+/// A "no such table/column" style error from preparing our statements.
+fn is_schema_mismatch(e: &rusqlite::Error) -> bool {
+    matches!(
+        e,
+        rusqlite::Error::SqliteFailure(f, _) if f.code == ErrorCode::Unknown
+    ) || matches!(e, rusqlite::Error::SqlInputError { .. })
+}
+
+enum MigrateError {
+    Sqlite(rusqlite::Error),
+    Newer(i64),
+}
+
+impl From<rusqlite::Error> for MigrateError {
+    fn from(e: rusqlite::Error) -> Self {
+        MigrateError::Sqlite(e)
+    }
+}
+
+/// The schema steps: `STEPS[i]` takes a database from version `i + 1` to `i + 2`. Version 0
+/// (a new or foreign file) and any version without a path to [`SCHEMA_VERSION`] are rebuilt
+/// from [`CREATE_CURRENT`] instead; it is only a cache. For v2, append the v1 -> v2 SQL here
+/// (e.g. `ALTER TABLE files ADD COLUMN ...`) and update [`CREATE_CURRENT`] to the v2 tables.
+const STEPS: &[&str] = &[];
+
+/// The current schema from scratch.
+const CREATE_CURRENT: &str = "
+    DROP TABLE IF EXISTS files;
+    DROP TABLE IF EXISTS meta;
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE files (
+        path          TEXT PRIMARY KEY,
+        size          INTEGER NOT NULL,
+        mtime_ns      INTEGER NOT NULL,
+        inode         INTEGER NOT NULL,
+        facts_version INTEGER NOT NULL,
+        facts         TEXT NOT NULL,
+        updated_at    INTEGER NOT NULL
+    );
+";
+
+/// Bring the schema to [`SCHEMA_VERSION`] in one write transaction. The version is re-read
+/// inside it, since another process may have migrated in the meantime.
+fn migrate(conn: &mut Connection) -> Result<(), MigrateError> {
+    const _: () = assert!(STEPS.len() as i64 == SCHEMA_VERSION - 1);
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let found: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if found > SCHEMA_VERSION {
+        return Err(MigrateError::Newer(found));
+    }
+    if found == SCHEMA_VERSION {
+        return Ok(());
+    }
+    let has_meta: Option<i64> = tx
+        .query_row(
+            "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'meta'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if found >= 1 && has_meta.is_some() {
+        // Each step is applied in order from the found version.
+        for step in STEPS.iter().skip(usize::try_from(found - 1).unwrap_or(0)) {
+            tx.execute_batch(step)?;
+        }
+    } else {
+        tx.execute_batch(CREATE_CURRENT)?;
+        tx.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('created_by', ?1), \
+             ('created_at', ?2)",
+            params![concat!("ckpt ", env!("CARGO_PKG_VERSION")), unix_now()],
+        )?;
+    }
+    tx.execute(
+        "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?1), \
+         ('migrated_by', ?2)",
+        params![
+            SCHEMA_VERSION.to_string(),
+            concat!("ckpt ", env!("CARGO_PKG_VERSION"))
+        ],
+    )?;
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Rename an unusable cache file (and its WAL companions, which belong to it and must not be
+/// replayed into the new file) to `<name>.corrupt-<unix time>[-N]`. Returns the new name.
+fn move_aside(path: &Path) -> Result<PathBuf, CacheError> {
+    let stamp = unix_now();
+    let mut aside = sibling(path, &format!(".corrupt-{stamp}"));
+    let mut n = 1;
+    while aside.exists() {
+        aside = sibling(path, &format!(".corrupt-{stamp}-{n}"));
+        n += 1;
+    }
+    let io = |p: &Path, source| CacheError::Io {
+        path: p.to_path_buf(),
+        source,
+    };
+    match std::fs::rename(path, &aside) {
+        Ok(()) => {}
+        // Another process moved it first: it will have made (or will make) the new one.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(path, e)),
+    }
+    for suffix in ["-wal", "-shm", "-journal"] {
+        let from = sibling(path, suffix);
+        match std::fs::rename(&from, sibling(&aside, suffix)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(&from, e)),
+        }
+    }
+    Ok(aside)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    fn key(path: &str) -> FileKey {
+        FileKey {
+            path: path.to_owned(),
+            size: 1234,
+            mtime_ns: 1_700_000_000_123_456_789,
+            inode: 42,
+        }
+    }
+
+    fn open(path: &Path) -> Cache {
+        let (cache, warning) = Cache::open(path).unwrap();
+        assert_eq!(warning, None);
+        cache
+    }
+
+    #[test]
+    fn cache_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/dir").join(FILE_NAME);
+        let mut cache = open(&path);
+        assert_eq!(cache.path(), path);
+        let a = key("/runs/a.ckpt");
+        let b = key("/runs/b.ckpt");
+        let big = FileKey {
+            inode: u64::MAX,
+            size: u64::MAX - 1,
+            mtime_ns: -5,
+            ..key("/runs/big.ckpt")
+        };
+        assert_eq!(
+            cache.get_many(std::slice::from_ref(&a), 1).unwrap(),
+            vec![None]
+        );
+        cache
+            .put_many(
+                &[
+                    (a.clone(), r#"{"a":1}"#.to_owned()),
+                    (big.clone(), "big".to_owned()),
+                ],
+                1,
+            )
+            .unwrap();
+        assert_eq!(
+            cache
+                .get_many(&[a.clone(), b.clone(), big.clone()], 1)
+                .unwrap(),
+            vec![Some(r#"{"a":1}"#.to_owned()), None, Some("big".to_owned())]
+        );
+        // Replace.
+        cache
+            .put_many(&[(a.clone(), r#"{"a":2}"#.to_owned())], 1)
+            .unwrap();
+        drop(cache);
+        // Persisted across opens; schema recorded in both places.
+        let cache = open(&path);
+        assert_eq!(
+            cache.get_many(&[a], 1).unwrap(),
+            vec![Some(r#"{"a":2}"#.to_owned())]
+        );
+        let info = cache.info().unwrap();
+        assert_eq!(info.schema_version, SCHEMA_VERSION);
+        assert_eq!(info.entries, 2);
+        assert!(info.size_bytes > 0);
+        assert_eq!(info.path, path.display().to_string());
+        let meta: String = cache
+            .conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'schema_version'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(meta, SCHEMA_VERSION.to_string());
+        let mode: String = cache
+            .conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+    }
+
+    #[test]
+    fn cache_changed_key_is_a_miss() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cache = open(&dir.path().join(FILE_NAME));
+        let k = key("/runs/a.ckpt");
+        cache.put_many(&[(k.clone(), "x".to_owned())], 1).unwrap();
+        let changed = [
+            FileKey {
+                size: k.size + 1,
+                ..k.clone()
+            },
+            FileKey {
+                mtime_ns: k.mtime_ns + 1,
+                ..k.clone()
+            },
+            FileKey {
+                inode: k.inode + 1,
+                ..k.clone()
+            },
+            FileKey {
+                path: "/runs/a.ckpt2".to_owned(),
+                ..k.clone()
+            },
+        ];
+        assert_eq!(cache.get_many(&changed, 1).unwrap(), vec![None; 4]);
+        assert_eq!(cache.get_many(&[k], 1).unwrap(), vec![Some("x".to_owned())]);
+    }
+
+    #[test]
+    fn cache_facts_version_mismatch_is_a_miss() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cache = open(&dir.path().join(FILE_NAME));
+        let k = key("/runs/a.ckpt");
+        cache.put_many(&[(k.clone(), "x".to_owned())], 1).unwrap();
+        assert_eq!(
+            cache.get_many(std::slice::from_ref(&k), 2).unwrap(),
+            vec![None]
+        );
+        cache.put_many(&[(k.clone(), "y".to_owned())], 2).unwrap();
+        assert_eq!(
+            cache.get_many(std::slice::from_ref(&k), 1).unwrap(),
+            vec![None]
+        );
+        assert_eq!(cache.get_many(&[k], 2).unwrap(), vec![Some("y".to_owned())]);
+    }
+
+    #[test]
+    fn cache_from_metadata() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a.ckpt");
+        std::fs::write(&file, b"hello").unwrap();
+        let meta = std::fs::metadata(&file).unwrap();
+        let p = file.to_str().unwrap();
+        let k = FileKey::from_metadata(p, &meta);
+        assert_eq!(k.path, p);
+        assert_eq!(k.size, 5);
+        assert!(k.mtime_ns > 1_600_000_000_000_000_000, "{}", k.mtime_ns);
+        #[cfg(unix)]
+        assert_ne!(k.inode, 0);
+        // Rewriting with another size changes the key.
+        std::fs::write(&file, b"hello world").unwrap();
+        let k2 = FileKey::from_metadata(p, &std::fs::metadata(&file).unwrap());
+        assert_ne!(k, k2);
+    }
+
+    #[test]
+    fn cache_forget_missing_respects_component_boundaries() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cache = open(&dir.path().join(FILE_NAME));
+        let paths = [
+            "/a/b/c.ckpt",
+            "/a/b/d/e.ckpt",
+            "/a/b/kept.ckpt",
+            "/a/bc.ckpt",
+            "/a/b.ckpt",
+            "/a/b",
+            "/x/y.ckpt",
+        ];
+        let rows: Vec<_> = paths.iter().map(|p| (key(p), p.to_string())).collect();
+        cache.put_many(&rows, 1).unwrap();
+        let seen: HashSet<String> = ["/a/b/kept.ckpt".to_owned()].into();
+        let n = cache.forget_missing(&["/a/b/".to_owned()], &seen).unwrap();
+        assert_eq!(n, 3); // c.ckpt, d/e.ckpt, and "/a/b" itself (a file root)
+        let left: Vec<bool> = cache
+            .get_many(&paths.map(key), 1)
+            .unwrap()
+            .iter()
+            .map(Option::is_some)
+            .collect();
+        assert_eq!(left, [false, false, true, true, true, false, true]);
+        // Nothing else under the root: no-op.
+        assert_eq!(
+            cache.forget_missing(&["/a/b".to_owned()], &seen).unwrap(),
+            0
+        );
+        // An empty root covers nothing; "/" covers everything.
+        assert_eq!(
+            cache
+                .forget_missing(&[String::new()], &HashSet::new())
+                .unwrap(),
+            0
+        );
+        assert_eq!(
+            cache
+                .forget_missing(&["/".to_owned()], &HashSet::new())
+                .unwrap(),
+            4
+        );
+        assert_eq!(cache.info().unwrap().entries, 0);
+    }
+
+    #[test]
+    fn cache_garbage_file_is_moved_aside_and_rebuilt() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        // 4 KB of pseudo-random bytes (xorshift; no rand dependency).
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let garbage: Vec<u8> = (0..4096)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x.to_le_bytes()[0]
+            })
+            .collect();
+        std::fs::write(&path, &garbage).unwrap();
+        let (mut cache, warning) = Cache::open(&path).unwrap();
+        let warning = warning.unwrap();
+        assert!(warning.contains("corrupt-"), "{warning}");
+        assert!(warning.contains(&path.display().to_string()), "{warning}");
+        let aside: Vec<PathBuf> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.to_string_lossy().contains(".corrupt-"))
+            .collect();
+        assert_eq!(aside.len(), 1, "{aside:?}");
+        assert_eq!(std::fs::read(&aside[0]).unwrap(), garbage);
+        // The new one works.
+        cache.put_many(&[(key("/a"), "x".to_owned())], 1).unwrap();
+        assert_eq!(
+            cache.get_many(&[key("/a")], 1).unwrap(),
+            vec![Some("x".to_owned())]
+        );
+    }
+
+    #[test]
+    fn cache_foreign_schema_is_rebuilt() {
+        // A SQLite file claiming our version but without our tables.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch("CREATE TABLE other (x); PRAGMA user_version = 1;")
+                .unwrap();
+        }
+        let (cache, warning) = Cache::open(&path).unwrap();
+        assert!(warning.unwrap().contains("unexpected schema"));
+        assert_eq!(cache.info().unwrap().entries, 0);
+    }
+
+    #[test]
+    fn cache_older_schema_is_rebuilt() {
+        // Version 0 with stale tables of the same names (e.g. a pre-release layout).
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch("CREATE TABLE files (path TEXT, blob BLOB);")
+                .unwrap();
+        }
+        let (mut cache, warning) = Cache::open(&path).unwrap();
+        assert_eq!(warning, None);
+        cache.put_many(&[(key("/a"), "x".to_owned())], 1).unwrap();
+        assert_eq!(cache.info().unwrap().schema_version, SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn cache_newer_schema_is_refused_and_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch("CREATE TABLE future (x); PRAGMA user_version = 99;")
+                .unwrap();
+        }
+        let before = std::fs::read(&path).unwrap();
+        let err = Cache::open(&path).unwrap_err();
+        match &err {
+            CacheError::NewerSchema {
+                path: p,
+                found,
+                supported,
+            } => {
+                assert_eq!(p, &path);
+                assert_eq!(*found, 99);
+                assert_eq!(*supported, SCHEMA_VERSION);
+            }
+            other => panic!("expected NewerSchema, got {other:?}"),
+        }
+        let msg = err.to_string();
+        assert!(msg.contains("newer ckpt (schema 99"), "{msg}");
+        assert!(msg.contains("--no-cache"), "{msg}");
+        assert_eq!(std::fs::read(&path).unwrap(), before);
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, [FILE_NAME]);
+    }
+
+    #[test]
+    fn cache_two_handles_can_both_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        let mut one = open(&path);
+        let mut two = open(&path);
+        one.put_many(&[(key("/one"), "1".to_owned())], 1).unwrap();
+        two.put_many(&[(key("/two"), "2".to_owned())], 1).unwrap();
+        let want = vec![Some("1".to_owned()), Some("2".to_owned())];
+        assert_eq!(one.get_many(&[key("/one"), key("/two")], 1).unwrap(), want);
+        assert_eq!(two.get_many(&[key("/one"), key("/two")], 1).unwrap(), want);
+
+        // Concurrent writers in threads: the busy timeout serialises them, none fails.
+        let handles: Vec<_> = (0..4)
+            .map(|t| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    let mut c = open(&path);
+                    for i in 0..20 {
+                        let rows: Vec<_> = (0..50)
+                            .map(|j| (key(&format!("/t{t}/{i}/{j}")), "v".to_owned()))
+                            .collect();
+                        c.put_many(&rows, 1).unwrap();
+                        c.get_many(&[key(&format!("/t{t}/{i}/0"))], 1).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        assert_eq!(one.info().unwrap().entries, 2 + 4 * 20 * 50);
+    }
+
+    #[test]
+    fn cache_clear_removes_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        Cache::clear(&path).unwrap(); // nothing there: fine
+        {
+            let mut cache = open(&path);
+            cache.put_many(&[(key("/a"), "x".to_owned())], 1).unwrap();
+        }
+        std::fs::write(sibling(&path, "-wal"), b"").unwrap();
+        std::fs::write(sibling(&path, "-shm"), b"").unwrap();
+        Cache::clear(&path).unwrap();
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        // And it can be recreated.
+        let cache = open(&path);
+        assert_eq!(cache.info().unwrap().entries, 0);
+    }
+
+    #[test]
+    fn cache_default_path_from_env() {
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                vars.iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| OsString::from(v))
+            }
+        };
+        assert_eq!(
+            default_path_from(env(&[
+                ("CKPT_CACHE_DIR", "/custom"),
+                ("XDG_CACHE_HOME", "/xdg"),
+                ("HOME", "/home/u"),
+            ])),
+            Path::new("/custom").join(FILE_NAME)
+        );
+        assert_eq!(
+            default_path_from(env(&[
+                ("CKPT_CACHE_DIR", ""),
+                ("XDG_CACHE_HOME", "/xdg"),
+                ("HOME", "/home/u"),
+            ])),
+            Path::new("/xdg/ckpt").join(FILE_NAME)
+        );
+        // A relative XDG_CACHE_HOME is ignored, as the spec says.
+        assert_eq!(
+            default_path_from(env(&[("XDG_CACHE_HOME", "rel"), ("HOME", "/home/u")])),
+            Path::new("/home/u/.cache/ckpt").join(FILE_NAME)
+        );
+        assert_eq!(
+            default_path_from(env(&[("HOME", "/home/u")])),
+            Path::new("/home/u/.cache/ckpt").join(FILE_NAME)
+        );
+        assert!(default_path_from(env(&[])).ends_with(FILE_NAME));
+    }
+
+    /// Timings by hand: `cargo test -p ckpt-catalog --release cache_bench -- --ignored
+    /// --nocapture`.
+    #[test]
+    #[ignore = "micro benchmark; run by hand"]
+    fn cache_bench_10k() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        let n = 10_000;
+        let facts = format!(r#"{{"format":"lightning","params":{}}}"#, "1".repeat(300));
+        let keys: Vec<FileKey> = (0..n)
+            .map(|i| FileKey {
+                path: format!(
+                    "/data/runs/exp{}/version_{}/checkpoints/epoch={i}.ckpt",
+                    i % 50,
+                    i % 7
+                ),
+                size: 1_000_000 + i as u64,
+                mtime_ns: 1_700_000_000_000_000_000 + i as i64,
+                inode: 1000 + i as u64,
+            })
+            .collect();
+        let rows: Vec<_> = keys.iter().map(|k| (k.clone(), facts.clone())).collect();
+
+        let t = Instant::now();
+        let (mut cache, _) = Cache::open(&path).unwrap();
+        eprintln!("open (new):           {:?}", t.elapsed());
+        let t = Instant::now();
+        cache.put_many(&rows, 1).unwrap();
+        eprintln!("put_many 10k (insert): {:?}", t.elapsed());
+        let t = Instant::now();
+        cache.put_many(&rows, 1).unwrap();
+        eprintln!("put_many 10k (update): {:?}", t.elapsed());
+        drop(cache);
+
+        let t = Instant::now();
+        let (mut cache, _) = Cache::open(&path).unwrap();
+        eprintln!("open (10k rows):      {:?}", t.elapsed());
+        let t = Instant::now();
+        let got = cache.get_many(&keys, 1).unwrap();
+        eprintln!("get_many 10k (hits):  {:?}", t.elapsed());
+        assert!(got.iter().all(Option::is_some));
+        let t = Instant::now();
+        let got = cache.get_many(&keys, 2).unwrap();
+        eprintln!("get_many 10k (misses): {:?}", t.elapsed());
+        assert!(got.iter().all(Option::is_none));
+        let seen: HashSet<String> = keys.iter().map(|k| k.path.clone()).collect();
+        let t = Instant::now();
+        let gone = cache
+            .forget_missing(&["/data/runs".to_owned()], &seen)
+            .unwrap();
+        eprintln!("forget_missing 10k:   {:?} ({gone} deleted)", t.elapsed());
+        let t = Instant::now();
+        let info = cache.info().unwrap();
+        eprintln!("info:                 {:?} ({info:?})", t.elapsed());
+    }
+}

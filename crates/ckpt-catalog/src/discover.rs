@@ -1,0 +1,258 @@
+//! Finding checkpoints in output trees: files, DCP directories, sharded Hugging Face folders.
+//! The walk is breadth-first with each level's folders read in parallel; symlinked folders are
+//! followed once (a loop is a warning, not a hang); the result is sorted, so output never
+//! depends on thread timing.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+/// File extensions that hold checkpoints.
+pub const EXTENSIONS: &[&str] = &["ckpt", "pt", "pth", "bin", "safetensors"];
+
+/// What kind of thing a catalog entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    File,
+    /// A `torch.distributed.checkpoint` directory (`.metadata` + `*.distcp`).
+    Dcp,
+    /// A Hugging Face folder with `*.index.json` and shards: one model.
+    HfSharded,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Candidate {
+    pub path: PathBuf,
+    pub kind: Kind,
+    /// The root (as given) it was found under.
+    pub root: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct WalkOptions {
+    pub recursive: bool,
+    pub max_depth: Option<usize>,
+}
+
+impl Default for WalkOptions {
+    fn default() -> Self {
+        WalkOptions {
+            recursive: true,
+            max_depth: None,
+        }
+    }
+}
+
+fn is_checkpoint_file(p: &Path) -> bool {
+    p.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| EXTENSIONS.contains(&e))
+}
+
+/// What one folder holds.
+struct Listing {
+    dir: PathBuf,
+    files: Vec<PathBuf>,
+    dirs: Vec<PathBuf>,
+    error: Option<String>,
+}
+
+fn list(dir: &Path) -> Listing {
+    let mut l = Listing {
+        dir: dir.to_path_buf(),
+        files: Vec::new(),
+        dirs: Vec::new(),
+        error: None,
+    };
+    match std::fs::read_dir(dir) {
+        Ok(rd) => {
+            for e in rd.flatten() {
+                let p = e.path();
+                let Ok(ft) = e.file_type() else { continue };
+                if ft.is_dir() {
+                    l.dirs.push(p);
+                } else if ft.is_symlink() {
+                    // Follow the link to see what it is; a dangling link is skipped.
+                    match std::fs::metadata(&p) {
+                        Ok(m) if m.is_dir() => l.dirs.push(p),
+                        Ok(_) => l.files.push(p),
+                        Err(_) => {}
+                    }
+                } else {
+                    l.files.push(p);
+                }
+            }
+        }
+        Err(e) => l.error = Some(format!("{}: cannot read folder: {e}", dir.display())),
+    }
+    l
+}
+
+/// Checkpoints under `roots` (files are taken as given), sorted, and warnings.
+pub fn discover(roots: &[PathBuf], opts: &WalkOptions) -> (Vec<Candidate>, Vec<String>) {
+    let mut out = Vec::new();
+    let mut warnings = Vec::new();
+    let mut seen_dirs: HashSet<PathBuf> = HashSet::new();
+    for root in roots {
+        let meta = match std::fs::metadata(root) {
+            Ok(m) => m,
+            Err(e) => {
+                warnings.push(format!("{}: {e}", root.display()));
+                continue;
+            }
+        };
+        if !meta.is_dir() {
+            out.push(Candidate {
+                path: root.clone(),
+                kind: Kind::File,
+                root: root.parent().map(Path::to_path_buf).unwrap_or_default(),
+            });
+            continue;
+        }
+        let mut level = vec![root.clone()];
+        let mut depth = 0usize;
+        while !level.is_empty() {
+            // Guard against symlink loops: each real folder once.
+            level.retain(|d| {
+                let canon = std::fs::canonicalize(d).unwrap_or_else(|_| d.clone());
+                if seen_dirs.insert(canon) {
+                    true
+                } else {
+                    warnings.push(format!(
+                        "{}: already visited (symlink loop?), skipped",
+                        d.display()
+                    ));
+                    false
+                }
+            });
+            let listings = crate::par::map(&level, |d| list(d));
+            let mut next = Vec::new();
+            for l in listings {
+                if let Some(e) = l.error {
+                    warnings.push(e);
+                    continue;
+                }
+                let names: HashSet<String> = l
+                    .files
+                    .iter()
+                    .filter_map(|f| f.file_name().map(|n| n.to_string_lossy().into_owned()))
+                    .collect();
+                // A DCP directory is one checkpoint.
+                if names.contains(".metadata") && names.iter().any(|n| n.ends_with(".distcp")) {
+                    out.push(Candidate {
+                        path: l.dir.clone(),
+                        kind: Kind::Dcp,
+                        root: root.clone(),
+                    });
+                    continue;
+                }
+                // A sharded HF folder is one model; its shards are not separate entries.
+                let sharded = names.iter().any(|n| {
+                    n == "model.safetensors.index.json" || n == "pytorch_model.bin.index.json"
+                });
+                if sharded {
+                    out.push(Candidate {
+                        path: l.dir.clone(),
+                        kind: Kind::HfSharded,
+                        root: root.clone(),
+                    });
+                } else {
+                    for f in l.files {
+                        if is_checkpoint_file(&f) {
+                            out.push(Candidate {
+                                path: f,
+                                kind: Kind::File,
+                                root: root.clone(),
+                            });
+                        }
+                    }
+                }
+                let deeper = opts.recursive && opts.max_depth.is_none_or(|m| depth < m);
+                if deeper {
+                    for d in l.dirs {
+                        let hidden = d
+                            .file_name()
+                            .is_some_and(|n| n.to_string_lossy().starts_with('.'));
+                        if !hidden {
+                            next.push(d);
+                        }
+                    }
+                }
+            }
+            level = next;
+            depth += 1;
+        }
+    }
+    out.sort();
+    out.dedup_by(|a, b| a.path == b.path);
+    (out, warnings)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_files_dcp_and_sharded_folders() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        std::fs::create_dir_all(r.join("a/checkpoints")).unwrap();
+        std::fs::write(r.join("a/checkpoints/x.ckpt"), b"").unwrap();
+        std::fs::write(r.join("a/notes.txt"), b"").unwrap();
+        std::fs::create_dir_all(r.join("dcp/step_1")).unwrap();
+        std::fs::write(r.join("dcp/step_1/.metadata"), b"").unwrap();
+        std::fs::write(r.join("dcp/step_1/__0_0.distcp"), b"").unwrap();
+        std::fs::create_dir_all(r.join("hf")).unwrap();
+        std::fs::write(r.join("hf/model.safetensors.index.json"), b"{}").unwrap();
+        std::fs::write(r.join("hf/model-00001-of-00002.safetensors"), b"").unwrap();
+        std::fs::create_dir_all(r.join(".hidden")).unwrap();
+        std::fs::write(r.join(".hidden/y.ckpt"), b"").unwrap();
+        let (c, w) = discover(&[r.to_path_buf()], &WalkOptions::default());
+        assert!(w.is_empty(), "{w:?}");
+        let kinds: Vec<(String, Kind)> = c
+            .iter()
+            .map(|c| {
+                (
+                    c.path.strip_prefix(r).unwrap().display().to_string(),
+                    c.kind,
+                )
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                ("a/checkpoints/x.ckpt".into(), Kind::File),
+                ("dcp/step_1".into(), Kind::Dcp),
+                ("hf".into(), Kind::HfSharded),
+            ]
+        );
+        let (c, _) = discover(
+            &[r.to_path_buf()],
+            &WalkOptions {
+                recursive: false,
+                max_depth: None,
+            },
+        );
+        assert!(c.is_empty());
+        let (c, _) = discover(
+            &[r.to_path_buf()],
+            &WalkOptions {
+                recursive: true,
+                max_depth: Some(1),
+            },
+        );
+        assert_eq!(c.len(), 2, "{c:?}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn symlink_loops_are_warnings() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        std::fs::create_dir_all(r.join("a")).unwrap();
+        std::fs::write(r.join("a/x.pt"), b"").unwrap();
+        std::os::unix::fs::symlink(r, r.join("a/loop")).unwrap();
+        let (c, w) = discover(&[r.to_path_buf()], &WalkOptions::default());
+        assert_eq!(c.len(), 1);
+        assert!(w.iter().any(|w| w.contains("symlink loop")), "{w:?}");
+    }
+}

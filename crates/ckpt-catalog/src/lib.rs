@@ -1,0 +1,14 @@
+//! The catalog: discovery over output trees, the resolution chain per checkpoint with
+//! provenance, the SQLite cache, ranking and filtering.
+
+pub mod cache;
+pub mod catalog;
+pub mod discover;
+pub mod fact;
+pub mod infer;
+pub mod par;
+pub mod query;
+pub mod resolve;
+pub mod sources;
+
+pub use fact::Fact;

@@ -1,0 +1,291 @@
+//! Sorting, filtering, best-per-experiment and latest-per-experiment over catalog entries.
+
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use crate::resolve::metric_value;
+
+/// A field of an entry by name: an exact dotted path (`metrics.val_f1`, `model.architecture`,
+/// `epoch`), else the name under `model.` or `metrics.` (`architecture`, `hmean`).
+pub fn field<'e>(entry: &'e Value, name: &str) -> Option<&'e Value> {
+    let direct = ckpt_meta::config::lookup(entry, name).filter(|v| !v.is_null());
+    direct
+        .or_else(|| {
+            entry
+                .get("model")
+                .and_then(|m| m.get(name))
+                .filter(|v| !v.is_null())
+        })
+        .or_else(|| {
+            entry
+                .get("metrics")
+                .and_then(|m| m.get(name))
+                .filter(|v| !v.is_null())
+        })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Eq,
+    Ne,
+    Gt,
+    Ge,
+    Lt,
+    Le,
+    /// `~`: substring.
+    Contains,
+}
+
+/// One `--filter` condition: `architecture=dbnet`, `hmean>0.75`, `path~flares`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Filter {
+    pub field: String,
+    pub op: Op,
+    pub value: String,
+}
+
+/// Parse `FIELD OP VALUE` (ops: `= == != > >= < <= ~`).
+pub fn parse_filter(s: &str) -> Result<Filter, String> {
+    const OPS: &[(&str, Op)] = &[
+        (">=", Op::Ge),
+        ("<=", Op::Le),
+        ("!=", Op::Ne),
+        ("==", Op::Eq),
+        ("=", Op::Eq),
+        (">", Op::Gt),
+        ("<", Op::Lt),
+        ("~", Op::Contains),
+    ];
+    let mut best: Option<(usize, &str, Op)> = None;
+    for (tok, op) in OPS {
+        if let Some(i) = s.find(tok)
+            && best.is_none_or(|(bi, bt, _)| i < bi || (i == bi && tok.len() > bt.len()))
+        {
+            best = Some((i, tok, *op));
+        }
+    }
+    let Some((i, tok, op)) = best else {
+        return Err(format!(
+            "filter {s:?} has no operator (use = != > >= < <= ~)"
+        ));
+    };
+    let field = s[..i].trim();
+    let value = s[i + tok.len()..].trim();
+    if field.is_empty() {
+        return Err(format!("filter {s:?} has no field name"));
+    }
+    Ok(Filter {
+        field: field.to_owned(),
+        op,
+        value: value.to_owned(),
+    })
+}
+
+fn as_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Object(m) => m
+            .get("name")
+            .or_else(|| m.get("model_name"))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .unwrap_or_else(|| v.to_string()),
+        other => other.to_string(),
+    }
+}
+
+impl Filter {
+    pub fn matches(&self, entry: &Value) -> bool {
+        let Some(v) = field(entry, &self.field) else {
+            return self.op == Op::Ne;
+        };
+        let num = v.as_f64();
+        let want = self.value.parse::<f64>().ok();
+        match (self.op, num, want) {
+            (Op::Gt, Some(a), Some(b)) => a > b,
+            (Op::Ge, Some(a), Some(b)) => a >= b,
+            (Op::Lt, Some(a), Some(b)) => a < b,
+            (Op::Le, Some(a), Some(b)) => a <= b,
+            (Op::Eq, Some(a), Some(b)) => a == b,
+            (Op::Ne, Some(a), Some(b)) => a != b,
+            (Op::Eq, _, _) => as_text(v) == self.value,
+            (Op::Ne, _, _) => as_text(v) != self.value,
+            (Op::Contains, _, _) => as_text(v).contains(&self.value),
+            // Ordering on text.
+            (Op::Gt, _, _) => as_text(v) > self.value,
+            (Op::Ge, _, _) => as_text(v) >= self.value,
+            (Op::Lt, _, _) => as_text(v) < self.value,
+            (Op::Le, _, _) => as_text(v) <= self.value,
+        }
+    }
+}
+
+/// Compare two values for sorting: numbers numerically, text lexically, missing last.
+fn cmp_values(a: Option<&Value>, b: Option<&Value>) -> Ordering {
+    match (a, b) {
+        (None, None) => Ordering::Equal,
+        (None, Some(_)) => Ordering::Greater,
+        (Some(_), None) => Ordering::Less,
+        (Some(x), Some(y)) => match (x.as_f64(), y.as_f64()) {
+            (Some(p), Some(q)) => p.partial_cmp(&q).unwrap_or(Ordering::Equal),
+            _ => as_text(x).cmp(&as_text(y)),
+        },
+    }
+}
+
+/// Stable sort by a field (missing values last in both directions).
+pub fn sort(entries: &mut [Value], by: &str, desc: bool) {
+    entries.sort_by(|a, b| {
+        let (fa, fb) = (field(a, by), field(b, by));
+        match (fa, fb) {
+            (Some(_), Some(_)) => {
+                let o = cmp_values(fa, fb);
+                if desc { o.reverse() } else { o }
+            }
+            _ => cmp_values(fa, fb),
+        }
+    });
+}
+
+fn experiment_of(e: &Value) -> String {
+    e.get("experiment")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned()
+}
+
+/// One entry per experiment: the best by `by`/`mode` when given, else by each experiment's
+/// own monitor and mode. Experiments with no usable metric keep the entry marked `is_best`
+/// when there is one. Order follows the first appearance of each experiment.
+pub fn best(entries: Vec<Value>, by: Option<&str>, mode: Option<&str>) -> Vec<Value> {
+    let mut groups: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    let mut order = Vec::new();
+    for e in entries {
+        let k = experiment_of(&e);
+        if !groups.contains_key(&k) {
+            order.push(k.clone());
+        }
+        groups.entry(k).or_default().push(e);
+    }
+    let mut out = Vec::new();
+    for k in order {
+        let Some(g) = groups.remove(&k) else { continue };
+        let monitor = by.map(str::to_owned).or_else(|| {
+            g.iter()
+                .find_map(|e| e.get("monitor").and_then(Value::as_str).map(str::to_owned))
+        });
+        let m = mode.map(str::to_owned).or_else(|| {
+            g.iter()
+                .find_map(|e| e.get("mode").and_then(Value::as_str).map(str::to_owned))
+        });
+        let maximize = m.as_deref() != Some("min");
+        let pick = monitor.as_deref().and_then(|name| {
+            g.iter()
+                .enumerate()
+                .filter_map(|(i, e)| {
+                    metric_value(e, name)
+                        .or_else(|| field(e, name).and_then(Value::as_f64))
+                        .map(|v| (i, v))
+                })
+                .fold(None::<(usize, f64)>, |acc, (i, v)| match acc {
+                    None => Some((i, v)),
+                    Some((_, bv)) if (maximize && v > bv) || (!maximize && v < bv) => Some((i, v)),
+                    keep => keep,
+                })
+                .map(|(i, _)| i)
+        });
+        let pick = pick.or_else(|| g.iter().position(|e| e["is_best"] == Value::Bool(true)));
+        if let Some(i) = pick
+            && let Some(e) = g.into_iter().nth(i)
+        {
+            out.push(e);
+        }
+    }
+    out
+}
+
+/// One entry per experiment: the newest by global step, then epoch, then modification time.
+pub fn latest(entries: Vec<Value>) -> Vec<Value> {
+    let mut groups: BTreeMap<String, Value> = BTreeMap::new();
+    let mut order = Vec::new();
+    let key = |e: &Value| {
+        (
+            e["global_step"].as_i64().unwrap_or(-1),
+            e["epoch"].as_i64().unwrap_or(-1),
+            e["modified"].as_str().unwrap_or("").to_owned(),
+        )
+    };
+    for e in entries {
+        let k = experiment_of(&e);
+        match groups.get(&k) {
+            None => {
+                order.push(k.clone());
+                groups.insert(k, e);
+            }
+            Some(cur) if key(&e) > key(cur) => {
+                groups.insert(k, e);
+            }
+            _ => {}
+        }
+    }
+    order
+        .into_iter()
+        .filter_map(|k| groups.remove(&k))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn entries() -> Vec<Value> {
+        vec![
+            json!({"path": "a/1", "experiment": "a", "epoch": 1, "global_step": 10, "monitor": "val/hmean", "mode": "max",
+                   "metrics": {"hmean": 0.7}, "model": {"architecture": "dbnet"}, "modified": "1", "is_best": false}),
+            json!({"path": "a/2", "experiment": "a", "epoch": 2, "global_step": 20, "monitor": "val/hmean", "mode": "max",
+                   "metrics": {"hmean": 0.8}, "model": {"architecture": "dbnet"}, "modified": "2", "is_best": false}),
+            json!({"path": "b/1", "experiment": "b", "epoch": 5, "global_step": 50, "monitor": "val/loss", "mode": "min",
+                   "metrics": {"val/loss": 0.3}, "model": {"architecture": "craft"}, "modified": "3", "is_best": false}),
+            json!({"path": "b/2", "experiment": "b", "epoch": 6, "global_step": 60, "monitor": "val/loss", "mode": "min",
+                   "metrics": {"val/loss": 0.4}, "model": {"architecture": "craft"}, "modified": "4", "is_best": false}),
+        ]
+    }
+
+    #[test]
+    fn filters() {
+        let f = parse_filter("architecture=dbnet").unwrap();
+        assert_eq!(entries().iter().filter(|e| f.matches(e)).count(), 2);
+        let f = parse_filter("hmean>0.75").unwrap();
+        assert_eq!(entries().iter().filter(|e| f.matches(e)).count(), 1);
+        let f = parse_filter("epoch>=5").unwrap();
+        assert_eq!(f.op, Op::Ge);
+        assert_eq!(entries().iter().filter(|e| f.matches(e)).count(), 2);
+        let f = parse_filter("path~b/").unwrap();
+        assert_eq!(entries().iter().filter(|e| f.matches(e)).count(), 2);
+        assert!(parse_filter("nothing").is_err());
+        assert!(parse_filter("=x").is_err());
+    }
+
+    #[test]
+    fn best_uses_each_monitor_and_mode() {
+        let b = best(entries(), None, None);
+        let paths: Vec<&str> = b.iter().map(|e| e["path"].as_str().unwrap()).collect();
+        assert_eq!(paths, vec!["a/2", "b/1"]);
+        let b = best(entries(), Some("epoch"), Some("min"));
+        assert_eq!(b.len(), 2);
+    }
+
+    #[test]
+    fn latest_and_sort() {
+        let l = latest(entries());
+        let paths: Vec<&str> = l.iter().map(|e| e["path"].as_str().unwrap()).collect();
+        assert_eq!(paths, vec!["a/2", "b/2"]);
+        let mut e = entries();
+        sort(&mut e, "hmean", true);
+        assert_eq!(e[0]["path"], "a/2");
+        assert_eq!(e[3]["path"], "b/2"); // missing values last
+    }
+}

@@ -1,0 +1,314 @@
+//! `ckpt catalog` and `ckpt cache`: what checkpoints there are, which is best, what they are.
+
+use std::fmt::Write as _;
+use std::io::IsTerminal;
+
+use anyhow::Result;
+use ckpt_catalog::cache::Cache;
+use ckpt_catalog::catalog::{Options, build};
+use ckpt_catalog::discover::WalkOptions;
+use ckpt_catalog::query;
+use serde_json::{Value, json};
+
+use crate::Outcome;
+use crate::cli::{CacheArgs, CacheCommand, CatalogArgs, CatalogFormat};
+use crate::inspect::{human_bytes, thousands};
+
+pub fn run(a: &CatalogArgs) -> Result<Outcome> {
+    let filters = a
+        .filter
+        .iter()
+        .map(|f| query::parse_filter(f).map_err(anyhow::Error::msg))
+        .collect::<Result<Vec<_>>>()?;
+    let opts = Options {
+        walk: WalkOptions {
+            recursive: !a.no_recursive,
+            max_depth: a.max_depth,
+        },
+        cache: if a.no_cache {
+            None
+        } else {
+            Some(a.cache_file.clone().unwrap_or_else(Cache::default_path))
+        },
+    };
+    let tty = std::io::stderr().is_terminal();
+    if tty {
+        eprint!(
+            "ckpt: cataloging {} …\r",
+            a.paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+    }
+    let cat = build(&a.paths, &opts)?;
+    if tty {
+        eprint!("\x1b[2K\r");
+    }
+    for w in &cat.warnings {
+        eprintln!("ckpt: warning: {w}");
+    }
+    if a.verbose {
+        eprintln!(
+            "ckpt: {} checkpoint(s): {} opened, {} from cache, {} described by fresh sidecars; {} cache rows forgotten",
+            cat.stats.candidates,
+            cat.stats.opened,
+            cat.stats.cached,
+            cat.stats.skipped_by_sidecar,
+            cat.stats.forgotten
+        );
+    }
+    let mut entries: Vec<Value> = cat
+        .entries
+        .into_iter()
+        .filter(|e| filters.iter().all(|f| f.matches(e)))
+        .collect();
+    if a.best {
+        entries = query::best(entries, a.by.as_deref(), a.mode.as_deref());
+    }
+    if a.latest {
+        entries = query::latest(entries);
+    }
+    if let Some(s) = &a.sort {
+        query::sort(&mut entries, s, a.desc);
+    }
+    let text = match a.format {
+        CatalogFormat::Json => {
+            let mut s = serde_json::to_string_pretty(
+                &json!({"checkpoints": entries, "warnings": cat.warnings}),
+            )?;
+            s.push('\n');
+            s
+        }
+        CatalogFormat::Jsonl => {
+            let mut s = String::new();
+            for e in &entries {
+                s.push_str(&serde_json::to_string(e)?);
+                s.push('\n');
+            }
+            s
+        }
+        CatalogFormat::Csv => csv(&entries),
+        CatalogFormat::Table => table(&entries),
+    };
+    crate::print_stdout(&text)?;
+    Ok(Outcome::Ok)
+}
+
+fn text_of(v: Option<&Value>) -> String {
+    match v {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Object(m)) => m
+            .get("name")
+            .or_else(|| m.get("model_name"))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .unwrap_or_else(|| Value::Object(m.clone()).to_string()),
+        Some(other) => other.to_string(),
+    }
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_owned()
+    }
+}
+
+const CSV_COLUMNS: &[&str] = &[
+    "path",
+    "experiment",
+    "format",
+    "epoch",
+    "global_step",
+    "monitor",
+    "mode",
+    "architecture",
+    "encoder",
+    "decoder",
+    "head",
+    "loss",
+    "family",
+    "params",
+    "size_bytes",
+    "modified",
+    "is_best",
+    "is_last",
+    "error",
+];
+
+fn csv(entries: &[Value]) -> String {
+    let mut metric_names: Vec<String> = Vec::new();
+    for e in entries {
+        if let Some(m) = e.get("metrics").and_then(Value::as_object) {
+            for k in m.keys() {
+                if !metric_names.contains(k) {
+                    metric_names.push(k.clone());
+                }
+            }
+        }
+    }
+    metric_names.sort();
+    let mut out = String::new();
+    let header: Vec<String> = CSV_COLUMNS
+        .iter()
+        .map(|c| (*c).to_owned())
+        .chain(metric_names.iter().map(|m| format!("metrics.{m}")))
+        .map(|h| csv_field(&h))
+        .collect();
+    out.push_str(&header.join(","));
+    out.push('\n');
+    for e in entries {
+        let mut row: Vec<String> = Vec::new();
+        for c in CSV_COLUMNS {
+            let v = match *c {
+                "architecture" | "encoder" | "decoder" | "head" | "loss" | "family" => {
+                    e.get("model").and_then(|m| m.get(*c))
+                }
+                other => e.get(other),
+            };
+            row.push(csv_field(&text_of(v)));
+        }
+        for m in &metric_names {
+            row.push(csv_field(&text_of(e.get("metrics").and_then(|x| x.get(m)))));
+        }
+        out.push_str(&row.join(","));
+        out.push('\n');
+    }
+    out
+}
+
+fn table(entries: &[Value]) -> String {
+    let headers = [
+        "EXPERIMENT",
+        "CHECKPOINT",
+        "EPOCH",
+        "STEP",
+        "SCORE",
+        "MODEL",
+        "PARAMS",
+        "SIZE",
+        "",
+    ];
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    for e in entries {
+        let path = e["path"].as_str().unwrap_or("");
+        let name = std::path::Path::new(path)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| path.to_owned());
+        let score = match e.get("monitor").and_then(Value::as_str) {
+            Some(m) => match ckpt_catalog::resolve::metric_value(e, m) {
+                Some(v) => format!("{m}={}", trim_float(v)),
+                None => m.to_owned(),
+            },
+            None => e
+                .get("metrics")
+                .and_then(Value::as_object)
+                .and_then(|m| m.iter().next())
+                .map(|(k, v)| format!("{k}={}", v.as_f64().map(trim_float).unwrap_or_default()))
+                .unwrap_or_default(),
+        };
+        let model = e.get("model");
+        let arch = [
+            text_of(model.and_then(|m| m.get("architecture"))),
+            text_of(model.and_then(|m| m.get("family"))),
+        ]
+        .into_iter()
+        .filter(|s| !s.is_empty() && s != "unknown")
+        .collect::<Vec<_>>()
+        .join("/");
+        let mut flags = Vec::new();
+        if e["is_best"] == Value::Bool(true) {
+            flags.push("best".to_owned());
+        }
+        if e["is_last"] == Value::Bool(true) {
+            flags.push("last".to_owned());
+        }
+        if let Some(err) = e.get("error").and_then(Value::as_str) {
+            flags.push(format!("error: {err}"));
+        }
+        rows.push(vec![
+            text_of(e.get("experiment")),
+            name,
+            text_of(e.get("epoch")),
+            text_of(e.get("global_step")),
+            score,
+            arch,
+            e.get("params")
+                .and_then(Value::as_u64)
+                .map(thousands)
+                .unwrap_or_default(),
+            e.get("size_bytes")
+                .and_then(Value::as_u64)
+                .map(human_bytes)
+                .unwrap_or_default(),
+            flags.join(" "),
+        ]);
+    }
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for r in &rows {
+        for (i, c) in r.iter().enumerate().take(headers.len() - 1) {
+            widths[i] = widths[i].max(c.chars().count()).min(60);
+        }
+    }
+    let mut out = String::new();
+    let line = |out: &mut String, cells: &[String]| {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(c);
+            } else {
+                let _ = write!(s, "{:<w$}  ", c, w = widths[i]);
+            }
+        }
+        out.push_str(s.trim_end());
+        out.push('\n');
+    };
+    line(
+        &mut out,
+        &headers.iter().map(|h| (*h).to_owned()).collect::<Vec<_>>(),
+    );
+    for r in &rows {
+        line(&mut out, r);
+    }
+    let _ = writeln!(out, "{} checkpoint(s)", rows.len());
+    out
+}
+
+fn trim_float(v: f64) -> String {
+    let s = format!("{v:.4}");
+    s.trim_end_matches('0').trim_end_matches('.').to_owned()
+}
+
+pub fn cache(a: &CacheArgs) -> Result<Outcome> {
+    let path = a.cache_file.clone().unwrap_or_else(Cache::default_path);
+    match a.command {
+        CacheCommand::Info => {
+            if !path.exists() {
+                crate::print_stdout(&format!("no cache at {}\n", path.display()))?;
+                return Ok(Outcome::Ok);
+            }
+            let (c, warn) = Cache::open(&path)?;
+            if let Some(w) = warn {
+                eprintln!("ckpt: warning: {w}");
+            }
+            let i = c.info()?;
+            crate::print_stdout(&format!(
+                "path            {}\nschema version  {}\nentries         {}\nsize            {}\n",
+                i.path,
+                i.schema_version,
+                i.entries,
+                human_bytes(i.size_bytes)
+            ))?;
+        }
+        CacheCommand::Clear => {
+            Cache::clear(&path)?;
+            crate::print_stdout(&format!("removed {}\n", path.display()))?;
+        }
+    }
+    Ok(Outcome::Ok)
+}
