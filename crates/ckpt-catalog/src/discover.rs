@@ -240,7 +240,7 @@ mod tests {
                 max_depth: Some(1),
             },
         );
-        assert_eq!(c.len(), 2, "{c:?}");
+        assert_eq!(c.len(), 1, "{c:?}"); // only hf/ is one folder below the root
     }
 
     #[cfg(unix)]
