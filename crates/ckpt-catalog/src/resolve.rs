@@ -28,7 +28,7 @@ use crate::infer::{TensorSig, infer};
 use crate::sources::{self, DirCache};
 
 /// Version of the facts stored in the cache: bump when `checkpoint_facts` changes.
-pub const FACTS_VERSION: i64 = 1;
+pub const FACTS_VERSION: i64 = 2;
 
 /// Known source names, so cached facts come back with `&'static str` sources.
 const SOURCES: &[&str] = &[
@@ -114,6 +114,48 @@ fn file_facts(path: &Path, root: &Path) -> Vec<Fact> {
         json!(ck.pickle_sha256),
         "checkpoint",
     ));
+    // What loading it would run: a checkpoint whose pickle calls os.system is not one to
+    // list as a model.
+    let scan = ckpt_torch::scan::scan_pickle(&ck.doc.pickle, &ck.pickle_entry);
+    let verdict = scan.verdict();
+    f.push(Fact::new("security", json!(verdict.as_str()), "checkpoint"));
+    if verdict == ckpt_torch::scan::Verdict::Dangerous {
+        let names: Vec<&str> = scan
+            .findings
+            .iter()
+            .filter(|x| x.class == ckpt_torch::scan::Verdict::Dangerous)
+            .map(|x| x.name.as_str())
+            .collect();
+        f.push(Fact::new(
+            "error",
+            json!(format!(
+                "{}: dangerous pickle (would call {} when loaded); not a checkpoint",
+                path.display(),
+                names.join(", ")
+            )),
+            "checkpoint",
+        ));
+        return f;
+    }
+    let root_kind = match ck.doc.view(ck.doc.root()) {
+        View::Dict(_) | View::Object(_) | View::Tensor(_) => None,
+        View::List(_) => Some("a list"),
+        View::Tuple(_) => Some("a tuple"),
+        _ => Some("a plain value"),
+    };
+    if let Some(kind) = root_kind
+        && find_state_dicts(&ck.doc, ck.doc.root()).is_empty()
+    {
+        f.push(Fact::new(
+            "error",
+            json!(format!(
+                "{}: not a checkpoint: the pickle holds {kind}, with no state dict",
+                path.display()
+            )),
+            "checkpoint",
+        ));
+        return f;
+    }
     // The sidecar extractor already knows how to read epochs, hparams (dict, AttributeDict,
     // DictConfig), cleval metrics and callbacks; take what it got from the checkpoint.
     let layout = Layout::new(path, Some(root));
@@ -413,6 +455,7 @@ impl Entry {
             "modified",
             "is_best",
             "is_last",
+            "security",
             "sources",
             "error",
         ] {
