@@ -37,15 +37,15 @@ cache=$DIR/cache.sqlite3
 du -sh "$DIR/big" "$small"
 
 echo "== A: catalog of $NBIG x $MB MB, uncached"
-hyperfine -N --warmup 3 --runs 20 "$bin catalog --no-cache --format json $DIR/big" 2>/dev/null | grep -E "Time|Range"
+hyperfine -N --style basic --warmup 3 --runs 20 "$bin catalog --no-cache --format json $DIR/big" 2>/dev/null | grep -E "Time|Range" || true
 /usr/bin/time -f "   peak RSS %M KB" "$bin" catalog --no-cache --format json "$DIR/big" 2>&1 >/dev/null | tail -1
 
 echo "== B: catalog of $NSMALL small checkpoints"
-hyperfine -N --warmup 1 --runs 5 --prepare "rm -f $cache $cache-wal $cache-shm" \
-  "$bin catalog --cache-file $cache --format json $small" 2>/dev/null | grep -E "Time|Range" | sed 's/^/uncached /'
+hyperfine -N --style basic --warmup 1 --runs 5 --prepare "rm -f $cache $cache-wal $cache-shm" \
+  "$bin catalog --cache-file $cache --format json $small" 2>/dev/null | grep -E "Time|Range" || true | sed 's/^/uncached /'
 "$bin" catalog --cache-file "$cache" --format json "$small" >/dev/null
-hyperfine -N --warmup 2 --runs 10 "$bin catalog --cache-file $cache --format json $small" 2>/dev/null \
-  | grep -E "Time|Range" | sed 's/^/cached   /'
+hyperfine -N --style basic --warmup 2 --runs 10 "$bin catalog --cache-file $cache --format json $small" 2>/dev/null \
+  | grep -E "Time|Range" || true | sed 's/^/cached   /'
 /usr/bin/time -f "   peak RSS %M KB (cached run)" "$bin" catalog --cache-file "$cache" --format json "$small" 2>&1 >/dev/null | tail -1
 /usr/bin/time -f "   peak RSS %M KB (tree A: memory flat in tree size?)" "$bin" catalog --no-cache --format json "$DIR/big" 2>&1 >/dev/null | tail -1
 

@@ -45,7 +45,7 @@ bin=target/release/ckpt
 clean="find $run/checkpoints -name *.metadata.yaml -delete"
 echo "== ckpt convert-legacy on $N x $MB MB (warm page cache)"
 if command -v hyperfine >/dev/null; then
-  hyperfine -N --warmup 2 --runs 20 --prepare "$clean" "$bin convert-legacy --outputs-dir $out"
+  hyperfine -N --style basic --warmup 2 --runs 20 --prepare "$clean" "$bin convert-legacy --outputs-dir $out"
 else
   $clean; start=$(date +%s%N); $bin convert-legacy --outputs-dir "$out" >/dev/null 2>&1; end=$(date +%s%N)
   echo "$(( (end - start) / 1000000 )) ms"

@@ -48,7 +48,7 @@ if [ -w /proc/sys/vm/drop_caches ]; then
   echo "cold cache (one run each): 3 MB ${cs} ms, ${BIG_MB} MB ${cb} ms"
 fi
 if command -v hyperfine >/dev/null; then
-  hyperfine -N --warmup 5 "$bin inspect $small" "$bin inspect $big"
+  hyperfine -N --style basic --warmup 5 "$bin inspect $small" "$bin inspect $big"
 fi
 if [ -n "$PY" ]; then
   echo

@@ -15,7 +15,7 @@ use std::path::Path;
 
 use ckpt_meta::config;
 use ckpt_meta::extract::{
-    ExtraSources, Layout, build_sidecar, checkpointing_facts, iso_time, metric_short_name,
+    ExtraSources, Layout, build_sidecar_with, checkpointing_facts, iso_time, metric_short_name,
     model_facts, parse_file_name,
 };
 use ckpt_torch::summary::find_state_dicts;
@@ -159,7 +159,8 @@ fn file_facts(path: &Path, root: &Path) -> Vec<Fact> {
     // The sidecar extractor already knows how to read epochs, hparams (dict, AttributeDict,
     // DictConfig), cleval metrics and callbacks; take what it got from the checkpoint.
     let layout = Layout::new(path, Some(root));
-    let sc = build_sidecar(&ck, &layout, &ExtraSources::default());
+    let summary = ck.summary();
+    let sc = build_sidecar_with(&ck, &summary, &layout, &ExtraSources::default());
     if let Some(prov) = sc.get("provenance").and_then(Value::as_object) {
         for (field, src) in prov {
             let src = src.as_str().unwrap_or("");
@@ -190,7 +191,6 @@ fn file_facts(path: &Path, root: &Path) -> Vec<Fact> {
             f.push(Fact::new(target, v, intern(src)));
         }
     }
-    let summary = ck.summary();
     if let Some(v) = &summary.lightning_version {
         f.push(Fact::new("lightning_version", json!(v), "checkpoint"));
     }

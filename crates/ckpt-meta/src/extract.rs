@@ -338,7 +338,17 @@ fn pick_callback<'s>(cbs: &'s [CallbackSummary], file_name: &str) -> Option<&'s 
 
 /// Build the 1.0 sidecar (plus provenance, fingerprint and state) for one checkpoint.
 pub fn build_sidecar(ck: &Checkpoint, layout: &Layout, extra: &ExtraSources) -> Value {
-    let summary: Summary = ck.summary();
+    build_sidecar_with(ck, &ck.summary(), layout, extra)
+}
+
+/// [`build_sidecar`] with the checkpoint's summary already computed (callers that need the
+/// summary too read the callback scores once).
+pub fn build_sidecar_with(
+    ck: &Checkpoint,
+    summary: &Summary,
+    layout: &Layout,
+    extra: &ExtraSources,
+) -> Value {
     let doc = &ck.doc;
     let root = doc.root();
     let mut b = Builder {
@@ -635,7 +645,7 @@ pub fn build_sidecar(ck: &Checkpoint, layout: &Layout, extra: &ExtraSources) -> 
             "pickle_sha256": ck.pickle_sha256,
         }),
     );
-    out.insert("state".into(), state_section(&summary));
+    out.insert("state".into(), state_section(summary));
     let mut generator = json!({"tool": format!("ckpt {}", env!("CARGO_PKG_VERSION"))});
     if !b.notes.is_empty() {
         generator["notes"] = json!(b.notes);

@@ -1,0 +1,297 @@
+//! `ckpt catalog` and `ckpt cache` on the repository's own fixtures: the JSON contract, each
+//! source with its provenance, queries, formats, and the cache's life cycle.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{ckpt, root};
+use predicates::prelude::*;
+use serde_json::Value;
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let p = e.path();
+        let dest = to.join(e.file_name());
+        if p.is_dir() {
+            copy_tree(&p, &dest);
+        } else {
+            std::fs::copy(&p, &dest).unwrap();
+        }
+    }
+}
+
+fn catalog_json(args: &[&str], paths: &[&Path]) -> Value {
+    let mut c = ckpt();
+    c.args(["catalog", "--no-cache", "--format", "json"])
+        .args(args);
+    for p in paths {
+        c.arg(p);
+    }
+    let o = c.assert().success();
+    serde_json::from_slice(&o.get_output().stdout).unwrap()
+}
+
+fn by_suffix<'v>(v: &'v Value, suffix: &str) -> &'v Value {
+    v["checkpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["path"].as_str().unwrap().ends_with(suffix))
+        .unwrap_or_else(|| panic!("{suffix} not in catalog"))
+}
+
+#[test]
+fn json_contract_on_the_examples() {
+    let v = catalog_json(&[], &[Path::new("examples")]);
+    let entries = v["checkpoints"].as_array().unwrap();
+    assert_eq!(entries.len(), 6);
+    for e in entries {
+        for key in [
+            "path",
+            "experiment",
+            "format",
+            "epoch",
+            "global_step",
+            "metrics",
+            "monitor",
+            "mode",
+            "model",
+            "params",
+            "size_bytes",
+            "modified",
+            "is_best",
+            "is_last",
+            "sources",
+            "error",
+        ] {
+            assert!(e.get(key).is_some(), "{key} missing in {e}");
+        }
+        assert!(e["error"].is_null(), "{e}");
+    }
+    let best = by_suffix(
+        &v,
+        "lightning/checkpoints/epoch=02-step=6-hmean=0.7718.ckpt",
+    );
+    assert_eq!(best["is_best"], true);
+    assert_eq!(best["epoch"], 2);
+    assert_eq!(best["sources"]["epoch"], "checkpoint");
+    assert_eq!(best["model"]["architecture"], "dbnet");
+    assert_eq!(best["sources"]["model.architecture"], "hparams");
+    assert_eq!(best["monitor"], "val/hmean");
+    assert_eq!(best["mode"], "max");
+    assert_eq!(best["sources"]["metrics.hmean"], "cleval");
+    assert_eq!(best["experiment"], "lightning");
+    let last = by_suffix(&v, "lightning/checkpoints/last.ckpt");
+    assert_eq!(last["is_last"], true);
+    let fsdp = by_suffix(&v, "fsdp/epoch-001.pth");
+    assert_eq!(fsdp["model"]["family"], "gpt2");
+    assert_eq!(fsdp["sources"]["model.family"], "inferred");
+    assert_eq!(fsdp["security"], "safe");
+    assert!(fsdp["params"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn every_source_with_its_provenance() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("outputs");
+    copy_tree(&root().join("fixtures/outputs"), &out);
+    // a config sidecar beside one checkpoint
+    std::fs::write(
+        out.join("filename_only/epoch=3-step=400-v1.config.yaml"),
+        "model:\n  architecture: craft\n  encoder: {model_name: vgg16}\n",
+    )
+    .unwrap();
+    let v = catalog_json(&[], &[&out]);
+    // Hydra (source 3) comes before the checkpoint's own hparams (source 7) in the catalog.
+    let e = by_suffix(&v, "hydra_only/checkpoints/best.ckpt");
+    assert_eq!(e["model"]["architecture"], "dbnet");
+    assert_eq!(e["sources"]["model.architecture"], "hydra");
+    assert_eq!(e["experiment"], "dbnet_legacy");
+    assert_eq!(e["sources"]["experiment"], "hydra");
+    assert_eq!(e["is_best"], true);
+    let e = by_suffix(&v, "nested_model/epoch=5-step=500.ckpt");
+    assert_eq!(e["model"]["architecture"], "craft");
+    assert_eq!(e["sources"]["model.architecture"], "hparams");
+    assert_eq!(e["epoch"], 5);
+    assert_eq!(e["sources"]["epoch"], "checkpoint");
+    let e = by_suffix(&v, "filename_only/best-epoch02-val_f1-0.847.ckpt");
+    assert_eq!(e["epoch"], 2);
+    assert_eq!(e["sources"]["epoch"], "file_name");
+    assert_eq!(e["metrics"]["val_f1"], 0.847);
+    assert_eq!(e["is_best"], true);
+    let e = by_suffix(&v, "filename_only/epoch=3-step=400-v1.ckpt");
+    assert_eq!(e["global_step"], 400);
+    assert_eq!(e["model"]["architecture"], "craft");
+    assert_eq!(e["sources"]["model.architecture"], "config_sidecar");
+    let e = by_suffix(
+        &v,
+        "existing_sidecar/checkpoints/epoch=00-step=2-hmean=0.7172.ckpt",
+    );
+    assert_eq!(e["sources"]["model.architecture"], "sidecar");
+    let e = by_suffix(&v, "two_callbacks/checkpoints/loss-epoch=02.ckpt");
+    assert_eq!(e["monitor"], "val/loss");
+    assert_eq!(e["mode"], "min");
+    assert_eq!(e["sources"]["monitor"], "callback");
+    let e = by_suffix(&v, "broken/epoch=01-step=4-hmean=0.7445.ckpt");
+    assert!(e["error"].as_str().unwrap().contains("damaged zip archive"));
+}
+
+#[test]
+fn hostile_and_broken_files_carry_errors() {
+    let v = catalog_json(&[], &[Path::new("fixtures/bad")]);
+    for e in v["checkpoints"].as_array().unwrap() {
+        let p = e["path"].as_str().unwrap();
+        assert!(e["error"].is_string(), "{p} has no error");
+        if p.contains("hostile") {
+            assert_eq!(e["security"], "dangerous", "{p}");
+        }
+    }
+}
+
+#[test]
+fn queries() {
+    let v = catalog_json(&["--best"], &[Path::new("examples/lightning")]);
+    let c = v["checkpoints"].as_array().unwrap();
+    assert_eq!(c.len(), 1);
+    assert!(
+        c[0]["path"]
+            .as_str()
+            .unwrap()
+            .ends_with("epoch=02-step=6-hmean=0.7718.ckpt")
+    );
+    let v = catalog_json(
+        &["--best", "--by", "epoch", "--mode", "min"],
+        &[Path::new("examples/lightning")],
+    );
+    assert_eq!(v["checkpoints"][0]["epoch"], 1);
+    let v = catalog_json(&["--latest"], &[Path::new("examples")]);
+    assert_eq!(v["checkpoints"].as_array().unwrap().len(), 3);
+    let v = catalog_json(
+        &["--filter", "architecture=dbnet", "--filter", "hmean>0.75"],
+        &[Path::new("examples")],
+    );
+    let c = v["checkpoints"].as_array().unwrap();
+    assert_eq!(c.len(), 2, "{c:?}");
+    let v = catalog_json(
+        &["--sort", "epoch", "--desc"],
+        &[Path::new("examples/lightning")],
+    );
+    assert_eq!(v["checkpoints"][0]["epoch"], 2);
+    ckpt()
+        .args(["catalog", "--no-cache", "--filter", "nonsense", "examples"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("has no operator"));
+}
+
+#[test]
+fn formats_csv_jsonl_table() {
+    let o = ckpt()
+        .args([
+            "catalog",
+            "--no-cache",
+            "--format",
+            "csv",
+            "examples/lightning",
+        ])
+        .assert()
+        .success();
+    let csv = String::from_utf8_lossy(&o.get_output().stdout).into_owned();
+    let mut lines = csv.lines();
+    let header = lines.next().unwrap();
+    assert!(
+        header.starts_with("path,experiment,format,epoch,global_step,monitor,mode,architecture"),
+        "{header}"
+    );
+    assert!(header.contains("metrics.hmean"));
+    assert_eq!(lines.count(), 3);
+    let o = ckpt()
+        .args(["catalog", "--no-cache", "--format", "jsonl", "examples"])
+        .assert()
+        .success();
+    let text = String::from_utf8_lossy(&o.get_output().stdout).into_owned();
+    assert_eq!(text.lines().count(), 6);
+    for l in text.lines() {
+        let _: Value = serde_json::from_str(l).unwrap();
+    }
+    let o = ckpt()
+        .args(["catalog", "--no-cache", "examples"])
+        .assert()
+        .success();
+    insta::assert_snapshot!(String::from_utf8_lossy(&o.get_output().stdout));
+}
+
+fn run_cached(cache: &Path, dir: &Path) -> String {
+    let o = ckpt()
+        .args(["catalog", "-v", "--format", "json", "--cache-file"])
+        .arg(cache)
+        .arg(dir)
+        .assert()
+        .success();
+    String::from_utf8_lossy(&o.get_output().stderr).into_owned()
+}
+
+#[test]
+fn cache_life_cycle() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("ex");
+    copy_tree(&root().join("examples"), &dir);
+    let cache: PathBuf = tmp.path().join("c/catalog.sqlite3");
+    let err = run_cached(&cache, &dir);
+    assert!(
+        err.contains("6 checkpoint(s): 6 opened, 0 from cache"),
+        "{err}"
+    );
+    let err = run_cached(&cache, &dir);
+    assert!(err.contains("0 opened, 6 from cache"), "{err}");
+    // a changed file is reopened
+    let f = dir.join("fsdp/ddp-epoch-002.pth");
+    let bytes = std::fs::read(&f).unwrap();
+    std::fs::write(&f, [&bytes[..], b"\0"].concat()).unwrap();
+    let err = run_cached(&cache, &dir);
+    assert!(err.contains("1 opened, 5 from cache"), "{err}");
+    // a deleted one drops out
+    std::fs::remove_file(dir.join("lightning/checkpoints/last.ckpt")).unwrap();
+    let err = run_cached(&cache, &dir);
+    assert!(err.contains("1 cache rows forgotten"), "{err}");
+    let o = ckpt()
+        .args(["cache", "info", "--cache-file"])
+        .arg(&cache)
+        .assert()
+        .success();
+    assert!(String::from_utf8_lossy(&o.get_output().stdout).contains("entries         5"));
+    // a corrupted cache is rebuilt with a warning
+    std::fs::write(&cache, vec![0x5a; 4096]).unwrap();
+    let _ = std::fs::remove_file(cache.with_extension("sqlite3-wal"));
+    let err = run_cached(&cache, &dir);
+    assert!(err.contains("warning"), "{err}");
+    assert!(err.contains("5 opened"), "{err}");
+    ckpt()
+        .args(["cache", "clear", "--cache-file"])
+        .arg(&cache)
+        .assert()
+        .success();
+    assert!(!cache.exists());
+    // --no-cache writes nothing
+    let c2 = tmp.path().join("c2/catalog.sqlite3");
+    ckpt()
+        .env("CKPT_CACHE_DIR", tmp.path().join("c2"))
+        .args(["catalog", "--no-cache"])
+        .arg(&dir)
+        .assert()
+        .success();
+    assert!(!c2.exists());
+}
+
+#[test]
+fn unreadable_paths_are_warnings() {
+    ckpt()
+        .args(["catalog", "--no-cache", "no/such/dir", "examples/fsdp"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("no/such/dir"))
+        .stdout(predicate::str::contains("epoch-001.pth"));
+}
