@@ -307,3 +307,102 @@ fn validate_reports_the_bad_sidecars() {
             .contains("newer")
     );
 }
+
+#[test]
+#[ignore = "needs ../shared/corpus (run by .ci/run when present)"]
+fn catalog_of_the_corpus() {
+    let Some(c) = corpus() else {
+        panic!("corpus not found (set CKPT_CORPUS)");
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    for e in std::fs::read_dir(&c).unwrap().flatten() {
+        if e.file_name() != "expected" && e.path().is_dir() {
+            copy_tree(&e.path(), &data.join(e.file_name()));
+        }
+    }
+    let o = ckpt()
+        .args(["catalog", "--no-cache", "--format", "json"])
+        .arg(&data)
+        .assert()
+        .success();
+    let v: serde_json::Value = serde_json::from_slice(&o.get_output().stdout).unwrap();
+    let entries = v["checkpoints"].as_array().unwrap();
+    let get = |suffix: &str| {
+        entries
+            .iter()
+            .find(|e| e["path"].as_str().unwrap().ends_with(suffix))
+            .unwrap_or_else(|| panic!("{suffix} missing"))
+    };
+    // every checkpoint file appears (shards of a DCP dir are one entry)
+    let mut files = 0;
+    let mut stack = vec![data.clone()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                if !p.file_name().unwrap().to_string_lossy().starts_with('.') {
+                    stack.push(p);
+                }
+            } else if p
+                .extension()
+                .and_then(|x| x.to_str())
+                .is_some_and(|x| ["ckpt", "pt", "pth", "bin", "safetensors"].contains(&x))
+            {
+                files += 1;
+                let shown = entries
+                    .iter()
+                    .any(|e| e["path"].as_str().unwrap() == p.display().to_string());
+                assert!(shown, "{} not in the catalog", p.display());
+            }
+        }
+    }
+    assert!(files >= 70, "{files}");
+    // bad/ files carry an error
+    for e in entries {
+        let p = e["path"].as_str().unwrap();
+        if p.contains("/bad/") && !p.contains("/bad/sidecars/") {
+            assert!(e["error"].is_string(), "{p}: no error");
+        }
+    }
+    // hierarchical folders: model and loss (underscore-rich names), epoch and val_f1 from the name
+    let vit = get("2025-02-12_15-10-33_vit_base_patch32_224_focal/best-epoch11-val_f1-0.612.ckpt");
+    assert_eq!(vit["model"]["architecture"], "vit_base_patch32_224");
+    assert_eq!(vit["model"]["loss"], "focal");
+    assert_eq!(vit["epoch"], 11);
+    // The checkpoint records epoch 11 too; it comes before the file name in the chain.
+    assert!(["file_name", "checkpoint"].contains(&vit["sources"]["epoch"].as_str().unwrap()));
+    assert!((vit["metrics"]["val_f1"].as_f64().unwrap() - 0.612).abs() < 1e-3);
+    assert_eq!(
+        vit["experiment"],
+        "flares/multiclass/2025-02-12_15-10-33_vit_base_patch32_224_focal"
+    );
+    let eff = get("2025-02-12_16-45-22_efficientnet_b0_focal/best-epoch05-val_f1-0.861.ckpt");
+    assert_eq!(eff["model"]["architecture"], "efficientnet_b0");
+    let bce = get("2025-02-12_14-30-45_resnet18_weighted_bce/best-epoch02-val_f1-0.847.ckpt");
+    assert_eq!(bce["model"]["loss"], "weighted_bce");
+    // Hydra gives my_experiment's architecture
+    let best = get("outputs/my_experiment/checkpoints/best.ckpt");
+    assert_eq!(best["model"]["architecture"], "dbnet");
+    assert_eq!(best["sources"]["model.architecture"], "hydra");
+    // two Lightning versions are two experiments
+    let v0 = get("lightning_logs/version_0/checkpoints/epoch=1-step=8.ckpt");
+    let v1 = get("lightning_logs/version_1/checkpoints/epoch=1-step=8.ckpt");
+    assert_ne!(v0["experiment"], v1["experiment"]);
+    // hash folders: step and the hash as experiment
+    let h = get("a1b2c3d4e5f6/model/checkpoint_step_000100.pt");
+    assert_eq!(h["global_step"], 100);
+    assert_eq!(h["experiment"], "a1b2c3d4e5f6");
+    // pytorch_model.bin: a gpt2 with its parameter count
+    let bin = get("formats/pytorch_model.bin");
+    assert_eq!(bin["model"]["family"], "gpt2");
+    assert_eq!(bin["params"], 31616);
+    // --best on my_experiment: exactly one
+    let o = ckpt()
+        .args(["catalog", "--no-cache", "--best", "--format", "json"])
+        .arg(data.join("outputs/my_experiment"))
+        .assert()
+        .success();
+    let b: serde_json::Value = serde_json::from_slice(&o.get_output().stdout).unwrap();
+    assert_eq!(b["checkpoints"].as_array().unwrap().len(), 1);
+}
