@@ -1,14 +1,14 @@
 //! One catalog run: discover, stat, consult the cache, open what changed (in parallel),
 //! resolve every entry, mark the best.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
 use crate::Fact;
 use crate::cache::{Cache, CacheError, FileKey};
-use crate::discover::{Candidate, Kind, WalkOptions, discover};
+use crate::discover::{Candidate, Kind, WalkOptions, discover_with_listing};
 use crate::par;
 use crate::resolve::{
     Configs, FACTS_VERSION, Resolve, checkpoint_facts, facts_from_json, facts_to_json, mark_best,
@@ -66,7 +66,7 @@ struct Stat {
 
 pub fn build(roots: &[PathBuf], opts: &Options) -> Result<Catalog, CacheError> {
     let mut cat = Catalog::default();
-    let (cands, warnings) = discover(roots, &opts.walk);
+    let (cands, warnings, seen) = discover_with_listing(roots, &opts.walk);
     cat.warnings.extend(warnings);
     cat.stats.candidates = cands.len();
 
@@ -81,7 +81,7 @@ pub fn build(roots: &[PathBuf], opts: &Options) -> Result<Catalog, CacheError> {
                 } else {
                     dir_size(&c.path)
                 };
-                let need = needs_checkpoint(c, size, &modified);
+                let need = needs_checkpoint(c, size, &modified, &seen);
                 Stat {
                     key: Some(FileKey::from_metadata(&abs.display().to_string(), &m)),
                     size,
@@ -117,45 +117,85 @@ pub fn build(roots: &[PathBuf], opts: &Options) -> Result<Catalog, CacheError> {
         },
         None => None,
     };
-    let wanted: Vec<usize> = (0..cands.len())
-        .filter(|i| stats[*i].need && stats[*i].key.is_some())
-        .collect();
+    // Checkpoints are read and resolved in chunks, so the facts of only one chunk are in
+    // memory at a time (memory grows with the entries kept, not with what was read).
+    const CHUNK: usize = 1024;
+    let dirs = DirCache::default();
+    let configs = Configs::default();
+    let mut best_names = Vec::with_capacity(cands.len());
     cat.stats.skipped_by_sidecar = stats
         .iter()
         .filter(|s| !s.need && s.error.is_none())
         .count();
-    let mut facts: Vec<Option<Vec<Fact>>> = vec![None; cands.len()];
-    if let Some(c) = &cache {
-        let keys: Vec<FileKey> = wanted
+    let all: Vec<usize> = (0..cands.len()).collect();
+    for chunk in all.chunks(CHUNK) {
+        let wanted: Vec<usize> = chunk
             .iter()
-            .filter_map(|i| stats[*i].key.clone())
+            .copied()
+            .filter(|i| stats[*i].need && stats[*i].key.is_some())
             .collect();
-        let hits = c.get_many(&keys, FACTS_VERSION)?;
-        for (i, h) in wanted.iter().zip(hits) {
-            if let Some(text) = h
-                && let Some(f) = facts_from_json(&text)
-            {
-                facts[*i] = Some(f);
-                cat.stats.cached += 1;
+        let mut facts: HashMap<usize, Vec<Fact>> = HashMap::with_capacity(wanted.len());
+        if let Some(c) = &cache {
+            let keys: Vec<FileKey> = wanted
+                .iter()
+                .filter_map(|i| stats[*i].key.clone())
+                .collect();
+            let hits = c.get_many(&keys, FACTS_VERSION)?;
+            for (i, h) in wanted.iter().zip(hits) {
+                if let Some(text) = h
+                    && let Some(f) = facts_from_json(&text)
+                {
+                    facts.insert(*i, f);
+                    cat.stats.cached += 1;
+                }
             }
         }
-    }
-    let misses: Vec<usize> = wanted
-        .iter()
-        .copied()
-        .filter(|i| facts[*i].is_none())
-        .collect();
-    let fresh: Vec<Vec<Fact>> = par::map(&misses, |i| checkpoint_facts(&cands[*i]));
-    cat.stats.opened = misses.len();
-    let mut rows: Vec<(FileKey, String)> = Vec::with_capacity(misses.len());
-    for (i, f) in misses.iter().zip(fresh) {
-        if let Some(k) = &stats[*i].key {
-            rows.push((k.clone(), facts_to_json(&f)));
+        let misses: Vec<usize> = wanted
+            .iter()
+            .copied()
+            .filter(|i| !facts.contains_key(i))
+            .collect();
+        let fresh: Vec<Vec<Fact>> = par::map(&misses, |i| checkpoint_facts(&cands[*i]));
+        cat.stats.opened += misses.len();
+        let mut rows: Vec<(FileKey, String)> = Vec::with_capacity(misses.len());
+        for (i, f) in misses.iter().zip(fresh) {
+            if let Some(k) = &stats[*i].key {
+                rows.push((k.clone(), facts_to_json(&f)));
+            }
+            facts.insert(*i, f);
         }
-        facts[*i] = Some(f);
+        if let Some(c) = &mut cache
+            && !rows.is_empty()
+        {
+            c.put_many(&rows, FACTS_VERSION)?;
+        }
+        let resolved = par::map(chunk, |i| {
+            let mut w = Vec::new();
+            let r = resolve(
+                &Resolve {
+                    candidate: &cands[*i],
+                    size: stats[*i].size,
+                    modified: stats[*i].modified.clone(),
+                    ckpt_facts: facts.get(i).map(Vec::as_slice),
+                    dirs: &dirs,
+                    configs: &configs,
+                    seen: &seen,
+                },
+                &mut w,
+            );
+            (r, w)
+        });
+        for (i, (r, w)) in chunk.iter().zip(resolved) {
+            cat.warnings.extend(w);
+            let mut entry = r.entry;
+            if let Some(e) = &stats[*i].error {
+                entry["error"] = Value::String(e.clone());
+            }
+            best_names.push(r.best_name);
+            cat.entries.push(entry);
+        }
     }
     if let Some(c) = &mut cache {
-        c.put_many(&rows, FACTS_VERSION)?;
         let abs_roots: Vec<String> = roots
             .iter()
             .map(|r| {
@@ -165,41 +205,11 @@ pub fn build(roots: &[PathBuf], opts: &Options) -> Result<Catalog, CacheError> {
                     .to_string()
             })
             .collect();
-        let seen: HashSet<String> = stats
+        let keys: HashSet<String> = stats
             .iter()
             .filter_map(|s| s.key.as_ref().map(|k| k.path.clone()))
             .collect();
-        cat.stats.forgotten = c.forget_missing(&abs_roots, &seen)?;
-    }
-
-    // Resolve every entry.
-    let dirs = DirCache::default();
-    let configs = Configs::default();
-    let idx: Vec<usize> = (0..cands.len()).collect();
-    let resolved = par::map(&idx, |i| {
-        let mut w = Vec::new();
-        let r = resolve(
-            &Resolve {
-                candidate: &cands[*i],
-                size: stats[*i].size,
-                modified: stats[*i].modified.clone(),
-                ckpt_facts: facts[*i].as_deref(),
-                dirs: &dirs,
-                configs: &configs,
-            },
-            &mut w,
-        );
-        (r, w)
-    });
-    let mut best_names = Vec::with_capacity(resolved.len());
-    for (i, (r, w)) in resolved.into_iter().enumerate() {
-        cat.warnings.extend(w);
-        let mut entry = r.entry;
-        if let Some(e) = &stats[i].error {
-            entry["error"] = Value::String(e.clone());
-        }
-        best_names.push(r.best_name);
-        cat.entries.push(entry);
+        cat.stats.forgotten = c.forget_missing(&abs_roots, &keys)?;
     }
     mark_best(&mut cat.entries, &best_names);
     Ok(cat)

@@ -87,8 +87,36 @@ fn list(dir: &Path) -> Listing {
     l
 }
 
+/// What the walk saw: every file in every folder it listed, so later existence checks
+/// (sidecars, config files beside checkpoints) are set lookups instead of system calls.
+#[derive(Debug, Default)]
+pub struct Seen {
+    pub dirs: HashSet<PathBuf>,
+    pub files: HashSet<PathBuf>,
+}
+
+impl Seen {
+    /// Is `p` an existing file? Answered from the listing when its folder was walked.
+    pub fn is_file(&self, p: &Path) -> bool {
+        match p.parent() {
+            Some(d) if self.dirs.contains(d) => self.files.contains(p),
+            _ => p.is_file(),
+        }
+    }
+}
+
 /// Checkpoints under `roots` (files are taken as given), sorted, and warnings.
 pub fn discover(roots: &[PathBuf], opts: &WalkOptions) -> (Vec<Candidate>, Vec<String>) {
+    let (c, w, _) = discover_with_listing(roots, opts);
+    (c, w)
+}
+
+/// [`discover`], also returning the listing of every folder walked.
+pub fn discover_with_listing(
+    roots: &[PathBuf],
+    opts: &WalkOptions,
+) -> (Vec<Candidate>, Vec<String>, Seen) {
+    let mut seen = Seen::default();
     let mut out = Vec::new();
     let mut warnings = Vec::new();
     let mut seen_dirs: HashSet<PathBuf> = HashSet::new();
@@ -131,6 +159,8 @@ pub fn discover(roots: &[PathBuf], opts: &WalkOptions) -> (Vec<Candidate>, Vec<S
                     warnings.push(e);
                     continue;
                 }
+                seen.dirs.insert(l.dir.clone());
+                seen.files.extend(l.files.iter().cloned());
                 let names: HashSet<String> = l
                     .files
                     .iter()
@@ -184,7 +214,7 @@ pub fn discover(roots: &[PathBuf], opts: &WalkOptions) -> (Vec<Candidate>, Vec<S
     }
     out.sort();
     out.dedup_by(|a, b| a.path == b.path);
-    (out, warnings)
+    (out, warnings, seen)
 }
 
 #[cfg(test)]

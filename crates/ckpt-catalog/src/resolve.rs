@@ -23,7 +23,7 @@ use ckpt_torch::{Checkpoint, View};
 use serde_json::{Map, Value, json};
 
 use crate::Fact;
-use crate::discover::{Candidate, Kind};
+use crate::discover::{Candidate, Kind, Seen};
 use crate::infer::{TensorSig, infer};
 use crate::sources::{self, DirCache};
 
@@ -557,9 +557,26 @@ fn sidecar_fresh(sc: &Value, size: u64, modified: &str, pickle_sha: Option<&str>
 #[derive(Default)]
 pub struct Configs {
     map: std::sync::Mutex<std::collections::HashMap<std::path::PathBuf, Option<Value>>>,
+    hydra:
+        std::sync::Mutex<std::collections::HashMap<std::path::PathBuf, Option<std::path::PathBuf>>>,
 }
 
 impl Configs {
+    /// The Hydra config governing a checkpoint, looked up once per folder.
+    pub fn hydra_for(&self, ckpt: &Path, root: &Path) -> Option<std::path::PathBuf> {
+        let dir = ckpt.parent()?.to_path_buf();
+        if let Ok(m) = self.hydra.lock()
+            && let Some(v) = m.get(&dir)
+        {
+            return v.clone();
+        }
+        let v = config::find_hydra_config(ckpt, root);
+        if let Ok(mut m) = self.hydra.lock() {
+            m.insert(dir, v.clone());
+        }
+        v
+    }
+
     pub fn get(&self, path: &Path) -> Option<Value> {
         if let Ok(m) = self.map.lock()
             && let Some(v) = m.get(path)
@@ -584,21 +601,32 @@ pub struct Resolve<'a> {
     pub ckpt_facts: Option<&'a [Fact]>,
     pub dirs: &'a DirCache,
     pub configs: &'a Configs,
+    pub seen: &'a Seen,
+}
+
+/// The sidecar file beside a checkpoint, if any (YAML, then JSON).
+fn find_sidecar(path: &Path, seen: &Seen) -> Option<std::path::PathBuf> {
+    [
+        ckpt_meta::sidecar::yaml_path(path),
+        ckpt_meta::sidecar::json_path(path),
+    ]
+    .into_iter()
+    .find(|p| seen.is_file(p))
 }
 
 /// A parsed sidecar beside a checkpoint, if any (YAML, then JSON).
-pub fn read_sidecar(path: &Path) -> Option<Value> {
-    let p = ckpt_meta::sidecar::find(path)?;
+pub fn read_sidecar(path: &Path, seen: &Seen) -> Option<Value> {
+    let p = find_sidecar(path, seen)?;
     ckpt_meta::sidecar::Sidecar::read(&p).ok().map(|s| s.value)
 }
 
 /// Does this candidate need its checkpoint opened? Not when a sidecar with a matching
 /// fingerprint describes it.
-pub fn needs_checkpoint(c: &Candidate, size: u64, modified: &str) -> bool {
+pub fn needs_checkpoint(c: &Candidate, size: u64, modified: &str, seen: &Seen) -> bool {
     if c.kind != Kind::File {
         return true;
     }
-    match read_sidecar(&c.path) {
+    match read_sidecar(&c.path, seen) {
         Some(sc) => sidecar_fresh(&sc, size, modified, None) != Some(true),
         None => true,
     }
@@ -623,13 +651,13 @@ pub fn resolve(r: &Resolve<'_>, warnings: &mut Vec<String>) -> Resolved {
     });
     // 1. sidecar
     if c.kind == Kind::File
-        && let Some(scp) = ckpt_meta::sidecar::find(&c.path)
+        && let Some(scp) = find_sidecar(&c.path, r.seen)
         && let Err(err) = ckpt_meta::sidecar::Sidecar::read(&scp)
     {
         warnings.push(format!("sidecar skipped: {err}"));
     }
     if c.kind == Kind::File
-        && let Some(sc) = read_sidecar(&c.path)
+        && let Some(sc) = read_sidecar(&c.path, r.seen)
     {
         let problems = ckpt_meta::schema::validate(&sc);
         // A partial sidecar (no fingerprint, missing sections) still says what it says; one
@@ -656,7 +684,7 @@ pub fn resolve(r: &Resolve<'_>, warnings: &mut Vec<String>) -> Resolved {
     if c.kind == Kind::File {
         for suffix in [".config.yaml", ".config.yml", ".config.json"] {
             let p = ckpt_meta::sidecar::with_suffix(&c.path, suffix);
-            if p.is_file() {
+            if r.seen.is_file(&p) {
                 if let Some(v) = r.configs.get(&p) {
                     for f in config_facts(&v, "config_sidecar") {
                         e.apply(&f);
@@ -667,7 +695,7 @@ pub fn resolve(r: &Resolve<'_>, warnings: &mut Vec<String>) -> Resolved {
         }
     }
     // 3. Hydra
-    if let Some(h) = config::find_hydra_config(&c.path, &c.root)
+    if let Some(h) = r.configs.hydra_for(&c.path, &c.root)
         && let Some(v) = r.configs.get(&h)
     {
         for f in config_facts(&v, "hydra") {

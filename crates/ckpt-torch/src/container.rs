@@ -239,6 +239,8 @@ impl Checkpoint {
             path: self.path.clone(),
             source,
         })?;
+        // Buffered: the central directory is parsed in many small reads.
+        let reader = std::io::BufReader::with_capacity(64 << 10, reader);
         let archive = zip::ZipArchive::new(reader).map_err(|e| zerr(&self.path, e))?;
         let mut entries: HashMap<String, (u64, u64, u16)> = HashMap::with_capacity(archive.len());
         let mut names: Vec<String> = Vec::new();
@@ -713,12 +715,16 @@ impl Checkpoint {
     pub fn check_storages(&self) -> Result<()> {
         match &self.storages {
             StorageIndex::Zip { root, entries } => {
+                let prefix = if root.is_empty() {
+                    "data/".to_owned()
+                } else {
+                    format!("{root}/data/")
+                };
+                let mut name = String::with_capacity(prefix.len() + 16);
                 for s in self.all_storages() {
-                    let name = if root.is_empty() {
-                        format!("data/{}", s.key)
-                    } else {
-                        format!("{root}/data/{}", s.key)
-                    };
+                    name.clear();
+                    name.push_str(&prefix);
+                    name.push_str(&s.key);
                     if !entries.contains_key(&name) {
                         return Err(Error::MissingStorage {
                             path: self.path.clone(),

@@ -67,7 +67,7 @@ struct Writer<'d, 'h> {
     opts: JsonOptions,
     out: String,
     nodes: u64,
-    on_path: Vec<u32>,
+    on_path: HashMap<u32, u32>,
     hasher: &'h mut TensorHasher<'h>,
     hash_cache: HashMap<u32, Option<String>>,
     python_style: bool,
@@ -87,7 +87,7 @@ pub fn to_json(
         opts: *opts,
         out: String::new(),
         nodes: 0,
-        on_path: vec![0; doc.len()],
+        on_path: HashMap::new(),
         hasher: &mut h,
         hash_cache: HashMap::new(),
         python_style: false,
@@ -178,7 +178,7 @@ impl Writer<'_, '_> {
                     self.out.push_str(t);
                 }
                 Work::Leave(id) => {
-                    if let Some(c) = self.on_path.get_mut(id.index()) {
+                    if let Some(c) = self.on_path.get_mut(&id.0) {
                         *c = c.saturating_sub(1);
                     }
                 }
@@ -230,14 +230,12 @@ impl Writer<'_, '_> {
             View::List(_) | View::Tuple(_) | View::Dict(_) | View::Set(_) | View::Object(_)
         );
         if is_container {
-            let slot = self.on_path.get_mut(rid.index());
-            if let Some(c) = slot {
-                if *c > 0 {
-                    self.lit("{\"__cycle__\": true}");
-                    return Ok(());
-                }
-                *c += 1;
+            let c = self.on_path.entry(rid.0).or_insert(0);
+            if *c > 0 {
+                self.lit("{\"__cycle__\": true}");
+                return Ok(());
             }
+            *c += 1;
             work.push(Work::Leave(rid));
         }
         match view {
@@ -457,13 +455,15 @@ fn children(doc: &Doc, id: NodeId, out: &mut Vec<NodeId>) {
 /// linear time, so a memo bomb is refused before anything is written (not after writing
 /// millions of values). Back edges (cycles) count as one value, as the writer prints them.
 fn precheck(doc: &Doc, root: NodeId, opts: &JsonOptions) -> Result<(), JsonError> {
-    const NEW: u8 = 0;
-    const OPEN: u8 = 1;
-    const DONE: u8 = 2;
+    /// Per reachable node: finished? expanded size, depth. Only what `root` reaches is
+    /// visited, so converting a small subtree of a big pickle stays cheap.
+    struct Info {
+        done: bool,
+        size: u64,
+        depth: u32,
+    }
     let n = doc.len();
-    let mut state = vec![NEW; n];
-    let mut size = vec![1u64; n];
-    let mut depth = vec![1u32; n];
+    let mut info: HashMap<u32, Info> = HashMap::new();
     let mut kids: Vec<NodeId> = Vec::new();
     // (node, children, next child index)
     let mut stack: Vec<(NodeId, Vec<NodeId>, usize)> = Vec::new();
@@ -472,20 +472,34 @@ fn precheck(doc: &Doc, root: NodeId, opts: &JsonOptions) -> Result<(), JsonError
         return Ok(());
     }
     children(doc, root, &mut kids);
-    state[root.index()] = OPEN;
+    info.insert(
+        root.0,
+        Info {
+            done: false,
+            size: 1,
+            depth: 1,
+        },
+    );
     stack.push((root, kids.clone(), 0));
     while let Some((id, ch, i)) = stack.last_mut() {
         if *i < ch.len() {
             let c = doc.resolve(ch[*i]);
             *i += 1;
-            if c.index() < n && state[c.index()] == NEW {
+            if c.index() < n && !info.contains_key(&c.0) {
                 if stack.len() > opts.max_depth {
                     return Err(JsonError::DepthLimit {
                         limit: opts.max_depth,
                     });
                 }
                 children(doc, c, &mut kids);
-                state[c.index()] = OPEN;
+                info.insert(
+                    c.0,
+                    Info {
+                        done: false,
+                        size: 1,
+                        depth: 1,
+                    },
+                );
                 stack.push((c, kids.clone(), 0));
             }
             continue;
@@ -495,28 +509,31 @@ fn precheck(doc: &Doc, root: NodeId, opts: &JsonOptions) -> Result<(), JsonError
         let mut d: u32 = 0;
         for c in ch.iter() {
             let c = doc.resolve(*c);
-            if c.index() >= n {
-                total = total.saturating_add(1);
-                continue;
-            }
-            match state[c.index()] {
-                DONE => {
-                    total = total.saturating_add(size[c.index()]);
-                    d = d.max(depth[c.index()]);
+            match info.get(&c.0) {
+                Some(x) if x.done => {
+                    total = total.saturating_add(x.size);
+                    d = d.max(x.depth);
                 }
-                _ => total = total.saturating_add(1), // a cycle: written as a marker
+                // a cycle (written as a marker) or a node out of range
+                _ => total = total.saturating_add(1),
             }
         }
-        size[id.index()] = total;
-        depth[id.index()] = d.saturating_add(1);
-        state[id.index()] = DONE;
+        let depth = d.saturating_add(1);
+        info.insert(
+            id.0,
+            Info {
+                done: true,
+                size: total,
+                depth,
+            },
+        );
         stack.pop();
         if total > opts.max_nodes {
             return Err(JsonError::ExpansionLimit {
                 limit: opts.max_nodes,
             });
         }
-        if depth[id.index()] as usize > opts.max_depth {
+        if depth as usize > opts.max_depth {
             return Err(JsonError::DepthLimit {
                 limit: opts.max_depth,
             });

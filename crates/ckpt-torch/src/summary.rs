@@ -493,7 +493,12 @@ pub fn summarize_state_dict(doc: &Doc, path: &str, id: NodeId) -> StateDictSumma
         let name = key_str(doc, *k);
         tensors += 1;
         for p in WRAPPER_PREFIXES {
-            let found = name.starts_with(p) || (*p != "module." && name.contains(&format!(".{p}")));
+            // `.{p}` inside the name: a wrapper around a submodule.
+            let inner = *p != "module."
+                && name
+                    .match_indices(p)
+                    .any(|(i, _)| i > 0 && name.as_bytes()[i - 1] == b'.');
+            let found = name.starts_with(p) || inner;
             if found && !wrappers.iter().any(|w| w == p) {
                 wrappers.push((*p).to_owned());
             }

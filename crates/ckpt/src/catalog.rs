@@ -8,7 +8,9 @@ use ckpt_catalog::cache::Cache;
 use ckpt_catalog::catalog::{Options, build};
 use ckpt_catalog::discover::WalkOptions;
 use ckpt_catalog::query;
-use serde_json::{Value, json};
+use std::io::Write as _;
+
+use serde_json::Value;
 
 use crate::Outcome;
 use crate::cli::{CacheArgs, CacheCommand, CatalogArgs, CatalogFormat};
@@ -73,26 +75,35 @@ pub fn run(a: &CatalogArgs) -> Result<Outcome> {
     if let Some(s) = &a.sort {
         query::sort(&mut entries, s, a.desc);
     }
-    let text = match a.format {
+    // JSON formats stream straight to stdout: no second copy of ten thousand entries.
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+    match a.format {
         CatalogFormat::Json => {
-            let mut s = serde_json::to_string_pretty(
-                &json!({"checkpoints": entries, "warnings": cat.warnings}),
+            #[derive(serde::Serialize)]
+            struct Output<'a> {
+                checkpoints: &'a [Value],
+                warnings: &'a [String],
+            }
+            serde_json::to_writer_pretty(
+                &mut out,
+                &Output {
+                    checkpoints: &entries,
+                    warnings: &cat.warnings,
+                },
             )?;
-            s.push('\n');
-            s
+            out.write_all(b"\n")?;
         }
         CatalogFormat::Jsonl => {
-            let mut s = String::new();
             for e in &entries {
-                s.push_str(&serde_json::to_string(e)?);
-                s.push('\n');
+                serde_json::to_writer(&mut out, e)?;
+                out.write_all(b"\n")?;
             }
-            s
         }
-        CatalogFormat::Csv => csv(&entries),
-        CatalogFormat::Table => table(&entries),
-    };
-    crate::print_stdout(&text)?;
+        CatalogFormat::Csv => out.write_all(csv(&entries).as_bytes())?,
+        CatalogFormat::Table => out.write_all(table(&entries).as_bytes())?,
+    }
+    out.flush()?;
     Ok(Outcome::Ok)
 }
 
