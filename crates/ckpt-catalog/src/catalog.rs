@@ -64,7 +64,23 @@ struct Stat {
     error: Option<String>,
 }
 
+/// Build the whole catalog in memory.
 pub fn build(roots: &[PathBuf], opts: &Options) -> Result<Catalog, CacheError> {
+    let mut entries = Vec::new();
+    let mut cat = build_streaming(roots, opts, &mut |e| entries.push(e))?;
+    cat.entries = entries;
+    Ok(cat)
+}
+
+/// Build the catalog, handing each entry to `on_entry` as soon as its folder is done (in
+/// folder order, deterministic). Memory stays flat in the size of the tree: only one chunk
+/// of checkpoints' facts and entries is held at a time. The returned `Catalog` has no
+/// entries, only warnings and stats.
+pub fn build_streaming(
+    roots: &[PathBuf],
+    opts: &Options,
+    on_entry: &mut dyn FnMut(Value),
+) -> Result<Catalog, CacheError> {
     let mut cat = Catalog::default();
     let (cands, warnings, seen) = discover_with_listing(roots, &opts.walk);
     cat.warnings.extend(warnings);
@@ -122,13 +138,29 @@ pub fn build(roots: &[PathBuf], opts: &Options) -> Result<Catalog, CacheError> {
     const CHUNK: usize = 1024;
     let dirs = DirCache::default();
     let configs = Configs::default();
-    let mut best_names = Vec::with_capacity(cands.len());
     cat.stats.skipped_by_sidecar = stats
         .iter()
         .filter(|s| !s.need && s.error.is_none())
         .count();
-    let all: Vec<usize> = (0..cands.len()).collect();
-    for chunk in all.chunks(CHUNK) {
+    // Chunks end at folder boundaries, so each folder's best can be marked within its chunk.
+    let mut chunks: Vec<Vec<usize>> = Vec::new();
+    let mut cur: Vec<usize> = Vec::new();
+    for i in 0..cands.len() {
+        let new_folder = cur
+            .last()
+            .is_some_and(|&j| cands[j].path.parent() != cands[i].path.parent());
+        if cur.len() >= CHUNK && new_folder {
+            chunks.push(std::mem::take(&mut cur));
+        }
+        cur.push(i);
+    }
+    if !cur.is_empty() {
+        chunks.push(cur);
+    }
+    for chunk in &chunks {
+        let chunk = chunk.as_slice();
+        let mut chunk_entries: Vec<Value> = Vec::with_capacity(chunk.len());
+        let mut chunk_best: Vec<Option<String>> = Vec::with_capacity(chunk.len());
         let wanted: Vec<usize> = chunk
             .iter()
             .copied()
@@ -191,8 +223,12 @@ pub fn build(roots: &[PathBuf], opts: &Options) -> Result<Catalog, CacheError> {
             if let Some(e) = &stats[*i].error {
                 entry["error"] = Value::String(e.clone());
             }
-            best_names.push(r.best_name);
-            cat.entries.push(entry);
+            chunk_best.push(r.best_name);
+            chunk_entries.push(entry);
+        }
+        mark_best(&mut chunk_entries, &chunk_best);
+        for e in chunk_entries {
+            on_entry(e);
         }
     }
     if let Some(c) = &mut cache {
@@ -211,7 +247,6 @@ pub fn build(roots: &[PathBuf], opts: &Options) -> Result<Catalog, CacheError> {
             .collect();
         cat.stats.forgotten = c.forget_missing(&abs_roots, &keys)?;
     }
-    mark_best(&mut cat.entries, &best_names);
     Ok(cat)
 }
 

@@ -212,7 +212,15 @@ pub fn discover_with_listing(
             depth += 1;
         }
     }
-    out.sort();
+    // By folder, then name: a folder's checkpoints are adjacent, so the catalog can finish
+    // (and print) one folder at a time.
+    out.sort_by(|a, b| {
+        (a.path.parent(), a.path.file_name(), a.kind).cmp(&(
+            b.path.parent(),
+            b.path.file_name(),
+            b.kind,
+        ))
+    });
     out.dedup_by(|a, b| a.path == b.path);
     (out, warnings, seen)
 }
@@ -249,10 +257,11 @@ mod tests {
             .collect();
         assert_eq!(
             kinds,
+            // by folder, then name
             vec![
+                ("hf".into(), Kind::HfSharded),
                 ("a/checkpoints/x.ckpt".into(), Kind::File),
                 ("dcp/step_1".into(), Kind::Dcp),
-                ("hf".into(), Kind::HfSharded),
             ]
         );
         let (c, _) = discover(

@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 
 use anyhow::Result;
 use ckpt_catalog::cache::Cache;
-use ckpt_catalog::catalog::{Options, build};
+use ckpt_catalog::catalog::{Options, build_streaming};
 use ckpt_catalog::discover::WalkOptions;
 use ckpt_catalog::query;
 use std::io::Write as _;
@@ -44,7 +44,56 @@ pub fn run(a: &CatalogArgs) -> Result<Outcome> {
                 .join(" ")
         );
     }
-    let cat = build(&a.paths, &opts)?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+    let streaming = !a.best
+        && !a.latest
+        && a.sort.is_none()
+        && matches!(a.format, CatalogFormat::Json | CatalogFormat::Jsonl);
+    let keep = |e: &Value| filters.iter().all(|f| f.matches(e));
+    // Without queries that need every entry at once, JSON is written as each folder is
+    // done: memory stays flat however big the tree is.
+    let (cat, mut entries) = if streaming {
+        let mut first = true;
+        let mut io_err: Option<std::io::Error> = None;
+        if a.format == CatalogFormat::Json {
+            out.write_all(b"{\n  \"checkpoints\": [")?;
+        }
+        let cat = build_streaming(&a.paths, &opts, &mut |e| {
+            if io_err.is_some() || !keep(&e) {
+                return;
+            }
+            let r = if a.format == CatalogFormat::Json {
+                write_indented(&mut out, &e, first)
+            } else {
+                serde_json::to_writer(&mut out, &e)
+                    .map_err(std::io::Error::other)
+                    .and_then(|()| out.write_all(b"\n"))
+            };
+            first = false;
+            if let Err(err) = r {
+                io_err = Some(err);
+            }
+        })?;
+        if let Some(e) = io_err {
+            return Err(e.into());
+        }
+        if a.format == CatalogFormat::Json {
+            out.write_all(if first { b"],\n" } else { b"\n  ],\n" })?;
+            out.write_all(b"  \"warnings\": ")?;
+            serde_json::to_writer(&mut out, &cat.warnings)?;
+            out.write_all(b"\n}\n")?;
+        }
+        (cat, Vec::new())
+    } else {
+        let mut kept = Vec::new();
+        let cat = build_streaming(&a.paths, &opts, &mut |e| {
+            if keep(&e) {
+                kept.push(e);
+            }
+        })?;
+        (cat, kept)
+    };
     if tty {
         eprint!("\x1b[2K\r");
     }
@@ -61,11 +110,10 @@ pub fn run(a: &CatalogArgs) -> Result<Outcome> {
             cat.stats.forgotten
         );
     }
-    let mut entries: Vec<Value> = cat
-        .entries
-        .into_iter()
-        .filter(|e| filters.iter().all(|f| f.matches(e)))
-        .collect();
+    if streaming {
+        out.flush()?;
+        return Ok(Outcome::Ok);
+    }
     if a.best {
         entries = query::best(entries, a.by.as_deref(), a.mode.as_deref());
     }
@@ -75,9 +123,6 @@ pub fn run(a: &CatalogArgs) -> Result<Outcome> {
     if let Some(s) = &a.sort {
         query::sort(&mut entries, s, a.desc);
     }
-    // JSON formats stream straight to stdout: no second copy of ten thousand entries.
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
     match a.format {
         CatalogFormat::Json => {
             #[derive(serde::Serialize)]
@@ -105,6 +150,20 @@ pub fn run(a: &CatalogArgs) -> Result<Outcome> {
     }
     out.flush()?;
     Ok(Outcome::Ok)
+}
+
+/// One entry inside the streamed `checkpoints` array, pretty-printed at depth 2.
+fn write_indented(out: &mut impl std::io::Write, e: &Value, first: bool) -> std::io::Result<()> {
+    let text = serde_json::to_string_pretty(e).map_err(std::io::Error::other)?;
+    out.write_all(if first { b"\n" } else { b",\n" })?;
+    for (i, line) in text.lines().enumerate() {
+        if i > 0 {
+            out.write_all(b"\n")?;
+        }
+        out.write_all(b"    ")?;
+        out.write_all(line.as_bytes())?;
+    }
+    Ok(())
 }
 
 fn text_of(v: Option<&Value>) -> String {
