@@ -89,17 +89,19 @@ fn list(dir: &Path) -> Listing {
 
 /// What the walk saw: every file in every folder it listed, so later existence checks
 /// (sidecars, config files beside checkpoints) are set lookups instead of system calls.
+/// Paths are kept as raw OS strings: hashing a `Path` walks its components, hashing the
+/// bytes does not, and these sets are consulted several times per checkpoint.
 #[derive(Debug, Default)]
 pub struct Seen {
-    pub dirs: HashSet<PathBuf>,
-    pub files: HashSet<PathBuf>,
+    pub dirs: HashSet<std::ffi::OsString>,
+    pub files: HashSet<std::ffi::OsString>,
 }
 
 impl Seen {
     /// Is `p` an existing file? Answered from the listing when its folder was walked.
     pub fn is_file(&self, p: &Path) -> bool {
         match p.parent() {
-            Some(d) if self.dirs.contains(d) => self.files.contains(p),
+            Some(d) if self.dirs.contains(d.as_os_str()) => self.files.contains(p.as_os_str()),
             _ => p.is_file(),
         }
     }
@@ -159,8 +161,9 @@ pub fn discover_with_listing(
                     warnings.push(e);
                     continue;
                 }
-                seen.dirs.insert(l.dir.clone());
-                seen.files.extend(l.files.iter().cloned());
+                seen.dirs.insert(l.dir.as_os_str().to_owned());
+                seen.files
+                    .extend(l.files.iter().map(|f| f.as_os_str().to_owned()));
                 let names: HashSet<String> = l
                     .files
                     .iter()
@@ -214,12 +217,12 @@ pub fn discover_with_listing(
     }
     // By folder, then name: a folder's checkpoints are adjacent, so the catalog can finish
     // (and print) one folder at a time.
-    out.sort_by(|a, b| {
-        (a.path.parent(), a.path.file_name(), a.kind).cmp(&(
-            b.path.parent(),
-            b.path.file_name(),
-            b.kind,
-        ))
+    out.sort_by_cached_key(|c| {
+        (
+            c.path.parent().map(|p| p.as_os_str().to_owned()),
+            c.path.file_name().map(|n| n.to_owned()),
+            c.kind,
+        )
     });
     out.dedup_by(|a, b| a.path == b.path);
     (out, warnings, seen)
