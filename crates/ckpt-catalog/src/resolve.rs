@@ -556,15 +556,16 @@ fn sidecar_fresh(sc: &Value, size: u64, modified: &str, pickle_sha: Option<&str>
 /// Config files parsed once per run, however many checkpoints share them.
 #[derive(Default)]
 pub struct Configs {
-    map: std::sync::Mutex<std::collections::HashMap<std::path::PathBuf, Option<Value>>>,
+    // Keyed by raw path bytes (cheap to hash, unlike `Path`).
+    map: std::sync::Mutex<std::collections::HashMap<std::ffi::OsString, Option<Value>>>,
     hydra:
-        std::sync::Mutex<std::collections::HashMap<std::path::PathBuf, Option<std::path::PathBuf>>>,
+        std::sync::Mutex<std::collections::HashMap<std::ffi::OsString, Option<std::path::PathBuf>>>,
 }
 
 impl Configs {
     /// The Hydra config governing a checkpoint, looked up once per folder.
     pub fn hydra_for(&self, ckpt: &Path, root: &Path) -> Option<std::path::PathBuf> {
-        let dir = ckpt.parent()?.to_path_buf();
+        let dir = ckpt.parent()?.as_os_str().to_owned();
         if let Ok(m) = self.hydra.lock()
             && let Some(v) = m.get(&dir)
         {
@@ -579,13 +580,13 @@ impl Configs {
 
     pub fn get(&self, path: &Path) -> Option<Value> {
         if let Ok(m) = self.map.lock()
-            && let Some(v) = m.get(path)
+            && let Some(v) = m.get(path.as_os_str())
         {
             return v.clone();
         }
         let v = config::read_config(path).ok();
         if let Ok(mut m) = self.map.lock() {
-            m.insert(path.to_path_buf(), v.clone());
+            m.insert(path.as_os_str().to_owned(), v.clone());
         }
         v
     }

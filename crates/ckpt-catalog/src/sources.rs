@@ -102,7 +102,9 @@ pub const LOSS_SUFFIXES: &[&str] = &[
 // ---------------------------------------------------------------------------------------
 // The cache
 
-type Memo<V> = Mutex<HashMap<PathBuf, V>>;
+/// Keyed by the path's raw bytes: hashing a `Path` walks its components, which showed up in
+/// profiles of ten-thousand-checkpoint catalogs.
+type Memo<V> = Mutex<HashMap<std::ffi::OsString, V>>;
 
 /// Per-directory (and per-file) results, parsed once per run and shared by every checkpoint
 /// and thread. Keys are paths as the caller spells them.
@@ -138,13 +140,17 @@ fn len<V>(m: &Memo<V>) -> usize {
 /// The cached value for `key`, loading it (outside the lock) when absent. Two threads may
 /// load the same key at once; the first stored wins.
 fn memo<V: Clone>(m: &Memo<V>, key: &Path, load: impl FnOnce() -> V) -> V {
-    if let Some(v) = m.lock().unwrap_or_else(PoisonError::into_inner).get(key) {
+    if let Some(v) = m
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(key.as_os_str())
+    {
         return v.clone();
     }
     let v = load();
     m.lock()
         .unwrap_or_else(PoisonError::into_inner)
-        .entry(key.to_path_buf())
+        .entry(key.as_os_str().to_owned())
         .or_insert(v)
         .clone()
 }
