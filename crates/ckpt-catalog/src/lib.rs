@@ -3,12 +3,15 @@
 
 pub mod cache;
 pub mod catalog;
+pub mod compare;
 pub mod discover;
 pub mod fact;
+pub mod identity;
 pub mod infer;
 pub mod par;
 pub mod query;
 pub mod resolve;
+pub mod retention;
 pub mod sources;
 
 pub use fact::Fact;

@@ -33,6 +33,99 @@ pub enum Command {
     Catalog(CatalogArgs),
     /// The catalog's cache: where it is, how big, or remove it.
     Cache(CacheArgs),
+    /// A deterministic experiment identity: architecture + hyperparameters + data.
+    Hash(HashArgs),
+    /// What changed between two checkpoints (exit 1 when their identities differ).
+    Diff(DiffArgs),
+    /// Checkpoints grouped into experiments, with latest step, best score, size and hash.
+    Experiments(ExperimentsArgs),
+    /// Print the path of the newest checkpoint (or the one at --step), for scripts.
+    Latest(LatestArgs),
+    /// Keep the top-k (and best, last, newest …) per experiment; delete the rest with --yes.
+    Prune(PruneArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct HashArgs {
+    /// A checkpoint file, or a hash-named experiment folder.
+    pub path: PathBuf,
+    /// Hyperparameters from this YAML or JSON file instead of the checkpoint's.
+    #[arg(long, value_name = "FILE")]
+    pub hparams: Option<PathBuf>,
+    /// Active sample UIDs: one per line, a JSON array, or a CSV column.
+    #[arg(long, value_name = "FILE")]
+    pub data_uids: Option<PathBuf>,
+    /// The CSV column holding UIDs.
+    #[arg(long, value_name = "NAME")]
+    pub uid_column: Option<String>,
+    /// Drop a hyperparameter (dotted path) before hashing; repeatable.
+    #[arg(long, value_name = "KEY.PATH")]
+    pub ignore: Vec<String>,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    pub format: OutputFormat,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DiffArgs {
+    pub a: PathBuf,
+    pub b: PathBuf,
+    /// Drop a hyperparameter (dotted path) before comparing; repeatable.
+    #[arg(long, value_name = "KEY.PATH")]
+    pub ignore: Vec<String>,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    pub format: OutputFormat,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExperimentsArgs {
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    pub format: OutputFormat,
+    /// Neither read nor write the catalog cache.
+    #[arg(long)]
+    pub no_cache: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct LatestArgs {
+    /// An experiment folder (or any folder of checkpoints).
+    pub path: PathBuf,
+    /// Only this experiment (as `ckpt experiments` names it).
+    #[arg(long)]
+    pub experiment: Option<String>,
+    /// The checkpoint at this global step instead of the newest.
+    #[arg(long)]
+    pub step: Option<i64>,
+    #[arg(long)]
+    pub no_cache: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PruneArgs {
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Keep the best K per experiment by --monitor.
+    #[arg(long, value_name = "K")]
+    pub keep_top: usize,
+    /// The metric that ranks checkpoints (`val/hmean`, `val_f1` …).
+    #[arg(long)]
+    pub monitor: String,
+    #[arg(long, value_parser = ["max", "min"])]
+    pub mode: String,
+    /// Also keep the newest N per experiment.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub keep_last: usize,
+    /// Also keep checkpoints whose global step is a multiple of STEPS.
+    #[arg(long, value_name = "STEPS")]
+    pub keep_every: Option<u64>,
+    /// Delete. Without it, only the plan is printed.
+    #[arg(long)]
+    pub yes: bool,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    pub format: OutputFormat,
+    #[arg(long)]
+    pub no_cache: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -4,6 +4,7 @@
 mod catalog;
 mod cli;
 mod dump;
+mod experiments;
 mod inspect;
 mod meta;
 mod scan;
@@ -85,6 +86,11 @@ fn run(args: cli::Cli) -> anyhow::Result<Outcome> {
         cli::Command::Schema => meta::schema(),
         cli::Command::Catalog(a) => catalog::run(&a),
         cli::Command::Cache(a) => catalog::cache(&a),
+        cli::Command::Hash(a) => experiments::hash(&a),
+        cli::Command::Diff(a) => experiments::diff(&a),
+        cli::Command::Experiments(a) => experiments::experiments(&a),
+        cli::Command::Latest(a) => experiments::latest(&a),
+        cli::Command::Prune(a) => experiments::prune(&a),
     }
 }
 

@@ -1,0 +1,324 @@
+//! `ckpt hash`, `ckpt diff`, `ckpt experiments`, `ckpt latest`, `ckpt prune`: experiment
+//! identity and retention.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
+use ckpt_catalog::cache::Cache;
+use ckpt_catalog::catalog::{Options, build};
+use ckpt_catalog::compare;
+use ckpt_catalog::identity::{self, HashOptions};
+use ckpt_catalog::retention::{self, Action, Mode, PruneOptions};
+use serde_json::{Value, json};
+
+use crate::Outcome;
+use crate::cli::{DiffArgs, ExperimentsArgs, HashArgs, LatestArgs, OutputFormat, PruneArgs};
+use crate::inspect::human_bytes;
+
+fn catalog(paths: &[PathBuf], no_cache: bool) -> Result<Vec<Value>> {
+    let opts = Options {
+        cache: if no_cache {
+            None
+        } else {
+            Some(Cache::default_path())
+        },
+        ..Options::default()
+    };
+    let cat = build(paths, &opts)?;
+    for w in &cat.warnings {
+        eprintln!("ckpt: warning: {w}");
+    }
+    Ok(cat.entries)
+}
+
+fn hash_options(a: &HashArgs) -> HashOptions {
+    HashOptions {
+        hparams_file: a.hparams.clone(),
+        data_uids: a.data_uids.clone(),
+        uid_column: a.uid_column.clone(),
+        ignore: a.ignore.clone(),
+    }
+}
+
+pub fn hash(a: &HashArgs) -> Result<Outcome> {
+    let inputs = identity::gather(&a.path, &hash_options(a))?;
+    let id = identity::identity(&inputs);
+    match a.format {
+        OutputFormat::Json => {
+            let mut s = serde_json::to_string_pretty(&id)?;
+            s.push('\n');
+            crate::print_stdout(&s)?;
+        }
+        OutputFormat::Table => {
+            let mut s = format!("{}  {}\n", id.hash, a.path.display());
+            let show = |x: &Option<String>| x.clone().unwrap_or_else(|| "-".into());
+            let _ = writeln!(
+                s,
+                "  architecture     {}  ({} tensors)",
+                show(&id.components.architecture),
+                inputs.tensors.len()
+            );
+            let _ = writeln!(
+                s,
+                "  hyperparameters  {}{}",
+                show(&id.components.hyperparameters),
+                inputs
+                    .hparams_source
+                    .as_ref()
+                    .map(|x| format!("  (from {x})"))
+                    .unwrap_or_default()
+            );
+            let _ = writeln!(
+                s,
+                "  data             {}{}",
+                show(&id.components.data),
+                match (&inputs.uids, &inputs.uids_source) {
+                    (Some(u), Some(src)) => format!("  ({} UIDs from {src})", u.len()),
+                    _ => String::new(),
+                }
+            );
+            crate::print_stdout(&s)?;
+        }
+    }
+    Ok(Outcome::Ok)
+}
+
+fn entry_for(path: &std::path::Path) -> Value {
+    let opts = Options {
+        cache: None,
+        ..Options::default()
+    };
+    build(&[path.to_path_buf()], &opts)
+        .ok()
+        .and_then(|c| c.entries.into_iter().next())
+        .unwrap_or(Value::Null)
+}
+
+pub fn diff(a: &DiffArgs) -> Result<Outcome> {
+    let opts = HashOptions {
+        ignore: a.ignore.clone(),
+        ..HashOptions::default()
+    };
+    let ia = identity::gather(&a.a, &opts)?;
+    let ib = identity::gather(&a.b, &opts)?;
+    let (ha, hb) = (identity::identity(&ia), identity::identity(&ib));
+    let d = compare::diff(&ia, &ib, &entry_for(&a.a), &entry_for(&a.b));
+    let same = ha.hash == hb.hash;
+    match a.format {
+        OutputFormat::Json => {
+            let v = json!({
+                "a": {"path": a.a.display().to_string(), "identity": ha},
+                "b": {"path": a.b.display().to_string(), "identity": hb},
+                "identical": same,
+                "diff": d,
+            });
+            let mut s = serde_json::to_string_pretty(&v)?;
+            s.push('\n');
+            crate::print_stdout(&s)?;
+        }
+        OutputFormat::Table => {
+            let mut s = String::new();
+            let _ = writeln!(s, "--- {}  {}", a.a.display(), ha.hash);
+            let _ = writeln!(s, "+++ {}  {}", a.b.display(), hb.hash);
+            let comp =
+                |x: &Option<String>, y: &Option<String>| if x == y { "same" } else { "differs" };
+            let _ = writeln!(
+                s,
+                "identity: architecture {}, hyperparameters {}, data {}",
+                comp(&ha.components.architecture, &hb.components.architecture),
+                comp(
+                    &ha.components.hyperparameters,
+                    &hb.components.hyperparameters
+                ),
+                comp(&ha.components.data, &hb.components.data)
+            );
+            for (n, dt, sh) in &d.architecture.removed {
+                let _ = writeln!(s, "- tensor {n} {dt} {sh:?}");
+            }
+            for (n, dt, sh) in &d.architecture.added {
+                let _ = writeln!(s, "+ tensor {n} {dt} {sh:?}");
+            }
+            for (n, x, y) in &d.architecture.reshaped {
+                let _ = writeln!(s, "~ tensor {n} shape {x:?} -> {y:?}");
+            }
+            for (n, x, y) in &d.architecture.retyped {
+                let _ = writeln!(s, "~ tensor {n} dtype {x} -> {y}");
+            }
+            for c in &d.hyperparameters {
+                let _ = writeln!(s, "~ hparam {}: {} -> {}", c.path, c.old, c.new);
+            }
+            if d.data.added + d.data.removed > 0 {
+                let _ = writeln!(
+                    s,
+                    "~ data: {} UIDs added (e.g. {}), {} removed (e.g. {})",
+                    d.data.added,
+                    d.data.examples_added.join(", "),
+                    d.data.removed,
+                    d.data.examples_removed.join(", ")
+                );
+            }
+            if d.data.one_sided {
+                let _ = writeln!(s, "~ data: only one side has UIDs");
+            }
+            for c in &d.metrics {
+                let _ = writeln!(s, "~ metric {}: {} -> {}", c.path, c.old, c.new);
+            }
+            if let Some((x, y)) = &d.epoch {
+                let _ = writeln!(s, "~ epoch: {x} -> {y}");
+            }
+            if let Some((x, y)) = &d.global_step {
+                let _ = writeln!(s, "~ global_step: {x} -> {y}");
+            }
+            crate::print_stdout(&s)?;
+        }
+    }
+    Ok(if same { Outcome::Ok } else { Outcome::Findings })
+}
+
+pub fn experiments(a: &ExperimentsArgs) -> Result<Outcome> {
+    let entries = catalog(&a.paths, a.no_cache)?;
+    let mut ex = compare::experiments(&entries);
+    for e in &mut ex {
+        if let Some(p) = &e.latest_path
+            && let Ok(inputs) = identity::gather(std::path::Path::new(p), &HashOptions::default())
+        {
+            e.hash = Some(identity::identity(&inputs).hash);
+        }
+    }
+    match a.format {
+        OutputFormat::Json => {
+            let mut s = serde_json::to_string_pretty(&ex)?;
+            s.push('\n');
+            crate::print_stdout(&s)?;
+        }
+        OutputFormat::Table => {
+            let mut s = String::new();
+            let w = ex
+                .iter()
+                .map(|e| e.experiment.len())
+                .max()
+                .unwrap_or(10)
+                .clamp(10, 70);
+            let _ = writeln!(
+                s,
+                "{:<w$}  {:>5}  {:>8}  {:>5}  {:<28}  {:>9}  {:<22}  HASH",
+                "EXPERIMENT", "CKPTS", "STEP", "EPOCH", "BEST", "SIZE", "MODIFIED"
+            );
+            for e in &ex {
+                let best = match (&e.monitor, e.best_value) {
+                    (Some(m), Some(v)) => format!("{m}={}", (v * 10000.0).round() / 10000.0),
+                    _ => "-".into(),
+                };
+                let _ = writeln!(
+                    s,
+                    "{:<w$}  {:>5}  {:>8}  {:>5}  {:<28}  {:>9}  {:<22}  {}",
+                    e.experiment,
+                    e.checkpoints,
+                    e.latest_step
+                        .map(|x| x.to_string())
+                        .unwrap_or_else(|| "-".into()),
+                    e.latest_epoch
+                        .map(|x| x.to_string())
+                        .unwrap_or_else(|| "-".into()),
+                    best,
+                    human_bytes(e.total_bytes),
+                    e.last_modified
+                        .as_deref()
+                        .map(|m| &m[..m.len().min(19)])
+                        .unwrap_or("-"),
+                    e.hash.as_deref().unwrap_or("-")
+                );
+            }
+            let _ = writeln!(s, "{} experiment(s)", ex.len());
+            crate::print_stdout(&s)?;
+        }
+    }
+    Ok(Outcome::Ok)
+}
+
+pub fn latest(a: &LatestArgs) -> Result<Outcome> {
+    let entries = catalog(std::slice::from_ref(&a.path), a.no_cache)?;
+    let entries: Vec<Value> = match &a.experiment {
+        Some(x) => entries
+            .into_iter()
+            .filter(|e| e["experiment"] == *x)
+            .collect(),
+        None => entries,
+    };
+    match compare::latest(&entries, a.step) {
+        Some(e) => {
+            crate::print_stdout(&format!("{}\n", e["path"].as_str().unwrap_or("")))?;
+            Ok(Outcome::Ok)
+        }
+        None => match a.step {
+            Some(s) => bail!("{}: no checkpoint at step {s}", a.path.display()),
+            None => bail!("{}: no readable checkpoint", a.path.display()),
+        },
+    }
+}
+
+pub fn prune(a: &PruneArgs) -> Result<Outcome> {
+    let entries = catalog(&a.paths, a.no_cache)?;
+    let opts = PruneOptions {
+        keep_top: a.keep_top,
+        monitor: a.monitor.clone(),
+        mode: if a.mode == "min" {
+            Mode::Min
+        } else {
+            Mode::Max
+        },
+        keep_last: a.keep_last,
+        keep_every: a.keep_every,
+    };
+    let plan = retention::plan(&entries, &a.paths, &opts);
+    let executed = a.yes.then(|| retention::execute(&plan));
+    match a.format {
+        OutputFormat::Json => {
+            let v = json!({"plan": plan, "executed": executed});
+            let mut s = serde_json::to_string_pretty(&v)?;
+            s.push('\n');
+            crate::print_stdout(&s)?;
+        }
+        OutputFormat::Table => {
+            let mut s = String::new();
+            for d in &plan.decisions {
+                let act = match d.action {
+                    Action::Keep => "keep  ",
+                    Action::Delete => "DELETE",
+                };
+                let _ = writeln!(s, "{act}  {}  ({})", d.path, d.reasons.join("; "));
+                for sc in &d.sidecars {
+                    if d.action == Action::Delete {
+                        let _ = writeln!(s, "        + sidecar {sc}");
+                    }
+                }
+            }
+            let _ = writeln!(
+                s,
+                "{} to delete, {} to keep, {} freed{}",
+                plan.delete_count,
+                plan.keep_count,
+                human_bytes(plan.bytes_freed),
+                if a.yes {
+                    ""
+                } else {
+                    " (dry run: nothing deleted; add --yes to delete)"
+                }
+            );
+            if let Some(x) = &executed {
+                let _ = writeln!(
+                    s,
+                    "deleted {} file(s), {} freed",
+                    x.deleted.len(),
+                    human_bytes(x.bytes_freed)
+                );
+                for (p, why) in &x.skipped {
+                    let _ = writeln!(s, "skipped {p}: {why}");
+                }
+            }
+            crate::print_stdout(&s)?;
+        }
+    }
+    Ok(Outcome::Ok)
+}

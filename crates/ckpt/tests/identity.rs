@@ -1,0 +1,242 @@
+//! `hash`, `diff`, `experiments`, `latest`, `prune` on the repository's own fixtures.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::Path;
+
+use common::{ckpt, root};
+use serde_json::Value;
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let p = e.path();
+        let dest = to.join(e.file_name());
+        if p.is_dir() {
+            copy_tree(&p, &dest);
+        } else {
+            std::fs::copy(&p, &dest).unwrap();
+        }
+    }
+}
+
+fn hash_json(args: &[&str]) -> Value {
+    let o = ckpt()
+        .arg("hash")
+        .args(args)
+        .args(["--format", "json"])
+        .assert()
+        .success();
+    serde_json::from_slice(&o.get_output().stdout).unwrap()
+}
+
+fn experiment_dirs() -> Vec<String> {
+    let base = root().join("fixtures/identity/checkpoints");
+    let mut v: Vec<String> = std::fs::read_dir(&base)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path().display().to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+fn steps(exp: &str) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(Path::new(exp).join("model"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path().display().to_string())
+        .filter(|p| p.contains("checkpoint_step_"))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn hash_contract_and_identity_rules() {
+    let exps = experiment_dirs();
+    assert_eq!(exps.len(), 2);
+    let s = steps(&exps[0]);
+    assert!(s.len() >= 3);
+    let h: Vec<Value> = s.iter().map(|p| hash_json(&[p])).collect();
+    // the JSON contract
+    assert!(h[0]["hash"].as_str().unwrap().starts_with("v1:"));
+    for k in ["architecture", "hyperparameters", "data"] {
+        assert!(h[0]["components"].get(k).is_some(), "{k}");
+    }
+    // steps of one run share the hash
+    assert!(h.iter().all(|x| x["hash"] == h[0]["hash"]), "{h:?}");
+    // the other experiment differs in architecture only
+    let other = hash_json(&[&steps(&exps[1])[0]]);
+    let (a, b) = (&h[0]["components"], &other["components"]);
+    let differs: Vec<&str> = ["architecture", "hyperparameters", "data"]
+        .into_iter()
+        .filter(|k| a[*k] != b[*k])
+        .collect();
+    assert_eq!(differs, vec!["architecture"], "{a} vs {b}");
+    // re-ordered, re-spelled hparams: same; a changed learning rate: only hyperparameters
+    let id = root().join("fixtures/identity");
+    let with_hp = |f: &str| hash_json(&[&s[0], "--hparams", &id.join(f).display().to_string()]);
+    let reordered = with_hp("hparams_reordered.yaml");
+    let base_hp = hash_json(&[
+        &s[0],
+        "--hparams",
+        &Path::new(&exps[0])
+            .join("hp/config.yaml")
+            .display()
+            .to_string(),
+    ]);
+    assert_eq!(reordered["hash"], base_hp["hash"]);
+    let lr = with_hp("hparams_changed_lr.yaml");
+    assert_ne!(
+        lr["components"]["hyperparameters"],
+        base_hp["components"]["hyperparameters"]
+    );
+    assert_eq!(
+        lr["components"]["architecture"],
+        base_hp["components"]["architecture"]
+    );
+    assert_eq!(lr["components"]["data"], base_hp["components"]["data"]);
+    // shuffled UIDs: same; one fewer: only data
+    let with_uids = |f: &str| hash_json(&[&s[0], "--data-uids", &id.join(f).display().to_string()]);
+    let shuffled = with_uids("uids_shuffled.txt");
+    assert_eq!(shuffled["hash"], h[0]["hash"]);
+    let fewer = with_uids("uids_one_fewer.txt");
+    assert_ne!(fewer["components"]["data"], h[0]["components"]["data"]);
+    assert_eq!(
+        fewer["components"]["architecture"],
+        h[0]["components"]["architecture"]
+    );
+    assert_eq!(
+        fewer["components"]["hyperparameters"],
+        h[0]["components"]["hyperparameters"]
+    );
+    // --ignore drops a volatile key
+    let ignored = hash_json(&[&s[0], "--ignore", "output_dir"]);
+    assert_ne!(
+        ignored["components"]["hyperparameters"],
+        h[0]["components"]["hyperparameters"]
+    );
+}
+
+#[test]
+fn diff_names_reshaped_tensors_and_exits_1() {
+    let exps = experiment_dirs();
+    let (a, b) = (&steps(&exps[0])[0], &steps(&exps[1])[0]);
+    let o = ckpt()
+        .args(["diff", a, b, "--format", "json"])
+        .assert()
+        .code(1);
+    let v: Value = serde_json::from_slice(&o.get_output().stdout).unwrap();
+    assert_eq!(v["identical"], false);
+    let reshaped = v["diff"]["architecture"]["reshaped"].as_array().unwrap();
+    assert!(!reshaped.is_empty(), "{v}");
+    // identical identity: exit 0
+    let s = steps(&exps[0]);
+    ckpt().args(["diff", &s[0], &s[1]]).assert().success();
+}
+
+#[test]
+fn experiments_and_latest() {
+    let o = ckpt()
+        .args(["experiments", "--no-cache", "--format", "json", "examples"])
+        .assert()
+        .success();
+    let v: Value = serde_json::from_slice(&o.get_output().stdout).unwrap();
+    let names: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["experiment"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["fsdp", "lightning", "lightning_dictconfig"]);
+    let l = &v[1];
+    assert_eq!(l["checkpoints"], 3);
+    assert_eq!(l["latest_step"], 6);
+    assert!(
+        l["best_path"]
+            .as_str()
+            .unwrap()
+            .ends_with("epoch=02-step=6-hmean=0.7718.ckpt")
+    );
+    assert!(l["hash"].as_str().unwrap().starts_with("v1:"));
+    let o = ckpt()
+        .args(["latest", "--no-cache", "examples/lightning", "--step", "4"])
+        .assert()
+        .success();
+    assert!(
+        String::from_utf8_lossy(&o.get_output().stdout)
+            .trim()
+            .ends_with("epoch=01-step=4-hmean=0.7445.ckpt")
+    );
+    ckpt()
+        .args(["latest", "--no-cache", "examples/lightning", "--step", "99"])
+        .assert()
+        .code(2);
+}
+
+#[test]
+fn prune_plans_then_deletes_only_what_it_said() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("lightning");
+    copy_tree(&root().join("examples/lightning"), &dir);
+    let ck = dir.join("checkpoints");
+    // sidecars go with their checkpoint
+    ckpt()
+        .args(["convert-legacy", "--exp-dir"])
+        .arg(&dir)
+        .assert()
+        .success();
+    let prune = |yes: bool| {
+        let mut c = ckpt();
+        c.args([
+            "prune",
+            "--no-cache",
+            "--keep-top",
+            "1",
+            "--monitor",
+            "val/hmean",
+            "--mode",
+            "max",
+            "--format",
+            "json",
+        ]);
+        if yes {
+            c.arg("--yes");
+        }
+        let o = c.arg(&dir).assert().success();
+        serde_json::from_slice::<Value>(&o.get_output().stdout).unwrap()
+    };
+    let plan = prune(false);
+    let del: Vec<&str> = plan["plan"]["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["action"] == "delete")
+        .map(|d| d["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(del.len(), 1, "{plan}");
+    assert!(del[0].ends_with("epoch=01-step=4-hmean=0.7445.ckpt"));
+    assert!(
+        ck.join("epoch=01-step=4-hmean=0.7445.ckpt").exists(),
+        "dry run deleted"
+    );
+    let done = prune(true);
+    assert_eq!(
+        done["executed"]["deleted"].as_array().unwrap().len(),
+        2,
+        "{done}"
+    );
+    assert!(!ck.join("epoch=01-step=4-hmean=0.7445.ckpt").exists());
+    assert!(
+        !ck.join("epoch=01-step=4-hmean=0.7445.metadata.yaml")
+            .exists()
+    );
+    assert!(ck.join("epoch=02-step=6-hmean=0.7718.ckpt").exists());
+    assert!(ck.join("last.ckpt").exists());
+    assert!(ck.join("last.metadata.yaml").exists());
+    // converges: nothing more to delete
+    let again = prune(true);
+    assert_eq!(again["plan"]["delete_count"], 0);
+}
