@@ -406,3 +406,242 @@ fn catalog_of_the_corpus() {
     let b: serde_json::Value = serde_json::from_slice(&o.get_output().stdout).unwrap();
     assert_eq!(b["checkpoints"].as_array().unwrap().len(), 1);
 }
+
+fn hash_of(args: &[&std::ffi::OsStr]) -> serde_json::Value {
+    let o = ckpt()
+        .arg("hash")
+        .args(args)
+        .args(["--format", "json"])
+        .assert()
+        .success();
+    serde_json::from_slice(&o.get_output().stdout).unwrap()
+}
+
+#[test]
+#[ignore = "needs ../shared/corpus (run by .ci/run when present)"]
+fn identity_on_weightslab() {
+    let Some(c) = corpus() else {
+        panic!("corpus not found (set CKPT_CORPUS)");
+    };
+    let w = c.join("weightslab/checkpoints");
+    let step = |h: &str, s: u32| w.join(format!("{h}/model/checkpoint_step_{s:06}.pt"));
+    let hs: Vec<serde_json::Value> = [0, 100, 200]
+        .iter()
+        .map(|s| hash_of(&[step("a1b2c3d4e5f6", *s).as_os_str()]))
+        .collect();
+    assert!(hs.iter().all(|h| h["hash"] == hs[0]["hash"]), "{hs:?}");
+    let wide = hash_of(&[step("0f9e8d7c6b5a", 100).as_os_str()]);
+    for k in ["hyperparameters", "data"] {
+        assert_eq!(wide["components"][k], hs[0]["components"][k], "{k}");
+    }
+    assert_ne!(
+        wide["components"]["architecture"],
+        hs[0]["components"]["architecture"]
+    );
+    // a re-ordered, re-spelled hparams file gives the same hash
+    let tmp = tempfile::tempdir().unwrap();
+    let hp_path = w.join("a1b2c3d4e5f6/hp/config.yaml");
+    let hp = ckpt_meta::config::read_config(&hp_path).unwrap();
+    fn respell(v: &serde_json::Value) -> String {
+        match v {
+            serde_json::Value::Object(m) => {
+                let parts: Vec<String> = m
+                    .iter()
+                    .rev()
+                    .map(|(k, x)| format!("{}: {}", serde_json::to_string(k).unwrap(), respell(x)))
+                    .collect();
+                format!("{{{}}}", parts.join(", "))
+            }
+            serde_json::Value::Number(n) if n.is_f64() => format!("{:e}", n.as_f64().unwrap()),
+            other => other.to_string(),
+        }
+    }
+    let re = tmp.path().join("hp.json");
+    std::fs::write(&re, respell(&hp)).unwrap();
+    let base = hash_of(&[
+        step("a1b2c3d4e5f6", 0).as_os_str(),
+        "--hparams".as_ref(),
+        hp_path.as_os_str(),
+    ]);
+    let other = hash_of(&[
+        step("a1b2c3d4e5f6", 0).as_os_str(),
+        "--hparams".as_ref(),
+        re.as_os_str(),
+    ]);
+    assert_eq!(base["hash"], other["hash"]);
+    // a changed learning_rate changes only the hyperparameters component
+    let mut lr = hp.clone();
+    let old = lr["learning_rate"].as_f64().unwrap();
+    lr["learning_rate"] = serde_json::json!(old * 2.0);
+    let lr_path = tmp.path().join("lr.json");
+    std::fs::write(&lr_path, lr.to_string()).unwrap();
+    let changed = hash_of(&[
+        step("a1b2c3d4e5f6", 0).as_os_str(),
+        "--hparams".as_ref(),
+        lr_path.as_os_str(),
+    ]);
+    assert_ne!(
+        changed["components"]["hyperparameters"],
+        base["components"]["hyperparameters"]
+    );
+    assert_eq!(
+        changed["components"]["architecture"],
+        base["components"]["architecture"]
+    );
+    assert_eq!(changed["components"]["data"], base["components"]["data"]);
+    // shuffled UIDs: same; one fewer: only data changes
+    let uids_text = std::fs::read_to_string(w.join("a1b2c3d4e5f6/data/active_uids.txt")).unwrap();
+    let mut uids: Vec<&str> = uids_text.lines().filter(|l| !l.trim().is_empty()).collect();
+    uids.reverse();
+    let shuffled = tmp.path().join("shuffled.txt");
+    std::fs::write(&shuffled, uids.join("\n")).unwrap();
+    let s = hash_of(&[
+        step("a1b2c3d4e5f6", 0).as_os_str(),
+        "--data-uids".as_ref(),
+        shuffled.as_os_str(),
+    ]);
+    assert_eq!(s["hash"], hs[0]["hash"]);
+    let fewer = tmp.path().join("fewer.txt");
+    std::fs::write(&fewer, uids[1..].join("\n")).unwrap();
+    let f = hash_of(&[
+        step("a1b2c3d4e5f6", 0).as_os_str(),
+        "--data-uids".as_ref(),
+        fewer.as_os_str(),
+    ]);
+    assert_ne!(f["components"]["data"], hs[0]["components"]["data"]);
+    assert_eq!(
+        f["components"]["architecture"],
+        hs[0]["components"]["architecture"]
+    );
+    assert_eq!(
+        f["components"]["hyperparameters"],
+        hs[0]["components"]["hyperparameters"]
+    );
+    // diff of the two experiments names fc1.weight with both shapes
+    let o = ckpt()
+        .arg("diff")
+        .arg(step("a1b2c3d4e5f6", 100))
+        .arg(step("0f9e8d7c6b5a", 100))
+        .assert()
+        .code(1);
+    let text = String::from_utf8_lossy(&o.get_output().stdout).into_owned();
+    let line = text
+        .lines()
+        .find(|l| l.contains("fc1.weight"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(line.contains("[8,") || line.contains("[16,"), "{line}");
+    assert!(line.contains("->"), "{line}");
+}
+
+#[test]
+#[ignore = "needs ../shared/corpus (run by .ci/run when present)"]
+fn prune_on_dbnet_hparams() {
+    let Some(c) = corpus() else {
+        panic!("corpus not found (set CKPT_CORPUS)");
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("dbnet_hparams");
+    copy_tree(&c.join("outputs/dbnet_hparams"), &dir);
+    ckpt()
+        .args(["convert-legacy", "--exp-dir"])
+        .arg(&dir)
+        .assert()
+        .success();
+    let ck = dir.join("checkpoints");
+    let run = |yes: bool| {
+        let mut cmd = ckpt();
+        cmd.args([
+            "prune",
+            "--no-cache",
+            "--keep-top",
+            "1",
+            "--monitor",
+            "val/hmean",
+            "--mode",
+            "max",
+            "--format",
+            "json",
+        ]);
+        if yes {
+            cmd.arg("--yes");
+        }
+        let o = cmd.arg(&dir).assert().success();
+        serde_json::from_slice::<serde_json::Value>(&o.get_output().stdout).unwrap()
+    };
+    let plan = run(false);
+    let del: Vec<String> = plan["plan"]["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["action"] == "delete")
+        .map(|d| d["path"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(del.len(), 1, "{plan}");
+    assert!(del[0].ends_with("epoch=01-step=4-hmean=0.7445.ckpt"));
+    assert_eq!(
+        std::fs::read_dir(&ck).unwrap().count(),
+        6,
+        "dry run deleted something"
+    );
+    run(true);
+    let left: Vec<String> = {
+        let mut v: Vec<String> = std::fs::read_dir(&ck)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        left,
+        vec![
+            "epoch=02-step=6-hmean=0.7718.ckpt",
+            "epoch=02-step=6-hmean=0.7718.metadata.yaml",
+            "last.ckpt",
+            "last.metadata.yaml"
+        ]
+    );
+}
+
+#[test]
+#[ignore = "needs ../shared/corpus (run by .ci/run when present)"]
+fn experiments_of_the_corpus() {
+    let Some(c) = corpus() else {
+        panic!("corpus not found (set CKPT_CORPUS)");
+    };
+    let o = ckpt()
+        .args(["experiments", "--no-cache", "--format", "json"])
+        .arg(&c)
+        .assert()
+        .success();
+    let v: serde_json::Value = serde_json::from_slice(&o.get_output().stdout).unwrap();
+    let names: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["experiment"].as_str().unwrap())
+        .collect();
+    for want in [
+        "dbnet_hparams",
+        "my_experiment",
+        "dictconfig_hparams",
+        "with_metadata",
+        "sidecars",
+        "lightning/lightning_logs/version_0",
+        "lightning/lightning_logs/version_1",
+        "vuo698ek",
+        "mlruns/900452956248061339/c0613e4e394345c28ac7771aa8b1a878",
+        "loggers/tb_logs/clf/version_0",
+        "cutouts/mcintosh/2025-03-01_09-00-00_resnet18_cross_entropy",
+        "flares/binary_classification/2025-02-12_14-30-45_resnet18_weighted_bce",
+        "flares/binary_classification/2025-02-12_16-45-22_efficientnet_b0_focal",
+        "flares/multiclass/2025-02-12_15-10-33_vit_base_patch32_224_focal",
+        "0f9e8d7c6b5a",
+        "a1b2c3d4e5f6",
+        "fsdp/output",
+        "fsdp/sharded",
+    ] {
+        assert!(names.contains(&want), "{want} not in {names:?}");
+    }
+}
