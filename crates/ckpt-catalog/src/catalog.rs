@@ -16,11 +16,26 @@ use crate::resolve::{
 };
 use crate::sources::DirCache;
 
-#[derive(Debug, Clone, Default)]
+/// Called after each chunk with (checkpoints done, checkpoints found).
+pub type Progress = std::sync::Arc<dyn Fn(usize, usize) + Send + Sync>;
+
+#[derive(Clone, Default)]
 pub struct Options {
     pub walk: WalkOptions,
     /// The cache file; `None` for `--no-cache`.
     pub cache: Option<PathBuf>,
+    /// Progress reports (the CLI draws a bar on a terminal).
+    pub progress: Option<Progress>,
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("walk", &self.walk)
+            .field("cache", &self.cache)
+            .field("progress", &self.progress.is_some())
+            .finish()
+    }
 }
 
 /// What a run did, for `--verbose` and benchmarks.
@@ -157,6 +172,7 @@ pub fn build_streaming(
     if !cur.is_empty() {
         chunks.push(cur);
     }
+    let mut done = 0usize;
     for chunk in &chunks {
         let chunk = chunk.as_slice();
         let mut chunk_entries: Vec<Value> = Vec::with_capacity(chunk.len());
@@ -229,6 +245,10 @@ pub fn build_streaming(
         mark_best(&mut chunk_entries, &chunk_best);
         for e in chunk_entries {
             on_entry(e);
+        }
+        done += chunk.len();
+        if let Some(p) = &opts.progress {
+            p(done, cands.len());
         }
     }
     if let Some(c) = &mut cache {

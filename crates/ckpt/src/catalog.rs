@@ -22,6 +22,19 @@ pub fn run(a: &CatalogArgs) -> Result<Outcome> {
         .iter()
         .map(|f| query::parse_filter(f).map_err(anyhow::Error::msg))
         .collect::<Result<Vec<_>>>()?;
+    let tty = std::io::stderr().is_terminal();
+    // A bar on stderr, only on a terminal: stdout stays pure data.
+    let progress: Option<ckpt_catalog::catalog::Progress> = tty.then(|| {
+        std::sync::Arc::new(|done: usize, total: usize| {
+            const W: usize = 30;
+            let filled = (done * W).checked_div(total).unwrap_or(W);
+            eprint!(
+                "\r[{}{}] {done}/{total} checkpoints",
+                "#".repeat(filled),
+                ".".repeat(W - filled)
+            );
+        }) as ckpt_catalog::catalog::Progress
+    });
     let opts = Options {
         walk: WalkOptions {
             recursive: !a.no_recursive,
@@ -32,18 +45,8 @@ pub fn run(a: &CatalogArgs) -> Result<Outcome> {
         } else {
             Some(a.cache_file.clone().unwrap_or_else(Cache::default_path))
         },
+        progress,
     };
-    let tty = std::io::stderr().is_terminal();
-    if tty {
-        eprint!(
-            "ckpt: cataloging {} …\r",
-            a.paths
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(" ")
-        );
-    }
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
     let streaming = !a.best
