@@ -144,6 +144,44 @@ impl Checkpoint {
             .ok_or_else(|| self.tensor_err(at, format!("{} is not a real number type", t.dtype)))
     }
 
+    /// Write the tensor's logical row-major little-endian bytes to `out`; returns the byte
+    /// count. A contiguous little-endian tensor is one byte range of the file, copied with
+    /// `std::io::copy` from a positioned handle (on Linux that becomes `copy_file_range` /
+    /// `sendfile` when `out` is a file: no bytes pass through user space); anything else goes
+    /// through bounded chunks.
+    pub fn copy_tensor(
+        &self,
+        t: &TensorRef,
+        at: &str,
+        out: &mut dyn std::io::Write,
+    ) -> Result<u64> {
+        let (start, len) = self.tensor_range(t, at)?;
+        let contiguous = is_contiguous(t) || t.dtype.elems_per_byte() > 1;
+        if contiguous && self.byteorder == crate::container::ByteOrder::Little {
+            use std::io::{Read, Seek, SeekFrom};
+            let io = |source| Error::Io {
+                path: self.path.clone(),
+                source,
+            };
+            let mut f = self.file.try_clone().map_err(io)?;
+            f.seek(SeekFrom::Start(start)).map_err(io)?;
+            let n = std::io::copy(&mut f.take(len), out).map_err(io)?;
+            if n != len {
+                return Err(self.tensor_err(at, format!("file ended after {n} of {len} bytes")));
+            }
+            return Ok(n);
+        }
+        let mut n = 0u64;
+        self.for_each_tensor_chunk(t, at, &mut |c| {
+            n += c.len() as u64;
+            out.write_all(c).map_err(|source| Error::Io {
+                path: self.path.clone(),
+                source,
+            })
+        })?;
+        Ok(n)
+    }
+
     fn for_each_tensor_chunk(
         &self,
         t: &TensorRef,

@@ -43,6 +43,46 @@ pub enum Command {
     Latest(LatestArgs),
     /// Keep the top-k (and best, last, newest …) per experiment; delete the rest with --yes.
     Prune(PruneArgs),
+    /// Convert FSDP/DDP/compiled checkpoints into Hugging Face folders or safetensors.
+    Convert(ConvertArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ConvertArgs {
+    /// A checkpoint file, or a folder of them (each into its own folder under --output-dir).
+    pub input: Option<PathBuf>,
+    /// A task file (`task: convert`, `convert: {base_model, checkpoint_path, initial_format,
+    /// final_format, output_dir}`, paths relative to the file); flags override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// A Hugging Face model folder, or a model id in the local Hugging Face cache.
+    #[arg(long, value_name = "DIR|ID")]
+    pub base_model: Option<String>,
+    #[arg(long, value_name = "DIR")]
+    pub output_dir: Option<PathBuf>,
+    /// fsdp | ddp | compiled | dcp | auto (wrapper prefixes are removed in every case).
+    #[arg(long, value_name = "FORMAT")]
+    pub from: Option<String>,
+    /// huggingface (default) | safetensors.
+    #[arg(long, value_name = "FORMAT")]
+    pub to: Option<String>,
+    /// Dotted path of the state dict inside the checkpoint.
+    #[arg(long, value_name = "PATH")]
+    pub key: Option<String>,
+    /// Remove this prefix from tensor names (after wrapper prefixes); repeatable.
+    #[arg(long, value_name = "P")]
+    pub strip_prefix: Vec<String>,
+    /// Put this prefix in front of every tensor name.
+    #[arg(long, value_name = "P")]
+    pub add_prefix: Option<String>,
+    /// Replace an existing output folder.
+    #[arg(long)]
+    pub force: bool,
+    /// Report what would be written; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    pub format: OutputFormat,
 }
 
 #[derive(Debug, clap::Args)]

@@ -645,3 +645,76 @@ fn experiments_of_the_corpus() {
         assert!(names.contains(&want), "{want} not in {names:?}");
     }
 }
+
+#[test]
+#[ignore = "needs ../shared/corpus (run by .ci/run when present)"]
+fn convert_the_fsdp_outputs() {
+    let Some(c) = corpus() else {
+        panic!("corpus not found (set CKPT_CORPUS)");
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("fsdp");
+    copy_tree(&c.join("fsdp"), &d);
+    let o = ckpt()
+        .args(["convert", "--format", "json", "--config"])
+        .arg(d.join("convert.yaml"))
+        .assert()
+        .code(1);
+    let v: serde_json::Value = serde_json::from_slice(&o.get_output().stdout).unwrap();
+    assert_eq!(v["failed"], 1, "{v}");
+    let failed: Vec<&serde_json::Value> = v["conversions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|x| x["status"] == "failed")
+        .collect();
+    assert!(
+        failed[0]["input"]
+            .as_str()
+            .unwrap()
+            .ends_with("flat-param-epoch-005.pth")
+    );
+    assert!(
+        failed[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("flattened FSDP parameters")
+    );
+    let tensors = |p: &std::path::Path| {
+        let o = ckpt()
+            .args(["dump", "--compact", "--tensor-hashes"])
+            .arg(p)
+            .assert()
+            .success();
+        serde_json::from_slice::<serde_json::Value>(&o.get_output().stdout).unwrap()
+    };
+    let want = tensors(&d.join("expected/epoch-001-final-ckpt/model.safetensors"));
+    for name in [
+        "epoch-001-final-ckpt",
+        "epoch-002-final-ckpt",
+        "ddp-epoch-003",
+        "compiled-epoch-004",
+    ] {
+        let dir = d.join("converted").join(name);
+        let got = tensors(&dir.join("model.safetensors"));
+        let (g, w) = (got.as_object().unwrap(), want.as_object().unwrap());
+        let mut gk: Vec<&String> = g.keys().collect();
+        let mut wk: Vec<&String> = w.keys().collect();
+        gk.sort();
+        wk.sort();
+        assert_eq!(gk, wk, "{name}");
+        for k in wk {
+            assert_eq!(g[k], w[k], "{name}: {k}");
+        }
+        assert!(dir.join("config.json").is_file() && dir.join("tokenizer.json").is_file());
+    }
+    assert!(!d.join("converted/flat-param-epoch-005").exists());
+    // a second run refuses to overwrite
+    ckpt()
+        .arg("convert")
+        .arg("--config")
+        .arg(d.join("convert.yaml"))
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains("already exists"));
+}

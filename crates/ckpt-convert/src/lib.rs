@@ -1,0 +1,648 @@
+//! Exporters: a torch checkpoint (FSDP, DDP, `torch.compile`d, plain) into a Hugging Face
+//! folder (`model.safetensors` + config and tokenizer from a base model) or a bare
+//! `.safetensors` file — streaming tensor bytes from the source file, never loading the model.
+//!
+//! What happens to a checkpoint:
+//! 1. its state dict is found (`--key`, else the top level, `model`, `state_dict`,
+//!    `model_state_dict`, `module`, …, else the largest string → tensor mapping);
+//! 2. flattened FSDP parameters (`_flat_param`) stop the conversion: they cannot be split
+//!    without FSDP's own metadata;
+//! 3. names lose wrapper prefixes wherever they occur (`_fsdp_wrapped_module.`, `_fpw_module.`,
+//!    `_checkpoint_wrapped_module.`, `_orig_mod.`, a leading `module.`), then explicit
+//!    `--strip-prefix`/`--add-prefix`;
+//! 4. a tied output embedding (`lm_head.weight` sharing its storage with the input embedding)
+//!    is written once, under the embedding's name, unless the base config says
+//!    `tie_word_embeddings: false`;
+//! 5. tensors are written sorted by name into a temporary folder beside the target, which is
+//!    renamed into place when complete.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use ckpt_torch::summary::{find_state_dicts, strip_wrappers};
+use ckpt_torch::{Checkpoint, DType, NodeId, TensorRef, View};
+use serde_json::{Value, json};
+
+/// What to write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// A folder transformers loads: weights, config, tokenizer.
+    HuggingFace,
+    /// Just the tensors, as `model.safetensors` in the output folder.
+    Safetensors,
+}
+
+#[derive(Debug, Clone)]
+pub struct ConvertOptions {
+    pub target: Target,
+    /// The base model folder (config, tokenizer, generation config).
+    pub base_model: Option<PathBuf>,
+    /// Dotted path of the state dict inside the checkpoint.
+    pub key: Option<String>,
+    pub strip_prefix: Vec<String>,
+    pub add_prefix: Option<String>,
+    pub force: bool,
+    pub dry_run: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConvertError {
+    #[error(transparent)]
+    Read(#[from] ckpt_torch::Error),
+    #[error("{path}: no state dict found (give --key)")]
+    NoStateDict { path: PathBuf },
+    #[error("{path}: no state dict at --key {key}")]
+    NoKey { path: PathBuf, key: String },
+    #[error(
+        "{path}: holds flattened FSDP parameters ({name}); they cannot be split into named tensors without FSDP's metadata. Save a full state dict instead: FSDP.state_dict_type(model, StateDictType.FULL_STATE_DICT) before model.state_dict(), or use_orig_params=True, or a sharded DCP checkpoint"
+    )]
+    FlatParam { path: PathBuf, name: String },
+    #[error("{path}: two tensors would both be named {name}")]
+    Collision { path: PathBuf, name: String },
+    #[error("{path}: {dtype} tensors cannot be written to safetensors")]
+    Dtype { path: PathBuf, dtype: String },
+    #[error("{path}: already exists (use --force to replace it)")]
+    Exists { path: PathBuf },
+    #[error("{path}: base model: {detail}")]
+    Base { path: PathBuf, detail: String },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+type Result<T, E = ConvertError> = std::result::Result<T, E>;
+
+/// The outcome of one conversion.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Converted {
+    pub input: String,
+    pub output: String,
+    pub state_dict_key: String,
+    pub tensors: usize,
+    pub bytes: u64,
+    /// Names not written because their storage is written under another name.
+    pub tied: Vec<String>,
+    /// Prefixes removed.
+    pub stripped_prefixes: Vec<String>,
+    /// Entries next to the state dict that are not tensors (epoch, step, optimizer …).
+    pub other_keys: Vec<String>,
+}
+
+/// safetensors' name for a dtype.
+fn st_dtype(d: DType) -> Option<&'static str> {
+    Some(match d {
+        DType::F64 => "F64",
+        DType::F32 => "F32",
+        DType::F16 => "F16",
+        DType::BF16 => "BF16",
+        DType::F8E4M3FN => "F8_E4M3",
+        DType::F8E5M2 => "F8_E5M2",
+        DType::F8E8M0FNU => "F8_E8M0",
+        DType::C64 => "C64",
+        DType::I8 => "I8",
+        DType::I16 => "I16",
+        DType::I32 => "I32",
+        DType::I64 => "I64",
+        DType::U8 => "U8",
+        DType::U16 => "U16",
+        DType::U32 => "U32",
+        DType::U64 => "U64",
+        DType::Bool => "BOOL",
+        _ => return None,
+    })
+}
+
+/// Names of input embeddings an output head can be tied to.
+const EMBEDDINGS: &[&str] = &[
+    "wte.weight",
+    "embed_tokens.weight",
+    "word_embeddings.weight",
+    "shared.weight",
+    "embed_in.weight",
+    "tok_embeddings.weight",
+];
+
+const CANDIDATE_KEYS: &[&str] = &[
+    "model",
+    "state_dict",
+    "model_state_dict",
+    "module",
+    "net",
+    "network",
+    "weights",
+];
+
+/// The state dict: (dotted key, entries as (name, tensor node)).
+fn find_state_dict(ck: &Checkpoint, key: Option<&str>) -> Result<(String, NodeId)> {
+    let doc = &ck.doc;
+    let root = doc.root();
+    let is_sd = |id: NodeId| {
+        doc.dict(id).is_some_and(|items| {
+            let t = items
+                .iter()
+                .filter(|(_, v)| matches!(doc.view(*v), View::Tensor(_)))
+                .count();
+            t > 0 && t * 2 >= items.len()
+        })
+    };
+    if let Some(k) = key {
+        return doc
+            .at_path(root, k)
+            .filter(|id| doc.dict(*id).is_some())
+            .map(|id| (k.to_owned(), id))
+            .ok_or_else(|| ConvertError::NoKey {
+                path: ck.path.clone(),
+                key: k.to_owned(),
+            });
+    }
+    if is_sd(root) {
+        return Ok((String::new(), root));
+    }
+    for k in CANDIDATE_KEYS {
+        if let Some(id) = doc.get(root, k)
+            && is_sd(id)
+        {
+            return Ok(((*k).to_owned(), id));
+        }
+    }
+    find_state_dicts(doc, root)
+        .into_iter()
+        .max_by_key(|(_, id)| doc.dict(*id).map_or(0, <[_]>::len))
+        .ok_or_else(|| ConvertError::NoStateDict {
+            path: ck.path.clone(),
+        })
+}
+
+fn rename(name: &str, opts: &ConvertOptions) -> String {
+    let mut n = strip_wrappers(name);
+    for p in &opts.strip_prefix {
+        if let Some(rest) = n.strip_prefix(p.as_str()) {
+            n = rest.to_owned();
+        }
+    }
+    if let Some(p) = &opts.add_prefix {
+        n = format!("{p}{n}");
+    }
+    n
+}
+
+/// Identity of the bytes a tensor views: same storage, offset, shape and strides.
+/// (storage key, offset, shape, strides, dtype): equal keys view the same bytes.
+type ViewKey = (String, u64, Vec<u64>, Vec<i64>, DType);
+
+/// The tensors to write, sorted by name; the tied names left out; the non-tensor entries.
+type TensorPlan = (Vec<(String, TensorRef)>, Vec<String>, Vec<String>);
+
+fn view_key(t: &TensorRef) -> Option<ViewKey> {
+    t.storage.as_ref().map(|s| {
+        (
+            s.key.clone(),
+            t.offset,
+            t.shape.clone(),
+            t.stride.clone(),
+            t.dtype,
+        )
+    })
+}
+
+fn read_base_config(base: Option<&Path>) -> Option<Value> {
+    let p = base?.join("config.json");
+    let text = std::fs::read_to_string(p).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// The tensors to write: (output name, tensor), sorted by name; plus the tied names dropped.
+fn plan_tensors(
+    ck: &Checkpoint,
+    sd: NodeId,
+    opts: &ConvertOptions,
+    tie: bool,
+) -> Result<TensorPlan> {
+    let doc = &ck.doc;
+    let items = doc.dict(sd).unwrap_or(&[]);
+    let mut out: BTreeMap<String, TensorRef> = BTreeMap::new();
+    let mut other = Vec::new();
+    for (k, v) in items {
+        let name = ckpt_torch::pyrepr::key_str(doc, *k);
+        let View::Tensor(t) = doc.view(*v) else {
+            other.push(name);
+            continue;
+        };
+        if name.ends_with("_flat_param") || name.contains("_flat_param.") {
+            return Err(ConvertError::FlatParam {
+                path: ck.path.clone(),
+                name,
+            });
+        }
+        if st_dtype(t.dtype).is_none() {
+            return Err(ConvertError::Dtype {
+                path: ck.path.clone(),
+                dtype: t.dtype.name().to_owned(),
+            });
+        }
+        let new = rename(&name, opts);
+        if out.insert(new.clone(), t.clone()).is_some() {
+            return Err(ConvertError::Collision {
+                path: ck.path.clone(),
+                name: new,
+            });
+        }
+    }
+    // Tied output embeddings: written once, under the input embedding's name. Tied means one
+    // storage under two names, or (FSDP full state dicts clone it) the same shape, dtype and
+    // bytes as the input embedding.
+    let mut tied = Vec::new();
+    if tie {
+        let heads: Vec<String> = out
+            .keys()
+            .filter(|n| *n == "lm_head.weight" || n.ends_with(".lm_head.weight"))
+            .cloned()
+            .collect();
+        let embeddings: Vec<String> = out
+            .keys()
+            .filter(|n| EMBEDDINGS.iter().any(|e| n.ends_with(e)))
+            .cloned()
+            .collect();
+        for h in heads {
+            let Some(ht) = out.get(&h) else { continue };
+            let same = embeddings.iter().any(|e| {
+                let Some(et) = out.get(e) else { return false };
+                if view_key(ht).is_some() && view_key(ht) == view_key(et) {
+                    return true;
+                }
+                et.shape == ht.shape
+                    && et.dtype == ht.dtype
+                    && ck.tensor_sha256(et, e).ok() == ck.tensor_sha256(ht, &h).ok()
+            });
+            if same {
+                tied.push(h);
+            }
+        }
+        for n in &tied {
+            out.remove(n);
+        }
+    }
+    tied.sort();
+    Ok((out.into_iter().collect(), tied, other))
+}
+
+/// Write `tensors` as a safetensors file (header padded to 8 bytes, metadata
+/// `{"format": "pt"}`), streaming each tensor's bytes from the checkpoint.
+fn write_safetensors(ck: &Checkpoint, tensors: &[(String, TensorRef)], path: &Path) -> Result<u64> {
+    let io = |source| ConvertError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut header = serde_json::Map::new();
+    header.insert("__metadata__".into(), json!({"format": "pt"}));
+    let mut offset: u64 = 0;
+    for (name, t) in tensors {
+        let n = t.nbytes();
+        header.insert(
+            name.clone(),
+            json!({
+                "dtype": st_dtype(t.dtype).unwrap_or("F32"),
+                "shape": t.shape,
+                "data_offsets": [offset, offset + n],
+            }),
+        );
+        offset += n;
+    }
+    let mut text = serde_json::to_string(&Value::Object(header)).map_err(|e| io(e.into()))?;
+    while text.len() % 8 != 0 {
+        text.push(' ');
+    }
+    let mut f = std::fs::File::create(path).map_err(io)?;
+    f.write_all(&(text.len() as u64).to_le_bytes())
+        .map_err(io)?;
+    f.write_all(text.as_bytes()).map_err(io)?;
+    let mut total = 0;
+    for (name, t) in tensors {
+        total += ck.copy_tensor(t, name, &mut f)?;
+    }
+    f.sync_all().map_err(io)?;
+    Ok(total)
+}
+
+/// Files copied from the base model folder when present.
+const BASE_FILES: &[&str] = &[
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.json",
+    "merges.txt",
+    "vocab.txt",
+    "tokenizer.model",
+    "added_tokens.json",
+    "chat_template.jinja",
+];
+
+/// `architectures` for a config that lacks it, by `model_type`.
+fn default_architecture(model_type: &str) -> Option<&'static str> {
+    Some(match model_type {
+        "gpt2" => "GPT2LMHeadModel",
+        "llama" => "LlamaForCausalLM",
+        "mistral" => "MistralForCausalLM",
+        "qwen2" => "Qwen2ForCausalLM",
+        "gemma" => "GemmaForCausalLM",
+        "opt" => "OPTForCausalLM",
+        "gpt_neox" => "GPTNeoXForCausalLM",
+        "phi" => "PhiForCausalLM",
+        "bert" => "BertModel",
+        "t5" => "T5ForConditionalGeneration",
+        _ => return None,
+    })
+}
+
+fn write_hf_files(base: &Path, out: &Path, cfg: Option<&Value>, dtype: Option<&str>) -> Result<()> {
+    let io = |p: &Path, source| ConvertError::Io {
+        path: p.to_path_buf(),
+        source,
+    };
+    if let Some(cfg) = cfg {
+        let mut cfg = cfg.clone();
+        if let Some(m) = cfg.as_object_mut() {
+            if !m.contains_key("architectures")
+                && let Some(a) = m
+                    .get("model_type")
+                    .and_then(Value::as_str)
+                    .and_then(default_architecture)
+            {
+                m.insert("architectures".into(), json!([a]));
+            }
+            if let Some(d) = dtype {
+                m.insert("dtype".into(), json!(d));
+            }
+        }
+        let p = out.join("config.json");
+        let mut text = serde_json::to_string_pretty(&cfg).map_err(|e| io(&p, e.into()))?;
+        text.push('\n');
+        std::fs::write(&p, text).map_err(|e| io(&p, e))?;
+        // transformers writes a generation config from the model config; do the same when the
+        // base has none.
+        if !base.join("generation_config.json").is_file() {
+            let mut g = serde_json::Map::new();
+            g.insert("_from_model_config".into(), json!(true));
+            for k in [
+                "bos_token_id",
+                "eos_token_id",
+                "pad_token_id",
+                "decoder_start_token_id",
+            ] {
+                if let Some(v) = cfg.get(k).filter(|v| !v.is_null()) {
+                    g.insert(k.into(), v.clone());
+                }
+            }
+            if let Some(v) = cfg.get("transformers_version") {
+                g.insert("transformers_version".into(), v.clone());
+            }
+            g.insert("output_attentions".into(), json!(false));
+            g.insert("output_hidden_states".into(), json!(false));
+            g.insert(
+                "use_cache".into(),
+                cfg.get("use_cache").cloned().unwrap_or(json!(true)),
+            );
+            let p = out.join("generation_config.json");
+            let mut text =
+                serde_json::to_string_pretty(&Value::Object(g)).map_err(|e| io(&p, e.into()))?;
+            text.push('\n');
+            std::fs::write(&p, text).map_err(|e| io(&p, e))?;
+        }
+    }
+    for f in BASE_FILES {
+        let src = base.join(f);
+        if src.is_file() {
+            std::fs::copy(&src, out.join(f)).map_err(|e| io(&src, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// The dtype transformers records for the weights: the one holding most elements.
+fn dominant_dtype(tensors: &[(String, TensorRef)]) -> Option<&'static str> {
+    let mut by: HashMap<DType, u64> = HashMap::new();
+    for (_, t) in tensors {
+        *by.entry(t.dtype).or_default() += t.numel();
+    }
+    by.into_iter()
+        .max_by_key(|(_, n)| *n)
+        .map(|(d, _)| d.name())
+}
+
+/// Convert one checkpoint file into the folder `output`.
+pub fn convert_file(input: &Path, output: &Path, opts: &ConvertOptions) -> Result<Converted> {
+    if output.exists() && !opts.force {
+        return Err(ConvertError::Exists {
+            path: output.to_path_buf(),
+        });
+    }
+    let base_cfg = match (&opts.target, &opts.base_model) {
+        (Target::HuggingFace, Some(b)) => {
+            Some(read_base_config(Some(b)).ok_or_else(|| ConvertError::Base {
+                path: b.clone(),
+                detail: "no readable config.json".into(),
+            })?)
+        }
+        (Target::HuggingFace, None) => {
+            return Err(ConvertError::Base {
+                path: output.to_path_buf(),
+                detail: "a Hugging Face folder needs --base-model (or use --to safetensors)".into(),
+            });
+        }
+        _ => None,
+    };
+    let tie = base_cfg
+        .as_ref()
+        .and_then(|c| c.get("tie_word_embeddings"))
+        .and_then(Value::as_bool)
+        .unwrap_or(true);
+    let ck = Checkpoint::open(input)?;
+    let (sd_key, sd) = find_state_dict(&ck, opts.key.as_deref())?;
+    let (tensors, tied, other) = plan_tensors(&ck, sd, opts, tie)?;
+    let mut stripped: Vec<String> = Vec::new();
+    if let Some(items) = ck.doc.dict(sd) {
+        for (k, _) in items {
+            let n = ckpt_torch::pyrepr::key_str(&ck.doc, *k);
+            for p in ckpt_torch::summary::WRAPPER_PREFIXES {
+                if n.contains(p) && !stripped.iter().any(|s| s == p) {
+                    stripped.push((*p).to_owned());
+                }
+            }
+        }
+    }
+    let bytes: u64 = tensors.iter().map(|(_, t)| t.nbytes()).sum();
+    let report = Converted {
+        input: input.display().to_string(),
+        output: output.display().to_string(),
+        state_dict_key: sd_key,
+        tensors: tensors.len(),
+        bytes,
+        tied,
+        stripped_prefixes: stripped,
+        other_keys: other,
+    };
+    if opts.dry_run {
+        return Ok(report);
+    }
+    // Everything goes into a temporary folder beside the target, renamed into place at the end.
+    let parent = output
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(|source| ConvertError::Io {
+        path: parent.to_path_buf(),
+        source,
+    })?;
+    let name = output
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "converted".into());
+    let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir(&tmp).map_err(|source| ConvertError::Io {
+        path: tmp.clone(),
+        source,
+    })?;
+    let result = (|| {
+        write_safetensors(&ck, &tensors, &tmp.join("model.safetensors"))?;
+        if opts.target == Target::HuggingFace
+            && let Some(b) = &opts.base_model
+        {
+            write_hf_files(b, &tmp, base_cfg.as_ref(), dominant_dtype(&tensors))?;
+        }
+        if output.exists() {
+            // --force: the old folder goes only once the new one is complete.
+            let old = parent.join(format!(".{name}.old-{}", std::process::id()));
+            std::fs::rename(output, &old).map_err(|source| ConvertError::Io {
+                path: output.to_path_buf(),
+                source,
+            })?;
+            std::fs::rename(&tmp, output).map_err(|source| ConvertError::Io {
+                path: output.to_path_buf(),
+                source,
+            })?;
+            let _ = std::fs::remove_dir_all(&old);
+        } else {
+            std::fs::rename(&tmp, output).map_err(|source| ConvertError::Io {
+                path: output.to_path_buf(),
+                source,
+            })?;
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    result.map(|()| report)
+}
+
+/// A base model given as a folder, or a model id found in the local Hugging Face cache
+/// (`$HF_HUB_CACHE`, `$HF_HOME/hub`, `~/.cache/huggingface/hub`:
+/// `models--org--name/snapshots/<revision>/`, the revision `refs/main` names when present).
+/// Never the network.
+pub fn resolve_base_model(spec: &str, relative_to: Option<&Path>) -> Option<PathBuf> {
+    let direct = match relative_to {
+        Some(d) => d.join(spec),
+        None => PathBuf::from(spec),
+    };
+    if direct.join("config.json").is_file() {
+        return Some(direct);
+    }
+    let hub = std::env::var_os("HF_HUB_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HF_HOME").map(|h| PathBuf::from(h).join("hub")))
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/huggingface/hub"))
+        })?;
+    let repo = hub.join(format!("models--{}", spec.replace('/', "--")));
+    let snapshots = repo.join("snapshots");
+    if let Ok(rev) = std::fs::read_to_string(repo.join("refs/main")) {
+        let p = snapshots.join(rev.trim());
+        if p.join("config.json").is_file() {
+            return Some(p);
+        }
+    }
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&snapshots)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join("config.json").is_file())
+        .collect();
+    dirs.sort();
+    dirs.pop()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_lose_wrappers_and_prefixes() {
+        let o = ConvertOptions {
+            target: Target::Safetensors,
+            base_model: None,
+            key: None,
+            strip_prefix: vec!["model.".into()],
+            add_prefix: Some("x.".into()),
+            force: false,
+            dry_run: false,
+        };
+        assert_eq!(
+            rename(
+                "_fsdp_wrapped_module.model._fsdp_wrapped_module.fc.weight",
+                &o
+            ),
+            "x.fc.weight"
+        );
+        assert_eq!(rename("module._orig_mod.fc.weight", &o), "x.fc.weight");
+    }
+
+    #[test]
+    fn a_folder_with_config_is_a_base_model() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("config.json"), "{}").unwrap();
+        assert_eq!(
+            resolve_base_model(d.path().to_str().unwrap(), None),
+            Some(d.path().to_path_buf())
+        );
+        assert_eq!(resolve_base_model("config.json-less", Some(d.path())), None);
+    }
+}
+
+#[cfg(test)]
+mod flat_param_tests {
+    use super::*;
+    use ckpt_torch::synth::{SynthTensor, write_lightning_checkpoint};
+
+    #[test]
+    fn flattened_fsdp_parameters_fail_clearly_and_write_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("flat.pth");
+        let t = vec![SynthTensor {
+            name: "_fsdp_wrapped_module._flat_param".into(),
+            dtype: DType::F32,
+            shape: vec![64],
+        }];
+        write_lightning_checkpoint(&p, &t).unwrap();
+        let out = d.path().join("out");
+        let opts = ConvertOptions {
+            target: Target::Safetensors,
+            base_model: None,
+            key: None,
+            strip_prefix: vec![],
+            add_prefix: None,
+            force: false,
+            dry_run: false,
+        };
+        let e = convert_file(&p, &out, &opts).unwrap_err();
+        assert!(e.to_string().contains("flattened FSDP parameters"), "{e}");
+        assert!(!out.exists());
+        let left: Vec<_> = std::fs::read_dir(d.path()).unwrap().flatten().collect();
+        assert_eq!(left.len(), 1, "something was written");
+    }
+}

@@ -1,0 +1,194 @@
+//! `ckpt convert`: checkpoints into Hugging Face folders or safetensors files.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use ckpt_convert::{ConvertOptions, Target, convert_file, resolve_base_model};
+use serde_json::json;
+
+use crate::Outcome;
+use crate::cli::{ConvertArgs, OutputFormat};
+use crate::inspect::human_bytes;
+
+/// Extensions of checkpoint files a batch converts.
+const EXTENSIONS: &[&str] = &["pth", "pt", "ckpt", "bin"];
+
+/// The task file's `convert:` section (paths relative to the file).
+struct Task {
+    base_model: Option<String>,
+    checkpoint_path: Option<PathBuf>,
+    initial_format: Option<String>,
+    final_format: Option<String>,
+    output_dir: Option<PathBuf>,
+    dir: PathBuf,
+}
+
+fn read_task(path: &Path) -> Result<Task> {
+    let v = ckpt_meta::config::read_config(path)?;
+    if let Some(t) = v.get("task").and_then(|t| t.as_str())
+        && t != "convert"
+    {
+        bail!("{}: task is {t:?}, not \"convert\"", path.display());
+    }
+    let c = v
+        .get("convert")
+        .with_context(|| format!("{}: no `convert:` section", path.display()))?;
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let s = |k: &str| c.get(k).and_then(|x| x.as_str()).map(str::to_owned);
+    Ok(Task {
+        base_model: s("base_model"),
+        checkpoint_path: s("checkpoint_path").map(|p| dir.join(p)),
+        initial_format: s("initial_format"),
+        final_format: s("final_format"),
+        output_dir: s("output_dir").map(|p| dir.join(p)),
+        dir,
+    })
+}
+
+pub fn run(a: &ConvertArgs) -> Result<Outcome> {
+    let task = match &a.config {
+        Some(p) => Some(read_task(p)?),
+        None => None,
+    };
+    let input = a
+        .input
+        .clone()
+        .or_else(|| task.as_ref().and_then(|t| t.checkpoint_path.clone()))
+        .context("give an INPUT checkpoint (or --config with convert.checkpoint_path)")?;
+    let output_dir = a
+        .output_dir
+        .clone()
+        .or_else(|| task.as_ref().and_then(|t| t.output_dir.clone()))
+        .context("give --output-dir (or --config with convert.output_dir)")?;
+    let to =
+        a.to.clone()
+            .or_else(|| task.as_ref().and_then(|t| t.final_format.clone()))
+            .unwrap_or_else(|| "huggingface".into());
+    let target = match to.as_str() {
+        "huggingface" | "hf" => Target::HuggingFace,
+        "safetensors" => Target::Safetensors,
+        other => bail!("unknown output format {other:?} (huggingface or safetensors)"),
+    };
+    let from = a
+        .from
+        .clone()
+        .or_else(|| task.as_ref().and_then(|t| t.initial_format.clone()))
+        .unwrap_or_else(|| "auto".into());
+    if !matches!(from.as_str(), "auto" | "fsdp" | "ddp" | "compiled" | "dcp") {
+        bail!("unknown input format {from:?} (fsdp, ddp, compiled, dcp or auto)");
+    }
+    let base_spec = a
+        .base_model
+        .clone()
+        .or_else(|| task.as_ref().and_then(|t| t.base_model.clone()));
+    let base_model = match &base_spec {
+        Some(spec) => Some(
+            resolve_base_model(spec, task.as_ref().map(|t| t.dir.as_path()))
+                .or_else(|| resolve_base_model(spec, None))
+                .with_context(|| {
+                    format!("base model {spec:?}: not a folder with config.json, and not in the local Hugging Face cache ($HF_HOME/hub); ckpt never downloads")
+                })?,
+        ),
+        None => None,
+    };
+    let opts = ConvertOptions {
+        target,
+        base_model,
+        key: a.key.clone(),
+        strip_prefix: a.strip_prefix.clone(),
+        add_prefix: a.add_prefix.clone(),
+        force: a.force,
+        dry_run: a.dry_run,
+    };
+    // One file → the output folder itself; a folder → one output folder per checkpoint.
+    let jobs: Vec<(PathBuf, PathBuf)> = if input.is_dir() {
+        if input.join(".metadata").is_file() {
+            bail!(
+                "{}: DCP directories are not converted yet (reassembling sharded chunks is the next step of this command)",
+                input.display()
+            );
+        }
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&input)
+            .with_context(|| format!("{}: cannot read folder", input.display()))?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.is_file()
+                    && p.extension()
+                        .and_then(|e| e.to_str())
+                        .is_some_and(|e| EXTENSIONS.contains(&e))
+            })
+            .collect();
+        files.sort();
+        files
+            .into_iter()
+            .map(|f| {
+                let stem = f
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                (f, output_dir.join(stem))
+            })
+            .collect()
+    } else {
+        vec![(input.clone(), output_dir.clone())]
+    };
+    let mut results = Vec::new();
+    let mut failed = 0;
+    for (src, dst) in &jobs {
+        match convert_file(src, dst, &opts) {
+            Ok(r) => results.push(
+                json!({"input": src.display().to_string(), "status": "succeeded", "report": r}),
+            ),
+            Err(e) => {
+                failed += 1;
+                eprintln!("ckpt: error: {e}");
+                results.push(json!({"input": src.display().to_string(), "status": "failed", "error": e.to_string()}));
+            }
+        }
+    }
+    match a.format {
+        OutputFormat::Json => {
+            let mut s =
+                serde_json::to_string_pretty(&json!({"conversions": results, "failed": failed}))?;
+            s.push('\n');
+            crate::print_stdout(&s)?;
+        }
+        OutputFormat::Table => {
+            let mut s = String::new();
+            for r in &results {
+                let input = r["input"].as_str().unwrap_or("");
+                if r["status"] == "succeeded" {
+                    let rep = &r["report"];
+                    let _ = writeln!(
+                        s,
+                        "succeeded  {input} -> {}  ({} tensors, {}{}{})",
+                        rep["output"].as_str().unwrap_or(""),
+                        rep["tensors"],
+                        human_bytes(rep["bytes"].as_u64().unwrap_or(0)),
+                        if rep["tied"].as_array().is_some_and(|t| !t.is_empty()) {
+                            format!(", tied: {}", rep["tied"])
+                        } else {
+                            String::new()
+                        },
+                        if a.dry_run {
+                            ", dry run: nothing written"
+                        } else {
+                            ""
+                        }
+                    );
+                } else {
+                    let _ = writeln!(s, "failed     {}", r["error"].as_str().unwrap_or(input));
+                }
+            }
+            let _ = writeln!(s, "{} converted, {failed} failed", results.len() - failed);
+            crate::print_stdout(&s)?;
+        }
+    }
+    Ok(if failed > 0 {
+        Outcome::Findings
+    } else {
+        Outcome::Ok
+    })
+}

@@ -1,0 +1,216 @@
+//! `ckpt convert` on the repository's own checkpoints (FSDP- and DDP-style, tied embeddings).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use common::{ckpt, root};
+use serde_json::Value;
+
+/// name -> (dtype, shape, sha256) of every tensor `ckpt dump --tensor-hashes` shows at `at`.
+fn tensors(file: &Path, at: Option<&str>) -> BTreeMap<String, String> {
+    let mut c = ckpt();
+    c.args(["dump", "--compact", "--tensor-hashes"]).arg(file);
+    if let Some(a) = at {
+        c.args(["--at", a]);
+    }
+    let o = c.assert().success();
+    let v: Value = serde_json::from_slice(&o.get_output().stdout).unwrap();
+    v.as_object()
+        .unwrap()
+        .iter()
+        .filter_map(|(k, t)| t.get("__tensor__").map(|t| (k.clone(), t.to_string())))
+        .collect()
+}
+
+fn strip(name: &str) -> String {
+    name.replace("_fsdp_wrapped_module.", "")
+        .trim_start_matches("module.")
+        .to_owned()
+}
+
+#[test]
+fn fsdp_and_ddp_checkpoints_become_hf_folders_with_the_same_tensors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let o = ckpt()
+        .args([
+            "convert",
+            "examples/fsdp",
+            "--base-model",
+            "fixtures/convert/base_model",
+            "--output-dir",
+        ])
+        .arg(&out)
+        .args(["--format", "json"])
+        .assert()
+        .success();
+    let v: Value = serde_json::from_slice(&o.get_output().stdout).unwrap();
+    assert_eq!(v["failed"], 0, "{v}");
+    for (file, key) in [
+        ("epoch-001.pth", "model"),
+        ("ddp-epoch-002.pth", "state_dict"),
+    ] {
+        let src = tensors(&root().join("examples/fsdp").join(file), Some(key));
+        let stem = file.trim_end_matches(".pth");
+        let dir = out.join(stem);
+        let got = tensors(&dir.join("model.safetensors"), None);
+        // every source tensor, wrappers removed, except the tied lm_head
+        let want: BTreeMap<String, String> = src
+            .iter()
+            .map(|(k, t)| (strip(k), t.clone()))
+            .filter(|(k, _)| k != "lm_head.weight")
+            .collect();
+        assert_eq!(got, want, "{file}");
+        let cfg: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap())
+                .unwrap();
+        assert_eq!(cfg["architectures"][0], "GPT2LMHeadModel");
+        assert_eq!(cfg["dtype"], "float32");
+        assert!(dir.join("tokenizer_config.json").is_file());
+        assert!(dir.join("generation_config.json").is_file());
+        // safetensors metadata says pt
+        let bytes = std::fs::read(dir.join("model.safetensors")).unwrap();
+        let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+        assert_eq!(n % 8, 0);
+        let header: Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+        assert_eq!(header["__metadata__"]["format"], "pt");
+    }
+    // a second run refuses to overwrite; --force replaces
+    ckpt()
+        .args([
+            "convert",
+            "examples/fsdp",
+            "--base-model",
+            "fixtures/convert/base_model",
+            "--output-dir",
+        ])
+        .arg(&out)
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains("already exists (use --force"));
+    ckpt()
+        .args([
+            "convert",
+            "examples/fsdp",
+            "--force",
+            "--base-model",
+            "fixtures/convert/base_model",
+            "--output-dir",
+        ])
+        .arg(&out)
+        .assert()
+        .success();
+    // no temporary folders left behind
+    let names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().all(|n| !n.starts_with('.')), "{names:?}");
+}
+
+#[test]
+fn task_file_paths_are_relative_to_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    std::fs::create_dir_all(d.join("output")).unwrap();
+    std::fs::copy(
+        root().join("examples/fsdp/epoch-001.pth"),
+        d.join("output/epoch-001.pth"),
+    )
+    .unwrap();
+    let base = root().join("fixtures/convert/base_model");
+    std::fs::write(
+        d.join("convert.yaml"),
+        format!(
+            "task: convert\nexperiment_name: t\nconvert:\n  base_model: \"{}\"\n  checkpoint_path: \"output\"\n  initial_format: \"fsdp\"\n  final_format: \"huggingface\"\n  output_dir: \"converted\"\n",
+            base.display()
+        ),
+    )
+    .unwrap();
+    ckpt()
+        .arg("convert")
+        .arg("--config")
+        .arg(d.join("convert.yaml"))
+        .assert()
+        .success();
+    assert!(d.join("converted/epoch-001/model.safetensors").is_file());
+}
+
+#[test]
+fn safetensors_only_and_dry_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("st");
+    ckpt()
+        .args([
+            "convert",
+            "examples/fsdp/ddp-epoch-002.pth",
+            "--to",
+            "safetensors",
+            "--dry-run",
+            "--output-dir",
+        ])
+        .arg(&out)
+        .assert()
+        .success();
+    assert!(!out.exists());
+    ckpt()
+        .args([
+            "convert",
+            "examples/fsdp/ddp-epoch-002.pth",
+            "--to",
+            "safetensors",
+            "--output-dir",
+        ])
+        .arg(&out)
+        .assert()
+        .success();
+    assert!(out.join("model.safetensors").is_file());
+    assert!(!out.join("config.json").exists());
+}
+
+#[test]
+fn a_base_model_id_comes_from_the_local_hf_cache_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let snap = tmp
+        .path()
+        .join("hub/models--org--tiny-gpt2/snapshots/abc123");
+    std::fs::create_dir_all(&snap).unwrap();
+    for f in ["config.json", "tokenizer_config.json"] {
+        std::fs::copy(
+            root().join("fixtures/convert/base_model").join(f),
+            snap.join(f),
+        )
+        .unwrap();
+    }
+    let out = tmp.path().join("out");
+    ckpt()
+        .env("HF_HOME", tmp.path())
+        .args([
+            "convert",
+            "examples/fsdp/epoch-001.pth",
+            "--base-model",
+            "org/tiny-gpt2",
+            "--output-dir",
+        ])
+        .arg(&out)
+        .assert()
+        .success();
+    assert!(out.join("config.json").is_file());
+    ckpt()
+        .env("HF_HOME", tmp.path())
+        .args([
+            "convert",
+            "examples/fsdp/epoch-001.pth",
+            "--base-model",
+            "org/absent",
+            "--output-dir",
+        ])
+        .arg(tmp.path().join("x"))
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("never downloads"));
+}
