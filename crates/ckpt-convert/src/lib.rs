@@ -66,6 +66,8 @@ pub enum ConvertError {
     Exists { path: PathBuf },
     #[error("{path}: base model: {detail}")]
     Base { path: PathBuf, detail: String },
+    #[error("{path}: DCP checkpoint: {detail}")]
+    Dcp { path: PathBuf, detail: String },
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -194,9 +196,6 @@ fn rename(name: &str, opts: &ConvertOptions) -> String {
 /// (storage key, offset, shape, strides, dtype): equal keys view the same bytes.
 type ViewKey = (String, u64, Vec<u64>, Vec<i64>, DType);
 
-/// The tensors to write, sorted by name; the tied names left out; the non-tensor entries.
-type TensorPlan = (Vec<(String, TensorRef)>, Vec<String>, Vec<String>);
-
 fn view_key(t: &TensorRef) -> Option<ViewKey> {
     t.storage.as_ref().map(|s| {
         (
@@ -215,48 +214,63 @@ fn read_base_config(base: Option<&Path>) -> Option<Value> {
     serde_json::from_str(&text).ok()
 }
 
-/// The tensors to write: (output name, tensor), sorted by name; plus the tied names dropped.
-fn plan_tensors(
-    ck: &Checkpoint,
-    sd: NodeId,
+/// A tensor to write: its output name, which source checkpoint holds it, and where.
+type Planned = (String, usize, TensorRef);
+
+/// The state dict's entries: tensors as (name, source 0, tensor) and the non-tensor names.
+fn collect_file(ck: &Checkpoint, sd: NodeId) -> (Vec<Planned>, Vec<String>) {
+    let doc = &ck.doc;
+    let mut raw = Vec::new();
+    let mut other = Vec::new();
+    for (k, v) in doc.dict(sd).unwrap_or(&[]) {
+        let name = ckpt_torch::pyrepr::key_str(doc, *k);
+        match doc.view(*v) {
+            View::Tensor(t) => raw.push((name, 0, t.clone())),
+            _ => other.push(name),
+        }
+    }
+    (raw, other)
+}
+
+/// Check, rename, de-duplicate tied heads, sort: the tensors to write and the tied names left
+/// out.
+fn finish_plan(
+    raw: Vec<Planned>,
+    cks: &[Checkpoint],
+    path: &Path,
     opts: &ConvertOptions,
     tie: bool,
-) -> Result<TensorPlan> {
-    let doc = &ck.doc;
-    let items = doc.dict(sd).unwrap_or(&[]);
-    let mut out: BTreeMap<String, TensorRef> = BTreeMap::new();
-    let mut other = Vec::new();
-    for (k, v) in items {
-        let name = ckpt_torch::pyrepr::key_str(doc, *k);
-        let View::Tensor(t) = doc.view(*v) else {
-            other.push(name);
-            continue;
-        };
+) -> Result<(Vec<Planned>, Vec<String>)> {
+    let mut out: BTreeMap<String, (usize, TensorRef)> = BTreeMap::new();
+    for (name, src, t) in raw {
         if name.ends_with("_flat_param") || name.contains("_flat_param.") {
             return Err(ConvertError::FlatParam {
-                path: ck.path.clone(),
+                path: path.to_path_buf(),
                 name,
             });
         }
         if st_dtype(t.dtype).is_none() {
             return Err(ConvertError::Dtype {
-                path: ck.path.clone(),
+                path: path.to_path_buf(),
                 dtype: t.dtype.name().to_owned(),
             });
         }
         let new = rename(&name, opts);
-        if out.insert(new.clone(), t.clone()).is_some() {
+        if out.insert(new.clone(), (src, t)).is_some() {
             return Err(ConvertError::Collision {
-                path: ck.path.clone(),
+                path: path.to_path_buf(),
                 name: new,
             });
         }
     }
     // Tied output embeddings: written once, under the input embedding's name. Tied means one
-    // storage under two names, or (FSDP full state dicts clone it) the same shape, dtype and
-    // bytes as the input embedding.
+    // storage under two names, or (FSDP full state dicts and DCP clone it) the same shape,
+    // dtype and bytes as the input embedding.
     let mut tied = Vec::new();
     if tie {
+        let sha = |src: usize, t: &TensorRef, n: &str| {
+            cks.get(src).and_then(|c| c.tensor_sha256(t, n).ok())
+        };
         let heads: Vec<String> = out
             .keys()
             .filter(|n| *n == "lm_head.weight" || n.ends_with(".lm_head.weight"))
@@ -268,15 +282,17 @@ fn plan_tensors(
             .cloned()
             .collect();
         for h in heads {
-            let Some(ht) = out.get(&h) else { continue };
+            let Some((hs, ht)) = out.get(&h) else {
+                continue;
+            };
             let same = embeddings.iter().any(|e| {
-                let Some(et) = out.get(e) else { return false };
-                if view_key(ht).is_some() && view_key(ht) == view_key(et) {
+                let Some((es, et)) = out.get(e) else {
+                    return false;
+                };
+                if es == hs && view_key(ht).is_some() && view_key(ht) == view_key(et) {
                     return true;
                 }
-                et.shape == ht.shape
-                    && et.dtype == ht.dtype
-                    && ck.tensor_sha256(et, e).ok() == ck.tensor_sha256(ht, &h).ok()
+                et.shape == ht.shape && et.dtype == ht.dtype && sha(*es, et, e) == sha(*hs, ht, &h)
             });
             if same {
                 tied.push(h);
@@ -287,12 +303,12 @@ fn plan_tensors(
         }
     }
     tied.sort();
-    Ok((out.into_iter().collect(), tied, other))
+    Ok((out.into_iter().map(|(n, (s, t))| (n, s, t)).collect(), tied))
 }
 
 /// Write `tensors` as a safetensors file (header padded to 8 bytes, metadata
 /// `{"format": "pt"}`), streaming each tensor's bytes from the checkpoint.
-fn write_safetensors(ck: &Checkpoint, tensors: &[(String, TensorRef)], path: &Path) -> Result<u64> {
+fn write_safetensors(cks: &[Checkpoint], tensors: &[Planned], path: &Path) -> Result<u64> {
     let io = |source| ConvertError::Io {
         path: path.to_path_buf(),
         source,
@@ -300,7 +316,7 @@ fn write_safetensors(ck: &Checkpoint, tensors: &[(String, TensorRef)], path: &Pa
     let mut header = serde_json::Map::new();
     header.insert("__metadata__".into(), json!({"format": "pt"}));
     let mut offset: u64 = 0;
-    for (name, t) in tensors {
+    for (name, _, t) in tensors {
         let n = t.nbytes();
         header.insert(
             name.clone(),
@@ -321,7 +337,8 @@ fn write_safetensors(ck: &Checkpoint, tensors: &[(String, TensorRef)], path: &Pa
         .map_err(io)?;
     f.write_all(text.as_bytes()).map_err(io)?;
     let mut total = 0;
-    for (name, t) in tensors {
+    for (name, src, t) in tensors {
+        let Some(ck) = cks.get(*src) else { continue };
         total += ck.copy_tensor(t, name, &mut f)?;
     }
     f.sync_all().map_err(io)?;
@@ -424,9 +441,9 @@ fn write_hf_files(base: &Path, out: &Path, cfg: Option<&Value>, dtype: Option<&s
 }
 
 /// The dtype transformers records for the weights: the one holding most elements.
-fn dominant_dtype(tensors: &[(String, TensorRef)]) -> Option<&'static str> {
+fn dominant_dtype(tensors: &[Planned]) -> Option<&'static str> {
     let mut by: HashMap<DType, u64> = HashMap::new();
-    for (_, t) in tensors {
+    for (_, _, t) in tensors {
         *by.entry(t.dtype).or_default() += t.numel();
     }
     by.into_iter()
@@ -434,8 +451,8 @@ fn dominant_dtype(tensors: &[(String, TensorRef)]) -> Option<&'static str> {
         .map(|(d, _)| d.name())
 }
 
-/// Convert one checkpoint file into the folder `output`.
-pub fn convert_file(input: &Path, output: &Path, opts: &ConvertOptions) -> Result<Converted> {
+/// Refuse an existing output, read the base config, and say whether heads are tied.
+fn prepare(output: &Path, opts: &ConvertOptions) -> Result<(Option<Value>, bool)> {
     if output.exists() && !opts.force {
         return Err(ConvertError::Exists {
             path: output.to_path_buf(),
@@ -461,35 +478,160 @@ pub fn convert_file(input: &Path, output: &Path, opts: &ConvertOptions) -> Resul
         .and_then(|c| c.get("tie_word_embeddings"))
         .and_then(Value::as_bool)
         .unwrap_or(true);
-    let ck = Checkpoint::open(input)?;
-    let (sd_key, sd) = find_state_dict(&ck, opts.key.as_deref())?;
-    let (tensors, tied, other) = plan_tensors(&ck, sd, opts, tie)?;
+    Ok((base_cfg, tie))
+}
+
+fn stripped_prefixes<'n>(names: impl Iterator<Item = &'n str>) -> Vec<String> {
     let mut stripped: Vec<String> = Vec::new();
-    if let Some(items) = ck.doc.dict(sd) {
-        for (k, _) in items {
-            let n = ckpt_torch::pyrepr::key_str(&ck.doc, *k);
-            for p in ckpt_torch::summary::WRAPPER_PREFIXES {
-                if n.contains(p) && !stripped.iter().any(|s| s == p) {
-                    stripped.push((*p).to_owned());
-                }
+    for n in names {
+        for p in ckpt_torch::summary::WRAPPER_PREFIXES {
+            if n.contains(p) && !stripped.iter().any(|s| s == p) {
+                stripped.push((*p).to_owned());
             }
         }
     }
-    let bytes: u64 = tensors.iter().map(|(_, t)| t.nbytes()).sum();
+    stripped
+}
+
+/// Convert one checkpoint file into the folder `output`.
+pub fn convert_file(input: &Path, output: &Path, opts: &ConvertOptions) -> Result<Converted> {
+    let (base_cfg, tie) = prepare(output, opts)?;
+    let ck = Checkpoint::open(input)?;
+    let (sd_key, sd) = find_state_dict(&ck, opts.key.as_deref())?;
+    let (raw, other) = collect_file(&ck, sd);
+    let stripped = stripped_prefixes(raw.iter().map(|(n, _, _)| n.as_str()));
+    let cks = vec![ck];
+    let (tensors, tied) = finish_plan(raw, &cks, input, opts, tie)?;
     let report = Converted {
         input: input.display().to_string(),
         output: output.display().to_string(),
         state_dict_key: sd_key,
         tensors: tensors.len(),
-        bytes,
+        bytes: tensors.iter().map(|(_, _, t)| t.nbytes()).sum(),
         tied,
         stripped_prefixes: stripped,
         other_keys: other,
     };
+    emit(&cks, &tensors, output, opts, base_cfg.as_ref(), report)
+}
+
+/// Convert a `torch.distributed.checkpoint` directory (`.metadata` + `*.distcp`): each
+/// tensor's chunk is a torch.save archive inside a `.distcp` file at the offset `.metadata`
+/// records, read in place.
+pub fn convert_dcp(dir: &Path, output: &Path, opts: &ConvertOptions) -> Result<Converted> {
+    let (base_cfg, tie) = prepare(output, opts)?;
+    let meta_path = dir.join(".metadata");
+    let meta = Checkpoint::open(&meta_path)?;
+    let doc = &meta.doc;
+    let root = doc.root();
+    let bad = |detail: String| ConvertError::Dcp {
+        path: meta_path.clone(),
+        detail,
+    };
+    let sdm = doc
+        .at_path(root, "state_dict_metadata")
+        .and_then(|id| doc.dict(id))
+        .ok_or_else(|| bad("no state_dict_metadata".into()))?;
+    let storage = doc
+        .at_path(root, "storage_data")
+        .and_then(|id| doc.dict(id))
+        .ok_or_else(|| bad("no storage_data".into()))?;
+    // fqn -> every (relative path, offset, length) of its chunks
+    let mut chunks: HashMap<String, Vec<(String, u64, u64)>> = HashMap::new();
+    for (k, v) in storage {
+        let (Some(fqn), Some(rel), Some(off), Some(len)) = (
+            doc.at_path(*k, "fqn").and_then(|x| doc.as_str(x)),
+            doc.at_path(*v, "relative_path").and_then(|x| doc.as_str(x)),
+            doc.at_path(*v, "offset").and_then(|x| doc.as_i64(x)),
+            doc.at_path(*v, "length").and_then(|x| doc.as_i64(x)),
+        ) else {
+            continue;
+        };
+        let (Ok(off), Ok(len)) = (u64::try_from(off), u64::try_from(len)) else {
+            return Err(bad(format!("{fqn}: negative offset or length")));
+        };
+        if rel.contains("..") || rel.starts_with('/') {
+            return Err(bad(format!(
+                "{fqn}: storage path {rel:?} leaves the directory"
+            )));
+        }
+        chunks
+            .entry(fqn.to_owned())
+            .or_default()
+            .push((rel.to_owned(), off, len));
+    }
+    let mut cks: Vec<Checkpoint> = Vec::new();
+    let mut raw: Vec<Planned> = Vec::new();
+    let mut other = Vec::new();
+    for (k, v) in sdm {
+        let Some(fqn) = doc.as_str(*k) else { continue };
+        let is_tensor =
+            matches!(doc.view(*v), View::Object(o) if o.class.ends_with("TensorStorageMetadata"));
+        if !is_tensor {
+            other.push(fqn.to_owned());
+            continue;
+        }
+        let parts = chunks.get(fqn).map(Vec::as_slice).unwrap_or(&[]);
+        let [(rel, off, len)] = parts else {
+            return Err(bad(format!(
+                "{fqn} is stored in {} chunks; reassembling tensors sharded across ranks is not supported yet",
+                parts.len()
+            )));
+        };
+        let ck =
+            Checkpoint::open_range(dir.join(rel), *off, *len, &ckpt_torch::Options::default())?;
+        let View::Tensor(t) = ck.doc.view(ck.doc.root()) else {
+            return Err(bad(format!("{fqn}: its chunk does not hold a tensor")));
+        };
+        raw.push((fqn.to_owned(), cks.len(), t.clone()));
+        cks.push(ck);
+    }
+    // `{"model": state_dict}` saves as `model.<name>`: drop that leading component.
+    let first: Vec<&str> = raw
+        .iter()
+        .filter_map(|(n, _, _)| n.split('.').next())
+        .collect();
+    let mut sd_key = String::new();
+    if let Some(f) = first.first()
+        && first.iter().all(|x| x == f)
+        && CANDIDATE_KEYS.contains(f)
+    {
+        sd_key = (*f).to_owned();
+        let prefix = format!("{f}.");
+        for (n, _, _) in &mut raw {
+            if let Some(rest) = n.strip_prefix(&prefix) {
+                *n = rest.to_owned();
+            }
+        }
+    }
+    let stripped = stripped_prefixes(raw.iter().map(|(n, _, _)| n.as_str()));
+    let (tensors, tied) = finish_plan(raw, &cks, dir, opts, tie)?;
+    let report = Converted {
+        input: dir.display().to_string(),
+        output: output.display().to_string(),
+        state_dict_key: sd_key,
+        tensors: tensors.len(),
+        bytes: tensors.iter().map(|(_, _, t)| t.nbytes()).sum(),
+        tied,
+        stripped_prefixes: stripped,
+        other_keys: other,
+    };
+    emit(&cks, &tensors, output, opts, base_cfg.as_ref(), report)
+}
+
+/// Write the output folder: into a temporary folder beside the target, renamed into place
+/// when complete (an existing target is replaced only with --force, and only then).
+fn emit(
+    cks: &[Checkpoint],
+    tensors: &[Planned],
+    output: &Path,
+    opts: &ConvertOptions,
+    base_cfg: Option<&Value>,
+    report: Converted,
+) -> Result<Converted> {
     if opts.dry_run {
         return Ok(report);
     }
-    // Everything goes into a temporary folder beside the target, renamed into place at the end.
     let parent = output
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -509,11 +651,11 @@ pub fn convert_file(input: &Path, output: &Path, opts: &ConvertOptions) -> Resul
         source,
     })?;
     let result = (|| {
-        write_safetensors(&ck, &tensors, &tmp.join("model.safetensors"))?;
+        write_safetensors(cks, tensors, &tmp.join("model.safetensors"))?;
         if opts.target == Target::HuggingFace
             && let Some(b) = &opts.base_model
         {
-            write_hf_files(b, &tmp, base_cfg.as_ref(), dominant_dtype(&tensors))?;
+            write_hf_files(b, &tmp, base_cfg, dominant_dtype(tensors))?;
         }
         if output.exists() {
             // --force: the old folder goes only once the new one is complete.

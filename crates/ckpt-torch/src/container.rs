@@ -106,6 +106,8 @@ pub struct Checkpoint {
     /// so a security scan sees every global in the file.
     pub aux_pickles: Vec<(String, ckpt_pickle::Pickle)>,
     pub(crate) file: File,
+    /// Where the checkpoint starts in `file` (non-zero for a chunk inside a DCP file).
+    pub(crate) base: u64,
     pub(crate) storages: StorageIndex,
 }
 
@@ -118,7 +120,23 @@ impl Checkpoint {
     }
 
     pub fn open_with(path: impl AsRef<Path>, opts: &Options) -> Result<Checkpoint> {
-        let path = path.as_ref().to_path_buf();
+        Self::open_window(path.as_ref(), None, opts)
+    }
+
+    /// Open a checkpoint stored inside a larger file, at `offset` for `len` bytes (each chunk
+    /// of a DCP `*.distcp` file is a complete torch.save archive). All offsets in the returned
+    /// checkpoint are relative to the window.
+    pub fn open_range(
+        path: impl AsRef<Path>,
+        offset: u64,
+        len: u64,
+        opts: &Options,
+    ) -> Result<Checkpoint> {
+        Self::open_window(path.as_ref(), Some((offset, len)), opts)
+    }
+
+    fn open_window(path: &Path, window: Option<(u64, u64)>, opts: &Options) -> Result<Checkpoint> {
+        let path = path.to_path_buf();
         let io = |source| Error::Io {
             path: path.clone(),
             source,
@@ -131,12 +149,26 @@ impl Checkpoint {
                 reason: "a directory".into(),
             });
         }
-        let size = meta.len();
+        let (base, size) = match window {
+            None => (0, meta.len()),
+            Some((off, len)) => {
+                if off.checked_add(len).is_none_or(|e| e > meta.len()) {
+                    return Err(Error::Zip {
+                        path,
+                        detail: format!(
+                            "range {off}+{len} runs past the end of the {}-byte file",
+                            meta.len()
+                        ),
+                    });
+                }
+                (off, len)
+            }
+        };
         if size == 0 {
             return Err(Error::Empty { path });
         }
         let mut head = vec![0u8; size.min(512) as usize];
-        read_exact_at(&file, &mut head, 0).map_err(io)?;
+        read_exact_at(&file, &mut head, base).map_err(io)?;
         let mut ck = Checkpoint {
             path,
             format: Format::Pickle,
@@ -150,6 +182,7 @@ impl Checkpoint {
             safetensors_metadata: Vec::new(),
             aux_pickles: Vec::new(),
             file,
+            base,
             storages: StorageIndex::Extents(HashMap::new()),
         };
         if head.starts_with(b"PK\x03\x04") || head.starts_with(b"PK\x05\x06") {
@@ -171,7 +204,7 @@ impl Checkpoint {
     }
 
     fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
-        read_exact_at(&self.file, buf, offset).map_err(|source| Error::Io {
+        read_exact_at(&self.file, buf, self.base + offset).map_err(|source| Error::Io {
             path: self.path.clone(),
             source,
         })
@@ -240,7 +273,15 @@ impl Checkpoint {
             source,
         })?;
         // Buffered: the central directory is parsed in many small reads.
-        let reader = std::io::BufReader::with_capacity(64 << 10, reader);
+        let reader = std::io::BufReader::with_capacity(
+            64 << 10,
+            Window {
+                file: reader,
+                base: self.base,
+                len: self.size,
+                pos: 0,
+            },
+        );
         let archive = zip::ZipArchive::new(reader).map_err(|e| zerr(&self.path, e))?;
         let mut entries: HashMap<String, (u64, u64, u16)> = HashMap::with_capacity(archive.len());
         let mut names: Vec<String> = Vec::new();
@@ -782,6 +823,47 @@ fn sniff_reason(head: &[u8]) -> String {
     }
     let hex: Vec<String> = head.iter().take(4).map(|b| format!("{b:02x}")).collect();
     format!("unrecognized content (starts with {})", hex.join(" "))
+}
+
+/// A byte range of a file as a `Read + Seek` of its own (for the zip reader).
+struct Window {
+    file: File,
+    base: u64,
+    len: u64,
+    pos: u64,
+}
+
+impl std::io::Read for Window {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let left = self.len.saturating_sub(self.pos);
+        let n = (buf.len() as u64).min(left) as usize;
+        if n == 0 {
+            return Ok(0);
+        }
+        read_exact_at(&self.file, &mut buf[..n], self.base + self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl std::io::Seek for Window {
+    fn seek(&mut self, to: std::io::SeekFrom) -> std::io::Result<u64> {
+        let new = match to {
+            std::io::SeekFrom::Start(p) => Some(p),
+            std::io::SeekFrom::End(d) => self.len.checked_add_signed(d),
+            std::io::SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+        };
+        match new {
+            Some(p) => {
+                self.pos = p;
+                Ok(p)
+            }
+            None => Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "seek before the start of the window",
+            )),
+        }
+    }
 }
 
 #[cfg(unix)]

@@ -164,7 +164,7 @@ impl Checkpoint {
                 source,
             };
             let mut f = self.file.try_clone().map_err(io)?;
-            f.seek(SeekFrom::Start(start)).map_err(io)?;
+            f.seek(SeekFrom::Start(self.base + start)).map_err(io)?;
             let n = std::io::copy(&mut f.take(len), out).map_err(io)?;
             if n != len {
                 return Err(self.tensor_err(at, format!("file ended after {n} of {len} bytes")));

@@ -102,13 +102,10 @@ pub fn run(a: &ConvertArgs) -> Result<Outcome> {
         dry_run: a.dry_run,
     };
     // One file → the output folder itself; a folder → one output folder per checkpoint.
-    let jobs: Vec<(PathBuf, PathBuf)> = if input.is_dir() {
-        if input.join(".metadata").is_file() {
-            bail!(
-                "{}: DCP directories are not converted yet (reassembling sharded chunks is the next step of this command)",
-                input.display()
-            );
-        }
+    let jobs: Vec<(PathBuf, PathBuf)> = if input.is_dir() && input.join(".metadata").is_file() {
+        // A DCP directory is one checkpoint.
+        vec![(input.clone(), output_dir.clone())]
+    } else if input.is_dir() {
         let mut files: Vec<PathBuf> = std::fs::read_dir(&input)
             .with_context(|| format!("{}: cannot read folder", input.display()))?
             .flatten()
@@ -137,7 +134,12 @@ pub fn run(a: &ConvertArgs) -> Result<Outcome> {
     let mut results = Vec::new();
     let mut failed = 0;
     for (src, dst) in &jobs {
-        match convert_file(src, dst, &opts) {
+        let r = if src.is_dir() {
+            ckpt_convert::convert_dcp(src, dst, &opts)
+        } else {
+            convert_file(src, dst, &opts)
+        };
+        match r {
             Ok(r) => results.push(
                 json!({"input": src.display().to_string(), "status": "succeeded", "report": r}),
             ),

@@ -709,6 +709,18 @@ fn convert_the_fsdp_outputs() {
         assert!(dir.join("config.json").is_file() && dir.join("tokenizer.json").is_file());
     }
     assert!(!d.join("converted/flat-param-epoch-005").exists());
+    // the DCP directory converts to the same tensors
+    ckpt()
+        .arg("convert")
+        .arg(d.join("sharded/step_100"))
+        .arg("--base-model")
+        .arg(d.join("base_model"))
+        .arg("--output-dir")
+        .arg(d.join("dcp_out"))
+        .assert()
+        .success();
+    let got = tensors(&d.join("dcp_out/model.safetensors"));
+    assert_eq!(got, want, "DCP");
     // a second run refuses to overwrite
     ckpt()
         .arg("convert")
