@@ -16,6 +16,8 @@
 //! 5. tensors are written sorted by name into a temporary folder beside the target, which is
 //!    renamed into place when complete.
 
+mod cast;
+
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -44,6 +46,32 @@ pub struct ConvertOptions {
     pub add_prefix: Option<String>,
     pub force: bool,
     pub dry_run: bool,
+    /// Largest shard in bytes; above it, `model-0000N-of-0000M.safetensors` + an index.
+    pub max_shard_size: u64,
+    /// Cast floating-point tensors to this dtype (`--dtype bf16|fp16|fp32`); `None` keeps.
+    pub dtype: Option<DType>,
+}
+
+/// Parse `5GB`, `500MB`, `10KB`, `1024` (decimal units, as Hugging Face writes them; `GiB`
+/// and friends are binary).
+pub fn parse_size(s: &str) -> Option<u64> {
+    let t = s.trim();
+    let split = t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num.trim().parse().ok()?;
+    let mult: f64 = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 1.0,
+        "KB" => 1e3,
+        "MB" => 1e6,
+        "GB" => 1e9,
+        "TB" => 1e12,
+        "KIB" => 1024.0,
+        "MIB" => 1024.0 * 1024.0,
+        "GIB" => 1024.0 * 1024.0 * 1024.0,
+        _ => return None,
+    };
+    let v = n * mult;
+    (v.is_finite() && v >= 1.0).then_some(v as u64)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -92,6 +120,10 @@ pub struct Converted {
     pub stripped_prefixes: Vec<String>,
     /// Entries next to the state dict that are not tensors (epoch, step, optimizer …).
     pub other_keys: Vec<String>,
+    /// Compared with the base folder's own weights, when it has some: names it has that the
+    /// output lacks, and the reverse.
+    pub missing_keys: Vec<String>,
+    pub unexpected_keys: Vec<String>,
 }
 
 /// safetensors' name for a dtype.
@@ -308,7 +340,17 @@ fn finish_plan(
 
 /// Write `tensors` as a safetensors file (header padded to 8 bytes, metadata
 /// `{"format": "pt"}`), streaming each tensor's bytes from the checkpoint.
-fn write_safetensors(cks: &[Checkpoint], tensors: &[Planned], path: &Path) -> Result<u64> {
+fn out_nbytes(t: &TensorRef, cast: Option<DType>) -> u64 {
+    t.numel()
+        .saturating_mul(cast::target_dtype(t.dtype, cast).size())
+}
+
+fn write_safetensors(
+    cks: &[Checkpoint],
+    tensors: &[Planned],
+    path: &Path,
+    cast: Option<DType>,
+) -> Result<u64> {
     let io = |source| ConvertError::Io {
         path: path.to_path_buf(),
         source,
@@ -317,11 +359,11 @@ fn write_safetensors(cks: &[Checkpoint], tensors: &[Planned], path: &Path) -> Re
     header.insert("__metadata__".into(), json!({"format": "pt"}));
     let mut offset: u64 = 0;
     for (name, _, t) in tensors {
-        let n = t.nbytes();
+        let n = out_nbytes(t, cast);
         header.insert(
             name.clone(),
             json!({
-                "dtype": st_dtype(t.dtype).unwrap_or("F32"),
+                "dtype": st_dtype(cast::target_dtype(t.dtype, cast)).unwrap_or("F32"),
                 "shape": t.shape,
                 "data_offsets": [offset, offset + n],
             }),
@@ -339,10 +381,65 @@ fn write_safetensors(cks: &[Checkpoint], tensors: &[Planned], path: &Path) -> Re
     let mut total = 0;
     for (name, src, t) in tensors {
         let Some(ck) = cks.get(*src) else { continue };
-        total += ck.copy_tensor(t, name, &mut f)?;
+        let to = cast::target_dtype(t.dtype, cast);
+        if to == t.dtype {
+            total += ck.copy_tensor(t, name, &mut f)?;
+        } else {
+            // A cast goes through memory, one tensor at a time.
+            let bytes = ck.read_tensor(t, name)?;
+            let out = cast::convert(&bytes, t.dtype, to);
+            f.write_all(&out).map_err(io)?;
+            total += out.len() as u64;
+        }
     }
     f.sync_all().map_err(io)?;
     Ok(total)
+}
+
+/// Split tensors (already sorted by name) into shards of at most `max` bytes; a tensor larger
+/// than `max` gets a shard of its own.
+fn shard(tensors: &[Planned], max: u64, cast: Option<DType>) -> Vec<Vec<Planned>> {
+    let mut out: Vec<Vec<Planned>> = Vec::new();
+    let mut cur: Vec<Planned> = Vec::new();
+    let mut size = 0u64;
+    for t in tensors {
+        let n = out_nbytes(&t.2, cast);
+        if !cur.is_empty() && size.saturating_add(n) > max {
+            out.push(std::mem::take(&mut cur));
+            size = 0;
+        }
+        size = size.saturating_add(n);
+        cur.push(t.clone());
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+/// Tensor names a base folder's own weights have (its index or safetensors header), to
+/// report missing and unexpected keys.
+fn base_weight_names(base: &Path) -> Option<Vec<String>> {
+    for idx in [
+        "model.safetensors.index.json",
+        "pytorch_model.bin.index.json",
+    ] {
+        if let Ok(text) = std::fs::read_to_string(base.join(idx))
+            && let Ok(v) = serde_json::from_str::<Value>(&text)
+            && let Some(m) = v.get("weight_map").and_then(Value::as_object)
+        {
+            return Some(m.keys().cloned().collect());
+        }
+    }
+    let st = base.join("model.safetensors");
+    let ck = Checkpoint::open(st).ok()?;
+    let items = ck.doc.dict(ck.doc.root())?;
+    Some(
+        items
+            .iter()
+            .filter_map(|(k, _)| ck.doc.as_str(*k).map(str::to_owned))
+            .collect(),
+    )
 }
 
 /// Files copied from the base model folder when present.
@@ -511,6 +608,8 @@ pub fn convert_file(input: &Path, output: &Path, opts: &ConvertOptions) -> Resul
         tied,
         stripped_prefixes: stripped,
         other_keys: other,
+        missing_keys: Vec::new(),
+        unexpected_keys: Vec::new(),
     };
     emit(&cks, &tensors, output, opts, base_cfg.as_ref(), report)
 }
@@ -615,6 +714,8 @@ pub fn convert_dcp(dir: &Path, output: &Path, opts: &ConvertOptions) -> Result<C
         tied,
         stripped_prefixes: stripped,
         other_keys: other,
+        missing_keys: Vec::new(),
+        unexpected_keys: Vec::new(),
     };
     emit(&cks, &tensors, output, opts, base_cfg.as_ref(), report)
 }
@@ -629,6 +730,20 @@ fn emit(
     base_cfg: Option<&Value>,
     report: Converted,
 ) -> Result<Converted> {
+    let mut report = report;
+    report.bytes = tensors
+        .iter()
+        .map(|(_, _, t)| out_nbytes(t, opts.dtype))
+        .sum();
+    if let Some(b) = &opts.base_model
+        && let Some(names) = base_weight_names(b)
+    {
+        let have: std::collections::BTreeSet<&str> =
+            tensors.iter().map(|(n, _, _)| n.as_str()).collect();
+        let want: std::collections::BTreeSet<&str> = names.iter().map(String::as_str).collect();
+        report.missing_keys = want.difference(&have).map(|s| (*s).to_owned()).collect();
+        report.unexpected_keys = have.difference(&want).map(|s| (*s).to_owned()).collect();
+    }
     if opts.dry_run {
         return Ok(report);
     }
@@ -651,11 +766,41 @@ fn emit(
         source,
     })?;
     let result = (|| {
-        write_safetensors(cks, tensors, &tmp.join("model.safetensors"))?;
+        let shards = shard(tensors, opts.max_shard_size, opts.dtype);
+        if shards.len() <= 1 {
+            write_safetensors(cks, tensors, &tmp.join("model.safetensors"), opts.dtype)?;
+        } else {
+            let n = shards.len();
+            let mut weight_map = serde_json::Map::new();
+            let mut total: u64 = 0;
+            for (i, part) in shards.iter().enumerate() {
+                let file = format!("model-{:05}-of-{n:05}.safetensors", i + 1);
+                write_safetensors(cks, part, &tmp.join(&file), opts.dtype)?;
+                for (name, _, t) in part.iter() {
+                    weight_map.insert(name.clone(), json!(file));
+                    total += out_nbytes(t, opts.dtype);
+                }
+            }
+            let index = json!({"metadata": {"total_size": total}, "weight_map": weight_map});
+            let p = tmp.join("model.safetensors.index.json");
+            let mut text = serde_json::to_string_pretty(&index).map_err(|e| ConvertError::Io {
+                path: p.clone(),
+                source: e.into(),
+            })?;
+            text.push('\n');
+            std::fs::write(&p, text).map_err(|source| ConvertError::Io {
+                path: p.clone(),
+                source,
+            })?;
+        }
         if opts.target == Target::HuggingFace
             && let Some(b) = &opts.base_model
         {
-            write_hf_files(b, &tmp, base_cfg, dominant_dtype(tensors))?;
+            let dt = opts
+                .dtype
+                .map(DType::name)
+                .or_else(|| dominant_dtype(tensors));
+            write_hf_files(b, &tmp, base_cfg, dt)?;
         }
         if output.exists() {
             // --force: the old folder goes only once the new one is complete.
@@ -733,6 +878,8 @@ mod tests {
             add_prefix: Some("x.".into()),
             force: false,
             dry_run: false,
+            max_shard_size: 5_000_000_000,
+            dtype: None,
         };
         assert_eq!(
             rename(
@@ -780,6 +927,8 @@ mod flat_param_tests {
             add_prefix: None,
             force: false,
             dry_run: false,
+            max_shard_size: 5_000_000_000,
+            dtype: None,
         };
         let e = convert_file(&p, &out, &opts).unwrap_err();
         assert!(e.to_string().contains("flattened FSDP parameters"), "{e}");

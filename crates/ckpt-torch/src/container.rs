@@ -190,10 +190,12 @@ impl Checkpoint {
             if opts.classify {
                 ck.check_storages()?;
             }
+        } else if looks_like_safetensors(&head, size) {
+            // Before the pickle check: a 128-byte safetensors header starts `80 00 …`, which
+            // also looks like a PROTO opcode.
+            ck.open_safetensors()?;
         } else if head.len() >= 2 && head[0] == 0x80 && head[1] <= 5 {
             ck.open_pickle_stream(opts)?;
-        } else if looks_like_safetensors(&head, size) {
-            ck.open_safetensors()?;
         } else {
             return Err(Error::NotACheckpoint {
                 reason: sniff_reason(&head),
@@ -878,4 +880,60 @@ fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()
     let mut f = file.try_clone()?;
     f.seek(SeekFrom::Start(offset))?;
     f.read_exact(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A safetensors file whose header is 128 bytes starts `80 00 00 …`, which is also how a
+    /// pickle's PROTO opcode looks; it must still be read as safetensors.
+    #[test]
+    fn a_128_byte_safetensors_header_is_not_a_pickle() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("x.safetensors");
+        let mut header = String::from(r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#);
+        while header.len() < 128 {
+            header.push(' ');
+        }
+        let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+        bytes.extend_from_slice(header.as_bytes());
+        bytes.extend_from_slice(&[0u8; 8]);
+        std::fs::write(&p, &bytes).unwrap();
+        assert_eq!(bytes[0], 0x80);
+        let ck = Checkpoint::open(&p).unwrap();
+        assert_eq!(ck.format, Format::Safetensors);
+    }
+
+    #[test]
+    fn a_range_inside_a_file_opens_as_its_own_checkpoint() {
+        let d = tempfile::tempdir().unwrap();
+        let inner = d.path().join("inner.pt");
+        crate::synth::write_lightning_checkpoint(&inner, &crate::synth::model_tensors(2, 4096))
+            .unwrap();
+        let body = std::fs::read(&inner).unwrap();
+        let outer = d.path().join("outer.distcp");
+        let mut bytes = vec![7u8; 1000];
+        bytes.extend_from_slice(&body);
+        bytes.extend_from_slice(&[9u8; 500]);
+        std::fs::write(&outer, &bytes).unwrap();
+        let ck =
+            Checkpoint::open_range(&outer, 1000, body.len() as u64, &Options::default()).unwrap();
+        assert_eq!(ck.summary().epoch, Some(3));
+        let whole = Checkpoint::open(&inner).unwrap();
+        let t = |c: &Checkpoint| match c
+            .doc
+            .view(c.doc.at_path(c.doc.root(), "state_dict").unwrap())
+        {
+            View::Dict(items) => match c.doc.view(items[0].1) {
+                View::Tensor(t) => c.tensor_sha256(t, "x").unwrap(),
+                _ => panic!("not a tensor"),
+            },
+            _ => panic!("no state dict"),
+        };
+        assert_eq!(t(&ck), t(&whole));
+        assert!(
+            Checkpoint::open_range(&outer, 1000, bytes.len() as u64, &Options::default()).is_err()
+        );
+    }
 }

@@ -75,6 +75,12 @@ pub struct ConvertArgs {
     /// Put this prefix in front of every tensor name.
     #[arg(long, value_name = "P")]
     pub add_prefix: Option<String>,
+    /// Shard the weights above this size (`5GB`, `500MB`, bytes).
+    #[arg(long, value_name = "SIZE", default_value = "5GB")]
+    pub max_shard_size: String,
+    /// keep | bf16 | fp16 | fp32: cast floating-point tensors.
+    #[arg(long, value_name = "DTYPE", default_value = "keep")]
+    pub dtype: String,
     /// Replace an existing output folder.
     #[arg(long)]
     pub force: bool,

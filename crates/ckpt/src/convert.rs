@@ -92,7 +92,22 @@ pub fn run(a: &ConvertArgs) -> Result<Outcome> {
         ),
         None => None,
     };
+    let max_shard_size = ckpt_convert::parse_size(&a.max_shard_size).with_context(|| {
+        format!(
+            "--max-shard-size {:?}: not a size like 5GB",
+            a.max_shard_size
+        )
+    })?;
+    let dtype = match a.dtype.as_str() {
+        "keep" => None,
+        "bf16" | "bfloat16" => Some(ckpt_torch::DType::BF16),
+        "fp16" | "float16" | "half" => Some(ckpt_torch::DType::F16),
+        "fp32" | "float32" | "float" => Some(ckpt_torch::DType::F32),
+        other => bail!("--dtype {other:?}: keep, bf16, fp16 or fp32"),
+    };
     let opts = ConvertOptions {
+        max_shard_size,
+        dtype,
         target,
         base_model,
         key: a.key.clone(),

@@ -214,3 +214,113 @@ fn a_base_model_id_comes_from_the_local_hf_cache_only() {
         .code(2)
         .stderr(predicates::str::contains("never downloads"));
 }
+
+fn header(path: &Path) -> Value {
+    let bytes = std::fs::read(path).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    serde_json::from_slice(&bytes[8..8 + n]).unwrap()
+}
+
+#[test]
+fn shards_and_an_index_above_the_shard_size() {
+    let tmp = tempfile::tempdir().unwrap();
+    let whole = tmp.path().join("whole");
+    let sharded = tmp.path().join("sharded");
+    for (out, extra) in [(&whole, None), (&sharded, Some("700B"))] {
+        let mut c = ckpt();
+        c.args([
+            "convert",
+            "examples/fsdp/epoch-001.pth",
+            "--to",
+            "safetensors",
+            "--output-dir",
+        ])
+        .arg(out);
+        if let Some(size) = extra {
+            c.args(["--max-shard-size", size]);
+        }
+        c.assert().success();
+    }
+    let index: Value = serde_json::from_str(
+        &std::fs::read_to_string(sharded.join("model.safetensors.index.json")).unwrap(),
+    )
+    .unwrap();
+    let map = index["weight_map"].as_object().unwrap();
+    let shards: std::collections::BTreeSet<&str> =
+        map.values().map(|v| v.as_str().unwrap()).collect();
+    assert!(shards.len() > 1, "{shards:?}");
+    assert!(
+        shards
+            .iter()
+            .all(|s| s.starts_with("model-000") && s.contains(&format!("-of-{:05}", shards.len())))
+    );
+    // the shards together hold exactly the tensors of the unsharded file, byte for byte
+    let mut got = BTreeMap::new();
+    for s in &shards {
+        let p = sharded.join(s);
+        assert!(header(&p).as_object().unwrap().len() > 1);
+        got.extend(tensors(&p, None));
+    }
+    assert_eq!(got, tensors(&whole.join("model.safetensors"), None));
+    let total: u64 = index["metadata"]["total_size"].as_u64().unwrap();
+    assert_eq!(total, 2368);
+    assert!(!sharded.join("model.safetensors").exists());
+}
+
+#[test]
+fn dtype_casts() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (flag, st, name) in [
+        ("bf16", "BF16", "bfloat16"),
+        ("fp16", "F16", "float16"),
+        ("fp32", "F32", "float32"),
+    ] {
+        let out = tmp.path().join(flag);
+        ckpt()
+            .args([
+                "convert",
+                "examples/fsdp/epoch-001.pth",
+                "--base-model",
+                "fixtures/convert/base_model",
+                "--dtype",
+                flag,
+                "--output-dir",
+            ])
+            .arg(&out)
+            .assert()
+            .success();
+        let h = header(&out.join("model.safetensors"));
+        for (k, v) in h.as_object().unwrap() {
+            if k != "__metadata__" {
+                assert_eq!(v["dtype"], st, "{k}");
+            }
+        }
+        let cfg: Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap())
+                .unwrap();
+        assert_eq!(cfg["dtype"], name);
+    }
+    // fp16 -> fp32 of values that are exact in fp16 round-trips bit for bit
+    let f16 = tmp.path().join("fp16/model.safetensors");
+    ckpt()
+        .arg("convert")
+        .arg(&f16)
+        .args(["--to", "safetensors", "--dtype", "fp32", "--output-dir"])
+        .arg(tmp.path().join("back"))
+        .assert()
+        .success();
+    ckpt()
+        .args([
+            "convert",
+            "--dtype",
+            "int8",
+            "examples/fsdp/epoch-001.pth",
+            "--to",
+            "safetensors",
+            "--output-dir",
+        ])
+        .arg(tmp.path().join("bad"))
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("keep, bf16, fp16 or fp32"));
+}
