@@ -463,6 +463,103 @@ pub fn write_lightning_checkpoint(path: &Path, tensors: &[SynthTensor]) -> io::R
     Ok(total)
 }
 
+/// The tensors of a GPT-2 language model (`transformer.wte/wpe`, `h.N.{ln_1,attn,ln_2,mlp}`,
+/// `ln_f`) of the given size, each name wrapped the way FSDP (`use_orig_params=True`) names
+/// them (`_fsdp_wrapped_module.` at the root and per block).
+pub fn gpt2_fsdp_tensors(
+    layers: usize,
+    hidden: u64,
+    vocab: u64,
+    positions: u64,
+) -> Vec<SynthTensor> {
+    let w = "_fsdp_wrapped_module.";
+    let t = |name: String, shape: Vec<u64>| SynthTensor {
+        name,
+        dtype: DType::F32,
+        shape,
+    };
+    let mut out = vec![
+        t(format!("{w}transformer.wte.weight"), vec![vocab, hidden]),
+        t(
+            format!("{w}transformer.wpe.weight"),
+            vec![positions, hidden],
+        ),
+    ];
+    for i in 0..layers {
+        let b = format!("{w}transformer.h.{i}.{w}");
+        out.push(t(format!("{b}ln_1.weight"), vec![hidden]));
+        out.push(t(format!("{b}ln_1.bias"), vec![hidden]));
+        out.push(t(
+            format!("{b}attn.c_attn.weight"),
+            vec![hidden, 3 * hidden],
+        ));
+        out.push(t(format!("{b}attn.c_attn.bias"), vec![3 * hidden]));
+        out.push(t(format!("{b}attn.c_proj.weight"), vec![hidden, hidden]));
+        out.push(t(format!("{b}attn.c_proj.bias"), vec![hidden]));
+        out.push(t(format!("{b}ln_2.weight"), vec![hidden]));
+        out.push(t(format!("{b}ln_2.bias"), vec![hidden]));
+        out.push(t(format!("{b}mlp.c_fc.weight"), vec![hidden, 4 * hidden]));
+        out.push(t(format!("{b}mlp.c_fc.bias"), vec![4 * hidden]));
+        out.push(t(format!("{b}mlp.c_proj.weight"), vec![4 * hidden, hidden]));
+        out.push(t(format!("{b}mlp.c_proj.bias"), vec![hidden]));
+    }
+    out.push(t(format!("{w}transformer.ln_f.weight"), vec![hidden]));
+    out.push(t(format!("{w}transformer.ln_f.bias"), vec![hidden]));
+    out
+}
+
+/// Write `{"model": OrderedDict(tensors), "epoch": 1, "step": 100}` as torch.save would: the
+/// shape of an FSDP training checkpoint.
+pub fn write_state_dict_checkpoint(path: &Path, tensors: &[SynthTensor]) -> io::Result<u64> {
+    let root = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "archive".into());
+    let mut w = Writer::new(2);
+    w.empty_dict();
+    w.mark();
+    w.str("model");
+    w.global("collections", "OrderedDict");
+    w.empty_tuple();
+    w.reduce();
+    w.mark();
+    for (i, t) in tensors.iter().enumerate() {
+        w.str(&t.name);
+        tensor_pickle(&mut w, &i.to_string(), t);
+    }
+    w.setitems();
+    w.str("epoch");
+    w.int(1);
+    w.str("step");
+    w.int(100);
+    w.setitems();
+    let pickle = w.finish();
+    let file = BufWriter::with_capacity(1 << 20, File::create(path)?);
+    let mut z = ZipWriter::new(file);
+    z.add(&format!("{root}/data.pkl"), &pickle)?;
+    z.add(&format!("{root}/byteorder"), b"little")?;
+    let chunk: Vec<u8> = (0..(1u32 << 20))
+        .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
+        .collect();
+    let mut total = pickle.len() as u64;
+    for (i, t) in tensors.iter().enumerate() {
+        let size = t.numel() * t.dtype.size();
+        total += size;
+        z.add_with(&format!("{root}/data/{i}"), size, &mut |w| {
+            let mut left = size;
+            while left > 0 {
+                let n = left.min(chunk.len() as u64) as usize;
+                w.write_all(&chunk[..n])?;
+                left -= n as u64;
+            }
+            Ok(())
+        })?;
+    }
+    z.add(&format!("{root}/version"), b"3\n")?;
+    z.finish()?;
+    Ok(total)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -149,11 +149,11 @@ impl Checkpoint {
     /// `std::io::copy` from a positioned handle (on Linux that becomes `copy_file_range` /
     /// `sendfile` when `out` is a file: no bytes pass through user space); anything else goes
     /// through bounded chunks.
-    pub fn copy_tensor(
+    pub fn copy_tensor<W: std::io::Write>(
         &self,
         t: &TensorRef,
         at: &str,
-        out: &mut dyn std::io::Write,
+        out: &mut W,
     ) -> Result<u64> {
         let (start, len) = self.tensor_range(t, at)?;
         let contiguous = is_contiguous(t) || t.dtype.elems_per_byte() > 1;
