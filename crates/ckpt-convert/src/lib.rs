@@ -35,7 +35,10 @@ pub enum Target {
     Safetensors,
 }
 
-#[derive(Debug, Clone)]
+/// Called as tensor bytes are written: (bytes written, bytes to write) for the current file.
+pub type Progress = std::sync::Arc<dyn Fn(u64, u64) + Send + Sync>;
+
+#[derive(Clone)]
 pub struct ConvertOptions {
     pub target: Target,
     /// The base model folder (config, tokenizer, generation config).
@@ -50,6 +53,22 @@ pub struct ConvertOptions {
     pub max_shard_size: u64,
     /// Cast floating-point tensors to this dtype (`--dtype bf16|fp16|fp32`); `None` keeps.
     pub dtype: Option<DType>,
+    /// Progress reports (the CLI draws a bar in bytes on a terminal).
+    pub progress: Option<Progress>,
+}
+
+impl std::fmt::Debug for ConvertOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConvertOptions")
+            .field("target", &self.target)
+            .field("base_model", &self.base_model)
+            .field("key", &self.key)
+            .field("max_shard_size", &self.max_shard_size)
+            .field("dtype", &self.dtype)
+            .field("force", &self.force)
+            .field("dry_run", &self.dry_run)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Parse `5GB`, `500MB`, `10KB`, `1024` (decimal units, as Hugging Face writes them; `GiB`
@@ -350,6 +369,7 @@ fn write_safetensors(
     tensors: &[Planned],
     path: &Path,
     cast: Option<DType>,
+    progress: &mut dyn FnMut(u64),
 ) -> Result<u64> {
     let io = |source| ConvertError::Io {
         path: path.to_path_buf(),
@@ -391,6 +411,7 @@ fn write_safetensors(
             f.write_all(&out).map_err(io)?;
             total += out.len() as u64;
         }
+        progress(out_nbytes(t, cast));
     }
     f.sync_all().map_err(io)?;
     Ok(total)
@@ -765,17 +786,34 @@ fn emit(
         path: tmp.clone(),
         source,
     })?;
+    let all: u64 = tensors
+        .iter()
+        .map(|(_, _, t)| out_nbytes(t, opts.dtype))
+        .sum();
+    let mut written: u64 = 0;
+    let mut tick = |n: u64| {
+        written += n;
+        if let Some(p) = &opts.progress {
+            p(written, all);
+        }
+    };
     let result = (|| {
         let shards = shard(tensors, opts.max_shard_size, opts.dtype);
         if shards.len() <= 1 {
-            write_safetensors(cks, tensors, &tmp.join("model.safetensors"), opts.dtype)?;
+            write_safetensors(
+                cks,
+                tensors,
+                &tmp.join("model.safetensors"),
+                opts.dtype,
+                &mut tick,
+            )?;
         } else {
             let n = shards.len();
             let mut weight_map = serde_json::Map::new();
             let mut total: u64 = 0;
             for (i, part) in shards.iter().enumerate() {
                 let file = format!("model-{:05}-of-{n:05}.safetensors", i + 1);
-                write_safetensors(cks, part, &tmp.join(&file), opts.dtype)?;
+                write_safetensors(cks, part, &tmp.join(&file), opts.dtype, &mut tick)?;
                 for (name, _, t) in part.iter() {
                     weight_map.insert(name.clone(), json!(file));
                     total += out_nbytes(t, opts.dtype);
@@ -880,6 +918,7 @@ mod tests {
             dry_run: false,
             max_shard_size: 5_000_000_000,
             dtype: None,
+            progress: None,
         };
         assert_eq!(
             rename(
@@ -929,6 +968,7 @@ mod flat_param_tests {
             dry_run: false,
             max_shard_size: 5_000_000_000,
             dtype: None,
+            progress: None,
         };
         let e = convert_file(&p, &out, &opts).unwrap_err();
         assert!(e.to_string().contains("flattened FSDP parameters"), "{e}");

@@ -105,7 +105,26 @@ pub fn run(a: &ConvertArgs) -> Result<Outcome> {
         "fp32" | "float32" | "float" => Some(ckpt_torch::DType::F32),
         other => bail!("--dtype {other:?}: keep, bf16, fp16 or fp32"),
     };
+    // A bar in bytes on stderr, only on a terminal.
+    let progress: Option<ckpt_convert::Progress> =
+        std::io::IsTerminal::is_terminal(&std::io::stderr()).then(|| {
+            std::sync::Arc::new(|done: u64, total: u64| {
+                const W: u64 = 30;
+                let filled = (done * W).checked_div(total).unwrap_or(W) as usize;
+                eprint!(
+                    "\r[{}{}] {} / {}\x1b[K",
+                    "#".repeat(filled),
+                    ".".repeat(W as usize - filled),
+                    human_bytes(done),
+                    human_bytes(total)
+                );
+                if done >= total {
+                    eprint!("\r\x1b[2K");
+                }
+            }) as ckpt_convert::Progress
+        });
     let opts = ConvertOptions {
+        progress,
         max_shard_size,
         dtype,
         target,
