@@ -44,6 +44,13 @@ fn hash_options(a: &HashArgs) -> HashOptions {
 pub fn hash(a: &HashArgs) -> Result<Outcome> {
     let inputs = identity::gather(&a.path, &hash_options(a))?;
     let id = identity::identity(&inputs);
+    let c = &id.components;
+    if c.architecture.is_none() && c.hyperparameters.is_none() && c.data.is_none() {
+        bail!(
+            "{}: nothing to identify: no state dict, no hyperparameters and no data UIDs found",
+            a.path.display()
+        );
+    }
     match a.format {
         OutputFormat::Json => {
             let mut s = serde_json::to_string_pretty(&id)?;
