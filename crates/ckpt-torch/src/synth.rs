@@ -294,6 +294,41 @@ fn tensor_pickle(w: &mut Writer, key: &str, t: &SynthTensor) {
     w.reduce();
 }
 
+/// Write a torch.save-style archive: `<root>/data.pkl`, `byteorder`, one `data/<i>` entry per
+/// storage filled with a cheap deterministic pattern, `version`. Returns pickle + data bytes.
+fn write_archive(
+    path: &Path,
+    root: &str,
+    pickle: &[u8],
+    storages: &[SynthTensor],
+) -> io::Result<u64> {
+    let file = BufWriter::with_capacity(1 << 20, File::create(path)?);
+    let mut z = ZipWriter::new(file);
+    z.add(&format!("{root}/data.pkl"), pickle)?;
+    z.add(&format!("{root}/byteorder"), b"little")?;
+    let mut total = pickle.len() as u64;
+    let chunk: Vec<u8> = (0..(1u32 << 20))
+        .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
+        .collect();
+    for (i, t) in storages.iter().enumerate() {
+        let size = t.numel() * t.dtype.size();
+        total += size;
+        z.add_with(&format!("{root}/data/{i}"), size, &mut |w| {
+            let mut left = size;
+            while left > 0 {
+                let n = left.min(chunk.len() as u64) as usize;
+                w.write_all(&chunk[..n])?;
+                left -= n as u64;
+            }
+            Ok(())
+        })?;
+    }
+    z.add(&format!("{root}/version"), b"3\n")?;
+    z.add(&format!("{root}/.data/serialization_id"), b"1234567890")?;
+    z.finish()?;
+    Ok(total)
+}
+
 /// Tensors of a model whose state dict has `n` weight tensors totalling about `bytes` bytes of
 /// float32 (plus small biases), named like a conv net's layers.
 pub fn model_tensors(n: usize, bytes: u64) -> Vec<SynthTensor> {
@@ -436,31 +471,7 @@ pub fn write_lightning_checkpoint(path: &Path, tensors: &[SynthTensor]) -> io::R
     w.setitems();
     let pickle = w.finish();
 
-    let file = BufWriter::with_capacity(1 << 20, File::create(path)?);
-    let mut z = ZipWriter::new(file);
-    z.add(&format!("{root}/data.pkl"), &pickle)?;
-    z.add(&format!("{root}/byteorder"), b"little")?;
-    let mut total = pickle.len() as u64;
-    let chunk: Vec<u8> = (0..(1u32 << 20))
-        .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
-        .collect();
-    for (i, t) in storages.iter().enumerate() {
-        let size = t.numel() * t.dtype.size();
-        total += size;
-        z.add_with(&format!("{root}/data/{i}"), size, &mut |w| {
-            let mut left = size;
-            while left > 0 {
-                let n = left.min(chunk.len() as u64) as usize;
-                w.write_all(&chunk[..n])?;
-                left -= n as u64;
-            }
-            Ok(())
-        })?;
-    }
-    z.add(&format!("{root}/version"), b"3\n")?;
-    z.add(&format!("{root}/.data/serialization_id"), b"1234567890")?;
-    z.finish()?;
-    Ok(total)
+    write_archive(path, &root, &pickle, &storages)
 }
 
 /// The tensors of a GPT-2 language model (`transformer.wte/wpe`, `h.N.{ln_1,attn,ln_2,mlp}`,
@@ -534,30 +545,7 @@ pub fn write_state_dict_checkpoint(path: &Path, tensors: &[SynthTensor]) -> io::
     w.int(100);
     w.setitems();
     let pickle = w.finish();
-    let file = BufWriter::with_capacity(1 << 20, File::create(path)?);
-    let mut z = ZipWriter::new(file);
-    z.add(&format!("{root}/data.pkl"), &pickle)?;
-    z.add(&format!("{root}/byteorder"), b"little")?;
-    let chunk: Vec<u8> = (0..(1u32 << 20))
-        .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
-        .collect();
-    let mut total = pickle.len() as u64;
-    for (i, t) in tensors.iter().enumerate() {
-        let size = t.numel() * t.dtype.size();
-        total += size;
-        z.add_with(&format!("{root}/data/{i}"), size, &mut |w| {
-            let mut left = size;
-            while left > 0 {
-                let n = left.min(chunk.len() as u64) as usize;
-                w.write_all(&chunk[..n])?;
-                left -= n as u64;
-            }
-            Ok(())
-        })?;
-    }
-    z.add(&format!("{root}/version"), b"3\n")?;
-    z.finish()?;
-    Ok(total)
+    write_archive(path, &root, &pickle, tensors)
 }
 
 #[cfg(test)]

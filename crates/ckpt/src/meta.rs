@@ -3,7 +3,6 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{Result, bail};
 use ckpt_meta::extract::{ExtraSources, Layout, build_sidecar, iso_time};
@@ -215,36 +214,6 @@ fn convert_one(job: &Job<'_>, ckpt: &Path, debug: &mut Vec<String>) -> Converted
     }
 }
 
-/// Run `f` over `items` on all cores; results come back in input order.
-fn parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let n = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(items.len().max(1));
-    let next = AtomicUsize::new(0);
-    let slots: Vec<Mutex<Option<R>>> = items.iter().map(|_| Mutex::new(None)).collect();
-    std::thread::scope(|s| {
-        for _ in 0..n {
-            s.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(item) = items.get(i) else { break };
-                    let r = f(item);
-                    if let Some(slot) = slots.get(i)
-                        && let Ok(mut g) = slot.lock()
-                    {
-                        *g = Some(r);
-                    }
-                }
-            });
-        }
-    });
-    slots
-        .into_iter()
-        .filter_map(|m| m.into_inner().ok().flatten())
-        .collect()
-}
-
 pub fn convert_legacy(a: &ConvertLegacyArgs) -> Result<Outcome> {
     let (files, outputs) = discover(&a.target)?;
     let cache = ConfigCache::default();
@@ -267,7 +236,7 @@ pub fn convert_legacy(a: &ConvertLegacyArgs) -> Result<Outcome> {
             }
         ),
     );
-    let results = parallel(&files, |f| {
+    let results = ckpt_catalog::par::map(&files, |f| {
         let mut debug = Vec::new();
         let r = convert_one(&job, f, &mut debug);
         (r, debug)
@@ -395,7 +364,7 @@ fn validate_one(ckpt: &Path) -> Verdict {
 
 pub fn validate(a: &ValidateArgs) -> Result<Outcome> {
     let (files, _) = discover(&a.target)?;
-    let verdicts = parallel(&files, |f| validate_one(f));
+    let verdicts = ckpt_catalog::par::map(&files, |f| validate_one(f));
     let all_valid = verdicts.iter().all(|v| v.status == "valid");
     match a.format {
         OutputFormat::Json => {

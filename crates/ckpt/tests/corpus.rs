@@ -7,7 +7,7 @@ mod common;
 
 use std::path::PathBuf;
 
-use common::{ckpt, dump_matches, json_files, root};
+use common::{ckpt, copy_tree, dump_matches, json_files, root};
 
 fn corpus() -> Option<PathBuf> {
     let dir = std::env::var_os("CKPT_CORPUS")
@@ -137,24 +137,6 @@ fn scan_verdicts_on_the_corpus() {
     assert!(checked >= 60, "only {checked} files scanned");
     // some bad files are unreadable, so the exit code is 2
     assert_eq!(out.status.code(), Some(2));
-}
-
-/// Copy a folder tree (files and folders only), making files writable.
-fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap().flatten() {
-        let p = e.path();
-        let dest = to.join(e.file_name());
-        if p.is_dir() {
-            copy_tree(&p, &dest);
-        } else {
-            std::fs::copy(&p, &dest).unwrap();
-            let mut perm = std::fs::metadata(&dest).unwrap().permissions();
-            #[allow(clippy::permissions_set_readonly_false)]
-            perm.set_readonly(false);
-            std::fs::set_permissions(&dest, perm).unwrap();
-        }
-    }
 }
 
 fn yaml_of(p: &std::path::Path) -> serde_json::Value {

@@ -6,22 +6,9 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{ckpt, root};
+use common::{ckpt, copy_tree, root};
 use predicates::prelude::*;
 use serde_json::Value;
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap().flatten() {
-        let p = e.path();
-        let dest = to.join(e.file_name());
-        if p.is_dir() {
-            copy_tree(&p, &dest);
-        } else {
-            std::fs::copy(&p, &dest).unwrap();
-        }
-    }
-}
 
 /// A temporary outputs dir holding a copy of `examples/<name>` for each name.
 fn outputs(names: &[&str]) -> (tempfile::TempDir, PathBuf) {

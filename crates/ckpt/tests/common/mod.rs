@@ -140,3 +140,22 @@ pub fn json_files(dir: &Path) -> Vec<PathBuf> {
     out.sort();
     out
 }
+
+/// Copy a folder tree (files and folders), making the copies writable (the corpus is
+/// read-only).
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let p = e.path();
+        let dest = to.join(e.file_name());
+        if p.is_dir() {
+            copy_tree(&p, &dest);
+        } else {
+            std::fs::copy(&p, &dest).unwrap();
+            let mut perm = std::fs::metadata(&dest).unwrap().permissions();
+            #[allow(clippy::permissions_set_readonly_false)]
+            perm.set_readonly(false);
+            std::fs::set_permissions(&dest, perm).unwrap();
+        }
+    }
+}
