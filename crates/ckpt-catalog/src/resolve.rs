@@ -651,15 +651,18 @@ pub fn resolve(r: &Resolve<'_>, warnings: &mut Vec<String>) -> Resolved {
             .and_then(|f| f.value.as_str())
     });
     // 1. sidecar
-    if c.kind == Kind::File
-        && let Some(scp) = find_sidecar(&c.path, r.seen)
-        && let Err(err) = ckpt_meta::sidecar::Sidecar::read(&scp)
-    {
-        warnings.push(format!("sidecar skipped: {err}"));
-    }
-    if c.kind == Kind::File
-        && let Some(sc) = read_sidecar(&c.path, r.seen)
-    {
+    // Read once: an unreadable sidecar is a warning, a readable one a source.
+    let sidecar = match (c.kind, find_sidecar(&c.path, r.seen)) {
+        (Kind::File, Some(scp)) => match ckpt_meta::sidecar::Sidecar::read(&scp) {
+            Ok(sc) => Some(sc.value),
+            Err(err) => {
+                warnings.push(format!("sidecar skipped: {err}"));
+                None
+            }
+        },
+        _ => None,
+    };
+    if let Some(sc) = sidecar {
         let problems = ckpt_meta::schema::validate(&sc);
         // A partial sidecar (no fingerprint, missing sections) still says what it says; one
         // with wrong types or a newer schema says nothing we can trust.

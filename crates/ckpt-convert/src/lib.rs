@@ -617,22 +617,49 @@ pub fn convert_file(input: &Path, output: &Path, opts: &ConvertOptions) -> Resul
     let ck = Checkpoint::open(input)?;
     let (sd_key, sd) = find_state_dict(&ck, opts.key.as_deref())?;
     let (raw, other) = collect_file(&ck, sd);
-    let stripped = stripped_prefixes(raw.iter().map(|(n, _, _)| n.as_str()));
-    let cks = vec![ck];
-    let (tensors, tied) = finish_plan(raw, &cks, input, opts, tie)?;
-    let report = Converted {
-        input: input.display().to_string(),
-        output: output.display().to_string(),
+    let source = Source {
+        input,
+        cks: vec![ck],
+        raw,
+        other,
         state_dict_key: sd_key,
+    };
+    plan_and_emit(source, output, opts, base_cfg.as_ref(), tie)
+}
+
+/// What one conversion reads: the checkpoints tensors come from, the tensors as found, the
+/// non-tensor entries.
+struct Source<'p> {
+    input: &'p Path,
+    cks: Vec<Checkpoint>,
+    raw: Vec<Planned>,
+    other: Vec<String>,
+    state_dict_key: String,
+}
+
+/// Shared by files and DCP directories: plan the tensors, report, write.
+fn plan_and_emit(
+    src: Source<'_>,
+    output: &Path,
+    opts: &ConvertOptions,
+    base_cfg: Option<&Value>,
+    tie: bool,
+) -> Result<Converted> {
+    let stripped = stripped_prefixes(src.raw.iter().map(|(n, _, _)| n.as_str()));
+    let (tensors, tied) = finish_plan(src.raw, &src.cks, src.input, opts, tie)?;
+    let report = Converted {
+        input: src.input.display().to_string(),
+        output: output.display().to_string(),
+        state_dict_key: src.state_dict_key,
         tensors: tensors.len(),
-        bytes: tensors.iter().map(|(_, _, t)| t.nbytes()).sum(),
+        bytes: 0, // filled by `emit` (it depends on --dtype)
         tied,
         stripped_prefixes: stripped,
-        other_keys: other,
+        other_keys: src.other,
         missing_keys: Vec::new(),
         unexpected_keys: Vec::new(),
     };
-    emit(&cks, &tensors, output, opts, base_cfg.as_ref(), report)
+    emit(&src.cks, &tensors, output, opts, base_cfg, report)
 }
 
 /// Convert a `torch.distributed.checkpoint` directory (`.metadata` + `*.distcp`): each
@@ -724,21 +751,14 @@ pub fn convert_dcp(dir: &Path, output: &Path, opts: &ConvertOptions) -> Result<C
             }
         }
     }
-    let stripped = stripped_prefixes(raw.iter().map(|(n, _, _)| n.as_str()));
-    let (tensors, tied) = finish_plan(raw, &cks, dir, opts, tie)?;
-    let report = Converted {
-        input: dir.display().to_string(),
-        output: output.display().to_string(),
+    let source = Source {
+        input: dir,
+        cks,
+        raw,
+        other,
         state_dict_key: sd_key,
-        tensors: tensors.len(),
-        bytes: tensors.iter().map(|(_, _, t)| t.nbytes()).sum(),
-        tied,
-        stripped_prefixes: stripped,
-        other_keys: other,
-        missing_keys: Vec::new(),
-        unexpected_keys: Vec::new(),
     };
-    emit(&cks, &tensors, output, opts, base_cfg.as_ref(), report)
+    plan_and_emit(source, output, opts, base_cfg.as_ref(), tie)
 }
 
 /// Write the output folder: into a temporary folder beside the target, renamed into place

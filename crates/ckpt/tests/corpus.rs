@@ -530,26 +530,7 @@ fn prune_on_dbnet_hparams() {
         .assert()
         .success();
     let ck = dir.join("checkpoints");
-    let run = |yes: bool| {
-        let mut cmd = ckpt();
-        cmd.args([
-            "prune",
-            "--no-cache",
-            "--keep-top",
-            "1",
-            "--monitor",
-            "val/hmean",
-            "--mode",
-            "max",
-            "--format",
-            "json",
-        ]);
-        if yes {
-            cmd.arg("--yes");
-        }
-        let o = cmd.arg(&dir).assert().success();
-        serde_json::from_slice::<serde_json::Value>(&o.get_output().stdout).unwrap()
-    };
+    let run = |yes: bool| common::prune_top1_hmean(&dir, yes);
     let plan = run(false);
     let del: Vec<String> = plan["plan"]["decisions"]
         .as_array()

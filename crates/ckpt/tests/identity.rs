@@ -175,26 +175,7 @@ fn prune_plans_then_deletes_only_what_it_said() {
         .arg(&dir)
         .assert()
         .success();
-    let prune = |yes: bool| {
-        let mut c = ckpt();
-        c.args([
-            "prune",
-            "--no-cache",
-            "--keep-top",
-            "1",
-            "--monitor",
-            "val/hmean",
-            "--mode",
-            "max",
-            "--format",
-            "json",
-        ]);
-        if yes {
-            c.arg("--yes");
-        }
-        let o = c.arg(&dir).assert().success();
-        serde_json::from_slice::<Value>(&o.get_output().stdout).unwrap()
-    };
+    let prune = |yes: bool| common::prune_top1_hmean(&dir, yes);
     let plan = prune(false);
     let del: Vec<&str> = plan["plan"]["decisions"]
         .as_array()

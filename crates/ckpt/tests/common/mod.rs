@@ -159,3 +159,25 @@ pub fn copy_tree(from: &Path, to: &Path) {
         }
     }
 }
+
+/// `ckpt prune --keep-top 1 --monitor val/hmean --mode max --format json DIR [--yes]`.
+pub fn prune_top1_hmean(dir: &Path, yes: bool) -> Value {
+    let mut cmd = ckpt();
+    cmd.args([
+        "prune",
+        "--no-cache",
+        "--keep-top",
+        "1",
+        "--monitor",
+        "val/hmean",
+        "--mode",
+        "max",
+        "--format",
+        "json",
+    ]);
+    if yes {
+        cmd.arg("--yes");
+    }
+    let o = cmd.arg(dir).assert().success();
+    serde_json::from_slice(&o.get_output().stdout).unwrap()
+}
