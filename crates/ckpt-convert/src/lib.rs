@@ -17,6 +17,9 @@
 //!    renamed into place when complete.
 
 mod cast;
+mod dcp;
+
+pub use dcp::convert_dcp;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
@@ -48,6 +51,12 @@ pub struct ConvertOptions {
     pub strip_prefix: Vec<String>,
     pub add_prefix: Option<String>,
     pub force: bool,
+    /// Flush the output to disk (files, the folder, its parent) before and after the rename
+    /// into place. Without it the rename still makes an interrupted *process* leave no half
+    /// folder, as `cp`, `save_file` and `save_pretrained` do; with it the folder also survives a
+    /// power loss. Replacing an existing folder (`force`) always flushes, since the old folder
+    /// is removed right after.
+    pub sync: bool,
     pub dry_run: bool,
     /// Largest shard in bytes; above it, `model-0000N-of-0000M.safetensors` + an index.
     pub max_shard_size: u64,
@@ -66,6 +75,7 @@ impl std::fmt::Debug for ConvertOptions {
             .field("max_shard_size", &self.max_shard_size)
             .field("dtype", &self.dtype)
             .field("force", &self.force)
+            .field("sync", &self.sync)
             .field("dry_run", &self.dry_run)
             .finish_non_exhaustive()
     }
@@ -265,8 +275,33 @@ fn read_base_config(base: Option<&Path>) -> Option<Value> {
     serde_json::from_str(&text).ok()
 }
 
-/// A tensor to write: its output name, which source checkpoint holds it, and where.
-type Planned = (String, usize, TensorRef);
+/// A tensor to write: its output name, its dtype and shape (`t`), and where its bytes are.
+#[derive(Debug, Clone)]
+struct Planned {
+    name: String,
+    t: TensorRef,
+    from: From,
+}
+
+/// Where a planned tensor's bytes come from.
+#[derive(Debug, Clone)]
+enum From {
+    /// `t` itself, in the source checkpoint with this index.
+    One(usize),
+    /// A DCP tensor sharded across ranks: its chunks, which tile it exactly; `t` only carries
+    /// the global shape and dtype.
+    Chunks(Vec<dcp::Chunk>),
+}
+
+impl Planned {
+    fn one(name: String, src: usize, t: TensorRef) -> Self {
+        Planned {
+            name,
+            t,
+            from: From::One(src),
+        }
+    }
+}
 
 /// The state dict's entries: tensors as (name, source 0, tensor) and the non-tensor names.
 fn collect_file(ck: &Checkpoint, sd: NodeId) -> (Vec<Planned>, Vec<String>) {
@@ -276,7 +311,7 @@ fn collect_file(ck: &Checkpoint, sd: NodeId) -> (Vec<Planned>, Vec<String>) {
     for (k, v) in doc.dict(sd).unwrap_or(&[]) {
         let name = ckpt_torch::pyrepr::key_str(doc, *k);
         match doc.view(*v) {
-            View::Tensor(t) => raw.push((name, 0, t.clone())),
+            View::Tensor(t) => raw.push(Planned::one(name, 0, t.clone())),
             _ => other.push(name),
         }
     }
@@ -292,8 +327,8 @@ fn finish_plan(
     opts: &ConvertOptions,
     tie: bool,
 ) -> Result<(Vec<Planned>, Vec<String>)> {
-    let mut out: BTreeMap<String, (usize, TensorRef)> = BTreeMap::new();
-    for (name, src, t) in raw {
+    let mut out: BTreeMap<String, Planned> = BTreeMap::new();
+    for Planned { name, t, from } in raw {
         if name.ends_with("_flat_param") || name.contains("_flat_param.") {
             return Err(ConvertError::FlatParam {
                 path: path.to_path_buf(),
@@ -307,7 +342,12 @@ fn finish_plan(
             });
         }
         let new = rename(&name, opts);
-        if out.insert(new.clone(), (src, t)).is_some() {
+        let planned = Planned {
+            name: new.clone(),
+            t,
+            from,
+        };
+        if out.insert(new.clone(), planned).is_some() {
             return Err(ConvertError::Collision {
                 path: path.to_path_buf(),
                 name: new,
@@ -319,9 +359,6 @@ fn finish_plan(
     // dtype and bytes as the input embedding.
     let mut tied = Vec::new();
     if tie {
-        let sha = |src: usize, t: &TensorRef, n: &str| {
-            cks.get(src).and_then(|c| c.tensor_sha256(t, n).ok())
-        };
         let heads: Vec<String> = out
             .keys()
             .filter(|n| *n == "lm_head.weight" || n.ends_with(".lm_head.weight"))
@@ -333,18 +370,12 @@ fn finish_plan(
             .cloned()
             .collect();
         for h in heads {
-            let Some((hs, ht)) = out.get(&h) else {
+            let Some(head) = out.get(&h) else {
                 continue;
             };
-            let same = embeddings.iter().any(|e| {
-                let Some((es, et)) = out.get(e) else {
-                    return false;
-                };
-                if es == hs && view_key(ht).is_some() && view_key(ht) == view_key(et) {
-                    return true;
-                }
-                et.shape == ht.shape && et.dtype == ht.dtype && sha(*es, et, e) == sha(*hs, ht, &h)
-            });
+            let same = embeddings
+                .iter()
+                .any(|e| out.get(e).is_some_and(|emb| same_bytes(cks, head, emb)));
             if same {
                 tied.push(h);
             }
@@ -354,7 +385,37 @@ fn finish_plan(
         }
     }
     tied.sort();
-    Ok((out.into_iter().map(|(n, (s, t))| (n, s, t)).collect(), tied))
+    Ok((out.into_values().collect(), tied))
+}
+
+/// Whether two planned tensors hold the same values: one storage viewed alike, or equal
+/// shape, dtype and bytes (chunk by chunk for sharded DCP tensors, which must then be
+/// sharded alike).
+fn same_bytes(cks: &[Checkpoint], a: &Planned, b: &Planned) -> bool {
+    if a.t.shape != b.t.shape || a.t.dtype != b.t.dtype {
+        return false;
+    }
+    let sha =
+        |src: usize, t: &TensorRef, n: &str| cks.get(src).and_then(|c| c.tensor_sha256(t, n).ok());
+    match (&a.from, &b.from) {
+        (From::One(x), From::One(y)) => {
+            if x == y && view_key(&a.t).is_some() && view_key(&a.t) == view_key(&b.t) {
+                return true;
+            }
+            let ha = sha(*x, &a.t, &a.name);
+            ha.is_some() && ha == sha(*y, &b.t, &b.name)
+        }
+        (From::Chunks(ca), From::Chunks(cb)) => {
+            ca.len() == cb.len()
+                && ca.iter().zip(cb).all(|(p, q)| {
+                    p.offsets == q.offsets && p.t.shape == q.t.shape && {
+                        let hp = sha(p.src, &p.t, &a.name);
+                        hp.is_some() && hp == sha(q.src, &q.t, &b.name)
+                    }
+                })
+        }
+        _ => false,
+    }
 }
 
 /// Write `tensors` as a safetensors file (header padded to 8 bytes, metadata
@@ -378,7 +439,7 @@ fn write_safetensors(
     let mut header = serde_json::Map::new();
     header.insert("__metadata__".into(), json!({"format": "pt"}));
     let mut offset: u64 = 0;
-    for (name, _, t) in tensors {
+    for Planned { name, t, .. } in tensors {
         let n = out_nbytes(t, cast);
         header.insert(
             name.clone(),
@@ -399,21 +460,47 @@ fn write_safetensors(
         .map_err(io)?;
     f.write_all(text.as_bytes()).map_err(io)?;
     let mut total = 0;
-    for (name, src, t) in tensors {
-        let Some(ck) = cks.get(*src) else { continue };
-        let to = cast::target_dtype(t.dtype, cast);
-        if to == t.dtype {
-            total += ck.copy_tensor(t, name, &mut f)?;
-        } else {
-            // A cast goes through memory, one tensor at a time.
-            let bytes = ck.read_tensor(t, name)?;
-            let out = cast::convert(&bytes, t.dtype, to);
-            f.write_all(&out).map_err(io)?;
-            total += out.len() as u64;
-        }
-        progress(out_nbytes(t, cast));
+    for p in tensors {
+        let to = cast::target_dtype(p.t.dtype, cast);
+        total += match &p.from {
+            From::One(src) => {
+                let ck = cks.get(*src).ok_or_else(|| ConvertError::Io {
+                    path: path.to_path_buf(),
+                    source: std::io::Error::other("internal: no such source checkpoint"),
+                })?;
+                write_one(ck, &p.t, &p.name, to, &mut f, path)?
+            }
+            From::Chunks(chunks) => {
+                dcp::write_chunks(cks, &p.t, chunks, &p.name, to, &mut f, path)?
+            }
+        };
+        progress(out_nbytes(&p.t, cast));
     }
-    f.sync_all().map_err(io)?;
+    Ok(total)
+}
+
+/// Append one tensor to `f` as `to`: a byte-range copy when no cast is needed (in-kernel for
+/// contiguous tensors), else a streamed cast through a bounded buffer. Returns bytes written.
+fn write_one(
+    ck: &Checkpoint,
+    t: &TensorRef,
+    name: &str,
+    to: DType,
+    f: &mut std::fs::File,
+    path: &Path,
+) -> Result<u64> {
+    if to == t.dtype {
+        return Ok(ck.copy_tensor(t, name, f)?);
+    }
+    let mut total = 0u64;
+    ck.stream_tensor(t, name, &mut |chunk| {
+        let out = cast::convert(chunk, t.dtype, to);
+        total += out.len() as u64;
+        f.write_all(&out).map_err(|source| ckpt_torch::Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })
+    })?;
     Ok(total)
 }
 
@@ -424,7 +511,7 @@ fn shard(tensors: &[Planned], max: u64, cast: Option<DType>) -> Vec<Vec<Planned>
     let mut cur: Vec<Planned> = Vec::new();
     let mut size = 0u64;
     for t in tensors {
-        let n = out_nbytes(&t.2, cast);
+        let n = out_nbytes(&t.t, cast);
         if !cur.is_empty() && size.saturating_add(n) > max {
             out.push(std::mem::take(&mut cur));
             size = 0;
@@ -561,7 +648,7 @@ fn write_hf_files(base: &Path, out: &Path, cfg: Option<&Value>, dtype: Option<&s
 /// The dtype transformers records for the weights: the one holding most elements.
 fn dominant_dtype(tensors: &[Planned]) -> Option<&'static str> {
     let mut by: HashMap<DType, u64> = HashMap::new();
-    for (_, _, t) in tensors {
+    for Planned { t, .. } in tensors {
         *by.entry(t.dtype).or_default() += t.numel();
     }
     by.into_iter()
@@ -645,7 +732,7 @@ fn plan_and_emit(
     base_cfg: Option<&Value>,
     tie: bool,
 ) -> Result<Converted> {
-    let stripped = stripped_prefixes(src.raw.iter().map(|(n, _, _)| n.as_str()));
+    let stripped = stripped_prefixes(src.raw.iter().map(|p| p.name.as_str()));
     let (tensors, tied) = finish_plan(src.raw, &src.cks, src.input, opts, tie)?;
     let report = Converted {
         input: src.input.display().to_string(),
@@ -662,105 +749,6 @@ fn plan_and_emit(
     emit(&src.cks, &tensors, output, opts, base_cfg, report)
 }
 
-/// Convert a `torch.distributed.checkpoint` directory (`.metadata` + `*.distcp`): each
-/// tensor's chunk is a torch.save archive inside a `.distcp` file at the offset `.metadata`
-/// records, read in place.
-pub fn convert_dcp(dir: &Path, output: &Path, opts: &ConvertOptions) -> Result<Converted> {
-    let (base_cfg, tie) = prepare(output, opts)?;
-    let meta_path = dir.join(".metadata");
-    let meta = Checkpoint::open(&meta_path)?;
-    let doc = &meta.doc;
-    let root = doc.root();
-    let bad = |detail: String| ConvertError::Dcp {
-        path: meta_path.clone(),
-        detail,
-    };
-    let sdm = doc
-        .at_path(root, "state_dict_metadata")
-        .and_then(|id| doc.dict(id))
-        .ok_or_else(|| bad("no state_dict_metadata".into()))?;
-    let storage = doc
-        .at_path(root, "storage_data")
-        .and_then(|id| doc.dict(id))
-        .ok_or_else(|| bad("no storage_data".into()))?;
-    // fqn -> every (relative path, offset, length) of its chunks
-    let mut chunks: HashMap<String, Vec<(String, u64, u64)>> = HashMap::new();
-    for (k, v) in storage {
-        let (Some(fqn), Some(rel), Some(off), Some(len)) = (
-            doc.at_path(*k, "fqn").and_then(|x| doc.as_str(x)),
-            doc.at_path(*v, "relative_path").and_then(|x| doc.as_str(x)),
-            doc.at_path(*v, "offset").and_then(|x| doc.as_i64(x)),
-            doc.at_path(*v, "length").and_then(|x| doc.as_i64(x)),
-        ) else {
-            continue;
-        };
-        let (Ok(off), Ok(len)) = (u64::try_from(off), u64::try_from(len)) else {
-            return Err(bad(format!("{fqn}: negative offset or length")));
-        };
-        if rel.contains("..") || rel.starts_with('/') {
-            return Err(bad(format!(
-                "{fqn}: storage path {rel:?} leaves the directory"
-            )));
-        }
-        chunks
-            .entry(fqn.to_owned())
-            .or_default()
-            .push((rel.to_owned(), off, len));
-    }
-    let mut cks: Vec<Checkpoint> = Vec::new();
-    let mut raw: Vec<Planned> = Vec::new();
-    let mut other = Vec::new();
-    for (k, v) in sdm {
-        let Some(fqn) = doc.as_str(*k) else { continue };
-        let is_tensor =
-            matches!(doc.view(*v), View::Object(o) if o.class.ends_with("TensorStorageMetadata"));
-        if !is_tensor {
-            other.push(fqn.to_owned());
-            continue;
-        }
-        let parts = chunks.get(fqn).map(Vec::as_slice).unwrap_or(&[]);
-        let [(rel, off, len)] = parts else {
-            return Err(bad(format!(
-                "{fqn} is stored in {} chunks; reassembling tensors sharded across ranks is not supported yet",
-                parts.len()
-            )));
-        };
-        let ck =
-            Checkpoint::open_range(dir.join(rel), *off, *len, &ckpt_torch::Options::default())?;
-        let View::Tensor(t) = ck.doc.view(ck.doc.root()) else {
-            return Err(bad(format!("{fqn}: its chunk does not hold a tensor")));
-        };
-        raw.push((fqn.to_owned(), cks.len(), t.clone()));
-        cks.push(ck);
-    }
-    // `{"model": state_dict}` saves as `model.<name>`: drop that leading component.
-    let first: Vec<&str> = raw
-        .iter()
-        .filter_map(|(n, _, _)| n.split('.').next())
-        .collect();
-    let mut sd_key = String::new();
-    if let Some(f) = first.first()
-        && first.iter().all(|x| x == f)
-        && CANDIDATE_KEYS.contains(f)
-    {
-        sd_key = (*f).to_owned();
-        let prefix = format!("{f}.");
-        for (n, _, _) in &mut raw {
-            if let Some(rest) = n.strip_prefix(&prefix) {
-                *n = rest.to_owned();
-            }
-        }
-    }
-    let source = Source {
-        input: dir,
-        cks,
-        raw,
-        other,
-        state_dict_key: sd_key,
-    };
-    plan_and_emit(source, output, opts, base_cfg.as_ref(), tie)
-}
-
 /// Write the output folder: into a temporary folder beside the target, renamed into place
 /// when complete (an existing target is replaced only with --force, and only then).
 fn emit(
@@ -772,15 +760,12 @@ fn emit(
     report: Converted,
 ) -> Result<Converted> {
     let mut report = report;
-    report.bytes = tensors
-        .iter()
-        .map(|(_, _, t)| out_nbytes(t, opts.dtype))
-        .sum();
+    report.bytes = tensors.iter().map(|p| out_nbytes(&p.t, opts.dtype)).sum();
     if let Some(b) = &opts.base_model
         && let Some(names) = base_weight_names(b)
     {
         let have: std::collections::BTreeSet<&str> =
-            tensors.iter().map(|(n, _, _)| n.as_str()).collect();
+            tensors.iter().map(|p| p.name.as_str()).collect();
         let want: std::collections::BTreeSet<&str> = names.iter().map(String::as_str).collect();
         report.missing_keys = want.difference(&have).map(|s| (*s).to_owned()).collect();
         report.unexpected_keys = have.difference(&want).map(|s| (*s).to_owned()).collect();
@@ -806,10 +791,7 @@ fn emit(
         path: tmp.clone(),
         source,
     })?;
-    let all: u64 = tensors
-        .iter()
-        .map(|(_, _, t)| out_nbytes(t, opts.dtype))
-        .sum();
+    let all: u64 = tensors.iter().map(|p| out_nbytes(&p.t, opts.dtype)).sum();
     let mut written: u64 = 0;
     let mut tick = |n: u64| {
         written += n;
@@ -834,9 +816,9 @@ fn emit(
             for (i, part) in shards.iter().enumerate() {
                 let file = format!("model-{:05}-of-{n:05}.safetensors", i + 1);
                 write_safetensors(cks, part, &tmp.join(&file), opts.dtype, &mut tick)?;
-                for (name, _, t) in part.iter() {
-                    weight_map.insert(name.clone(), json!(file));
-                    total += out_nbytes(t, opts.dtype);
+                for p in part {
+                    weight_map.insert(p.name.clone(), json!(file));
+                    total += out_nbytes(&p.t, opts.dtype);
                 }
             }
             let index = json!({"metadata": {"total_size": total}, "weight_map": weight_map});
@@ -860,7 +842,13 @@ fn emit(
                 .or_else(|| dominant_dtype(tensors));
             write_hf_files(b, &tmp, base_cfg, dt)?;
         }
-        if output.exists() {
+        let replacing = output.exists();
+        if opts.sync || replacing {
+            // The old folder is removed right after the rename: the new one must be on disk
+            // first, or a power loss in between would leave the user with neither.
+            sync_folder(&tmp)?;
+        }
+        if replacing {
             // --force: the old folder goes only once the new one is complete.
             let old = parent.join(format!(".{name}.old-{}", std::process::id()));
             std::fs::rename(output, &old).map_err(|source| ConvertError::Io {
@@ -871,12 +859,16 @@ fn emit(
                 path: output.to_path_buf(),
                 source,
             })?;
+            sync_dir(parent)?;
             let _ = std::fs::remove_dir_all(&old);
         } else {
             std::fs::rename(&tmp, output).map_err(|source| ConvertError::Io {
                 path: output.to_path_buf(),
                 source,
             })?;
+            if opts.sync {
+                sync_dir(parent)?;
+            }
         }
         Ok(())
     })();
@@ -884,6 +876,33 @@ fn emit(
         let _ = std::fs::remove_dir_all(&tmp);
     }
     result.map(|()| report)
+}
+
+/// Flush every file of a freshly written (flat) folder and then the folder itself.
+fn sync_folder(dir: &Path) -> Result<()> {
+    let io = |path: &Path, source| ConvertError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    for e in std::fs::read_dir(dir).map_err(|e| io(dir, e))? {
+        let p = e.map_err(|e| io(dir, e))?.path();
+        if p.is_file() {
+            std::fs::File::open(&p)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| io(&p, e))?;
+        }
+    }
+    sync_dir(dir)
+}
+
+/// Flush a folder's entries (a rename into it, a file created in it).
+fn sync_dir(dir: &Path) -> Result<()> {
+    std::fs::File::open(dir)
+        .and_then(|f| f.sync_all())
+        .map_err(|source| ConvertError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })
 }
 
 /// A base model given as a folder, or a model id found in the local Hugging Face cache
@@ -935,6 +954,7 @@ mod tests {
             strip_prefix: vec!["model.".into()],
             add_prefix: Some("x.".into()),
             force: false,
+            sync: false,
             dry_run: false,
             max_shard_size: 5_000_000_000,
             dtype: None,
@@ -985,6 +1005,7 @@ mod flat_param_tests {
             strip_prefix: vec![],
             add_prefix: None,
             force: false,
+            sync: false,
             dry_run: false,
             max_shard_size: 5_000_000_000,
             dtype: None,

@@ -105,7 +105,8 @@ pub struct Checkpoint {
     /// The other pickles of a legacy stream (magic, protocol, sys_info, storage keys), kept
     /// so a security scan sees every global in the file.
     pub aux_pickles: Vec<(String, ckpt_pickle::Pickle)>,
-    pub(crate) file: File,
+    /// Shared with the other chunks of a DCP file opened through `open_range_in`.
+    pub(crate) file: std::sync::Arc<File>,
     /// Where the checkpoint starts in `file` (non-zero for a chunk inside a DCP file).
     pub(crate) base: u64,
     pub(crate) storages: StorageIndex,
@@ -120,7 +121,7 @@ impl Checkpoint {
     }
 
     pub fn open_with(path: impl AsRef<Path>, opts: &Options) -> Result<Checkpoint> {
-        Self::open_window(path.as_ref(), None, opts)
+        Self::open_window(path.as_ref(), None, opts, None)
     }
 
     /// Open a checkpoint stored inside a larger file, at `offset` for `len` bytes (each chunk
@@ -132,16 +133,36 @@ impl Checkpoint {
         len: u64,
         opts: &Options,
     ) -> Result<Checkpoint> {
-        Self::open_window(path.as_ref(), Some((offset, len)), opts)
+        Self::open_window(path.as_ref(), Some((offset, len)), opts, None)
     }
 
-    fn open_window(path: &Path, window: Option<(u64, u64)>, opts: &Options) -> Result<Checkpoint> {
+    /// `open_range` on a file already open: the thousands of chunks of a large DCP checkpoint
+    /// share one descriptor per `.distcp` file instead of one each.
+    pub fn open_range_in(
+        file: std::sync::Arc<File>,
+        path: impl AsRef<Path>,
+        offset: u64,
+        len: u64,
+        opts: &Options,
+    ) -> Result<Checkpoint> {
+        Self::open_window(path.as_ref(), Some((offset, len)), opts, Some(file))
+    }
+
+    fn open_window(
+        path: &Path,
+        window: Option<(u64, u64)>,
+        opts: &Options,
+        file: Option<std::sync::Arc<File>>,
+    ) -> Result<Checkpoint> {
         let path = path.to_path_buf();
         let io = |source| Error::Io {
             path: path.clone(),
             source,
         };
-        let file = File::open(&path).map_err(io)?;
+        let file = match file {
+            Some(f) => f,
+            None => std::sync::Arc::new(File::open(&path).map_err(io)?),
+        };
         let meta = file.metadata().map_err(io)?;
         if meta.is_dir() {
             return Err(Error::NotACheckpoint {
@@ -270,7 +291,7 @@ impl Checkpoint {
             path: path.to_path_buf(),
             detail: e.to_string(),
         };
-        let reader = self.file.try_clone().map_err(|source| Error::Io {
+        let reader = (*self.file).try_clone().map_err(|source| Error::Io {
             path: self.path.clone(),
             source,
         })?;

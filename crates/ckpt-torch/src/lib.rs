@@ -11,6 +11,7 @@ mod container;
 mod doc;
 mod dtype;
 mod error;
+mod gather;
 pub mod json;
 pub mod pyrepr;
 pub mod scan;

@@ -6,6 +6,7 @@ use crate::container::Checkpoint;
 use crate::doc::TensorRef;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
+use crate::gather::{Budget, Sink, gather};
 
 /// Contiguous tensors are hashed in pieces of this size, so hashing a 2 GB tensor does not
 /// hold 2 GB.
@@ -116,7 +117,7 @@ impl Checkpoint {
     /// `t.contiguous()`. Reads only the span the tensor covers.
     pub fn read_tensor(&self, t: &TensorRef, at: &str) -> Result<Vec<u8>> {
         let mut out = Vec::new();
-        self.for_each_tensor_chunk(t, at, &mut |c| {
+        self.stream_tensor(t, at, &mut |c| {
             out.extend_from_slice(c);
             Ok(())
         })?;
@@ -126,7 +127,7 @@ impl Checkpoint {
     /// sha256 (hex) of the tensor's logical row-major little-endian bytes.
     pub fn tensor_sha256(&self, t: &TensorRef, at: &str) -> Result<String> {
         let mut h = Sha256::new();
-        self.for_each_tensor_chunk(t, at, &mut |c| {
+        self.stream_tensor(t, at, &mut |c| {
             h.update(c);
             Ok(())
         })?;
@@ -163,7 +164,7 @@ impl Checkpoint {
                 path: self.path.clone(),
                 source,
             };
-            let mut f = self.file.try_clone().map_err(io)?;
+            let mut f = (*self.file).try_clone().map_err(io)?;
             f.seek(SeekFrom::Start(self.base + start)).map_err(io)?;
             let n = std::io::copy(&mut f.take(len), out).map_err(io)?;
             if n != len {
@@ -172,7 +173,7 @@ impl Checkpoint {
             return Ok(n);
         }
         let mut n = 0u64;
-        self.for_each_tensor_chunk(t, at, &mut |c| {
+        self.stream_tensor(t, at, &mut |c| {
             n += c.len() as u64;
             out.write_all(c).map_err(|source| Error::Io {
                 path: self.path.clone(),
@@ -182,7 +183,10 @@ impl Checkpoint {
         Ok(n)
     }
 
-    fn for_each_tensor_chunk(
+    /// Hand the tensor's logical row-major little-endian bytes to `f` in pieces of a few MB
+    /// (each a whole number of elements), whatever the tensor's size or layout: the memory a
+    /// cast or a hash needs stays bounded.
+    pub fn stream_tensor(
         &self,
         t: &TensorRef,
         at: &str,
@@ -206,47 +210,38 @@ impl Checkpoint {
             }
             return Ok(());
         }
-        // Strided: read the covered span once, then gather elements in row-major order.
-        let span = self.read_range(start, len)?;
-        let esize = t.dtype.size() as usize;
-        let nd = t.shape.len();
-        let mut idx = vec![0u64; nd];
-        let mut out = Vec::with_capacity(CHUNK.min(t.nbytes()) as usize);
+        // Strided: gather in row-major order, in bounded memory (`gather`).
+        let budget = Budget::DEFAULT;
+        let dtype = t.dtype;
+        let mut emit = |b: &mut [u8]| {
+            if big {
+                swap_in_place(b, dtype);
+            }
+            f(b)
+        };
+        let mut sink = Sink::new(budget.chunk, &mut emit);
         let strides: Vec<u64> = t.stride.iter().map(|s| *s as u64).collect();
-        loop {
-            let mut off: u64 = 0;
-            for k in 0..nd {
-                off += idx[k] * strides[k];
-            }
-            let b = (off as usize) * esize;
-            out.extend_from_slice(&span[b..b + esize]);
-            if out.len() as u64 >= CHUNK {
-                if big {
-                    swap_in_place(&mut out, t.dtype);
-                }
-                f(&out)?;
-                out.clear();
-            }
-            // odometer
-            let mut k = nd;
-            loop {
-                if k == 0 {
-                    if big {
-                        swap_in_place(&mut out, t.dtype);
-                    }
-                    if !out.is_empty() {
-                        f(&out)?;
-                    }
-                    return Ok(());
-                }
-                k -= 1;
-                idx[k] += 1;
-                if idx[k] < t.shape[k] {
-                    break;
-                }
-                idx[k] = 0;
-            }
+        let esize = t.dtype.size();
+        if len <= budget.span_at_once {
+            // Small enough: read the covered span once and gather from memory.
+            let span = self.read_range(start, len)?;
+            let mut read = |off: u64, n: u64| {
+                let lo = usize::try_from(off - start).unwrap_or(usize::MAX);
+                let hi = usize::try_from(n).ok().and_then(|n| lo.checked_add(n));
+                hi.and_then(|hi| span.get(lo..hi))
+                    .map(<[u8]>::to_vec)
+                    .ok_or_else(|| self.tensor_err(at, "element outside its span"))
+            };
+            gather(
+                &mut read, start, &t.shape, &strides, esize, budget, &mut sink,
+            )?;
+        } else {
+            let mut read = |off: u64, n: u64| self.read_range(off, n);
+            gather(
+                &mut read, start, &t.shape, &strides, esize, budget, &mut sink,
+            )?;
         }
+        sink.flush()
     }
 }
 

@@ -81,9 +81,14 @@ pub struct ConvertArgs {
     /// keep | bf16 | fp16 | fp32: cast floating-point tensors.
     #[arg(long, value_name = "DTYPE", default_value = "keep")]
     pub dtype: String,
-    /// Replace an existing output folder.
+    /// Replace an existing output folder (the new folder is flushed to disk before the old
+    /// one is removed).
     #[arg(long)]
     pub force: bool,
+    /// Flush every written file and folder to disk before renaming the output into place,
+    /// so that the folder survives a power loss too (slower: waits for the disk).
+    #[arg(long)]
+    pub sync: bool,
     /// Report what would be written; write nothing.
     #[arg(long)]
     pub dry_run: bool,

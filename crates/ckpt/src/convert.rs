@@ -133,6 +133,7 @@ pub fn run(a: &ConvertArgs) -> Result<Outcome> {
         strip_prefix: a.strip_prefix.clone(),
         add_prefix: a.add_prefix.clone(),
         force: a.force,
+        sync: a.sync,
         dry_run: a.dry_run,
     };
     // One file → the output folder itself; a folder → one output folder per checkpoint.

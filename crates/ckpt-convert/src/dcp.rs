@@ -1,0 +1,391 @@
+//! `torch.distributed.checkpoint` directories: `.metadata` (a pickle of DCP's `Metadata`) and
+//! `__<rank>_<n>.distcp` files in which every saved chunk is a complete torch.save archive at an
+//! offset `.metadata` records.
+//!
+//! `.metadata` says, per tensor, its global shape and dtype (`state_dict_metadata`), and per
+//! chunk (`storage_data`, keyed by `MetadataIndex(fqn, offset, index)`) the chunk's offsets in
+//! the global tensor and where its archive lies. A tensor saved by one rank (or replicated) has
+//! one chunk covering it; one sharded across ranks has several, which must tile it exactly.
+//! Chunks are opened in place, one shared descriptor per `.distcp` file, and written into the
+//! output at their global positions: a chunk that is contiguous in the global tensor (a dim-0
+//! shard, as FSDP makes) is one byte-range copy; any other (a column shard) is streamed and
+//! written run by run.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{Seek, SeekFrom, Write};
+use std::path::Path;
+use std::sync::Arc;
+
+use ckpt_torch::{Checkpoint, DType, Doc, NodeId, TensorKind, TensorRef, View};
+
+use crate::{
+    CANDIDATE_KEYS, ConvertError, ConvertOptions, Converted, From, Planned, Result, Source, cast,
+    plan_and_emit, prepare,
+};
+
+/// Tensors sharded into more chunks than this are refused: checking that chunks do not overlap
+/// is quadratic in their number unless they only split dimension 0.
+const MAX_CHUNKS_ANY_LAYOUT: usize = 4096;
+
+/// One saved piece of a sharded tensor.
+#[derive(Debug, Clone)]
+pub(crate) struct Chunk {
+    /// The checkpoint (in `Source::cks`) holding the piece.
+    pub src: usize,
+    /// The piece as saved: its shape is the chunk's size in every dimension.
+    pub t: TensorRef,
+    /// Where the piece starts in the global tensor, per dimension.
+    pub offsets: Vec<u64>,
+}
+
+/// Non-negative integers of a tuple or list (a `torch.Size`).
+fn ints(doc: &Doc, id: NodeId) -> Option<Vec<u64>> {
+    let items = match doc.view(id) {
+        View::Tuple(t) | View::List(t) => t,
+        _ => return None,
+    };
+    items
+        .iter()
+        .map(|i| doc.as_i64(*i).and_then(|v| u64::try_from(v).ok()))
+        .collect()
+}
+
+/// Where one chunk's archive lies, and where the chunk sits in its tensor.
+struct Stored {
+    offsets: Option<Vec<u64>>,
+    rel: String,
+    off: u64,
+    len: u64,
+}
+
+/// Convert a DCP directory into the folder `output`.
+pub fn convert_dcp(dir: &Path, output: &Path, opts: &ConvertOptions) -> Result<Converted> {
+    let (base_cfg, tie) = prepare(output, opts)?;
+    let meta_path = dir.join(".metadata");
+    let meta = Checkpoint::open(&meta_path)?;
+    let doc = &meta.doc;
+    let root = doc.root();
+    let bad = |detail: String| ConvertError::Dcp {
+        path: meta_path.clone(),
+        detail,
+    };
+    let sdm = doc
+        .at_path(root, "state_dict_metadata")
+        .and_then(|id| doc.dict(id))
+        .ok_or_else(|| bad("no state_dict_metadata".into()))?;
+    let storage = doc
+        .at_path(root, "storage_data")
+        .and_then(|id| doc.dict(id))
+        .ok_or_else(|| bad("no storage_data".into()))?;
+    let mut chunks: HashMap<String, Vec<Stored>> = HashMap::new();
+    for (k, v) in storage {
+        let (Some(fqn), Some(rel), Some(off), Some(len)) = (
+            doc.at_path(*k, "fqn").and_then(|x| doc.as_str(x)),
+            doc.at_path(*v, "relative_path").and_then(|x| doc.as_str(x)),
+            doc.at_path(*v, "offset").and_then(|x| doc.as_i64(x)),
+            doc.at_path(*v, "length").and_then(|x| doc.as_i64(x)),
+        ) else {
+            continue;
+        };
+        let (Ok(off), Ok(len)) = (u64::try_from(off), u64::try_from(len)) else {
+            return Err(bad(format!("{fqn}: negative offset or length")));
+        };
+        if rel.contains("..") || rel.starts_with('/') || rel.contains('\\') {
+            return Err(bad(format!(
+                "{fqn}: storage path {rel:?} leaves the directory"
+            )));
+        }
+        let offsets = doc.at_path(*k, "offset").and_then(|x| ints(doc, x));
+        chunks.entry(fqn.to_owned()).or_default().push(Stored {
+            offsets,
+            rel: rel.to_owned(),
+            off,
+            len,
+        });
+    }
+    let mut files: HashMap<String, Arc<File>> = HashMap::new();
+    let mut cks: Vec<Checkpoint> = Vec::new();
+    let mut raw: Vec<Planned> = Vec::new();
+    let mut other = Vec::new();
+    for (k, v) in sdm {
+        let Some(fqn) = doc.as_str(*k) else { continue };
+        let is_tensor =
+            matches!(doc.view(*v), View::Object(o) if o.class.ends_with("TensorStorageMetadata"));
+        if !is_tensor {
+            other.push(fqn.to_owned());
+            continue;
+        }
+        let shape = doc
+            .at_path(*v, "size")
+            .and_then(|x| ints(doc, x))
+            .ok_or_else(|| bad(format!("{fqn}: no tensor size")))?;
+        let parts = chunks.get(fqn).map(Vec::as_slice).unwrap_or(&[]);
+        if parts.is_empty() {
+            return Err(bad(format!("{fqn}: no stored chunk")));
+        }
+        let mut pieces = Vec::with_capacity(parts.len());
+        for s in parts {
+            let path = dir.join(&s.rel);
+            let file = match files.get(&s.rel) {
+                Some(f) => f.clone(),
+                None => {
+                    let f = Arc::new(File::open(&path).map_err(|source| ConvertError::Io {
+                        path: path.clone(),
+                        source,
+                    })?);
+                    files.insert(s.rel.clone(), f.clone());
+                    f
+                }
+            };
+            let ck = Checkpoint::open_range_in(
+                file,
+                &path,
+                s.off,
+                s.len,
+                &ckpt_torch::Options::default(),
+            )?;
+            let View::Tensor(t) = ck.doc.view(ck.doc.root()) else {
+                return Err(bad(format!("{fqn}: a chunk does not hold a tensor")));
+            };
+            let offsets = s.offsets.clone().unwrap_or_else(|| vec![0; shape.len()]);
+            pieces.push(Chunk {
+                src: cks.len(),
+                t: t.clone(),
+                offsets,
+            });
+            cks.push(ck);
+        }
+        raw.push(plan_tensor(fqn, &shape, pieces).map_err(bad)?);
+    }
+    // `{"model": state_dict}` saves as `model.<name>`: drop that leading component.
+    let first: Vec<&str> = raw
+        .iter()
+        .filter_map(|p| p.name.split('.').next())
+        .collect();
+    let mut sd_key = String::new();
+    if let Some(f) = first.first()
+        && first.iter().all(|x| x == f)
+        && CANDIDATE_KEYS.contains(f)
+    {
+        sd_key = (*f).to_owned();
+        let prefix = format!("{f}.");
+        for p in &mut raw {
+            if let Some(rest) = p.name.strip_prefix(&prefix) {
+                p.name = rest.to_owned();
+            }
+        }
+    }
+    let source = Source {
+        input: dir,
+        cks,
+        raw,
+        other,
+        state_dict_key: sd_key,
+    };
+    plan_and_emit(source, output, opts, base_cfg.as_ref(), tie)
+}
+
+/// One tensor from its chunks: the chunk itself when it is the whole tensor, else the chunks,
+/// checked to tile the global shape exactly (in bounds, same dtype, no overlap, nothing
+/// missing) and sorted by position.
+fn plan_tensor(
+    fqn: &str,
+    shape: &[u64],
+    mut pieces: Vec<Chunk>,
+) -> std::result::Result<Planned, String> {
+    let nd = shape.len();
+    let total = shape
+        .iter()
+        .try_fold(1u64, |a, d| a.checked_mul(*d))
+        .ok_or_else(|| format!("{fqn}: size {shape:?} overflows"))?;
+    let dtype = pieces.first().map_or(DType::F32, |c| c.t.dtype);
+    let mut covered: u64 = 0;
+    for c in &pieces {
+        if c.t.dtype != dtype {
+            return Err(format!(
+                "{fqn}: chunks disagree on dtype ({} and {})",
+                dtype, c.t.dtype
+            ));
+        }
+        if c.offsets.len() != nd || c.t.shape.len() != nd {
+            return Err(format!(
+                "{fqn}: a chunk at {:?} of shape {:?} does not match the tensor's {nd} dimensions",
+                c.offsets, c.t.shape
+            ));
+        }
+        for ((o, s), d) in c.offsets.iter().zip(&c.t.shape).zip(shape) {
+            if o.checked_add(*s).is_none_or(|e| e > *d) {
+                return Err(format!(
+                    "{fqn}: chunk at {:?} of shape {:?} lies outside the tensor's {shape:?}",
+                    c.offsets, c.t.shape
+                ));
+            }
+        }
+        covered = covered.saturating_add(c.t.numel());
+    }
+    // Empty chunks (a rank with no rows) carry nothing.
+    pieces.retain(|c| c.t.numel() > 0);
+    if let [one] = pieces.as_slice()
+        && one.t.shape == shape
+    {
+        let one = pieces.swap_remove(0);
+        return Ok(Planned {
+            name: fqn.to_owned(),
+            t: one.t,
+            from: From::One(one.src),
+        });
+    }
+    if covered != total {
+        return Err(format!(
+            "{fqn}: its chunks hold {covered} elements but the tensor has {total}"
+        ));
+    }
+    pieces.sort_by(|a, b| a.offsets.cmp(&b.offsets));
+    // Equal element counts + no overlap = an exact tiling.
+    let dim0_only = pieces
+        .iter()
+        .all(|c| c.offsets[1..].iter().all(|o| *o == 0) && c.t.shape[1..] == shape[1..]);
+    if dim0_only {
+        for w in pieces.windows(2) {
+            if w[0].offsets[0] + w[0].t.shape[0] > w[1].offsets[0] {
+                return Err(format!(
+                    "{fqn}: chunks at rows {} and {} overlap",
+                    w[0].offsets[0], w[1].offsets[0]
+                ));
+            }
+        }
+    } else {
+        if pieces.len() > MAX_CHUNKS_ANY_LAYOUT {
+            return Err(format!(
+                "{fqn}: {} chunks split more than the first dimension; at most {MAX_CHUNKS_ANY_LAYOUT} are supported",
+                pieces.len()
+            ));
+        }
+        for (i, a) in pieces.iter().enumerate() {
+            for b in &pieces[i + 1..] {
+                let overlap = (0..nd).all(|d| {
+                    a.offsets[d] < b.offsets[d] + b.t.shape[d]
+                        && b.offsets[d] < a.offsets[d] + a.t.shape[d]
+                });
+                if overlap {
+                    return Err(format!(
+                        "{fqn}: chunks at {:?} and {:?} overlap",
+                        a.offsets, b.offsets
+                    ));
+                }
+            }
+        }
+    }
+    let mut stride = vec![0i64; nd];
+    let mut acc: i64 = 1;
+    for d in (0..nd).rev() {
+        stride[d] = acc;
+        acc = acc.saturating_mul(i64::try_from(shape[d]).unwrap_or(i64::MAX));
+    }
+    let t = TensorRef {
+        dtype,
+        shape: shape.to_vec(),
+        stride,
+        offset: 0,
+        storage: None,
+        requires_grad: false,
+        kind: TensorKind::Tensor,
+    };
+    Ok(Planned {
+        name: fqn.to_owned(),
+        t,
+        from: From::Chunks(pieces),
+    })
+}
+
+/// Write a sharded tensor at the current position of `f` (which is left just after it), cast
+/// to `to`: each chunk's row-major bytes go to their global positions. Returns bytes written.
+pub(crate) fn write_chunks(
+    cks: &[Checkpoint],
+    global: &TensorRef,
+    chunks: &[Chunk],
+    name: &str,
+    to: DType,
+    f: &mut File,
+    path: &Path,
+) -> Result<u64> {
+    let io = |source| ConvertError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let base = f.stream_position().map_err(io)?;
+    let es = to.size();
+    let shape = &global.shape;
+    let nd = shape.len();
+    // Row-major element strides of the global tensor.
+    let mut gstride = vec![1u64; nd];
+    for d in (0..nd.saturating_sub(1)).rev() {
+        gstride[d] = gstride[d + 1] * shape[d + 1];
+    }
+    for c in chunks {
+        let Some(ck) = cks.get(c.src) else { continue };
+        let start: u64 = c.offsets.iter().zip(&gstride).map(|(o, s)| o * s).sum();
+        // Dimensions from `j` on are whole in the chunk; a run of consecutive global elements
+        // is one index of the dimensions before `j - 1` × the chunk's extent of `j - 1` × all
+        // of the whole ones.
+        let mut j = nd;
+        while j > 0 && c.t.shape[j - 1] == shape[j - 1] {
+            j -= 1;
+        }
+        if j <= 1 {
+            // The chunk is one run: copy it in place.
+            f.seek(SeekFrom::Start(base + start * es)).map_err(io)?;
+            crate::write_one(ck, &c.t, name, to, f, path)?;
+            continue;
+        }
+        let run_len: u64 = c.t.shape[j - 1..].iter().product();
+        let outer = &c.t.shape[..j - 1];
+        // Global element offset of run `r` (row-major over the chunk's outer dimensions).
+        let run_start = |mut r: u64| {
+            let mut off = start;
+            for d in (0..outer.len()).rev() {
+                off += (r % outer[d]) * gstride[d];
+                r /= outer[d];
+            }
+            off
+        };
+        let in_es = c.t.dtype.size();
+        let (mut run, mut pos) = (0u64, 0u64); // current run, elements written into it
+        ck.stream_tensor(&c.t, name, &mut |piece| {
+            let mut piece = piece;
+            while !piece.is_empty() {
+                let n = ((piece.len() as u64) / in_es).min(run_len - pos);
+                if n == 0 {
+                    return Err(ckpt_torch::Error::Tensor {
+                        path: path.to_path_buf(),
+                        at: name.to_owned(),
+                        detail: "a piece of a chunk is not whole elements".into(),
+                    });
+                }
+                let (now, rest) = piece.split_at(usize::try_from(n * in_es).unwrap_or(0));
+                let at = base + (run_start(run) + pos) * es;
+                let wrote = if to == c.t.dtype {
+                    f.seek(SeekFrom::Start(at)).and_then(|_| f.write_all(now))
+                } else {
+                    let out = cast::convert(now, c.t.dtype, to);
+                    f.seek(SeekFrom::Start(at)).and_then(|_| f.write_all(&out))
+                };
+                wrote.map_err(|source| ckpt_torch::Error::Io {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+                pos += n;
+                if pos == run_len {
+                    run += 1;
+                    pos = 0;
+                }
+                piece = rest;
+            }
+            Ok(())
+        })?;
+    }
+    let n = global.numel() * es;
+    f.seek(SeekFrom::Start(base + n)).map_err(io)?;
+    Ok(n)
+}
