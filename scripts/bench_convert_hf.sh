@@ -1,17 +1,27 @@
 #!/usr/bin/env bash
 # Whole-process figures for `ckpt convert` on an FSDP-style GPT-2-medium checkpoint (1.4 GB of
 # float32, written by ckpt's own torch-zip writer: no torch needed), against `cp` of the same
-# file (and `cp` + `sync`, since ckpt fsyncs before renaming its output into place), with peak
-# RSS. With --python VENV/bin/python, also the Python way (../shared/bench/py_convert.py).
+# file, with peak RSS. Commands run interleaved, round by round, after the same preparation
+# (scripts/interleave.py): this machine's disk and page allocator stall at random for seconds,
+# and interleaving makes every command meet the same weather. Reported: median and minimum and
+# their ratios to `cp`, from one run.
 #
-#   scripts/bench_convert_hf.sh [--dir DIR] [--size medium|small] [--python PY]
+#   ckpt            the default: temp folder + rename, no flush (like cp, save_file,
+#                   save_pretrained)
+#   ckpt --sync     flushed to disk before the rename (compare with cp + sync)
+#   ckpt --dtype bf16   a cast, through a bounded buffer
+#
+# With --python VENV/bin/python, also the Python way (../shared/bench/py_convert.py).
+#
+#   scripts/bench_convert_hf.sh [--dir DIR] [--size medium|small] [--rounds N] [--python PY]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DIR=""; SIZE=medium; PY=""
+DIR=""; SIZE=medium; PY=""; ROUNDS=8
 while [ $# -gt 0 ]; do
   case $1 in
     --dir) DIR=$2; shift 2;;
     --size) SIZE=$2; shift 2;;
+    --rounds) ROUNDS=$2; shift 2;;
     --python) PY=$2; shift 2;;
     *) echo "unknown argument $1" >&2; exit 2;;
   esac
@@ -21,16 +31,17 @@ cargo build --release -q -p ckpt -p ckpt-torch --example make_fsdp_checkpoint
 src=$DIR/gpt2-$SIZE-fsdp.pth
 [ -f "$src" ] || target/release/examples/make_fsdp_checkpoint "$src" "$SIZE"
 ls -l "$src"
-bin=target/release/ckpt
-for i in 1 2 3; do
-  rm -f "$DIR/copy.pth"; /usr/bin/time -f "cp:            %e s, peak RSS %M KB" cp "$src" "$DIR/copy.pth"
-  rm -f "$DIR/copy.pth"; /usr/bin/time -f "cp + sync:     %e s" bash -c "cp '$src' '$DIR/copy.pth' && sync '$DIR/copy.pth'"
-  rm -rf "$DIR/out"; /usr/bin/time -f "ckpt convert:  %e s, peak RSS %M KB" "$bin" convert "$src" --to safetensors --output-dir "$DIR/out" >/dev/null
-done
+cat "$src" >/dev/null # in the page cache for everyone
+bin=$PWD/target/release/ckpt
+out=$DIR/out
+conv="$bin convert $src --to safetensors --output-dir $out"
+names=(--name cp --name "cp + sync" --name ckpt --name "ckpt --sync" --name "ckpt --dtype bf16")
+cmds=("cp $src $DIR/copy.pth" "cp $src $DIR/copy.pth && sync $DIR/copy.pth" "$conv" "$conv --sync" "$conv --dtype bf16")
 if [ -n "$PY" ]; then
-  for mode in "" --mmap; do
-    /usr/bin/time -f "python torch.load${mode:+ $mode} + save_file: %e s, peak RSS %M KB" \
-      "$PY" ../shared/bench/py_convert.py "$src" "$DIR/py.safetensors" $mode 2>&1 | tail -1
-  done
+  names+=(--name "python torch.load(mmap) + save_file")
+  cmds+=("$PY ../shared/bench/py_convert.py $src $DIR/py.safetensors --mmap")
 fi
-rm -rf "$DIR/out" "$DIR/copy.pth" "$DIR/py.safetensors"
+python3 scripts/interleave.py --rounds "$ROUNDS" \
+  --prepare "rm -rf $out $DIR/copy.pth $DIR/py.safetensors; sync; sleep 1" \
+  "${names[@]}" "${cmds[@]}"
+rm -rf "$out" "$DIR/copy.pth" "$DIR/py.safetensors"

@@ -389,3 +389,97 @@ pub(crate) fn write_chunks(
     f.seek(SeekFrom::Start(base + n)).map_err(io)?;
     Ok(n)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk(offsets: &[u64], shape: &[u64], dtype: DType) -> Chunk {
+        let mut stride = vec![1i64; shape.len()];
+        for d in (0..shape.len().saturating_sub(1)).rev() {
+            stride[d] = stride[d + 1] * shape[d + 1] as i64;
+        }
+        Chunk {
+            src: 0,
+            t: TensorRef {
+                dtype,
+                shape: shape.to_vec(),
+                stride,
+                offset: 0,
+                storage: None,
+                requires_grad: false,
+                kind: TensorKind::Tensor,
+            },
+            offsets: offsets.to_vec(),
+        }
+    }
+
+    #[test]
+    fn row_and_column_shards_tile_their_tensor() {
+        let f = DType::F32;
+        // FSDP: uneven rows, a rank with none, given out of order.
+        let p = plan_tensor(
+            "w",
+            &[11, 8],
+            vec![
+                chunk(&[6, 0], &[5, 8], f),
+                chunk(&[0, 0], &[6, 8], f),
+                chunk(&[11, 0], &[0, 8], f),
+            ],
+        )
+        .unwrap();
+        let From::Chunks(c) = &p.from else {
+            panic!("{p:?}")
+        };
+        assert_eq!(c.len(), 2);
+        assert_eq!(c[0].offsets, [0, 0]);
+        assert_eq!(p.t.shape, [11, 8]);
+        assert_eq!(p.t.stride, [8, 1]);
+        // Columns.
+        let p = plan_tensor(
+            "w",
+            &[6, 10],
+            vec![chunk(&[0, 5], &[6, 5], f), chunk(&[0, 0], &[6, 5], f)],
+        )
+        .unwrap();
+        assert!(matches!(p.from, From::Chunks(ref c) if c.len() == 2));
+        // One chunk that is the whole tensor is the tensor.
+        let p = plan_tensor("b", &[5], vec![chunk(&[0], &[5], f)]).unwrap();
+        assert!(matches!(p.from, From::One(0)));
+    }
+
+    #[test]
+    fn chunks_that_do_not_tile_are_refused() {
+        let f = DType::F32;
+        for (chunks, want) in [
+            (
+                vec![chunk(&[0, 0], &[6, 8], f), chunk(&[6, 0], &[6, 8], f)],
+                "outside",
+            ),
+            (
+                vec![chunk(&[0, 0], &[6, 8], f), chunk(&[4, 0], &[5, 8], f)],
+                "overlap",
+            ),
+            (vec![chunk(&[0, 0], &[6, 8], f)], "hold 48 elements"),
+            (
+                vec![
+                    chunk(&[0, 0], &[6, 8], f),
+                    chunk(&[6, 0], &[5, 8], DType::BF16),
+                ],
+                "disagree on dtype",
+            ),
+            (
+                vec![
+                    chunk(&[0, 0], &[11, 4], f),
+                    chunk(&[0, 3], &[11, 4], f),
+                    chunk(&[0, 7], &[0, 1], f),
+                ],
+                "overlap",
+            ),
+            (vec![chunk(&[0], &[11], f)], "dimensions"),
+        ] {
+            let e = plan_tensor("w", &[11, 8], chunks).unwrap_err();
+            assert!(e.contains(want), "{e}");
+        }
+    }
+}

@@ -324,3 +324,104 @@ fn dtype_casts() {
         .code(2)
         .stderr(predicates::str::contains("keep, bf16, fp16 or fp32"));
 }
+
+/// `ckpt convert IN --to safetensors --output-dir OUT [extra…]`; the JSON report.
+fn to_safetensors(input: &Path, out: &Path, extra: &[&str]) -> Value {
+    let o = ckpt()
+        .arg("convert")
+        .arg(input)
+        .args(["--to", "safetensors", "--format", "json", "--output-dir"])
+        .arg(out)
+        .args(extra)
+        .assert()
+        .success();
+    serde_json::from_slice(&o.get_output().stdout).unwrap()
+}
+
+#[test]
+fn dcp_tensors_sharded_across_ranks_are_reassembled() {
+    // Real DCP saves from 2 ranks (scripts/make_dcp_fixtures.py): FSDP2 row shards (uneven,
+    // one rank empty), DTensor column shards, bf16, a replicated tensor saved once.
+    let tmp = tempfile::tempdir().unwrap();
+    let dcp = root().join("fixtures/convert/dcp");
+    for (case, key, other) in [
+        ("fsdp2_dim0", "model", vec![]),
+        ("fsdp2_bf16", "model", vec![]),
+        ("dtensor_mixed", "", vec!["sched.lr", "step"]),
+    ] {
+        let out = tmp.path().join(case);
+        let v = to_safetensors(&dcp.join(case), &out, &[]);
+        assert_eq!(v["conversions"][0]["status"], "succeeded", "{v}");
+        let r = &v["conversions"][0]["report"];
+        assert_eq!(r["state_dict_key"], key, "{case}");
+        let mut got_other: Vec<&str> = r["other_keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_str().unwrap())
+            .collect();
+        got_other.sort();
+        assert_eq!(got_other, other, "{case}");
+        let want = tensors(&dcp.join(format!("{case}.expected.safetensors")), None);
+        assert!(want.len() >= 4);
+        assert_eq!(
+            tensors(&out.join("model.safetensors"), None),
+            want,
+            "{case}"
+        );
+    }
+    // A cast of column chunks written run by run equals the cast of the whole tensor.
+    let whole = tmp.path().join("whole-fp16");
+    to_safetensors(
+        &dcp.join("dtensor_mixed.expected.safetensors"),
+        &whole,
+        &["--dtype", "fp16"],
+    );
+    let sharded = tmp.path().join("sharded-fp16");
+    to_safetensors(&dcp.join("dtensor_mixed"), &sharded, &["--dtype", "fp16"]);
+    let got = tensors(&sharded.join("model.safetensors"), None);
+    assert_eq!(got, tensors(&whole.join("model.safetensors"), None));
+    assert!(got.values().all(|t| t.contains("\"float16\"")), "{got:?}");
+}
+
+#[test]
+fn every_safetensors_dtype_and_view_converts_bit_for_bit() {
+    // float32/16, bf16, the three float8 formats safetensors names, integers, bool, and views
+    // saved with their storage (transpose, stepped slice, offset row, expand), against
+    // `safetensors.torch.save_file` of contiguous copies (scripts/make_convert_fixtures.py).
+    let tmp = tempfile::tempdir().unwrap();
+    let fx = root().join("fixtures/convert");
+    let out = tmp.path().join("out");
+    let v = to_safetensors(&fx.join("dtypes_views.pt"), &out, &[]);
+    assert_eq!(v["failed"], 0, "{v}");
+    let st = out.join("model.safetensors");
+    let want = tensors(&fx.join("dtypes_views.expected.safetensors"), None);
+    assert_eq!(want.len(), 17);
+    assert_eq!(tensors(&st, None), want);
+    let h = header(&st);
+    for (name, dtype) in [
+        ("f8_e4m3fn", "F8_E4M3"),
+        ("f8_e5m2", "F8_E5M2"),
+        ("f8_e8m0fnu", "F8_E8M0"),
+        ("bf16", "BF16"),
+        ("f16", "F16"),
+        ("bool", "BOOL"),
+    ] {
+        assert_eq!(h[name]["dtype"], dtype, "{name}");
+    }
+    // Casting strided views goes through the same bounded gather: equal to casting the
+    // contiguous copies; float8 and integers are left as they are.
+    let a = tmp.path().join("views-bf16");
+    let b = tmp.path().join("copies-bf16");
+    to_safetensors(&fx.join("dtypes_views.pt"), &a, &["--dtype", "bf16"]);
+    to_safetensors(
+        &fx.join("dtypes_views.expected.safetensors"),
+        &b,
+        &["--dtype", "bf16"],
+    );
+    let got = tensors(&a.join("model.safetensors"), None);
+    assert_eq!(got, tensors(&b.join("model.safetensors"), None));
+    assert!(got["transposed"].contains("\"bfloat16\""));
+    assert!(got["f8_e5m2"].contains("\"float8_e5m2\""));
+    assert!(got["i64"].contains("\"int64\""));
+}

@@ -1,0 +1,44 @@
+#!/usr/bin/env python3
+"""Write fixtures/convert/dtypes_views.pt and its expected safetensors with real torch.
+
+A state dict holding every dtype safetensors can store (float32/16, bfloat16, the float8
+formats, integers, bool) and views saved with their storage (a transpose, a stepped slice, an
+expanded row, a view at a storage offset), plus `expected.safetensors` written by
+`safetensors.torch.save_file` from contiguous copies: what `ckpt convert --to safetensors` must
+produce, tensor for tensor. Deterministic (fixed seed).
+
+    /tmp/venv/bin/python scripts/make_convert_fixtures.py
+"""
+import os
+
+import torch
+from safetensors.torch import save_file
+
+here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures", "convert")
+torch.manual_seed(7)
+base = torch.randn(6, 10)
+sd = {
+    "f32": base[:3].clone(),
+    "f16": torch.randn(4, 3).half(),
+    "bf16": torch.randn(4, 3).bfloat16(),
+    "f8_e4m3fn": torch.randn(2, 8).to(torch.float8_e4m3fn),
+    "f8_e5m2": torch.randn(2, 8).to(torch.float8_e5m2),
+    "f8_e8m0fnu": torch.rand(3, 4).add(0.5).to(torch.float8_e8m0fnu),
+    "i8": torch.randint(-100, 100, (5,), dtype=torch.int8),
+    "i32": torch.randint(-1000, 1000, (2, 2), dtype=torch.int32),
+    "i64": torch.arange(7),
+    "u8": torch.randint(0, 255, (6,), dtype=torch.uint8),
+    "bool": torch.tensor([True, False, True]),
+    # views of one storage, saved with it
+    "base": base,
+    "transposed": base.t(),
+    "stepped": base[::2, 1::3],
+    "row_at_offset": base[4],
+    "expanded": base[1:2, :4].expand(3, 4),
+    "bf16_transposed": torch.randn(5, 7).bfloat16().t(),
+}
+torch.save(sd, os.path.join(here, "dtypes_views.pt"))
+# save_file refuses shared or non-contiguous tensors: contiguous copies, same values.
+save_file({k: v.contiguous().clone() for k, v in sd.items()},
+          os.path.join(here, "dtypes_views.expected.safetensors"), metadata={"format": "pt"})
+print("wrote dtypes_views.pt and dtypes_views.expected.safetensors,", len(sd), "tensors")
