@@ -5,7 +5,8 @@ On a shared machine the disk and the page allocator stall for seconds at random,
 command N times and then the next N times compares different weather. Here each round runs every
 command once, in turn, after the same preparation; we report median and minimum wall time, the
 peak RSS (from wait4), and each command's median/min ratio to the first command, all from the
-same run. Standard library only.
+same run. The order rotates each round (round r starts with command r mod n), so no command
+always runs first or right after the same neighbour. Standard library only.
 
     scripts/interleave.py --rounds 10 --prepare 'rm -rf out' 'cp a b' 'ckpt convert a ...'
 """
@@ -37,8 +38,10 @@ def main() -> None:
     names = a.name + a.commands[len(a.name):]
     times: list[list[float]] = [[] for _ in a.commands]
     rss: list[int] = [0 for _ in a.commands]
-    for _ in range(a.rounds):
-        for i, cmd in enumerate(a.commands):
+    n = len(a.commands)
+    for r in range(a.rounds):
+        for i in [(r + k) % n for k in range(n)]:
+            cmd = a.commands[i]
             if a.prepare:
                 subprocess.run(a.prepare, shell=True, check=True)
             wall, kb = run(cmd)
@@ -46,7 +49,7 @@ def main() -> None:
             rss[i] = max(rss[i], kb)
     base_med = statistics.median(times[0])
     base_min = min(times[0])
-    print(f"{a.rounds} interleaved rounds (prepare: {a.prepare or '-'})")
+    print(f"{a.rounds} interleaved rounds, order rotating (prepare: {a.prepare or '-'})")
     width = max(len(n) for n in names)
     for i, n in enumerate(names):
         med, lo = statistics.median(times[i]), min(times[i])
@@ -54,7 +57,7 @@ def main() -> None:
             f"  {n:<{width}}  median {med:7.3f} s  min {lo:7.3f} s  peak RSS {rss[i] / 1024:7.1f} MB"
             f"  ratio to {names[0]}: median {med / base_med:5.2f}  min {lo / base_min:5.2f}"
         )
-    print("  all times (s):")
+    print("  all times (s), in round order:")
     for i, n in enumerate(names):
         print(f"    {n:<{width}} " + " ".join(f"{t:.2f}" for t in times[i]))
 

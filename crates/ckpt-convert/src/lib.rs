@@ -686,14 +686,15 @@ fn prepare(output: &Path, opts: &ConvertOptions) -> Result<(Option<Value>, bool)
     Ok((base_cfg, tie))
 }
 
+/// The wrapper prefixes `rename` removes from these names, in the order first seen.
 fn stripped_prefixes<'n>(names: impl Iterator<Item = &'n str>) -> Vec<String> {
     let mut stripped: Vec<String> = Vec::new();
     for n in names {
-        for p in ckpt_torch::summary::WRAPPER_PREFIXES {
-            if n.contains(p) && !stripped.iter().any(|s| s == p) {
-                stripped.push((*p).to_owned());
+        ckpt_torch::summary::strip_wrappers_noting(n, &mut |p| {
+            if !stripped.iter().any(|s| s == p) {
+                stripped.push(p.to_owned());
             }
-        }
+        });
     }
     stripped
 }

@@ -172,6 +172,12 @@ pub fn to_value(doc: &Doc, id: NodeId) -> serde_json::Value {
 
 /// Strip every known wrapper prefix, wherever it occurs in a dotted name.
 pub fn strip_wrappers(name: &str) -> String {
+    strip_wrappers_noting(name, &mut |_| {})
+}
+
+/// `strip_wrappers`, telling `removed` each prefix it removes (a `module.` inside
+/// `_fsdp_wrapped_module.` is not one).
+pub fn strip_wrappers_noting(name: &str, removed: &mut dyn FnMut(&'static str)) -> String {
     let mut out = String::with_capacity(name.len());
     let mut rest = name;
     'outer: while !rest.is_empty() {
@@ -184,6 +190,7 @@ pub fn strip_wrappers(name: &str) -> String {
             };
             if here && rest.starts_with(p) {
                 rest = &rest[p.len()..];
+                removed(p);
                 continue 'outer;
             }
         }

@@ -303,30 +303,299 @@ fn write_archive(
     storages: &[SynthTensor],
 ) -> io::Result<u64> {
     let file = BufWriter::with_capacity(1 << 20, File::create(path)?);
-    let mut z = ZipWriter::new(file);
+    let starts = vec![0; storages.len()];
+    let (mut file, total) = write_archive_to(file, root, pickle, storages, &starts)?;
+    file.flush()?;
+    Ok(total)
+}
+
+/// Byte `i` of every synthetic storage's pattern (a storage's byte `k` is `PATTERN[k % 2^20]`).
+fn pattern() -> &'static [u8] {
+    static PATTERN: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    PATTERN.get_or_init(|| {
+        (0..(1u32 << 20))
+            .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
+            .collect()
+    })
+}
+
+/// `write_archive` into any sink, storage `i` holding the pattern from byte `starts[i]` on (a
+/// DCP chunk holds the bytes its rows have in the whole tensor). Returns the sink and pickle +
+/// data bytes.
+fn write_archive_to<W: Write + Seek>(
+    out: W,
+    root: &str,
+    pickle: &[u8],
+    storages: &[SynthTensor],
+    starts: &[u64],
+) -> io::Result<(W, u64)> {
+    let mut z = ZipWriter::new(out);
     z.add(&format!("{root}/data.pkl"), pickle)?;
     z.add(&format!("{root}/byteorder"), b"little")?;
     let mut total = pickle.len() as u64;
-    let chunk: Vec<u8> = (0..(1u32 << 20))
-        .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
-        .collect();
+    let chunk = pattern();
+    let period = chunk.len() as u64;
     for (i, t) in storages.iter().enumerate() {
         let size = t.numel() * t.dtype.size();
         total += size;
+        let mut at = starts.get(i).copied().unwrap_or(0) % period;
         z.add_with(&format!("{root}/data/{i}"), size, &mut |w| {
             let mut left = size;
             while left > 0 {
-                let n = left.min(chunk.len() as u64) as usize;
-                w.write_all(&chunk[..n])?;
-                left -= n as u64;
+                let n = left.min(period - at);
+                w.write_all(&chunk[at as usize..(at + n) as usize])?;
+                left -= n;
+                at = (at + n) % period;
             }
             Ok(())
         })?;
     }
     z.add(&format!("{root}/version"), b"3\n")?;
     z.add(&format!("{root}/.data/serialization_id"), b"1234567890")?;
-    z.finish()?;
+    let out = z.finish()?;
+    Ok((out, total))
+}
+
+/// Write `tensors` as a `torch.distributed.checkpoint` directory saved by `ranks` ranks the way
+/// FSDP2 shards: every tensor split along dimension 0 into `ceil(rows / ranks)`-row chunks (the
+/// last ranks may get fewer rows, or none), rank `r`'s chunks in `__r_0.distcp`, each chunk a
+/// torch.save archive; `.metadata` as DCP pickles it, with `step: 100` as a non-tensor entry
+/// (stored by rank 0). Chunk bytes are the bytes the whole tensor has in
+/// `write_state_dict_checkpoint`, so both convert to the same tensors. Returns data bytes.
+pub fn write_dcp_checkpoint(dir: &Path, tensors: &[SynthTensor], ranks: u64) -> io::Result<u64> {
+    std::fs::create_dir_all(dir)?;
+    let ranks = ranks.max(1);
+    let mut stored: Vec<StoredChunk> = Vec::new();
+    let mut total = 0u64;
+    for r in 0..ranks {
+        let path = dir.join(format!("__{r}_0.distcp"));
+        let mut f = io::BufWriter::with_capacity(1 << 20, File::create(&path)?);
+        let mut pos = 0u64;
+        for t in tensors {
+            let rows = t.shape.first().copied().unwrap_or(1);
+            let per = rows.div_ceil(ranks);
+            let lo = (r * per).min(rows);
+            let hi = ((r + 1) * per).min(rows);
+            let mut shape = t.shape.clone();
+            if let Some(d0) = shape.first_mut() {
+                *d0 = hi - lo;
+            } else if r > 0 {
+                continue; // a 0-d tensor is saved once
+            }
+            let row_bytes: u64 = t.shape.iter().skip(1).product::<u64>() * t.dtype.size();
+            let piece = SynthTensor {
+                name: t.name.clone(),
+                dtype: t.dtype,
+                shape: shape.clone(),
+            };
+            let mut w = Writer::new(2);
+            tensor_pickle(&mut w, "0", &piece);
+            let pickle = w.finish();
+            let start_pos = pos;
+            let mut counted = Counted {
+                inner: &mut f,
+                n: 0,
+            };
+            let (_, n) = write_archive_to(
+                &mut counted,
+                "archive",
+                &pickle,
+                std::slice::from_ref(&piece),
+                &[lo * row_bytes],
+            )?;
+            total += n - pickle.len() as u64;
+            pos += counted.n;
+            let mut offsets = vec![0u64; t.shape.len()];
+            if let Some(o) = offsets.first_mut() {
+                *o = lo;
+            }
+            stored.push(StoredChunk {
+                fqn: t.name.clone(),
+                offsets,
+                sizes: shape,
+                rank: r,
+                offset: start_pos,
+                length: pos - start_pos,
+            });
+        }
+        if r == 0 {
+            let mut w = Writer::new(2);
+            w.int(100);
+            let pickle = w.finish();
+            let mut counted = Counted {
+                inner: &mut f,
+                n: 0,
+            };
+            write_archive_to(&mut counted, "archive", &pickle, &[], &[])?;
+            let n = counted.n;
+            stored.push(StoredChunk {
+                fqn: "step".into(),
+                offsets: Vec::new(),
+                sizes: Vec::new(),
+                rank: 0,
+                offset: pos,
+                length: n,
+            });
+        }
+        f.flush()?;
+    }
+    std::fs::write(dir.join(".metadata"), dcp_metadata(tensors, &stored))?;
     Ok(total)
+}
+
+/// One entry of a synthetic DCP checkpoint's storage: which tensor part, where it lies.
+struct StoredChunk {
+    fqn: String,
+    offsets: Vec<u64>,
+    sizes: Vec<u64>,
+    rank: u64,
+    offset: u64,
+    length: u64,
+}
+
+/// A `Write + Seek` that counts what passes (the zip writer needs `Seek` only in its bound).
+struct Counted<'w, W: Write> {
+    inner: &'w mut W,
+    n: u64,
+}
+
+impl<W: Write> Write for Counted<'_, W> {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(b)?;
+        self.n += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl<W: Write> Seek for Counted<'_, W> {
+    fn seek(&mut self, _: io::SeekFrom) -> io::Result<u64> {
+        Err(io::Error::other("not seekable"))
+    }
+}
+
+/// DCP's `.metadata` pickle: `Metadata(state_dict_metadata, planner_data, storage_data,
+/// storage_meta, version)` built with NEWOBJ + BUILD as `pickle.dump` writes dataclasses.
+fn dcp_metadata(tensors: &[SynthTensor], stored: &[StoredChunk]) -> Vec<u8> {
+    const M: &str = "torch.distributed.checkpoint.metadata";
+    let obj = |w: &mut Writer, module: &str, class: &str| {
+        w.global(module, class);
+        w.empty_tuple();
+        w.newobj();
+    };
+    let size = |w: &mut Writer, v: &[u64]| {
+        w.global("torch", "Size");
+        w.mark();
+        for x in v {
+            w.int(*x as i64);
+        }
+        w.tuple_from_mark();
+        w.tuple_n(1);
+        w.reduce();
+    };
+    let mut w = Writer::new(4);
+    obj(&mut w, M, "Metadata");
+    w.empty_dict();
+    w.mark();
+    w.str("state_dict_metadata");
+    w.empty_dict();
+    w.mark();
+    for t in tensors {
+        w.str(&t.name);
+        obj(&mut w, M, "TensorStorageMetadata");
+        w.empty_dict();
+        w.mark();
+        w.str("properties");
+        obj(&mut w, M, "TensorProperties");
+        w.mark();
+        w.global("torch", t.dtype.name());
+        w.none(); // layout
+        w.bool(false);
+        w.int(0);
+        w.bool(false);
+        w.tuple_from_mark();
+        w.build();
+        w.str("size");
+        size(&mut w, &t.shape);
+        w.str("chunks");
+        w.empty_list();
+        w.mark();
+        for c in stored.iter().filter(|c| c.fqn == t.name) {
+            obj(&mut w, M, "ChunkStorageMetadata");
+            w.empty_dict();
+            w.mark();
+            w.str("offsets");
+            size(&mut w, &c.offsets);
+            w.str("sizes");
+            size(&mut w, &c.sizes);
+            w.setitems();
+            w.build();
+        }
+        w.appends();
+        w.setitems();
+        w.build();
+    }
+    w.str("step");
+    obj(&mut w, M, "BytesStorageMetadata");
+    w.setitems();
+    w.str("storage_data");
+    w.empty_dict();
+    w.mark();
+    let mut index: std::collections::HashMap<&str, i64> = std::collections::HashMap::new();
+    for StoredChunk {
+        fqn,
+        offsets,
+        rank,
+        offset: off,
+        length: len,
+        ..
+    } in stored
+    {
+        obj(&mut w, M, "MetadataIndex");
+        w.empty_dict();
+        w.mark();
+        w.str("fqn");
+        w.str(fqn);
+        w.str("offset");
+        let i = index.entry(fqn.as_str()).or_insert(0);
+        if fqn == "step" {
+            w.none();
+            w.str("index");
+            w.none();
+        } else {
+            size(&mut w, offsets);
+            w.str("index");
+            w.int(*i);
+            *i += 1;
+        }
+        w.setitems();
+        w.build();
+        obj(
+            &mut w,
+            "torch.distributed.checkpoint.filesystem",
+            "_StorageInfo",
+        );
+        w.empty_dict();
+        w.mark();
+        w.str("relative_path");
+        w.str(&format!("__{rank}_0.distcp"));
+        w.str("offset");
+        w.int(*off as i64);
+        w.str("length");
+        w.int(*len as i64);
+        w.setitems();
+        w.build();
+    }
+    w.setitems();
+    w.str("storage_meta");
+    w.none();
+    w.str("version");
+    w.str("1.0.0");
+    w.setitems();
+    w.build();
+    w.finish()
 }
 
 /// Tensors of a model whose state dict has `n` weight tensors totalling about `bytes` bytes of

@@ -425,3 +425,35 @@ fn every_safetensors_dtype_and_view_converts_bit_for_bit() {
     assert!(got["f8_e5m2"].contains("\"float8_e5m2\""));
     assert!(got["i64"].contains("\"int64\""));
 }
+
+#[test]
+fn a_dcp_save_from_many_ranks_converts_like_the_single_file() {
+    // The same GPT-2-shaped tensors as one torch.save file and as DCP directories saved by 3
+    // and by 40 ranks (row shards; with 40, small tensors leave most ranks empty).
+    let tmp = tempfile::tempdir().unwrap();
+    let tensors = ckpt_torch::synth::gpt2_fsdp_tensors(2, 32, 128, 64);
+    let file = tmp.path().join("model.pth");
+    ckpt_torch::synth::write_state_dict_checkpoint(&file, &tensors).unwrap();
+    let single = tmp.path().join("single");
+    to_safetensors(&file, &single, &[]);
+    let want = tensors_of(&single);
+    assert_eq!(want.len(), 28);
+    for ranks in [3, 40] {
+        let dir = tmp.path().join(format!("dcp{ranks}"));
+        ckpt_torch::synth::write_dcp_checkpoint(&dir, &tensors, ranks).unwrap();
+        let out = tmp.path().join(format!("out{ranks}"));
+        let v = to_safetensors(&dir, &out, &[]);
+        let r = &v["conversions"][0]["report"];
+        assert_eq!(r["other_keys"], serde_json::json!(["step"]), "{v}");
+        assert_eq!(
+            r["stripped_prefixes"],
+            serde_json::json!(["_fsdp_wrapped_module."]),
+            "{v}"
+        );
+        assert_eq!(tensors_of(&out), want, "{ranks} ranks");
+    }
+}
+
+fn tensors_of(out: &Path) -> BTreeMap<String, String> {
+    tensors(&out.join("model.safetensors"), None)
+}
