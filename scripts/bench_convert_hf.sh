@@ -10,6 +10,8 @@
 #                   save_pretrained)
 #   ckpt --sync     flushed to disk before the rename (compare with cp + sync)
 #   ckpt --dtype bf16   a cast, through a bounded buffer
+#   ckpt (DCP)      the same tensors as a DCP directory saved by 4 ranks (row shards), against
+#                   `cp -r` of that directory
 #
 # With --python VENV/bin/python, also the Python way (../shared/bench/py_convert.py).
 #
@@ -30,13 +32,17 @@ DIR=${DIR:-$(mktemp -d)}
 cargo build --release -q -p ckpt -p ckpt-torch --example make_fsdp_checkpoint
 src=$DIR/gpt2-$SIZE-fsdp.pth
 [ -f "$src" ] || target/release/examples/make_fsdp_checkpoint "$src" "$SIZE"
-ls -l "$src"
-cat "$src" >/dev/null # in the page cache for everyone
+dcp=$DIR/gpt2-$SIZE-dcp4
+[ -d "$dcp" ] || target/release/examples/make_fsdp_checkpoint "$dcp" "$SIZE" 4
+ls -l "$src"; du -sh "$dcp"
+cat "$src" "$dcp"/* >/dev/null # in the page cache for everyone
 bin=$PWD/target/release/ckpt
 out=$DIR/out
 conv="$bin convert $src --to safetensors --output-dir $out"
-names=(--name cp --name "cp + sync" --name ckpt --name "ckpt --sync" --name "ckpt --dtype bf16")
-cmds=("cp $src $DIR/copy.pth" "cp $src $DIR/copy.pth && sync $DIR/copy.pth" "$conv" "$conv --sync" "$conv --dtype bf16")
+names=(--name cp --name "cp + sync" --name ckpt --name "ckpt --sync" --name "ckpt --dtype bf16"
+  --name "cp -r (DCP)" --name "ckpt (DCP)")
+cmds=("cp $src $DIR/copy.pth" "cp $src $DIR/copy.pth && sync $DIR/copy.pth" "$conv" "$conv --sync" "$conv --dtype bf16"
+  "cp -r $dcp $DIR/copy.pth" "$bin convert $dcp --to safetensors --output-dir $out")
 if [ -n "$PY" ]; then
   names+=(--name "python torch.load(mmap) + save_file")
   cmds+=("$PY ../shared/bench/py_convert.py $src $DIR/py.safetensors --mmap")
