@@ -277,13 +277,23 @@ fn plan_tensor(
             }
         }
     }
-    let mut stride = vec![0i64; nd];
+    let t = contiguous(dtype, shape);
+    Ok(Planned {
+        name: fqn.to_owned(),
+        t,
+        from: From::Chunks(pieces),
+    })
+}
+
+/// A row-major tensor of this dtype and shape, with no storage: what a reassembled tensor is.
+fn contiguous(dtype: DType, shape: &[u64]) -> TensorRef {
+    let mut stride = vec![0i64; shape.len()];
     let mut acc: i64 = 1;
-    for d in (0..nd).rev() {
+    for d in (0..shape.len()).rev() {
         stride[d] = acc;
         acc = acc.saturating_mul(i64::try_from(shape[d]).unwrap_or(i64::MAX));
     }
-    let t = TensorRef {
+    TensorRef {
         dtype,
         shape: shape.to_vec(),
         stride,
@@ -291,12 +301,7 @@ fn plan_tensor(
         storage: None,
         requires_grad: false,
         kind: TensorKind::Tensor,
-    };
-    Ok(Planned {
-        name: fqn.to_owned(),
-        t,
-        from: From::Chunks(pieces),
-    })
+    }
 }
 
 /// Write a sharded tensor at the current position of `f` (which is left just after it), cast
@@ -395,21 +400,9 @@ mod tests {
     use super::*;
 
     fn chunk(offsets: &[u64], shape: &[u64], dtype: DType) -> Chunk {
-        let mut stride = vec![1i64; shape.len()];
-        for d in (0..shape.len().saturating_sub(1)).rev() {
-            stride[d] = stride[d + 1] * shape[d + 1] as i64;
-        }
         Chunk {
             src: 0,
-            t: TensorRef {
-                dtype,
-                shape: shape.to_vec(),
-                stride,
-                offset: 0,
-                storage: None,
-                requires_grad: false,
-                kind: TensorKind::Tensor,
-            },
+            t: contiguous(dtype, shape),
             offsets: offsets.to_vec(),
         }
     }
