@@ -51,6 +51,13 @@ fn ints(doc: &Doc, id: NodeId) -> Option<Vec<u64>> {
         .collect()
 }
 
+/// An error's text without its leading `path: ` (the chunk's own error names the file we
+/// name already).
+fn without_path(text: &str, path: &Path) -> String {
+    let prefix = format!("{}: ", path.display());
+    text.strip_prefix(&prefix).unwrap_or(text).to_owned()
+}
+
 /// Where one chunk's archive lies, and where the chunk sits in its tensor.
 struct Stored {
     offsets: Option<Vec<u64>>,
@@ -144,7 +151,16 @@ pub fn convert_dcp(dir: &Path, output: &Path, opts: &ConvertOptions) -> Result<C
                 s.off,
                 s.len,
                 &ckpt_torch::Options::default(),
-            )?;
+            )
+            .map_err(|e| ConvertError::Dcp {
+                path: path.clone(),
+                detail: format!(
+                    "the chunk of {fqn} at bytes {}..{}: {}",
+                    s.off,
+                    s.off.saturating_add(s.len),
+                    without_path(&e.to_string(), &path)
+                ),
+            })?;
             let View::Tensor(t) = ck.doc.view(ck.doc.root()) else {
                 return Err(bad(format!("{fqn}: a chunk does not hold a tensor")));
             };

@@ -457,3 +457,82 @@ fn a_dcp_save_from_many_ranks_converts_like_the_single_file() {
 fn tensors_of(out: &Path) -> BTreeMap<String, String> {
     tensors(&out.join("model.safetensors"), None)
 }
+
+#[test]
+fn a_damaged_dcp_directory_fails_clearly_and_writes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tensors = ckpt_torch::synth::gpt2_fsdp_tensors(1, 8, 16, 8);
+    let make = |name: &str| {
+        let dir = tmp.path().join(name);
+        ckpt_torch::synth::write_dcp_checkpoint(&dir, &tensors, 2).unwrap();
+        dir
+    };
+    let replace = |file: &Path, from: &[u8], to: &[u8]| {
+        let mut b = std::fs::read(file).unwrap();
+        let at = b.windows(from.len()).position(|w| w == from).unwrap();
+        b[at..at + to.len()].copy_from_slice(to);
+        std::fs::write(file, b).unwrap();
+    };
+    let cases: Vec<(std::path::PathBuf, &str)> = vec![
+        {
+            // A storage path out of the directory (same length, so the pickle stays valid).
+            let d = make("escape");
+            replace(&d.join(".metadata"), b"__1_0.distcp", b"../1_0.distc");
+            (d, "leaves the directory")
+        },
+        {
+            let d = make("missing");
+            std::fs::remove_file(d.join("__1_0.distcp")).unwrap();
+            (d, "__1_0.distcp")
+        },
+        {
+            let d = make("truncated");
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(d.join("__0_0.distcp"))
+                .unwrap();
+            let n = f.metadata().unwrap().len();
+            f.set_len(n / 2).unwrap();
+            (d, "__0_0.distcp")
+        },
+        {
+            // A chunk's archive overwritten at its start.
+            let d = make("garbled");
+            replace(&d.join("__1_0.distcp"), b"PK\x03\x04", b"XXXX");
+            (d, "__1_0.distcp")
+        },
+        {
+            let d = make("no_metadata");
+            std::fs::write(d.join(".metadata"), b"\x80\x04N.").unwrap();
+            (d, "no state_dict_metadata")
+        },
+    ];
+    for (dir, want) in cases {
+        let out = tmp.path().join(format!(
+            "{}-out",
+            dir.file_name().unwrap().to_string_lossy()
+        ));
+        let o = ckpt()
+            .arg("convert")
+            .arg(&dir)
+            .args(["--to", "safetensors", "--output-dir"])
+            .arg(&out)
+            .assert()
+            .code(1);
+        let text = String::from_utf8_lossy(&o.get_output().stdout).to_string()
+            + &String::from_utf8_lossy(&o.get_output().stderr);
+        assert!(text.contains(want), "{}: {text}", dir.display());
+        assert!(
+            text.lines().filter(|l| l.starts_with("failed")).count() == 1,
+            "{text}"
+        );
+        assert!(!out.exists(), "{}", out.display());
+        // no temporary folder left beside it either
+        let left: Vec<_> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
+}
