@@ -8,7 +8,8 @@ pub mod discover;
 pub mod fact;
 pub mod identity;
 pub mod infer;
-pub mod par;
+/// The parallel map lives with the reader so the converter can use it too.
+pub use ckpt_torch::par;
 pub mod query;
 pub mod resolve;
 pub mod retention;

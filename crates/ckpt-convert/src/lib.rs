@@ -430,7 +430,7 @@ fn write_safetensors(
     tensors: &[Planned],
     path: &Path,
     cast: Option<DType>,
-    progress: &mut dyn FnMut(u64),
+    progress: &(dyn Fn(u64) + Sync),
 ) -> Result<u64> {
     let io = |source| ConvertError::Io {
         path: path.to_path_buf(),
@@ -793,11 +793,11 @@ fn emit(
         source,
     })?;
     let all: u64 = tensors.iter().map(|p| out_nbytes(&p.t, opts.dtype)).sum();
-    let mut written: u64 = 0;
-    let mut tick = |n: u64| {
-        written += n;
+    let written = std::sync::atomic::AtomicU64::new(0);
+    let tick = |n: u64| {
+        let now = written.fetch_add(n, std::sync::atomic::Ordering::Relaxed) + n;
         if let Some(p) = &opts.progress {
-            p(written, all);
+            p(now, all);
         }
     };
     let result = (|| {
@@ -808,16 +808,34 @@ fn emit(
                 tensors,
                 &tmp.join("model.safetensors"),
                 opts.dtype,
-                &mut tick,
+                &tick,
             )?;
         } else {
+            // Shards are separate files, written in parallel: one file's writes serialize on
+            // its inode, two files' do not (on 2 cores, 2 shards take the time of one).
             let n = shards.len();
+            let files: Vec<String> = (1..=n)
+                .map(|i| format!("model-{i:05}-of-{n:05}.safetensors"))
+                .collect();
+            let jobs: Vec<(&Vec<Planned>, &String)> = shards.iter().zip(&files).collect();
+            let failed = std::sync::atomic::AtomicBool::new(false);
+            let results = ckpt_torch::par::map(&jobs, |(part, file)| {
+                if failed.load(std::sync::atomic::Ordering::Relaxed) {
+                    return Ok(0); // another shard failed: the folder is discarded anyway
+                }
+                let r = write_safetensors(cks, part, &tmp.join(file), opts.dtype, &tick);
+                if r.is_err() {
+                    failed.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+                r
+            });
+            for r in results {
+                r?;
+            }
             let mut weight_map = serde_json::Map::new();
             let mut total: u64 = 0;
-            for (i, part) in shards.iter().enumerate() {
-                let file = format!("model-{:05}-of-{n:05}.safetensors", i + 1);
-                write_safetensors(cks, part, &tmp.join(&file), opts.dtype, &mut tick)?;
-                for p in part {
+            for (part, file) in &jobs {
+                for p in part.iter() {
                     weight_map.insert(p.name.clone(), json!(file));
                     total += out_nbytes(&p.t, opts.dtype);
                 }

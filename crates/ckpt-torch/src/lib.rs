@@ -13,6 +13,7 @@ mod dtype;
 mod error;
 mod gather;
 pub mod json;
+pub mod par;
 pub mod pyrepr;
 pub mod scan;
 pub mod summary;

@@ -145,32 +145,31 @@ impl Checkpoint {
             .ok_or_else(|| self.tensor_err(at, format!("{} is not a real number type", t.dtype)))
     }
 
-    /// Write the tensor's logical row-major little-endian bytes to `out`; returns the byte
-    /// count. A contiguous little-endian tensor is one byte range of the file, copied with
-    /// `std::io::copy` from a positioned handle (on Linux that becomes `copy_file_range` /
-    /// `sendfile` when `out` is a file: no bytes pass through user space); anything else goes
-    /// through bounded chunks.
-    pub fn copy_tensor<W: std::io::Write>(
-        &self,
-        t: &TensorRef,
-        at: &str,
-        out: &mut W,
-    ) -> Result<u64> {
+    /// Append the tensor's logical row-major little-endian bytes to `out` (at its current
+    /// position); returns the byte count. A contiguous little-endian tensor is one byte range
+    /// of the file: on Linux it is copied by `copy_file_range` with an explicit source offset
+    /// (no bytes pass through user space, and nothing depends on a file position another
+    /// thread could move, so one checkpoint can feed several writers at once); elsewhere, or
+    /// when the kernel cannot copy between these files, by positioned reads in bounded chunks.
+    /// Anything else goes through `stream_tensor`'s bounded chunks.
+    pub fn copy_tensor(&self, t: &TensorRef, at: &str, out: &mut std::fs::File) -> Result<u64> {
+        use std::io::Write;
         let (start, len) = self.tensor_range(t, at)?;
         let contiguous = is_contiguous(t) || t.dtype.elems_per_byte() > 1;
+        let out_err = |source| Error::Io {
+            path: self.path.clone(),
+            source,
+        };
         if contiguous && self.byteorder == crate::container::ByteOrder::Little {
-            use std::io::{Read, Seek, SeekFrom};
-            let io = |source| Error::Io {
-                path: self.path.clone(),
-                source,
-            };
-            let mut f = (*self.file).try_clone().map_err(io)?;
-            f.seek(SeekFrom::Start(self.base + start)).map_err(io)?;
-            let n = std::io::copy(&mut f.take(len), out).map_err(io)?;
-            if n != len {
-                return Err(self.tensor_err(at, format!("file ended after {n} of {len} bytes")));
+            let copied = kernel_copy(&self.file, self.base + start, len, out).map_err(out_err)?;
+            let mut pos = copied;
+            while pos < len {
+                let n = CHUNK.min(len - pos);
+                let buf = self.read_range(start + pos, n)?;
+                out.write_all(&buf).map_err(out_err)?;
+                pos += n;
             }
-            return Ok(n);
+            return Ok(len);
         }
         let mut n = 0u64;
         self.stream_tensor(t, at, &mut |c| {
@@ -243,6 +242,49 @@ impl Checkpoint {
         }
         sink.flush()
     }
+}
+
+/// Copy `len` bytes at `offset` of `src` to `out`'s position with `copy_file_range`; returns
+/// how many were copied before the kernel declined (0 when it cannot copy between these
+/// files at all: another filesystem on an older kernel, a special file). A real I/O error
+/// is an error.
+#[cfg(target_os = "linux")]
+fn kernel_copy(
+    src: &std::fs::File,
+    offset: u64,
+    len: u64,
+    out: &mut std::fs::File,
+) -> std::io::Result<u64> {
+    use rustix::io::Errno;
+    let mut off = offset;
+    let mut done = 0u64;
+    while done < len {
+        let want = usize::try_from(len - done)
+            .unwrap_or(usize::MAX)
+            .min(1 << 30);
+        match rustix::fs::copy_file_range(src, Some(&mut off), &*out, None, want) {
+            Ok(0) => break, // end of the source: the caller's reads will say so
+            Ok(n) => done += n as u64,
+            Err(Errno::INTR) => continue,
+            Err(Errno::XDEV | Errno::NOSYS | Errno::OPNOTSUPP | Errno::INVAL | Errno::PERM)
+                if done == 0 =>
+            {
+                break;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(done)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn kernel_copy(
+    _src: &std::fs::File,
+    _offset: u64,
+    _len: u64,
+    _out: &mut std::fs::File,
+) -> std::io::Result<u64> {
+    Ok(0)
 }
 
 /// Value of one little-endian element of a real-number dtype.

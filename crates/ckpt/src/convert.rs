@@ -105,26 +105,8 @@ pub fn run(a: &ConvertArgs) -> Result<Outcome> {
         "fp32" | "float32" | "float" => Some(ckpt_torch::DType::F32),
         other => bail!("--dtype {other:?}: keep, bf16, fp16 or fp32"),
     };
-    // A bar in bytes on stderr, only on a terminal.
-    let progress: Option<ckpt_convert::Progress> =
-        std::io::IsTerminal::is_terminal(&std::io::stderr()).then(|| {
-            std::sync::Arc::new(|done: u64, total: u64| {
-                const W: u64 = 30;
-                let filled = (done * W).checked_div(total).unwrap_or(W) as usize;
-                eprint!(
-                    "\r[{}{}] {} / {}\x1b[K",
-                    "#".repeat(filled),
-                    ".".repeat(W as usize - filled),
-                    human_bytes(done),
-                    human_bytes(total)
-                );
-                if done >= total {
-                    eprint!("\r\x1b[2K");
-                }
-            }) as ckpt_convert::Progress
-        });
     let opts = ConvertOptions {
-        progress,
+        progress: None,
         max_shard_size,
         dtype,
         target,
@@ -166,21 +148,44 @@ pub fn run(a: &ConvertArgs) -> Result<Outcome> {
     } else {
         vec![(input.clone(), output_dir.clone())]
     };
-    let mut results = Vec::new();
-    let mut failed = 0;
-    for (src, dst) in &jobs {
+    // Checkpoints convert in parallel (separate output files do not serialize on one inode);
+    // one bar in bytes on stderr, on a terminal only, covers them all.
+    let bar = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        .then(|| std::sync::Arc::new(Bar::new(jobs.len())));
+    let indexed: Vec<(usize, &(PathBuf, PathBuf))> = jobs.iter().enumerate().collect();
+    let outcomes = ckpt_catalog::par::map(&indexed, |(i, (src, dst))| {
+        let mut opts = opts.clone();
+        if let Some(bar) = &bar {
+            let (bar, i) = (bar.clone(), *i);
+            opts.progress = Some(std::sync::Arc::new(move |done: u64, total: u64| {
+                bar.report(i, done, total)
+            }));
+        }
         let r = if src.is_dir() {
             ckpt_convert::convert_dcp(src, dst, &opts)
         } else {
             convert_file(src, dst, &opts)
         };
+        if let Err(e) = &r {
+            eprintln!(
+                "{}ckpt: error: {e}",
+                if bar.is_some() { "\r\x1b[2K" } else { "" }
+            );
+        }
+        r
+    });
+    if bar.is_some() {
+        eprint!("\r\x1b[2K");
+    }
+    let mut results = Vec::new();
+    let mut failed = 0;
+    for ((src, _), r) in jobs.iter().zip(outcomes) {
         match r {
             Ok(r) => results.push(
                 json!({"input": src.display().to_string(), "status": "succeeded", "report": r}),
             ),
             Err(e) => {
                 failed += 1;
-                eprintln!("ckpt: error: {e}");
                 results.push(json!({"input": src.display().to_string(), "status": "failed", "error": e.to_string()}));
             }
         }
@@ -228,4 +233,45 @@ pub fn run(a: &ConvertArgs) -> Result<Outcome> {
     } else {
         Outcome::Ok
     })
+}
+
+/// The progress bar of a batch: bytes written over bytes to write, summed over every
+/// conversion started so far.
+struct Bar {
+    slots: std::sync::Mutex<Vec<(u64, u64)>>,
+}
+
+impl Bar {
+    fn new(jobs: usize) -> Self {
+        Bar {
+            slots: std::sync::Mutex::new(vec![(0, 0); jobs]),
+        }
+    }
+
+    fn report(&self, job: usize, done: u64, total: u64) {
+        let Ok(mut slots) = self.slots.lock() else {
+            return;
+        };
+        if let Some(s) = slots.get_mut(job) {
+            *s = (done, total);
+        }
+        let (done, total) = slots
+            .iter()
+            .fold((0u64, 0u64), |(d, t), (a, b)| (d + a, t + b));
+        let started = slots.iter().filter(|(_, t)| *t > 0).count();
+        const W: u64 = 30;
+        let filled = (done * W).checked_div(total).unwrap_or(W).min(W) as usize;
+        let files = if slots.len() > 1 {
+            format!("  ({started} of {} files started)", slots.len())
+        } else {
+            String::new()
+        };
+        eprint!(
+            "\r[{}{}] {} / {}{files}\x1b[K",
+            "#".repeat(filled),
+            ".".repeat(W as usize - filled),
+            human_bytes(done),
+            human_bytes(total)
+        );
+    }
 }
