@@ -42,3 +42,28 @@ torch.save(sd, os.path.join(here, "dtypes_views.pt"))
 save_file({k: v.contiguous().clone() for k, v in sd.items()},
           os.path.join(here, "dtypes_views.expected.safetensors"), metadata={"format": "pt"})
 print("wrote dtypes_views.pt and dtypes_views.expected.safetensors,", len(sd), "tensors")
+
+# --dtype casts against torch's own `.to()`: float64 values just above, at and below the
+# bf16/f16 rounding ties (torch rounds float64 through float32, twice), subnormals,
+# overflow, signed zero, infinities, NaN, plus random float32 and float16 values.
+g = torch.Generator().manual_seed(11)
+ties = []
+for base in (1.0, -1.5, 3.0e-3, 6.0e4):
+    for tie_bits in (8, 11):  # bf16 and f16 ties relative to the value's ulp
+        t = base * (1 + 2.0 ** -tie_bits)
+        ties += [t, t * (1 + 2.0 ** -40), t * (1 - 2.0 ** -40)]
+# (No NaN: torch's NaN bits depend on which of its loops, vectorized or scalar, handled it.)
+special = [0.0, -0.0, float("inf"), float("-inf"), 1e300, -1e300, 1e-300,
+           65504.0, 65520.0, 65519.99, 3.3895e38, 3.40e38, 5.9604645e-8, 2.98e-8, 1e-45]
+casts = {
+    "f64": torch.tensor(ties + special, dtype=torch.float64),
+    "f64_random": torch.randn(257, generator=g, dtype=torch.float64) * 10.0 ** torch.randint(-8, 8, (257,), generator=g),
+    "f32": torch.randn(301, generator=g) * 10.0 ** torch.randint(-6, 6, (301,), generator=g).float(),
+    "f16": torch.randn(64, generator=g).half(),
+    "bf16": torch.randn(64, generator=g).bfloat16(),
+}
+torch.save(casts, os.path.join(here, "casts.pt"))
+for name, dt in (("bf16", torch.bfloat16), ("fp16", torch.float16), ("fp32", torch.float32)):
+    save_file({k: v.to(dt) for k, v in casts.items()},
+              os.path.join(here, f"casts.{name}.safetensors"), metadata={"format": "pt"})
+print("wrote casts.pt and casts.{bf16,fp16,fp32}.safetensors (torch .to())")

@@ -78,31 +78,51 @@ fn f32_to_bf16(f: f32) -> u16 {
     ((bits + 0x7fff + lsb) >> 16) as u16
 }
 
-fn decode(b: &[u8], dt: DType) -> Option<f32> {
-    Some(match dt {
-        DType::F32 => f32::from_le_bytes(b.try_into().ok()?),
-        DType::F64 => f64::from_le_bytes(b.try_into().ok()?) as f32,
-        DType::F16 => f16_to_f32(u16::from_le_bytes(b.try_into().ok()?)),
-        DType::BF16 => f32::from_bits(u32::from(u16::from_le_bytes(b.try_into().ok()?)) << 16),
-        _ => return None,
-    })
-}
-
-/// Convert little-endian elements of `from` into `to` (floating types only).
-pub fn convert(bytes: &[u8], from: DType, to: DType) -> Vec<u8> {
-    let es = from.size() as usize;
-    let mut out = Vec::with_capacity(bytes.len() / es.max(1) * to.size() as usize);
-    for c in bytes.chunks_exact(es.max(1)) {
-        let Some(x) = decode(c, from) else { continue };
-        match to {
-            DType::F32 => out.extend_from_slice(&x.to_le_bytes()),
-            DType::F64 => out.extend_from_slice(&f64::from(x).to_le_bytes()),
-            DType::F16 => out.extend_from_slice(&f32_to_f16(x).to_le_bytes()),
-            DType::BF16 => out.extend_from_slice(&f32_to_bf16(x).to_le_bytes()),
-            _ => {}
-        }
+/// Map each `I`-byte element to an `O`-byte one, into a preallocated buffer.
+fn each<const I: usize, const O: usize>(src: &[u8], f: impl Fn([u8; I]) -> [u8; O]) -> Vec<u8> {
+    let mut out = vec![0u8; src.len() / I * O];
+    for (i, o) in src.chunks_exact(I).zip(out.chunks_exact_mut(O)) {
+        let mut a = [0u8; I];
+        a.copy_from_slice(i);
+        o.copy_from_slice(&f(a));
     }
     out
+}
+
+fn f16(a: [u8; 2]) -> f32 {
+    f16_to_f32(u16::from_le_bytes(a))
+}
+
+fn bf16(a: [u8; 2]) -> f32 {
+    f32::from_bits(u32::from(u16::from_le_bytes(a)) << 16)
+}
+
+/// Convert little-endian elements of `from` into `to` (floating types only; anything else is
+/// returned as is), rounding to nearest even exactly as torch's `.to()` does — including its
+/// double rounding of float64 to float16/bfloat16 through float32 (a value a hair above a tie
+/// lands on the tie in float32 and then rounds to even). NaN stays NaN (torch's own NaN bits
+/// depend on which of its vectorized or scalar loops handled the element; ours are 0x7fc0 for
+/// bfloat16, 0x7e00 for float16).
+pub fn convert(bytes: &[u8], from: DType, to: DType) -> Vec<u8> {
+    use DType::{BF16, F16, F32, F64};
+    let half = |x: f32| f32_to_f16(x).to_le_bytes();
+    let brain = |x: f32| f32_to_bf16(x).to_le_bytes();
+    match (from, to) {
+        (F32, BF16) => each(bytes, |a| brain(f32::from_le_bytes(a))),
+        (F32, F16) => each(bytes, |a| half(f32::from_le_bytes(a))),
+        (F16, F32) => each(bytes, |a| f16(a).to_le_bytes()),
+        (BF16, F32) => each(bytes, |a| bf16(a).to_le_bytes()),
+        // Widening to f32 is exact, so one rounding.
+        (F16, BF16) => each(bytes, |a| brain(f16(a))),
+        (BF16, F16) => each(bytes, |a| half(bf16(a))),
+        (F64, F32) => each(bytes, |a| (f64::from_le_bytes(a) as f32).to_le_bytes()),
+        (F64, F16) => each(bytes, |a| half(f64::from_le_bytes(a) as f32)),
+        (F64, BF16) => each(bytes, |a| brain(f64::from_le_bytes(a) as f32)),
+        (F32, F64) => each(bytes, |a| f64::from(f32::from_le_bytes(a)).to_le_bytes()),
+        (F16, F64) => each(bytes, |a| f64::from(f16(a)).to_le_bytes()),
+        (BF16, F64) => each(bytes, |a| f64::from(bf16(a)).to_le_bytes()),
+        _ => bytes.to_vec(),
+    }
 }
 
 #[cfg(test)]
@@ -140,5 +160,43 @@ mod tests {
         let back = convert(&h, DType::F16, DType::F32);
         assert_eq!(back, src);
         assert_eq!(target_dtype(DType::I64, Some(DType::F16)), DType::I64);
+    }
+
+    #[test]
+    fn from_f64_rounds_through_f32_as_torch_does() {
+        // 1 + 2^-8 is a bf16 tie (rounds to even: 1.0). A hair above it is lost in float32,
+        // so torch gives 1.0 too (checked against torch in fixtures/convert/casts.*).
+        let x = 1.0 + 2f64.powi(-8) + 2f64.powi(-40);
+        let b = convert(&x.to_le_bytes(), DType::F64, DType::BF16);
+        assert_eq!(u16::from_le_bytes([b[0], b[1]]), 0x3f80);
+        // A clear step above the tie rounds up.
+        let x = 1.0 + 2f64.powi(-8) + 2f64.powi(-20);
+        let b = convert(&x.to_le_bytes(), DType::F64, DType::BF16);
+        assert_eq!(u16::from_le_bytes([b[0], b[1]]), 0x3f81);
+        for (x, want) in [
+            (-(1.0 + 2f64.powi(-7)), 0xbf81u16),
+            (0.5, 0x3f00),
+            (1e300, 0x7f80),
+            (1e-300, 0x0000),
+        ] {
+            let b = convert(&f64::to_le_bytes(x), DType::F64, DType::BF16);
+            assert_eq!(u16::from_le_bytes([b[0], b[1]]), want, "{x}");
+        }
+        let n = convert(&f64::NAN.to_le_bytes(), DType::F64, DType::BF16);
+        assert!(f32::from_bits(u32::from(u16::from_le_bytes([n[0], n[1]])) << 16).is_nan());
+    }
+
+    #[test]
+    fn between_halves_and_back() {
+        // bf16 -> f16 -> bf16 of values exact in both is the identity.
+        let src: Vec<u8> = [1.0f32, -0.5, 3.0, 0.0]
+            .iter()
+            .flat_map(|x| f32_to_bf16(*x).to_le_bytes())
+            .collect();
+        let h = convert(&src, DType::BF16, DType::F16);
+        assert_eq!(convert(&h, DType::F16, DType::BF16), src);
+        assert_eq!(convert(&src, DType::BF16, DType::BF16), src);
+        let wide = convert(&src, DType::BF16, DType::F64);
+        assert_eq!(convert(&wide, DType::F64, DType::BF16), src);
     }
 }

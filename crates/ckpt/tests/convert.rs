@@ -536,3 +536,19 @@ fn a_damaged_dcp_directory_fails_clearly_and_writes_nothing() {
         assert!(left.is_empty(), "{left:?}");
     }
 }
+
+#[test]
+fn dtype_casts_equal_torch_to_bit_for_bit() {
+    // float64 values at, above and below the bf16/f16 rounding ties, subnormals, overflow,
+    // signed zeros, infinities, random float64/32/16/bf16 values, against torch's `.to()`
+    // (scripts/make_convert_fixtures.py).
+    let tmp = tempfile::tempdir().unwrap();
+    let fx = root().join("fixtures/convert");
+    for flag in ["bf16", "fp16", "fp32"] {
+        let out = tmp.path().join(flag);
+        to_safetensors(&fx.join("casts.pt"), &out, &["--dtype", flag]);
+        let want = tensors(&fx.join(format!("casts.{flag}.safetensors")), None);
+        assert_eq!(want.len(), 5);
+        assert_eq!(tensors_of(&out), want, "--dtype {flag}");
+    }
+}
