@@ -431,6 +431,7 @@ fn write_safetensors(
     path: &Path,
     cast: Option<DType>,
     progress: &(dyn Fn(u64) + Sync),
+    flush: bool,
 ) -> Result<u64> {
     let io = |source| ConvertError::Io {
         path: path.to_path_buf(),
@@ -459,24 +460,70 @@ fn write_safetensors(
     f.write_all(&(text.len() as u64).to_le_bytes())
         .map_err(io)?;
     f.write_all(text.as_bytes()).map_err(io)?;
-    let mut total = 0;
-    for p in tensors {
-        let to = cast::target_dtype(p.t.dtype, cast);
-        total += match &p.from {
-            From::One(src) => {
-                let ck = cks.get(*src).ok_or_else(|| ConvertError::Io {
-                    path: path.to_path_buf(),
-                    source: std::io::Error::other("internal: no such source checkpoint"),
-                })?;
-                write_one(ck, &p.t, &p.name, to, &mut f, path)?
+    // With `flush`, a second thread flushes what is written so far every FLUSH_EVERY bytes
+    // while the copy goes on, so the final flush waits for the tail only: the disk writes
+    // while the page cache fills, instead of after.
+    const FLUSH_EVERY: u64 = 64 << 20;
+    let flusher_file = if flush {
+        Some(f.try_clone().map_err(io)?)
+    } else {
+        None
+    };
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    std::thread::scope(|s| {
+        let flusher = flusher_file.map(|file| {
+            s.spawn(move || {
+                let mut result = Ok(());
+                while rx.recv().is_ok() {
+                    while rx.try_recv().is_ok() {} // requests that piled up: one flush
+                    if result.is_ok() {
+                        result = file.sync_data();
+                    }
+                }
+                result
+            })
+        });
+        let mut total = 0;
+        let mut since = 0u64;
+        let copied: Result<u64> = (|| {
+            for p in tensors {
+                let to = cast::target_dtype(p.t.dtype, cast);
+                total += match &p.from {
+                    From::One(src) => {
+                        let ck = cks.get(*src).ok_or_else(|| ConvertError::Io {
+                            path: path.to_path_buf(),
+                            source: std::io::Error::other("internal: no such source checkpoint"),
+                        })?;
+                        write_one(ck, &p.t, &p.name, to, &mut f, path)?
+                    }
+                    From::Chunks(chunks) => {
+                        dcp::write_chunks(cks, &p.t, chunks, &p.name, to, &mut f, path)?
+                    }
+                };
+                let n = out_nbytes(&p.t, cast);
+                progress(n);
+                since += n;
+                if flusher.is_some() && since >= FLUSH_EVERY {
+                    since = 0;
+                    let _ = tx.send(());
+                }
             }
-            From::Chunks(chunks) => {
-                dcp::write_chunks(cks, &p.t, chunks, &p.name, to, &mut f, path)?
-            }
+            Ok(total)
+        })();
+        drop(tx);
+        let flushed = match flusher {
+            Some(h) => h
+                .join()
+                .unwrap_or_else(|_| Err(std::io::Error::other("the flushing thread panicked"))),
+            None => Ok(()),
         };
-        progress(out_nbytes(&p.t, cast));
-    }
-    Ok(total)
+        let total = copied?;
+        flushed.map_err(io)?;
+        if flush {
+            f.sync_all().map_err(io)?;
+        }
+        Ok(total)
+    })
 }
 
 /// Append one tensor to `f` as `to`: a byte-range copy when no cast is needed (in-kernel for
@@ -802,6 +849,8 @@ fn emit(
     };
     let result = (|| {
         let shards = shard(tensors, opts.max_shard_size, opts.dtype);
+        // Flushed now or later (before the rename): flushing as we go overlaps it with the copy.
+        let flush = opts.sync || output.exists();
         if shards.len() <= 1 {
             write_safetensors(
                 cks,
@@ -809,6 +858,7 @@ fn emit(
                 &tmp.join("model.safetensors"),
                 opts.dtype,
                 &tick,
+                flush,
             )?;
         } else {
             // Shards are separate files, written in parallel: one file's writes serialize on
@@ -823,7 +873,7 @@ fn emit(
                 if failed.load(std::sync::atomic::Ordering::Relaxed) {
                     return Ok(0); // another shard failed: the folder is discarded anyway
                 }
-                let r = write_safetensors(cks, part, &tmp.join(file), opts.dtype, &tick);
+                let r = write_safetensors(cks, part, &tmp.join(file), opts.dtype, &tick, flush);
                 if r.is_err() {
                     failed.store(true, std::sync::atomic::Ordering::Relaxed);
                 }

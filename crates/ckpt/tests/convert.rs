@@ -237,7 +237,8 @@ fn shards_and_an_index_above_the_shard_size() {
         ])
         .arg(out);
         if let Some(size) = extra {
-            c.args(["--max-shard-size", size]);
+            // --sync: the shards (written in parallel) are flushed as they are written
+            c.args(["--max-shard-size", size, "--sync"]);
         }
         c.assert().success();
     }
