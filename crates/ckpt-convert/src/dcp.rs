@@ -28,11 +28,43 @@ use crate::{
 /// is quadratic in their number unless they only split dimension 0.
 const MAX_CHUNKS_ANY_LAYOUT: usize = 4096;
 
+/// Where a chunk's torch.save archive lies: opened when its bytes are needed and dropped
+/// after, so a save from many ranks (thousands of chunks) costs a few hundred bytes per chunk
+/// between planning and writing, not a parsed archive each.
+#[derive(Debug, Clone)]
+pub(crate) struct ChunkFile {
+    pub file: Arc<File>,
+    pub path: std::path::PathBuf,
+    pub offset: u64,
+    pub len: u64,
+}
+
+impl ChunkFile {
+    pub(crate) fn open(&self, fqn: &str) -> Result<Checkpoint> {
+        Checkpoint::open_range_in(
+            self.file.clone(),
+            &self.path,
+            self.offset,
+            self.len,
+            &ckpt_torch::Options::default(),
+        )
+        .map_err(|e| ConvertError::Dcp {
+            path: self.path.clone(),
+            detail: format!(
+                "the chunk of {fqn} at bytes {}..{}: {}",
+                self.offset,
+                self.offset.saturating_add(self.len),
+                without_path(&e.to_string(), &self.path)
+            ),
+        })
+    }
+}
+
 /// One saved piece of a sharded tensor.
 #[derive(Debug, Clone)]
 pub(crate) struct Chunk {
-    /// The checkpoint (in `Source::cks`) holding the piece.
-    pub src: usize,
+    /// Its archive.
+    pub at: ChunkFile,
     /// The piece as saved: its shape is the chunk's size in every dimension.
     pub t: TensorRef,
     /// Where the piece starts in the global tensor, per dimension.
@@ -112,7 +144,6 @@ pub fn convert_dcp(dir: &Path, output: &Path, opts: &ConvertOptions) -> Result<C
         });
     }
     let mut files: HashMap<String, Arc<File>> = HashMap::new();
-    let mut cks: Vec<Checkpoint> = Vec::new();
     let mut raw: Vec<Planned> = Vec::new();
     let mut other = Vec::new();
     for (k, v) in sdm {
@@ -145,32 +176,22 @@ pub fn convert_dcp(dir: &Path, output: &Path, opts: &ConvertOptions) -> Result<C
                     f
                 }
             };
-            let ck = Checkpoint::open_range_in(
+            let at = ChunkFile {
                 file,
-                &path,
-                s.off,
-                s.len,
-                &ckpt_torch::Options::default(),
-            )
-            .map_err(|e| ConvertError::Dcp {
-                path: path.clone(),
-                detail: format!(
-                    "the chunk of {fqn} at bytes {}..{}: {}",
-                    s.off,
-                    s.off.saturating_add(s.len),
-                    without_path(&e.to_string(), &path)
-                ),
-            })?;
+                path,
+                offset: s.off,
+                len: s.len,
+            };
+            let ck = at.open(fqn)?;
             let View::Tensor(t) = ck.doc.view(ck.doc.root()) else {
                 return Err(bad(format!("{fqn}: a chunk does not hold a tensor")));
             };
             let offsets = s.offsets.clone().unwrap_or_else(|| vec![0; shape.len()]);
             pieces.push(Chunk {
-                src: cks.len(),
+                at,
                 t: t.clone(),
                 offsets,
             });
-            cks.push(ck);
         }
         raw.push(plan_tensor(fqn, &shape, pieces).map_err(bad)?);
     }
@@ -194,7 +215,7 @@ pub fn convert_dcp(dir: &Path, output: &Path, opts: &ConvertOptions) -> Result<C
     }
     let source = Source {
         input: dir,
-        cks,
+        cks: Vec::new(),
         raw,
         other,
         state_dict_key: sd_key,
@@ -242,16 +263,6 @@ fn plan_tensor(
     }
     // Empty chunks (a rank with no rows) carry nothing.
     pieces.retain(|c| c.t.numel() > 0);
-    if let [one] = pieces.as_slice()
-        && one.t.shape == shape
-    {
-        let one = pieces.swap_remove(0);
-        return Ok(Planned {
-            name: fqn.to_owned(),
-            t: one.t,
-            from: From::One(one.src),
-        });
-    }
     if covered != total {
         return Err(format!(
             "{fqn}: its chunks hold {covered} elements but the tensor has {total}"
@@ -323,7 +334,6 @@ fn contiguous(dtype: DType, shape: &[u64]) -> TensorRef {
 /// Write a sharded tensor at the current position of `f` (which is left just after it), cast
 /// to `to`: each chunk's row-major bytes go to their global positions. Returns bytes written.
 pub(crate) fn write_chunks(
-    cks: &[Checkpoint],
     global: &TensorRef,
     chunks: &[Chunk],
     name: &str,
@@ -345,7 +355,8 @@ pub(crate) fn write_chunks(
         gstride[d] = gstride[d + 1] * shape[d + 1];
     }
     for c in chunks {
-        let Some(ck) = cks.get(c.src) else { continue };
+        let ck = c.at.open(name)?;
+        let ck = &ck;
         let start: u64 = c.offsets.iter().zip(&gstride).map(|(o, s)| o * s).sum();
         // Dimensions from `j` on are whole in the chunk; a run of consecutive global elements
         // is one index of the dimensions before `j - 1` × the chunk's extent of `j - 1` × all
@@ -416,8 +427,15 @@ mod tests {
     use super::*;
 
     fn chunk(offsets: &[u64], shape: &[u64], dtype: DType) -> Chunk {
+        // Planning does not read the chunk: any open file will do.
+        let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
         Chunk {
-            src: 0,
+            at: ChunkFile {
+                file: Arc::new(File::open(&path).unwrap()),
+                path,
+                offset: 0,
+                len: 0,
+            },
             t: contiguous(dtype, shape),
             offsets: offsets.to_vec(),
         }
@@ -452,9 +470,9 @@ mod tests {
         )
         .unwrap();
         assert!(matches!(p.from, From::Chunks(ref c) if c.len() == 2));
-        // One chunk that is the whole tensor is the tensor.
+        // One chunk that is the whole tensor (saved by one rank, or replicated).
         let p = plan_tensor("b", &[5], vec![chunk(&[0], &[5], f)]).unwrap();
-        assert!(matches!(p.from, From::One(0)));
+        assert!(matches!(p.from, From::Chunks(ref c) if c.len() == 1));
     }
 
     #[test]
