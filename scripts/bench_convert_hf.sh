@@ -10,6 +10,7 @@
 #                   save_pretrained)
 #   ckpt --sync     flushed to disk before the rename (compare with cp + sync)
 #   ckpt --dtype bf16   a cast, through a bounded buffer
+#   ckpt 2 shards   --max-shard-size 750MB: two files, written in parallel
 #   ckpt (DCP)      the same tensors as a DCP directory saved by 4 ranks (row shards), against
 #                   `cp -r` of that directory
 #
@@ -40,9 +41,9 @@ bin=$PWD/target/release/ckpt
 out=$DIR/out
 conv="$bin convert $src --to safetensors --output-dir $out"
 names=(--name cp --name "cp + sync" --name ckpt --name "ckpt --sync" --name "ckpt --dtype bf16"
-  --name "cp -r (DCP)" --name "ckpt (DCP)")
+  --name "ckpt 2 shards" --name "cp -r (DCP)" --name "ckpt (DCP)")
 cmds=("cp $src $DIR/copy.pth" "cp $src $DIR/copy.pth && sync $DIR/copy.pth" "$conv" "$conv --sync" "$conv --dtype bf16"
-  "cp -r $dcp $DIR/copy.pth" "$bin convert $dcp --to safetensors --output-dir $out")
+  "$conv --max-shard-size 750MB" "cp -r $dcp $DIR/copy.pth" "$bin convert $dcp --to safetensors --output-dir $out")
 if [ -n "$PY" ]; then
   names+=(--name "python torch.load(mmap) + save_file")
   cmds+=("$PY ../shared/bench/py_convert.py $src $DIR/py.safetensors --mmap")
