@@ -56,8 +56,13 @@ pub fn decode_with(data: &[u8], limits: &Limits) -> Result<Pickle, Error> {
         limits: *limits,
     };
     vm.run()?;
-    let mut out = vm.out;
+    // The memo and stack go first, then the arena gives back its growth slack: a large
+    // pickle's values are most of what a checkpoint keeps in memory.
+    let Vm { out, .. } = vm;
+    let mut out = out;
     dedup_keys(&mut out);
+    out.values.shrink_to_fit();
+    out.globals.shrink_to_fit();
     Ok(out)
 }
 

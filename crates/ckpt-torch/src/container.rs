@@ -267,6 +267,18 @@ impl Checkpoint {
                 entry: entry.to_owned(),
                 source,
             })?;
+        self.install_pickle(data, pickle, entry, opts, style)
+    }
+
+    /// Make `pickle` (decoded from `data`) this checkpoint's document.
+    fn install_pickle(
+        &mut self,
+        data: &[u8],
+        pickle: ckpt_pickle::Pickle,
+        entry: &str,
+        opts: &Options,
+        style: PersIdStyle,
+    ) -> Result<()> {
         self.pickle_bytes = pickle.end;
         self.pickle_entry = entry.to_owned();
         self.pickle_sha256 =
@@ -513,8 +525,10 @@ impl Checkpoint {
         };
         if !is_magic {
             self.format = Format::Pickle;
+            // Already decoded: install it rather than decode it a second time.
             let end = first_end as usize;
-            return self.decode_pickle(&first_buf[..end], "pickle", opts, PersIdStyle::Zip);
+            let data = first_buf.get(..end).unwrap_or(&first_buf);
+            return self.install_pickle(data, first, "pickle", opts, PersIdStyle::Zip);
         }
         self.format = Format::Legacy;
         let mut pos = first_end;
@@ -537,12 +551,8 @@ impl Checkpoint {
             .push(("legacy sys_info record".into(), sys_info));
         let (buf, main) = self.decode_at(pos, opts, "legacy pickle")?;
         let main_end = main.end;
-        self.decode_pickle(
-            &buf[..main_end as usize],
-            "legacy pickle",
-            opts,
-            PersIdStyle::Legacy,
-        )?;
+        let data = buf.get(..main_end as usize).unwrap_or(&buf);
+        self.install_pickle(data, main, "legacy pickle", opts, PersIdStyle::Legacy)?;
         pos += main_end;
         let keys = match self.decode_at(pos, opts, "legacy storage key list") {
             Ok((_, k)) => k,
