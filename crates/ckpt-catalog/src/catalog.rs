@@ -11,8 +11,8 @@ use crate::cache::{Cache, CacheError, FileKey};
 use crate::discover::{Candidate, Kind, WalkOptions, discover_with_listing};
 use crate::par;
 use crate::resolve::{
-    Configs, FACTS_VERSION, Resolve, checkpoint_facts, facts_from_json, facts_to_json, mark_best,
-    modified_of, needs_checkpoint, resolve,
+    Configs, FACTS_VERSION, Resolve, SidecarRead, checkpoint_facts, facts_from_json, facts_to_json,
+    mark_best, modified_of, needs_checkpoint, read_sidecar, resolve,
 };
 use crate::sources::DirCache;
 
@@ -75,7 +75,6 @@ struct Stat {
     key: Option<FileKey>,
     size: u64,
     modified: String,
-    need: bool,
     error: Option<String>,
 }
 
@@ -112,12 +111,10 @@ pub fn build_streaming(
                 } else {
                     dir_size(&c.path)
                 };
-                let need = needs_checkpoint(c, size, &modified, &seen);
                 Stat {
                     key: Some(FileKey::from_metadata(&abs.display().to_string(), &m)),
                     size,
                     modified,
-                    need,
                     error: None,
                 }
             }
@@ -125,7 +122,6 @@ pub fn build_streaming(
                 key: None,
                 size: 0,
                 modified: String::new(),
-                need: false,
                 error: Some(format!("{}: {e}", c.path.display())),
             },
         }
@@ -153,10 +149,6 @@ pub fn build_streaming(
     const CHUNK: usize = 1024;
     let dirs = DirCache::default();
     let configs = Configs::default();
-    cat.stats.skipped_by_sidecar = stats
-        .iter()
-        .filter(|s| !s.need && s.error.is_none())
-        .count();
     // Chunks end at folder boundaries, so each folder's best can be marked within its chunk.
     let mut chunks: Vec<Vec<usize>> = Vec::new();
     let mut cur: Vec<usize> = Vec::new();
@@ -177,10 +169,24 @@ pub fn build_streaming(
         let chunk = chunk.as_slice();
         let mut chunk_entries: Vec<Value> = Vec::with_capacity(chunk.len());
         let mut chunk_best: Vec<Option<String>> = Vec::with_capacity(chunk.len());
+        // Each sidecar is parsed once: it decides whether the checkpoint is opened, and it is
+        // the first source of the entry.
+        let sidecars: Vec<SidecarRead> = par::map(chunk, |i| read_sidecar(&cands[*i], &seen));
+        let need: Vec<bool> = chunk
+            .iter()
+            .zip(&sidecars)
+            .map(|(i, sc)| needs_checkpoint(&cands[*i], sc, stats[*i].size, &stats[*i].modified))
+            .collect();
+        cat.stats.skipped_by_sidecar += chunk
+            .iter()
+            .zip(&need)
+            .filter(|(i, n)| !**n && stats[**i].error.is_none())
+            .count();
         let wanted: Vec<usize> = chunk
             .iter()
-            .copied()
-            .filter(|i| stats[*i].need && stats[*i].key.is_some())
+            .zip(&need)
+            .filter(|(i, n)| **n && stats[**i].key.is_some())
+            .map(|(i, _)| *i)
             .collect();
         let mut facts: HashMap<usize, Vec<Fact>> = HashMap::with_capacity(wanted.len());
         if let Some(c) = &cache {
@@ -217,10 +223,12 @@ pub fn build_streaming(
         {
             c.put_many(&rows, FACTS_VERSION)?;
         }
-        let resolved = par::map(chunk, |i| {
+        let at: Vec<(usize, &SidecarRead)> = chunk.iter().copied().zip(&sidecars).collect();
+        let resolved = par::map(&at, |(i, sidecar)| {
             let mut w = Vec::new();
             let r = resolve(
                 &Resolve {
+                    sidecar,
                     candidate: &cands[*i],
                     size: stats[*i].size,
                     modified: stats[*i].modified.clone(),

@@ -600,6 +600,8 @@ pub struct Resolve<'a> {
     /// Cached or freshly read checkpoint facts; `None` when not read (a fresh sidecar said
     /// everything).
     pub ckpt_facts: Option<&'a [Fact]>,
+    /// The sidecar, read once per run by [`read_sidecar`].
+    pub sidecar: &'a SidecarRead,
     pub dirs: &'a DirCache,
     pub configs: &'a Configs,
     pub seen: &'a Seen,
@@ -615,21 +617,40 @@ fn find_sidecar(path: &Path, seen: &Seen) -> Option<std::path::PathBuf> {
     .find(|p| seen.is_file(p))
 }
 
-/// A parsed sidecar beside a checkpoint, if any (YAML, then JSON).
-pub fn read_sidecar(path: &Path, seen: &Seen) -> Option<Value> {
-    let p = find_sidecar(path, seen)?;
-    ckpt_meta::sidecar::Sidecar::read(&p).ok().map(|s| s.value)
+/// A checkpoint's sidecar as read once per run: whether the checkpoint must be opened and
+/// what the entry says both come from this one parse.
+#[derive(Debug)]
+pub enum SidecarRead {
+    /// No sidecar (or not a single-file checkpoint).
+    Absent,
+    /// There is one, and reading it failed: the warning to give.
+    Unreadable(String),
+    Parsed(Value),
+}
+
+/// Read the sidecar beside a checkpoint, if any (YAML, then JSON).
+pub fn read_sidecar(c: &Candidate, seen: &Seen) -> SidecarRead {
+    if c.kind != Kind::File {
+        return SidecarRead::Absent;
+    }
+    match find_sidecar(&c.path, seen) {
+        None => SidecarRead::Absent,
+        Some(p) => match ckpt_meta::sidecar::Sidecar::read(&p) {
+            Ok(sc) => SidecarRead::Parsed(sc.value),
+            Err(err) => SidecarRead::Unreadable(format!("sidecar skipped: {err}")),
+        },
+    }
 }
 
 /// Does this candidate need its checkpoint opened? Not when a sidecar with a matching
 /// fingerprint describes it.
-pub fn needs_checkpoint(c: &Candidate, size: u64, modified: &str, seen: &Seen) -> bool {
+pub fn needs_checkpoint(c: &Candidate, sidecar: &SidecarRead, size: u64, modified: &str) -> bool {
     if c.kind != Kind::File {
         return true;
     }
-    match read_sidecar(&c.path, seen) {
-        Some(sc) => sidecar_fresh(&sc, size, modified, None) != Some(true),
-        None => true,
+    match sidecar {
+        SidecarRead::Parsed(sc) => sidecar_fresh(sc, size, modified, None) != Some(true),
+        _ => true,
     }
 }
 
@@ -650,24 +671,21 @@ pub fn resolve(r: &Resolve<'_>, warnings: &mut Vec<String>) -> Resolved {
             .find(|f| f.path == "_pickle_sha256")
             .and_then(|f| f.value.as_str())
     });
-    // 1. sidecar
-    // Read once: an unreadable sidecar is a warning, a readable one a source.
-    let sidecar = match (c.kind, find_sidecar(&c.path, r.seen)) {
-        (Kind::File, Some(scp)) => match ckpt_meta::sidecar::Sidecar::read(&scp) {
-            Ok(sc) => Some(sc.value),
-            Err(err) => {
-                warnings.push(format!("sidecar skipped: {err}"));
-                None
-            }
-        },
-        _ => None,
+    // 1. sidecar: an unreadable one is a warning, a readable one a source.
+    let sidecar = match r.sidecar {
+        SidecarRead::Parsed(v) => Some(v),
+        SidecarRead::Unreadable(w) => {
+            warnings.push(w.clone());
+            None
+        }
+        SidecarRead::Absent => None,
     };
     if let Some(sc) = sidecar {
-        let problems = ckpt_meta::schema::validate(&sc);
+        let problems = ckpt_meta::schema::validate(sc);
         // A partial sidecar (no fingerprint, missing sections) still says what it says; one
         // with wrong types or a newer schema says nothing we can trust.
         let unusable = problems.iter().find(|p| p.message != "missing");
-        match sidecar_fresh(&sc, r.size, &r.modified, pickle_sha) {
+        match sidecar_fresh(sc, r.size, &r.modified, pickle_sha) {
             _ if unusable.is_some() => warnings.push(format!(
                 "{}: sidecar skipped: {}",
                 c.path.display(),
@@ -678,7 +696,7 @@ pub fn resolve(r: &Resolve<'_>, warnings: &mut Vec<String>) -> Resolved {
                 c.path.display()
             )),
             _ => {
-                for f in sidecar_facts(&sc) {
+                for f in sidecar_facts(sc) {
                     e.apply(&f);
                 }
             }
