@@ -107,6 +107,24 @@ impl Builder {
         if v.is_null() || self.has(path) {
             return false;
         }
+        // The schema holds precision/recall/hmean to [0, 1] (fractions). A score outside it (a
+        // percentage, a garbage value) would make a sidecar its own validator rejects: it stays
+        // under additional_metrics, under its own name, and the field is left to the next
+        // source (or null), with a note saying why.
+        if matches!(
+            path,
+            "metrics.precision" | "metrics.recall" | "metrics.hmean"
+        ) && let Some(x) = v.as_f64()
+            && !(0.0..=1.0).contains(&x)
+        {
+            let note = format!(
+                "{path}: {x} from the {src} is outside [0, 1] (the schema's range); kept under additional_metrics only"
+            );
+            if !self.notes.contains(&note) {
+                self.notes.push(note);
+            }
+            return false;
+        }
         let parts: Vec<&str> = path.split('.').collect();
         let mut cur = &mut self.root;
         for p in &parts[..parts.len() - 1] {
@@ -710,6 +728,26 @@ fn state_section(s: &Summary) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fraction_metric_out_of_range_falls_to_the_next_source() {
+        let mut b = Builder {
+            root: json!({}),
+            provenance: Map::new(),
+            notes: Vec::new(),
+        };
+        // A percentage from the callback is refused with a note; the file name's fraction wins.
+        assert!(!b.set("metrics.hmean", json!(77.18), source::CALLBACK));
+        assert!(!b.set("metrics.recall", json!(-1e16), source::CALLBACK));
+        assert!(b.set("metrics.hmean", json!(0.7718), source::FILE_NAME));
+        assert_eq!(lookup(&b.root, "metrics.hmean"), Some(&json!(0.7718)));
+        assert_eq!(b.provenance["metrics.hmean"], json!(source::FILE_NAME));
+        assert_eq!(b.notes.len(), 2, "{:?}", b.notes);
+        assert!(b.notes[0].contains("77.18") && b.notes[0].contains("outside [0, 1]"));
+        // Bounds are inclusive; other metrics are not held to them.
+        assert!(b.set("metrics.precision", json!(1.0), source::CALLBACK));
+        assert!(b.set("metrics.validation_loss", json!(3.5), source::CALLBACK));
+    }
 
     #[test]
     fn file_names() {
