@@ -202,6 +202,14 @@ fn convert_one(job: &Job<'_>, ckpt: &Path, debug: &mut Vec<String>) -> Converted
         }
         None => yaml,
     };
+    // What we write must pass our own `validate`: a sidecar that other tools would reject is
+    // worse than none.
+    if let Some(p) = schema::validate(&value).first() {
+        return Converted::Failed(format!(
+            "{}: not written: the sidecar built for it would not validate ({p})",
+            target.display()
+        ));
+    }
     let text = sidecar::render(&target, &value);
     if !job.dry_run
         && let Err(e) = sidecar::write_atomic(&target, &text, job.force)
