@@ -153,6 +153,47 @@ pub struct Converted {
     /// output lacks, and the reverse.
     pub missing_keys: Vec<String>,
     pub unexpected_keys: Vec<String>,
+    /// When missing and unexpected names differ by a prefix: the flag that would fix it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+}
+
+/// When the output's names and the base model's differ by a leading prefix (a Lightning
+/// module's `model.` attribute, a wrapper we do not know), the `--strip-prefix` or
+/// `--add-prefix` that maps most of the unexpected names onto missing ones.
+fn prefix_hint(missing: &[String], unexpected: &[String]) -> Option<String> {
+    if missing.is_empty() || unexpected.is_empty() {
+        return None;
+    }
+    let miss: std::collections::HashSet<&str> = missing.iter().map(String::as_str).collect();
+    let unexp: std::collections::HashSet<&str> = unexpected.iter().map(String::as_str).collect();
+    // (prefix, strip?) -> names it explains
+    let mut counts: HashMap<(&str, bool), usize> = HashMap::new();
+    for (names, other, strip) in [(unexpected, &miss, true), (missing, &unexp, false)] {
+        for n in names {
+            for (i, _) in n.match_indices('.') {
+                let (prefix, rest) = n.split_at(i + 1);
+                if other.contains(rest) {
+                    *counts.entry((prefix, strip)).or_default() += 1;
+                }
+            }
+        }
+    }
+    let ((prefix, strip), n) = counts
+        .into_iter()
+        .max_by(|a, b| a.1.cmp(&b.1).then(b.0.0.len().cmp(&a.0.0.len())))?;
+    let (flag, of) = if strip {
+        ("--strip-prefix", unexpected.len())
+    } else {
+        ("--add-prefix", missing.len())
+    };
+    // Only a prefix that explains most of them is worth saying.
+    (n * 2 > of).then(|| {
+        format!(
+            "{n} of the {of} {} names match the base model's with {flag} {prefix}",
+            if strip { "unexpected" } else { "missing" }
+        )
+    })
 }
 
 /// safetensors' name for a dtype.
@@ -798,6 +839,7 @@ fn plan_and_emit(
         other_keys: src.other,
         missing_keys: Vec::new(),
         unexpected_keys: Vec::new(),
+        hint: None,
     };
     emit(&src.cks, &tensors, output, opts, base_cfg, report)
 }
@@ -822,6 +864,7 @@ fn emit(
         let want: std::collections::BTreeSet<&str> = names.iter().map(String::as_str).collect();
         report.missing_keys = want.difference(&have).map(|s| (*s).to_owned()).collect();
         report.unexpected_keys = have.difference(&want).map(|s| (*s).to_owned()).collect();
+        report.hint = prefix_hint(&report.missing_keys, &report.unexpected_keys);
     }
     if opts.dry_run {
         return Ok(report);
@@ -1018,6 +1061,39 @@ pub fn resolve_base_model(spec: &str, relative_to: Option<&Path>) -> Option<Path
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_prefix_between_output_and_base_names_is_pointed_out() {
+        let v = |xs: &[&str]| xs.iter().map(|x| (*x).to_owned()).collect::<Vec<_>>();
+        // A LightningModule's `model.` attribute in front of every name.
+        let h = prefix_hint(
+            &v(&[
+                "transformer.wte.weight",
+                "transformer.h.0.attn.c_attn.weight",
+                "lm_head.weight",
+            ]),
+            &v(&[
+                "model.transformer.wte.weight",
+                "model.transformer.h.0.attn.c_attn.weight",
+            ]),
+        );
+        assert_eq!(
+            h.as_deref(),
+            Some("2 of the 2 unexpected names match the base model's with --strip-prefix model.")
+        );
+        // The other way: the base wants `transformer.`.
+        let h = prefix_hint(
+            &v(&["transformer.wte.weight", "transformer.ln_f.weight"]),
+            &v(&["wte.weight", "ln_f.weight", "extra.bias"]),
+        );
+        assert_eq!(
+            h.as_deref(),
+            Some("2 of the 2 missing names match the base model's with --add-prefix transformer.")
+        );
+        // Unrelated differences: nothing to say.
+        assert_eq!(prefix_hint(&v(&["a.weight"]), &v(&["b.weight"])), None);
+        assert_eq!(prefix_hint(&[], &v(&["b.weight"])), None);
+    }
 
     #[test]
     fn names_lose_wrappers_and_prefixes() {

@@ -220,6 +220,42 @@ pub fn run(a: &ConvertArgs) -> Result<Outcome> {
                             ""
                         }
                     );
+                    // Compared with the base model's own weights, when it has some.
+                    let names = |k: &str| -> Vec<String> {
+                        rep[k]
+                            .as_array()
+                            .map(|a| {
+                                a.iter()
+                                    .filter_map(|x| x.as_str().map(str::to_owned))
+                                    .collect()
+                            })
+                            .unwrap_or_default()
+                    };
+                    for (k, what) in [
+                        (
+                            "missing_keys",
+                            "missing (the base model has them, the output not)",
+                        ),
+                        (
+                            "unexpected_keys",
+                            "unexpected (the output has them, the base model not)",
+                        ),
+                    ] {
+                        let n = names(k);
+                        if !n.is_empty() {
+                            let shown: Vec<&str> = n.iter().take(3).map(String::as_str).collect();
+                            let more = if n.len() > 3 { ", …" } else { "" };
+                            let _ = writeln!(
+                                s,
+                                "           {} {what}: {}{more}",
+                                n.len(),
+                                shown.join(", ")
+                            );
+                        }
+                    }
+                    if let Some(h) = rep["hint"].as_str() {
+                        let _ = writeln!(s, "           hint: {h}");
+                    }
                 } else {
                     let _ = writeln!(s, "failed     {}", r["error"].as_str().unwrap_or(input));
                 }

@@ -553,3 +553,49 @@ fn dtype_casts_equal_torch_to_bit_for_bit() {
         assert_eq!(tensors_of(&out), want, "--dtype {flag}");
     }
 }
+
+#[test]
+fn names_that_differ_from_the_base_model_by_a_prefix_are_reported_with_the_fix() {
+    // A base folder with weights of its own (the tiny GPT-2 converted once), and a conversion
+    // whose names carry an extra `model.` (as a LightningModule's attribute would add).
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path().join("base");
+    common::copy_tree(&root().join("fixtures/convert/base_model"), &base);
+    let weights = tmp.path().join("weights");
+    to_safetensors(&root().join("examples/fsdp/epoch-001.pth"), &weights, &[]);
+    std::fs::copy(
+        weights.join("model.safetensors"),
+        base.join("model.safetensors"),
+    )
+    .unwrap();
+    let out = tmp.path().join("out");
+    let o = ckpt()
+        .args(["convert", "examples/fsdp/epoch-001.pth", "--base-model"])
+        .arg(&base)
+        .args(["--add-prefix", "model.", "--output-dir"])
+        .arg(&out)
+        .assert()
+        .success();
+    let text = String::from_utf8_lossy(&o.get_output().stdout).to_string();
+    assert!(
+        text.contains("28 missing (the base model has them, the output not): transformer.h.0.attn.c_attn.bias, "),
+        "{text}"
+    );
+    assert!(
+        text.contains("28 unexpected (the output has them, the base model not)"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "hint: 28 of the 28 unexpected names match the base model's with --strip-prefix model."
+        ),
+        "{text}"
+    );
+    // Following the hint (here: not adding the prefix) leaves nothing to report.
+    let v = to_safetensors(
+        &root().join("examples/fsdp/epoch-001.pth"),
+        &tmp.path().join("plain"),
+        &[],
+    );
+    assert!(v["conversions"][0]["report"].get("hint").is_none(), "{v}");
+}
