@@ -67,3 +67,25 @@ for name, dt in (("bf16", torch.bfloat16), ("fp16", torch.float16), ("fp32", tor
     save_file({k: v.to(dt) for k, v in casts.items()},
               os.path.join(here, f"casts.{name}.safetensors"), metadata={"format": "pt"})
 print("wrote casts.pt and casts.{bf16,fp16,fp32}.safetensors (torch .to())")
+
+# A whole pickled nn.Module (`torch.save(model)`): ckpt flattens it as `model.state_dict()`
+# names it — parameters, persistent buffers (not the non-persistent one), nested modules, a
+# tied weight under both names. Expected: torch's own state_dict().
+class Net(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb = torch.nn.Embedding(10, 4)
+        self.body = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.BatchNorm1d(4), torch.nn.ReLU())
+        self.head = torch.nn.Linear(4, 10, bias=False)
+        self.head.weight = self.emb.weight
+        self.register_buffer("scale", torch.full((4,), 0.5))
+        self.register_buffer("cache", torch.zeros(2), persistent=False)
+
+
+torch.manual_seed(3)
+net = Net()
+net.body[1].running_mean.add_(0.25)
+torch.save(net, os.path.join(here, "pickled_module.pt"))
+save_file({k: v.clone().contiguous() for k, v in net.state_dict().items()},
+          os.path.join(here, "pickled_module.state_dict.safetensors"), metadata={"format": "pt"})
+print("wrote pickled_module.pt and its state_dict:", list(net.state_dict()))

@@ -240,10 +240,21 @@ const CANDIDATE_KEYS: &[&str] = &[
     "weights",
 ];
 
-/// The state dict: (dotted key, entries as (name, tensor node)).
-fn find_state_dict(ck: &Checkpoint, key: Option<&str>) -> Result<(String, NodeId)> {
+/// The state dict: (dotted key, entries as (name, value node)). A dict of tensors, or a
+/// pickled `nn.Module` (`torch.save(model)`), flattened as `state_dict()` names it.
+fn find_state_dict(ck: &Checkpoint, key: Option<&str>) -> Result<(String, Vec<(String, NodeId)>)> {
     let doc = &ck.doc;
     let root = doc.root();
+    let entries = |id: NodeId| -> Vec<(String, NodeId)> {
+        if let Some(m) = ckpt_torch::summary::module_state_dict(doc, id) {
+            return m;
+        }
+        doc.dict(id)
+            .unwrap_or(&[])
+            .iter()
+            .map(|(k, v)| (ckpt_torch::pyrepr::key_str(doc, *k), *v))
+            .collect()
+    };
     let is_sd = |id: NodeId| {
         doc.dict(id).is_some_and(|items| {
             let t = items
@@ -253,29 +264,31 @@ fn find_state_dict(ck: &Checkpoint, key: Option<&str>) -> Result<(String, NodeId
             t > 0 && t * 2 >= items.len()
         })
     };
+    let usable = |id: NodeId| is_sd(id) || ckpt_torch::summary::is_module(doc, id);
     if let Some(k) = key {
         return doc
             .at_path(root, k)
-            .filter(|id| doc.dict(*id).is_some())
-            .map(|id| (k.to_owned(), id))
+            .filter(|id| doc.dict(*id).is_some() || ckpt_torch::summary::is_module(doc, *id))
+            .map(|id| (k.to_owned(), entries(id)))
             .ok_or_else(|| ConvertError::NoKey {
                 path: ck.path.clone(),
                 key: k.to_owned(),
             });
     }
-    if is_sd(root) {
-        return Ok((String::new(), root));
+    if usable(root) {
+        return Ok((String::new(), entries(root)));
     }
     for k in CANDIDATE_KEYS {
         if let Some(id) = doc.get(root, k)
-            && is_sd(id)
+            && usable(id)
         {
-            return Ok(((*k).to_owned(), id));
+            return Ok(((*k).to_owned(), entries(id)));
         }
     }
     find_state_dicts(doc, root)
         .into_iter()
         .max_by_key(|(_, id)| doc.dict(*id).map_or(0, <[_]>::len))
+        .map(|(k, id)| (k, entries(id)))
         .ok_or_else(|| ConvertError::NoStateDict {
             path: ck.path.clone(),
         })
@@ -345,13 +358,11 @@ impl Planned {
 }
 
 /// The state dict's entries: tensors as (name, source 0, tensor) and the non-tensor names.
-fn collect_file(ck: &Checkpoint, sd: NodeId) -> (Vec<Planned>, Vec<String>) {
-    let doc = &ck.doc;
+fn collect_file(ck: &Checkpoint, entries: Vec<(String, NodeId)>) -> (Vec<Planned>, Vec<String>) {
     let mut raw = Vec::new();
     let mut other = Vec::new();
-    for (k, v) in doc.dict(sd).unwrap_or(&[]) {
-        let name = ckpt_torch::pyrepr::key_str(doc, *k);
-        match doc.view(*v) {
+    for (name, v) in entries {
+        match ck.doc.view(v) {
             View::Tensor(t) => raw.push(Planned::one(name, 0, t.clone())),
             _ => other.push(name),
         }
@@ -796,8 +807,8 @@ fn stripped_prefixes<'n>(names: impl Iterator<Item = &'n str>) -> Vec<String> {
 pub fn convert_file(input: &Path, output: &Path, opts: &ConvertOptions) -> Result<Converted> {
     let (base_cfg, tie) = prepare(output, opts)?;
     let ck = Checkpoint::open(input)?;
-    let (sd_key, sd) = find_state_dict(&ck, opts.key.as_deref())?;
-    let (raw, other) = collect_file(&ck, sd);
+    let (sd_key, entries) = find_state_dict(&ck, opts.key.as_deref())?;
+    let (raw, other) = collect_file(&ck, entries);
     let source = Source {
         input,
         cks: vec![ck],

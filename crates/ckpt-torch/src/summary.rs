@@ -437,6 +437,77 @@ const NOT_MODEL: &[&str] = &[
     "loops",
 ];
 
+/// Whether `id` is a pickled `nn.Module` (`torch.save(model)`): an object whose state has
+/// `_parameters` and `_modules`.
+pub fn is_module(doc: &Doc, id: NodeId) -> bool {
+    match doc.view(id) {
+        View::Object(o) => o.state.is_some_and(|st| {
+            doc.get(st, "_parameters").is_some() && doc.get(st, "_modules").is_some()
+        }),
+        _ => false,
+    }
+}
+
+/// The state dict of a pickled `nn.Module`, named as `model.state_dict()` would name it:
+/// each module's parameters, then its persistent buffers, then its children's, dotted,
+/// depth first. Reads only the pickle (no class is imported, nothing runs). `None` when `id`
+/// is not a module. Walks with an explicit stack and visits at most as many modules as the
+/// document has nodes, so a hostile cycle ends.
+pub fn module_state_dict(doc: &Doc, id: NodeId) -> Option<Vec<(String, NodeId)>> {
+    if !is_module(doc, id) {
+        return None;
+    }
+    let mut out = Vec::new();
+    let mut stack = vec![(String::new(), id)];
+    let mut budget = doc.len();
+    while let Some((prefix, m)) = stack.pop() {
+        if budget == 0 {
+            break;
+        }
+        budget -= 1;
+        let View::Object(o) = doc.view(m) else {
+            continue;
+        };
+        let Some(st) = o.state else { continue };
+        let tensors = |field: &str| -> Vec<(String, NodeId)> {
+            doc.get(st, field)
+                .and_then(|d| doc.dict(d))
+                .unwrap_or(&[])
+                .iter()
+                .filter(|(_, v)| matches!(doc.view(*v), View::Tensor(_)))
+                .map(|(k, v)| (key_str(doc, *k), *v))
+                .collect()
+        };
+        let non_persistent: HashSet<String> = match doc
+            .get(st, "_non_persistent_buffers_set")
+            .map(|x| doc.view(x))
+        {
+            Some(View::Set(items) | View::List(items) | View::Tuple(items)) => {
+                items.iter().map(|i| key_str(doc, *i)).collect()
+            }
+            _ => HashSet::new(),
+        };
+        for (k, v) in tensors("_parameters") {
+            out.push((format!("{prefix}{k}"), v));
+        }
+        for (k, v) in tensors("_buffers") {
+            if !non_persistent.contains(&k) {
+                out.push((format!("{prefix}{k}"), v));
+            }
+        }
+        let children = doc
+            .get(st, "_modules")
+            .and_then(|d| doc.dict(d))
+            .unwrap_or(&[]);
+        for (k, v) in children.iter().rev() {
+            if is_module(doc, *v) {
+                stack.push((format!("{prefix}{}.", key_str(doc, *k)), *v));
+            }
+        }
+    }
+    Some(out)
+}
+
 /// String → tensor mappings, breadth first, down to depth 3 (`state_dict`, `model`,
 /// `model.module` …). A mapping counts when at least half its values are tensors.
 pub fn find_state_dicts(doc: &Doc, root: NodeId) -> Vec<(String, NodeId)> {

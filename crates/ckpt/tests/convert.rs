@@ -599,3 +599,40 @@ fn names_that_differ_from_the_base_model_by_a_prefix_are_reported_with_the_fix()
     );
     assert!(v["conversions"][0]["report"].get("hint").is_none(), "{v}");
 }
+
+#[test]
+fn a_pickled_module_converts_as_its_state_dict() {
+    // `torch.save(model)` of a module with nested children, BatchNorm buffers, a
+    // non-persistent buffer and a tied weight (scripts/make_convert_fixtures.py): the names,
+    // order and tensors of torch's own `model.state_dict()`, without importing the class.
+    let fx = root().join("fixtures/convert");
+    let ck = ckpt_torch::Checkpoint::open(fx.join("pickled_module.pt")).unwrap();
+    let names: Vec<String> = ckpt_torch::summary::module_state_dict(&ck.doc, ck.doc.root())
+        .unwrap()
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "scale",
+            "emb.weight",
+            "body.0.weight",
+            "body.0.bias",
+            "body.1.weight",
+            "body.1.bias",
+            "body.1.running_mean",
+            "body.1.running_var",
+            "body.1.num_batches_tracked",
+            "head.weight"
+        ]
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let v = to_safetensors(&fx.join("pickled_module.pt"), &out, &[]);
+    assert_eq!(v["failed"], 0, "{v}");
+    assert_eq!(
+        tensors_of(&out),
+        tensors(&fx.join("pickled_module.state_dict.safetensors"), None)
+    );
+}
