@@ -262,10 +262,23 @@ impl Checkpoint {
             datamodule_hyper_parameters: get("datamodule_hyper_parameters")
                 .map(|v| to_value(doc, v)),
             callbacks,
-            state_dicts: find_state_dicts(doc, root)
-                .into_iter()
-                .map(|(path, id)| summarize_state_dict(doc, &path, id))
-                .collect(),
+            state_dicts: {
+                let mut sds: Vec<StateDictSummary> = find_state_dicts(doc, root)
+                    .into_iter()
+                    .map(|(path, id)| summarize_state_dict(doc, &path, id))
+                    .collect();
+                // A pickled nn.Module, at the top or under a top-level key (`{"model": model}`).
+                let mut modules: Vec<(String, NodeId)> = vec![(String::new(), root)];
+                if let Some(items) = doc.dict(root) {
+                    modules.extend(items.iter().map(|(k, v)| (key_str(doc, *k), *v)));
+                }
+                for (path, id) in modules {
+                    if let Some(entries) = module_state_dict(doc, id) {
+                        sds.push(summarize_entries(doc, &path, &entries));
+                    }
+                }
+                sds
+            },
             optimizers,
             lr_schedulers: get("lr_schedulers").and_then(|v| match doc.view(v) {
                 View::List(l) | View::Tuple(l) => Some(l.len()),
@@ -552,7 +565,18 @@ pub fn find_state_dicts(doc: &Doc, root: NodeId) -> Vec<(String, NodeId)> {
 
 /// Totals, dtype breakdown, module groups and sharing of one state dict.
 pub fn summarize_state_dict(doc: &Doc, path: &str, id: NodeId) -> StateDictSummary {
-    let items = doc.dict(id).unwrap_or(&[]);
+    let items: Vec<(String, NodeId)> = doc
+        .dict(id)
+        .unwrap_or(&[])
+        .iter()
+        .map(|(k, v)| (key_str(doc, *k), *v))
+        .collect();
+    summarize_entries(doc, path, &items)
+}
+
+/// `summarize_state_dict` over named values: a dict's entries, or a pickled module's
+/// `module_state_dict`.
+pub fn summarize_entries(doc: &Doc, path: &str, items: &[(String, NodeId)]) -> StateDictSummary {
     let mut tensors = 0;
     let mut elements = 0u64;
     let mut bytes = 0u64;
@@ -563,12 +587,12 @@ pub fn summarize_state_dict(doc: &Doc, path: &str, id: NodeId) -> StateDictSumma
     let mut flat = false;
     let mut other = 0;
     let mut names: Vec<(String, u64)> = Vec::new();
-    for (k, v) in items {
+    for (name, v) in items {
         let View::Tensor(t) = doc.view(*v) else {
             other += 1;
             continue;
         };
-        let name = key_str(doc, *k);
+        let name = name.clone();
         tensors += 1;
         for p in WRAPPER_PREFIXES {
             // `.{p}` inside the name: a wrapper around a submodule.

@@ -446,3 +446,14 @@ fn scan_formats_are_safe() {
         .assert()
         .success();
 }
+
+#[test]
+fn inspect_pickled_module() {
+    // `torch.save(model)`: the state dict is read off the module tree, named as
+    // `model.state_dict()` names it; the tied weight is seen as shared.
+    let out = ckpt()
+        .args(["inspect", "fixtures/convert/pickled_module.pt"])
+        .assert()
+        .success();
+    insta::assert_snapshot!(String::from_utf8_lossy(&out.get_output().stdout));
+}
