@@ -21,7 +21,9 @@
 //! `scheduler`, `callbacks`, `loops`), in which the entries with a string key and a tensor value
 //! are at least one and at least half of all entries. For a weightslab checkpoint that is
 //! `model_state_dict`, for Lightning `state_dict`, for a bare `torch.save(model.state_dict())`
-//! the top level. For each tensor entry (other entries are skipped; a non-string key is
+//! the top level. With no such mapping, a pickled `nn.Module` (`torch.save(model)`) at the top
+//! or under a top-level key counts, its entries named as `model.state_dict()` names them. For
+//! each tensor entry (other entries are skipped; a non-string key is
 //! written as its Python `repr`): its name with wrapper prefixes removed (`module.` at the
 //! start of the name; `_fsdp_wrapped_module.`, `_fpw_module.`, `_checkpoint_wrapped_module.`,
 //! `_orig_mod.` at the start of the name or of any dotted component), its dtype as torch names
@@ -81,8 +83,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use ckpt_meta::config::{self, ConfigError};
-use ckpt_torch::pyrepr::{float_repr, key_str};
-use ckpt_torch::summary::{find_state_dicts, strip_wrappers, to_value};
+use ckpt_torch::pyrepr::float_repr;
+use ckpt_torch::summary::{first_state_dict_entries, strip_wrappers, to_value};
 use ckpt_torch::{Checkpoint, View, sha256_hex};
 use serde_json::Value;
 
@@ -204,12 +206,10 @@ pub fn gather(path: &Path, opts: &HashOptions) -> Result<IdentityInputs, Identit
     let root = doc.root();
 
     let mut tensors = BTreeMap::new();
-    if let Some((_, sd)) = find_state_dicts(doc, root).into_iter().next()
-        && let Some(items) = doc.dict(sd)
-    {
+    if let Some((_, items)) = first_state_dict_entries(doc, root) {
         for (k, v) in items {
-            if let View::Tensor(t) = doc.view(*v) {
-                let name = strip_wrappers(&key_str(doc, *k));
+            if let View::Tensor(t) = doc.view(v) {
+                let name = strip_wrappers(&k);
                 tensors.insert(name, (t.dtype.name().to_owned(), t.shape.clone()));
             }
         }

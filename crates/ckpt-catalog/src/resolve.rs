@@ -18,7 +18,7 @@ use ckpt_meta::extract::{
     ExtraSources, Layout, build_sidecar_with, checkpointing_facts, iso_time, metric_short_name,
     model_facts, parse_file_name,
 };
-use ckpt_torch::summary::find_state_dicts;
+use ckpt_torch::summary::{find_state_dicts, first_state_dict_entries};
 use ckpt_torch::{Checkpoint, View};
 use serde_json::{Map, Value, json};
 
@@ -211,14 +211,11 @@ fn file_facts(path: &Path, root: &Path) -> Vec<Fact> {
         f.push(Fact::new("tensors", json!(sd.tensors), "checkpoint"));
         // Source 9: what the state dict's signature says.
         let doc = &ck.doc;
-        let found = find_state_dicts(doc, doc.root());
-        if let Some((_, id)) = found.first()
-            && let Some(items) = doc.dict(*id)
-        {
+        if let Some((_, items)) = first_state_dict_entries(doc, doc.root()) {
             let mut owned: Vec<(String, Vec<u64>, &'static str)> = Vec::with_capacity(items.len());
-            for (k, v) in items {
-                if let (Some(name), View::Tensor(t)) = (doc.as_str(*k), doc.view(*v)) {
-                    owned.push((name.to_owned(), t.shape.clone(), t.dtype.name()));
+            for (name, v) in items {
+                if let View::Tensor(t) = doc.view(v) {
+                    owned.push((name, t.shape.clone(), t.dtype.name()));
                 }
             }
             infer_facts(&owned, &mut f);

@@ -450,6 +450,30 @@ const NOT_MODEL: &[&str] = &[
     "loops",
 ];
 
+/// The model's state dict as named values: the first string → tensor mapping
+/// (`find_state_dicts`), else a pickled `nn.Module` at the top or under a top-level key,
+/// flattened by `module_state_dict`. With the dotted path it was found at.
+pub fn first_state_dict_entries(
+    doc: &Doc,
+    root: NodeId,
+) -> Option<(String, Vec<(String, NodeId)>)> {
+    if let Some((path, id)) = find_state_dicts(doc, root).into_iter().next() {
+        let items = doc
+            .dict(id)
+            .unwrap_or(&[])
+            .iter()
+            .map(|(k, v)| (key_str(doc, *k), *v))
+            .collect();
+        return Some((path, items));
+    }
+    let mut at: Vec<(String, NodeId)> = vec![(String::new(), root)];
+    if let Some(items) = doc.dict(root) {
+        at.extend(items.iter().map(|(k, v)| (key_str(doc, *k), *v)));
+    }
+    at.into_iter()
+        .find_map(|(path, id)| module_state_dict(doc, id).map(|e| (path, e)))
+}
+
 /// Whether `id` is a pickled `nn.Module` (`torch.save(model)`): an object whose state has
 /// `_parameters` and `_modules`.
 pub fn is_module(doc: &Doc, id: NodeId) -> bool {

@@ -208,3 +208,27 @@ fn prune_plans_then_deletes_only_what_it_said() {
     let again = prune(true);
     assert_eq!(again["plan"]["delete_count"], 0);
 }
+
+#[test]
+fn a_pickled_module_has_an_architecture() {
+    // `torch.save(model)`: the module's state dict (10 tensors) identifies the architecture,
+    // the same as its own state_dict saved as safetensors would.
+    let fx = common::root().join("fixtures/convert");
+    let hash = |p: &std::path::Path| {
+        let o = common::ckpt()
+            .args(["hash", "--format", "json"])
+            .arg(p)
+            .assert()
+            .success();
+        let v: serde_json::Value = serde_json::from_slice(&o.get_output().stdout).unwrap();
+        v
+    };
+    let module = hash(&fx.join("pickled_module.pt"));
+    let flat = hash(&fx.join("pickled_module.state_dict.safetensors"));
+    let arch = module["components"]["architecture"].as_str().unwrap();
+    assert_eq!(arch.len(), 64, "{module}");
+    assert_eq!(
+        module["components"]["architecture"],
+        flat["components"]["architecture"]
+    );
+}
