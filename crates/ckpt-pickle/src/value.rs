@@ -248,7 +248,8 @@ pub enum Value {
     None,
     Bool(bool),
     Int(i64),
-    BigInt(BigInt),
+    /// Boxed, like `Global`: rare, and inline they would make every value larger.
+    BigInt(Box<BigInt>),
     Float(f64),
     Str(String),
     Bytes(Vec<u8>),
@@ -258,7 +259,7 @@ pub enum Value {
     Dict(Vec<(ValueId, ValueId)>),
     Set(Vec<ValueId>),
     FrozenSet(Vec<ValueId>),
-    Global(Global),
+    Global(Box<Global>),
     Object(Box<Object>),
     /// A persistent id (PERSID/BINPERSID): the container resolves it (torch: storages).
     PersId(ValueId),

@@ -240,7 +240,7 @@ impl<'a> Vm<'a> {
     }
 
     fn global(&mut self, module: String, name: String) -> R<ValueId> {
-        let id = self.new_value(Value::Global(Global { module, name }))?;
+        let id = self.new_value(Value::Global(Box::new(Global { module, name })))?;
         self.out.globals.push(GlobalSite {
             id,
             offset: self.op_start as u64,
@@ -292,12 +292,14 @@ impl<'a> Vm<'a> {
                 limit: self.limits.max_int_bytes as u64,
             }));
         }
-        BigInt::from_decimal(t).map(Value::BigInt).ok_or_else(|| {
-            self.err(ErrorKind::Malformed {
-                opcode,
-                detail: format!("not an integer: {:?}", truncate(t)),
+        BigInt::from_decimal(t)
+            .map(|b| Value::BigInt(Box::new(b)))
+            .ok_or_else(|| {
+                self.err(ErrorKind::Malformed {
+                    opcode,
+                    detail: format!("not an integer: {:?}", truncate(t)),
+                })
             })
-        })
     }
 
     fn long_bytes(&mut self, opcode: &'static str, n: u64) -> R<()> {
@@ -311,7 +313,7 @@ impl<'a> Vm<'a> {
         let big = BigInt::from_twos_complement_le(bytes);
         let v = match big.to_i64() {
             Some(i) => Value::Int(i),
-            None => Value::BigInt(big),
+            None => Value::BigInt(Box::new(big)),
         };
         self.push(v)
     }

@@ -456,10 +456,10 @@ mod tests {
     #[test]
     fn newline_in_a_global_needs_protocol_4() {
         let mut p = Pickle::new();
-        let g = p.push(Value::Global(Global {
+        let g = p.push(Value::Global(Box::new(Global {
             module: "a\nb".into(),
             name: "c".into(),
-        }));
+        })));
         assert!(encode(&p, g, 2).is_err());
         let bytes = encode(&p, g, 4).unwrap();
         assert!(crate::decode(&bytes).is_ok());
@@ -468,10 +468,10 @@ mod tests {
     #[test]
     fn newobj_ex_without_kwargs_writes_an_empty_dict() {
         let mut p = Pickle::new();
-        let cls = p.push(Value::Global(Global {
+        let cls = p.push(Value::Global(Box::new(Global {
             module: "m".into(),
             name: "C".into(),
-        }));
+        })));
         let args = p.push(Value::Tuple(vec![]));
         let o = p.push(Value::Object(Box::new(Object {
             callee: cls,

@@ -106,17 +106,17 @@ fn build(p: &mut Pickle, pool: &mut Vec<ValueId>, n: &Node) -> ValueId {
             };
             match b.to_i64() {
                 Some(i) => Value::Int(i),
-                None => Value::BigInt(b),
+                None => Value::BigInt(Box::new(b)),
             }
         }
         Node::Float(f) => Value::Float(*f),
         Node::Str(s) => Value::Str(s.clone()),
         Node::Bytes(b) => Value::Bytes(b.clone()),
         Node::ByteArray(b) => Value::ByteArray(b.clone()),
-        Node::Global(m, n) => Value::Global(Global {
+        Node::Global(m, n) => Value::Global(Box::new(Global {
             module: m.clone(),
             name: n.clone(),
-        }),
+        })),
         Node::Ext(c) => Value::Extension(*c),
         Node::PersId(inner) => Value::PersId(build(p, pool, inner)),
         Node::Shared(i) => {
@@ -132,10 +132,10 @@ fn build(p: &mut Pickle, pool: &mut Vec<ValueId>, n: &Node) -> ValueId {
         Node::Set(keys) => Value::Set(build_keys(p, keys)),
         Node::FrozenSet(keys) => Value::FrozenSet(build_keys(p, keys)),
         Node::Object(o) => {
-            let callee = p.push(Value::Global(Global {
+            let callee = p.push(Value::Global(Box::new(Global {
                 module: o.module.clone(),
                 name: o.name.clone(),
-            }));
+            })));
             let args: Vec<ValueId> = o.args.iter().map(|c| build(p, pool, c)).collect();
             let args = p.push(Value::Tuple(args));
             let state = o.state.as_ref().map(|s| {
