@@ -2,9 +2,9 @@
 //! `__<rank>_<n>.distcp` files in which every saved chunk is a complete torch.save archive at an
 //! offset `.metadata` records.
 //!
-//! `.metadata` says, per tensor, its global shape and dtype (`state_dict_metadata`), and per
-//! chunk (`storage_data`, keyed by `MetadataIndex(fqn, offset, index)`) the chunk's offsets in
-//! the global tensor and where its archive lies. A tensor saved by one rank (or replicated) has
+//! `.metadata` (read by `ckpt_torch::dcp::DcpIndex`) says, per tensor, its global shape and
+//! dtype, and per chunk its offsets in the global tensor and where its archive lies. A tensor
+//! saved by one rank (or replicated) has
 //! one chunk covering it; one sharded across ranks has several, which must tile it exactly.
 //! Chunks are opened in place, one shared descriptor per `.distcp` file, and written into the
 //! output at their global positions: a chunk that is contiguous in the global tensor (a dim-0
@@ -17,7 +17,8 @@ use std::io::{Seek, SeekFrom, Write};
 use std::path::Path;
 use std::sync::Arc;
 
-use ckpt_torch::{Checkpoint, DType, Doc, NodeId, TensorKind, TensorRef, View};
+use ckpt_torch::dcp::DcpIndex;
+use ckpt_torch::{Checkpoint, DType, TensorKind, TensorRef, View};
 
 use crate::{
     CANDIDATE_KEYS, ConvertError, ConvertOptions, Converted, From, Planned, Result, Source, cast,
@@ -71,18 +72,6 @@ pub(crate) struct Chunk {
     pub offsets: Vec<u64>,
 }
 
-/// Non-negative integers of a tuple or list (a `torch.Size`).
-fn ints(doc: &Doc, id: NodeId) -> Option<Vec<u64>> {
-    let items = match doc.view(id) {
-        View::Tuple(t) | View::List(t) => t,
-        _ => return None,
-    };
-    items
-        .iter()
-        .map(|i| doc.as_i64(*i).and_then(|v| u64::try_from(v).ok()))
-        .collect()
-}
-
 /// An error's text without its leading `path: ` (the chunk's own error names the file we
 /// name already).
 fn without_path(text: &str, path: &Path) -> String {
@@ -90,110 +79,58 @@ fn without_path(text: &str, path: &Path) -> String {
     text.strip_prefix(&prefix).unwrap_or(text).to_owned()
 }
 
-/// Where one chunk's archive lies, and where the chunk sits in its tensor.
-struct Stored {
-    offsets: Option<Vec<u64>>,
-    rel: String,
-    off: u64,
-    len: u64,
-}
-
 /// Convert a DCP directory into the folder `output`.
 pub fn convert_dcp(dir: &Path, output: &Path, opts: &ConvertOptions) -> Result<Converted> {
     let (base_cfg, tie) = prepare(output, opts)?;
-    let meta_path = dir.join(".metadata");
-    let meta = Checkpoint::open(&meta_path)?;
-    let doc = &meta.doc;
-    let root = doc.root();
+    let index = DcpIndex::open(dir)?;
     let bad = |detail: String| ConvertError::Dcp {
-        path: meta_path.clone(),
+        path: index.metadata.clone(),
         detail,
     };
-    let sdm = doc
-        .at_path(root, "state_dict_metadata")
-        .and_then(|id| doc.dict(id))
-        .ok_or_else(|| bad("no state_dict_metadata".into()))?;
-    let storage = doc
-        .at_path(root, "storage_data")
-        .and_then(|id| doc.dict(id))
-        .ok_or_else(|| bad("no storage_data".into()))?;
-    let mut chunks: HashMap<String, Vec<Stored>> = HashMap::new();
-    for (k, v) in storage {
-        let (Some(fqn), Some(rel), Some(off), Some(len)) = (
-            doc.at_path(*k, "fqn").and_then(|x| doc.as_str(x)),
-            doc.at_path(*v, "relative_path").and_then(|x| doc.as_str(x)),
-            doc.at_path(*v, "offset").and_then(|x| doc.as_i64(x)),
-            doc.at_path(*v, "length").and_then(|x| doc.as_i64(x)),
-        ) else {
-            continue;
-        };
-        let (Ok(off), Ok(len)) = (u64::try_from(off), u64::try_from(len)) else {
-            return Err(bad(format!("{fqn}: negative offset or length")));
-        };
-        if rel.contains("..") || rel.starts_with('/') || rel.contains('\\') {
-            return Err(bad(format!(
-                "{fqn}: storage path {rel:?} leaves the directory"
-            )));
-        }
-        let offsets = doc.at_path(*k, "offset").and_then(|x| ints(doc, x));
-        chunks.entry(fqn.to_owned()).or_default().push(Stored {
-            offsets,
-            rel: rel.to_owned(),
-            off,
-            len,
-        });
-    }
     let mut files: HashMap<String, Arc<File>> = HashMap::new();
     let mut raw: Vec<Planned> = Vec::new();
-    let mut other = Vec::new();
-    for (k, v) in sdm {
-        let Some(fqn) = doc.as_str(*k) else { continue };
-        let is_tensor =
-            matches!(doc.view(*v), View::Object(o) if o.class.ends_with("TensorStorageMetadata"));
-        if !is_tensor {
-            other.push(fqn.to_owned());
-            continue;
-        }
-        let shape = doc
-            .at_path(*v, "size")
-            .and_then(|x| ints(doc, x))
-            .ok_or_else(|| bad(format!("{fqn}: no tensor size")))?;
-        let parts = chunks.get(fqn).map(Vec::as_slice).unwrap_or(&[]);
-        if parts.is_empty() {
-            return Err(bad(format!("{fqn}: no stored chunk")));
-        }
-        let mut pieces = Vec::with_capacity(parts.len());
-        for s in parts {
-            let path = dir.join(&s.rel);
-            let file = match files.get(&s.rel) {
+    for t in &index.tensors {
+        let fqn = t.fqn.as_str();
+        let mut pieces = Vec::with_capacity(t.chunks.len());
+        for c in &t.chunks {
+            let path = dir.join(&c.file);
+            let file = match files.get(&c.file) {
                 Some(f) => f.clone(),
                 None => {
                     let f = Arc::new(File::open(&path).map_err(|source| ConvertError::Io {
                         path: path.clone(),
                         source,
                     })?);
-                    files.insert(s.rel.clone(), f.clone());
+                    files.insert(c.file.clone(), f.clone());
                     f
                 }
             };
             let at = ChunkFile {
                 file,
                 path,
-                offset: s.off,
-                len: s.len,
+                offset: c.offset,
+                len: c.len,
             };
             let ck = at.open(fqn)?;
-            let View::Tensor(t) = ck.doc.view(ck.doc.root()) else {
+            let View::Tensor(tr) = ck.doc.view(ck.doc.root()) else {
                 return Err(bad(format!("{fqn}: a chunk does not hold a tensor")));
             };
-            let offsets = s.offsets.clone().unwrap_or_else(|| vec![0; shape.len()]);
             pieces.push(Chunk {
                 at,
-                t: t.clone(),
-                offsets,
+                t: tr.clone(),
+                offsets: c.offsets.clone(),
             });
         }
-        raw.push(plan_tensor(fqn, &shape, pieces).map_err(bad)?);
+        let planned = plan_tensor(fqn, &t.shape, pieces).map_err(bad)?;
+        if let Some(d) = t.dtype
+            && d != planned.t.dtype
+        {
+            return Err(bad(format!(
+                "{fqn}: .metadata says {d} but its chunks hold {}",
+                planned.t.dtype
+            )));
+        }
+        raw.push(planned);
     }
     // `{"model": state_dict}` saves as `model.<name>`: drop that leading component.
     let first: Vec<&str> = raw
@@ -217,7 +154,7 @@ pub fn convert_dcp(dir: &Path, output: &Path, opts: &ConvertOptions) -> Result<C
         input: dir,
         cks: Vec::new(),
         raw,
-        other,
+        other: index.other.clone(),
         state_dict_key: sd_key,
     };
     plan_and_emit(source, output, opts, base_cfg.as_ref(), tie)

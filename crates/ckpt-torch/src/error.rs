@@ -58,6 +58,8 @@ pub enum Error {
     Legacy { path: PathBuf, detail: String },
     #[error("{path}: safetensors: {detail}")]
     Safetensors { path: PathBuf, detail: String },
+    #[error("{path}: DCP checkpoint: {detail}")]
+    Dcp { path: PathBuf, detail: String },
     #[error("{path}: tensor at {at}: {detail}")]
     Tensor {
         path: PathBuf,

@@ -8,6 +8,7 @@
 //! meaning (OrderedDict, DictConfig, Namespace, numpy, torch.Size …).
 
 mod container;
+pub mod dcp;
 mod doc;
 mod dtype;
 mod error;

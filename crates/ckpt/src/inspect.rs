@@ -10,12 +10,119 @@ use ckpt_torch::summary::Summary;
 use crate::Outcome;
 use crate::cli::{InspectArgs, OutputFormat};
 
+/// What `inspect` says about one input: a checkpoint file, or a DCP directory.
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+enum Item {
+    File(Box<Summary>),
+    Dcp(DcpSummary),
+}
+
+/// A `torch.distributed.checkpoint` directory, from its `.metadata` alone.
+#[derive(serde::Serialize)]
+struct DcpSummary {
+    path: String,
+    format: &'static str,
+    version: Option<String>,
+    files: Vec<String>,
+    tensors: usize,
+    chunks: usize,
+    /// Tensors stored in more than one chunk (sharded across ranks).
+    sharded_tensors: usize,
+    elements: u64,
+    bytes: u64,
+    by_dtype: Vec<ckpt_torch::summary::DTypeTotal>,
+    other_keys: Vec<String>,
+}
+
+fn dcp_summary(dir: &Path) -> Result<DcpSummary, ckpt_torch::Error> {
+    let index = ckpt_torch::dcp::DcpIndex::open(dir)?;
+    let (elements, bytes) = index.totals();
+    let mut by: std::collections::BTreeMap<String, ckpt_torch::summary::DTypeTotal> =
+        std::collections::BTreeMap::new();
+    for t in &index.tensors {
+        let name = t
+            .dtype
+            .map_or("unknown", ckpt_torch::DType::name)
+            .to_owned();
+        let n = t.shape.iter().fold(1u64, |a, d| a.saturating_mul(*d));
+        let e = by
+            .entry(name.clone())
+            .or_insert(ckpt_torch::summary::DTypeTotal {
+                dtype: name,
+                tensors: 0,
+                elements: 0,
+                bytes: 0,
+            });
+        e.tensors += 1;
+        e.elements = e.elements.saturating_add(n);
+        e.bytes = e
+            .bytes
+            .saturating_add(n.saturating_mul(t.dtype.map_or(4, ckpt_torch::DType::size)));
+    }
+    Ok(DcpSummary {
+        path: dir.display().to_string(),
+        format: "dcp",
+        version: index.version.clone(),
+        files: index.files.iter().cloned().collect(),
+        tensors: index.tensors.len(),
+        chunks: index.tensors.iter().map(|t| t.chunks.len()).sum(),
+        sharded_tensors: index.tensors.iter().filter(|t| t.chunks.len() > 1).count(),
+        elements,
+        bytes,
+        by_dtype: by.into_values().collect(),
+        other_keys: index.other.clone(),
+    })
+}
+
+fn render_dcp(out: &mut String, d: &DcpSummary) {
+    let _ = writeln!(out, "{}", d.path);
+    let mut fmt = String::from("torch.distributed.checkpoint");
+    if let Some(v) = &d.version {
+        let _ = write!(fmt, " (metadata {v})");
+    }
+    let _ = write!(
+        fmt,
+        ", {} file{}, {} chunks",
+        d.files.len(),
+        if d.files.len() == 1 { "" } else { "s" },
+        d.chunks
+    );
+    line(out, "format", &fmt);
+    let _ = writeln!(
+        out,
+        "  tensors: {} ({} sharded across ranks), {} parameters, {}",
+        d.tensors,
+        d.sharded_tensors,
+        thousands(d.elements),
+        human_bytes(d.bytes)
+    );
+    for t in &d.by_dtype {
+        let _ = writeln!(
+            out,
+            "    {:<10} {:>5} tensors {:>14} elements {:>10}",
+            t.dtype,
+            t.tensors,
+            thousands(t.elements),
+            human_bytes(t.bytes)
+        );
+    }
+    if !d.other_keys.is_empty() {
+        line(out, "other keys", &d.other_keys.join(", "));
+    }
+}
+
 pub fn run(a: &InspectArgs) -> Result<Outcome> {
     let mut summaries = Vec::new();
     let mut failed = 0usize;
     for f in &a.files {
-        match Checkpoint::open(f) {
-            Ok(ck) => summaries.push(ck.summary()),
+        let item = if ckpt_torch::dcp::is_dcp_dir(f) {
+            dcp_summary(f).map(Item::Dcp)
+        } else {
+            Checkpoint::open(f).map(|ck| Item::File(Box::new(ck.summary())))
+        };
+        match item {
+            Ok(i) => summaries.push(i),
             Err(e) => {
                 failed += 1;
                 eprintln!("ckpt: error: {e}");
@@ -34,7 +141,10 @@ pub fn run(a: &InspectArgs) -> Result<Outcome> {
                 if i > 0 {
                     out.push('\n');
                 }
-                render(&mut out, s);
+                match s {
+                    Item::File(s) => render(&mut out, s),
+                    Item::Dcp(d) => render_dcp(&mut out, d),
+                }
             }
             crate::print_stdout(&out)?;
         }

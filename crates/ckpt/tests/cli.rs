@@ -457,3 +457,31 @@ fn inspect_pickled_module() {
         .success();
     insta::assert_snapshot!(String::from_utf8_lossy(&out.get_output().stdout));
 }
+
+#[test]
+fn inspect_dcp_directory() {
+    // A DCP directory is described from `.metadata` alone: files, chunks, tensors sharded
+    // across ranks, dtypes, non-tensor keys (real 2-rank save, scripts/make_dcp_fixtures.py).
+    let out = ckpt()
+        .args(["inspect", "fixtures/convert/dcp/dtensor_mixed"])
+        .assert()
+        .success();
+    insta::assert_snapshot!(String::from_utf8_lossy(&out.get_output().stdout));
+    let out = ckpt()
+        .args([
+            "inspect",
+            "--format",
+            "json",
+            "fixtures/convert/dcp/fsdp2_dim0",
+        ])
+        .assert()
+        .success();
+    let v: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    assert_eq!(v[0]["format"], "dcp");
+    assert_eq!(v[0]["tensors"], 9);
+    assert_eq!(v[0]["bytes"], 740);
+    assert_eq!(
+        v[0]["files"],
+        serde_json::json!(["__0_0.distcp", "__1_0.distcp"])
+    );
+}
