@@ -256,50 +256,24 @@ fn infer_facts(owned: &[(String, Vec<u64>, &str)], f: &mut Vec<Fact>) {
 
 fn dcp_facts(dir: &Path) -> Vec<Fact> {
     let mut f = vec![Fact::new("format", json!("dcp"), "checkpoint")];
-    let ck = match Checkpoint::open(dir.join(".metadata")) {
-        Ok(c) => c,
+    let index = match ckpt_torch::dcp::DcpIndex::open(dir) {
+        Ok(i) => i,
         Err(e) => {
             f.push(Fact::new("error", json!(e.to_string()), "checkpoint"));
             return f;
         }
     };
-    let doc = &ck.doc;
-    let Some(sdm) = doc.at_path(doc.root(), "state_dict_metadata") else {
-        f.push(Fact::new(
-            "error",
-            json!(format!(
-                "{}: DCP metadata has no state_dict_metadata",
-                dir.display()
-            )),
-            "checkpoint",
-        ));
-        return f;
-    };
-    let mut owned: Vec<(String, Vec<u64>, &'static str)> = Vec::new();
-    let mut params: u64 = 0;
-    if let Some(items) = doc.dict(sdm) {
-        for (k, v) in items {
-            let Some(name) = doc.as_str(*k) else { continue };
-            let Some(size) = doc.at_path(*v, "size") else {
-                continue;
-            };
-            let shape: Vec<u64> = match doc.view(size) {
-                View::List(xs) | View::Tuple(xs) => xs
-                    .iter()
-                    .filter_map(|x| doc.as_i64(*x).and_then(|i| u64::try_from(i).ok()))
-                    .collect(),
-                _ => continue,
-            };
-            let dtype = doc
-                .at_path(*v, "properties.dtype")
-                .and_then(|d| doc.as_str(d))
-                .and_then(ckpt_torch::DType::from_name)
-                .map(|d| d.name())
-                .unwrap_or("float32");
-            params = params.saturating_add(shape.iter().product::<u64>());
-            owned.push((name.to_owned(), shape, dtype));
-        }
-    }
+    // Each tensor's dtype is the one `.metadata` records (the first field of its
+    // TensorProperties); float32 only when it records none.
+    let owned: Vec<(String, Vec<u64>, &'static str)> = index
+        .tensors
+        .iter()
+        .map(|t| {
+            let dtype = t.dtype.map_or("float32", ckpt_torch::DType::name);
+            (t.fqn.clone(), t.shape.clone(), dtype)
+        })
+        .collect();
+    let (params, _) = index.totals();
     f.push(Fact::new("tensors", json!(owned.len()), "checkpoint"));
     f.push(Fact::new("params", json!(params), "checkpoint"));
     infer_facts(&owned, &mut f);

@@ -282,3 +282,19 @@ fn unreadable_paths_are_warnings() {
         .stderr(predicate::str::contains("no/such/dir"))
         .stdout(predicate::str::contains("epoch-001.pth"));
 }
+
+#[test]
+fn dcp_directories_are_entries_with_their_recorded_dtype() {
+    // Real 2-rank DCP saves: one entry per directory, tensors and parameters from .metadata,
+    // and the dtype it records (bf16 here, not a float32 default).
+    let dcp = root().join("fixtures/convert/dcp");
+    let v = catalog_json(&[], &[&dcp]);
+    let bf16 = by_suffix(&v, "fsdp2_bf16");
+    assert_eq!(bf16["format"], "dcp", "{bf16}");
+    assert_eq!(bf16["tensors"], 9, "{bf16}");
+    assert_eq!(bf16["params"], 180, "{bf16}");
+    assert_eq!(bf16["model"]["dtype"], "bfloat16", "{bf16}");
+    let f32 = by_suffix(&v, "fsdp2_dim0");
+    assert_eq!(f32["model"]["dtype"], "float32", "{f32}");
+    assert!(f32["error"].is_null(), "{f32}");
+}
