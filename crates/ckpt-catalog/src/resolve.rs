@@ -274,6 +274,16 @@ fn dcp_facts(dir: &Path) -> Vec<Fact> {
         })
         .collect();
     let (params, _) = index.totals();
+    // `dcp.save({"model": …, "step": step, "epoch": epoch})`: small values, read in place.
+    if let Some(e) = index.read_int("epoch") {
+        f.push(Fact::new("epoch", json!(e), "checkpoint"));
+    }
+    if let Some(s) = ["global_step", "step"]
+        .iter()
+        .find_map(|k| index.read_int(k))
+    {
+        f.push(Fact::new("global_step", json!(s), "checkpoint"));
+    }
     f.push(Fact::new("tensors", json!(owned.len()), "checkpoint"));
     f.push(Fact::new("params", json!(params), "checkpoint"));
     infer_facts(&owned, &mut f);

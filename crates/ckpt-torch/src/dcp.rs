@@ -47,6 +47,8 @@ pub struct DcpIndex {
     pub tensors: Vec<DcpTensor>,
     /// Keys of non-tensor entries (`step`, flattened `sched.lr` …).
     pub other: Vec<String>,
+    /// Where each non-tensor entry's value is stored (a torch.save archive of the value).
+    pub values: Vec<(String, DcpChunk)>,
     /// Every `.distcp` file a chunk or value lives in.
     pub files: BTreeSet<String>,
     /// `Metadata.version` when recorded.
@@ -124,11 +126,15 @@ impl DcpIndex {
         }
         let mut tensors = Vec::new();
         let mut other = Vec::new();
+        let mut values = Vec::new();
         for (k, v) in sdm {
             let Some(fqn) = doc.as_str(*k) else { continue };
             let is_tensor = matches!(doc.view(*v), View::Object(o) if o.class.ends_with("TensorStorageMetadata"));
             if !is_tensor {
                 other.push(fqn.to_owned());
+                if let Some(c) = chunks.remove(fqn).and_then(|c| c.into_iter().next()) {
+                    values.push((fqn.to_owned(), c));
+                }
                 continue;
             }
             let shape = doc
@@ -176,9 +182,27 @@ impl DcpIndex {
             metadata,
             tensors,
             other,
+            values,
             files,
             version,
         })
+    }
+
+    /// A non-tensor entry that holds an integer (`step`, `epoch`): one small read of its
+    /// archive. `None` when absent, not an int, or over 1 MB (not a scalar).
+    pub fn read_int(&self, key: &str) -> Option<i64> {
+        let (_, c) = self.values.iter().find(|(k, _)| k == key)?;
+        if c.len > 1 << 20 {
+            return None;
+        }
+        let ck = Checkpoint::open_range(
+            self.dir.join(&c.file),
+            c.offset,
+            c.len,
+            &crate::Options::default(),
+        )
+        .ok()?;
+        ck.doc.as_i64(ck.doc.root())
     }
 
     /// Elements and bytes of every tensor (a tensor of unknown dtype counts 4 bytes per

@@ -24,6 +24,9 @@ struct DcpSummary {
     path: String,
     format: &'static str,
     version: Option<String>,
+    /// Integer `epoch` / `step` entries saved beside the tensors, read in place.
+    epoch: Option<i64>,
+    global_step: Option<i64>,
     files: Vec<String>,
     tensors: usize,
     chunks: usize,
@@ -64,6 +67,10 @@ fn dcp_summary(dir: &Path) -> Result<DcpSummary, ckpt_torch::Error> {
         path: dir.display().to_string(),
         format: "dcp",
         version: index.version.clone(),
+        epoch: index.read_int("epoch"),
+        global_step: ["global_step", "step"]
+            .iter()
+            .find_map(|k| index.read_int(k)),
         files: index.files.iter().cloned().collect(),
         tensors: index.tensors.len(),
         chunks: index.tensors.iter().map(|t| t.chunks.len()).sum(),
@@ -89,6 +96,14 @@ fn render_dcp(out: &mut String, d: &DcpSummary) {
         d.chunks
     );
     line(out, "format", &fmt);
+    if d.epoch.is_some() || d.global_step.is_some() {
+        let show = |v: Option<i64>| v.map_or_else(|| "-".to_owned(), |x| x.to_string());
+        line(
+            out,
+            "epoch / step",
+            &format!("{} / {}", show(d.epoch), show(d.global_step)),
+        );
+    }
     let _ = writeln!(
         out,
         "  tensors: {} ({} sharded across ranks), {} parameters, {}",

@@ -294,6 +294,10 @@ fn dcp_directories_are_entries_with_their_recorded_dtype() {
     assert_eq!(bf16["tensors"], 9, "{bf16}");
     assert_eq!(bf16["params"], 180, "{bf16}");
     assert_eq!(bf16["model"]["dtype"], "bfloat16", "{bf16}");
+    // A non-tensor `step` saved beside the tensors is the entry's global step.
+    let mixed = by_suffix(&v, "dtensor_mixed");
+    assert_eq!(mixed["global_step"], 100, "{mixed}");
+    assert_eq!(mixed["sources"]["global_step"], "checkpoint", "{mixed}");
     let f32 = by_suffix(&v, "fsdp2_dim0");
     assert_eq!(f32["model"]["dtype"], "float32", "{f32}");
     assert!(f32["error"].is_null(), "{f32}");
