@@ -118,8 +118,10 @@ pub fn run(a: &ConvertArgs) -> Result<Outcome> {
         sync: a.sync,
         dry_run: a.dry_run,
     };
-    // One file → the output folder itself; a folder → one output folder per checkpoint.
-    let jobs: Vec<(PathBuf, PathBuf)> = if input.is_dir() && input.join(".metadata").is_file() {
+    // One file → the output folder itself; a folder → one output folder per checkpoint in it
+    // (checkpoint files, and DCP directories such as `step_100/`, `step_200/`).
+    let is_dcp = ckpt_torch::dcp::is_dcp_dir;
+    let jobs: Vec<(PathBuf, PathBuf)> = if is_dcp(&input) {
         // A DCP directory is one checkpoint.
         vec![(input.clone(), output_dir.clone())]
     } else if input.is_dir() {
@@ -128,23 +130,40 @@ pub fn run(a: &ConvertArgs) -> Result<Outcome> {
             .flatten()
             .map(|e| e.path())
             .filter(|p| {
-                p.is_file()
+                let file = p.is_file()
                     && p.extension()
                         .and_then(|e| e.to_str())
-                        .is_some_and(|e| EXTENSIONS.contains(&e))
+                        .is_some_and(|e| EXTENSIONS.contains(&e));
+                // `--from dcp` takes only DCP directories, the other formats only files.
+                match from.as_str() {
+                    "dcp" => is_dcp(p),
+                    "auto" => file || is_dcp(p),
+                    _ => file,
+                }
             })
             .collect();
         files.sort();
         files
             .into_iter()
             .map(|f| {
-                let stem = f
-                    .file_stem()
+                // A file's output is named after it without its extension; a DCP directory's
+                // after the whole directory name.
+                let name = if f.is_dir() {
+                    f.file_name()
+                } else {
+                    f.file_stem()
+                };
+                let stem = name
                     .map(|s| s.to_string_lossy().into_owned())
                     .unwrap_or_default();
                 (f, output_dir.join(stem))
             })
             .collect()
+    } else if from == "dcp" {
+        bail!(
+            "{}: --from dcp needs a torch.distributed.checkpoint directory (.metadata + *.distcp), or a folder of them",
+            input.display()
+        );
     } else {
         vec![(input.clone(), output_dir.clone())]
     };

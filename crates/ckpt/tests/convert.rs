@@ -636,3 +636,51 @@ fn a_pickled_module_converts_as_its_state_dict() {
         tensors(&fx.join("pickled_module.state_dict.safetensors"), None)
     );
 }
+
+#[test]
+fn a_folder_of_dcp_saves_converts_each_and_from_dcp_is_checked() {
+    // `sharded/step_100/`, `sharded/step.200/` (a dot in a directory name is kept) and a
+    // checkpoint file beside them: auto takes all three, `--from dcp` only the directories,
+    // and `--from dcp` on a file is refused.
+    let tmp = tempfile::tempdir().unwrap();
+    let sharded = tmp.path().join("sharded");
+    std::fs::create_dir_all(&sharded).unwrap();
+    let dcp = root().join("fixtures/convert/dcp");
+    common::copy_tree(&dcp.join("fsdp2_dim0"), &sharded.join("step_100"));
+    common::copy_tree(&dcp.join("dtensor_mixed"), &sharded.join("step.200"));
+    std::fs::copy(
+        root().join("examples/fsdp/epoch-001.pth"),
+        sharded.join("epoch-001.pth"),
+    )
+    .unwrap();
+    let all = tmp.path().join("all");
+    let v = to_safetensors(&sharded, &all, &[]);
+    assert_eq!(v["conversions"].as_array().unwrap().len(), 3, "{v}");
+    for out in ["step_100", "step.200", "epoch-001"] {
+        assert!(all.join(out).join("model.safetensors").is_file(), "{out}");
+    }
+    let only = tmp.path().join("only");
+    let v = to_safetensors(&sharded, &only, &["--from", "dcp"]);
+    assert_eq!(v["conversions"].as_array().unwrap().len(), 2, "{v}");
+    assert_eq!(
+        tensors_of(&only.join("step_100")),
+        tensors(&dcp.join("fsdp2_dim0.expected.safetensors"), None)
+    );
+    ckpt()
+        .args([
+            "convert",
+            "examples/fsdp/epoch-001.pth",
+            "--from",
+            "dcp",
+            "--to",
+            "safetensors",
+            "--output-dir",
+        ])
+        .arg(tmp.path().join("refused"))
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains(
+            "--from dcp needs a torch.distributed.checkpoint directory",
+        ));
+    assert!(!tmp.path().join("refused").exists());
+}
