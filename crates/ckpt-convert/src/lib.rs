@@ -594,7 +594,7 @@ fn write_one(
     path: &Path,
 ) -> Result<u64> {
     if to == t.dtype {
-        return Ok(ck.copy_tensor(t, name, f)?);
+        return Ok(ck.copy_tensor(t, name, f, path)?);
     }
     let mut total = 0u64;
     ck.stream_tensor(t, name, &mut |chunk| {

@@ -151,35 +151,53 @@ impl Checkpoint {
     /// (no bytes pass through user space, and nothing depends on a file position another
     /// thread could move, so one checkpoint can feed several writers at once); elsewhere, or
     /// when the kernel cannot copy between these files, by positioned reads in bounded chunks.
-    /// Anything else goes through `stream_tensor`'s bounded chunks.
-    pub fn copy_tensor(&self, t: &TensorRef, at: &str, out: &mut std::fs::File) -> Result<u64> {
+    /// Anything else goes through `stream_tensor`'s bounded chunks. `out_path` names `out` in
+    /// errors: a full disk is the output's problem, not the checkpoint's.
+    pub fn copy_tensor(
+        &self,
+        t: &TensorRef,
+        at: &str,
+        out: &mut std::fs::File,
+        out_path: &std::path::Path,
+    ) -> Result<u64> {
         use std::io::Write;
         let (start, len) = self.tensor_range(t, at)?;
         let contiguous = is_contiguous(t) || t.dtype.elems_per_byte() > 1;
-        let out_err = |source| Error::Io {
-            path: self.path.clone(),
-            source,
+        let out_err = |e: std::io::Error| Error::Output {
+            path: out_path.to_path_buf(),
+            detail: format!("writing {at} from {}: {e}", self.path.display()),
         };
         if contiguous && self.byteorder == crate::container::ByteOrder::Little {
             let copied = kernel_copy(&self.file, self.base + start, len, out).map_err(out_err)?;
-            let mut pos = copied;
-            while pos < len {
-                let n = CHUNK.min(len - pos);
-                let buf = self.read_range(start + pos, n)?;
-                out.write_all(&buf).map_err(out_err)?;
-                pos += n;
-            }
+            // What the kernel did not copy goes through positioned reads.
+            self.read_pieces(start + copied, len - copied, &mut |c| {
+                out.write_all(c).map_err(out_err)
+            })?;
             return Ok(len);
         }
         let mut n = 0u64;
         self.stream_tensor(t, at, &mut |c| {
             n += c.len() as u64;
-            out.write_all(c).map_err(|source| Error::Io {
-                path: self.path.clone(),
-                source,
-            })
+            out.write_all(c).map_err(out_err)
         })?;
         Ok(n)
+    }
+
+    /// Positioned reads of `len` bytes from `start`, handed on in pieces of at most `CHUNK`.
+    fn read_pieces(
+        &self,
+        start: u64,
+        len: u64,
+        f: &mut dyn FnMut(&mut [u8]) -> Result<()>,
+    ) -> Result<()> {
+        let mut pos = 0;
+        while pos < len {
+            let n = CHUNK.min(len - pos);
+            let mut buf = self.read_range(start + pos, n)?;
+            f(&mut buf)?;
+            pos += n;
+        }
+        Ok(())
     }
 
     /// Hand the tensor's logical row-major little-endian bytes to `f` in pieces of a few MB
@@ -197,17 +215,12 @@ impl Checkpoint {
         }
         let big = self.byteorder == crate::container::ByteOrder::Big;
         if is_contiguous(t) || t.dtype.elems_per_byte() > 1 {
-            let mut pos = 0;
-            while pos < len {
-                let n = CHUNK.min(len - pos);
-                let mut buf = self.read_range(start + pos, n)?;
+            return self.read_pieces(start, len, &mut |buf| {
                 if big {
-                    swap_in_place(&mut buf, t.dtype);
+                    swap_in_place(buf, t.dtype);
                 }
-                f(&buf)?;
-                pos += n;
-            }
-            return Ok(());
+                f(buf)
+            });
         }
         // Strided: gather in row-major order, in bounded memory (`gather`).
         let budget = Budget::DEFAULT;
