@@ -278,10 +278,7 @@ fn dcp_facts(dir: &Path) -> Vec<Fact> {
     if let Some(e) = index.read_int("epoch") {
         f.push(Fact::new("epoch", json!(e), "checkpoint"));
     }
-    if let Some(s) = ["global_step", "step"]
-        .iter()
-        .find_map(|k| index.read_int(k))
-    {
+    if let Some(s) = index.step() {
         f.push(Fact::new("global_step", json!(s), "checkpoint"));
     }
     f.push(Fact::new("tensors", json!(owned.len()), "checkpoint"));

@@ -39,6 +39,22 @@ pub struct DcpTensor {
     pub chunks: Vec<DcpChunk>,
 }
 
+impl DcpTensor {
+    /// Elements, saturating.
+    pub fn numel(&self) -> u64 {
+        self.shape
+            .iter()
+            .try_fold(1u64, |a, d| a.checked_mul(*d))
+            .unwrap_or(u64::MAX)
+    }
+
+    /// Bytes, saturating (4 per element when the dtype is not recorded).
+    pub fn nbytes(&self) -> u64 {
+        self.numel()
+            .saturating_mul(self.dtype.map_or(4, DType::size))
+    }
+}
+
 /// What `.metadata` says about a DCP directory.
 #[derive(Debug, Clone)]
 pub struct DcpIndex {
@@ -205,20 +221,37 @@ impl DcpIndex {
         ck.doc.as_i64(ck.doc.root())
     }
 
-    /// Elements and bytes of every tensor (a tensor of unknown dtype counts 4 bytes per
-    /// element), saturating.
+    /// Elements and bytes of every tensor, saturating.
     pub fn totals(&self) -> (u64, u64) {
         self.tensors.iter().fold((0u64, 0u64), |(e, b), t| {
-            let n = t
-                .shape
-                .iter()
-                .try_fold(1u64, |a, d| a.checked_mul(*d))
-                .unwrap_or(u64::MAX);
-            let size = t.dtype.map_or(4, DType::size);
-            (
-                e.saturating_add(n),
-                b.saturating_add(n.saturating_mul(size)),
-            )
+            (e.saturating_add(t.numel()), b.saturating_add(t.nbytes()))
         })
+    }
+
+    /// Tensors, elements and bytes per dtype (`unknown` when `.metadata` records none), by
+    /// dtype name.
+    pub fn by_dtype(&self) -> Vec<crate::summary::DTypeTotal> {
+        let mut by: std::collections::BTreeMap<&str, crate::summary::DTypeTotal> =
+            std::collections::BTreeMap::new();
+        for t in &self.tensors {
+            let name = t.dtype.map_or("unknown", DType::name);
+            let e = by.entry(name).or_insert(crate::summary::DTypeTotal {
+                dtype: name.to_owned(),
+                tensors: 0,
+                elements: 0,
+                bytes: 0,
+            });
+            e.tensors += 1;
+            e.elements = e.elements.saturating_add(t.numel());
+            e.bytes = e.bytes.saturating_add(t.nbytes());
+        }
+        by.into_values().collect()
+    }
+
+    /// The training step saved beside the tensors (`global_step`, else `step`), if an int.
+    pub fn step(&self) -> Option<i64> {
+        ["global_step", "step"]
+            .iter()
+            .find_map(|k| self.read_int(k))
     }
 }

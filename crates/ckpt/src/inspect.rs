@@ -41,45 +41,35 @@ struct DcpSummary {
 fn dcp_summary(dir: &Path) -> Result<DcpSummary, ckpt_torch::Error> {
     let index = ckpt_torch::dcp::DcpIndex::open(dir)?;
     let (elements, bytes) = index.totals();
-    let mut by: std::collections::BTreeMap<String, ckpt_torch::summary::DTypeTotal> =
-        std::collections::BTreeMap::new();
-    for t in &index.tensors {
-        let name = t
-            .dtype
-            .map_or("unknown", ckpt_torch::DType::name)
-            .to_owned();
-        let n = t.shape.iter().fold(1u64, |a, d| a.saturating_mul(*d));
-        let e = by
-            .entry(name.clone())
-            .or_insert(ckpt_torch::summary::DTypeTotal {
-                dtype: name,
-                tensors: 0,
-                elements: 0,
-                bytes: 0,
-            });
-        e.tensors += 1;
-        e.elements = e.elements.saturating_add(n);
-        e.bytes = e
-            .bytes
-            .saturating_add(n.saturating_mul(t.dtype.map_or(4, ckpt_torch::DType::size)));
-    }
     Ok(DcpSummary {
         path: dir.display().to_string(),
         format: "dcp",
         version: index.version.clone(),
         epoch: index.read_int("epoch"),
-        global_step: ["global_step", "step"]
-            .iter()
-            .find_map(|k| index.read_int(k)),
+        global_step: index.step(),
         files: index.files.iter().cloned().collect(),
         tensors: index.tensors.len(),
         chunks: index.tensors.iter().map(|t| t.chunks.len()).sum(),
         sharded_tensors: index.tensors.iter().filter(|t| t.chunks.len() > 1).count(),
         elements,
         bytes,
-        by_dtype: by.into_values().collect(),
+        by_dtype: index.by_dtype(),
         other_keys: index.other.clone(),
     })
+}
+
+/// One line per dtype: tensors, elements, bytes.
+fn dtype_lines(out: &mut String, by_dtype: &[ckpt_torch::summary::DTypeTotal]) {
+    for d in by_dtype {
+        let _ = writeln!(
+            out,
+            "    {:<10} {:>5} tensors {:>14} elements {:>10}",
+            d.dtype,
+            d.tensors,
+            thousands(d.elements),
+            human_bytes(d.bytes)
+        );
+    }
 }
 
 fn render_dcp(out: &mut String, d: &DcpSummary) {
@@ -112,16 +102,7 @@ fn render_dcp(out: &mut String, d: &DcpSummary) {
         thousands(d.elements),
         human_bytes(d.bytes)
     );
-    for t in &d.by_dtype {
-        let _ = writeln!(
-            out,
-            "    {:<10} {:>5} tensors {:>14} elements {:>10}",
-            t.dtype,
-            t.tensors,
-            thousands(t.elements),
-            human_bytes(t.bytes)
-        );
-    }
+    dtype_lines(out, &d.by_dtype);
     if !d.other_keys.is_empty() {
         line(out, "other keys", &d.other_keys.join(", "));
     }
@@ -327,16 +308,7 @@ fn render(out: &mut String, s: &Summary) {
             thousands(sd.elements),
             human_bytes(sd.bytes)
         );
-        for d in &sd.by_dtype {
-            let _ = writeln!(
-                out,
-                "    {:<10} {:>5} tensors {:>14} elements {:>10}",
-                d.dtype,
-                d.tensors,
-                thousands(d.elements),
-                human_bytes(d.bytes)
-            );
-        }
+        dtype_lines(out, &sd.by_dtype);
         if !sd.groups.is_empty() {
             let gs: Vec<String> = sd
                 .groups
