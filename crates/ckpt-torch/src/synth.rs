@@ -6,7 +6,7 @@
 //! ones, and neither may depend on torch.
 
 use std::fs::File;
-use std::io::{self, BufWriter, Seek, Write};
+use std::io::{self, BufWriter, Write};
 use std::path::Path;
 
 use ckpt_pickle::write::Writer;
@@ -22,7 +22,7 @@ struct Entry {
 
 /// A minimal zip writer for stored (uncompressed) entries, data aligned to 64 bytes like
 /// torch's `PyTorchFileWriter`.
-pub struct ZipWriter<W: Write + Seek> {
+pub struct ZipWriter<W: Write> {
     out: W,
     pos: u64,
     entries: Vec<Entry>,
@@ -42,7 +42,7 @@ fn crc32(data: &[u8], mut crc: u32) -> u32 {
     !crc
 }
 
-impl<W: Write + Seek> ZipWriter<W> {
+impl<W: Write> ZipWriter<W> {
     pub fn new(out: W) -> Self {
         ZipWriter {
             out,
@@ -139,8 +139,10 @@ impl<W: Write + Seek> ZipWriter<W> {
         Ok(())
     }
 
-    /// Write the central directory (ZIP64 records when needed) and return the sink.
-    pub fn finish(mut self) -> io::Result<W> {
+    /// Write the central directory (ZIP64 records when needed); return the sink and the
+    /// archive's length (it never seeks: an archive can be written into the middle of a file,
+    /// as DCP does).
+    pub fn finish(mut self) -> io::Result<(W, u64)> {
         let cd_start = self.pos;
         let entries = std::mem::take(&mut self.entries);
         for e in &entries {
@@ -215,7 +217,7 @@ impl<W: Write + Seek> ZipWriter<W> {
         eocd.extend_from_slice(&0u16.to_le_bytes());
         self.put(&eocd)?;
         self.out.flush()?;
-        Ok(self.out)
+        Ok((self.out, self.pos))
     }
 }
 
@@ -304,7 +306,7 @@ fn write_archive(
 ) -> io::Result<u64> {
     let file = BufWriter::with_capacity(1 << 20, File::create(path)?);
     let starts = vec![0; storages.len()];
-    let (mut file, total) = write_archive_to(file, root, pickle, storages, &starts)?;
+    let (mut file, total, _) = write_archive_to(file, root, pickle, storages, &starts)?;
     file.flush()?;
     Ok(total)
 }
@@ -320,15 +322,15 @@ fn pattern() -> &'static [u8] {
 }
 
 /// `write_archive` into any sink, storage `i` holding the pattern from byte `starts[i]` on (a
-/// DCP chunk holds the bytes its rows have in the whole tensor). Returns the sink and pickle +
-/// data bytes.
-fn write_archive_to<W: Write + Seek>(
+/// DCP chunk holds the bytes its rows have in the whole tensor). Returns the sink, pickle +
+/// data bytes, and the archive's length.
+fn write_archive_to<W: Write>(
     out: W,
     root: &str,
     pickle: &[u8],
     storages: &[SynthTensor],
     starts: &[u64],
-) -> io::Result<(W, u64)> {
+) -> io::Result<(W, u64, u64)> {
     let mut z = ZipWriter::new(out);
     z.add(&format!("{root}/data.pkl"), pickle)?;
     z.add(&format!("{root}/byteorder"), b"little")?;
@@ -352,8 +354,8 @@ fn write_archive_to<W: Write + Seek>(
     }
     z.add(&format!("{root}/version"), b"3\n")?;
     z.add(&format!("{root}/.data/serialization_id"), b"1234567890")?;
-    let out = z.finish()?;
-    Ok((out, total))
+    let (out, len) = z.finish()?;
+    Ok((out, total, len))
 }
 
 /// Write `tensors` as a `torch.distributed.checkpoint` directory saved by `ranks` ranks the way
@@ -392,19 +394,15 @@ pub fn write_dcp_checkpoint(dir: &Path, tensors: &[SynthTensor], ranks: u64) -> 
             tensor_pickle(&mut w, "0", &piece);
             let pickle = w.finish();
             let start_pos = pos;
-            let mut counted = Counted {
-                inner: &mut f,
-                n: 0,
-            };
-            let (_, n) = write_archive_to(
-                &mut counted,
+            let (_, n, len) = write_archive_to(
+                &mut f,
                 "archive",
                 &pickle,
                 std::slice::from_ref(&piece),
                 &[lo * row_bytes],
             )?;
             total += n - pickle.len() as u64;
-            pos += counted.n;
+            pos += len;
             let mut offsets = vec![0u64; t.shape.len()];
             if let Some(o) = offsets.first_mut() {
                 *o = lo;
@@ -422,12 +420,7 @@ pub fn write_dcp_checkpoint(dir: &Path, tensors: &[SynthTensor], ranks: u64) -> 
             let mut w = Writer::new(2);
             w.int(100);
             let pickle = w.finish();
-            let mut counted = Counted {
-                inner: &mut f,
-                n: 0,
-            };
-            write_archive_to(&mut counted, "archive", &pickle, &[], &[])?;
-            let n = counted.n;
+            let (_, _, n) = write_archive_to(&mut f, "archive", &pickle, &[], &[])?;
             stored.push(StoredChunk {
                 fqn: "step".into(),
                 offsets: Vec::new(),
@@ -451,29 +444,6 @@ struct StoredChunk {
     rank: u64,
     offset: u64,
     length: u64,
-}
-
-/// A `Write + Seek` that counts what passes (the zip writer needs `Seek` only in its bound).
-struct Counted<'w, W: Write> {
-    inner: &'w mut W,
-    n: u64,
-}
-
-impl<W: Write> Write for Counted<'_, W> {
-    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(b)?;
-        self.n += n as u64;
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-impl<W: Write> Seek for Counted<'_, W> {
-    fn seek(&mut self, _: io::SeekFrom) -> io::Result<u64> {
-        Err(io::Error::other("not seekable"))
-    }
 }
 
 /// DCP's `.metadata` pickle: `Metadata(state_dict_metadata, planner_data, storage_data,
