@@ -808,7 +808,18 @@ pub fn convert_file(input: &Path, output: &Path, opts: &ConvertOptions) -> Resul
     let (base_cfg, tie) = prepare(output, opts)?;
     let ck = Checkpoint::open(input)?;
     let (sd_key, entries) = find_state_dict(&ck, opts.key.as_deref())?;
-    let (raw, other) = collect_file(&ck, entries);
+    let (raw, mut other) = collect_file(&ck, entries);
+    // What sits beside the state dict (epoch, step, optimizer, config …): reported, not
+    // converted. Non-tensor entries inside it are in `other` already.
+    if let Some(top) = sd_key.split('.').next().filter(|k| !k.is_empty())
+        && let Some(items) = ck.doc.dict(ck.doc.root())
+    {
+        let beside = items
+            .iter()
+            .map(|(k, _)| ckpt_torch::pyrepr::key_str(&ck.doc, *k))
+            .filter(|k| k != top);
+        other.splice(0..0, beside);
+    }
     let source = Source {
         input,
         cks: vec![ck],

@@ -272,6 +272,18 @@ pub fn run(a: &ConvertArgs) -> Result<Outcome> {
                             );
                         }
                     }
+                    // Entries beside the state dict that are not tensors: reported, not
+                    // converted.
+                    let other = names("other_keys");
+                    if !other.is_empty() {
+                        let shown: Vec<&str> = other.iter().take(8).map(String::as_str).collect();
+                        let more = if other.len() > 8 { ", …" } else { "" };
+                        let _ = writeln!(
+                            s,
+                            "           not converted (not tensors): {}{more}",
+                            shown.join(", ")
+                        );
+                    }
                     if let Some(h) = rep["hint"].as_str() {
                         let _ = writeln!(s, "           hint: {h}");
                     }

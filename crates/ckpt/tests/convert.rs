@@ -684,3 +684,26 @@ fn a_folder_of_dcp_saves_converts_each_and_from_dcp_is_checked() {
         ));
     assert!(!tmp.path().join("refused").exists());
 }
+
+#[test]
+fn entries_beside_the_state_dict_are_reported_not_converted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = root().join("examples/fsdp/epoch-001.pth");
+    let v = to_safetensors(&file, &tmp.path().join("json"), &[]);
+    let r = &v["conversions"][0]["report"];
+    assert_eq!(r["state_dict_key"], "model");
+    assert_eq!(
+        r["other_keys"],
+        serde_json::json!(["optimizer", "epoch", "step"])
+    );
+    ckpt()
+        .arg("convert")
+        .arg(&file)
+        .args(["--to", "safetensors", "--output-dir"])
+        .arg(tmp.path().join("table"))
+        .assert()
+        .success()
+        .stdout(predicates::str::contains(
+            "not converted (not tensors): optimizer, epoch, step",
+        ));
+}
