@@ -7,9 +7,21 @@
 //! The file is in WAL mode with a 5 s busy timeout, so two concurrent `ckpt` runs share it. The
 //! schema version lives in `PRAGMA user_version` (mirrored in the `meta` table): an older schema
 //! is migrated (or dropped and rebuilt: it is only a cache), a newer one is refused without
-//! touching the file ([`CacheError::NewerSchema`]). A file that is not a SQLite database, fails
-//! `PRAGMA quick_check` or lacks our tables is moved aside to `<name>.corrupt-<unix time>` and a
-//! fresh cache is created; [`Cache::open`] returns the warning text for the caller to print.
+//! touching the file ([`CacheError::NewerSchema`]).
+//!
+//! **Ownership.** `--cache-file` is a path the user types, and a typo (`--cache-file last.ckpt`)
+//! must never cost them a file. So ckpt only ever writes, moves or removes a cache file it can
+//! prove it created: every cache ckpt makes carries `PRAGMA application_id` = [`APPLICATION_ID`]
+//! ("ckpt"), read straight from the 100-byte SQLite header without opening the file through
+//! SQLite. A cache from before the id existed is recognized read-only by its `meta` table
+//! (`created_by = 'ckpt …'`) and gets the id on its next read-write open. Anything else — a
+//! checkpoint, another program's database, an empty file, a FIFO — is refused with
+//! [`CacheError::NotOurs`] and left exactly as it was. A new cache is built under a temporary name
+//! and hard-linked into place (never over an existing file), so a file at the cache's path is
+//! either complete and ours or not ours. Only a file proven ours that then fails `PRAGMA
+//! quick_check` or lacks our tables is moved aside to `<name>.corrupt-<unix time>` and rebuilt;
+//! [`Cache::open`] returns the warning text for the caller to print. [`Cache::read_info`] opens
+//! read-only and writes nothing; [`Cache::clear`] removes only a proven cache and its companions.
 //!
 //! Schema v1:
 //!
@@ -26,9 +38,14 @@
 use std::collections::HashSet;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior, params};
+
+/// `PRAGMA application_id` of every cache ckpt creates: the ASCII bytes "ckpt", big-endian, as
+/// SQLite stores it at offset 68 of the database header.
+pub const APPLICATION_ID: i32 = i32::from_be_bytes(*b"ckpt");
 
 /// The schema this build writes. Bump it and add a step to [`migrate`] when the tables change.
 pub const SCHEMA_VERSION: i64 = 1;
@@ -119,6 +136,14 @@ pub enum CacheError {
         #[source]
         source: std::io::Error,
     },
+    /// The file at the cache path is not a cache ckpt created (a checkpoint, another program's
+    /// database, an empty file, a directory, a FIFO): it is never read through SQLite, written,
+    /// moved or removed.
+    #[error(
+        "cache file {path} is not a ckpt cache ({reason}); refusing to use, move or remove it \
+         (pick another --cache-file, or --no-cache)"
+    )]
+    NotOurs { path: PathBuf, reason: String },
     /// The file was written by a newer ckpt; it is left untouched.
     #[error(
         "cache {path} was written by a newer ckpt (schema {found}; this ckpt supports up to \
@@ -167,40 +192,57 @@ impl Cache {
         default_path_from(|name| std::env::var_os(name))
     }
 
-    /// Open or create the cache at `path` (creating parent directories). The second element
-    /// is a warning to show the user when an unusable file was moved aside and rebuilt.
+    /// Open the cache at `path`, or create it (and its parent directories) when nothing is
+    /// there. A file that is not provably ours is refused ([`CacheError::NotOurs`]) untouched.
+    /// The second element is a warning to show the user when a cache of ours turned out to be
+    /// unusable and was moved aside and rebuilt.
     pub fn open(path: &Path) -> Result<(Cache, Option<String>), CacheError> {
+        let io = |source| CacheError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| CacheError::Io {
-                path: path.to_path_buf(),
-                source,
-            })?;
+            std::fs::create_dir_all(dir).map_err(io)?;
         }
-        match open_and_init(path) {
-            Ok(cache) => Ok((cache, None)),
-            Err(OpenFailure::Error(e)) => Err(e),
-            Err(OpenFailure::Corrupt(reason)) => {
-                let aside = move_aside(path)?;
-                let cache = match open_and_init(path) {
-                    Ok(cache) => cache,
-                    Err(OpenFailure::Error(e)) => return Err(e),
-                    Err(OpenFailure::Corrupt(reason)) => {
-                        return Err(CacheError::Io {
-                            path: path.to_path_buf(),
-                            source: std::io::Error::other(format!(
-                                "a freshly created cache is unusable: {reason}"
-                            )),
-                        });
-                    }
-                };
-                let warning = format!(
-                    "cache {} was unusable ({reason}); moved it to {} and started a new one",
-                    path.display(),
-                    aside.display()
-                );
-                Ok((cache, Some(warning)))
+        // Two rounds at most: a cache another process creates between our look and our
+        // create is found on the second look.
+        for _ in 0..2 {
+            match ownership(path)? {
+                Ownership::Missing => create_new(path)?,
+                Ownership::NotOurs(reason) => {
+                    return Err(CacheError::NotOurs {
+                        path: path.to_path_buf(),
+                        reason,
+                    });
+                }
+                Ownership::Ours | Ownership::Legacy => return open_owned(path),
             }
         }
+        Err(io(std::io::Error::other(
+            "the cache file keeps disappearing while it is being opened",
+        )))
+    }
+
+    /// What `ckpt cache info` shows, without writing anything: no file is created, migrated,
+    /// moved or touched (the database is opened read-only, and only after its header proved it
+    /// ours). `Ok(None)` when there is no file at `path`.
+    pub fn read_info(path: &Path) -> Result<Option<CacheInfo>, CacheError> {
+        match ownership(path)? {
+            Ownership::Missing => return Ok(None),
+            Ownership::NotOurs(reason) => {
+                return Err(CacheError::NotOurs {
+                    path: path.to_path_buf(),
+                    reason,
+                });
+            }
+            Ownership::Ours | Ownership::Legacy => {}
+        }
+        let conn = open_read_only(path).map_err(|source| sqlite_err(path, source))?;
+        let cache = Cache {
+            conn,
+            path: path.to_path_buf(),
+        };
+        cache.info().map(Some)
     }
 
     /// The database file.
@@ -349,8 +391,30 @@ impl Cache {
         })
     }
 
-    /// Remove the cache file and its `-wal`/`-shm` companions. Ok if they do not exist.
-    pub fn clear(path: &Path) -> Result<(), CacheError> {
+    /// Remove the cache file and its `-wal`/`-shm`/`-journal` companions, only once the file
+    /// is proven to be a ckpt cache: anything else at `path` is refused untouched
+    /// ([`CacheError::NotOurs`]), and a symbolic link is refused rather than followed or
+    /// removed. `Ok(false)` when there was nothing to remove.
+    pub fn clear(path: &Path) -> Result<bool, CacheError> {
+        match std::fs::symlink_metadata(path) {
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(CacheError::NotOurs {
+                    path: path.to_path_buf(),
+                    reason: "a symbolic link; name the cache file itself".to_owned(),
+                });
+            }
+            _ => {}
+        }
+        match ownership(path)? {
+            Ownership::Missing => return Ok(false),
+            Ownership::NotOurs(reason) => {
+                return Err(CacheError::NotOurs {
+                    path: path.to_path_buf(),
+                    reason,
+                });
+            }
+            Ownership::Ours | Ownership::Legacy => {}
+        }
         for p in [
             path.to_path_buf(),
             sibling(path, "-wal"),
@@ -363,7 +427,7 @@ impl Cache {
                 Err(source) => return Err(CacheError::Io { path: p, source }),
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     fn sqlite_err(&self, source: rusqlite::Error) -> CacheError {
@@ -426,6 +490,238 @@ fn default_path_from(env: impl Fn(&str) -> Option<OsString>) -> PathBuf {
     dir.join(FILE_NAME)
 }
 
+/// Whose file is at the cache path (see the module documentation).
+enum Ownership {
+    /// Nothing there: ckpt may create its cache.
+    Missing,
+    /// An SQLite database with ckpt's application id.
+    Ours,
+    /// A cache from a ckpt that did not yet set the application id (recognized by its `meta`
+    /// table); it gets the id on its next read-write open.
+    Legacy,
+    /// Anything else, with the reason in words.
+    NotOurs(String),
+}
+
+/// The 16 bytes every SQLite 3 database file starts with.
+const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
+
+/// Decide whose file is at `path` from the file type and the 100-byte database header alone,
+/// plus — only for an SQLite file without an application id — one read-only query of its
+/// `meta` table. Never writes, never blocks on a FIFO.
+fn ownership(path: &Path) -> Result<Ownership, CacheError> {
+    let io = |source| CacheError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Ownership::Missing),
+        Err(e) => return Err(io(e)),
+    };
+    if meta.is_dir() {
+        return Ok(Ownership::NotOurs("it is a directory".to_owned()));
+    }
+    if !meta.is_file() {
+        return Ok(Ownership::NotOurs(
+            "it is not a regular file (a FIFO, socket or device)".to_owned(),
+        ));
+    }
+    let mut file = open_no_block(path).map_err(io)?;
+    // The file may have been swapped between the two looks: trust what was opened.
+    if !file.metadata().map_err(io)?.is_file() {
+        return Ok(Ownership::NotOurs("it is not a regular file".to_owned()));
+    }
+    let mut header = [0u8; 100];
+    let mut got = 0;
+    while got < header.len() {
+        match std::io::Read::read(&mut file, &mut header[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(io(e)),
+        }
+    }
+    if got == 0 {
+        return Ok(Ownership::NotOurs(
+            "it is an empty file, and ckpt never leaves an empty cache".to_owned(),
+        ));
+    }
+    if got < header.len() || &header[..16] != SQLITE_MAGIC {
+        return Ok(Ownership::NotOurs(
+            "it is not an SQLite database".to_owned(),
+        ));
+    }
+    let app = i32::from_be_bytes([header[68], header[69], header[70], header[71]]);
+    if app == APPLICATION_ID {
+        return Ok(Ownership::Ours);
+    }
+    if app != 0 {
+        return Ok(Ownership::NotOurs(format!(
+            "it is another application's SQLite database (application_id {app:#010x})"
+        )));
+    }
+    let created_by: Option<String> = open_read_only(path).ok().and_then(|conn| {
+        conn.query_row("SELECT value FROM meta WHERE key = 'created_by'", [], |r| {
+            r.get(0)
+        })
+        .ok()
+    });
+    Ok(match created_by {
+        Some(by) if by.starts_with("ckpt ") => Ownership::Legacy,
+        _ => Ownership::NotOurs(
+            "it is an SQLite database ckpt did not create (no ckpt application id or meta table)"
+                .to_owned(),
+        ),
+    })
+}
+
+/// Open for reading without blocking: a FIFO swapped in after the type check must not hang us.
+fn open_no_block(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut o = std::fs::OpenOptions::new();
+    o.read(true);
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        /// `O_NONBLOCK` on Linux (all architectures Rust supports there).
+        const O_NONBLOCK: i32 = 0o4000;
+        o.custom_flags(O_NONBLOCK);
+    }
+    o.open(path)
+}
+
+/// A read-only connection that writes nothing at all. A plain read-only open of a WAL database
+/// still creates its `-wal` and `-shm` files; when there is no `-wal` (no other connection is
+/// live, and everything was checkpointed into the main file at the last close) the file is opened
+/// `immutable`, which needs neither. With a `-wal` present another ckpt is at work (or died), its
+/// companions exist already, and the normal read-only open reads the log too.
+fn open_read_only(path: &Path) -> Result<Connection, rusqlite::Error> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = if sibling(path, "-wal").exists() {
+        Connection::open_with_flags(path, flags)?
+    } else {
+        let uri = format!("file:{}?immutable=1", uri_path(path));
+        Connection::open_with_flags(uri, flags | OpenFlags::SQLITE_OPEN_URI)?
+    };
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    Ok(conn)
+}
+
+/// `path` percent-encoded for an SQLite `file:` URI (everything but unreserved bytes and `/`).
+fn uri_path(path: &Path) -> String {
+    let mut out = String::new();
+    for &b in path.as_os_str().as_encoded_bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Build a fresh, complete cache under a temporary name beside `path` and link it into place.
+/// A hard link never replaces an existing file, so whatever appeared at `path` in the meantime
+/// (another ckpt's cache, a user's file) is kept; the caller looks at `path` again either way.
+fn create_new(path: &Path) -> Result<(), CacheError> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let tmp = sibling(path, &format!(".tmp-{}-{n}", std::process::id()));
+    let io = |p: &Path, source| CacheError::Io {
+        path: p.to_path_buf(),
+        source,
+    };
+    // `create_new`: the temporary name is ours alone, never someone else's file.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .map_err(|e| io(path, e))?;
+    let remove_tmp = || {
+        for p in [
+            tmp.clone(),
+            sibling(&tmp, "-wal"),
+            sibling(&tmp, "-shm"),
+            sibling(&tmp, "-journal"),
+        ] {
+            let _ = std::fs::remove_file(p);
+        }
+    };
+    let built = (|| -> Result<(), rusqlite::Error> {
+        let mut conn = Connection::open_with_flags(
+            &tmp,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.pragma_update(None, "application_id", APPLICATION_ID)?;
+        let _mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+        migrate(&mut conn).map_err(|e| match e {
+            MigrateError::Sqlite(e) => e,
+            MigrateError::Newer(_) => rusqlite::Error::InvalidQuery,
+        })?;
+        conn.close().map_err(|(_, e)| e)
+    })();
+    if let Err(source) = built {
+        remove_tmp();
+        return Err(sqlite_err(path, source));
+    }
+    let linked = std::fs::hard_link(&tmp, path);
+    let result = match linked {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        // A filesystem without hard links: rename, which replaces, so only when nothing is
+        // there (a narrow window remains; the link path above has none).
+        Err(_) if !path.exists() => std::fs::rename(&tmp, path).map_err(|e| io(path, e)),
+        Err(e) => Err(io(path, e)),
+    };
+    remove_tmp();
+    result
+}
+
+/// Open a cache proven ours; if it is unusable (corrupt, not our tables) move it aside and
+/// start a new one, with a warning.
+fn open_owned(path: &Path) -> Result<(Cache, Option<String>), CacheError> {
+    let reason = match open_and_init(path) {
+        Ok(cache) => return Ok((cache, None)),
+        Err(OpenFailure::Error(e)) => return Err(e),
+        Err(OpenFailure::Corrupt(reason)) => reason,
+    };
+    let aside = move_aside(path)?;
+    create_new(path)?;
+    match ownership(path)? {
+        Ownership::Ours | Ownership::Legacy => {}
+        Ownership::NotOurs(reason) => {
+            return Err(CacheError::NotOurs {
+                path: path.to_path_buf(),
+                reason,
+            });
+        }
+        Ownership::Missing => {
+            return Err(CacheError::Io {
+                path: path.to_path_buf(),
+                source: std::io::Error::other("the new cache disappeared as it was created"),
+            });
+        }
+    }
+    let cache = match open_and_init(path) {
+        Ok(cache) => cache,
+        Err(OpenFailure::Error(e)) => return Err(e),
+        Err(OpenFailure::Corrupt(reason)) => {
+            return Err(CacheError::Io {
+                path: path.to_path_buf(),
+                source: std::io::Error::other(format!(
+                    "a freshly created cache is unusable: {reason}"
+                )),
+            });
+        }
+    };
+    let warning = format!(
+        "cache {} was unusable ({reason}); moved it to {} and started a new one",
+        path.display(),
+        aside.display()
+    );
+    Ok((cache, Some(warning)))
+}
+
 /// Is this SQLite error a sign the file is not a (sound) database?
 fn is_corruption(e: &rusqlite::Error) -> bool {
     matches!(
@@ -442,9 +738,8 @@ fn open_and_init(path: &Path) -> Result<Cache, OpenFailure> {
             OpenFailure::Error(sqlite_err(path, source))
         }
     };
-    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-        | OpenFlags::SQLITE_OPEN_CREATE
-        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    // Never SQLITE_OPEN_CREATE: only `create_new` makes a cache, and only where nothing was.
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags).map_err(fail)?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(fail)?;
 
@@ -489,6 +784,17 @@ fn open_and_init(path: &Path) -> Result<Cache, OpenFailure> {
             }),
         })?;
     }
+    // A cache from before the application id gets it now (it was proven ours by its meta table).
+    let app: i32 = cache
+        .conn
+        .query_row("PRAGMA application_id", [], |r| r.get(0))
+        .map_err(fail)?;
+    if app != APPLICATION_ID {
+        cache
+            .conn
+            .pragma_update(None, "application_id", APPLICATION_ID)
+            .map_err(fail)?;
+    }
     // A file with our version number but not our tables (or a broken schema) is unusable:
     // preparing the statements we rely on finds that now rather than mid-run.
     for sql in [SELECT_ONE, UPSERT, SELECT_UNDER, DELETE_ONE] {
@@ -511,6 +817,7 @@ fn is_schema_mismatch(e: &rusqlite::Error) -> bool {
     ) || matches!(e, rusqlite::Error::SqlInputError { .. })
 }
 
+#[derive(Debug)]
 enum MigrateError {
     Sqlite(rusqlite::Error),
     Newer(i64),
@@ -632,6 +939,24 @@ mod tests {
             mtime_ns: 1_700_000_000_123_456_789,
             inode: 42,
         }
+    }
+
+    /// A raw SQLite file at `path` carrying ckpt's application id, then `sql`: a cache of ours
+    /// in whatever state `sql` leaves it.
+    fn ours_with(path: &Path, sql: &str) {
+        let conn = Connection::open(path).unwrap();
+        conn.pragma_update(None, "application_id", APPLICATION_ID)
+            .unwrap();
+        conn.execute_batch(sql).unwrap();
+    }
+
+    fn names_in(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
     }
 
     fn open(path: &Path) -> Cache {
@@ -817,10 +1142,10 @@ mod tests {
     }
 
     #[test]
-    fn cache_garbage_file_is_moved_aside_and_rebuilt() {
+    fn cache_garbage_file_is_refused_untouched() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(FILE_NAME);
-        // 4 KB of pseudo-random bytes (xorshift; no rand dependency).
+        // 4 KB of pseudo-random bytes (xorshift; no rand dependency): a checkpoint, say.
         let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
         let garbage: Vec<u8> = (0..4096)
             .map(|_| {
@@ -831,6 +1156,36 @@ mod tests {
             })
             .collect();
         std::fs::write(&path, &garbage).unwrap();
+        for err in [
+            Cache::open(&path).unwrap_err(),
+            Cache::read_info(&path).unwrap_err(),
+            Cache::clear(&path).unwrap_err(),
+        ] {
+            assert!(matches!(err, CacheError::NotOurs { .. }), "{err:?}");
+            assert!(err.to_string().contains("not an SQLite database"), "{err}");
+        }
+        assert_eq!(std::fs::read(&path).unwrap(), garbage);
+        assert_eq!(names_in(dir.path()), [FILE_NAME]);
+    }
+
+    #[test]
+    fn cache_ours_but_corrupt_is_moved_aside_and_rebuilt() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        {
+            let mut cache = open(&path);
+            let rows: Vec<_> = (0..200)
+                .map(|i| (key(&format!("/r/{i}")), "x".repeat(100)))
+                .collect();
+            cache.put_many(&rows, 1).unwrap();
+        }
+        // Keep the 100-byte header (ours), garble every page after the first.
+        let mut bytes = std::fs::read(&path).unwrap();
+        assert!(bytes.len() > 8192);
+        for b in &mut bytes[4096..] {
+            *b = 0x5a;
+        }
+        std::fs::write(&path, &bytes).unwrap();
         let (mut cache, warning) = Cache::open(&path).unwrap();
         let warning = warning.unwrap();
         assert!(warning.contains("corrupt-"), "{warning}");
@@ -841,7 +1196,7 @@ mod tests {
             .filter(|p| p.to_string_lossy().contains(".corrupt-"))
             .collect();
         assert_eq!(aside.len(), 1, "{aside:?}");
-        assert_eq!(std::fs::read(&aside[0]).unwrap(), garbage);
+        assert_eq!(std::fs::read(&aside[0]).unwrap(), bytes);
         // The new one works.
         cache.put_many(&[(key("/a"), "x".to_owned())], 1).unwrap();
         assert_eq!(
@@ -851,15 +1206,97 @@ mod tests {
     }
 
     #[test]
+    fn cache_foreign_databases_and_non_files_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        // Another program's database: no application id, no meta table.
+        let plain = dir.path().join("plain.db");
+        Connection::open(&plain)
+            .unwrap()
+            .execute_batch("CREATE TABLE files (path TEXT); PRAGMA user_version = 1;")
+            .unwrap();
+        // Another application's id, even with tables like ours.
+        let other = dir.path().join("other.db");
+        {
+            let conn = Connection::open(&other).unwrap();
+            conn.pragma_update(None, "application_id", 0x4750_4B47)
+                .unwrap();
+            conn.execute_batch("CREATE TABLE meta (key TEXT, value TEXT);")
+                .unwrap();
+        }
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, b"").unwrap();
+        let sub = dir.path().join("sub");
+        std::fs::create_dir(&sub).unwrap();
+        let before = names_in(dir.path());
+        let snapshot: Vec<Vec<u8>> = [&plain, &other]
+            .iter()
+            .map(|p| std::fs::read(p).unwrap())
+            .collect();
+        for (p, why) in [
+            (&plain, "ckpt did not create"),
+            (&other, "another application"),
+            (&empty, "empty file"),
+            (&sub, "directory"),
+        ] {
+            for err in [
+                Cache::open(p).unwrap_err(),
+                Cache::read_info(p).unwrap_err(),
+                Cache::clear(p).unwrap_err(),
+            ] {
+                assert!(matches!(err, CacheError::NotOurs { .. }), "{err:?}");
+                assert!(err.to_string().contains(why), "{err}");
+            }
+        }
+        assert_eq!(names_in(dir.path()), before);
+        assert_eq!(std::fs::read(&plain).unwrap(), snapshot[0]);
+        assert_eq!(std::fs::read(&other).unwrap(), snapshot[1]);
+    }
+
+    #[test]
+    fn cache_from_before_the_application_id_is_adopted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        {
+            // What ckpt 0.1 wrote: our tables and meta, application_id 0.
+            let mut conn = Connection::open(&path).unwrap();
+            migrate(&mut conn).unwrap();
+            let app: i32 = conn
+                .query_row("PRAGMA application_id", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(app, 0);
+        }
+        assert_eq!(Cache::read_info(&path).unwrap().unwrap().entries, 0);
+        let cache = open(&path);
+        let app: i32 = cache
+            .conn
+            .query_row("PRAGMA application_id", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(app, APPLICATION_ID);
+    }
+
+    #[test]
+    fn cache_read_info_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        assert!(Cache::read_info(&path).unwrap().is_none());
+        assert!(names_in(dir.path()).is_empty());
+        {
+            let mut cache = open(&path);
+            cache.put_many(&[(key("/a"), "x".to_owned())], 1).unwrap();
+        }
+        let before = std::fs::read(&path).unwrap();
+        let info = Cache::read_info(&path).unwrap().unwrap();
+        assert_eq!(info.entries, 1);
+        assert_eq!(names_in(dir.path()), [FILE_NAME]);
+        assert_eq!(std::fs::read(&path).unwrap(), before);
+    }
+
+    #[test]
     fn cache_foreign_schema_is_rebuilt() {
         // A SQLite file claiming our version but without our tables.
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(FILE_NAME);
-        {
-            let conn = Connection::open(&path).unwrap();
-            conn.execute_batch("CREATE TABLE other (x); PRAGMA user_version = 1;")
-                .unwrap();
-        }
+        ours_with(&path, "CREATE TABLE other (x); PRAGMA user_version = 1;");
         let (cache, warning) = Cache::open(&path).unwrap();
         assert!(warning.unwrap().contains("unexpected schema"));
         assert_eq!(cache.info().unwrap().entries, 0);
@@ -870,11 +1307,7 @@ mod tests {
         // Version 0 with stale tables of the same names (e.g. a pre-release layout).
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(FILE_NAME);
-        {
-            let conn = Connection::open(&path).unwrap();
-            conn.execute_batch("CREATE TABLE files (path TEXT, blob BLOB);")
-                .unwrap();
-        }
+        ours_with(&path, "CREATE TABLE files (path TEXT, blob BLOB);");
         let (mut cache, warning) = Cache::open(&path).unwrap();
         assert_eq!(warning, None);
         cache.put_many(&[(key("/a"), "x".to_owned())], 1).unwrap();
@@ -885,11 +1318,7 @@ mod tests {
     fn cache_newer_schema_is_refused_and_untouched() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(FILE_NAME);
-        {
-            let conn = Connection::open(&path).unwrap();
-            conn.execute_batch("CREATE TABLE future (x); PRAGMA user_version = 99;")
-                .unwrap();
-        }
+        ours_with(&path, "CREATE TABLE future (x); PRAGMA user_version = 99;");
         let before = std::fs::read(&path).unwrap();
         let err = Cache::open(&path).unwrap_err();
         match &err {
@@ -953,14 +1382,14 @@ mod tests {
     fn cache_clear_removes_files() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(FILE_NAME);
-        Cache::clear(&path).unwrap(); // nothing there: fine
+        assert!(!Cache::clear(&path).unwrap()); // nothing there: fine
         {
             let mut cache = open(&path);
             cache.put_many(&[(key("/a"), "x".to_owned())], 1).unwrap();
         }
         std::fs::write(sibling(&path, "-wal"), b"").unwrap();
         std::fs::write(sibling(&path, "-shm"), b"").unwrap();
-        Cache::clear(&path).unwrap();
+        assert!(Cache::clear(&path).unwrap());
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
         // And it can be recreated.
         let cache = open(&path);

@@ -128,15 +128,18 @@ pub fn build_streaming(
     });
 
     // The cache: facts of unchanged checkpoints.
-    // A cache written by a newer ckpt is refused; any other trouble (read-only folder, a lock
-    // held too long) is a warning and the run goes on uncached.
+    // A cache written by a newer ckpt, or a file at the cache path that is not a ckpt cache, is
+    // refused (the user named the wrong file: going on uncached would hide it); any other
+    // trouble (read-only folder, a lock held too long) is a warning and the run goes on uncached.
     let mut cache = match &opts.cache {
         Some(p) => match Cache::open(p) {
             Ok((c, warn)) => {
                 cat.warnings.extend(warn);
                 Some(c)
             }
-            Err(e @ CacheError::NewerSchema { .. }) => return Err(e),
+            Err(e @ (CacheError::NewerSchema { .. } | CacheError::NotOurs { .. })) => {
+                return Err(e);
+            }
             Err(e) => {
                 cat.warnings.push(format!("{e}; running without the cache"));
                 None

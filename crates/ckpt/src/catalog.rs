@@ -360,27 +360,22 @@ fn trim_float(v: f64) -> String {
 pub fn cache(a: &CacheArgs) -> Result<Outcome> {
     let path = a.cache_file.clone().unwrap_or_else(Cache::default_path);
     match a.command {
-        CacheCommand::Info => {
-            if !path.exists() {
-                crate::print_stdout(&format!("no cache at {}\n", path.display()))?;
-                return Ok(Outcome::Ok);
-            }
-            let (c, warn) = Cache::open(&path)?;
-            if let Some(w) = warn {
-                eprintln!("ckpt: warning: {w}");
-            }
-            let i = c.info()?;
-            crate::print_stdout(&format!(
+        CacheCommand::Info => match Cache::read_info(&path)? {
+            None => crate::print_stdout(&format!("no cache at {}\n", path.display()))?,
+            Some(i) => crate::print_stdout(&format!(
                 "path            {}\nschema version  {}\nentries         {}\nsize            {}\n",
                 i.path,
                 i.schema_version,
                 i.entries,
                 human_bytes(i.size_bytes)
-            ))?;
-        }
+            ))?,
+        },
         CacheCommand::Clear => {
-            Cache::clear(&path)?;
-            crate::print_stdout(&format!("removed {}\n", path.display()))?;
+            if Cache::clear(&path)? {
+                crate::print_stdout(&format!("removed {}\n", path.display()))?;
+            } else {
+                crate::print_stdout(&format!("no cache at {}\n", path.display()))?;
+            }
         }
     }
     Ok(Outcome::Ok)

@@ -250,8 +250,12 @@ fn cache_life_cycle() {
         .assert()
         .success();
     assert!(String::from_utf8_lossy(&o.get_output().stdout).contains("entries         5"));
-    // a corrupted cache is rebuilt with a warning
-    std::fs::write(&cache, vec![0x5a; 4096]).unwrap();
+    // a corrupted cache of ours (header intact, pages garbled) is rebuilt with a warning
+    let mut bytes = std::fs::read(&cache).unwrap();
+    for b in &mut bytes[4096..] {
+        *b = 0x5a;
+    }
+    std::fs::write(&cache, &bytes).unwrap();
     let _ = std::fs::remove_file(cache.with_extension("sqlite3-wal"));
     let err = run_cached(&cache, &dir);
     assert!(err.contains("warning"), "{err}");
