@@ -4,6 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
+use ckpt_torch::bug::Panic;
 use serde_json::Value;
 
 use crate::Fact;
@@ -48,11 +49,21 @@ pub struct Stats {
     pub forgotten: usize,
 }
 
+/// A checkpoint whose facts or resolution panicked: the entry carries the error, the rest of
+/// the tree is catalogued, and the binary reports each one and exits 3.
+#[derive(Debug, Clone)]
+pub struct Bug {
+    pub path: PathBuf,
+    pub panic: ckpt_torch::bug::Panic,
+}
+
 #[derive(Debug, Default)]
 pub struct Catalog {
     pub entries: Vec<Value>,
     pub warnings: Vec<String>,
     pub stats: Stats,
+    /// Checkpoints that hit a bug in ckpt (a panic caught per checkpoint).
+    pub bugs: Vec<Bug>,
 }
 
 /// The file whose metadata keys a candidate in the cache.
@@ -212,13 +223,30 @@ pub fn build_streaming(
             .copied()
             .filter(|i| !facts.contains_key(i))
             .collect();
-        let fresh: Vec<Vec<Fact>> = par::map(&misses, |i| checkpoint_facts(&cands[*i]));
+        // A panic while reading one checkpoint is a bug in ckpt: that checkpoint gets an error
+        // (never cached, so a fixed ckpt reads it again), the others go on.
+        let fresh: Vec<Result<Vec<Fact>, Panic>> = par::map(&misses, |i| {
+            ckpt_torch::bug::catch(|| checkpoint_facts(&cands[*i]))
+        });
         cat.stats.opened += misses.len();
         let mut rows: Vec<(FileKey, String)> = Vec::with_capacity(misses.len());
         for (i, f) in misses.iter().zip(fresh) {
-            if let Some(k) = &stats[*i].key {
-                rows.push((k.clone(), facts_to_json(&f)));
-            }
+            let f = match f {
+                Ok(f) => {
+                    if let Some(k) = &stats[*i].key {
+                        rows.push((k.clone(), facts_to_json(&f)));
+                    }
+                    f
+                }
+                Err(panic) => {
+                    let msg = panic.to_string();
+                    cat.bugs.push(Bug {
+                        path: cands[*i].path.clone(),
+                        panic,
+                    });
+                    vec![Fact::new("error", Value::String(msg), "checkpoint")]
+                }
+            };
             facts.insert(*i, f);
         }
         if let Some(c) = &mut cache
@@ -228,29 +256,43 @@ pub fn build_streaming(
         }
         let at: Vec<(usize, &SidecarRead)> = chunk.iter().copied().zip(&sidecars).collect();
         let resolved = par::map(&at, |(i, sidecar)| {
-            let mut w = Vec::new();
-            let r = resolve(
-                &Resolve {
-                    sidecar,
-                    candidate: &cands[*i],
-                    size: stats[*i].size,
-                    modified: stats[*i].modified.clone(),
-                    ckpt_facts: facts.get(i).map(Vec::as_slice),
-                    dirs: &dirs,
-                    configs: &configs,
-                    seen: &seen,
-                },
-                &mut w,
-            );
-            (r, w)
+            ckpt_torch::bug::catch(|| {
+                let mut w = Vec::new();
+                let r = resolve(
+                    &Resolve {
+                        sidecar,
+                        candidate: &cands[*i],
+                        size: stats[*i].size,
+                        modified: stats[*i].modified.clone(),
+                        ckpt_facts: facts.get(i).map(Vec::as_slice),
+                        dirs: &dirs,
+                        configs: &configs,
+                        seen: &seen,
+                    },
+                    &mut w,
+                );
+                (r, w)
+            })
         });
-        for (i, (r, w)) in chunk.iter().zip(resolved) {
-            cat.warnings.extend(w);
-            let mut entry = r.entry;
+        for (i, resolved) in chunk.iter().zip(resolved) {
+            let (mut entry, best) = match resolved {
+                Ok((r, w)) => {
+                    cat.warnings.extend(w);
+                    (r.entry, r.best_name)
+                }
+                Err(panic) => {
+                    let entry = bug_entry(&cands[*i].path, &panic);
+                    cat.bugs.push(Bug {
+                        path: cands[*i].path.clone(),
+                        panic,
+                    });
+                    (entry, None)
+                }
+            };
             if let Some(e) = &stats[*i].error {
                 entry["error"] = Value::String(e.clone());
             }
-            chunk_best.push(r.best_name);
+            chunk_best.push(best);
             chunk_entries.push(entry);
         }
         mark_best(&mut chunk_entries, &chunk_best);
@@ -279,6 +321,15 @@ pub fn build_streaming(
         cat.stats.forgotten = c.forget_missing(&abs_roots, &keys)?;
     }
     Ok(cat)
+}
+
+/// The entry of a checkpoint whose resolution panicked: its path and the error, every other
+/// field empty, in the contract's key order.
+fn bug_entry(path: &Path, panic: &Panic) -> Value {
+    let mut e = crate::resolve::Entry::new(&path.display().to_string());
+    e.value
+        .insert("error".into(), Value::String(panic.to_string()));
+    Value::Object(e.value)
 }
 
 /// Bytes of the files directly in a folder (DCP / sharded models).

@@ -416,7 +416,7 @@ pub struct Entry {
 }
 
 impl Entry {
-    fn new(path: &str) -> Entry {
+    pub(crate) fn new(path: &str) -> Entry {
         let mut value = Map::new();
         for k in [
             "path",

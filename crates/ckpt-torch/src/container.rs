@@ -121,6 +121,7 @@ impl Checkpoint {
     }
 
     pub fn open_with(path: impl AsRef<Path>, opts: &Options) -> Result<Checkpoint> {
+        crate::bug::failpoint(path.as_ref());
         Self::open_window(path.as_ref(), None, opts, None)
     }
 

@@ -7,6 +7,7 @@
 //! `ckpt-pickle`, which never imports or calls anything; [`Doc`] gives the values their torch
 //! meaning (OrderedDict, DictConfig, Namespace, numpy, torch.Size …).
 
+pub mod bug;
 mod container;
 pub mod dcp;
 mod doc;

@@ -103,6 +103,9 @@ pub fn run(a: &CatalogArgs) -> Result<Outcome> {
     for w in &cat.warnings {
         eprintln!("ckpt: warning: {w}");
     }
+    for b in &cat.bugs {
+        crate::report_bug("catalog", &b.path, &b.panic);
+    }
     if a.verbose {
         eprintln!(
             "ckpt: {} checkpoint(s): {} opened, {} from cache, {} described by fresh sidecars; {} cache rows forgotten",

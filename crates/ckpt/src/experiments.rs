@@ -16,7 +16,8 @@ use crate::Outcome;
 use crate::cli::{DiffArgs, ExperimentsArgs, HashArgs, LatestArgs, OutputFormat, PruneArgs};
 use crate::inspect::human_bytes;
 
-fn catalog(paths: &[PathBuf], no_cache: bool) -> Result<Vec<Value>> {
+/// The catalog of `paths` for `command` (named in bug reports).
+fn catalog(command: &str, paths: &[PathBuf], no_cache: bool) -> Result<Vec<Value>> {
     let opts = Options {
         cache: if no_cache {
             None
@@ -28,6 +29,9 @@ fn catalog(paths: &[PathBuf], no_cache: bool) -> Result<Vec<Value>> {
     let cat = build(paths, &opts)?;
     for w in &cat.warnings {
         eprintln!("ckpt: warning: {w}");
+    }
+    for b in &cat.bugs {
+        crate::report_bug(command, &b.path, &b.panic);
     }
     Ok(cat.entries)
 }
@@ -184,7 +188,7 @@ pub fn diff(a: &DiffArgs) -> Result<Outcome> {
 }
 
 pub fn experiments(a: &ExperimentsArgs) -> Result<Outcome> {
-    let entries = catalog(&a.paths, a.no_cache)?;
+    let entries = catalog("experiments", &a.paths, a.no_cache)?;
     let mut ex = compare::experiments(&entries);
     for e in &mut ex {
         if let Some(p) = &e.latest_path
@@ -245,7 +249,7 @@ pub fn experiments(a: &ExperimentsArgs) -> Result<Outcome> {
 }
 
 pub fn latest(a: &LatestArgs) -> Result<Outcome> {
-    let entries = catalog(std::slice::from_ref(&a.path), a.no_cache)?;
+    let entries = catalog("latest", std::slice::from_ref(&a.path), a.no_cache)?;
     let entries: Vec<Value> = match &a.experiment {
         Some(x) => entries
             .into_iter()
@@ -266,7 +270,7 @@ pub fn latest(a: &LatestArgs) -> Result<Outcome> {
 }
 
 pub fn prune(a: &PruneArgs) -> Result<Outcome> {
-    let entries = catalog(&a.paths, a.no_cache)?;
+    let entries = catalog("prune", &a.paths, a.no_cache)?;
     let opts = PruneOptions {
         keep_top: a.keep_top,
         monitor: a.monitor.clone(),

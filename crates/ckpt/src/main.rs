@@ -1,5 +1,5 @@
 //! `ckpt`: the binary. Thin: parse arguments, call the libraries, print, map results to exit
-//! codes (0 ok, 1 "found something" for `scan`, 2 bad input or usage).
+//! codes (0 ok, 1 "found something" for `scan`, 2 bad input or usage, 3 a bug in ckpt).
 
 mod catalog;
 mod cli;
@@ -12,6 +12,7 @@ mod scan;
 
 use std::io::Write;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::Parser;
 
@@ -31,20 +32,59 @@ pub enum Outcome {
 /// recursion that is bounded by a constant (set elements, Python reprs) stays well inside it.
 const STACK_BYTES: usize = 64 << 20;
 
+/// Set once any unit of work hit a bug (see [`report_bug`]): the process then exits 3.
+static BUG_SEEN: AtomicBool = AtomicBool::new(false);
+
+/// Exit code for "this is a bug in ckpt".
+const EXIT_BUG: u8 = 3;
+
+/// Report that working on `path` hit a bug in ckpt (a caught panic): one line on stderr naming
+/// the command and the file, and exit 3 at the end — after the rest of the batch is done.
+pub fn report_bug(command: &str, path: &std::path::Path, panic: &ckpt_torch::bug::Panic) {
+    BUG_SEEN.store(true, Ordering::SeqCst);
+    let _ = writeln!(
+        std::io::stderr(),
+        "ckpt: error: ckpt {command}: {}: {panic}",
+        path.display()
+    );
+}
+
 fn main() -> ExitCode {
+    // No panic ever prints a backtrace at the user: every panic is caught (per file in batches,
+    // here for the rest) and reported as one line.
+    ckpt_torch::bug::install_quiet_hook();
     let args = cli::Cli::parse();
     let worker = std::thread::Builder::new()
         .stack_size(STACK_BYTES)
-        .spawn(move || run(args));
+        .spawn(move || ckpt_torch::bug::catch(move || run(args)));
     let result = match worker {
         Ok(handle) => match handle.join() {
-            Ok(r) => r,
+            Ok(Ok(r)) => r,
+            Ok(Err(panic)) => {
+                // A panic outside any per-file guard: name the command line, which names the files.
+                let line: Vec<String> = std::env::args_os()
+                    .skip(1)
+                    .map(|a| a.to_string_lossy().into_owned())
+                    .collect();
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "ckpt: error: ckpt {}: {panic}",
+                    line.join(" ")
+                );
+                return ExitCode::from(EXIT_BUG);
+            }
             Err(_) => Err(anyhow::anyhow!(
-                "internal error (the worker thread panicked)"
+                "this is a bug in ckpt (the worker thread could not be joined); please report it"
             )),
         },
         Err(e) => Err(anyhow::anyhow!("cannot start worker thread: {e}")),
     };
+    if BUG_SEEN.load(Ordering::SeqCst) && !result.as_ref().is_err_and(is_broken_pipe) {
+        if let Err(e) = &result {
+            let _ = writeln!(std::io::stderr(), "ckpt: error: {}", one_line(e));
+        }
+        return ExitCode::from(EXIT_BUG);
+    }
     match result {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,
         Ok(Outcome::Findings) => ExitCode::from(1),
@@ -52,19 +92,23 @@ fn main() -> ExitCode {
             if is_broken_pipe(&e) {
                 return ExitCode::SUCCESS;
             }
-            let mut msg = format!("{e}");
-            // One line: the error and its causes, joined.
-            for cause in e.chain().skip(1) {
-                let c = cause.to_string();
-                if !msg.contains(&c) {
-                    msg.push_str(": ");
-                    msg.push_str(&c);
-                }
-            }
-            let _ = writeln!(std::io::stderr(), "ckpt: error: {}", msg.replace('\n', " "));
+            let _ = writeln!(std::io::stderr(), "ckpt: error: {}", one_line(&e));
             ExitCode::from(2)
         }
     }
+}
+
+/// The error and its causes, joined on one line.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut msg = format!("{e}");
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !msg.contains(&c) {
+            msg.push_str(": ");
+            msg.push_str(&c);
+        }
+    }
+    msg.replace('\n', " ")
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {

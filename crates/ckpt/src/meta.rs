@@ -246,7 +246,8 @@ pub fn convert_legacy(a: &ConvertLegacyArgs) -> Result<Outcome> {
     );
     let results = ckpt_catalog::par::map(&files, |f| {
         let mut debug = Vec::new();
-        let r = convert_one(&job, f, &mut debug);
+        // A panic is a bug in ckpt: that checkpoint fails (reported once, exit 3), the rest go on.
+        let r = ckpt_torch::bug::catch(|| convert_one(&job, f, &mut debug));
         (r, debug)
     });
     let (mut converted, mut skipped, mut failed) = (0, 0, 0);
@@ -255,6 +256,14 @@ pub fn convert_legacy(a: &ConvertLegacyArgs) -> Result<Outcome> {
         for d in debug {
             log("DEBUG", &format!("{}: {d}", f.display()));
         }
+        let r = match r {
+            Ok(r) => r,
+            Err(panic) => {
+                failed += 1;
+                crate::report_bug("convert-legacy", f, &panic);
+                continue;
+            }
+        };
         match r {
             Converted::Written { sidecar, text } => {
                 converted += 1;
@@ -372,7 +381,17 @@ fn validate_one(ckpt: &Path) -> Verdict {
 
 pub fn validate(a: &ValidateArgs) -> Result<Outcome> {
     let (files, _) = discover(&a.target)?;
-    let verdicts = ckpt_catalog::par::map(&files, |f| validate_one(f));
+    let verdicts = ckpt_catalog::par::map(&files, |f| {
+        ckpt_torch::bug::catch(|| validate_one(f)).unwrap_or_else(|panic| {
+            crate::report_bug("validate", f, &panic);
+            Verdict {
+                checkpoint: f.clone(),
+                sidecar: None,
+                status: "invalid",
+                problems: vec![json!({"file": f.display().to_string(), "path": "", "message": panic.to_string()})],
+            }
+        })
+    });
     let all_valid = verdicts.iter().all(|v| v.status == "valid");
     match a.format {
         OutputFormat::Json => {

@@ -2,6 +2,7 @@
 //! move or overwrite a file it did not create itself. Every test runs the real binary against a
 //! real checkpoint (a copy of `examples/lightning`) named as the cache by mistake, and checks
 //! that the file's bytes, its name and its folder are exactly as they were.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
