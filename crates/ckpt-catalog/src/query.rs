@@ -1,7 +1,7 @@
 //! Sorting, filtering, best-per-experiment and latest-per-experiment over catalog entries.
 
 use std::cmp::Ordering;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
@@ -24,6 +24,95 @@ pub fn field<'e>(entry: &'e Value, name: &str) -> Option<&'e Value> {
                 .and_then(|m| m.get(name))
                 .filter(|v| !v.is_null())
         })
+}
+
+/// Add to `into` every name [`field`] (or a monitor lookup) answers for `entry`: top-level keys
+/// with a value, and each key of `model` and `metrics` both dotted (`metrics.hmean`) and bare
+/// (`hmean`). Collected over a whole catalog, it is what a query can name.
+pub fn field_names(entry: &Value, into: &mut BTreeSet<String>) {
+    let Some(obj) = entry.as_object() else { return };
+    for (k, v) in obj {
+        if v.is_null() || k == "sources" {
+            continue;
+        }
+        if (k == "model" || k == "metrics")
+            && let Some(inner) = v.as_object()
+        {
+            for (ik, iv) in inner {
+                if !iv.is_null() {
+                    into.insert(format!("{k}.{ik}"));
+                    into.insert(ik.clone());
+                }
+            }
+            continue;
+        }
+        into.insert(k.clone());
+    }
+}
+
+/// Does `entry` answer for `name`, as a field or as a monitored metric (`val/hmean` is found
+/// as `hmean` too)?
+pub fn has_field(entry: &Value, name: &str) -> bool {
+    field(entry, name).is_some() || metric_value(entry, name).is_some()
+}
+
+/// The error for a query naming a field no entry has: the nearest known name when one is close
+/// ("did you mean hmean?") and the known names. `None` when some entry has it, or when there
+/// are no entries at all (nothing to be wrong about). `option` is the flag, for the message.
+pub fn unknown_field(
+    option: &str,
+    name: &str,
+    entries_seen: usize,
+    known: &BTreeSet<String>,
+    any_has: bool,
+) -> Option<String> {
+    if any_has || entries_seen == 0 {
+        return None;
+    }
+    let nearest = known
+        .iter()
+        .map(|k| (edit_distance(name, k), k))
+        .filter(|(d, k)| *d <= (name.len().max(k.len()) / 3).max(2))
+        .min();
+    let mut msg = format!("{option} {name:?}: no checkpoint has that field");
+    if let Some((_, k)) = nearest {
+        msg.push_str(&format!(" (did you mean {k:?}?)"));
+    }
+    // Bare names only: `hmean` stands for `metrics.hmean` too.
+    const SHOWN: usize = 40;
+    let bare: Vec<&str> = known
+        .iter()
+        .filter(|k| !k.starts_with("model.") && !k.starts_with("metrics."))
+        .map(String::as_str)
+        .collect();
+    msg.push_str(&format!(
+        "; known fields: {}",
+        bare.iter()
+            .take(SHOWN)
+            .copied()
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    if bare.len() > SHOWN {
+        msg.push_str(&format!(", … ({} in all)", bare.len()));
+    }
+    Some(msg)
+}
+
+/// Levenshtein distance over chars (names are short; two rows of the table).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    let mut cur = vec![0; b.len() + 1];
+    for (i, ca) in a.chars().enumerate() {
+        cur[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        std::mem::swap(&mut prev, &mut cur);
+    }
+    prev[b.len()]
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -53,6 +53,15 @@ pub fn run(a: &CatalogArgs) -> Result<Outcome> {
         && !a.latest
         && a.sort.is_none()
         && matches!(a.format, CatalogFormat::Json | CatalogFormat::Jsonl);
+    // Every field a query names must exist in some entry: a typo is an error, not an empty
+    // (or unsorted) answer.
+    let mut queried: Vec<(&str, &str)> = filters
+        .iter()
+        .map(|f| ("--filter", f.field.as_str()))
+        .collect();
+    queried.extend(a.sort.as_deref().map(|s| ("--sort", s)));
+    queried.extend(a.by.as_deref().map(|b| ("--by", b)));
+    let mut fields = FieldCheck::new(queried);
     let keep = |e: &Value| filters.iter().all(|f| f.matches(e));
     // Without queries that need every entry at once, JSON is written as each folder is
     // done: memory stays flat however big the tree is.
@@ -63,6 +72,7 @@ pub fn run(a: &CatalogArgs) -> Result<Outcome> {
             out.write_all(b"{\n  \"checkpoints\": [")?;
         }
         let cat = build_streaming(&a.paths, &opts, &mut |e| {
+            fields.see(&e);
             if io_err.is_some() || !keep(&e) {
                 return;
             }
@@ -91,6 +101,7 @@ pub fn run(a: &CatalogArgs) -> Result<Outcome> {
     } else {
         let mut kept = Vec::new();
         let cat = build_streaming(&a.paths, &opts, &mut |e| {
+            fields.see(&e);
             if keep(&e) {
                 kept.push(e);
             }
@@ -118,8 +129,10 @@ pub fn run(a: &CatalogArgs) -> Result<Outcome> {
     }
     if streaming {
         out.flush()?;
+        fields.check()?;
         return Ok(Outcome::Ok);
     }
+    fields.check()?;
     if a.best {
         entries = query::best(entries, a.by.as_deref(), a.mode.as_deref());
     }
@@ -358,6 +371,49 @@ fn table(entries: &[Value]) -> String {
 fn trim_float(v: f64) -> String {
     let s = format!("{v:.4}");
     s.trim_end_matches('0').trim_end_matches('.').to_owned()
+}
+
+/// The fields named by `--filter`, `--sort`, `--by` (or `prune --monitor`), checked against
+/// every entry the catalog produced (kept by the filters or not).
+pub struct FieldCheck<'a> {
+    queried: Vec<(&'a str, &'a str)>,
+    found: Vec<bool>,
+    known: std::collections::BTreeSet<String>,
+    seen: usize,
+}
+
+impl<'a> FieldCheck<'a> {
+    /// `(option, field)` pairs, e.g. `("--sort", "hmean")`.
+    pub fn new(queried: Vec<(&'a str, &'a str)>) -> Self {
+        let found = vec![false; queried.len()];
+        FieldCheck {
+            queried,
+            found,
+            known: std::collections::BTreeSet::new(),
+            seen: 0,
+        }
+    }
+
+    pub fn see(&mut self, e: &Value) {
+        if self.queried.is_empty() {
+            return;
+        }
+        self.seen += 1;
+        query::field_names(e, &mut self.known);
+        for ((_, name), found) in self.queried.iter().zip(&mut self.found) {
+            *found = *found || query::has_field(e, name);
+        }
+    }
+
+    /// Exit 2 with the nearest known field for the first field no entry has.
+    pub fn check(&self) -> Result<()> {
+        for ((option, name), found) in self.queried.iter().zip(&self.found) {
+            if let Some(msg) = query::unknown_field(option, name, self.seen, &self.known, *found) {
+                anyhow::bail!(msg);
+            }
+        }
+        Ok(())
+    }
 }
 
 pub fn cache(a: &CacheArgs) -> Result<Outcome> {

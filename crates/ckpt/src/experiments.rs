@@ -271,6 +271,12 @@ pub fn latest(a: &LatestArgs) -> Result<Outcome> {
 
 pub fn prune(a: &PruneArgs) -> Result<Outcome> {
     let entries = catalog("prune", &a.paths, a.no_cache)?;
+    // A mistyped monitor would make every metric "unknown" and keep everything silently.
+    let mut fields = crate::catalog::FieldCheck::new(vec![("--monitor", a.monitor.as_str())]);
+    for e in &entries {
+        fields.see(e);
+    }
+    fields.check()?;
     let opts = PruneOptions {
         keep_top: a.keep_top,
         monitor: a.monitor.clone(),
@@ -330,6 +336,11 @@ pub fn prune(a: &PruneArgs) -> Result<Outcome> {
             }
             crate::print_stdout(&s)?;
         }
+    }
+    // `--yes` that could not carry out a planned deletion (the file changed, a permission
+    // error) did not do what was asked: exit 1, after the report says which and why.
+    if executed.as_ref().is_some_and(|x| !x.skipped.is_empty()) {
+        return Ok(Outcome::Findings);
     }
     Ok(Outcome::Ok)
 }

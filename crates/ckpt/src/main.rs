@@ -6,6 +6,7 @@ mod cli;
 mod convert;
 mod dump;
 mod experiments;
+mod inputs;
 mod inspect;
 mod meta;
 mod scan;
@@ -122,6 +123,7 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 }
 
 fn run(args: cli::Cli) -> anyhow::Result<Outcome> {
+    inputs::check(&args.command)?;
     match args.command {
         cli::Command::Inspect(a) => inspect::run(&a),
         cli::Command::Dump(a) => dump::run(&a),

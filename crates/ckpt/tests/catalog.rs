@@ -278,13 +278,17 @@ fn cache_life_cycle() {
 }
 
 #[test]
-fn unreadable_paths_are_warnings() {
+fn missing_paths_are_errors_not_warnings() {
+    // Issue 10: a mistyped path is exit 2 naming it, not a warning beside an answer that looks
+    // complete (tests/mistakes.rs covers every command).
     ckpt()
         .args(["catalog", "--no-cache", "no/such/dir", "examples/fsdp"])
         .assert()
-        .success()
-        .stderr(predicate::str::contains("no/such/dir"))
-        .stdout(predicate::str::contains("epoch-001.pth"));
+        .code(2)
+        .stderr(predicate::str::contains(
+            "no/such/dir: no such file or directory",
+        ))
+        .stdout("");
 }
 
 #[test]

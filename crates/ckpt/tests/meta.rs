@@ -339,7 +339,7 @@ fn target_options_are_exclusive() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains(
-            "no/such.ckpt: no such checkpoint file",
+            "no/such.ckpt: no such file or directory",
         ));
 }
 
