@@ -42,10 +42,9 @@ impl Default for WalkOptions {
     }
 }
 
+/// By name (`model_best.pth.tar` included): the walk stays at the cost of a listing.
 fn is_checkpoint_file(p: &Path) -> bool {
-    p.extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| EXTENSIONS.contains(&e))
+    ckpt_torch::names::has_checkpoint_extension(p, EXTENSIONS)
 }
 
 /// What one folder holds.

@@ -15,6 +15,7 @@ mod dtype;
 mod error;
 mod gather;
 pub mod json;
+pub mod names;
 pub mod par;
 pub mod pyrepr;
 pub mod scan;

@@ -130,10 +130,8 @@ pub fn run(a: &ConvertArgs) -> Result<Outcome> {
             .flatten()
             .map(|e| e.path())
             .filter(|p| {
-                let file = p.is_file()
-                    && p.extension()
-                        .and_then(|e| e.to_str())
-                        .is_some_and(|e| EXTENSIONS.contains(&e));
+                let file =
+                    p.is_file() && ckpt_torch::names::has_checkpoint_extension(p, EXTENSIONS);
                 // `--from dcp` takes only DCP directories, the other formats only files.
                 match from.as_str() {
                     "dcp" => is_dcp(p),

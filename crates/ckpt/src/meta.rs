@@ -57,9 +57,7 @@ pub fn discover(t: &Target) -> Result<(Vec<PathBuf>, Option<PathBuf>)> {
                 }
             } else if (ft.is_file() || ft.is_symlink())
                 && !hidden
-                && p.extension()
-                    .and_then(|x| x.to_str())
-                    .is_some_and(|x| EXTENSIONS.contains(&x))
+                && ckpt_torch::names::has_checkpoint_extension(&p, EXTENSIONS)
             {
                 found.push(p);
             }

@@ -1,0 +1,84 @@
+//! Issue 10, real files from outside the project: folder walks must find `*.pth.tar` (the naming
+//! of PyTorch's ImageNet example and of published models), in every command that walks.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{ckpt, root};
+
+#[test]
+fn pth_tar_files_are_found_by_every_walker() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("imagenet");
+    std::fs::create_dir_all(&dir).unwrap();
+    // torch.save's output whatever the name says; this one was written by torch (examples/).
+    std::fs::copy(
+        root().join("examples/fsdp/epoch-001.pth"),
+        dir.join("model_best.pth.tar"),
+    )
+    .unwrap();
+    std::fs::copy(
+        root().join("examples/fsdp/epoch-001.pth"),
+        dir.join("checkpoint.pth.tar"),
+    )
+    .unwrap();
+    // A real tar archive's name is not a checkpoint's.
+    std::fs::write(dir.join("logs.tar"), b"not a checkpoint").unwrap();
+
+    let o = ckpt()
+        .args(["catalog", "--no-cache", "--format", "json"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let paths: Vec<&str> = v["checkpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths.len(), 2, "{paths:?}");
+    assert!(paths.iter().all(|p| p.ends_with(".pth.tar")), "{paths:?}");
+    for e in v["checkpoints"].as_array().unwrap() {
+        assert!(e["error"].is_null(), "{e}");
+        assert_eq!(e["format"], "zip", "{e}");
+    }
+
+    let o = ckpt()
+        .args(["convert-legacy", "--dry-run", "--exp-dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("Total checkpoints found: 2"), "{out}");
+
+    let o = ckpt()
+        .args([
+            "convert",
+            "--to",
+            "safetensors",
+            "--dry-run",
+            "--output-dir",
+        ])
+        .arg(tmp.path().join("out"))
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        all.contains("model_best.pth.tar") && all.contains("checkpoint.pth.tar"),
+        "{all}"
+    );
+    assert!(!all.contains("logs.tar"), "{all}");
+}
