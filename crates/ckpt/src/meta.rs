@@ -1,5 +1,6 @@
 //! `ckpt convert-legacy`, `ckpt validate`, `ckpt schema`: metadata sidecars for whole trees.
 
+use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -106,9 +107,18 @@ impl ConfigCache {
 }
 
 enum Converted {
-    Written { sidecar: PathBuf, text: String },
+    Written {
+        sidecar: PathBuf,
+        text: String,
+    },
     Skipped(PathBuf),
     Failed(String),
+    /// The sidecar could not be written (a read-only folder, say): reported per folder, so a
+    /// read-only target is one line, not one per checkpoint.
+    Unwritable {
+        sidecar: PathBuf,
+        error: std::io::Error,
+    },
 }
 
 struct Job<'a> {
@@ -212,7 +222,10 @@ fn convert_one(job: &Job<'_>, ckpt: &Path, debug: &mut Vec<String>) -> Converted
     if !job.dry_run
         && let Err(e) = sidecar::write_atomic(&target, &text, job.force)
     {
-        return Converted::Failed(format!("{}: cannot write: {e}", target.display()));
+        return Converted::Unwritable {
+            sidecar: target,
+            error: e,
+        };
     }
     Converted::Written {
         sidecar: target,
@@ -250,6 +263,8 @@ pub fn convert_legacy(a: &ConvertLegacyArgs) -> Result<Outcome> {
     });
     let (mut converted, mut skipped, mut failed) = (0, 0, 0);
     let mut dry = String::new();
+    // (folder, error) -> (checkpoint, sidecar) of each write that failed that way.
+    let mut unwritable: BTreeMap<(PathBuf, String), Vec<(PathBuf, PathBuf)>> = BTreeMap::new();
     for (f, (r, debug)) in files.iter().zip(results) {
         for d in debug {
             log("DEBUG", &format!("{}: {d}", f.display()));
@@ -290,6 +305,34 @@ pub fn convert_legacy(a: &ConvertLegacyArgs) -> Result<Outcome> {
                 failed += 1;
                 log("ERROR", &format!("Failed {}: {e}", f.display()));
             }
+            Converted::Unwritable { sidecar, error } => {
+                failed += 1;
+                let folder = sidecar.parent().map(Path::to_path_buf).unwrap_or_default();
+                unwritable
+                    .entry((folder, error.to_string()))
+                    .or_default()
+                    .push((f.clone(), sidecar));
+            }
+        }
+    }
+    for ((folder, error), files) in &unwritable {
+        match files.as_slice() {
+            [(f, sidecar)] => log(
+                "ERROR",
+                &format!(
+                    "Failed {}: {}: cannot write: {error}",
+                    f.display(),
+                    sidecar.display()
+                ),
+            ),
+            many => log(
+                "ERROR",
+                &format!(
+                    "Failed {} checkpoints in {}: cannot write their sidecars there: {error}",
+                    many.len(),
+                    folder.display()
+                ),
+            ),
         }
     }
     let line = "=".repeat(60);

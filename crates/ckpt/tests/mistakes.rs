@@ -251,3 +251,41 @@ fn prune_yes_that_could_not_delete_exits_1() {
     );
     assert_eq!(std::fs::read_dir(&ck).unwrap().count(), 3);
 }
+
+#[test]
+fn convert_legacy_into_a_read_only_folder_is_one_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ck = tmp.path().join("lightning/checkpoints");
+    std::fs::create_dir_all(&ck).unwrap();
+    for e in std::fs::read_dir(common::root().join("examples/lightning/checkpoints")).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), ck.join(e.file_name())).unwrap();
+    }
+    if !make_undeletable(&ck) {
+        make_deletable(&ck);
+        eprintln!("SKIPPED: cannot make a folder read-only on this machine");
+        return;
+    }
+    let o = ckpt()
+        .args(["convert-legacy", "--exp-dir"])
+        .arg(tmp.path().join("lightning"))
+        .output()
+        .unwrap();
+    make_deletable(&ck);
+    let err = String::from_utf8_lossy(&o.stderr);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    let errors: Vec<&str> = err.lines().filter(|l| l.contains("ERROR")).collect();
+    assert_eq!(errors.len(), 1, "{err}");
+    assert!(
+        errors[0].contains("Failed 3 checkpoints in ") && errors[0].contains("cannot write"),
+        "{err}"
+    );
+    assert!(!err.contains(".tmp-"), "no temp names: {err}");
+    assert!(out.contains("Failed: 3"), "{out}");
+    assert_eq!(
+        std::fs::read_dir(&ck).unwrap().count(),
+        3,
+        "nothing written, nothing left behind"
+    );
+}
