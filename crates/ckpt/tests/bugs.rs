@@ -8,7 +8,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{ckpt, root};
+use common::{ckpt, copy_tree, root};
 
 /// Run `ckpt` with the failpoint armed for paths containing `needle` (and a backtrace asked
 /// for, which must still not appear); returns (exit code, stdout, stderr).
@@ -43,19 +43,6 @@ fn assert_bug_lines(stderr: &str, command: &str, file: &str, n: usize) {
         );
         assert!(l.contains(file), "{l}");
         assert!(l.contains("please report it"), "{l}");
-    }
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let t = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_tree(&e.path(), &t);
-        } else {
-            std::fs::copy(e.path(), &t).unwrap();
-        }
     }
 }
 

@@ -8,7 +8,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{ckpt, root};
+use common::{ckpt, copy_tree, root};
 
 /// A copy of `examples/lightning` in a temp dir; returns (tempdir, the tree, one checkpoint).
 fn tree() -> (tempfile::TempDir, PathBuf, PathBuf) {
@@ -18,19 +18,6 @@ fn tree() -> (tempfile::TempDir, PathBuf, PathBuf) {
     let ckpt_file = dir.join("checkpoints/last.ckpt");
     assert!(ckpt_file.is_file());
     (tmp, dir, ckpt_file)
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let t = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_tree(&e.path(), &t);
-        } else {
-            std::fs::copy(e.path(), &t).unwrap();
-        }
-    }
 }
 
 /// Every file under `dir` with its bytes, sorted: the whole state a command must not change.

@@ -152,11 +152,10 @@ fn unknown_query_fields_exit_2_with_the_nearest_match() {
 fn prune_with_a_mistyped_monitor_refuses_instead_of_keeping_everything() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("lightning");
-    std::fs::create_dir_all(dir.join("checkpoints")).unwrap();
-    for e in std::fs::read_dir(common::root().join("examples/lightning/checkpoints")).unwrap() {
-        let e = e.unwrap();
-        std::fs::copy(e.path(), dir.join("checkpoints").join(e.file_name())).unwrap();
-    }
+    common::copy_tree(
+        &common::root().join("examples/lightning/checkpoints"),
+        &dir.join("checkpoints"),
+    );
     let before = std::fs::read_dir(dir.join("checkpoints")).unwrap().count();
     let d = dir.to_str().unwrap();
     let (code, out, err) = run(&[
@@ -214,11 +213,7 @@ fn make_deletable(dir: &std::path::Path) {
 fn prune_yes_that_could_not_delete_exits_1() {
     let tmp = tempfile::tempdir().unwrap();
     let ck = tmp.path().join("lightning/checkpoints");
-    std::fs::create_dir_all(&ck).unwrap();
-    for e in std::fs::read_dir(common::root().join("examples/lightning/checkpoints")).unwrap() {
-        let e = e.unwrap();
-        std::fs::copy(e.path(), ck.join(e.file_name())).unwrap();
-    }
+    common::copy_tree(&common::root().join("examples/lightning/checkpoints"), &ck);
     if !make_undeletable(&ck) {
         make_deletable(&ck);
         // Root on a filesystem without chattr: nothing here can make a deletion fail.
@@ -256,11 +251,7 @@ fn prune_yes_that_could_not_delete_exits_1() {
 fn convert_legacy_into_a_read_only_folder_is_one_line() {
     let tmp = tempfile::tempdir().unwrap();
     let ck = tmp.path().join("lightning/checkpoints");
-    std::fs::create_dir_all(&ck).unwrap();
-    for e in std::fs::read_dir(common::root().join("examples/lightning/checkpoints")).unwrap() {
-        let e = e.unwrap();
-        std::fs::copy(e.path(), ck.join(e.file_name())).unwrap();
-    }
+    common::copy_tree(&common::root().join("examples/lightning/checkpoints"), &ck);
     if !make_undeletable(&ck) {
         make_deletable(&ck);
         eprintln!("SKIPPED: cannot make a folder read-only on this machine");
