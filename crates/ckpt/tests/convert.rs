@@ -90,7 +90,8 @@ fn fsdp_and_ddp_checkpoints_become_hf_folders_with_the_same_tensors() {
         .arg(&out)
         .assert()
         .code(1)
-        .stderr(predicates::str::contains("already exists (use --force"));
+        .stdout(predicates::str::contains("already exists (use --force"))
+        .stderr("");
     ckpt()
         .args([
             "convert",
@@ -168,8 +169,10 @@ fn safetensors_only_and_dry_run() {
         .arg(&out)
         .assert()
         .success();
-    assert!(out.join("model.safetensors").is_file());
-    assert!(!out.join("config.json").exists());
+    // One checkpoint converts into a folder named after it, as each of a folder of them does.
+    let dir = out.join("ddp-epoch-002");
+    assert!(dir.join("model.safetensors").is_file());
+    assert!(!dir.join("config.json").exists());
 }
 
 #[test]
@@ -199,7 +202,7 @@ fn a_base_model_id_comes_from_the_local_hf_cache_only() {
         .arg(&out)
         .assert()
         .success();
-    assert!(out.join("config.json").is_file());
+    assert!(out.join("epoch-001/config.json").is_file());
     ckpt()
         .env("HF_HOME", tmp.path())
         .args([
@@ -242,6 +245,7 @@ fn shards_and_an_index_above_the_shard_size() {
         }
         c.assert().success();
     }
+    let (whole, sharded) = (whole.join("epoch-001"), sharded.join("epoch-001"));
     let index: Value = serde_json::from_str(
         &std::fs::read_to_string(sharded.join("model.safetensors.index.json")).unwrap(),
     )
@@ -290,6 +294,7 @@ fn dtype_casts() {
             .arg(&out)
             .assert()
             .success();
+        let out = out.join("epoch-001");
         let h = header(&out.join("model.safetensors"));
         for (k, v) in h.as_object().unwrap() {
             if k != "__metadata__" {
@@ -302,7 +307,7 @@ fn dtype_casts() {
         assert_eq!(cfg["dtype"], name);
     }
     // fp16 -> fp32 of values that are exact in fp16 round-trips bit for bit
-    let f16 = tmp.path().join("fp16/model.safetensors");
+    let f16 = tmp.path().join("fp16/epoch-001/model.safetensors");
     ckpt()
         .arg("convert")
         .arg(&f16)
@@ -366,7 +371,7 @@ fn dcp_tensors_sharded_across_ranks_are_reassembled() {
         let want = tensors(&dcp.join(format!("{case}.expected.safetensors")), None);
         assert!(want.len() >= 4);
         assert_eq!(
-            tensors(&out.join("model.safetensors"), None),
+            tensors(&out.join(case).join("model.safetensors"), None),
             want,
             "{case}"
         );
@@ -380,8 +385,8 @@ fn dcp_tensors_sharded_across_ranks_are_reassembled() {
     );
     let sharded = tmp.path().join("sharded-fp16");
     to_safetensors(&dcp.join("dtensor_mixed"), &sharded, &["--dtype", "fp16"]);
-    let got = tensors(&sharded.join("model.safetensors"), None);
-    assert_eq!(got, tensors(&whole.join("model.safetensors"), None));
+    let got = tensors(&sharded.join("dtensor_mixed/model.safetensors"), None);
+    assert_eq!(got, tensors(&whole.join("dtensor_mixed.expected/model.safetensors"), None));
     assert!(got.values().all(|t| t.contains("\"float16\"")), "{got:?}");
 }
 
@@ -395,7 +400,7 @@ fn every_safetensors_dtype_and_view_converts_bit_for_bit() {
     let out = tmp.path().join("out");
     let v = to_safetensors(&fx.join("dtypes_views.pt"), &out, &[]);
     assert_eq!(v["failed"], 0, "{v}");
-    let st = out.join("model.safetensors");
+    let st = out.join("dtypes_views/model.safetensors");
     let want = tensors(&fx.join("dtypes_views.expected.safetensors"), None);
     assert_eq!(want.len(), 17);
     assert_eq!(tensors(&st, None), want);
@@ -420,8 +425,8 @@ fn every_safetensors_dtype_and_view_converts_bit_for_bit() {
         &b,
         &["--dtype", "bf16"],
     );
-    let got = tensors(&a.join("model.safetensors"), None);
-    assert_eq!(got, tensors(&b.join("model.safetensors"), None));
+    let got = tensors(&a.join("dtypes_views/model.safetensors"), None);
+    assert_eq!(got, tensors(&b.join("dtypes_views.expected/model.safetensors"), None));
     assert!(got["transposed"].contains("\"bfloat16\""));
     assert!(got["f8_e5m2"].contains("\"float8_e5m2\""));
     assert!(got["i64"].contains("\"int64\""));
@@ -437,7 +442,7 @@ fn a_dcp_save_from_many_ranks_converts_like_the_single_file() {
     ckpt_torch::synth::write_state_dict_checkpoint(&file, &tensors).unwrap();
     let single = tmp.path().join("single");
     to_safetensors(&file, &single, &[]);
-    let want = tensors_of(&single);
+    let want = tensors_of(&single.join("model"));
     assert_eq!(want.len(), 28);
     for ranks in [3, 40] {
         let dir = tmp.path().join(format!("dcp{ranks}"));
@@ -451,7 +456,7 @@ fn a_dcp_save_from_many_ranks_converts_like_the_single_file() {
             serde_json::json!(["_fsdp_wrapped_module."]),
             "{v}"
         );
-        assert_eq!(tensors_of(&out), want, "{ranks} ranks");
+        assert_eq!(tensors_of(&out.join(format!("dcp{ranks}"))), want, "{ranks} ranks");
     }
 }
 
@@ -550,7 +555,7 @@ fn dtype_casts_equal_torch_to_bit_for_bit() {
         to_safetensors(&fx.join("casts.pt"), &out, &["--dtype", flag]);
         let want = tensors(&fx.join(format!("casts.{flag}.safetensors")), None);
         assert_eq!(want.len(), 5);
-        assert_eq!(tensors_of(&out), want, "--dtype {flag}");
+        assert_eq!(tensors_of(&out.join("casts")), want, "--dtype {flag}");
     }
 }
 
@@ -564,7 +569,7 @@ fn names_that_differ_from_the_base_model_by_a_prefix_are_reported_with_the_fix()
     let weights = tmp.path().join("weights");
     to_safetensors(&root().join("examples/fsdp/epoch-001.pth"), &weights, &[]);
     std::fs::copy(
-        weights.join("model.safetensors"),
+        weights.join("epoch-001/model.safetensors"),
         base.join("model.safetensors"),
     )
     .unwrap();
@@ -631,10 +636,15 @@ fn a_pickled_module_converts_as_its_state_dict() {
     let out = tmp.path().join("out");
     let v = to_safetensors(&fx.join("pickled_module.pt"), &out, &[]);
     assert_eq!(v["failed"], 0, "{v}");
+    // `head.weight` is `emb.weight` (one Parameter): written once, under the name
+    // safetensors' save_model keeps (the first in sorted order).
     assert_eq!(
-        tensors_of(&out),
-        tensors(&fx.join("pickled_module.state_dict.safetensors"), None)
+        v["conversions"][0]["report"]["tied"],
+        serde_json::json!(["head.weight"])
     );
+    let mut want = tensors(&fx.join("pickled_module.state_dict.safetensors"), None);
+    assert_eq!(want.remove("head.weight"), want.get("emb.weight").cloned());
+    assert_eq!(tensors_of(&out.join("pickled_module")), want);
 }
 
 #[test]
