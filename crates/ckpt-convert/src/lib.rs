@@ -850,7 +850,7 @@ fn config_misfits(cfg: &Value, tensors: &[Planned], tied: &[String]) -> Vec<Stri
             let other = names().find_map(|(n, _)| looks_like(n).map(|t| (n, t)));
             why.push(match other {
                 Some((n, t)) if t != mt => format!(
-                    "config.json says model_type {mt:?} but no tensor is named *{}; the checkpoint's embedding {n} is {t}'s name",
+                    "config.json says model_type {mt:?} but no tensor is named *{}; its input embedding is {n}, as {t} names it",
                     a.embedding
                 ),
                 _ => format!(

@@ -306,7 +306,10 @@ pub fn run(a: &ConvertArgs) -> Result<Outcome> {
                         let _ = writeln!(s, "           hint: {h}");
                     }
                 } else {
-                    let _ = writeln!(s, "failed     {}", r["error"].as_str().unwrap_or(input));
+                    // The checkpoint first, then why (an error about the output names it).
+                    let e = r["error"].as_str().unwrap_or("");
+                    let why = e.strip_prefix(&format!("{input}: ")).unwrap_or(e);
+                    let _ = writeln!(s, "failed     {input}: {why}");
                 }
             }
             let _ = writeln!(s, "{} converted, {failed} failed", results.len() - failed);
