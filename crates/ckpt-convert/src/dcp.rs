@@ -216,14 +216,18 @@ fn plan_tensor(
     };
     let dim0_only = first
         && pieces.iter().all(|c| {
-            c.offsets.get(1..).is_some_and(|o| o.iter().all(|o| *o == 0))
+            c.offsets
+                .get(1..)
+                .is_some_and(|o| o.iter().all(|o| *o == 0))
                 && c.t.shape.get(1..) == Some(rest)
         });
     if dim0_only {
         for w in pieces.windows(2) {
-            let (Some(a0), Some(a_rows), Some(b0)) =
-                (w[0].offsets.first(), w[0].t.shape.first(), w[1].offsets.first())
-            else {
+            let (Some(a0), Some(a_rows), Some(b0)) = (
+                w[0].offsets.first(),
+                w[0].t.shape.first(),
+                w[1].offsets.first(),
+            ) else {
                 continue;
             };
             if a0.saturating_add(*a_rows) > *b0 {
@@ -442,6 +446,23 @@ mod tests {
         // One chunk that is the whole tensor (saved by one rank, or replicated).
         let p = plan_tensor("b", &[5], vec![chunk(&[0], &[5], f)]).unwrap();
         assert!(matches!(p.from, From::Chunks(ref c) if c.len() == 1));
+    }
+
+    #[test]
+    fn a_0d_tensor_is_its_one_chunk() {
+        // BatchNorm's `num_batches_tracked`: no dimensions, no offsets, one element.
+        let i = DType::I64;
+        let p = plan_tensor("bn.num_batches_tracked", &[], vec![chunk(&[], &[], i)]).unwrap();
+        assert!(matches!(p.from, From::Chunks(ref c) if c.len() == 1));
+        assert_eq!(p.t.shape, Vec::<u64>::new());
+        // Two chunks of a 0-d tensor hold two elements: refused, not a panic.
+        let e = plan_tensor("x", &[], vec![chunk(&[], &[], i), chunk(&[], &[], i)]).unwrap_err();
+        assert!(e.contains("hold 2 elements"), "{e}");
+        // Offsets or sizes of another rank than the tensor's: refused.
+        let e = plan_tensor("x", &[], vec![chunk(&[0], &[1], i)]).unwrap_err();
+        assert!(e.contains("dimensions"), "{e}");
+        let e = plan_tensor("x", &[3], vec![chunk(&[], &[], i)]).unwrap_err();
+        assert!(e.contains("dimensions"), "{e}");
     }
 
     #[test]

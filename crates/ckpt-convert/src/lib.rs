@@ -10,10 +10,11 @@
 //! 3. names lose wrapper prefixes wherever they occur (`_fsdp_wrapped_module.`, `_fpw_module.`,
 //!    `_checkpoint_wrapped_module.`, `_orig_mod.`, a leading `module.`), then explicit
 //!    `--strip-prefix`/`--add-prefix`;
-//! 4. a tied output embedding (`lm_head.weight` sharing its storage with the input embedding)
-//!    is written once, under the embedding's name, unless the base config says
-//!    `tie_word_embeddings: false`;
-//! 5. tensors are written sorted by name into a temporary folder beside the target, which is
+//! 4. tied weights (names viewing the same bytes of one storage, or an output head equal to
+//!    the input embedding) are written once, under the name transformers keeps (`untie`);
+//! 5. with a base model, the tensors must fit it (`check_fit`: names and shapes of its own
+//!    weights, embedding and layer sizes from its config), or the file fails;
+//! 6. tensors are written sorted by name into a temporary folder beside the target, which is
 //!    renamed into place when complete.
 
 mod cast;
@@ -499,9 +500,9 @@ fn untie(out: &mut BTreeMap<String, Planned>, cks: &[Checkpoint], tie: bool) -> 
                 let b = format!("{head}bias");
                 better(&b) && out.get(&b).is_some_and(|b| same_bytes(cks, p, b))
             } else {
-                embeddings.iter().any(|e| {
-                    better(e) && out.get(e).is_some_and(|emb| same_bytes(cks, p, emb))
-                })
+                embeddings
+                    .iter()
+                    .any(|e| better(e) && out.get(e).is_some_and(|emb| same_bytes(cks, p, emb)))
             };
             if same {
                 copies.push(name.clone());
@@ -716,10 +717,9 @@ fn base_weights(base: &Path) -> Option<BTreeMap<String, Option<Vec<u64>>>> {
             items
                 .iter()
                 .filter_map(|(k, v)| match ck.doc.view(*v) {
-                    View::Tensor(t) => Some((
-                        ckpt_torch::pyrepr::key_str(&ck.doc, *k),
-                        t.shape.clone(),
-                    )),
+                    View::Tensor(t) => {
+                        Some((ckpt_torch::pyrepr::key_str(&ck.doc, *k), t.shape.clone()))
+                    }
                     _ => None,
                 })
                 .collect(),
@@ -1136,10 +1136,12 @@ fn replaceable(output: &Path) -> Result<()> {
         path: output.to_path_buf(),
         detail,
     };
-    let meta = output.symlink_metadata().map_err(|source| ConvertError::Io {
-        path: output.to_path_buf(),
-        source,
-    })?;
+    let meta = output
+        .symlink_metadata()
+        .map_err(|source| ConvertError::Io {
+            path: output.to_path_buf(),
+            source,
+        })?;
     if !meta.is_dir() {
         return Err(refuse(
             "it is not a folder; only a folder written by ckpt convert is replaced".into(),
@@ -1231,11 +1233,13 @@ fn plan_and_emit(
     let stripped = stripped_prefixes(src.raw.iter().map(|p| p.name.as_str()));
     let (tensors, tied) = finish_plan(src.raw, &src.cks, src.input, opts, tie)?;
     let (missing_keys, unexpected_keys, hint) = match &opts.base_model {
-        Some(b) => check_fit(b, base_cfg, &tensors, &tied).map_err(|detail| ConvertError::Misfit {
-            path: src.input.to_path_buf(),
-            base: b.clone(),
-            detail,
-        })?,
+        Some(b) => {
+            check_fit(b, base_cfg, &tensors, &tied).map_err(|detail| ConvertError::Misfit {
+                path: src.input.to_path_buf(),
+                base: b.clone(),
+                detail,
+            })?
+        }
         None => (Vec::new(), Vec::new(), None),
     };
     let report = Converted {
@@ -1500,7 +1504,11 @@ fn sync_dir(dir: &Path) -> Result<()> {
 /// `$XDG_CACHE_HOME/huggingface/hub`, else `~/.cache/huggingface/hub`. Empty variables count as
 /// unset.
 pub fn hub_cache() -> Option<PathBuf> {
-    let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let var = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
     var("HF_HUB_CACHE")
         .or_else(|| var("HUGGINGFACE_HUB_CACHE"))
         .or_else(|| var("HF_HOME").map(|h| h.join("hub")))
@@ -1574,6 +1582,58 @@ mod tests {
         // Unrelated differences: nothing to say.
         assert_eq!(prefix_hint(&v(&["a.weight"]), &v(&["b.weight"])), None);
         assert_eq!(prefix_hint(&[], &v(&["b.weight"])), None);
+    }
+
+    #[test]
+    fn of_a_tied_group_the_name_transformers_keeps_is_written() {
+        fn keep<'a>(names: &[&'a str]) -> &'a str {
+            names.iter().copied().min_by_key(|n| keep_rank(n)).unwrap()
+        }
+        // GPT-2, BERT (weight and bias), RoBERTa, OPT, T5, BART: transformers'
+        // `_tied_weights_keys` name the other members.
+        assert_eq!(
+            keep(&["lm_head.weight", "transformer.wte.weight"]),
+            "transformer.wte.weight"
+        );
+        assert_eq!(
+            keep(&[
+                "cls.predictions.decoder.weight",
+                "bert.embeddings.word_embeddings.weight"
+            ]),
+            "bert.embeddings.word_embeddings.weight"
+        );
+        assert_eq!(
+            keep(&["cls.predictions.decoder.bias", "cls.predictions.bias"]),
+            "cls.predictions.bias"
+        );
+        assert_eq!(
+            keep(&["lm_head.decoder.bias", "lm_head.bias"]),
+            "lm_head.bias"
+        );
+        assert_eq!(
+            keep(&["lm_head.weight", "model.decoder.embed_tokens.weight"]),
+            "model.decoder.embed_tokens.weight"
+        );
+        assert_eq!(
+            keep(&[
+                "decoder.embed_tokens.weight",
+                "encoder.embed_tokens.weight",
+                "lm_head.weight",
+                "shared.weight"
+            ]),
+            "shared.weight"
+        );
+        assert_eq!(
+            keep(&[
+                "model.decoder.embed_tokens.weight",
+                "model.encoder.embed_tokens.weight",
+                "model.shared.weight"
+            ]),
+            "model.shared.weight"
+        );
+        // Names no model lists: the first in sorted order, as safetensors' save_model keeps.
+        assert_eq!(keep(&["head.weight", "emb.weight"]), "emb.weight");
+        assert_eq!(keep(&["z.weight", "a.b.c.weight"]), "a.b.c.weight");
     }
 
     #[test]

@@ -329,7 +329,9 @@ fn check_input(input: &Path) -> Result<()> {
     let text = input.to_string_lossy();
     if let Some((scheme, _)) = text.split_once("://")
         && !scheme.is_empty()
-        && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
     {
         bail!("{text}: {scheme}:// URLs are not supported yet; give a local path");
     }
@@ -385,8 +387,9 @@ fn prepare_output_dir(dir: &Path) -> Result<bool> {
             if !existed {
                 let _ = std::fs::remove_dir(dir);
             }
-            return Err(e)
-                .with_context(|| format!("{}: cannot write into the output folder", dir.display()));
+            return Err(e).with_context(|| {
+                format!("{}: cannot write into the output folder", dir.display())
+            });
         }
     }
     Ok(!existed)

@@ -386,7 +386,13 @@ fn dcp_tensors_sharded_across_ranks_are_reassembled() {
     let sharded = tmp.path().join("sharded-fp16");
     to_safetensors(&dcp.join("dtensor_mixed"), &sharded, &["--dtype", "fp16"]);
     let got = tensors(&sharded.join("dtensor_mixed/model.safetensors"), None);
-    assert_eq!(got, tensors(&whole.join("dtensor_mixed.expected/model.safetensors"), None));
+    assert_eq!(
+        got,
+        tensors(
+            &whole.join("dtensor_mixed.expected/model.safetensors"),
+            None
+        )
+    );
     assert!(got.values().all(|t| t.contains("\"float16\"")), "{got:?}");
 }
 
@@ -426,7 +432,10 @@ fn every_safetensors_dtype_and_view_converts_bit_for_bit() {
         &["--dtype", "bf16"],
     );
     let got = tensors(&a.join("dtypes_views/model.safetensors"), None);
-    assert_eq!(got, tensors(&b.join("dtypes_views.expected/model.safetensors"), None));
+    assert_eq!(
+        got,
+        tensors(&b.join("dtypes_views.expected/model.safetensors"), None)
+    );
     assert!(got["transposed"].contains("\"bfloat16\""));
     assert!(got["f8_e5m2"].contains("\"float8_e5m2\""));
     assert!(got["i64"].contains("\"int64\""));
@@ -456,7 +465,11 @@ fn a_dcp_save_from_many_ranks_converts_like_the_single_file() {
             serde_json::json!(["_fsdp_wrapped_module."]),
             "{v}"
         );
-        assert_eq!(tensors_of(&out.join(format!("dcp{ranks}"))), want, "{ranks} ranks");
+        assert_eq!(
+            tensors_of(&out.join(format!("dcp{ranks}"))),
+            want,
+            "{ranks} ranks"
+        );
     }
 }
 
@@ -579,7 +592,7 @@ fn write_zeros_safetensors(path: &Path, tensors: &[(String, String, Vec<u64>)]) 
         at += n;
     }
     let mut text = serde_json::to_string(&header).unwrap();
-    while text.len() % 8 != 0 {
+    while !text.len().is_multiple_of(8) {
         text.push(' ');
     }
     let mut bytes = (text.len() as u64).to_le_bytes().to_vec();
@@ -666,7 +679,9 @@ fn names_that_differ_from_the_base_model_by_a_prefix_are_reported_with_the_fix()
         "{text}"
     );
     assert!(
-        text.contains("28 of the 28 unexpected names match the base model's with --strip-prefix model."),
+        text.contains(
+            "28 of the 28 unexpected names match the base model's with --strip-prefix model."
+        ),
         "{text}"
     );
     assert!(!out.join("epoch-001").exists());
@@ -700,8 +715,7 @@ fn a_base_model_that_does_not_fit_the_checkpoint_fails_that_file_with_the_reason
     let gpt2 = tmp.path().join("gpt2-other-sizes");
     common::copy_tree(&root().join("fixtures/convert/base_model"), &gpt2);
     let mut cfg: Value =
-        serde_json::from_str(&std::fs::read_to_string(gpt2.join("config.json")).unwrap())
-            .unwrap();
+        serde_json::from_str(&std::fs::read_to_string(gpt2.join("config.json")).unwrap()).unwrap();
     cfg["vocab_size"] = 50257.into();
     cfg["n_embd"] = 768.into();
     cfg["n_layer"] = 12.into();
@@ -760,7 +774,10 @@ fn a_base_model_that_does_not_fit_the_checkpoint_fails_that_file_with_the_reason
     let text = String::from_utf8_lossy(&o.stdout);
     assert_eq!(o.status.code(), Some(1), "{text}");
     assert!(text.contains("succeeded  "), "{text}");
-    assert!(text.contains("gpt2.pth: does not fit the base model"), "{text}");
+    assert!(
+        text.contains("gpt2.pth: does not fit the base model"),
+        "{text}"
+    );
     assert!(text.ends_with("1 converted, 1 failed\n"), "{text}");
     assert!(out.join("bert/model.safetensors").is_file());
     assert!(!out.join("gpt2").exists());
@@ -985,7 +1002,12 @@ fn one_checkpoint_converts_into_a_folder_named_after_it_as_in_a_batch() {
     let out = tmp.path().join("converted");
     // A file: named without its extension.
     let o = ckpt()
-        .args(["convert", "examples/fsdp/epoch-001.pth", "--to", "safetensors"])
+        .args([
+            "convert",
+            "examples/fsdp/epoch-001.pth",
+            "--to",
+            "safetensors",
+        ])
         .arg("--output-dir")
         .arg(&out)
         .assert()
@@ -1001,7 +1023,12 @@ fn one_checkpoint_converts_into_a_folder_named_after_it_as_in_a_batch() {
     assert!(out.join("epoch-001/model.safetensors").is_file());
     // A second checkpoint into the same output directory lands beside it.
     ckpt()
-        .args(["convert", "examples/fsdp/ddp-epoch-002.pth", "--to", "safetensors"])
+        .args([
+            "convert",
+            "examples/fsdp/ddp-epoch-002.pth",
+            "--to",
+            "safetensors",
+        ])
         .arg("--output-dir")
         .arg(&out)
         .assert()
@@ -1091,7 +1118,13 @@ fn an_unwritable_output_directory_is_one_line_not_one_per_file() {
     let file = tmp.path().join("a-file");
     std::fs::write(&file, "not a folder").unwrap();
     let o = ckpt()
-        .args(["convert", "examples/fsdp", "--to", "safetensors", "--output-dir"])
+        .args([
+            "convert",
+            "examples/fsdp",
+            "--to",
+            "safetensors",
+            "--output-dir",
+        ])
         .arg(file.join("out"))
         .assert()
         .code(2)
@@ -1120,7 +1153,13 @@ fn an_unwritable_output_directory_is_one_line_not_one_per_file() {
         );
     } else {
         let o = ckpt()
-            .args(["convert", "examples/fsdp", "--to", "safetensors", "--output-dir"])
+            .args([
+                "convert",
+                "examples/fsdp",
+                "--to",
+                "safetensors",
+                "--output-dir",
+            ])
             .arg(&ro)
             .assert()
             .code(2)
@@ -1155,7 +1194,12 @@ fn a_write_failure_is_printed_once_and_names_the_output_not_a_temporary_folder()
         .env("HOME", common::test_home())
         .args(["-c", "trap '' XFSZ; ulimit -f 1; exec \"$0\" \"$@\""])
         .arg(&bin)
-        .args(["convert", "examples/fsdp/epoch-001.pth", "--to", "safetensors"])
+        .args([
+            "convert",
+            "examples/fsdp/epoch-001.pth",
+            "--to",
+            "safetensors",
+        ])
         .arg("--output-dir")
         .arg(&out)
         .output()
@@ -1216,7 +1260,13 @@ fn force_replaces_only_a_folder_a_conversion_wrote() {
     assert!(step.join(".metadata").is_file(), "the input is intact");
     std::fs::write(out.join("ddp-epoch-002"), "a file of the user's").unwrap();
     ckpt()
-        .args(["convert", "examples/fsdp/ddp-epoch-002.pth", "--to", "safetensors", "--force"])
+        .args([
+            "convert",
+            "examples/fsdp/ddp-epoch-002.pth",
+            "--to",
+            "safetensors",
+            "--force",
+        ])
         .arg("--output-dir")
         .arg(&out)
         .assert()
@@ -1269,18 +1319,27 @@ fn a_base_model_id_is_looked_up_where_huggingface_hub_looks() {
             vec![("XDG_CACHE_HOME", t.join("d"))],
             t.join("d/huggingface/hub"),
         ),
-        (vec![("HOME", t.join("e"))], t.join("e/.cache/huggingface/hub")),
+        (
+            vec![("HOME", t.join("e"))],
+            t.join("e/.cache/huggingface/hub"),
+        ),
     ] {
         snapshot(&hub);
         let vars: Vec<(&str, &Path)> = vars.iter().map(|(k, v)| (*k, v.as_path())).collect();
         let name = vars[0].0.to_lowercase();
         let o = run(&vars, &name);
         assert!(o.status.success(), "{name}: {o:?}");
-        assert!(t.join(&name).join("epoch-001/config.json").is_file(), "{name}");
+        assert!(
+            t.join(&name).join("epoch-001/config.json").is_file(),
+            "{name}"
+        );
     }
     // The first variable set wins, even when the model is elsewhere.
     let o = run(
-        &[("HF_HUB_CACHE", &t.join("nowhere")), ("HF_HOME", &t.join("c"))],
+        &[
+            ("HF_HUB_CACHE", &t.join("nowhere")),
+            ("HF_HOME", &t.join("c")),
+        ],
         "both",
     );
     assert_eq!(o.status.code(), Some(2));
