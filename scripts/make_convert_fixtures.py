@@ -220,3 +220,10 @@ with open(os.path.join(here, "bert_base", "config.json"), "w") as f:
     json.dump(bert_config, f, indent=2, sort_keys=True)
     f.write("\n")
 print("wrote bert_tied.pt,", len(sd), "names,", len(kept), "tensors in bert_tied.expected.safetensors")
+
+# An expanded view of one element claiming 2^32 elements (16 GiB as float32) from a 4-byte
+# storage: torch.save keeps it as storage + stride 0; a converter that writes it out in full
+# would fill the disk. `ckpt convert` refuses it before writing anything.
+torch.save({"small": torch.arange(4.0), "huge": torch.zeros(1).expand(2**28, 2**4)},
+           os.path.join(here, "expanded_huge.pt"))
+print("wrote expanded_huge.pt")

@@ -136,6 +136,10 @@ pub enum ConvertError {
         base: PathBuf,
         detail: String,
     },
+    /// What the tensors claim cannot be written: more bytes than a file can hold, or views
+    /// that repeat their storage into far more bytes than the checkpoint has.
+    #[error("{path}: {detail}")]
+    Size { path: PathBuf, detail: String },
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -1222,6 +1226,49 @@ struct Source<'p> {
     state_dict_key: String,
 }
 
+/// Bytes a conversion may write beyond those its tensors' storages hold. A view saved with
+/// its storage is written in full, and an expanded one (stride 0: `x.expand(…)`) repeats its
+/// storage; real checkpoints hold a few small ones (`position_ids`), a crafted file can claim
+/// terabytes from a few bytes.
+const MAX_REPEATED_BYTES: u64 = 1 << 30;
+
+/// Refuse tensors whose output size overflows, or whose views repeat their storage into more
+/// than `MAX_REPEATED_BYTES` in all: checked before anything is written.
+fn check_sizes(tensors: &[Planned], path: &Path, cast: Option<DType>) -> Result<()> {
+    let err = |detail: String| ConvertError::Size {
+        path: path.to_path_buf(),
+        detail,
+    };
+    let mut total: u64 = 0;
+    let mut repeated: u64 = 0;
+    for p in tensors {
+        let n =
+            p.t.shape
+                .iter()
+                .try_fold(1u64, |a, d| a.checked_mul(*d))
+                .and_then(|n| n.checked_mul(cast::target_dtype(p.t.dtype, cast).size()))
+                .ok_or_else(|| err(format!("{}: shape {:?} is too large", p.name, p.t.shape)))?;
+        total = total
+            .checked_add(n)
+            .ok_or_else(|| err("the tensors' sizes add up to more than 2^64 bytes".into()))?;
+        let views: Vec<&TensorRef> = match &p.from {
+            From::One(_) => vec![&p.t],
+            From::Chunks(chunks) => chunks.iter().map(|c| &c.t).collect(),
+        };
+        for t in views {
+            let span = ckpt_torch::tensor_span(t, u64::MAX).map_or(0, |(_, len)| len);
+            repeated = repeated.saturating_add(t.nbytes().saturating_sub(span));
+        }
+        if repeated > MAX_REPEATED_BYTES {
+            return Err(err(format!(
+                "{}: views repeat their storage into {repeated} bytes more than the checkpoint holds (at most {MAX_REPEATED_BYTES} are written)",
+                p.name
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Shared by files and DCP directories: plan the tensors, report, write.
 fn plan_and_emit(
     src: Source<'_>,
@@ -1232,6 +1279,7 @@ fn plan_and_emit(
 ) -> Result<Converted> {
     let stripped = stripped_prefixes(src.raw.iter().map(|p| p.name.as_str()));
     let (tensors, tied) = finish_plan(src.raw, &src.cks, src.input, opts, tie)?;
+    check_sizes(&tensors, src.input, opts.dtype)?;
     let (missing_keys, unexpected_keys, hint) = match &opts.base_model {
         Some(b) => {
             check_fit(b, base_cfg, &tensors, &tied).map_err(|detail| ConvertError::Misfit {

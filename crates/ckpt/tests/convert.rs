@@ -1363,3 +1363,26 @@ fn a_base_model_id_is_looked_up_where_huggingface_hub_looks() {
         "{err}"
     );
 }
+
+#[test]
+fn a_view_claiming_terabytes_from_a_few_bytes_is_refused_before_writing() {
+    // torch.save of `torch.zeros(1).expand(2**28, 2**4)` (scripts/make_convert_fixtures.py): 16
+    // GiB as a float32 tensor from a 4-byte storage. Writing it out would fill the disk; it is
+    // refused in planning, at once, and nothing is written.
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let start = std::time::Instant::now();
+    ckpt()
+        .arg("convert")
+        .arg(root().join("fixtures/convert/expanded_huge.pt"))
+        .args(["--to", "safetensors", "--output-dir"])
+        .arg(&out)
+        .assert()
+        .code(1)
+        .stderr("")
+        .stdout(predicates::str::contains(
+            "huge: views repeat their storage into 17179869180 bytes more than the checkpoint holds",
+        ));
+    assert!(start.elapsed() < std::time::Duration::from_secs(5));
+    assert!(!out.exists());
+}
