@@ -98,6 +98,27 @@ pub fn run(a: &ConvertArgs) -> Result<Outcome> {
         ),
         None => None,
     };
+    // What every checkpoint would fail on alike is a usage error, said once.
+    match (&base_model, target) {
+        (None, Target::HuggingFace) => bail!(
+            "a Hugging Face folder needs --base-model (a folder with config.json, or a model id in the local Hugging Face cache); or use --to safetensors"
+        ),
+        (Some(b), _) => {
+            let p = b.join("config.json");
+            let text = std::fs::read_to_string(&p)
+                .with_context(|| format!("base model {}: cannot read config.json", b.display()))?;
+            serde_json::from_str::<serde_json::Value>(&text)
+                .ok()
+                .filter(serde_json::Value::is_object)
+                .with_context(|| {
+                    format!(
+                        "base model {}: config.json is not a JSON object",
+                        b.display()
+                    )
+                })?;
+        }
+        (None, Target::Safetensors) => {}
+    }
     let max_shard_size = ckpt_convert::parse_size(&a.max_shard_size).with_context(|| {
         format!(
             "--max-shard-size {:?}: not a size like 5GB",

@@ -1386,3 +1386,39 @@ fn a_view_claiming_terabytes_from_a_few_bytes_is_refused_before_writing() {
     assert!(start.elapsed() < std::time::Duration::from_secs(5));
     assert!(!out.exists());
 }
+
+#[test]
+fn what_every_checkpoint_of_a_batch_would_fail_on_is_one_line_and_exit_2() {
+    // No base model for a Hugging Face folder, a base model whose config.json is broken: a
+    // usage error, said once for the batch (two checkpoints), before anything is written.
+    let tmp = tempfile::tempdir().unwrap();
+    let broken = tmp.path().join("broken");
+    std::fs::create_dir_all(&broken).unwrap();
+    std::fs::write(broken.join("config.json"), "{\"model_type\": ").unwrap();
+    let out = tmp.path().join("out");
+    for (extra, want) in [
+        (
+            vec![],
+            "a Hugging Face folder needs --base-model".to_owned(),
+        ),
+        (
+            vec!["--base-model".to_owned(), broken.display().to_string()],
+            format!(
+                "base model {}: config.json is not a JSON object",
+                broken.display()
+            ),
+        ),
+    ] {
+        let o = ckpt()
+            .args(["convert", "examples/fsdp", "--output-dir"])
+            .arg(&out)
+            .args(&extra)
+            .assert()
+            .code(2)
+            .stdout("");
+        let err = String::from_utf8_lossy(&o.get_output().stderr).to_string();
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.starts_with(&format!("ckpt: error: {want}")), "{err}");
+    }
+    assert!(!out.exists());
+}
