@@ -1422,3 +1422,34 @@ fn what_every_checkpoint_of_a_batch_would_fail_on_is_one_line_and_exit_2() {
     }
     assert!(!out.exists());
 }
+
+#[test]
+fn a_batch_table_with_a_success_and_a_misfit() {
+    // stdout, stderr and exit code of a batch where one checkpoint fits the base model and one
+    // does not (temp paths filtered).
+    let tmp = tempfile::tempdir().unwrap();
+    let batch = tmp.path().join("batch");
+    std::fs::create_dir_all(&batch).unwrap();
+    for (from, to) in [
+        ("examples/fsdp/epoch-001.pth", "gpt2.pth"),
+        ("fixtures/convert/bert_tied.pt", "bert.pt"),
+    ] {
+        std::fs::copy(root().join(from), batch.join(to)).unwrap();
+    }
+    let o = ckpt()
+        .arg("convert")
+        .arg(&batch)
+        .args(["--base-model", "fixtures/convert/bert_base", "--output-dir"])
+        .arg(tmp.path().join("out"))
+        .output()
+        .unwrap();
+    let t = tmp.path().display().to_string();
+    let text = format!(
+        "exit: {:?}\n--- stdout\n{}--- stderr\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+    .replace(&t, "[TMP]");
+    insta::assert_snapshot!(text);
+}
