@@ -769,6 +769,9 @@ fn base_weights(base: &Path) -> Option<BTreeMap<String, Option<Vec<u64>>>> {
 struct Arch {
     /// The embedding's name ends with this; its shape is [vocab_size, hidden].
     embedding: &'static str,
+    /// Other names it may have in a checkpoint that transformers still loads (T5 without
+    /// `shared.weight`: its encoder's `embed_tokens`, which it ties to `shared`).
+    also: &'static [&'static str],
     /// Config keys for the embedding width, the first present wins.
     hidden: &'static [&'static str],
     /// Layers are `…<segment>.<N>.…`; `None`: not checked (T5 counts encoder and decoder
@@ -781,32 +784,38 @@ fn arch(model_type: &str) -> Option<Arch> {
     Some(match model_type {
         "gpt2" => Arch {
             embedding: "wte.weight",
+            also: &[],
             hidden: &["n_embd", "hidden_size"],
             layers: Some(("h", &["n_layer", "num_hidden_layers"])),
         },
         "llama" | "mistral" | "mixtral" | "qwen2" | "qwen3" | "gemma" | "gemma2" | "phi"
         | "phi3" => Arch {
             embedding: "embed_tokens.weight",
+            also: &[],
             hidden: &["hidden_size"],
             layers: LAYERS,
         },
         "opt" => Arch {
             embedding: "embed_tokens.weight",
+            also: &[],
             hidden: &["word_embed_proj_dim", "hidden_size"],
             layers: LAYERS,
         },
         "gpt_neox" => Arch {
             embedding: "embed_in.weight",
+            also: &[],
             hidden: &["hidden_size"],
             layers: LAYERS,
         },
         "bert" | "roberta" => Arch {
             embedding: "word_embeddings.weight",
+            also: &[],
             hidden: &["hidden_size"],
             layers: Some(("layer", &["num_hidden_layers"])),
         },
         "t5" => Arch {
             embedding: "shared.weight",
+            also: &["encoder.embed_tokens.weight"],
             hidden: &["d_model"],
             layers: None,
         },
@@ -848,7 +857,12 @@ fn config_misfits(cfg: &Value, tensors: &[Planned], tied: &[String]) -> Vec<Stri
     };
     let emb = tensors
         .iter()
-        .find(|p| p.name.ends_with(a.embedding) && !is_tied_alias(&p.name));
+        .find(|p| p.name.ends_with(a.embedding) && !is_tied_alias(&p.name))
+        .or_else(|| {
+            tensors
+                .iter()
+                .find(|p| a.also.iter().any(|e| p.name.ends_with(e)))
+        });
     match emb {
         None => {
             let other = names().find_map(|(n, _)| looks_like(n).map(|t| (n, t)));
@@ -1682,6 +1696,58 @@ mod tests {
         // Names no model lists: the first in sorted order, as safetensors' save_model keeps.
         assert_eq!(keep(&["head.weight", "emb.weight"]), "emb.weight");
         assert_eq!(keep(&["z.weight", "a.b.c.weight"]), "a.b.c.weight");
+    }
+
+    fn planned(name: &str, shape: &[u64]) -> Planned {
+        Planned {
+            name: name.to_owned(),
+            t: TensorRef {
+                dtype: DType::F32,
+                shape: shape.to_vec(),
+                stride: vec![1; shape.len()],
+                offset: 0,
+                storage: None,
+                requires_grad: false,
+                kind: ckpt_torch::TensorKind::Tensor,
+            },
+            from: From::Chunks(Vec::new()),
+        }
+    }
+
+    #[test]
+    fn a_config_is_checked_for_the_architectures_it_names() {
+        let llama = json!({"model_type": "llama", "vocab_size": 10, "hidden_size": 8,
+                           "num_hidden_layers": 2});
+        let mut t = vec![
+            planned("model.embed_tokens.weight", &[10, 8]),
+            planned("model.layers.0.mlp.up_proj.weight", &[16, 8]),
+            planned("model.layers.1.mlp.up_proj.weight", &[16, 8]),
+            planned("lm_head.weight", &[10, 8]),
+        ];
+        assert!(config_misfits(&llama, &t, &[]).is_empty());
+        t.push(planned("model.layers.2.mlp.up_proj.weight", &[16, 8]));
+        assert_eq!(
+            config_misfits(&llama, &t, &[]),
+            ["the checkpoint has 3 layers (…layers.N.…) but config.json says num_hidden_layers 2"]
+        );
+        // An `lm_head.weight` is not the input embedding, even when nothing else is.
+        let heads = vec![planned("lm_head.weight", &[10, 8])];
+        assert!(config_misfits(&llama, &heads, &[])[0].contains("no tensor is named"));
+        // T5 without `shared.weight`: its encoder's token embedding stands in.
+        let t5 = json!({"model_type": "t5", "vocab_size": 12, "d_model": 4});
+        let t = vec![
+            planned("encoder.embed_tokens.weight", &[12, 4]),
+            planned("encoder.block.0.layer.0.SelfAttention.q.weight", &[4, 4]),
+        ];
+        assert!(config_misfits(&t5, &t, &[]).is_empty());
+        let t = vec![planned("encoder.embed_tokens.weight", &[12, 6])];
+        assert_eq!(
+            config_misfits(&t5, &t, &[]),
+            ["encoder.embed_tokens.weight is 6 wide but config.json says d_model 4"]
+        );
+        // Unknown model types: nothing is checked.
+        let other = json!({"model_type": "mamba", "vocab_size": 1});
+        assert!(config_misfits(&other, &t, &[]).is_empty());
     }
 
     #[test]
