@@ -19,6 +19,13 @@ Deletes and rewrites only fixtures/convert/dcp/. Each case is a DCP directory wr
                   Shard(0) float32 [7, 3], Shard(1) bfloat16 [4, 6], Replicate() float32 [5],
                   plus non-tensor entries `step` (int) and `sched.lr` (a float in a nested dict).
     fsdp2_bf16/   the fsdp2_dim0 module cast to bfloat16 before `fully_shard`.
+    conv_bn_linear/ a Conv2d + BatchNorm2d + Linear model after one training step, saved as
+                  {"model": model.state_dict()} by `dcp.save` in this one process (no process
+                  group: DCP then saves as a world of one, `__0_0.distcp`). BatchNorm's
+                  `num_batches_tracked` is a 0-d int64 tensor, whose chunk has empty offsets and
+                  sizes — what every DCP save of a model with BatchNorm holds.
+                  `conv_bn_linear.pth` is `torch.save` of the same state dict (a plain file with
+                  the same 0-d tensor).
 
 For each case also:
 
@@ -55,6 +62,8 @@ REPO = Path(__file__).resolve().parent.parent
 OUT_REL = Path("fixtures/convert/dcp")
 WORLD = 2
 CASES = ["fsdp2_dim0", "dtensor_mixed", "fsdp2_bf16"]
+# Saved in this process, without a process group.
+SINGLE_CASES = ["conv_bn_linear"]
 
 
 class TinyGPT(nn.Module):
@@ -137,6 +146,37 @@ def case_dtensor_mixed(case: str) -> None:
         save_expected(case, full)
 
 
+class ConvBnLinear(nn.Module):
+    """A model with BatchNorm: its state dict holds the 0-d `num_batches_tracked`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(2, 3, 3)
+        self.bn = nn.BatchNorm2d(3)
+        self.fc = nn.Linear(3 * 2 * 2, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.relu(self.bn(self.conv(x))).flatten(1))
+
+
+def case_conv_bn_linear(case: str) -> None:
+    """One process, no process group: `dcp.save` saves as a world of one."""
+    torch.manual_seed(4321)
+    model = ConvBnLinear()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    model.train()
+    for _ in range(3):  # running stats move, num_batches_tracked becomes 3
+        opt.zero_grad()
+        model(torch.randn(5, 2, 4, 4)).square().mean().backward()
+        opt.step()
+    sd = model.state_dict()
+    assert sd["bn.num_batches_tracked"].dim() == 0
+    fixed_uuid(case)
+    dcp.save({"model": sd}, checkpoint_id=str(OUT_REL / case))
+    torch.save(sd, OUT_REL / f"{case}.pth")
+    save_expected(case, {k: v.detach().contiguous().clone() for k, v in sd.items()})
+
+
 def save_expected(case: str, full: dict[str, torch.Tensor]) -> None:
     from safetensors.torch import save_file
 
@@ -183,7 +223,7 @@ def describe(case: str) -> dict:
     path = OUT_REL / case
     md = dcp.FileSystemReader(str(path)).read_metadata()
     storage = md.storage_data  # MetadataIndex -> _StorageInfo
-    strip = "model." if case.startswith("fsdp2") else ""
+    strip = "model." if case.startswith("fsdp2") or case in SINGLE_CASES else ""
     tensors, others = [], []
     for key, item in md.state_dict_metadata.items():
         if isinstance(item, TensorStorageMetadata):
@@ -259,7 +299,7 @@ def describe(case: str) -> dict:
     return {
         "case": case,
         "dir": case,
-        "world_size": WORLD,
+        "world_size": 1 if case in SINGLE_CASES else WORLD,
         "files": sorted(p.name for p in path.iterdir()),
         "dcp_version": md.version,
         "strip_prefix": strip,
@@ -286,9 +326,11 @@ def main() -> None:
         shutil.rmtree(OUT_REL)
     OUT_REL.mkdir(parents=True)
     mp.spawn(worker, args=(free_port(),), nprocs=WORLD, join=True)
+    for case in SINGLE_CASES:
+        case_conv_bn_linear(case)
 
     total = 0
-    for case in CASES:
+    for case in CASES + SINGLE_CASES:
         desc = describe(case)
         (OUT_REL / f"{case}.json").write_text(compact_json(desc) + "\n")
         print(f"{case}:")

@@ -206,17 +206,32 @@ fn plan_tensor(
         ));
     }
     pieces.sort_by(|a, b| a.offsets.cmp(&b.offsets));
-    // Equal element counts + no overlap = an exact tiling.
-    let dim0_only = pieces
-        .iter()
-        .all(|c| c.offsets[1..].iter().all(|o| *o == 0) && c.t.shape[1..] == shape[1..]);
+    // Equal element counts + no overlap = an exact tiling. Every chunk has `nd` offsets and
+    // `nd` sizes (checked above), each inside the tensor, so the sums below cannot overflow;
+    // a 0-d tensor (BatchNorm's `num_batches_tracked`) has none at all, and its one chunk is
+    // the whole tensor.
+    let (first, rest) = match shape.split_first() {
+        Some((_, rest)) => (true, rest),
+        None => (false, &[][..]),
+    };
+    let dim0_only = first
+        && pieces.iter().all(|c| {
+            c.offsets
+                .get(1..)
+                .is_some_and(|o| o.iter().all(|o| *o == 0))
+                && c.t.shape.get(1..) == Some(rest)
+        });
     if dim0_only {
         for w in pieces.windows(2) {
-            if w[0].offsets[0] + w[0].t.shape[0] > w[1].offsets[0] {
-                return Err(format!(
-                    "{fqn}: chunks at rows {} and {} overlap",
-                    w[0].offsets[0], w[1].offsets[0]
-                ));
+            let (Some(a0), Some(a_rows), Some(b0)) = (
+                w[0].offsets.first(),
+                w[0].t.shape.first(),
+                w[1].offsets.first(),
+            ) else {
+                continue;
+            };
+            if a0.saturating_add(*a_rows) > *b0 {
+                return Err(format!("{fqn}: chunks at rows {a0} and {b0} overlap"));
             }
         }
     } else {
@@ -227,11 +242,17 @@ fn plan_tensor(
             ));
         }
         for (i, a) in pieces.iter().enumerate() {
-            for b in &pieces[i + 1..] {
-                let overlap = (0..nd).all(|d| {
-                    a.offsets[d] < b.offsets[d] + b.t.shape[d]
-                        && b.offsets[d] < a.offsets[d] + a.t.shape[d]
-                });
+            for b in pieces.get(i + 1..).unwrap_or(&[]) {
+                // Overlap in every dimension = the boxes intersect (a 0-d tensor's chunks
+                // always do: there is one element to hold).
+                let overlap = a
+                    .offsets
+                    .iter()
+                    .zip(&a.t.shape)
+                    .zip(b.offsets.iter().zip(&b.t.shape))
+                    .all(|((ao, asz), (bo, bsz))| {
+                        *ao < bo.saturating_add(*bsz) && *bo < ao.saturating_add(*asz)
+                    });
                 if overlap {
                     return Err(format!(
                         "{fqn}: chunks at {:?} and {:?} overlap",
@@ -286,18 +307,34 @@ pub(crate) fn write_chunks(
     let es = to.size();
     let shape = &global.shape;
     let nd = shape.len();
-    // Row-major element strides of the global tensor.
+    // Planning checked that every chunk has `nd` offsets and sizes inside the tensor and that
+    // the tensor's element count fits in u64; its byte count may still not.
+    let total = global
+        .numel()
+        .checked_mul(es)
+        .and_then(|n| n.checked_add(base))
+        .ok_or_else(|| ConvertError::Dcp {
+            path: path.to_path_buf(),
+            detail: format!("{name}: {:?} elements of {es} bytes overflow", shape),
+        })?;
+    // Row-major element strides of the global tensor (each at most its element count).
     let mut gstride = vec![1u64; nd];
     for d in (0..nd.saturating_sub(1)).rev() {
-        gstride[d] = gstride[d + 1] * shape[d + 1];
+        gstride[d] = gstride[d + 1].saturating_mul(shape[d + 1]);
     }
     for c in chunks {
+        if c.offsets.len() != nd || c.t.shape.len() != nd {
+            return Err(ConvertError::Dcp {
+                path: path.to_path_buf(),
+                detail: format!("{name}: a chunk does not have the tensor's {nd} dimensions"),
+            });
+        }
         let ck = c.at.open(name)?;
         let ck = &ck;
         let start: u64 = c.offsets.iter().zip(&gstride).map(|(o, s)| o * s).sum();
         // Dimensions from `j` on are whole in the chunk; a run of consecutive global elements
         // is one index of the dimensions before `j - 1` × the chunk's extent of `j - 1` × all
-        // of the whole ones.
+        // of the whole ones. (A 0-d tensor has no dimensions: its chunk is one run.)
         let mut j = nd;
         while j > 0 && c.t.shape[j - 1] == shape[j - 1] {
             j -= 1;
@@ -354,9 +391,8 @@ pub(crate) fn write_chunks(
             Ok(())
         })?;
     }
-    let n = global.numel() * es;
-    f.seek(SeekFrom::Start(base + n)).map_err(io)?;
-    Ok(n)
+    f.seek(SeekFrom::Start(total)).map_err(io)?;
+    Ok(total - base)
 }
 
 #[cfg(test)]
@@ -410,6 +446,23 @@ mod tests {
         // One chunk that is the whole tensor (saved by one rank, or replicated).
         let p = plan_tensor("b", &[5], vec![chunk(&[0], &[5], f)]).unwrap();
         assert!(matches!(p.from, From::Chunks(ref c) if c.len() == 1));
+    }
+
+    #[test]
+    fn a_0d_tensor_is_its_one_chunk() {
+        // BatchNorm's `num_batches_tracked`: no dimensions, no offsets, one element.
+        let i = DType::I64;
+        let p = plan_tensor("bn.num_batches_tracked", &[], vec![chunk(&[], &[], i)]).unwrap();
+        assert!(matches!(p.from, From::Chunks(ref c) if c.len() == 1));
+        assert_eq!(p.t.shape, Vec::<u64>::new());
+        // Two chunks of a 0-d tensor hold two elements: refused, not a panic.
+        let e = plan_tensor("x", &[], vec![chunk(&[], &[], i), chunk(&[], &[], i)]).unwrap_err();
+        assert!(e.contains("hold 2 elements"), "{e}");
+        // Offsets or sizes of another rank than the tensor's: refused.
+        let e = plan_tensor("x", &[], vec![chunk(&[0], &[1], i)]).unwrap_err();
+        assert!(e.contains("dimensions"), "{e}");
+        let e = plan_tensor("x", &[3], vec![chunk(&[], &[], i)]).unwrap_err();
+        assert!(e.contains("dimensions"), "{e}");
     }
 
     #[test]

@@ -10,10 +10,11 @@
 //! 3. names lose wrapper prefixes wherever they occur (`_fsdp_wrapped_module.`, `_fpw_module.`,
 //!    `_checkpoint_wrapped_module.`, `_orig_mod.`, a leading `module.`), then explicit
 //!    `--strip-prefix`/`--add-prefix`;
-//! 4. a tied output embedding (`lm_head.weight` sharing its storage with the input embedding)
-//!    is written once, under the embedding's name, unless the base config says
-//!    `tie_word_embeddings: false`;
-//! 5. tensors are written sorted by name into a temporary folder beside the target, which is
+//! 4. tied weights (names viewing the same bytes of one storage, or an output head equal to
+//!    the input embedding) are written once, under the name transformers keeps (`untie`);
+//! 5. with a base model, the tensors must fit it (`check_fit`: names and shapes of its own
+//!    weights, embedding and layer sizes from its config), or the file fails;
+//! 6. tensors are written sorted by name into a temporary folder beside the target, which is
 //!    renamed into place when complete.
 
 mod cast;
@@ -121,10 +122,24 @@ pub enum ConvertError {
     Dtype { path: PathBuf, dtype: String },
     #[error("{path}: already exists (use --force to replace it)")]
     Exists { path: PathBuf },
+    #[error("{path}: not replaced, even with --force: {detail}")]
+    NotReplaced { path: PathBuf, detail: String },
     #[error("{path}: base model: {detail}")]
     Base { path: PathBuf, detail: String },
     #[error("{path}: DCP checkpoint: {detail}")]
     Dcp { path: PathBuf, detail: String },
+    /// The checkpoint is not the model the base folder describes: writing it would give a
+    /// folder transformers loads with random or mismatched weights.
+    #[error("{path}: does not fit the base model {base}: {detail}")]
+    Misfit {
+        path: PathBuf,
+        base: PathBuf,
+        detail: String,
+    },
+    /// What the tensors claim cannot be written: more bytes than a file can hold, or views
+    /// that repeat their storage into far more bytes than the checkpoint has.
+    #[error("{path}: {detail}")]
+    Size { path: PathBuf, detail: String },
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -406,38 +421,104 @@ fn finish_plan(
             });
         }
     }
-    // Tied output embeddings: written once, under the input embedding's name. Tied means one
-    // storage under two names, or (FSDP full state dicts and DCP clone it) the same shape,
-    // dtype and bytes as the input embedding.
+    let tied = untie(&mut out, cks, tie);
+    Ok((out.into_values().collect(), tied))
+}
+
+/// Whether transformers re-ties this name to another on load (the names its models list in
+/// `_tied_weights_keys`: output embeddings, BERT/RoBERTa decoder weights and biases, T5/BART
+/// encoder and decoder token embeddings tied to `shared`): of a tied group, the name left out.
+fn is_tied_alias(name: &str) -> bool {
+    let ends = |s: &str| name == s || name.ends_with(&format!(".{s}"));
+    ends("lm_head.weight")
+        || ends("predictions.decoder.weight")
+        || ends("predictions.decoder.bias")
+        || ends("lm_head.decoder.weight")
+        || ends("lm_head.decoder.bias")
+        || ends("encoder.embed_tokens.weight")
+        || ends("decoder.embed_tokens.weight")
+}
+
+/// Whether this is an input token embedding (GPT-2's `wte`, Llama's `embed_tokens`, BERT's
+/// `word_embeddings`, T5's `shared`, …).
+fn is_embedding(name: &str) -> bool {
+    EMBEDDINGS.iter().any(|e| name.ends_with(e))
+}
+
+/// Which name of a tied group is written: not one transformers re-ties (`is_tied_alias`),
+/// then an input embedding (the shortest path: T5's `shared.weight` before
+/// `encoder.embed_tokens.weight`), then — as `safetensors.torch.save_model` decides — the
+/// first in sorted order. The smallest key is kept.
+fn keep_rank(name: &str) -> (bool, bool, usize, &str) {
+    let emb = is_embedding(name);
+    let depth = if emb { name.split('.').count() } else { 0 };
+    (is_tied_alias(name), !emb, depth, name)
+}
+
+/// Tied weights are written once. Names that view the same bytes of one storage (same
+/// storage, offset, shape, strides and dtype: `model.state_dict()` of a model with tied
+/// parameters) are one tensor, kept under the name `keep_rank` picks; so is a tied-alias
+/// weight (an `lm_head.weight`, a BERT decoder) whose bytes equal an input embedding's, as
+/// FSDP full state dicts and DCP saves store it (one clone per name). With `tie` false (the
+/// base config says `tie_word_embeddings: false`) groups that hold an input embedding are
+/// written in full: that model has two matrices. Returns the names left out, sorted.
+fn untie(out: &mut BTreeMap<String, Planned>, cks: &[Checkpoint], tie: bool) -> Vec<String> {
     let mut tied = Vec::new();
-    if tie {
-        let heads: Vec<String> = out
-            .keys()
-            .filter(|n| *n == "lm_head.weight" || n.ends_with(".lm_head.weight"))
-            .cloned()
-            .collect();
-        let embeddings: Vec<String> = out
-            .keys()
-            .filter(|n| EMBEDDINGS.iter().any(|e| n.ends_with(e)))
-            .cloned()
-            .collect();
-        for h in heads {
-            let Some(head) = out.get(&h) else {
-                continue;
-            };
-            let same = embeddings
-                .iter()
-                .any(|e| out.get(e).is_some_and(|emb| same_bytes(cks, head, emb)));
-            if same {
-                tied.push(h);
-            }
-        }
-        for n in &tied {
-            out.remove(n);
+    let mut views: BTreeMap<(usize, ViewKey), Vec<&str>> = BTreeMap::new();
+    for (name, p) in out.iter() {
+        if let From::One(src) = p.from
+            && let Some(k) = view_key(&p.t)
+        {
+            views.entry((src, k)).or_default().push(name);
         }
     }
+    for names in views.values().filter(|g| g.len() > 1) {
+        if !tie && names.iter().any(|n| is_embedding(n)) {
+            continue;
+        }
+        let keep = names.iter().min_by_key(|n| keep_rank(n)).copied();
+        tied.extend(
+            names
+                .iter()
+                .filter(|n| Some(**n) != keep)
+                .map(|n| (*n).to_owned()),
+        );
+    }
+    for n in &tied {
+        out.remove(n);
+    }
+    if tie {
+        // Copies: an alias weight equal to an input embedding, a decoder bias equal to its
+        // head's `bias`. A name is only ever dropped for one `keep_rank` prefers, so the best
+        // of a group of equal copies stays.
+        let embeddings: Vec<String> = out.keys().filter(|n| is_embedding(n)).cloned().collect();
+        let mut copies: Vec<String> = Vec::new();
+        for (name, p) in out.iter() {
+            if !is_tied_alias(name) {
+                continue;
+            }
+            let better = |other: &str| {
+                keep_rank(other) < keep_rank(name) && !copies.iter().any(|c| c == other)
+            };
+            let same = if let Some(head) = name.strip_suffix("decoder.bias") {
+                let b = format!("{head}bias");
+                better(&b) && out.get(&b).is_some_and(|b| same_bytes(cks, p, b))
+            } else {
+                embeddings
+                    .iter()
+                    .any(|e| better(e) && out.get(e).is_some_and(|emb| same_bytes(cks, p, emb)))
+            };
+            if same {
+                copies.push(name.clone());
+            }
+        }
+        for n in &copies {
+            out.remove(n);
+        }
+        tied.extend(copies);
+    }
     tied.sort();
-    Ok((out.into_values().collect(), tied))
+    tied
 }
 
 /// Whether two planned tensors hold the same values: one storage viewed alike, or equal
@@ -629,9 +710,25 @@ fn shard(tensors: &[Planned], max: u64, cast: Option<DType>) -> Vec<Vec<Planned>
     out
 }
 
-/// Tensor names a base folder's own weights have (its index or safetensors header), to
-/// report missing and unexpected keys.
-fn base_weight_names(base: &Path) -> Option<Vec<String>> {
+/// The base folder's own weights: each name with its shape when the file holding it could be
+/// read (an index whose shards are absent gives names only). `None` when it has none.
+fn base_weights(base: &Path) -> Option<BTreeMap<String, Option<Vec<u64>>>> {
+    // Names and shapes of the tensors at the top level of a weights file.
+    let read = |p: &Path| -> Option<Vec<(String, Vec<u64>)>> {
+        let ck = Checkpoint::open(p).ok()?;
+        let items = ck.doc.dict(ck.doc.root())?;
+        Some(
+            items
+                .iter()
+                .filter_map(|(k, v)| match ck.doc.view(*v) {
+                    View::Tensor(t) => {
+                        Some((ckpt_torch::pyrepr::key_str(&ck.doc, *k), t.shape.clone()))
+                    }
+                    _ => None,
+                })
+                .collect(),
+        )
+    };
     for idx in [
         "model.safetensors.index.json",
         "pytorch_model.bin.index.json",
@@ -640,18 +737,271 @@ fn base_weight_names(base: &Path) -> Option<Vec<String>> {
             && let Ok(v) = serde_json::from_str::<Value>(&text)
             && let Some(m) = v.get("weight_map").and_then(Value::as_object)
         {
-            return Some(m.keys().cloned().collect());
+            let mut names: BTreeMap<String, Option<Vec<u64>>> =
+                m.keys().map(|k| (k.clone(), None)).collect();
+            let shards: std::collections::BTreeSet<&str> =
+                m.values().filter_map(Value::as_str).collect();
+            for shard in shards {
+                // Only a plain file name inside the folder.
+                if shard.contains('/') || shard.contains('\\') || shard.starts_with('.') {
+                    continue;
+                }
+                for (n, shape) in read(&base.join(shard)).unwrap_or_default() {
+                    if let Some(slot) = names.get_mut(&n) {
+                        *slot = Some(shape);
+                    }
+                }
+            }
+            return Some(names);
         }
     }
-    let st = base.join("model.safetensors");
-    let ck = Checkpoint::open(st).ok()?;
-    let items = ck.doc.dict(ck.doc.root())?;
-    Some(
-        items
+    for file in ["model.safetensors", "pytorch_model.bin"] {
+        let p = base.join(file);
+        if p.is_file() {
+            return read(&p).map(|v| v.into_iter().map(|(n, s)| (n, Some(s))).collect());
+        }
+    }
+    None
+}
+
+/// How a known `model_type` names its input embedding and its layers, and which config keys
+/// give the sizes the tensors must have.
+struct Arch {
+    /// The embedding's name ends with this; its shape is [vocab_size, hidden].
+    embedding: &'static str,
+    /// Other names it may have in a checkpoint that transformers still loads (T5 without
+    /// `shared.weight`: its encoder's `embed_tokens`, which it ties to `shared`).
+    also: &'static [&'static str],
+    /// Config keys for the embedding width, the first present wins.
+    hidden: &'static [&'static str],
+    /// Layers are `…<segment>.<N>.…`; `None`: not checked (T5 counts encoder and decoder
+    /// blocks separately).
+    layers: Option<(&'static str, &'static [&'static str])>,
+}
+
+fn arch(model_type: &str) -> Option<Arch> {
+    const LAYERS: Option<(&str, &[&str])> = Some(("layers", &["num_hidden_layers"]));
+    Some(match model_type {
+        "gpt2" => Arch {
+            embedding: "wte.weight",
+            also: &[],
+            hidden: &["n_embd", "hidden_size"],
+            layers: Some(("h", &["n_layer", "num_hidden_layers"])),
+        },
+        "llama" | "mistral" | "mixtral" | "qwen2" | "qwen3" | "gemma" | "gemma2" | "phi"
+        | "phi3" => Arch {
+            embedding: "embed_tokens.weight",
+            also: &[],
+            hidden: &["hidden_size"],
+            layers: LAYERS,
+        },
+        "opt" => Arch {
+            embedding: "embed_tokens.weight",
+            also: &[],
+            hidden: &["word_embed_proj_dim", "hidden_size"],
+            layers: LAYERS,
+        },
+        "gpt_neox" => Arch {
+            embedding: "embed_in.weight",
+            also: &[],
+            hidden: &["hidden_size"],
+            layers: LAYERS,
+        },
+        "bert" | "roberta" => Arch {
+            embedding: "word_embeddings.weight",
+            also: &[],
+            hidden: &["hidden_size"],
+            layers: Some(("layer", &["num_hidden_layers"])),
+        },
+        "t5" => Arch {
+            embedding: "shared.weight",
+            also: &["encoder.embed_tokens.weight"],
+            hidden: &["d_model"],
+            layers: None,
+        },
+        _ => return None,
+    })
+}
+
+/// The model types whose embedding name `name` has, to say what a checkpoint looks like.
+fn looks_like(name: &str) -> Option<&'static str> {
+    [
+        ("wte.weight", "gpt2"),
+        ("word_embeddings.weight", "bert"),
+        ("embed_in.weight", "gpt_neox"),
+        ("shared.weight", "t5"),
+        ("embed_tokens.weight", "llama"),
+    ]
+    .into_iter()
+    .find(|(e, _)| name.ends_with(e))
+    .map(|(_, t)| t)
+}
+
+/// Reasons the tensors cannot be the model `cfg` describes, from what a config can check for
+/// a known `model_type`: the input embedding is there under that architecture's name, its
+/// shape is [vocab_size, hidden size], and the layers counted in the names are as many as the
+/// config says. Nothing is checked for other model types.
+fn config_misfits(cfg: &Value, tensors: &[Planned], tied: &[String]) -> Vec<String> {
+    let mut why = Vec::new();
+    let Some(mt) = cfg.get("model_type").and_then(Value::as_str) else {
+        return why;
+    };
+    let Some(a) = arch(mt) else {
+        return why;
+    };
+    let names = || {
+        tensors
             .iter()
-            .filter_map(|(k, _)| ck.doc.as_str(*k).map(str::to_owned))
-            .collect(),
-    )
+            .map(|p| (p.name.as_str(), Some(&p.t.shape)))
+            .chain(tied.iter().map(|n| (n.as_str(), None)))
+    };
+    let emb = tensors
+        .iter()
+        .find(|p| p.name.ends_with(a.embedding) && !is_tied_alias(&p.name))
+        .or_else(|| {
+            tensors
+                .iter()
+                .find(|p| a.also.iter().any(|e| p.name.ends_with(e)))
+        });
+    match emb {
+        None => {
+            let other = names().find_map(|(n, _)| looks_like(n).map(|t| (n, t)));
+            why.push(match other {
+                Some((n, t)) if t != mt => format!(
+                    "config.json says model_type {mt:?} but no tensor is named *{}; its input embedding is {n}, as {t} names it",
+                    a.embedding
+                ),
+                _ => format!(
+                    "config.json says model_type {mt:?} but no tensor is named *{}",
+                    a.embedding
+                ),
+            });
+        }
+        Some(p) => {
+            let want_vocab = cfg.get("vocab_size").and_then(Value::as_u64);
+            let want_hidden = a
+                .hidden
+                .iter()
+                .find_map(|k| cfg.get(*k).and_then(Value::as_u64).map(|v| (*k, v)));
+            let shape = &p.t.shape;
+            if let (Some(v), Some(rows)) = (want_vocab, shape.first())
+                && *rows != v
+            {
+                why.push(format!(
+                    "{} has {rows} rows but config.json says vocab_size {v}",
+                    p.name
+                ));
+            }
+            if let (Some((k, h)), Some(cols)) = (want_hidden, shape.get(1))
+                && *cols != h
+            {
+                why.push(format!(
+                    "{} is {cols} wide but config.json says {k} {h}",
+                    p.name
+                ));
+            }
+        }
+    }
+    if let Some((segment, keys)) = a.layers
+        && let Some((k, want)) = keys
+            .iter()
+            .find_map(|k| cfg.get(*k).and_then(Value::as_u64).map(|v| (*k, v)))
+    {
+        let seg = format!("{segment}.");
+        let mut count: Option<u64> = None;
+        for (n, _) in names() {
+            for (i, _) in n.match_indices(&seg) {
+                if i > 0 && n.as_bytes().get(i - 1) != Some(&b'.') {
+                    continue;
+                }
+                let rest = n.get(i + seg.len()..).unwrap_or("");
+                if let Some(idx) = rest.split('.').next().and_then(|x| x.parse::<u64>().ok()) {
+                    count = Some(count.unwrap_or(0).max(idx.saturating_add(1)));
+                }
+            }
+        }
+        match count {
+            Some(c) if c != want => why.push(format!(
+                "the checkpoint has {c} layers (…{seg}N.…) but config.json says {k} {want}"
+            )),
+            None if emb.is_some() => why.push(format!(
+                "config.json says {k} {want} but no tensor name has …{seg}N.…"
+            )),
+            _ => {}
+        }
+    }
+    why
+}
+
+/// Compare the planned tensors with the base model: its config (`config_misfits`) and, when
+/// the folder has weights of its own, their names and shapes. Ok: the names the base has that
+/// the output lacks, and the reverse (tied names, left out on purpose, count as present).
+/// Err: why the checkpoint does not fit — no name in common, a common name with another shape,
+/// or what the config contradicts.
+#[allow(clippy::type_complexity)]
+fn check_fit(
+    base: &Path,
+    cfg: Option<&Value>,
+    tensors: &[Planned],
+    tied: &[String],
+) -> std::result::Result<(Vec<String>, Vec<String>, Option<String>), String> {
+    let mut why = cfg.map_or_else(Vec::new, |c| config_misfits(c, tensors, tied));
+    let (mut missing, mut unexpected, mut hint) = (Vec::new(), Vec::new(), None);
+    if let Some(want) = base_weights(base) {
+        let have: BTreeMap<&str, &[u64]> = tensors
+            .iter()
+            .map(|p| (p.name.as_str(), p.t.shape.as_slice()))
+            .collect();
+        missing = want
+            .keys()
+            .filter(|n| !have.contains_key(n.as_str()) && !tied.contains(n))
+            .cloned()
+            .collect();
+        unexpected = have
+            .keys()
+            .filter(|n| !want.contains_key(**n))
+            .map(|n| (*n).to_owned())
+            .collect();
+        hint = prefix_hint(&missing, &unexpected);
+        let common = have.keys().filter(|n| want.contains_key(**n)).count();
+        if common == 0 && !have.is_empty() {
+            let first = |v: &[String]| v.iter().take(2).cloned().collect::<Vec<_>>().join(", ");
+            why.insert(
+                0,
+                format!(
+                    "none of its {} tensor names is among the base model's {} (it has {}, …; the base model has {}, …){}",
+                    have.len(),
+                    want.len(),
+                    first(&unexpected),
+                    first(&missing),
+                    hint.as_ref().map(|h| format!("; {h}")).unwrap_or_default()
+                ),
+            );
+        }
+        let mut differ = Vec::new();
+        for (n, shape) in &have {
+            if let Some(Some(w)) = want.get(*n)
+                && w.as_slice() != *shape
+            {
+                differ.push(format!("{n} is {shape:?} here, {w:?} in the base model"));
+            }
+        }
+        if !differ.is_empty() {
+            let n = differ.len();
+            let more = if n > 3 { ", …" } else { "" };
+            differ.truncate(3);
+            why.push(format!(
+                "{n} tensor{} differ in shape from the base model's: {}{more}",
+                if n == 1 { "" } else { "s" },
+                differ.join("; ")
+            ));
+        }
+    }
+    if why.is_empty() {
+        Ok((missing, unexpected, hint))
+    } else {
+        Err(why.join("; "))
+    }
 }
 
 /// Files copied from the base model folder when present.
@@ -762,10 +1112,13 @@ fn dominant_dtype(tensors: &[Planned]) -> Option<&'static str> {
 
 /// Refuse an existing output, read the base config, and say whether heads are tied.
 fn prepare(output: &Path, opts: &ConvertOptions) -> Result<(Option<Value>, bool)> {
-    if output.exists() && !opts.force {
-        return Err(ConvertError::Exists {
-            path: output.to_path_buf(),
-        });
+    if output.symlink_metadata().is_ok() {
+        if !opts.force {
+            return Err(ConvertError::Exists {
+                path: output.to_path_buf(),
+            });
+        }
+        replaceable(output)?;
     }
     let base_cfg = match (&opts.target, &opts.base_model) {
         (Target::HuggingFace, Some(b)) => {
@@ -780,7 +1133,9 @@ fn prepare(output: &Path, opts: &ConvertOptions) -> Result<(Option<Value>, bool)
                 detail: "a Hugging Face folder needs --base-model (or use --to safetensors)".into(),
             });
         }
-        _ => None,
+        // Bare safetensors: the base model is only compared with, when it has a config.
+        (Target::Safetensors, Some(b)) => read_base_config(Some(b)),
+        (Target::Safetensors, None) => None,
     };
     let tie = base_cfg
         .as_ref()
@@ -788,6 +1143,51 @@ fn prepare(output: &Path, opts: &ConvertOptions) -> Result<(Option<Value>, bool)
         .and_then(Value::as_bool)
         .unwrap_or(true);
     Ok((base_cfg, tie))
+}
+
+/// Whether `--force` may replace `output`: only a folder holding nothing but what a conversion
+/// writes (weights, index, config, generation config, tokenizer files). Anything else — a
+/// file, a symlink, a folder with a checkpoint or a DCP save in it (`--output-dir` pointed at
+/// the input's own folder) — is the user's, and `--force` does not reach it.
+fn replaceable(output: &Path) -> Result<()> {
+    let refuse = |detail: String| ConvertError::NotReplaced {
+        path: output.to_path_buf(),
+        detail,
+    };
+    let meta = output
+        .symlink_metadata()
+        .map_err(|source| ConvertError::Io {
+            path: output.to_path_buf(),
+            source,
+        })?;
+    if !meta.is_dir() {
+        return Err(refuse(
+            "it is not a folder; only a folder written by ckpt convert is replaced".into(),
+        ));
+    }
+    let entries = std::fs::read_dir(output).map_err(|source| ConvertError::Io {
+        path: output.to_path_buf(),
+        source,
+    })?;
+    for e in entries {
+        let e = e.map_err(|source| ConvertError::Io {
+            path: output.to_path_buf(),
+            source,
+        })?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        let ours = e.file_type().is_ok_and(|t| t.is_file())
+            && (name == "model.safetensors"
+                || name == "model.safetensors.index.json"
+                || name == "config.json"
+                || BASE_FILES.contains(&name.as_str())
+                || (name.starts_with("model-") && name.ends_with(".safetensors")));
+        if !ours {
+            return Err(refuse(format!(
+                "it holds {name}, which ckpt convert does not write"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The wrapper prefixes `rename` removes from these names, in the order first seen.
@@ -840,6 +1240,49 @@ struct Source<'p> {
     state_dict_key: String,
 }
 
+/// Bytes a conversion may write beyond those its tensors' storages hold. A view saved with
+/// its storage is written in full, and an expanded one (stride 0: `x.expand(…)`) repeats its
+/// storage; real checkpoints hold a few small ones (`position_ids`), a crafted file can claim
+/// terabytes from a few bytes.
+const MAX_REPEATED_BYTES: u64 = 1 << 30;
+
+/// Refuse tensors whose output size overflows, or whose views repeat their storage into more
+/// than `MAX_REPEATED_BYTES` in all: checked before anything is written.
+fn check_sizes(tensors: &[Planned], path: &Path, cast: Option<DType>) -> Result<()> {
+    let err = |detail: String| ConvertError::Size {
+        path: path.to_path_buf(),
+        detail,
+    };
+    let mut total: u64 = 0;
+    let mut repeated: u64 = 0;
+    for p in tensors {
+        let n =
+            p.t.shape
+                .iter()
+                .try_fold(1u64, |a, d| a.checked_mul(*d))
+                .and_then(|n| n.checked_mul(cast::target_dtype(p.t.dtype, cast).size()))
+                .ok_or_else(|| err(format!("{}: shape {:?} is too large", p.name, p.t.shape)))?;
+        total = total
+            .checked_add(n)
+            .ok_or_else(|| err("the tensors' sizes add up to more than 2^64 bytes".into()))?;
+        let views: Vec<&TensorRef> = match &p.from {
+            From::One(_) => vec![&p.t],
+            From::Chunks(chunks) => chunks.iter().map(|c| &c.t).collect(),
+        };
+        for t in views {
+            let span = ckpt_torch::tensor_span(t, u64::MAX).map_or(0, |(_, len)| len);
+            repeated = repeated.saturating_add(t.nbytes().saturating_sub(span));
+        }
+        if repeated > MAX_REPEATED_BYTES {
+            return Err(err(format!(
+                "{}: views repeat their storage into {repeated} bytes more than the checkpoint holds (at most {MAX_REPEATED_BYTES} are written)",
+                p.name
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Shared by files and DCP directories: plan the tensors, report, write.
 fn plan_and_emit(
     src: Source<'_>,
@@ -850,6 +1293,17 @@ fn plan_and_emit(
 ) -> Result<Converted> {
     let stripped = stripped_prefixes(src.raw.iter().map(|p| p.name.as_str()));
     let (tensors, tied) = finish_plan(src.raw, &src.cks, src.input, opts, tie)?;
+    check_sizes(&tensors, src.input, opts.dtype)?;
+    let (missing_keys, unexpected_keys, hint) = match &opts.base_model {
+        Some(b) => {
+            check_fit(b, base_cfg, &tensors, &tied).map_err(|detail| ConvertError::Misfit {
+                path: src.input.to_path_buf(),
+                base: b.clone(),
+                detail,
+            })?
+        }
+        None => (Vec::new(), Vec::new(), None),
+    };
     let report = Converted {
         input: src.input.display().to_string(),
         output: output.display().to_string(),
@@ -859,9 +1313,9 @@ fn plan_and_emit(
         tied,
         stripped_prefixes: stripped,
         other_keys: src.other,
-        missing_keys: Vec::new(),
-        unexpected_keys: Vec::new(),
-        hint: None,
+        missing_keys,
+        unexpected_keys,
+        hint,
     };
     emit(&src.cks, &tensors, output, opts, base_cfg, report)
 }
@@ -878,16 +1332,6 @@ fn emit(
 ) -> Result<Converted> {
     let mut report = report;
     report.bytes = tensors.iter().map(|p| out_nbytes(&p.t, opts.dtype)).sum();
-    if let Some(b) = &opts.base_model
-        && let Some(names) = base_weight_names(b)
-    {
-        let have: std::collections::BTreeSet<&str> =
-            tensors.iter().map(|p| p.name.as_str()).collect();
-        let want: std::collections::BTreeSet<&str> = names.iter().map(String::as_str).collect();
-        report.missing_keys = want.difference(&have).map(|s| (*s).to_owned()).collect();
-        report.unexpected_keys = have.difference(&want).map(|s| (*s).to_owned()).collect();
-        report.hint = prefix_hint(&report.missing_keys, &report.unexpected_keys);
-    }
     if opts.dry_run {
         return Ok(report);
     }
@@ -903,11 +1347,12 @@ fn emit(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "converted".into());
-    let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir(&tmp).map_err(|source| ConvertError::Io {
-        path: tmp.clone(),
-        source,
+    // A fresh temporary folder of our own: whatever already has such a name is left alone.
+    let tmp = fresh_name(parent, &name, "tmp", |p| std::fs::create_dir(p)).map_err(|source| {
+        ConvertError::Io {
+            path: output.to_path_buf(),
+            source,
+        }
     })?;
     let all: u64 = tensors.iter().map(|p| out_nbytes(&p.t, opts.dtype)).sum();
     let written = std::sync::atomic::AtomicU64::new(0);
@@ -989,15 +1434,25 @@ fn emit(
         }
         if replacing {
             // --force: the old folder goes only once the new one is complete.
-            let old = parent.join(format!(".{name}.old-{}", std::process::id()));
-            std::fs::rename(output, &old).map_err(|source| ConvertError::Io {
+            // (rename(2) would replace an empty folder of that name: the name must be free.)
+            let old = fresh_name(parent, &name, "old", |p| {
+                if p.symlink_metadata().is_ok() {
+                    return Err(std::io::ErrorKind::AlreadyExists.into());
+                }
+                std::fs::rename(output, p)
+            })
+            .map_err(|source| ConvertError::Io {
                 path: output.to_path_buf(),
                 source,
             })?;
-            std::fs::rename(&tmp, output).map_err(|source| ConvertError::Io {
-                path: output.to_path_buf(),
-                source,
-            })?;
+            if let Err(source) = std::fs::rename(&tmp, output) {
+                // Put the old folder back: the user never ends up with neither.
+                let _ = std::fs::rename(&old, output);
+                return Err(ConvertError::Io {
+                    path: output.to_path_buf(),
+                    source,
+                });
+            }
             sync_dir(parent)?;
             let _ = std::fs::remove_dir_all(&old);
         } else {
@@ -1011,10 +1466,72 @@ fn emit(
         }
         Ok(())
     })();
-    if result.is_err() {
-        let _ = std::fs::remove_dir_all(&tmp);
+    match result {
+        Ok(()) => Ok(report),
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&tmp);
+            Err(relabel(e, &tmp, output))
+        }
     }
-    result.map(|()| report)
+}
+
+/// `parent/.{name}.{what}-{pid}` (then `-{pid}-1`, `-{pid}-2` …): the first name `make`
+/// succeeds with, skipping names that exist already.
+fn fresh_name(
+    parent: &Path,
+    name: &str,
+    what: &str,
+    mut make: impl FnMut(&Path) -> std::io::Result<()>,
+) -> std::io::Result<PathBuf> {
+    let pid = std::process::id();
+    for n in 0..1000u32 {
+        let p = if n == 0 {
+            parent.join(format!(".{name}.{what}-{pid}"))
+        } else {
+            parent.join(format!(".{name}.{what}-{pid}-{n}"))
+        };
+        match make(&p) {
+            Ok(()) => return Ok(p),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Err(std::io::ErrorKind::AlreadyExists.into())
+}
+
+/// An error met while writing the temporary folder, naming the output the user asked for
+/// instead (`out/epoch-001/model.safetensors`, not `out/.epoch-001.tmp-4242/…`).
+fn relabel(e: ConvertError, tmp: &Path, output: &Path) -> ConvertError {
+    let fix = |p: PathBuf| match p.strip_prefix(tmp) {
+        Ok(rest) if rest.as_os_str().is_empty() => output.to_path_buf(),
+        Ok(rest) => output.join(rest),
+        Err(_) => p,
+    };
+    use ckpt_torch::Error as T;
+    match e {
+        ConvertError::Io { path, source } => ConvertError::Io {
+            path: fix(path),
+            source,
+        },
+        ConvertError::Read(T::Output { path, detail }) => ConvertError::Read(T::Output {
+            path: fix(path),
+            detail,
+        }),
+        ConvertError::Read(T::Io { path, source }) => ConvertError::Read(T::Io {
+            path: fix(path),
+            source,
+        }),
+        ConvertError::Read(T::Tensor { path, at, detail }) => ConvertError::Read(T::Tensor {
+            path: fix(path),
+            at,
+            detail,
+        }),
+        ConvertError::Dcp { path, detail } => ConvertError::Dcp {
+            path: fix(path),
+            detail,
+        },
+        other => other,
+    }
 }
 
 /// Flush every file of a freshly written (flat) folder and then the folder itself.
@@ -1044,9 +1561,26 @@ fn sync_dir(dir: &Path) -> Result<()> {
         })
 }
 
+/// The Hugging Face hub cache, found as `huggingface_hub` finds it: `$HF_HUB_CACHE`, else
+/// (its older name) `$HUGGINGFACE_HUB_CACHE`, else `$HF_HOME/hub`, else
+/// `$XDG_CACHE_HOME/huggingface/hub`, else `~/.cache/huggingface/hub`. Empty variables count as
+/// unset.
+pub fn hub_cache() -> Option<PathBuf> {
+    let var = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    var("HF_HUB_CACHE")
+        .or_else(|| var("HUGGINGFACE_HUB_CACHE"))
+        .or_else(|| var("HF_HOME").map(|h| h.join("hub")))
+        .or_else(|| var("XDG_CACHE_HOME").map(|c| c.join("huggingface/hub")))
+        .or_else(|| var("HOME").map(|h| h.join(".cache/huggingface/hub")))
+}
+
 /// A base model given as a folder, or a model id found in the local Hugging Face cache
-/// (`$HF_HUB_CACHE`, `$HF_HOME/hub`, `~/.cache/huggingface/hub`:
-/// `models--org--name/snapshots/<revision>/`, the revision `refs/main` names when present).
+/// (`hub_cache`: `models--org--name/snapshots/<revision>/`, the revision `refs/main` names
+/// when present).
 /// Never the network.
 pub fn resolve_base_model(spec: &str, relative_to: Option<&Path>) -> Option<PathBuf> {
     let direct = match relative_to {
@@ -1056,12 +1590,7 @@ pub fn resolve_base_model(spec: &str, relative_to: Option<&Path>) -> Option<Path
     if direct.join("config.json").is_file() {
         return Some(direct);
     }
-    let hub = std::env::var_os("HF_HUB_CACHE")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HF_HOME").map(|h| PathBuf::from(h).join("hub")))
-        .or_else(|| {
-            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/huggingface/hub"))
-        })?;
+    let hub = hub_cache()?;
     let repo = hub.join(format!("models--{}", spec.replace('/', "--")));
     let snapshots = repo.join("snapshots");
     if let Ok(rev) = std::fs::read_to_string(repo.join("refs/main")) {
@@ -1115,6 +1644,110 @@ mod tests {
         // Unrelated differences: nothing to say.
         assert_eq!(prefix_hint(&v(&["a.weight"]), &v(&["b.weight"])), None);
         assert_eq!(prefix_hint(&[], &v(&["b.weight"])), None);
+    }
+
+    #[test]
+    fn of_a_tied_group_the_name_transformers_keeps_is_written() {
+        fn keep<'a>(names: &[&'a str]) -> &'a str {
+            names.iter().copied().min_by_key(|n| keep_rank(n)).unwrap()
+        }
+        // GPT-2, BERT (weight and bias), RoBERTa, OPT, T5, BART: transformers'
+        // `_tied_weights_keys` name the other members.
+        assert_eq!(
+            keep(&["lm_head.weight", "transformer.wte.weight"]),
+            "transformer.wte.weight"
+        );
+        assert_eq!(
+            keep(&[
+                "cls.predictions.decoder.weight",
+                "bert.embeddings.word_embeddings.weight"
+            ]),
+            "bert.embeddings.word_embeddings.weight"
+        );
+        assert_eq!(
+            keep(&["cls.predictions.decoder.bias", "cls.predictions.bias"]),
+            "cls.predictions.bias"
+        );
+        assert_eq!(
+            keep(&["lm_head.decoder.bias", "lm_head.bias"]),
+            "lm_head.bias"
+        );
+        assert_eq!(
+            keep(&["lm_head.weight", "model.decoder.embed_tokens.weight"]),
+            "model.decoder.embed_tokens.weight"
+        );
+        assert_eq!(
+            keep(&[
+                "decoder.embed_tokens.weight",
+                "encoder.embed_tokens.weight",
+                "lm_head.weight",
+                "shared.weight"
+            ]),
+            "shared.weight"
+        );
+        assert_eq!(
+            keep(&[
+                "model.decoder.embed_tokens.weight",
+                "model.encoder.embed_tokens.weight",
+                "model.shared.weight"
+            ]),
+            "model.shared.weight"
+        );
+        // Names no model lists: the first in sorted order, as safetensors' save_model keeps.
+        assert_eq!(keep(&["head.weight", "emb.weight"]), "emb.weight");
+        assert_eq!(keep(&["z.weight", "a.b.c.weight"]), "a.b.c.weight");
+    }
+
+    fn planned(name: &str, shape: &[u64]) -> Planned {
+        Planned {
+            name: name.to_owned(),
+            t: TensorRef {
+                dtype: DType::F32,
+                shape: shape.to_vec(),
+                stride: vec![1; shape.len()],
+                offset: 0,
+                storage: None,
+                requires_grad: false,
+                kind: ckpt_torch::TensorKind::Tensor,
+            },
+            from: From::Chunks(Vec::new()),
+        }
+    }
+
+    #[test]
+    fn a_config_is_checked_for_the_architectures_it_names() {
+        let llama = json!({"model_type": "llama", "vocab_size": 10, "hidden_size": 8,
+                           "num_hidden_layers": 2});
+        let mut t = vec![
+            planned("model.embed_tokens.weight", &[10, 8]),
+            planned("model.layers.0.mlp.up_proj.weight", &[16, 8]),
+            planned("model.layers.1.mlp.up_proj.weight", &[16, 8]),
+            planned("lm_head.weight", &[10, 8]),
+        ];
+        assert!(config_misfits(&llama, &t, &[]).is_empty());
+        t.push(planned("model.layers.2.mlp.up_proj.weight", &[16, 8]));
+        assert_eq!(
+            config_misfits(&llama, &t, &[]),
+            ["the checkpoint has 3 layers (…layers.N.…) but config.json says num_hidden_layers 2"]
+        );
+        // An `lm_head.weight` is not the input embedding, even when nothing else is.
+        let heads = vec![planned("lm_head.weight", &[10, 8])];
+        assert!(config_misfits(&llama, &heads, &[])[0].contains("no tensor is named"));
+        // T5 without `shared.weight`: its encoder's token embedding stands in.
+        let t5 = json!({"model_type": "t5", "vocab_size": 12, "d_model": 4});
+        let t = vec![
+            planned("encoder.embed_tokens.weight", &[12, 4]),
+            planned("encoder.block.0.layer.0.SelfAttention.q.weight", &[4, 4]),
+        ];
+        assert!(config_misfits(&t5, &t, &[]).is_empty());
+        let t = vec![planned("encoder.embed_tokens.weight", &[12, 6])];
+        assert_eq!(
+            config_misfits(&t5, &t, &[]),
+            ["encoder.embed_tokens.weight is 6 wide but config.json says d_model 4"]
+        );
+        // Unknown model types: nothing is checked.
+        let other = json!({"model_type": "mamba", "vocab_size": 1});
+        assert!(config_misfits(&other, &t, &[]).is_empty());
     }
 
     #[test]

@@ -87,11 +87,38 @@ pub fn run(a: &ConvertArgs) -> Result<Outcome> {
             resolve_base_model(spec, task.as_ref().map(|t| t.dir.as_path()))
                 .or_else(|| resolve_base_model(spec, None))
                 .with_context(|| {
-                    format!("base model {spec:?}: not a folder with config.json, and not in the local Hugging Face cache ($HF_HOME/hub); ckpt never downloads")
+                    format!(
+                        "base model {spec:?}: not a folder with config.json, and not in the local Hugging Face cache ({}); ckpt never downloads",
+                        ckpt_convert::hub_cache().map_or_else(
+                            || "none: HF_HUB_CACHE, HF_HOME and HOME are unset".to_owned(),
+                            |h| h.display().to_string()
+                        )
+                    )
                 })?,
         ),
         None => None,
     };
+    // What every checkpoint would fail on alike is a usage error, said once.
+    match (&base_model, target) {
+        (None, Target::HuggingFace) => bail!(
+            "a Hugging Face folder needs --base-model (a folder with config.json, or a model id in the local Hugging Face cache); or use --to safetensors"
+        ),
+        (Some(b), _) => {
+            let p = b.join("config.json");
+            let text = std::fs::read_to_string(&p)
+                .with_context(|| format!("base model {}: cannot read config.json", b.display()))?;
+            serde_json::from_str::<serde_json::Value>(&text)
+                .ok()
+                .filter(serde_json::Value::is_object)
+                .with_context(|| {
+                    format!(
+                        "base model {}: config.json is not a JSON object",
+                        b.display()
+                    )
+                })?;
+        }
+        (None, Target::Safetensors) => {}
+    }
     let max_shard_size = ckpt_convert::parse_size(&a.max_shard_size).with_context(|| {
         format!(
             "--max-shard-size {:?}: not a size like 5GB",
@@ -118,12 +145,14 @@ pub fn run(a: &ConvertArgs) -> Result<Outcome> {
         sync: a.sync,
         dry_run: a.dry_run,
     };
-    // One file → the output folder itself; a folder → one output folder per checkpoint in it
-    // (checkpoint files, and DCP directories such as `step_100/`, `step_200/`).
+    check_input(&input)?;
+    // Every checkpoint converts into a folder named after it under the output directory: a
+    // file without its extension, a DCP directory by its own name — one checkpoint alone as
+    // each one of a folder of them (`step_100/`, `step_200/`, `epoch-001.pth` …).
     let is_dcp = ckpt_torch::dcp::is_dcp_dir;
     let jobs: Vec<(PathBuf, PathBuf)> = if is_dcp(&input) {
         // A DCP directory is one checkpoint.
-        vec![(input.clone(), output_dir.clone())]
+        vec![(input.clone(), output_dir.join(output_name(&input)))]
     } else if input.is_dir() {
         let mut files: Vec<PathBuf> = std::fs::read_dir(&input)
             .with_context(|| format!("{}: cannot read folder", input.display()))?
@@ -141,20 +170,25 @@ pub fn run(a: &ConvertArgs) -> Result<Outcome> {
             })
             .collect();
         files.sort();
+        if files.is_empty() {
+            bail!(
+                "{}: no checkpoint to convert in this folder ({})",
+                input.display(),
+                match from.as_str() {
+                    "dcp" => "--from dcp takes torch.distributed.checkpoint directories".to_owned(),
+                    "auto" => format!(
+                        "files *.{} or torch.distributed.checkpoint directories",
+                        EXTENSIONS.join(", *.")
+                    ),
+                    _ => format!("files *.{}", EXTENSIONS.join(", *.")),
+                }
+            );
+        }
         files
             .into_iter()
             .map(|f| {
-                // A file's output is named after it without its extension; a DCP directory's
-                // after the whole directory name.
-                let name = if f.is_dir() {
-                    f.file_name()
-                } else {
-                    f.file_stem()
-                };
-                let stem = name
-                    .map(|s| s.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                (f, output_dir.join(stem))
+                let out = output_dir.join(output_name(&f));
+                (f, out)
             })
             .collect()
     } else if from == "dcp" {
@@ -163,7 +197,13 @@ pub fn run(a: &ConvertArgs) -> Result<Outcome> {
             input.display()
         );
     } else {
-        vec![(input.clone(), output_dir.clone())]
+        vec![(input.clone(), output_dir.join(output_name(&input)))]
+    };
+    // An output directory that cannot be written fails once, here, not once per checkpoint.
+    let made_output_dir = if a.dry_run {
+        false
+    } else {
+        prepare_output_dir(&output_dir)?
     };
     // Checkpoints convert in parallel (separate output files do not serialize on one inode);
     // one bar in bytes on stderr, on a terminal only, covers them all.
@@ -178,21 +218,20 @@ pub fn run(a: &ConvertArgs) -> Result<Outcome> {
                 bar.report(i, done, total)
             }));
         }
-        let r = if src.is_dir() {
+        // A failure is reported once, in the summary below (the table says why).
+        if src.is_dir() {
             ckpt_convert::convert_dcp(src, dst, &opts)
         } else {
             convert_file(src, dst, &opts)
-        };
-        if let Err(e) = &r {
-            eprintln!(
-                "{}ckpt: error: {e}",
-                if bar.is_some() { "\r\x1b[2K" } else { "" }
-            );
         }
-        r
     });
     if bar.is_some() {
         eprint!("\r\x1b[2K");
+    }
+    if made_output_dir {
+        // Created by this run and left empty (every conversion failed): not left behind.
+        // `remove_dir` removes only an empty folder.
+        let _ = std::fs::remove_dir(&output_dir);
     }
     let mut results = Vec::new();
     let mut failed = 0;
@@ -286,7 +325,10 @@ pub fn run(a: &ConvertArgs) -> Result<Outcome> {
                         let _ = writeln!(s, "           hint: {h}");
                     }
                 } else {
-                    let _ = writeln!(s, "failed     {}", r["error"].as_str().unwrap_or(input));
+                    // The checkpoint first, then why (an error about the output names it).
+                    let e = r["error"].as_str().unwrap_or("");
+                    let why = e.strip_prefix(&format!("{input}: ")).unwrap_or(e);
+                    let _ = writeln!(s, "failed     {input}: {why}");
                 }
             }
             let _ = writeln!(s, "{} converted, {failed} failed", results.len() - failed);
@@ -298,6 +340,78 @@ pub fn run(a: &ConvertArgs) -> Result<Outcome> {
     } else {
         Outcome::Ok
     })
+}
+
+/// Refuse, up front and with exit code 2, an input that cannot be converted: a URL, a path
+/// that does not exist, something that is neither a file nor a folder (a FIFO would block).
+fn check_input(input: &Path) -> Result<()> {
+    let text = input.to_string_lossy();
+    if let Some((scheme, _)) = text.split_once("://")
+        && !scheme.is_empty()
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+    {
+        bail!("{text}: {scheme}:// URLs are not supported yet; give a local path");
+    }
+    let meta = std::fs::metadata(input).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => anyhow::anyhow!("{text}: no such file or directory"),
+        _ => anyhow::anyhow!("{text}: {e}"),
+    })?;
+    if !meta.is_file() && !meta.is_dir() {
+        bail!("{text}: not a regular file or a folder");
+    }
+    Ok(())
+}
+
+/// The name of a checkpoint's output folder: a file's name without its extension
+/// (`epoch-001.pth` → `epoch-001`), a directory's whole name (`step.200/` stays `step.200`).
+fn output_name(input: &Path) -> String {
+    let name = if input.is_dir() {
+        input
+            .file_name()
+            .map(std::ffi::OsStr::to_os_string)
+            .or_else(|| {
+                // `.` or `..`: the name of the folder it is.
+                std::fs::canonicalize(input)
+                    .ok()
+                    .and_then(|p| p.file_name().map(std::ffi::OsStr::to_os_string))
+            })
+    } else {
+        input.file_stem().map(std::ffi::OsStr::to_os_string)
+    };
+    name.map(|n| n.to_string_lossy().into_owned())
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "converted".into())
+}
+
+/// Create the output directory if needed and make sure a folder can be created in it, so
+/// that an unwritable target is one error (exit 2) instead of one failure per checkpoint.
+/// Returns whether this run created the directory.
+fn prepare_output_dir(dir: &Path) -> Result<bool> {
+    let existed = dir.exists();
+    if existed && !dir.is_dir() {
+        bail!("{}: --output-dir exists and is not a folder", dir.display());
+    }
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("{}: cannot create the output folder", dir.display()))?;
+    // What every conversion does first: a temporary folder inside it.
+    let probe = dir.join(format!(".ckpt-convert-probe-{}", std::process::id()));
+    match std::fs::create_dir(&probe) {
+        Ok(()) => {
+            let _ = std::fs::remove_dir(&probe);
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => {
+            if !existed {
+                let _ = std::fs::remove_dir(dir);
+            }
+            return Err(e).with_context(|| {
+                format!("{}: cannot write into the output folder", dir.display())
+            });
+        }
+    }
+    Ok(!existed)
 }
 
 /// The progress bar of a batch: bytes written over bytes to write, summed over every

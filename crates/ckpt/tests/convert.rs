@@ -90,7 +90,8 @@ fn fsdp_and_ddp_checkpoints_become_hf_folders_with_the_same_tensors() {
         .arg(&out)
         .assert()
         .code(1)
-        .stderr(predicates::str::contains("already exists (use --force"));
+        .stdout(predicates::str::contains("already exists (use --force"))
+        .stderr("");
     ckpt()
         .args([
             "convert",
@@ -168,8 +169,10 @@ fn safetensors_only_and_dry_run() {
         .arg(&out)
         .assert()
         .success();
-    assert!(out.join("model.safetensors").is_file());
-    assert!(!out.join("config.json").exists());
+    // One checkpoint converts into a folder named after it, as each of a folder of them does.
+    let dir = out.join("ddp-epoch-002");
+    assert!(dir.join("model.safetensors").is_file());
+    assert!(!dir.join("config.json").exists());
 }
 
 #[test]
@@ -199,7 +202,7 @@ fn a_base_model_id_comes_from_the_local_hf_cache_only() {
         .arg(&out)
         .assert()
         .success();
-    assert!(out.join("config.json").is_file());
+    assert!(out.join("epoch-001/config.json").is_file());
     ckpt()
         .env("HF_HOME", tmp.path())
         .args([
@@ -242,6 +245,7 @@ fn shards_and_an_index_above_the_shard_size() {
         }
         c.assert().success();
     }
+    let (whole, sharded) = (whole.join("epoch-001"), sharded.join("epoch-001"));
     let index: Value = serde_json::from_str(
         &std::fs::read_to_string(sharded.join("model.safetensors.index.json")).unwrap(),
     )
@@ -290,6 +294,7 @@ fn dtype_casts() {
             .arg(&out)
             .assert()
             .success();
+        let out = out.join("epoch-001");
         let h = header(&out.join("model.safetensors"));
         for (k, v) in h.as_object().unwrap() {
             if k != "__metadata__" {
@@ -302,7 +307,7 @@ fn dtype_casts() {
         assert_eq!(cfg["dtype"], name);
     }
     // fp16 -> fp32 of values that are exact in fp16 round-trips bit for bit
-    let f16 = tmp.path().join("fp16/model.safetensors");
+    let f16 = tmp.path().join("fp16/epoch-001/model.safetensors");
     ckpt()
         .arg("convert")
         .arg(&f16)
@@ -366,7 +371,7 @@ fn dcp_tensors_sharded_across_ranks_are_reassembled() {
         let want = tensors(&dcp.join(format!("{case}.expected.safetensors")), None);
         assert!(want.len() >= 4);
         assert_eq!(
-            tensors(&out.join("model.safetensors"), None),
+            tensors(&out.join(case).join("model.safetensors"), None),
             want,
             "{case}"
         );
@@ -380,8 +385,14 @@ fn dcp_tensors_sharded_across_ranks_are_reassembled() {
     );
     let sharded = tmp.path().join("sharded-fp16");
     to_safetensors(&dcp.join("dtensor_mixed"), &sharded, &["--dtype", "fp16"]);
-    let got = tensors(&sharded.join("model.safetensors"), None);
-    assert_eq!(got, tensors(&whole.join("model.safetensors"), None));
+    let got = tensors(&sharded.join("dtensor_mixed/model.safetensors"), None);
+    assert_eq!(
+        got,
+        tensors(
+            &whole.join("dtensor_mixed.expected/model.safetensors"),
+            None
+        )
+    );
     assert!(got.values().all(|t| t.contains("\"float16\"")), "{got:?}");
 }
 
@@ -395,7 +406,7 @@ fn every_safetensors_dtype_and_view_converts_bit_for_bit() {
     let out = tmp.path().join("out");
     let v = to_safetensors(&fx.join("dtypes_views.pt"), &out, &[]);
     assert_eq!(v["failed"], 0, "{v}");
-    let st = out.join("model.safetensors");
+    let st = out.join("dtypes_views/model.safetensors");
     let want = tensors(&fx.join("dtypes_views.expected.safetensors"), None);
     assert_eq!(want.len(), 17);
     assert_eq!(tensors(&st, None), want);
@@ -420,8 +431,11 @@ fn every_safetensors_dtype_and_view_converts_bit_for_bit() {
         &b,
         &["--dtype", "bf16"],
     );
-    let got = tensors(&a.join("model.safetensors"), None);
-    assert_eq!(got, tensors(&b.join("model.safetensors"), None));
+    let got = tensors(&a.join("dtypes_views/model.safetensors"), None);
+    assert_eq!(
+        got,
+        tensors(&b.join("dtypes_views.expected/model.safetensors"), None)
+    );
     assert!(got["transposed"].contains("\"bfloat16\""));
     assert!(got["f8_e5m2"].contains("\"float8_e5m2\""));
     assert!(got["i64"].contains("\"int64\""));
@@ -437,7 +451,7 @@ fn a_dcp_save_from_many_ranks_converts_like_the_single_file() {
     ckpt_torch::synth::write_state_dict_checkpoint(&file, &tensors).unwrap();
     let single = tmp.path().join("single");
     to_safetensors(&file, &single, &[]);
-    let want = tensors_of(&single);
+    let want = tensors_of(&single.join("model"));
     assert_eq!(want.len(), 28);
     for ranks in [3, 40] {
         let dir = tmp.path().join(format!("dcp{ranks}"));
@@ -451,7 +465,11 @@ fn a_dcp_save_from_many_ranks_converts_like_the_single_file() {
             serde_json::json!(["_fsdp_wrapped_module."]),
             "{v}"
         );
-        assert_eq!(tensors_of(&out), want, "{ranks} ranks");
+        assert_eq!(
+            tensors_of(&out.join(format!("dcp{ranks}"))),
+            want,
+            "{ranks} ranks"
+        );
     }
 }
 
@@ -550,47 +568,123 @@ fn dtype_casts_equal_torch_to_bit_for_bit() {
         to_safetensors(&fx.join("casts.pt"), &out, &["--dtype", flag]);
         let want = tensors(&fx.join(format!("casts.{flag}.safetensors")), None);
         assert_eq!(want.len(), 5);
-        assert_eq!(tensors_of(&out), want, "--dtype {flag}");
+        assert_eq!(tensors_of(&out.join("casts")), want, "--dtype {flag}");
     }
+}
+
+/// A safetensors file of zeros with these (name, dtype, shape) tensors: a base model's own
+/// weights, made to order.
+fn write_zeros_safetensors(path: &Path, tensors: &[(String, String, Vec<u64>)]) {
+    let size = |d: &str| match d {
+        "F64" | "I64" => 8,
+        "F32" | "I32" => 4,
+        "F16" | "BF16" | "I16" => 2,
+        _ => 1,
+    };
+    let mut header = serde_json::Map::new();
+    let mut at = 0u64;
+    for (name, dtype, shape) in tensors {
+        let n = shape.iter().product::<u64>() * size(dtype);
+        header.insert(
+            name.clone(),
+            serde_json::json!({"dtype": dtype, "shape": shape, "data_offsets": [at, at + n]}),
+        );
+        at += n;
+    }
+    let mut text = serde_json::to_string(&header).unwrap();
+    while !text.len().is_multiple_of(8) {
+        text.push(' ');
+    }
+    let mut bytes = (text.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(text.as_bytes());
+    bytes.resize(bytes.len() + at as usize, 0);
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// (name, dtype, shape) of every tensor in a safetensors file's header.
+fn header_tensors(path: &Path) -> Vec<(String, String, Vec<u64>)> {
+    header(path)
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| *k != "__metadata__")
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                v["dtype"].as_str().unwrap().to_owned(),
+                v["shape"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.as_u64().unwrap())
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+/// `ckpt convert examples/fsdp/epoch-001.pth --base-model BASE --output-dir OUT [extra…]`:
+/// (exit code, stdout, stderr).
+fn convert_gpt2_with_base(base: &Path, out: &Path, extra: &[&str]) -> (i32, String, String) {
+    let o = ckpt()
+        .args(["convert", "examples/fsdp/epoch-001.pth", "--base-model"])
+        .arg(base)
+        .arg("--output-dir")
+        .arg(out)
+        .args(extra)
+        .output()
+        .unwrap();
+    (
+        o.status.code().unwrap(),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
 }
 
 #[test]
 fn names_that_differ_from_the_base_model_by_a_prefix_are_reported_with_the_fix() {
-    // A base folder with weights of its own (the tiny GPT-2 converted once), and a conversion
-    // whose names carry an extra `model.` (as a LightningModule's attribute would add).
+    // A base folder with weights of its own (the tiny GPT-2 converted once, plus one tensor
+    // the checkpoint lacks), and conversions whose names carry an extra `model.` (as a
+    // LightningModule's attribute would add).
     let tmp = tempfile::tempdir().unwrap();
     let base = tmp.path().join("base");
     common::copy_tree(&root().join("fixtures/convert/base_model"), &base);
     let weights = tmp.path().join("weights");
     to_safetensors(&root().join("examples/fsdp/epoch-001.pth"), &weights, &[]);
-    std::fs::copy(
-        weights.join("model.safetensors"),
-        base.join("model.safetensors"),
-    )
-    .unwrap();
-    let out = tmp.path().join("out");
-    let o = ckpt()
-        .args(["convert", "examples/fsdp/epoch-001.pth", "--base-model"])
-        .arg(&base)
-        .args(["--add-prefix", "model.", "--output-dir"])
-        .arg(&out)
-        .assert()
-        .success();
-    let text = String::from_utf8_lossy(&o.get_output().stdout).to_string();
+    let mut own = header_tensors(&weights.join("epoch-001/model.safetensors"));
+    assert_eq!(own.len(), 28);
+    own.push(("transformer.extra.bias".into(), "F32".into(), vec![4]));
+    write_zeros_safetensors(&base.join("model.safetensors"), &own);
+    // Names in common, one the base has that the output lacks: converted, and reported.
+    let (code, text, err) = convert_gpt2_with_base(&base, &tmp.path().join("near"), &[]);
+    assert_eq!(code, 0, "{text}{err}");
     assert!(
-        text.contains("28 missing (the base model has them, the output not): transformer.h.0.attn.c_attn.bias, "),
+        text.contains(
+            "1 missing (the base model has them, the output not): transformer.extra.bias\n"
+        ),
         "{text}"
     );
+    // `lm_head.weight`, tied and left out on purpose, is not "unexpected" or "missing".
+    assert!(!text.contains("unexpected"), "{text}");
+    // No name in common: the file fails, and the reason carries the flag that fixes it.
+    let out = tmp.path().join("out");
+    let (code, text, err) = convert_gpt2_with_base(&base, &out, &["--add-prefix", "model."]);
+    assert_eq!(code, 1, "{text}{err}");
+    assert_eq!(err, "");
     assert!(
-        text.contains("28 unexpected (the output has them, the base model not)"),
+        text.contains(&format!(
+            "failed     examples/fsdp/epoch-001.pth: does not fit the base model {}: none of its 28 tensor names is among the base model's 29",
+            base.display()
+        )),
         "{text}"
     );
     assert!(
         text.contains(
-            "hint: 28 of the 28 unexpected names match the base model's with --strip-prefix model."
+            "28 of the 28 unexpected names match the base model's with --strip-prefix model."
         ),
         "{text}"
     );
+    assert!(!out.join("epoch-001").exists());
     // Following the hint (here: not adding the prefix) leaves nothing to report.
     let v = to_safetensors(
         &root().join("examples/fsdp/epoch-001.pth"),
@@ -598,6 +692,95 @@ fn names_that_differ_from_the_base_model_by_a_prefix_are_reported_with_the_fix()
         &[],
     );
     assert!(v["conversions"][0]["report"].get("hint").is_none(), "{v}");
+}
+
+#[test]
+fn a_base_model_that_does_not_fit_the_checkpoint_fails_that_file_with_the_reason() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bert = root().join("fixtures/convert/bert_base");
+    // A config of another architecture (config.json only): BERT's for a GPT-2 checkpoint.
+    let out = tmp.path().join("out");
+    let (code, text, err) = convert_gpt2_with_base(&bert, &out, &[]);
+    assert_eq!((code, err.as_str()), (1, ""), "{text}");
+    assert!(
+        text.contains(&format!(
+            "failed     examples/fsdp/epoch-001.pth: does not fit the base model {}: config.json says model_type \"bert\" but no tensor is named *word_embeddings.weight; its input embedding is transformer.wte.weight, as gpt2 names it",
+            bert.display()
+        )),
+        "{text}"
+    );
+    assert!(text.ends_with("0 converted, 1 failed\n"), "{text}");
+    assert!(!out.exists(), "nothing written");
+    // The same architecture with other sizes: every size the config contradicts is named.
+    let gpt2 = tmp.path().join("gpt2-other-sizes");
+    common::copy_tree(&root().join("fixtures/convert/base_model"), &gpt2);
+    let mut cfg: Value =
+        serde_json::from_str(&std::fs::read_to_string(gpt2.join("config.json")).unwrap()).unwrap();
+    cfg["vocab_size"] = 50257.into();
+    cfg["n_embd"] = 768.into();
+    cfg["n_layer"] = 12.into();
+    std::fs::write(gpt2.join("config.json"), cfg.to_string()).unwrap();
+    let (code, text, _) = convert_gpt2_with_base(&gpt2, &out, &[]);
+    assert_eq!(code, 1, "{text}");
+    for want in [
+        "transformer.wte.weight has 16 rows but config.json says vocab_size 50257",
+        "transformer.wte.weight is 4 wide but config.json says n_embd 768",
+        "the checkpoint has 2 layers (…h.N.…) but config.json says n_layer 12",
+    ] {
+        assert!(text.contains(want), "{want}: {text}");
+    }
+    // Weights of its own, one of them another shape: fails, naming it.
+    let shaped = tmp.path().join("gpt2-other-shape");
+    common::copy_tree(&root().join("fixtures/convert/base_model"), &shaped);
+    let weights = tmp.path().join("weights");
+    to_safetensors(&root().join("examples/fsdp/epoch-001.pth"), &weights, &[]);
+    let mut own = header_tensors(&weights.join("epoch-001/model.safetensors"));
+    for t in &mut own {
+        if t.0 == "transformer.ln_f.bias" {
+            t.2 = vec![8];
+        }
+    }
+    write_zeros_safetensors(&shaped.join("model.safetensors"), &own);
+    let (code, text, _) = convert_gpt2_with_base(&shaped, &out, &[]);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains(
+            "1 tensor differ in shape from the base model's: transformer.ln_f.bias is [4] here, [8] in the base model"
+        ),
+        "{text}"
+    );
+    // In a batch, the file that does not fit fails and the other converts.
+    let batch = tmp.path().join("batch");
+    std::fs::create_dir_all(&batch).unwrap();
+    std::fs::copy(
+        root().join("examples/fsdp/epoch-001.pth"),
+        batch.join("gpt2.pth"),
+    )
+    .unwrap();
+    std::fs::copy(
+        root().join("fixtures/convert/bert_tied.pt"),
+        batch.join("bert.pt"),
+    )
+    .unwrap();
+    let o = ckpt()
+        .arg("convert")
+        .arg(&batch)
+        .arg("--base-model")
+        .arg(&bert)
+        .arg("--output-dir")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{text}");
+    assert!(text.contains("succeeded  "), "{text}");
+    assert!(
+        text.contains("gpt2.pth: does not fit the base model"),
+        "{text}"
+    );
+    assert!(text.ends_with("1 converted, 1 failed\n"), "{text}");
+    assert!(out.join("bert/model.safetensors").is_file());
+    assert!(!out.join("gpt2").exists());
 }
 
 #[test]
@@ -631,10 +814,15 @@ fn a_pickled_module_converts_as_its_state_dict() {
     let out = tmp.path().join("out");
     let v = to_safetensors(&fx.join("pickled_module.pt"), &out, &[]);
     assert_eq!(v["failed"], 0, "{v}");
+    // `head.weight` is `emb.weight` (one Parameter): written once, under the name
+    // safetensors' save_model keeps (the first in sorted order).
     assert_eq!(
-        tensors_of(&out),
-        tensors(&fx.join("pickled_module.state_dict.safetensors"), None)
+        v["conversions"][0]["report"]["tied"],
+        serde_json::json!(["head.weight"])
     );
+    let mut want = tensors(&fx.join("pickled_module.state_dict.safetensors"), None);
+    assert_eq!(want.remove("head.weight"), want.get("emb.weight").cloned());
+    assert_eq!(tensors_of(&out.join("pickled_module")), want);
 }
 
 #[test]
@@ -706,4 +894,562 @@ fn entries_beside_the_state_dict_are_reported_not_converted() {
         .stdout(predicates::str::contains(
             "not converted (not tensors): optimizer, epoch, step",
         ));
+}
+
+#[test]
+fn a_dcp_save_of_a_model_with_batchnorm_converts_bit_for_bit() {
+    // `dcp.save` of a Conv2d + BatchNorm2d + Linear model in one process
+    // (scripts/make_dcp_fixtures.py): BatchNorm's `num_batches_tracked` is a 0-d int64 tensor,
+    // whose chunk has no offsets at all. It used to panic; now it converts, and so does the
+    // same state dict saved by torch.save, both equal to torch's own tensors.
+    let tmp = tempfile::tempdir().unwrap();
+    let dcp = root().join("fixtures/convert/dcp");
+    let want = tensors(&dcp.join("conv_bn_linear.expected.safetensors"), None);
+    assert_eq!(want.len(), 9);
+    assert!(
+        want["bn.num_batches_tracked"].contains(r#""shape":[]"#),
+        "{want:?}"
+    );
+    assert!(want["bn.num_batches_tracked"].contains(r#""int64""#));
+    for (input, folder) in [
+        ("conv_bn_linear", "conv_bn_linear"),
+        ("conv_bn_linear.pth", "conv_bn_linear"),
+    ] {
+        let out = tmp.path().join(input);
+        let o = ckpt()
+            .arg("convert")
+            .arg(dcp.join(input))
+            .args(["--to", "safetensors", "--format", "json", "--output-dir"])
+            .arg(&out)
+            .assert()
+            .success()
+            .stderr("");
+        let v: Value = serde_json::from_slice(&o.get_output().stdout).unwrap();
+        assert_eq!(v["conversions"][0]["report"]["tensors"], 9, "{v}");
+        let st = out.join(folder).join("model.safetensors");
+        assert_eq!(tensors(&st, None), want, "{input}");
+        assert_eq!(
+            header(&st)["bn.num_batches_tracked"],
+            serde_json::json!({"dtype": "I64", "shape": [], "data_offsets": header(&st)["bn.num_batches_tracked"]["data_offsets"]})
+        );
+    }
+}
+
+#[test]
+fn tied_weights_of_a_bert_style_model_are_written_once_under_the_names_transformers_keeps() {
+    // A BertForMaskedLM-shaped state dict (scripts/make_convert_fixtures.py, real torch):
+    // `cls.predictions.decoder.weight` is `bert.embeddings.word_embeddings.weight` and
+    // `cls.predictions.decoder.bias` is `cls.predictions.bias` (one storage, two names each).
+    // Each is written once, under the name safetensors' save_model and transformers keep,
+    // and `tied` lists the names left out.
+    let tmp = tempfile::tempdir().unwrap();
+    let fx = root().join("fixtures/convert");
+    let out = tmp.path().join("out");
+    let o = ckpt()
+        .arg("convert")
+        .arg(fx.join("bert_tied.pt"))
+        .arg("--base-model")
+        .arg(fx.join("bert_base"))
+        .args(["--format", "json", "--output-dir"])
+        .arg(&out)
+        .assert()
+        .success();
+    let v: Value = serde_json::from_slice(&o.get_output().stdout).unwrap();
+    let r = &v["conversions"][0]["report"];
+    assert_eq!(
+        r["tied"],
+        serde_json::json!([
+            "cls.predictions.decoder.bias",
+            "cls.predictions.decoder.weight"
+        ]),
+        "{v}"
+    );
+    assert_eq!(r["tensors"], 42);
+    let dir = out.join("bert_tied");
+    let want = tensors(&fx.join("bert_tied.expected.safetensors"), None);
+    assert_eq!(want.len(), 42);
+    assert_eq!(tensors_of(&dir), want);
+    let cfg: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["architectures"], serde_json::json!(["BertForMaskedLM"]));
+    // What inspect calls shared is what convert calls tied.
+    let o = ckpt()
+        .arg("inspect")
+        .arg(fx.join("bert_tied.pt"))
+        .assert()
+        .success();
+    let text = String::from_utf8_lossy(&o.get_output().stdout).to_string();
+    assert!(
+        text.contains("cls.predictions.decoder.weight, cls.predictions.decoder.bias"),
+        "{text}"
+    );
+    // The table says it too.
+    ckpt()
+        .arg("convert")
+        .arg(fx.join("bert_tied.pt"))
+        .args(["--to", "safetensors", "--output-dir"])
+        .arg(tmp.path().join("table"))
+        .assert()
+        .success()
+        .stdout(predicates::str::contains(
+            r#"(42 tensors, 6.6 KB, tied: ["cls.predictions.decoder.bias","cls.predictions.decoder.weight"])"#,
+        ));
+}
+
+#[test]
+fn one_checkpoint_converts_into_a_folder_named_after_it_as_in_a_batch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("converted");
+    // A file: named without its extension.
+    let o = ckpt()
+        .args([
+            "convert",
+            "examples/fsdp/epoch-001.pth",
+            "--to",
+            "safetensors",
+        ])
+        .arg("--output-dir")
+        .arg(&out)
+        .assert()
+        .success();
+    let text = String::from_utf8_lossy(&o.get_output().stdout).to_string();
+    assert!(
+        text.starts_with(&format!(
+            "succeeded  examples/fsdp/epoch-001.pth -> {}  (28 tensors",
+            out.join("epoch-001").display()
+        )),
+        "{text}"
+    );
+    assert!(out.join("epoch-001/model.safetensors").is_file());
+    // A second checkpoint into the same output directory lands beside it.
+    ckpt()
+        .args([
+            "convert",
+            "examples/fsdp/ddp-epoch-002.pth",
+            "--to",
+            "safetensors",
+        ])
+        .arg("--output-dir")
+        .arg(&out)
+        .assert()
+        .success();
+    let mut names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["ddp-epoch-002", "epoch-001"]);
+    // A DCP directory: by its own name.
+    ckpt()
+        .arg("convert")
+        .arg(root().join("fixtures/convert/dcp/fsdp2_dim0"))
+        .args(["--to", "safetensors", "--output-dir"])
+        .arg(&out)
+        .assert()
+        .success();
+    assert!(out.join("fsdp2_dim0/model.safetensors").is_file());
+    // The task file's form, with `checkpoint_path` a single file.
+    let d = tmp.path().join("task");
+    std::fs::create_dir_all(d.join("output")).unwrap();
+    std::fs::copy(
+        root().join("examples/fsdp/epoch-001.pth"),
+        d.join("output/epoch-001.pth"),
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("convert.yaml"),
+        format!(
+            "task: convert\nconvert:\n  base_model: \"{}\"\n  checkpoint_path: \"output/epoch-001.pth\"\n  initial_format: \"fsdp\"\n  final_format: \"huggingface\"\n  output_dir: \"converted\"\n",
+            root().join("fixtures/convert/base_model").display()
+        ),
+    )
+    .unwrap();
+    ckpt()
+        .arg("convert")
+        .arg("--config")
+        .arg(d.join("convert.yaml"))
+        .assert()
+        .success();
+    assert!(d.join("converted/epoch-001/model.safetensors").is_file());
+    assert!(d.join("converted/epoch-001/config.json").is_file());
+    assert!(!d.join("converted/model.safetensors").exists());
+}
+
+#[test]
+fn a_missing_input_or_an_unusable_one_exits_2_with_one_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    for (input, want) in [
+        (
+            "outptus/epoch-001.pth".to_owned(),
+            "ckpt: error: outptus/epoch-001.pth: no such file or directory\n".to_owned(),
+        ),
+        (
+            "s3://bucket/epoch-001.pth".to_owned(),
+            "ckpt: error: s3://bucket/epoch-001.pth: s3:// URLs are not supported yet; give a local path\n".to_owned(),
+        ),
+        (
+            empty.display().to_string(),
+            format!(
+                "ckpt: error: {}: no checkpoint to convert in this folder (files *.pth, *.pt, *.ckpt, *.bin or torch.distributed.checkpoint directories)\n",
+                empty.display()
+            ),
+        ),
+    ] {
+        ckpt()
+            .args(["convert", &input, "--to", "safetensors", "--output-dir"])
+            .arg(&out)
+            .assert()
+            .code(2)
+            .stdout("")
+            .stderr(want);
+    }
+    assert!(!out.exists(), "nothing created for a bad input");
+}
+
+#[test]
+fn an_unwritable_output_directory_is_one_line_not_one_per_file() {
+    // A batch of two checkpoints into an output directory that cannot be created (it would
+    // be inside a regular file: this fails for root too), then into one that is read-only.
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("a-file");
+    std::fs::write(&file, "not a folder").unwrap();
+    let o = ckpt()
+        .args([
+            "convert",
+            "examples/fsdp",
+            "--to",
+            "safetensors",
+            "--output-dir",
+        ])
+        .arg(file.join("out"))
+        .assert()
+        .code(2)
+        .stdout("");
+    let err = String::from_utf8_lossy(&o.get_output().stderr).to_string();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with(&format!(
+            "ckpt: error: {}: cannot create the output folder",
+            file.join("out").display()
+        )),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "not a folder");
+    // Read-only: chmod 555. Root writes there anyway; then the assertion cannot be made here
+    // (the case above covers the mechanism).
+    use std::os::unix::fs::PermissionsExt;
+    let ro = tmp.path().join("read-only");
+    std::fs::create_dir_all(&ro).unwrap();
+    std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o555)).unwrap();
+    let privileged = std::fs::create_dir(ro.join("probe")).is_ok();
+    if privileged {
+        std::fs::remove_dir(ro.join("probe")).unwrap();
+        eprintln!(
+            "running as a user who writes into a mode-555 folder (root): the read-only case is not checked here"
+        );
+    } else {
+        let o = ckpt()
+            .args([
+                "convert",
+                "examples/fsdp",
+                "--to",
+                "safetensors",
+                "--output-dir",
+            ])
+            .arg(&ro)
+            .assert()
+            .code(2)
+            .stdout("");
+        let err = String::from_utf8_lossy(&o.get_output().stderr).to_string();
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.starts_with(&format!(
+                "ckpt: error: {}: cannot write into the output folder",
+                ro.display()
+            )),
+            "{err}"
+        );
+    }
+    std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+#[test]
+fn a_write_failure_is_printed_once_and_names_the_output_not_a_temporary_folder() {
+    // Writing the weights fails (the file-size limit of the process is 1 block, and SIGXFSZ is
+    // ignored so that write returns EFBIG): the failure is one line of the table, naming the
+    // file under the output folder the user asked for; nothing is left behind.
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let bin = assert_cmd::cargo::cargo_bin("ckpt");
+    // `ckpt()` runs the binary itself: the shell in front of it gets the same scrubbed
+    // environment by hand.
+    let o = std::process::Command::new("sh")
+        .current_dir(root())
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", common::test_home())
+        .args(["-c", "trap '' XFSZ; ulimit -f 1; exec \"$0\" \"$@\""])
+        .arg(&bin)
+        .args([
+            "convert",
+            "examples/fsdp/epoch-001.pth",
+            "--to",
+            "safetensors",
+        ])
+        .arg("--output-dir")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&o.stdout).to_string(),
+        String::from_utf8_lossy(&o.stderr).to_string(),
+    );
+    assert_eq!(o.status.code(), Some(1), "{stdout}{stderr}");
+    assert_eq!(stderr, "");
+    let failed: Vec<&str> = stdout.lines().filter(|l| l.starts_with("failed")).collect();
+    assert_eq!(failed.len(), 1, "{stdout}");
+    assert_eq!(
+        failed[0],
+        format!(
+            "failed     examples/fsdp/epoch-001.pth: {}: File too large (os error 27)",
+            out.join("epoch-001/model.safetensors").display()
+        ),
+        "{stdout}"
+    );
+    assert!(!stdout.contains(".tmp-"), "{stdout}");
+    let left: Vec<_> = std::fs::read_dir(&out)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn force_replaces_only_a_folder_a_conversion_wrote() {
+    // `--force` replaces a previous output; it does not reach a folder holding anything else
+    // (here: the DCP save being converted, named as its output would be) or a file.
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    for _ in 0..2 {
+        to_safetensors(
+            &root().join("examples/fsdp/epoch-001.pth"),
+            &out,
+            &["--force"],
+        );
+    }
+    let step = out.join("step_100");
+    common::copy_tree(&root().join("fixtures/convert/dcp/fsdp2_dim0"), &step);
+    let o = ckpt()
+        .arg("convert")
+        .arg(&step)
+        .args(["--to", "safetensors", "--force", "--output-dir"])
+        .arg(&out)
+        .assert()
+        .code(1);
+    let text = String::from_utf8_lossy(&o.get_output().stdout).to_string();
+    assert!(
+        text.contains(&format!(
+            "{}: not replaced, even with --force: it holds",
+            step.display()
+        )),
+        "{text}"
+    );
+    assert!(step.join(".metadata").is_file(), "the input is intact");
+    std::fs::write(out.join("ddp-epoch-002"), "a file of the user's").unwrap();
+    ckpt()
+        .args([
+            "convert",
+            "examples/fsdp/ddp-epoch-002.pth",
+            "--to",
+            "safetensors",
+            "--force",
+        ])
+        .arg("--output-dir")
+        .arg(&out)
+        .assert()
+        .code(1)
+        .stdout(predicates::str::contains("it is not a folder"));
+    assert_eq!(
+        std::fs::read_to_string(out.join("ddp-epoch-002")).unwrap(),
+        "a file of the user's"
+    );
+}
+
+#[test]
+fn a_base_model_id_is_looked_up_where_huggingface_hub_looks() {
+    // HF_HUB_CACHE, then HUGGINGFACE_HUB_CACHE, HF_HOME/hub, XDG_CACHE_HOME/huggingface/hub,
+    // HOME/.cache/huggingface/hub — and only the first that is set counts, as in
+    // huggingface_hub. The tests' own environment is scrubbed: nothing of the machine's
+    // reaches the binary.
+    let tmp = tempfile::tempdir().unwrap();
+    let snapshot = |hub: &Path| {
+        let snap = hub.join("models--org--tiny-gpt2/snapshots/abc123");
+        std::fs::create_dir_all(&snap).unwrap();
+        std::fs::copy(
+            root().join("fixtures/convert/base_model/config.json"),
+            snap.join("config.json"),
+        )
+        .unwrap();
+    };
+    let run = |vars: &[(&str, &Path)], name: &str| {
+        let mut c = ckpt();
+        for (k, v) in vars {
+            c.env(k, v);
+        }
+        c.args([
+            "convert",
+            "examples/fsdp/epoch-001.pth",
+            "--base-model",
+            "org/tiny-gpt2",
+            "--output-dir",
+        ])
+        .arg(tmp.path().join(name))
+        .output()
+        .unwrap()
+    };
+    let t = tmp.path();
+    for (vars, hub) in [
+        (vec![("HF_HUB_CACHE", t.join("a"))], t.join("a")),
+        (vec![("HUGGINGFACE_HUB_CACHE", t.join("b"))], t.join("b")),
+        (vec![("HF_HOME", t.join("c"))], t.join("c/hub")),
+        (
+            vec![("XDG_CACHE_HOME", t.join("d"))],
+            t.join("d/huggingface/hub"),
+        ),
+        (
+            vec![("HOME", t.join("e"))],
+            t.join("e/.cache/huggingface/hub"),
+        ),
+    ] {
+        snapshot(&hub);
+        let vars: Vec<(&str, &Path)> = vars.iter().map(|(k, v)| (*k, v.as_path())).collect();
+        let name = vars[0].0.to_lowercase();
+        let o = run(&vars, &name);
+        assert!(o.status.success(), "{name}: {o:?}");
+        assert!(
+            t.join(&name).join("epoch-001/config.json").is_file(),
+            "{name}"
+        );
+    }
+    // The first variable set wins, even when the model is elsewhere.
+    let o = run(
+        &[
+            ("HF_HUB_CACHE", &t.join("nowhere")),
+            ("HF_HOME", &t.join("c")),
+        ],
+        "both",
+    );
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(
+        err.contains(&format!(
+            "not in the local Hugging Face cache ({}); ckpt never downloads",
+            t.join("nowhere").display()
+        )),
+        "{err}"
+    );
+    // Nothing set by the test: the tests' own home, whatever the machine has.
+    let o = run(&[], "none");
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(
+        err.contains(&format!(
+            "({})",
+            common::test_home().join(".cache/huggingface/hub").display()
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_view_claiming_terabytes_from_a_few_bytes_is_refused_before_writing() {
+    // torch.save of `torch.zeros(1).expand(2**28, 2**4)` (scripts/make_convert_fixtures.py): 16
+    // GiB as a float32 tensor from a 4-byte storage. Writing it out would fill the disk; it is
+    // refused in planning, at once, and nothing is written.
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let start = std::time::Instant::now();
+    ckpt()
+        .arg("convert")
+        .arg(root().join("fixtures/convert/expanded_huge.pt"))
+        .args(["--to", "safetensors", "--output-dir"])
+        .arg(&out)
+        .assert()
+        .code(1)
+        .stderr("")
+        .stdout(predicates::str::contains(
+            "huge: views repeat their storage into 17179869180 bytes more than the checkpoint holds",
+        ));
+    assert!(start.elapsed() < std::time::Duration::from_secs(5));
+    assert!(!out.exists());
+}
+
+#[test]
+fn what_every_checkpoint_of_a_batch_would_fail_on_is_one_line_and_exit_2() {
+    // No base model for a Hugging Face folder, a base model whose config.json is broken: a
+    // usage error, said once for the batch (two checkpoints), before anything is written.
+    let tmp = tempfile::tempdir().unwrap();
+    let broken = tmp.path().join("broken");
+    std::fs::create_dir_all(&broken).unwrap();
+    std::fs::write(broken.join("config.json"), "{\"model_type\": ").unwrap();
+    let out = tmp.path().join("out");
+    for (extra, want) in [
+        (
+            vec![],
+            "a Hugging Face folder needs --base-model".to_owned(),
+        ),
+        (
+            vec!["--base-model".to_owned(), broken.display().to_string()],
+            format!(
+                "base model {}: config.json is not a JSON object",
+                broken.display()
+            ),
+        ),
+    ] {
+        let o = ckpt()
+            .args(["convert", "examples/fsdp", "--output-dir"])
+            .arg(&out)
+            .args(&extra)
+            .assert()
+            .code(2)
+            .stdout("");
+        let err = String::from_utf8_lossy(&o.get_output().stderr).to_string();
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.starts_with(&format!("ckpt: error: {want}")), "{err}");
+    }
+    assert!(!out.exists());
+}
+
+#[test]
+fn a_batch_table_with_a_success_and_a_misfit() {
+    // stdout, stderr and exit code of a batch where one checkpoint fits the base model and one
+    // does not (temp paths filtered).
+    let tmp = tempfile::tempdir().unwrap();
+    let batch = tmp.path().join("batch");
+    std::fs::create_dir_all(&batch).unwrap();
+    for (from, to) in [
+        ("examples/fsdp/epoch-001.pth", "gpt2.pth"),
+        ("fixtures/convert/bert_tied.pt", "bert.pt"),
+    ] {
+        std::fs::copy(root().join(from), batch.join(to)).unwrap();
+    }
+    let o = ckpt()
+        .arg("convert")
+        .arg(&batch)
+        .args(["--base-model", "fixtures/convert/bert_base", "--output-dir"])
+        .arg(tmp.path().join("out"))
+        .output()
+        .unwrap();
+    let t = tmp.path().display().to_string();
+    let text = format!(
+        "exit: {:?}\n--- stdout\n{}--- stderr\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+    .replace(&t, "[TMP]");
+    insta::assert_snapshot!(text);
 }

@@ -14,10 +14,28 @@ pub fn root() -> PathBuf {
         .unwrap()
 }
 
+/// The binary, run from the workspace root in a scrubbed environment: nothing of the
+/// machine's own (`HF_HUB_CACHE`, `HF_HOME`, `XDG_CACHE_HOME`, `CKPT_CACHE_DIR`, a `HOME` with
+/// a Hugging Face cache or a ckpt cache in it, `RUST_BACKTRACE` …) reaches it. It gets `PATH`
+/// and a `HOME` of the tests' own (`test_home`); a test sets whatever else it is about with
+/// `.env(…)`.
 pub fn ckpt() -> assert_cmd::Command {
     let mut c = assert_cmd::Command::cargo_bin("ckpt").unwrap();
     c.current_dir(root());
+    c.env_clear();
+    if let Some(path) = std::env::var_os("PATH") {
+        c.env("PATH", path);
+    }
+    c.env("HOME", test_home());
     c
+}
+
+/// An empty-to-start home folder under the build's temporary directory, the same for every
+/// test of a run (`CARGO_TARGET_TMPDIR`, which cargo keeps for integration tests).
+pub fn test_home() -> PathBuf {
+    let home = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ckpt-test-home");
+    std::fs::create_dir_all(&home).unwrap();
+    home
 }
 
 /// First difference between `actual` and `expected` under the corpus mapping: objects tagged
