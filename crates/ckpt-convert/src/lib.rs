@@ -571,6 +571,7 @@ fn write_safetensors(
     progress: &(dyn Fn(u64) + Sync),
     flush: bool,
 ) -> Result<u64> {
+    ckpt_torch::bug::failpoint(path);
     let io = |source| ConvertError::Io {
         path: path.to_path_buf(),
         source,
@@ -1354,6 +1355,12 @@ fn emit(
             source,
         }
     })?;
+    // Removed on every way out but success — including a panic unwinding through here (a bug,
+    // caught and reported per checkpoint by the binary): no `.name.tmp-PID` folder is left.
+    let mut guard = RemoveDirOnDrop {
+        path: &tmp,
+        armed: true,
+    };
     let all: u64 = tensors.iter().map(|p| out_nbytes(&p.t, opts.dtype)).sum();
     let written = std::sync::atomic::AtomicU64::new(0);
     let tick = |n: u64| {
@@ -1467,10 +1474,24 @@ fn emit(
         Ok(())
     })();
     match result {
-        Ok(()) => Ok(report),
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(&tmp);
-            Err(relabel(e, &tmp, output))
+        Ok(()) => {
+            guard.armed = false;
+            Ok(report)
+        }
+        Err(e) => Err(relabel(e, &tmp, output)),
+    }
+}
+
+/// Removes a temporary folder of ours when dropped, unless disarmed.
+struct RemoveDirOnDrop<'a> {
+    path: &'a Path,
+    armed: bool,
+}
+
+impl Drop for RemoveDirOnDrop<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = std::fs::remove_dir_all(self.path);
         }
     }
 }

@@ -49,7 +49,8 @@ pub enum Command {
 
 #[derive(Debug, clap::Args)]
 pub struct ConvertArgs {
-    /// A checkpoint file, or a folder of them (each into its own folder under --output-dir).
+    /// A checkpoint file or DCP directory, or a folder of them; every checkpoint converts into
+    /// a folder named after it under --output-dir.
     pub input: Option<PathBuf>,
     /// A task file (`task: convert`, `convert: {base_model, checkpoint_path, initial_format,
     /// final_format, output_dir}`, paths relative to the file); flags override it.

@@ -145,7 +145,8 @@ pub fn run(a: &ConvertArgs) -> Result<Outcome> {
         sync: a.sync,
         dry_run: a.dry_run,
     };
-    check_input(&input)?;
+    // The input may come from a task file: the same checks as for typed paths.
+    crate::inputs::check_paths(&[input.as_path()])?;
     // Every checkpoint converts into a folder named after it under the output directory: a
     // file without its extension, a DCP directory by its own name — one checkpoint alone as
     // each one of a folder of them (`step_100/`, `step_200/`, `epoch-001.pth` …).
@@ -218,12 +219,15 @@ pub fn run(a: &ConvertArgs) -> Result<Outcome> {
                 bar.report(i, done, total)
             }));
         }
-        // A failure is reported once, in the summary below (the table says why).
-        if src.is_dir() {
-            ckpt_convert::convert_dcp(src, dst, &opts)
-        } else {
-            convert_file(src, dst, &opts)
-        }
+        // A failure is reported once, in the summary below (the table says why); a panic is
+        // a bug in ckpt that fails this checkpoint only (exit 3 at the end).
+        ckpt_torch::bug::catch(|| {
+            if src.is_dir() {
+                ckpt_convert::convert_dcp(src, dst, &opts)
+            } else {
+                convert_file(src, dst, &opts)
+            }
+        })
     });
     if bar.is_some() {
         eprint!("\r\x1b[2K");
@@ -236,13 +240,23 @@ pub fn run(a: &ConvertArgs) -> Result<Outcome> {
     let mut results = Vec::new();
     let mut failed = 0;
     for ((src, _), r) in jobs.iter().zip(outcomes) {
+        let r = r.map_err(|panic| {
+            crate::mark_bug();
+            panic.to_string()
+        });
+        let r = match r {
+            Ok(r) => r.map_err(|e| e.to_string()),
+            Err(bug) => Err(bug),
+        };
         match r {
             Ok(r) => results.push(
                 json!({"input": src.display().to_string(), "status": "succeeded", "report": r}),
             ),
             Err(e) => {
                 failed += 1;
-                results.push(json!({"input": src.display().to_string(), "status": "failed", "error": e.to_string()}));
+                results.push(
+                    json!({"input": src.display().to_string(), "status": "failed", "error": e}),
+                );
             }
         }
     }
@@ -340,28 +354,6 @@ pub fn run(a: &ConvertArgs) -> Result<Outcome> {
     } else {
         Outcome::Ok
     })
-}
-
-/// Refuse, up front and with exit code 2, an input that cannot be converted: a URL, a path
-/// that does not exist, something that is neither a file nor a folder (a FIFO would block).
-fn check_input(input: &Path) -> Result<()> {
-    let text = input.to_string_lossy();
-    if let Some((scheme, _)) = text.split_once("://")
-        && !scheme.is_empty()
-        && scheme
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
-    {
-        bail!("{text}: {scheme}:// URLs are not supported yet; give a local path");
-    }
-    let meta = std::fs::metadata(input).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => anyhow::anyhow!("{text}: no such file or directory"),
-        _ => anyhow::anyhow!("{text}: {e}"),
-    })?;
-    if !meta.is_file() && !meta.is_dir() {
-        bail!("{text}: not a regular file or a folder");
-    }
-    Ok(())
 }
 
 /// The name of a checkpoint's output folder: a file's name without its extension

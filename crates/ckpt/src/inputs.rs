@@ -1,6 +1,7 @@
 //! The paths a command was given are checked before any work: a mistyped folder is an error
 //! (exit 2, naming it as typed), not an empty answer with exit 0, and a URL says plainly that
-//! object storage is not supported yet instead of "No such file or directory".
+//! object storage is not supported yet instead of "No such file or directory", and a FIFO or
+//! device is refused before anything opens it (a read would block forever).
 
 use std::path::{Path, PathBuf};
 
@@ -56,8 +57,12 @@ fn url_scheme(p: &Path) -> Option<&str> {
 
 /// Fail (exit 2) on the first URL, or on every input path that does not exist, named as typed.
 pub fn check(cmd: &Command) -> Result<()> {
-    let paths = inputs(cmd);
-    for p in &paths {
+    check_paths(&inputs(cmd))
+}
+
+/// [`check`] for paths a command learns later (a task file's `checkpoint_path`).
+pub fn check_paths(paths: &[&Path]) -> Result<()> {
+    for p in paths {
         if let Some(scheme) = url_scheme(p) {
             bail!(
                 "{}: {scheme}:// paths are not supported yet; copy the files to a local folder \
@@ -75,8 +80,18 @@ pub fn check(cmd: &Command) -> Result<()> {
         .map(|p| p.display().to_string())
         .collect();
     match missing.as_slice() {
-        [] => Ok(()),
+        [] => {}
         [one] => bail!("{one}: no such file or directory"),
         many => bail!("{}: no such files or directories", many.join(", ")),
     }
+    // A FIFO, socket or device would block a reader or never end: refused before it is opened.
+    for p in paths {
+        if let Ok(m) = std::fs::metadata(p)
+            && !m.is_file()
+            && !m.is_dir()
+        {
+            bail!("{}: not a regular file or a folder", p.display());
+        }
+    }
+    Ok(())
 }

@@ -50,6 +50,12 @@ pub fn report_bug(command: &str, path: &std::path::Path, panic: &ckpt_torch::bug
     );
 }
 
+/// Exit 3 at the end, for a bug already reported once in the command's own output (a `failed`
+/// line of `convert`'s table, say).
+pub fn mark_bug() {
+    BUG_SEEN.store(true, Ordering::SeqCst);
+}
+
 fn main() -> ExitCode {
     // No panic ever prints a backtrace at the user: every panic is caught (per file in batches,
     // here for the rest) and reported as one line.

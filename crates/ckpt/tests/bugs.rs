@@ -174,3 +174,40 @@ fn panic_in_experiments_reports_the_file() {
     assert_eq!(code, 3, "{err}");
     assert_bug_lines(&err, "experiments", "epoch=01-step=4-hmean=0.7445.ckpt", 1);
 }
+
+#[test]
+fn panic_in_convert_fails_that_checkpoint_and_leaves_no_temp_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    // The failpoint fires while the first output file is written inside the temporary folder
+    // (`out/.epoch-001.tmp-PID/model.safetensors`): the panic unwinds through the conversion.
+    let (code, stdout, err) = run_panicking(
+        "epoch-001.tmp-",
+        &[
+            "convert".as_ref(),
+            "examples/fsdp".as_ref(),
+            "--to".as_ref(),
+            "safetensors".as_ref(),
+            "--output-dir".as_ref(),
+            out.as_os_str(),
+        ],
+    );
+    assert_eq!(code, 3, "{stdout}{err}");
+    assert_eq!(err, "", "reported once, in the table");
+    let failed: Vec<&str> = stdout.lines().filter(|l| l.starts_with("failed")).collect();
+    assert_eq!(failed.len(), 1, "{stdout}");
+    assert!(
+        failed[0].contains("examples/fsdp/epoch-001.pth: this is a bug in ckpt"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("succeeded  examples/fsdp/ddp-epoch-002.pth"),
+        "{stdout}"
+    );
+    let mut left: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["ddp-epoch-002"], "no temporary folder left behind");
+}

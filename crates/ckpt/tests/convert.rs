@@ -1089,7 +1089,7 @@ fn a_missing_input_or_an_unusable_one_exits_2_with_one_line() {
         ),
         (
             "s3://bucket/epoch-001.pth".to_owned(),
-            "ckpt: error: s3://bucket/epoch-001.pth: s3:// URLs are not supported yet; give a local path\n".to_owned(),
+            "ckpt: error: s3://bucket/epoch-001.pth: s3:// paths are not supported yet; copy the files to a local folder (object storage support is planned)\n".to_owned(),
         ),
         (
             empty.display().to_string(),
