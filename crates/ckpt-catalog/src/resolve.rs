@@ -108,7 +108,7 @@ fn file_facts(path: &Path, root: &Path) -> Vec<Fact> {
             return f;
         }
     };
-    f.push(Fact::new("format", json!(ck.format.name()), "checkpoint"));
+    f.push(Fact::new("format", json!(ck.format_name()), "checkpoint"));
     f.push(Fact::new(
         "_pickle_sha256",
         json!(ck.pickle_sha256),
