@@ -128,9 +128,11 @@ pub struct TorchScriptSummary {
     /// them (shapes and dtypes; stored under `constants/`).
     pub constants: usize,
     pub constant_tensors: Vec<NamedTensor>,
-    /// `named_parameters()` and `named_buffers()`, as `torch.jit.load` would return them.
-    pub parameters: Vec<NamedTensor>,
-    pub buffers: Vec<NamedTensor>,
+    /// `named_parameters()` and `named_buffers()`, as `torch.jit.load` would return them;
+    /// `None` when some module's state is set by TorchScript `__setstate__` (not known
+    /// without running it).
+    pub parameters: Option<Vec<NamedTensor>>,
+    pub buffers: Option<Vec<NamedTensor>>,
     /// Other pickles in the archive (`traced_inputs.pkl` …).
     pub other_pickles: Vec<String>,
     /// Modules whose attributes TorchScript `__setstate__` sets at load (not run by ckpt, so
@@ -325,7 +327,7 @@ impl Checkpoint {
             lightning_version: get("pytorch-lightning_version")
                 .and_then(|v| doc.as_str(v))
                 .map(str::to_owned),
-            top_level: kind_of(doc, root),
+            top_level: kind_of(doc, doc.loaded_root()),
             keys,
             epoch: get("epoch").and_then(|v| doc.as_i64(v)),
             global_step: get("global_step")
@@ -421,6 +423,7 @@ impl Checkpoint {
             }
         }
         let qualified_name = mods.first().map(|m| m.class.clone());
+        let known = set_by_setstate.is_empty();
         Some(TorchScriptSummary {
             original_name: qualified_name
                 .as_deref()
@@ -439,8 +442,8 @@ impl Checkpoint {
                 .collect(),
             constants,
             constant_tensors,
-            parameters: named(crate::torchscript::named_parameters(doc, root)),
-            buffers: named(crate::torchscript::named_buffers(doc, root)),
+            parameters: known.then(|| named(crate::torchscript::named_parameters(doc, root))),
+            buffers: known.then(|| named(crate::torchscript::named_buffers(doc, root))),
             other_pickles: ts.other_pickles.clone(),
             set_by_setstate,
         })
@@ -652,8 +655,8 @@ pub fn is_module(doc: &Doc, id: NodeId) -> bool {
 /// document has nodes, so a hostile cycle ends.
 pub fn module_state_dict(doc: &Doc, id: NodeId) -> Option<Vec<(String, NodeId)>> {
     // A TorchScript archive's module: parameters and buffers are named by its code.
-    if let Some(sd) = crate::torchscript::state_dict(doc, id) {
-        return Some(sd);
+    if crate::torchscript::is_script_module(doc, id) {
+        return crate::torchscript::state_dict(doc, id);
     }
     if !is_module(doc, id) {
         return None;

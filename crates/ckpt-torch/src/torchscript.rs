@@ -380,8 +380,13 @@ pub fn modules(doc: &Doc, id: NodeId) -> Option<Vec<ScriptModule>> {
 }
 
 /// `torch.jit.load(f).state_dict()`: per module, depth first, parameters then buffers.
+/// `None` when `id` is not a TorchScript module, or when some module's state is only known to
+/// its TorchScript `__setstate__` (the names would be incomplete).
 pub fn state_dict(doc: &Doc, id: NodeId) -> Option<Vec<(String, NodeId)>> {
     let mods = modules(doc, id)?;
+    if mods.iter().any(|m| !m.resolved) {
+        return None;
+    }
     let mut out = Vec::new();
     for m in &mods {
         let dotted = |n: &str| {
@@ -441,6 +446,73 @@ pub fn unresolved_modules(doc: &Doc, id: NodeId) -> Vec<String> {
         .filter(|m| !m.resolved)
         .map(|m| m.path)
         .collect()
+}
+
+/// The state dict a conversion writes for a TorchScript archive: what
+/// `torch.jit.load(f).state_dict()` returns. An error (one phrase) when ckpt cannot name the
+/// tensors as torch would: a module whose state only TorchScript `__setstate__` sets, or an
+/// archive with no parameters or buffers (a `torch.jit.freeze`d model keeps its weights as
+/// constants of its code).
+pub fn export_state_dict(ck: &Checkpoint) -> Result<Vec<(String, NodeId)>, String> {
+    let doc = &ck.doc;
+    let root = doc.root();
+    if modules(doc, root).is_none() {
+        return Err("its data.pkl does not hold a module defined by its code".to_owned());
+    }
+    let unresolved = unresolved_modules(doc, root);
+    if !unresolved.is_empty() {
+        let names: Vec<&str> = unresolved
+            .iter()
+            .map(|p| if p.is_empty() { "the root module" } else { p.as_str() })
+            .collect();
+        return Err(format!(
+            "the state of {} is set by TorchScript __setstate__ while torch.jit.load runs (ckpt never runs code), so its tensors cannot be named; load it with torch.jit.load and save model.state_dict() instead",
+            names.join(", ")
+        ));
+    }
+    let entries = state_dict(doc, root).unwrap_or_default();
+    if entries.is_empty() {
+        let constants = ck
+            .torchscript
+            .as_ref()
+            .and_then(|t| t.constants.as_ref())
+            .map_or(0, |c| {
+                (0..c.len())
+                    .filter(|i| matches!(c.view(NodeId(*i as u32)), View::Tensor(_)))
+                    .count()
+            });
+        return Err(if constants > 0 {
+            format!(
+                "no parameters or buffers: the weights are {constants} constant tensor(s) of its code (a torch.jit.freeze'd model); convert the model before freezing it"
+            )
+        } else {
+            "no parameters or buffers".to_owned()
+        });
+    }
+    Ok(entries)
+}
+
+/// Finish a scan of a TorchScript archive's `data.pkl` (`report`, from
+/// [`crate::scan::scan_pickle`]): add `constants.pkl`'s findings, judge the names as
+/// `torch.jit.load` resolves them, and add the `<TorchScript code>` finding
+/// ([`crate::scan::apply_torchscript`]). Does nothing for other checkpoints.
+pub fn scan_archive(ck: &Checkpoint, report: &mut crate::scan::ScanReport) {
+    let Some(ts) = &ck.torchscript else { return };
+    if let Some(c) = &ts.constants {
+        report.merge(crate::scan::scan_pickle(&c.pickle, &ts.constants_entry));
+    }
+    let code = ts
+        .constants_entry
+        .strip_suffix("constants.pkl")
+        .map_or_else(|| "code/".to_owned(), |root| format!("{root}code/"));
+    let setstate: Vec<String> = ts
+        .classes
+        .sorted()
+        .into_iter()
+        .filter(|c| c.has_setstate)
+        .map(|c| c.qualname.clone())
+        .collect();
+    crate::scan::apply_torchscript(report, &code, ts.code_files.len(), &setstate);
 }
 
 /// `qualified_name` → `original_name` (the class name without module or mangling).
