@@ -533,6 +533,7 @@ fn yamlish(out: &mut String, v: &serde_json::Value, indent: usize) {
                         if !inner.is_empty()
                             && !inner.contains_key("__tensor__")
                             && !inner.contains_key("__object__")
+                            && !inner.contains_key("__float__")
                             && indent < 12 =>
                     {
                         let _ = writeln!(out, "{pad}{k}:");
@@ -564,6 +565,12 @@ fn scalar_text(v: &serde_json::Value) -> String {
                 t["shape"]
             )
         }
+        // nan / inf / -inf, as the JSON mapping spells them
+        serde_json::Value::Object(m) if m.len() == 1 && m.contains_key("__float__") => m
+            ["__float__"]
+            .as_str()
+            .unwrap_or("?")
+            .to_owned(),
         other => truncate(&other.to_string(), 120),
     }
 }
