@@ -434,11 +434,9 @@ impl Checkpoint {
             return Ok(raw);
         }
         let limit = usize::try_from(max).unwrap_or(usize::MAX);
-        miniz_oxide::inflate::decompress_to_vec_with_limit(&raw, limit).map_err(|e| {
-            Error::Zip {
-                path: self.path.clone(),
-                detail: format!("entry {name} does not inflate within {max} bytes: {e}"),
-            }
+        miniz_oxide::inflate::decompress_to_vec_with_limit(&raw, limit).map_err(|e| Error::Zip {
+            path: self.path.clone(),
+            detail: format!("entry {name} does not inflate within {max} bytes: {e}"),
         })
     }
 

@@ -243,7 +243,10 @@ impl Doc {
         self.script.as_deref()
     }
 
-    pub(crate) fn set_script(&mut self, classes: std::sync::Arc<crate::torchscript::ScriptClasses>) {
+    pub(crate) fn set_script(
+        &mut self,
+        classes: std::sync::Arc<crate::torchscript::ScriptClasses>,
+    ) {
         self.script = Some(classes);
     }
 

@@ -397,7 +397,13 @@ impl Checkpoint {
         let set_by_setstate: Vec<String> = mods
             .iter()
             .filter(|m| !m.resolved)
-            .map(|m| if m.path.is_empty() { "(root)".to_owned() } else { m.path.clone() })
+            .map(|m| {
+                if m.path.is_empty() {
+                    "(root)".to_owned()
+                } else {
+                    m.path.clone()
+                }
+            })
             .collect();
         if !set_by_setstate.is_empty() {
             warnings.push(format!(

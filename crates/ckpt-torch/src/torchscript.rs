@@ -32,8 +32,9 @@ use crate::container::{Checkpoint, Options, StorageIndex};
 use crate::doc::{Doc, Node, NodeId, ObjectNode, PersIdStyle, View};
 use crate::error::Result;
 
-/// Most bytes of `code/` read to learn the class table; past it the rest is listed, unread.
-const MAX_CODE_BYTES: u64 = 64 << 20;
+/// Most bytes of `code/` read (inflated) to learn the class table; past it the rest is listed,
+/// unread. Real archives hold kilobytes to a few megabytes of code.
+const MAX_CODE_BYTES: u64 = 16 << 20;
 
 /// The class `torch.jit.load` returns for an archive (what `dump` shows at the top).
 pub const RECURSIVE_SCRIPT_MODULE: &str = "torch.jit._script.RecursiveScriptModule";
@@ -311,7 +312,7 @@ fn string_list(v: &str) -> Vec<String> {
 }
 
 /// The class of `id` when it is a TorchScript module object.
-fn module_class<'a>(doc: &'a Doc, id: NodeId) -> Option<(&'a ObjectNode, &'a ScriptClass)> {
+fn module_class(doc: &Doc, id: NodeId) -> Option<(&ObjectNode, &ScriptClass)> {
     let script = doc.script()?;
     match doc.view(id) {
         View::Object(o) => {
@@ -335,8 +336,11 @@ pub fn modules(doc: &Doc, id: NodeId) -> Option<Vec<ScriptModule>> {
     let mut out = Vec::new();
     let mut stack = vec![(String::new(), id)];
     let mut budget = doc.len();
+    // Tensors listed over all modules: a module object shared many times (memoized once) must
+    // not multiply into more names than the pickle has values.
+    let mut listed = 0usize;
     while let Some((path, m)) = stack.pop() {
-        if budget == 0 {
+        if budget == 0 || listed > doc.len() {
             break;
         }
         budget -= 1;
@@ -373,6 +377,7 @@ pub fn modules(doc: &Doc, id: NodeId) -> Option<Vec<ScriptModule>> {
                 children.push((child, *v));
             }
         }
+        listed = listed.saturating_add(entry.parameters.len() + entry.buffers.len());
         out.push(entry);
         stack.extend(children.into_iter().rev());
     }
@@ -463,7 +468,13 @@ pub fn export_state_dict(ck: &Checkpoint) -> Result<Vec<(String, NodeId)>, Strin
     if !unresolved.is_empty() {
         let names: Vec<&str> = unresolved
             .iter()
-            .map(|p| if p.is_empty() { "the root module" } else { p.as_str() })
+            .map(|p| {
+                if p.is_empty() {
+                    "the root module"
+                } else {
+                    p.as_str()
+                }
+            })
             .collect();
         return Err(format!(
             "the state of {} is set by TorchScript __setstate__ while torch.jit.load runs (ckpt never runs code), so its tensors cannot be named; load it with torch.jit.load and save model.state_dict() instead",

@@ -464,7 +464,11 @@ fn render_torchscript(out: &mut String, ts: &ckpt_torch::summary::TorchScriptSum
             consts,
             ", {} tensor{}: {}",
             ts.constant_tensors.len(),
-            if ts.constant_tensors.len() == 1 { "" } else { "s" },
+            if ts.constant_tensors.len() == 1 {
+                ""
+            } else {
+                "s"
+            },
             list.join(", ")
         );
         if ts.constant_tensors.len() > 12 {
@@ -566,11 +570,9 @@ fn scalar_text(v: &serde_json::Value) -> String {
             )
         }
         // nan / inf / -inf, as the JSON mapping spells them
-        serde_json::Value::Object(m) if m.len() == 1 && m.contains_key("__float__") => m
-            ["__float__"]
-            .as_str()
-            .unwrap_or("?")
-            .to_owned(),
+        serde_json::Value::Object(m) if m.len() == 1 && m.contains_key("__float__") => {
+            m["__float__"].as_str().unwrap_or("?").to_owned()
+        }
         other => truncate(&other.to_string(), 120),
     }
 }

@@ -2,6 +2,7 @@
 //! through the real binary, against what torch itself says about the files in
 //! `fixtures/torchscript/` and `fixtures/namespace/` (made by
 //! `scripts/make_torchscript_fixtures.py`).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
@@ -135,12 +136,7 @@ fn inspect_torchscript_json_agrees_with_torch() {
                 serde_json::json!(["__torch__.WithSetstate"])
             );
             assert!(s["state_dicts"].as_array().unwrap().is_empty());
-            assert!(
-                s["warnings"][0]
-                    .as_str()
-                    .unwrap()
-                    .contains("__setstate__")
-            );
+            assert!(s["warnings"][0].as_str().unwrap().contains("__setstate__"));
             continue;
         }
         assert_eq!(
@@ -264,7 +260,12 @@ fn safetensors_tensors(path: &Path) -> BTreeMap<String, Value> {
 #[test]
 fn convert_torchscript_writes_the_state_dict_torch_jit_load_gives() {
     let out = tempfile::tempdir().unwrap();
-    for name in ["scripted_convbn.pt", "nested_buffers.pt", "traced.pt", "bf16.pt"] {
+    for name in [
+        "scripted_convbn.pt",
+        "nested_buffers.pt",
+        "traced.pt",
+        "bf16.pt",
+    ] {
         let dir = out.path().join(name);
         ckpt()
             .args(["convert", "--to", "safetensors", "--output-dir"])
@@ -348,7 +349,12 @@ fn catalog_lists_torchscript_archives_with_their_parameters() {
             .find(|e| e["path"].as_str().unwrap().ends_with(n))
             .unwrap_or_else(|| panic!("{n} not catalogued"))
     };
-    for name in ["scripted_convbn.pt", "nested_buffers.pt", "traced.pt", "bf16.pt"] {
+    for name in [
+        "scripted_convbn.pt",
+        "nested_buffers.pt",
+        "traced.pt",
+        "bf16.pt",
+    ] {
         let e = by_name(name);
         assert_eq!(e["format"], "torchscript", "{name}");
         assert!(e["error"].is_null(), "{name}: {}", e["error"]);
