@@ -387,6 +387,29 @@ fn catalog_lists_torchscript_archives_with_their_parameters() {
     assert!(h["error"].as_str().unwrap().contains("os.system"));
 }
 
+/// `*.jit` is how TorchScript files are often named: the catalog walk finds them.
+#[test]
+fn catalog_finds_a_torchscript_file_named_jit() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        root().join("fixtures/torchscript/scripted_convbn.pt"),
+        d.path().join("model.jit"),
+    )
+    .unwrap();
+    let v = json_of(&[
+        "catalog",
+        "--no-cache",
+        "--format",
+        "json",
+        d.path().to_str().unwrap(),
+    ]);
+    let entries = v["checkpoints"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{v}");
+    assert!(entries[0]["path"].as_str().unwrap().ends_with("model.jit"));
+    assert_eq!(entries[0]["format"], "torchscript");
+    assert_eq!(entries[0]["params"], 143);
+}
+
 #[test]
 fn scan_torchscript_is_unknown_because_of_its_code_not_dangerous() {
     insta::assert_snapshot!(
