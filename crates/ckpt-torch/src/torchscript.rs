@@ -608,6 +608,31 @@ mod tests {
     }
 
     #[test]
+    fn torchscript_names_are_judged_as_torch_jit_load_resolves_them() {
+        use crate::scan::{Verdict, classify_torchscript_global as ts};
+        for (m, n) in [
+            ("torch.jit._pickle", "build_intlist"),
+            ("torch.jit._pickle", "restore_type_tag"),
+            ("__torch__", "M"),
+            ("__torch__.torch.nn.modules.conv", "Conv2d"),
+            ("__main__", "TensorID"),
+        ] {
+            assert_eq!(ts(m, n).map(|x| x.0), Some(Verdict::Safe), "{m}.{n}");
+        }
+        // Anything else keeps its ordinary verdict (None: not this table's business).
+        for (m, n) in [
+            ("os", "system"),
+            ("torch.jit._pickle", "something_else"),
+            ("torch.jit", "load"),
+            ("__torch__", "__reduce__"),
+            ("__torch__.x", "a.b"),
+            ("__main__", "Stage"),
+        ] {
+            assert!(ts(m, n).is_none(), "{m}.{n}");
+        }
+    }
+
+    #[test]
     fn quoted_names_with_escapes() {
         assert_eq!(string_list(r#"["0", "a\"b", ]"#), ["0", "a\"b"]);
         assert!(string_list("[]").is_empty());
