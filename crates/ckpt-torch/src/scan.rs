@@ -801,6 +801,13 @@ pub fn classify_torchscript_global(module: &str, name: &str) -> Option<(Verdict,
             "legacy TorchScript tag, known to torch.jit.load's unpickler".to_string(),
         ));
     }
+    if module == "__torch__.torch.classes" || module.starts_with("__torch__.torch.classes.") {
+        return Some((
+            Verdict::Safe,
+            "TorchScript custom class registered by native code (torch.classes; rebuilt by its native __setstate__, not imported from Python)"
+                .to_string(),
+        ));
+    }
     if module == "__torch__" || module.starts_with("__torch__.") {
         return Some((
             Verdict::Safe,
