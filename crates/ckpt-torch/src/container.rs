@@ -412,9 +412,9 @@ impl Checkpoint {
         }
     }
 
-    /// A zip entry's bytes, inflating a deflated one (`torch.jit.save` compresses `code/`), at
-    /// most `max` bytes read or produced.
-    pub(crate) fn entry_bytes_inflated(&self, name: &str, max: u64) -> Result<Vec<u8>> {
+    /// A zip entry's data as stored (deflated or not; `torch.jit.save` compresses `code/`)
+    /// and whether it is deflated. `Ok(None)` when more than `max` bytes are stored.
+    pub(crate) fn entry_raw(&self, name: &str, max: u64) -> Result<Option<(Vec<u8>, bool)>> {
         let Some((ext, method)) = self.zip_raw_extent(name)? else {
             return Err(Error::Zip {
                 path: self.path.clone(),
@@ -422,22 +422,9 @@ impl Checkpoint {
             });
         };
         if ext.len > max {
-            return Err(Error::PickleTooLarge {
-                path: self.path.clone(),
-                entry: name.to_owned(),
-                size: ext.len,
-                limit: max,
-            });
+            return Ok(None);
         }
-        let raw = self.read_range(ext.offset, ext.len)?;
-        if method == 0 {
-            return Ok(raw);
-        }
-        let limit = usize::try_from(max).unwrap_or(usize::MAX);
-        miniz_oxide::inflate::decompress_to_vec_with_limit(&raw, limit).map_err(|e| Error::Zip {
-            path: self.path.clone(),
-            detail: format!("entry {name} does not inflate within {max} bytes: {e}"),
-        })
+        Ok(Some((self.read_range(ext.offset, ext.len)?, method != 0)))
     }
 
     /// Offset and length of an entry's (possibly compressed) data, and its compression method

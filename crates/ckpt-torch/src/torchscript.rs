@@ -168,20 +168,27 @@ pub(crate) fn attach(ck: &mut Checkpoint, prefix: &str, opts: &Options) -> Resul
                 });
                 continue;
             }
-            match ck.entry_bytes_inflated(name, read_budget) {
-                Ok(text) => {
-                    bytes = text.len() as u64;
-                    read_budget = read_budget.saturating_sub(bytes);
-                    let module = module_path.replace('/', ".");
-                    parse_code(&module, &String::from_utf8_lossy(&text), &mut classes);
+            let module = module_path.replace('/', ".");
+            let mut parser = CodeParser::new(&module);
+            match ck.entry_raw(name, read_budget).map(|raw| {
+                raw.map(|(raw, deflated)| read_code(&raw, deflated, read_budget, &mut parser))
+            }) {
+                Ok(Some(Ok(n))) => {
+                    bytes = n;
+                    read_budget = read_budget.saturating_sub(n);
+                    parser.finish(&mut classes);
                 }
-                Err(e) => {
+                Ok(Some(Err(CodeError::Budget))) | Ok(None) => {
                     warnings.push(format!(
-                        "{e} (TorchScript code is read up to {} MiB; classes past that are not known)",
+                        "TorchScript code is read up to {} MiB in all; {name} and the files after it were not read, so parameters of classes defined there are not known",
                         MAX_CODE_BYTES >> 20
                     ));
                     read_budget = 0;
                 }
+                Ok(Some(Err(CodeError::Inflate(detail)))) => {
+                    warnings.push(format!("{name} does not inflate: {detail}"));
+                }
+                Err(e) => warnings.push(e.to_string()),
             }
             code_files.push(CodeFile {
                 name: rel.to_owned(),
@@ -232,47 +239,145 @@ pub(crate) fn attach(ck: &mut Checkpoint, prefix: &str, opts: &Options) -> Resul
     Ok(())
 }
 
-/// Learn the classes one `code/` file defines. `module` is the file's dotted path
-/// (`__torch__.torch.nn.modules.conv`); a class `Conv2d` in it is `<module>.Conv2d`.
+/// Why a code file was not (completely) read.
+enum CodeError {
+    /// It inflates past the remaining budget.
+    Budget,
+    Inflate(String),
+}
+
+/// Longest line kept whole (a `__parameters__` list of a module with thousands of parameters
+/// fits); the rest of a longer line is skipped.
+const MAX_LINE: usize = 1 << 20;
+
+/// Feed a code file (deflated or stored) to `parser` line by line, inflating 64 KiB at a time,
+/// so memory stays small whatever the file inflates to. Returns the inflated size.
+fn read_code(
+    raw: &[u8],
+    deflated: bool,
+    budget: u64,
+    parser: &mut CodeParser,
+) -> Result<u64, CodeError> {
+    let mut lines = LineSplitter::default();
+    if !deflated {
+        if raw.len() as u64 > budget {
+            return Err(CodeError::Budget);
+        }
+        lines.feed(raw, parser);
+        lines.end(parser);
+        return Ok(raw.len() as u64);
+    }
+    use miniz_oxide::inflate::stream::{InflateState, inflate};
+    use miniz_oxide::{DataFormat, MZFlush, MZStatus};
+    let mut state = InflateState::new_boxed(DataFormat::Raw);
+    let mut out = vec![0u8; 64 << 10];
+    let mut input = raw;
+    let mut total: u64 = 0;
+    loop {
+        let r = inflate(&mut state, input, &mut out, MZFlush::None);
+        input = input.get(r.bytes_consumed..).unwrap_or(&[]);
+        total = total.saturating_add(r.bytes_written as u64);
+        if total > budget {
+            return Err(CodeError::Budget);
+        }
+        lines.feed(out.get(..r.bytes_written).unwrap_or(&[]), parser);
+        match r.status {
+            Ok(MZStatus::StreamEnd) => break,
+            Ok(_) if r.bytes_consumed == 0 && r.bytes_written == 0 => {
+                return Err(CodeError::Inflate("the deflate stream ends early".into()));
+            }
+            Ok(_) => {}
+            Err(e) => return Err(CodeError::Inflate(format!("{e:?}"))),
+        }
+    }
+    lines.end(parser);
+    Ok(total)
+}
+
+/// Splits a byte stream into lines for [`CodeParser`], keeping at most [`MAX_LINE`] bytes of
+/// any one line.
+#[derive(Default)]
+struct LineSplitter {
+    line: Vec<u8>,
+}
+
+impl LineSplitter {
+    fn feed(&mut self, mut chunk: &[u8], parser: &mut CodeParser) {
+        while let Some(i) = chunk.iter().position(|b| *b == b'\n') {
+            self.push(&chunk[..i]);
+            parser.line(&String::from_utf8_lossy(&self.line));
+            self.line.clear();
+            chunk = &chunk[i + 1..];
+        }
+        self.push(chunk);
+    }
+
+    fn push(&mut self, part: &[u8]) {
+        let room = MAX_LINE.saturating_sub(self.line.len());
+        self.line.extend_from_slice(&part[..part.len().min(room)]);
+    }
+
+    fn end(&mut self, parser: &mut CodeParser) {
+        if !self.line.is_empty() {
+            parser.line(&String::from_utf8_lossy(&self.line));
+            self.line.clear();
+        }
+    }
+}
+
+/// Learns the classes one `code/` file defines, a line at a time. `module` is the file's
+/// dotted path (`__torch__.torch.nn.modules.conv`); a class `Conv2d` in it is
+/// `<module>.Conv2d`.
 ///
 /// The files are what torch's Python printer writes: `class Name(Base):` at column 0, then
 /// indented `__parameters__ = ["a", "b", ]`, `__buffers__ = [...]`, attribute annotations and
 /// `def` lines. Only those lines are read; everything else is skipped.
-pub fn parse_code(module: &str, text: &str, out: &mut ScriptClasses) {
-    let mut current: Option<ScriptClass> = None;
-    let finish = |c: Option<ScriptClass>, out: &mut ScriptClasses| {
-        if let Some(c) = c {
-            out.by_name.insert(c.qualname.clone(), c);
+struct CodeParser {
+    module: String,
+    current: Option<ScriptClass>,
+    done: Vec<ScriptClass>,
+}
+
+impl CodeParser {
+    fn new(module: &str) -> CodeParser {
+        CodeParser {
+            module: module.to_owned(),
+            current: None,
+            done: Vec::new(),
         }
-    };
-    for line in text.lines() {
+    }
+
+    fn line(&mut self, line: &str) {
+        let line = line.strip_suffix('\r').unwrap_or(line);
         if let Some(rest) = line.strip_prefix("class ") {
-            finish(current.take(), out);
+            self.done.extend(self.current.take());
             let name_end = rest.find(['(', ':']).unwrap_or(rest.len());
             let name = rest[..name_end].trim();
             if name.is_empty() {
-                continue;
+                return;
             }
             let base = rest[name_end..]
                 .strip_prefix('(')
                 .and_then(|b| b.split(')').next())
                 .unwrap_or("")
                 .trim();
-            current = Some(ScriptClass {
-                qualname: format!("{module}.{name}"),
+            self.current = Some(ScriptClass {
+                qualname: format!("{}.{name}", self.module),
                 is_module: base == "Module",
                 parameters: Vec::new(),
                 buffers: Vec::new(),
                 has_setstate: false,
             });
-            continue;
+            return;
         }
         if !line.starts_with(' ') && !line.trim().is_empty() {
             // A top-level `def` (a free function) ends the class.
-            finish(current.take(), out);
-            continue;
+            self.done.extend(self.current.take());
+            return;
         }
-        let Some(c) = current.as_mut() else { continue };
+        let Some(c) = self.current.as_mut() else {
+            return;
+        };
         let t = line.trim_start();
         if let Some(v) = t.strip_prefix("__parameters__ = ") {
             c.parameters = string_list(v);
@@ -282,7 +387,22 @@ pub fn parse_code(module: &str, text: &str, out: &mut ScriptClasses) {
             c.has_setstate = true;
         }
     }
-    finish(current.take(), out);
+
+    fn finish(mut self, out: &mut ScriptClasses) {
+        self.done.extend(self.current.take());
+        for c in self.done {
+            out.by_name.insert(c.qualname.clone(), c);
+        }
+    }
+}
+
+/// Learn the classes of one `code/` file's text (see [`CodeParser`]).
+pub fn parse_code(module: &str, text: &str, out: &mut ScriptClasses) {
+    let mut p = CodeParser::new(module);
+    for line in text.lines() {
+        p.line(line);
+    }
+    p.finish(out);
 }
 
 /// `["a", "b", ]` → `a`, `b` (double-quoted strings with backslash escapes, as torch prints

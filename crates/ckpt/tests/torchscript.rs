@@ -488,6 +488,30 @@ fn scan_torchscript_archive_with_os_system_is_dangerous() {
         .code(1);
 }
 
+/// A code file that inflates to 64 MiB from 64 KB: read up to the budget, a warning, exit 0,
+/// quickly; the bytes it claims are never held at once.
+#[test]
+fn inspect_torchscript_code_bomb_stops_at_the_budget() {
+    let start = std::time::Instant::now();
+    let out = ckpt()
+        .args([
+            "inspect",
+            "--format",
+            "json",
+            "fixtures/torchscript/code_bomb.pt",
+        ])
+        .assert()
+        .success();
+    assert!(start.elapsed() < std::time::Duration::from_secs(5));
+    let v: Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    let w = v[0]["warnings"][0].as_str().unwrap();
+    assert!(
+        w.contains("read up to 16 MiB") && w.contains("bomb/code/__torch__.py"),
+        "{w}"
+    );
+    assert_eq!(v[0]["format"], "torchscript");
+}
+
 /// `__torch__.*` and the list tags are only the archive's own when the file is a TorchScript
 /// archive: in a plain pickle Python would import them, so they are not on the allowlist there.
 #[test]
