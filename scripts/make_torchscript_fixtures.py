@@ -80,14 +80,15 @@ def to_expected(obj):
     raise TypeError(f"unexpected {type(obj)}")
 
 
-def save(m: torch.jit.ScriptModule, name: str, note: str, to_buffer: bool = False) -> Path:
+def save(m: torch.jit.ScriptModule, name: str, note: str, to_buffer: bool = False,
+         extra: Dict[str, bytes] | None = None) -> Path:
     path = OUT / name
     if to_buffer:  # torch.jit.save to a buffer: entries under `archive/`, not the file stem
         buf = io.BytesIO()
         torch.jit.save(m, buf)
         path.write_bytes(buf.getvalue())
     else:
-        torch.jit.save(m, str(path))
+        torch.jit.save(m, str(path), _extra_files=extra or {})
     size = path.stat().st_size
     assert size < 100_000, f"{name} is {size} bytes"
     NOTES[name] = note
@@ -112,6 +113,7 @@ def facts(path: Path) -> dict:
         wo = "no: " + str(e).splitlines()[0][:120]
     return {"root": root, "code_files": code, "modules": modules,
             "constants": "constants.pkl" in {n[len(root) + 1:] for n in names},
+            "extra_files": sorted(n[len(root) + 1:] for n in names if n.startswith(f"{root}/extra/")),
             "parameters": [n for n, _ in loaded.named_parameters()],
             "buffers": [n for n, _ in loaded.named_buffers()],
             "weights_only_true": wo}
@@ -351,7 +353,9 @@ def main() -> int:
     t = Traced().eval()
     files.append(save(torch.jit.trace(t, torch.randn(1, 1, 5, 5)), "traced.pt",
                       "torch.jit.trace of Sequential(conv, BatchNorm, ReLU) + linear: a tensor "
-                      "constant in constants.pkl, traced_inputs.pkl"))
+                      "constant in constants.pkl, traced_inputs.pkl, an `_extra_files` entry "
+                      "(extra/meta.json)",
+                      extra={"meta.json": b'{"task": "demo", "input": [1, 1, 5, 5]}'}))
 
     b = ConvBN().to(torch.bfloat16)
     files.append(save(torch.jit.script(b), "bf16.pt",

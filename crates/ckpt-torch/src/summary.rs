@@ -135,6 +135,8 @@ pub struct TorchScriptSummary {
     pub buffers: Option<Vec<NamedTensor>>,
     /// Other pickles in the archive (`traced_inputs.pkl` …).
     pub other_pickles: Vec<String>,
+    /// `extra/…` files (`torch.jit.save(..., _extra_files=...)`), with stored sizes.
+    pub extra_files: Vec<crate::torchscript::CodeFile>,
     /// Modules whose attributes TorchScript `__setstate__` sets at load (not run by ckpt, so
     /// their parameters are not listed).
     pub set_by_setstate: Vec<String>,
@@ -451,6 +453,7 @@ impl Checkpoint {
             parameters: known.then(|| named(crate::torchscript::named_parameters(doc, root))),
             buffers: known.then(|| named(crate::torchscript::named_buffers(doc, root))),
             other_pickles: ts.other_pickles.clone(),
+            extra_files: ts.extra_files.clone(),
             set_by_setstate,
         })
     }

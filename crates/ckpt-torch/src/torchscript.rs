@@ -102,6 +102,9 @@ pub struct TorchScript {
     pub constants_entry: String,
     /// Other pickles in the archive (`traced_inputs.pkl`, `extra/…`), full entry names.
     pub other_pickles: Vec<String>,
+    /// `extra/…`: the `_extra_files` given to `torch.jit.save` (model cards, configs),
+    /// names without the root folder and stored sizes. Never read.
+    pub extra_files: Vec<CodeFile>,
     /// Problems reading the code or constants (the archive still opens).
     pub warnings: Vec<String>,
 }
@@ -149,6 +152,7 @@ pub(crate) fn attach(ck: &mut Checkpoint, prefix: &str, opts: &Options) -> Resul
     let mut read_budget = MAX_CODE_BYTES;
     let code_prefix = format!("{prefix}code/");
     let mut other_pickles = Vec::new();
+    let mut extra_files = Vec::new();
     for name in &names {
         let rel = &name[prefix.len()..];
         if let Some(path) = name.strip_prefix(&code_prefix) {
@@ -196,6 +200,11 @@ pub(crate) fn attach(ck: &mut Checkpoint, prefix: &str, opts: &Options) -> Resul
             });
         } else if rel.ends_with(".pkl") && rel != "data.pkl" && rel != "constants.pkl" {
             other_pickles.push(name.clone());
+        } else if rel.starts_with("extra/") {
+            extra_files.push(CodeFile {
+                name: rel.to_owned(),
+                bytes: entries.get(name).map_or(0, |e| e.1),
+            });
         }
     }
     let constants_entry = format!("{prefix}constants.pkl");
@@ -234,6 +243,7 @@ pub(crate) fn attach(ck: &mut Checkpoint, prefix: &str, opts: &Options) -> Resul
         constants,
         constants_entry,
         other_pickles,
+        extra_files,
         warnings,
     }));
     Ok(())

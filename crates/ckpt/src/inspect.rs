@@ -479,6 +479,20 @@ fn render_torchscript(out: &mut String, ts: &ckpt_torch::summary::TorchScriptSum
     if !ts.other_pickles.is_empty() {
         line(out, "other pickles", &ts.other_pickles.join(", "));
     }
+    if !ts.extra_files.is_empty() {
+        let list: Vec<String> = ts
+            .extra_files
+            .iter()
+            .take(12)
+            .map(|f| format!("{} ({})", f.name, human_bytes(f.bytes)))
+            .collect();
+        let more = if ts.extra_files.len() > 12 {
+            ", …"
+        } else {
+            ""
+        };
+        line(out, "extra files", &format!("{}{more}", list.join(", ")));
+    }
     for (label, list) in [("parameters", &ts.parameters), ("buffers", &ts.buffers)] {
         let Some(list) = list else {
             line(

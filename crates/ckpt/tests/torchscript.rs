@@ -108,6 +108,11 @@ fn inspect_torchscript_json_agrees_with_torch() {
         );
         let code: Vec<String> = names(&t["code_files"]);
         assert_eq!(code, strings(&facts["code_files"]), "{name}");
+        assert_eq!(
+            names(&t["extra_files"]),
+            strings(&facts["extra_files"]),
+            "{name}"
+        );
         assert!(t["code_bytes"].as_u64().unwrap() > 0, "{name}");
         let torch_modules = facts["modules"].as_array().unwrap();
         assert_eq!(
