@@ -6,8 +6,9 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-/// File extensions that hold checkpoints.
-pub const EXTENSIONS: &[&str] = &["ckpt", "pt", "pth", "bin", "safetensors"];
+/// File extensions that hold checkpoints (`jit`: TorchScript archives, as `torch.jit.save`
+/// files are often named).
+pub const EXTENSIONS: &[&str] = &["ckpt", "pt", "pth", "bin", "safetensors", "jit"];
 
 /// What kind of thing a catalog entry is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

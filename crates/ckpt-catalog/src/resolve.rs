@@ -108,7 +108,7 @@ fn file_facts(path: &Path, root: &Path) -> Vec<Fact> {
             return f;
         }
     };
-    f.push(Fact::new("format", json!(ck.format.name()), "checkpoint"));
+    f.push(Fact::new("format", json!(ck.format_name()), "checkpoint"));
     f.push(Fact::new(
         "_pickle_sha256",
         json!(ck.pickle_sha256),
@@ -116,7 +116,8 @@ fn file_facts(path: &Path, root: &Path) -> Vec<Fact> {
     ));
     // What loading it would run: a checkpoint whose pickle calls os.system is not one to
     // list as a model.
-    let scan = ckpt_torch::scan::scan_pickle(&ck.doc.pickle, &ck.pickle_entry);
+    let mut scan = ckpt_torch::scan::scan_pickle(&ck.doc.pickle, &ck.pickle_entry);
+    ckpt_torch::torchscript::scan_archive(&ck, &mut scan);
     let verdict = scan.verdict();
     f.push(Fact::new("security", json!(verdict.as_str()), "checkpoint"));
     if verdict == ckpt_torch::scan::Verdict::Dangerous {

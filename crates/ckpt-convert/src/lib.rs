@@ -112,6 +112,8 @@ pub enum ConvertError {
     NoStateDict { path: PathBuf },
     #[error("{path}: no state dict at --key {key}")]
     NoKey { path: PathBuf, key: String },
+    #[error("{path}: TorchScript archive: {detail}")]
+    TorchScript { path: PathBuf, detail: String },
     #[error(
         "{path}: holds flattened FSDP parameters ({name}); they cannot be split into named tensors without FSDP's metadata. Save a full state dict instead: FSDP.state_dict_type(model, StateDictType.FULL_STATE_DICT) before model.state_dict(), or use_orig_params=True, or a sharded DCP checkpoint"
     )]
@@ -258,6 +260,15 @@ const CANDIDATE_KEYS: &[&str] = &[
 /// The state dict: (dotted key, entries as (name, value node)). A dict of tensors, or a
 /// pickled `nn.Module` (`torch.save(model)`), flattened as `state_dict()` names it.
 fn find_state_dict(ck: &Checkpoint, key: Option<&str>) -> Result<(String, Vec<(String, NodeId)>)> {
+    // A TorchScript archive: its parameters and buffers, as torch.jit.load(f).state_dict().
+    if ck.torchscript.is_some() && key.is_none() {
+        return ckpt_torch::torchscript::export_state_dict(ck)
+            .map(|e| (String::new(), e))
+            .map_err(|detail| ConvertError::TorchScript {
+                path: ck.path.clone(),
+                detail,
+            });
+    }
     let doc = &ck.doc;
     let root = doc.root();
     let entries = |id: NodeId| -> Vec<(String, NodeId)> {

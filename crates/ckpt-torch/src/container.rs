@@ -105,6 +105,9 @@ pub struct Checkpoint {
     /// The other pickles of a legacy stream (magic, protocol, sys_info, storage keys), kept
     /// so a security scan sees every global in the file.
     pub aux_pickles: Vec<(String, ckpt_pickle::Pickle)>,
+    /// A TorchScript archive (`torch.jit.save`: the zip has `constants.pkl`): its code files,
+    /// class table and constants (`crate::torchscript`).
+    pub torchscript: Option<Box<crate::torchscript::TorchScript>>,
     /// Shared with the other chunks of a DCP file opened through `open_range_in`.
     pub(crate) file: std::sync::Arc<File>,
     /// Where the checkpoint starts in `file` (non-zero for a chunk inside a DCP file).
@@ -203,6 +206,7 @@ impl Checkpoint {
             pickle_sha256: String::new(),
             safetensors_metadata: Vec::new(),
             aux_pickles: Vec::new(),
+            torchscript: None,
             file,
             base,
             storages: StorageIndex::Extents(HashMap::new()),
@@ -383,24 +387,56 @@ impl Checkpoint {
         };
         let data = self.entry_bytes(&pkl, opts.max_pickle_bytes)?;
         self.format = Format::Zip { root };
-        self.decode_pickle(&data, &pkl, opts, PersIdStyle::Zip)
+        self.decode_pickle(&data, &pkl, opts, PersIdStyle::Zip)?;
+        crate::torchscript::attach(self, &prefix, opts)
+    }
+
+    /// The container's name for users: `torchscript` for a TorchScript archive (a zip that
+    /// `torch.load` hands to `torch.jit.load`), else [`Format::name`].
+    pub fn format_name(&self) -> &'static str {
+        if self.torchscript.is_some() {
+            "torchscript"
+        } else {
+            self.format.name()
+        }
     }
 
     /// Absolute offset and length of a stored zip entry's data (reads its local header).
     pub(crate) fn zip_entry_extent(&self, name: &str) -> Result<Option<Extent>> {
+        match self.zip_raw_extent(name)? {
+            Some((_, method)) if method != 0 => Err(Error::Compressed {
+                path: self.path.clone(),
+                entry: name.to_owned(),
+                method: "deflate or other".into(),
+            }),
+            other => Ok(other.map(|(e, _)| e)),
+        }
+    }
+
+    /// A zip entry's data as stored (deflated or not; `torch.jit.save` compresses `code/`)
+    /// and whether it is deflated. `Ok(None)` when more than `max` bytes are stored.
+    pub(crate) fn entry_raw(&self, name: &str, max: u64) -> Result<Option<(Vec<u8>, bool)>> {
+        let Some((ext, method)) = self.zip_raw_extent(name)? else {
+            return Err(Error::Zip {
+                path: self.path.clone(),
+                detail: format!("entry {name} vanished"),
+            });
+        };
+        if ext.len > max {
+            return Ok(None);
+        }
+        Ok(Some((self.read_range(ext.offset, ext.len)?, method != 0)))
+    }
+
+    /// Offset and length of an entry's (possibly compressed) data, and its compression method
+    /// (0 stored, 8 deflate or other).
+    fn zip_raw_extent(&self, name: &str) -> Result<Option<(Extent, u16)>> {
         let StorageIndex::Zip { entries, .. } = &self.storages else {
             return Ok(None);
         };
         let Some(&(header, size, method)) = entries.get(name) else {
             return Ok(None);
         };
-        if method != 0 {
-            return Err(Error::Compressed {
-                path: self.path.clone(),
-                entry: name.to_owned(),
-                method: "deflate or other".into(),
-            });
-        }
         let mut lh = [0u8; 30];
         if header.checked_add(30).is_none_or(|e| e > self.size) {
             return Err(Error::Zip {
@@ -427,13 +463,16 @@ impl Checkpoint {
                 ),
             });
         }
-        Ok(Some(Extent {
-            offset: data,
-            len: size,
-        }))
+        Ok(Some((
+            Extent {
+                offset: data,
+                len: size,
+            },
+            method,
+        )))
     }
 
-    fn entry_bytes(&self, name: &str, max: u64) -> Result<Vec<u8>> {
+    pub(crate) fn entry_bytes(&self, name: &str, max: u64) -> Result<Vec<u8>> {
         let ext = self.zip_entry_extent(name)?.ok_or_else(|| Error::Zip {
             path: self.path.clone(),
             detail: format!("entry {name} vanished"),

@@ -165,6 +165,12 @@ pub struct Doc {
     pub pickle: Pickle,
     nodes: Vec<Node>,
     root: NodeId,
+    /// A TorchScript archive's class table (from its `code/`): which `__torch__.*` objects are
+    /// modules and which of their attributes are parameters and buffers.
+    script: Option<std::sync::Arc<crate::torchscript::ScriptClasses>>,
+    /// What `torch.load` returns when that is not the pickle's root: for a TorchScript archive,
+    /// a synthesized `torch.jit._script.RecursiveScriptModule` node.
+    loaded_root: Option<NodeId>,
 }
 
 impl Doc {
@@ -180,6 +186,8 @@ impl Doc {
             pickle,
             nodes,
             root,
+            script: None,
+            loaded_root: None,
         })
     }
 
@@ -191,6 +199,8 @@ impl Doc {
             pickle,
             nodes,
             root,
+            script: None,
+            loaded_root: None,
         }
     }
 
@@ -200,11 +210,76 @@ impl Doc {
             pickle: Pickle::new(),
             nodes,
             root,
+            script: None,
+            loaded_root: None,
         }
     }
 
     pub fn root(&self) -> NodeId {
         self.root
+    }
+
+    /// The value `torch.load` returns: the pickle's root, except for a TorchScript archive,
+    /// where it is the `RecursiveScriptModule` that `torch.jit.load` builds (a node
+    /// synthesized by [`Doc::set_loaded_root`]).
+    pub fn loaded_root(&self) -> NodeId {
+        self.loaded_root.unwrap_or(self.root)
+    }
+
+    /// Record what `torch.load` returns (see [`Doc::loaded_root`]).
+    pub fn set_loaded_root(&mut self, id: NodeId) {
+        self.loaded_root = Some(id);
+    }
+
+    /// Append a synthesized node (one that no pickle value stands for) and return its id.
+    pub fn push_node(&mut self, node: Node) -> NodeId {
+        let id = NodeId(u32::try_from(self.nodes.len()).unwrap_or(u32::MAX));
+        self.nodes.push(node);
+        id
+    }
+
+    /// The TorchScript class table, when this document is a TorchScript archive's `data.pkl`.
+    pub fn script(&self) -> Option<&crate::torchscript::ScriptClasses> {
+        self.script.as_deref()
+    }
+
+    pub(crate) fn set_script(
+        &mut self,
+        classes: std::sync::Arc<crate::torchscript::ScriptClasses>,
+    ) {
+        self.script = Some(classes);
+    }
+
+    /// The class of a dict-like object that [`Doc::view`] shows as its attribute dict:
+    /// `argparse.Namespace` or a Lightning `AttributeDict` (short names), so summaries can say
+    /// `Namespace[45]` instead of `dict[45]`. Reads the pickle value itself, before aliases.
+    pub fn mapping_class(&self, id: NodeId) -> Option<&'static str> {
+        let Value::Object(o) = self.pickle.get(id) else {
+            return None;
+        };
+        let callee = match self.pickle.get(o.callee) {
+            Value::Global(g) => g,
+            _ => return None,
+        };
+        if callee.is("argparse", "Namespace") {
+            return Some("Namespace");
+        }
+        if callee.name == "AttributeDict" && DICT_CLASSES.contains(&callee.qualname().as_str()) {
+            return Some("AttributeDict");
+        }
+        // Protocol 0/1: copyreg._reconstructor(cls, object, None) + BUILD.
+        if callee.is("copyreg", "_reconstructor")
+            && let Some(cls) = self.pickle.as_seq(o.args).and_then(|a| a.first())
+            && let Value::Global(g) = self.pickle.get(*cls)
+        {
+            if g.is("argparse", "Namespace") {
+                return Some("Namespace");
+            }
+            if g.name == "AttributeDict" && DICT_CLASSES.contains(&g.qualname().as_str()) {
+                return Some("AttributeDict");
+            }
+        }
+        None
     }
 
     pub fn len(&self) -> usize {
@@ -495,6 +570,17 @@ impl Classifier<'_> {
                     return Ok(Node::Alias(s));
                 }
                 return Ok(Node::Dict(o.dict_items.clone()));
+            }
+            // TorchScript's list and type tags (`torch/jit/_pickle.py`): each returns its
+            // first argument unchanged (the tag only matters to the C++ unpickler's types).
+            "torch.jit._pickle.build_intlist"
+            | "torch.jit._pickle.build_tensorlist"
+            | "torch.jit._pickle.build_doublelist"
+            | "torch.jit._pickle.build_boollist"
+            | "torch.jit._pickle.restore_type_tag" => {
+                if let Some(first) = args.first() {
+                    return Ok(Node::Alias(*first));
+                }
             }
             "copyreg._reconstructor" => {
                 // Protocol 0/1 objects: _reconstructor(cls, base, state) + BUILD.

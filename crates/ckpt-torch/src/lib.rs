@@ -22,6 +22,7 @@ pub mod scan;
 pub mod summary;
 pub mod synth;
 mod tensor;
+pub mod torchscript;
 
 pub use container::{ByteOrder, Checkpoint, Format, Options};
 pub use doc::{

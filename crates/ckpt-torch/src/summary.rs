@@ -93,6 +93,55 @@ pub struct OptimizerSummary {
     pub lr: Vec<f64>,
 }
 
+/// A top-level `argparse.Namespace` or Lightning `AttributeDict`.
+#[derive(Debug, Clone, Serialize)]
+pub struct NamespaceSummary {
+    pub key: String,
+    /// `argparse.Namespace` or `AttributeDict`.
+    pub class: String,
+    pub fields: serde_json::Value,
+}
+
+/// One named tensor, without its data.
+#[derive(Debug, Clone, Serialize)]
+pub struct NamedTensor {
+    pub name: String,
+    pub dtype: String,
+    pub shape: Vec<u64>,
+}
+
+/// What a TorchScript archive holds (see `crate::torchscript`).
+#[derive(Debug, Clone, Serialize)]
+pub struct TorchScriptSummary {
+    /// `__torch__.M` (as `data.pkl` names the root module's class) and its short name.
+    pub qualified_name: Option<String>,
+    pub original_name: Option<String>,
+    /// Modules in the tree (depth first, as `state_dict()` walks it).
+    pub modules: usize,
+    /// Distinct module classes in the tree, in first-seen order.
+    pub module_classes: Vec<String>,
+    pub code_files: Vec<crate::torchscript::CodeFile>,
+    pub code_bytes: u64,
+    /// Classes that define a TorchScript `__setstate__`: `torch.jit.load` runs it while loading.
+    pub setstate_classes: Vec<String>,
+    /// Values in `constants.pkl` (what the code calls `CONSTANTS.cN`), and the tensors among
+    /// them (shapes and dtypes; stored under `constants/`).
+    pub constants: usize,
+    pub constant_tensors: Vec<NamedTensor>,
+    /// `named_parameters()` and `named_buffers()`, as `torch.jit.load` would return them;
+    /// `None` when some module's state is set by TorchScript `__setstate__` (not known
+    /// without running it).
+    pub parameters: Option<Vec<NamedTensor>>,
+    pub buffers: Option<Vec<NamedTensor>>,
+    /// Other pickles in the archive (`traced_inputs.pkl` …).
+    pub other_pickles: Vec<String>,
+    /// `extra/…` files (`torch.jit.save(..., _extra_files=...)`), with stored sizes.
+    pub extra_files: Vec<crate::torchscript::CodeFile>,
+    /// Modules whose attributes TorchScript `__setstate__` sets at load (not run by ckpt, so
+    /// their parameters are not listed).
+    pub set_by_setstate: Vec<String>,
+}
+
 /// Everything `inspect` prints.
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
@@ -118,12 +167,23 @@ pub struct Summary {
     pub optimizers: Vec<OptimizerSummary>,
     pub lr_schedulers: Option<usize>,
     pub safetensors_metadata: BTreeMap<String, String>,
+    /// Top-level `argparse.Namespace` / `AttributeDict` values (training args saved beside the
+    /// weights), with their fields as `dump` maps them. `hyper_parameters` is shown on its own.
+    pub namespaces: Vec<NamespaceSummary>,
+    /// A TorchScript archive's module, code, constants, parameters and buffers.
+    pub torchscript: Option<TorchScriptSummary>,
     /// Problems found while summarizing (a score that could not be read …).
     pub warnings: Vec<String>,
 }
 
 /// A short human name for a node's kind.
 pub fn kind_of(doc: &Doc, id: NodeId) -> String {
+    // argparse.Namespace / AttributeDict: a dict to every reader, but say what it was.
+    if let Some(class) = doc.mapping_class(id)
+        && let Some(items) = doc.dict(id)
+    {
+        return format!("{class}[{}]", items.len());
+    }
     match doc.view(id) {
         View::None => "None".into(),
         View::Bool(_) => "bool".into(),
@@ -231,9 +291,29 @@ impl Checkpoint {
             .map(|cb| self.callbacks(cb, &mut warnings))
             .unwrap_or_default();
         let optimizers = self.optimizers();
+        let namespaces = doc
+            .dict(root)
+            .unwrap_or(&[])
+            .iter()
+            .filter_map(|(k, v)| {
+                let key = key_str(doc, *k);
+                let class = match doc.mapping_class(*v)? {
+                    "Namespace" => "argparse.Namespace",
+                    other => other,
+                };
+                (key != "hyper_parameters" && key != "datamodule_hyper_parameters").then(|| {
+                    NamespaceSummary {
+                        key,
+                        class: class.to_owned(),
+                        fields: to_value(doc, *v),
+                    }
+                })
+            })
+            .collect();
+        let torchscript = self.torchscript_summary(&mut warnings);
         Summary {
             path: self.path.display().to_string(),
-            format: self.format.name().to_owned(),
+            format: self.format_name().to_owned(),
             zip_root: match &self.format {
                 Format::Zip { root } => Some(root.clone()),
                 _ => None,
@@ -249,7 +329,7 @@ impl Checkpoint {
             lightning_version: get("pytorch-lightning_version")
                 .and_then(|v| doc.as_str(v))
                 .map(str::to_owned),
-            top_level: kind_of(doc, root),
+            top_level: kind_of(doc, doc.loaded_root()),
             keys,
             epoch: get("epoch").and_then(|v| doc.as_i64(v)),
             global_step: get("global_step")
@@ -285,8 +365,97 @@ impl Checkpoint {
                 _ => None,
             }),
             safetensors_metadata: self.safetensors_metadata.iter().cloned().collect(),
+            namespaces,
+            torchscript,
             warnings,
         }
+    }
+
+    fn torchscript_summary(&self, warnings: &mut Vec<String>) -> Option<TorchScriptSummary> {
+        let ts = self.torchscript.as_deref()?;
+        let doc = &self.doc;
+        let root = doc.root();
+        warnings.extend(ts.warnings.iter().cloned());
+        let named = |items: Vec<(String, NodeId)>| -> Vec<NamedTensor> {
+            items
+                .into_iter()
+                .filter_map(|(name, v)| match doc.view(v) {
+                    View::Tensor(t) => Some(NamedTensor {
+                        name,
+                        dtype: t.dtype.name().to_owned(),
+                        shape: t.shape.clone(),
+                    }),
+                    _ => None,
+                })
+                .collect()
+        };
+        let mods = crate::torchscript::modules(doc, root).unwrap_or_default();
+        let mut module_classes: Vec<String> = Vec::new();
+        for m in &mods {
+            if !module_classes.contains(&m.class) {
+                module_classes.push(m.class.clone());
+            }
+        }
+        let set_by_setstate: Vec<String> = mods
+            .iter()
+            .filter(|m| !m.resolved)
+            .map(|m| {
+                if m.path.is_empty() {
+                    "(root)".to_owned()
+                } else {
+                    m.path.clone()
+                }
+            })
+            .collect();
+        if !set_by_setstate.is_empty() {
+            warnings.push(format!(
+                "TorchScript __setstate__ sets the state of {} when torch.jit.load runs it; ckpt does not run code, so their parameters and buffers are not listed",
+                set_by_setstate.join(", ")
+            ));
+        }
+        let (mut constants, mut constant_tensors) = (0, Vec::new());
+        if let Some(c) = &ts.constants {
+            let items: Vec<NodeId> = match c.view(c.root()) {
+                View::Tuple(items) | View::List(items) => items.to_vec(),
+                _ => Vec::new(),
+            };
+            constants = items.len();
+            for (i, v) in items.iter().enumerate() {
+                if let View::Tensor(t) = c.view(*v) {
+                    constant_tensors.push(NamedTensor {
+                        name: format!("c{i}"),
+                        dtype: t.dtype.name().to_owned(),
+                        shape: t.shape.clone(),
+                    });
+                }
+            }
+        }
+        let qualified_name = mods.first().map(|m| m.class.clone());
+        let known = set_by_setstate.is_empty();
+        Some(TorchScriptSummary {
+            original_name: qualified_name
+                .as_deref()
+                .map(|q| crate::torchscript::original_name(q).to_owned()),
+            qualified_name,
+            modules: mods.len(),
+            module_classes,
+            code_bytes: ts.code_files.iter().map(|f| f.bytes).sum(),
+            code_files: ts.code_files.clone(),
+            setstate_classes: ts
+                .classes
+                .sorted()
+                .into_iter()
+                .filter(|c| c.has_setstate)
+                .map(|c| c.qualname.clone())
+                .collect(),
+            constants,
+            constant_tensors,
+            parameters: known.then(|| named(crate::torchscript::named_parameters(doc, root))),
+            buffers: known.then(|| named(crate::torchscript::named_buffers(doc, root))),
+            other_pickles: ts.other_pickles.clone(),
+            extra_files: ts.extra_files.clone(),
+            set_by_setstate,
+        })
     }
 
     /// A number at `id`: a Python int/float, or a one-element tensor (read: a few bytes).
@@ -477,6 +646,9 @@ pub fn first_state_dict_entries(
 /// Whether `id` is a pickled `nn.Module` (`torch.save(model)`): an object whose state has
 /// `_parameters` and `_modules`.
 pub fn is_module(doc: &Doc, id: NodeId) -> bool {
+    if crate::torchscript::is_script_module(doc, id) {
+        return true;
+    }
     match doc.view(id) {
         View::Object(o) => o.state.is_some_and(|st| {
             doc.get(st, "_parameters").is_some() && doc.get(st, "_modules").is_some()
@@ -491,6 +663,10 @@ pub fn is_module(doc: &Doc, id: NodeId) -> bool {
 /// is not a module. Walks with an explicit stack and visits at most as many modules as the
 /// document has nodes, so a hostile cycle ends.
 pub fn module_state_dict(doc: &Doc, id: NodeId) -> Option<Vec<(String, NodeId)>> {
+    // A TorchScript archive's module: parameters and buffers are named by its code.
+    if crate::torchscript::is_script_module(doc, id) {
+        return crate::torchscript::state_dict(doc, id);
+    }
     if !is_module(doc, id) {
         return None;
     }

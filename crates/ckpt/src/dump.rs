@@ -10,10 +10,13 @@ use crate::cli::DumpArgs;
 
 pub fn run(a: &DumpArgs) -> Result<Outcome> {
     let ck = Checkpoint::open(&a.file)?;
+    // What torch.load returns: the pickle's root, or for a TorchScript archive the
+    // RecursiveScriptModule torch.jit.load builds (its parameters and buffers).
+    let top = ck.doc.loaded_root();
     let root = match &a.at {
-        Some(path) => find_path(&ck.doc, ck.doc.root(), path)
+        Some(path) => find_path(&ck.doc, top, path)
             .with_context(|| format!("{}: no value at {path:?}", a.file.display()))?,
-        None => ck.doc.root(),
+        None => top,
     };
     let opts = JsonOptions {
         max_nodes: a.max_nodes,

@@ -245,6 +245,14 @@ fn render(out: &mut String, s: &Summary) {
             let _ = writeln!(out, "    … {} more", s.keys.len() - 50);
         }
     }
+    for ns in &s.namespaces {
+        let n = ns.fields.as_object().map_or(0, serde_json::Map::len);
+        let _ = writeln!(out, "  {} ({}, {n} fields)", ns.key, ns.class);
+        yamlish(out, &ns.fields, 2);
+    }
+    if let Some(ts) = &s.torchscript {
+        render_torchscript(out, ts);
+    }
     if let Some(hp) = &s.hyper_parameters {
         let title = match &s.hparams_name {
             Some(n) => format!("hyper_parameters ({n})"),
@@ -376,6 +384,147 @@ fn render(out: &mut String, s: &Summary) {
     }
 }
 
+/// Most lines listed per group (code files, parameters, buffers) in the table.
+const LIST_MAX: usize = 50;
+
+fn render_torchscript(out: &mut String, ts: &ckpt_torch::summary::TorchScriptSummary) {
+    let mut head = match (&ts.original_name, &ts.qualified_name) {
+        (Some(o), Some(q)) => format!("{o} ({q})"),
+        _ => "no module at the top".to_owned(),
+    };
+    let _ = write!(
+        head,
+        ", {} module{}",
+        ts.modules,
+        if ts.modules == 1 { "" } else { "s" }
+    );
+    let others: Vec<&str> = ts
+        .module_classes
+        .iter()
+        .skip(1)
+        .map(|c| ckpt_torch::torchscript::original_name(c))
+        .collect();
+    if !others.is_empty() {
+        let mut uniq: Vec<&str> = Vec::new();
+        for o in others {
+            if !uniq.contains(&o) {
+                uniq.push(o);
+            }
+        }
+        let _ = write!(head, ": {}", uniq.join(", "));
+    }
+    line(out, "torchscript", &head);
+    line(
+        out,
+        "code",
+        &format!(
+            "{} file{}, {} (TorchScript: torch.jit.load compiles and runs it; ckpt never does)",
+            ts.code_files.len(),
+            if ts.code_files.len() == 1 { "" } else { "s" },
+            human_bytes(ts.code_bytes)
+        ),
+    );
+    let width = ts
+        .code_files
+        .iter()
+        .take(LIST_MAX)
+        .map(|f| f.name.chars().count())
+        .max()
+        .unwrap_or(0)
+        .min(80);
+    for f in ts.code_files.iter().take(LIST_MAX) {
+        let _ = writeln!(out, "    {:<width$}  {:>9}", f.name, human_bytes(f.bytes));
+    }
+    if ts.code_files.len() > LIST_MAX {
+        let _ = writeln!(out, "    … {} more", ts.code_files.len() - LIST_MAX);
+    }
+    if !ts.setstate_classes.is_empty() {
+        line(
+            out,
+            "runs at load",
+            &format!(
+                "{} (TorchScript __setstate__, run by torch.jit.load)",
+                ts.setstate_classes.join(", ")
+            ),
+        );
+    }
+    let mut consts = format!(
+        "{} value{}",
+        ts.constants,
+        if ts.constants == 1 { "" } else { "s" }
+    );
+    if !ts.constant_tensors.is_empty() {
+        let list: Vec<String> = ts
+            .constant_tensors
+            .iter()
+            .take(12)
+            .map(|t| format!("{} {} {:?}", t.name, t.dtype, t.shape))
+            .collect();
+        let _ = write!(
+            consts,
+            ", {} tensor{}: {}",
+            ts.constant_tensors.len(),
+            if ts.constant_tensors.len() == 1 {
+                ""
+            } else {
+                "s"
+            },
+            list.join(", ")
+        );
+        if ts.constant_tensors.len() > 12 {
+            consts.push_str(", …");
+        }
+    }
+    line(out, "constants", &consts);
+    if !ts.other_pickles.is_empty() {
+        line(out, "other pickles", &ts.other_pickles.join(", "));
+    }
+    if !ts.extra_files.is_empty() {
+        let list: Vec<String> = ts
+            .extra_files
+            .iter()
+            .take(12)
+            .map(|f| format!("{} ({})", f.name, human_bytes(f.bytes)))
+            .collect();
+        let more = if ts.extra_files.len() > 12 {
+            ", …"
+        } else {
+            ""
+        };
+        line(out, "extra files", &format!("{}{more}", list.join(", ")));
+    }
+    for (label, list) in [("parameters", &ts.parameters), ("buffers", &ts.buffers)] {
+        let Some(list) = list else {
+            line(
+                out,
+                label,
+                "not known: set by TorchScript __setstate__ when torch.jit.load runs it",
+            );
+            continue;
+        };
+        line(out, label, &list.len().to_string());
+        let width = list
+            .iter()
+            .take(LIST_MAX)
+            .map(|t| t.name.chars().count())
+            .max()
+            .unwrap_or(0)
+            .min(60);
+        for t in list.iter().take(LIST_MAX) {
+            let _ = writeln!(
+                out,
+                "    {:<width$}  {:<9} {:?}",
+                truncate(&t.name, 60),
+                t.dtype,
+                t.shape
+            );
+        }
+        if list.len() > LIST_MAX {
+            let _ = writeln!(out, "    … {} more", list.len() - LIST_MAX);
+        }
+    }
+}
+
 fn line(out: &mut String, label: &str, value: &str) {
     let _ = writeln!(out, "  {label:<13} {value}");
 }
@@ -402,6 +551,7 @@ fn yamlish(out: &mut String, v: &serde_json::Value, indent: usize) {
                         if !inner.is_empty()
                             && !inner.contains_key("__tensor__")
                             && !inner.contains_key("__object__")
+                            && !inner.contains_key("__float__")
                             && indent < 12 =>
                     {
                         let _ = writeln!(out, "{pad}{k}:");
@@ -432,6 +582,10 @@ fn scalar_text(v: &serde_json::Value) -> String {
                 t["dtype"].as_str().unwrap_or("?"),
                 t["shape"]
             )
+        }
+        // nan / inf / -inf, as the JSON mapping spells them
+        serde_json::Value::Object(m) if m.len() == 1 && m.contains_key("__float__") => {
+            m["__float__"].as_str().unwrap_or("?").to_owned()
         }
         other => truncate(&other.to_string(), 120),
     }

@@ -138,6 +138,8 @@ pub fn scan_file(path: &Path) -> Result<ScanReport, ckpt_torch::Error> {
     for (entry, p) in &ck.aux_pickles {
         report.merge(scan_pickle(p, entry));
     }
+    // TorchScript: constants.pkl, names as torch.jit.load resolves them, the code itself.
+    ckpt_torch::torchscript::scan_archive(&ck, &mut report);
     Ok(report)
 }
 
