@@ -261,7 +261,8 @@ fn safetensors_tensors(path: &Path) -> BTreeMap<String, Value> {
 }
 
 /// `ckpt convert` writes `torch.jit.load(f).state_dict()`: the same names, dtypes, shapes and
-/// bytes (sha256) as torch, tied weights under both names.
+/// bytes (sha256) as torch; a tied weight (one storage, two names) is written once and its
+/// other name reported in `tied`, as for every checkpoint.
 #[test]
 fn convert_torchscript_writes_the_state_dict_torch_jit_load_gives() {
     let out = tempfile::tempdir().unwrap();
@@ -272,12 +273,26 @@ fn convert_torchscript_writes_the_state_dict_torch_jit_load_gives() {
         "bf16.pt",
     ] {
         let dir = out.path().join(name);
-        ckpt()
-            .args(["convert", "--to", "safetensors", "--output-dir"])
+        let o = ckpt()
+            .args([
+                "convert",
+                "--to",
+                "safetensors",
+                "--format",
+                "json",
+                "--output-dir",
+            ])
             .arg(&dir)
             .arg(ts(name))
             .assert()
             .success();
+        let report: Value = serde_json::from_slice(&o.get_output().stdout).unwrap();
+        let tied: Vec<String> = report["conversions"][0]["report"]["tied"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap().to_owned())
+            .collect();
         let file = std::fs::read_dir(&dir)
             .unwrap()
             .flatten()
@@ -289,12 +304,25 @@ fn convert_torchscript_writes_the_state_dict_torch_jit_load_gives() {
             })
             .unwrap_or_else(|| panic!("{name}: no safetensors written under {dir:?}"));
         let got = safetensors_tensors(&file);
-        let want: BTreeMap<String, Value> = expected(name, ".state_dict.json")
+        let mut want: BTreeMap<String, Value> = expected(name, ".state_dict.json")
             .as_object()
             .unwrap()
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
+        for t in &tied {
+            // Dropped as an alias: torch's tensor under that name is one that was written.
+            let alias = want
+                .remove(t)
+                .unwrap_or_else(|| panic!("{name}: tied {t} unknown"));
+            assert!(
+                got.values().any(|v| *v == alias),
+                "{name}: {t} is no written tensor"
+            );
+        }
+        if name == "nested_buffers.pt" {
+            assert_eq!(tied, ["out.weight"], "{name}: out is tied to embed");
+        }
         assert_eq!(got, want, "{name}");
     }
 }
@@ -329,10 +357,14 @@ fn convert_torchscript_refuses_setstate_and_frozen_models_with_the_reason() {
             .arg(ts(name))
             .assert()
             .code(1);
-        let stderr = String::from_utf8_lossy(&o.get_output().stderr).into_owned();
+        // Reported once, on the table's `failed` line.
+        let stdout = String::from_utf8_lossy(&o.get_output().stdout).into_owned();
+        assert_eq!(String::from_utf8_lossy(&o.get_output().stderr), "");
         assert!(
-            stderr.contains("TorchScript archive") && stderr.contains(why),
-            "{name}: {stderr}"
+            stdout.starts_with("failed")
+                && stdout.contains("TorchScript archive")
+                && stdout.contains(why),
+            "{name}: {stdout}"
         );
         assert!(walk_safetensors(&dir).is_none(), "{name}: wrote a file");
     }
