@@ -16,9 +16,9 @@ pub fn checkpoint_extension(p: &Path) -> Option<String> {
     let last = parts.next()?.to_ascii_lowercase();
     // A name without a dot has no extension ("weights").
     let inner = parts.next()?;
-    if WRAPPERS.contains(&last.as_str()) {
-        // `x.pth.tar`: the part before `.tar` must itself be an extension (not the stem).
-        parts.next()?;
+    // `x.pth.tar`: the part before `.tar` counts only when it is itself an extension (there is
+    // a stem before it); `weights.tar` is a tar.
+    if WRAPPERS.contains(&last.as_str()) && parts.next().is_some() {
         return Some(inner.to_ascii_lowercase());
     }
     Some(last)
