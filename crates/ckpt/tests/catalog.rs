@@ -208,7 +208,7 @@ fn formats_csv_jsonl_table() {
         .args(["catalog", "--no-cache", "examples"])
         .assert()
         .success();
-    insta::assert_snapshot!(String::from_utf8_lossy(&o.get_output().stdout));
+    insta::assert_snapshot!(common::transcript(o.get_output()));
 }
 
 fn run_cached(cache: &Path, dir: &Path) -> String {

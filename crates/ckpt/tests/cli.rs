@@ -269,7 +269,7 @@ fn inspect_lightning() {
         ])
         .assert()
         .success();
-    insta::assert_snapshot!(String::from_utf8_lossy(&out.get_output().stdout));
+    insta::assert_snapshot!(common::transcript(out.get_output()));
 }
 
 #[test]
@@ -281,7 +281,7 @@ fn inspect_lightning_dictconfig() {
         ])
         .assert()
         .success();
-    insta::assert_snapshot!(String::from_utf8_lossy(&out.get_output().stdout));
+    insta::assert_snapshot!(common::transcript(out.get_output()));
 }
 
 #[test]
@@ -294,7 +294,7 @@ fn inspect_fsdp_and_ddp() {
         ])
         .assert()
         .success();
-    insta::assert_snapshot!(String::from_utf8_lossy(&out.get_output().stdout));
+    insta::assert_snapshot!(common::transcript(out.get_output()));
 }
 
 #[test]
@@ -307,7 +307,7 @@ fn inspect_legacy_and_formats() {
         ])
         .assert()
         .success();
-    insta::assert_snapshot!(String::from_utf8_lossy(&out.get_output().stdout));
+    insta::assert_snapshot!(common::transcript(out.get_output()));
 }
 
 #[test]
@@ -453,7 +453,7 @@ fn inspect_pickled_module() {
         .args(["inspect", "fixtures/convert/pickled_module.pt"])
         .assert()
         .success();
-    insta::assert_snapshot!(String::from_utf8_lossy(&out.get_output().stdout));
+    insta::assert_snapshot!(common::transcript(out.get_output()));
 }
 
 #[test]
@@ -464,7 +464,7 @@ fn inspect_dcp_directory() {
         .args(["inspect", "fixtures/convert/dcp/dtensor_mixed"])
         .assert()
         .success();
-    insta::assert_snapshot!(String::from_utf8_lossy(&out.get_output().stdout));
+    insta::assert_snapshot!(common::transcript(out.get_output()));
     let out = ckpt()
         .args([
             "inspect",

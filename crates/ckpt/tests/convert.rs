@@ -1444,12 +1444,6 @@ fn a_batch_table_with_a_success_and_a_misfit() {
         .output()
         .unwrap();
     let t = tmp.path().display().to_string();
-    let text = format!(
-        "exit: {:?}\n--- stdout\n{}--- stderr\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-    .replace(&t, "[TMP]");
+    let text = common::transcript(&o).replace(&t, "[TMP]");
     insta::assert_snapshot!(text);
 }

@@ -349,7 +349,7 @@ fn validate_table_snapshot() {
         .args(["validate", "--exp-dir", "fixtures/sidecars_bad"])
         .assert()
         .code(1);
-    insta::assert_snapshot!(String::from_utf8_lossy(&o.get_output().stdout));
+    insta::assert_snapshot!(common::transcript(o.get_output()));
 }
 
 #[test]
@@ -365,7 +365,8 @@ fn dry_run_sidecar_snapshot() {
         .success();
     insta::with_settings!({filters => vec![
         (r"'\d{4}-\d\d-\d\dT[0-9:.]+'", "'[mtime]'"),
+        (r"(?m)^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} ", "[time] "),
     ]}, {
-        insta::assert_snapshot!(String::from_utf8_lossy(&o.get_output().stdout));
+        insta::assert_snapshot!(common::transcript(o.get_output()));
     });
 }

@@ -35,13 +35,7 @@ fn expected(name: &str, suffix: &str) -> Value {
 
 /// stdout, stderr and exit code of one run, for snapshots.
 fn transcript(args: &[&str]) -> String {
-    let out = ckpt().args(args).output().unwrap();
-    format!(
-        "exit: {:?}\n--- stdout\n{}--- stderr\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    common::transcript(&ckpt().args(args).output().unwrap())
 }
 
 fn json_of(args: &[&str]) -> Value {

@@ -199,3 +199,14 @@ pub fn prune_top1_hmean(dir: &Path, yes: bool) -> Value {
     let o = cmd.arg(dir).assert().success();
     serde_json::from_slice(&o.get_output().stdout).unwrap()
 }
+
+/// A run's exit code, stdout and stderr as one text: what snapshot tests record, so that a
+/// changed warning or exit code shows in the snapshot as much as a changed table.
+pub fn transcript(o: &std::process::Output) -> String {
+    format!(
+        "exit: {:?}\n--- stdout\n{}--- stderr\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
