@@ -165,6 +165,7 @@ pub fn build_streaming(
         chunks.push(cur);
     }
     let mut done = 0usize;
+    let mut warned: HashSet<String> = HashSet::new();
     for chunk in &chunks {
         let chunk = chunk.as_slice();
         let mut chunk_entries: Vec<Value> = Vec::with_capacity(chunk.len());
@@ -242,7 +243,12 @@ pub fn build_streaming(
             (r, w)
         });
         for (i, (r, w)) in chunk.iter().zip(resolved) {
-            cat.warnings.extend(w);
+            // A config shared by many checkpoints warns once, not once per checkpoint.
+            for x in w {
+                if warned.insert(x.clone()) {
+                    cat.warnings.push(x);
+                }
+            }
             let mut entry = r.entry;
             if let Some(e) = &stats[*i].error {
                 entry["error"] = Value::String(e.clone());

@@ -162,6 +162,12 @@ pub enum IdentityError {
     },
     #[error("{}: no checkpoint_step_*.pt in it or in its model/ folder", path.display())]
     NoCheckpoint { path: PathBuf },
+    #[error("{}: {source}", path.display())]
+    HparamsResolve {
+        path: PathBuf,
+        #[source]
+        source: config::ResolveError,
+    },
     #[error("cannot read hyperparameters")]
     Hparams {
         path: PathBuf,
@@ -231,7 +237,10 @@ pub fn gather(path: &Path, opts: &HashOptions) -> Result<IdentityInputs, Identit
     {
         // An OmegaConf DictConfig keeps its `${...}` references unresolved: resolve them as
         // for a YAML file, so the same config hashes the same from either source.
-        let v = config::resolve(&to_value(doc, id));
+        let v = config::resolve(&to_value(doc, id)).map_err(|e| IdentityError::HparamsResolve {
+            path: ckpt_path.clone(),
+            source: e.under("hyper_parameters"),
+        })?;
         let empty = match &v {
             Value::Null => true,
             Value::Object(m) => m.is_empty(),

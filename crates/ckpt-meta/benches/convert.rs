@@ -23,7 +23,7 @@ fn convert(ckpt: &Path, outputs: &Path) -> usize {
         hydra: config::find_hydra_config(ckpt, outputs).and_then(|p| config::read_config(&p).ok()),
         ..ExtraSources::default()
     };
-    let v = build_sidecar(&ck, &layout, &extra);
+    let v = build_sidecar(&ck, &layout, &extra).unwrap();
     sidecar::render(&sidecar::yaml_path(ckpt), &v).len()
 }
 

@@ -14,6 +14,7 @@ mod dtype;
 mod error;
 mod gather;
 pub mod json;
+pub mod open;
 pub mod par;
 pub mod pyrepr;
 pub mod scan;

@@ -166,7 +166,10 @@ fn convert_one(job: &Job<'_>, ckpt: &Path, debug: &mut Vec<String>) -> Converted
     } else if job.verbose {
         debug.push("hydra config: none found".into());
     }
-    let mut value = build_sidecar(&ck, &layout, &extra);
+    let mut value = match build_sidecar(&ck, &layout, &extra) {
+        Ok(v) => v,
+        Err(e) => return Converted::Failed(format!("{}: {e}", ckpt.display())),
+    };
     if job.verbose
         && let Some(p) = value.get("provenance").and_then(Value::as_object)
     {
