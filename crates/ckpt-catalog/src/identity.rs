@@ -376,12 +376,21 @@ pub fn canonical_json(v: &Value) -> String {
     out
 }
 
+/// Largest UID file read (tens of millions of UIDs).
+const MAX_UID_FILE_BYTES: u64 = 1 << 30;
+
 /// Read a UID file: one per line, a JSON array, or a CSV column (see the module doc).
 /// Returns the UIDs sorted and de-duplicated.
 pub fn read_uids(path: &Path, column: Option<&str>) -> Result<Vec<String>, IdentityError> {
-    let bytes = std::fs::read(path).map_err(|source| IdentityError::UidFile {
-        path: path.to_path_buf(),
-        source,
+    // A regular file only (a FIFO must not block `hash`), of bounded size.
+    let bytes = ckpt_torch::open::read_small(path, MAX_UID_FILE_BYTES).map_err(|e| {
+        IdentityError::UidFile {
+            path: path.to_path_buf(),
+            source: match e {
+                ckpt_torch::open::OpenError::Io(e) => e,
+                other => std::io::Error::other(other.to_string()),
+            },
+        }
     })?;
     let text = String::from_utf8(bytes).map_err(|e| IdentityError::UidFormat {
         path: path.to_path_buf(),

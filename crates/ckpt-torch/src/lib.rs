@@ -17,6 +17,7 @@ pub mod json;
 pub mod open;
 pub mod par;
 pub mod pyrepr;
+pub mod safetensors;
 pub mod scan;
 pub mod summary;
 pub mod synth;

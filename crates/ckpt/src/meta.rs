@@ -22,6 +22,14 @@ const EXTENSIONS: &[&str] = &["ckpt", "pt", "pth"];
 pub fn discover(t: &Target) -> Result<(Vec<PathBuf>, Option<PathBuf>)> {
     if let Some(c) = &t.checkpoint {
         if !c.is_file() {
+            // Say what it is when it exists: a FIFO or a device is refused, never opened.
+            if let Ok(m) = std::fs::metadata(c) {
+                bail!(
+                    "{}: {}, not a regular file",
+                    c.display(),
+                    ckpt_torch::open::kind_of(m.file_type())
+                );
+            }
             bail!("{}: no such checkpoint file", c.display());
         }
         return Ok((vec![c.clone()], None));
