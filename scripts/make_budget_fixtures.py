@@ -65,20 +65,34 @@ def safetensors(path: Path, header: dict | str, data: bytes = b"", claimed: int 
 
 
 def big(dir: Path) -> None:
-    """Multi-megabyte crafted files (not committed)."""
+    """Large crafted files (not committed), each <= 10 MB; configs are placed where the
+    catalog and convert-legacy read them, beside a copy of a committed checkpoint."""
     dir.mkdir(parents=True, exist_ok=True)
-    # ~9.5 MB header of 200,000 zero-size tensors: each a few dozen bytes of JSON.
-    n = 200_000
+    ckpt = OUT / "hydra_bomb" / "checkpoints" / "last.ckpt"
+    # A 9.9 MB header of 170,000 zero-size tensors: each a few dozen bytes of JSON.
+    n = 170_000
     parts = ",".join(f'"t{i}":{{"dtype":"F32","shape":[0],"data_offsets":[0,0]}}' for i in range(n))
     safetensors(dir / "st_many_tiny.safetensors", "{" + parts + "}")
-    # A 10 MB YAML of one long flow list of ints, and a JSON of the same.
-    (dir / "yaml_many_nodes.yaml").write_text("a: [" + "0," * 4_000_000 + "0]\n")
-    (dir / "json_many_nodes.json").write_text("[" + "0," * 4_000_000 + "0]")
-    # A 10 MB metrics.csv of single-digit cells.
+    # A 10 MB zip of 75,000 one-byte entries beside data.pkl (the central directory is most
+    # of the file).
+    with zipfile.ZipFile(dir / "zip_75k_entries.ckpt", "w", zipfile.ZIP_STORED) as z:
+        z.writestr("zip_75k_entries/data.pkl", b"\x80\x02}q\x00.")
+        for i in range(75_000):
+            z.writestr(f"zip_75k_entries/data/{i}", b"\0")
+    # 8 MB flow lists of 4,000,000 ints: as a Hydra config and as a JSON config sidecar.
+    h = dir / "hydra_many_nodes"
+    (h / ".hydra").mkdir(parents=True, exist_ok=True)
+    (h / "checkpoints").mkdir(exist_ok=True)
+    (h / ".hydra" / "config.yaml").write_text("a: [" + "0," * 4_000_000 + "0]\n")
+    shutil.copy(ckpt, h / "checkpoints" / "last.ckpt")
+    (h / "checkpoints" / "last.config.json").write_text("[" + "0," * 4_000_000 + "0]")
+    # A 10 MB metrics.csv of single-digit cells in a Lightning version folder.
+    v = dir / "lightning_big_csv" / "lightning_logs" / "version_0"
+    (v / "checkpoints").mkdir(parents=True, exist_ok=True)
     row = ",".join(["1"] * 1000) + "\n"
-    (dir / "metrics_csv").mkdir(exist_ok=True)
-    (dir / "metrics_csv" / "metrics.csv").write_text(
+    (v / "metrics.csv").write_text(
         ",".join(["epoch", "step"] + [f"m{i}" for i in range(998)]) + "\n" + row * 5000)
+    shutil.copy(ckpt, v / "checkpoints" / "epoch=0-step=1.ckpt")
 
 
 def crafted() -> None:

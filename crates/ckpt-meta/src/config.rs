@@ -59,7 +59,8 @@ impl ConfigError {
         matches!(
             self,
             ConfigError::TooLarge { .. } | ConfigError::Resolve { .. }
-        ) || matches!(self, ConfigError::Yaml { message, .. } if message.contains("budget"))
+        ) || matches!(self, ConfigError::Yaml { message, .. } | ConfigError::Json { message, .. }
+                if message.contains("budget") || message.contains("recursion limit"))
     }
 }
 

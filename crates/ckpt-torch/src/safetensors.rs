@@ -105,59 +105,26 @@ pub fn check_header_len(len: u64, file_len: u64) -> Result<(), HeaderError> {
     Ok(())
 }
 
-/// Parse and validate a header whose data section holds `data_len` bytes.
+/// Parse and validate a header whose data section holds `data_len` bytes. Each record is
+/// checked and turned into its [`TensorEntry`] as it is read: there is never a second,
+/// unchecked copy of the tensor list.
 pub fn parse_header(header: &[u8], data_len: u64) -> Result<Header, HeaderError> {
-    let max_tensors = header.len() / MIN_RECORD_BYTES + 1;
+    let mut failed: Option<HeaderError> = None;
     let mut de = serde_json::Deserializer::from_slice(header);
-    let raw = de
-        .deserialize_map(HeaderVisitor { max_tensors })
-        .and_then(|h| de.end().map(|()| h))
-        .map_err(|e| match e.to_string() {
-            m if m.starts_with(TOO_MANY) => HeaderError::TooManyTensors {
-                header_len: header.len(),
-            },
-            m => HeaderError::Json(m),
-        })?;
-    if let Some(name) = raw.rank_exceeded {
-        return Err(HeaderError::Rank { name });
-    }
-    let mut tensors = Vec::with_capacity(raw.tensors.len());
-    for t in raw.tensors {
-        let name = t.name.into_owned();
-        let dtype = DType::from_safetensors(&t.dtype).ok_or_else(|| HeaderError::Dtype {
-            name: name.clone(),
-            dtype: t.dtype.into_owned(),
-        })?;
-        let (begin, end) = t.offsets;
-        let expected = t
-            .shape
-            .iter()
-            .try_fold(1u64, |a, d| a.checked_mul(*d))
-            .and_then(|n| n.checked_mul(dtype.size()));
-        if begin > end || expected != Some(end - begin) {
-            return Err(HeaderError::Size {
-                name,
-                begin,
-                end,
-                expected: expected.map_or_else(|| "overflowing".to_owned(), |n| n.to_string()),
-            });
-        }
-        if end > data_len {
-            return Err(HeaderError::OutOfRange {
-                name,
-                begin,
-                end,
-                data_len,
-            });
-        }
-        tensors.push(TensorEntry {
-            name,
-            dtype,
-            shape: t.shape,
-            begin,
-            end,
-        });
-    }
+    let parsed = de
+        .deserialize_map(HeaderVisitor {
+            max_tensors: header.len() / MIN_RECORD_BYTES + 1,
+            header_len: header.len(),
+            data_len,
+            failed: &mut failed,
+        })
+        .and_then(|h| de.end().map(|()| h));
+    let (mut tensors, metadata) = match (parsed, failed) {
+        (_, Some(e)) => return Err(e),
+        (Err(e), None) => return Err(HeaderError::Json(e.to_string())),
+        (Ok(h), None) => h,
+    };
+    tensors.shrink_to_fit();
     // Names are unique and ranges tile the data section exactly.
     let mut order: Vec<usize> = (0..tensors.len()).collect();
     order.sort_unstable_by(|a, b| tensors[*a].name.cmp(&tensors[*b].name));
@@ -196,13 +163,8 @@ pub fn parse_header(header: &[u8], data_len: u64) -> Result<Header, HeaderError>
             end: data_len,
         });
     }
-    Ok(Header {
-        tensors,
-        metadata: raw.metadata,
-    })
+    Ok(Header { tensors, metadata })
 }
-
-const TOO_MANY: &str = "too many tensors";
 
 /// A string borrowed from the header when it has no escapes (serde's own `Cow<str>` always
 /// copies).
@@ -227,39 +189,70 @@ impl<'de> de::Deserialize<'de> for Str<'de> {
     }
 }
 
-/// A tensor record as written, before validation.
-struct RawTensor<'a> {
-    name: Cow<'a, str>,
-    dtype: Cow<'a, str>,
-    shape: Vec<u64>,
-    offsets: (u64, u64),
+/// Check one record against its dtype and the data section.
+fn check_record(
+    name: Cow<'_, str>,
+    rec: Record<'_>,
+    data_len: u64,
+) -> Result<TensorEntry, HeaderError> {
+    let name = name.into_owned();
+    if rec.rank_exceeded {
+        return Err(HeaderError::Rank { name });
+    }
+    let dtype = DType::from_safetensors(&rec.dtype).ok_or_else(|| HeaderError::Dtype {
+        name: name.clone(),
+        dtype: rec.dtype.clone().into_owned(),
+    })?;
+    let (begin, end) = rec.data_offsets;
+    let expected = rec
+        .shape
+        .iter()
+        .try_fold(1u64, |a, d| a.checked_mul(*d))
+        .and_then(|n| n.checked_mul(dtype.size()));
+    if begin > end || expected != Some(end - begin) {
+        return Err(HeaderError::Size {
+            name,
+            begin,
+            end,
+            expected: expected.map_or_else(|| "overflowing".to_owned(), |n| n.to_string()),
+        });
+    }
+    if end > data_len {
+        return Err(HeaderError::OutOfRange {
+            name,
+            begin,
+            end,
+            data_len,
+        });
+    }
+    Ok(TensorEntry {
+        name,
+        dtype,
+        shape: rec.shape,
+        begin,
+        end,
+    })
 }
 
-struct RawHeader<'a> {
-    tensors: Vec<RawTensor<'a>>,
-    metadata: Vec<(String, String)>,
-    /// The first tensor whose shape was cut at `MAX_RANK` (reported after parsing, with its
-    /// name, which serde's error would not carry).
-    rank_exceeded: Option<String>,
-}
-
-struct HeaderVisitor {
+/// The top-level object. A failure that is ours (not JSON syntax) is put in `failed` and the
+/// parse stopped with a placeholder serde error.
+struct HeaderVisitor<'f> {
     max_tensors: usize,
+    header_len: usize,
+    data_len: u64,
+    failed: &'f mut Option<HeaderError>,
 }
 
-impl<'de> Visitor<'de> for HeaderVisitor {
-    type Value = RawHeader<'de>;
+impl<'de> Visitor<'de> for HeaderVisitor<'_> {
+    type Value = (Vec<TensorEntry>, Vec<(String, String)>);
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON object of tensors")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawHeader<'de>, A::Error> {
-        let mut out = RawHeader {
-            tensors: Vec::new(),
-            metadata: Vec::new(),
-            rank_exceeded: None,
-        };
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut tensors = Vec::new();
+        let mut metadata = Vec::new();
         let mut seen_metadata = false;
         while let Some(Str(key)) = map.next_key::<Str<'de>>()? {
             if key == "__metadata__" {
@@ -267,24 +260,25 @@ impl<'de> Visitor<'de> for HeaderVisitor {
                     return Err(de::Error::custom("__metadata__ is listed twice"));
                 }
                 seen_metadata = true;
-                out.metadata = map.next_value_seed(MetadataSeed)?.unwrap_or_default();
+                metadata = map.next_value_seed(MetadataSeed)?.unwrap_or_default();
                 continue;
             }
-            if out.tensors.len() >= self.max_tensors {
-                return Err(de::Error::custom(TOO_MANY));
+            if tensors.len() >= self.max_tensors {
+                *self.failed = Some(HeaderError::TooManyTensors {
+                    header_len: self.header_len,
+                });
+                return Err(de::Error::custom("stopped"));
             }
             let rec: Record<'de> = map.next_value()?;
-            if rec.rank_exceeded && out.rank_exceeded.is_none() {
-                out.rank_exceeded = Some(key.clone().into_owned());
+            match check_record(key, rec, self.data_len) {
+                Ok(t) => tensors.push(t),
+                Err(e) => {
+                    *self.failed = Some(e);
+                    return Err(de::Error::custom("stopped"));
+                }
             }
-            out.tensors.push(RawTensor {
-                name: key,
-                dtype: rec.dtype,
-                shape: rec.shape,
-                offsets: rec.data_offsets,
-            });
         }
-        Ok(out)
+        Ok((tensors, metadata))
     }
 }
 

@@ -103,6 +103,21 @@ fn hydra_config_interpolation_bomb_is_a_warning_and_the_checkpoint_is_still_list
     let entries = v["checkpoints"].as_array().unwrap();
     assert_eq!(entries.len(), 1);
     assert_eq!(entries[0]["global_step"], 1);
+    // convert-legacy still writes the sidecar from the other sources, and says why the
+    // config was left out.
+    let r = run(&[
+        "convert-legacy",
+        "--checkpoint",
+        "fixtures/budget/hydra_bomb/checkpoints/last.ckpt",
+        "--dry-run",
+    ]);
+    bounded(&r, ONE_SECOND);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let all = format!("{}{}", r.stdout, r.stderr);
+    assert!(
+        all.contains("fixtures/budget/hydra_bomb/.hydra/config.yaml: interpolation of `a19`"),
+        "{all}"
+    );
 }
 
 /// Lightning's `hparams.yaml` with the same chain: the catalog warns and lists the
