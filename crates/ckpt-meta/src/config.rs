@@ -511,7 +511,10 @@ mod tests {
         let mut m = serde_json::Map::new();
         m.insert("a0".into(), json!("x"));
         for i in 1..=levels {
-            m.insert(format!("a{i}"), json!(format!("${{a{p}}}${{a{p}}}", p = i - 1)));
+            m.insert(
+                format!("a{i}"),
+                json!(format!("${{a{p}}}${{a{p}}}", p = i - 1)),
+            );
         }
         Value::Object(m)
     }
@@ -544,10 +547,7 @@ mod tests {
             );
         }
         let e = resolve(&Value::Object(m)).unwrap_err();
-        assert!(
-            matches!(e, ResolveError::TooManySteps { .. }),
-            "{e:?}"
-        );
+        assert!(matches!(e, ResolveError::TooManySteps { .. }), "{e:?}");
     }
 
     #[test]

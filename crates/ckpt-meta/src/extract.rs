@@ -400,10 +400,7 @@ pub fn build_sidecar_lenient(
 pub fn hparams_of(ck: &Checkpoint) -> Option<Result<Value, ResolveError>> {
     let doc = &ck.doc;
     let h = doc.get(doc.root(), "hyper_parameters")?;
-    Some(
-        crate::config::resolve(&to_value(doc, h))
-            .map_err(|e| e.under("hyper_parameters")),
-    )
+    Some(crate::config::resolve(&to_value(doc, h)).map_err(|e| e.under("hyper_parameters")))
 }
 
 fn build(

@@ -88,7 +88,11 @@ pub fn parse_json(text: &str) -> Result<Value, YamlError> {
         column,
     };
     if text.len() > MAX_YAML_BYTES {
-        return Err(fail(format!("larger than {MAX_YAML_BYTES} bytes"), None, None));
+        return Err(fail(
+            format!("larger than {MAX_YAML_BYTES} bytes"),
+            None,
+            None,
+        ));
     }
     let nodes = json_node_bound(text.as_bytes());
     if nodes > MAX_NODES {
@@ -98,8 +102,7 @@ pub fn parse_json(text: &str) -> Result<Value, YamlError> {
             None,
         ));
     }
-    serde_json::from_str(text)
-        .map_err(|e| fail(e.to_string(), Some(e.line()), Some(e.column())))
+    serde_json::from_str(text).map_err(|e| fail(e.to_string(), Some(e.line()), Some(e.column())))
 }
 
 /// An upper bound on the number of values in a JSON text: one, plus one per `,`, `[`, `{`
@@ -421,7 +424,9 @@ mod tests {
         assert!(t.elapsed().as_secs_f64() < 1.0);
         let deep = format!("{}1{}", "[".repeat(10_000), "]".repeat(10_000));
         assert!(parse(&deep).is_err());
-        let deep_block: String = (0..200).map(|i| format!("{}k:\n", "  ".repeat(i))).collect();
+        let deep_block: String = (0..200)
+            .map(|i| format!("{}k:\n", "  ".repeat(i)))
+            .collect();
         assert!(parse(&deep_block).is_err());
     }
 

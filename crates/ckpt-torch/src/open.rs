@@ -115,7 +115,9 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         assert!(matches!(
             open_regular(d.path()),
-            Err(OpenError::NotAFile { what: "a directory" })
+            Err(OpenError::NotAFile {
+                what: "a directory"
+            })
         ));
         let fifo = d.path().join("pipe");
         let ok = std::process::Command::new("mkfifo")

@@ -99,7 +99,7 @@ pub struct Header {
 
 /// Check the 8-byte header length against the file before anything is read or allocated.
 pub fn check_header_len(len: u64, file_len: u64) -> Result<(), HeaderError> {
-    if len < 2 || len > MAX_HEADER_BYTES || len.saturating_add(8) > file_len {
+    if !(2..=MAX_HEADER_BYTES).contains(&len) || len.saturating_add(8) > file_len {
         return Err(HeaderError::Length { len, file_len });
     }
     Ok(())
@@ -312,12 +312,14 @@ impl<'de> de::Deserialize<'de> for Record<'de> {
                         }
                     }
                 }
-                let (shape, rank_exceeded) = shape.ok_or_else(|| de::Error::missing_field("shape"))?;
+                let (shape, rank_exceeded) =
+                    shape.ok_or_else(|| de::Error::missing_field("shape"))?;
                 Ok(Record {
                     dtype: dtype.ok_or_else(|| de::Error::missing_field("dtype"))?,
                     shape,
                     rank_exceeded,
-                    data_offsets: offsets.ok_or_else(|| de::Error::missing_field("data_offsets"))?,
+                    data_offsets: offsets
+                        .ok_or_else(|| de::Error::missing_field("data_offsets"))?,
                 })
             }
         }
@@ -420,13 +422,31 @@ mod tests {
             HeaderError::OutOfRange { .. }
         ));
         assert!(matches!(
-            e(format!(r#"{{"a":{},"b":{}}}"#, rec("F32", "[1]", 0, 4), rec("F32", "[1]", 8, 12)), 12),
+            e(
+                format!(
+                    r#"{{"a":{},"b":{}}}"#,
+                    rec("F32", "[1]", 0, 4),
+                    rec("F32", "[1]", 8, 12)
+                ),
+                12
+            ),
             HeaderError::Hole { begin: 4, end: 8 }
         ));
-        let deep = format!(r#"{{"__metadata__":{}"x"{}}}"#, r#"{"a":"#.repeat(1000), "}".repeat(1000));
+        let deep = format!(
+            r#"{{"__metadata__":{}"x"{}}}"#,
+            r#"{"a":"#.repeat(1000),
+            "}".repeat(1000)
+        );
         assert!(matches!(e(deep, 0), HeaderError::Json(_)));
         assert!(matches!(
-            e(format!(r#"{{"t":{},"t":{}}}"#, rec("U8", "[1]", 0, 1), rec("U8", "[1]", 1, 2)), 2),
+            e(
+                format!(
+                    r#"{{"t":{},"t":{}}}"#,
+                    rec("U8", "[1]", 0, 1),
+                    rec("U8", "[1]", 1, 2)
+                ),
+                2
+            ),
             HeaderError::Duplicate { .. }
         ));
         assert!(check_header_len(1 << 30, 100).is_err());

@@ -65,11 +65,7 @@ fn bounded(r: &Run, limit: Duration) {
         r.took,
         r.stderr
     );
-    assert!(
-        !r.stderr.contains("panicked"),
-        "panicked:\n{}",
-        r.stderr
-    );
+    assert!(!r.stderr.contains("panicked"), "panicked:\n{}", r.stderr);
 }
 
 const ONE_SECOND: Duration = Duration::from_secs(1);
@@ -128,7 +124,8 @@ fn hparams_yaml_interpolation_bomb_in_catalog_and_hash() {
     bounded(&r, ONE_SECOND);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(
-        r.stderr.contains("lightning_logs/version_0/hparams.yaml: interpolation of `a19`")
+        r.stderr
+            .contains("lightning_logs/version_0/hparams.yaml: interpolation of `a19`")
             && r.stderr.contains("hparams.yaml ignored"),
         "{}",
         r.stderr
@@ -145,8 +142,9 @@ fn hparams_yaml_interpolation_bomb_in_catalog_and_hash() {
     bounded(&r, ONE_SECOND);
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(
-        r.stderr
-            .contains(&format!("{v}/hparams.yaml: interpolation of `a19` produces more than")),
+        r.stderr.contains(&format!(
+            "{v}/hparams.yaml: interpolation of `a19` produces more than"
+        )),
         "{}",
         r.stderr
     );
@@ -283,7 +281,12 @@ fn a_header_of_170k_tiny_tensors_is_read_within_bounds() {
     }
     let r = run(&["inspect", "--format", "json", s(&p)]);
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
-    assert_eq!(v[0]["state_dicts"][0]["tensors"], 170_000, "{}", &r.stdout[..500]);
+    assert_eq!(
+        v[0]["state_dicts"][0]["tensors"],
+        170_000,
+        "{}",
+        &r.stdout[..500]
+    );
 }
 
 // ------------------------------------------------------------------ other claimed sizes
@@ -399,8 +402,9 @@ fn a_fifo_is_refused_by_every_command_without_blocking() {
     bounded(&r, ONE_SECOND);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(
-        r.stderr
-            .contains(&format!("{f}: a FIFO (named pipe), not a regular file; skipped")),
+        r.stderr.contains(&format!(
+            "{f}: a FIFO (named pipe), not a regular file; skipped"
+        )),
         "{}",
         r.stderr
     );
@@ -414,7 +418,13 @@ fn a_fifo_is_refused_by_every_command_without_blocking() {
     let hydra = t.path().join(".hydra");
     std::fs::create_dir(&hydra).unwrap();
     for p in [side, hydra.join("config.yaml")] {
-        assert!(std::process::Command::new("mkfifo").arg(&p).status().unwrap().success());
+        assert!(
+            std::process::Command::new("mkfifo")
+                .arg(&p)
+                .status()
+                .unwrap()
+                .success()
+        );
     }
     let r = run(&["catalog", s(&real), "--no-cache"]);
     bounded(&r, ONE_SECOND);
@@ -442,7 +452,13 @@ fn every_command_on_every_hostile_file_exits_cleanly() {
     many_tiny_tensors(&big, 50_000);
     files.push(big);
     let fifo = t.path().join("pipe.ckpt");
-    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
     files.push(fifo);
     files.sort();
     assert!(files.len() >= 30, "{files:?}");
@@ -474,7 +490,8 @@ fn every_command_on_every_hostile_file_exits_cleanly() {
         ];
         for cmd in cmds {
             let r = run(&cmd);
-            let ok = matches!(r.code, 0..=2) && !r.stderr.contains("panicked") && r.took < SWEEP_LIMIT;
+            let ok =
+                matches!(r.code, 0..=2) && !r.stderr.contains("panicked") && r.took < SWEEP_LIMIT;
             if !ok {
                 failures.push(format!(
                     "{cmd:?}: exit {} in {:?}: {}",
