@@ -47,7 +47,11 @@ for f in "${files[@]}"; do
     i=$((i + 1))
     copy="$TMP/copy$i"
     mkdir -p "$copy"
-    if [ -f "$f" ]; then cp "$f" "$copy/"; c="$copy/$(basename "$f")"; else c="$f"; fi
+    # convert-legacy and validate take --checkpoint FILE (a copy: a sidecar may be written)
+    # or --exp-dir DIR.
+    if [ -f "$f" ]; then cp "$f" "$copy/"; c="--checkpoint $copy/$(basename "$f")"
+    elif [ -d "$f" ]; then cp -r "$f" "$copy/"; c="--exp-dir $copy/$(basename "$f")"
+    else c="--checkpoint $f"; fi
     while IFS= read -r cmd; do
         # shellcheck disable=SC2086
         /usr/bin/time -f '%e %M' -o "$TMP/t" timeout 60 "$BIN" $cmd >/dev/null 2>"$TMP/err"
@@ -65,8 +69,8 @@ scan $f
 hash $f
 diff $f $f
 convert $f --to safetensors --output-dir $TMP/out$i
-convert-legacy --checkpoint $c
-validate --checkpoint $c
+convert-legacy $c
+validate $c
 catalog $f --no-cache
 EOF2
 done

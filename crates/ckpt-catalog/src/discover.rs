@@ -138,6 +138,14 @@ pub fn discover_with_listing(
                 continue;
             }
         };
+        if !meta.is_dir() && !meta.is_file() {
+            warnings.push(format!(
+                "{}: {}, not a regular file; skipped",
+                root.display(),
+                ckpt_torch::open::kind_of(meta.file_type())
+            ));
+            continue;
+        }
         if !meta.is_dir() {
             out.push(Candidate {
                 path: root.clone(),

@@ -413,6 +413,16 @@ fn a_fifo_is_refused_by_every_command_without_blocking() {
         "{}",
         r.stdout
     );
+    // Named as the root, it is skipped the same way.
+    let r = run(&["catalog", f, "--no-cache"]);
+    bounded(&r, ONE_SECOND);
+    assert!(
+        r.stderr.contains(&format!(
+            "{f}: a FIFO (named pipe), not a regular file; skipped"
+        )),
+        "{}",
+        r.stderr
+    );
     // A FIFO where a sidecar or a Hydra config would be is not opened either.
     let side = t.path().join("real.metadata.yaml");
     let hydra = t.path().join(".hydra");
