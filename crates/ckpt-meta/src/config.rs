@@ -480,9 +480,77 @@ pub fn find_hydra_config(checkpoint: &Path, stop: &Path) -> Option<PathBuf> {
 }
 
 #[cfg(test)]
+#[path = "config_unbudgeted.rs"]
+mod unbudgeted;
+
+#[cfg(test)]
 mod tests {
+    use super::unbudgeted;
     use super::*;
+    use proptest::prelude::*;
     use serde_json::json;
+
+    /// A leaf of a generated config: a number, a plain string, or text with references to
+    /// keys listed before it (never to itself: `a: {b: "${a}"}` copies `a` into itself at
+    /// every hop, 2^32 copies for the unbudgeted resolver; the budget stops it, see below) (absolute, into a nested map, or relative), so the config is
+    /// acyclic and its chains are shorter than the hop limit.
+    fn leaf(i: usize) -> impl Strategy<Value = Value> {
+        let refs: Vec<String> = (0..i)
+            .flat_map(|j| [format!("k{j}"), format!("k{j}.x"), format!(".k{j}")])
+            .collect();
+        let plain = prop_oneof![
+            any::<i32>().prop_map(|n| json!(n)),
+            "[a-z]{0,4}".prop_map(|s| json!(s)),
+            Just(json!("${oc.env:HOME}")),
+        ];
+        if refs.is_empty() {
+            return plain.boxed();
+        }
+        let r = proptest::sample::select(refs);
+        prop_oneof![
+            plain,
+            r.clone().prop_map(|r| json!(format!("${{{r}}}"))),
+            (r.clone(), r, "[a-z ]{0,3}")
+                .prop_map(|(a, b, t)| json!(format!("${{{a}}}{t}${{{b}}}!"))),
+        ]
+        .boxed()
+    }
+
+    fn config() -> impl Strategy<Value = Value> {
+        (1usize..8).prop_flat_map(|n| {
+            let entries: Vec<_> = (0..n)
+                .map(|i| {
+                    prop_oneof![
+                        leaf(i),
+                        (leaf(i), leaf(i)).prop_map(|(x, y)| json!({"x": x, "y": y})),
+                        (leaf(i), leaf(i)).prop_map(|(x, y)| json!([x, y])),
+                    ]
+                })
+                .collect();
+            entries.prop_map(|vs| {
+                Value::Object(
+                    vs.into_iter()
+                        .enumerate()
+                        .map(|(i, v)| (format!("k{i}"), v))
+                        .collect(),
+                )
+            })
+        })
+    }
+
+    #[test]
+    fn a_subtree_that_references_itself_stops_at_the_budget() {
+        let e = resolve(&json!({"a": {"b": "${a}", "c": "${a}"}})).unwrap_err();
+        assert_eq!(e.key(), "a.b");
+    }
+
+    proptest! {
+        /// Memoizing references and counting the budget change no result.
+        #[test]
+        fn the_budgeted_resolver_agrees_with_the_unbudgeted_one(c in config()) {
+            prop_assert_eq!(resolve(&c).unwrap(), unbudgeted::resolve(&c));
+        }
+    }
 
     #[test]
     fn references_resolve_with_types() {

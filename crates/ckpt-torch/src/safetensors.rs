@@ -386,6 +386,68 @@ impl<'de> DeserializeSeed<'de> for MetadataSeed {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// A header for tensors laid out one after another, as writers do.
+    fn layout(tensors: &[(String, Vec<u64>)]) -> (String, u64, Vec<TensorEntry>) {
+        let mut at = 0u64;
+        let mut obj = serde_json::Map::new();
+        let mut want = Vec::new();
+        obj.insert("__metadata__".into(), serde_json::json!({"format": "pt"}));
+        for (name, shape) in tensors {
+            let n: u64 = shape.iter().product::<u64>() * 4;
+            obj.insert(
+                name.clone(),
+                serde_json::json!({"dtype": "F32", "shape": shape, "data_offsets": [at, at + n]}),
+            );
+            want.push(TensorEntry {
+                name: name.clone(),
+                dtype: DType::F32,
+                shape: shape.clone(),
+                begin: at,
+                end: at + n,
+            });
+            at += n;
+        }
+        (serde_json::Value::Object(obj).to_string(), at, want)
+    }
+
+    fn tensors() -> impl Strategy<Value = Vec<(String, Vec<u64>)>> {
+        proptest::collection::btree_map(
+            "[a-z.\\\"]{1,6}",
+            proptest::collection::vec(0u64..5, 0..4),
+            0..12,
+        )
+        .prop_map(|m| m.into_iter().collect())
+    }
+
+    proptest! {
+        /// What a writer lays out reads back exactly, with escaped names unescaped.
+        #[test]
+        fn written_headers_read_back(ts in tensors()) {
+            let (h, data_len, want) = layout(&ts);
+            let got = parse_header(h.as_bytes(), data_len).unwrap();
+            prop_assert_eq!(got.tensors, want);
+            prop_assert_eq!(got.metadata, vec![("format".to_owned(), "pt".to_owned())]);
+        }
+
+        /// Any byte changed, dropped or the data section resized: an error or a valid
+        /// header, never a panic; and whatever is accepted still tiles the data section.
+        #[test]
+        fn damaged_headers_never_panic(ts in tensors(), at in any::<usize>(), b in any::<u8>(),
+                                       extra in 0u64..9) {
+            let (h, data_len, _) = layout(&ts);
+            let mut bytes = h.into_bytes();
+            if !bytes.is_empty() {
+                let i = at % bytes.len();
+                bytes[i] = b;
+            }
+            if let Ok(got) = parse_header(&bytes, data_len + extra) {
+                let total: u64 = got.tensors.iter().map(|t| t.end - t.begin).sum();
+                prop_assert_eq!(total, data_len + extra);
+            }
+        }
+    }
 
     fn rec(dtype: &str, shape: &str, b: u64, e: u64) -> String {
         format!(r#"{{"dtype":"{dtype}","shape":{shape},"data_offsets":[{b},{e}]}}"#)
