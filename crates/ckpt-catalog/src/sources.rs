@@ -1268,8 +1268,9 @@ fn param_value(s: &str) -> Value {
         "False" | "false" => return json!(false),
         _ => {}
     }
+    // Within the same node budget as any JSON file (a param file may be 16 MiB).
     if (t.starts_with('[') || t.starts_with('{'))
-        && let Ok(v) = serde_json::from_str::<Value>(t)
+        && let Ok(v) = yaml::parse_json(t)
     {
         return v;
     }
