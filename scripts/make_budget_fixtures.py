@@ -25,7 +25,9 @@ Crafted (by hand, the formats are simple):
   st_out_of_range.safetensors   a tensor whose data_offsets run past the data section
   st_not_covered.safetensors    a hole in the data section
   zip_4g_entries.ckpt           end-of-central-directory record claiming 4 billion entries
-  zip_overlap.ckpt              a stored entry whose data range runs past the file
+  zip_65534_entries.ckpt        end-of-central-directory record claiming 65,534 entries
+  zip_entry_past_end.ckpt       a real checkpoint whose first storage claims 2 GiB in the
+                                central directory (the file is 2 KB)
   yaml_billion_laughs.yaml      anchors/aliases expanding 10^12-fold
   yaml_deep.yaml                10,000 nested flow sequences
   json_deep.json                100,000 nested arrays
@@ -57,6 +59,11 @@ def chain_yaml() -> str:
     return "".join(f"{k}: {json.dumps(v)}\n" for k, v in chain().items())
 
 
+def zput(z: zipfile.ZipFile, name: str, data: bytes) -> None:
+    """A stored entry with a fixed timestamp (re-running gives the same bytes)."""
+    z.writestr(zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0)), data)
+
+
 def safetensors(path: Path, header: dict | str, data: bytes = b"", claimed: int | None = None) -> None:
     h = header if isinstance(header, str) else json.dumps(header, separators=(",", ":"))
     hb = h.encode()
@@ -76,9 +83,9 @@ def big(dir: Path) -> None:
     # A 10 MB zip of 75,000 one-byte entries beside data.pkl (the central directory is most
     # of the file).
     with zipfile.ZipFile(dir / "zip_75k_entries.ckpt", "w", zipfile.ZIP_STORED) as z:
-        z.writestr("zip_75k_entries/data.pkl", b"\x80\x02}q\x00.")
+        zput(z, "zip_75k_entries/data.pkl", b"\x80\x02}q\x00.")
         for i in range(75_000):
-            z.writestr(f"zip_75k_entries/data/{i}", b"\0")
+            zput(z, f"zip_75k_entries/data/{i}", b"\0")
     # 8 MB flow lists of 4,000,000 ints: as a Hydra config and as a JSON config sidecar.
     h = dir / "hydra_many_nodes"
     (h / ".hydra").mkdir(parents=True, exist_ok=True)
@@ -116,7 +123,7 @@ def crafted() -> None:
     # record claims 4 billion: a reader that reserves per claimed entry allocates gigabytes.
     p = OUT / "zip_4g_entries.ckpt"
     with zipfile.ZipFile(p, "w", zipfile.ZIP_STORED) as z:
-        z.writestr("zip_4g_entries/data.pkl", b"\x80\x02}q\x00.")
+        zput(z, "zip_4g_entries/data.pkl", b"\x80\x02}q\x00.")
     b = bytearray(p.read_bytes())
     eocd = b.rfind(b"PK\x05\x06")
     b[eocd + 8:eocd + 12] = struct.pack("<HH", 0xFFFF, 0xFFFF)
@@ -126,14 +133,13 @@ def crafted() -> None:
     loc = struct.pack("<IIQI", 0x07064B50, 0, eocd, 1)
     b[eocd:eocd] = z64 + loc
     p.write_bytes(bytes(b))
-    # A stored entry whose compressed size claims more than the file holds.
-    p = OUT / "zip_overlap.ckpt"
+    # Classic end record only: 65,534 entries claimed in a 138-byte file.
+    p = OUT / "zip_65534_entries.ckpt"
     with zipfile.ZipFile(p, "w", zipfile.ZIP_STORED) as z:
-        z.writestr("zip_overlap/data.pkl", b"\x80\x02}q\x00.")
-        z.writestr("zip_overlap/data/0", b"\0" * 16)
+        zput(z, "zip_65534_entries/data.pkl", b"\x80\x02}q\x00.")
     b = bytearray(p.read_bytes())
-    cd = b.rfind(b"PK\x01\x02")  # the last central entry: data/0
-    b[cd + 20:cd + 24] = struct.pack("<I", 0x7FFF_FFFF)
+    eocd = b.rfind(b"PK\x05\x06")
+    b[eocd + 8:eocd + 12] = struct.pack("<HH", 0xFFFE, 0xFFFE)
     p.write_bytes(bytes(b))
     # YAML: billion laughs and deep nesting; JSON: deep nesting.
     lines = ["a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
@@ -162,6 +168,16 @@ def real() -> None:
     (h / "checkpoints").mkdir()
     (h / ".hydra" / "config.yaml").write_text(chain_yaml())
     torch.save(lightning({"lr": 0.001}), h / "checkpoints" / "last.ckpt")
+    # That checkpoint with its first storage's sizes in the central directory raised to
+    # 2 GiB: a reader that trusts them allocates 2 GiB for a 2 KB file.
+    b = bytearray((h / "checkpoints" / "last.ckpt").read_bytes())
+    i = 0
+    while (i := b.find(b"PK\x01\x02", i)) >= 0:
+        (n,) = struct.unpack("<H", b[i + 28:i + 30])
+        if bytes(b[i + 46:i + 46 + n]).endswith(b"/data/0"):
+            b[i + 20:i + 28] = struct.pack("<II", 0x7FFF_FFF0, 0x7FFF_FFF0)
+        i += 4
+    (OUT / "zip_entry_past_end.ckpt").write_bytes(bytes(b))
     v = OUT / "lightning_bomb" / "lightning_logs" / "version_0"
     (v / "checkpoints").mkdir(parents=True)
     (v / "hparams.yaml").write_text(chain_yaml())
@@ -187,9 +203,12 @@ def main() -> None:
     if len(sys.argv) == 3 and sys.argv[1] == "--big":
         big(Path(sys.argv[2]))
         return
+    readme = (OUT / "README.md").read_text() if (OUT / "README.md").exists() else None
     if OUT.exists():
         shutil.rmtree(OUT)
     OUT.mkdir(parents=True)
+    if readme is not None:
+        (OUT / "README.md").write_text(readme)
     crafted()
     real()
     for p in sorted(OUT.rglob("*")):

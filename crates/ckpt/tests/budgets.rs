@@ -291,8 +291,9 @@ fn a_header_of_170k_tiny_tensors_is_read_within_bounds() {
 
 // ------------------------------------------------------------------ other claimed sizes
 
-/// A zip whose end records claim 4 billion entries; a stored entry whose size runs past
-/// the file; a DCP `.metadata` claiming 250,000 chunks for one 4-element tensor.
+/// A zip whose end records claim 4 billion (ZIP64) or 65,534 entries; a real checkpoint
+/// whose storage entry claims 2 GiB; a DCP `.metadata` claiming 250,000 chunks for one
+/// 4-element tensor.
 #[test]
 fn zip_and_dcp_claims_are_checked_against_the_file() {
     let r = run(&["inspect", "fixtures/budget/zip_4g_entries.ckpt"]);
@@ -305,15 +306,36 @@ fn zip_and_dcp_claims_are_checked_against_the_file() {
         "{}",
         r.stderr
     );
-    let r = run(&[
-        "convert",
-        "fixtures/budget/zip_overlap.ckpt",
-        "--to",
-        "safetensors",
-        "--output-dir",
-        s(tempfile::tempdir().unwrap().path()),
-    ]);
+    let r = run(&["inspect", "fixtures/budget/zip_65534_entries.ckpt"]);
     bounded(&r, ONE_SECOND);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr
+            .contains("fixtures/budget/zip_65534_entries.ckpt: damaged zip archive"),
+        "{}",
+        r.stderr
+    );
+    let past = "fixtures/budget/zip_entry_past_end.ckpt";
+    let line = format!(
+        "{past}: damaged zip archive: entry last/data/0 claims 2147483632 bytes at offset 960, past the end of the 1997-byte file"
+    );
+    let out = tempfile::tempdir().unwrap();
+    for cmd in [
+        vec!["dump", "--tensor-hashes", past],
+        vec![
+            "convert",
+            past,
+            "--to",
+            "safetensors",
+            "--output-dir",
+            s(out.path()),
+        ],
+    ] {
+        let r = run(&cmd);
+        bounded(&r, ONE_SECOND);
+        assert!(r.code == 1 || r.code == 2, "{cmd:?}");
+        assert!(r.stderr.contains(&line), "{cmd:?}: {}", r.stderr);
+    }
     let r = run(&["inspect", "fixtures/budget/dcp_many_chunks"]);
     bounded(&r, SWEEP_LIMIT);
 }
