@@ -326,10 +326,11 @@ fn validate_one(ckpt: &Path) -> Verdict {
         problems: Vec::new(),
     };
     // Every sidecar that exists is judged (a partial `.metadata.json` beside a good YAML one
-    // is still reported).
+    // is still reported); one that is not a regular file (a FIFO, a folder) is invalid, not
+    // missing, and is never opened.
     let paths: Vec<PathBuf> = [sidecar::yaml_path(ckpt), sidecar::json_path(ckpt)]
         .into_iter()
-        .filter(|p| p.is_file())
+        .filter(|p| p.exists())
         .collect();
     if paths.is_empty() {
         v.status = "missing";

@@ -464,6 +464,16 @@ fn a_fifo_is_refused_by_every_command_without_blocking() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     let r = run(&["convert-legacy", "--checkpoint", s(&real), "--dry-run"]);
     bounded(&r, ONE_SECOND);
+    let r = run(&["validate", "--checkpoint", s(&real), "--format", "json"]);
+    bounded(&r, ONE_SECOND);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stdout.contains("\"invalid\"")
+            && r.stdout
+                .contains("not a regular file (a FIFO (named pipe))"),
+        "{}",
+        r.stdout
+    );
 }
 
 // ------------------------------------------------------------------ the sweep
