@@ -179,6 +179,7 @@ pub fn build_streaming(
         chunks.push(cur);
     }
     let mut done = 0usize;
+    let mut warned: HashSet<String> = HashSet::new();
     for chunk in &chunks {
         let chunk = chunk.as_slice();
         let mut chunk_entries: Vec<Value> = Vec::with_capacity(chunk.len());
@@ -277,7 +278,12 @@ pub fn build_streaming(
         for (i, resolved) in chunk.iter().zip(resolved) {
             let (mut entry, best) = match resolved {
                 Ok((r, w)) => {
-                    cat.warnings.extend(w);
+                    // A config shared by many checkpoints warns once, not once per checkpoint.
+                    for x in w {
+                        if warned.insert(x.clone()) {
+                            cat.warnings.push(x);
+                        }
+                    }
                     (r.entry, r.best_name)
                 }
                 Err(panic) => {

@@ -53,6 +53,8 @@ struct Listing {
     dir: PathBuf,
     files: Vec<PathBuf>,
     dirs: Vec<PathBuf>,
+    /// FIFOs, sockets and devices: never opened (a FIFO would block the read forever).
+    special: Vec<(PathBuf, &'static str)>,
     error: Option<String>,
 }
 
@@ -61,6 +63,7 @@ fn list(dir: &Path) -> Listing {
         dir: dir.to_path_buf(),
         files: Vec::new(),
         dirs: Vec::new(),
+        special: Vec::new(),
         error: None,
     };
     match std::fs::read_dir(dir) {
@@ -74,11 +77,16 @@ fn list(dir: &Path) -> Listing {
                     // Follow the link to see what it is; a dangling link is skipped.
                     match std::fs::metadata(&p) {
                         Ok(m) if m.is_dir() => l.dirs.push(p),
-                        Ok(_) => l.files.push(p),
+                        Ok(m) if m.is_file() => l.files.push(p),
+                        Ok(m) => l
+                            .special
+                            .push((p, ckpt_torch::open::kind_of(m.file_type()))),
                         Err(_) => {}
                     }
-                } else {
+                } else if ft.is_file() {
                     l.files.push(p);
+                } else {
+                    l.special.push((p, ckpt_torch::open::kind_of(ft)));
                 }
             }
         }
@@ -130,6 +138,14 @@ pub fn discover_with_listing(
                 continue;
             }
         };
+        if !meta.is_dir() && !meta.is_file() {
+            warnings.push(format!(
+                "{}: {}, not a regular file; skipped",
+                root.display(),
+                ckpt_torch::open::kind_of(meta.file_type())
+            ));
+            continue;
+        }
         if !meta.is_dir() {
             out.push(Candidate {
                 path: root.clone(),
@@ -160,6 +176,14 @@ pub fn discover_with_listing(
                 if let Some(e) = l.error {
                     warnings.push(e);
                     continue;
+                }
+                for (p, what) in &l.special {
+                    if is_checkpoint_file(p) {
+                        warnings.push(format!(
+                            "{}: {what}, not a regular file; skipped",
+                            p.display()
+                        ));
+                    }
                 }
                 seen.dirs.insert(l.dir.as_os_str().to_owned());
                 seen.files

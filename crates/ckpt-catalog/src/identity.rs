@@ -162,6 +162,12 @@ pub enum IdentityError {
     },
     #[error("{}: no checkpoint_step_*.pt in it or in its model/ folder", path.display())]
     NoCheckpoint { path: PathBuf },
+    #[error("{}: {source}", path.display())]
+    HparamsResolve {
+        path: PathBuf,
+        #[source]
+        source: config::ResolveError,
+    },
     #[error("cannot read hyperparameters")]
     Hparams {
         path: PathBuf,
@@ -231,7 +237,10 @@ pub fn gather(path: &Path, opts: &HashOptions) -> Result<IdentityInputs, Identit
     {
         // An OmegaConf DictConfig keeps its `${...}` references unresolved: resolve them as
         // for a YAML file, so the same config hashes the same from either source.
-        let v = config::resolve(&to_value(doc, id));
+        let v = config::resolve(&to_value(doc, id)).map_err(|e| IdentityError::HparamsResolve {
+            path: ckpt_path.clone(),
+            source: e.under("hyper_parameters"),
+        })?;
         let empty = match &v {
             Value::Null => true,
             Value::Object(m) => m.is_empty(),
@@ -367,12 +376,21 @@ pub fn canonical_json(v: &Value) -> String {
     out
 }
 
+/// Largest UID file read (tens of millions of UIDs).
+const MAX_UID_FILE_BYTES: u64 = 1 << 30;
+
 /// Read a UID file: one per line, a JSON array, or a CSV column (see the module doc).
 /// Returns the UIDs sorted and de-duplicated.
 pub fn read_uids(path: &Path, column: Option<&str>) -> Result<Vec<String>, IdentityError> {
-    let bytes = std::fs::read(path).map_err(|source| IdentityError::UidFile {
-        path: path.to_path_buf(),
-        source,
+    // A regular file only (a FIFO must not block `hash`), of bounded size.
+    let bytes = ckpt_torch::open::read_small(path, MAX_UID_FILE_BYTES).map_err(|e| {
+        IdentityError::UidFile {
+            path: path.to_path_buf(),
+            source: match e {
+                ckpt_torch::open::OpenError::Io(e) => e,
+                other => std::io::Error::other(other.to_string()),
+            },
+        }
     })?;
     let text = String::from_utf8(bytes).map_err(|e| IdentityError::UidFormat {
         path: path.to_path_buf(),

@@ -15,7 +15,7 @@ use std::path::Path;
 
 use ckpt_meta::config;
 use ckpt_meta::extract::{
-    ExtraSources, Layout, build_sidecar_with, checkpointing_facts, iso_time, metric_short_name,
+    ExtraSources, Layout, build_sidecar_lenient, checkpointing_facts, iso_time, metric_short_name,
     model_facts, parse_file_name,
 };
 use ckpt_torch::summary::{find_state_dicts, first_state_dict_entries};
@@ -161,7 +161,15 @@ fn file_facts(path: &Path, root: &Path) -> Vec<Fact> {
     // DictConfig), cleval metrics and callbacks; take what it got from the checkpoint.
     let layout = Layout::new(path, Some(root));
     let summary = ck.summary();
-    let sc = build_sidecar_with(&ck, &summary, &layout, &ExtraSources::default());
+    let (sc, hp_err) = build_sidecar_lenient(&ck, &summary, &layout, &ExtraSources::default());
+    if let Some(e) = hp_err {
+        // Listed all the same, without what its hparams would have said.
+        f.push(Fact::new(
+            sources::WARNING,
+            json!(format!("{}: {e}; hyper_parameters ignored", path.display())),
+            "checkpoint",
+        ));
+    }
     if let Some(prov) = sc.get("provenance").and_then(Value::as_object) {
         for (field, src) in prov {
             let src = src.as_str().unwrap_or("");
@@ -536,7 +544,11 @@ fn sidecar_fresh(sc: &Value, size: u64, modified: &str, pickle_sha: Option<&str>
 #[derive(Default)]
 pub struct Configs {
     // Keyed by raw path bytes (cheap to hash, unlike `Path`).
-    map: std::sync::Mutex<std::collections::HashMap<std::ffi::OsString, Option<Value>>>,
+    /// `Err(Some(warning))` for a config over a budget, `Err(None)` for missing/malformed.
+    #[allow(clippy::type_complexity)]
+    map: std::sync::Mutex<
+        std::collections::HashMap<std::ffi::OsString, Result<Value, Option<String>>>,
+    >,
     hydra:
         std::sync::Mutex<std::collections::HashMap<std::ffi::OsString, Option<std::path::PathBuf>>>,
 }
@@ -557,17 +569,41 @@ impl Configs {
         v
     }
 
-    pub fn get(&self, path: &Path) -> Option<Value> {
-        if let Ok(m) = self.map.lock()
-            && let Some(v) = m.get(path.as_os_str())
-        {
-            return v.clone();
+    /// The config at `path`, interpolations resolved; `None` when missing or malformed. A
+    /// config over a budget (too large, an interpolation bomb) is skipped with a warning
+    /// naming the file and the key, for every entry it would have described.
+    pub fn get(&self, path: &Path, warnings: &mut Vec<String>) -> Option<Value> {
+        let got = match self.map.lock() {
+            Ok(m) => m.get(path.as_os_str()).cloned(),
+            Err(_) => None,
+        };
+        let v = match got {
+            Some(v) => v,
+            None => {
+                let v = config::read_config(path).map_err(|e| e.is_budget().then(|| e.to_string()));
+                if let Ok(mut m) = self.map.lock() {
+                    m.insert(path.as_os_str().to_owned(), v.clone());
+                }
+                v
+            }
+        };
+        match v {
+            Ok(v) => Some(v),
+            Err(Some(w)) => {
+                warn_once(warnings, &Value::String(format!("{w}; config ignored")));
+                None
+            }
+            Err(None) => None,
         }
-        let v = config::read_config(path).ok();
-        if let Ok(mut m) = self.map.lock() {
-            m.insert(path.as_os_str().to_owned(), v.clone());
-        }
-        v
+    }
+}
+
+/// Add a warning unless this entry already gave it.
+fn warn_once(warnings: &mut Vec<String>, w: &Value) {
+    if let Some(w) = w.as_str()
+        && !warnings.iter().any(|x| x == w)
+    {
+        warnings.push(w.to_owned());
     }
 }
 
@@ -686,7 +722,7 @@ pub fn resolve(r: &Resolve<'_>, warnings: &mut Vec<String>) -> Resolved {
         for suffix in [".config.yaml", ".config.yml", ".config.json"] {
             let p = ckpt_meta::sidecar::with_suffix(&c.path, suffix);
             if r.seen.is_file(&p) {
-                if let Some(v) = r.configs.get(&p) {
+                if let Some(v) = r.configs.get(&p, warnings) {
                     for f in config_facts(&v, "config_sidecar") {
                         e.apply(&f);
                     }
@@ -697,7 +733,7 @@ pub fn resolve(r: &Resolve<'_>, warnings: &mut Vec<String>) -> Resolved {
     }
     // 3. Hydra
     if let Some(h) = r.configs.hydra_for(&c.path, &c.root)
-        && let Some(v) = r.configs.get(&h)
+        && let Some(v) = r.configs.get(&h, warnings)
     {
         for f in config_facts(&v, "hydra") {
             e.apply(&f);
@@ -705,6 +741,9 @@ pub fn resolve(r: &Resolve<'_>, warnings: &mut Vec<String>) -> Resolved {
     }
     // 4–6. folder structure
     for f in sources::lightning_logs(r.dirs, &c.path, &c.root) {
+        if f.path == sources::WARNING {
+            warn_once(warnings, &f.value);
+        }
         e.apply(&f);
     }
     for f in sources::loggers(r.dirs, &c.path, &c.root) {
@@ -719,6 +758,9 @@ pub fn resolve(r: &Resolve<'_>, warnings: &mut Vec<String>) -> Resolved {
     // 7 and 9. the checkpoint (inference facts come last within it)
     if let Some(fs) = r.ckpt_facts {
         for f in fs.iter().filter(|f| f.source != "inferred") {
+            if f.path == sources::WARNING {
+                warn_once(warnings, &f.value);
+            }
             e.apply(f);
         }
     }

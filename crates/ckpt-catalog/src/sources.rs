@@ -8,7 +8,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::fs::{self, File};
+use std::fs;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -19,6 +19,10 @@ use ckpt_meta::yaml;
 use serde_json::{Map, Number, Value, json};
 
 use crate::Fact;
+
+/// The path of a fact that is not a field but a warning for the run (a config skipped for
+/// going over a budget): the resolver prints it and the entry does not keep it.
+pub const WARNING: &str = "_warning";
 
 /// Names of the sources recorded by this module.
 pub mod source {
@@ -33,6 +37,10 @@ use source::*;
 
 /// Largest JSON/YAML/text file read; for `metrics.csv`, the most read from its end.
 pub const MAX_FILE_BYTES: u64 = 16 << 20;
+/// Most bytes of `metrics.csv` rows read (from its end, where the latest epochs are). Each
+/// cell parses into 16 bytes or more, so this bounds the parsed rows to tens of megabytes
+/// even for a file of single-digit cells.
+const MAX_CSV_TAIL: u64 = 4 << 20;
 /// Most files read from an MLflow run's `params/` or `metrics/`, and most entries taken from
 /// a folder listing.
 const MAX_DIR_ENTRIES: usize = 4096;
@@ -111,6 +119,9 @@ type Memo<V> = Mutex<HashMap<std::ffi::OsString, V>>;
 #[derive(Default)]
 pub struct DirCache {
     configs: Memo<Option<Arc<Value>>>,
+    /// Config files skipped for going over a budget (size, interpolation), with the message:
+    /// unlike a malformed file, skipped quietly, these are worth a warning.
+    config_warnings: Memo<Option<Arc<str>>>,
     lightning: Memo<Arc<LightningDir>>,
     hier: Memo<Arc<HierDir>>,
     hash: Memo<Arc<HashDir>>,
@@ -163,7 +174,24 @@ impl DirCache {
     /// A YAML or JSON config file, parsed with interpolations resolved (`None` when missing,
     /// too large or malformed). Lightning's `!!python/...` tags are tolerated.
     pub fn config(&self, path: &Path) -> Option<Arc<Value>> {
-        memo(&self.configs, path, || read_tree(path).map(Arc::new))
+        memo(&self.configs, path, || match read_tree(path) {
+            Ok(v) => Some(Arc::new(v)),
+            Err(w) => {
+                memo(&self.config_warnings, path, || w.map(Arc::from));
+                None
+            }
+        })
+    }
+
+    /// Why [`DirCache::config`] skipped a file that is over a budget (it names the file and
+    /// the key or limit), if it did.
+    pub fn config_warning(&self, path: &Path) -> Option<Arc<str>> {
+        self.config_warnings
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(path.as_os_str())
+            .cloned()
+            .flatten()
     }
 
     /// Forget everything (files may have changed).
@@ -172,6 +200,7 @@ impl DirCache {
             m.lock().unwrap_or_else(PoisonError::into_inner).clear();
         }
         c(&self.configs);
+        c(&self.config_warnings);
         c(&self.lightning);
         c(&self.hier);
         c(&self.hash);
@@ -227,35 +256,31 @@ fn stem_of(p: &Path) -> String {
         .unwrap_or_default()
 }
 
-/// A whole small text file (`None` when missing, not a file, larger than the limit, or not
-/// UTF-8).
+/// A whole small text file (`None` when missing, not a regular file, larger than the
+/// limit, or not UTF-8). Opened without blocking and checked on the descriptor: a FIFO named
+/// `metrics.csv` must not stall the catalog.
 fn read_small(path: &Path) -> Option<String> {
-    let f = File::open(path).ok()?;
-    let meta = f.metadata().ok()?;
-    if !meta.is_file() || meta.len() > MAX_FILE_BYTES {
-        return None;
-    }
-    let mut s = String::new();
-    f.take(MAX_FILE_BYTES).read_to_string(&mut s).ok()?;
-    Some(s)
+    ckpt_torch::open::read_small_text(path, MAX_FILE_BYTES).ok()
 }
 
 /// A YAML/JSON file as a value. Lightning writes `!!python/object:...` and similar tags into
 /// `hparams.yaml` for non-plain values; when the file does not parse as is, it is read again
-/// with those tags dropped (the tagged mappings and lists stay).
-fn read_tree(path: &Path) -> Option<Value> {
+/// with those tags dropped (the tagged mappings and lists stay). `Err(Some(message))` when
+/// the file is over a budget (worth a warning), `Err(None)` when missing or malformed.
+fn read_tree(path: &Path) -> Result<Value, Option<String>> {
     match read_config(path) {
-        Ok(v) => Some(v),
+        Ok(v) => Ok(v),
+        Err(e) if e.is_budget() => Err(Some(e.to_string())),
         Err(_) => {
             if path.extension().is_some_and(|e| e == "json") {
-                return None;
+                return Err(None);
             }
-            let text = read_small(path)?;
+            let text = read_small(path).ok_or(None)?;
             if !text.contains("!!python/") {
-                return None;
+                return Err(None);
             }
-            let v = yaml::parse(&strip_python_tags(&text)).ok()?;
-            Some(resolve(&v))
+            let v = yaml::parse(&strip_python_tags(&text)).map_err(|_| None)?;
+            resolve(&v).map_err(|e| Some(format!("{}: {e}", path.display())))
         }
     }
 }
@@ -404,6 +429,8 @@ struct LightningDir {
     /// `hparams.yaml` or `metrics.csv` is here.
     is_log_dir: bool,
     hparams: Option<Arc<Value>>,
+    /// `hparams.yaml` was skipped for going over a budget: the warning to give.
+    hparams_warning: Option<Arc<str>>,
     metrics: Option<MetricsCsv>,
 }
 
@@ -413,9 +440,15 @@ impl LightningDir {
         let mc = dir.join("metrics.csv");
         let hp_here = hp.is_file();
         let mc_here = mc.is_file();
+        let hparams = if hp_here { cache.config(&hp) } else { None };
         LightningDir {
             is_log_dir: hp_here || mc_here,
-            hparams: if hp_here { cache.config(&hp) } else { None },
+            hparams_warning: if hp_here && hparams.is_none() {
+                cache.config_warning(&hp)
+            } else {
+                None
+            },
+            hparams,
             metrics: if mc_here { MetricsCsv::read(&mc) } else { None },
         }
     }
@@ -460,6 +493,13 @@ pub fn lightning_logs(cache: &DirCache, ckpt: &Path, root: &Path) -> Vec<Fact> {
     let mut out = Vec::new();
     let exp = rel_name(dir, root).unwrap_or_else(|| last_components(dir, 2));
     out.push(Fact::new("experiment", json!(exp), FOLDER_NAME));
+    if let Some(w) = &info.hparams_warning {
+        out.push(Fact::new(
+            WARNING,
+            json!(format!("{w}; hparams.yaml ignored")),
+            HPARAMS_YAML,
+        ));
+    }
     if let Some(hp) = &info.hparams
         && let Some(m) = hp.as_object()
     {
@@ -535,9 +575,10 @@ fn split_csv_line(line: &str) -> Vec<String> {
 }
 
 impl MetricsCsv {
-    /// Read the header and at most the last [`MAX_FILE_BYTES`] of rows.
+    /// Read the header and at most the last [`MAX_CSV_TAIL`] bytes of rows (a regular file
+    /// only: a FIFO must not block us).
     fn read(path: &Path) -> Option<MetricsCsv> {
-        let mut f = File::open(path).ok()?;
+        let mut f = ckpt_torch::open::open_regular(path).ok()?;
         let size = f.metadata().ok()?.len();
         let mut head = Vec::new();
         (&mut f).take(64 << 10).read_to_end(&mut head).ok()?;
@@ -545,10 +586,10 @@ impl MetricsCsv {
         let header = String::from_utf8_lossy(&head[..header_end]);
         let cols = split_csv_line(header.trim_end_matches('\r').trim_start_matches('\u{feff}'));
         let body_start = header_end as u64 + 1;
-        let start = body_start.max(size.saturating_sub(MAX_FILE_BYTES));
+        let start = body_start.max(size.saturating_sub(MAX_CSV_TAIL));
         f.seek(SeekFrom::Start(start)).ok()?;
         let mut body = Vec::new();
-        f.take(MAX_FILE_BYTES).read_to_end(&mut body).ok()?;
+        f.take(MAX_CSV_TAIL).read_to_end(&mut body).ok()?;
         let mut text: &[u8] = &body;
         if start > body_start {
             // Began mid-row: skip to the next full one.
@@ -1052,7 +1093,7 @@ impl HashDir {
 fn count_uids(path: &Path) -> Option<usize> {
     let ext = path.extension()?.to_str()?;
     if ext == "json" {
-        let v = read_tree(path)?;
+        let v = read_tree(path).ok()?;
         let list = match &v {
             Value::Array(a) => a,
             Value::Object(m) => match ["active_uids", "uids", "ids"]
@@ -1227,8 +1268,9 @@ fn param_value(s: &str) -> Value {
         "False" | "false" => return json!(false),
         _ => {}
     }
+    // Within the same node budget as any JSON file (a param file may be 16 MiB).
     if (t.starts_with('[') || t.starts_with('{'))
-        && let Ok(v) = serde_json::from_str::<Value>(t)
+        && let Ok(v) = yaml::parse_json(t)
     {
         return v;
     }

@@ -23,7 +23,10 @@ fn convert(ckpt: &Path, outputs: &Path) -> usize {
         hydra: config::find_hydra_config(ckpt, outputs).and_then(|p| config::read_config(&p).ok()),
         ..ExtraSources::default()
     };
-    let v = build_sidecar(&ck, &layout, &extra);
+    let v = match build_sidecar(&ck, &layout, &extra) {
+        Ok(v) => v,
+        Err(e) => panic!("{e}"),
+    };
     sidecar::render(&sidecar::yaml_path(ckpt), &v).len()
 }
 

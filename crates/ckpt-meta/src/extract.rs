@@ -12,7 +12,7 @@ use ckpt_torch::Checkpoint;
 use ckpt_torch::summary::{CallbackSummary, Summary, to_value};
 use serde_json::{Map, Value, json};
 
-use crate::config::lookup;
+use crate::config::{ResolveError, lookup};
 use crate::schema::SCHEMA_VERSION;
 
 /// Names of sources, as recorded in `provenance`.
@@ -354,8 +354,13 @@ fn pick_callback<'s>(cbs: &'s [CallbackSummary], file_name: &str) -> Option<&'s 
         .or_else(|| cbs.first())
 }
 
-/// Build the 1.0 sidecar (plus provenance, fingerprint and state) for one checkpoint.
-pub fn build_sidecar(ck: &Checkpoint, layout: &Layout, extra: &ExtraSources) -> Value {
+/// Build the 1.0 sidecar (plus provenance, fingerprint and state) for one checkpoint. Fails
+/// only when its `hyper_parameters` hold interpolations that go over the resolution budget.
+pub fn build_sidecar(
+    ck: &Checkpoint,
+    layout: &Layout,
+    extra: &ExtraSources,
+) -> Result<Value, ResolveError> {
     build_sidecar_with(ck, &ck.summary(), layout, extra)
 }
 
@@ -366,6 +371,44 @@ pub fn build_sidecar_with(
     summary: &Summary,
     layout: &Layout,
     extra: &ExtraSources,
+) -> Result<Value, ResolveError> {
+    let hparams = hparams_of(ck).transpose()?;
+    Ok(build(ck, summary, layout, extra, hparams.as_ref()))
+}
+
+/// [`build_sidecar_with`] that, when the `hyper_parameters` go over the resolution budget,
+/// builds the sidecar without them and hands back the error (the catalog lists the
+/// checkpoint with a warning rather than dropping it).
+pub fn build_sidecar_lenient(
+    ck: &Checkpoint,
+    summary: &Summary,
+    layout: &Layout,
+    extra: &ExtraSources,
+) -> (Value, Option<ResolveError>) {
+    match hparams_of(ck) {
+        Some(Err(e)) => (build(ck, summary, layout, extra, None), Some(e)),
+        h => (
+            build(ck, summary, layout, extra, h.and_then(Result::ok).as_ref()),
+            None,
+        ),
+    }
+}
+
+/// The checkpoint's `hyper_parameters` as a value. Interpolations inside pickled DictConfig
+/// hparams resolve within the hparams tree, as OmegaConf attribute access would; the key in
+/// an error is prefixed with `hyper_parameters.`.
+pub fn hparams_of(ck: &Checkpoint) -> Option<Result<Value, ResolveError>> {
+    let doc = &ck.doc;
+    let h = doc.get(doc.root(), "hyper_parameters")?;
+    Some(crate::config::resolve(&to_value(doc, h)).map_err(|e| e.under("hyper_parameters")))
+}
+
+fn build(
+    ck: &Checkpoint,
+    summary: &Summary,
+    layout: &Layout,
+    extra: &ExtraSources,
+    hparams: Option<&Value>,
 ) -> Value {
     let doc = &ck.doc;
     let root = doc.root();
@@ -439,13 +482,8 @@ pub fn build_sidecar_with(
         b.set("training.global_step", json!(g), source::CHECKPOINT);
     }
 
-    // 2. hyper_parameters
-    // Interpolations inside pickled DictConfig hparams resolve within the hparams tree, as
-    // OmegaConf attribute access would.
-    let hparams = doc
-        .get(root, "hyper_parameters")
-        .map(|h| crate::config::resolve(&to_value(doc, h)));
-    if let Some(h) = &hparams {
+    // 2. hyper_parameters (resolved by the caller: see `hparams_of`)
+    if let Some(h) = hparams {
         take_model(&mut b, h, source::HPARAMS);
     }
     // 3. config sidecar, then Hydra
@@ -461,7 +499,7 @@ pub fn build_sidecar_with(
             take_checkpointing(&mut b, t, src);
         }
     }
-    if let Some(h) = &hparams {
+    if let Some(h) = hparams {
         if let Some(n) = lookup(h, "exp_name").filter(|v| v.is_string()) {
             b.set("exp_name", n.clone(), source::HPARAMS);
         }

@@ -8,6 +8,6 @@ pub mod schema;
 pub mod sidecar;
 pub mod yaml;
 
-pub use extract::{ExtraSources, Layout, build_sidecar};
+pub use extract::{ExtraSources, Layout, build_sidecar, build_sidecar_lenient};
 pub use schema::{Problem, json_schema, validate};
 pub use sidecar::{Sidecar, SidecarError, Staleness};

@@ -34,6 +34,8 @@ pub enum SidecarError {
     },
     #[error("{path}: larger than {limit} bytes")]
     TooLarge { path: PathBuf, limit: usize },
+    #[error("{path}: not a regular file ({what})")]
+    NotAFile { path: PathBuf, what: &'static str },
 }
 
 impl SidecarError {
@@ -87,24 +89,29 @@ pub fn find(checkpoint: &Path) -> Option<PathBuf> {
 impl Sidecar {
     /// Read and parse a `.metadata.yaml` or `.metadata.json` file (not validated).
     pub fn read(path: &Path) -> Result<Sidecar, SidecarError> {
-        let io = |source| SidecarError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        let len = std::fs::metadata(path).map_err(io)?.len();
-        if len > yaml::MAX_YAML_BYTES as u64 {
-            return Err(SidecarError::TooLarge {
+        use ckpt_torch::open::{OpenError, read_small_text};
+        // A regular file of bounded size, checked on the opened descriptor before reading
+        // (a FIFO named `x.metadata.yaml` must not block the catalog).
+        let text = read_small_text(path, yaml::MAX_YAML_BYTES as u64).map_err(|e| match e {
+            OpenError::Io(source) => SidecarError::Io {
+                path: path.to_path_buf(),
+                source,
+            },
+            OpenError::NotAFile { what } => SidecarError::NotAFile {
+                path: path.to_path_buf(),
+                what,
+            },
+            OpenError::TooLarge { .. } => SidecarError::TooLarge {
                 path: path.to_path_buf(),
                 limit: yaml::MAX_YAML_BYTES,
-            });
-        }
-        let text = std::fs::read_to_string(path).map_err(io)?;
+            },
+        })?;
         let value = if path.extension().is_some_and(|e| e == "json") {
-            serde_json::from_str(&text).map_err(|e| SidecarError::Json {
+            yaml::parse_json(&text).map_err(|e| SidecarError::Json {
                 path: path.to_path_buf(),
-                message: e.to_string(),
-                line: e.line(),
-                column: e.column(),
+                message: e.message,
+                line: e.line.unwrap_or(0),
+                column: e.column.unwrap_or(0),
             })?
         } else {
             yaml::parse(&text).map_err(|e| SidecarError::Yaml {

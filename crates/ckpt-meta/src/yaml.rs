@@ -23,8 +23,34 @@ pub struct YamlError {
 /// Largest YAML file we read (sidecars are kilobytes; configs rarely more than a few).
 pub const MAX_YAML_BYTES: usize = 16 << 20;
 
-/// Parse YAML text into an ordered JSON value. Anchors/aliases are expanded within the
-/// library's budget; non-finite floats are rejected (they do not occur in sidecars).
+/// Most values (mappings, sequences, scalars) in one YAML or JSON document. A `serde_json`
+/// value costs tens of bytes before its contents, so this keeps a parsed document within a
+/// few tens of megabytes whatever the file claims; real configs hold hundreds to thousands.
+pub const MAX_NODES: usize = 250_000;
+
+/// Deepest nesting of mappings/sequences we accept (Hydra configs nest a handful deep).
+pub const MAX_DEPTH: usize = 64;
+
+/// The budget serde-saphyr enforces while parsing untrusted YAML: nodes, depth, aliases
+/// (a "billion laughs" document expands each alias again, so the node and event caps count
+/// the expansion, not the text), scalar bytes and a single document.
+fn budget() -> serde_saphyr::Budget {
+    let mut b = serde_saphyr::Budget::default();
+    b.max_events = 4 * MAX_NODES;
+    b.max_aliases = 10_000;
+    b.max_anchors = 10_000;
+    b.max_recorded_anchor_events = MAX_NODES / 5;
+    b.max_recorded_anchor_bytes = MAX_YAML_BYTES;
+    b.max_depth = MAX_DEPTH;
+    b.max_documents = 4;
+    b.max_nodes = MAX_NODES;
+    b.max_total_scalar_bytes = MAX_YAML_BYTES;
+    b.max_merge_keys = 1_000;
+    b
+}
+
+/// Parse YAML text into an ordered JSON value. Anchors/aliases are expanded within
+/// [`budget`]; non-finite floats are rejected (they do not occur in sidecars).
 pub fn parse(text: &str) -> Result<Value, YamlError> {
     if text.len() > MAX_YAML_BYTES {
         return Err(YamlError {
@@ -36,7 +62,9 @@ pub fn parse(text: &str) -> Result<Value, YamlError> {
     if text.trim().is_empty() {
         return Ok(Value::Null);
     }
-    serde_saphyr::from_str::<Value>(text).map_err(|e| {
+    let mut options = serde_saphyr::Options::default();
+    options.budget = Some(budget());
+    serde_saphyr::from_str_with_options::<Value>(text, options).map_err(|e| {
         let loc = e.location();
         let first = e.to_string();
         let first = first.lines().next().unwrap_or("").trim();
@@ -47,6 +75,60 @@ pub fn parse(text: &str) -> Result<Value, YamlError> {
             column: loc.as_ref().map(|l| l.column() as usize),
         }
     })
+}
+
+/// Parse JSON text into an ordered value, with the same size and node caps as YAML. Depth
+/// is capped by serde_json's own recursion limit (128); the node count is bounded before
+/// parsing by counting the separators and openers outside strings, which is an upper bound
+/// on the values the document can hold.
+pub fn parse_json(text: &str) -> Result<Value, YamlError> {
+    let fail = |message: String, line: Option<usize>, column: Option<usize>| YamlError {
+        message,
+        line,
+        column,
+    };
+    if text.len() > MAX_YAML_BYTES {
+        return Err(fail(
+            format!("larger than {MAX_YAML_BYTES} bytes"),
+            None,
+            None,
+        ));
+    }
+    let nodes = json_node_bound(text.as_bytes());
+    if nodes > MAX_NODES {
+        return Err(fail(
+            format!("holds more than {MAX_NODES} values (budget)"),
+            None,
+            None,
+        ));
+    }
+    serde_json::from_str(text).map_err(|e| fail(e.to_string(), Some(e.line()), Some(e.column())))
+}
+
+/// An upper bound on the number of values in a JSON text: one, plus one per `,`, `[`, `{`
+/// and `:` outside string literals.
+fn json_node_bound(b: &[u8]) -> usize {
+    let mut n = 1usize;
+    let mut in_str = false;
+    let mut escaped = false;
+    for &c in b {
+        if in_str {
+            if escaped {
+                escaped = false;
+            } else if c == b'\\' {
+                escaped = true;
+            } else if c == b'"' {
+                in_str = false;
+            }
+        } else {
+            match c {
+                b'"' => in_str = true,
+                b',' | b'[' | b'{' | b':' => n += 1,
+                _ => {}
+            }
+        }
+    }
+    n
 }
 
 /// YAML 1.1 words PyYAML resolves to booleans or null.
@@ -326,6 +408,37 @@ mod tests {
         assert!(text.contains("schema_version: '1.0'"), "{text}");
         assert!(text.contains("params: {}"), "{text}");
         assert_eq!(parse(&text).unwrap(), v, "{text}");
+    }
+
+    #[test]
+    fn billion_laughs_and_deep_nesting_stop_at_the_budget() {
+        let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..12 {
+            let refs = vec![format!("*a{}", i - 1); 10].join(", ");
+            text.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
+        }
+        let t = std::time::Instant::now();
+        let e = parse(&text).unwrap_err();
+        eprintln!("{:?} {}", t.elapsed(), e.message);
+        assert!(e.message.contains("budget"), "{}", e.message);
+        assert!(t.elapsed().as_secs_f64() < 1.0);
+        let deep = format!("{}1{}", "[".repeat(10_000), "]".repeat(10_000));
+        assert!(parse(&deep).is_err());
+        let deep_block: String = (0..200)
+            .map(|i| format!("{}k:\n", "  ".repeat(i)))
+            .collect();
+        assert!(parse(&deep_block).is_err());
+    }
+
+    #[test]
+    fn json_node_count_is_bounded_before_parsing() {
+        let many = format!("[{}0]", "0,".repeat(MAX_NODES));
+        let e = parse_json(&many).unwrap_err();
+        assert!(e.message.contains("more than"), "{}", e.message);
+        assert_eq!(json_node_bound(br#"{"a,b:[{": [1, 2]}"#), 5);
+        let deep = format!("{}{}", "[".repeat(1000), "]".repeat(1000));
+        assert!(parse_json(&deep).is_err());
+        assert_eq!(parse_json(r#"{"a": [1, "x,y"]}"#).unwrap()["a"][1], "x,y");
     }
 
     #[test]

@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use ckpt_pickle::{ErrorKind as PickleErrorKind, Limits, Value};
 
 use crate::doc::{Doc, Node, NodeId, PersIdStyle, StorageRef, TensorKind, TensorRef, View};
-use crate::dtype::DType;
 use crate::error::{Error, Result};
 
 /// The container a checkpoint was found in.
@@ -163,17 +162,29 @@ impl Checkpoint {
             path: path.clone(),
             source,
         };
+        // Only a regular file is opened (a FIFO would block the open or the read forever,
+        // a device never end): stat, open non-blocking, fstat (see `crate::open`).
         let file = match file {
             Some(f) => f,
-            None => std::sync::Arc::new(File::open(&path).map_err(io)?),
+            None => match crate::open::open_regular(&path) {
+                Ok(f) => std::sync::Arc::new(f),
+                Err(crate::open::OpenError::NotAFile { what }) => {
+                    return Err(Error::NotACheckpoint {
+                        path,
+                        reason: if what == "a directory" {
+                            what.into()
+                        } else {
+                            format!("{what}, not a regular file")
+                        },
+                    });
+                }
+                Err(crate::open::OpenError::Io(e)) => return Err(io(e)),
+                Err(e @ crate::open::OpenError::TooLarge { .. }) => {
+                    return Err(io(std::io::Error::other(e.to_string())));
+                }
+            },
         };
         let meta = file.metadata().map_err(io)?;
-        if meta.is_dir() {
-            return Err(Error::NotACheckpoint {
-                path,
-                reason: "a directory".into(),
-            });
-        }
         let (base, size) = match window {
             None => (0, meta.len()),
             Some((off, len)) => {
@@ -681,111 +692,57 @@ impl Checkpoint {
     }
 
     // ------------------------------------------------------------------ safetensors
+    /// Read and validate the header (see [`crate::safetensors`]: typed records, limits from
+    /// the file's own size), then give each tensor a node and an extent.
     fn open_safetensors(&mut self) -> Result<()> {
-        let bad = |path: &Path, d: String| Error::Safetensors {
+        let bad = |path: &Path, e: crate::safetensors::HeaderError| Error::Safetensors {
             path: path.to_path_buf(),
-            detail: d,
+            detail: e.to_string(),
         };
         let mut n = [0u8; 8];
         self.read_at(&mut n, 0)?;
         let hlen = u64::from_le_bytes(n);
-        const MAX_HEADER: u64 = 100 << 20;
-        if hlen > MAX_HEADER || hlen.saturating_add(8) > self.size {
-            return Err(bad(
-                &self.path,
-                format!(
-                    "header length {hlen} is invalid for a {}-byte file",
-                    self.size
-                ),
-            ));
-        }
+        crate::safetensors::check_header_len(hlen, self.size).map_err(|e| bad(&self.path, e))?;
         let header = self.read_range(8, hlen)?;
         self.pickle_sha256 = crate::tensor::sha256_hex(&header);
-        let json: serde_json::Value = serde_json::from_slice(&header)
-            .map_err(|e| bad(&self.path, format!("header is not JSON: {e}")))?;
-        let obj = json
-            .as_object()
-            .ok_or_else(|| bad(&self.path, "header is not a JSON object".into()))?;
         let data_start = 8 + hlen;
-        let data_len = self.size - data_start;
-        let mut nodes: Vec<Node> = Vec::new();
-        let mut items: Vec<(NodeId, NodeId)> = Vec::new();
-        let mut extents = HashMap::new();
-        for (name, v) in obj {
-            if name == "__metadata__" {
-                if let Some(m) = v.as_object() {
-                    for (k, val) in m {
-                        self.safetensors_metadata.push((
-                            k.clone(),
-                            val.as_str()
-                                .map(str::to_owned)
-                                .unwrap_or_else(|| val.to_string()),
-                        ));
-                    }
-                }
-                continue;
-            }
-            let dtype_code = v.get("dtype").and_then(|d| d.as_str()).unwrap_or("?");
-            let dtype = DType::from_safetensors(dtype_code).ok_or_else(|| {
-                bad(
-                    &self.path,
-                    format!("tensor {name}: unknown dtype {dtype_code}"),
-                )
-            })?;
-            let shape: Vec<u64> = v
-                .get("shape")
-                .and_then(|s| s.as_array())
-                .and_then(|a| a.iter().map(|x| x.as_u64()).collect())
-                .ok_or_else(|| bad(&self.path, format!("tensor {name}: bad shape")))?;
-            let offs: Vec<u64> = v
-                .get("data_offsets")
-                .and_then(|s| s.as_array())
-                .and_then(|a| a.iter().map(|x| x.as_u64()).collect())
-                .ok_or_else(|| bad(&self.path, format!("tensor {name}: bad data_offsets")))?;
-            let [begin, end] = offs[..] else {
-                return Err(bad(
-                    &self.path,
-                    format!("tensor {name}: data_offsets must have two entries"),
-                ));
-            };
-            let numel = shape.iter().try_fold(1u64, |a, d| a.checked_mul(*d));
-            let nbytes = numel.and_then(|n| n.checked_mul(dtype.size()));
-            if begin > end || end > data_len || nbytes != Some(end - begin) {
-                return Err(bad(
-                    &self.path,
-                    format!(
-                        "tensor {name}: data_offsets [{begin}, {end}] do not match its shape and dtype or the file"
-                    ),
-                ));
-            }
-            let mut stride = vec![0i64; shape.len()];
+        let parsed = crate::safetensors::parse_header(&header, self.size - data_start)
+            .map_err(|e| bad(&self.path, e))?;
+        drop(header);
+        self.safetensors_metadata = parsed.metadata;
+        let mut nodes: Vec<Node> = Vec::with_capacity(parsed.tensors.len() * 2 + 1);
+        let mut items: Vec<(NodeId, NodeId)> = Vec::with_capacity(parsed.tensors.len());
+        let mut extents = HashMap::with_capacity(parsed.tensors.len());
+        for t in parsed.tensors {
+            let numel = t.numel();
+            let mut stride = vec![0i64; t.shape.len()];
             let mut acc: i64 = 1;
-            for (i, d) in shape.iter().enumerate().rev() {
+            for (i, d) in t.shape.iter().enumerate().rev() {
                 stride[i] = acc;
                 acc = acc.saturating_mul(i64::try_from(*d).unwrap_or(i64::MAX));
             }
             extents.insert(
-                name.clone(),
+                t.name.clone(),
                 Extent {
-                    offset: data_start + begin,
-                    len: end - begin,
+                    offset: data_start + t.begin,
+                    len: t.end - t.begin,
                 },
             );
             let key_id = NodeId(nodes.len() as u32);
-            nodes.push(Node::Str(name.clone()));
+            nodes.push(Node::Str(t.name.clone()));
             let t_id = NodeId(nodes.len() as u32);
             nodes.push(Node::Tensor(Box::new(TensorRef {
-                dtype,
+                dtype: t.dtype,
                 stride,
                 offset: 0,
                 storage: Some(StorageRef {
-                    key: name.clone(),
-                    dtype,
-                    numel: numel.unwrap_or(0),
+                    key: t.name,
+                    dtype: t.dtype,
+                    numel,
                     location: "cpu".into(),
                     view_offset_bytes: 0,
                 }),
-                shape,
+                shape: t.shape,
                 requires_grad: false,
                 kind: TensorKind::Tensor,
             })));
@@ -863,14 +820,20 @@ impl Checkpoint {
     }
 }
 
-fn looks_like_safetensors(head: &[u8], size: u64) -> bool {
+/// A safetensors file starts with a little-endian header length and `{"` (or `{}`). The
+/// length is not compared with the file here: a header claiming more than the file holds is
+/// still a (broken) safetensors file, and `open_safetensors` says so.
+fn looks_like_safetensors(head: &[u8], _size: u64) -> bool {
     if head.len() < 10 {
         return false;
     }
     let n = u64::from_le_bytes([
         head[0], head[1], head[2], head[3], head[4], head[5], head[6], head[7],
     ]);
-    n >= 2 && n.saturating_add(8) <= size && head[8] == b'{'
+    n >= 2
+        && n <= crate::safetensors::MAX_HEADER_BYTES.max(1 << 32)
+        && head[8] == b'{'
+        && matches!(head[9], b'"' | b'}' | b' ' | b'\n' | b'\r' | b'\t')
 }
 
 /// A one-phrase guess of what a non-checkpoint file is.

@@ -1,7 +1,7 @@
 //! What `ckpt inspect` shows: a checkpoint's shape at a glance, computed from the pickle plus
 //! at most a few 0-d tensor reads (callback scores).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::Serialize;
 
@@ -848,16 +848,23 @@ pub fn summarize_entries(doc: &Doc, path: &str, items: &[(String, NodeId)]) -> S
 }
 
 /// Group names by their leading components: deep enough that there is more than one group
-/// (`net.encoder`, `net.decoder`, `net.head` rather than just `net`).
+/// (`net.encoder`, `net.decoder`, `net.head` rather than just `net`). Groups are found through
+/// an index, not a scan: a hostile file with 200,000 distinct top-level names must not take
+/// 200,000² comparisons.
 fn groups(names: &[(String, u64)]) -> Vec<Group> {
     let mut level = 1;
     loop {
         let mut map: Vec<Group> = Vec::new();
+        let mut index: HashMap<String, usize> = HashMap::new();
         for (name, n) in names {
             let parts: Vec<&str> = name.split('.').collect();
             let take = level.min(parts.len().saturating_sub(1)).max(1);
             let prefix = parts[..take.min(parts.len())].join(".");
-            match map.iter_mut().find(|g| g.prefix == prefix) {
+            let at = index.get(&prefix).copied();
+            if at.is_none() {
+                index.insert(prefix.clone(), map.len());
+            }
+            match at.and_then(|i| map.get_mut(i)) {
                 Some(g) => {
                     g.tensors += 1;
                     g.elements = g.elements.saturating_add(*n);

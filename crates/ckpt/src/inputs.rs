@@ -90,7 +90,11 @@ pub fn check_paths(paths: &[&Path]) -> Result<()> {
             && !m.is_file()
             && !m.is_dir()
         {
-            bail!("{}: not a regular file or a folder", p.display());
+            bail!(
+                "{}: {}, not a regular file or a folder",
+                p.display(),
+                ckpt_torch::open::kind_of(m.file_type())
+            );
         }
     }
     Ok(())

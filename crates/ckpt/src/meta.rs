@@ -23,6 +23,14 @@ const EXTENSIONS: &[&str] = &["ckpt", "pt", "pth"];
 pub fn discover(t: &Target) -> Result<(Vec<PathBuf>, Option<PathBuf>)> {
     if let Some(c) = &t.checkpoint {
         if !c.is_file() {
+            // Say what it is when it exists: a FIFO or a device is refused, never opened.
+            if let Ok(m) = std::fs::metadata(c) {
+                bail!(
+                    "{}: {}, not a regular file",
+                    c.display(),
+                    ckpt_torch::open::kind_of(m.file_type())
+                );
+            }
             bail!("{}: no such checkpoint file", c.display());
         }
         return Ok((vec![c.clone()], None));
@@ -174,7 +182,10 @@ fn convert_one(job: &Job<'_>, ckpt: &Path, debug: &mut Vec<String>) -> Converted
     } else if job.verbose {
         debug.push("hydra config: none found".into());
     }
-    let mut value = build_sidecar(&ck, &layout, &extra);
+    let mut value = match build_sidecar(&ck, &layout, &extra) {
+        Ok(v) => v,
+        Err(e) => return Converted::Failed(format!("{}: {e}", ckpt.display())),
+    };
     if job.verbose
         && let Some(p) = value.get("provenance").and_then(Value::as_object)
     {
@@ -365,10 +376,11 @@ fn validate_one(ckpt: &Path) -> Verdict {
         problems: Vec::new(),
     };
     // Every sidecar that exists is judged (a partial `.metadata.json` beside a good YAML one
-    // is still reported).
+    // is still reported); one that is not a regular file (a FIFO, a folder) is invalid, not
+    // missing, and is never opened.
     let paths: Vec<PathBuf> = [sidecar::yaml_path(ckpt), sidecar::json_path(ckpt)]
         .into_iter()
-        .filter(|p| p.is_file())
+        .filter(|p| p.exists())
         .collect();
     if paths.is_empty() {
         v.status = "missing";
