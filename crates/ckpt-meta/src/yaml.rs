@@ -419,7 +419,6 @@ mod tests {
         }
         let t = std::time::Instant::now();
         let e = parse(&text).unwrap_err();
-        eprintln!("{:?} {}", t.elapsed(), e.message);
         assert!(e.message.contains("budget"), "{}", e.message);
         assert!(t.elapsed().as_secs_f64() < 1.0);
         let deep = format!("{}1{}", "[".repeat(10_000), "]".repeat(10_000));

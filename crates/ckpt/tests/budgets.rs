@@ -472,6 +472,50 @@ fn a_fifo_is_refused_by_every_command_without_blocking() {
     );
 }
 
+/// A Lightning version folder whose `hparams.yaml` and `metrics.csv` are FIFOs: the catalog
+/// lists the checkpoint without opening them; a 10 MB `metrics.csv` of 1,000 columns is read
+/// from its last 4 MiB within bounds.
+#[test]
+fn lightning_side_files_that_are_fifos_or_huge_are_bounded() {
+    let t = tempfile::tempdir().unwrap();
+    let v = t.path().join("lightning_logs/version_0");
+    std::fs::create_dir_all(v.join("checkpoints")).unwrap();
+    let ck = v.join("checkpoints/epoch=0-step=1.ckpt");
+    std::fs::copy(fixture("hydra_bomb/checkpoints/last.ckpt"), &ck).unwrap();
+    for n in ["hparams.yaml", "metrics.csv"] {
+        assert!(
+            std::process::Command::new("mkfifo")
+                .arg(v.join(n))
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+    let r = run(&["catalog", s(t.path()), "--no-cache", "--format", "json"]);
+    bounded(&r, ONE_SECOND);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("epoch=0-step=1.ckpt"), "{}", r.stdout);
+
+    for n in ["hparams.yaml", "metrics.csv"] {
+        std::fs::remove_file(v.join(n)).unwrap();
+    }
+    let mut csv = String::from("epoch,step");
+    for i in 0..998 {
+        csv.push_str(&format!(",m{i}"));
+    }
+    csv.push('\n');
+    let row = format!("0,1{}\n", ",7".repeat(998));
+    while csv.len() + row.len() <= 10 << 20 {
+        csv.push_str(&row);
+    }
+    std::fs::write(v.join("metrics.csv"), csv).unwrap();
+    let r = run(&["catalog", s(t.path()), "--no-cache", "--format", "json"]);
+    bounded(&r, SWEEP_LIMIT);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let e: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(e["checkpoints"][0]["metrics"]["m997"], 7.0, "{}", r.stdout);
+}
+
 // ------------------------------------------------------------------ the sweep
 
 /// Every file-taking command over every hostile fixture (fixtures/bad, fixtures/budget and
