@@ -97,10 +97,16 @@ pub fn convert_dcp(dir: &Path, output: &Path, opts: &ConvertOptions) -> Result<C
             let file = match files.get(&c.file) {
                 Some(f) => f.clone(),
                 None => {
-                    let f = Arc::new(File::open(&path).map_err(|source| ConvertError::Io {
-                        path: path.clone(),
-                        source,
-                    })?);
+                    // Regular files only: a `.distcp` that is a FIFO would block forever.
+                    let f =
+                        ckpt_torch::open::open_regular(&path).map_err(|e| ConvertError::Io {
+                            path: path.clone(),
+                            source: match e {
+                                ckpt_torch::open::OpenError::Io(io) => io,
+                                other => std::io::Error::other(other.to_string()),
+                            },
+                        })?;
+                    let f = Arc::new(f);
                     files.insert(c.file.clone(), f.clone());
                     f
                 }

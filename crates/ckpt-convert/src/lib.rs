@@ -349,9 +349,18 @@ fn view_key(t: &TensorRef) -> Option<ViewKey> {
     })
 }
 
+/// The most a base model's JSON file (config, weight index) may hold: the index of a large
+/// sharded model is a few MB; anything bigger is not one, and is not read into memory.
+const BASE_JSON_LIMIT: u64 = 64 << 20;
+
+/// A small text file of the base model folder: regular files only (a FIFO there would block
+/// forever), at most `limit` bytes.
+fn read_base_text(p: &Path, limit: u64) -> Option<String> {
+    ckpt_torch::open::read_small_text(p, limit).ok()
+}
+
 fn read_base_config(base: Option<&Path>) -> Option<Value> {
-    let p = base?.join("config.json");
-    let text = std::fs::read_to_string(p).ok()?;
+    let text = read_base_text(&base?.join("config.json"), BASE_JSON_LIMIT)?;
     serde_json::from_str(&text).ok()
 }
 
@@ -745,7 +754,7 @@ fn base_weights(base: &Path) -> Option<BTreeMap<String, Option<Vec<u64>>>> {
         "model.safetensors.index.json",
         "pytorch_model.bin.index.json",
     ] {
-        if let Ok(text) = std::fs::read_to_string(base.join(idx))
+        if let Some(text) = read_base_text(&base.join(idx), BASE_JSON_LIMIT)
             && let Ok(v) = serde_json::from_str::<Value>(&text)
             && let Some(m) = v.get("weight_map").and_then(Value::as_object)
         {
@@ -1625,7 +1634,7 @@ pub fn resolve_base_model(spec: &str, relative_to: Option<&Path>) -> Option<Path
     let hub = hub_cache()?;
     let repo = hub.join(format!("models--{}", spec.replace('/', "--")));
     let snapshots = repo.join("snapshots");
-    if let Ok(rev) = std::fs::read_to_string(repo.join("refs/main")) {
+    if let Some(rev) = read_base_text(&repo.join("refs/main"), 4096) {
         let p = snapshots.join(rev.trim());
         if p.join("config.json").is_file() {
             return Some(p);

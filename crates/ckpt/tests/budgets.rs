@@ -336,7 +336,11 @@ fn zip_and_dcp_claims_are_checked_against_the_file() {
         bounded(&r, ONE_SECOND);
         assert!(r.code == 1 || r.code == 2, "{cmd:?}");
         // `convert` reports a failed checkpoint once, on its table's `failed` line (stdout).
-        let said = if cmd[0] == "convert" { &r.stdout } else { &r.stderr };
+        let said = if cmd[0] == "convert" {
+            &r.stdout
+        } else {
+            &r.stderr
+        };
         assert!(said.contains(&line), "{cmd:?}: {said}");
     }
     let r = run(&["inspect", "fixtures/budget/dcp_many_chunks"]);
@@ -586,4 +590,59 @@ fn every_command_on_every_hostile_file_exits_cleanly() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+fn mkfifo(p: &Path) {
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(p)
+            .status()
+            .unwrap()
+            .success()
+    );
+}
+
+/// `convert` reads files it was not given by name: a DCP save's `.distcp` files and the base
+/// model's `config.json`. A FIFO in either place is refused without blocking.
+#[test]
+fn convert_never_opens_a_fifo_inside_a_dcp_save_or_a_base_model() {
+    let t = tempfile::tempdir().unwrap();
+    let dcp = t.path().join("step_1");
+    std::fs::create_dir(&dcp).unwrap();
+    std::fs::copy(
+        fixture("../convert/dcp/conv_bn_linear/.metadata"),
+        dcp.join(".metadata"),
+    )
+    .unwrap();
+    mkfifo(&dcp.join("__0_0.distcp"));
+    let out = t.path().join("out");
+    let r = run(&[
+        "convert",
+        s(&dcp),
+        "--to",
+        "safetensors",
+        "--output-dir",
+        s(&out),
+    ]);
+    bounded(&r, ONE_SECOND);
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains("__0_0.distcp") && r.stdout.contains("FIFO"),
+        "{}",
+        r.stdout
+    );
+
+    let base = t.path().join("base");
+    std::fs::create_dir(&base).unwrap();
+    mkfifo(&base.join("config.json"));
+    let r = run(&[
+        "convert",
+        "examples/fsdp/epoch-001.pth",
+        "--base-model",
+        s(&base),
+        "--output-dir",
+        s(&out),
+    ]);
+    bounded(&r, ONE_SECOND);
+    assert_ne!(r.code, 0, "{}{}", r.stdout, r.stderr);
 }
