@@ -22,6 +22,29 @@ pub struct Limits {
     pub max_container_len: usize,
     /// Bytes of one LONG1/LONG4 integer (Python itself refuses to print ints over 4300 digits).
     pub max_int_bytes: usize,
+    /// How FRAME opcodes shape what is read (see [`FrameMode`]).
+    pub frames: FrameMode,
+}
+
+/// How the decoder reads a stream with FRAME opcodes. CPython's C unpickler (`_pickle.c`)
+/// treats a frame differently depending on where its bytes come from, and the two readings
+/// part ways exactly when an opcode crosses the end of a frame, which `pickle` never writes
+/// but an attacker can.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FrameMode {
+    /// `pickle.load(file)` on a stream without `peek` — what `torch.load` does for
+    /// `data.pkl` (it wraps the record in `io.BytesIO`). `load_frame` reads the whole frame
+    /// into the unpickler's buffer; a later read that does not fit in what is left of that
+    /// buffer drops the rest of it and reads fresh bytes from the stream *after* the frame
+    /// (`_Unpickler_ReadImpl` → `_Unpickler_ReadFromFile`). Lines (`readline`) behave the
+    /// same. Only BINBYTES/SHORT_BINBYTES/BINBYTES8/BYTEARRAY8 payloads are read with
+    /// `_Unpickler_ReadInto`, which takes the buffer's tail and continues from the stream, so
+    /// they stay contiguous.
+    #[default]
+    Stream,
+    /// `pickle.loads(bytes)`: the whole input is the buffer, FRAME only checks that its
+    /// length is present and every read is contiguous.
+    Buffer,
 }
 
 impl Default for Limits {
@@ -33,6 +56,7 @@ impl Default for Limits {
             max_memo: 8 << 20,
             max_container_len: 8 << 20,
             max_int_bytes: 8 << 10,
+            frames: FrameMode::default(),
         }
     }
 }
@@ -45,9 +69,21 @@ pub fn decode(data: &[u8]) -> Result<Pickle, Error> {
 
 /// Decode one pickle with explicit limits.
 pub fn decode_with(data: &[u8], limits: &Limits) -> Result<Pickle, Error> {
+    match decode_partial(data, limits) {
+        (p, None) => Ok(p),
+        (_, Some(e)) => Err(e),
+    }
+}
+
+/// Decode one pickle and return what was decoded even when decoding fails: the globals and
+/// extension codes seen before the error are exactly what `pickle.load` would already have
+/// imported by then, so a security scan must keep them (a truncated hostile pickle is still
+/// hostile). On error the returned arena has no root.
+pub fn decode_partial(data: &[u8], limits: &Limits) -> (Pickle, Option<Error>) {
     let mut vm = Vm {
         data,
         pos: 0,
+        buf_end: 0,
         op_start: 0,
         out: Pickle::new(),
         stack: Vec::new(),
@@ -55,7 +91,10 @@ pub fn decode_with(data: &[u8], limits: &Limits) -> Result<Pickle, Error> {
         memo: HashMap::new(),
         limits: *limits,
     };
-    vm.run()?;
+    let err = vm.run().err();
+    if err.is_some() {
+        vm.out.root = None;
+    }
     // The memo and stack go first, then the arena gives back its growth slack: a large
     // pickle's values are most of what a checkpoint keeps in memory.
     let Vm { out, .. } = vm;
@@ -63,12 +102,16 @@ pub fn decode_with(data: &[u8], limits: &Limits) -> Result<Pickle, Error> {
     dedup_keys(&mut out);
     out.values.shrink_to_fit();
     out.globals.shrink_to_fit();
-    Ok(out)
+    (out, err)
 }
 
 struct Vm<'a> {
     data: &'a [u8],
+    /// Next byte to read (`next_read_idx` of the C unpickler, as an offset into `data`).
     pos: usize,
+    /// [`FrameMode::Stream`]: end of the unpickler's input buffer, which is also where the
+    /// underlying stream stands. Bytes in `pos..buf_end` were read ahead by a FRAME.
+    buf_end: usize,
     op_start: usize,
     out: Pickle,
     stack: Vec<ValueId>,
@@ -87,17 +130,57 @@ impl<'a> Vm<'a> {
         }
     }
 
+    fn truncated(&self) -> Error {
+        Error {
+            offset: self.data.len() as u64,
+            kind: ErrorKind::Truncated,
+        }
+    }
+
+    /// Where a read of `n` bytes starts: at `pos` when it fits in the frame buffer (or there
+    /// is none), else — [`FrameMode::Stream`] — at the stream position after the buffer, the
+    /// buffer's tail being dropped. Records the drop: the two frame modes disagree there.
+    fn read_start(&mut self, n: usize) -> usize {
+        if self.limits.frames == FrameMode::Buffer || self.pos >= self.buf_end {
+            return self.pos;
+        }
+        if self.pos.checked_add(n).is_some_and(|e| e <= self.buf_end) {
+            return self.pos;
+        }
+        self.out.frame_straddles.push(self.op_start as u64);
+        self.buf_end
+    }
+
+    /// `_Unpickler_Read`: `n` bytes, from the frame buffer or (when they do not fit) from the
+    /// stream after it.
     fn take(&mut self, n: usize) -> R<&'a [u8]> {
-        let end = self
-            .pos
+        let start = self.read_start(n);
+        let end = start
             .checked_add(n)
             .filter(|e| *e <= self.data.len())
-            .ok_or(Error {
-                offset: self.data.len() as u64,
-                kind: ErrorKind::Truncated,
-            })?;
+            .ok_or_else(|| self.truncated())?;
+        let s = &self.data[start..end];
+        self.pos = end;
+        self.buf_end = self.buf_end.max(end);
+        Ok(s)
+    }
+
+    /// `_Unpickler_ReadInto` (the payload of BINBYTES & co.): the buffer's tail, then the
+    /// stream — contiguous in both frame modes.
+    fn take_into(&mut self, opcode: &'static str, len: u64) -> R<&'a [u8]> {
+        let available = (self.data.len() - self.pos) as u64;
+        if len > available {
+            return Err(self.err(ErrorKind::LengthPastEnd {
+                opcode,
+                claimed: len,
+                available,
+            }));
+        }
+        // len <= available <= usize::MAX
+        let end = self.pos + len as usize;
         let s = &self.data[self.pos..end];
         self.pos = end;
+        self.buf_end = self.buf_end.max(end);
         Ok(s)
     }
 
@@ -114,7 +197,11 @@ impl<'a> Vm<'a> {
     /// Take `len` bytes announced by `opcode`; the length is checked against what is present
     /// before anything is allocated.
     fn take_len(&mut self, opcode: &'static str, len: u64) -> R<&'a [u8]> {
-        let available = (self.data.len() - self.pos) as u64;
+        let start = match usize::try_from(len) {
+            Ok(n) => self.read_start(n),
+            Err(_) => self.pos,
+        };
+        let available = (self.data.len() - start) as u64;
         if len > available {
             return Err(self.err(ErrorKind::LengthPastEnd {
                 opcode,
@@ -123,20 +210,34 @@ impl<'a> Vm<'a> {
             }));
         }
         // len <= available <= usize::MAX
-        self.take(len as usize)
+        let end = start + len as usize;
+        let s = &self.data[start..end];
+        self.pos = end;
+        self.buf_end = self.buf_end.max(end);
+        Ok(s)
     }
 
+    /// `_Unpickler_Readline`: a line from the frame buffer, or (when the buffer holds no
+    /// newline) a fresh `readline()` from the stream after it.
     fn line(&mut self) -> R<&'a [u8]> {
+        let in_buffer = self.limits.frames == FrameMode::Stream && self.pos < self.buf_end;
+        if in_buffer {
+            let rest = &self.data[self.pos..self.buf_end];
+            if let Some(i) = rest.iter().position(|b| *b == b'\n') {
+                self.pos += i + 1;
+                return Ok(&rest[..i]);
+            }
+            self.out.frame_straddles.push(self.op_start as u64);
+            self.pos = self.buf_end;
+        }
         let rest = &self.data[self.pos..];
         match rest.iter().position(|b| *b == b'\n') {
             Some(i) => {
                 self.pos += i + 1;
+                self.buf_end = self.buf_end.max(self.pos);
                 Ok(&rest[..i])
             }
-            None => Err(Error {
-                offset: self.data.len() as u64,
-                kind: ErrorKind::Truncated,
-            }),
+            None => Err(self.truncated()),
         }
     }
 
@@ -353,9 +454,14 @@ impl<'a> Vm<'a> {
                     self.out.protocol = self.out.protocol.max(p);
                 }
                 0x95 => {
-                    // FRAME: a length hint; the bytes are read as ordinary opcodes.
+                    // FRAME: `load_frame` reads the whole frame (into the buffer, for a
+                    // stream) and rewinds to its start; its opcodes are then read as usual.
                     let n = u64::from_le_bytes(self.array()?);
-                    let available = (self.data.len() - self.pos) as u64;
+                    let start = match usize::try_from(n) {
+                        Ok(len) => self.read_start(len),
+                        Err(_) => self.pos,
+                    };
+                    let available = (self.data.len() - start) as u64;
                     if n > available {
                         return Err(self.err(ErrorKind::LengthPastEnd {
                             opcode: "FRAME",
@@ -363,6 +469,9 @@ impl<'a> Vm<'a> {
                             available,
                         }));
                     }
+                    self.pos = start;
+                    // n <= available
+                    self.buf_end = self.buf_end.max(start + n as usize);
                 }
                 b'.' => {
                     let top = match self.stack.pop() {
@@ -502,22 +611,22 @@ impl<'a> Vm<'a> {
                 }
                 b'B' => {
                     let n = u32::from_le_bytes(self.array()?);
-                    let b = self.take_len("BINBYTES", u64::from(n))?;
+                    let b = self.take_into("BINBYTES", u64::from(n))?;
                     self.push(Value::Bytes(b.to_vec()))?;
                 }
                 b'C' => {
                     let n = self.u8()?;
-                    let b = self.take_len("SHORT_BINBYTES", u64::from(n))?;
+                    let b = self.take_into("SHORT_BINBYTES", u64::from(n))?;
                     self.push(Value::Bytes(b.to_vec()))?;
                 }
                 0x8e => {
                     let n = u64::from_le_bytes(self.array()?);
-                    let b = self.take_len("BINBYTES8", n)?;
+                    let b = self.take_into("BINBYTES8", n)?;
                     self.push(Value::Bytes(b.to_vec()))?;
                 }
                 0x96 => {
                     let n = u64::from_le_bytes(self.array()?);
-                    let b = self.take_len("BYTEARRAY8", n)?;
+                    let b = self.take_into("BYTEARRAY8", n)?;
                     self.push(Value::ByteArray(b.to_vec()))?;
                 }
                 0x97 | 0x98 => {
