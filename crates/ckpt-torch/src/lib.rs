@@ -17,6 +17,7 @@ pub mod json;
 pub mod par;
 pub mod pyrepr;
 pub mod scan;
+pub mod scan_file;
 pub mod summary;
 pub mod synth;
 mod tensor;
