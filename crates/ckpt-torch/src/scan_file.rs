@@ -521,11 +521,86 @@ struct Member {
     method: zip::CompressionMethod,
 }
 
+/// A file starting `PK\x03\x04`: one archive, or (a DCP `*.distcp` file) several archives
+/// one after the other, each a complete torch.save zip that DCP loads by its byte range.
 fn scan_zip(src: &mut Source<'_>, out: &mut FileScan, limits: &ScanLimits) {
-    let members = match read_directory(src) {
+    let windows = archive_sequence(src).filter(|w| w.len() > 1);
+    match windows {
+        Some(ws) => {
+            out.format = "zip sequence";
+            for (start, end) in ws {
+                scan_archive(src, start, end - start, out, limits, &format!("@{start} "));
+            }
+        }
+        None => {
+            let size = src.size;
+            scan_archive(src, 0, size, out, limits, "");
+        }
+    }
+    if out.pickles.is_empty() && out.problems.is_empty() {
+        out.note = Some("zip archive without pickle members".into());
+    }
+}
+
+/// The archives a file holds back to back, found from the end: each archive's end record
+/// (ZIP64 or not, without a comment) gives the size and relative offset of its central
+/// directory, hence where that archive starts; the one before ends there. None when this does
+/// not lead back exactly to byte 0 (the file is then read as one archive). torch writes local
+/// headers with data descriptors, so walking forward is not possible.
+fn archive_sequence(src: &mut Source<'_>) -> Option<Vec<(u64, u64)>> {
+    fn le(b: &[u8], i: usize, n: usize) -> u64 {
+        let mut v = 0u64;
+        for k in (0..n).rev() {
+            v = (v << 8) | u64::from(b[i + k]);
+        }
+        v
+    }
+    let mut out = Vec::new();
+    let mut end = src.size;
+    // Each step reads three small records; at most one step per 22 bytes of file.
+    while end > 0 {
+        let eocd = end.checked_sub(22)?;
+        let e = src.read(eocd, 22).ok()?;
+        if e[..4] != *b"PK\x05\x06" || le(&e, 20, 2) != 0 {
+            return None;
+        }
+        let (mut cd_size, mut cd_off, mut cd_end) = (le(&e, 12, 4), le(&e, 16, 4), eocd);
+        if let Some(loc) = eocd.checked_sub(20)
+            && let Ok(l) = src.read(loc, 20)
+            && l[..4] == *b"PK\x06\x07"
+        {
+            let rec = loc.checked_sub(56)?;
+            let z = src.read(rec, 56).ok()?;
+            if z[..4] != *b"PK\x06\x06" {
+                return None;
+            }
+            cd_size = le(&z, 40, 8);
+            cd_off = le(&z, 48, 8);
+            cd_end = rec;
+        }
+        let start = cd_end.checked_sub(cd_size)?.checked_sub(cd_off)?;
+        if src.read(start, 4).ok()? != b"PK\x03\x04" {
+            return None;
+        }
+        out.push((start, end));
+        end = start;
+    }
+    out.reverse();
+    Some(out)
+}
+
+fn scan_archive(
+    src: &mut Source<'_>,
+    base: u64,
+    len: u64,
+    out: &mut FileScan,
+    limits: &ScanLimits,
+    label: &str,
+) {
+    let members = match read_directory(src, base, len) {
         Ok(m) => m,
         Err(e) => {
-            out.problem(format!("damaged zip archive: {e}"));
+            out.problem(format!("{label}damaged zip archive: {e}"));
             return;
         }
     };
@@ -544,7 +619,8 @@ fn scan_zip(src: &mut Source<'_>, out: &mut FileScan, limits: &ScanLimits) {
                 .map(|i| format!("torch reads entry #{i}"))
                 .unwrap_or_else(|| "torch finds none of them".into());
             out.problem(format!(
-                "{} entries are named {name} (ignoring case; {torch}); every copy was scanned",
+                "{label}{} entries are named {name} (ignoring case; {torch}); every copy was \
+                 scanned",
                 w.len()
             ));
         }
@@ -562,13 +638,13 @@ fn scan_zip(src: &mut Source<'_>, out: &mut FileScan, limits: &ScanLimits) {
             return;
         }
         scanned += 1;
-        let shown = String::from_utf8_lossy(&m.name).into_owned();
+        let shown = format!("{label}{}", String::from_utf8_lossy(&m.name));
         let entry = if names.iter().filter(|n| n.eq_ignore_ascii_case(&m.name)).count() > 1 {
             format!("{shown} (entry #{i})")
         } else {
             shown
         };
-        let bytes = match member_bytes(src, m, limits) {
+        let bytes = match member_bytes(src, base, m, limits) {
             Ok(b) => b,
             Err(e) => {
                 out.problem(format!("{entry}: {e}"));
@@ -586,9 +662,6 @@ fn scan_zip(src: &mut Source<'_>, out: &mut FileScan, limits: &ScanLimits) {
             scan_npy_bytes(&bytes, out, limits, &format!("{entry}: "));
         }
     }
-    if out.pickles.is_empty() && out.problems.is_empty() {
-        out.note = Some("zip archive without pickle members".into());
-    }
 }
 
 /// An npy held in memory (a zip member).
@@ -601,12 +674,20 @@ fn scan_npy_bytes(bytes: &[u8], out: &mut FileScan, limits: &ScanLimits, prefix:
     scan_npy(&mut src, 0, size, out, limits, prefix);
 }
 
-fn read_directory(src: &mut Source<'_>) -> Result<Vec<Member>, String> {
+fn read_directory(src: &mut Source<'_>, base: u64, len: u64) -> Result<Vec<Member>, String> {
     let Back::File(file) = &src.back else {
         return Err("nested archives are not read".into());
     };
     let f = file.try_clone().map_err(|e| e.to_string())?;
-    let reader = std::io::BufReader::with_capacity(64 << 10, f);
+    let reader = std::io::BufReader::with_capacity(
+        64 << 10,
+        Window {
+            file: f,
+            base,
+            len,
+            pos: 0,
+        },
+    );
     let archive = zip::ZipArchive::new(reader).map_err(|e| e.to_string())?;
     let mut out = Vec::with_capacity(archive.len());
     for i in 0..archive.len() {
@@ -624,14 +705,20 @@ fn read_directory(src: &mut Source<'_>) -> Result<Vec<Member>, String> {
 
 /// A member's bytes: stored ones read at their data offset, deflated ones inflated with the
 /// budget as a hard ceiling (a zip bomb stops at the budget and is refused).
-fn member_bytes(src: &mut Source<'_>, m: &Member, limits: &ScanLimits) -> Result<Vec<u8>, String> {
-    let lh = src.read(m.header, 30).map_err(|e| e.to_string())?;
+fn member_bytes(
+    src: &mut Source<'_>,
+    base: u64,
+    m: &Member,
+    limits: &ScanLimits,
+) -> Result<Vec<u8>, String> {
+    let header = base.checked_add(m.header).ok_or("local header offset overflows")?;
+    let lh = src.read(header, 30).map_err(|e| e.to_string())?;
     if lh[..4] != *b"PK\x03\x04" {
         return Err("bad local header signature".into());
     }
     let name_len = u64::from(u16::from_le_bytes([lh[26], lh[27]]));
     let extra_len = u64::from(u16::from_le_bytes([lh[28], lh[29]]));
-    let data = m.header + 30 + name_len + extra_len;
+    let data = header + 30 + name_len + extra_len;
     if m.compressed > limits.max_pickle_bytes {
         return Err(format!(
             "{} bytes, over the {}-byte budget for a pickle",
@@ -648,6 +735,48 @@ fn member_bytes(src: &mut Source<'_>, m: &Member, limits: &ScanLimits) -> Result
             "compressed with {:?}, which torch cannot read and ckpt cannot scan",
             m.method
         ))
+    }
+}
+
+/// A byte range of a file as a `Read + Seek` of its own (for the zip reader).
+struct Window {
+    file: File,
+    base: u64,
+    len: u64,
+    pos: u64,
+}
+
+impl Read for Window {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let left = self.len.saturating_sub(self.pos);
+        let n = (buf.len() as u64).min(left) as usize;
+        if n == 0 {
+            return Ok(0);
+        }
+        self.file.seek(SeekFrom::Start(self.base + self.pos))?;
+        let got = self.file.read(&mut buf[..n])?;
+        self.pos += got as u64;
+        Ok(got)
+    }
+}
+
+impl Seek for Window {
+    fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
+        let new = match to {
+            SeekFrom::Start(p) => Some(p),
+            SeekFrom::End(d) => self.len.checked_add_signed(d),
+            SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+        };
+        match new {
+            Some(p) => {
+                self.pos = p;
+                Ok(p)
+            }
+            None => Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "seek before the start of the window",
+            )),
+        }
     }
 }
 
