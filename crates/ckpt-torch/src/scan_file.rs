@@ -23,6 +23,7 @@
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
+
 use std::path::Path;
 
 use ckpt_pickle::{ErrorKind, FrameMode, Limits, Pickle, Value};
@@ -262,7 +263,13 @@ fn decode_one(
         ..*limits
     };
     let (p, err) = ckpt_pickle::decode_partial(data, &stream);
-    let named = !p.globals.is_empty() || !p.extensions.is_empty();
+    // A text file such as a YAML config starting `callbacks:` reads as GLOBAL `allbacks:`:
+    // a name no Python module can have, so pickle.load fails to import it and runs nothing.
+    let named = !p.extensions.is_empty()
+        || p.globals.iter().any(|site| match p.get(site.id) {
+            Value::Global(g) => is_module_name(&g.module),
+            _ => true,
+        });
     let mut report = scan_pickle(&p, entry);
     if let Some(&first) = p.frame_straddles.first() {
         report.findings.push(Finding {
@@ -290,6 +297,17 @@ fn decode_one(
     }
     let end = if err.is_none() { p.end } else { 0 };
     (report, err, end, named || is_legacy_magic(&p))
+}
+
+/// A dotted Python identifier (what `import` can find without a planted oddly named file).
+fn is_module_name(m: &str) -> bool {
+    !m.is_empty()
+        && m.split('.').all(|part| {
+            let mut c = part.chars();
+            c.next()
+                .is_some_and(|f| f == '_' || f.is_alphabetic())
+                && c.all(|x| x == '_' || x.is_alphanumeric())
+        })
 }
 
 fn is_legacy_magic(p: &Pickle) -> bool {
@@ -512,13 +530,15 @@ fn scan_npy(
 
 // ---------------------------------------------------------------------------- zip
 
-/// One central directory entry.
-struct Member {
-    name: Vec<u8>,
-    header: u64,
-    compressed: u64,
-    size: u64,
-    method: zip::CompressionMethod,
+/// One central directory record.
+pub(crate) struct Member {
+    pub name: Vec<u8>,
+    /// Offset of the local header, relative to the archive's start.
+    pub header: u64,
+    pub compressed: u64,
+    pub size: u64,
+    /// 0 stored, 8 deflate.
+    pub method: u16,
 }
 
 /// A file starting `PK\x03\x04`: one archive, or (a DCP `*.distcp` file) several archives
@@ -675,30 +695,100 @@ fn scan_npy_bytes(bytes: &[u8], out: &mut FileScan, limits: &ScanLimits, prefix:
 }
 
 fn read_directory(src: &mut Source<'_>, base: u64, len: u64) -> Result<Vec<Member>, String> {
-    let Back::File(file) = &src.back else {
-        return Err("nested archives are not read".into());
-    };
-    let f = file.try_clone().map_err(|e| e.to_string())?;
-    let reader = std::io::BufReader::with_capacity(
-        64 << 10,
-        Window {
-            file: f,
-            base,
-            len,
-            pos: 0,
-        },
-    );
-    let archive = zip::ZipArchive::new(reader).map_err(|e| e.to_string())?;
-    let mut out = Vec::with_capacity(archive.len());
-    for i in 0..archive.len() {
-        let e = archive.by_index_data(i).map_err(|e| e.to_string())?;
+    central_directory(&mut |off, n| src.read(base + off, n), len)
+}
+
+fn le(b: &[u8], i: usize, n: usize) -> u64 {
+    let mut v = 0u64;
+    for k in (0..n).rev() {
+        v = (v << 8) | u64::from(b.get(i + k).copied().unwrap_or(0));
+    }
+    v
+}
+
+/// Every central directory record of the archive in `0..len` (read through `read(offset,
+/// len)`), duplicates included, in directory order. The end record is the last signature in
+/// the final 64 KiB, as miniz finds it; offsets are taken as written (relative to the
+/// archive's start), as miniz takes them. Our own reader because the `zip` crate keeps one
+/// entry per name and so cannot show a second `data.pkl`.
+pub(crate) fn central_directory(
+    read: &mut dyn FnMut(u64, u64) -> std::io::Result<Vec<u8>>,
+    len: u64,
+) -> Result<Vec<Member>, String> {
+    let io = |e: std::io::Error| e.to_string();
+    let tail_len = len.min(65535 + 22);
+    let tail_start = len - tail_len;
+    let tail = read(tail_start, tail_len).map_err(io)?;
+    let i = (0..tail.len().saturating_sub(21))
+        .rev()
+        .find(|&i| tail[i..].starts_with(b"PK\x05\x06"))
+        .ok_or("no end of central directory record")?;
+    let eocd = tail_start + i as u64;
+    let e = &tail[i..];
+    let (mut count, mut cd_size, mut cd_off) = (le(e, 10, 2), le(e, 12, 4), le(e, 16, 4));
+    if let Some(loc) = eocd.checked_sub(20)
+        && let Ok(l) = read(loc, 20)
+        && l.starts_with(b"PK\x06\x07")
+    {
+        let rec = le(&l, 8, 8);
+        if rec.checked_add(56).is_none_or(|e| e > len) {
+            return Err("ZIP64 end record lies past the end".into());
+        }
+        let z = read(rec, 56).map_err(io)?;
+        if !z.starts_with(b"PK\x06\x06") {
+            return Err("bad ZIP64 end record signature".into());
+        }
+        count = le(&z, 32, 8);
+        cd_size = le(&z, 40, 8);
+        cd_off = le(&z, 48, 8);
+    }
+    if cd_off.checked_add(cd_size).is_none_or(|e| e > len) {
+        return Err(format!(
+            "central directory ({cd_size} bytes at {cd_off}) lies past the end of the archive"
+        ));
+    }
+    if count.saturating_mul(46) > cd_size {
+        return Err(format!(
+            "{count} entries cannot fit in a {cd_size}-byte central directory"
+        ));
+    }
+    let cd = read(cd_off, cd_size).map_err(io)?;
+    let mut out = Vec::with_capacity(count as usize);
+    let mut p = 0usize;
+    for k in 0..count {
+        let h = cd.get(p..p + 46).ok_or(format!("central directory record {k} is cut short"))?;
+        if !h.starts_with(b"PK\x01\x02") {
+            return Err(format!("bad signature of central directory record {k}"));
+        }
+        let (nl, xl, cl) = (le(h, 28, 2) as usize, le(h, 30, 2) as usize, le(h, 32, 2) as usize);
+        let name = cd
+            .get(p + 46..p + 46 + nl)
+            .ok_or(format!("central directory record {k} is cut short"))?
+            .to_vec();
+        let extra = cd.get(p + 46 + nl..p + 46 + nl + xl).unwrap_or_default();
+        let (mut size, mut compressed, mut header) = (le(h, 24, 4), le(h, 20, 4), le(h, 42, 4));
+        let mut x = 0usize;
+        while x + 4 <= extra.len() {
+            let (id, n) = (le(extra, x, 2), le(extra, x + 2, 2) as usize);
+            if id == 1 {
+                let mut f = x + 4;
+                for v in [&mut size, &mut compressed, &mut header] {
+                    if *v == 0xFFFF_FFFF && f + 8 <= x + 4 + n {
+                        *v = le(extra, f, 8);
+                        f += 8;
+                    }
+                }
+            }
+            x += 4 + n;
+        }
         out.push(Member {
-            name: e.name_raw().to_vec(),
-            header: e.header_start(),
-            compressed: e.compressed_size(),
-            size: e.size(),
-            method: e.compression(),
+            name,
+            header,
+            compressed,
+            size,
+            method: le(h, 10, 2) as u16,
         });
+        p += 46 + nl + xl + cl;
     }
     Ok(out)
 }
@@ -726,57 +816,12 @@ fn member_bytes(
         ));
     }
     let raw = src.read(data, m.compressed).map_err(|e| e.to_string())?;
-    if m.method == zip::CompressionMethod::STORE {
-        Ok(raw)
-    } else if m.method == zip::CompressionMethod::DEFLATE {
-        inflate(&raw, limits.max_pickle_bytes, m.size)
-    } else {
-        Err(format!(
-            "compressed with {:?}, which torch cannot read and ckpt cannot scan",
-            m.method
-        ))
-    }
-}
-
-/// A byte range of a file as a `Read + Seek` of its own (for the zip reader).
-struct Window {
-    file: File,
-    base: u64,
-    len: u64,
-    pos: u64,
-}
-
-impl Read for Window {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let left = self.len.saturating_sub(self.pos);
-        let n = (buf.len() as u64).min(left) as usize;
-        if n == 0 {
-            return Ok(0);
-        }
-        self.file.seek(SeekFrom::Start(self.base + self.pos))?;
-        let got = self.file.read(&mut buf[..n])?;
-        self.pos += got as u64;
-        Ok(got)
-    }
-}
-
-impl Seek for Window {
-    fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
-        let new = match to {
-            SeekFrom::Start(p) => Some(p),
-            SeekFrom::End(d) => self.len.checked_add_signed(d),
-            SeekFrom::Current(d) => self.pos.checked_add_signed(d),
-        };
-        match new {
-            Some(p) => {
-                self.pos = p;
-                Ok(p)
-            }
-            None => Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                "seek before the start of the window",
-            )),
-        }
+    match m.method {
+        0 => Ok(raw),
+        8 => inflate(&raw, limits.max_pickle_bytes, m.size),
+        other => Err(format!(
+            "compressed with method {other}, which torch cannot read and ckpt cannot scan"
+        )),
     }
 }
 
