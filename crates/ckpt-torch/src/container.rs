@@ -325,7 +325,8 @@ impl Checkpoint {
             let name = String::from_utf8_lossy(e.name_raw()).into_owned();
             let method: u16 = match e.compression() {
                 zip::CompressionMethod::Stored => 0,
-                _ => 8,
+                m if m == zip::CompressionMethod::DEFLATE => 8,
+                _ => u16::MAX,
             };
             entries.insert(
                 name.clone(),
@@ -333,14 +334,17 @@ impl Checkpoint {
             );
             names.push(name);
         }
+        // The `zip` crate keeps one entry per name; torch (miniz) reads the copy its binary
+        // search finds, case-insensitively. Its root is the first entry's folder.
+        let torch_pkl = self.torch_copies(&mut entries);
         // `<root>/data.pkl`; the root is the file stem, `archive`, or anything else.
-        let pkl = names
+        let pkl = torch_pkl.or_else(|| names
             .iter()
             .filter(|n| {
                 n.ends_with("data.pkl") && (n.as_str() == "data.pkl" || n.ends_with("/data.pkl"))
             })
             .min_by_key(|n| n.matches('/').count())
-            .cloned();
+            .cloned());
         let Some(pkl) = pkl else {
             let mut listed: Vec<&str> = names.iter().map(String::as_str).take(5).collect();
             if names.len() > 5 {
@@ -385,21 +389,78 @@ impl Checkpoint {
         self.decode_pickle(&data, &pkl, opts, PersIdStyle::Zip)
     }
 
+    /// Point every duplicated name at the copy torch reads, and return the name of the
+    /// `data.pkl` torch would read (`<first entry's folder>/data.pkl`, found as miniz finds
+    /// it), when there is one.
+    fn torch_copies(&self, entries: &mut HashMap<String, (u64, u64, u16)>) -> Option<String> {
+        let members = crate::scan_file::central_directory(
+            &mut |off, n| {
+                self.read_range(off, n)
+                    .map_err(|e| std::io::Error::other(e.to_string()))
+            },
+            self.size,
+        )
+        .ok()?;
+        let names: Vec<&[u8]> = members.iter().map(|m| m.name.as_slice()).collect();
+        let mut folded: Vec<Vec<u8>> = names.iter().map(|n| n.to_ascii_lowercase()).collect();
+        folded.sort();
+        for w in folded.chunk_by(|a, b| a == b).filter(|w| w.len() > 1) {
+            if let Some(i) = crate::scan_file::torch_zip_lookup(&names, &w[0]) {
+                let m = &members[i];
+                let method = match m.method {
+                    0 => 0,
+                    8 => 8,
+                    _ => u16::MAX,
+                };
+                for n in names.iter().filter(|n| n.eq_ignore_ascii_case(&w[0])) {
+                    entries.insert(
+                        String::from_utf8_lossy(n).into_owned(),
+                        (m.header, m.compressed, method),
+                    );
+                }
+            }
+        }
+        let first = names.first()?;
+        let slash = first.iter().position(|b| *b == b'/')?;
+        let mut want = first[..slash].to_vec();
+        want.extend_from_slice(b"/data.pkl");
+        let i = crate::scan_file::torch_zip_lookup(&names, &want)?;
+        let name = String::from_utf8_lossy(names[i]).into_owned();
+        let m = &members[i];
+        let method = match m.method {
+            0 => 0,
+            8 => 8,
+            _ => u16::MAX,
+        };
+        entries.insert(name.clone(), (m.header, m.compressed, method));
+        Some(name)
+    }
+
     /// Absolute offset and length of a stored zip entry's data (reads its local header).
     pub(crate) fn zip_entry_extent(&self, name: &str) -> Result<Option<Extent>> {
+        match self.zip_entry_data(name)? {
+            None => Ok(None),
+            Some((ext, 0)) => Ok(Some(ext)),
+            Some((_, method)) => Err(Error::Compressed {
+                path: self.path.clone(),
+                entry: name.to_owned(),
+                method: if method == 8 {
+                    "deflate".into()
+                } else {
+                    "a method torch cannot read".into()
+                },
+            }),
+        }
+    }
+
+    /// Where a zip entry's (possibly compressed) data is, and its compression method.
+    fn zip_entry_data(&self, name: &str) -> Result<Option<(Extent, u16)>> {
         let StorageIndex::Zip { entries, .. } = &self.storages else {
             return Ok(None);
         };
         let Some(&(header, size, method)) = entries.get(name) else {
             return Ok(None);
         };
-        if method != 0 {
-            return Err(Error::Compressed {
-                path: self.path.clone(),
-                entry: name.to_owned(),
-                method: "deflate or other".into(),
-            });
-        }
         let mut lh = [0u8; 30];
         if header.checked_add(30).is_none_or(|e| e > self.size) {
             return Err(Error::Zip {
@@ -426,14 +487,19 @@ impl Checkpoint {
                 ),
             });
         }
-        Ok(Some(Extent {
-            offset: data,
-            len: size,
-        }))
+        Ok(Some((
+            Extent {
+                offset: data,
+                len: size,
+            },
+            method,
+        )))
     }
 
+    /// An entry's bytes, stored or deflated (torch reads deflated records), never more than
+    /// `max` of them: a deflated entry that would inflate past `max` (a zip bomb) is refused.
     fn entry_bytes(&self, name: &str, max: u64) -> Result<Vec<u8>> {
-        let ext = self.zip_entry_extent(name)?.ok_or_else(|| Error::Zip {
+        let (ext, method) = self.zip_entry_data(name)?.ok_or_else(|| Error::Zip {
             path: self.path.clone(),
             detail: format!("entry {name} vanished"),
         })?;
@@ -445,13 +511,25 @@ impl Checkpoint {
                 limit: max,
             });
         }
-        self.read_range(ext.offset, ext.len)
+        let raw = self.read_range(ext.offset, ext.len)?;
+        match method {
+            0 => Ok(raw),
+            8 => crate::scan_file::inflate(&raw, max, ext.len).map_err(|detail| Error::Zip {
+                path: self.path.clone(),
+                detail: format!("entry {name}: {detail}"),
+            }),
+            _ => Err(Error::Compressed {
+                path: self.path.clone(),
+                entry: name.to_owned(),
+                method: "a method torch cannot read".into(),
+            }),
+        }
     }
 
     fn small_entry(&self, name: &str) -> Result<Option<String>> {
-        match self.zip_entry_extent(name)? {
-            Some(ext) if ext.len <= 256 => {
-                let b = self.read_range(ext.offset, ext.len)?;
+        match self.zip_entry_data(name)? {
+            Some((ext, _)) if ext.len <= 256 => {
+                let b = self.entry_bytes(name, 4096)?;
                 Ok(Some(String::from_utf8_lossy(&b).into_owned()))
             }
             _ => Ok(None),
