@@ -43,7 +43,12 @@ fn items(p: &Pickle) -> Vec<String> {
         .collect()
 }
 
-fn both(data: &[u8]) -> (Result<Pickle, ckpt_pickle::Error>, Result<Pickle, ckpt_pickle::Error>) {
+fn both(
+    data: &[u8],
+) -> (
+    Result<Pickle, ckpt_pickle::Error>,
+    Result<Pickle, ckpt_pickle::Error>,
+) {
     (
         decode_with(data, &limits(FrameMode::Stream)),
         decode_with(data, &limits(FrameMode::Buffer)),

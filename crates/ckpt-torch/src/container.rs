@@ -338,13 +338,16 @@ impl Checkpoint {
         // search finds, case-insensitively. Its root is the first entry's folder.
         let torch_pkl = self.torch_copies(&mut entries);
         // `<root>/data.pkl`; the root is the file stem, `archive`, or anything else.
-        let pkl = torch_pkl.or_else(|| names
-            .iter()
-            .filter(|n| {
-                n.ends_with("data.pkl") && (n.as_str() == "data.pkl" || n.ends_with("/data.pkl"))
-            })
-            .min_by_key(|n| n.matches('/').count())
-            .cloned());
+        let pkl = torch_pkl.or_else(|| {
+            names
+                .iter()
+                .filter(|n| {
+                    n.ends_with("data.pkl")
+                        && (n.as_str() == "data.pkl" || n.ends_with("/data.pkl"))
+                })
+                .min_by_key(|n| n.matches('/').count())
+                .cloned()
+        });
         let Some(pkl) = pkl else {
             let mut listed: Vec<&str> = names.iter().map(String::as_str).take(5).collect();
             if names.len() > 5 {
@@ -514,10 +517,11 @@ impl Checkpoint {
         let raw = self.read_range(ext.offset, ext.len)?;
         match method {
             0 => Ok(raw),
-            8 => crate::scan_file::inflate(&raw, max, ext.len).map_err(|detail| Error::Zip {
-                path: self.path.clone(),
-                detail: format!("entry {name}: {detail}"),
-            }),
+            8 => crate::scan_file::inflate(&raw, max.min(crate::scan_file::MAX_INFLATED), ext.len)
+                .map_err(|detail| Error::Zip {
+                    path: self.path.clone(),
+                    detail: format!("entry {name}: {detail}"),
+                }),
             _ => Err(Error::Compressed {
                 path: self.path.clone(),
                 entry: name.to_owned(),

@@ -30,6 +30,10 @@ use ckpt_pickle::{ErrorKind, FrameMode, Limits, Pickle, Value};
 
 use crate::scan::{Finding, ScanReport, Verdict, scan_pickle};
 
+/// Most bytes a deflated pickle may inflate to (torch never compresses; a pickle this large
+/// inflated from a small member is a zip bomb).
+pub const MAX_INFLATED: u64 = 64 << 20;
+
 /// Budgets for one file. Defaults bound a scan to a few hundred MiB of memory whatever the
 /// file claims.
 #[derive(Debug, Clone)]
@@ -45,7 +49,7 @@ impl Default for ScanLimits {
     fn default() -> Self {
         ScanLimits {
             pickle: Limits::default(),
-            max_pickle_bytes: 256 << 20,
+            max_pickle_bytes: MAX_INFLATED,
             max_pickles: 4096,
         }
     }
@@ -219,9 +223,8 @@ impl Source<'_> {
                 format!("range {offset}+{len} runs past the end of the file"),
             ));
         };
-        let n = usize::try_from(len).map_err(|_| {
-            std::io::Error::new(std::io::ErrorKind::OutOfMemory, "range too large")
-        })?;
+        let n = usize::try_from(len)
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::OutOfMemory, "range too large"))?;
         match &mut self.back {
             Back::File(f) => {
                 let mut buf = vec![0u8; n];
@@ -304,8 +307,7 @@ fn is_module_name(m: &str) -> bool {
     !m.is_empty()
         && m.split('.').all(|part| {
             let mut c = part.chars();
-            c.next()
-                .is_some_and(|f| f == '_' || f.is_alphabetic())
+            c.next().is_some_and(|f| f == '_' || f.is_alphabetic())
                 && c.all(|x| x == '_' || x.is_alphanumeric())
         })
 }
@@ -549,12 +551,20 @@ fn scan_zip(src: &mut Source<'_>, out: &mut FileScan, limits: &ScanLimits) {
         Some(ws) => {
             out.format = "zip sequence";
             for (start, end) in ws {
-                scan_archive(src, start, end - start, out, limits, &format!("@{start} "));
+                scan_archive(
+                    src,
+                    start,
+                    end - start,
+                    out,
+                    limits,
+                    &format!("@{start} "),
+                    0,
+                );
             }
         }
         None => {
             let size = src.size;
-            scan_archive(src, 0, size, out, limits, "");
+            scan_archive(src, 0, size, out, limits, "", 0);
         }
     }
     if out.pickles.is_empty() && out.problems.is_empty() {
@@ -616,6 +626,7 @@ fn scan_archive(
     out: &mut FileScan,
     limits: &ScanLimits,
     label: &str,
+    depth: u8,
 ) {
     let members = match read_directory(src, base, len) {
         Ok(m) => m,
@@ -651,6 +662,22 @@ fn scan_archive(
         let is_pkl = lower.ends_with(b".pkl");
         let is_npy = lower.ends_with(b".npy");
         if !is_pkl && !is_npy {
+            // A zip inside the zip (an archive shipped inside another): scanned as well,
+            // one level deep. Storages (`<root>/data/…`) are never read.
+            let storage = lower.windows(6).any(|w| w == b"/data/");
+            if depth == 0 && !storage && m.compressed <= limits.max_pickle_bytes {
+                let shown = format!("{label}{}/", String::from_utf8_lossy(&m.name));
+                if let Ok(bytes) = member_head_is_zip(src, base, m, limits) {
+                    if let Some(bytes) = bytes {
+                        let n = bytes.len() as u64;
+                        let mut inner = Source {
+                            back: Back::Mem(&bytes),
+                            size: n,
+                        };
+                        scan_archive(&mut inner, 0, n, out, limits, &shown, depth + 1);
+                    }
+                }
+            }
             continue;
         }
         if scanned >= limits.max_pickles {
@@ -659,7 +686,12 @@ fn scan_archive(
         }
         scanned += 1;
         let shown = format!("{label}{}", String::from_utf8_lossy(&m.name));
-        let entry = if names.iter().filter(|n| n.eq_ignore_ascii_case(&m.name)).count() > 1 {
+        let entry = if names
+            .iter()
+            .filter(|n| n.eq_ignore_ascii_case(&m.name))
+            .count()
+            > 1
+        {
             format!("{shown} (entry #{i})")
         } else {
             shown
@@ -756,11 +788,17 @@ pub(crate) fn central_directory(
     let mut out = Vec::with_capacity(count as usize);
     let mut p = 0usize;
     for k in 0..count {
-        let h = cd.get(p..p + 46).ok_or(format!("central directory record {k} is cut short"))?;
+        let h = cd
+            .get(p..p + 46)
+            .ok_or(format!("central directory record {k} is cut short"))?;
         if !h.starts_with(b"PK\x01\x02") {
             return Err(format!("bad signature of central directory record {k}"));
         }
-        let (nl, xl, cl) = (le(h, 28, 2) as usize, le(h, 30, 2) as usize, le(h, 32, 2) as usize);
+        let (nl, xl, cl) = (
+            le(h, 28, 2) as usize,
+            le(h, 30, 2) as usize,
+            le(h, 32, 2) as usize,
+        );
         let name = cd
             .get(p + 46..p + 46 + nl)
             .ok_or(format!("central directory record {k} is cut short"))?
@@ -793,6 +831,31 @@ pub(crate) fn central_directory(
     Ok(out)
 }
 
+/// A member's bytes when they are themselves a zip archive (its first four bytes are looked at
+/// before anything else is read or inflated).
+fn member_head_is_zip(
+    src: &mut Source<'_>,
+    base: u64,
+    m: &Member,
+    limits: &ScanLimits,
+) -> Result<Option<Vec<u8>>, String> {
+    if m.compressed < 4 {
+        return Ok(None);
+    }
+    if m.method == 0 {
+        let header = base.checked_add(m.header).ok_or("offset overflows")?;
+        let lh = src.read(header, 30).map_err(|e| e.to_string())?;
+        let data = header + 30 + le(&lh, 26, 2) + le(&lh, 28, 2);
+        if src.read(data, 4).map_err(|e| e.to_string())? != b"PK\x03\x04" {
+            return Ok(None);
+        }
+    } else if m.compressed > (1 << 20) {
+        return Ok(None);
+    }
+    let bytes = member_bytes(src, base, m, limits)?;
+    Ok(bytes.starts_with(b"PK\x03\x04").then_some(bytes))
+}
+
 /// A member's bytes: stored ones read at their data offset, deflated ones inflated with the
 /// budget as a hard ceiling (a zip bomb stops at the budget and is refused).
 fn member_bytes(
@@ -801,7 +864,9 @@ fn member_bytes(
     m: &Member,
     limits: &ScanLimits,
 ) -> Result<Vec<u8>, String> {
-    let header = base.checked_add(m.header).ok_or("local header offset overflows")?;
+    let header = base
+        .checked_add(m.header)
+        .ok_or("local header offset overflows")?;
     let lh = src.read(header, 30).map_err(|e| e.to_string())?;
     if lh[..4] != *b"PK\x03\x04" {
         return Err("bad local header signature".into());

@@ -167,7 +167,12 @@ fn table_row(out: &mut String, p: &Path, s: &FileScan) {
             );
         }
     }
-    for f in s.report.findings.iter().filter(|f| f.class != Verdict::Safe) {
+    for f in s
+        .report
+        .findings
+        .iter()
+        .filter(|f| f.class != Verdict::Safe)
+    {
         let _ = writeln!(
             out,
             "           {} {} ({} at byte {} of {}): {}",
@@ -199,7 +204,10 @@ fn collect(p: &Path, out: &mut Vec<Found>) {
         let rd = match std::fs::read_dir(&dir) {
             Ok(rd) => rd,
             Err(e) => {
-                found.push(Found::Broken(dir.clone(), format!("{}: {e}", dir.display())));
+                found.push(Found::Broken(
+                    dir.clone(),
+                    format!("{}: {e}", dir.display()),
+                ));
                 continue;
             }
         };
@@ -207,7 +215,10 @@ fn collect(p: &Path, out: &mut Vec<Found>) {
             let entry = match entry {
                 Ok(e) => e,
                 Err(e) => {
-                    found.push(Found::Broken(dir.clone(), format!("{}: {e}", dir.display())));
+                    found.push(Found::Broken(
+                        dir.clone(),
+                        format!("{}: {e}", dir.display()),
+                    ));
                     continue;
                 }
             };
