@@ -420,13 +420,13 @@ fn scan_unreadable_is_exit_2() {
     ckpt()
         .args([
             "scan",
-            "fixtures/bad/empty.ckpt",
+            "fixtures/bad/truncated_zip.ckpt",
             "examples/fsdp/epoch-001.pth",
         ])
         .assert()
         .code(2)
         .stdout(predicate::str::contains(
-            "error      fixtures/bad/empty.ckpt",
+            "error      fixtures/bad/truncated_zip.ckpt",
         ));
 }
 
