@@ -88,10 +88,25 @@ pub fn run(a: &ScanArgs) -> Result<Outcome> {
                 table_row(&mut out, p, s);
             }
             let scanned = safe + unknown + dangerous + errors;
+            // Only the verdicts that occur, so `grep dangerous` finds only dangerous files.
+            let parts: Vec<String> = [
+                (safe, "safe"),
+                (unknown, "unknown"),
+                (dangerous, "dangerous"),
+                (errors, "error"),
+            ]
+            .iter()
+            .filter(|(n, _)| *n > 0)
+            .map(|(n, what)| format!("{n} {what}"))
+            .collect();
+            let detail = if parts.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", parts.join(", "))
+            };
             let _ = writeln!(
                 out,
-                "{} file{}: {scanned} scanned ({safe} safe, {unknown} unknown, {dangerous} \
-                 dangerous, {errors} error), {skipped} skipped (no pickle)",
+                "{} file{}: {scanned} scanned{detail}, {skipped} skipped (no pickle)",
                 results.len(),
                 if results.len() == 1 { "" } else { "s" },
             );
