@@ -2,6 +2,7 @@
 //! what `pickle.load(io.BytesIO(data))` (torch.load's way of reading `data.pkl`,
 //! [`FrameMode::Stream`]) or `pickle.loads(data)` ([`FrameMode::Buffer`]) returned for the
 //! same bytes.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use ckpt_pickle::{ErrorKind, FrameMode, Limits, Pickle, Value, decode_partial, decode_with};
 

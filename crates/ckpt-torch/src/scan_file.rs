@@ -328,6 +328,18 @@ fn is_legacy_magic(p: &Pickle) -> bool {
     }
 }
 
+/// One pickle of a file, decoded.
+struct Decoded {
+    report: ScanReport,
+    /// Why decoding stopped early, if it did.
+    msg: Option<String>,
+    kind: Option<ErrorKind>,
+    /// Length of the pickle (0 when it did not end).
+    end: u64,
+    /// Whether it named an importable global (or is torch's legacy magic number).
+    named: bool,
+}
+
 /// Decode the pickle at `offset` of the file, reading a growing window (never the whole file
 /// unless the pickle needs it, never past the budget).
 fn decode_at(
@@ -335,7 +347,7 @@ fn decode_at(
     offset: u64,
     limits: &ScanLimits,
     entry: &str,
-) -> std::io::Result<(ScanReport, Option<String>, Option<ErrorKind>, u64, bool)> {
+) -> std::io::Result<Decoded> {
     let avail = src.size.saturating_sub(offset);
     let mut window: u64 = 64 << 10;
     loop {
@@ -363,7 +375,13 @@ fn decode_at(
                 limits.max_pickle_bytes
             ));
         }
-        return Ok((report, msg, err.map(|e| e.kind), end, named));
+        return Ok(Decoded {
+            report,
+            msg,
+            kind: err.map(|e| e.kind),
+            end,
+            named,
+        });
     }
 }
 
@@ -391,7 +409,13 @@ fn scan_stream(
         } else {
             format!("{prefix}pickle {n} at byte {pos}")
         };
-        let (report, msg, kind, end, named) = match decode_at(src, pos, limits, &entry) {
+        let Decoded {
+            report,
+            msg,
+            kind,
+            end,
+            named,
+        } = match decode_at(src, pos, limits, &entry) {
             Ok(r) => r,
             Err(e) => {
                 out.problem(format!("{entry}: {e}"));
@@ -509,7 +533,7 @@ fn scan_npy(
     }
     let before = out.pickles.len();
     let back = match &mut src.back {
-        Back::File(f) => Back::File(&mut **f),
+        Back::File(f) => Back::File(f),
         Back::Mem(m) => Back::Mem(m),
     };
     let mut sub = Source {
@@ -667,15 +691,13 @@ fn scan_archive(
             let storage = lower.windows(6).any(|w| w == b"/data/");
             if depth == 0 && !storage && m.compressed <= limits.max_pickle_bytes {
                 let shown = format!("{label}{}/", String::from_utf8_lossy(&m.name));
-                if let Ok(bytes) = member_head_is_zip(src, base, m, limits) {
-                    if let Some(bytes) = bytes {
-                        let n = bytes.len() as u64;
-                        let mut inner = Source {
-                            back: Back::Mem(&bytes),
-                            size: n,
-                        };
-                        scan_archive(&mut inner, 0, n, out, limits, &shown, depth + 1);
-                    }
+                if let Ok(Some(bytes)) = member_head_is_zip(src, base, m, limits) {
+                    let n = bytes.len() as u64;
+                    let mut inner = Source {
+                        back: Back::Mem(&bytes),
+                        size: n,
+                    };
+                    scan_archive(&mut inner, 0, n, out, limits, &shown, depth + 1);
                 }
             }
             continue;

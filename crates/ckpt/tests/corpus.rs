@@ -129,9 +129,17 @@ fn scan_verdicts_on_the_corpus() {
             || name == "architecture.pt"
         {
             "unknown"
-        } else if [".ckpt", ".pt", ".pth", ".bin", ".pkl", ".metadata", ".distcp"]
-            .iter()
-            .any(|ext| name.ends_with(ext))
+        } else if [
+            ".ckpt",
+            ".pt",
+            ".pth",
+            ".bin",
+            ".pkl",
+            ".metadata",
+            ".distcp",
+        ]
+        .iter()
+        .any(|ext| name.ends_with(ext))
         {
             "safe"
         } else {

@@ -4,6 +4,7 @@
 //! hostile file really runs its payload (a file named `pwned` appears in the loader's cwd)
 //! under torch.load / pickle.load / numpy.load. Their manifests (`MANIFEST.json`) say what
 //! each file is and the verdict expected.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
