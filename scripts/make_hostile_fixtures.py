@@ -358,7 +358,7 @@ def build_hostile():
     # zip bomb: 100 MB of zeros inside a deflated data.pkl (not code execution; refused)
     bomb_pkl = proto(2) + b"\x8e" + struct.pack("<Q", 100_000_000) + b"\0" * 100_000_000 + b"."
     hostile("zip_bomb_data_pkl.pt",
-            "deflated data.pkl that inflates to 100 MB (over the 64 MiB budget)",
+            "deflated data.pkl that inflates to 100 MB (over the 32 MiB budget)",
             zip_bytes([("archive/data.pkl", bomb_pkl), ("archive/version", b"3\n")],
                       compress=lambda n: n.endswith(".pkl")),
             not_live="denial of service, not code execution", expected="error")

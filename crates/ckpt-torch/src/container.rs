@@ -517,17 +517,33 @@ impl Checkpoint {
         let raw = self.read_range(ext.offset, ext.len)?;
         match method {
             0 => Ok(raw),
-            8 => crate::scan_file::inflate(&raw, max.min(crate::scan_file::MAX_INFLATED), ext.len)
-                .map_err(|detail| Error::Zip {
-                    path: self.path.clone(),
-                    detail: format!("entry {name}: {detail}"),
-                }),
+            8 => crate::scan_file::inflate(
+                &raw,
+                max.min(crate::scan_file::MAX_INFLATED),
+                self.claimed_size(name),
+            )
+            .map_err(|detail| Error::Zip {
+                path: self.path.clone(),
+                detail: format!("entry {name}: {detail}"),
+            }),
             _ => Err(Error::Compressed {
                 path: self.path.clone(),
                 entry: name.to_owned(),
                 method: "a method torch cannot read".into(),
             }),
         }
+    }
+
+    /// The uncompressed size an entry's local header claims (absent with a data descriptor):
+    /// a zip bomb that says what it is gets refused before anything is inflated.
+    fn claimed_size(&self, name: &str) -> Option<u64> {
+        let StorageIndex::Zip { entries, .. } = &self.storages else {
+            return None;
+        };
+        let &(header, _, _) = entries.get(name)?;
+        let lh = self.read_range(header, 30).ok()?;
+        let n = u64::from(u32::from_le_bytes([lh[22], lh[23], lh[24], lh[25]]));
+        (n != 0 && n != 0xFFFF_FFFF).then_some(n)
     }
 
     fn small_entry(&self, name: &str) -> Result<Option<String>> {

@@ -32,7 +32,7 @@ use crate::scan::{Finding, ScanReport, Verdict, scan_pickle};
 
 /// Most bytes a deflated pickle may inflate to (torch never compresses; a pickle this large
 /// inflated from a small member is a zip bomb).
-pub const MAX_INFLATED: u64 = 64 << 20;
+pub const MAX_INFLATED: u64 = 32 << 20;
 
 /// Budgets for one file. Defaults bound a scan to a few hundred MiB of memory whatever the
 /// file claims.
@@ -905,7 +905,7 @@ fn member_bytes(
     let raw = src.read(data, m.compressed).map_err(|e| e.to_string())?;
     match m.method {
         0 => Ok(raw),
-        8 => inflate(&raw, limits.max_pickle_bytes, m.size),
+        8 => inflate(&raw, limits.max_pickle_bytes, Some(m.size)),
         other => Err(format!(
             "compressed with method {other}, which torch cannot read and ckpt cannot scan"
         )),
@@ -913,13 +913,21 @@ fn member_bytes(
 }
 
 /// Inflate raw deflate data, refusing to produce more than `budget` bytes.
-pub fn inflate(raw: &[u8], budget: u64, claimed: u64) -> Result<Vec<u8>, String> {
+pub fn inflate(raw: &[u8], budget: u64, claimed: Option<u64>) -> Result<Vec<u8>, String> {
+    let past = || match claimed {
+        Some(c) => {
+            format!("inflates past the {budget}-byte budget (claims {c} bytes; a zip bomb?)")
+        }
+        None => format!("inflates past the {budget}-byte budget (a zip bomb?)"),
+    };
+    if claimed.is_some_and(|c| c > budget) {
+        // Refused before inflating anything.
+        return Err(past());
+    }
     let limit = usize::try_from(budget).unwrap_or(usize::MAX);
     match miniz_oxide::inflate::decompress_to_vec_with_limit(raw, limit) {
         Ok(v) => Ok(v),
-        Err(e) if e.status == miniz_oxide::inflate::TINFLStatus::HasMoreOutput => Err(format!(
-            "inflates past the {budget}-byte budget (claims {claimed} bytes; a zip bomb?)"
-        )),
+        Err(e) if e.status == miniz_oxide::inflate::TINFLStatus::HasMoreOutput => Err(past()),
         Err(e) => Err(format!("bad deflate data: {:?}", e.status)),
     }
 }

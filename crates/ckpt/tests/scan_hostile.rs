@@ -454,13 +454,13 @@ fn deflated_data_pkl_is_read_and_a_zip_bomb_is_refused() {
     assert_eq!(r["verdict"], "error");
     assert_eq!(
         r["error"],
-        "archive/data.pkl: inflates past the 67108864-byte budget (claims 100000012 bytes; a \
+        "archive/data.pkl: inflates past the 33554432-byte budget (claims 100000012 bytes; a \
          zip bomb?)"
     );
     let out = ckpt().args(["inspect", bomb]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("inflates past the 67108864-byte budget"),
+        String::from_utf8_lossy(&out.stderr).contains("inflates past the 33554432-byte budget"),
         "{out:?}"
     );
 }
