@@ -310,6 +310,16 @@ def build_hostile():
             "a hostile pickle with a benign torch zip appended: zip tools see a zip, "
             "torch.load sees the pickle first",
             p2(system_call()) + torch_zip(BENIGN_PKL), loader="torch")
+    # -- torch < 0.1.10 tar checkpoints: torch.load still tries this format first
+    hostile("tar_legacy_pickle_member.tar",
+            "tar checkpoint (storages, tensors, pickle): the `pickle` member calls os.system",
+            tar_bytes([("storages", pickle.dumps(0, protocol=2) + pickle.dumps([], protocol=2)),
+                       ("tensors", pickle.dumps(0, protocol=2)),
+                       ("pickle", p2(system_call()))]), loader="torch")
+    hostile("tar_legacy_storages_member.tar",
+            "tar checkpoint whose `storages` member starts with the os.system pickle",
+            tar_bytes([("storages", p2(system_call())), ("tensors", pickle.dumps(0, protocol=2)),
+                       ("pickle", BENIGN_PKL)]), loader="torch")
     # -- names that extension filters skip
     for name in ("checkpoint.pth.tar", "model.pt.bak", "weights"):
         hostile(name, f"raw protocol 2 os.system named {name!r}", p2(system_call()))
@@ -371,6 +381,19 @@ def build_hostile():
     hostile("torch_save_reduce.ckpt", "torch.save of a Lightning-like dict whose "
             "hyper_parameters hold an object with __reduce__ = (os.system, (cmd,))",
             torch_save_reduce(), loader="torch")
+
+
+def tar_bytes(members):
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mtime = 0
+            t.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
 
 
 def npy_object(payload):
