@@ -267,6 +267,18 @@ def build_hostile():
             proto(4) + sg("torch.fx.experimental.symbolic_shapes",
                           "ShapeEnv.evaluate_guards_expression") + sg("builtins", "str") +
             su("open('pwned','w').close()") + b"]" + b"\x87R.")
+    # -- stack and text rules where a stricter reader stops and CPython goes on (no PROTO
+    #    header: such a reader would call the file "not a pickle")
+    pay0 = glob("os", "system") + b"(S'" + CMD.encode() + b"'\ntR."
+    hostile("p0_pop_takes_a_mark.pkl", "POP right after MARK removes the MARK (load_pop)",
+            b"(0" + pay0)
+    hostile("p0_empty_appends_on_none.pkl",
+            "APPENDS with nothing after its MARK on a non-list: CPython ignores the target",
+            b"N(e0" + pay0)
+    hostile("p0_hex_int.pkl", "INT 0x10 (strtol base 0) before the call",
+            b"I0x10\n0" + pay0)
+    hostile("p0_long_underscores.pkl", "LONG 1_0L (int(s, 0)) before the call",
+            b"L1_0L\n0" + pay0)
     # -- opcodes other than REDUCE that call
     hostile("p0_inst.pkl", "INST: protocol 0 class call",
             b"(S'" + CMD.encode() + b"'\nios\nsystem\n.")

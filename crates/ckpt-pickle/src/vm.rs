@@ -300,6 +300,28 @@ impl<'a> Vm<'a> {
             .ok_or_else(|| self.err(ErrorKind::StackUnderflow { opcode, needed: 1 }))
     }
 
+    /// For APPENDS/SETITEMS/ADDITEMS: pop the innermost MARK and the items above it, and find
+    /// their target just below the MARK (itself above the next MARK). None when there are no
+    /// items: CPython then returns before looking at the target, whatever it is.
+    fn marked_items(&mut self, opcode: &'static str) -> R<Option<(ValueId, Vec<ValueId>)>> {
+        let x = self
+            .marks
+            .pop()
+            .ok_or_else(|| self.err(ErrorKind::NoMark { opcode }))?;
+        let len = self.stack.len();
+        let floor = self.marks.last().copied().unwrap_or(0);
+        if x == 0 || x > len || x - 1 < floor {
+            return Err(self.err(ErrorKind::StackUnderflow { opcode, needed: 1 }));
+        }
+        if x == len {
+            return Ok(None);
+        }
+        let target = self.stack[x - 1];
+        let items = self.stack.split_off(x);
+        self.check_len(items.len())?;
+        Ok(Some((target, items)))
+    }
+
     fn pop_mark(&mut self, opcode: &'static str) -> R<Vec<ValueId>> {
         let m = self
             .marks
@@ -381,26 +403,45 @@ impl<'a> Vm<'a> {
         }
     }
 
+    /// INT and LONG text, read as `_pickle.c` reads it: INT tries C's `strtol(s, 0)` (so
+    /// `010` is 8 and `0x10` is 16), then both fall back to `int(s, 0)` (prefixes `0x`/`0o`/
+    /// `0b`, underscores between digits, surrounding whitespace). A reader that only knows
+    /// decimal would stop where CPython goes on.
     fn int_from_text(&mut self, opcode: &'static str, text: &str) -> R<Value> {
-        let t = text.trim();
-        let t = t.strip_suffix('L').unwrap_or(t);
-        if let Ok(i) = t.parse::<i64>() {
-            return Ok(Value::Int(i));
-        }
-        if t.len() > self.limits.max_int_bytes.saturating_mul(3) {
+        if text.len() > self.limits.max_int_bytes.saturating_mul(3) {
             return Err(self.err(ErrorKind::LimitExceeded {
                 what: "integer size",
                 limit: self.limits.max_int_bytes as u64,
             }));
         }
-        BigInt::from_decimal(t)
-            .map(|b| Value::BigInt(Box::new(b)))
-            .ok_or_else(|| {
-                self.err(ErrorKind::Malformed {
-                    opcode,
-                    detail: format!("not an integer: {:?}", truncate(t)),
-                })
-            })
+        let t = if opcode == "LONG" {
+            text.strip_suffix('L').unwrap_or(text)
+        } else {
+            text
+        };
+        if opcode == "INT"
+            && let Some(v) = strtol0(t)
+        {
+            return Ok(Value::Int(v));
+        }
+        match py_int0(t) {
+            Some(PyInt::Small(v)) => Ok(Value::Int(v)),
+            Some(PyInt::Decimal(digits)) => BigInt::from_decimal(&digits)
+                .map(|b| Value::BigInt(Box::new(b)))
+                .ok_or_else(|| {
+                    self.err(ErrorKind::Malformed {
+                        opcode,
+                        detail: format!("not an integer: {:?}", truncate(t)),
+                    })
+                }),
+            Some(PyInt::TooBig) => Err(self.err(ErrorKind::Unsupported(
+                "a non-decimal integer literal over 128 bits",
+            ))),
+            None => Err(self.err(ErrorKind::Malformed {
+                opcode,
+                detail: format!("not an integer: {:?}", truncate(t)),
+            })),
+        }
     }
 
     fn long_bytes(&mut self, opcode: &'static str, n: u64) -> R<()> {
@@ -492,7 +533,12 @@ impl<'a> Vm<'a> {
                     self.marks.push(self.stack.len());
                 }
                 b'0' => {
-                    self.pop("POP")?;
+                    // load_pop: a MARK on top of the stack is what POP removes.
+                    if self.marks.last() == Some(&self.stack.len()) {
+                        self.marks.pop();
+                    } else {
+                        self.pop("POP")?;
+                    }
                 }
                 b'1' => {
                     self.pop_mark("POP_MARK")?;
@@ -671,8 +717,9 @@ impl<'a> Vm<'a> {
                     self.extend_list("APPEND", target, vec![v])?;
                 }
                 b'e' => {
-                    let items = self.pop_mark("APPENDS")?;
-                    let target = self.top("APPENDS")?;
+                    let Some((target, items)) = self.marked_items("APPENDS")? else {
+                        continue;
+                    };
                     self.extend_list("APPENDS", target, items)?;
                 }
                 b's' => {
@@ -682,14 +729,16 @@ impl<'a> Vm<'a> {
                     self.extend_dict("SETITEM", target, vec![(k, v)])?;
                 }
                 b'u' => {
-                    let items = self.pop_mark("SETITEMS")?;
+                    let Some((target, items)) = self.marked_items("SETITEMS")? else {
+                        continue;
+                    };
                     let pairs = self.pairs("SETITEMS", items)?;
-                    let target = self.top("SETITEMS")?;
                     self.extend_dict("SETITEMS", target, pairs)?;
                 }
                 0x90 => {
-                    let items = self.pop_mark("ADDITEMS")?;
-                    let target = self.top("ADDITEMS")?;
+                    let Some((target, items)) = self.marked_items("ADDITEMS")? else {
+                        continue;
+                    };
                     let limit = self.limits.max_container_len;
                     let found = self.out.get(target).kind();
                     match self.out.values.get_mut(target.index()) {
@@ -931,6 +980,120 @@ impl<'a> Vm<'a> {
     }
 }
 
+/// C's `strtol(s, &end, 0)` accepting only when it consumes the whole text and fits.
+fn strtol0(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() && matches!(b[i], b' ' | b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r') {
+        i += 1;
+    }
+    let neg = match b.get(i) {
+        Some(b'-') => {
+            i += 1;
+            true
+        }
+        Some(b'+') => {
+            i += 1;
+            false
+        }
+        _ => false,
+    };
+    let hex = b.get(i) == Some(&b'0')
+        && matches!(b.get(i + 1), Some(b'x' | b'X'))
+        && b.get(i + 2).is_some_and(u8::is_ascii_hexdigit);
+    let (base, start) = if hex {
+        (16, i + 2)
+    } else if b.get(i) == Some(&b'0') {
+        (8, i)
+    } else {
+        (10, i)
+    };
+    let digits = &s[start..];
+    if digits.is_empty() {
+        return None;
+    }
+    let mut v: i128 = 0;
+    for c in digits.chars() {
+        let d = c.to_digit(base)?;
+        v = v
+            .checked_mul(i128::from(base))?
+            .checked_add(i128::from(d))?;
+        if v > i128::from(i64::MAX) + 1 {
+            return None;
+        }
+    }
+    i64::try_from(if neg { -v } else { v }).ok()
+}
+
+enum PyInt {
+    Small(i64),
+    /// A decimal literal too large for i64, as optional sign and digits.
+    Decimal(String),
+    TooBig,
+}
+
+/// Python's `int(s, 0)`.
+fn py_int0(s: &str) -> Option<PyInt> {
+    let t = s.trim();
+    let (neg, t) = match t.as_bytes().first() {
+        Some(b'-') => (true, &t[1..]),
+        Some(b'+') => (false, &t[1..]),
+        _ => (false, t),
+    };
+    let lower = t.to_ascii_lowercase();
+    let (base, body, prefixed) = if lower.starts_with("0x") {
+        (16, &t[2..], true)
+    } else if lower.starts_with("0o") {
+        (8, &t[2..], true)
+    } else if lower.starts_with("0b") {
+        (2, &t[2..], true)
+    } else {
+        (10, t, false)
+    };
+    // Underscores only between digits (and right after a prefix).
+    let body = if prefixed {
+        body.strip_prefix('_').unwrap_or(body)
+    } else {
+        body
+    };
+    if body.is_empty() || body.starts_with('_') || body.ends_with('_') || body.contains("__") {
+        return None;
+    }
+    let digits: String = body.chars().filter(|c| *c != '_').collect();
+    if !digits.chars().all(|c| c.is_digit(base)) {
+        return None;
+    }
+    if base == 10 && digits.len() > 1 && digits.starts_with('0') && digits.chars().any(|c| c != '0')
+    {
+        return None;
+    }
+    let mut v: u128 = 0;
+    let mut overflow = false;
+    for c in digits.chars() {
+        let d = u128::from(c.to_digit(base)?);
+        match v
+            .checked_mul(u128::from(base))
+            .and_then(|x| x.checked_add(d))
+        {
+            Some(x) => v = x,
+            None => {
+                overflow = true;
+                break;
+            }
+        }
+    }
+    let small = (!overflow)
+        .then(|| i128::try_from(v).ok())
+        .flatten()
+        .map(|v| if neg { -v } else { v })
+        .and_then(|v| i64::try_from(v).ok());
+    Some(match small {
+        Some(v) => PyInt::Small(v),
+        None if base == 10 => PyInt::Decimal(format!("{}{digits}", if neg { "-" } else { "" })),
+        None => PyInt::TooBig,
+    })
+}
+
 fn truncate(s: &str) -> String {
     s.chars().take(40).collect()
 }
@@ -1136,6 +1299,48 @@ mod tests {
         );
         assert_eq!(unquote_py_string(b"\"q\""), Some(b"q".to_vec()));
         assert_eq!(unquote_py_string(b"noquote"), None);
+    }
+
+    /// Each case is what `pickle.loads(b"I<text>\\n.")` (INT) or `b"L<text>\\n."` (LONG)
+    /// returned in CPython 3.11.
+    #[test]
+    fn int_and_long_text_as_cpython_reads_it() {
+        let int = |t: &str| {
+            strtol0(t).or_else(|| match py_int0(t) {
+                Some(PyInt::Small(v)) => Some(v),
+                _ => None,
+            })
+        };
+        let long = |t: &str| match py_int0(t.strip_suffix('L').unwrap_or(t)) {
+            Some(PyInt::Small(v)) => Some(v),
+            _ => None,
+        };
+        for (t, v) in [
+            ("0x10", Some(16)),
+            ("010", Some(8)),
+            (" 12", Some(12)),
+            ("1_000", Some(1000)),
+            ("0b101", Some(5)),
+            ("0o17", Some(15)),
+            ("-0x10", Some(-16)),
+            ("+5", Some(5)),
+            ("0x_1f", Some(31)),
+            (" 0x10 ", Some(16)),
+            ("000", Some(0)),
+            ("0_0", Some(0)),
+            ("abc", None),
+            ("1 2", None),
+            ("1__0", None),
+        ] {
+            assert_eq!(int(t), v, "INT {t:?}");
+        }
+        assert_eq!(long("0x10L"), Some(16));
+        assert_eq!(long("010L"), None);
+        assert_eq!(long("1_0"), Some(10));
+        assert!(matches!(
+            py_int0("99999999999999999999999"),
+            Some(PyInt::Decimal(d)) if d == "99999999999999999999999"
+        ));
     }
 
     #[test]

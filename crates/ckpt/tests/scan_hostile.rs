@@ -43,7 +43,7 @@ fn scan_json(paths: &[&str]) -> (HashMap<String, Value>, i32) {
 #[test]
 fn every_hostile_fixture_is_not_safe() {
     let m = manifest("fixtures/hostile");
-    assert_eq!(m.len(), 72, "hostile fixtures");
+    assert_eq!(m.len(), 76, "hostile fixtures");
     let (records, code) = scan_json(&["fixtures/hostile"]);
     let mut counts: HashMap<String, usize> = HashMap::new();
     for entry in &m {
@@ -60,8 +60,8 @@ fn every_hostile_fixture_is_not_safe() {
         assert_eq!(verdict, entry["expected"], "{path}: {r}");
         *counts.entry(verdict.to_string()).or_default() += 1;
     }
-    // 68 dangerous, 3 unknown (EXT1/2/4), 1 error (the zip bomb).
-    assert_eq!(counts.get("dangerous"), Some(&68), "{counts:?}");
+    // 72 dangerous, 3 unknown (EXT1/2/4), 1 error (the zip bomb).
+    assert_eq!(counts.get("dangerous"), Some(&72), "{counts:?}");
     assert_eq!(counts.get("unknown"), Some(&3), "{counts:?}");
     assert_eq!(counts.get("error"), Some(&1), "{counts:?}");
     // the zip bomb cannot be read completely: exit 2 wins over exit 1
@@ -488,4 +488,23 @@ fn a_text_file_that_reads_as_an_impossible_global_is_not_a_pickle() {
     let r = record("fixtures/benign/config.yaml");
     assert_eq!(r["verdict"], "no-pickle", "{r}");
     assert!(Path::new(&root().join("fixtures/benign/config.yaml")).exists());
+}
+
+#[test]
+fn where_a_strict_reader_stops_cpython_goes_on_and_so_does_scan() {
+    // Each of these was "no-pickle" (exit 0) while pickle.load runs its os.system: POP on a
+    // MARK, APPENDS with nothing after its MARK on a non-list, INT/LONG text in int(s, 0)
+    // syntax. All start without a PROTO header, as protocol 0 pickles do.
+    for name in [
+        "p0_pop_takes_a_mark.pkl",
+        "p0_empty_appends_on_none.pkl",
+        "p0_hex_int.pkl",
+        "p0_long_underscores.pkl",
+    ] {
+        let path = format!("fixtures/hostile/{name}");
+        let r = record(&path);
+        assert_eq!(r["verdict"], "dangerous", "{r}");
+        assert_eq!(global_names(&r), ["os.system"], "{path}");
+        assert_eq!(r["error"], Value::Null, "{path}: decoded to its end");
+    }
 }
