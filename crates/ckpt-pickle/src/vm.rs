@@ -877,7 +877,12 @@ impl<'a> Vm<'a> {
                 b'b' => {
                     let state = self.pop("BUILD")?;
                     let target = self.top("BUILD")?;
-                    self.build(target, state)?;
+                    // load_build does nothing with a None state, whatever the target is.
+                    let noop = matches!(self.out.get(state), Value::None)
+                        && !matches!(self.out.get(target), Value::Object(_));
+                    if !noop {
+                        self.build(target, state)?;
+                    }
                 }
                 b'P' => {
                     let l = self.line()?;

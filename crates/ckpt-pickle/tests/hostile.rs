@@ -437,6 +437,13 @@ fn pop_on_a_mark_pops_the_mark() {
 }
 
 #[test]
+fn build_with_none_state_leaves_any_target_alone() {
+    // load_build returns at once for a None state: BUILD of None on an int is valid there.
+    let p = decode(b"\x80\x02K\x05Nb.").unwrap();
+    assert!(matches!(p.get(p.root()), Value::Int(5)));
+}
+
+#[test]
 fn empty_appends_setitems_additems_leave_any_target_alone() {
     // CPython returns before looking at the target when nothing follows the MARK, so
     // `N(e` is valid there (pickle.loads returns None); refusing it would stop where CPython
