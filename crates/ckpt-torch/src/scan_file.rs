@@ -48,7 +48,16 @@ pub struct ScanLimits {
 impl Default for ScanLimits {
     fn default() -> Self {
         ScanLimits {
-            pickle: Limits::default(),
+            // A scan reads every file of a tree, so a 10 MB file of `N` opcodes must not cost
+            // gigabytes: 1M values (32 MB) are ten times what a Lightning checkpoint of a
+            // model with thousands of tensors and their optimizer state holds.
+            pickle: Limits {
+                max_values: 1 << 20,
+                max_stack: 256 << 10,
+                max_memo: 1 << 20,
+                max_container_len: 1 << 20,
+                ..Limits::default()
+            },
             max_pickle_bytes: MAX_INFLATED,
             max_pickles: 4096,
         }

@@ -126,7 +126,8 @@ fn assert_decoded_call(name: &str, callee: &str) {
         stdout.contains(&format!("\"__object__\": \"{callee}\"")),
         "{name}: {stdout}"
     );
-    assert!(!Path::new("pwned").exists());
+    // Whether anything runs is tested by scan_hostile.rs (no_command_runs_a_hostile_payload),
+    // in a fresh cwd, with payloads the generator proved live.
 }
 
 #[test]
