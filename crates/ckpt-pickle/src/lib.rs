@@ -18,4 +18,4 @@ pub use error::{Error, ErrorKind};
 pub use value::{
     BigInt, Construct, Global, GlobalSite, Object, Pickle, Value, ValueId, normalize_module,
 };
-pub use vm::{Limits, decode, decode_with};
+pub use vm::{FrameMode, Limits, decode, decode_partial, decode_with};

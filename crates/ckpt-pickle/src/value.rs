@@ -313,6 +313,10 @@ pub struct Pickle {
     pub extensions: Vec<(u32, u64)>,
     /// Byte offset just past STOP.
     pub end: u64,
+    /// Offsets of opcodes whose argument crossed the end of a FRAME (read under
+    /// [`crate::FrameMode::Stream`]): `pickle` never writes this, and CPython reads such a
+    /// stream differently from a file object and from bytes.
+    pub frame_straddles: Vec<u64>,
 }
 
 impl Pickle {

@@ -22,6 +22,29 @@ pub struct Limits {
     pub max_container_len: usize,
     /// Bytes of one LONG1/LONG4 integer (Python itself refuses to print ints over 4300 digits).
     pub max_int_bytes: usize,
+    /// How FRAME opcodes shape what is read (see [`FrameMode`]).
+    pub frames: FrameMode,
+}
+
+/// How the decoder reads a stream with FRAME opcodes. CPython's C unpickler (`_pickle.c`)
+/// treats a frame differently depending on where its bytes come from, and the two readings
+/// part ways exactly when an opcode crosses the end of a frame, which `pickle` never writes
+/// but an attacker can.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FrameMode {
+    /// `pickle.load(file)` on a stream without `peek` — what `torch.load` does for
+    /// `data.pkl` (it wraps the record in `io.BytesIO`). `load_frame` reads the whole frame
+    /// into the unpickler's buffer; a later read that does not fit in what is left of that
+    /// buffer drops the rest of it and reads fresh bytes from the stream *after* the frame
+    /// (`_Unpickler_ReadImpl` → `_Unpickler_ReadFromFile`). Lines (`readline`) behave the
+    /// same. Only BINBYTES/SHORT_BINBYTES/BINBYTES8/BYTEARRAY8 payloads are read with
+    /// `_Unpickler_ReadInto`, which takes the buffer's tail and continues from the stream, so
+    /// they stay contiguous.
+    #[default]
+    Stream,
+    /// `pickle.loads(bytes)`: the whole input is the buffer, FRAME only checks that its
+    /// length is present and every read is contiguous.
+    Buffer,
 }
 
 impl Default for Limits {
@@ -33,6 +56,7 @@ impl Default for Limits {
             max_memo: 8 << 20,
             max_container_len: 8 << 20,
             max_int_bytes: 8 << 10,
+            frames: FrameMode::default(),
         }
     }
 }
@@ -45,9 +69,21 @@ pub fn decode(data: &[u8]) -> Result<Pickle, Error> {
 
 /// Decode one pickle with explicit limits.
 pub fn decode_with(data: &[u8], limits: &Limits) -> Result<Pickle, Error> {
+    match decode_partial(data, limits) {
+        (p, None) => Ok(p),
+        (_, Some(e)) => Err(e),
+    }
+}
+
+/// Decode one pickle and return what was decoded even when decoding fails: the globals and
+/// extension codes seen before the error are exactly what `pickle.load` would already have
+/// imported by then, so a security scan must keep them (a truncated hostile pickle is still
+/// hostile). On error the returned arena has no root.
+pub fn decode_partial(data: &[u8], limits: &Limits) -> (Pickle, Option<Error>) {
     let mut vm = Vm {
         data,
         pos: 0,
+        buf_end: 0,
         op_start: 0,
         out: Pickle::new(),
         stack: Vec::new(),
@@ -55,7 +91,10 @@ pub fn decode_with(data: &[u8], limits: &Limits) -> Result<Pickle, Error> {
         memo: HashMap::new(),
         limits: *limits,
     };
-    vm.run()?;
+    let err = vm.run().err();
+    if err.is_some() {
+        vm.out.root = None;
+    }
     // The memo and stack go first, then the arena gives back its growth slack: a large
     // pickle's values are most of what a checkpoint keeps in memory.
     let Vm { out, .. } = vm;
@@ -63,12 +102,16 @@ pub fn decode_with(data: &[u8], limits: &Limits) -> Result<Pickle, Error> {
     dedup_keys(&mut out);
     out.values.shrink_to_fit();
     out.globals.shrink_to_fit();
-    Ok(out)
+    (out, err)
 }
 
 struct Vm<'a> {
     data: &'a [u8],
+    /// Next byte to read (`next_read_idx` of the C unpickler, as an offset into `data`).
     pos: usize,
+    /// [`FrameMode::Stream`]: end of the unpickler's input buffer, which is also where the
+    /// underlying stream stands. Bytes in `pos..buf_end` were read ahead by a FRAME.
+    buf_end: usize,
     op_start: usize,
     out: Pickle,
     stack: Vec<ValueId>,
@@ -87,17 +130,57 @@ impl<'a> Vm<'a> {
         }
     }
 
+    fn truncated(&self) -> Error {
+        Error {
+            offset: self.data.len() as u64,
+            kind: ErrorKind::Truncated,
+        }
+    }
+
+    /// Where a read of `n` bytes starts: at `pos` when it fits in the frame buffer (or there
+    /// is none), else — [`FrameMode::Stream`] — at the stream position after the buffer, the
+    /// buffer's tail being dropped. Records the drop: the two frame modes disagree there.
+    fn read_start(&mut self, n: usize) -> usize {
+        if self.limits.frames == FrameMode::Buffer || self.pos >= self.buf_end {
+            return self.pos;
+        }
+        if self.pos.checked_add(n).is_some_and(|e| e <= self.buf_end) {
+            return self.pos;
+        }
+        self.out.frame_straddles.push(self.op_start as u64);
+        self.buf_end
+    }
+
+    /// `_Unpickler_Read`: `n` bytes, from the frame buffer or (when they do not fit) from the
+    /// stream after it.
     fn take(&mut self, n: usize) -> R<&'a [u8]> {
-        let end = self
-            .pos
+        let start = self.read_start(n);
+        let end = start
             .checked_add(n)
             .filter(|e| *e <= self.data.len())
-            .ok_or(Error {
-                offset: self.data.len() as u64,
-                kind: ErrorKind::Truncated,
-            })?;
+            .ok_or_else(|| self.truncated())?;
+        let s = &self.data[start..end];
+        self.pos = end;
+        self.buf_end = self.buf_end.max(end);
+        Ok(s)
+    }
+
+    /// `_Unpickler_ReadInto` (the payload of BINBYTES & co.): the buffer's tail, then the
+    /// stream — contiguous in both frame modes.
+    fn take_into(&mut self, opcode: &'static str, len: u64) -> R<&'a [u8]> {
+        let available = (self.data.len() - self.pos) as u64;
+        if len > available {
+            return Err(self.err(ErrorKind::LengthPastEnd {
+                opcode,
+                claimed: len,
+                available,
+            }));
+        }
+        // len <= available <= usize::MAX
+        let end = self.pos + len as usize;
         let s = &self.data[self.pos..end];
         self.pos = end;
+        self.buf_end = self.buf_end.max(end);
         Ok(s)
     }
 
@@ -114,7 +197,11 @@ impl<'a> Vm<'a> {
     /// Take `len` bytes announced by `opcode`; the length is checked against what is present
     /// before anything is allocated.
     fn take_len(&mut self, opcode: &'static str, len: u64) -> R<&'a [u8]> {
-        let available = (self.data.len() - self.pos) as u64;
+        let start = match usize::try_from(len) {
+            Ok(n) => self.read_start(n),
+            Err(_) => self.pos,
+        };
+        let available = (self.data.len() - start) as u64;
         if len > available {
             return Err(self.err(ErrorKind::LengthPastEnd {
                 opcode,
@@ -123,20 +210,34 @@ impl<'a> Vm<'a> {
             }));
         }
         // len <= available <= usize::MAX
-        self.take(len as usize)
+        let end = start + len as usize;
+        let s = &self.data[start..end];
+        self.pos = end;
+        self.buf_end = self.buf_end.max(end);
+        Ok(s)
     }
 
+    /// `_Unpickler_Readline`: a line from the frame buffer, or (when the buffer holds no
+    /// newline) a fresh `readline()` from the stream after it.
     fn line(&mut self) -> R<&'a [u8]> {
+        let in_buffer = self.limits.frames == FrameMode::Stream && self.pos < self.buf_end;
+        if in_buffer {
+            let rest = &self.data[self.pos..self.buf_end];
+            if let Some(i) = rest.iter().position(|b| *b == b'\n') {
+                self.pos += i + 1;
+                return Ok(&rest[..i]);
+            }
+            self.out.frame_straddles.push(self.op_start as u64);
+            self.pos = self.buf_end;
+        }
         let rest = &self.data[self.pos..];
         match rest.iter().position(|b| *b == b'\n') {
             Some(i) => {
                 self.pos += i + 1;
+                self.buf_end = self.buf_end.max(self.pos);
                 Ok(&rest[..i])
             }
-            None => Err(Error {
-                offset: self.data.len() as u64,
-                kind: ErrorKind::Truncated,
-            }),
+            None => Err(self.truncated()),
         }
     }
 
@@ -197,6 +298,28 @@ impl<'a> Vm<'a> {
             .last()
             .copied()
             .ok_or_else(|| self.err(ErrorKind::StackUnderflow { opcode, needed: 1 }))
+    }
+
+    /// For APPENDS/SETITEMS/ADDITEMS: pop the innermost MARK and the items above it, and find
+    /// their target just below the MARK (itself above the next MARK). None when there are no
+    /// items: CPython then returns before looking at the target, whatever it is.
+    fn marked_items(&mut self, opcode: &'static str) -> R<Option<(ValueId, Vec<ValueId>)>> {
+        let x = self
+            .marks
+            .pop()
+            .ok_or_else(|| self.err(ErrorKind::NoMark { opcode }))?;
+        let len = self.stack.len();
+        let floor = self.marks.last().copied().unwrap_or(0);
+        if x == 0 || x > len || x - 1 < floor {
+            return Err(self.err(ErrorKind::StackUnderflow { opcode, needed: 1 }));
+        }
+        if x == len {
+            return Ok(None);
+        }
+        let target = self.stack[x - 1];
+        let items = self.stack.split_off(x);
+        self.check_len(items.len())?;
+        Ok(Some((target, items)))
     }
 
     fn pop_mark(&mut self, opcode: &'static str) -> R<Vec<ValueId>> {
@@ -280,26 +403,45 @@ impl<'a> Vm<'a> {
         }
     }
 
+    /// INT and LONG text, read as `_pickle.c` reads it: INT tries C's `strtol(s, 0)` (so
+    /// `010` is 8 and `0x10` is 16), then both fall back to `int(s, 0)` (prefixes `0x`/`0o`/
+    /// `0b`, underscores between digits, surrounding whitespace). A reader that only knows
+    /// decimal would stop where CPython goes on.
     fn int_from_text(&mut self, opcode: &'static str, text: &str) -> R<Value> {
-        let t = text.trim();
-        let t = t.strip_suffix('L').unwrap_or(t);
-        if let Ok(i) = t.parse::<i64>() {
-            return Ok(Value::Int(i));
-        }
-        if t.len() > self.limits.max_int_bytes.saturating_mul(3) {
+        if text.len() > self.limits.max_int_bytes.saturating_mul(3) {
             return Err(self.err(ErrorKind::LimitExceeded {
                 what: "integer size",
                 limit: self.limits.max_int_bytes as u64,
             }));
         }
-        BigInt::from_decimal(t)
-            .map(|b| Value::BigInt(Box::new(b)))
-            .ok_or_else(|| {
-                self.err(ErrorKind::Malformed {
-                    opcode,
-                    detail: format!("not an integer: {:?}", truncate(t)),
-                })
-            })
+        let t = if opcode == "LONG" {
+            text.strip_suffix('L').unwrap_or(text)
+        } else {
+            text
+        };
+        if opcode == "INT"
+            && let Some(v) = strtol0(t)
+        {
+            return Ok(Value::Int(v));
+        }
+        match py_int0(t) {
+            Some(PyInt::Small(v)) => Ok(Value::Int(v)),
+            Some(PyInt::Decimal(digits)) => BigInt::from_decimal(&digits)
+                .map(|b| Value::BigInt(Box::new(b)))
+                .ok_or_else(|| {
+                    self.err(ErrorKind::Malformed {
+                        opcode,
+                        detail: format!("not an integer: {:?}", truncate(t)),
+                    })
+                }),
+            Some(PyInt::TooBig) => Err(self.err(ErrorKind::Unsupported(
+                "a non-decimal integer literal over 128 bits",
+            ))),
+            None => Err(self.err(ErrorKind::Malformed {
+                opcode,
+                detail: format!("not an integer: {:?}", truncate(t)),
+            })),
+        }
     }
 
     fn long_bytes(&mut self, opcode: &'static str, n: u64) -> R<()> {
@@ -353,9 +495,14 @@ impl<'a> Vm<'a> {
                     self.out.protocol = self.out.protocol.max(p);
                 }
                 0x95 => {
-                    // FRAME: a length hint; the bytes are read as ordinary opcodes.
+                    // FRAME: `load_frame` reads the whole frame (into the buffer, for a
+                    // stream) and rewinds to its start; its opcodes are then read as usual.
                     let n = u64::from_le_bytes(self.array()?);
-                    let available = (self.data.len() - self.pos) as u64;
+                    let start = match usize::try_from(n) {
+                        Ok(len) => self.read_start(len),
+                        Err(_) => self.pos,
+                    };
+                    let available = (self.data.len() - start) as u64;
                     if n > available {
                         return Err(self.err(ErrorKind::LengthPastEnd {
                             opcode: "FRAME",
@@ -363,6 +510,9 @@ impl<'a> Vm<'a> {
                             available,
                         }));
                     }
+                    self.pos = start;
+                    // n <= available
+                    self.buf_end = self.buf_end.max(start + n as usize);
                 }
                 b'.' => {
                     let top = match self.stack.pop() {
@@ -383,7 +533,12 @@ impl<'a> Vm<'a> {
                     self.marks.push(self.stack.len());
                 }
                 b'0' => {
-                    self.pop("POP")?;
+                    // load_pop: a MARK on top of the stack is what POP removes.
+                    if self.marks.last() == Some(&self.stack.len()) {
+                        self.marks.pop();
+                    } else {
+                        self.pop("POP")?;
+                    }
                 }
                 b'1' => {
                     self.pop_mark("POP_MARK")?;
@@ -502,22 +657,22 @@ impl<'a> Vm<'a> {
                 }
                 b'B' => {
                     let n = u32::from_le_bytes(self.array()?);
-                    let b = self.take_len("BINBYTES", u64::from(n))?;
+                    let b = self.take_into("BINBYTES", u64::from(n))?;
                     self.push(Value::Bytes(b.to_vec()))?;
                 }
                 b'C' => {
                     let n = self.u8()?;
-                    let b = self.take_len("SHORT_BINBYTES", u64::from(n))?;
+                    let b = self.take_into("SHORT_BINBYTES", u64::from(n))?;
                     self.push(Value::Bytes(b.to_vec()))?;
                 }
                 0x8e => {
                     let n = u64::from_le_bytes(self.array()?);
-                    let b = self.take_len("BINBYTES8", n)?;
+                    let b = self.take_into("BINBYTES8", n)?;
                     self.push(Value::Bytes(b.to_vec()))?;
                 }
                 0x96 => {
                     let n = u64::from_le_bytes(self.array()?);
-                    let b = self.take_len("BYTEARRAY8", n)?;
+                    let b = self.take_into("BYTEARRAY8", n)?;
                     self.push(Value::ByteArray(b.to_vec()))?;
                 }
                 0x97 | 0x98 => {
@@ -562,8 +717,9 @@ impl<'a> Vm<'a> {
                     self.extend_list("APPEND", target, vec![v])?;
                 }
                 b'e' => {
-                    let items = self.pop_mark("APPENDS")?;
-                    let target = self.top("APPENDS")?;
+                    let Some((target, items)) = self.marked_items("APPENDS")? else {
+                        continue;
+                    };
                     self.extend_list("APPENDS", target, items)?;
                 }
                 b's' => {
@@ -573,14 +729,16 @@ impl<'a> Vm<'a> {
                     self.extend_dict("SETITEM", target, vec![(k, v)])?;
                 }
                 b'u' => {
-                    let items = self.pop_mark("SETITEMS")?;
+                    let Some((target, items)) = self.marked_items("SETITEMS")? else {
+                        continue;
+                    };
                     let pairs = self.pairs("SETITEMS", items)?;
-                    let target = self.top("SETITEMS")?;
                     self.extend_dict("SETITEMS", target, pairs)?;
                 }
                 0x90 => {
-                    let items = self.pop_mark("ADDITEMS")?;
-                    let target = self.top("ADDITEMS")?;
+                    let Some((target, items)) = self.marked_items("ADDITEMS")? else {
+                        continue;
+                    };
                     let limit = self.limits.max_container_len;
                     let found = self.out.get(target).kind();
                     match self.out.values.get_mut(target.index()) {
@@ -719,7 +877,12 @@ impl<'a> Vm<'a> {
                 b'b' => {
                     let state = self.pop("BUILD")?;
                     let target = self.top("BUILD")?;
-                    self.build(target, state)?;
+                    // load_build does nothing with a None state, whatever the target is.
+                    let noop = matches!(self.out.get(state), Value::None)
+                        && !matches!(self.out.get(target), Value::Object(_));
+                    if !noop {
+                        self.build(target, state)?;
+                    }
                 }
                 b'P' => {
                     let l = self.line()?;
@@ -820,6 +983,120 @@ impl<'a> Vm<'a> {
             })),
         }
     }
+}
+
+/// C's `strtol(s, &end, 0)` accepting only when it consumes the whole text and fits.
+fn strtol0(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() && matches!(b[i], b' ' | b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r') {
+        i += 1;
+    }
+    let neg = match b.get(i) {
+        Some(b'-') => {
+            i += 1;
+            true
+        }
+        Some(b'+') => {
+            i += 1;
+            false
+        }
+        _ => false,
+    };
+    let hex = b.get(i) == Some(&b'0')
+        && matches!(b.get(i + 1), Some(b'x' | b'X'))
+        && b.get(i + 2).is_some_and(u8::is_ascii_hexdigit);
+    let (base, start) = if hex {
+        (16, i + 2)
+    } else if b.get(i) == Some(&b'0') {
+        (8, i)
+    } else {
+        (10, i)
+    };
+    let digits = &s[start..];
+    if digits.is_empty() {
+        return None;
+    }
+    let mut v: i128 = 0;
+    for c in digits.chars() {
+        let d = c.to_digit(base)?;
+        v = v
+            .checked_mul(i128::from(base))?
+            .checked_add(i128::from(d))?;
+        if v > i128::from(i64::MAX) + 1 {
+            return None;
+        }
+    }
+    i64::try_from(if neg { -v } else { v }).ok()
+}
+
+enum PyInt {
+    Small(i64),
+    /// A decimal literal too large for i64, as optional sign and digits.
+    Decimal(String),
+    TooBig,
+}
+
+/// Python's `int(s, 0)`.
+fn py_int0(s: &str) -> Option<PyInt> {
+    let t = s.trim();
+    let (neg, t) = match t.as_bytes().first() {
+        Some(b'-') => (true, &t[1..]),
+        Some(b'+') => (false, &t[1..]),
+        _ => (false, t),
+    };
+    let lower = t.to_ascii_lowercase();
+    let (base, body, prefixed) = if lower.starts_with("0x") {
+        (16, &t[2..], true)
+    } else if lower.starts_with("0o") {
+        (8, &t[2..], true)
+    } else if lower.starts_with("0b") {
+        (2, &t[2..], true)
+    } else {
+        (10, t, false)
+    };
+    // Underscores only between digits (and right after a prefix).
+    let body = if prefixed {
+        body.strip_prefix('_').unwrap_or(body)
+    } else {
+        body
+    };
+    if body.is_empty() || body.starts_with('_') || body.ends_with('_') || body.contains("__") {
+        return None;
+    }
+    let digits: String = body.chars().filter(|c| *c != '_').collect();
+    if !digits.chars().all(|c| c.is_digit(base)) {
+        return None;
+    }
+    if base == 10 && digits.len() > 1 && digits.starts_with('0') && digits.chars().any(|c| c != '0')
+    {
+        return None;
+    }
+    let mut v: u128 = 0;
+    let mut overflow = false;
+    for c in digits.chars() {
+        let d = u128::from(c.to_digit(base)?);
+        match v
+            .checked_mul(u128::from(base))
+            .and_then(|x| x.checked_add(d))
+        {
+            Some(x) => v = x,
+            None => {
+                overflow = true;
+                break;
+            }
+        }
+    }
+    let small = (!overflow)
+        .then(|| i128::try_from(v).ok())
+        .flatten()
+        .map(|v| if neg { -v } else { v })
+        .and_then(|v| i64::try_from(v).ok());
+    Some(match small {
+        Some(v) => PyInt::Small(v),
+        None if base == 10 => PyInt::Decimal(format!("{}{digits}", if neg { "-" } else { "" })),
+        None => PyInt::TooBig,
+    })
 }
 
 fn truncate(s: &str) -> String {
@@ -1027,6 +1304,48 @@ mod tests {
         );
         assert_eq!(unquote_py_string(b"\"q\""), Some(b"q".to_vec()));
         assert_eq!(unquote_py_string(b"noquote"), None);
+    }
+
+    /// Each case is what `pickle.loads(b"I<text>\\n.")` (INT) or `b"L<text>\\n."` (LONG)
+    /// returned in CPython 3.11.
+    #[test]
+    fn int_and_long_text_as_cpython_reads_it() {
+        let int = |t: &str| {
+            strtol0(t).or_else(|| match py_int0(t) {
+                Some(PyInt::Small(v)) => Some(v),
+                _ => None,
+            })
+        };
+        let long = |t: &str| match py_int0(t.strip_suffix('L').unwrap_or(t)) {
+            Some(PyInt::Small(v)) => Some(v),
+            _ => None,
+        };
+        for (t, v) in [
+            ("0x10", Some(16)),
+            ("010", Some(8)),
+            (" 12", Some(12)),
+            ("1_000", Some(1000)),
+            ("0b101", Some(5)),
+            ("0o17", Some(15)),
+            ("-0x10", Some(-16)),
+            ("+5", Some(5)),
+            ("0x_1f", Some(31)),
+            (" 0x10 ", Some(16)),
+            ("000", Some(0)),
+            ("0_0", Some(0)),
+            ("abc", None),
+            ("1 2", None),
+            ("1__0", None),
+        ] {
+            assert_eq!(int(t), v, "INT {t:?}");
+        }
+        assert_eq!(long("0x10L"), Some(16));
+        assert_eq!(long("010L"), None);
+        assert_eq!(long("1_0"), Some(10));
+        assert!(matches!(
+            py_int0("99999999999999999999999"),
+            Some(PyInt::Decimal(d)) if d == "99999999999999999999999"
+        ));
     }
 
     #[test]

@@ -415,14 +415,60 @@ fn tuple2_stack_underflow() {
 }
 
 #[test]
-fn pop_past_mark_underflows() {
-    // The value below the MARK belongs to the outer frame: POP may not take it.
+fn pop_on_a_mark_pops_the_mark() {
+    // `_pickle.c`'s load_pop removes a MARK that is on top of the stack (pickle.loads of
+    // these bytes returns None); a decoder that underflows here stops where CPython goes on.
+    let p = decode(b"\x80\x02N(0.").unwrap();
+    assert!(matches!(p.get(p.root()), Value::None));
+    // N ( 1 POP POP: the second POP takes the MARK; a third would take N
+    let p = decode(b"\x80\x02N(K\x0100.").unwrap();
+    assert!(matches!(p.get(p.root()), Value::None));
+    // nothing on the stack and no MARK: an underflow, as in CPython
     assert_eq!(
-        err(b"\x80\x02N(0."),
+        err(b"\x80\x020."),
         (
-            4,
+            2,
             ErrorKind::StackUnderflow {
                 opcode: "POP",
+                needed: 1,
+            }
+        )
+    );
+}
+
+#[test]
+fn build_with_none_state_leaves_any_target_alone() {
+    // load_build returns at once for a None state: BUILD of None on an int is valid there.
+    let p = decode(b"\x80\x02K\x05Nb.").unwrap();
+    assert!(matches!(p.get(p.root()), Value::Int(5)));
+}
+
+#[test]
+fn empty_appends_setitems_additems_leave_any_target_alone() {
+    // CPython returns before looking at the target when nothing follows the MARK, so
+    // `N(e` is valid there (pickle.loads returns None); refusing it would stop where CPython
+    // goes on.
+    for data in [&b"\x80\x02N(e."[..], b"\x80\x02N(u.", b"\x80\x02N(\x90."] {
+        let p = decode(data).unwrap();
+        assert!(matches!(p.get(p.root()), Value::None), "{data:?}");
+    }
+    // a target below another MARK is an underflow, as in CPython ("unexpected MARK found")
+    assert_eq!(
+        err(b"\x80\x02]((K\x01e."),
+        (
+            7,
+            ErrorKind::StackUnderflow {
+                opcode: "APPENDS",
+                needed: 1,
+            }
+        )
+    );
+    assert_eq!(
+        err(b"\x80\x02](K\x01a."),
+        (
+            6,
+            ErrorKind::StackUnderflow {
+                opcode: "APPEND",
                 needed: 1,
             }
         )

@@ -341,7 +341,8 @@ impl Checkpoint {
             let name = String::from_utf8_lossy(e.name_raw()).into_owned();
             let method: u16 = match e.compression() {
                 zip::CompressionMethod::Stored => 0,
-                _ => 8,
+                m if m == zip::CompressionMethod::DEFLATE => 8,
+                _ => u16::MAX,
             };
             entries.insert(
                 name.clone(),
@@ -349,14 +350,20 @@ impl Checkpoint {
             );
             names.push(name);
         }
+        // The `zip` crate keeps one entry per name; torch (miniz) reads the copy its binary
+        // search finds, case-insensitively. Its root is the first entry's folder.
+        let torch_pkl = self.torch_copies(&mut entries);
         // `<root>/data.pkl`; the root is the file stem, `archive`, or anything else.
-        let pkl = names
-            .iter()
-            .filter(|n| {
-                n.ends_with("data.pkl") && (n.as_str() == "data.pkl" || n.ends_with("/data.pkl"))
-            })
-            .min_by_key(|n| n.matches('/').count())
-            .cloned();
+        let pkl = torch_pkl.or_else(|| {
+            names
+                .iter()
+                .filter(|n| {
+                    n.ends_with("data.pkl")
+                        && (n.as_str() == "data.pkl" || n.ends_with("/data.pkl"))
+                })
+                .min_by_key(|n| n.matches('/').count())
+                .cloned()
+        });
         let Some(pkl) = pkl else {
             let mut listed: Vec<&str> = names.iter().map(String::as_str).take(5).collect();
             if names.len() > 5 {
@@ -412,22 +419,74 @@ impl Checkpoint {
         }
     }
 
+    /// Point every duplicated name at the copy torch reads, and return the name of the
+    /// `data.pkl` torch would read (`<first entry's folder>/data.pkl`, found as miniz finds
+    /// it), when there is one.
+    fn torch_copies(&self, entries: &mut HashMap<String, (u64, u64, u16)>) -> Option<String> {
+        let members = crate::scan_file::central_directory(
+            &mut |off, n| {
+                self.read_range(off, n)
+                    .map_err(|e| std::io::Error::other(e.to_string()))
+            },
+            self.size,
+        )
+        .ok()?;
+        let names: Vec<&[u8]> = members.iter().map(|m| m.name.as_slice()).collect();
+        let mut folded: Vec<Vec<u8>> = names.iter().map(|n| n.to_ascii_lowercase()).collect();
+        folded.sort();
+        for w in folded.chunk_by(|a, b| a == b).filter(|w| w.len() > 1) {
+            if let Some(i) = crate::scan_file::torch_zip_lookup(&names, &w[0]) {
+                let m = &members[i];
+                let method = match m.method {
+                    0 => 0,
+                    8 => 8,
+                    _ => u16::MAX,
+                };
+                for n in names.iter().filter(|n| n.eq_ignore_ascii_case(&w[0])) {
+                    entries.insert(
+                        String::from_utf8_lossy(n).into_owned(),
+                        (m.header, m.compressed, method),
+                    );
+                }
+            }
+        }
+        let first = names.first()?;
+        let slash = first.iter().position(|b| *b == b'/')?;
+        let mut want = first[..slash].to_vec();
+        want.extend_from_slice(b"/data.pkl");
+        let i = crate::scan_file::torch_zip_lookup(&names, &want)?;
+        let name = String::from_utf8_lossy(names[i]).into_owned();
+        let m = &members[i];
+        let method = match m.method {
+            0 => 0,
+            8 => 8,
+            _ => u16::MAX,
+        };
+        entries.insert(name.clone(), (m.header, m.compressed, method));
+        Some(name)
+    }
+
     /// Absolute offset and length of a stored zip entry's data (reads its local header).
     pub(crate) fn zip_entry_extent(&self, name: &str) -> Result<Option<Extent>> {
-        match self.zip_raw_extent(name)? {
-            Some((_, method)) if method != 0 => Err(Error::Compressed {
+        match self.zip_entry_data(name)? {
+            None => Ok(None),
+            Some((ext, 0)) => Ok(Some(ext)),
+            Some((_, method)) => Err(Error::Compressed {
                 path: self.path.clone(),
                 entry: name.to_owned(),
-                method: "deflate or other".into(),
+                method: if method == 8 {
+                    "deflate".into()
+                } else {
+                    "a method torch cannot read".into()
+                },
             }),
-            other => Ok(other.map(|(e, _)| e)),
         }
     }
 
     /// A zip entry's data as stored (deflated or not; `torch.jit.save` compresses `code/`)
     /// and whether it is deflated. `Ok(None)` when more than `max` bytes are stored.
     pub(crate) fn entry_raw(&self, name: &str, max: u64) -> Result<Option<(Vec<u8>, bool)>> {
-        let Some((ext, method)) = self.zip_raw_extent(name)? else {
+        let Some((ext, method)) = self.zip_entry_data(name)? else {
             return Err(Error::Zip {
                 path: self.path.clone(),
                 detail: format!("entry {name} vanished"),
@@ -439,9 +498,8 @@ impl Checkpoint {
         Ok(Some((self.read_range(ext.offset, ext.len)?, method != 0)))
     }
 
-    /// Offset and length of an entry's (possibly compressed) data, and its compression method
-    /// (0 stored, 8 deflate or other).
-    fn zip_raw_extent(&self, name: &str) -> Result<Option<(Extent, u16)>> {
+    /// Where a zip entry's (possibly compressed) data is, and its compression method.
+    fn zip_entry_data(&self, name: &str) -> Result<Option<(Extent, u16)>> {
         let StorageIndex::Zip { entries, .. } = &self.storages else {
             return Ok(None);
         };
@@ -483,8 +541,10 @@ impl Checkpoint {
         )))
     }
 
+    /// An entry's bytes, stored or deflated (torch reads deflated records), never more than
+    /// `max` of them: a deflated entry that would inflate past `max` (a zip bomb) is refused.
     pub(crate) fn entry_bytes(&self, name: &str, max: u64) -> Result<Vec<u8>> {
-        let ext = self.zip_entry_extent(name)?.ok_or_else(|| Error::Zip {
+        let (ext, method) = self.zip_entry_data(name)?.ok_or_else(|| Error::Zip {
             path: self.path.clone(),
             detail: format!("entry {name} vanished"),
         })?;
@@ -496,13 +556,42 @@ impl Checkpoint {
                 limit: max,
             });
         }
-        self.read_range(ext.offset, ext.len)
+        let raw = self.read_range(ext.offset, ext.len)?;
+        match method {
+            0 => Ok(raw),
+            8 => crate::scan_file::inflate(
+                &raw,
+                max.min(crate::scan_file::MAX_INFLATED),
+                self.claimed_size(name),
+            )
+            .map_err(|detail| Error::Zip {
+                path: self.path.clone(),
+                detail: format!("entry {name}: {detail}"),
+            }),
+            _ => Err(Error::Compressed {
+                path: self.path.clone(),
+                entry: name.to_owned(),
+                method: "a method torch cannot read".into(),
+            }),
+        }
+    }
+
+    /// The uncompressed size an entry's local header claims (absent with a data descriptor):
+    /// a zip bomb that says what it is gets refused before anything is inflated.
+    fn claimed_size(&self, name: &str) -> Option<u64> {
+        let StorageIndex::Zip { entries, .. } = &self.storages else {
+            return None;
+        };
+        let &(header, _, _) = entries.get(name)?;
+        let lh = self.read_range(header, 30).ok()?;
+        let n = u64::from(u32::from_le_bytes([lh[22], lh[23], lh[24], lh[25]]));
+        (n != 0 && n != 0xFFFF_FFFF).then_some(n)
     }
 
     fn small_entry(&self, name: &str) -> Result<Option<String>> {
-        match self.zip_entry_extent(name)? {
-            Some(ext) if ext.len <= 256 => {
-                let b = self.read_range(ext.offset, ext.len)?;
+        match self.zip_entry_data(name)? {
+            Some((ext, _)) if ext.len <= 256 => {
+                let b = self.entry_bytes(name, 4096)?;
                 Ok(Some(String::from_utf8_lossy(&b).into_owned()))
             }
             _ => Ok(None),

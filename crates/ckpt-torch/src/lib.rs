@@ -21,6 +21,7 @@ pub mod par;
 pub mod pyrepr;
 pub mod safetensors;
 pub mod scan;
+pub mod scan_file;
 pub mod summary;
 pub mod synth;
 mod tensor;

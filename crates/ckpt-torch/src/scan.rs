@@ -400,6 +400,22 @@ const DANGEROUS: &[(&str, &str)] = &[
         "torch.utils.cpp_extension",
         "compiles and loads native code",
     ),
+    // torch internals that run code, commands or nested pickles (picklescan advisories
+    // GHSA-vr7h-p6mm-wpmh, -4r9r-ch6f-vxmx, -86cj-95qr-2p4f, -f4x7-rfwp-v3xw, -f745-w6jp-hpxx,
+    // -jhph-76pp-mggw, -h3qp-7fh3-f8h4, -vv6j-3g6g-2pvj)
+    ("torch.utils.bottleneck", CODE),
+    ("torch.utils.collect_env", SHELL),
+    ("torch.utils._config_module", NESTED),
+    ("torch.utils.data.datapipes.utils.decoder", NESTED),
+    ("torch._dynamo", CODE),
+    ("torch._inductor", CODE),
+    ("torch.fx.experimental.symbolic_shapes", CODE),
+    ("torch.fx.graph_module", CODE),
+    (
+        "torch.package",
+        "imports code shipped inside a torch.package archive",
+    ),
+    ("torch.testing", CODE),
     ("torch.ops.load_library", NATIVE),
     ("torch._ops.load_library", NATIVE),
     ("torch.classes.load_library", NATIVE),
@@ -1285,6 +1301,15 @@ mod tests {
             ("types", "CodeType"),
             ("ctypes", "CDLL"),
             ("sys", "modules"),
+            ("pkgutil", "resolve_name"),
+            ("torch.utils.collect_env", "run"),
+            ("torch.utils._config_module", "ConfigModule.load_config"),
+            ("torch.utils.data.datapipes.utils.decoder", "basichandlers"),
+            ("torch._dynamo.guards", "GuardBuilder.get"),
+            (
+                "torch.fx.experimental.symbolic_shapes",
+                "ShapeEnv.evaluate_guards_expression",
+            ),
         ] {
             assert_eq!(class(m, n), Verdict::Dangerous, "{m}.{n}");
         }

@@ -642,6 +642,14 @@ pub fn scan_archive(ck: &Checkpoint, report: &mut crate::scan::ScanReport) {
     if let Some(c) = &ts.constants {
         report.merge(crate::scan::scan_pickle(&c.pickle, &ts.constants_entry));
     }
+    judge_as_torchscript(ck, report);
+}
+
+/// Judge the findings of a TorchScript archive's pickles (already in `report`, e.g. from
+/// `ckpt scan`'s member-by-member pass) as `torch.jit.load` resolves their names, and add the
+/// one `<TorchScript code>` finding. Nothing for a checkpoint that is not TorchScript.
+pub fn judge_as_torchscript(ck: &Checkpoint, report: &mut crate::scan::ScanReport) {
+    let Some(ts) = &ck.torchscript else { return };
     let code = ts
         .constants_entry
         .strip_suffix("constants.pkl")

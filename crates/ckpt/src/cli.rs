@@ -334,7 +334,7 @@ pub struct DumpArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct ScanArgs {
-    /// Files or directories (directories are searched for .ckpt .pt .pth .bin .pkl files).
+    /// Files or directories (every file under a directory is scanned, whatever its name).
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
     /// Output format.

@@ -1,179 +1,276 @@
-//! `ckpt scan`: a security verdict per file from the globals its pickles reference.
-//! Exit 0: every file safe; 1: any unknown or dangerous; 2: any file could not be read.
+//! `ckpt scan`: a security verdict for every file under the paths, decided by content.
+//!
+//! Every regular file gets a record (a file that holds no pickle is listed as `no-pickle`),
+//! and the table ends with how many files were scanned and skipped. Exit 0: every file safe
+//! or without pickles; 1: any unknown or dangerous; 2: any file could not be read or decoded
+//! completely (an `error` verdict), which is never taken for safe.
+//!
+//! `--format json` is a list with one record per file: `path`, `verdict`, `globals` (`name`,
+//! `class`, `reason`, `offset`, `entry`, `usage`), `error` (null, or the problems joined);
+//! and, added later, `format`, `pickles` (the pickles decoded), `problems` and `note`.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
-use ckpt_torch::scan::{ScanReport, Verdict, scan_pickle};
-use ckpt_torch::{Checkpoint, Options};
+use ckpt_torch::scan::Verdict;
+use ckpt_torch::scan_file::{FileScan, FileVerdict, ScanLimits, scan_path};
 use serde_json::json;
 
 use crate::Outcome;
 use crate::cli::{OutputFormat, ScanArgs};
 
-/// File extensions a directory scan looks at.
-const EXTENSIONS: &[&str] = &["ckpt", "pt", "pth", "bin", "pkl", "pickle", "safetensors"];
-
-enum FileResult {
-    Report(ScanReport),
-    Error(String),
+/// One path found by the walk.
+enum Found {
+    /// A file to scan (regular, or a symlink to one, or a path the user named).
+    File(PathBuf),
+    /// Something that is not a regular file (FIFO, socket, device): never opened.
+    Special(PathBuf),
+    /// A directory or link that could not be read.
+    Broken(PathBuf, String),
 }
 
 pub fn run(a: &ScanArgs) -> Result<Outcome> {
-    let mut files = Vec::new();
-    let mut walk_errors = Vec::new();
+    let mut found = Vec::new();
     for p in &a.paths {
-        collect(p, &mut files, &mut walk_errors);
+        collect(p, &mut found);
     }
-    let mut results: Vec<(PathBuf, FileResult)> = Vec::new();
-    for f in files {
-        let r = match scan_file(&f) {
-            Ok(r) => FileResult::Report(r),
-            Err(e) => FileResult::Error(e.to_string()),
-        };
-        results.push((f, r));
+    let limits = ScanLimits::default();
+    let results: Vec<(PathBuf, FileScan)> = found
+        .into_iter()
+        .map(|f| match f {
+            Found::File(p) => {
+                let s = scan_path(&p, &limits);
+                (p, s)
+            }
+            Found::Special(p) => (
+                p,
+                FileScan {
+                    format: "special",
+                    note: Some("not a regular file (not opened)".into()),
+                    ..FileScan::default()
+                },
+            ),
+            Found::Broken(p, e) => (
+                p,
+                FileScan {
+                    format: "other",
+                    problems: vec![e],
+                    ..FileScan::default()
+                },
+            ),
+        })
+        .collect();
+
+    let mut worst = FileVerdict::NoPickle;
+    let (mut safe, mut unknown, mut dangerous, mut errors, mut skipped) = (0, 0, 0, 0, 0);
+    for (_, s) in &results {
+        let v = s.verdict();
+        worst = worst.max(v);
+        match v {
+            FileVerdict::NoPickle => skipped += 1,
+            FileVerdict::Safe => safe += 1,
+            FileVerdict::Unknown => unknown += 1,
+            FileVerdict::Error => errors += 1,
+            FileVerdict::Dangerous => dangerous += 1,
+        }
     }
-    for e in &walk_errors {
-        eprintln!("ckpt: error: {e}");
-    }
-    let mut worst = Verdict::Safe;
-    let mut unreadable = !walk_errors.is_empty();
     match a.format {
         OutputFormat::Json => {
-            let mut arr = Vec::new();
-            for (p, r) in &results {
-                arr.push(match r {
-                    FileResult::Report(rep) => {
-                        worst = worst.max(rep.verdict());
-                        json!({
-                            "path": p.display().to_string(),
-                            "verdict": rep.verdict().as_str(),
-                            "globals": rep.findings.iter().map(|f| json!({
-                                "name": f.name,
-                                "class": f.class.as_str(),
-                                "offset": f.offset,
-                                "entry": f.entry,
-                                "usage": f.usage,
-                                "reason": f.reason,
-                            })).collect::<Vec<_>>(),
-                        })
-                    }
-                    FileResult::Error(e) => {
-                        unreadable = true;
-                        eprintln!("ckpt: error: {e}");
-                        json!({"path": p.display().to_string(), "verdict": "error", "error": e})
-                    }
-                });
-            }
-            let mut s = serde_json::to_string_pretty(&arr)?;
-            s.push('\n');
-            crate::print_stdout(&s)?;
+            let arr: Vec<serde_json::Value> = results.iter().map(|(p, s)| record(p, s)).collect();
+            let mut text = serde_json::to_string_pretty(&arr)?;
+            text.push('\n');
+            crate::print_stdout(&text)?;
         }
         OutputFormat::Table => {
             let mut out = String::new();
-            for (p, r) in &results {
-                match r {
-                    FileResult::Report(rep) => {
-                        let v = rep.verdict();
-                        worst = worst.max(v);
-                        let safe = rep
-                            .findings
-                            .iter()
-                            .filter(|f| f.class == Verdict::Safe)
-                            .count();
-                        let n = rep.findings.len();
-                        let _ = writeln!(
-                            out,
-                            "{:<9}  {}  ({n} global{}, {safe} on the allowlist)",
-                            v.as_str(),
-                            p.display(),
-                            if n == 1 { "" } else { "s" },
-                        );
-                        for f in rep.findings.iter().filter(|f| f.class != Verdict::Safe) {
-                            let _ = writeln!(
-                                out,
-                                "           {} {} ({} at byte {} of {}): {}",
-                                f.class.as_str(),
-                                f.name,
-                                f.usage,
-                                f.offset,
-                                f.entry,
-                                f.reason
-                            );
-                        }
-                    }
-                    FileResult::Error(e) => {
-                        unreadable = true;
-                        let _ = writeln!(out, "{:<9}  {}", "error", p.display());
-                        eprintln!("ckpt: error: {e}");
-                    }
-                }
+            for (p, s) in &results {
+                table_row(&mut out, p, s);
             }
+            let scanned = safe + unknown + dangerous + errors;
+            // Only the verdicts that occur, so `grep dangerous` finds only dangerous files.
+            let parts: Vec<String> = [
+                (safe, "safe"),
+                (unknown, "unknown"),
+                (dangerous, "dangerous"),
+                (errors, "error"),
+            ]
+            .iter()
+            .filter(|(n, _)| *n > 0)
+            .map(|(n, what)| format!("{n} {what}"))
+            .collect();
+            let detail = if parts.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", parts.join(", "))
+            };
+            let _ = writeln!(
+                out,
+                "{} file{}: {scanned} scanned{detail}, {skipped} skipped (no pickle)",
+                results.len(),
+                if results.len() == 1 { "" } else { "s" },
+            );
             crate::print_stdout(&out)?;
         }
     }
-    if unreadable {
-        anyhow::bail!("some files could not be read (see above)");
+    if errors > 0 {
+        anyhow::bail!(
+            "{errors} file{} could not be read or decoded completely (see above); not safe",
+            if errors == 1 { "" } else { "s" }
+        );
     }
-    Ok(if worst == Verdict::Safe {
-        Outcome::Ok
-    } else {
-        Outcome::Findings
+    Ok(match worst {
+        FileVerdict::NoPickle | FileVerdict::Safe => Outcome::Ok,
+        _ => Outcome::Findings,
     })
 }
 
-/// Decode every pickle in the file, without giving values their torch meaning (a hostile
-/// pickle may be malformed as a checkpoint and still deserve a verdict).
-pub fn scan_file(path: &Path) -> Result<ScanReport, ckpt_torch::Error> {
-    let opts = Options {
-        classify: false,
-        ..Options::default()
+fn record(p: &Path, s: &FileScan) -> serde_json::Value {
+    let error = if s.problems.is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::Value::String(s.problems.join("; "))
     };
-    let ck = Checkpoint::open_with(path, &opts)?;
-    let mut report = ScanReport::default();
-    if ck.format != ckpt_torch::Format::Safetensors {
-        report.merge(scan_pickle(&ck.doc.pickle, &ck.pickle_entry));
-    }
-    for (entry, p) in &ck.aux_pickles {
-        report.merge(scan_pickle(p, entry));
-    }
-    // TorchScript: constants.pkl, names as torch.jit.load resolves them, the code itself.
-    ckpt_torch::torchscript::scan_archive(&ck, &mut report);
-    Ok(report)
+    json!({
+        "path": p.display().to_string(),
+        "verdict": s.verdict().as_str(),
+        "globals": s.report.findings.iter().map(|f| json!({
+            "name": f.name,
+            "class": f.class.as_str(),
+            "offset": f.offset,
+            "entry": f.entry,
+            "usage": f.usage,
+            "reason": f.reason,
+        })).collect::<Vec<_>>(),
+        "error": error,
+        "format": s.format,
+        "pickles": s.pickles,
+        "problems": s.problems,
+        "note": s.note,
+    })
 }
 
-fn collect(p: &Path, out: &mut Vec<PathBuf>, errors: &mut Vec<String>) {
+fn table_row(out: &mut String, p: &Path, s: &FileScan) {
+    let v = s.verdict();
+    match v {
+        FileVerdict::NoPickle => {
+            let _ = writeln!(
+                out,
+                "{:<9}  {}  ({})",
+                v.as_str(),
+                p.display(),
+                s.note.as_deref().unwrap_or("no pickle")
+            );
+        }
+        _ => {
+            let n = s.report.findings.len();
+            let on_list = s
+                .report
+                .findings
+                .iter()
+                .filter(|f| f.class == Verdict::Safe)
+                .count();
+            let k = s.pickles.len();
+            let _ = writeln!(
+                out,
+                "{:<9}  {}  ({}: {k} pickle{}, {n} global{}, {on_list} on the allowlist)",
+                v.as_str(),
+                p.display(),
+                s.format,
+                if k == 1 { "" } else { "s" },
+                if n == 1 { "" } else { "s" },
+            );
+        }
+    }
+    for f in s
+        .report
+        .findings
+        .iter()
+        .filter(|f| f.class != Verdict::Safe)
+    {
+        let _ = writeln!(
+            out,
+            "           {} {} ({} at byte {} of {}): {}",
+            f.class.as_str(),
+            f.name,
+            f.usage,
+            f.offset,
+            f.entry,
+            f.reason
+        );
+    }
+    for e in &s.problems {
+        let _ = writeln!(out, "           problem: {e}");
+    }
+}
+
+/// Every file under `p`, sorted; symlinked directories are not followed (no loops), symlinks
+/// to files are (torch.load would follow them).
+fn collect(p: &Path, out: &mut Vec<Found>) {
     if !p.is_dir() {
-        out.push(p.to_path_buf());
+        // A path the user named: scanned whatever it is (scan_path refuses what is not a
+        // regular file without opening it).
+        out.push(Found::File(p.to_path_buf()));
         return;
     }
-    // Iterative, sorted, never following symlinked directories (no loops).
     let mut stack = vec![p.to_path_buf()];
     let mut found = Vec::new();
     while let Some(dir) = stack.pop() {
         let rd = match std::fs::read_dir(&dir) {
             Ok(rd) => rd,
             Err(e) => {
-                errors.push(format!("{}: {e}", dir.display()));
+                found.push(Found::Broken(
+                    dir.clone(),
+                    format!("{}: {e}", dir.display()),
+                ));
                 continue;
             }
         };
-        for entry in rd.flatten() {
+        for entry in rd {
+            let entry = match entry {
+                Ok(e) => e,
+                Err(e) => {
+                    found.push(Found::Broken(
+                        dir.clone(),
+                        format!("{}: {e}", dir.display()),
+                    ));
+                    continue;
+                }
+            };
             let path = entry.path();
-            let Ok(ft) = entry.file_type() else { continue };
+            let Ok(ft) = entry.file_type() else {
+                found.push(Found::Broken(
+                    path.clone(),
+                    format!("{}: cannot stat", path.display()),
+                ));
+                continue;
+            };
             if ft.is_dir() {
                 stack.push(path);
-            } else if path.file_name().is_some_and(|n| n == ".metadata")
-                || path
-                    .extension()
-                    .and_then(|e| e.to_str())
-                    .is_some_and(|e| EXTENSIONS.contains(&e))
-            {
-                found.push(path);
+            } else if ft.is_file() {
+                found.push(Found::File(path));
+            } else if ft.is_symlink() {
+                match std::fs::metadata(&path) {
+                    Ok(m) if m.is_file() => found.push(Found::File(path)),
+                    // A link to a directory: not followed.
+                    Ok(m) if m.is_dir() => {}
+                    Ok(_) => found.push(Found::Special(path)),
+                    Err(e) => {
+                        let msg = format!("{}: {e}", path.display());
+                        found.push(Found::Broken(path, msg));
+                    }
+                }
+            } else {
+                found.push(Found::Special(path));
             }
         }
     }
-    found.sort();
+    found.sort_by(|a, b| key(a).cmp(key(b)));
     out.extend(found);
+}
+
+fn key(f: &Found) -> &Path {
+    match f {
+        Found::File(p) | Found::Special(p) | Found::Broken(p, _) => p,
+    }
 }

@@ -126,7 +126,8 @@ fn assert_decoded_call(name: &str, callee: &str) {
         stdout.contains(&format!("\"__object__\": \"{callee}\"")),
         "{name}: {stdout}"
     );
-    assert!(!Path::new("pwned").exists());
+    // Whether anything runs is tested by scan_hostile.rs (no_command_runs_a_hostile_payload),
+    // in a fresh cwd, with payloads the generator proved live.
 }
 
 #[test]
@@ -418,13 +419,13 @@ fn scan_unreadable_is_exit_2() {
     ckpt()
         .args([
             "scan",
-            "fixtures/bad/empty.ckpt",
+            "fixtures/bad/truncated_zip.ckpt",
             "examples/fsdp/epoch-001.pth",
         ])
         .assert()
         .code(2)
         .stdout(predicate::str::contains(
-            "error      fixtures/bad/empty.ckpt",
+            "error      fixtures/bad/truncated_zip.ckpt",
         ));
 }
 

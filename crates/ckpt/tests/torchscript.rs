@@ -443,10 +443,17 @@ fn catalog_finds_a_torchscript_file_named_jit() {
 
 #[test]
 fn scan_torchscript_is_unknown_because_of_its_code_not_dangerous() {
-    insta::assert_snapshot!(
-        "scan_torchscript_table",
-        transcript(&["scan", "fixtures/torchscript"])
-    );
+    // Every archive of the folder (its README and expected/*.json are `no-pickle`).
+    let mut archives: Vec<String> = std::fs::read_dir(root().join("fixtures/torchscript"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".pt"))
+        .map(|n| format!("fixtures/torchscript/{n}"))
+        .collect();
+    archives.sort();
+    let mut args = vec!["scan"];
+    args.extend(archives.iter().map(String::as_str));
+    insta::assert_snapshot!("scan_torchscript_table", transcript(&args));
     let v = json_of(&[
         "scan",
         "--format",
