@@ -28,7 +28,7 @@ use crate::infer::{TensorSig, infer};
 use crate::sources::{self, DirCache};
 
 /// Version of the facts stored in the cache: bump when `checkpoint_facts` changes.
-pub const FACTS_VERSION: i64 = 2;
+pub const FACTS_VERSION: i64 = 3;
 
 /// Known source names, so cached facts come back with `&'static str` sources.
 const SOURCES: &[&str] = &[
@@ -101,9 +101,17 @@ pub fn checkpoint_facts(c: &Candidate) -> Vec<Fact> {
 
 fn file_facts(path: &Path, root: &Path) -> Vec<Fact> {
     let mut f = Vec::new();
+    // What loading it would run, judged exactly as `ckpt scan` judges the file (every pickle
+    // member, every copy of a duplicated name, frames as torch reads them, TorchScript): a
+    // checkpoint whose pickles call os.system is not one to list as a model.
+    let scan =
+        ckpt_torch::scan_file::scan_path(path, &ckpt_torch::scan_file::ScanLimits::default());
+    let verdict = scan.verdict();
+    f.push(Fact::new("security", json!(verdict.as_str()), "checkpoint"));
     let ck = match Checkpoint::open(path) {
         Ok(ck) => ck,
         Err(e) => {
+            // Still judged: a hostile file that is not a readable checkpoint stays dangerous.
             f.push(Fact::new("error", json!(e.to_string()), "checkpoint"));
             return f;
         }
@@ -114,14 +122,9 @@ fn file_facts(path: &Path, root: &Path) -> Vec<Fact> {
         json!(ck.pickle_sha256),
         "checkpoint",
     ));
-    // What loading it would run: a checkpoint whose pickle calls os.system is not one to
-    // list as a model.
-    let mut scan = ckpt_torch::scan::scan_pickle(&ck.doc.pickle, &ck.pickle_entry);
-    ckpt_torch::torchscript::scan_archive(&ck, &mut scan);
-    let verdict = scan.verdict();
-    f.push(Fact::new("security", json!(verdict.as_str()), "checkpoint"));
-    if verdict == ckpt_torch::scan::Verdict::Dangerous {
+    if verdict == ckpt_torch::scan_file::FileVerdict::Dangerous {
         let names: Vec<&str> = scan
+            .report
             .findings
             .iter()
             .filter(|x| x.class == ckpt_torch::scan::Verdict::Dangerous)

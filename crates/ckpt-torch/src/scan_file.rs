@@ -134,6 +134,7 @@ pub fn scan_path(path: &Path, limits: &ScanLimits) -> FileScan {
         format: "other",
         ..FileScan::default()
     };
+    crate::bug::failpoint(path);
     let shown = path.display();
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,

@@ -40,7 +40,15 @@ pub fn run(a: &ScanArgs) -> Result<Outcome> {
         .into_iter()
         .map(|f| match f {
             Found::File(p) => {
-                let s = scan_path(&p, &limits);
+                // A panic is a bug in ckpt: that file's record says so (an `error`, never
+                // safe), the others are scanned, and the exit code is 3.
+                let s = ckpt_torch::bug::catch(|| scan_path(&p, &limits)).unwrap_or_else(|panic| {
+                    crate::mark_bug();
+                    FileScan {
+                        problems: vec![panic.to_string()],
+                        ..FileScan::default()
+                    }
+                });
                 (p, s)
             }
             Found::Special(p) => (

@@ -211,3 +211,36 @@ fn panic_in_convert_fails_that_checkpoint_and_leaves_no_temp_folder() {
     left.sort();
     assert_eq!(left, ["ddp-epoch-002"], "no temporary folder left behind");
 }
+
+#[test]
+fn panic_in_scan_makes_that_file_an_error_and_scans_the_rest() {
+    let (code, stdout, err) = run_panicking(
+        "last.ckpt",
+        &[
+            "scan".as_ref(),
+            "--format".as_ref(),
+            "json".as_ref(),
+            "examples/lightning".as_ref(),
+        ],
+    );
+    assert_eq!(code, 3, "{stdout}{err}");
+    assert!(!err.contains("panicked at"), "{err}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let records = v.as_array().unwrap();
+    assert!(records.len() >= 3, "{v}");
+    for r in records {
+        let path = r["path"].as_str().unwrap();
+        if path.ends_with("last.ckpt") {
+            assert_eq!(r["verdict"], "error", "{r}");
+            assert!(
+                r["error"]
+                    .as_str()
+                    .unwrap()
+                    .contains("this is a bug in ckpt"),
+                "{r}"
+            );
+        } else if path.ends_with(".ckpt") {
+            assert_eq!(r["verdict"], "safe", "{r}");
+        }
+    }
+}

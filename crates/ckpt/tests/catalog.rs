@@ -310,3 +310,52 @@ fn dcp_directories_are_entries_with_their_recorded_dtype() {
     assert_eq!(f32["model"]["dtype"], "float32", "{f32}");
     assert!(f32["error"].is_null(), "{f32}");
 }
+
+#[test]
+fn catalog_security_is_what_scan_says() {
+    // The catalog judges each checkpoint exactly as `ckpt scan` does (every pickle member,
+    // duplicate names, frames as torch reads them), not from `data.pkl` alone: a zip whose
+    // `constants.pkl` or second `data.pkl` is hostile is never a "safe" model in the catalog.
+    let o = ckpt()
+        .args([
+            "catalog",
+            "--no-cache",
+            "--format",
+            "json",
+            "fixtures/hostile",
+        ])
+        .output()
+        .unwrap();
+    let cat: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let entries = cat["checkpoints"].as_array().unwrap();
+    assert!(entries.len() >= 8, "{cat}");
+    let o = ckpt()
+        .args(["scan", "--format", "json", "fixtures/hostile"])
+        .output()
+        .unwrap();
+    let scan: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let verdict_of = |p: &str| {
+        scan.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["path"] == p)
+            .map(|r| r["verdict"].clone())
+            .unwrap_or_else(|| panic!("{p} not scanned"))
+    };
+    for e in entries {
+        // Judged even when it does not open as a checkpoint (truncated, a zip bomb).
+        let p = e["path"].as_str().unwrap();
+        assert_eq!(e["security"], verdict_of(p), "{p}");
+        assert_ne!(e["security"], "safe", "{p}: a hostile fixture");
+    }
+    for p in [
+        "fixtures/hostile/zip_constants_pkl.pt",
+        "fixtures/hostile/zip_duplicate_data_pkl.pt",
+    ] {
+        let e = entries.iter().find(|e| e["path"] == p).unwrap();
+        assert!(
+            e["security"] == "dangerous" || e["security"] == "error",
+            "{e}"
+        );
+    }
+}
