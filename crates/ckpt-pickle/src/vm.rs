@@ -51,7 +51,10 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_values: 16 << 20,
-            max_stack: 4 << 20,
+            // Python's pickler never stacks more than a container's items at once, and writes
+            // lists, dicts and sets in batches of 1,000 (APPENDS/SETITEMS/ADDITEMS): 1M is far
+            // above any real pickle, and a stack flood costs 4x less memory than at 4M.
+            max_stack: 1 << 20,
             max_marks: 1 << 20,
             max_memo: 8 << 20,
             max_container_len: 8 << 20,
@@ -80,12 +83,19 @@ pub fn decode_with(data: &[u8], limits: &Limits) -> Result<Pickle, Error> {
 /// imported by then, so a security scan must keep them (a truncated hostile pickle is still
 /// hostile). On error the returned arena has no root.
 pub fn decode_partial(data: &[u8], limits: &Limits) -> (Pickle, Option<Error>) {
+    // Every opcode is at least one byte and creates at most one value, so the arena never
+    // needs more than one slot per input byte (plus the few of `Pickle::new`): reserved once,
+    // it never reallocates — a reallocation copies the whole arena and, for a large pickle,
+    // briefly holds it twice. Untouched reserved pages cost address space, not memory.
+    let mut out = Pickle::new();
+    out.values
+        .reserve(data.len().saturating_add(1).min(limits.max_values));
     let mut vm = Vm {
         data,
         pos: 0,
         buf_end: 0,
         op_start: 0,
-        out: Pickle::new(),
+        out,
         stack: Vec::new(),
         marks: Vec::new(),
         memo: HashMap::new(),
@@ -95,12 +105,12 @@ pub fn decode_partial(data: &[u8], limits: &Limits) -> (Pickle, Option<Error>) {
     if err.is_some() {
         vm.out.root = None;
     }
-    // The memo and stack go first, then the arena gives back its growth slack: a large
-    // pickle's values are most of what a checkpoint keeps in memory.
+    // The memo and stack go first. The arena's unused reservation is not given back with
+    // `shrink_to_fit`: that would copy every value to a new block (holding both at once) to
+    // return pages that were never touched and so hold no memory.
     let Vm { out, .. } = vm;
     let mut out = out;
     dedup_keys(&mut out);
-    out.values.shrink_to_fit();
     out.globals.shrink_to_fit();
     (out, err)
 }
