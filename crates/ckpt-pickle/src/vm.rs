@@ -84,12 +84,19 @@ pub fn decode_with(data: &[u8], limits: &Limits) -> Result<Pickle, Error> {
 /// hostile). On error the returned arena has no root.
 pub fn decode_partial(data: &[u8], limits: &Limits) -> (Pickle, Option<Error>) {
     // Every opcode is at least one byte and creates at most one value, so the arena never
-    // needs more than one slot per input byte (plus the few of `Pickle::new`): reserved once,
-    // it never reallocates — a reallocation copies the whole arena and, for a large pickle,
-    // briefly holds it twice. Untouched reserved pages cost address space, not memory.
+    // needs more than one slot per input byte: reserved once, it never reallocates — a
+    // reallocation copies the whole arena and, for a large pickle, briefly holds it twice.
+    // Untouched reserved pages cost address space, not memory. `data` may run on past STOP
+    // (a legacy file's storages), so the reservation stops at RESERVE_MAX values (128 MB of
+    // address space); a pickle with more grows as usual.
+    const RESERVE_MAX: usize = 4 << 20;
     let mut out = Pickle::new();
-    out.values
-        .reserve(data.len().saturating_add(1).min(limits.max_values));
+    out.values.reserve(
+        data.len()
+            .saturating_add(1)
+            .min(limits.max_values)
+            .min(RESERVE_MAX),
+    );
     let mut vm = Vm {
         data,
         pos: 0,
