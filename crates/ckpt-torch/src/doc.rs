@@ -159,11 +159,56 @@ pub enum PersIdStyle {
     Legacy,
 }
 
+/// One node per pickle value, then the synthesized ones. Most values of a checkpoint (and all
+/// of a flood of plain containers) are [`Node::Plain`]: those are not stored, only a 4-byte
+/// slot saying so, so the meaning costs 4 bytes per value instead of a whole `Node` (32).
+#[derive(Debug, Clone, Default)]
+struct Nodes {
+    /// Per node: an index into `other`, or [`Nodes::PLAIN`].
+    slots: Vec<u32>,
+    other: Vec<Node>,
+}
+
+/// What a `Plain` slot reads as.
+static PLAIN_NODE: Node = Node::Plain;
+
+impl Nodes {
+    const PLAIN: u32 = u32::MAX;
+
+    fn push(&mut self, node: Node) {
+        if matches!(node, Node::Plain) {
+            self.slots.push(Self::PLAIN);
+            return;
+        }
+        // More than 4G special nodes cannot happen (values are counted in u32 already);
+        // saturate rather than wrap if it ever did.
+        let at = u32::try_from(self.other.len()).unwrap_or(Self::PLAIN - 1);
+        self.other.push(node);
+        self.slots.push(at);
+    }
+
+    fn get(&self, i: usize) -> Option<&Node> {
+        let slot = *self.slots.get(i)?;
+        if slot == Self::PLAIN {
+            return Some(&PLAIN_NODE);
+        }
+        self.other.get(slot as usize)
+    }
+
+    fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+}
+
 /// The pickle plus its meaning.
 #[derive(Debug, Clone, Default)]
 pub struct Doc {
     pub pickle: Pickle,
-    nodes: Vec<Node>,
+    nodes: Nodes,
     root: NodeId,
     /// A TorchScript archive's class table (from its `code/`): which `__torch__.*` objects are
     /// modules and which of their attributes are parameters and buffers.
@@ -176,7 +221,7 @@ pub struct Doc {
 impl Doc {
     /// Classify every value of `pickle`.
     pub fn classify(pickle: Pickle, style: PersIdStyle) -> Result<Doc, ClassifyError> {
-        let mut nodes = Vec::with_capacity(pickle.len());
+        let mut nodes = Nodes::default();
         let c = Classifier { p: &pickle, style };
         for i in 0..pickle.len() {
             nodes.push(c.classify(ValueId(i as u32))?);
@@ -193,7 +238,10 @@ impl Doc {
 
     /// A document whose values keep their raw pickle meaning (for security scans).
     pub fn unclassified(pickle: Pickle) -> Doc {
-        let nodes = vec![Node::Plain; pickle.len()];
+        let mut nodes = Nodes::default();
+        for _ in 0..pickle.len() {
+            nodes.push(Node::Plain);
+        }
         let root = pickle.root();
         Doc {
             pickle,
@@ -206,9 +254,13 @@ impl Doc {
 
     /// A document built by hand (safetensors headers, tests): nodes only, no pickle.
     pub fn from_nodes(nodes: Vec<Node>, root: NodeId) -> Doc {
+        let mut stored = Nodes::default();
+        for n in nodes {
+            stored.push(n);
+        }
         Doc {
             pickle: Pickle::new(),
-            nodes,
+            nodes: stored,
             root,
             script: None,
             loaded_root: None,
