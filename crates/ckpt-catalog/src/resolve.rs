@@ -28,7 +28,7 @@ use crate::infer::{TensorSig, infer};
 use crate::sources::{self, DirCache};
 
 /// Version of the facts stored in the cache: bump when `checkpoint_facts` changes.
-pub const FACTS_VERSION: i64 = 3;
+pub const FACTS_VERSION: i64 = 4;
 
 /// Known source names, so cached facts come back with `&'static str` sources.
 const SOURCES: &[&str] = &[
@@ -334,6 +334,21 @@ fn sharded_facts(dir: &Path) -> Vec<Fact> {
     shards.sort();
     shards.dedup();
     for s in shards {
+        // A shard is a file of this folder: an index naming `../x` or `/etc/x` is not read.
+        let plain = std::path::Path::new(&s)
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)));
+        if !plain || s.is_empty() {
+            f.push(Fact::new(
+                "error",
+                json!(format!(
+                    "{}: weight_map names a shard outside the folder: {s:?}",
+                    dir.display()
+                )),
+                "checkpoint",
+            ));
+            continue;
+        }
         match Checkpoint::open(dir.join(&s)) {
             Ok(ck) => {
                 let doc = &ck.doc;

@@ -359,3 +359,30 @@ fn catalog_security_is_what_scan_says() {
         );
     }
 }
+
+#[test]
+fn a_sharded_index_naming_files_outside_its_folder_is_an_error() {
+    // `weight_map` comes from the file: `../secret.pth` or an absolute path is never opened.
+    let tmp = tempfile::tempdir().unwrap();
+    let m = tmp.path().join("model");
+    std::fs::create_dir(&m).unwrap();
+    std::fs::copy(
+        root().join("examples/fsdp/epoch-001.pth"),
+        tmp.path().join("secret.pth"),
+    )
+    .unwrap();
+    std::fs::write(
+        m.join("model.safetensors.index.json"),
+        r#"{"weight_map": {"a": "../secret.pth", "b": "/etc/passwd"}}"#,
+    )
+    .unwrap();
+    std::fs::write(m.join("config.json"), "{}").unwrap();
+    let v = catalog_json(&[], &[&m]);
+    let e = &v["checkpoints"][0];
+    let err = e["error"].as_str().unwrap();
+    assert!(
+        err.contains("weight_map names a shard outside the folder"),
+        "{e}"
+    );
+    assert!(e["tensors"].is_null() || e["tensors"] == 0, "{e}");
+}
