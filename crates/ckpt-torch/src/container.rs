@@ -114,7 +114,6 @@ pub struct Checkpoint {
     pub(crate) storages: StorageIndex,
 }
 
-const LEGACY_MAGIC: [u8; 10] = [0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19];
 
 impl Checkpoint {
     /// Open with default limits.
@@ -653,16 +652,7 @@ impl Checkpoint {
         // Legacy files start with a pickled magic number; anything else is a bare pickle.
         let (first_buf, first) = self.decode_at(0, opts, "pickle")?;
         let first_end = first.end;
-        let is_magic = match first.get(first.root()) {
-            Value::BigInt(b) => {
-                let mut bytes: Vec<u8> = b.magnitude.iter().flat_map(|l| l.to_le_bytes()).collect();
-                while bytes.last() == Some(&0) {
-                    bytes.pop();
-                }
-                !b.negative && bytes == LEGACY_MAGIC
-            }
-            _ => false,
-        };
+        let is_magic = crate::scan_file::is_legacy_magic(&first);
         if !is_magic {
             self.format = Format::Pickle;
             // Already decoded: install it rather than decode it a second time.

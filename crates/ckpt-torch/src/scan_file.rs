@@ -352,7 +352,9 @@ fn is_module_name(m: &str) -> bool {
         })
 }
 
-fn is_legacy_magic(p: &Pickle) -> bool {
+/// Is this pickle the legacy torch stream's magic number (its first pickle)? Shared with the
+/// container, so reading and scanning agree on what a legacy file is.
+pub(crate) fn is_legacy_magic(p: &Pickle) -> bool {
     if p.end == 0 {
         return false;
     }
