@@ -114,7 +114,6 @@ pub struct Checkpoint {
     pub(crate) storages: StorageIndex,
 }
 
-
 impl Checkpoint {
     /// Open with default limits.
     pub fn open(path: impl AsRef<Path>) -> Result<Checkpoint> {

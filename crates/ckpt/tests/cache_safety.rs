@@ -8,7 +8,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{ckpt, copy_tree, root};
+use common::{ckpt, copy_tree, root, run};
 
 /// A copy of `examples/lightning` in a temp dir; returns (tempdir, the tree, one checkpoint).
 fn tree() -> (tempfile::TempDir, PathBuf, PathBuf) {
@@ -37,16 +37,6 @@ fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     }
     out.sort();
     out
-}
-
-/// Run `ckpt args…` and return (exit code, stdout, stderr).
-fn run(args: &[&std::ffi::OsStr]) -> (i32, String, String) {
-    let o = ckpt().args(args).output().unwrap();
-    (
-        o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
 }
 
 fn assert_refused(code: i32, stderr: &str, path: &Path) {

@@ -6,17 +6,7 @@
 
 mod common;
 
-use common::ckpt;
-
-/// Run `ckpt args…` (without the cache) and return (exit code, stdout, stderr).
-fn run(args: &[&str]) -> (i32, String, String) {
-    let o = ckpt().args(args).output().unwrap();
-    (
-        o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
+use common::{ckpt, run};
 
 fn assert_one_error(code: i32, err: &str, needles: &[&str]) {
     assert_eq!(code, 2, "{err}");
