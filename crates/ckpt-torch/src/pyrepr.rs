@@ -2,6 +2,7 @@
 //! floats (Python's shortest round-trip `repr`, which JSON output must match).
 
 use crate::doc::{Doc, NodeId, View};
+use std::cell::Cell;
 
 /// `repr(float)` as Python prints it: shortest round-trip digits, exponent outside 1e-4..1e16.
 pub fn float_repr(f: f64) -> String {
@@ -84,17 +85,32 @@ pub fn str_repr(s: &str) -> String {
 
 /// `str(value)` of a dict key, as the corpus mapping keys objects.
 pub fn key_str(doc: &Doc, id: NodeId) -> String {
+    key_str_in(doc, id, 0, &Cell::new(REPR_NODES))
+}
+
+fn key_str_in(doc: &Doc, id: NodeId, depth: u32, budget: &Cell<usize>) -> String {
     match doc.view(id) {
         View::Str(s) => s.to_owned(),
-        _ => repr(doc, id, 0),
+        _ => repr_in(doc, id, depth, budget),
     }
 }
 
-/// Python `repr` of a node, bounded in depth so hostile keys cannot blow up.
+/// How many nodes one `repr` may visit. Depth alone does not bound the work: 64 items on each
+/// of 6 levels is 64^6 visits, and a shared value is visited at every place it occurs.
+const REPR_NODES: usize = 4096;
+
+/// Python `repr` of a node, bounded in depth and in nodes visited so hostile keys (cycles
+/// through objects' fields, wide shared structures) cannot blow up the stack or the time.
 pub fn repr(doc: &Doc, id: NodeId, depth: u32) -> String {
-    if depth > 6 {
+    repr_in(doc, id, depth, &Cell::new(REPR_NODES))
+}
+
+fn repr_in(doc: &Doc, id: NodeId, depth: u32, budget: &Cell<usize>) -> String {
+    if depth > 6 || budget.get() == 0 {
         return "...".into();
     }
+    budget.set(budget.get() - 1);
+    let repr = |doc: &Doc, id: NodeId, depth: u32| repr_in(doc, id, depth, budget);
     let seq = |items: &[NodeId], open: &str, close: &str, one_comma: bool| {
         let mut parts: Vec<String> = items
             .iter()
@@ -161,7 +177,13 @@ pub fn repr(doc: &Doc, id: NodeId, depth: u32) -> String {
                     let parts: Vec<String> = fields
                         .iter()
                         .take(32)
-                        .map(|(k, v)| format!("{}={}", key_str(doc, *k), repr(doc, *v, depth + 1)))
+                        .map(|(k, v)| {
+                            format!(
+                                "{}={}",
+                                key_str_in(doc, *k, depth + 1, budget),
+                                repr(doc, *v, depth + 1)
+                            )
+                        })
                         .collect();
                     format!("{short}({})", parts.join(", "))
                 }

@@ -66,6 +66,8 @@ fn bounded(r: &Run, limit: Duration) {
         r.stderr
     );
     assert!(!r.stderr.contains("panicked"), "panicked:\n{}", r.stderr);
+    // -1: killed by a signal (an abort such as a stack overflow, or the timeout).
+    assert!(r.code >= 0, "killed by a signal\nstderr: {}", r.stderr);
 }
 
 const ONE_SECOND: Duration = Duration::from_secs(1);
@@ -652,4 +654,17 @@ fn convert_never_opens_a_fifo_inside_a_dcp_save_or_a_base_model() {
     ]);
     bounded(&r, ONE_SECOND);
     assert_ne!(r.code, 0, "{}{}", r.stdout, r.stderr);
+}
+
+/// Found by fuzzing `torch_open`: object fields keyed by objects that lead back to themselves.
+/// Python-style `repr` of such a key restarted its depth count at 0, so inspect and dump
+/// recursed until the stack overflowed (an abort, not even a panic).
+#[test]
+fn object_keys_that_cycle_back_are_shown_within_bounds() {
+    for cmd in ["inspect", "dump", "catalog", "scan"] {
+        let r = run(&[cmd, "fixtures/budget/repr_object_key_cycle.pt"]);
+        bounded(&r, ONE_SECOND);
+        assert!(r.code <= 2, "{cmd}: {}", r.stderr);
+        assert!(!r.stderr.contains("overflow"), "{cmd}: {}", r.stderr);
+    }
 }
