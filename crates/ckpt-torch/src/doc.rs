@@ -1051,7 +1051,8 @@ impl Classifier<'_> {
             .unwrap_or("<");
         let little = order != ">";
         let kind = code.chars().next()?;
-        let size: u64 = code[1..].parse().ok()?;
+        // `kind` may be any character in a hostile file: slice after it, not after byte 1.
+        let size: u64 = code.get(kind.len_utf8()..)?.parse().ok()?;
         let (name, itemsize) = match kind {
             'f' => (format!("float{}", size * 8), size),
             'i' => (format!("int{}", size * 8), size),

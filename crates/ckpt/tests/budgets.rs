@@ -668,3 +668,15 @@ fn object_keys_that_cycle_back_are_shown_within_bounds() {
         assert!(!r.stderr.contains("overflow"), "{cmd}: {}", r.stderr);
     }
 }
+
+/// Found by fuzzing `torch_open`: a numpy dtype code whose first character is multi-byte made
+/// the classifier slice inside it (a panic: exit 3 with "this is a bug in ckpt").
+#[test]
+fn a_numpy_dtype_code_starting_with_a_multibyte_character_is_read() {
+    for cmd in ["inspect", "dump"] {
+        let r = run(&[cmd, "fixtures/budget/numpy_dtype_code_multibyte.pt"]);
+        bounded(&r, ONE_SECOND);
+        assert_eq!(r.code, 0, "{cmd}: {}", r.stderr);
+        assert!(!r.stderr.contains("bug in ckpt"), "{cmd}: {}", r.stderr);
+    }
+}
