@@ -272,6 +272,10 @@ fn short_scalar_list(a: &[Value]) -> bool {
     a.iter().all(is_scalar) && a.len() <= 16 && flow(&Value::Array(a.to_vec())).len() <= 80
 }
 
+/// The longest key written as an implicit key (YAML's limit is 1,024 characters, quotes
+/// included).
+const MAX_IMPLICIT_KEY: usize = 1000;
+
 fn emit_map(out: &mut String, m: &Map<String, Value>, indent: usize, blank_between: bool) {
     let pad = "  ".repeat(indent);
     let mut first = true;
@@ -280,17 +284,25 @@ fn emit_map(out: &mut String, m: &Map<String, Value>, indent: usize, blank_betwe
             out.push('\n');
         }
         let key = scalar_str(k);
+        // YAML allows an implicit key (`key: value`) of at most 1,024 characters; a longer one
+        // (from a hostile or odd config) is written as an explicit key, `? key` then `: value`,
+        // so that what ckpt writes always reads back.
+        let key_line = if key.chars().count() > MAX_IMPLICIT_KEY {
+            format!("{pad}? {key}\n{pad}")
+        } else {
+            format!("{pad}{key}")
+        };
         match v {
             Value::Object(o) if !o.is_empty() => {
-                let _ = writeln!(out, "{pad}{key}:");
+                let _ = writeln!(out, "{key_line}:");
                 emit_map(out, o, indent + 1, false);
             }
             Value::Array(a) if !a.is_empty() && !short_scalar_list(a) => {
-                let _ = writeln!(out, "{pad}{key}:");
+                let _ = writeln!(out, "{key_line}:");
                 emit_seq(out, a, indent + 1);
             }
             other => {
-                let _ = writeln!(out, "{pad}{key}: {}", scalar(other));
+                let _ = writeln!(out, "{key_line}: {}", scalar(other));
             }
         }
         first = false;
@@ -337,6 +349,23 @@ pub fn to_yaml(v: &Value) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn keys_longer_than_yaml_allows_implicitly_round_trip() {
+        // Found by the `sidecar` fuzzer: a key over 1,024 characters written as `key: value`
+        // made the sidecar unreadable. Scalar, mapping and list values under such keys.
+        let long = format!("k{}\t\"", " ".repeat(1200));
+        let v = json!({
+            "a": 1,
+            long.clone(): "scalar",
+            "nested": {long.clone(): {"x": [1, 2], long.clone(): [{"y": 1}, {"z": [1, 2, 3]}]}},
+            "list": [{long.clone(): 3, "w": 4}],
+        });
+        let text = to_yaml(&v);
+        assert!(text.contains("? "), "{text}");
+        let back = parse(&text).unwrap();
+        assert_eq!(back, v, "{text}");
+    }
 
     #[test]
     fn strings_that_yaml_11_would_misread_are_quoted() {
