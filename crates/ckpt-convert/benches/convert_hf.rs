@@ -8,24 +8,12 @@
 
 use std::path::Path;
 
-use ckpt_convert::{ConvertOptions, Target, convert_dcp, convert_file};
+use ckpt_convert::{ConvertOptions, convert_dcp, convert_file};
 use ckpt_torch::synth::{gpt2_fsdp_tensors, write_dcp_checkpoint, write_state_dict_checkpoint};
 use criterion::{Criterion, criterion_group, criterion_main};
 
 fn options(dtype: Option<ckpt_torch::DType>) -> ConvertOptions {
-    ConvertOptions {
-        target: Target::Safetensors,
-        base_model: None,
-        key: None,
-        strip_prefix: Vec::new(),
-        add_prefix: None,
-        force: false,
-        sync: false,
-        dry_run: false,
-        max_shard_size: 5_000_000_000,
-        dtype,
-        progress: None,
-    }
+    ConvertOptions::safetensors(5_000_000_000, dtype)
 }
 
 fn fresh(out: &Path) {

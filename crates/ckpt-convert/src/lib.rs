@@ -67,6 +67,26 @@ pub struct ConvertOptions {
     pub progress: Option<Progress>,
 }
 
+impl ConvertOptions {
+    /// Plain safetensors output: no base model, no renaming, no fsync, no progress; shards
+    /// above `max_shard_size` bytes, floating-point tensors cast to `dtype` when given.
+    pub fn safetensors(max_shard_size: u64, dtype: Option<DType>) -> ConvertOptions {
+        ConvertOptions {
+            target: Target::Safetensors,
+            base_model: None,
+            key: None,
+            strip_prefix: Vec::new(),
+            add_prefix: None,
+            force: false,
+            sync: false,
+            dry_run: false,
+            max_shard_size,
+            dtype,
+            progress: None,
+        }
+    }
+}
+
 impl std::fmt::Debug for ConvertOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ConvertOptions")

@@ -12,7 +12,7 @@
 
 use std::path::Path;
 
-use ckpt_convert::{ConvertOptions, Target};
+use ckpt_convert::ConvertOptions;
 use ckpt_torch::json::{JsonOptions, to_json};
 use ckpt_torch::{Checkpoint, DType};
 
@@ -86,19 +86,7 @@ fn scratch() -> Option<tempfile::TempDir> {
 /// Options for a conversion into a scratch folder: no fsync, and a small shard size so
 /// inputs with several tensors also go through the sharded-output path.
 fn convert_options(dtype: Option<DType>) -> ConvertOptions {
-    ConvertOptions {
-        target: Target::Safetensors,
-        base_model: None,
-        key: None,
-        strip_prefix: Vec::new(),
-        add_prefix: None,
-        force: false,
-        sync: false,
-        dry_run: false,
-        max_shard_size: 4096,
-        dtype,
-        progress: None,
-    }
+    ConvertOptions::safetensors(4096, dtype)
 }
 
 /// Expand an opened checkpoint the way `ckpt dump --hash` does (JSON with every tensor
