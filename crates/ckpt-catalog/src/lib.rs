@@ -7,7 +7,9 @@ pub mod compare;
 pub mod discover;
 pub mod fact;
 pub mod identity;
-pub mod infer;
+/// Architecture inference lives in `ckpt-model` (the sidecar writer and convert use it too);
+/// re-exported while callers still name it here.
+pub use ckpt_model::infer;
 /// The parallel map lives with the reader so the converter can use it too.
 pub use ckpt_torch::par;
 pub mod query;

@@ -18,7 +18,8 @@ use ckpt_meta::extract::{
     ExtraSources, Layout, build_sidecar_lenient, checkpointing_facts, iso_time, metric_short_name,
     model_facts, parse_file_name,
 };
-use ckpt_torch::summary::{find_state_dicts, first_state_dict_entries};
+use ckpt_model::Summarize;
+use ckpt_model::state_dict::{find_state_dicts, first_state_dict_entries};
 use ckpt_torch::{Checkpoint, View};
 use serde_json::{Map, Value, json};
 

@@ -21,7 +21,7 @@ use ckpt_torch::dcp::DcpIndex;
 use ckpt_torch::{Checkpoint, DType, TensorKind, TensorRef, View};
 
 use crate::{
-    CANDIDATE_KEYS, ConvertError, ConvertOptions, Converted, From, Planned, Result, Source, cast,
+    ConvertError, ConvertOptions, Converted, From, Planned, Result, Source, cast,
     plan_and_emit, prepare,
 };
 
@@ -146,7 +146,7 @@ pub fn convert_dcp(dir: &Path, output: &Path, opts: &ConvertOptions) -> Result<C
     let mut sd_key = String::new();
     if let Some(f) = first.first()
         && first.iter().all(|x| x == f)
-        && CANDIDATE_KEYS.contains(f)
+        && ckpt_model::state_dict::WELL_KNOWN_KEYS.contains(f)
     {
         sd_key = (*f).to_owned();
         let prefix = format!("{f}.");

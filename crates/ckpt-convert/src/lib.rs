@@ -3,8 +3,9 @@
 //! `.safetensors` file — streaming tensor bytes from the source file, never loading the model.
 //!
 //! What happens to a checkpoint:
-//! 1. its state dict is found (`--key`, else the top level, `model`, `state_dict`,
-//!    `model_state_dict`, `module`, …, else the largest string → tensor mapping);
+//! 1. its state dict is found (`--key`, else the rule `inspect` and the catalog share,
+//!    [`ckpt_model::state_dict`]: the top level, `model`, `state_dict`, `model_state_dict`,
+//!    `module`, …, else the largest mapping that is not an EMA copy);
 //! 2. flattened FSDP parameters (`_flat_param`) stop the conversion: they cannot be split
 //!    without FSDP's own metadata;
 //! 3. names lose wrapper prefixes wherever they occur (`_fsdp_wrapped_module.`, `_fpw_module.`,
@@ -26,7 +27,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use ckpt_torch::summary::{find_state_dicts, strip_wrappers};
+use ckpt_model::state_dict::NotFound;
+use ckpt_model::wrappers::strip_wrappers;
 use ckpt_torch::{Checkpoint, DType, NodeId, TensorRef, View};
 use serde_json::{Value, json};
 
@@ -267,20 +269,10 @@ const EMBEDDINGS: &[&str] = &[
     "tok_embeddings.weight",
 ];
 
-const CANDIDATE_KEYS: &[&str] = &[
-    "model",
-    "state_dict",
-    "model_state_dict",
-    "module",
-    "net",
-    "network",
-    "weights",
-];
-
-/// The state dict: (dotted key, entries as (name, value node)). A dict of tensors, or a
-/// pickled `nn.Module` (`torch.save(model)`), flattened as `state_dict()` names it.
+/// The state dict: (dotted key, entries as (name, value node)), by the rule `inspect` and the
+/// catalog use too ([`ckpt_model::state_dict`]). A TorchScript archive's entries are what
+/// `torch.jit.load(f).state_dict()` returns, or an error saying why ckpt cannot name them.
 fn find_state_dict(ck: &Checkpoint, key: Option<&str>) -> Result<(String, Vec<(String, NodeId)>)> {
-    // A TorchScript archive: its parameters and buffers, as torch.jit.load(f).state_dict().
     if ck.torchscript.is_some() && key.is_none() {
         return ckpt_torch::torchscript::export_state_dict(ck)
             .map(|e| (String::new(), e))
@@ -289,55 +281,19 @@ fn find_state_dict(ck: &Checkpoint, key: Option<&str>) -> Result<(String, Vec<(S
                 detail,
             });
     }
-    let doc = &ck.doc;
-    let root = doc.root();
-    let entries = |id: NodeId| -> Vec<(String, NodeId)> {
-        if let Some(m) = ckpt_torch::summary::module_state_dict(doc, id) {
-            return m;
+    match ckpt_model::locate(&ck.doc, key) {
+        Ok(l) => {
+            let entries = l.entries(&ck.doc);
+            Ok((l.path, entries))
         }
-        doc.dict(id)
-            .unwrap_or(&[])
-            .iter()
-            .map(|(k, v)| (ckpt_torch::pyrepr::key_str(doc, *k), *v))
-            .collect()
-    };
-    let is_sd = |id: NodeId| {
-        doc.dict(id).is_some_and(|items| {
-            let t = items
-                .iter()
-                .filter(|(_, v)| matches!(doc.view(*v), View::Tensor(_)))
-                .count();
-            t > 0 && t * 2 >= items.len()
-        })
-    };
-    let usable = |id: NodeId| is_sd(id) || ckpt_torch::summary::is_module(doc, id);
-    if let Some(k) = key {
-        return doc
-            .at_path(root, k)
-            .filter(|id| doc.dict(*id).is_some() || ckpt_torch::summary::is_module(doc, *id))
-            .map(|id| (k.to_owned(), entries(id)))
-            .ok_or_else(|| ConvertError::NoKey {
-                path: ck.path.clone(),
-                key: k.to_owned(),
-            });
-    }
-    if usable(root) {
-        return Ok((String::new(), entries(root)));
-    }
-    for k in CANDIDATE_KEYS {
-        if let Some(id) = doc.get(root, k)
-            && usable(id)
-        {
-            return Ok(((*k).to_owned(), entries(id)));
-        }
-    }
-    find_state_dicts(doc, root)
-        .into_iter()
-        .max_by_key(|(_, id)| doc.dict(*id).map_or(0, <[_]>::len))
-        .map(|(k, id)| (k, entries(id)))
-        .ok_or_else(|| ConvertError::NoStateDict {
+        Err(NotFound::Key(key)) => Err(ConvertError::NoKey {
             path: ck.path.clone(),
-        })
+            key,
+        }),
+        Err(NotFound::NoStateDict) => Err(ConvertError::NoStateDict {
+            path: ck.path.clone(),
+        }),
+    }
 }
 
 fn rename(name: &str, opts: &ConvertOptions) -> String {
@@ -1235,7 +1191,7 @@ fn replaceable(output: &Path) -> Result<()> {
 fn stripped_prefixes<'n>(names: impl Iterator<Item = &'n str>) -> Vec<String> {
     let mut stripped: Vec<String> = Vec::new();
     for n in names {
-        ckpt_torch::summary::strip_wrappers_noting(n, &mut |p| {
+        ckpt_model::wrappers::strip_wrappers_noting(n, &mut |p| {
             if !stripped.iter().any(|s| s == p) {
                 stripped.push(p.to_owned());
             }

@@ -22,7 +22,6 @@ pub mod pyrepr;
 pub mod safetensors;
 pub mod scan;
 pub mod scan_file;
-pub mod summary;
 pub mod synth;
 mod tensor;
 pub mod torchscript;
@@ -32,6 +31,6 @@ pub use doc::{
     ClassifyError, Doc, NdArray, Node, NodeId, ObjectNode, PersIdStyle, StorageRef, TensorKind,
     TensorRef, View,
 };
-pub use dtype::DType;
+pub use dtype::{DType, DTypeTotal};
 pub use error::{Error, Result};
 pub use tensor::{scalar_from_le, sha256_hex, tensor_span};

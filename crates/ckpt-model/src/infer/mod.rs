@@ -2,7 +2,7 @@
 //! is, read from its tensor names, shapes and dtypes alone. Pure: no I/O, no tensor data.
 //!
 //! One pass over the names. Each name has its wrapper prefixes removed
-//! ([`ckpt_torch::summary::strip_wrappers`]), is split into dotted segments, and the segments
+//! ([`crate::wrappers::strip_wrappers`]), is split into dotted segments, and the segments
 //! are matched against *patterns* that may sit anywhere in the name (`transformer.h.N.attn`,
 //! `layer1.N.conv1`, `conv_stem`, `head.binarize`), so a Lightning `model.`/`net.` prefix, an
 //! `encoder.`/`backbone.` scope or a `bert.`/`vit.` base-model prefix never needs to be known in
@@ -20,7 +20,7 @@
 //!   `efficientnet_lite` like `mobilenet` (v2), and a variant (`b0`, `tiny`, resnet `depth`) is
 //!   given only when the block counts and widths match the published configuration exactly.
 
-use ckpt_torch::summary::{WRAPPER_PREFIXES, strip_wrappers};
+use crate::wrappers::{WRAPPER_PREFIXES, strip_wrappers};
 use serde_json::{Map, Value};
 
 /// One tensor of a state dict, as the caller sees it.
