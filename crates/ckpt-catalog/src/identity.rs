@@ -83,10 +83,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use ckpt_meta::config::{self, ConfigError};
-use ckpt_torch::pyrepr::float_repr;
 use ckpt_model::state_dict::identity_v1_entries as first_state_dict_entries;
 use ckpt_model::summary::to_value;
 use ckpt_model::wrappers::strip_wrappers;
+use ckpt_torch::pyrepr::float_repr;
 use ckpt_torch::{Checkpoint, View, sha256_hex};
 use serde_json::Value;
 

@@ -21,8 +21,8 @@ use ckpt_torch::dcp::DcpIndex;
 use ckpt_torch::{Checkpoint, DType, TensorKind, TensorRef, View};
 
 use crate::{
-    ConvertError, ConvertOptions, Converted, From, Planned, Result, Source, cast,
-    plan_and_emit, prepare,
+    ConvertError, ConvertOptions, Converted, From, Planned, Result, Source, cast, plan_and_emit,
+    prepare,
 };
 
 /// Tensors sharded into more chunks than this are refused: checking that chunks do not overlap

@@ -127,7 +127,7 @@ fn candidate(doc: &Doc, path: &str, id: NodeId) -> Option<Located> {
     let id = doc.resolve(id);
     let kind = if is_state_dict_mapping(doc, id) {
         Kind::Mapping
-    } else if is_module(doc, id) {
+    } else if has_module_state_dict(doc, id) {
         Kind::Module
     } else {
         return None;
@@ -232,7 +232,7 @@ fn candidates(doc: &Doc) -> Vec<Located> {
     }
     for (path, node) in modules {
         let node = doc.resolve(node);
-        if is_module(doc, node) {
+        if has_module_state_dict(doc, node) {
             out.push(Located {
                 path,
                 node,
@@ -262,6 +262,12 @@ pub fn identity_v1_entries(doc: &Doc, root: NodeId) -> Option<(String, Vec<(Stri
     }
     at.into_iter()
         .find_map(|(path, id)| module_state_dict(doc, id).map(|e| (path, e)))
+}
+
+/// A module whose state dict ckpt can name (a TorchScript module whose state only its
+/// `__setstate__` sets has none).
+fn has_module_state_dict(doc: &Doc, id: NodeId) -> bool {
+    is_module(doc, id) && module_state_dict(doc, id).is_some()
 }
 
 /// Whether `id` is a pickled `nn.Module` (`torch.save(model)`): an object whose state has

@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::Serialize;
 
-use ckpt_torch::pyrepr::key_str;
 pub use ckpt_torch::DTypeTotal;
+use ckpt_torch::pyrepr::key_str;
 use ckpt_torch::{Checkpoint, Doc, Format, NodeId, TensorRef, View};
 
 use crate::state_dict::all_state_dicts;

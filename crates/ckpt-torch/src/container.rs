@@ -1032,7 +1032,9 @@ mod tests {
         let ck =
             Checkpoint::open_range(&outer, 1000, body.len() as u64, &Options::default()).unwrap();
         assert_eq!(
-            ck.doc.get(ck.doc.root(), "epoch").and_then(|e| ck.doc.as_i64(e)),
+            ck.doc
+                .get(ck.doc.root(), "epoch")
+                .and_then(|e| ck.doc.as_i64(e)),
             Some(3)
         );
         let whole = Checkpoint::open(&inner).unwrap();

@@ -4,9 +4,9 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::Result;
-use ckpt_torch::Checkpoint;
-use ckpt_model::summary::Summary;
 use ckpt_model::Summarize;
+use ckpt_model::summary::Summary;
+use ckpt_torch::Checkpoint;
 
 use crate::Outcome;
 use crate::cli::{InspectArgs, OutputFormat};
