@@ -84,9 +84,9 @@ use std::path::{Path, PathBuf};
 
 use ckpt_meta::config::{self, ConfigError};
 use ckpt_model::state_dict::identity_v1_entries as first_state_dict_entries;
-use ckpt_model::summary::to_value;
 use ckpt_model::wrappers::strip_wrappers;
 use ckpt_torch::pyrepr::float_repr;
+use ckpt_torch::summary::to_value;
 use ckpt_torch::{Checkpoint, View, sha256_hex};
 use serde_json::Value;
 

@@ -9,8 +9,8 @@
 use std::path::{Path, PathBuf};
 
 use ckpt_model::Summarize;
-use ckpt_model::summary::{CallbackSummary, Summary, to_value};
 use ckpt_torch::Checkpoint;
+use ckpt_torch::summary::{CallbackSummary, Summary, to_value};
 use serde_json::{Map, Value, json};
 
 use crate::config::{ResolveError, lookup};

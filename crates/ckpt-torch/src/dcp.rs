@@ -230,12 +230,12 @@ impl DcpIndex {
 
     /// Tensors, elements and bytes per dtype (`unknown` when `.metadata` records none), by
     /// dtype name.
-    pub fn by_dtype(&self) -> Vec<crate::DTypeTotal> {
-        let mut by: std::collections::BTreeMap<&str, crate::DTypeTotal> =
+    pub fn by_dtype(&self) -> Vec<crate::summary::DTypeTotal> {
+        let mut by: std::collections::BTreeMap<&str, crate::summary::DTypeTotal> =
             std::collections::BTreeMap::new();
         for t in &self.tensors {
             let name = t.dtype.map_or("unknown", DType::name);
-            let e = by.entry(name).or_insert(crate::DTypeTotal {
+            let e = by.entry(name).or_insert(crate::summary::DTypeTotal {
                 dtype: name.to_owned(),
                 tensors: 0,
                 elements: 0,

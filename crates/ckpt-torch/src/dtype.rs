@@ -190,12 +190,3 @@ mod tests {
         assert_eq!(DType::from_storage_class("UntypedStorage"), None);
     }
 }
-
-/// Tensors of one dtype: how many, their elements and bytes.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct DTypeTotal {
-    pub dtype: String,
-    pub tensors: usize,
-    pub elements: u64,
-    pub bytes: u64,
-}

@@ -22,6 +22,7 @@ pub mod pyrepr;
 pub mod safetensors;
 pub mod scan;
 pub mod scan_file;
+pub mod summary;
 pub mod synth;
 mod tensor;
 pub mod torchscript;
@@ -31,6 +32,6 @@ pub use doc::{
     ClassifyError, Doc, NdArray, Node, NodeId, ObjectNode, PersIdStyle, StorageRef, TensorKind,
     TensorRef, View,
 };
-pub use dtype::{DType, DTypeTotal};
+pub use dtype::DType;
 pub use error::{Error, Result};
 pub use tensor::{scalar_from_le, sha256_hex, tensor_span};

@@ -3,7 +3,7 @@
 use sha2::{Digest, Sha256};
 
 use crate::container::Checkpoint;
-use crate::doc::{NodeId, TensorRef, View};
+use crate::doc::TensorRef;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::gather::{Budget, Sink, gather};
@@ -132,14 +132,6 @@ impl Checkpoint {
             Ok(())
         })?;
         Ok(hex(&h.finalize()))
-    }
-
-    /// A number at `id`: a Python int/float, or a one-element tensor (read: a few bytes).
-    pub fn number(&self, id: NodeId) -> Result<Option<f64>> {
-        match self.doc.view(id) {
-            View::Tensor(t) if t.numel() == 1 => self.read_scalar(t, "scalar").map(Some),
-            _ => Ok(self.doc.as_f64(id)),
-        }
     }
 
     /// A 0-d (or one-element) numeric tensor's value, e.g. Lightning's `best_model_score`:

@@ -5,8 +5,8 @@ use std::path::Path;
 
 use anyhow::Result;
 use ckpt_model::Summarize;
-use ckpt_model::summary::Summary;
 use ckpt_torch::Checkpoint;
+use ckpt_torch::summary::Summary;
 
 use crate::Outcome;
 use crate::cli::{InspectArgs, OutputFormat};
@@ -35,7 +35,7 @@ struct DcpSummary {
     sharded_tensors: usize,
     elements: u64,
     bytes: u64,
-    by_dtype: Vec<ckpt_model::summary::DTypeTotal>,
+    by_dtype: Vec<ckpt_torch::summary::DTypeTotal>,
     other_keys: Vec<String>,
 }
 
@@ -60,7 +60,7 @@ fn dcp_summary(dir: &Path) -> Result<DcpSummary, ckpt_torch::Error> {
 }
 
 /// One line per dtype: tensors, elements, bytes.
-fn dtype_lines(out: &mut String, by_dtype: &[ckpt_model::summary::DTypeTotal]) {
+fn dtype_lines(out: &mut String, by_dtype: &[ckpt_torch::summary::DTypeTotal]) {
     for d in by_dtype {
         let _ = writeln!(
             out,
@@ -388,7 +388,7 @@ fn render(out: &mut String, s: &Summary) {
 /// Most lines listed per group (code files, parameters, buffers) in the table.
 const LIST_MAX: usize = 50;
 
-fn render_torchscript(out: &mut String, ts: &ckpt_model::summary::TorchScriptSummary) {
+fn render_torchscript(out: &mut String, ts: &ckpt_torch::summary::TorchScriptSummary) {
     let mut head = match (&ts.original_name, &ts.qualified_name) {
         (Some(o), Some(q)) => format!("{o} ({q})"),
         _ => "no module at the top".to_owned(),

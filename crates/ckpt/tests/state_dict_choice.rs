@@ -121,7 +121,11 @@ fn inspect_convert_catalog_and_sidecars_pick_the_same_state_dict() {
             .success();
         let sidecar = copy.with_file_name(format!("{stem}.metadata.yaml"));
         let v = ckpt_meta::yaml::parse(&std::fs::read_to_string(&sidecar).unwrap()).unwrap();
-        assert_eq!(v["state"]["state_dict_key"], key.as_str(), "sidecar, {file}");
+        assert_eq!(
+            v["state"]["state_dict_key"],
+            key.as_str(),
+            "sidecar, {file}"
+        );
     }
 }
 
