@@ -27,7 +27,7 @@ mod names;
 mod options;
 mod output;
 mod plan;
-mod report;
+pub mod report;
 mod safetensors;
 mod shard;
 mod source;
@@ -37,7 +37,9 @@ pub use base::{hub_cache, resolve_base_model};
 pub use dcp::convert_dcp;
 pub use error::ConvertError;
 pub use options::{ConvertOptions, Progress, Target, parse_size};
-pub use report::Converted;
+#[cfg(feature = "schema")]
+pub use report::json_schema;
+pub use report::{Conversion, ConvertRun, Converted};
 
 use std::path::Path;
 
