@@ -132,7 +132,7 @@ fn convert_json_output_keeps_its_contract() {
         ),
         (
             "dcp",
-            vec!["fixtures/convert/dcp", "--to", "safetensors"],
+            vec!["fixtures/convert/dcp/dtensor_mixed", "--to", "safetensors"],
             0,
         ),
         (
