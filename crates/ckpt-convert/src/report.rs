@@ -50,7 +50,8 @@ pub struct ConvertRun {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(untagged)]
 pub enum Conversion {
-    Succeeded(Succeeded),
+    /// Boxed: a report is several times the size of a failure.
+    Succeeded(Box<Succeeded>),
     Failed(Failed),
 }
 
@@ -94,11 +95,11 @@ pub enum FailedStatus {
 
 impl Conversion {
     pub fn succeeded(input: String, report: Converted) -> Conversion {
-        Conversion::Succeeded(Succeeded {
+        Conversion::Succeeded(Box::new(Succeeded {
             input,
             status: SucceededStatus::Succeeded,
             report,
-        })
+        }))
     }
 
     pub fn failed(input: String, error: String) -> Conversion {

@@ -72,7 +72,7 @@ fn prefixed_base(tmp: &std::path::Path) -> std::path::PathBuf {
         at += len;
     }
     let mut h = serde_json::to_vec(&Value::Object(own)).unwrap();
-    while h.len() % 8 != 0 {
+    while !h.len().is_multiple_of(8) {
         h.push(b' ');
     }
     let mut file = (h.len() as u64).to_le_bytes().to_vec();

@@ -265,8 +265,7 @@ impl<'a> Scan<'a> {
             shape,
             in_dec: false,
         };
-        for i in 0..n {
-            let s = segs[i];
+        for (i, &s) in segs[..n].iter().enumerate() {
             // Indices and leaf names anchor nothing.
             if s.as_bytes().first().is_some_and(u8::is_ascii_digit) || s == "weight" || s == "bias"
             {
