@@ -388,7 +388,71 @@ pub fn find_state_dicts(doc: &Doc, root: NodeId) -> Vec<(String, NodeId)> {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
+    use ckpt_torch::Checkpoint;
+
     use super::*;
+
+    fn open(rel: &str) -> Checkpoint {
+        Checkpoint::open(
+            &Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../fixtures")
+                .join(rel),
+        )
+        .unwrap()
+    }
+
+    /// Each step of the rule, on real torch.save files (fixtures/state_dict/README.md).
+    #[test]
+    fn the_rule_step_by_step() {
+        let at = |f: &str| {
+            let ck = open(&format!("state_dict/{f}"));
+            let l = locate(&ck.doc, None).unwrap();
+            (l.path, l.kind)
+        };
+        // 2. the top level
+        assert_eq!(at("bare_compiled.pt"), (String::new(), Kind::Mapping));
+        // 3. a well-known key, before an EMA copy saved first
+        assert_eq!(at("ema_first.ckpt"), ("state_dict".into(), Kind::Mapping));
+        // 3. a pickled module under `model` counts, beside a tensor mapping
+        assert_eq!(at("module_beside_ema.pt"), ("model".into(), Kind::Module));
+        // 4. the largest, not the first
+        assert_eq!(
+            at("stats_before_weights.pt"),
+            ("generator".into(), Kind::Mapping)
+        );
+        // 4. not the EMA copy, though as large and first
+        assert_eq!(at("ema_and_student.pt"), ("student".into(), Kind::Mapping));
+    }
+
+    #[test]
+    fn an_explicit_key_must_name_a_mapping_or_module() {
+        let ck = open("state_dict/ema_first.ckpt");
+        let l = locate(&ck.doc, Some("ema_state_dict")).unwrap();
+        assert_eq!(l.path, "ema_state_dict");
+        assert_eq!(
+            locate(&ck.doc, Some("epoch")),
+            Err(NotFound::Key("epoch".into()))
+        );
+        assert_eq!(
+            locate(&ck.doc, Some("nothing.here")),
+            Err(NotFound::Key("nothing.here".into()))
+        );
+    }
+
+    /// Every state dict is listed, the model's first; identity v1 keeps the first found.
+    #[test]
+    fn all_state_dicts_lists_the_models_first_and_v1_is_frozen() {
+        let ck = open("state_dict/ema_first.ckpt");
+        let all: Vec<String> = all_state_dicts(&ck.doc)
+            .into_iter()
+            .map(|l| l.path)
+            .collect();
+        assert_eq!(all, ["state_dict", "ema_state_dict"]);
+        let (v1, _) = identity_v1_entries(&ck.doc, ck.doc.root()).unwrap();
+        assert_eq!(v1, "ema_state_dict");
+    }
 
     #[test]
     fn ema_names() {
