@@ -396,7 +396,7 @@ mod tests {
 
     fn open(rel: &str) -> Checkpoint {
         Checkpoint::open(
-            &Path::new(env!("CARGO_MANIFEST_DIR"))
+            Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("../../fixtures")
                 .join(rel),
         )
