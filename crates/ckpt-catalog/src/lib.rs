@@ -7,7 +7,8 @@ pub mod compare;
 pub mod discover;
 pub mod fact;
 pub mod identity;
-pub mod infer;
+/// Inference moved below the metadata crate; re-exported for the catalog's callers.
+pub use ckpt_model::infer;
 /// The parallel map lives with the reader so the converter can use it too.
 pub use ckpt_torch::par;
 pub mod query;
