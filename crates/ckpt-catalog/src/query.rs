@@ -218,8 +218,9 @@ fn cmp_values(a: Option<&Value>, b: Option<&Value>) -> Ordering {
 
 /// Stable sort by a field (missing values last in both directions).
 pub fn sort(entries: &mut [CatalogEntry], by: &str, desc: bool) {
-    let mut keyed: Vec<(Option<Value>, CatalogEntry)> = entries.to_vec()
-        .into_iter()
+    let mut keyed: Vec<(Option<Value>, CatalogEntry)> = entries
+        .iter()
+        .cloned()
         .map(|e| (field(&e, by), e))
         .collect();
     keyed.sort_by(|(fa, _), (fb, _)| {

@@ -642,12 +642,12 @@ mod tests {
         fs::write(p, vec![b'x'; bytes]).unwrap();
     }
 
-    fn entry(path: &Path, exp: &str, epoch: i64, step: i64, metric: Option<f64>) -> Value {
+    fn entry(path: &Path, exp: &str, epoch: i64, step: i64, metric: Option<f64>) -> CatalogEntry {
         let metrics = match metric {
             Some(v) => json!({ "val/hmean": v }),
             None => json!({}),
         };
-        json!({
+        serde_json::from_value(json!({
             "path": path.display().to_string(),
             "experiment": exp,
             "epoch": epoch,
@@ -660,7 +660,8 @@ mod tests {
             "is_best": false,
             "is_last": false,
             "error": null,
-        })
+        }))
+        .unwrap()
     }
 
     fn opts(k: usize, mode: Mode) -> PruneOptions {
@@ -670,6 +671,7 @@ mod tests {
             mode,
             keep_last: 0,
             keep_every: None,
+            group: crate::query::GroupBy::Run,
         }
     }
 
@@ -692,7 +694,7 @@ mod tests {
     }
 
     /// The dbnet-like experiment: epoch=01 0.7445, epoch=02 0.7718, last.ckpt 0.7718.
-    fn dbnet(root: &Path) -> Vec<Value> {
+    fn dbnet(root: &Path) -> Vec<CatalogEntry> {
         let dir = root.join("dbnet/checkpoints");
         let a = dir.join("epoch=01-step=4-hmean=0.7445.ckpt");
         let b = dir.join("epoch=02-step=6-hmean=0.7718.ckpt");
@@ -701,9 +703,9 @@ mod tests {
         write(&b, 200);
         write(&l, 300);
         let mut eb = entry(&b, "dbnet", 2, 6, Some(0.771_794_855_594_635));
-        eb["is_best"] = json!(true);
+        eb.is_best = true;
         let mut el = entry(&l, "dbnet", 2, 6, Some(0.771_794_855_594_635));
-        el["is_last"] = json!(true);
+        el.is_last = true;
         vec![
             entry(&a, "dbnet", 1, 4, Some(0.744_518_280_029_296_9)),
             eb,
@@ -755,7 +757,7 @@ mod tests {
             let f = d.join(format!("epoch={i}.ckpt"));
             write(&f, 10);
             let mut e = entry(&f, "exp", i, i * 10, None);
-            e["metrics"] = json!({ "val_loss": loss });
+            e.metrics = [("val_loss".to_owned(), loss)].into_iter().collect();
             entries.push(e);
         }
         let mut o = opts(2, Mode::Min);
@@ -783,7 +785,7 @@ mod tests {
             let f = d.join(format!("e{i}.ckpt"));
             write(&f, 10);
             let mut e = entry(&f, "exp", i, i, None);
-            e["metrics"] = json!({ "hmean": v });
+            e.metrics = [("hmean".to_owned(), v)].into_iter().collect();
             entries.push(e);
         }
         let p = plan(&entries, &[t.path().to_path_buf()], &opts(0, Mode::Max));
@@ -1014,7 +1016,7 @@ mod tests {
         let bad = t.path().join("x/bad.ckpt");
         write(&bad, 10);
         let mut e = entry(&bad, "x", 0, 0, None);
-        e["error"] = json!("bad.ckpt: not a zip");
+        e.error = Some("bad.ckpt: not a zip".into());
         entries.push(e);
         let p = plan(&entries, &[t.path().to_path_buf()], &opts(1, Mode::Max));
         assert_eq!(p.delete_count, 2);

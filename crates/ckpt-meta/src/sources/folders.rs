@@ -1452,7 +1452,7 @@ mod tests {
     }
 
     fn get<'f>(facts: &'f [Fact], path: &str) -> Option<&'f Fact> {
-        facts.iter().find(|f| f.path == path)
+        facts.iter().find(|f| f.field.path() == path)
     }
 
     fn val(facts: &[Fact], path: &str) -> Value {
@@ -1461,14 +1461,16 @@ mod tests {
             .unwrap_or(Value::Null)
     }
 
-    fn src(facts: &[Fact], path: &str) -> &'static str {
-        get(facts, path).map(|f| f.source).unwrap_or("-")
+    fn src(facts: &[Fact], path: &str) -> Source {
+        get(facts, path)
+            .map(|f| f.source)
+            .unwrap_or_else(|| panic!("no fact for {path}"))
     }
 
     fn no_dup_paths(facts: &[Fact]) {
         let mut seen = HashSet::new();
         for f in facts {
-            assert!(seen.insert(f.path.clone()), "duplicate {}", f.path);
+            assert!(seen.insert(f.field.clone()), "duplicate {}", f.field);
         }
     }
 
@@ -1531,7 +1533,7 @@ mod tests {
         for n in ["best.ckpt", "epoch=9-step=999.ckpt"] {
             let ck = write(r, &format!("{v0}/checkpoints/{n}"), "");
             let f = lightning_logs(&c, &ck, r);
-            assert!(f.iter().all(|x| !x.path.starts_with("metrics.")), "{n}");
+            assert!(f.iter().all(|x| !matches!(x.field, Field::Metric(_))), "{n}");
             assert_eq!(val(&f, "hparams.hidden"), json!(8));
         }
     }
@@ -1762,7 +1764,7 @@ mod tests {
         fs::write(&other, "").unwrap();
         let f = hierarchical(&c, &other, r);
         assert_eq!(val(&f, "is_best"), json!(false));
-        assert!(f.iter().all(|x| !x.path.starts_with("metrics.")));
+        assert!(f.iter().all(|x| !matches!(x.field, Field::Metric(_))));
         // the catalog root inside `checkpoints/`: the task stays the same
         let f = hierarchical(&c, &ck, &r.join("checkpoints/flares"));
         assert_eq!(val(&f, "task"), json!("flares/multiclass"));
@@ -1973,7 +1975,7 @@ mod tests {
         assert_eq!(val(&f, "metrics.val/loss"), json!(1.1));
         // unknown position
         let f = loggers(&c, &dir.join("best.ckpt"), r);
-        assert!(f.iter().all(|x| !x.path.starts_with("metrics.")));
+        assert!(f.iter().all(|x| !matches!(x.field, Field::Metric(_))));
         assert_eq!(val(&f, "experiment"), json!("mlruns/1234/abcd0123"));
         // deeper inside the run's artifacts
         let f = loggers(
