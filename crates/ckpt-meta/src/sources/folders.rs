@@ -1551,9 +1551,10 @@ mod tests {
         // root is the version dir itself
         let f = lightning_logs(&c, &ck, &r.join("a/lightning_logs/version_3"));
         assert_eq!(val(&f, "experiment"), json!("lightning_logs/version_3"));
-        // no hparams.yaml/metrics.csv: still an experiment, nothing else
+        // no hparams.yaml/metrics.csv: still an experiment and a run, nothing else
         let f = lightning_logs(&c, &ck, r);
-        assert_eq!(f.len(), 1);
+        assert_eq!(f.len(), 2);
+        assert_eq!(val(&f, "run"), json!("a/lightning_logs/version_3"));
         assert_eq!(val(&f, "experiment"), json!("a/lightning_logs/version_3"));
         // a checkpoint directly in version_N
         let ck = write(r, "a/lightning_logs/version_4/x.ckpt", "");
@@ -1598,12 +1599,12 @@ mod tests {
         fs::write(r.join(v).join("metrics.csv"), b"\xff\xfe\x00garbage").unwrap();
         let ck = write(r, &format!("{v}/checkpoints/epoch=0-step=1.ckpt"), "");
         let f = lightning_logs(&c, &ck, r);
-        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f.len(), 2, "{f:?}");
         // a header-only CSV and a CSV with short/long rows
         let v = "lightning_logs/version_1";
         write(r, &format!("{v}/metrics.csv"), "epoch,step,loss");
         let ck = write(r, &format!("{v}/checkpoints/last.ckpt"), "");
-        assert_eq!(lightning_logs(&c, &ck, r).len(), 1);
+        assert_eq!(lightning_logs(&c, &ck, r).len(), 2);
         let v = "lightning_logs/version_2";
         write(
             r,
@@ -2011,7 +2012,13 @@ mod tests {
             "",
         );
         let f = loggers(&c, &ck, r);
-        assert_eq!(f, vec![Fact::new(Field::Experiment, json!("vuo698ek"), Source::Logger)]);
+        assert_eq!(
+            f,
+            vec![
+                Fact::new(Field::Experiment, json!("vuo698ek"), Source::Logger),
+                Fact::new(Field::Run, json!("vuo698ek"), Source::Logger)
+            ]
+        );
         let ck = write(r, "save/corpus/abc123xy/checkpoints/last.ckpt", "");
         let f = loggers(&c, &ck, r);
         no_dup_paths(&f);
