@@ -13,8 +13,8 @@ use crate::discover::{Candidate, Kind, WalkOptions, discover_with_listing};
 use crate::entry::CatalogEntry;
 use crate::par;
 use crate::resolve::{
-    FACTS_VERSION, Resolve, bug_entry, checkpoint_facts, facts_from_json, facts_to_json,
-    mark_best, modified_of, resolve,
+    FACTS_VERSION, Resolve, bug_entry, checkpoint_facts, facts_from_json, facts_to_json, mark_best,
+    modified_of, resolve,
 };
 
 /// Called after each chunk with (checkpoints done, checkpoints found).

@@ -73,9 +73,7 @@ pub fn experiments(entries: &[CatalogEntry], group: GroupBy) -> Vec<Experiment> 
         let runs: BTreeSet<&str> = g.iter().filter_map(|e| e.run.as_deref()).collect();
         let first = g.first();
         out.push(Experiment {
-            experiment: first
-                .and_then(|e| e.experiment.clone())
-                .unwrap_or_default(),
+            experiment: first.and_then(|e| e.experiment.clone()).unwrap_or_default(),
             run: match group {
                 GroupBy::Run => first.and_then(|e| e.run.clone()),
                 GroupBy::Experiment => None,
@@ -90,7 +88,11 @@ pub fn experiments(entries: &[CatalogEntry], group: GroupBy) -> Vec<Experiment> 
             best_path: best.map(|(e, _)| e.path.clone()),
             best_value: best.map(|(_, v)| v),
             total_bytes: g.iter().map(|e| e.size_bytes).sum(),
-            last_modified: g.iter().map(|e| e.modified.as_str()).max().map(str::to_owned),
+            last_modified: g
+                .iter()
+                .map(|e| e.modified.as_str())
+                .max()
+                .map(str::to_owned),
             errors: g.len() - readable.len(),
             hash: None,
         });

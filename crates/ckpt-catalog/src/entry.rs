@@ -146,8 +146,7 @@ impl CatalogEntry {
                 }
             }
             if kept && !matches!(field, Field::Error) {
-                e.sources
-                    .insert(field.path(), c.source.as_str().to_owned());
+                e.sources.insert(field.path(), c.source.as_str().to_owned());
             }
         }
         e.conflicts = r.conflicts.clone();

@@ -275,12 +275,12 @@ pub fn best(
     let mut out = Vec::new();
     for k in order {
         let Some(g) = groups.remove(&k) else { continue };
-        let monitor = by.map(str::to_owned).or_else(|| {
-            g.iter().find_map(|e| e.monitor.clone())
-        });
-        let m = mode.map(str::to_owned).or_else(|| {
-            g.iter().find_map(|e| e.mode.clone())
-        });
+        let monitor = by
+            .map(str::to_owned)
+            .or_else(|| g.iter().find_map(|e| e.monitor.clone()));
+        let m = mode
+            .map(str::to_owned)
+            .or_else(|| g.iter().find_map(|e| e.mode.clone()));
         let maximize = m.as_deref() != Some("min");
         let pick = monitor.as_deref().and_then(|name| {
             g.iter()

@@ -46,7 +46,11 @@ pub struct Resolved {
 
 /// The sidecar beside a checkpoint as a source: an unreadable, invalid or stale one is a
 /// warning and says nothing.
-fn sidecar_facts(r: &Resolve<'_>, pickle_sha: Option<&str>, warnings: &mut Vec<String>) -> Vec<Fact> {
+fn sidecar_facts(
+    r: &Resolve<'_>,
+    pickle_sha: Option<&str>,
+    warnings: &mut Vec<String>,
+) -> Vec<Fact> {
     let c = r.candidate;
     if c.kind != Kind::File {
         return Vec::new();
@@ -105,8 +109,16 @@ pub fn gather(r: &Resolve<'_>, warnings: &mut Vec<String>) -> Vec<Fact> {
             is_file: &is_file,
         },
     ));
-    facts.push(Fact::new(Field::SizeBytes, json!(r.size), Source::Filesystem));
-    facts.push(Fact::new(Field::Modified, json!(r.modified), Source::Filesystem));
+    facts.push(Fact::new(
+        Field::SizeBytes,
+        json!(r.size),
+        Source::Filesystem,
+    ));
+    facts.push(Fact::new(
+        Field::Modified,
+        json!(r.modified),
+        Source::Filesystem,
+    ));
     facts
 }
 
@@ -190,4 +202,3 @@ pub fn bug_entry(path: &Path, message: String) -> CatalogEntry {
         ..CatalogEntry::default()
     }
 }
-

@@ -281,9 +281,7 @@ pub fn catalog_tree(data: &[u8]) -> bool {
         ckpt_catalog::query::GroupBy::Experiment,
     );
     // Through when the checkpoint became an entry without an error.
-    let through = entries
-        .iter()
-        .any(|e| e.error.is_none());
+    let through = entries.iter().any(|e| e.error.is_none());
     let _ = ckpt_catalog::query::latest(entries, ckpt_catalog::query::GroupBy::Run);
     through
 }

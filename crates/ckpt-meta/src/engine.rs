@@ -163,10 +163,9 @@ pub fn resolve(facts: Vec<Fact>) -> Resolution {
             ol.push((*s, l));
         }
         for (path, wv) in &wl {
-            let differs = ol.iter().any(|(_, l)| {
-                l.iter()
-                    .any(|(p, v)| p == path && !same_value(wv, v))
-            });
+            let differs = ol
+                .iter()
+                .any(|(_, l)| l.iter().any(|(p, v)| p == path && !same_value(wv, v)));
             if !differs {
                 continue;
             }
@@ -281,12 +280,20 @@ mod tests {
     #[test]
     fn agreeing_sources_rounded_numbers_and_guesses_are_not_conflicts() {
         let r = resolve(vec![
-            fact(Field::Metric("hmean".into()), json!(0.910_000_026), Source::Callback),
+            fact(
+                Field::Metric("hmean".into()),
+                json!(0.910_000_026),
+                Source::Callback,
+            ),
             fact(Field::Metric("hmean".into()), json!(0.91), Source::FileName),
             fact(Field::Epoch, json!(2), Source::Checkpoint),
             fact(Field::Epoch, json!(2), Source::FileName),
             fact(Field::Model("family".into()), json!("gpt2"), Source::Hydra),
-            fact(Field::Model("family".into()), json!("llama"), Source::Inferred),
+            fact(
+                Field::Model("family".into()),
+                json!("llama"),
+                Source::Inferred,
+            ),
             fact(Field::Experiment, json!("a"), Source::Hydra),
             fact(Field::Experiment, json!("b"), Source::FolderName),
         ]);
@@ -308,7 +315,11 @@ mod tests {
                 json!({"model_name": "resnet34"}),
                 Source::Hparams,
             ),
-            fact(Field::Model("head".into()), json!("lm_head"), Source::Inferred),
+            fact(
+                Field::Model("head".into()),
+                json!("lm_head"),
+                Source::Inferred,
+            ),
         ]);
         assert_eq!(
             r.get(&Field::Model("encoder".into())),

@@ -70,15 +70,19 @@ pub fn gather_for_sidecar(
         .map(str::to_owned);
     facts.extend(sources::around(path, Kind::File, around));
     let meta = std::fs::metadata(path).ok();
-    let modified = meta
-        .as_ref()
-        .and_then(|m| m.modified().ok())
-        .map(iso_time);
+    let modified = meta.as_ref().and_then(|m| m.modified().ok()).map(iso_time);
     if let Some(m) = &modified {
         facts.push(Fact::new(Field::Modified, json!(m), Source::Filesystem));
     }
-    facts.push(Fact::new(Field::SizeBytes, json!(ck.size), Source::Filesystem));
-    for p in [crate::sidecar::yaml_path(path), crate::sidecar::json_path(path)] {
+    facts.push(Fact::new(
+        Field::SizeBytes,
+        json!(ck.size),
+        Source::Filesystem,
+    ));
+    for p in [
+        crate::sidecar::yaml_path(path),
+        crate::sidecar::json_path(path),
+    ] {
         if !(around.is_file)(&p) {
             continue;
         }
@@ -150,9 +154,7 @@ pub fn project(r: &Resolution, ck: &Checkpoint, summary: &Summary, layout: &Layo
         ));
     }
     // Model parts: the resolved object, the schema's placeholders for the leaves it lacks.
-    let model = sections
-        .get_mut("model")
-        .and_then(Value::as_object_mut);
+    let model = sections.get_mut("model").and_then(Value::as_object_mut);
     if let Some(model) = model {
         for (part, _) in MODEL_PARTS {
             let path = format!("model.{part}");
@@ -194,12 +196,15 @@ pub fn project(r: &Resolution, ck: &Checkpoint, summary: &Summary, layout: &Layo
     }
     let mut canonical_from: Vec<(String, String, Source)> = Vec::new();
     for short in ["precision", "recall", "hmean", "validation_loss"] {
-        let Some((name, v, src)) = metrics.iter().find(|(n, _, _)| metric_short_name(n) == short)
+        let Some((name, v, src)) = metrics
+            .iter()
+            .find(|(n, _, _)| metric_short_name(n) == short)
         else {
             continue;
         };
         let fraction = short != "validation_loss";
-        if fraction && let Some(x) = v.as_f64()
+        if fraction
+            && let Some(x) = v.as_f64()
             && !(0.0..=1.0).contains(&x)
         {
             notes.push(format!(
@@ -302,4 +307,3 @@ fn state_section(s: &Summary) -> Value {
     v["has_optimizer_state"] = json!(!s.optimizers.is_empty());
     v
 }
-

@@ -19,11 +19,12 @@ pub enum Source {
     /// What `torch.save` wrote at the top level: `epoch`, `global_step`, the state dict's
     /// tensors, the format, what loading it would run.
     Checkpoint,
-    /// The file's own `ModelCheckpoint` callback state: monitor, mode, the score it was saved
-    /// for, the best and last file names.
-    Callback,
-    /// Evaluation metrics stored in the file (`cleval_metrics`).
+    /// Evaluation metrics stored in the file (`cleval_metrics`): full precision, computed
+    /// for this very state.
     Cleval,
+    /// The file's own `ModelCheckpoint` callback state: monitor, mode, the score it was saved
+    /// for (often logged as float32), the best and last file names.
+    Callback,
     /// The file's `hyper_parameters` (dict, AttributeDict, DictConfig, Namespace).
     Hparams,
     /// `<stem>.config.yaml|json`: a config written for this very file.
@@ -58,8 +59,8 @@ impl Source {
     /// Every source, in precedence order.
     pub const ALL: [Source; 17] = [
         Source::Checkpoint,
-        Source::Callback,
         Source::Cleval,
+        Source::Callback,
         Source::Hparams,
         Source::ConfigSidecar,
         Source::Hydra,

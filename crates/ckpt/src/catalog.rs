@@ -4,10 +4,10 @@ use std::fmt::Write as _;
 use std::io::IsTerminal;
 
 use anyhow::Result;
+use ckpt_catalog::CatalogEntry;
 use ckpt_catalog::cache::Cache;
 use ckpt_catalog::catalog::{Options, build_streaming};
 use ckpt_catalog::discover::WalkOptions;
-use ckpt_catalog::CatalogEntry;
 use ckpt_catalog::query;
 use std::io::Write as _;
 
@@ -128,10 +128,7 @@ pub fn run(a: &CatalogArgs) -> Result<Outcome> {
     if a.verbose {
         eprintln!(
             "ckpt: {} checkpoint(s): {} opened, {} from cache; {} cache rows forgotten",
-            cat.stats.candidates,
-            cat.stats.opened,
-            cat.stats.cached,
-            cat.stats.forgotten
+            cat.stats.candidates, cat.stats.opened, cat.stats.cached, cat.stats.forgotten
         );
     }
     if streaming {
@@ -519,7 +516,11 @@ fn explain(a: &CatalogArgs, opts: &Options) -> Result<Outcome> {
             continue;
         }
         let Some(v) = e.get(name) else { continue };
-        let src = e.sources.get(name).cloned().unwrap_or_else(|| "derived".into());
+        let src = e
+            .sources
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| "derived".into());
         let text = match &v {
             Value::String(s) => s.clone(),
             other => other.to_string(),

@@ -5,12 +5,12 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use anyhow::{Result, bail};
+use ckpt_catalog::CatalogEntry;
 use ckpt_catalog::cache::Cache;
 use ckpt_catalog::catalog::{Options, build};
 use ckpt_catalog::compare;
 use ckpt_catalog::identity::{self, HashOptions};
 use ckpt_catalog::retention::{self, Action, Mode, PruneOptions};
-use ckpt_catalog::CatalogEntry;
 use serde_json::{Value, json};
 
 use crate::Outcome;

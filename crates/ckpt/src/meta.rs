@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
 use ckpt_meta::extract::{gather_for_sidecar, iso_time};
+use ckpt_meta::sidecar::{self, Sidecar, Staleness};
 use ckpt_meta::sources::{Around, DirCache};
 use ckpt_meta::{Field, Layout, Source};
-use ckpt_meta::sidecar::{self, Sidecar, Staleness};
 use ckpt_meta::{config, schema};
 use ckpt_torch::Checkpoint;
 use serde_json::{Value, json};
@@ -132,6 +132,20 @@ fn convert_one(job: &Job<'_>, ckpt: &Path, debug: &mut Vec<String>) -> Converted
         root: &root,
         is_file: &is_file,
     };
+    if job.verbose {
+        match ckpt_meta::sources::config_sidecar_path(ckpt, &is_file) {
+            Some(p) => debug.push(format!("config sidecar: {}", p.display())),
+            None => debug.push("config sidecar: none found".into()),
+        }
+        match job.dirs.hydra_for(ckpt, &root) {
+            Some(h) => debug.push(format!("hydra config: {}", h.display())),
+            None => debug.push("hydra config: none found".into()),
+        }
+        let json = sidecar::json_path(ckpt);
+        if json.is_file() {
+            debug.push(format!("existing JSON sidecar: {}", json.display()));
+        }
+    }
     // The same facts and the same engine as `ckpt catalog`: the sidecar is a projection of
     // what the catalog says about this file.
     let (facts, error) = gather_for_sidecar(ckpt, &ck, &around);

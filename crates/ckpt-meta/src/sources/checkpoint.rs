@@ -5,7 +5,9 @@
 use std::path::Path;
 
 use ckpt_model::{TensorSig, infer};
-use ckpt_torch::summary::{CallbackSummary, Summary, find_state_dicts, first_state_dict_entries, to_value};
+use ckpt_torch::summary::{
+    CallbackSummary, Summary, find_state_dicts, first_state_dict_entries, to_value,
+};
 use ckpt_torch::{Checkpoint, View};
 use serde_json::{Value, json};
 
@@ -135,7 +137,11 @@ pub fn opened_facts(ck: &Checkpoint, summary: &Summary, path: &Path) -> Vec<Fact
         Some(Ok(h)) => {
             if let Some(m) = h.as_object() {
                 for (k, v) in m {
-                    f.push(Fact::new(Field::Hparam(k.clone()), v.clone(), Source::Hparams));
+                    f.push(Fact::new(
+                        Field::Hparam(k.clone()),
+                        v.clone(),
+                        Source::Hparams,
+                    ));
                 }
             }
             f.extend(tree_facts(&h, Source::Hparams));
@@ -262,7 +268,11 @@ fn infer_facts(owned: &[(String, Vec<u64>, &str)], f: &mut Vec<Fact>) {
         f.push(inferred(&k, v));
     }
     if inf.params > 0 {
-        f.push(Fact::new(Field::Params, json!(inf.params), Source::Inferred));
+        f.push(Fact::new(
+            Field::Params,
+            json!(inf.params),
+            Source::Inferred,
+        ));
     }
 }
 
@@ -303,14 +313,22 @@ fn dcp_facts(dir: &Path) -> Vec<Fact> {
 /// every shard the index names (the catalog's cache key covers them all).
 pub fn sharded_inputs(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut out = vec![dir.join("config.json")];
-    for n in ["model.safetensors.index.json", "pytorch_model.bin.index.json"] {
+    for n in [
+        "model.safetensors.index.json",
+        "pytorch_model.bin.index.json",
+    ] {
         let p = dir.join(n);
         if p.is_file() {
             out.push(p);
             break;
         }
     }
-    out.extend(shard_names(dir).into_iter().filter_map(Result::ok).map(|s| dir.join(s)));
+    out.extend(
+        shard_names(dir)
+            .into_iter()
+            .filter_map(Result::ok)
+            .map(|s| dir.join(s)),
+    );
     out
 }
 

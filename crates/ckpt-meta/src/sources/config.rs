@@ -38,10 +38,7 @@ const ARCHITECTURE_KEYS: &[&str] = &[
 /// Other spellings of the model's parts, tried when the schema's are absent; a part may be
 /// given by name (`backbone: resnet50`) or as an object.
 const PART_ALIASES: [(&str, &[&str]); 4] = [
-    (
-        "encoder",
-        &["backbone", "encoder_name", "model.backbone"],
-    ),
+    ("encoder", &["backbone", "encoder_name", "model.backbone"]),
     ("decoder", &["decoder_name"]),
     ("head", &["head_name"]),
     (
@@ -152,7 +149,10 @@ mod tests {
             "callbacks": {"model_checkpoint": {"monitor": "val/hmean", "mode": "max", "save_top_k": 3, "save_last": true}}
         });
         let f = tree_facts(&t, Source::Hydra);
-        assert_eq!(get(&f, Field::Model("architecture".into())), Some(&json!("dbnet")));
+        assert_eq!(
+            get(&f, Field::Model("architecture".into())),
+            Some(&json!("dbnet"))
+        );
         assert_eq!(
             get(&f, Field::Model("encoder".into())),
             Some(&json!({"model_name": "resnet50"}))
@@ -170,7 +170,10 @@ mod tests {
     fn aliases_and_what_is_not_a_name() {
         let t = json!({"backbone": "resnet18", "loss": 0.5, "criterion": "ce", "mode": "sideways"});
         let f = tree_facts(&t, Source::HparamsYaml);
-        assert_eq!(get(&f, Field::Model("encoder".into())), Some(&json!("resnet18")));
+        assert_eq!(
+            get(&f, Field::Model("encoder".into())),
+            Some(&json!("resnet18"))
+        );
         assert_eq!(get(&f, Field::Model("loss".into())), Some(&json!("ce")));
         assert_eq!(get(&f, Field::Mode), None);
         assert!(tree_facts(&json!([1, 2]), Source::Hydra).is_empty());

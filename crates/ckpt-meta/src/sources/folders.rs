@@ -199,7 +199,9 @@ impl DirCache {
     /// it, up to `root`; looked up once per folder.
     pub fn hydra_for(&self, ckpt: &Path, root: &Path) -> Option<PathBuf> {
         let dir = ckpt.parent()?;
-        memo(&self.hydra, dir, || crate::config::find_hydra_config(ckpt, root))
+        memo(&self.hydra, dir, || {
+            crate::config::find_hydra_config(ckpt, root)
+        })
     }
 
     fn lightning_dir(&self, dir: &Path) -> Arc<LightningDir> {
@@ -423,7 +425,11 @@ pub fn lightning_logs(cache: &DirCache, ckpt: &Path, root: &Path) -> Vec<Fact> {
         && let Some(m) = hp.as_object()
     {
         for (k, v) in m {
-            out.push(Fact::new(Field::Hparam(k.clone()), v.clone(), Source::HparamsYaml));
+            out.push(Fact::new(
+                Field::Hparam(k.clone()),
+                v.clone(),
+                Source::HparamsYaml,
+            ));
         }
         out.extend(tree_facts(hp, Source::HparamsYaml));
     }
@@ -913,13 +919,21 @@ pub fn hierarchical(cache: &DirCache, ckpt: &Path, root: &Path) -> Vec<Fact> {
         (None, None) => {}
     }
     if let Some((m, src)) = &info.model {
-        out.push(Fact::new(Field::Model("architecture".into()), json!(m), *src));
+        out.push(Fact::new(
+            Field::Model("architecture".into()),
+            json!(m),
+            *src,
+        ));
     }
     if let Some((l, src)) = &info.loss {
         out.push(Fact::new(Field::Model("loss".into()), json!(l), *src));
     }
     for (k, v) in &info.hparams {
-        out.push(Fact::new(Field::Hparam(k.clone()), v.clone(), Source::JsonReport));
+        out.push(Fact::new(
+            Field::Hparam(k.clone()),
+            v.clone(),
+            Source::JsonReport,
+        ));
     }
     let pos = parse_file_name(&stem_of(ckpt));
     let is_best = match (pos.epoch, info.best_epoch) {
@@ -1123,11 +1137,19 @@ pub fn hash_folder(cache: &DirCache, ckpt: &Path) -> Vec<Fact> {
         out.push(Fact::new(Field::GlobalStep, json!(s), Source::HashFolder));
     }
     for (k, v) in &info.hparams {
-        out.push(Fact::new(Field::Hparam(k.clone()), v.clone(), Source::HashFolder));
+        out.push(Fact::new(
+            Field::Hparam(k.clone()),
+            v.clone(),
+            Source::HashFolder,
+        ));
     }
     out.extend(info.model.iter().cloned());
     if let Some(n) = info.active_uids {
-        out.push(Fact::new(Field::Data("active_uids".into()), json!(n), Source::HashFolder));
+        out.push(Fact::new(
+            Field::Data("active_uids".into()),
+            json!(n),
+            Source::HashFolder,
+        ));
     }
     out
 }
@@ -1412,12 +1434,23 @@ pub fn loggers(cache: &DirCache, ckpt: &Path, _root: &Path) -> Vec<Fact> {
         .filter(|d| !d.as_os_str().is_empty())
         .find_map(|d| cache.mlflow_run(d))
     {
-        out.push(Fact::new(Field::Experiment, json!(run.experiment), Source::Logger));
+        out.push(Fact::new(
+            Field::Experiment,
+            json!(run.experiment),
+            Source::Logger,
+        ));
         out.push(Fact::new(Field::Run, json!(run.experiment), Source::Logger));
         for (k, v) in &run.params {
-            out.push(Fact::new(Field::Hparam(k.clone()), v.clone(), Source::Logger));
+            out.push(Fact::new(
+                Field::Hparam(k.clone()),
+                v.clone(),
+                Source::Logger,
+            ));
         }
-        out.extend(tree_facts(&Value::Object(run.params.clone()), Source::Logger));
+        out.extend(tree_facts(
+            &Value::Object(run.params.clone()),
+            Source::Logger,
+        ));
         if let Some(upto) = run.horizon(&stem_of(ckpt)) {
             for (n, points) in &run.metrics {
                 if let Some(v) = value_upto(points, upto).and_then(num) {
@@ -1432,7 +1465,11 @@ pub fn loggers(cache: &DirCache, ckpt: &Path, _root: &Path) -> Vec<Fact> {
             out.push(Fact::new(Field::Experiment, json!(run.id), Source::Logger));
             out.push(Fact::new(Field::Run, json!(run.id), Source::Logger));
             for (k, v) in &run.hparams {
-                out.push(Fact::new(Field::Hparam(k.clone()), v.clone(), Source::Logger));
+                out.push(Fact::new(
+                    Field::Hparam(k.clone()),
+                    v.clone(),
+                    Source::Logger,
+                ));
             }
             out.extend(run.model.iter().cloned());
         }
@@ -1533,7 +1570,10 @@ mod tests {
         for n in ["best.ckpt", "epoch=9-step=999.ckpt"] {
             let ck = write(r, &format!("{v0}/checkpoints/{n}"), "");
             let f = lightning_logs(&c, &ck, r);
-            assert!(f.iter().all(|x| !matches!(x.field, Field::Metric(_))), "{n}");
+            assert!(
+                f.iter().all(|x| !matches!(x.field, Field::Metric(_))),
+                "{n}"
+            );
             assert_eq!(val(&f, "hparams.hidden"), json!(8));
         }
     }

@@ -27,7 +27,10 @@ pub struct Around<'a> {
 }
 
 /// `<stem>.config.yaml|yml|json` beside a checkpoint, if any.
-pub fn config_sidecar_path(ckpt: &Path, is_file: &dyn Fn(&Path) -> bool) -> Option<std::path::PathBuf> {
+pub fn config_sidecar_path(
+    ckpt: &Path,
+    is_file: &dyn Fn(&Path) -> bool,
+) -> Option<std::path::PathBuf> {
     [".config.yaml", ".config.yml", ".config.json"]
         .iter()
         .map(|s| crate::sidecar::with_suffix(ckpt, s))

@@ -163,7 +163,6 @@ pub fn iso_time(t: std::time::SystemTime) -> String {
     }
 }
 
-
 /// What the file name says: epoch, step and metrics (`source: file_name`).
 pub fn file_name_facts(checkpoint: &Path) -> Vec<Fact> {
     let stem = checkpoint

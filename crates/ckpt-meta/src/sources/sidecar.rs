@@ -146,7 +146,10 @@ mod tests {
             Some(&json!({"model_name": "resnet"}))
         );
         assert_eq!(get(&f, Field::Model("decoder".into())), None);
-        assert_eq!(get(&f, Field::Metric("val/hmean".into())), Some(&json!(0.9)));
+        assert_eq!(
+            get(&f, Field::Metric("val/hmean".into())),
+            Some(&json!(0.9))
+        );
         assert_eq!(get(&f, Field::Metric("hmean".into())), None);
     }
 
@@ -157,8 +160,14 @@ mod tests {
         let f = sidecar_facts(&sc);
         assert_eq!(get(&f, Field::Experiment), Some(&json!("mine")));
         assert_eq!(get(&f, Field::Metric("hmean".into())), Some(&json!(0.8)));
-        assert_eq!(get(&f, Field::Model("architecture".into())), Some(&json!("dbnet")));
-        assert_eq!(get(&f, Field::Model("loss".into())), Some(&json!({"name": "focal"})));
+        assert_eq!(
+            get(&f, Field::Model("architecture".into())),
+            Some(&json!("dbnet"))
+        );
+        assert_eq!(
+            get(&f, Field::Model("loss".into())),
+            Some(&json!({"name": "focal"}))
+        );
         assert!(f.iter().all(|x| x.source == Source::Sidecar));
     }
 }
