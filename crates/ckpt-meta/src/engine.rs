@@ -85,9 +85,28 @@ pub const MODEL_PARTS: [(&str, &str); 4] = [
     ("loss", "name"),
 ];
 
+/// OmegaConf's marker for a mandatory value nobody set: it says nothing.
+const MISSING: &str = "???";
+
+/// `value` without OmegaConf `???` markers (in objects and lists of objects, at any depth);
+/// `Null` when the value is one.
+fn without_missing(value: Value) -> Value {
+    match value {
+        Value::String(s) if s == MISSING => Value::Null,
+        Value::Object(m) => Value::Object(
+            m.into_iter()
+                .filter(|(_, v)| v.as_str() != Some(MISSING))
+                .map(|(k, v)| (k, without_missing(v)))
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
 /// A model part given as a bare name becomes the object the schema describes, so every
 /// source states a part the same way and the leaves can be compared.
 fn normalize(field: &Field, value: Value) -> Value {
+    let value = without_missing(value);
     if let Field::Model(k) = field
         && let Some((_, key)) = MODEL_PARTS.iter().find(|(p, _)| p == k)
         && let Value::String(s) = value
@@ -121,6 +140,9 @@ pub fn resolve(facts: Vec<Fact>) -> Resolution {
             continue;
         }
         let value = normalize(&f.field, f.value);
+        if value.is_null() {
+            continue;
+        }
         match r.chosen.get(&f.field) {
             None => {
                 r.chosen.insert(

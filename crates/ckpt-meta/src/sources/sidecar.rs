@@ -24,6 +24,9 @@ fn is_placeholder(sc: &Value, path: &str, v: &Value) -> bool {
 /// A model part without the leaves that are placeholders; `None` when nothing is left but
 /// empty `params`.
 fn part(sc: &Value, path: &str, v: &Value) -> Option<Value> {
+    if provenance(sc, path) == Some("default") {
+        return None;
+    }
     let Some(m) = v.as_object() else {
         return (!is_placeholder(sc, path, v)).then(|| v.clone());
     };
