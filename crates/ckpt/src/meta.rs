@@ -17,7 +17,6 @@ use crate::Outcome;
 use crate::cli::{ConvertLegacyArgs, OutputFormat, Target, ValidateArgs};
 
 /// Checkpoint extensions the sidecar tools look at.
-const EXTENSIONS: &[&str] = &["ckpt", "pt", "pth"];
 
 /// The checkpoints a `--checkpoint | --exp-dir | --outputs-dir` target names, sorted, and the
 /// outputs dir their paths are relative to.
@@ -44,35 +43,23 @@ pub fn discover(t: &Target) -> Result<(Vec<PathBuf>, Option<PathBuf>)> {
     if !dir.is_dir() {
         bail!("{}: not a directory", dir.display());
     }
-    let mut found = Vec::new();
-    let mut stack = vec![(dir, 0usize)];
-    while let Some((d, depth)) = stack.pop() {
-        let rd = match std::fs::read_dir(&d) {
-            Ok(rd) => rd,
-            Err(e) => {
-                log("WARNING", &format!("cannot read {}: {e}", d.display()));
-                continue;
-            }
-        };
-        for e in rd.flatten() {
-            let p = e.path();
-            let Ok(ft) = e.file_type() else { continue };
-            let hidden = p
-                .file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with('.'));
-            if ft.is_dir() {
-                // Recursive by default; never into symlinked folders (no loops) or hidden ones.
-                if !t.no_recursive && !hidden {
-                    stack.push((p, depth + 1));
-                }
-            } else if (ft.is_file() || ft.is_symlink())
-                && !hidden
-                && ckpt_torch::names::has_checkpoint_extension(&p, EXTENSIONS)
-            {
-                found.push(p);
-            }
-        }
+    // The one walker and the one rule for what is a checkpoint (`ckpt catalog`'s): sidecars
+    // describe single files, so DCP and sharded folders are left out.
+    let (cands, warnings) = ckpt_catalog::discover::discover(
+        std::slice::from_ref(&dir),
+        &ckpt_catalog::discover::WalkOptions {
+            recursive: !t.no_recursive,
+            max_depth: None,
+        },
+    );
+    for w in warnings {
+        log("WARNING", &w);
     }
+    let mut found: Vec<PathBuf> = cands
+        .into_iter()
+        .filter(|c| c.kind == ckpt_catalog::discover::Kind::File)
+        .map(|c| c.path)
+        .collect();
     found.sort();
     Ok((found, outputs))
 }
