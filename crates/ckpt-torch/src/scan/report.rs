@@ -1,0 +1,131 @@
+//! What a scan says: each global's [`Verdict`] and [`Finding`], a pickle's [`ScanReport`], a
+//! file's [`FileScan`] and [`FileVerdict`].
+
+/// Verdict order matters: Safe < Unknown < Dangerous (the file's verdict is the max).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Verdict {
+    Safe,
+    Unknown,
+    Dangerous,
+}
+
+impl Verdict {
+    /// `"safe"`, `"unknown"` or `"dangerous"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Safe => "safe",
+            Verdict::Unknown => "unknown",
+            Verdict::Dangerous => "dangerous",
+        }
+    }
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One global (or extension code) a pickle references.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// `module.name` as written in the pickle (not normalized: `__builtin__.set` stays so).
+    /// Control characters are escaped (`\u{1b}`) so a name cannot drive a terminal.
+    pub name: String,
+    pub class: Verdict,
+    /// Byte offset of the (first) opcode naming it in its pickle.
+    pub offset: u64,
+    /// Which pickle inside the container (e.g. `best/data.pkl`).
+    pub entry: String,
+    /// `"called"` (callee of REDUCE/NEWOBJ/NEWOBJ_EX/INST/OBJ), `"argument"` (inside the
+    /// args/kwargs/state/items of a call) or `"referenced"`; the strongest over all its uses.
+    pub usage: &'static str,
+    /// One short reason.
+    pub reason: String,
+}
+
+/// The findings of one or more pickles.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScanReport {
+    pub findings: Vec<Finding>,
+}
+
+impl ScanReport {
+    /// The worst class over all findings; `Safe` when there are none.
+    pub fn verdict(&self) -> Verdict {
+        self.findings
+            .iter()
+            .map(|f| f.class)
+            .max()
+            .unwrap_or(Verdict::Safe)
+    }
+
+    /// Append another pickle's findings (e.g. the pickles of a legacy stream).
+    pub fn merge(&mut self, other: ScanReport) {
+        self.findings.extend(other.findings);
+    }
+}
+
+/// The verdict of one file. Order matters: the worst of a batch is the max.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum FileVerdict {
+    /// No loader would unpickle anything from this file (safetensors, a plain `.npy`, text…).
+    NoPickle,
+    /// Every pickle decoded completely; every global on the allowlist.
+    Safe,
+    /// Some global is not on the allowlist (loading would import its module).
+    Unknown,
+    /// Something could not be read or decoded completely; what was seen is reported.
+    Error,
+    /// Some global (or trick) would execute code, reach attributes, open files …
+    Dangerous,
+}
+
+impl FileVerdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FileVerdict::NoPickle => "no-pickle",
+            FileVerdict::Safe => "safe",
+            FileVerdict::Unknown => "unknown",
+            FileVerdict::Error => "error",
+            FileVerdict::Dangerous => "dangerous",
+        }
+    }
+}
+
+/// What one file holds and what its pickles reference.
+#[derive(Debug, Clone, Default)]
+pub struct FileScan {
+    /// `zip`, `legacy`, `pickle`, `npy`, `safetensors`, `empty` or `other`.
+    pub format: &'static str,
+    pub report: ScanReport,
+    /// The pickles decoded (zip member names, `pickle 1`, `legacy pickle` …).
+    pub pickles: Vec<String>,
+    /// Why the file could not be read or decoded completely (each makes it not safe).
+    pub problems: Vec<String>,
+    /// For a file without pickles: what it is and why no loader unpickles it.
+    pub note: Option<String>,
+}
+
+impl FileScan {
+    pub fn verdict(&self) -> FileVerdict {
+        let worst = self.report.verdict();
+        if worst == Verdict::Dangerous {
+            return FileVerdict::Dangerous;
+        }
+        if !self.problems.is_empty() {
+            return FileVerdict::Error;
+        }
+        if worst == Verdict::Unknown {
+            return FileVerdict::Unknown;
+        }
+        if self.pickles.is_empty() {
+            return FileVerdict::NoPickle;
+        }
+        FileVerdict::Safe
+    }
+
+    pub(super) fn problem(&mut self, p: impl Into<String>) {
+        self.problems.push(p.into());
+    }
+}
