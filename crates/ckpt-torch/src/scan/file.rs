@@ -29,7 +29,7 @@ use ckpt_pickle::{ErrorKind, FrameMode, Limits, Pickle, Value};
 
 use super::npy::{NPY_MAGIC, scan_npy};
 use super::pickle::scan_pickle;
-use super::report::{FileScan, Finding, ScanReport, Verdict};
+use super::report::{FileScan, Finding, ScanReport, Usage, Verdict};
 use super::tar::{is_tar_header, scan_tar};
 use super::zip::scan_zip;
 
@@ -258,7 +258,7 @@ pub(super) fn decode_one(
             class: Verdict::Dangerous,
             offset: first,
             entry: entry.to_string(),
-            usage: "referenced",
+            usage: Usage::Referenced,
             reason: "an opcode crosses the end of a FRAME: CPython reads it one way from a \
                      stream (torch.load) and another from bytes (pickle.loads); pickle never \
                      writes this"

@@ -6,17 +6,17 @@ use std::collections::HashMap;
 use ckpt_pickle::{Pickle, Value, ValueId};
 
 use super::policy::classify_global;
-use super::report::{Finding, ScanReport, Verdict};
+use super::report::{Finding, ScanReport, Usage, Verdict};
 
 const CALLED: u8 = 2;
 const ARGUMENT: u8 = 1;
 const REFERENCED: u8 = 0;
 
-fn usage_str(rank: u8) -> &'static str {
+fn usage_str(rank: u8) -> Usage {
     match rank {
-        CALLED => "called",
-        ARGUMENT => "argument",
-        _ => "referenced",
+        CALLED => Usage::Called,
+        ARGUMENT => Usage::Argument,
+        _ => Usage::Referenced,
     }
 }
 

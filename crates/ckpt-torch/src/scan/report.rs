@@ -1,8 +1,16 @@
 //! What a scan says: each global's [`Verdict`] and [`Finding`], a pickle's [`ScanReport`], a
-//! file's [`FileScan`] and [`FileVerdict`].
+//! file's [`FileScan`] and [`FileVerdict`], and the record `ckpt scan --format json` prints
+//! for a file ([`ScanRecord`]): typed, so that its JSON Schema (`ckpt schema scan`, with the
+//! `schema` feature) is derived from the same types and cannot drift from the output.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
 
 /// Verdict order matters: Safe < Unknown < Dangerous (the file's verdict is the max).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "lowercase")]
 pub enum Verdict {
     Safe,
     Unknown,
@@ -26,8 +34,47 @@ impl std::fmt::Display for Verdict {
     }
 }
 
-/// One global (or extension code) a pickle references.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// How a pickle uses a global; the order is the strength (the strongest use is reported).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum Usage {
+    /// Merely named (e.g. kept as a value, or only in a BUILD of something else).
+    Referenced,
+    /// Inside the args, kwargs, state or items of a call.
+    Argument,
+    /// The callee of REDUCE, NEWOBJ, NEWOBJ_EX, INST or OBJ.
+    Called,
+}
+
+impl Usage {
+    /// `"referenced"`, `"argument"` or `"called"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Usage::Referenced => "referenced",
+            Usage::Argument => "argument",
+            Usage::Called => "called",
+        }
+    }
+}
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for Usage {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+/// One global (or extension code) a pickle references; in `ckpt scan --format json`, one
+/// element of a record's `globals`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
 pub struct Finding {
     /// `module.name` as written in the pickle (not normalized: `__builtin__.set` stays so).
     /// Control characters are escaped (`\u{1b}`) so a name cannot drive a terminal.
@@ -39,7 +86,7 @@ pub struct Finding {
     pub entry: String,
     /// `"called"` (callee of REDUCE/NEWOBJ/NEWOBJ_EX/INST/OBJ), `"argument"` (inside the
     /// args/kwargs/state/items of a call) or `"referenced"`; the strongest over all its uses.
-    pub usage: &'static str,
+    pub usage: Usage,
     /// One short reason.
     pub reason: String,
 }
@@ -67,7 +114,9 @@ impl ScanReport {
 }
 
 /// The verdict of one file. Order matters: the worst of a batch is the max.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "kebab-case")]
 pub enum FileVerdict {
     /// No loader would unpickle anything from this file (safetensors, a plain `.npy`, text…).
     NoPickle,
@@ -127,5 +176,47 @@ impl FileScan {
 
     pub(super) fn problem(&mut self, p: impl Into<String>) {
         self.problems.push(p.into());
+    }
+}
+
+/// One file's record in `ckpt scan --format json` (the output is a list of them, one per file,
+/// in the order the walk found them). A stable contract: fields are only ever added.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ScanRecord {
+    /// The file, as named on the command line or found under a named directory.
+    pub path: String,
+    pub verdict: FileVerdict,
+    /// Every distinct global (and extension code) the file's pickles reference, allowlisted
+    /// ones included, per pickle in stream order.
+    pub globals: Vec<Finding>,
+    /// `null`, or `problems` joined with `"; "` (the first field of its kind; kept for
+    /// readers written against it).
+    pub error: Option<String>,
+    /// What the content is: `zip`, `zip sequence`, `legacy`, `pickle`, `npy`, `tar`,
+    /// `safetensors`, `empty`, `other`, or `special` (not a regular file, never opened).
+    pub format: String,
+    /// The pickles decoded (zip member names, `pickle 1`, `legacy pickle 2` …).
+    pub pickles: Vec<String>,
+    /// Why the file could not be read or decoded completely (each makes it not safe).
+    pub problems: Vec<String>,
+    /// For a file without pickles: what it is and why no loader unpickles it.
+    pub note: Option<String>,
+}
+
+impl ScanRecord {
+    /// The record of `scan`, the scan of the file at `path`.
+    pub fn new(path: &Path, scan: &FileScan) -> ScanRecord {
+        ScanRecord {
+            path: path.display().to_string(),
+            verdict: scan.verdict(),
+            globals: scan.report.findings.clone(),
+            error: (!scan.problems.is_empty()).then(|| scan.problems.join("; ")),
+            format: scan.format.to_string(),
+            pickles: scan.pickles.clone(),
+            problems: scan.problems.clone(),
+            note: scan.note.clone(),
+        }
     }
 }

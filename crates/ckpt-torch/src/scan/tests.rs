@@ -69,10 +69,10 @@ fn stack_global_getattr_is_dangerous() {
     let r = scan(&bytes);
     assert_eq!(r.verdict(), Verdict::Dangerous);
     let g = find(&r, "builtins.getattr");
-    assert_eq!((g.class, g.usage), (Verdict::Dangerous, "called"));
+    assert_eq!((g.class, g.usage.as_str()), (Verdict::Dangerous, "called"));
     assert_eq!(g.reason, "reaches attributes");
     let o = find(&r, "collections.OrderedDict");
-    assert_eq!((o.class, o.usage), (Verdict::Safe, "argument"));
+    assert_eq!((o.class, o.usage.as_str()), (Verdict::Safe, "argument"));
 }
 
 #[test]
@@ -90,7 +90,7 @@ fn newobj_subprocess_popen_is_dangerous() {
     let r = scan(&w.finish());
     assert_eq!(r.verdict(), Verdict::Dangerous);
     let f = find(&r, "subprocess.Popen");
-    assert_eq!((f.class, f.usage), (Verdict::Dangerous, "called"));
+    assert_eq!((f.class, f.usage.as_str()), (Verdict::Dangerous, "called"));
 }
 
 #[test]
@@ -110,7 +110,7 @@ fn posix_system_nested_in_dict_is_dangerous() {
     assert_eq!(r.verdict(), Verdict::Dangerous);
     let f = find(&r, "posix.system");
     // the OrderedDict's SETITEM makes it an item of a call, but it is called itself
-    assert_eq!((f.class, f.usage), (Verdict::Dangerous, "called"));
+    assert_eq!((f.class, f.usage.as_str()), (Verdict::Dangerous, "called"));
     assert_eq!(find(&r, "collections.OrderedDict").usage, "called");
 }
 
@@ -125,7 +125,7 @@ fn dangerous_global_as_argument_of_safe_call() {
     let r = scan(&w.finish());
     assert_eq!(r.verdict(), Verdict::Dangerous);
     let f = find(&r, "os.system");
-    assert_eq!((f.class, f.usage), (Verdict::Dangerous, "argument"));
+    assert_eq!((f.class, f.usage.as_str()), (Verdict::Dangerous, "argument"));
     assert_eq!(find(&r, "collections.defaultdict").class, Verdict::Safe);
 }
 
@@ -135,7 +135,7 @@ fn bare_reference_is_referenced() {
     w.global("builtins", "eval");
     let r = scan(&w.finish());
     let f = find(&r, "builtins.eval");
-    assert_eq!((f.class, f.usage), (Verdict::Dangerous, "referenced"));
+    assert_eq!((f.class, f.usage.as_str()), (Verdict::Dangerous, "referenced"));
 }
 
 #[test]
@@ -201,7 +201,7 @@ fn py2_builtin_set_is_safe_and_shown_as_written() {
     let r = scan(&w.finish());
     assert_eq!(r.verdict(), Verdict::Safe);
     let f = find(&r, "__builtin__.set");
-    assert_eq!((f.class, f.usage), (Verdict::Safe, "called"));
+    assert_eq!((f.class, f.usage.as_str()), (Verdict::Safe, "called"));
     assert_eq!(class("__builtin__", "long"), Verdict::Safe);
     assert_eq!(class("__builtin__", "unicode"), Verdict::Safe);
     assert_eq!(class("__builtin__", "eval"), Verdict::Dangerous);
@@ -266,7 +266,7 @@ fn extension_code_is_unknown() {
     assert_eq!(r.verdict(), Verdict::Unknown);
     let f = find(&r, "<extension code 7>");
     assert_eq!(
-        (f.class, f.usage, f.offset),
+        (f.class, f.usage.as_str(), f.offset),
         (Verdict::Unknown, "called", 2)
     );
     assert_eq!(
@@ -311,7 +311,7 @@ fn repeats_collapse_to_first_offset_and_strongest_usage() {
     let r = scan(&w.finish());
     assert_eq!(r.findings.len(), 1);
     let f = &r.findings[0];
-    assert_eq!((f.offset, f.usage), (3, "called"));
+    assert_eq!((f.offset, f.usage.as_str()), (3, "called"));
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! them, which differs from `pickle.load`.
 
 use super::policy::is_dunder;
-use super::report::{Finding, ScanReport, Verdict};
+use super::report::{Finding, ScanReport, Usage, Verdict};
 
 // `torch.load` hands a zip with `constants.pkl` to `torch.jit.load`, whose C++ unpickler
 // (torch/csrc/jit/serialization/unpickler.cpp) imports nothing from Python: it knows a fixed
@@ -81,14 +81,14 @@ pub fn apply_torchscript(
     let plural = if code_files == 1 { "" } else { "s" };
     let (usage, reason) = if setstate_classes.is_empty() {
         (
-            "referenced",
+            Usage::Referenced,
             format!(
                 "torch.load refuses this archive under weights_only=True and otherwise hands it to torch.jit.load, which compiles its TorchScript code ({code_files} file{plural}); the model runs it when called, and it can call any torch operator. ckpt reads the weights as data and never runs code"
             ),
         )
     } else {
         (
-            "called",
+            Usage::Called,
             format!(
                 "torch.load refuses this archive under weights_only=True and otherwise hands it to torch.jit.load, which compiles its TorchScript code ({code_files} file{plural}) and runs the __setstate__ of {} while loading; it can call any torch operator. ckpt reads the weights as data and never runs code",
                 setstate_classes.join(", ")
