@@ -2,6 +2,7 @@
 //! (`schema_version: '1.0'`) plus ckpt's optional sections (provenance, fingerprint, state),
 //! validation with field paths, and extraction from every source with provenance.
 
+pub mod check;
 pub mod config;
 pub mod extract;
 pub mod schema;
