@@ -82,10 +82,7 @@ pub fn run(a: &ScanArgs) -> Result<Outcome> {
     }
     match a.format {
         OutputFormat::Json => {
-            let arr: Vec<ScanRecord> = results
-                .iter()
-                .map(|(p, s)| ScanRecord::new(p, s))
-                .collect();
+            let arr: Vec<ScanRecord> = results.iter().map(|(p, s)| ScanRecord::new(p, s)).collect();
             let mut text = serde_json::to_string_pretty(&arr)?;
             text.push('\n');
             crate::print_stdout(&text)?;

@@ -43,7 +43,8 @@ pub fn run(a: &ValidateArgs) -> Result<Outcome> {
                     if p.path().is_empty() {
                         let _ = writeln!(out, "         {}", p.message());
                     } else {
-                        let _ = writeln!(out, "         {}: {}: {}", p.file(), p.path(), p.message());
+                        let _ =
+                            writeln!(out, "         {}: {}: {}", p.file(), p.path(), p.message());
                     }
                 }
             }

@@ -125,7 +125,10 @@ fn dangerous_global_as_argument_of_safe_call() {
     let r = scan(&w.finish());
     assert_eq!(r.verdict(), Verdict::Dangerous);
     let f = find(&r, "os.system");
-    assert_eq!((f.class, f.usage.as_str()), (Verdict::Dangerous, "argument"));
+    assert_eq!(
+        (f.class, f.usage.as_str()),
+        (Verdict::Dangerous, "argument")
+    );
     assert_eq!(find(&r, "collections.defaultdict").class, Verdict::Safe);
 }
 
@@ -135,7 +138,10 @@ fn bare_reference_is_referenced() {
     w.global("builtins", "eval");
     let r = scan(&w.finish());
     let f = find(&r, "builtins.eval");
-    assert_eq!((f.class, f.usage.as_str()), (Verdict::Dangerous, "referenced"));
+    assert_eq!(
+        (f.class, f.usage.as_str()),
+        (Verdict::Dangerous, "referenced")
+    );
 }
 
 #[test]

@@ -1,0 +1,509 @@
+//! `--format json` is a contract: for every command that has a schema (`ckpt schema NAME`),
+//! the real binary's output over real files must
+//! 1. validate against the schema the same binary prints (a small draft 2020-12 validator
+//!    below, which refuses any keyword it does not know, so nothing is skipped silently);
+//! 2. parse into the command's typed output with unknown fields denied; and
+//! 3. serialize back from those types to exactly the bytes printed — so no field can reach the
+//!    output except through the types the schema is derived from.
+//!
+//! Inputs: the whole `fixtures/` tree (hostile and benign pickles, zips, legacy streams, npy,
+//! tar, safetensors, TorchScript, DCP directories, Lightning trees with good and bad sidecars)
+//! and, when present, the reference corpus (`--ignored`, as `.ci/run` runs it).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{ckpt, root};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use ckpt_meta::check::SidecarCheck;
+use ckpt_torch::scan::ScanRecord;
+use ckpt_torch::summary::InspectItem;
+
+// ---------------------------------------------------------------------------- the validator
+
+/// Where `instance` breaks `schema` (empty when it validates). `root` resolves `$ref`s.
+fn violations(schema: &Value, instance: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    check(schema, schema, instance, "$", &mut out);
+    out
+}
+
+/// Keywords that only annotate (they never reject an instance).
+const ANNOTATIONS: &[&str] = &["$schema", "$id", "$defs", "title", "description", "default"];
+
+fn check(root: &Value, schema: &Value, v: &Value, at: &str, out: &mut Vec<String>) {
+    let obj = match schema {
+        Value::Bool(true) => return,
+        Value::Bool(false) => {
+            out.push(format!("{at}: no value is allowed here"));
+            return;
+        }
+        Value::Object(o) => o,
+        other => panic!("{at}: not a schema: {other}"),
+    };
+    for (k, s) in obj {
+        match k.as_str() {
+            k if ANNOTATIONS.contains(&k) => {}
+            "$ref" => {
+                let target = resolve(root, s.as_str().unwrap());
+                check(root, target, v, at, out);
+            }
+            "type" => {
+                let types: Vec<&str> = match s {
+                    Value::String(t) => vec![t.as_str()],
+                    Value::Array(ts) => ts.iter().map(|t| t.as_str().unwrap()).collect(),
+                    other => panic!("{at}: bad type keyword {other}"),
+                };
+                if !types.iter().any(|t| is_type(v, t)) {
+                    out.push(format!("{at}: {v} is not of type {types:?}"));
+                }
+            }
+            "enum" => {
+                if !s.as_array().unwrap().contains(v) {
+                    out.push(format!("{at}: {v} is not one of {s}"));
+                }
+            }
+            "const" => {
+                if s != v {
+                    out.push(format!("{at}: {v} is not {s}"));
+                }
+            }
+            "properties" => {
+                if let Value::Object(m) = v {
+                    for (name, sub) in s.as_object().unwrap() {
+                        if let Some(x) = m.get(name) {
+                            check(root, sub, x, &format!("{at}.{name}"), out);
+                        }
+                    }
+                }
+            }
+            "required" => {
+                if let Value::Object(m) = v {
+                    for name in s.as_array().unwrap() {
+                        let name = name.as_str().unwrap();
+                        if !m.contains_key(name) {
+                            out.push(format!("{at}: required field {name} is missing"));
+                        }
+                    }
+                }
+            }
+            "additionalProperties" => {
+                if let Value::Object(m) = v {
+                    let known = obj.get("properties").and_then(Value::as_object);
+                    for (name, x) in m {
+                        if known.is_some_and(|p| p.contains_key(name)) {
+                            continue;
+                        }
+                        if *s == Value::Bool(false) {
+                            out.push(format!("{at}: field {name} is not in the schema"));
+                        } else {
+                            check(root, s, x, &format!("{at}.{name}"), out);
+                        }
+                    }
+                }
+            }
+            "items" => {
+                if let Value::Array(a) = v {
+                    for (i, x) in a.iter().enumerate() {
+                        check(root, s, x, &format!("{at}[{i}]"), out);
+                    }
+                }
+            }
+            "anyOf" | "oneOf" => {
+                let matching = s
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|sub| violations_under(root, sub, v, at).is_empty())
+                    .count();
+                let ok = if k == "anyOf" {
+                    matching >= 1
+                } else {
+                    matching == 1
+                };
+                if !ok {
+                    out.push(format!("{at}: {matching} of the {k} alternatives match"));
+                }
+            }
+            "minimum" | "maximum" => {
+                if let Some(x) = v.as_f64() {
+                    let bound = s.as_f64().unwrap();
+                    if (k == "minimum" && x < bound) || (k == "maximum" && x > bound) {
+                        out.push(format!("{at}: {v} is out of range ({k} {s})"));
+                    }
+                }
+            }
+            // schemars names the Rust integer type; the range is in minimum/maximum.
+            "format" => {
+                let f = s.as_str().unwrap();
+                assert!(
+                    [
+                        "uint", "uint8", "uint16", "uint32", "uint64", "int64", "int32", "double"
+                    ]
+                    .contains(&f),
+                    "{at}: the validator does not know format {f}"
+                );
+                if f.starts_with("uint") && v.is_number() && v.as_u64().is_none() {
+                    out.push(format!("{at}: {v} is not an unsigned integer"));
+                }
+            }
+            other => panic!("{at}: the validator does not know keyword {other}"),
+        }
+    }
+}
+
+fn violations_under(root: &Value, schema: &Value, v: &Value, at: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    check(root, schema, v, at, &mut out);
+    out
+}
+
+fn resolve<'a>(root: &'a Value, r: &str) -> &'a Value {
+    let name = r
+        .strip_prefix("#/$defs/")
+        .unwrap_or_else(|| panic!("unsupported $ref {r}"));
+    root.get("$defs")
+        .and_then(|d| d.get(name))
+        .unwrap_or_else(|| panic!("$ref {r} names no definition"))
+}
+
+fn is_type(v: &Value, t: &str) -> bool {
+    match t {
+        "null" => v.is_null(),
+        "boolean" => v.is_boolean(),
+        "string" => v.is_string(),
+        "array" => v.is_array(),
+        "object" => v.is_object(),
+        "number" => v.is_number(),
+        "integer" => v.is_i64() || v.is_u64(),
+        other => panic!("unknown type {other}"),
+    }
+}
+
+// ---------------------------------------------------------------------------- the contract
+
+fn schema(name: &str) -> Value {
+    let out = ckpt().args(["schema", name]).output().unwrap();
+    assert!(out.status.success(), "ckpt schema {name} failed");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Run `ckpt ARGS` (a command with `--format json`); its stdout, whatever the exit code (1 and
+/// 2 still print every record they have).
+fn json_stdout(args: &[&str]) -> String {
+    let out = ckpt().args(args).output().unwrap();
+    let code = out.status.code();
+    assert!(
+        matches!(code, Some(0..=2)),
+        "ckpt {args:?} exited {code:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The three promises of the module docs, for `stdout` of the command whose schema is `name`
+/// and whose typed output is `T`. Returns the parsed records.
+fn holds<T: Serialize + DeserializeOwned>(name: &str, stdout: &str) -> Vec<T> {
+    let schema = schema(name);
+    let value: Value = serde_json::from_str(stdout).unwrap();
+    let bad = violations(&schema, &value);
+    assert!(
+        bad.is_empty(),
+        "{name}: output breaks its schema:\n{}",
+        bad.join("\n")
+    );
+    let typed: Vec<T> = serde_json::from_str(stdout)
+        .unwrap_or_else(|e| panic!("{name}: output does not parse into its types: {e}"));
+    let mut again = serde_json::to_string_pretty(&typed).unwrap();
+    again.push('\n');
+    assert!(
+        again == stdout,
+        "{name}: output is not what its types serialize to (a field written outside them?)"
+    );
+    typed
+}
+
+/// Files under `dir` (recursively) whose name ends with one of `exts`, sorted; DCP
+/// directories (holding `.metadata`) are listed whole and not entered.
+fn inputs(dir: &Path, exts: &[&str], out: &mut Vec<PathBuf>) {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    entries.sort();
+    for p in entries {
+        if p.is_dir() {
+            if p.join(".metadata").is_file() {
+                out.push(p);
+            } else {
+                inputs(&p, exts, out);
+            }
+        } else if let Some(name) = p.file_name().and_then(|n| n.to_str())
+            && exts.iter().any(|e| name.ends_with(e))
+        {
+            out.push(p);
+        }
+    }
+}
+
+const CHECKPOINTS: &[&str] = &[".ckpt", ".pt", ".pth", ".bin", ".safetensors", ".tar"];
+
+fn rel(p: &Path) -> String {
+    p.strip_prefix(root()).unwrap_or(p).display().to_string()
+}
+
+#[test]
+fn scan_output_follows_its_schema_over_every_fixture() {
+    let out = json_stdout(&["scan", "--format", "json", "fixtures"]);
+    let records: Vec<ScanRecord> = holds("scan", &out);
+    // The tree holds every verdict and the containers the scan reads: the contract was
+    // exercised on each, not on one easy file.
+    let verdicts: std::collections::BTreeSet<&str> = records
+        .iter()
+        .map(|r| match r.verdict {
+            ckpt_torch::scan::FileVerdict::NoPickle => "no-pickle",
+            ckpt_torch::scan::FileVerdict::Safe => "safe",
+            ckpt_torch::scan::FileVerdict::Unknown => "unknown",
+            ckpt_torch::scan::FileVerdict::Error => "error",
+            ckpt_torch::scan::FileVerdict::Dangerous => "dangerous",
+        })
+        .collect();
+    assert_eq!(verdicts.len(), 5, "{verdicts:?}");
+    for format in [
+        "zip",
+        "legacy",
+        "pickle",
+        "npy",
+        "safetensors",
+        "zip sequence",
+    ] {
+        assert!(
+            records.iter().any(|r| r.format == format),
+            "no {format} file scanned"
+        );
+    }
+    assert!(records.len() > 100, "{} records", records.len());
+}
+
+#[test]
+fn inspect_output_follows_its_schema_over_every_fixture_checkpoint() {
+    let mut files = Vec::new();
+    inputs(&root().join("fixtures"), CHECKPOINTS, &mut files);
+    let args: Vec<String> = ["inspect", "--format", "json"]
+        .into_iter()
+        .map(String::from)
+        .chain(files.iter().map(|p| rel(p)))
+        .collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = json_stdout(&args);
+    let items: Vec<InspectItem> = holds("inspect", &out);
+    let dcp = items
+        .iter()
+        .filter(|i| matches!(i, InspectItem::Dcp(_)))
+        .count();
+    let torchscript = items
+        .iter()
+        .filter(|i| matches!(i, InspectItem::File(s) if s.torchscript.is_some()))
+        .count();
+    let safetensors = items
+        .iter()
+        .filter(|i| matches!(i, InspectItem::File(s) if s.format == "safetensors"))
+        .count();
+    assert!(dcp >= 2, "{dcp} DCP directories");
+    assert!(torchscript >= 2, "{torchscript} TorchScript archives");
+    assert!(safetensors >= 1, "{safetensors} safetensors files");
+    assert!(items.len() > 50, "{} items", items.len());
+}
+
+#[test]
+fn validate_output_follows_its_schema_for_every_status() {
+    let mut statuses = std::collections::BTreeSet::new();
+    for dir in ["fixtures/outputs", "fixtures/sidecars_bad", "fixtures"] {
+        let out = json_stdout(&["validate", "--format", "json", "--outputs-dir", dir]);
+        let checks: Vec<SidecarCheck> = holds("validate", &out);
+        assert!(!checks.is_empty(), "{dir}: nothing validated");
+        statuses.extend(checks.iter().map(|c| c.status.as_str()));
+    }
+    // valid, invalid (a parse error with its position, and schema problems at field paths),
+    // missing; `stale` needs a checkpoint changed after its sidecar, made here.
+    let dir = tempfile::tempdir().unwrap();
+    let src = root().join("fixtures/outputs");
+    let (ckpt_file, sidecar) = first_with_sidecar(&src).expect("a fixture with a sidecar");
+    let name = ckpt_file.file_name().unwrap();
+    std::fs::copy(&ckpt_file, dir.path().join(name)).unwrap();
+    std::fs::copy(&sidecar, dir.path().join(sidecar.file_name().unwrap())).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(dir.path().join(name))
+        .unwrap();
+    std::io::Write::write_all(&mut f, b"appended").unwrap();
+    drop(f);
+    let out = json_stdout(&[
+        "validate",
+        "--format",
+        "json",
+        "--exp-dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    let checks: Vec<SidecarCheck> = holds("validate", &out);
+    statuses.extend(checks.iter().map(|c| c.status.as_str()));
+    assert_eq!(
+        statuses.into_iter().collect::<Vec<_>>(),
+        ["invalid", "missing", "stale", "valid"]
+    );
+}
+
+/// A checkpoint under `dir` with a `.metadata.yaml` sidecar beside it.
+fn first_with_sidecar(dir: &Path) -> Option<(PathBuf, PathBuf)> {
+    let mut files = Vec::new();
+    inputs(dir, &[".ckpt", ".pt", ".pth"], &mut files);
+    files.into_iter().find_map(|f| {
+        let stem = f.file_stem()?.to_str()?.to_owned();
+        let sc = f.with_file_name(format!("{stem}.metadata.yaml"));
+        sc.is_file().then_some((f, sc))
+    })
+}
+
+#[test]
+#[ignore = "needs ../shared/corpus (run by .ci/run when present)"]
+fn scan_and_inspect_follow_their_schemas_over_the_corpus() {
+    let corpus = std::env::var_os("CKPT_CORPUS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("../shared/corpus/data"));
+    assert!(corpus.is_dir(), "corpus not found (set CKPT_CORPUS)");
+    let c = corpus.display().to_string();
+    let records: Vec<ScanRecord> = holds("scan", &json_stdout(&["scan", "--format", "json", &c]));
+    assert!(!records.is_empty());
+    let mut files = Vec::new();
+    inputs(&corpus, CHECKPOINTS, &mut files);
+    let args: Vec<String> = ["inspect", "--format", "json"]
+        .into_iter()
+        .map(String::from)
+        .chain(files.iter().map(|p| p.display().to_string()))
+        .collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let items: Vec<InspectItem> = holds("inspect", &json_stdout(&args));
+    assert!(!items.is_empty());
+    let checks: Vec<SidecarCheck> = holds(
+        "validate",
+        &json_stdout(&["validate", "--format", "json", "--outputs-dir", &c]),
+    );
+    assert!(!checks.is_empty());
+}
+
+// ---------------------------------------------------------------------------- the checker
+
+/// The checks catch what they are for: a field added to real output without the schema, a
+/// required field dropped, a value outside an enum.
+#[test]
+fn a_field_outside_the_schema_fails() {
+    let out = json_stdout(&[
+        "scan",
+        "--format",
+        "json",
+        "fixtures/hostile/p0_os_system.pkl",
+    ]);
+    let schema = schema("scan");
+    let good: Value = serde_json::from_str(&out).unwrap();
+    assert!(violations(&schema, &good).is_empty());
+
+    let mut added = good.clone();
+    added[0]["globals"][0]
+        .as_object_mut()
+        .unwrap()
+        .insert("sneaked_in".into(), Value::Bool(true));
+    let bad = violations(&schema, &added);
+    assert!(
+        bad.iter()
+            .any(|b| b.contains("field sneaked_in is not in the schema")),
+        "{bad:?}"
+    );
+    let parsed = serde_json::from_value::<Vec<ScanRecord>>(added);
+    assert!(
+        parsed.unwrap_err().to_string().contains("unknown field"),
+        "an unknown field must not parse"
+    );
+
+    let mut dropped = good.clone();
+    dropped[0].as_object_mut().unwrap().remove("note");
+    let bad = violations(&schema, &dropped);
+    assert!(
+        bad.iter().any(|b| b.contains("required field note")),
+        "{bad:?}"
+    );
+
+    let mut renamed = good;
+    renamed[0]["verdict"] = Value::String("fine".into());
+    assert!(!violations(&schema, &renamed).is_empty());
+    assert!(serde_json::from_value::<Vec<ScanRecord>>(renamed).is_err());
+}
+
+/// Every object in every output schema is closed (`additionalProperties: false`) or a map
+/// whose values have a schema: no object admits fields nobody declared.
+#[test]
+fn every_output_object_is_closed() {
+    fn walk(s: &Value, at: &str, bad: &mut Vec<String>) {
+        match s {
+            Value::Object(o) => {
+                if o.contains_key("properties")
+                    && o.get("additionalProperties") != Some(&Value::Bool(false))
+                {
+                    bad.push(at.to_owned());
+                }
+                for (k, v) in o {
+                    walk(v, &format!("{at}/{k}"), bad);
+                }
+            }
+            Value::Array(a) => {
+                for (i, v) in a.iter().enumerate() {
+                    walk(v, &format!("{at}/{i}"), bad);
+                }
+            }
+            _ => {}
+        }
+    }
+    for name in ["scan", "inspect", "validate"] {
+        let mut bad = Vec::new();
+        walk(&schema(name), name, &mut bad);
+        assert!(bad.is_empty(), "open objects: {bad:?}");
+    }
+}
+
+#[test]
+fn schema_names_and_the_default() {
+    let bare = ckpt().arg("schema").output().unwrap();
+    let sidecar = ckpt().args(["schema", "sidecar"]).output().unwrap();
+    assert!(bare.status.success());
+    assert_eq!(bare.stdout, sidecar.stdout);
+    let v: Value = serde_json::from_slice(&bare.stdout).unwrap();
+    assert_eq!(
+        v["$id"],
+        "https://github.com/ckpt-dev/ckpt/schema/metadata-1.0.json"
+    );
+    for name in ["scan", "inspect", "validate"] {
+        let s = schema(name);
+        assert_eq!(s["$schema"], "https://json-schema.org/draft/2020-12/schema");
+        assert_eq!(s["title"], format!("ckpt {name} --format json"));
+        assert_eq!(s["type"], "array");
+    }
+
+    let unknown = ckpt().args(["schema", "nonesuch"]).output().unwrap();
+    assert_eq!(unknown.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&unknown.stderr);
+    assert!(
+        err.contains("nonesuch") && err.contains("sidecar, scan, inspect, validate"),
+        "{err}"
+    );
+    let help = ckpt().args(["schema", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    for name in ["sidecar", "scan", "inspect", "validate"] {
+        assert!(
+            help.lines().any(|l| l.trim_start().starts_with(name)),
+            "{name} not listed:\n{help}"
+        );
+    }
+}
