@@ -204,7 +204,7 @@ pub struct Summary {
 #[serde(untagged)]
 pub enum InspectItem {
     File(Box<Summary>),
-    Dcp(DcpSummary),
+    Dcp(Box<DcpSummary>),
 }
 
 /// A `torch.distributed.checkpoint` directory, from its `.metadata` alone.

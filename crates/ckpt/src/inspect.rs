@@ -66,7 +66,7 @@ pub fn run(a: &InspectArgs) -> Result<Outcome> {
     let mut failed = 0usize;
     for f in &a.files {
         let item = if ckpt_torch::dcp::is_dcp_dir(f) {
-            DcpSummary::open(f).map(Item::Dcp)
+            DcpSummary::open(f).map(|d| Item::Dcp(Box::new(d)))
         } else {
             Checkpoint::open(f).map(|ck| Item::File(Box::new(ck.summary())))
         };

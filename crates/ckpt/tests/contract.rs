@@ -10,6 +10,8 @@
 //! tar, safetensors, TorchScript, DCP directories, Lightning trees with good and bad sidecars)
 //! and, when present, the reference corpus (`--ignored`, as `.ci/run` runs it).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::path::{Path, PathBuf};
