@@ -197,7 +197,7 @@ pub struct Summary {
 }
 
 /// One element of `ckpt inspect --format json` (a list, one per input in the order given): a
-/// checkpoint file's [`Summary`], or a DCP directory's [`DcpSummary`]. Untagged: a reader tells
+/// checkpoint file's `Summary`, or a DCP directory's `DcpSummary`. Untagged: a reader tells
 /// them apart by `format` (`dcp` for a directory). A stable contract: fields are only added.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]

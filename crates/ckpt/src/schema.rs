@@ -6,6 +6,9 @@
 //! To add a command's schema: one line in [`SCHEMAS`].
 
 use anyhow::Result;
+use ckpt_meta::check::SidecarCheck;
+use ckpt_torch::scan::ScanRecord;
+use ckpt_torch::summary::InspectItem;
 use serde_json::Value;
 
 use crate::Outcome;
@@ -13,33 +16,28 @@ use crate::Outcome;
 /// One schema `ckpt schema NAME` prints.
 pub struct Entry {
     pub name: &'static str,
-    /// What it describes (shown by `ckpt schema --help`).
+    /// What it describes (shown by `ckpt schema --help`; the title of an output schema).
     pub about: &'static str,
     pub schema: fn() -> Value,
 }
 
-/// Every schema, the default first.
+impl Entry {
+    const fn new(name: &'static str, about: &'static str, schema: fn() -> Value) -> Entry {
+        Entry {
+            name,
+            about,
+            schema,
+        }
+    }
+}
+
+/// Every schema, the default first. A command's output: `output::<ItsTopLevelType>`.
+#[rustfmt::skip]
 pub const SCHEMAS: &[Entry] = &[
-    Entry {
-        name: "sidecar",
-        about: "the .metadata.yaml sidecar (the default)",
-        schema: ckpt_meta::schema::json_schema,
-    },
-    Entry {
-        name: "scan",
-        about: "ckpt scan --format json",
-        schema: output::<Vec<ckpt_torch::scan::ScanRecord>>,
-    },
-    Entry {
-        name: "inspect",
-        about: "ckpt inspect --format json",
-        schema: output::<Vec<ckpt_torch::summary::InspectItem>>,
-    },
-    Entry {
-        name: "validate",
-        about: "ckpt validate --format json",
-        schema: output::<Vec<ckpt_meta::check::SidecarCheck>>,
-    },
+    Entry::new("sidecar", "the .metadata.yaml sidecar (default)", ckpt_meta::schema::json_schema),
+    Entry::new("scan", "ckpt scan --format json", output::<Vec<ScanRecord>>),
+    Entry::new("inspect", "ckpt inspect --format json", output::<Vec<InspectItem>>),
+    Entry::new("validate", "ckpt validate --format json", output::<Vec<SidecarCheck>>),
 ];
 
 /// The names `ckpt schema` knows, in [`SCHEMAS`] order.
