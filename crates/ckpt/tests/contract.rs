@@ -291,6 +291,27 @@ fn scan_output_follows_its_schema_over_every_fixture() {
     assert!(records.len() > 100, "{} records", records.len());
 }
 
+/// The record the walk makes without opening the file: a FIFO is `special`, with a note.
+#[test]
+fn scan_output_follows_its_schema_for_a_fifo() {
+    let t = tempfile::tempdir().unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(t.path().join("pipe.pt"))
+        .status()
+        .unwrap();
+    assert!(made.success(), "mkfifo failed");
+    std::fs::write(t.path().join("notes.txt"), b"plain text").unwrap();
+    let out = json_stdout(&["scan", "--format", "json", t.path().to_str().unwrap()]);
+    let records: Vec<ScanRecord> = holds("scan", &out);
+    assert_eq!(records.len(), 2, "{records:?}");
+    assert!(
+        records
+            .iter()
+            .any(|r| r.format == "special" && r.note.is_some()),
+        "{records:?}"
+    );
+}
+
 #[test]
 fn inspect_output_follows_its_schema_over_every_fixture_checkpoint() {
     let mut files = Vec::new();
