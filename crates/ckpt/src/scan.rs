@@ -12,7 +12,9 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
-use ckpt_torch::scan::{FileScan, FileVerdict, ScanLimits, ScanRecord, Verdict, scan_path};
+use ckpt_torch::scan::{
+    FileScan, FileVerdict, ScanFormat, ScanLimits, ScanRecord, Verdict, scan_path,
+};
 
 use crate::Outcome;
 use crate::cli::{OutputFormat, ScanArgs};
@@ -51,7 +53,7 @@ pub fn run(a: &ScanArgs) -> Result<Outcome> {
             Found::Special(p) => (
                 p,
                 FileScan {
-                    format: "special",
+                    format: ScanFormat::Special,
                     note: Some("not a regular file (not opened)".into()),
                     ..FileScan::default()
                 },
@@ -59,7 +61,7 @@ pub fn run(a: &ScanArgs) -> Result<Outcome> {
             Found::Broken(p, e) => (
                 p,
                 FileScan {
-                    format: "other",
+                    format: ScanFormat::Other,
                     problems: vec![e],
                     ..FileScan::default()
                 },

@@ -284,7 +284,7 @@ fn scan_output_follows_its_schema_over_every_fixture() {
         "zip sequence",
     ] {
         assert!(
-            records.iter().any(|r| r.format == format),
+            records.iter().any(|r| r.format.as_str() == format),
             "no {format} file scanned"
         );
     }
@@ -307,9 +307,31 @@ fn scan_output_follows_its_schema_for_a_fifo() {
     assert!(
         records
             .iter()
-            .any(|r| r.format == "special" && r.note.is_some()),
+            .any(|r| r.format == ckpt_torch::scan::ScanFormat::Special && r.note.is_some()),
         "{records:?}"
     );
+}
+
+/// A file ckpt failed on (a bug, exit 3) still gets a record that follows the schema: an
+/// `error` whose format is `other` (before the format was typed it was an empty string).
+#[test]
+fn scan_output_follows_its_schema_for_a_file_ckpt_failed_on() {
+    let out = ckpt()
+        .env("CKPT_TEST_PANIC_ON", "last.ckpt")
+        .args(["scan", "--format", "json", "examples/lightning"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let records: Vec<ScanRecord> = holds("scan", &String::from_utf8(out.stdout).unwrap());
+    let failed: Vec<&ScanRecord> = records
+        .iter()
+        .filter(|r| r.path.ends_with("last.ckpt"))
+        .collect();
+    assert!(!failed.is_empty(), "{records:?}");
+    for r in failed {
+        assert_eq!(r.verdict, ckpt_torch::scan::FileVerdict::Error);
+        assert_eq!(r.format, ckpt_torch::scan::ScanFormat::Other);
+    }
 }
 
 #[test]

@@ -29,7 +29,7 @@ use ckpt_pickle::{ErrorKind, FrameMode, Limits, Pickle, Value};
 
 use super::npy::{NPY_MAGIC, scan_npy};
 use super::pickle::scan_pickle;
-use super::report::{FileScan, Finding, ScanReport, Usage, Verdict};
+use super::report::{FileScan, Finding, ScanFormat, ScanReport, Usage, Verdict};
 use super::tar::{is_tar_header, scan_tar};
 use super::zip::scan_zip;
 
@@ -70,7 +70,7 @@ impl Default for ScanLimits {
 /// Scan one file by content. Never fails: an unreadable file is a [`FileScan`] with a problem.
 pub fn scan_path(path: &Path, limits: &ScanLimits) -> FileScan {
     let mut out = FileScan {
-        format: "other",
+        format: ScanFormat::Other,
         ..FileScan::default()
     };
     crate::bug::failpoint(path);
@@ -95,7 +95,7 @@ pub fn scan_path(path: &Path, limits: &ScanLimits) -> FileScan {
     };
     let size = meta.len();
     if size == 0 {
-        out.format = "empty";
+        out.format = ScanFormat::Empty;
         out.note = Some("empty file".into());
         return out;
     }
@@ -111,30 +111,30 @@ pub fn scan_path(path: &Path, limits: &ScanLimits) -> FileScan {
         }
     };
     if head.starts_with(b"PK\x03\x04") {
-        out.format = "zip";
+        out.format = ScanFormat::Zip;
         scan_zip(&mut src, &mut out, limits);
         judge_torchscript(path, &mut out);
         return out;
     }
     if looks_like_safetensors(&head, size) {
-        out.format = "safetensors";
+        out.format = ScanFormat::Safetensors;
     } else if head.starts_with(NPY_MAGIC) {
-        out.format = "npy";
+        out.format = ScanFormat::Npy;
     } else if is_tar_header(&head) {
-        out.format = "tar";
+        out.format = ScanFormat::Tar;
     }
     // What torch.load's legacy path does with anything that is not a zip.
     scan_stream(&mut src, 0, &mut out, limits, "");
-    if out.format == "npy" {
+    if out.format == ScanFormat::Npy {
         scan_npy(&mut src, 0, size, &mut out, limits, "");
     }
-    if out.format == "tar" {
+    if out.format == ScanFormat::Tar {
         scan_tar(&mut src, &mut out, limits);
     }
     if out.pickles.is_empty() && out.note.is_none() {
         out.note = Some(match out.format {
-            "safetensors" => "safetensors file (no pickle)".into(),
-            "npy" => "numpy array without objects (no pickle)".into(),
+            ScanFormat::Safetensors => "safetensors file (no pickle)".into(),
+            ScanFormat::Npy => "numpy array without objects (no pickle)".into(),
             _ => "no pickle".into(),
         });
     }
@@ -151,7 +151,7 @@ fn judge_torchscript(path: &Path, out: &mut FileScan) {
         let lower = p.to_ascii_lowercase();
         lower.ends_with("/constants.pkl") && lower.matches('/').count() == 1
     });
-    if out.format != "zip" || !ts_member {
+    if out.format != ScanFormat::Zip || !ts_member {
         return;
     }
     let opts = crate::Options {
@@ -411,11 +411,11 @@ pub(super) fn scan_stream(
                 let starts_proto = src
                     .read(pos, 2.min(src.size - pos))
                     .is_ok_and(|h| h.len() == 2 && h[0] == 0x80 && (2..=5).contains(&h[1]));
-                if starts_proto && out.format == "other" {
+                if starts_proto && out.format == ScanFormat::Other {
                     // A protocol 2+ header, then garbage: a damaged pickle, not "no pickle".
                     out.pickles.push(entry.clone());
                     out.problem(format!("{entry}: {}", msg.unwrap_or_default()));
-                } else if out.note.is_none() && out.format == "other" {
+                } else if out.note.is_none() && out.format == ScanFormat::Other {
                     out.note = Some(format!(
                         "no pickle: pickle.load fails at once ({})",
                         msg.unwrap_or_default()
@@ -426,8 +426,8 @@ pub(super) fn scan_stream(
         }
         out.pickles.push(entry.clone());
         out.report.merge(report);
-        if n == 1 && start == 0 && out.format == "other" {
-            out.format = "pickle";
+        if n == 1 && start == 0 && out.format == ScanFormat::Other {
+            out.format = ScanFormat::Pickle;
         }
         if let Some(m) = msg {
             out.problem(format!("{entry}: {m}"));
@@ -436,8 +436,8 @@ pub(super) fn scan_stream(
         if n == 1 && end > 0 && pos == start && !legacy {
             // Was it the magic number of a legacy stream?
             legacy = is_magic_at(src, pos, end, limits);
-            if legacy && out.format == "pickle" {
-                out.format = "legacy";
+            if legacy && out.format == ScanFormat::Pickle {
+                out.format = ScanFormat::Legacy;
             }
         }
         if end == 0 {

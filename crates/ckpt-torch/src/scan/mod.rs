@@ -55,7 +55,9 @@ mod zip;
 pub use file::{MAX_INFLATED, ScanLimits, scan_path};
 pub use pickle::scan_pickle;
 pub use policy::classify_global;
-pub use report::{FileScan, FileVerdict, Finding, ScanRecord, ScanReport, Usage, Verdict};
+pub use report::{
+    FileScan, FileVerdict, Finding, ScanFormat, ScanRecord, ScanReport, Usage, Verdict,
+};
 pub use torchscript::{apply_torchscript, classify_torchscript_global};
 
 #[cfg(test)]

@@ -142,11 +142,69 @@ impl FileVerdict {
     }
 }
 
+/// What a scanned file's content is (decided by its bytes, never its name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub enum ScanFormat {
+    /// Not recognized (what a scan starts from, and what a file ckpt failed on stays).
+    #[default]
+    #[serde(rename = "other")]
+    Other,
+    /// An empty file.
+    #[serde(rename = "empty")]
+    Empty,
+    /// A zip (`PK\x03\x04`): what `torch.load` opens as an archive.
+    #[serde(rename = "zip")]
+    Zip,
+    /// Several complete zip archives back to back (a DCP `*.distcp` file).
+    #[serde(rename = "zip sequence")]
+    ZipSequence,
+    #[serde(rename = "safetensors")]
+    Safetensors,
+    #[serde(rename = "npy")]
+    Npy,
+    /// torch < 0.1.10's tar checkpoint.
+    #[serde(rename = "tar")]
+    Tar,
+    /// One or more bare pickles.
+    #[serde(rename = "pickle")]
+    Pickle,
+    /// torch's legacy (pre-1.6) stream: magic number, protocol, sys_info, the data, keys.
+    #[serde(rename = "legacy")]
+    Legacy,
+    /// Not a regular file (FIFO, socket, device): never opened.
+    #[serde(rename = "special")]
+    Special,
+}
+
+impl ScanFormat {
+    /// The name `--format json` and the table print.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScanFormat::Other => "other",
+            ScanFormat::Empty => "empty",
+            ScanFormat::Zip => "zip",
+            ScanFormat::ZipSequence => "zip sequence",
+            ScanFormat::Safetensors => "safetensors",
+            ScanFormat::Npy => "npy",
+            ScanFormat::Tar => "tar",
+            ScanFormat::Pickle => "pickle",
+            ScanFormat::Legacy => "legacy",
+            ScanFormat::Special => "special",
+        }
+    }
+}
+
+impl std::fmt::Display for ScanFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What one file holds and what its pickles reference.
 #[derive(Debug, Clone, Default)]
 pub struct FileScan {
-    /// `zip`, `legacy`, `pickle`, `npy`, `safetensors`, `empty` or `other`.
-    pub format: &'static str,
+    pub format: ScanFormat,
     pub report: ScanReport,
     /// The pickles decoded (zip member names, `pickle 1`, `legacy pickle` …).
     pub pickles: Vec<String>,
@@ -194,9 +252,8 @@ pub struct ScanRecord {
     /// `null`, or `problems` joined with `"; "` (the first field of its kind; kept for
     /// readers written against it).
     pub error: Option<String>,
-    /// What the content is: `zip`, `zip sequence`, `legacy`, `pickle`, `npy`, `tar`,
-    /// `safetensors`, `empty`, `other`, or `special` (not a regular file, never opened).
-    pub format: String,
+    /// What the content is.
+    pub format: ScanFormat,
     /// The pickles decoded (zip member names, `pickle 1`, `legacy pickle 2` …).
     pub pickles: Vec<String>,
     /// Why the file could not be read or decoded completely (each makes it not safe).
@@ -213,7 +270,7 @@ impl ScanRecord {
             verdict: scan.verdict(),
             globals: scan.report.findings.clone(),
             error: (!scan.problems.is_empty()).then(|| scan.problems.join("; ")),
-            format: scan.format.to_string(),
+            format: scan.format,
             pickles: scan.pickles.clone(),
             problems: scan.problems.clone(),
             note: scan.note.clone(),

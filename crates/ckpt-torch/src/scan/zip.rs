@@ -4,7 +4,7 @@
 
 use super::file::{Back, ScanLimits, Source, decode_one};
 use super::npy::scan_npy_bytes;
-use super::report::FileScan;
+use super::report::{FileScan, ScanFormat};
 use crate::zipdir::{Member, central_directory, inflate, le, torch_zip_lookup};
 
 /// A file starting `PK\x03\x04`: one archive, or (a DCP `*.distcp` file) several archives
@@ -13,7 +13,7 @@ pub(super) fn scan_zip(src: &mut Source<'_>, out: &mut FileScan, limits: &ScanLi
     let windows = archive_sequence(src).filter(|w| w.len() > 1);
     match windows {
         Some(ws) => {
-            out.format = "zip sequence";
+            out.format = ScanFormat::ZipSequence;
             for (start, end) in ws {
                 scan_archive(
                     src,
