@@ -4,18 +4,18 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
+use ckpt_meta::sources::DirCache;
 use ckpt_torch::bug::Panic;
-use serde_json::Value;
 
 use crate::Fact;
 use crate::cache::{Cache, CacheError, FileKey};
 use crate::discover::{Candidate, Kind, WalkOptions, discover_with_listing};
+use crate::entry::CatalogEntry;
 use crate::par;
 use crate::resolve::{
-    Configs, FACTS_VERSION, Resolve, SidecarRead, checkpoint_facts, facts_from_json, facts_to_json,
-    mark_best, modified_of, needs_checkpoint, read_sidecar, resolve,
+    FACTS_VERSION, Resolve, bug_entry, checkpoint_facts, facts_from_json, facts_to_json, mark_best,
+    modified_of, resolve,
 };
-use crate::sources::DirCache;
 
 /// Called after each chunk with (checkpoints done, checkpoints found).
 pub type Progress = std::sync::Arc<dyn Fn(usize, usize) + Send + Sync>;
@@ -45,7 +45,6 @@ pub struct Stats {
     pub candidates: usize,
     pub opened: usize,
     pub cached: usize,
-    pub skipped_by_sidecar: usize,
     pub forgotten: usize,
 }
 
@@ -59,7 +58,7 @@ pub struct Bug {
 
 #[derive(Debug, Default)]
 pub struct Catalog {
-    pub entries: Vec<Value>,
+    pub entries: Vec<CatalogEntry>,
     pub warnings: Vec<String>,
     pub stats: Stats,
     /// Checkpoints that hit a bug in ckpt (a panic caught per checkpoint).
@@ -104,7 +103,7 @@ pub fn build(roots: &[PathBuf], opts: &Options) -> Result<Catalog, CacheError> {
 pub fn build_streaming(
     roots: &[PathBuf],
     opts: &Options,
-    on_entry: &mut dyn FnMut(Value),
+    on_entry: &mut dyn FnMut(CatalogEntry),
 ) -> Result<Catalog, CacheError> {
     let mut cat = Catalog::default();
     let (cands, warnings, seen) = discover_with_listing(roots, &opts.walk);
@@ -162,7 +161,6 @@ pub fn build_streaming(
     // memory at a time (memory grows with the entries kept, not with what was read).
     const CHUNK: usize = 1024;
     let dirs = DirCache::default();
-    let configs = Configs::default();
     // Chunks end at folder boundaries, so each folder's best can be marked within its chunk.
     let mut chunks: Vec<Vec<usize>> = Vec::new();
     let mut cur: Vec<usize> = Vec::new();
@@ -182,26 +180,12 @@ pub fn build_streaming(
     let mut warned: HashSet<String> = HashSet::new();
     for chunk in &chunks {
         let chunk = chunk.as_slice();
-        let mut chunk_entries: Vec<Value> = Vec::with_capacity(chunk.len());
+        let mut chunk_entries: Vec<CatalogEntry> = Vec::with_capacity(chunk.len());
         let mut chunk_best: Vec<Option<String>> = Vec::with_capacity(chunk.len());
-        // Each sidecar is parsed once: it decides whether the checkpoint is opened, and it is
-        // the first source of the entry.
-        let sidecars: Vec<SidecarRead> = par::map(chunk, |i| read_sidecar(&cands[*i], &seen));
-        let need: Vec<bool> = chunk
-            .iter()
-            .zip(&sidecars)
-            .map(|(i, sc)| needs_checkpoint(&cands[*i], sc, stats[*i].size, &stats[*i].modified))
-            .collect();
-        cat.stats.skipped_by_sidecar += chunk
-            .iter()
-            .zip(&need)
-            .filter(|(i, n)| !**n && stats[**i].error.is_none())
-            .count();
         let wanted: Vec<usize> = chunk
             .iter()
-            .zip(&need)
-            .filter(|(i, n)| **n && stats[**i].key.is_some())
-            .map(|(i, _)| *i)
+            .copied()
+            .filter(|i| stats[*i].key.is_some())
             .collect();
         let mut facts: HashMap<usize, Vec<Fact>> = HashMap::with_capacity(wanted.len());
         if let Some(c) = &cache {
@@ -245,7 +229,11 @@ pub fn build_streaming(
                         path: cands[*i].path.clone(),
                         panic,
                     });
-                    vec![Fact::new("error", Value::String(msg), "checkpoint")]
+                    vec![Fact::new(
+                        crate::Field::Error,
+                        serde_json::Value::String(msg),
+                        crate::Source::Checkpoint,
+                    )]
                 }
             };
             facts.insert(*i, f);
@@ -255,19 +243,16 @@ pub fn build_streaming(
         {
             c.put_many(&rows, FACTS_VERSION)?;
         }
-        let at: Vec<(usize, &SidecarRead)> = chunk.iter().copied().zip(&sidecars).collect();
-        let resolved = par::map(&at, |(i, sidecar)| {
+        let resolved = par::map(chunk, |i| {
             ckpt_torch::bug::catch(|| {
                 let mut w = Vec::new();
                 let r = resolve(
                     &Resolve {
-                        sidecar,
                         candidate: &cands[*i],
                         size: stats[*i].size,
                         modified: stats[*i].modified.clone(),
                         ckpt_facts: facts.get(i).map(Vec::as_slice),
                         dirs: &dirs,
-                        configs: &configs,
                         seen: &seen,
                     },
                     &mut w,
@@ -287,7 +272,7 @@ pub fn build_streaming(
                     (r.entry, r.best_name)
                 }
                 Err(panic) => {
-                    let entry = bug_entry(&cands[*i].path, &panic);
+                    let entry = bug_entry(&cands[*i].path, panic.to_string());
                     cat.bugs.push(Bug {
                         path: cands[*i].path.clone(),
                         panic,
@@ -296,7 +281,7 @@ pub fn build_streaming(
                 }
             };
             if let Some(e) = &stats[*i].error {
-                entry["error"] = Value::String(e.clone());
+                entry.error = Some(e.clone());
             }
             chunk_best.push(best);
             chunk_entries.push(entry);
@@ -327,15 +312,6 @@ pub fn build_streaming(
         cat.stats.forgotten = c.forget_missing(&abs_roots, &keys)?;
     }
     Ok(cat)
-}
-
-/// The entry of a checkpoint whose resolution panicked: its path and the error, every other
-/// field empty, in the contract's key order.
-fn bug_entry(path: &Path, panic: &Panic) -> Value {
-    let mut e = crate::resolve::Entry::new(&path.display().to_string());
-    e.value
-        .insert("error".into(), Value::String(panic.to_string()));
-    Value::Object(e.value)
 }
 
 /// Bytes of the files directly in a folder (DCP / sharded models).

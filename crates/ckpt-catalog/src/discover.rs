@@ -10,15 +10,9 @@ use std::path::{Path, PathBuf};
 /// files are often named).
 pub const EXTENSIONS: &[&str] = &["ckpt", "pt", "pth", "bin", "safetensors", "jit"];
 
-/// What kind of thing a catalog entry is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Kind {
-    File,
-    /// A `torch.distributed.checkpoint` directory (`.metadata` + `*.distcp`).
-    Dcp,
-    /// A Hugging Face folder with `*.index.json` and shards: one model.
-    HfSharded,
-}
+/// What kind of thing a catalog entry is (the readers of the metadata crate decide what to
+/// read by it).
+pub use ckpt_meta::sources::Kind;
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Candidate {

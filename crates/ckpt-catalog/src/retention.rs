@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Component, Path, PathBuf};
 use std::str::FromStr;
 
-use serde_json::Value;
+use crate::entry::CatalogEntry;
 
 use crate::query::field;
 use crate::resolve::metric_value;
@@ -57,6 +57,8 @@ pub struct PruneOptions {
     pub keep_last: usize,
     /// Keep checkpoints whose global step is a multiple of N (`Some(0)` is ignored).
     pub keep_every: Option<u64>,
+    /// Rank within each run (the default) or across every run of an experiment.
+    pub group: crate::query::GroupBy,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -258,12 +260,12 @@ fn sidecars_of(path: &Path) -> Vec<String> {
     .collect()
 }
 
-fn is_last(e: &Value, path: &Path) -> bool {
+fn is_last(e: &CatalogEntry, path: &Path) -> bool {
     let stem = path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
-    stem == "last" || stem.starts_with("last-") || e["is_last"] == Value::Bool(true)
+    stem == "last" || stem.starts_with("last-") || e.is_last
 }
 
 /// A metric as shown in reasons: four decimals, trailing zeros trimmed.
@@ -280,11 +282,11 @@ fn show(v: f64) -> String {
 /// Newest first by (global_step, epoch, modified, mtime).
 type Age = (i64, i64, String, i64);
 
-fn age(e: &Value, mtime: i64) -> Age {
+fn age(e: &CatalogEntry, mtime: i64) -> Age {
     (
-        e["global_step"].as_i64().unwrap_or(-1),
-        e["epoch"].as_i64().unwrap_or(-1),
-        e["modified"].as_str().unwrap_or("").to_owned(),
+        e.global_step.unwrap_or(-1),
+        e.epoch.unwrap_or(-1),
+        e.modified.clone(),
         mtime,
     )
 }
@@ -292,7 +294,7 @@ fn age(e: &Value, mtime: i64) -> Age {
 /// Decide everything before anything is deleted. `roots` are the paths the user gave
 /// (absolute or as given; compared lexically and canonicalized). With no roots, nothing is
 /// under a given path, so everything is kept.
-pub fn plan(entries: &[Value], roots: &[PathBuf], opts: &PruneOptions) -> Plan {
+pub fn plan(entries: &[CatalogEntry], roots: &[PathBuf], opts: &PruneOptions) -> Plan {
     let roots: Vec<Root> = roots
         .iter()
         .map(|r| Root {
@@ -304,9 +306,10 @@ pub fn plan(entries: &[Value], roots: &[PathBuf], opts: &PruneOptions) -> Plan {
     let monitor = opts.monitor.as_str();
 
     struct Item<'a> {
-        entry: &'a Value,
+        entry: &'a CatalogEntry,
         path: PathBuf,
         experiment: String,
+        group: String,
         probe: Probe,
         reasons: Vec<String>,
         metric: Option<f64>,
@@ -318,23 +321,25 @@ pub fn plan(entries: &[Value], roots: &[PathBuf], opts: &PruneOptions) -> Plan {
     let mut seen_paths: HashSet<PathBuf> = HashSet::new();
     let mut items: Vec<Item<'_>> = Vec::with_capacity(entries.len());
     for e in entries {
-        let path_str = e["path"].as_str().unwrap_or("");
+        let path_str = e.path.as_str();
         let path = PathBuf::from(path_str);
         if !path_str.is_empty() && !seen_paths.insert(abs_path(&path)) {
             continue;
         }
-        let experiment = match e["experiment"].as_str() {
+        let experiment = match e.experiment.as_deref() {
             Some(x) if !x.is_empty() => x.to_owned(),
             _ => path
                 .parent()
                 .map(|d| d.display().to_string())
                 .unwrap_or_default(),
         };
-        let error = e.get("error").filter(|v| !v.is_null()).map(|v| {
-            v.as_str()
-                .map(str::to_owned)
-                .unwrap_or_else(|| v.to_string())
-        });
+        let group = match (opts.group, e.run.as_deref()) {
+            (crate::query::GroupBy::Run, Some(r)) if !r.is_empty() => {
+                format!("{experiment}\u{1f}{r}")
+            }
+            _ => experiment.clone(),
+        };
+        let error = e.error.clone();
         let mut probe = if path_str.is_empty() {
             Probe {
                 blockers: vec!["unreadable: no path".into()],
@@ -347,14 +352,14 @@ pub fn plan(entries: &[Value], roots: &[PathBuf], opts: &PruneOptions) -> Plan {
             probe.blockers.insert(0, format!("unreadable: {err}"));
         }
         let metric = metric_value(e, monitor)
-            .or_else(|| field(e, monitor).and_then(Value::as_f64))
+            .or_else(|| field(e, monitor).and_then(|v| v.as_f64()))
             .filter(|v| !v.is_nan());
         let last = is_last(e, &path);
         let mut reasons = probe.blockers.clone();
         if last {
             reasons.push("last.ckpt".into());
         }
-        if e["is_best"] == Value::Bool(true) {
+        if e.is_best {
             reasons.push("marked best".into());
         }
         if metric.is_none() && error.is_none() {
@@ -365,6 +370,7 @@ pub fn plan(entries: &[Value], roots: &[PathBuf], opts: &PruneOptions) -> Plan {
             entry: e,
             path,
             experiment,
+            group,
             probe,
             reasons,
             metric,
@@ -376,7 +382,7 @@ pub fn plan(entries: &[Value], roots: &[PathBuf], opts: &PruneOptions) -> Plan {
     // Per experiment, over the files that could be deleted (and are not `last` copies).
     let mut groups: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for (i, it) in items.iter().enumerate() {
-        groups.entry(it.experiment.as_str()).or_default().push(i);
+        groups.entry(it.group.as_str()).or_default().push(i);
     }
     let mut extra: Vec<(usize, String)> = Vec::new();
     let mut not_top: Vec<usize> = Vec::new();
@@ -431,8 +437,10 @@ pub fn plan(entries: &[Value], roots: &[PathBuf], opts: &PruneOptions) -> Plan {
         }
         if let Some(n) = opts.keep_every.filter(|n| *n > 0) {
             for &i in &series {
-                if items[i].entry["global_step"]
-                    .as_u64()
+                if items[i]
+                    .entry
+                    .global_step
+                    .and_then(|s| u64::try_from(s).ok())
                     .is_some_and(|s| s % n == 0)
                 {
                     extra.push((i, format!("every {n} steps")));
@@ -509,7 +517,10 @@ pub fn plan(entries: &[Value], roots: &[PathBuf], opts: &PruneOptions) -> Plan {
 
     let mut out = Plan::default();
     for ((it, action), sidecars) in items.into_iter().zip(actions).zip(sidecars) {
-        let size_bytes = it.entry["size_bytes"].as_u64().unwrap_or(it.probe.size);
+        let size_bytes = match it.entry.size_bytes {
+            0 => it.probe.size,
+            n => n,
+        };
         match action {
             Action::Delete => {
                 out.delete_count += 1;
@@ -518,7 +529,7 @@ pub fn plan(entries: &[Value], roots: &[PathBuf], opts: &PruneOptions) -> Plan {
             Action::Keep => out.keep_count += 1,
         }
         out.decisions.push(Decision {
-            path: it.entry["path"].as_str().unwrap_or("").to_owned(),
+            path: it.entry.path.clone(),
             experiment: it.experiment,
             action,
             reasons: it.reasons,
@@ -631,12 +642,12 @@ mod tests {
         fs::write(p, vec![b'x'; bytes]).unwrap();
     }
 
-    fn entry(path: &Path, exp: &str, epoch: i64, step: i64, metric: Option<f64>) -> Value {
+    fn entry(path: &Path, exp: &str, epoch: i64, step: i64, metric: Option<f64>) -> CatalogEntry {
         let metrics = match metric {
             Some(v) => json!({ "val/hmean": v }),
             None => json!({}),
         };
-        json!({
+        serde_json::from_value(json!({
             "path": path.display().to_string(),
             "experiment": exp,
             "epoch": epoch,
@@ -649,7 +660,8 @@ mod tests {
             "is_best": false,
             "is_last": false,
             "error": null,
-        })
+        }))
+        .unwrap()
     }
 
     fn opts(k: usize, mode: Mode) -> PruneOptions {
@@ -659,6 +671,7 @@ mod tests {
             mode,
             keep_last: 0,
             keep_every: None,
+            group: crate::query::GroupBy::Run,
         }
     }
 
@@ -681,7 +694,7 @@ mod tests {
     }
 
     /// The dbnet-like experiment: epoch=01 0.7445, epoch=02 0.7718, last.ckpt 0.7718.
-    fn dbnet(root: &Path) -> Vec<Value> {
+    fn dbnet(root: &Path) -> Vec<CatalogEntry> {
         let dir = root.join("dbnet/checkpoints");
         let a = dir.join("epoch=01-step=4-hmean=0.7445.ckpt");
         let b = dir.join("epoch=02-step=6-hmean=0.7718.ckpt");
@@ -690,9 +703,9 @@ mod tests {
         write(&b, 200);
         write(&l, 300);
         let mut eb = entry(&b, "dbnet", 2, 6, Some(0.771_794_855_594_635));
-        eb["is_best"] = json!(true);
+        eb.is_best = true;
         let mut el = entry(&l, "dbnet", 2, 6, Some(0.771_794_855_594_635));
-        el["is_last"] = json!(true);
+        el.is_last = true;
         vec![
             entry(&a, "dbnet", 1, 4, Some(0.744_518_280_029_296_9)),
             eb,
@@ -744,7 +757,7 @@ mod tests {
             let f = d.join(format!("epoch={i}.ckpt"));
             write(&f, 10);
             let mut e = entry(&f, "exp", i, i * 10, None);
-            e["metrics"] = json!({ "val_loss": loss });
+            e.metrics = [("val_loss".to_owned(), loss)].into_iter().collect();
             entries.push(e);
         }
         let mut o = opts(2, Mode::Min);
@@ -772,7 +785,7 @@ mod tests {
             let f = d.join(format!("e{i}.ckpt"));
             write(&f, 10);
             let mut e = entry(&f, "exp", i, i, None);
-            e["metrics"] = json!({ "hmean": v });
+            e.metrics = [("hmean".to_owned(), v)].into_iter().collect();
             entries.push(e);
         }
         let p = plan(&entries, &[t.path().to_path_buf()], &opts(0, Mode::Max));
@@ -1003,7 +1016,7 @@ mod tests {
         let bad = t.path().join("x/bad.ckpt");
         write(&bad, 10);
         let mut e = entry(&bad, "x", 0, 0, None);
-        e["error"] = json!("bad.ckpt: not a zip");
+        e.error = Some("bad.ckpt: not a zip".into());
         entries.push(e);
         let p = plan(&entries, &[t.path().to_path_buf()], &opts(1, Mode::Max));
         assert_eq!(p.delete_count, 2);

@@ -137,6 +137,9 @@ pub struct ExperimentsArgs {
     /// Neither read nor write the catalog cache.
     #[arg(long)]
     pub no_cache: bool,
+    /// Group per run (a Hydra job, a Lightning version …) or per experiment.
+    #[arg(long, value_enum, default_value_t = GroupByArg::Run)]
+    pub group_by: GroupByArg,
 }
 
 #[derive(Debug, clap::Args)]
@@ -178,6 +181,24 @@ pub struct PruneArgs {
     pub format: OutputFormat,
     #[arg(long)]
     pub no_cache: bool,
+    /// Group per run (a Hydra job, a Lightning version …) or per experiment.
+    #[arg(long, value_enum, default_value_t = GroupByArg::Run)]
+    pub group_by: GroupByArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GroupByArg {
+    Run,
+    Experiment,
+}
+
+impl GroupByArg {
+    pub fn get(self) -> ckpt_catalog::query::GroupBy {
+        match self {
+            GroupByArg::Run => ckpt_catalog::query::GroupBy::Run,
+            GroupByArg::Experiment => ckpt_catalog::query::GroupBy::Experiment,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -233,6 +254,20 @@ pub struct CatalogArgs {
     /// Say how many checkpoints were opened, cached, or described by sidecars.
     #[arg(long, short)]
     pub verbose: bool,
+    /// Rank `--best`/`--latest` within each run (a Hydra job, a Lightning version …) or across
+    /// every run of an experiment.
+    #[arg(long, value_enum, default_value_t = GroupByArg::Run)]
+    pub group_by: GroupByArg,
+    /// Show every field of this checkpoint with the source it came from, and the sources
+    /// that disagree.
+    #[arg(long, value_name = "PATH")]
+    pub explain: Option<PathBuf>,
+    /// Table columns, comma-separated field names (`epoch,metrics.val_loss,hparams.lr,model.encoder`).
+    #[arg(long, value_name = "FIELDS", value_delimiter = ',')]
+    pub columns: Vec<String>,
+    /// Do not fit the table to the terminal's width.
+    #[arg(long)]
+    pub wide: bool,
 }
 
 #[derive(Debug, clap::Args)]

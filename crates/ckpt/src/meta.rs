@@ -2,13 +2,13 @@
 //! --outputs-dir` discovery `ckpt validate` shares).
 
 use std::collections::BTreeMap;
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 use anyhow::{Result, bail};
-use ckpt_meta::extract::{ExtraSources, Layout, build_sidecar, iso_time};
+use ckpt_meta::extract::{gather_for_sidecar, iso_time};
 use ckpt_meta::sidecar::{self, Sidecar};
+use ckpt_meta::sources::{Around, DirCache};
+use ckpt_meta::{Field, Layout, Source};
 use ckpt_meta::{config, schema};
 use ckpt_torch::Checkpoint;
 use serde_json::Value;
@@ -88,33 +88,6 @@ pub fn log(level: &str, msg: &str) {
     );
 }
 
-/// Reads each run's config once, however many checkpoints it has.
-#[derive(Default)]
-struct ConfigCache {
-    map: Mutex<HashMap<PathBuf, Option<Value>>>,
-}
-
-impl ConfigCache {
-    fn get(&self, path: &Path, debug: &mut Vec<String>) -> Option<Value> {
-        if let Ok(m) = self.map.lock()
-            && let Some(v) = m.get(path)
-        {
-            return v.clone();
-        }
-        let v = match config::read_config(path) {
-            Ok(v) => Some(v),
-            Err(e) => {
-                debug.push(format!("config unreadable, ignored: {e}"));
-                None
-            }
-        };
-        if let Ok(mut m) = self.map.lock() {
-            m.insert(path.to_path_buf(), v.clone());
-        }
-        v
-    }
-}
-
 enum Converted {
     Written {
         sidecar: PathBuf,
@@ -135,7 +108,8 @@ struct Job<'a> {
     force: bool,
     dry_run: bool,
     verbose: bool,
-    cache: &'a ConfigCache,
+    /// Folders and configs parsed once for every checkpoint of the run.
+    dirs: &'a DirCache,
 }
 
 fn convert_one(job: &Job<'_>, ckpt: &Path, debug: &mut Vec<String>) -> Converted {
@@ -151,42 +125,47 @@ fn convert_one(job: &Job<'_>, ckpt: &Path, debug: &mut Vec<String>) -> Converted
         Err(e) => return Converted::Failed(e.to_string()),
     };
     let layout = Layout::new(ckpt, job.outputs);
-    let mut extra = ExtraSources::default();
-    let json = sidecar::json_path(ckpt);
-    if json.is_file() {
-        match Sidecar::read(&json) {
-            Ok(sc) => {
-                if job.verbose {
-                    debug.push(format!("existing JSON sidecar: {}", json.display()));
-                }
-                extra.sidecar = Some(sc.value);
-            }
-            Err(e) => debug.push(format!("existing JSON sidecar unreadable, ignored: {e}")),
-        }
-    }
-    for suffix in [".config.yaml", ".config.yml", ".config.json"] {
-        let p = sidecar::with_suffix(ckpt, suffix);
-        if p.is_file() {
-            if job.verbose {
-                debug.push(format!("config sidecar: {}", p.display()));
-            }
-            extra.config_sidecar = job.cache.get(&p, debug);
-            break;
-        }
-    }
-    let stop = job.outputs.unwrap_or(&layout.outputs_dir);
-    if let Some(h) = config::find_hydra_config(ckpt, stop) {
-        if job.verbose {
-            debug.push(format!("hydra config: {}", h.display()));
-        }
-        extra.hydra = job.cache.get(&h, debug);
-    } else if job.verbose {
-        debug.push("hydra config: none found".into());
-    }
-    let mut value = match build_sidecar(&ck, &layout, &extra) {
-        Ok(v) => v,
-        Err(e) => return Converted::Failed(format!("{}: {e}", ckpt.display())),
+    let root = job.outputs.unwrap_or(&layout.outputs_dir).to_path_buf();
+    let is_file = |p: &Path| p.is_file();
+    let around = Around {
+        dirs: job.dirs,
+        root: &root,
+        is_file: &is_file,
     };
+    if job.verbose {
+        match ckpt_meta::sources::config_sidecar_path(ckpt, &is_file) {
+            Some(p) => debug.push(format!("config sidecar: {}", p.display())),
+            None => debug.push("config sidecar: none found".into()),
+        }
+        match job.dirs.hydra_for(ckpt, &root) {
+            Some(h) => debug.push(format!("hydra config: {}", h.display())),
+            None => debug.push("hydra config: none found".into()),
+        }
+        let json = sidecar::json_path(ckpt);
+        if json.is_file() {
+            debug.push(format!("existing JSON sidecar: {}", json.display()));
+        }
+    }
+    // The same facts and the same engine as `ckpt catalog`: the sidecar is a projection of
+    // what the catalog says about this file.
+    let (facts, error) = gather_for_sidecar(ckpt, &ck, &around);
+    if let Some(e) = error {
+        return Converted::Failed(e);
+    }
+    // hyper_parameters over a budget: the sidecar would lack what they say; not written.
+    if let Some(w) = facts
+        .iter()
+        .find(|f| f.field == Field::Warning && f.source == Source::Hparams)
+        .and_then(|f| f.value.as_str())
+    {
+        return Converted::Failed(w.trim_end_matches("; hyper_parameters ignored").to_owned());
+    }
+    let resolution = ckpt_meta::resolve(facts);
+    for w in &resolution.warnings {
+        debug.push(w.clone());
+    }
+    let summary = ck.summary();
+    let mut value = ckpt_meta::project(&resolution, &ck, &summary, &layout);
     if job.verbose
         && let Some(p) = value.get("provenance").and_then(Value::as_object)
     {
@@ -247,13 +226,13 @@ fn convert_one(job: &Job<'_>, ckpt: &Path, debug: &mut Vec<String>) -> Converted
 
 pub fn convert_legacy(a: &ConvertLegacyArgs) -> Result<Outcome> {
     let (files, outputs) = discover(&a.target)?;
-    let cache = ConfigCache::default();
+    let dirs = DirCache::default();
     let job = Job {
         outputs: outputs.as_deref(),
         force: a.force,
         dry_run: a.dry_run,
         verbose: a.verbose,
-        cache: &cache,
+        dirs: &dirs,
     };
     log(
         "INFO",
