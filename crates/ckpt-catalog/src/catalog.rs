@@ -13,7 +13,7 @@ use crate::discover::{Candidate, Kind, WalkOptions, discover_with_listing};
 use crate::entry::CatalogEntry;
 use crate::par;
 use crate::resolve::{
-    FACTS_VERSION, Resolve, bug_entry, checkpoint_facts, facts_from_json, facts_to_json, mark_best,
+    Resolve, bug_entry, checkpoint_facts, facts_from_json, facts_to_json, facts_version, mark_best,
     modified_of, resolve,
 };
 
@@ -81,6 +81,62 @@ fn key_file(c: &Candidate) -> PathBuf {
     }
 }
 
+/// Every other file a candidate's facts are read from: a DCP folder's shards (its step and
+/// epoch are read from them), a sharded folder's `config.json` and every shard its index
+/// names. The cache key covers them all, so changing any of them re-reads the facts.
+fn other_inputs(c: &Candidate) -> Vec<PathBuf> {
+    match c.kind {
+        Kind::File => Vec::new(),
+        Kind::Dcp => {
+            let mut v: Vec<PathBuf> = std::fs::read_dir(&c.path)
+                .map(|rd| {
+                    rd.flatten()
+                        .map(|e| e.path())
+                        .filter(|p| p.file_name().is_some_and(|n| n != ".metadata"))
+                        .collect()
+                })
+                .unwrap_or_default();
+            v.sort();
+            v
+        }
+        Kind::HfSharded => ckpt_meta::sources::checkpoint::sharded_inputs(&c.path),
+    }
+}
+
+/// Fold the other inputs into a key: sizes added, the newest mtime, and the inode field
+/// replaced by a hash of every input's (name, size, mtime, inode), so any change, addition or
+/// removal gives another key.
+fn fold_inputs(mut key: FileKey, inputs: &[PathBuf]) -> FileKey {
+    if inputs.is_empty() {
+        return key;
+    }
+    // FNV-1a: a stable hash, no dependency.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |bytes: &[u8]| {
+        for b in bytes {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    eat(&key.inode.to_le_bytes());
+    for p in inputs {
+        eat(p.as_os_str().as_encoded_bytes());
+        match std::fs::metadata(p) {
+            Ok(m) => {
+                let k = FileKey::from_metadata("", &m);
+                key.size = key.size.saturating_add(k.size);
+                key.mtime_ns = key.mtime_ns.max(k.mtime_ns);
+                eat(&k.size.to_le_bytes());
+                eat(&k.mtime_ns.to_le_bytes());
+                eat(&k.inode.to_le_bytes());
+            }
+            Err(_) => eat(b"\0missing"),
+        }
+    }
+    key.inode = h;
+    key
+}
+
 struct Stat {
     key: Option<FileKey>,
     size: u64,
@@ -121,8 +177,9 @@ pub fn build_streaming(
                 } else {
                     dir_size(&c.path)
                 };
+                let key = FileKey::from_metadata(&abs.display().to_string(), &m);
                 Stat {
-                    key: Some(FileKey::from_metadata(&abs.display().to_string(), &m)),
+                    key: Some(fold_inputs(key, &other_inputs(c))),
                     size,
                     modified,
                     error: None,
@@ -193,7 +250,7 @@ pub fn build_streaming(
                 .iter()
                 .filter_map(|i| stats[*i].key.clone())
                 .collect();
-            let hits = c.get_many(&keys, FACTS_VERSION)?;
+            let hits = c.get_many(&keys, facts_version())?;
             for (i, h) in wanted.iter().zip(hits) {
                 if let Some(text) = h
                     && let Some(f) = facts_from_json(&text)
@@ -241,7 +298,7 @@ pub fn build_streaming(
         if let Some(c) = &mut cache
             && !rows.is_empty()
         {
-            c.put_many(&rows, FACTS_VERSION)?;
+            c.put_many(&rows, facts_version())?;
         }
         let resolved = par::map(chunk, |i| {
             ckpt_torch::bug::catch(|| {
