@@ -27,7 +27,7 @@ const TORCHSCRIPT_TAGS: &[&str] = &[
 ];
 
 /// How a global read from a TorchScript archive's pickles is judged, when that differs from
-/// [`classify_global`]: `None` for every other name.
+/// [`classify_global`](super::classify_global): `None` for every other name.
 pub fn classify_torchscript_global(module: &str, name: &str) -> Option<(Verdict, String)> {
     if name.contains('.') || is_dunder(name) {
         return None;
