@@ -151,6 +151,16 @@ fn check(root: &Value, schema: &Value, v: &Value, at: &str, out: &mut Vec<String
                     }
                 }
             }
+            "pattern" => {
+                if let Value::String(t) = v {
+                    use predicates::Predicate;
+                    let re = predicates::str::is_match(s.as_str().unwrap())
+                        .unwrap_or_else(|e| panic!("{at}: bad pattern {s}: {e}"));
+                    if !re.eval(t.as_str()) {
+                        out.push(format!("{at}: {v} does not match {s}"));
+                    }
+                }
+            }
             "allOf" => {
                 for sub in s.as_array().unwrap() {
                     check(root, sub, v, at, out);
