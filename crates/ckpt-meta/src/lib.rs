@@ -2,6 +2,7 @@
 //! engine (winner + conflicts), a reader per source, and the `.metadata.yaml` sidecar (the
 //! schema existing tools read) as a projection of a resolved checkpoint, with validation.
 
+pub mod check;
 pub mod config;
 pub mod engine;
 pub mod extract;

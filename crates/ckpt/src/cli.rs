@@ -27,8 +27,8 @@ pub enum Command {
     ConvertLegacy(ConvertLegacyArgs),
     /// Check sidecars: valid, invalid (with field paths), missing, or stale.
     Validate(ValidateArgs),
-    /// Print the sidecar's JSON Schema.
-    Schema,
+    /// Print a JSON Schema: the sidecar's (default), or a command's `--format json` output.
+    Schema(SchemaArgs),
     /// List checkpoints under paths with everything known about them (cached).
     Catalog(CatalogArgs),
     /// The catalog's cache: where it is, how big, or remove it.
@@ -318,6 +318,23 @@ pub struct ConvertLegacyArgs {
     /// Log each source tried and what it gave (DEBUG lines).
     #[arg(long, short)]
     pub verbose: bool,
+}
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = schema_list())]
+pub struct SchemaArgs {
+    /// Which schema (default: sidecar).
+    #[arg(value_name = "NAME", value_parser = clap::builder::PossibleValuesParser::new(crate::schema::names()))]
+    pub name: Option<String>,
+}
+
+/// The `Schemas:` list under `ckpt schema --help`.
+fn schema_list() -> String {
+    let mut s = String::from("Schemas:");
+    for e in crate::schema::SCHEMAS {
+        s.push_str(&format!("\n  {:<10} {}", e.name, e.about));
+    }
+    s
 }
 
 #[derive(Debug, clap::Args)]

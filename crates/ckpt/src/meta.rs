@@ -1,20 +1,20 @@
-//! `ckpt convert-legacy`, `ckpt validate`, `ckpt schema`: metadata sidecars for whole trees.
+//! `ckpt convert-legacy`: metadata sidecars for whole trees (and the `--checkpoint | --exp-dir |
+//! --outputs-dir` discovery `ckpt validate` shares).
 
 use std::collections::BTreeMap;
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
 use ckpt_meta::extract::{gather_for_sidecar, iso_time};
-use ckpt_meta::sidecar::{self, Sidecar, Staleness};
+use ckpt_meta::sidecar::{self, Sidecar};
 use ckpt_meta::sources::{Around, DirCache};
 use ckpt_meta::{Field, Layout, Source};
 use ckpt_meta::{config, schema};
 use ckpt_torch::Checkpoint;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::Outcome;
-use crate::cli::{ConvertLegacyArgs, OutputFormat, Target, ValidateArgs};
+use crate::cli::{ConvertLegacyArgs, Target};
 
 /// Checkpoint extensions the sidecar tools look at.
 
@@ -324,151 +324,5 @@ pub fn convert_legacy(a: &ConvertLegacyArgs) -> Result<Outcome> {
     if failed > 0 {
         return Ok(Outcome::Findings);
     }
-    Ok(Outcome::Ok)
-}
-
-/// One checkpoint's sidecar verdict.
-struct Verdict {
-    checkpoint: PathBuf,
-    sidecar: Option<PathBuf>,
-    status: &'static str,
-    problems: Vec<Value>,
-}
-
-fn validate_one(ckpt: &Path) -> Verdict {
-    let mut v = Verdict {
-        checkpoint: ckpt.to_path_buf(),
-        sidecar: None,
-        status: "valid",
-        problems: Vec::new(),
-    };
-    // Every sidecar that exists is judged (a partial `.metadata.json` beside a good YAML one
-    // is still reported); one that is not a regular file (a FIFO, a folder) is invalid, not
-    // missing, and is never opened.
-    let paths: Vec<PathBuf> = [sidecar::yaml_path(ckpt), sidecar::json_path(ckpt)]
-        .into_iter()
-        .filter(|p| p.exists())
-        .collect();
-    if paths.is_empty() {
-        v.status = "missing";
-        return v;
-    }
-    v.sidecar = paths.first().cloned();
-    let mut opened: Option<Result<Checkpoint, String>> = None;
-    for sc_path in &paths {
-        let name = sc_path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let sc = match Sidecar::read(sc_path) {
-            Ok(sc) => sc,
-            Err(e) => {
-                v.status = "invalid";
-                let (line, column) = e.position().unzip();
-                v.problems.push(json!({"file": name, "path": "", "message": e.to_string(), "line": line, "column": column}));
-                continue;
-            }
-        };
-        let problems = schema::validate(&sc.value);
-        if !problems.is_empty() {
-            v.status = "invalid";
-            v.problems.extend(
-                problems
-                    .iter()
-                    .map(|p| json!({"file": name, "path": p.path, "message": p.message})),
-            );
-            continue;
-        }
-        let ck = opened.get_or_insert_with(|| Checkpoint::open(ckpt).map_err(|e| e.to_string()));
-        match ck {
-            Ok(ck) => {
-                if let Staleness::Stale(reason) = sidecar::staleness(&sc.value, ck) {
-                    if v.status == "valid" {
-                        v.status = "stale";
-                    }
-                    v.problems
-                        .push(json!({"file": name, "path": "", "message": reason}));
-                }
-            }
-            Err(e) => {
-                v.status = "invalid";
-                v.problems.push(json!({"file": name, "path": "", "message": format!("checkpoint unreadable: {e}")}));
-            }
-        }
-    }
-    v
-}
-
-pub fn validate(a: &ValidateArgs) -> Result<Outcome> {
-    let (files, _) = discover(&a.target)?;
-    let verdicts = ckpt_catalog::par::map(&files, |f| {
-        ckpt_torch::bug::catch(|| validate_one(f)).unwrap_or_else(|panic| {
-            crate::report_bug("validate", f, &panic);
-            Verdict {
-                checkpoint: f.clone(),
-                sidecar: None,
-                status: "invalid",
-                problems: vec![json!({"file": f.display().to_string(), "path": "", "message": panic.to_string()})],
-            }
-        })
-    });
-    let all_valid = verdicts.iter().all(|v| v.status == "valid");
-    match a.format {
-        OutputFormat::Json => {
-            let arr: Vec<Value> = verdicts
-                .iter()
-                .map(|v| {
-                    json!({
-                        "checkpoint": v.checkpoint.display().to_string(),
-                        "sidecar": v.sidecar.as_ref().map(|p| p.display().to_string()),
-                        "status": v.status,
-                        "problems": v.problems,
-                    })
-                })
-                .collect();
-            let mut s = serde_json::to_string_pretty(&arr)?;
-            s.push('\n');
-            crate::print_stdout(&s)?;
-        }
-        OutputFormat::Table => {
-            let mut out = String::new();
-            let mut counts: HashMap<&str, usize> = HashMap::new();
-            for v in &verdicts {
-                *counts.entry(v.status).or_default() += 1;
-                out.push_str(&format!("{:<8} {}\n", v.status, v.checkpoint.display()));
-                for p in &v.problems {
-                    let path = p["path"].as_str().unwrap_or("");
-                    let msg = p["message"].as_str().unwrap_or("");
-                    let file = p["file"].as_str().unwrap_or("");
-                    if path.is_empty() {
-                        out.push_str(&format!("         {msg}\n"));
-                    } else {
-                        out.push_str(&format!("         {file}: {path}: {msg}\n"));
-                    }
-                }
-            }
-            let get = |k: &str| counts.get(k).copied().unwrap_or(0);
-            out.push_str(&format!(
-                "{} checkpoint(s): {} valid, {} invalid, {} stale, {} missing\n",
-                verdicts.len(),
-                get("valid"),
-                get("invalid"),
-                get("stale"),
-                get("missing")
-            ));
-            crate::print_stdout(&out)?;
-        }
-    }
-    Ok(if all_valid {
-        Outcome::Ok
-    } else {
-        Outcome::Findings
-    })
-}
-
-pub fn schema() -> Result<Outcome> {
-    let mut s = serde_json::to_string_pretty(&schema::json_schema())?;
-    s.push('\n');
-    crate::print_stdout(&s)?;
     Ok(Outcome::Ok)
 }
