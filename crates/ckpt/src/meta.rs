@@ -16,8 +16,6 @@ use serde_json::Value;
 use crate::Outcome;
 use crate::cli::{ConvertLegacyArgs, Target};
 
-/// Checkpoint extensions the sidecar tools look at.
-
 /// The checkpoints a `--checkpoint | --exp-dir | --outputs-dir` target names, sorted, and the
 /// outputs dir their paths are relative to.
 pub fn discover(t: &Target) -> Result<(Vec<PathBuf>, Option<PathBuf>)> {
