@@ -11,6 +11,7 @@ use serde_json::Value;
 /// One checkpoint, resolved: every field with the source it came from and the sources that
 /// disagreed.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, default)]
 pub struct CatalogEntry {
     /// As discovered (the root the user named, joined with the path below it).
@@ -55,6 +56,15 @@ pub struct CatalogEntry {
     /// Fields on which sources disagree, every source's value listed.
     pub conflicts: Vec<Conflict>,
     pub error: Option<String>,
+}
+
+/// What `ckpt catalog --format json` prints: every entry, and the warnings of the run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CatalogOutput {
+    pub checkpoints: Vec<CatalogEntry>,
+    pub warnings: Vec<String>,
 }
 
 /// The names of the entry's top-level fields, in the order JSON prints them.

@@ -18,6 +18,7 @@ pub struct Chosen {
 
 /// One source's value in a conflict.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ConflictValue {
     pub source: String,
@@ -28,6 +29,7 @@ pub struct ConflictValue {
 /// Sources that disagree on a field (or, for a model part, on one of its leaves:
 /// `model.encoder.model_name`). Every source's value is listed, the chosen one included.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Conflict {
     pub field: String,

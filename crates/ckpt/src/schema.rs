@@ -6,6 +6,7 @@
 //! To add a command's schema: one line in [`SCHEMAS`].
 
 use anyhow::Result;
+use ckpt_catalog::entry::CatalogOutput;
 use ckpt_meta::check::SidecarCheck;
 use ckpt_torch::scan::ScanRecord;
 use ckpt_torch::summary::InspectItem;
@@ -38,6 +39,7 @@ pub const SCHEMAS: &[Entry] = &[
     Entry::new("scan", "ckpt scan --format json", output::<Vec<ScanRecord>>),
     Entry::new("inspect", "ckpt inspect --format json", output::<Vec<InspectItem>>),
     Entry::new("validate", "ckpt validate --format json", output::<Vec<SidecarCheck>>),
+    Entry::new("catalog", "ckpt catalog --format json", output::<CatalogOutput>),
 ];
 
 /// The names `ckpt schema` knows, in [`SCHEMAS`] order.

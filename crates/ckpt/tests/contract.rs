@@ -477,3 +477,43 @@ fn the_validator_refuses_a_keyword_it_does_not_know() {
         &serde_json::json!({"a": 1}),
     );
 }
+
+/// `catalog --format json` (streamed and sorted alike) and `--format jsonl` over every fixture
+/// and example: the typed `CatalogEntry`, closed objects, exact bytes.
+#[test]
+fn catalog_output_follows_its_schema_over_every_fixture() {
+    use ckpt_catalog::entry::{CatalogEntry, CatalogOutput};
+    let streamed = json_stdout(&[
+        "catalog",
+        "--no-cache",
+        "--format",
+        "json",
+        "fixtures",
+        "examples",
+    ]);
+    let out: CatalogOutput = holds("catalog", &streamed);
+    assert!(out.checkpoints.len() > 100, "{}", out.checkpoints.len());
+    assert!(
+        !out.warnings.is_empty(),
+        "the fixtures give warnings: the contract covers them"
+    );
+    assert!(out.checkpoints.iter().any(|e| !e.conflicts.is_empty()));
+    assert!(out.checkpoints.iter().any(|e| e.error.is_some()));
+    let sorted = json_stdout(&[
+        "catalog",
+        "--no-cache",
+        "--format",
+        "json",
+        "--sort",
+        "path",
+        "fixtures",
+        "examples",
+    ]);
+    let _: CatalogOutput = holds("catalog", &sorted);
+    let lines = json_stdout(&["catalog", "--no-cache", "--format", "jsonl", "fixtures"]);
+    for line in lines.lines() {
+        let e: CatalogEntry = serde_json::from_str(line)
+            .unwrap_or_else(|err| panic!("jsonl line does not parse into CatalogEntry: {err}"));
+        assert_eq!(serde_json::to_string(&e).unwrap(), line);
+    }
+}
