@@ -13,7 +13,6 @@ pub use ckpt_model::infer;
 pub use ckpt_torch::par;
 pub mod query;
 pub mod resolve;
-pub mod retention;
 
 pub use ckpt_meta::fact::{Fact, Field, Source};
 pub use entry::CatalogEntry;

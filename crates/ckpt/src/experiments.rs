@@ -10,7 +10,7 @@ use ckpt_catalog::cache::Cache;
 use ckpt_catalog::catalog::{Options, build};
 use ckpt_catalog::compare;
 use ckpt_catalog::identity::{self, HashOptions};
-use ckpt_catalog::retention::{self, Action, Mode, PruneOptions};
+use ckpt_retention::{self as retention, Action, Mode, PruneOptions};
 use serde_json::{Value, json};
 
 use crate::Outcome;
