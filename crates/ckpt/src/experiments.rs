@@ -5,11 +5,12 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use anyhow::{Result, bail};
+use ckpt_catalog::CatalogEntry;
 use ckpt_catalog::cache::Cache;
 use ckpt_catalog::catalog::{Options, build};
 use ckpt_catalog::compare;
 use ckpt_catalog::identity::{self, HashOptions};
-use ckpt_catalog::retention::{self, Action, Mode, PruneOptions};
+use ckpt_retention::{self as retention, Action, Mode, PruneOptions};
 use serde_json::{Value, json};
 
 use crate::Outcome;
@@ -17,7 +18,7 @@ use crate::cli::{DiffArgs, ExperimentsArgs, HashArgs, LatestArgs, OutputFormat, 
 use crate::inspect::human_bytes;
 
 /// The catalog of `paths` for `command` (named in bug reports).
-fn catalog(command: &str, paths: &[PathBuf], no_cache: bool) -> Result<Vec<Value>> {
+fn catalog(command: &str, paths: &[PathBuf], no_cache: bool) -> Result<Vec<CatalogEntry>> {
     let opts = Options {
         cache: if no_cache {
             None
@@ -103,6 +104,7 @@ fn entry_for(path: &std::path::Path) -> Value {
     build(&[path.to_path_buf()], &opts)
         .ok()
         .and_then(|c| c.entries.into_iter().next())
+        .map(|e| e.to_value())
         .unwrap_or(Value::Null)
 }
 
@@ -187,9 +189,17 @@ pub fn diff(a: &DiffArgs) -> Result<Outcome> {
     Ok(if same { Outcome::Ok } else { Outcome::Findings })
 }
 
+/// An experiment's name in the table, with its run when rows are runs.
+fn label(e: &compare::Experiment) -> String {
+    match &e.run {
+        Some(r) if *r != e.experiment => format!("{} ({r})", e.experiment),
+        _ => e.experiment.clone(),
+    }
+}
+
 pub fn experiments(a: &ExperimentsArgs) -> Result<Outcome> {
     let entries = catalog("experiments", &a.paths, a.no_cache)?;
-    let mut ex = compare::experiments(&entries);
+    let mut ex = compare::experiments(&entries, a.group_by.get());
     for e in &mut ex {
         if let Some(p) = &e.latest_path
             && let Ok(inputs) = identity::gather(std::path::Path::new(p), &HashOptions::default())
@@ -207,7 +217,7 @@ pub fn experiments(a: &ExperimentsArgs) -> Result<Outcome> {
             let mut s = String::new();
             let w = ex
                 .iter()
-                .map(|e| e.experiment.len())
+                .map(|e| label(e).chars().count())
                 .max()
                 .unwrap_or(10)
                 .clamp(10, 70);
@@ -224,7 +234,7 @@ pub fn experiments(a: &ExperimentsArgs) -> Result<Outcome> {
                 let _ = writeln!(
                     s,
                     "{:<w$}  {:>5}  {:>8}  {:>5}  {:<28}  {:>9}  {:<22}  {}",
-                    e.experiment,
+                    label(e),
                     e.checkpoints,
                     e.latest_step
                         .map(|x| x.to_string())
@@ -250,16 +260,16 @@ pub fn experiments(a: &ExperimentsArgs) -> Result<Outcome> {
 
 pub fn latest(a: &LatestArgs) -> Result<Outcome> {
     let entries = catalog("latest", std::slice::from_ref(&a.path), a.no_cache)?;
-    let entries: Vec<Value> = match &a.experiment {
+    let entries: Vec<CatalogEntry> = match &a.experiment {
         Some(x) => entries
             .into_iter()
-            .filter(|e| e["experiment"] == *x)
+            .filter(|e| e.experiment.as_deref() == Some(x.as_str()))
             .collect(),
         None => entries,
     };
     match compare::latest(&entries, a.step) {
         Some(e) => {
-            crate::print_stdout(&format!("{}\n", e["path"].as_str().unwrap_or("")))?;
+            crate::print_stdout(&format!("{}\n", e.path))?;
             Ok(Outcome::Ok)
         }
         None => match a.step {
@@ -287,6 +297,7 @@ pub fn prune(a: &PruneArgs) -> Result<Outcome> {
         },
         keep_last: a.keep_last,
         keep_every: a.keep_every,
+        group: a.group_by.get(),
     };
     let plan = retention::plan(&entries, &a.paths, &opts);
     let executed = a.yes.then(|| retention::execute(&plan));
