@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::base::base_weights;
 use crate::plan::Planned;
-use crate::tie::is_tied_alias;
+use ckpt_model::tied::is_tied_alias;
 
 /// When the output's names and the base model's differ by a leading prefix (a Lightning
 /// module's `model.` attribute, a wrapper we do not know), the `--strip-prefix` or

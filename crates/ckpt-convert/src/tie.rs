@@ -1,67 +1,14 @@
 //! Tied weights: names that view the same bytes (or an output head equal to the input
-//! embedding) are written once, under the name transformers keeps.
+//! embedding) are written once, under the name transformers keeps. What "the same view" is and
+//! which name is kept is model knowledge ([`ckpt_model::tied`]); here it is applied to the plan,
+//! reading bytes where only equal values can tell.
 
 use std::collections::BTreeMap;
 
-use ckpt_torch::{Checkpoint, DType, TensorRef};
+use ckpt_model::tied::{ViewKey, is_embedding, is_tied_alias, keep_rank, view_key};
+use ckpt_torch::{Checkpoint, TensorRef};
 
 use crate::plan::{From, Planned};
-
-/// Names of input embeddings an output head can be tied to.
-pub(crate) const EMBEDDINGS: &[&str] = &[
-    "wte.weight",
-    "embed_tokens.weight",
-    "word_embeddings.weight",
-    "shared.weight",
-    "embed_in.weight",
-    "tok_embeddings.weight",
-];
-
-/// Identity of the bytes a tensor views: same storage, offset, shape and strides.
-/// (storage key, offset, shape, strides, dtype): equal keys view the same bytes.
-pub(crate) type ViewKey = (String, u64, Vec<u64>, Vec<i64>, DType);
-
-pub(crate) fn view_key(t: &TensorRef) -> Option<ViewKey> {
-    t.storage.as_ref().map(|s| {
-        (
-            s.key.clone(),
-            t.offset,
-            t.shape.clone(),
-            t.stride.clone(),
-            t.dtype,
-        )
-    })
-}
-
-/// Whether transformers re-ties this name to another on load (the names its models list in
-/// `_tied_weights_keys`: output embeddings, BERT/RoBERTa decoder weights and biases, T5/BART
-/// encoder and decoder token embeddings tied to `shared`): of a tied group, the name left out.
-pub(crate) fn is_tied_alias(name: &str) -> bool {
-    let ends = |s: &str| name == s || name.ends_with(&format!(".{s}"));
-    ends("lm_head.weight")
-        || ends("predictions.decoder.weight")
-        || ends("predictions.decoder.bias")
-        || ends("lm_head.decoder.weight")
-        || ends("lm_head.decoder.bias")
-        || ends("encoder.embed_tokens.weight")
-        || ends("decoder.embed_tokens.weight")
-}
-
-/// Whether this is an input token embedding (GPT-2's `wte`, Llama's `embed_tokens`, BERT's
-/// `word_embeddings`, T5's `shared`, …).
-pub(crate) fn is_embedding(name: &str) -> bool {
-    EMBEDDINGS.iter().any(|e| name.ends_with(e))
-}
-
-/// Which name of a tied group is written: not one transformers re-ties (`is_tied_alias`),
-/// then an input embedding (the shortest path: T5's `shared.weight` before
-/// `encoder.embed_tokens.weight`), then — as `safetensors.torch.save_model` decides — the
-/// first in sorted order. The smallest key is kept.
-pub(crate) fn keep_rank(name: &str) -> (bool, bool, usize, &str) {
-    let emb = is_embedding(name);
-    let depth = if emb { name.split('.').count() } else { 0 };
-    (is_tied_alias(name), !emb, depth, name)
-}
 
 /// Tied weights are written once. Names that view the same bytes of one storage (same
 /// storage, offset, shape, strides and dtype: `model.state_dict()` of a model with tied
@@ -165,62 +112,5 @@ pub(crate) fn same_bytes(cks: &[Checkpoint], a: &Planned, b: &Planned) -> bool {
                 })
         }
         _ => false,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn of_a_tied_group_the_name_transformers_keeps_is_written() {
-        fn keep<'a>(names: &[&'a str]) -> &'a str {
-            names.iter().copied().min_by_key(|n| keep_rank(n)).unwrap()
-        }
-        // GPT-2, BERT (weight and bias), RoBERTa, OPT, T5, BART: transformers'
-        // `_tied_weights_keys` name the other members.
-        assert_eq!(
-            keep(&["lm_head.weight", "transformer.wte.weight"]),
-            "transformer.wte.weight"
-        );
-        assert_eq!(
-            keep(&[
-                "cls.predictions.decoder.weight",
-                "bert.embeddings.word_embeddings.weight"
-            ]),
-            "bert.embeddings.word_embeddings.weight"
-        );
-        assert_eq!(
-            keep(&["cls.predictions.decoder.bias", "cls.predictions.bias"]),
-            "cls.predictions.bias"
-        );
-        assert_eq!(
-            keep(&["lm_head.decoder.bias", "lm_head.bias"]),
-            "lm_head.bias"
-        );
-        assert_eq!(
-            keep(&["lm_head.weight", "model.decoder.embed_tokens.weight"]),
-            "model.decoder.embed_tokens.weight"
-        );
-        assert_eq!(
-            keep(&[
-                "decoder.embed_tokens.weight",
-                "encoder.embed_tokens.weight",
-                "lm_head.weight",
-                "shared.weight"
-            ]),
-            "shared.weight"
-        );
-        assert_eq!(
-            keep(&[
-                "model.decoder.embed_tokens.weight",
-                "model.encoder.embed_tokens.weight",
-                "model.shared.weight"
-            ]),
-            "model.shared.weight"
-        );
-        // Names no model lists: the first in sorted order, as safetensors' save_model keeps.
-        assert_eq!(keep(&["head.weight", "emb.weight"]), "emb.weight");
-        assert_eq!(keep(&["z.weight", "a.b.c.weight"]), "a.b.c.weight");
     }
 }

@@ -9,6 +9,7 @@ use ckpt_torch::summary::{DTypeTotal, Group, StateDictSummary, Summary};
 use ckpt_torch::{Checkpoint, Doc, NodeId, View};
 
 use crate::state_dict::all_state_dicts;
+use crate::tied::storage_slot;
 use crate::wrappers::{Wrappers, strip_wrappers_into};
 
 /// `ck.summary()`: what `inspect` shows of a checkpoint, its state dicts found by
@@ -59,8 +60,8 @@ pub fn summarize_entries(doc: &Doc, path: &str, items: &[(String, NodeId)]) -> S
         }
         let n = t.numel();
         // A storage counts once, however many names view it.
-        let fresh = match &t.storage {
-            Some(s) => storages.insert((s.key.clone(), t.offset)),
+        let fresh = match storage_slot(t) {
+            Some(slot) => storages.insert(slot),
             None => true,
         };
         let entry = by_dtype
