@@ -25,8 +25,9 @@ pub struct StorageRef {
     pub dtype: DType,
     /// Elements of `dtype` the pickle says the storage holds.
     pub numel: u64,
-    /// Device it was saved from (`cpu`, `cuda:0`).
-    pub location: String,
+    /// Device it was saved from (`cpu`, `cuda:0`). Borrowed when it is a constant: a
+    /// safetensors header's 170,000 tensors would otherwise hold 170,000 copies of "cpu".
+    pub location: Cow<'static, str>,
     /// Legacy view storages: byte offset of the view inside its root storage.
     pub view_offset_bytes: u64,
 }
@@ -173,6 +174,8 @@ struct Nodes {
     bits: Vec<u64>,
     /// Set bits before each word of `bits`.
     ranks: Vec<u32>,
+    /// Set bits in all of `bits` (the length of `other` once it is filled).
+    set: usize,
     other: Vec<Node>,
 }
 
@@ -186,7 +189,24 @@ impl Nodes {
             len: 0,
             bits: Vec::with_capacity(words),
             ranks: Vec::with_capacity(words),
+            set: 0,
             other: Vec::new(),
+        }
+    }
+
+    /// Count one more node, stored in `other` by the caller when `stored`.
+    fn push_flag(&mut self, stored: bool) {
+        let i = self.len;
+        if i.is_multiple_of(64) {
+            self.bits.push(0);
+            self.ranks.push(u32::try_from(self.set).unwrap_or(u32::MAX));
+        }
+        self.len += 1;
+        if stored {
+            self.set += 1;
+            if let Some(w) = self.bits.last_mut() {
+                *w |= 1u64 << (i % 64);
+            }
         }
     }
 
@@ -196,8 +216,7 @@ impl Nodes {
             self.bits.push(0);
             // More than 4G special nodes cannot happen (values are counted in u32 already);
             // saturate rather than wrap if it ever did.
-            self.ranks
-                .push(u32::try_from(self.other.len()).unwrap_or(u32::MAX));
+            self.ranks.push(u32::try_from(self.set).unwrap_or(u32::MAX));
         }
         self.len += 1;
         if matches!(node, Node::Plain) {
@@ -206,6 +225,7 @@ impl Nodes {
         if let Some(w) = self.bits.last_mut() {
             *w |= 1u64 << (i % 64);
         }
+        self.set += 1;
         self.other.push(node);
     }
 
@@ -280,12 +300,15 @@ impl Doc {
         }
     }
 
-    /// A document built by hand (safetensors headers, tests): nodes only, no pickle.
-    pub fn from_nodes(nodes: Vec<Node>, root: NodeId) -> Doc {
-        let mut stored = Nodes::default();
-        for n in nodes {
-            stored.push(n);
+    /// A document built by hand (safetensors headers, tests): nodes only, no pickle. The
+    /// vector becomes the document's store in place (plain nodes removed), never copied.
+    pub fn from_nodes(mut nodes: Vec<Node>, root: NodeId) -> Doc {
+        let mut stored = Nodes::with_capacity(nodes.len());
+        for n in &nodes {
+            stored.push_flag(!matches!(n, Node::Plain));
         }
+        nodes.retain(|n| !matches!(n, Node::Plain));
+        stored.other = nodes;
         Doc {
             pickle: Pickle::new(),
             nodes: stored,
@@ -1032,7 +1055,10 @@ impl Classifier<'_> {
             Value::Int(i) => i.to_string(),
             _ => return Err(bad("storage key is not a string")),
         };
-        let location = self.p.as_str(t[3]).unwrap_or("cpu").to_owned();
+        let location = match self.p.as_str(t[3]) {
+            None | Some("cpu") => Cow::Borrowed("cpu"),
+            Some(other) => Cow::Owned(other.to_owned()),
+        };
         let numel = self
             .p
             .as_i64(t[4])
@@ -1238,5 +1264,32 @@ mod nodes_tests {
             .filter(|i| i % 7 == 0 || *i == 63 || *i == 64)
             .count();
         assert_eq!(n.other.len(), special);
+    }
+
+    /// A hand-built document keeps its vector as the store; plain nodes still read as plain
+    /// and nodes pushed afterwards are found after them.
+    #[test]
+    fn from_nodes_keeps_order_around_plain_nodes() {
+        let nodes: Vec<Node> = (0..200)
+            .map(|i| {
+                if i % 3 == 0 {
+                    Node::Plain
+                } else {
+                    Node::Int(i)
+                }
+            })
+            .collect();
+        let mut d = Doc::from_nodes(nodes, NodeId(199));
+        let extra = d.push_node(Node::Str("x".into()));
+        assert_eq!(extra, NodeId(200));
+        for i in 0..200u32 {
+            let want = if i % 3 == 0 {
+                Some(&Node::Plain)
+            } else {
+                Some(&Node::Int(i64::from(i)))
+            };
+            assert_eq!(d.nodes.get(i as usize), want, "node {i}");
+        }
+        assert_eq!(d.as_str(extra), Some("x"));
     }
 }
