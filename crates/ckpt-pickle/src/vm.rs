@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::error::{Error, ErrorKind};
-use crate::opcode::Opcode;
+use crate::opcode::{Arg, Opcode};
 use crate::value::{
     ArenaFull, BigInt, Construct, Global, GlobalSite, Object, Pickle, Tag, Value, ValueId,
 };
@@ -108,7 +108,10 @@ pub fn decode_partial(data: &[u8], limits: &Limits) -> (Pickle, Option<Error>) {
         out,
         stack: Vec::new(),
         marks: Vec::new(),
-        memo: Memo::default(),
+        memo: Memo {
+            reads: memo_reads(data),
+            ..Memo::default()
+        },
         interned: HashMap::new(),
         limits: *limits,
     };
@@ -156,8 +159,122 @@ struct Memo {
     /// Slots in `dense` (written or holes).
     dense_len: usize,
     sparse: HashMap<u64, ValueId>,
-    /// Entries set, in both.
+    /// Entries set (stored or not).
     count: usize,
+    /// The indices the pickle ever reads back, when a walk over its opcodes could tell (see
+    /// [`memo_reads`]): an entry no GET asks for is counted (so limits and MEMOIZE numbering
+    /// stay exact) but not stored. Python memoizes every container and string it writes and
+    /// reads back only the shared ones: for a pickle of 5M lists this is the difference
+    /// between a 20 MB memo and none.
+    reads: Option<Vec<u64>>,
+    /// Indices put so far (bits), for indices below [`READS_MAX`] when `reads` is known.
+    put: Vec<u64>,
+}
+
+/// Memo indices tracked by bits; a pickle that names a larger one is decoded with a full memo.
+const READS_MAX: u64 = 1 << 26;
+
+fn bit(bits: &[u64], i: u64) -> bool {
+    bits.get((i / 64) as usize)
+        .is_some_and(|w| w & (1 << (i % 64)) != 0)
+}
+
+fn set_bit(bits: &mut Vec<u64>, i: u64) {
+    let w = (i / 64) as usize;
+    if bits.len() <= w {
+        bits.resize(w + 1, 0);
+    }
+    if let Some(x) = bits.get_mut(w) {
+        *x |= 1 << (i % 64);
+    }
+}
+
+/// The memo indices that GET, BINGET and LONG_BINGET read, from a walk over the opcodes by
+/// their argument layout (no values built). `None` when the walk cannot be sure it reads the
+/// stream as the decoder will: an opcode that crosses the end of a FRAME (the decoder then
+/// jumps), a FRAME inside a frame, or an index of [`READS_MAX`] or more. Where the decoder
+/// would stop (truncation, an unknown opcode, a bad line), the walk stops too: every GET the
+/// decoder executes is one the walk saw.
+fn memo_reads(data: &[u8]) -> Option<Vec<u64>> {
+    let mut reads: Vec<u64> = Vec::new();
+    let mut pos = 0usize;
+    let mut frame_end: Option<usize> = None;
+    let line_end = |from: usize| -> Option<usize> {
+        Some(from + data.get(from..)?.iter().position(|b| *b == b'\n')? + 1)
+    };
+    let len_at = |at: usize, n: usize| -> Option<u64> {
+        let b = data.get(at..at.checked_add(n)?)?;
+        let mut a = [0u8; 8];
+        a.get_mut(..n)?.copy_from_slice(b);
+        Some(u64::from_le_bytes(a))
+    };
+    loop {
+        let at = pos;
+        let Some(op) = data.get(at).and_then(|b| Opcode::from_byte(*b)) else {
+            return Some(reads);
+        };
+        let arg = at + 1;
+        let end = match op.arg() {
+            Arg::None => Some(arg),
+            Arg::Fixed(n) => arg.checked_add(n).filter(|e| *e <= data.len()),
+            Arg::Line => line_end(arg),
+            Arg::TwoLines => line_end(arg).and_then(line_end),
+            Arg::LenU8 | Arg::LenU32 | Arg::LenI32 | Arg::LenU64 => {
+                let w = match op.arg() {
+                    Arg::LenU8 => 1,
+                    Arg::LenU64 => 8,
+                    _ => 4,
+                };
+                let n = len_at(arg, w);
+                let n = match (op.arg(), n) {
+                    (Arg::LenI32, Some(n)) if n as u32 as i32 >= 0 => Some(n as u32 as u64),
+                    (Arg::LenI32, _) => None,
+                    (_, n) => n,
+                };
+                n.and_then(|n| usize::try_from(n).ok())
+                    .and_then(|n| (arg + w).checked_add(n))
+                    .filter(|e| *e <= data.len())
+            }
+        };
+        let Some(end) = end else {
+            return Some(reads);
+        };
+        if let Some(fe) = frame_end
+            && at < fe
+            && end > fe
+        {
+            return None;
+        }
+        match op {
+            Opcode::Stop => return Some(reads),
+            Opcode::Frame => {
+                if frame_end.is_some_and(|fe| at < fe) {
+                    return None;
+                }
+                let n = usize::try_from(len_at(arg, 8)?).ok()?;
+                frame_end = Some(end.checked_add(n)?);
+            }
+            Opcode::Get | Opcode::BinGet | Opcode::LongBinGet => {
+                let idx = match op {
+                    Opcode::BinGet => len_at(arg, 1),
+                    Opcode::LongBinGet => len_at(arg, 4),
+                    _ => data
+                        .get(arg..end - 1)
+                        .and_then(|l| std::str::from_utf8(l).ok())
+                        .and_then(|l| l.strip_suffix('\r').unwrap_or(l).trim().parse::<u64>().ok()),
+                };
+                let Some(idx) = idx else {
+                    return Some(reads);
+                };
+                if idx >= READS_MAX {
+                    return None;
+                }
+                set_bit(&mut reads, idx);
+            }
+            _ => {}
+        }
+        pos = end;
+    }
 }
 
 /// A `dense` slot never written.
@@ -177,7 +294,15 @@ impl Memo {
         self.sparse.get(&idx).copied()
     }
 
+    /// Is `idx` followed by bits (see [`Memo::reads`])?
+    fn tracked(&self, idx: u64) -> bool {
+        self.reads.is_some() && idx < READS_MAX
+    }
+
     fn contains(&self, idx: u64) -> bool {
+        if self.tracked(idx) {
+            return bit(&self.put, idx);
+        }
         self.get(idx).is_some()
     }
 
@@ -187,6 +312,15 @@ impl Memo {
 
     fn insert(&mut self, idx: u64, id: ValueId) {
         let fresh = !self.contains(idx);
+        if fresh {
+            self.count += 1;
+        }
+        if self.tracked(idx) {
+            set_bit(&mut self.put, idx);
+            if !self.reads.as_ref().is_some_and(|r| bit(r, idx)) {
+                return;
+            }
+        }
         let i = usize::try_from(idx).unwrap_or(usize::MAX);
         // Near the end (at most doubling, so holes cost at most half): grow the dense part.
         if i >= self.dense_len && i <= self.dense_len.saturating_mul(2).saturating_add(4096) {
@@ -218,9 +352,6 @@ impl Memo {
             _ => {
                 self.sparse.insert(idx, id);
             }
-        }
-        if fresh {
-            self.count += 1;
         }
     }
 }
@@ -1475,6 +1606,58 @@ mod tests {
             py_int0("99999999999999999999999"),
             Some(PyInt::Decimal(d)) if d == "99999999999999999999999"
         ));
+    }
+
+    /// The walk finds every index read back, and gives up where the decoder would read the
+    /// stream differently from a straight walk.
+    #[test]
+    fn memo_reads_sees_every_get() {
+        let reads = |d: &[u8]| {
+            memo_reads(d).map(|b| (0..300).filter(|i| bit(&b, *i)).collect::<Vec<u64>>())
+        };
+        // ]q\x00 h\x00 ... : BINPUT 0, BINGET 0, LONG_BINGET 257, GET 7 (text), STOP.
+        let p = b"\x80\x02]q\x00h\x00j\x01\x01\x00\x00g7\r\n0000.";
+        assert_eq!(reads(p), Some(vec![0, 7, 257]));
+        // A string holding GET bytes is not a GET.
+        assert_eq!(reads(b"\x8c\x02h\x05."), Some(vec![]));
+        // Where decoding stops (truncation), the walk stops: what it saw is returned.
+        assert_eq!(reads(b"h\x03h"), Some(vec![3]));
+        // An opcode across a FRAME end: the decoder jumps, the walk cannot follow.
+        assert_eq!(reads(b"\x95\x01\x00\x00\x00\x00\x00\x00\x00h\x01."), None);
+        // A well-formed frame is walked through.
+        assert_eq!(
+            reads(b"\x95\x03\x00\x00\x00\x00\x00\x00\x00Nh\x02."),
+            Some(vec![2])
+        );
+        // An index too large for bits: the full memo is kept.
+        assert_eq!(reads(b"j\xff\xff\xff\x7f."), None);
+    }
+
+    /// Entries never read back are counted, not stored: MEMOIZE numbering and the memo limit
+    /// are what they were, and a read-back entry is found.
+    #[test]
+    fn unread_memo_entries_are_counted_not_stored() {
+        // [[], [], x] where x is the first inner list fetched back by BINGET 1.
+        let p = b"\x80\x04]\x94(]\x94]\x94h\x01e.";
+        let v = decode(p).unwrap();
+        let Value::List(items) = v.get(v.root()) else {
+            panic!("{:?}", v.get(v.root()));
+        };
+        assert_eq!(items.len(), 3);
+        assert_eq!(items[0], items[2]);
+        assert_ne!(items[0], items[1]);
+        let limits = Limits {
+            max_memo: 2,
+            ..Limits::default()
+        };
+        let e = decode_with(p, &limits).unwrap_err();
+        assert_eq!(
+            e.kind,
+            ErrorKind::LimitExceeded {
+                what: "memo size",
+                limit: 2
+            }
+        );
     }
 
     #[test]
