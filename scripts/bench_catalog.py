@@ -73,7 +73,7 @@ def main():
     a = ap.parse_args()
     if a.quick:
         a.runs, a.big_mb = 3, 50
-    subprocess.run(["cargo", "build", "--release", "-q", "-p", "ckpt", "-p", "ckpt-torch",
+    subprocess.run(["cargo", "build", "--release", "-q", "-p", "ckpt", "-p", "ckpt-test-support",
                     "--example", "make_checkpoint"], cwd=ROOT, check=True)
     ckpt = os.path.join(ROOT, "target/release/ckpt")
     base = a.dir or tempfile.mkdtemp(prefix="ckpt-bench-")

@@ -20,7 +20,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 DIR=${DIR:-$(mktemp -d)}
-cargo build --release -q -p ckpt -p ckpt-torch --example make_checkpoint --example make_tree
+cargo build --release -q -p ckpt -p ckpt-test-support --example make_checkpoint --example make_tree
 bin=$(pwd)/target/release/ckpt
 big=$DIR/big/outputs/exp_bench/checkpoints
 small=$DIR/small

@@ -17,7 +17,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 DIR=${DIR:-$(mktemp -d)}
-cargo build --release -q -p ckpt -p ckpt-torch --example make_checkpoint
+cargo build --release -q -p ckpt -p ckpt-test-support --example make_checkpoint
 out=$DIR/outputs
 run=$out/exp_bench
 mkdir -p "$run/checkpoints" "$run/.hydra"

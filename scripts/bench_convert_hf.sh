@@ -30,7 +30,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 DIR=${DIR:-$(mktemp -d)}
-cargo build --release -q -p ckpt -p ckpt-torch --example make_fsdp_checkpoint
+cargo build --release -q -p ckpt -p ckpt-test-support --example make_fsdp_checkpoint
 src=$DIR/gpt2-$SIZE-fsdp.pth
 [ -f "$src" ] || target/release/examples/make_fsdp_checkpoint "$src" "$SIZE"
 dcp=$DIR/gpt2-$SIZE-dcp4

@@ -19,7 +19,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 DIR=${DIR:-$(mktemp -d)}
-cargo build --release -q -p ckpt -p ckpt-torch --example make_checkpoint
+cargo build --release -q -p ckpt -p ckpt-test-support --example make_checkpoint
 small=$DIR/small.ckpt; big=$DIR/big.ckpt
 [ -f "$small" ] || target/release/examples/make_checkpoint "$small" 3
 [ -f "$big" ] || target/release/examples/make_checkpoint "$big" "$BIG_MB"

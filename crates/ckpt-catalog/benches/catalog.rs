@@ -12,7 +12,7 @@ use std::hint::black_box;
 use std::path::{Path, PathBuf};
 
 use ckpt_catalog::catalog::{Options, build};
-use ckpt_torch::synth::{model_tensors, write_lightning_checkpoint};
+use ckpt_test_support::{model_tensors, write_lightning_checkpoint};
 use criterion::{Criterion, criterion_group, criterion_main};
 
 fn env(name: &str, default: u64) -> u64 {

@@ -9,7 +9,7 @@
 use std::path::Path;
 
 use ckpt_convert::{ConvertOptions, convert_dcp, convert_file};
-use ckpt_torch::synth::{gpt2_fsdp_tensors, write_dcp_checkpoint, write_state_dict_checkpoint};
+use ckpt_test_support::{gpt2_fsdp_tensors, write_dcp_checkpoint, write_state_dict_checkpoint};
 use criterion::{Criterion, criterion_group, criterion_main};
 
 fn options(dtype: Option<ckpt_torch::DType>) -> ConvertOptions {

@@ -131,7 +131,7 @@ fn plan_and_emit(
 mod flat_param_tests {
     use super::*;
     use ckpt_torch::DType;
-    use ckpt_torch::synth::{SynthTensor, write_lightning_checkpoint};
+    use ckpt_test_support::{SynthTensor, write_lightning_checkpoint};
 
     #[test]
     fn flattened_fsdp_parameters_fail_clearly_and_write_nothing() {

@@ -11,7 +11,7 @@ use std::path::Path;
 
 use ckpt_model::Summarize;
 use ckpt_torch::Checkpoint;
-use ckpt_torch::synth::{model_tensors, write_lightning_checkpoint};
+use ckpt_test_support::{model_tensors, write_lightning_checkpoint};
 use criterion::{Criterion, criterion_group, criterion_main};
 
 fn inspect(path: &Path) -> usize {

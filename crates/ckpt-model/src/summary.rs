@@ -142,8 +142,8 @@ mod tests {
     fn lightning_checkpoint_summary() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("x.ckpt");
-        let tensors = ckpt_torch::synth::model_tensors(6, 60_000);
-        ckpt_torch::synth::write_lightning_checkpoint(&p, &tensors).unwrap();
+        let tensors = ckpt_test_support::model_tensors(6, 60_000);
+        ckpt_test_support::write_lightning_checkpoint(&p, &tensors).unwrap();
         let ck = Checkpoint::open(&p).unwrap();
         let s = ck.summary();
         assert_eq!(s.epoch, Some(3));

@@ -1032,7 +1032,7 @@ mod tests {
     fn a_range_inside_a_file_opens_as_its_own_checkpoint() {
         let d = tempfile::tempdir().unwrap();
         let inner = d.path().join("inner.pt");
-        crate::synth::write_lightning_checkpoint(&inner, &crate::synth::model_tensors(2, 4096))
+        ckpt_test_support::write_lightning_checkpoint(&inner, &ckpt_test_support::model_tensors(2, 4096))
             .unwrap();
         let body = std::fs::read(&inner).unwrap();
         let outer = d.path().join("outer.distcp");

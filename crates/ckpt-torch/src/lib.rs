@@ -23,7 +23,6 @@ pub mod safetensors;
 pub mod scan;
 pub mod scan_file;
 pub mod summary;
-pub mod synth;
 mod tensor;
 pub mod torchscript;
 mod zipdir;

@@ -446,16 +446,16 @@ fn a_dcp_save_from_many_ranks_converts_like_the_single_file() {
     // The same GPT-2-shaped tensors as one torch.save file and as DCP directories saved by 3
     // and by 40 ranks (row shards; with 40, small tensors leave most ranks empty).
     let tmp = tempfile::tempdir().unwrap();
-    let tensors = ckpt_torch::synth::gpt2_fsdp_tensors(2, 32, 128, 64);
+    let tensors = ckpt_test_support::gpt2_fsdp_tensors(2, 32, 128, 64);
     let file = tmp.path().join("model.pth");
-    ckpt_torch::synth::write_state_dict_checkpoint(&file, &tensors).unwrap();
+    ckpt_test_support::write_state_dict_checkpoint(&file, &tensors).unwrap();
     let single = tmp.path().join("single");
     to_safetensors(&file, &single, &[]);
     let want = tensors_of(&single.join("model"));
     assert_eq!(want.len(), 28);
     for ranks in [3, 40] {
         let dir = tmp.path().join(format!("dcp{ranks}"));
-        ckpt_torch::synth::write_dcp_checkpoint(&dir, &tensors, ranks).unwrap();
+        ckpt_test_support::write_dcp_checkpoint(&dir, &tensors, ranks).unwrap();
         let out = tmp.path().join(format!("out{ranks}"));
         let v = to_safetensors(&dir, &out, &[]);
         let r = &v["conversions"][0]["report"];
@@ -480,10 +480,10 @@ fn tensors_of(out: &Path) -> BTreeMap<String, String> {
 #[test]
 fn a_damaged_dcp_directory_fails_clearly_and_writes_nothing() {
     let tmp = tempfile::tempdir().unwrap();
-    let tensors = ckpt_torch::synth::gpt2_fsdp_tensors(1, 8, 16, 8);
+    let tensors = ckpt_test_support::gpt2_fsdp_tensors(1, 8, 16, 8);
     let make = |name: &str| {
         let dir = tmp.path().join(name);
-        ckpt_torch::synth::write_dcp_checkpoint(&dir, &tensors, 2).unwrap();
+        ckpt_test_support::write_dcp_checkpoint(&dir, &tensors, 2).unwrap();
         dir
     };
     let replace = |file: &Path, from: &[u8], to: &[u8]| {

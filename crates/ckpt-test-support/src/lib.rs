@@ -1,3 +1,6 @@
+//! Dev-only (`publish = false`): no shipped crate depends on it outside tests, benches and
+//! examples.
+//!
 //! Writing torch-format checkpoints without torch: a stored-zip writer laid out the way
 //! `torch.save` lays it out (`<root>/data.pkl`, `<root>/data/<key>`, 64-byte aligned records,
 //! ZIP64 when needed) and a builder for Lightning-shaped checkpoints of any size.
@@ -11,7 +14,7 @@ use std::path::Path;
 
 use ckpt_pickle::write::Writer;
 
-use crate::dtype::DType;
+use ckpt_torch::DType;
 
 struct Entry {
     name: String,
@@ -790,7 +793,7 @@ pub fn write_state_dict_checkpoint(path: &Path, tensors: &[SynthTensor]) -> io::
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Checkpoint;
+    use ckpt_torch::Checkpoint;
 
     #[test]
     fn crc_matches_known_value() {
@@ -806,7 +809,7 @@ mod tests {
         let ck = Checkpoint::open(&p).unwrap();
         assert_eq!(
             ck.format,
-            crate::Format::Zip {
+            ckpt_torch::Format::Zip {
                 root: "synth".into()
             }
         );

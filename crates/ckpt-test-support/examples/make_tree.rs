@@ -24,8 +24,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     std::fs::create_dir_all(&dir)?;
     let proto = dir.join(".prototype.ckpt");
-    let tensors = ckpt_torch::synth::model_tensors(8, (kb << 10) / 3);
-    ckpt_torch::synth::write_lightning_checkpoint(&proto, &tensors)?;
+    let tensors = ckpt_test_support::model_tensors(8, (kb << 10) / 3);
+    ckpt_test_support::write_lightning_checkpoint(&proto, &tensors)?;
     for i in 0..count {
         let exp = dir
             .join(format!("exp_{:04}", i / per.max(1)))

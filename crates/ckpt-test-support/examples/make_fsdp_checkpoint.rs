@@ -21,10 +21,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         other => return Err(format!("unknown size {other}").into()),
     };
     let ranks: Option<u64> = args.next().map(|r| r.parse()).transpose()?;
-    let tensors = ckpt_torch::synth::gpt2_fsdp_tensors(layers, hidden, vocab, pos);
+    let tensors = ckpt_test_support::gpt2_fsdp_tensors(layers, hidden, vocab, pos);
     let total = match ranks {
-        Some(r) => ckpt_torch::synth::write_dcp_checkpoint(&out, &tensors, r)?,
-        None => ckpt_torch::synth::write_state_dict_checkpoint(&out, &tensors)?,
+        Some(r) => ckpt_test_support::write_dcp_checkpoint(&out, &tensors, r)?,
+        None => ckpt_test_support::write_state_dict_checkpoint(&out, &tensors)?,
     };
     eprintln!(
         "wrote {} ({} tensors, {total} bytes)",

@@ -18,8 +18,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         None => 60,
     };
     // weights + exp_avg + exp_avg_sq: the weights are a third of the file.
-    let tensors = ckpt_torch::synth::model_tensors(n, (mb << 20) / 3);
-    let total = ckpt_torch::synth::write_lightning_checkpoint(&out, &tensors)?;
+    let tensors = ckpt_test_support::model_tensors(n, (mb << 20) / 3);
+    let total = ckpt_test_support::write_lightning_checkpoint(&out, &tensors)?;
     eprintln!(
         "wrote {} ({} bytes of pickle and tensor data)",
         out.display(),
