@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod extract;
+pub mod hash_folder;
 pub mod schema;
 pub mod sidecar;
 pub mod yaml;
