@@ -185,35 +185,14 @@ impl HashFolder {
         HashFolder::of_checkpoint(ckpt).filter(|h| h.model_dir == ModelDir::Model)
     }
 
-    /// `hp/*.yaml|*.yml|*.json`, sorted by name (none when `hp/` does not exist).
+    /// `hp/`'s files: see [`hp_files`].
     pub fn hp_files(&self) -> Result<HpFiles, LayoutError> {
-        let hp = self.dir.join("hp");
-        if !hp.is_dir() {
-            return Ok(HpFiles::default());
-        }
-        let entries = std::fs::read_dir(&hp).map_err(|source| LayoutError::Dir {
-            path: hp.clone(),
-            source,
-        })?;
-        let mut files: Vec<PathBuf> = entries
-            .flatten()
-            .take(MAX_DIR_ENTRIES)
-            .map(|e| e.path())
-            .filter(|p| {
-                (has_ext(p, "yaml") || has_ext(p, "yml") || has_ext(p, "json")) && p.is_file()
-            })
-            .collect();
-        files.sort();
-        let truncated = files.len() > MAX_HP_FILES;
-        files.truncate(MAX_HP_FILES);
-        Ok(HpFiles { files, truncated })
+        hp_files(&self.dir)
     }
 
-    /// `data/`'s UID file: the first of [`DATA_FILES`] that is a file (one that cannot be
-    /// read or parsed is an error for its reader, never skipped for the next one).
+    /// `data/`'s UID file: see [`data_file`].
     pub fn data_file(&self) -> Option<PathBuf> {
-        let data = self.dir.join("data");
-        DATA_FILES.iter().map(|n| data.join(n)).find(|p| p.is_file())
+        data_file(&self.dir)
     }
 
     /// The newest checkpoint of the experiment: see [`newest_checkpoint`] on its `model/`.
@@ -224,6 +203,38 @@ impl HashFolder {
         });
         newest_checkpoint(&m)
     }
+}
+
+/// An experiment folder's `hp/*.yaml|*.yml|*.json`, sorted by name (none when `hp/` does not exist).
+pub fn hp_files(experiment: &Path) -> Result<HpFiles, LayoutError> {
+    let hp = experiment.join("hp");
+    if !hp.is_dir() {
+        return Ok(HpFiles::default());
+    }
+    let entries = std::fs::read_dir(&hp).map_err(|source| LayoutError::Dir {
+        path: hp.clone(),
+        source,
+    })?;
+    let mut files: Vec<PathBuf> = entries
+        .flatten()
+        .take(MAX_DIR_ENTRIES)
+        .map(|e| e.path())
+        .filter(|p| (has_ext(p, "yaml") || has_ext(p, "yml") || has_ext(p, "json")) && p.is_file())
+        .collect();
+    files.sort();
+    let truncated = files.len() > MAX_HP_FILES;
+    files.truncate(MAX_HP_FILES);
+    Ok(HpFiles { files, truncated })
+}
+
+/// An experiment folder's UID file in `data/`: the first of [`DATA_FILES`] that is a file (one that cannot be
+/// read or parsed is an error for its reader, never skipped for the next one).
+pub fn data_file(experiment: &Path) -> Option<PathBuf> {
+    let data = experiment.join("data");
+    DATA_FILES
+        .iter()
+        .map(|n| data.join(n))
+        .find(|p| p.is_file())
 }
 
 /// The `checkpoint_step_<N>.pt` in `dir` with the largest `N` (files whose `N` is not a number
