@@ -302,3 +302,194 @@ fn identity_golden() {
         }
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// v2: the run's configuration
+
+fn copy(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+    std::fs::copy(from, to).unwrap();
+}
+
+fn write(to: &Path, text: &str) {
+    std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+    std::fs::write(to, text).unwrap();
+}
+
+fn v2() -> HashOptions {
+    HashOptions::default()
+}
+
+const HYDRA: &str = "experiment_name: identity_demo\nseed: 7\ntrainer:\n  max_epochs: MAX\n  accelerator: cpu\noptimizer:\n  lr: 0.001\n  scheduled_lr: ${optimizer.lr}\n";
+
+/// Two Hydra multirun jobs whose configs differ only in `trainer.max_epochs`, each holding a
+/// checkpoint with the same `hyper_parameters` (the DDP fixture's).
+fn two_multirun_jobs(root: &Path) -> (PathBuf, PathBuf) {
+    let ck = fixtures().join("wrapped/ddp_step_000300.pt");
+    let mut out = Vec::new();
+    for (job, max) in [("0", "3"), ("1", "1")] {
+        let d = root.join(format!("multirun/2026-11-30/10-00-00/{job}"));
+        write(&d.join(".hydra/config.yaml"), &HYDRA.replace("MAX", max));
+        let p = d.join("checkpoints/last.ckpt");
+        copy(&ck, &p);
+        out.push(p);
+    }
+    (out[0].clone(), out[1].clone())
+}
+
+#[test]
+fn v2_two_hydra_runs_differing_in_max_epochs_get_different_hashes_v1_the_same() {
+    let t = tempfile::tempdir().unwrap();
+    let (a, b) = two_multirun_jobs(t.path());
+    let (ia, ib) = (gather(&a, &v2()).unwrap(), gather(&b, &v2()).unwrap());
+    assert_eq!(ia.hparams_source, Some(ConfigSource::Hydra));
+    assert_eq!(ia.hparams.as_ref().unwrap()["trainer"]["max_epochs"], json!(3));
+    // `${optimizer.lr}` resolved, with its type.
+    assert_eq!(
+        ia.hparams.as_ref().unwrap()["optimizer"]["scheduled_lr"],
+        json!(0.001)
+    );
+    let (ha, hb) = (identity(&ia), identity(&ib));
+    assert!(ha.hash.starts_with("v2:"), "{}", ha.hash);
+    assert_ne!(ha.hash, hb.hash);
+    assert_ne!(ha.components.hyperparameters, hb.components.hyperparameters);
+    assert_eq!(ha.components.architecture, hb.components.architecture);
+    // v1: the checkpoint's hyper_parameters win, and they are the same.
+    let (va, vb) = (gather(&a, &v1()).unwrap(), gather(&b, &v1()).unwrap());
+    assert_eq!(va.hparams_source, Some(ConfigSource::HyperParameters));
+    assert_eq!(identity(&va), identity(&vb));
+    assert!(identity(&va).hash.starts_with("v1:"));
+    // ... and v1's value is unchanged by v2's existence: the DDP checkpoint's v1 identity
+    // is the same wherever it sits, as expected.json pins it.
+    assert_eq!(
+        identity(&va).components,
+        id_with("wrapped/ddp_step_000300.pt", &v1()).components
+    );
+}
+
+#[test]
+fn v2_keeps_the_model_key_v1_drops_it() {
+    let t = tempfile::tempdir().unwrap();
+    let ck = fixtures().join("wrapped/ddp_step_000300.pt");
+    let mut ids = Vec::new();
+    for act in ["relu", "gelu"] {
+        let d = t.path().join(act);
+        write(
+            &d.join(".hydra/config.yaml"),
+            &format!("lr: 0.1\nmodel:\n  activation: {act}\n"),
+        );
+        copy(&ck, &d.join("last.ckpt"));
+        let p = d.join("last.ckpt");
+        ids.push((
+            identity(&gather(&p, &v2()).unwrap()),
+            identity(
+                &gather(
+                    &p,
+                    &HashOptions {
+                        hparams_file: Some(d.join(".hydra/config.yaml")),
+                        ..v1()
+                    },
+                )
+                .unwrap(),
+            ),
+        ));
+    }
+    assert_ne!(ids[0].0, ids[1].0, "v2 sees the activation");
+    assert_eq!(ids[0].1, ids[1].1, "v1 removed `model`");
+    // `--ignore model.activation` makes them one experiment again in v2.
+    let ign = |act: &str| {
+        identity(
+            &gather(
+                &t.path().join(act).join("last.ckpt"),
+                &HashOptions {
+                    ignore: vec!["model.activation".into()],
+                    ..v2()
+                },
+            )
+            .unwrap(),
+        )
+    };
+    assert_eq!(ign("relu"), ign("gelu"));
+}
+
+#[test]
+fn v2_source_order_hydra_then_config_sidecar_then_hparams_yaml_then_the_checkpoint() {
+    let t = tempfile::tempdir().unwrap();
+    let ck = fixtures().join("wrapped/ddp_step_000300.pt");
+    let v = t.path().join("lightning_logs/version_0");
+    let p = v.join("checkpoints/epoch=1-step=8.ckpt");
+    copy(&ck, &p);
+    let src = |p: &Path| gather(p, &v2()).unwrap();
+    // Only the checkpoint: its hyper_parameters.
+    assert_eq!(
+        src(&p).hparams_source,
+        Some(ConfigSource::HyperParameters)
+    );
+    // Lightning's hparams.yaml, with a Namespace tag.
+    write(
+        &v.join("hparams.yaml"),
+        "args: !!python/object:argparse.Namespace\n  lr: 0.5\nbatch_size: 64\n",
+    );
+    let i = src(&p);
+    assert_eq!(i.hparams_source, Some(ConfigSource::HparamsYaml));
+    assert_eq!(i.hparams.unwrap()["args"]["lr"], json!(0.5));
+    assert_eq!(i.hparams_path, Some(v.join("hparams.yaml")));
+    // <stem>.config.yaml beside the checkpoint.
+    let sc = v.join("checkpoints/epoch=1-step=8.config.json");
+    write(&sc, r#"{"lr": 0.25}"#);
+    let i = src(&p);
+    assert_eq!(i.hparams_source, Some(ConfigSource::ConfigSidecar));
+    assert_eq!(i.hparams_path, Some(sc));
+    // Hydra's config above it.
+    write(&t.path().join(".hydra/config.yaml"), "lr: 0.125\n");
+    let i = src(&p);
+    assert_eq!(i.hparams_source, Some(ConfigSource::Hydra));
+    assert_eq!(i.hparams.unwrap(), json!({"lr": 0.125}));
+    // --hparams over everything.
+    let i = gather(
+        &p,
+        &HashOptions {
+            hparams_file: Some(fixtures().join("hparams.json")),
+            ..v2()
+        },
+    )
+    .unwrap();
+    assert_eq!(i.hparams_source, Some(ConfigSource::HparamsFile));
+}
+
+#[test]
+fn v2_hash_folder_hp_and_models_folder() {
+    let t = tempfile::tempdir().unwrap();
+    let e = fixtures().join(EXP1);
+    let d = t.path().join("runs/exp_a");
+    for rel in ["hp/config.yaml", "data/active_uids.txt"] {
+        copy(&e.join(rel), &d.join(rel));
+    }
+    let p = d.join("models/checkpoint_step_000200.pt");
+    copy(&e.join("model/checkpoint_step_000200.pt"), &p);
+    let i = gather(&p, &v2()).unwrap();
+    assert_eq!(i.hparams_source, Some(ConfigSource::HashFolderHp));
+    assert_eq!(i.uids_source, Some(DataSource::HashFolderData));
+    // The folder resolves to its newest checkpoint in `models/` too.
+    assert_eq!(gather(&d, &v2()).unwrap().checkpoint, Some(p.clone()));
+    // v1 read `model/` only.
+    let i = gather(&p, &v1()).unwrap();
+    assert_eq!(i.hparams_source, None);
+    assert_eq!(i.uids, None);
+}
+
+#[test]
+fn v2_bombs_in_a_run_config_are_errors_naming_the_file() {
+    let t = tempfile::tempdir().unwrap();
+    let mut y = String::from("a0: xxxxxxxxxxxxxxxx\n");
+    for i in 1..40 {
+        y.push_str(&format!("a{i}: ${{a{}}}${{a{}}}\n", i - 1, i - 1));
+    }
+    write(&t.path().join(".hydra/config.yaml"), &y);
+    let p = t.path().join("last.ckpt");
+    copy(&fixtures().join("wrapped/ddp_step_000300.pt"), &p);
+    let e = gather(&p, &v2()).unwrap_err();
+    assert!(matches!(e, IdentityError::Hparams { .. }), "{e:?}");
+    let chain = format!("{:?}", e);
+    assert!(chain.contains("config.yaml"), "{chain}");
+}
