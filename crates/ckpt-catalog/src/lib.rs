@@ -6,7 +6,6 @@ pub mod catalog;
 pub mod compare;
 pub mod discover;
 pub mod fact;
-pub mod identity;
 pub mod infer;
 /// The parallel map lives with the reader so the converter can use it too.
 pub use ckpt_torch::par;

@@ -13,7 +13,6 @@ use ckpt_meta::hash_folder::read_uids;
 use ckpt_torch::sha256_hex;
 use serde_json::{Value, json};
 
-
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/identity")
 }
@@ -87,12 +86,8 @@ fn identity_wider_layer_changes_architecture_only() {
     assert_ne!(a.components.architecture, b.components.architecture);
     assert_eq!(a.components.hyperparameters, b.components.hyperparameters);
     assert_eq!(a.components.data, b.components.data);
-    let ta = gather(&fixtures().join(EXP1), &v1())
-        .unwrap()
-        .tensors;
-    let tb = gather(&fixtures().join(EXP2), &v1())
-        .unwrap()
-        .tensors;
+    let ta = gather(&fixtures().join(EXP1), &v1()).unwrap().tensors;
+    let tb = gather(&fixtures().join(EXP2), &v1()).unwrap().tensors;
     assert_eq!(ta["fc1.weight"], ("float32".to_owned(), vec![8, 10]));
     assert_eq!(tb["fc1.weight"], ("float32".to_owned(), vec![16, 10]));
     assert_eq!(ta.keys().collect::<Vec<_>>(), tb.keys().collect::<Vec<_>>());
@@ -167,11 +162,7 @@ fn identity_ignore_removes_a_key() {
 
 #[test]
 fn identity_wrapper_prefixes_and_checkpoint_hparams() {
-    let inputs = gather(
-        &fixtures().join("wrapped/ddp_step_000300.pt"),
-        &v1(),
-    )
-    .unwrap();
+    let inputs = gather(&fixtures().join("wrapped/ddp_step_000300.pt"), &v1()).unwrap();
     assert_eq!(inputs.hparams_source, Some(ConfigSource::HyperParameters));
     assert!(inputs.tensors.contains_key("fc1.weight"));
     let w = identity(&inputs);
@@ -343,7 +334,10 @@ fn v2_two_hydra_runs_differing_in_max_epochs_get_different_hashes_v1_the_same() 
     let (a, b) = two_multirun_jobs(t.path());
     let (ia, ib) = (gather(&a, &v2()).unwrap(), gather(&b, &v2()).unwrap());
     assert_eq!(ia.hparams_source, Some(ConfigSource::Hydra));
-    assert_eq!(ia.hparams.as_ref().unwrap()["trainer"]["max_epochs"], json!(3));
+    assert_eq!(
+        ia.hparams.as_ref().unwrap()["trainer"]["max_epochs"],
+        json!(3)
+    );
     // `${optimizer.lr}` resolved, with its type.
     assert_eq!(
         ia.hparams.as_ref().unwrap()["optimizer"]["scheduled_lr"],
@@ -421,10 +415,7 @@ fn v2_source_order_hydra_then_config_sidecar_then_hparams_yaml_then_the_checkpoi
     copy(&ck, &p);
     let src = |p: &Path| gather(p, &v2()).unwrap();
     // Only the checkpoint: its hyper_parameters.
-    assert_eq!(
-        src(&p).hparams_source,
-        Some(ConfigSource::HyperParameters)
-    );
+    assert_eq!(src(&p).hparams_source, Some(ConfigSource::HyperParameters));
     // Lightning's hparams.yaml, with a Namespace tag.
     write(
         &v.join("hparams.yaml"),

@@ -113,6 +113,9 @@ pub struct HashArgs {
     /// Drop a hyperparameter (dotted path) before hashing; repeatable.
     #[arg(long, value_name = "KEY.PATH")]
     pub ignore: Vec<String>,
+    /// The identity algorithm: `v2` (the run's full config) or `v1` (as computed before v2).
+    #[arg(long, value_name = "VERSION", default_value = "v2")]
+    pub algorithm: ckpt_identity::Algorithm,
     #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
     pub format: OutputFormat,
 }
@@ -124,6 +127,9 @@ pub struct DiffArgs {
     /// Drop a hyperparameter (dotted path) before comparing; repeatable.
     #[arg(long, value_name = "KEY.PATH")]
     pub ignore: Vec<String>,
+    /// The identity algorithm: `v2` (the run's full config) or `v1` (as computed before v2).
+    #[arg(long, value_name = "VERSION", default_value = "v2")]
+    pub algorithm: ckpt_identity::Algorithm,
     #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
     pub format: OutputFormat,
 }
