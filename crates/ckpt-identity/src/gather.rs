@@ -167,6 +167,26 @@ pub fn gather(path: &Path, opts: &HashOptions) -> Result<IdentityInputs, Identit
         ..IdentityInputs::default()
     };
     fill_data(opts, &mut inputs)?;
+    // Files found from the absolute path are shown as the checkpoint was given: relative to
+    // the working folder when it was relative.
+    if path.is_relative()
+        && let Ok(cwd) = std::env::current_dir()
+    {
+        let rel = |p: &mut PathBuf| {
+            if let Ok(r) = p.strip_prefix(&cwd) {
+                *p = r.to_path_buf();
+            }
+        };
+        for p in [&mut inputs.hparams_path, &mut inputs.uids_path]
+            .into_iter()
+            .flatten()
+        {
+            rel(p);
+        }
+        if let Some(f) = &mut inputs.folder {
+            rel(&mut f.dir);
+        }
+    }
     Ok(inputs)
 }
 

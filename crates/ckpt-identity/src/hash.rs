@@ -7,7 +7,7 @@ use ckpt_meta::hash_folder::{HashFolder, hexish, named_hash};
 use ckpt_torch::sha256_hex;
 
 use crate::canonical::canonical_json;
-use crate::{Algorithm, HashOptions, IdentityError, IdentityInputs, gather};
+use crate::{Algorithm, HashOptions, IdentityInputs, gather};
 
 /// Each component's SHA-256 (lowercase hex), or `None` when its source is absent.
 #[derive(
@@ -98,12 +98,15 @@ pub struct FolderName {
 /// this ckpt does not know is compared with nothing); a bare hex name with each version's,
 /// newest first. The name matches when its hex digits and the identity's 16 agree on the
 /// shorter of the two (at least 6 digits, any case). `opts` are the options the identity was
-/// asked with (`--hparams` and so on); their algorithm is replaced.
+/// asked with (`--hparams` and so on) and `computed` the identity they gave; another
+/// version's identity is computed when needed, and one that cannot be (its sources fail to
+/// read) matches nothing.
 pub fn folder_name(
     folder: &HashFolder,
     checkpoint: &Path,
     opts: &HashOptions,
-) -> Result<FolderName, IdentityError> {
+    computed: &Identity,
+) -> FolderName {
     let mut out = FolderName {
         path: folder.dir.display().to_string(),
         name: folder.name.clone(),
@@ -115,27 +118,34 @@ pub fn folder_name(
             out.states_version = Some(version.to_owned());
             match version.parse::<Algorithm>() {
                 Ok(a) => (vec![a], hex),
-                Err(_) => return Ok(out),
+                Err(_) => return out,
             }
         }
         None if hexish(&folder.name) => (
             Algorithm::ALL.iter().rev().copied().collect(),
             folder.name.as_str(),
         ),
-        None => return Ok(out),
+        None => return out,
     };
     let hex = hex.to_ascii_lowercase();
     for alg in candidates {
-        let o = HashOptions {
-            algorithm: alg,
-            ..opts.clone()
+        let id = if alg == opts.algorithm {
+            computed.clone()
+        } else {
+            let o = HashOptions {
+                algorithm: alg,
+                ..opts.clone()
+            };
+            match gather(checkpoint, &o) {
+                Ok(inputs) => identity(&inputs),
+                Err(_) => continue,
+            }
         };
-        let id = identity(&gather(checkpoint, &o)?);
         let digits = id.digits();
         if digits.starts_with(&hex) || hex.starts_with(digits) {
             out.matches = Some(alg);
             break;
         }
     }
-    Ok(out)
+    out
 }

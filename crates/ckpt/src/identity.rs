@@ -41,7 +41,7 @@ pub fn hash(a: &HashArgs) -> Result<Outcome> {
         );
     }
     let folder = match (&inputs.folder, &inputs.checkpoint) {
-        (Some(f), Some(ck)) => Some(folder_name(f, ck, &opts)?),
+        (Some(f), Some(ck)) => Some(folder_name(f, ck, &opts, &id)),
         _ => None,
     };
     if let Some(f) = &folder
