@@ -176,8 +176,8 @@ fn the_catalog_and_hash_read_a_hash_folder_alike() {
             "{\"uids\": [\"a\", \"b\"], \"note\": \"x\"}",
             2,
         ),
-        // A quoted CSV field with a comma (old catalog: split it, 3 "UIDs" from 2 rows + header
-        // skipped, so 2 with one wrong).
+        // A quoted CSV field with a comma (old catalog: 2 by chance, `a` and `c`: it split
+        // `"a,b"` at the comma).
         ("4a1b2c3d4e5f", "active_uids.csv", "uid\n\"a,b\"\nc\nc\n", 2),
         // Not a hex name and no hp/, but a data/ folder (old catalog: not a hash folder).
         ("run_a", "active_uids.txt", "x\ny\n", 2),
