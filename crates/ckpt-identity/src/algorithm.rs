@@ -68,7 +68,9 @@
 //! **data.** The set of active sample UIDs from the file given with `--data-uids`, else the
 //! experiment folder's `data/active_uids.txt`, `.json` or `.csv` (the first that exists).
 //! A `.json` file (or a file not named `.csv` whose first non-blank character is `[`) is a
-//! JSON array of strings or numbers (integers in decimal, other numbers as `repr(float)`); a
+//! JSON array of strings or numbers (integers in decimal, other numbers as `repr(float)`), or
+//! (read since the layout was shared with the catalog; refused before, so no `v1` value changed)
+//! an object holding such an array under `active_uids`, `uids` or `ids`, or keyed by UID; a
 //! `.csv` file, or any file when a UID column is named, is CSV (RFC 4180 quoting) with a
 //! header row, and the UIDs are the named column (the column with exactly that name, else the
 //! first whose name matches it ignoring ASCII case) or by default the first of the columns

@@ -484,3 +484,36 @@ fn v2_bombs_in_a_run_config_are_errors_naming_the_file() {
     let chain = format!("{:?}", e);
     assert!(chain.contains("config.yaml"), "{chain}");
 }
+
+/// Pinned: if this fails, `v2` changed. Add a version instead of editing these values.
+#[test]
+fn identity_golden_v2() {
+    const ARCH: &str = "7f63d08eccc1d53e5f37a249986dac9742388e9aa304b56400047d4c0f9502c0";
+    const HP: &str = "9a3397c6d193c65116349bf7dbe198d72daef0905ef8a839f0cd2f14e2d8c728";
+    const DATA: &str = "bcc2107ec8be52f7d276b264a6270a9c6a15a7e46dc2ac03aeecaac6fa934ef1";
+    let a = identity(&gather(&fixtures().join(EXP1), &v2()).unwrap());
+    assert_eq!(
+        a,
+        Identity {
+            hash: "v2:c3b216419ba69a8e".into(),
+            components: Components {
+                architecture: Some(ARCH.into()),
+                hyperparameters: Some(HP.into()),
+                data: Some(DATA.into()),
+            },
+        }
+    );
+    // v2's config text is v1's with the `model` key kept: the same file, hashed whole.
+    let text = std::fs::read_to_string(fixtures().join(EXP1).join("hp/config.yaml")).unwrap();
+    let v: Value = ckpt_meta::yaml::parse(&text).unwrap();
+    let canon =
+        ckpt_identity::canonical::canonical_json(&canonical_hparams(&v, &[], Algorithm::V2));
+    assert_eq!(sha256_hex(canon.as_bytes()), HP);
+    assert!(
+        canon.contains(r#""model":{"activation":"relu","depth":2}"#),
+        "{canon}"
+    );
+    let b = identity(&gather(&fixtures().join("checkpoints/8e6c4a2f0b1d"), &v2()).unwrap());
+    assert_eq!(b.hash, "v2:f42408949c5eea0e");
+    assert_eq!(b.components.hyperparameters.as_deref(), Some(HP));
+}
