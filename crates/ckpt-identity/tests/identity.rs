@@ -1,6 +1,7 @@
 //! The identity algorithms on the repository's fixtures (`fixtures/identity`, made by
 //! `scripts/make_identity_fixtures.py`): `v1` pinned (golden values, the Python reference),
 //! `v2`'s new configuration sources, and the folder-name check.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
 
