@@ -7,7 +7,9 @@ use anyhow::{Result, bail};
 use ckpt_catalog::catalog::{Options, build};
 use ckpt_identity::diff::{self, RunFacts};
 use ckpt_identity::report::DiffSide;
-use ckpt_identity::{DiffReport, HashOptions, HashReport, folder_name, gather, identity};
+use ckpt_identity::{
+    Algorithm, DiffReport, HashOptions, HashReport, folder_name, gather, identity,
+};
 use serde_json::Value;
 
 use crate::Outcome;
@@ -30,7 +32,17 @@ fn json_line<T: serde::Serialize>(v: &T) -> Result<()> {
 }
 
 pub fn hash(a: &HashArgs) -> Result<Outcome> {
-    let opts = hash_options(a);
+    let mut opts = hash_options(a);
+    // A hash is compared only with a hash of the version it names.
+    if let Some(e) = &a.expect {
+        match Algorithm::of_hash(e)? {
+            Some(alg) => opts.algorithm = alg,
+            None => bail!(
+                "--expect {e}: give the hash as `ckpt hash` prints it, with its version \
+                 (v1:…, v2:…)"
+            ),
+        }
+    }
     let inputs = gather(&a.path, &opts)?;
     let id = identity(&inputs);
     let c = &id.components;
@@ -46,7 +58,7 @@ pub fn hash(a: &HashArgs) -> Result<Outcome> {
     };
     if let Some(f) = &folder
         && let Some(v) = &f.states_version
-        && v.parse::<ckpt_identity::Algorithm>().is_err()
+        && v.parse::<Algorithm>().is_err()
     {
         eprintln!(
             "ckpt: warning: {}: the folder name states identity algorithm {v}, which this ckpt \
@@ -96,6 +108,17 @@ pub fn hash(a: &HashArgs) -> Result<Outcome> {
             }
             crate::print_stdout(&s)?;
         }
+    }
+    if let Some(e) = &a.expect
+        && !e.eq_ignore_ascii_case(&report.hash)
+    {
+        eprintln!(
+            "ckpt: {} is not experiment {e}: its {} identity is {}",
+            a.path.display(),
+            report.algorithm,
+            report.hash
+        );
+        return Ok(Outcome::Findings);
     }
     Ok(Outcome::Ok)
 }

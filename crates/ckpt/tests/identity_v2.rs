@@ -337,3 +337,40 @@ fn schemas_reject_what_the_contract_forbids() {
     assert!(!validator.is_valid(&bad));
     assert!(serde_json::from_value::<HashReport>(extra).is_err());
 }
+
+/// A hash value kept from before `v2` (`v1:…`) is checked as `v1`, never against `v2`.
+#[test]
+fn expect_checks_a_kept_hash_in_the_version_it_names() {
+    let exp = s(&fixtures().join(EXP1));
+    let o = ckpt()
+        .args(["hash", &exp, "--expect", EXP1_V1])
+        .assert()
+        .success();
+    let out = String::from_utf8_lossy(&o.get_output().stdout).into_owned();
+    assert!(out.starts_with(EXP1_V1), "{out}");
+    let v2 = json_of(&["hash", &exp], 0)["hash"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    ckpt()
+        .args(["hash", &exp, "--expect", &v2])
+        .assert()
+        .success();
+    // Another experiment's v1 hash: exit 1, saying what it is.
+    let (code, _, err) = common::run(&["hash", &exp, "--expect", "v1:0000000000000000"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains(&format!("its v1 identity is {EXP1_V1}")),
+        "{err}"
+    );
+    // A version this ckpt does not know, or no version: bad input, exit 2.
+    let (code, _, err) = common::run(&["hash", &exp, "--expect", "v9:d2c97065e066bb16"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("\"v9\""), "{err}");
+    let (code, _, err) = common::run(&["hash", &exp, "--expect", "d2c97065e066bb16"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("with its version"), "{err}");
+    // --expect chooses the algorithm; --algorithm beside it is a usage error.
+    let (code, _, _) = common::run(&["hash", &exp, "--expect", EXP1_V1, "--algorithm", "v2"]);
+    assert_eq!(code, 2);
+}
