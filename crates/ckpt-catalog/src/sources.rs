@@ -1028,7 +1028,6 @@ pub fn hierarchical(cache: &DirCache, ckpt: &Path, root: &Path) -> Vec<Fact> {
 
 #[derive(Debug, Default)]
 struct HashDir {
-    is_exp: bool,
     hparams: Vec<(String, Value)>,
     model: Vec<Fact>,
     active_uids: Option<usize>,
@@ -1038,10 +1037,7 @@ impl HashDir {
     /// `dir` is the experiment folder [`HashFolder::of_checkpoint`] found: which files hold
     /// its hyperparameters and UIDs is the layout's answer, shared with `ckpt hash`.
     fn load(cache: &DirCache, dir: &Path) -> HashDir {
-        let mut h = HashDir {
-            is_exp: true,
-            ..HashDir::default()
-        };
+        let mut h = HashDir::default();
         let mut files = hash_folder::hp_files(dir)
             .map(|f| f.files)
             .unwrap_or_default();
@@ -1061,9 +1057,10 @@ impl HashDir {
                 }
             }
         }
-        // A UID file that does not read is no count (never another file's count).
+        // A UID file that does not read (or is over the catalog's size limit) is no count,
+        // never another file's count.
         h.active_uids = hash_folder::data_file(dir)
-            .and_then(|f| hash_folder::read_uids(&f, None).ok())
+            .and_then(|f| hash_folder::read_uids_within(&f, None, MAX_FILE_BYTES).ok())
             .map(|u| u.len());
         h
     }
@@ -1097,9 +1094,6 @@ pub fn hash_folder(cache: &DirCache, ckpt: &Path) -> Vec<Fact> {
     };
     let (dir, name) = (folder.dir.as_path(), folder.name.as_str());
     let info = cache.hash_dir(dir);
-    if !info.is_exp {
-        return Vec::new();
-    }
     let mut out = vec![Fact::new("experiment", json!(name), HASH_FOLDER)];
     let stem = stem_of(ckpt);
     if parse_file_name(&stem).step.is_none()

@@ -165,14 +165,15 @@ impl HashFolder {
             _ => return None,
         };
         let dir = model.parent()?;
-        let name = name_of(dir)?;
-        let named = hexish(name) || named_hash(name).is_some();
+        // Any name counts when the folder has `hp/` or `data/`, UTF-8 or not.
+        let name = dir.file_name()?.to_string_lossy();
+        let named = hexish(&name) || named_hash(&name).is_some();
         if !named && !dir.join("hp").is_dir() && !dir.join("data").is_dir() {
             return None;
         }
         Some(HashFolder {
             dir: dir.to_path_buf(),
-            name: name.to_owned(),
+            name: name.into_owned(),
             model_dir,
         })
     }
@@ -270,17 +271,27 @@ pub fn has_ext(path: &Path, ext: &str) -> bool {
         .is_some_and(|e| e.eq_ignore_ascii_case(ext))
 }
 
-/// Read a UID file (see the module doc). Returns the UIDs sorted and de-duplicated.
+/// Read a UID file (see the module doc), of at most [`MAX_UID_FILE_BYTES`]. Returns the UIDs
+/// sorted and de-duplicated.
 pub fn read_uids(path: &Path, column: Option<&str>) -> Result<Vec<String>, UidError> {
+    read_uids_within(path, column, MAX_UID_FILE_BYTES)
+}
+
+/// [`read_uids`] of a file no larger than `limit` bytes (a larger one is an error before
+/// anything is read): the catalog reads with its own, smaller, limit on every file it opens.
+pub fn read_uids_within(
+    path: &Path,
+    column: Option<&str>,
+    limit: u64,
+) -> Result<Vec<String>, UidError> {
     // A regular file only (a FIFO must not block), of bounded size.
-    let bytes =
-        ckpt_torch::open::read_small(path, MAX_UID_FILE_BYTES).map_err(|e| UidError::File {
-            path: path.to_path_buf(),
-            source: match e {
-                ckpt_torch::open::OpenError::Io(e) => e,
-                other => std::io::Error::other(other.to_string()),
-            },
-        })?;
+    let bytes = ckpt_torch::open::read_small(path, limit).map_err(|e| UidError::File {
+        path: path.to_path_buf(),
+        source: match e {
+            ckpt_torch::open::OpenError::Io(e) => e,
+            other => std::io::Error::other(other.to_string()),
+        },
+    })?;
     let text = String::from_utf8(bytes).map_err(|e| UidError::Format {
         path: path.to_path_buf(),
         line: None,
@@ -517,6 +528,17 @@ mod tests {
         ));
         assert!(matches!(
             read_uids(&dir.path().join("missing.txt"), None),
+            Err(UidError::File { .. })
+        ));
+    }
+
+    #[test]
+    fn a_uid_file_over_the_limit_is_refused_before_reading() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(dir.path(), "u.txt", "a\nb\n");
+        assert_eq!(read_uids_within(&p, None, 4).unwrap(), vec!["a", "b"]);
+        assert!(matches!(
+            read_uids_within(&p, None, 3),
             Err(UidError::File { .. })
         ));
     }
