@@ -4,18 +4,18 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
+use ckpt_meta::sources::DirCache;
 use ckpt_torch::bug::Panic;
-use serde_json::Value;
 
 use crate::Fact;
 use crate::cache::{Cache, CacheError, FileKey};
 use crate::discover::{Candidate, Kind, WalkOptions, discover_with_listing};
+use crate::entry::CatalogEntry;
 use crate::par;
 use crate::resolve::{
-    Configs, FACTS_VERSION, Resolve, SidecarRead, checkpoint_facts, facts_from_json, facts_to_json,
-    mark_best, modified_of, needs_checkpoint, read_sidecar, resolve,
+    Resolve, bug_entry, checkpoint_facts, facts_from_json, facts_to_json, facts_version, mark_best,
+    modified_of, resolve,
 };
-use crate::sources::DirCache;
 
 /// Called after each chunk with (checkpoints done, checkpoints found).
 pub type Progress = std::sync::Arc<dyn Fn(usize, usize) + Send + Sync>;
@@ -45,7 +45,6 @@ pub struct Stats {
     pub candidates: usize,
     pub opened: usize,
     pub cached: usize,
-    pub skipped_by_sidecar: usize,
     pub forgotten: usize,
 }
 
@@ -59,7 +58,7 @@ pub struct Bug {
 
 #[derive(Debug, Default)]
 pub struct Catalog {
-    pub entries: Vec<Value>,
+    pub entries: Vec<CatalogEntry>,
     pub warnings: Vec<String>,
     pub stats: Stats,
     /// Checkpoints that hit a bug in ckpt (a panic caught per checkpoint).
@@ -80,6 +79,62 @@ fn key_file(c: &Candidate) -> PathBuf {
             }
         }
     }
+}
+
+/// Every other file a candidate's facts are read from: a DCP folder's shards (its step and
+/// epoch are read from them), a sharded folder's `config.json` and every shard its index
+/// names. The cache key covers them all, so changing any of them re-reads the facts.
+fn other_inputs(c: &Candidate) -> Vec<PathBuf> {
+    match c.kind {
+        Kind::File => Vec::new(),
+        Kind::Dcp => {
+            let mut v: Vec<PathBuf> = std::fs::read_dir(&c.path)
+                .map(|rd| {
+                    rd.flatten()
+                        .map(|e| e.path())
+                        .filter(|p| p.file_name().is_some_and(|n| n != ".metadata"))
+                        .collect()
+                })
+                .unwrap_or_default();
+            v.sort();
+            v
+        }
+        Kind::HfSharded => ckpt_meta::sources::checkpoint::sharded_inputs(&c.path),
+    }
+}
+
+/// Fold the other inputs into a key: sizes added, the newest mtime, and the inode field
+/// replaced by a hash of every input's (name, size, mtime, inode), so any change, addition or
+/// removal gives another key.
+fn fold_inputs(mut key: FileKey, inputs: &[PathBuf]) -> FileKey {
+    if inputs.is_empty() {
+        return key;
+    }
+    // FNV-1a: a stable hash, no dependency.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |bytes: &[u8]| {
+        for b in bytes {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    eat(&key.inode.to_le_bytes());
+    for p in inputs {
+        eat(p.as_os_str().as_encoded_bytes());
+        match std::fs::metadata(p) {
+            Ok(m) => {
+                let k = FileKey::from_metadata("", &m);
+                key.size = key.size.saturating_add(k.size);
+                key.mtime_ns = key.mtime_ns.max(k.mtime_ns);
+                eat(&k.size.to_le_bytes());
+                eat(&k.mtime_ns.to_le_bytes());
+                eat(&k.inode.to_le_bytes());
+            }
+            Err(_) => eat(b"\0missing"),
+        }
+    }
+    key.inode = h;
+    key
 }
 
 struct Stat {
@@ -104,7 +159,7 @@ pub fn build(roots: &[PathBuf], opts: &Options) -> Result<Catalog, CacheError> {
 pub fn build_streaming(
     roots: &[PathBuf],
     opts: &Options,
-    on_entry: &mut dyn FnMut(Value),
+    on_entry: &mut dyn FnMut(CatalogEntry),
 ) -> Result<Catalog, CacheError> {
     let mut cat = Catalog::default();
     let (cands, warnings, seen) = discover_with_listing(roots, &opts.walk);
@@ -122,8 +177,9 @@ pub fn build_streaming(
                 } else {
                     dir_size(&c.path)
                 };
+                let key = FileKey::from_metadata(&abs.display().to_string(), &m);
                 Stat {
-                    key: Some(FileKey::from_metadata(&abs.display().to_string(), &m)),
+                    key: Some(fold_inputs(key, &other_inputs(c))),
                     size,
                     modified,
                     error: None,
@@ -162,7 +218,6 @@ pub fn build_streaming(
     // memory at a time (memory grows with the entries kept, not with what was read).
     const CHUNK: usize = 1024;
     let dirs = DirCache::default();
-    let configs = Configs::default();
     // Chunks end at folder boundaries, so each folder's best can be marked within its chunk.
     let mut chunks: Vec<Vec<usize>> = Vec::new();
     let mut cur: Vec<usize> = Vec::new();
@@ -182,26 +237,12 @@ pub fn build_streaming(
     let mut warned: HashSet<String> = HashSet::new();
     for chunk in &chunks {
         let chunk = chunk.as_slice();
-        let mut chunk_entries: Vec<Value> = Vec::with_capacity(chunk.len());
+        let mut chunk_entries: Vec<CatalogEntry> = Vec::with_capacity(chunk.len());
         let mut chunk_best: Vec<Option<String>> = Vec::with_capacity(chunk.len());
-        // Each sidecar is parsed once: it decides whether the checkpoint is opened, and it is
-        // the first source of the entry.
-        let sidecars: Vec<SidecarRead> = par::map(chunk, |i| read_sidecar(&cands[*i], &seen));
-        let need: Vec<bool> = chunk
-            .iter()
-            .zip(&sidecars)
-            .map(|(i, sc)| needs_checkpoint(&cands[*i], sc, stats[*i].size, &stats[*i].modified))
-            .collect();
-        cat.stats.skipped_by_sidecar += chunk
-            .iter()
-            .zip(&need)
-            .filter(|(i, n)| !**n && stats[**i].error.is_none())
-            .count();
         let wanted: Vec<usize> = chunk
             .iter()
-            .zip(&need)
-            .filter(|(i, n)| **n && stats[**i].key.is_some())
-            .map(|(i, _)| *i)
+            .copied()
+            .filter(|i| stats[*i].key.is_some())
             .collect();
         let mut facts: HashMap<usize, Vec<Fact>> = HashMap::with_capacity(wanted.len());
         if let Some(c) = &cache {
@@ -209,7 +250,7 @@ pub fn build_streaming(
                 .iter()
                 .filter_map(|i| stats[*i].key.clone())
                 .collect();
-            let hits = c.get_many(&keys, FACTS_VERSION)?;
+            let hits = c.get_many(&keys, facts_version())?;
             for (i, h) in wanted.iter().zip(hits) {
                 if let Some(text) = h
                     && let Some(f) = facts_from_json(&text)
@@ -245,7 +286,11 @@ pub fn build_streaming(
                         path: cands[*i].path.clone(),
                         panic,
                     });
-                    vec![Fact::new("error", Value::String(msg), "checkpoint")]
+                    vec![Fact::new(
+                        crate::Field::Error,
+                        serde_json::Value::String(msg),
+                        crate::Source::Checkpoint,
+                    )]
                 }
             };
             facts.insert(*i, f);
@@ -253,21 +298,18 @@ pub fn build_streaming(
         if let Some(c) = &mut cache
             && !rows.is_empty()
         {
-            c.put_many(&rows, FACTS_VERSION)?;
+            c.put_many(&rows, facts_version())?;
         }
-        let at: Vec<(usize, &SidecarRead)> = chunk.iter().copied().zip(&sidecars).collect();
-        let resolved = par::map(&at, |(i, sidecar)| {
+        let resolved = par::map(chunk, |i| {
             ckpt_torch::bug::catch(|| {
                 let mut w = Vec::new();
                 let r = resolve(
                     &Resolve {
-                        sidecar,
                         candidate: &cands[*i],
                         size: stats[*i].size,
                         modified: stats[*i].modified.clone(),
                         ckpt_facts: facts.get(i).map(Vec::as_slice),
                         dirs: &dirs,
-                        configs: &configs,
                         seen: &seen,
                     },
                     &mut w,
@@ -287,7 +329,7 @@ pub fn build_streaming(
                     (r.entry, r.best_name)
                 }
                 Err(panic) => {
-                    let entry = bug_entry(&cands[*i].path, &panic);
+                    let entry = bug_entry(&cands[*i].path, panic.to_string());
                     cat.bugs.push(Bug {
                         path: cands[*i].path.clone(),
                         panic,
@@ -296,7 +338,7 @@ pub fn build_streaming(
                 }
             };
             if let Some(e) = &stats[*i].error {
-                entry["error"] = Value::String(e.clone());
+                entry.error = Some(e.clone());
             }
             chunk_best.push(best);
             chunk_entries.push(entry);
@@ -327,15 +369,6 @@ pub fn build_streaming(
         cat.stats.forgotten = c.forget_missing(&abs_roots, &keys)?;
     }
     Ok(cat)
-}
-
-/// The entry of a checkpoint whose resolution panicked: its path and the error, every other
-/// field empty, in the contract's key order.
-fn bug_entry(path: &Path, panic: &Panic) -> Value {
-    let mut e = crate::resolve::Entry::new(&path.display().to_string());
-    e.value
-        .insert("error".into(), Value::String(panic.to_string()));
-    Value::Object(e.value)
 }
 
 /// Bytes of the files directly in a folder (DCP / sharded models).

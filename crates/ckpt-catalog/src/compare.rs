@@ -1,17 +1,22 @@
 //! Experiments as groups of catalog entries. (The diff of two checkpoints is
 //! `ckpt_identity::diff`.)
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
-use serde_json::Value;
 
+use crate::entry::CatalogEntry;
+use crate::query::{GroupBy, group_of};
 use crate::resolve::metric_value;
 
 /// One experiment: what `ckpt experiments` lists.
 #[derive(Debug, Clone, Serialize)]
 pub struct Experiment {
     pub experiment: String,
+    /// The run, when grouping per run (the default).
+    pub run: Option<String>,
+    /// Distinct runs in the group.
+    pub runs: usize,
     pub checkpoints: usize,
     pub latest_path: Option<String>,
     pub latest_step: Option<i64>,
@@ -27,20 +32,20 @@ pub struct Experiment {
     pub hash: Option<String>,
 }
 
-fn step_key(e: &Value) -> (i64, i64, String) {
+fn step_key(e: &CatalogEntry) -> (i64, i64, String) {
     (
-        e["global_step"].as_i64().unwrap_or(-1),
-        e["epoch"].as_i64().unwrap_or(-1),
-        e["modified"].as_str().unwrap_or("").to_owned(),
+        e.global_step.unwrap_or(-1),
+        e.epoch.unwrap_or(-1),
+        e.modified.clone(),
     )
 }
 
-/// Group entries by `experiment`, in order of first appearance.
-pub fn experiments(entries: &[Value]) -> Vec<Experiment> {
+/// Group entries by run (or by experiment), in order of first appearance.
+pub fn experiments(entries: &[CatalogEntry], group: GroupBy) -> Vec<Experiment> {
     let mut order: Vec<String> = Vec::new();
-    let mut groups: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
+    let mut groups: BTreeMap<String, Vec<&CatalogEntry>> = BTreeMap::new();
     for e in entries {
-        let k = e["experiment"].as_str().unwrap_or("").to_owned();
+        let k = group_of(e, group);
         if !groups.contains_key(&k) {
             order.push(k.clone());
         }
@@ -49,39 +54,42 @@ pub fn experiments(entries: &[Value]) -> Vec<Experiment> {
     let mut out = Vec::new();
     for name in order {
         let Some(g) = groups.get(&name) else { continue };
-        let readable: Vec<&&Value> = g.iter().filter(|e| e["error"].is_null()).collect();
+        let readable: Vec<&&CatalogEntry> = g.iter().filter(|e| e.error.is_none()).collect();
         let latest = readable.iter().max_by_key(|e| step_key(e));
-        let monitor = readable
-            .iter()
-            .find_map(|e| e["monitor"].as_str().map(str::to_owned));
-        let mode = readable
-            .iter()
-            .find_map(|e| e["mode"].as_str().map(str::to_owned));
+        let monitor = readable.iter().find_map(|e| e.monitor.clone());
+        let mode = readable.iter().find_map(|e| e.mode.clone());
         let maximize = mode.as_deref() != Some("min");
         let best = monitor.as_deref().and_then(|m| {
             readable
                 .iter()
                 .filter_map(|e| metric_value(e, m).map(|v| (*e, v)))
-                .fold(None::<(&Value, f64)>, |acc, (e, v)| match acc {
+                .fold(None::<(&CatalogEntry, f64)>, |acc, (e, v)| match acc {
                     None => Some((e, v)),
                     Some((_, bv)) if (maximize && v > bv) || (!maximize && v < bv) => Some((e, v)),
                     keep => keep,
                 })
         });
+        let runs: BTreeSet<&str> = g.iter().filter_map(|e| e.run.as_deref()).collect();
+        let first = g.first();
         out.push(Experiment {
-            experiment: name.clone(),
+            experiment: first.and_then(|e| e.experiment.clone()).unwrap_or_default(),
+            run: match group {
+                GroupBy::Run => first.and_then(|e| e.run.clone()),
+                GroupBy::Experiment => None,
+            },
+            runs: runs.len(),
             checkpoints: g.len(),
-            latest_path: latest.and_then(|e| e["path"].as_str().map(str::to_owned)),
-            latest_step: latest.and_then(|e| e["global_step"].as_i64()),
-            latest_epoch: latest.and_then(|e| e["epoch"].as_i64()),
+            latest_path: latest.map(|e| e.path.clone()),
+            latest_step: latest.and_then(|e| e.global_step),
+            latest_epoch: latest.and_then(|e| e.epoch),
             monitor,
             mode,
-            best_path: best.and_then(|(e, _)| e["path"].as_str().map(str::to_owned)),
+            best_path: best.map(|(e, _)| e.path.clone()),
             best_value: best.map(|(_, v)| v),
-            total_bytes: g.iter().filter_map(|e| e["size_bytes"].as_u64()).sum(),
+            total_bytes: g.iter().map(|e| e.size_bytes).sum(),
             last_modified: g
                 .iter()
-                .filter_map(|e| e["modified"].as_str())
+                .map(|e| e.modified.as_str())
                 .max()
                 .map(str::to_owned),
             errors: g.len() - readable.len(),
@@ -92,11 +100,11 @@ pub fn experiments(entries: &[Value]) -> Vec<Experiment> {
 }
 
 /// The newest entry (by step, epoch, modification time), or the one at `step`.
-pub fn latest(entries: &[Value], step: Option<i64>) -> Option<&Value> {
-    let readable = entries.iter().filter(|e| e["error"].is_null());
+pub fn latest(entries: &[CatalogEntry], step: Option<i64>) -> Option<&CatalogEntry> {
+    let readable = entries.iter().filter(|e| e.error.is_none());
     match step {
         Some(s) => readable
-            .filter(|e| e["global_step"].as_i64() == Some(s))
+            .filter(|e| e.global_step == Some(s))
             .max_by_key(|e| step_key(e)),
         None => readable.max_by_key(|e| step_key(e)),
     }
@@ -109,22 +117,25 @@ mod tests {
 
     #[test]
     fn groups_and_latest() {
-        let entries = vec![
+        let entries: Vec<CatalogEntry> = [
             json!({"path": "a/1", "experiment": "a", "global_step": 1, "epoch": 0, "monitor": "val/loss", "mode": "min",
                    "metrics": {"val/loss": 0.5}, "size_bytes": 10, "modified": "1", "error": null}),
             json!({"path": "a/2", "experiment": "a", "global_step": 2, "epoch": 1, "monitor": "val/loss", "mode": "min",
                    "metrics": {"val/loss": 0.7}, "size_bytes": 10, "modified": "2", "error": null}),
             json!({"path": "b/1", "experiment": "b", "global_step": 5, "size_bytes": 3, "modified": "3", "error": "bad"}),
-        ];
-        let ex = experiments(&entries);
+        ]
+        .into_iter()
+        .map(|v| serde_json::from_value(v).unwrap())
+        .collect();
+        let ex = experiments(&entries, GroupBy::Experiment);
         assert_eq!(ex.len(), 2);
         assert_eq!(ex[0].checkpoints, 2);
         assert_eq!(ex[0].latest_path.as_deref(), Some("a/2"));
         assert_eq!(ex[0].best_path.as_deref(), Some("a/1"));
         assert_eq!(ex[0].total_bytes, 20);
         assert_eq!(ex[1].errors, 1);
-        assert_eq!(latest(&entries, None).unwrap()["path"], "a/2");
-        assert_eq!(latest(&entries, Some(1)).unwrap()["path"], "a/1");
+        assert_eq!(latest(&entries, None).unwrap().path, "a/2");
+        assert_eq!(latest(&entries, Some(1)).unwrap().path, "a/1");
         assert!(latest(&entries, Some(9)).is_none());
     }
 }

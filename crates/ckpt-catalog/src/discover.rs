@@ -6,19 +6,12 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-/// File extensions that hold checkpoints (`jit`: TorchScript archives, as `torch.jit.save`
-/// files are often named).
-pub const EXTENSIONS: &[&str] = &["ckpt", "pt", "pth", "bin", "safetensors", "jit"];
+/// File extensions that hold checkpoints (one list for every command).
+pub use ckpt_torch::names::CHECKPOINT_EXTENSIONS as EXTENSIONS;
 
-/// What kind of thing a catalog entry is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Kind {
-    File,
-    /// A `torch.distributed.checkpoint` directory (`.metadata` + `*.distcp`).
-    Dcp,
-    /// A Hugging Face folder with `*.index.json` and shards: one model.
-    HfSharded,
-}
+/// What kind of thing a catalog entry is (the readers of the metadata crate decide what to
+/// read by it).
+pub use ckpt_meta::sources::Kind;
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Candidate {
@@ -43,8 +36,13 @@ impl Default for WalkOptions {
     }
 }
 
-/// By name (`model_best.pth.tar` included): the walk stays at the cost of a listing.
+/// By name (`model_best.pth.tar` included), else by content for names that do not say.
 fn is_checkpoint_file(p: &Path) -> bool {
+    ckpt_torch::names::is_checkpoint_file(p)
+}
+
+/// By name only: for what must never be opened (a FIFO named `x.ckpt` is worth a warning).
+fn named_like_a_checkpoint(p: &Path) -> bool {
     ckpt_torch::names::has_checkpoint_extension(p, EXTENSIONS)
 }
 
@@ -178,7 +176,7 @@ pub fn discover_with_listing(
                     continue;
                 }
                 for (p, what) in &l.special {
-                    if is_checkpoint_file(p) {
+                    if named_like_a_checkpoint(p) {
                         warnings.push(format!(
                             "{}: {what}, not a regular file; skipped",
                             p.display()

@@ -1,17 +1,17 @@
-//! The catalog: discovery over output trees, the resolution chain per checkpoint with
-//! provenance, the SQLite cache, ranking and filtering.
+//! The catalog: discovery over output trees, runs and experiments, the typed entry of each
+//! checkpoint (resolved by the metadata crate's engine), the SQLite cache, queries.
 
 pub mod cache;
 pub mod catalog;
 pub mod compare;
 pub mod discover;
-pub mod fact;
-pub mod infer;
+pub mod entry;
+/// Inference moved below the metadata crate; re-exported for the catalog's callers.
+pub use ckpt_model::infer;
 /// The parallel map lives with the reader so the converter can use it too.
 pub use ckpt_torch::par;
 pub mod query;
 pub mod resolve;
-pub mod retention;
-pub mod sources;
 
-pub use fact::Fact;
+pub use ckpt_meta::fact::{Fact, Field, Source};
+pub use entry::CatalogEntry;

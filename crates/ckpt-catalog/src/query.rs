@@ -5,54 +5,45 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
+use crate::entry::CatalogEntry;
 use crate::resolve::metric_value;
 
 /// A field of an entry by name: an exact dotted path (`metrics.val_f1`, `model.architecture`,
 /// `epoch`), else the name under `model.` or `metrics.` (`architecture`, `hmean`).
-pub fn field<'e>(entry: &'e Value, name: &str) -> Option<&'e Value> {
-    let direct = ckpt_meta::config::lookup(entry, name).filter(|v| !v.is_null());
-    direct
-        .or_else(|| {
-            entry
-                .get("model")
-                .and_then(|m| m.get(name))
-                .filter(|v| !v.is_null())
-        })
-        .or_else(|| {
-            entry
-                .get("metrics")
-                .and_then(|m| m.get(name))
-                .filter(|v| !v.is_null())
-        })
+pub fn field(entry: &CatalogEntry, name: &str) -> Option<Value> {
+    entry
+        .get(name)
+        .or_else(|| entry.model.get(name).filter(|v| !v.is_null()).cloned())
+        .or_else(|| entry.metrics.get(name).map(|x| Value::from(*x)))
 }
 
-/// Add to `into` every name [`field`] (or a monitor lookup) answers for `entry`: top-level keys
-/// with a value, and each key of `model` and `metrics` both dotted (`metrics.hmean`) and bare
+/// Add to `into` every name [`field`] (or a monitor lookup) answers for `entry`: fields with a
+/// value, and each key of `model` and `metrics` both dotted (`metrics.hmean`) and bare
 /// (`hmean`). Collected over a whole catalog, it is what a query can name.
-pub fn field_names(entry: &Value, into: &mut BTreeSet<String>) {
-    let Some(obj) = entry.as_object() else { return };
-    for (k, v) in obj {
-        if v.is_null() || k == "sources" {
+pub fn field_names(entry: &CatalogEntry, into: &mut BTreeSet<String>) {
+    let mut all = BTreeSet::new();
+    entry.field_names(&mut all);
+    for k in all {
+        if k == "sources" || k == "conflicts" {
             continue;
         }
-        if (k == "model" || k == "metrics")
-            && let Some(inner) = v.as_object()
+        if field(entry, &k).is_none() {
+            continue;
+        }
+        if let Some(bare) = k
+            .strip_prefix("model.")
+            .or_else(|| k.strip_prefix("metrics."))
+            .filter(|b| !b.contains('.'))
         {
-            for (ik, iv) in inner {
-                if !iv.is_null() {
-                    into.insert(format!("{k}.{ik}"));
-                    into.insert(ik.clone());
-                }
-            }
-            continue;
+            into.insert(bare.to_owned());
         }
-        into.insert(k.clone());
+        into.insert(k);
     }
 }
 
 /// Does `entry` answer for `name`, as a field or as a monitored metric (`val/hmean` is found
 /// as `hmean` too)?
-pub fn has_field(entry: &Value, name: &str) -> bool {
+pub fn has_field(entry: &CatalogEntry, name: &str) -> bool {
     field(entry, name).is_some() || metric_value(entry, name).is_some()
 }
 
@@ -186,10 +177,11 @@ fn as_text(v: &Value) -> String {
 }
 
 impl Filter {
-    pub fn matches(&self, entry: &Value) -> bool {
+    pub fn matches(&self, entry: &CatalogEntry) -> bool {
         let Some(v) = field(entry, &self.field) else {
             return self.op == Op::Ne;
         };
+        let v = &v;
         let num = v.as_f64();
         let want = self.value.parse::<f64>().ok();
         match (self.op, num, want) {
@@ -225,9 +217,14 @@ fn cmp_values(a: Option<&Value>, b: Option<&Value>) -> Ordering {
 }
 
 /// Stable sort by a field (missing values last in both directions).
-pub fn sort(entries: &mut [Value], by: &str, desc: bool) {
-    entries.sort_by(|a, b| {
-        let (fa, fb) = (field(a, by), field(b, by));
+pub fn sort(entries: &mut [CatalogEntry], by: &str, desc: bool) {
+    let mut keyed: Vec<(Option<Value>, CatalogEntry)> = entries
+        .iter()
+        .cloned()
+        .map(|e| (field(&e, by), e))
+        .collect();
+    keyed.sort_by(|(fa, _), (fb, _)| {
+        let (fa, fb) = (fa.as_ref(), fb.as_ref());
         match (fa, fb) {
             (Some(_), Some(_)) => {
                 let o = cmp_values(fa, fb);
@@ -236,23 +233,40 @@ pub fn sort(entries: &mut [Value], by: &str, desc: bool) {
             _ => cmp_values(fa, fb),
         }
     });
+    for (slot, (_, e)) in entries.iter_mut().zip(keyed) {
+        *slot = e;
+    }
 }
 
-fn experiment_of(e: &Value) -> String {
-    e.get("experiment")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_owned()
+/// How wide `--best`, `latest`, `prune` and `experiments` group checkpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GroupBy {
+    /// Each run on its own (a Hydra job, a Lightning version …): the default.
+    #[default]
+    Run,
+    /// Every run of an experiment together.
+    Experiment,
 }
 
-/// One entry per experiment: the best by `by`/`mode` when given, else by each experiment's
-/// own monitor and mode. Experiments with no usable metric keep the entry marked `is_best`
-/// when there is one. Order follows the first appearance of each experiment.
-pub fn best(entries: Vec<Value>, by: Option<&str>, mode: Option<&str>) -> Vec<Value> {
-    let mut groups: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+/// The group an entry belongs to.
+pub fn group_of(e: &CatalogEntry, by: GroupBy) -> String {
+    let exp = e.experiment.clone().unwrap_or_default();
+    match (by, &e.run) {
+        (GroupBy::Run, Some(r)) => format!("{exp}\u{1f}{r}"),
+        _ => exp,
+    }
+}
+
+pub fn best(
+    entries: Vec<CatalogEntry>,
+    by: Option<&str>,
+    mode: Option<&str>,
+    group: GroupBy,
+) -> Vec<CatalogEntry> {
+    let mut groups: BTreeMap<String, Vec<CatalogEntry>> = BTreeMap::new();
     let mut order = Vec::new();
     for e in entries {
-        let k = experiment_of(&e);
+        let k = group_of(&e, group);
         if !groups.contains_key(&k) {
             order.push(k.clone());
         }
@@ -261,21 +275,19 @@ pub fn best(entries: Vec<Value>, by: Option<&str>, mode: Option<&str>) -> Vec<Va
     let mut out = Vec::new();
     for k in order {
         let Some(g) = groups.remove(&k) else { continue };
-        let monitor = by.map(str::to_owned).or_else(|| {
-            g.iter()
-                .find_map(|e| e.get("monitor").and_then(Value::as_str).map(str::to_owned))
-        });
-        let m = mode.map(str::to_owned).or_else(|| {
-            g.iter()
-                .find_map(|e| e.get("mode").and_then(Value::as_str).map(str::to_owned))
-        });
+        let monitor = by
+            .map(str::to_owned)
+            .or_else(|| g.iter().find_map(|e| e.monitor.clone()));
+        let m = mode
+            .map(str::to_owned)
+            .or_else(|| g.iter().find_map(|e| e.mode.clone()));
         let maximize = m.as_deref() != Some("min");
         let pick = monitor.as_deref().and_then(|name| {
             g.iter()
                 .enumerate()
                 .filter_map(|(i, e)| {
                     metric_value(e, name)
-                        .or_else(|| field(e, name).and_then(Value::as_f64))
+                        .or_else(|| field(e, name).and_then(|v| v.as_f64()))
                         .map(|v| (i, v))
                 })
                 .fold(None::<(usize, f64)>, |acc, (i, v)| match acc {
@@ -285,7 +297,7 @@ pub fn best(entries: Vec<Value>, by: Option<&str>, mode: Option<&str>) -> Vec<Va
                 })
                 .map(|(i, _)| i)
         });
-        let pick = pick.or_else(|| g.iter().position(|e| e["is_best"] == Value::Bool(true)));
+        let pick = pick.or_else(|| g.iter().position(|e| e.is_best));
         if let Some(i) = pick
             && let Some(e) = g.into_iter().nth(i)
         {
@@ -296,18 +308,18 @@ pub fn best(entries: Vec<Value>, by: Option<&str>, mode: Option<&str>) -> Vec<Va
 }
 
 /// One entry per experiment: the newest by global step, then epoch, then modification time.
-pub fn latest(entries: Vec<Value>) -> Vec<Value> {
-    let mut groups: BTreeMap<String, Value> = BTreeMap::new();
+pub fn latest(entries: Vec<CatalogEntry>, group: GroupBy) -> Vec<CatalogEntry> {
+    let mut groups: BTreeMap<String, CatalogEntry> = BTreeMap::new();
     let mut order = Vec::new();
-    let key = |e: &Value| {
+    let key = |e: &CatalogEntry| {
         (
-            e["global_step"].as_i64().unwrap_or(-1),
-            e["epoch"].as_i64().unwrap_or(-1),
-            e["modified"].as_str().unwrap_or("").to_owned(),
+            e.global_step.unwrap_or(-1),
+            e.epoch.unwrap_or(-1),
+            e.modified.clone(),
         )
     };
     for e in entries {
-        let k = experiment_of(&e);
+        let k = group_of(&e, group);
         match groups.get(&k) {
             None => {
                 order.push(k.clone());
@@ -330,8 +342,8 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn entries() -> Vec<Value> {
-        vec![
+    fn entries() -> Vec<CatalogEntry> {
+        let v: Vec<Value> = vec![
             json!({"path": "a/1", "experiment": "a", "epoch": 1, "global_step": 10, "monitor": "val/hmean", "mode": "max",
                    "metrics": {"hmean": 0.7}, "model": {"architecture": "dbnet"}, "modified": "1", "is_best": false}),
             json!({"path": "a/2", "experiment": "a", "epoch": 2, "global_step": 20, "monitor": "val/hmean", "mode": "max",
@@ -340,7 +352,10 @@ mod tests {
                    "metrics": {"val/loss": 0.3}, "model": {"architecture": "craft"}, "modified": "3", "is_best": false}),
             json!({"path": "b/2", "experiment": "b", "epoch": 6, "global_step": 60, "monitor": "val/loss", "mode": "min",
                    "metrics": {"val/loss": 0.4}, "model": {"architecture": "craft"}, "modified": "4", "is_best": false}),
-        ]
+        ];
+        v.into_iter()
+            .map(|x| serde_json::from_value(x).unwrap())
+            .collect()
     }
 
     #[test]
@@ -360,21 +375,21 @@ mod tests {
 
     #[test]
     fn best_uses_each_monitor_and_mode() {
-        let b = best(entries(), None, None);
-        let paths: Vec<&str> = b.iter().map(|e| e["path"].as_str().unwrap()).collect();
+        let b = best(entries(), None, None, GroupBy::Experiment);
+        let paths: Vec<&str> = b.iter().map(|e| e.path.as_str()).collect();
         assert_eq!(paths, vec!["a/2", "b/1"]);
-        let b = best(entries(), Some("epoch"), Some("min"));
+        let b = best(entries(), Some("epoch"), Some("min"), GroupBy::Experiment);
         assert_eq!(b.len(), 2);
     }
 
     #[test]
     fn latest_and_sort() {
-        let l = latest(entries());
-        let paths: Vec<&str> = l.iter().map(|e| e["path"].as_str().unwrap()).collect();
+        let l = latest(entries(), GroupBy::Experiment);
+        let paths: Vec<&str> = l.iter().map(|e| e.path.as_str()).collect();
         assert_eq!(paths, vec!["a/2", "b/2"]);
         let mut e = entries();
         sort(&mut e, "hmean", true);
-        assert_eq!(e[0]["path"], "a/2");
-        assert_eq!(e[3]["path"], "b/2"); // missing values last
+        assert_eq!(e[0].path, "a/2");
+        assert_eq!(e[3].path, "b/2"); // missing values last
     }
 }

@@ -271,15 +271,18 @@ pub fn catalog_tree(data: &[u8]) -> bool {
         return false;
     };
     let mut entries = cat.entries;
-    let _ = ckpt_catalog::compare::experiments(&entries);
+    let _ = ckpt_catalog::compare::experiments(&entries, ckpt_catalog::query::GroupBy::Run);
     let _ = ckpt_catalog::compare::latest(&entries, None);
     ckpt_catalog::query::sort(&mut entries, "val_loss", false);
-    let _ = ckpt_catalog::query::best(entries.clone(), Some("val_loss"), None);
+    let _ = ckpt_catalog::query::best(
+        entries.clone(),
+        Some("val_loss"),
+        None,
+        ckpt_catalog::query::GroupBy::Experiment,
+    );
     // Through when the checkpoint became an entry without an error.
-    let through = entries
-        .iter()
-        .any(|e| e.get("error").is_none_or(serde_json::Value::is_null));
-    let _ = ckpt_catalog::query::latest(entries);
+    let through = entries.iter().any(|e| e.error.is_none());
+    let _ = ckpt_catalog::query::latest(entries, ckpt_catalog::query::GroupBy::Run);
     through
 }
 

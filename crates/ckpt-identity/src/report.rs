@@ -111,12 +111,20 @@ pub struct DiffReport {
     pub diff: Diff,
 }
 
-/// The JSON Schema of [`HashReport`] (draft 2020-12).
+/// The JSON Schema of [`HashReport`] (draft 2020-12, as it serializes).
 pub fn hash_schema() -> serde_json::Value {
-    serde_json::Value::from(schemars::schema_for!(HashReport))
+    schema_of::<HashReport>()
 }
 
-/// The JSON Schema of [`DiffReport`] (draft 2020-12).
+/// The JSON Schema of [`DiffReport`] (draft 2020-12, as it serializes).
 pub fn diff_schema() -> serde_json::Value {
-    serde_json::Value::from(schemars::schema_for!(DiffReport))
+    schema_of::<DiffReport>()
+}
+
+fn schema_of<T: schemars::JsonSchema>() -> serde_json::Value {
+    schemars::generate::SchemaSettings::draft2020_12()
+        .for_serialize()
+        .into_generator()
+        .into_root_schema_for::<T>()
+        .to_value()
 }

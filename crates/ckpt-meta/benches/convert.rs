@@ -7,8 +7,9 @@
 use std::hint::black_box;
 use std::path::Path;
 
-use ckpt_meta::extract::{ExtraSources, Layout, build_sidecar};
-use ckpt_meta::{config, sidecar};
+use ckpt_meta::sidecar;
+use ckpt_meta::sources::{Around, DirCache};
+use ckpt_meta::{Layout, build_sidecar};
 use ckpt_torch::Checkpoint;
 use ckpt_torch::synth::{model_tensors, write_lightning_checkpoint};
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -19,14 +20,14 @@ fn convert(ckpt: &Path, outputs: &Path) -> usize {
         Err(e) => panic!("{e}"),
     };
     let layout = Layout::new(ckpt, Some(outputs));
-    let extra = ExtraSources {
-        hydra: config::find_hydra_config(ckpt, outputs).and_then(|p| config::read_config(&p).ok()),
-        ..ExtraSources::default()
+    let dirs = DirCache::default();
+    let is_file = |p: &Path| p.is_file();
+    let around = Around {
+        dirs: &dirs,
+        root: outputs,
+        is_file: &is_file,
     };
-    let v = match build_sidecar(&ck, &layout, &extra) {
-        Ok(v) => v,
-        Err(e) => panic!("{e}"),
-    };
+    let (v, _) = build_sidecar(&ck, &layout, &around);
     sidecar::render(&sidecar::yaml_path(ckpt), &v).len()
 }
 

@@ -1,14 +1,21 @@
-//! The checkpoint metadata model: `.metadata.yaml` sidecars in the schema existing tools read
-//! (`schema_version: '1.0'`) plus ckpt's optional sections (provenance, fingerprint, state),
-//! validation with field paths, and extraction from every source with provenance.
+//! Facts and their sources: one ordered source list, one field vocabulary, one resolution
+//! engine (winner + conflicts), a reader per source, and the `.metadata.yaml` sidecar (the
+//! schema existing tools read) as a projection of a resolved checkpoint, with validation.
 
+pub mod check;
 pub mod config;
+pub mod engine;
 pub mod extract;
+pub mod fact;
 pub mod hash_folder;
 pub mod schema;
 pub mod sidecar;
+pub mod sources;
 pub mod yaml;
 
-pub use extract::{ExtraSources, Layout, build_sidecar, build_sidecar_lenient};
+pub use engine::{Conflict, Resolution, resolve};
+pub use extract::{build_sidecar, project};
+pub use fact::{Fact, Field, Source};
 pub use schema::{Problem, json_schema, validate};
 pub use sidecar::{Sidecar, SidecarError, Staleness};
+pub use sources::names::Layout;

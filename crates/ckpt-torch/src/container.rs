@@ -421,7 +421,7 @@ impl Checkpoint {
     /// `data.pkl` torch would read (`<first entry's folder>/data.pkl`, found as miniz finds
     /// it), when there is one.
     fn torch_copies(&self, entries: &mut HashMap<String, (u64, u64, u16)>) -> Option<String> {
-        let members = crate::scan_file::central_directory(
+        let members = crate::zipdir::central_directory(
             &mut |off, n| {
                 self.read_range(off, n)
                     .map_err(|e| std::io::Error::other(e.to_string()))
@@ -433,7 +433,7 @@ impl Checkpoint {
         let mut folded: Vec<Vec<u8>> = names.iter().map(|n| n.to_ascii_lowercase()).collect();
         folded.sort();
         for w in folded.chunk_by(|a, b| a == b).filter(|w| w.len() > 1) {
-            if let Some(i) = crate::scan_file::torch_zip_lookup(&names, &w[0]) {
+            if let Some(i) = crate::zipdir::torch_zip_lookup(&names, &w[0]) {
                 let m = &members[i];
                 let method = match m.method {
                     0 => 0,
@@ -452,7 +452,7 @@ impl Checkpoint {
         let slash = first.iter().position(|b| *b == b'/')?;
         let mut want = first[..slash].to_vec();
         want.extend_from_slice(b"/data.pkl");
-        let i = crate::scan_file::torch_zip_lookup(&names, &want)?;
+        let i = crate::zipdir::torch_zip_lookup(&names, &want)?;
         let name = String::from_utf8_lossy(names[i]).into_owned();
         let m = &members[i];
         let method = match m.method {
@@ -557,9 +557,9 @@ impl Checkpoint {
         let raw = self.read_range(ext.offset, ext.len)?;
         match method {
             0 => Ok(raw),
-            8 => crate::scan_file::inflate(
+            8 => crate::zipdir::inflate(
                 &raw,
-                max.min(crate::scan_file::MAX_INFLATED),
+                max.min(crate::scan::MAX_INFLATED),
                 self.claimed_size(name),
             )
             .map_err(|detail| Error::Zip {
@@ -651,7 +651,7 @@ impl Checkpoint {
         // Legacy files start with a pickled magic number; anything else is a bare pickle.
         let (first_buf, first) = self.decode_at(0, opts, "pickle")?;
         let first_end = first.end;
-        let is_magic = crate::scan_file::is_legacy_magic(&first);
+        let is_magic = crate::scan::file::is_legacy_magic(&first);
         if !is_magic {
             self.format = Format::Pickle;
             // Already decoded: install it rather than decode it a second time.

@@ -26,6 +26,7 @@ pub mod summary;
 pub mod synth;
 mod tensor;
 pub mod torchscript;
+mod zipdir;
 
 pub use container::{ByteOrder, Checkpoint, Format, Options};
 pub use doc::{

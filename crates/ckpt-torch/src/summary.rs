@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::container::{Checkpoint, Format};
 use crate::doc::{Doc, NodeId, TensorRef, View};
@@ -19,14 +19,18 @@ pub const WRAPPER_PREFIXES: &[&str] = &[
 ];
 
 /// Top-level key and the kind of value under it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
 pub struct KeyKind {
     pub key: String,
     pub kind: String,
 }
 
 /// A Lightning callback's state, in short.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
 pub struct CallbackSummary {
     /// The key in `callbacks` (`ModelCheckpoint{'monitor': 'val/hmean', 'mode': 'max', ...}`).
     pub key: String,
@@ -44,7 +48,9 @@ pub struct CallbackSummary {
 }
 
 /// Tensors of one dtype.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
 pub struct DTypeTotal {
     pub dtype: String,
     pub tensors: usize,
@@ -53,7 +59,9 @@ pub struct DTypeTotal {
 }
 
 /// A group of parameters sharing a name prefix.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
 pub struct Group {
     pub prefix: String,
     pub tensors: usize,
@@ -61,7 +69,9 @@ pub struct Group {
 }
 
 /// A string → tensor mapping found in the checkpoint.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
 pub struct StateDictSummary {
     /// Dotted path from the top (`state_dict`, `model`; empty for the top level).
     pub path: String,
@@ -83,7 +93,9 @@ pub struct StateDictSummary {
 }
 
 /// Optimizer and scheduler state, in short.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
 pub struct OptimizerSummary {
     pub key: String,
     pub optimizers: usize,
@@ -94,7 +106,9 @@ pub struct OptimizerSummary {
 }
 
 /// A top-level `argparse.Namespace` or Lightning `AttributeDict`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
 pub struct NamespaceSummary {
     pub key: String,
     /// `argparse.Namespace` or `AttributeDict`.
@@ -103,7 +117,9 @@ pub struct NamespaceSummary {
 }
 
 /// One named tensor, without its data.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
 pub struct NamedTensor {
     pub name: String,
     pub dtype: String,
@@ -111,7 +127,9 @@ pub struct NamedTensor {
 }
 
 /// What a TorchScript archive holds (see `crate::torchscript`).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
 pub struct TorchScriptSummary {
     /// `__torch__.M` (as `data.pkl` names the root module's class) and its short name.
     pub qualified_name: Option<String>,
@@ -142,8 +160,10 @@ pub struct TorchScriptSummary {
     pub set_by_setstate: Vec<String>,
 }
 
-/// Everything `inspect` prints.
-#[derive(Debug, Clone, Serialize)]
+/// Everything `inspect` prints about a checkpoint file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
 pub struct Summary {
     pub path: String,
     pub format: String,
@@ -174,6 +194,64 @@ pub struct Summary {
     pub torchscript: Option<TorchScriptSummary>,
     /// Problems found while summarizing (a score that could not be read …).
     pub warnings: Vec<String>,
+}
+
+/// One element of `ckpt inspect --format json` (a list, one per input in the order given): a
+/// checkpoint file's `Summary`, or a DCP directory's `DcpSummary`. Untagged: a reader tells
+/// them apart by `format` (`dcp` for a directory). A stable contract: fields are only added.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(untagged)]
+pub enum InspectItem {
+    File(Box<Summary>),
+    Dcp(Box<DcpSummary>),
+}
+
+/// A `torch.distributed.checkpoint` directory, from its `.metadata` alone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct DcpSummary {
+    pub path: String,
+    /// Always `dcp`.
+    pub format: String,
+    pub version: Option<String>,
+    /// Integer `epoch` / `step` entries saved beside the tensors, read in place.
+    pub epoch: Option<i64>,
+    pub global_step: Option<i64>,
+    pub files: Vec<String>,
+    pub tensors: usize,
+    pub chunks: usize,
+    /// Tensors stored in more than one chunk (sharded across ranks).
+    pub sharded_tensors: usize,
+    pub elements: u64,
+    pub bytes: u64,
+    pub by_dtype: Vec<DTypeTotal>,
+    pub other_keys: Vec<String>,
+}
+
+impl DcpSummary {
+    /// The summary of the DCP directory `dir` (reads its `.metadata`, and the few integer
+    /// entries saved beside the tensors).
+    pub fn open(dir: &std::path::Path) -> Result<DcpSummary, crate::Error> {
+        let index = crate::dcp::DcpIndex::open(dir)?;
+        let (elements, bytes) = index.totals();
+        Ok(DcpSummary {
+            path: dir.display().to_string(),
+            format: "dcp".to_owned(),
+            version: index.version.clone(),
+            epoch: index.read_int("epoch"),
+            global_step: index.step(),
+            files: index.files.iter().cloned().collect(),
+            tensors: index.tensors.len(),
+            chunks: index.tensors.iter().map(|t| t.chunks.len()).sum(),
+            sharded_tensors: index.tensors.iter().filter(|t| t.chunks.len() > 1).count(),
+            elements,
+            bytes,
+            by_dtype: index.by_dtype(),
+            other_keys: index.other.clone(),
+        })
+    }
 }
 
 /// A short human name for a node's kind.

@@ -80,7 +80,9 @@ impl ScriptClasses {
 }
 
 /// A file under `code/`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
 pub struct CodeFile {
     /// Path inside the archive, without the root folder (`code/__torch__.py`).
     pub name: String,

@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 use std::io::IsTerminal;
 
 use anyhow::Result;
+use ckpt_catalog::CatalogEntry;
 use ckpt_catalog::cache::Cache;
 use ckpt_catalog::catalog::{Options, build_streaming};
 use ckpt_catalog::discover::WalkOptions;
@@ -51,6 +52,7 @@ pub fn run(a: &CatalogArgs) -> Result<Outcome> {
     let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
     let streaming = !a.best
         && !a.latest
+        && a.explain.is_none()
         && a.sort.is_none()
         && matches!(a.format, CatalogFormat::Json | CatalogFormat::Jsonl);
     // Every field a query names must exist in some entry: a typo is an error, not an empty
@@ -61,8 +63,14 @@ pub fn run(a: &CatalogArgs) -> Result<Outcome> {
         .collect();
     queried.extend(a.sort.as_deref().map(|s| ("--sort", s)));
     queried.extend(a.by.as_deref().map(|b| ("--by", b)));
+    if a.explain.is_some() {
+        return explain(a, &opts);
+    }
+    for c in &a.columns {
+        queried.push(("--columns", c.as_str()));
+    }
     let mut fields = FieldCheck::new(queried);
-    let keep = |e: &Value| filters.iter().all(|f| f.matches(e));
+    let keep = |e: &CatalogEntry| filters.iter().all(|f| f.matches(e));
     // Without queries that need every entry at once, JSON is written as each folder is
     // done: memory stays flat however big the tree is.
     let (cat, mut entries) = if streaming {
@@ -93,8 +101,16 @@ pub fn run(a: &CatalogArgs) -> Result<Outcome> {
         }
         if a.format == CatalogFormat::Json {
             out.write_all(if first { b"],\n" } else { b"\n  ],\n" })?;
+            // Exactly what serde_json's pretty printer writes for the whole output (the
+            // contract test compares bytes).
             out.write_all(b"  \"warnings\": ")?;
-            serde_json::to_writer(&mut out, &cat.warnings)?;
+            let w = serde_json::to_string_pretty(&cat.warnings)?;
+            for (i, line) in w.lines().enumerate() {
+                if i > 0 {
+                    out.write_all(b"\n  ")?;
+                }
+                out.write_all(line.as_bytes())?;
+            }
             out.write_all(b"\n}\n")?;
         }
         (cat, Vec::new())
@@ -119,12 +135,8 @@ pub fn run(a: &CatalogArgs) -> Result<Outcome> {
     }
     if a.verbose {
         eprintln!(
-            "ckpt: {} checkpoint(s): {} opened, {} from cache, {} described by fresh sidecars; {} cache rows forgotten",
-            cat.stats.candidates,
-            cat.stats.opened,
-            cat.stats.cached,
-            cat.stats.skipped_by_sidecar,
-            cat.stats.forgotten
+            "ckpt: {} checkpoint(s): {} opened, {} from cache; {} cache rows forgotten",
+            cat.stats.candidates, cat.stats.opened, cat.stats.cached, cat.stats.forgotten
         );
     }
     if streaming {
@@ -134,26 +146,26 @@ pub fn run(a: &CatalogArgs) -> Result<Outcome> {
     }
     fields.check()?;
     if a.best {
-        entries = query::best(entries, a.by.as_deref(), a.mode.as_deref());
+        entries = query::best(
+            entries,
+            a.by.as_deref(),
+            a.mode.as_deref(),
+            a.group_by.get(),
+        );
     }
     if a.latest {
-        entries = query::latest(entries);
+        entries = query::latest(entries, a.group_by.get());
     }
     if let Some(s) = &a.sort {
         query::sort(&mut entries, s, a.desc);
     }
     match a.format {
         CatalogFormat::Json => {
-            #[derive(serde::Serialize)]
-            struct Output<'a> {
-                checkpoints: &'a [Value],
-                warnings: &'a [String],
-            }
             serde_json::to_writer_pretty(
                 &mut out,
-                &Output {
-                    checkpoints: &entries,
-                    warnings: &cat.warnings,
+                &ckpt_catalog::entry::CatalogOutput {
+                    checkpoints: entries,
+                    warnings: cat.warnings.clone(),
                 },
             )?;
             out.write_all(b"\n")?;
@@ -165,14 +177,21 @@ pub fn run(a: &CatalogArgs) -> Result<Outcome> {
             }
         }
         CatalogFormat::Csv => out.write_all(csv(&entries).as_bytes())?,
-        CatalogFormat::Table => out.write_all(table(&entries).as_bytes())?,
+        CatalogFormat::Table => {
+            let width = if a.wide { None } else { terminal_width() };
+            out.write_all(table(&entries, &a.columns, width).as_bytes())?
+        }
     }
     out.flush()?;
     Ok(Outcome::Ok)
 }
 
 /// One entry inside the streamed `checkpoints` array, pretty-printed at depth 2.
-fn write_indented(out: &mut impl std::io::Write, e: &Value, first: bool) -> std::io::Result<()> {
+fn write_indented(
+    out: &mut impl std::io::Write,
+    e: &CatalogEntry,
+    first: bool,
+) -> std::io::Result<()> {
     let text = serde_json::to_string_pretty(e).map_err(std::io::Error::other)?;
     out.write_all(if first { b"\n" } else { b",\n" })?;
     for (i, line) in text.lines().enumerate() {
@@ -210,6 +229,7 @@ fn csv_field(s: &str) -> String {
 const CSV_COLUMNS: &[&str] = &[
     "path",
     "experiment",
+    "run",
     "format",
     "epoch",
     "global_step",
@@ -229,18 +249,11 @@ const CSV_COLUMNS: &[&str] = &[
     "error",
 ];
 
-fn csv(entries: &[Value]) -> String {
-    let mut metric_names: Vec<String> = Vec::new();
+fn csv(entries: &[CatalogEntry]) -> String {
+    let mut metric_names: std::collections::BTreeSet<&str> = std::collections::BTreeSet::new();
     for e in entries {
-        if let Some(m) = e.get("metrics").and_then(Value::as_object) {
-            for k in m.keys() {
-                if !metric_names.contains(k) {
-                    metric_names.push(k.clone());
-                }
-            }
-        }
+        metric_names.extend(e.metrics.keys().map(String::as_str));
     }
-    metric_names.sort();
     let mut out = String::new();
     let header: Vec<String> = CSV_COLUMNS
         .iter()
@@ -255,14 +268,15 @@ fn csv(entries: &[Value]) -> String {
         for c in CSV_COLUMNS {
             let v = match *c {
                 "architecture" | "encoder" | "decoder" | "head" | "loss" | "family" => {
-                    e.get("model").and_then(|m| m.get(*c))
+                    e.model.get(*c).cloned()
                 }
                 other => e.get(other),
             };
-            row.push(csv_field(&text_of(v)));
+            row.push(csv_field(&text_of(v.as_ref())));
         }
         for m in &metric_names {
-            row.push(csv_field(&text_of(e.get("metrics").and_then(|x| x.get(m)))));
+            let v = e.metrics.get(*m).map(|x| Value::from(*x));
+            row.push(csv_field(&text_of(v.as_ref())));
         }
         out.push_str(&row.join(","));
         out.push('\n');
@@ -270,78 +284,174 @@ fn csv(entries: &[Value]) -> String {
     out
 }
 
-fn table(entries: &[Value]) -> String {
-    let headers = [
-        "EXPERIMENT",
-        "CHECKPOINT",
-        "EPOCH",
-        "STEP",
-        "SCORE",
-        "MODEL",
-        "PARAMS",
-        "SIZE",
-        "",
-    ];
-    let mut rows: Vec<Vec<String>> = Vec::new();
-    for e in entries {
-        let path = e["path"].as_str().unwrap_or("");
-        let name = std::path::Path::new(path)
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| path.to_owned());
-        let score = match e.get("monitor").and_then(Value::as_str) {
-            Some(m) => match ckpt_catalog::resolve::metric_value(e, m) {
-                Some(v) => format!("{m}={}", trim_float(v)),
-                None => m.to_owned(),
-            },
-            None => e
-                .get("metrics")
-                .and_then(Value::as_object)
-                .and_then(|m| m.iter().next())
-                .map(|(k, v)| format!("{k}={}", v.as_f64().map(trim_float).unwrap_or_default()))
-                .unwrap_or_default(),
-        };
-        let model = e.get("model");
-        let arch = [
-            text_of(model.and_then(|m| m.get("architecture"))),
-            text_of(model.and_then(|m| m.get("family"))),
-        ]
-        .into_iter()
-        .filter(|s| !s.is_empty() && s != "unknown")
-        .collect::<Vec<_>>()
-        .join("/");
-        let mut flags = Vec::new();
-        if e["is_best"] == Value::Bool(true) {
-            flags.push("best".to_owned());
-        }
-        if e["is_last"] == Value::Bool(true) {
-            flags.push("last".to_owned());
-        }
-        if let Some(err) = e.get("error").and_then(Value::as_str) {
-            flags.push(format!("error: {err}"));
-        }
-        rows.push(vec![
-            text_of(e.get("experiment")),
-            name,
-            text_of(e.get("epoch")),
-            text_of(e.get("global_step")),
-            score,
-            arch,
-            e.get("params")
-                .and_then(Value::as_u64)
-                .map(thousands)
-                .unwrap_or_default(),
-            e.get("size_bytes")
-                .and_then(Value::as_u64)
-                .map(human_bytes)
-                .unwrap_or_default(),
-            flags.join(" "),
-        ]);
+/// The width to fit a table to: `COLUMNS` when set, else the terminal's when stdout is one;
+/// `None` (no limit) for a pipe.
+fn terminal_width() -> Option<usize> {
+    if let Some(c) = std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.trim().parse::<usize>().ok())
+        .filter(|c| *c > 0)
+    {
+        return Some(c);
     }
+    let stdout = std::io::stdout();
+    if !stdout.is_terminal() {
+        return None;
+    }
+    rustix::termios::tcgetwinsize(&stdout)
+        .ok()
+        .map(|w| usize::from(w.ws_col))
+        .filter(|c| *c > 0)
+}
+
+/// `s` cut to `w` characters by replacing its middle with `…` (the start and the end of a
+/// name are what tell checkpoints apart).
+fn middle_truncate(s: &str, w: usize) -> String {
+    let n = s.chars().count();
+    if n <= w || w < 3 {
+        return s.to_owned();
+    }
+    let keep = w - 1;
+    let head = keep.div_ceil(2);
+    let tail = keep - head;
+    let start: String = s.chars().take(head).collect();
+    let end: String = s.chars().skip(n - tail).collect();
+    format!("{start}…{end}")
+}
+
+/// The MODEL column: architecture and family when they say different things.
+fn model_text(e: &CatalogEntry) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for k in ["architecture", "family"] {
+        let t = text_of(e.model.get(k));
+        if !t.is_empty() && t != "unknown" && !parts.contains(&t) {
+            parts.push(t);
+        }
+    }
+    parts.join("/")
+}
+
+fn score_text(e: &CatalogEntry) -> String {
+    match e.monitor.as_deref() {
+        Some(m) => match e.metric(m) {
+            Some(v) => format!("{m}={}", trim_float(v)),
+            None => m.to_owned(),
+        },
+        None => e
+            .metrics
+            .iter()
+            .next()
+            .map(|(k, v)| format!("{k}={}", trim_float(*v)))
+            .unwrap_or_default(),
+    }
+}
+
+fn flags_text(e: &CatalogEntry) -> String {
+    let mut flags = Vec::new();
+    if e.is_best {
+        flags.push("best".to_owned());
+    }
+    if e.is_last {
+        flags.push("last".to_owned());
+    }
+    if !e.conflicts.is_empty() {
+        flags.push(format!("conflicts:{}", e.conflicts.len()));
+    }
+    if let Some(err) = &e.error {
+        flags.push(format!("error: {err}"));
+    }
+    flags.join(" ")
+}
+
+/// One cell of a picked column.
+fn cell(e: &CatalogEntry, column: &str) -> String {
+    match column {
+        "checkpoint" => e.file_name().to_owned(),
+        "score" => score_text(e),
+        "model" => model_text(e),
+        "params" => e.params.map(thousands).unwrap_or_default(),
+        "size" | "size_bytes" => human_bytes(e.size_bytes),
+        "flags" => flags_text(e),
+        other => {
+            let v = query::field(e, other);
+            match v {
+                Some(Value::Number(n)) => n
+                    .as_f64()
+                    .filter(|_| n.is_f64())
+                    .map(trim_float)
+                    .unwrap_or_else(|| n.to_string()),
+                v => text_of(v.as_ref()),
+            }
+        }
+    }
+}
+
+/// The table: the default columns, or the ones `--columns` picks; fitted to `width` by
+/// truncating the middle of the widest text columns.
+fn table(entries: &[CatalogEntry], columns: &[String], width: Option<usize>) -> String {
+    let show_run = entries
+        .iter()
+        .any(|e| e.run.is_some() && e.run != e.experiment);
+    let cols: Vec<String> = if columns.is_empty() {
+        let mut c = vec!["experiment".to_owned()];
+        if show_run {
+            c.push("run".to_owned());
+        }
+        for x in [
+            "checkpoint",
+            "epoch",
+            "global_step",
+            "score",
+            "model",
+            "params",
+            "size",
+            "flags",
+        ] {
+            c.push(x.to_owned());
+        }
+        c
+    } else {
+        columns.to_vec()
+    };
+    let headers: Vec<String> = cols
+        .iter()
+        .map(|c| match c.as_str() {
+            "global_step" => "STEP".to_owned(),
+            "flags" => String::new(),
+            other => other.to_uppercase(),
+        })
+        .collect();
+    let rows: Vec<Vec<String>> = entries
+        .iter()
+        .map(|e| cols.iter().map(|c| cell(e, c)).collect())
+        .collect();
+    let n = cols.len();
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
     for r in &rows {
-        for (i, c) in r.iter().enumerate().take(headers.len() - 1) {
-            widths[i] = widths[i].max(c.chars().count()).min(60);
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    // The last column is free text (flags) and is never padded; fit the others.
+    if let Some(limit) = width {
+        let shrinkable: Vec<usize> = (0..n.saturating_sub(1))
+            .filter(|i| {
+                matches!(
+                    cols[*i].as_str(),
+                    "experiment" | "run" | "checkpoint" | "model" | "score" | "path"
+                ) || cols[*i].contains('.')
+            })
+            .collect();
+        let total = |w: &[usize]| w.iter().sum::<usize>() + 2 * n.saturating_sub(1);
+        while total(&widths) > limit {
+            let Some(&widest) = shrinkable
+                .iter()
+                .filter(|i| widths[**i] > 8)
+                .max_by_key(|i| widths[**i])
+            else {
+                break;
+            };
+            widths[widest] -= 1;
         }
     }
     let mut out = String::new();
@@ -351,21 +461,105 @@ fn table(entries: &[Value]) -> String {
             if i + 1 == cells.len() {
                 s.push_str(c);
             } else {
+                let c = middle_truncate(c, widths[i]);
                 let _ = write!(s, "{:<w$}  ", c, w = widths[i]);
             }
         }
         out.push_str(s.trim_end());
         out.push('\n');
     };
-    line(
-        &mut out,
-        &headers.iter().map(|h| (*h).to_owned()).collect::<Vec<_>>(),
-    );
+    line(&mut out, &headers);
     for r in &rows {
         line(&mut out, r);
     }
     let _ = writeln!(out, "{} checkpoint(s)", rows.len());
     out
+}
+
+/// `--explain PATH`: every field of one checkpoint with its source, and the conflicts.
+fn explain(a: &CatalogArgs, opts: &Options) -> Result<Outcome> {
+    let Some(target) = &a.explain else {
+        return Ok(Outcome::Ok);
+    };
+    let want = std::path::absolute(target).unwrap_or_else(|_| target.clone());
+    let mut found: Option<CatalogEntry> = None;
+    let cat = build_streaming(&a.paths, opts, &mut |e| {
+        let p = std::path::absolute(&e.path).unwrap_or_else(|_| e.path.clone().into());
+        if p == want && found.is_none() {
+            found = Some(e);
+        }
+    })?;
+    for w in &cat.warnings {
+        eprintln!("ckpt: warning: {w}");
+    }
+    let Some(e) = found else {
+        anyhow::bail!(
+            "{}: not a checkpoint found under {}",
+            target.display(),
+            a.paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    };
+    let mut out = String::new();
+    let _ = writeln!(out, "{}", e.path);
+    let mut names = std::collections::BTreeSet::new();
+    e.field_names(&mut names);
+    let mut rows: Vec<(String, String, String)> = Vec::new();
+    for name in &names {
+        if matches!(name.as_str(), "sources" | "conflicts" | "path")
+            || ["model", "metrics", "hparams", "data"].contains(&name.as_str())
+        {
+            continue;
+        }
+        // Leaves of a model part are shown with the part.
+        if name.starts_with("model.") && name.matches('.').count() > 1 {
+            continue;
+        }
+        let Some(v) = e.get(name) else { continue };
+        let src = e
+            .sources
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| "derived".into());
+        let text = match &v {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        rows.push((name.clone(), middle_truncate(&text, 60), src));
+    }
+    let w0 = rows.iter().map(|r| r.0.chars().count()).max().unwrap_or(0);
+    let w1 = rows.iter().map(|r| r.1.chars().count()).max().unwrap_or(0);
+    for (n, v, s) in rows {
+        let _ = writeln!(out, "  {n:<w0$}  {v:<w1$}  {s}");
+    }
+    if e.conflicts.is_empty() {
+        let _ = writeln!(out, "no conflicts");
+    } else {
+        let _ = writeln!(out, "conflicts:");
+        for c in &e.conflicts {
+            let vals: Vec<String> = c
+                .values
+                .iter()
+                .map(|v| {
+                    let t = match &v.value {
+                        Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    if v.chosen {
+                        format!("{t} ({}, chosen)", v.source)
+                    } else {
+                        format!("{t} ({})", v.source)
+                    }
+                })
+                .collect();
+            let _ = writeln!(out, "  {}: {}", c.field, vals.join(" · "));
+        }
+    }
+    crate::print_stdout(&out)?;
+    Ok(Outcome::Ok)
 }
 
 fn trim_float(v: f64) -> String {
@@ -394,7 +588,7 @@ impl<'a> FieldCheck<'a> {
         }
     }
 
-    pub fn see(&mut self, e: &Value) {
+    pub fn see(&mut self, e: &CatalogEntry) {
         if self.queried.is_empty() {
             return;
         }

@@ -27,8 +27,8 @@ pub enum Command {
     ConvertLegacy(ConvertLegacyArgs),
     /// Check sidecars: valid, invalid (with field paths), missing, or stale.
     Validate(ValidateArgs),
-    /// Print the sidecar's JSON Schema.
-    Schema,
+    /// Print a JSON Schema: the sidecar's (default), or a command's `--format json` output.
+    Schema(SchemaArgs),
     /// List checkpoints under paths with everything known about them (cached).
     Catalog(CatalogArgs),
     /// The catalog's cache: where it is, how big, or remove it.
@@ -147,6 +147,9 @@ pub struct ExperimentsArgs {
     /// Neither read nor write the catalog cache.
     #[arg(long)]
     pub no_cache: bool,
+    /// Group per run (a Hydra job, a Lightning version …) or per experiment.
+    #[arg(long, value_enum, default_value_t = GroupByArg::Run)]
+    pub group_by: GroupByArg,
 }
 
 #[derive(Debug, clap::Args)]
@@ -188,6 +191,24 @@ pub struct PruneArgs {
     pub format: OutputFormat,
     #[arg(long)]
     pub no_cache: bool,
+    /// Group per run (a Hydra job, a Lightning version …) or per experiment.
+    #[arg(long, value_enum, default_value_t = GroupByArg::Run)]
+    pub group_by: GroupByArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GroupByArg {
+    Run,
+    Experiment,
+}
+
+impl GroupByArg {
+    pub fn get(self) -> ckpt_catalog::query::GroupBy {
+        match self {
+            GroupByArg::Run => ckpt_catalog::query::GroupBy::Run,
+            GroupByArg::Experiment => ckpt_catalog::query::GroupBy::Experiment,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -243,6 +264,20 @@ pub struct CatalogArgs {
     /// Say how many checkpoints were opened, cached, or described by sidecars.
     #[arg(long, short)]
     pub verbose: bool,
+    /// Rank `--best`/`--latest` within each run (a Hydra job, a Lightning version …) or across
+    /// every run of an experiment.
+    #[arg(long, value_enum, default_value_t = GroupByArg::Run)]
+    pub group_by: GroupByArg,
+    /// Show every field of this checkpoint with the source it came from, and the sources
+    /// that disagree.
+    #[arg(long, value_name = "PATH")]
+    pub explain: Option<PathBuf>,
+    /// Table columns, comma-separated field names (`epoch,metrics.val_loss,hparams.lr,model.encoder`).
+    #[arg(long, value_name = "FIELDS", value_delimiter = ',')]
+    pub columns: Vec<String>,
+    /// Do not fit the table to the terminal's width.
+    #[arg(long)]
+    pub wide: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -293,6 +328,23 @@ pub struct ConvertLegacyArgs {
     /// Log each source tried and what it gave (DEBUG lines).
     #[arg(long, short)]
     pub verbose: bool,
+}
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = schema_list())]
+pub struct SchemaArgs {
+    /// Which schema (default: sidecar).
+    #[arg(value_name = "NAME", value_parser = clap::builder::PossibleValuesParser::new(crate::schema::names()))]
+    pub name: Option<String>,
+}
+
+/// The `Schemas:` list under `ckpt schema --help`.
+fn schema_list() -> String {
+    let mut s = String::from("Schemas:");
+    for e in crate::schema::SCHEMAS {
+        s.push_str(&format!("\n  {:<10} {}", e.name, e.about));
+    }
+    s
 }
 
 #[derive(Debug, clap::Args)]

@@ -12,7 +12,7 @@ use crate::cli::{ConvertArgs, OutputFormat};
 use crate::inspect::human_bytes;
 
 /// Extensions of checkpoint files a batch converts.
-const EXTENSIONS: &[&str] = &["pth", "pt", "ckpt", "bin"];
+const EXTENSIONS: &[&str] = ckpt_torch::names::CHECKPOINT_EXTENSIONS;
 
 /// The task file's `convert:` section (paths relative to the file).
 struct Task {
@@ -155,20 +155,30 @@ pub fn run(a: &ConvertArgs) -> Result<Outcome> {
         // A DCP directory is one checkpoint.
         vec![(input.clone(), output_dir.join(output_name(&input)))]
     } else if input.is_dir() {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&input)
-            .with_context(|| format!("{}: cannot read folder", input.display()))?
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| {
-                let file =
-                    p.is_file() && ckpt_torch::names::has_checkpoint_extension(p, EXTENSIONS);
-                // `--from dcp` takes only DCP directories, the other formats only files.
-                match from.as_str() {
-                    "dcp" => is_dcp(p),
-                    "auto" => file || is_dcp(p),
-                    _ => file,
-                }
+        // The one walker and the one rule for what is a checkpoint (`ckpt catalog`'s), one
+        // level deep: files and DCP directories of this folder.
+        let (cands, _) = ckpt_catalog::discover::discover(
+            std::slice::from_ref(&input),
+            &ckpt_catalog::discover::WalkOptions {
+                recursive: true,
+                max_depth: Some(1),
+            },
+        );
+        use ckpt_catalog::discover::Kind;
+        let mut files: Vec<PathBuf> = cands
+            .into_iter()
+            .filter(|c| match c.kind {
+                Kind::File => c.path.parent() == Some(input.as_path()),
+                Kind::Dcp => c.path.parent() == Some(input.as_path()),
+                Kind::HfSharded => false,
             })
+            .filter(|c| match from.as_str() {
+                // `--from dcp` takes only DCP directories, the other formats only files.
+                "dcp" => c.kind == Kind::Dcp,
+                "auto" => true,
+                _ => c.kind == Kind::File,
+            })
+            .map(|c| c.path)
             .collect();
         files.sort();
         if files.is_empty() {

@@ -5,19 +5,20 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use anyhow::{Result, bail};
+use ckpt_catalog::CatalogEntry;
 use ckpt_catalog::cache::Cache;
 use ckpt_catalog::catalog::{Options, build};
 use ckpt_catalog::compare;
-use ckpt_catalog::retention::{self, Action, Mode, PruneOptions};
 use ckpt_identity::{self as identity, HashOptions};
-use serde_json::{Value, json};
+use ckpt_retention::{self as retention, Action, Mode, PruneOptions};
+use serde_json::json;
 
 use crate::Outcome;
 use crate::cli::{ExperimentsArgs, LatestArgs, OutputFormat, PruneArgs};
 use crate::inspect::human_bytes;
 
 /// The catalog of `paths` for `command` (named in bug reports).
-fn catalog(command: &str, paths: &[PathBuf], no_cache: bool) -> Result<Vec<Value>> {
+fn catalog(command: &str, paths: &[PathBuf], no_cache: bool) -> Result<Vec<CatalogEntry>> {
     let opts = Options {
         cache: if no_cache {
             None
@@ -36,9 +37,17 @@ fn catalog(command: &str, paths: &[PathBuf], no_cache: bool) -> Result<Vec<Value
     Ok(cat.entries)
 }
 
+/// An experiment's name in the table, with its run when rows are runs.
+fn label(e: &compare::Experiment) -> String {
+    match &e.run {
+        Some(r) if *r != e.experiment => format!("{} ({r})", e.experiment),
+        _ => e.experiment.clone(),
+    }
+}
+
 pub fn experiments(a: &ExperimentsArgs) -> Result<Outcome> {
     let entries = catalog("experiments", &a.paths, a.no_cache)?;
-    let mut ex = compare::experiments(&entries);
+    let mut ex = compare::experiments(&entries, a.group_by.get());
     for e in &mut ex {
         if let Some(p) = &e.latest_path
             && let Ok(inputs) = identity::gather(std::path::Path::new(p), &HashOptions::default())
@@ -56,7 +65,7 @@ pub fn experiments(a: &ExperimentsArgs) -> Result<Outcome> {
             let mut s = String::new();
             let w = ex
                 .iter()
-                .map(|e| e.experiment.len())
+                .map(|e| label(e).chars().count())
                 .max()
                 .unwrap_or(10)
                 .clamp(10, 70);
@@ -73,7 +82,7 @@ pub fn experiments(a: &ExperimentsArgs) -> Result<Outcome> {
                 let _ = writeln!(
                     s,
                     "{:<w$}  {:>5}  {:>8}  {:>5}  {:<28}  {:>9}  {:<22}  {}",
-                    e.experiment,
+                    label(e),
                     e.checkpoints,
                     e.latest_step
                         .map(|x| x.to_string())
@@ -99,16 +108,16 @@ pub fn experiments(a: &ExperimentsArgs) -> Result<Outcome> {
 
 pub fn latest(a: &LatestArgs) -> Result<Outcome> {
     let entries = catalog("latest", std::slice::from_ref(&a.path), a.no_cache)?;
-    let entries: Vec<Value> = match &a.experiment {
+    let entries: Vec<CatalogEntry> = match &a.experiment {
         Some(x) => entries
             .into_iter()
-            .filter(|e| e["experiment"] == *x)
+            .filter(|e| e.experiment.as_deref() == Some(x.as_str()))
             .collect(),
         None => entries,
     };
     match compare::latest(&entries, a.step) {
         Some(e) => {
-            crate::print_stdout(&format!("{}\n", e["path"].as_str().unwrap_or("")))?;
+            crate::print_stdout(&format!("{}\n", e.path))?;
             Ok(Outcome::Ok)
         }
         None => match a.step {
@@ -136,6 +145,7 @@ pub fn prune(a: &PruneArgs) -> Result<Outcome> {
         },
         keep_last: a.keep_last,
         keep_every: a.keep_every,
+        group: a.group_by.get(),
     };
     let plan = retention::plan(&entries, &a.paths, &opts);
     let executed = a.yes.then(|| retention::execute(&plan));

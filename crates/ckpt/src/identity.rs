@@ -129,14 +129,16 @@ fn run_facts(path: &Path) -> RunFacts {
         cache: None,
         ..Options::default()
     };
-    let e = build(&[path.to_path_buf()], &opts)
+    let Some(e) = build(&[path.to_path_buf()], &opts)
         .ok()
         .and_then(|c| c.entries.into_iter().next())
-        .unwrap_or(Value::Null);
+    else {
+        return RunFacts::default();
+    };
     RunFacts {
-        metrics: e["metrics"].clone(),
-        epoch: e["epoch"].as_i64(),
-        global_step: e["global_step"].as_i64(),
+        metrics: serde_json::to_value(&e.metrics).unwrap_or(Value::Null),
+        epoch: e.epoch,
+        global_step: e.global_step,
     }
 }
 

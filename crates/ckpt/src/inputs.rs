@@ -40,7 +40,7 @@ fn inputs(cmd: &Command) -> Vec<&Path> {
             .flatten()
             .map(PathBuf::as_path)
             .collect(),
-        Command::Schema | Command::Cache(_) => Vec::new(),
+        Command::Schema(_) | Command::Cache(_) => Vec::new(),
     }
 }
 

@@ -1,62 +1,15 @@
-//! `ckpt inspect`: a human summary per checkpoint, or the same as JSON.
+//! `ckpt inspect`: a human summary per checkpoint, or the same as JSON (a list of
+//! [`ckpt_torch::summary::InspectItem`]; `ckpt schema inspect` prints its JSON Schema).
 
 use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::Result;
 use ckpt_torch::Checkpoint;
-use ckpt_torch::summary::Summary;
+use ckpt_torch::summary::{DcpSummary, InspectItem as Item, Summary};
 
 use crate::Outcome;
 use crate::cli::{InspectArgs, OutputFormat};
-
-/// What `inspect` says about one input: a checkpoint file, or a DCP directory.
-#[derive(serde::Serialize)]
-#[serde(untagged)]
-enum Item {
-    File(Box<Summary>),
-    Dcp(DcpSummary),
-}
-
-/// A `torch.distributed.checkpoint` directory, from its `.metadata` alone.
-#[derive(serde::Serialize)]
-struct DcpSummary {
-    path: String,
-    format: &'static str,
-    version: Option<String>,
-    /// Integer `epoch` / `step` entries saved beside the tensors, read in place.
-    epoch: Option<i64>,
-    global_step: Option<i64>,
-    files: Vec<String>,
-    tensors: usize,
-    chunks: usize,
-    /// Tensors stored in more than one chunk (sharded across ranks).
-    sharded_tensors: usize,
-    elements: u64,
-    bytes: u64,
-    by_dtype: Vec<ckpt_torch::summary::DTypeTotal>,
-    other_keys: Vec<String>,
-}
-
-fn dcp_summary(dir: &Path) -> Result<DcpSummary, ckpt_torch::Error> {
-    let index = ckpt_torch::dcp::DcpIndex::open(dir)?;
-    let (elements, bytes) = index.totals();
-    Ok(DcpSummary {
-        path: dir.display().to_string(),
-        format: "dcp",
-        version: index.version.clone(),
-        epoch: index.read_int("epoch"),
-        global_step: index.step(),
-        files: index.files.iter().cloned().collect(),
-        tensors: index.tensors.len(),
-        chunks: index.tensors.iter().map(|t| t.chunks.len()).sum(),
-        sharded_tensors: index.tensors.iter().filter(|t| t.chunks.len() > 1).count(),
-        elements,
-        bytes,
-        by_dtype: index.by_dtype(),
-        other_keys: index.other.clone(),
-    })
-}
 
 /// One line per dtype: tensors, elements, bytes.
 fn dtype_lines(out: &mut String, by_dtype: &[ckpt_torch::summary::DTypeTotal]) {
@@ -113,7 +66,7 @@ pub fn run(a: &InspectArgs) -> Result<Outcome> {
     let mut failed = 0usize;
     for f in &a.files {
         let item = if ckpt_torch::dcp::is_dcp_dir(f) {
-            dcp_summary(f).map(Item::Dcp)
+            DcpSummary::open(f).map(|d| Item::Dcp(Box::new(d)))
         } else {
             Checkpoint::open(f).map(|ck| Item::File(Box::new(ck.summary())))
         };

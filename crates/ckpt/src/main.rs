@@ -11,6 +11,8 @@ mod inputs;
 mod inspect;
 mod meta;
 mod scan;
+mod schema;
+mod validate;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -136,8 +138,8 @@ fn run(args: cli::Cli) -> anyhow::Result<Outcome> {
         cli::Command::Dump(a) => dump::run(&a),
         cli::Command::Scan(a) => scan::run(&a),
         cli::Command::ConvertLegacy(a) => meta::convert_legacy(&a),
-        cli::Command::Validate(a) => meta::validate(&a),
-        cli::Command::Schema => meta::schema(),
+        cli::Command::Validate(a) => validate::run(&a),
+        cli::Command::Schema(a) => schema::run(a.name.as_deref()),
         cli::Command::Catalog(a) => catalog::run(&a),
         cli::Command::Cache(a) => catalog::cache(&a),
         cli::Command::Hash(a) => identity::hash(&a),

@@ -1,22 +1,20 @@
-//! `ckpt convert-legacy`, `ckpt validate`, `ckpt schema`: metadata sidecars for whole trees.
+//! `ckpt convert-legacy`: metadata sidecars for whole trees (and the `--checkpoint | --exp-dir |
+//! --outputs-dir` discovery `ckpt validate` shares).
 
 use std::collections::BTreeMap;
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 use anyhow::{Result, bail};
-use ckpt_meta::extract::{ExtraSources, Layout, build_sidecar, iso_time};
-use ckpt_meta::sidecar::{self, Sidecar, Staleness};
+use ckpt_meta::extract::{gather_for_sidecar, iso_time};
+use ckpt_meta::sidecar::{self, Sidecar};
+use ckpt_meta::sources::{Around, DirCache};
+use ckpt_meta::{Field, Layout, Source};
 use ckpt_meta::{config, schema};
 use ckpt_torch::Checkpoint;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::Outcome;
-use crate::cli::{ConvertLegacyArgs, OutputFormat, Target, ValidateArgs};
-
-/// Checkpoint extensions the sidecar tools look at.
-const EXTENSIONS: &[&str] = &["ckpt", "pt", "pth"];
+use crate::cli::{ConvertLegacyArgs, Target};
 
 /// The checkpoints a `--checkpoint | --exp-dir | --outputs-dir` target names, sorted, and the
 /// outputs dir their paths are relative to.
@@ -43,35 +41,23 @@ pub fn discover(t: &Target) -> Result<(Vec<PathBuf>, Option<PathBuf>)> {
     if !dir.is_dir() {
         bail!("{}: not a directory", dir.display());
     }
-    let mut found = Vec::new();
-    let mut stack = vec![(dir, 0usize)];
-    while let Some((d, depth)) = stack.pop() {
-        let rd = match std::fs::read_dir(&d) {
-            Ok(rd) => rd,
-            Err(e) => {
-                log("WARNING", &format!("cannot read {}: {e}", d.display()));
-                continue;
-            }
-        };
-        for e in rd.flatten() {
-            let p = e.path();
-            let Ok(ft) = e.file_type() else { continue };
-            let hidden = p
-                .file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with('.'));
-            if ft.is_dir() {
-                // Recursive by default; never into symlinked folders (no loops) or hidden ones.
-                if !t.no_recursive && !hidden {
-                    stack.push((p, depth + 1));
-                }
-            } else if (ft.is_file() || ft.is_symlink())
-                && !hidden
-                && ckpt_torch::names::has_checkpoint_extension(&p, EXTENSIONS)
-            {
-                found.push(p);
-            }
-        }
+    // The one walker and the one rule for what is a checkpoint (`ckpt catalog`'s): sidecars
+    // describe single files, so DCP and sharded folders are left out.
+    let (cands, warnings) = ckpt_catalog::discover::discover(
+        std::slice::from_ref(&dir),
+        &ckpt_catalog::discover::WalkOptions {
+            recursive: !t.no_recursive,
+            max_depth: None,
+        },
+    );
+    for w in warnings {
+        log("WARNING", &w);
     }
+    let mut found: Vec<PathBuf> = cands
+        .into_iter()
+        .filter(|c| c.kind == ckpt_catalog::discover::Kind::File)
+        .map(|c| c.path)
+        .collect();
     found.sort();
     Ok((found, outputs))
 }
@@ -85,33 +71,6 @@ pub fn log(level: &str, msg: &str) {
         "{date} {hms},{} - {level} - {msg}",
         &frac[..frac.len().min(3)]
     );
-}
-
-/// Reads each run's config once, however many checkpoints it has.
-#[derive(Default)]
-struct ConfigCache {
-    map: Mutex<HashMap<PathBuf, Option<Value>>>,
-}
-
-impl ConfigCache {
-    fn get(&self, path: &Path, debug: &mut Vec<String>) -> Option<Value> {
-        if let Ok(m) = self.map.lock()
-            && let Some(v) = m.get(path)
-        {
-            return v.clone();
-        }
-        let v = match config::read_config(path) {
-            Ok(v) => Some(v),
-            Err(e) => {
-                debug.push(format!("config unreadable, ignored: {e}"));
-                None
-            }
-        };
-        if let Ok(mut m) = self.map.lock() {
-            m.insert(path.to_path_buf(), v.clone());
-        }
-        v
-    }
 }
 
 enum Converted {
@@ -134,7 +93,8 @@ struct Job<'a> {
     force: bool,
     dry_run: bool,
     verbose: bool,
-    cache: &'a ConfigCache,
+    /// Folders and configs parsed once for every checkpoint of the run.
+    dirs: &'a DirCache,
 }
 
 fn convert_one(job: &Job<'_>, ckpt: &Path, debug: &mut Vec<String>) -> Converted {
@@ -150,42 +110,47 @@ fn convert_one(job: &Job<'_>, ckpt: &Path, debug: &mut Vec<String>) -> Converted
         Err(e) => return Converted::Failed(e.to_string()),
     };
     let layout = Layout::new(ckpt, job.outputs);
-    let mut extra = ExtraSources::default();
-    let json = sidecar::json_path(ckpt);
-    if json.is_file() {
-        match Sidecar::read(&json) {
-            Ok(sc) => {
-                if job.verbose {
-                    debug.push(format!("existing JSON sidecar: {}", json.display()));
-                }
-                extra.sidecar = Some(sc.value);
-            }
-            Err(e) => debug.push(format!("existing JSON sidecar unreadable, ignored: {e}")),
-        }
-    }
-    for suffix in [".config.yaml", ".config.yml", ".config.json"] {
-        let p = sidecar::with_suffix(ckpt, suffix);
-        if p.is_file() {
-            if job.verbose {
-                debug.push(format!("config sidecar: {}", p.display()));
-            }
-            extra.config_sidecar = job.cache.get(&p, debug);
-            break;
-        }
-    }
-    let stop = job.outputs.unwrap_or(&layout.outputs_dir);
-    if let Some(h) = config::find_hydra_config(ckpt, stop) {
-        if job.verbose {
-            debug.push(format!("hydra config: {}", h.display()));
-        }
-        extra.hydra = job.cache.get(&h, debug);
-    } else if job.verbose {
-        debug.push("hydra config: none found".into());
-    }
-    let mut value = match build_sidecar(&ck, &layout, &extra) {
-        Ok(v) => v,
-        Err(e) => return Converted::Failed(format!("{}: {e}", ckpt.display())),
+    let root = job.outputs.unwrap_or(&layout.outputs_dir).to_path_buf();
+    let is_file = |p: &Path| p.is_file();
+    let around = Around {
+        dirs: job.dirs,
+        root: &root,
+        is_file: &is_file,
     };
+    if job.verbose {
+        match ckpt_meta::sources::config_sidecar_path(ckpt, &is_file) {
+            Some(p) => debug.push(format!("config sidecar: {}", p.display())),
+            None => debug.push("config sidecar: none found".into()),
+        }
+        match job.dirs.hydra_for(ckpt, &root) {
+            Some(h) => debug.push(format!("hydra config: {}", h.display())),
+            None => debug.push("hydra config: none found".into()),
+        }
+        let json = sidecar::json_path(ckpt);
+        if json.is_file() {
+            debug.push(format!("existing JSON sidecar: {}", json.display()));
+        }
+    }
+    // The same facts and the same engine as `ckpt catalog`: the sidecar is a projection of
+    // what the catalog says about this file.
+    let (facts, error) = gather_for_sidecar(ckpt, &ck, &around);
+    if let Some(e) = error {
+        return Converted::Failed(e);
+    }
+    // hyper_parameters over a budget: the sidecar would lack what they say; not written.
+    if let Some(w) = facts
+        .iter()
+        .find(|f| f.field == Field::Warning && f.source == Source::Hparams)
+        .and_then(|f| f.value.as_str())
+    {
+        return Converted::Failed(w.trim_end_matches("; hyper_parameters ignored").to_owned());
+    }
+    let resolution = ckpt_meta::resolve(facts);
+    for w in &resolution.warnings {
+        debug.push(w.clone());
+    }
+    let summary = ck.summary();
+    let mut value = ckpt_meta::project(&resolution, &ck, &summary, &layout);
     if job.verbose
         && let Some(p) = value.get("provenance").and_then(Value::as_object)
     {
@@ -246,13 +211,13 @@ fn convert_one(job: &Job<'_>, ckpt: &Path, debug: &mut Vec<String>) -> Converted
 
 pub fn convert_legacy(a: &ConvertLegacyArgs) -> Result<Outcome> {
     let (files, outputs) = discover(&a.target)?;
-    let cache = ConfigCache::default();
+    let dirs = DirCache::default();
     let job = Job {
         outputs: outputs.as_deref(),
         force: a.force,
         dry_run: a.dry_run,
         verbose: a.verbose,
-        cache: &cache,
+        dirs: &dirs,
     };
     log(
         "INFO",
@@ -357,151 +322,5 @@ pub fn convert_legacy(a: &ConvertLegacyArgs) -> Result<Outcome> {
     if failed > 0 {
         return Ok(Outcome::Findings);
     }
-    Ok(Outcome::Ok)
-}
-
-/// One checkpoint's sidecar verdict.
-struct Verdict {
-    checkpoint: PathBuf,
-    sidecar: Option<PathBuf>,
-    status: &'static str,
-    problems: Vec<Value>,
-}
-
-fn validate_one(ckpt: &Path) -> Verdict {
-    let mut v = Verdict {
-        checkpoint: ckpt.to_path_buf(),
-        sidecar: None,
-        status: "valid",
-        problems: Vec::new(),
-    };
-    // Every sidecar that exists is judged (a partial `.metadata.json` beside a good YAML one
-    // is still reported); one that is not a regular file (a FIFO, a folder) is invalid, not
-    // missing, and is never opened.
-    let paths: Vec<PathBuf> = [sidecar::yaml_path(ckpt), sidecar::json_path(ckpt)]
-        .into_iter()
-        .filter(|p| p.exists())
-        .collect();
-    if paths.is_empty() {
-        v.status = "missing";
-        return v;
-    }
-    v.sidecar = paths.first().cloned();
-    let mut opened: Option<Result<Checkpoint, String>> = None;
-    for sc_path in &paths {
-        let name = sc_path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let sc = match Sidecar::read(sc_path) {
-            Ok(sc) => sc,
-            Err(e) => {
-                v.status = "invalid";
-                let (line, column) = e.position().unzip();
-                v.problems.push(json!({"file": name, "path": "", "message": e.to_string(), "line": line, "column": column}));
-                continue;
-            }
-        };
-        let problems = schema::validate(&sc.value);
-        if !problems.is_empty() {
-            v.status = "invalid";
-            v.problems.extend(
-                problems
-                    .iter()
-                    .map(|p| json!({"file": name, "path": p.path, "message": p.message})),
-            );
-            continue;
-        }
-        let ck = opened.get_or_insert_with(|| Checkpoint::open(ckpt).map_err(|e| e.to_string()));
-        match ck {
-            Ok(ck) => {
-                if let Staleness::Stale(reason) = sidecar::staleness(&sc.value, ck) {
-                    if v.status == "valid" {
-                        v.status = "stale";
-                    }
-                    v.problems
-                        .push(json!({"file": name, "path": "", "message": reason}));
-                }
-            }
-            Err(e) => {
-                v.status = "invalid";
-                v.problems.push(json!({"file": name, "path": "", "message": format!("checkpoint unreadable: {e}")}));
-            }
-        }
-    }
-    v
-}
-
-pub fn validate(a: &ValidateArgs) -> Result<Outcome> {
-    let (files, _) = discover(&a.target)?;
-    let verdicts = ckpt_catalog::par::map(&files, |f| {
-        ckpt_torch::bug::catch(|| validate_one(f)).unwrap_or_else(|panic| {
-            crate::report_bug("validate", f, &panic);
-            Verdict {
-                checkpoint: f.clone(),
-                sidecar: None,
-                status: "invalid",
-                problems: vec![json!({"file": f.display().to_string(), "path": "", "message": panic.to_string()})],
-            }
-        })
-    });
-    let all_valid = verdicts.iter().all(|v| v.status == "valid");
-    match a.format {
-        OutputFormat::Json => {
-            let arr: Vec<Value> = verdicts
-                .iter()
-                .map(|v| {
-                    json!({
-                        "checkpoint": v.checkpoint.display().to_string(),
-                        "sidecar": v.sidecar.as_ref().map(|p| p.display().to_string()),
-                        "status": v.status,
-                        "problems": v.problems,
-                    })
-                })
-                .collect();
-            let mut s = serde_json::to_string_pretty(&arr)?;
-            s.push('\n');
-            crate::print_stdout(&s)?;
-        }
-        OutputFormat::Table => {
-            let mut out = String::new();
-            let mut counts: HashMap<&str, usize> = HashMap::new();
-            for v in &verdicts {
-                *counts.entry(v.status).or_default() += 1;
-                out.push_str(&format!("{:<8} {}\n", v.status, v.checkpoint.display()));
-                for p in &v.problems {
-                    let path = p["path"].as_str().unwrap_or("");
-                    let msg = p["message"].as_str().unwrap_or("");
-                    let file = p["file"].as_str().unwrap_or("");
-                    if path.is_empty() {
-                        out.push_str(&format!("         {msg}\n"));
-                    } else {
-                        out.push_str(&format!("         {file}: {path}: {msg}\n"));
-                    }
-                }
-            }
-            let get = |k: &str| counts.get(k).copied().unwrap_or(0);
-            out.push_str(&format!(
-                "{} checkpoint(s): {} valid, {} invalid, {} stale, {} missing\n",
-                verdicts.len(),
-                get("valid"),
-                get("invalid"),
-                get("stale"),
-                get("missing")
-            ));
-            crate::print_stdout(&out)?;
-        }
-    }
-    Ok(if all_valid {
-        Outcome::Ok
-    } else {
-        Outcome::Findings
-    })
-}
-
-pub fn schema() -> Result<Outcome> {
-    let mut s = serde_json::to_string_pretty(&schema::json_schema())?;
-    s.push('\n');
-    crate::print_stdout(&s)?;
     Ok(Outcome::Ok)
 }

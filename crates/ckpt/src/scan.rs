@@ -5,17 +5,16 @@
 //! or without pickles; 1: any unknown or dangerous; 2: any file could not be read or decoded
 //! completely (an `error` verdict), which is never taken for safe.
 //!
-//! `--format json` is a list with one record per file: `path`, `verdict`, `globals` (`name`,
-//! `class`, `reason`, `offset`, `entry`, `usage`), `error` (null, or the problems joined);
-//! and, added later, `format`, `pickles` (the pickles decoded), `problems` and `note`.
+//! `--format json` is a list of [`ScanRecord`]s, one per file (`ckpt schema scan` prints its
+//! JSON Schema).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
-use ckpt_torch::scan::Verdict;
-use ckpt_torch::scan_file::{FileScan, FileVerdict, ScanLimits, scan_path};
-use serde_json::json;
+use ckpt_torch::scan::{
+    FileScan, FileVerdict, ScanFormat, ScanLimits, ScanRecord, Verdict, scan_path,
+};
 
 use crate::Outcome;
 use crate::cli::{OutputFormat, ScanArgs};
@@ -54,7 +53,7 @@ pub fn run(a: &ScanArgs) -> Result<Outcome> {
             Found::Special(p) => (
                 p,
                 FileScan {
-                    format: "special",
+                    format: ScanFormat::Special,
                     note: Some("not a regular file (not opened)".into()),
                     ..FileScan::default()
                 },
@@ -62,7 +61,7 @@ pub fn run(a: &ScanArgs) -> Result<Outcome> {
             Found::Broken(p, e) => (
                 p,
                 FileScan {
-                    format: "other",
+                    format: ScanFormat::Other,
                     problems: vec![e],
                     ..FileScan::default()
                 },
@@ -85,7 +84,7 @@ pub fn run(a: &ScanArgs) -> Result<Outcome> {
     }
     match a.format {
         OutputFormat::Json => {
-            let arr: Vec<serde_json::Value> = results.iter().map(|(p, s)| record(p, s)).collect();
+            let arr: Vec<ScanRecord> = results.iter().map(|(p, s)| ScanRecord::new(p, s)).collect();
             let mut text = serde_json::to_string_pretty(&arr)?;
             text.push('\n');
             crate::print_stdout(&text)?;
@@ -130,31 +129,6 @@ pub fn run(a: &ScanArgs) -> Result<Outcome> {
     Ok(match worst {
         FileVerdict::NoPickle | FileVerdict::Safe => Outcome::Ok,
         _ => Outcome::Findings,
-    })
-}
-
-fn record(p: &Path, s: &FileScan) -> serde_json::Value {
-    let error = if s.problems.is_empty() {
-        serde_json::Value::Null
-    } else {
-        serde_json::Value::String(s.problems.join("; "))
-    };
-    json!({
-        "path": p.display().to_string(),
-        "verdict": s.verdict().as_str(),
-        "globals": s.report.findings.iter().map(|f| json!({
-            "name": f.name,
-            "class": f.class.as_str(),
-            "offset": f.offset,
-            "entry": f.entry,
-            "usage": f.usage,
-            "reason": f.reason,
-        })).collect::<Vec<_>>(),
-        "error": error,
-        "format": s.format,
-        "pickles": s.pickles,
-        "problems": s.problems,
-        "note": s.note,
     })
 }
 

@@ -117,7 +117,17 @@ fn every_source_with_its_provenance() {
         &v,
         "existing_sidecar/checkpoints/epoch=00-step=2-hmean=0.7172.ckpt",
     );
-    assert_eq!(e["sources"]["model.architecture"], "sidecar");
+    // The file's own hparams come before a sidecar (what the file records describes it);
+    // the sidecar agrees, so there is no conflict to show.
+    assert_eq!(e["sources"]["model.architecture"], "hparams");
+    assert!(
+        !e["conflicts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["field"] == "model.architecture"),
+        "{e}"
+    );
     let e = by_suffix(&v, "two_callbacks/checkpoints/loss-epoch=02.ckpt");
     assert_eq!(e["monitor"], "val/loss");
     assert_eq!(e["mode"], "min");
@@ -190,7 +200,8 @@ fn formats_csv_jsonl_table() {
     let mut lines = csv.lines();
     let header = lines.next().unwrap();
     assert!(
-        header.starts_with("path,experiment,format,epoch,global_step,monitor,mode,architecture"),
+        header
+            .starts_with("path,experiment,run,format,epoch,global_step,monitor,mode,architecture"),
         "{header}"
     );
     assert!(header.contains("metrics.hmean"));

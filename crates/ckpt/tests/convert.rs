@@ -1094,7 +1094,7 @@ fn a_missing_input_or_an_unusable_one_exits_2_with_one_line() {
         (
             empty.display().to_string(),
             format!(
-                "ckpt: error: {}: no checkpoint to convert in this folder (files *.pth, *.pt, *.ckpt, *.bin or torch.distributed.checkpoint directories)\n",
+                "ckpt: error: {}: no checkpoint to convert in this folder (files *.ckpt, *.pt, *.pth, *.bin, *.safetensors, *.jit or torch.distributed.checkpoint directories)\n",
                 empty.display()
             ),
         ),

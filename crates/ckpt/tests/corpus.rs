@@ -365,7 +365,8 @@ fn catalog_of_the_corpus() {
     // hierarchical folders: model and loss (underscore-rich names), epoch and val_f1 from the name
     let vit = get("2025-02-12_15-10-33_vit_base_patch32_224_focal/best-epoch11-val_f1-0.612.ckpt");
     assert_eq!(vit["model"]["architecture"], "vit_base_patch32_224");
-    assert_eq!(vit["model"]["loss"], "focal");
+    // A model part is an object in every entry: a bare name becomes `{"name": …}`.
+    assert_eq!(vit["model"]["loss"], serde_json::json!({"name": "focal"}));
     assert_eq!(vit["epoch"], 11);
     // The checkpoint records epoch 11 too; it comes before the file name in the chain.
     assert!(["file_name", "checkpoint"].contains(&vit["sources"]["epoch"].as_str().unwrap()));
@@ -377,7 +378,10 @@ fn catalog_of_the_corpus() {
     let eff = get("2025-02-12_16-45-22_efficientnet_b0_focal/best-epoch05-val_f1-0.861.ckpt");
     assert_eq!(eff["model"]["architecture"], "efficientnet_b0");
     let bce = get("2025-02-12_14-30-45_resnet18_weighted_bce/best-epoch02-val_f1-0.847.ckpt");
-    assert_eq!(bce["model"]["loss"], "weighted_bce");
+    assert_eq!(
+        bce["model"]["loss"],
+        serde_json::json!({"name": "weighted_bce"})
+    );
     // Hydra gives my_experiment's architecture
     let best = get("outputs/my_experiment/checkpoints/best.ckpt");
     assert_eq!(best["model"]["architecture"], "dbnet");

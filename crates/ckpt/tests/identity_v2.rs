@@ -8,6 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use ckpt_identity::{DiffReport, HashReport};
+use common::contract::{holds, schema as contract_schema, violations};
 use common::{ckpt, root};
 use serde_json::Value;
 
@@ -222,32 +223,32 @@ fn the_catalog_and_hash_read_a_hash_folder_alike() {
 }
 
 // ---------------------------------------------------------------------------------------
-// JSON contracts
+// JSON contracts (`common::contract`: the schema `ckpt schema NAME` prints, the types with
+// unknown fields denied, and the types serializing back to the very bytes printed)
 
-fn validate(schema: &Value, v: &Value, what: &str) {
-    let validator = jsonschema::validator_for(schema).unwrap();
-    let errors: Vec<String> = validator
-        .iter_errors(v)
-        .map(|e| format!("{} at {}", e, e.instance_path()))
-        .collect();
-    assert!(errors.is_empty(), "{what}: {errors:?}\n{v}");
+fn json_out(cmd: &str, args: &[String], code: i32) -> String {
+    let mut full = vec![cmd];
+    full.extend(args.iter().map(String::as_str));
+    full.extend(["--format", "json"]);
+    let o = ckpt().args(&full).assert().code(code);
+    String::from_utf8(o.get_output().stdout.clone()).unwrap()
 }
 
 #[test]
 fn hash_json_contract() {
-    let schema = ckpt_identity::hash_schema();
     let t = tempfile::tempdir().unwrap();
     let named = exp1_copy(t.path(), EXP1_V1.strip_prefix("v1:").unwrap());
     let id = fixtures();
+    let v1 = || vec!["--algorithm".to_owned(), "v1".to_owned()];
     let cases: Vec<Vec<String>> = vec![
         vec![s(&id.join(EXP1))],
-        vec![s(&id.join(EXP1)), "--algorithm".into(), "v1".into()],
+        [vec![s(&id.join(EXP1))], v1()].concat(),
         vec![s(&id.join("hydra_run/checkpoints/last.pt"))],
-        vec![
-            s(&id.join("hydra_run/checkpoints/with_hparams.pt")),
-            "--algorithm".into(),
-            "v1".into(),
-        ],
+        [
+            vec![s(&id.join("hydra_run/checkpoints/with_hparams.pt"))],
+            v1(),
+        ]
+        .concat(),
         vec![s(&id.join("wrapped/ddp_step_000300.pt"))],
         vec![
             s(&id.join(EXP1)),
@@ -263,14 +264,8 @@ fn hash_json_contract() {
     ];
     let mut seen_folder = false;
     for args in &cases {
-        let mut full = vec!["hash"];
-        full.extend(args.iter().map(String::as_str));
-        let v = json_of(&full, 0);
-        validate(&schema, &v, &args.join(" "));
-        // Unknown fields denied: every key printed is one the type knows.
-        let r: HashReport = serde_json::from_value(v.clone()).unwrap();
-        assert_eq!(serde_json::to_value(&r).unwrap(), v);
-        assert!(r.hash.starts_with(&format!("{}:", r.algorithm)));
+        let r: HashReport = holds("hash", &json_out("hash", args, 0));
+        assert!(r.hash.starts_with(&format!("{}:", r.algorithm)), "{args:?}");
         seen_folder |= r.folder.as_ref().is_some_and(|f| f.matches.is_some());
     }
     assert!(seen_folder);
@@ -278,17 +273,12 @@ fn hash_json_contract() {
 
 #[test]
 fn diff_json_contract() {
-    let schema = ckpt_identity::diff_schema();
     let id = fixtures();
     let exp2 = id.join("checkpoints/8e6c4a2f0b1d/model/checkpoint_step_000100.pt");
     let exp1 = id.join(EXP1).join("model/checkpoint_step_000100.pt");
     let exp1b = id.join(EXP1).join("model/checkpoint_step_000200.pt");
-    let lightning = root().join("examples/lightning");
-    let mut lightning_ckpts: Vec<PathBuf> = std::fs::read_dir(lightning.join("checkpoints"))
-        .map(|r| r.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default();
-    lightning_ckpts.sort();
-    let mut cases: Vec<(Vec<String>, i32)> = vec![
+    let l = root().join("examples/lightning/checkpoints");
+    let cases: Vec<(Vec<String>, i32)> = vec![
         (vec![s(&exp1), s(&exp2)], 1),
         (vec![s(&exp1), s(&exp1b)], 0),
         (
@@ -302,40 +292,48 @@ fn diff_json_contract() {
             ],
             1,
         ),
+        // Same identity, different epoch, step and metrics (from the catalog).
+        (
+            vec![
+                s(&l.join("epoch=01-step=4-hmean=0.7445.ckpt")),
+                s(&l.join("epoch=02-step=6-hmean=0.7718.ckpt")),
+            ],
+            0,
+        ),
     ];
-    if let [a, b, ..] = lightning_ckpts.as_slice() {
-        cases.push((vec![s(a), s(b)], 0));
-    }
-    assert_eq!(
-        cases.len(),
-        5,
-        "examples/lightning/checkpoints has two checkpoints"
-    );
     for (args, code) in &cases {
-        let mut full = vec!["diff"];
-        full.extend(args.iter().map(String::as_str));
-        let v = json_of(&full, *code);
-        validate(&schema, &v, &args.join(" "));
-        let r: DiffReport = serde_json::from_value(v.clone()).unwrap();
-        assert_eq!(serde_json::to_value(&r).unwrap(), v);
+        let r: DiffReport = holds("diff", &json_out("diff", args, *code));
         assert_eq!(r.identical, *code == 0);
         assert!(r.a.identity.hash.starts_with(&format!("{}:", r.algorithm)));
     }
+    let (last, _) = cases.last().unwrap();
+    let r: DiffReport = holds("diff", &json_out("diff", last, 0));
+    assert_eq!(r.diff.epoch, Some((Some(1), Some(2))));
+    assert!(!r.diff.metrics.is_empty());
 }
 
 #[test]
-fn schemas_reject_what_the_contract_forbids() {
-    let schema = ckpt_identity::hash_schema();
-    let v = json_of(&["hash", &s(&fixtures().join(EXP1))], 0);
-    let validator = jsonschema::validator_for(&schema).unwrap();
-    assert!(validator.is_valid(&v));
+fn the_hash_schema_rejects_what_the_contract_forbids() {
+    let schema = contract_schema("hash");
+    let out = json_out("hash", &[s(&fixtures().join(EXP1))], 0);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert!(violations(&schema, &v).is_empty());
     let mut extra = v.clone();
     extra["unexpected"] = Value::Bool(true);
-    assert!(!validator.is_valid(&extra));
+    assert!(!violations(&schema, &extra).is_empty());
     let mut bad = v.clone();
     bad["algorithm"] = Value::String("v9".into());
-    assert!(!validator.is_valid(&bad));
+    assert!(!violations(&schema, &bad).is_empty());
     assert!(serde_json::from_value::<HashReport>(extra).is_err());
+    // The schema the binary prints is the one the crate exposes.
+    assert_eq!(
+        schema["properties"],
+        ckpt_identity::hash_schema()["properties"]
+    );
+    assert_eq!(
+        contract_schema("diff")["properties"],
+        ckpt_identity::diff_schema()["properties"]
+    );
 }
 
 /// A hash value kept from before `v2` (`v1:…`) is checked as `v1`, never against `v2`.

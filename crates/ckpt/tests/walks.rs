@@ -82,3 +82,63 @@ fn pth_tar_files_are_found_by_every_walker() {
     );
     assert!(!all.contains("logs.tar"), "{all}");
 }
+
+/// One rule for what is a checkpoint, by content where the name does not say: a torch.save
+/// zip named `model`, a pickle named `weights.pkl`, a safetensors file named `final` are found
+/// by `catalog`, `convert-legacy` and `convert` alike; logs and configs are never opened.
+#[test]
+fn checkpoints_without_a_checkpoint_name_are_found_by_content() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = root().join("examples/fsdp/epoch-001.pth");
+    std::fs::copy(&src, dir.join("model")).unwrap();
+    std::fs::copy(&src, dir.join("weights.pkl")).unwrap();
+    let mut st = 2u64.to_le_bytes().to_vec();
+    st.extend_from_slice(b"{}");
+    std::fs::write(dir.join("final"), &st).unwrap();
+    std::fs::write(dir.join("notes"), b"plain text, not a checkpoint").unwrap();
+    std::fs::write(dir.join("config.yaml"), b"\x80\x02 starts like a pickle").unwrap();
+
+    let o = ckpt()
+        .args(["catalog", "--no-cache", "--format", "json"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let mut names: Vec<String> = v["checkpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            std::path::Path::new(e["path"].as_str().unwrap())
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    names.sort();
+    assert_eq!(names, ["final", "model", "weights.pkl"]);
+
+    ckpt()
+        .args(["convert-legacy", "--exp-dir"])
+        .arg(&dir)
+        .assert()
+        .success();
+    assert!(dir.join("model.metadata.yaml").is_file());
+    assert!(dir.join("weights.metadata.yaml").is_file());
+
+    let out = tmp.path().join("hf");
+    let o = ckpt()
+        .args(["convert", "--to", "safetensors", "--output-dir"])
+        .arg(&out)
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.join("model").is_dir() && out.join("weights").is_dir(),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}

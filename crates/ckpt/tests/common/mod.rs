@@ -2,6 +2,8 @@
 //! comparison (the same rules as `corpus/compare.py`).
 #![allow(dead_code)]
 
+pub mod contract;
+
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;

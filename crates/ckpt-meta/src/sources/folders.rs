@@ -13,28 +13,13 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use ckpt_meta::config::{lookup, read_config, resolve};
-use ckpt_meta::extract::{checkpointing_facts, model_facts, parse_file_name};
-use ckpt_meta::hash_folder::{self, HashFolder};
-use ckpt_meta::yaml;
+use crate::config::{read_config, resolve};
+use crate::fact::{Fact, Field, Source};
+use crate::hash_folder::{self, HashFolder};
+use crate::sources::config::tree_facts;
+use crate::sources::names::parse_file_name;
+use crate::yaml;
 use serde_json::{Map, Number, Value, json};
-
-use crate::Fact;
-
-/// The path of a fact that is not a field but a warning for the run (a config skipped for
-/// going over a budget): the resolver prints it and the entry does not keep it.
-pub const WARNING: &str = "_warning";
-
-/// Names of the sources recorded by this module.
-pub mod source {
-    pub const HPARAMS_YAML: &str = "hparams_yaml";
-    pub const METRICS_CSV: &str = "metrics_csv";
-    pub const JSON_REPORT: &str = "json_report";
-    pub const FOLDER_NAME: &str = "folder_name";
-    pub const HASH_FOLDER: &str = "hash_folder";
-    pub const LOGGER: &str = "logger";
-}
-use source::*;
 
 /// Largest JSON/YAML/text file read; for `metrics.csv`, the most read from its end.
 pub const MAX_FILE_BYTES: u64 = 16 << 20;
@@ -45,8 +30,6 @@ const MAX_CSV_TAIL: u64 = 4 << 20;
 /// Most files read from an MLflow run's `params/` or `metrics/`, and most entries taken from
 /// a folder listing.
 const MAX_DIR_ENTRIES: usize = 4096;
-/// Largest object (as JSON text) taken as a `model.*` value.
-const MAX_SMALL_OBJECT: usize = 4096;
 /// How far up from a checkpoint a logger's run folder is looked for.
 const MAX_ANCESTORS: usize = 6;
 
@@ -129,6 +112,8 @@ pub struct DirCache {
     mlflow: Memo<Option<Arc<MlflowRun>>>,
     wandb_lists: Memo<Arc<HashMap<String, PathBuf>>>,
     wandb_runs: Memo<Arc<WandbRun>>,
+    /// The Hydra config governing each folder's checkpoints.
+    hydra: Memo<Option<PathBuf>>,
 }
 
 impl fmt::Debug for DirCache {
@@ -208,6 +193,16 @@ impl DirCache {
         c(&self.mlflow);
         c(&self.wandb_lists);
         c(&self.wandb_runs);
+        c(&self.hydra);
+    }
+
+    /// The Hydra config (`.hydra/config.yaml`) governing a checkpoint: the nearest one above
+    /// it, up to `root`; looked up once per folder.
+    pub fn hydra_for(&self, ckpt: &Path, root: &Path) -> Option<PathBuf> {
+        let dir = ckpt.parent()?;
+        memo(&self.hydra, dir, || {
+            crate::config::find_hydra_config(ckpt, root)
+        })
     }
 
     fn lightning_dir(&self, dir: &Path) -> Arc<LightningDir> {
@@ -306,7 +301,7 @@ fn num(x: f64) -> Option<Value> {
 }
 
 /// `dir` relative to `root`, `/`-joined; `None` when it is not below root (or is root).
-fn rel_name(dir: &Path, root: &Path) -> Option<String> {
+pub(crate) fn rel_name(dir: &Path, root: &Path) -> Option<String> {
     let rel = if root.as_os_str().is_empty() || root == Path::new(".") {
         if dir.is_absolute() {
             return None;
@@ -340,81 +335,6 @@ fn last_components(dir: &Path, n: usize) -> String {
         })
         .collect();
     parts[parts.len().saturating_sub(n)..].join("/")
-}
-
-/// Model and checkpointing facts a config tree states: `ckpt_meta`'s rules, plus common
-/// spellings (`arch`, `model_name`, `backbone`, a loss given by name …).
-fn tree_facts(tree: &Value, src: &'static str) -> Vec<Fact> {
-    let mut out: Vec<Fact> = Vec::new();
-    let push = |out: &mut Vec<Fact>, path: &str, v: &Value| {
-        if !out.iter().any(|f| f.path == path) {
-            out.push(Fact::new(path, v.clone(), src));
-        }
-    };
-    if !tree.is_object() {
-        return out;
-    }
-    for (p, v) in model_facts(tree) {
-        push(&mut out, &p, &v);
-    }
-    let small = |v: &Value| match v {
-        Value::String(s) => !s.is_empty(),
-        Value::Object(m) => !m.is_empty() && v.to_string().len() <= MAX_SMALL_OBJECT,
-        _ => false,
-    };
-    let extra: [(&str, &[&str], bool); 5] = [
-        (
-            "model.architecture",
-            &[
-                "arch",
-                "model_name",
-                "model_type",
-                "model",
-                "model.name",
-                "model.arch",
-                "model.model_name",
-            ],
-            false,
-        ),
-        (
-            "model.encoder",
-            &["encoder", "backbone", "encoder_name", "model.backbone"],
-            true,
-        ),
-        ("model.decoder", &["decoder", "decoder_name"], true),
-        ("model.head", &["head", "head_name"], true),
-        (
-            "model.loss",
-            &[
-                "loss",
-                "loss_function",
-                "loss_fn",
-                "loss_name",
-                "criterion",
-                "model.loss_function",
-            ],
-            true,
-        ),
-    ];
-    for (path, keys, objects) in extra {
-        for k in keys {
-            if let Some(v) = lookup(tree, k)
-                && (v.is_string() || objects)
-                && small(v)
-            {
-                push(&mut out, path, v);
-                break;
-            }
-        }
-    }
-    for (p, v) in checkpointing_facts(tree) {
-        match p.as_str() {
-            "checkpointing.monitor" => push(&mut out, "monitor", &v),
-            "checkpointing.mode" => push(&mut out, "mode", &v),
-            _ => {}
-        }
-    }
-    out
 }
 
 /// A file name with no position in training (`best.ckpt`) cannot be matched to a row of a
@@ -493,21 +413,26 @@ pub fn lightning_logs(cache: &DirCache, ckpt: &Path, root: &Path) -> Vec<Fact> {
     }
     let mut out = Vec::new();
     let exp = rel_name(dir, root).unwrap_or_else(|| last_components(dir, 2));
-    out.push(Fact::new("experiment", json!(exp), FOLDER_NAME));
+    out.push(Fact::new(Field::Run, json!(exp), Source::FolderName));
+    out.push(Fact::new(Field::Experiment, json!(exp), Source::FolderName));
     if let Some(w) = &info.hparams_warning {
         out.push(Fact::new(
-            WARNING,
+            Field::Warning,
             json!(format!("{w}; hparams.yaml ignored")),
-            HPARAMS_YAML,
+            Source::HparamsYaml,
         ));
     }
     if let Some(hp) = &info.hparams
         && let Some(m) = hp.as_object()
     {
         for (k, v) in m {
-            out.push(Fact::new(format!("hparams.{k}"), v.clone(), HPARAMS_YAML));
+            out.push(Fact::new(
+                Field::Hparam(k.clone()),
+                v.clone(),
+                Source::HparamsYaml,
+            ));
         }
-        out.extend(tree_facts(hp, HPARAMS_YAML));
+        out.extend(tree_facts(hp, Source::HparamsYaml));
     }
     if let Some(csv) = &info.metrics {
         let stem = stem_of(ckpt);
@@ -515,7 +440,7 @@ pub fn lightning_logs(cache: &DirCache, ckpt: &Path, root: &Path) -> Vec<Fact> {
         if pos.epoch.is_some() || pos.step.is_some() || !names_best(&stem) {
             for (n, x) in csv.select(pos.epoch, pos.step) {
                 if let Some(v) = num(x) {
-                    out.push(Fact::new(format!("metrics.{n}"), v, METRICS_CSV));
+                    out.push(Fact::new(Field::Metric(n.clone()), v, Source::MetricsCsv));
                 }
             }
         }
@@ -758,8 +683,8 @@ pub fn split_model_loss(rest: &str) -> Option<(&str, &str)> {
 struct HierDir {
     is_exp: bool,
     folder: String,
-    model: Option<(String, &'static str)>,
-    loss: Option<(String, &'static str)>,
+    model: Option<(String, Source)>,
+    loss: Option<(String, Source)>,
     root_name: Option<String>,
     hparams: Vec<(String, Value)>,
     metrics: Vec<(String, f64)>,
@@ -869,11 +794,11 @@ impl HierDir {
         h.model = jsons
             .iter()
             .find_map(|v| get_str_ci(v, MODEL_KEYS))
-            .map(|m| (m, JSON_REPORT));
+            .map(|m| (m, Source::JsonReport));
         h.loss = jsons
             .iter()
             .find_map(|v| get_str_ci(v, LOSS_KEYS))
-            .map(|l| (l, JSON_REPORT));
+            .map(|l| (l, Source::JsonReport));
         if let Some(rest) = rest {
             let lower = rest.to_ascii_lowercase();
             match (&h.model, &h.loss) {
@@ -882,9 +807,9 @@ impl HierDir {
                     if lower.len() > prefix.len() && lower.starts_with(&prefix) {
                         h.loss = rest
                             .get(prefix.len()..)
-                            .map(|l| (l.to_owned(), FOLDER_NAME));
+                            .map(|l| (l.to_owned(), Source::FolderName));
                     } else if let Some((_, l)) = split {
-                        h.loss = Some((l.to_owned(), FOLDER_NAME));
+                        h.loss = Some((l.to_owned(), Source::FolderName));
                     }
                 }
                 (None, Some((l, _))) => {
@@ -892,15 +817,15 @@ impl HierDir {
                     if lower.len() > suffix.len() && lower.ends_with(&suffix) {
                         h.model = rest
                             .get(..rest.len() - suffix.len())
-                            .map(|m| (m.to_owned(), FOLDER_NAME));
+                            .map(|m| (m.to_owned(), Source::FolderName));
                     } else if let Some((m, _)) = split {
-                        h.model = Some((m.to_owned(), FOLDER_NAME));
+                        h.model = Some((m.to_owned(), Source::FolderName));
                     }
                 }
                 (None, None) => {
                     if let Some((m, l)) = split {
-                        h.model = Some((m.to_owned(), FOLDER_NAME));
-                        h.loss = Some((l.to_owned(), FOLDER_NAME));
+                        h.model = Some((m.to_owned(), Source::FolderName));
+                        h.loss = Some((l.to_owned(), Source::FolderName));
                     }
                 }
                 (Some(_), Some(_)) => {}
@@ -987,20 +912,29 @@ pub fn hierarchical(cache: &DirCache, ckpt: &Path, root: &Path) -> Vec<Fact> {
         Some(t) => format!("{t}/{}", info.folder),
         None => info.folder.clone(),
     };
-    out.push(Fact::new("experiment", json!(exp), FOLDER_NAME));
+    out.push(Fact::new(Field::Run, json!(exp), Source::FolderName));
+    out.push(Fact::new(Field::Experiment, json!(exp), Source::FolderName));
     match (task, &info.root_name) {
-        (Some(t), _) => out.push(Fact::new("task", json!(t), FOLDER_NAME)),
-        (None, Some(r)) => out.push(Fact::new("task", json!(r), JSON_REPORT)),
+        (Some(t), _) => out.push(Fact::new(Field::Task, json!(t), Source::FolderName)),
+        (None, Some(r)) => out.push(Fact::new(Field::Task, json!(r), Source::JsonReport)),
         (None, None) => {}
     }
     if let Some((m, src)) = &info.model {
-        out.push(Fact::new("model.architecture", json!(m), src));
+        out.push(Fact::new(
+            Field::Model("architecture".into()),
+            json!(m),
+            *src,
+        ));
     }
     if let Some((l, src)) = &info.loss {
-        out.push(Fact::new("model.loss", json!(l), src));
+        out.push(Fact::new(Field::Model("loss".into()), json!(l), *src));
     }
     for (k, v) in &info.hparams {
-        out.push(Fact::new(format!("hparams.{k}"), v.clone(), JSON_REPORT));
+        out.push(Fact::new(
+            Field::Hparam(k.clone()),
+            v.clone(),
+            Source::JsonReport,
+        ));
     }
     let pos = parse_file_name(&stem_of(ckpt));
     let is_best = match (pos.epoch, info.best_epoch) {
@@ -1008,7 +942,7 @@ pub fn hierarchical(cache: &DirCache, ckpt: &Path, root: &Path) -> Vec<Fact> {
         _ => None,
     };
     if let Some(b) = is_best {
-        out.push(Fact::new("is_best", json!(b), JSON_REPORT));
+        out.push(Fact::new(Field::IsBest, json!(b), Source::JsonReport));
     }
     if is_best != Some(false) {
         for (n, x) in &info.metrics {
@@ -1016,7 +950,7 @@ pub fn hierarchical(cache: &DirCache, ckpt: &Path, root: &Path) -> Vec<Fact> {
                 continue;
             }
             if let Some(v) = num(*x) {
-                out.push(Fact::new(format!("metrics.{n}"), v, JSON_REPORT));
+                out.push(Fact::new(Field::Metric(n.clone()), v, Source::JsonReport));
             }
         }
     }
@@ -1051,8 +985,8 @@ impl HashDir {
                     h.hparams.push((k.clone(), x.clone()));
                 }
             }
-            for fact in tree_facts(&v, HASH_FOLDER) {
-                if !h.model.iter().any(|x| x.path == fact.path) {
+            for fact in tree_facts(&v, Source::HashFolder) {
+                if !h.model.iter().any(|x| x.field == fact.field) {
                     h.model.push(fact);
                 }
             }
@@ -1094,19 +1028,30 @@ pub fn hash_folder(cache: &DirCache, ckpt: &Path) -> Vec<Fact> {
     };
     let (dir, name) = (folder.dir.as_path(), folder.name.as_str());
     let info = cache.hash_dir(dir);
-    let mut out = vec![Fact::new("experiment", json!(name), HASH_FOLDER)];
+    let mut out = vec![
+        Fact::new(Field::Run, json!(name), Source::HashFolder),
+        Fact::new(Field::Experiment, json!(name), Source::HashFolder),
+    ];
     let stem = stem_of(ckpt);
     if parse_file_name(&stem).step.is_none()
         && let Some(s) = step_in_name(&stem)
     {
-        out.push(Fact::new("global_step", json!(s), HASH_FOLDER));
+        out.push(Fact::new(Field::GlobalStep, json!(s), Source::HashFolder));
     }
     for (k, v) in &info.hparams {
-        out.push(Fact::new(format!("hparams.{k}"), v.clone(), HASH_FOLDER));
+        out.push(Fact::new(
+            Field::Hparam(k.clone()),
+            v.clone(),
+            Source::HashFolder,
+        ));
     }
     out.extend(info.model.iter().cloned());
     if let Some(n) = info.active_uids {
-        out.push(Fact::new("data.active_uids", json!(n), HASH_FOLDER));
+        out.push(Fact::new(
+            Field::Data("active_uids".into()),
+            json!(n),
+            Source::HashFolder,
+        ));
     }
     out
 }
@@ -1334,7 +1279,7 @@ impl WandbRun {
                 plain.insert(k.clone(), v);
             }
             let plain = Value::Object(plain);
-            r.model = tree_facts(&plain, LOGGER);
+            r.model = tree_facts(&plain, Source::Logger);
             if let Value::Object(m) = plain {
                 r.hparams = m.into_iter().collect();
             }
@@ -1391,15 +1336,27 @@ pub fn loggers(cache: &DirCache, ckpt: &Path, _root: &Path) -> Vec<Fact> {
         .filter(|d| !d.as_os_str().is_empty())
         .find_map(|d| cache.mlflow_run(d))
     {
-        out.push(Fact::new("experiment", json!(run.experiment), LOGGER));
+        out.push(Fact::new(
+            Field::Experiment,
+            json!(run.experiment),
+            Source::Logger,
+        ));
+        out.push(Fact::new(Field::Run, json!(run.experiment), Source::Logger));
         for (k, v) in &run.params {
-            out.push(Fact::new(format!("hparams.{k}"), v.clone(), LOGGER));
+            out.push(Fact::new(
+                Field::Hparam(k.clone()),
+                v.clone(),
+                Source::Logger,
+            ));
         }
-        out.extend(tree_facts(&Value::Object(run.params.clone()), LOGGER));
+        out.extend(tree_facts(
+            &Value::Object(run.params.clone()),
+            Source::Logger,
+        ));
         if let Some(upto) = run.horizon(&stem_of(ckpt)) {
             for (n, points) in &run.metrics {
                 if let Some(v) = value_upto(points, upto).and_then(num) {
-                    out.push(Fact::new(format!("metrics.{n}"), v, LOGGER));
+                    out.push(Fact::new(Field::Metric(n.clone()), v, Source::Logger));
                 }
             }
         }
@@ -1407,9 +1364,14 @@ pub fn loggers(cache: &DirCache, ckpt: &Path, _root: &Path) -> Vec<Fact> {
     if let Some(dir) = find_wandb_run(cache, ckpt) {
         let run = cache.wandb_run(&dir);
         if !run.id.is_empty() {
-            out.push(Fact::new("experiment", json!(run.id), LOGGER));
+            out.push(Fact::new(Field::Experiment, json!(run.id), Source::Logger));
+            out.push(Fact::new(Field::Run, json!(run.id), Source::Logger));
             for (k, v) in &run.hparams {
-                out.push(Fact::new(format!("hparams.{k}"), v.clone(), LOGGER));
+                out.push(Fact::new(
+                    Field::Hparam(k.clone()),
+                    v.clone(),
+                    Source::Logger,
+                ));
             }
             out.extend(run.model.iter().cloned());
         }
@@ -1430,7 +1392,7 @@ mod tests {
     }
 
     fn get<'f>(facts: &'f [Fact], path: &str) -> Option<&'f Fact> {
-        facts.iter().find(|f| f.path == path)
+        facts.iter().find(|f| f.field.path() == path)
     }
 
     fn val(facts: &[Fact], path: &str) -> Value {
@@ -1439,14 +1401,16 @@ mod tests {
             .unwrap_or(Value::Null)
     }
 
-    fn src(facts: &[Fact], path: &str) -> &'static str {
-        get(facts, path).map(|f| f.source).unwrap_or("-")
+    fn src(facts: &[Fact], path: &str) -> Source {
+        get(facts, path)
+            .map(|f| f.source)
+            .unwrap_or_else(|| panic!("no fact for {path}"))
     }
 
     fn no_dup_paths(facts: &[Fact]) {
         let mut seen = HashSet::new();
         for f in facts {
-            assert!(seen.insert(f.path.clone()), "duplicate {}", f.path);
+            assert!(seen.insert(f.field.clone()), "duplicate {}", f.field);
         }
     }
 
@@ -1475,15 +1439,15 @@ mod tests {
         let f = lightning_logs(&c, &ck, r);
         no_dup_paths(&f);
         assert_eq!(val(&f, "experiment"), json!("run/lightning_logs/version_0"));
-        assert_eq!(src(&f, "experiment"), FOLDER_NAME);
+        assert_eq!(src(&f, "experiment"), Source::FolderName);
         assert_eq!(val(&f, "hparams.hidden"), json!(8));
         assert_eq!(val(&f, "hparams.lr"), json!(0.01));
-        assert_eq!(src(&f, "hparams.lr"), HPARAMS_YAML);
+        assert_eq!(src(&f, "hparams.lr"), Source::HparamsYaml);
         assert_eq!(val(&f, "model.encoder"), json!("resnet18"));
         assert_eq!(val(&f, "metrics.train_loss"), json!(0.6));
         assert_eq!(val(&f, "metrics.val_loss"), json!(0.5));
         assert_eq!(val(&f, "metrics.val_acc"), json!(0.6));
-        assert_eq!(src(&f, "metrics.val_acc"), METRICS_CSV);
+        assert_eq!(src(&f, "metrics.val_acc"), Source::MetricsCsv);
         assert!(get(&f, "metrics.epoch").is_none() && get(&f, "metrics.step").is_none());
 
         // mid-epoch: only rows up to the step
@@ -1509,7 +1473,10 @@ mod tests {
         for n in ["best.ckpt", "epoch=9-step=999.ckpt"] {
             let ck = write(r, &format!("{v0}/checkpoints/{n}"), "");
             let f = lightning_logs(&c, &ck, r);
-            assert!(f.iter().all(|x| !x.path.starts_with("metrics.")), "{n}");
+            assert!(
+                f.iter().all(|x| !matches!(x.field, Field::Metric(_))),
+                "{n}"
+            );
             assert_eq!(val(&f, "hparams.hidden"), json!(8));
         }
     }
@@ -1527,9 +1494,10 @@ mod tests {
         // root is the version dir itself
         let f = lightning_logs(&c, &ck, &r.join("a/lightning_logs/version_3"));
         assert_eq!(val(&f, "experiment"), json!("lightning_logs/version_3"));
-        // no hparams.yaml/metrics.csv: still an experiment, nothing else
+        // no hparams.yaml/metrics.csv: still an experiment and a run, nothing else
         let f = lightning_logs(&c, &ck, r);
-        assert_eq!(f.len(), 1);
+        assert_eq!(f.len(), 2);
+        assert_eq!(val(&f, "run"), json!("a/lightning_logs/version_3"));
         assert_eq!(val(&f, "experiment"), json!("a/lightning_logs/version_3"));
         // a checkpoint directly in version_N
         let ck = write(r, "a/lightning_logs/version_4/x.ckpt", "");
@@ -1574,12 +1542,12 @@ mod tests {
         fs::write(r.join(v).join("metrics.csv"), b"\xff\xfe\x00garbage").unwrap();
         let ck = write(r, &format!("{v}/checkpoints/epoch=0-step=1.ckpt"), "");
         let f = lightning_logs(&c, &ck, r);
-        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f.len(), 2, "{f:?}");
         // a header-only CSV and a CSV with short/long rows
         let v = "lightning_logs/version_1";
         write(r, &format!("{v}/metrics.csv"), "epoch,step,loss");
         let ck = write(r, &format!("{v}/checkpoints/last.ckpt"), "");
-        assert_eq!(lightning_logs(&c, &ck, r).len(), 1);
+        assert_eq!(lightning_logs(&c, &ck, r).len(), 2);
         let v = "lightning_logs/version_2";
         write(
             r,
@@ -1714,9 +1682,9 @@ mod tests {
             json!("flares/multiclass/2025-02-12_15-10-33_vit_base_patch32_224_focal")
         );
         assert_eq!(val(&f, "task"), json!("flares/multiclass"));
-        assert_eq!(src(&f, "task"), FOLDER_NAME);
+        assert_eq!(src(&f, "task"), Source::FolderName);
         assert_eq!(val(&f, "model.architecture"), json!("vit_base_patch32_224"));
-        assert_eq!(src(&f, "model.architecture"), JSON_REPORT);
+        assert_eq!(src(&f, "model.architecture"), Source::JsonReport);
         assert_eq!(val(&f, "model.loss"), json!("focal"));
         assert_eq!(val(&f, "hparams.LEARNING_RATE"), json!(0.0001));
         assert_eq!(val(&f, "hparams.AUGMENTATIONS"), json!({"hflip": true}));
@@ -1725,7 +1693,7 @@ mod tests {
         assert_eq!(val(&f, "metrics.test_recall"), json!(0.85));
         assert_eq!(val(&f, "metrics.accuracy"), json!(0.89));
         assert_eq!(val(&f, "metrics.macro_avg_f1"), json!(0.65));
-        assert_eq!(src(&f, "metrics.test_f1"), JSON_REPORT);
+        assert_eq!(src(&f, "metrics.test_f1"), Source::JsonReport);
         // from the file name elsewhere
         for p in [
             "epoch",
@@ -1740,7 +1708,7 @@ mod tests {
         fs::write(&other, "").unwrap();
         let f = hierarchical(&c, &other, r);
         assert_eq!(val(&f, "is_best"), json!(false));
-        assert!(f.iter().all(|x| !x.path.starts_with("metrics.")));
+        assert!(f.iter().all(|x| !matches!(x.field, Field::Metric(_))));
         // the catalog root inside `checkpoints/`: the task stays the same
         let f = hierarchical(&c, &ck, &r.join("checkpoints/flares"));
         assert_eq!(val(&f, "task"), json!("flares/multiclass"));
@@ -1763,7 +1731,7 @@ mod tests {
         );
         assert_eq!(val(&f, "task"), json!("runs/seg"));
         assert_eq!(val(&f, "model.architecture"), json!("efficientnet_b3"));
-        assert_eq!(src(&f, "model.architecture"), FOLDER_NAME);
+        assert_eq!(src(&f, "model.architecture"), Source::FolderName);
         assert_eq!(val(&f, "model.loss"), json!("weighted_bce"));
         assert!(get(&f, "is_best").is_none());
 
@@ -1788,7 +1756,7 @@ mod tests {
         assert!(get(&f, "task").is_none());
         assert_eq!(val(&f, "model.architecture"), json!("my_net_v2"));
         assert_eq!(val(&f, "model.loss"), json!("arcface"));
-        assert_eq!(src(&f, "model.loss"), FOLDER_NAME);
+        assert_eq!(src(&f, "model.loss"), Source::FolderName);
 
         // unknown loss, no reports: not an experiment folder of this kind
         let ck = write(
@@ -1835,7 +1803,7 @@ mod tests {
         no_dup_paths(&f);
         assert_eq!(val(&f, "experiment"), json!("0f9e8d7c6b5a"));
         assert_eq!(val(&f, "global_step"), json!(100));
-        assert_eq!(src(&f, "global_step"), HASH_FOLDER);
+        assert_eq!(src(&f, "global_step"), Source::HashFolder);
         assert_eq!(val(&f, "hparams.learning_rate"), json!(0.01));
         assert_eq!(val(&f, "hparams.seed"), json!(3));
         assert_eq!(
@@ -1933,7 +1901,7 @@ mod tests {
         let f = loggers(&c, &ck, r);
         no_dup_paths(&f);
         assert_eq!(val(&f, "experiment"), json!("mlruns/1234/abcd0123"));
-        assert_eq!(src(&f, "experiment"), LOGGER);
+        assert_eq!(src(&f, "experiment"), Source::Logger);
         assert_eq!(val(&f, "hparams.lr"), json!(0.05));
         assert_eq!(val(&f, "hparams.optimizer"), json!("sgd"));
         assert_eq!(val(&f, "hparams.model/arch"), json!("mlp"));
@@ -1952,7 +1920,7 @@ mod tests {
         assert_eq!(val(&f, "metrics.val/loss"), json!(1.1));
         // unknown position
         let f = loggers(&c, &dir.join("best.ckpt"), r);
-        assert!(f.iter().all(|x| !x.path.starts_with("metrics.")));
+        assert!(f.iter().all(|x| !matches!(x.field, Field::Metric(_))));
         assert_eq!(val(&f, "experiment"), json!("mlruns/1234/abcd0123"));
         // deeper inside the run's artifacts
         let f = loggers(
@@ -1988,7 +1956,13 @@ mod tests {
             "",
         );
         let f = loggers(&c, &ck, r);
-        assert_eq!(f, vec![Fact::new("experiment", json!("vuo698ek"), LOGGER)]);
+        assert_eq!(
+            f,
+            vec![
+                Fact::new(Field::Experiment, json!("vuo698ek"), Source::Logger),
+                Fact::new(Field::Run, json!("vuo698ek"), Source::Logger)
+            ]
+        );
         let ck = write(r, "save/corpus/abc123xy/checkpoints/last.ckpt", "");
         let f = loggers(&c, &ck, r);
         no_dup_paths(&f);

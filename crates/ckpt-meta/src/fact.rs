@@ -1,0 +1,384 @@
+//! The vocabulary of resolution: which fields a checkpoint has ([`Field`]), where a value can
+//! come from ([`Source`], in precedence order), and one value found by one source ([`Fact`]).
+//!
+//! Every reader of a source returns facts in this vocabulary and never ranks them; the engine
+//! ([`crate::engine`]) is the only place that decides which fact wins.
+
+use std::fmt;
+
+use serde_json::Value;
+
+/// Where a value came from. The declaration order IS the precedence: a source earlier in this
+/// list wins over a later one for the same field (see `README.md`, "Where values come from").
+///
+/// The principle: what the file itself records describes the file; what the run recorded fills
+/// what the file lacks; a sidecar (what a person or a tool asserted, checked against the file's
+/// fingerprint) comes next; names and inference come last, defaults after everything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Source {
+    /// What `torch.save` wrote at the top level: `epoch`, `global_step`, the state dict's
+    /// tensors, the format, what loading it would run.
+    Checkpoint,
+    /// Evaluation metrics stored in the file (`cleval_metrics`): full precision, computed
+    /// for this very state.
+    Cleval,
+    /// The file's own `ModelCheckpoint` callback state: monitor, mode, the score it was saved
+    /// for (often logged as float32), the best and last file names.
+    Callback,
+    /// The file's `hyper_parameters` (dict, AttributeDict, DictConfig, Namespace).
+    Hparams,
+    /// `<stem>.config.yaml|json`: a config written for this very file.
+    ConfigSidecar,
+    /// The run's composed Hydra config (`.hydra/config.yaml`).
+    Hydra,
+    /// Lightning's logger copy of the hyperparameters (`version_N/hparams.yaml`).
+    HparamsYaml,
+    /// The run's logged metrics at this checkpoint's epoch/step (`metrics.csv`).
+    MetricsCsv,
+    /// An MLflow or W&B run the checkpoint belongs to.
+    Logger,
+    /// JSON reports of a hierarchical run folder (`training_summary.json`, `config.json` …).
+    JsonReport,
+    /// A hash-addressed experiment folder (`<hash>/{model,hp,data}`).
+    HashFolder,
+    /// A `.metadata.yaml|json` sidecar whose fingerprint matches the file.
+    Sidecar,
+    /// The folder names around the file.
+    FolderName,
+    /// The file name (`epoch=02-step=6-hmean=0.77.ckpt`).
+    FileName,
+    /// Guessed from the state dict's names and shapes.
+    Inferred,
+    /// `stat`: size and modification time.
+    Filesystem,
+    /// The sidecar schema's placeholder for what no source had.
+    Default,
+}
+
+impl Source {
+    /// Every source, in precedence order.
+    pub const ALL: [Source; 17] = [
+        Source::Checkpoint,
+        Source::Cleval,
+        Source::Callback,
+        Source::Hparams,
+        Source::ConfigSidecar,
+        Source::Hydra,
+        Source::HparamsYaml,
+        Source::MetricsCsv,
+        Source::Logger,
+        Source::JsonReport,
+        Source::HashFolder,
+        Source::Sidecar,
+        Source::FolderName,
+        Source::FileName,
+        Source::Inferred,
+        Source::Filesystem,
+        Source::Default,
+    ];
+
+    /// The name recorded in `sources`, `provenance` and `conflicts`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Checkpoint => "checkpoint",
+            Source::Callback => "callback",
+            Source::Cleval => "cleval",
+            Source::Hparams => "hparams",
+            Source::ConfigSidecar => "config_sidecar",
+            Source::Hydra => "hydra",
+            Source::HparamsYaml => "hparams_yaml",
+            Source::MetricsCsv => "metrics_csv",
+            Source::Logger => "logger",
+            Source::JsonReport => "json_report",
+            Source::HashFolder => "hash_folder",
+            Source::Sidecar => "sidecar",
+            Source::FolderName => "folder_name",
+            Source::FileName => "file_name",
+            Source::Inferred => "inferred",
+            Source::Filesystem => "filesystem",
+            Source::Default => "default",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Source> {
+        Source::ALL.iter().copied().find(|x| x.as_str() == s)
+    }
+
+    /// Guesses and placeholders: a disagreement with them is expected, not a conflict.
+    pub fn is_guess(self) -> bool {
+        matches!(self, Source::Inferred | Source::Default)
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A field of a checkpoint's entry. Dotted families (`model.*`, `metrics.*`, `hparams.*`,
+/// `data.*`) carry their key; internal fields (`_best_name` …) feed the resolver and are never
+/// shown.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Field {
+    Experiment,
+    /// The run the checkpoint belongs to (a Hydra job, a Lightning version, a logger run, a
+    /// timestamped or hash-named folder).
+    Run,
+    Task,
+    Format,
+    Epoch,
+    GlobalStep,
+    TrainingPhase,
+    Monitor,
+    Mode,
+    SaveTopK,
+    SaveLast,
+    Params,
+    Tensors,
+    Security,
+    LightningVersion,
+    IsBest,
+    SizeBytes,
+    Modified,
+    Error,
+    /// `model.<key>`: `architecture`, `family`, `encoder`, `decoder`, `head`, `loss`, sizes.
+    Model(String),
+    /// `metrics.<name>` as logged (`val/hmean`, `val_loss`).
+    Metric(String),
+    /// `hparams.<key>`: a top-level hyperparameter.
+    Hparam(String),
+    /// `data.<key>`: what is known about the training data.
+    Data(String),
+    /// The file name the file's callback calls best (internal).
+    BestName,
+    /// The file name the file's callback calls last (internal).
+    LastName,
+    /// SHA-256 of the checkpoint's pickle (internal: sidecar freshness).
+    PickleSha256,
+    /// Not a field: a warning for the run, printed once (a config over a budget).
+    Warning,
+}
+
+impl Field {
+    /// The dotted name (`global_step`, `model.encoder`, `metrics.val/hmean`).
+    pub fn path(&self) -> String {
+        match self {
+            Field::Model(k) => format!("model.{k}"),
+            Field::Metric(k) => format!("metrics.{k}"),
+            Field::Hparam(k) => format!("hparams.{k}"),
+            Field::Data(k) => format!("data.{k}"),
+            other => other.simple_name().unwrap_or("").to_owned(),
+        }
+    }
+
+    fn simple_name(&self) -> Option<&'static str> {
+        Some(match self {
+            Field::Experiment => "experiment",
+            Field::Run => "run",
+            Field::Task => "task",
+            Field::Format => "format",
+            Field::Epoch => "epoch",
+            Field::GlobalStep => "global_step",
+            Field::TrainingPhase => "training_phase",
+            Field::Monitor => "monitor",
+            Field::Mode => "mode",
+            Field::SaveTopK => "save_top_k",
+            Field::SaveLast => "save_last",
+            Field::Params => "params",
+            Field::Tensors => "tensors",
+            Field::Security => "security",
+            Field::LightningVersion => "lightning_version",
+            Field::IsBest => "is_best",
+            Field::SizeBytes => "size_bytes",
+            Field::Modified => "modified",
+            Field::Error => "error",
+            Field::BestName => "_best_name",
+            Field::LastName => "_last_name",
+            Field::PickleSha256 => "_pickle_sha256",
+            Field::Warning => "_warning",
+            Field::Model(_) | Field::Metric(_) | Field::Hparam(_) | Field::Data(_) => return None,
+        })
+    }
+
+    const SIMPLE: [Field; 23] = [
+        Field::Experiment,
+        Field::Run,
+        Field::Task,
+        Field::Format,
+        Field::Epoch,
+        Field::GlobalStep,
+        Field::TrainingPhase,
+        Field::Monitor,
+        Field::Mode,
+        Field::SaveTopK,
+        Field::SaveLast,
+        Field::Params,
+        Field::Tensors,
+        Field::Security,
+        Field::LightningVersion,
+        Field::IsBest,
+        Field::SizeBytes,
+        Field::Modified,
+        Field::Error,
+        Field::BestName,
+        Field::LastName,
+        Field::PickleSha256,
+        Field::Warning,
+    ];
+
+    /// The field a dotted name spells, `None` for a name outside the vocabulary.
+    pub fn parse(s: &str) -> Option<Field> {
+        if let Some((head, key)) = s.split_once('.') {
+            if key.is_empty() {
+                return None;
+            }
+            let key = key.to_owned();
+            return match head {
+                "model" => Some(Field::Model(key)),
+                "metrics" => Some(Field::Metric(key)),
+                "hparams" => Some(Field::Hparam(key)),
+                "data" => Some(Field::Data(key)),
+                _ => None,
+            };
+        }
+        Field::SIMPLE
+            .iter()
+            .find(|f| f.simple_name() == Some(s))
+            .cloned()
+    }
+
+    /// Internal fields feed the resolver and are not part of an entry.
+    pub fn is_internal(&self) -> bool {
+        matches!(
+            self,
+            Field::BestName | Field::LastName | Field::PickleSha256 | Field::Warning
+        )
+    }
+
+    /// Fields whose sources name things rather than measure them: different sources giving
+    /// different names (a Hydra `exp_name`, a folder, a logger's run id) is how it should be,
+    /// not a conflict.
+    pub fn is_name(&self) -> bool {
+        matches!(
+            self,
+            Field::Experiment
+                | Field::Run
+                | Field::Task
+                | Field::Error
+                | Field::SizeBytes
+                | Field::Modified
+        ) || self.is_internal()
+    }
+}
+
+impl fmt::Display for Field {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.path())
+    }
+}
+
+/// One value for one field, found by one source.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fact {
+    pub field: Field,
+    pub value: Value,
+    pub source: Source,
+}
+
+impl Fact {
+    pub fn new(field: Field, value: Value, source: Source) -> Fact {
+        Fact {
+            field,
+            value,
+            source,
+        }
+    }
+
+    /// A warning for the run rather than a field.
+    pub fn warning(text: String, source: Source) -> Fact {
+        Fact::new(Field::Warning, Value::String(text), source)
+    }
+}
+
+/// Facts as the cache stores them: `[[field, value, source], …]`.
+pub fn facts_to_json(facts: &[Fact]) -> String {
+    let arr: Vec<Value> = facts
+        .iter()
+        .map(|f| {
+            Value::Array(vec![
+                Value::String(f.field.path()),
+                f.value.clone(),
+                Value::String(f.source.as_str().to_owned()),
+            ])
+        })
+        .collect();
+    Value::Array(arr).to_string()
+}
+
+/// The facts a cache row holds; `None` when the row does not parse into the vocabulary (the
+/// row is then read again from the file, never misread).
+pub fn facts_from_json(text: &str) -> Option<Vec<Fact>> {
+    let v: Value = serde_json::from_str(text).ok()?;
+    v.as_array()?
+        .iter()
+        .map(|x| {
+            let a = x.as_array()?;
+            Some(Fact::new(
+                Field::parse(a.first()?.as_str()?)?,
+                a.get(1)?.clone(),
+                Source::parse(a.get(2)?.as_str()?)?,
+            ))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_names_round_trip() {
+        for f in Field::SIMPLE {
+            assert_eq!(Field::parse(&f.path()), Some(f.clone()));
+        }
+        for f in [
+            Field::Model("encoder".into()),
+            Field::Metric("val/hmean".into()),
+            Field::Hparam("lr".into()),
+            Field::Data("active_uids".into()),
+        ] {
+            assert_eq!(Field::parse(&f.path()), Some(f.clone()));
+        }
+        assert_eq!(Field::parse("bogus"), None);
+        assert_eq!(Field::parse("model."), None);
+        assert_eq!(Field::parse("sources.epoch"), None);
+    }
+
+    #[test]
+    fn sources_are_ordered_by_precedence() {
+        let mut sorted = Source::ALL;
+        sorted.sort();
+        assert_eq!(sorted, Source::ALL);
+        for s in Source::ALL {
+            assert_eq!(Source::parse(s.as_str()), Some(s));
+        }
+        assert!(Source::Checkpoint < Source::Hydra && Source::Hydra < Source::Sidecar);
+        assert!(Source::Sidecar < Source::FileName && Source::FileName < Source::Inferred);
+    }
+
+    #[test]
+    fn cached_facts_round_trip_and_unknowns_are_refused() {
+        let facts = vec![
+            Fact::new(Field::Epoch, Value::from(3), Source::Checkpoint),
+            Fact::new(
+                Field::Metric("val/hmean".into()),
+                Value::from(0.5),
+                Source::Callback,
+            ),
+        ];
+        assert_eq!(facts_from_json(&facts_to_json(&facts)), Some(facts));
+        assert_eq!(facts_from_json(r#"[["epoch", 1, "oracle"]]"#), None);
+        assert_eq!(facts_from_json(r#"[["nonsense", 1, "checkpoint"]]"#), None);
+    }
+}

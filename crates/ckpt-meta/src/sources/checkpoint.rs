@@ -1,0 +1,429 @@
+//! What a checkpoint records about itself: read once from the file (and cached by the
+//! catalog, keyed by the file). Sources `checkpoint`, `callback`, `cleval`, `hparams`, and the
+//! `inferred` signature of its state dict.
+
+use std::path::Path;
+
+use ckpt_model::{TensorSig, infer};
+use ckpt_torch::summary::{
+    CallbackSummary, Summary, find_state_dicts, first_state_dict_entries, to_value,
+};
+use ckpt_torch::{Checkpoint, View};
+use serde_json::{Value, json};
+
+use crate::config::{ResolveError, read_config};
+use crate::fact::{Fact, Field, Source};
+use crate::sources::config::tree_facts;
+
+/// What kind of checkpoint a path is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    /// One file (zip, legacy, pickle, TorchScript, safetensors).
+    File,
+    /// A torch.distributed.checkpoint folder (`.metadata` + shards).
+    Dcp,
+    /// A Hugging Face folder with a sharded index.
+    HfSharded,
+}
+
+/// The checkpoint's `hyper_parameters` as a value, interpolations resolved within the hparams
+/// tree as OmegaConf attribute access would; the key in an error is prefixed with
+/// `hyper_parameters.`.
+pub fn hparams_of(ck: &Checkpoint) -> Option<Result<Value, ResolveError>> {
+    let doc = &ck.doc;
+    let h = doc.get(doc.root(), "hyper_parameters")?;
+    Some(crate::config::resolve(&to_value(doc, h)).map_err(|e| e.under("hyper_parameters")))
+}
+
+/// Every fact the checkpoint at `path` gives.
+pub fn checkpoint_facts(path: &Path, kind: Kind) -> Vec<Fact> {
+    match kind {
+        Kind::File => file_facts(path),
+        Kind::Dcp => dcp_facts(path),
+        Kind::HfSharded => sharded_facts(path),
+    }
+}
+
+fn fact(field: Field, v: Value) -> Fact {
+    Fact::new(field, v, Source::Checkpoint)
+}
+
+fn file_name_of(p: &str) -> Option<String> {
+    p.rsplit(['/', '\\'])
+        .next()
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+}
+
+fn file_facts(path: &Path) -> Vec<Fact> {
+    let mut f = Vec::new();
+    // What loading it would run, judged exactly as `ckpt scan` judges the file (every pickle
+    // member, every copy of a duplicated name, frames as torch reads them, TorchScript): a
+    // checkpoint whose pickles call os.system is not one to list as a model.
+    let scan =
+        ckpt_torch::scan_file::scan_path(path, &ckpt_torch::scan_file::ScanLimits::default());
+    let verdict = scan.verdict();
+    f.push(fact(Field::Security, json!(verdict.as_str())));
+    let ck = match Checkpoint::open(path) {
+        Ok(ck) => ck,
+        Err(e) => {
+            // Still judged: a hostile file that is not a readable checkpoint stays dangerous.
+            f.push(fact(Field::Error, json!(e.to_string())));
+            return f;
+        }
+    };
+    f.push(fact(Field::Format, json!(ck.format_name())));
+    f.push(fact(Field::PickleSha256, json!(ck.pickle_sha256)));
+    if verdict == ckpt_torch::scan_file::FileVerdict::Dangerous {
+        let names: Vec<&str> = scan
+            .report
+            .findings
+            .iter()
+            .filter(|x| x.class == ckpt_torch::scan::Verdict::Dangerous)
+            .map(|x| x.name.as_str())
+            .collect();
+        f.push(fact(
+            Field::Error,
+            json!(format!(
+                "{}: dangerous pickle (would call {} when loaded); not a checkpoint",
+                path.display(),
+                names.join(", ")
+            )),
+        ));
+        return f;
+    }
+    let root_kind = match ck.doc.view(ck.doc.root()) {
+        View::Dict(_) | View::Object(_) | View::Tensor(_) => None,
+        View::List(_) => Some("a list"),
+        View::Tuple(_) => Some("a tuple"),
+        _ => Some("a plain value"),
+    };
+    if let Some(kind) = root_kind
+        && find_state_dicts(&ck.doc, ck.doc.root()).is_empty()
+    {
+        f.push(fact(
+            Field::Error,
+            json!(format!(
+                "{}: not a checkpoint: the pickle holds {kind}, with no state dict",
+                path.display()
+            )),
+        ));
+        return f;
+    }
+    let summary = ck.summary();
+    f.extend(opened_facts(&ck, &summary, path));
+    f
+}
+
+/// The facts of a checkpoint already opened and summarized (the sidecar writer has both).
+pub fn opened_facts(ck: &Checkpoint, summary: &Summary, path: &Path) -> Vec<Fact> {
+    let doc = &ck.doc;
+    let root = doc.root();
+    let mut f = Vec::new();
+    if let Some(e) = summary.epoch {
+        f.push(fact(Field::Epoch, json!(e)));
+    }
+    if let Some(g) = doc
+        .get(root, "global_step")
+        .and_then(|v| doc.as_i64(v))
+        .or_else(|| doc.get(root, "step").and_then(|v| doc.as_i64(v)))
+    {
+        f.push(fact(Field::GlobalStep, json!(g)));
+    }
+    if let Some(v) = &summary.lightning_version {
+        f.push(fact(Field::LightningVersion, json!(v)));
+    }
+    match hparams_of(ck) {
+        Some(Ok(h)) => {
+            if let Some(m) = h.as_object() {
+                for (k, v) in m {
+                    f.push(Fact::new(
+                        Field::Hparam(k.clone()),
+                        v.clone(),
+                        Source::Hparams,
+                    ));
+                }
+            }
+            f.extend(tree_facts(&h, Source::Hparams));
+        }
+        Some(Err(e)) => f.push(Fact::warning(
+            format!("{}: {e}; hyper_parameters ignored", path.display()),
+            Source::Hparams,
+        )),
+        None => {}
+    }
+    if let Some(cm) = doc.get(root, "cleval_metrics")
+        && let Some(items) = doc.dict(cm)
+    {
+        for (k, v) in items {
+            let name = ckpt_torch::pyrepr::key_str(doc, *k);
+            if let Ok(Some(x)) = ck.number(*v) {
+                f.push(Fact::new(Field::Metric(name), json!(x), Source::Cleval));
+            }
+        }
+    }
+    callback_facts(summary, path, &mut f);
+    if let Some(sd) = summary.state_dicts.first() {
+        f.push(fact(Field::Params, json!(sd.elements)));
+        f.push(fact(Field::Tensors, json!(sd.tensors)));
+        if let Some((_, items)) = first_state_dict_entries(doc, root) {
+            let mut owned: Vec<(String, Vec<u64>, &'static str)> = Vec::with_capacity(items.len());
+            for (name, v) in items {
+                if let View::Tensor(t) = doc.view(v) {
+                    owned.push((name, t.shape.clone(), t.dtype.name()));
+                }
+            }
+            infer_facts(&owned, &mut f);
+        }
+    }
+    f
+}
+
+/// The ModelCheckpoint callback that describes this file: the one whose best or last path
+/// names it, else the first.
+fn pick_callback<'s>(cbs: &[&'s CallbackSummary], file_name: &str) -> Option<&'s CallbackSummary> {
+    let names_it = |p: &Option<String>| {
+        p.as_deref()
+            .and_then(file_name_of)
+            .is_some_and(|n| n == file_name)
+    };
+    cbs.iter()
+        .find(|c| names_it(&c.best_model_path) || names_it(&c.last_model_path))
+        .or_else(|| cbs.first())
+        .copied()
+}
+
+fn callback_facts(summary: &Summary, path: &Path, f: &mut Vec<Fact>) {
+    let mcs: Vec<&CallbackSummary> = summary
+        .callbacks
+        .iter()
+        .filter(|c| c.kind == "ModelCheckpoint")
+        .collect();
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let cb = |field, v| Fact::new(field, v, Source::Callback);
+    if let Some(c) = pick_callback(&mcs, &file_name) {
+        if let Some(m) = &c.monitor {
+            f.push(cb(Field::Monitor, json!(m)));
+        }
+        if let Some(m) = &c.mode {
+            f.push(cb(Field::Mode, json!(m)));
+        }
+        // Lightning does not store save_top_k: the number of best_k_models is a lower bound.
+        if let Some(k) = c.best_k_models.filter(|k| *k > 0) {
+            f.push(Fact::new(Field::SaveTopK, json!(k), Source::Inferred));
+        }
+        // A ModelCheckpoint with save_last=True records last_model_path once it wrote
+        // last.ckpt; one without it says save_last was off, unless a last.ckpt beside the
+        // file says otherwise (the folder's source).
+        if c.last_model_path.as_deref().is_some_and(|p| !p.is_empty()) {
+            f.push(cb(Field::SaveLast, json!(true)));
+        } else {
+            f.push(Fact::new(Field::SaveLast, json!(false), Source::Inferred));
+        }
+    }
+    for c in &mcs {
+        if let (Some(m), Some(score)) = (&c.monitor, c.current_score) {
+            f.push(cb(Field::Metric(m.clone()), json!(score)));
+        }
+        if let Some(n) = c.best_model_path.as_deref().and_then(file_name_of) {
+            f.push(cb(Field::BestName, json!(n)));
+        }
+        if let Some(n) = c.last_model_path.as_deref().and_then(file_name_of) {
+            f.push(cb(Field::LastName, json!(n)));
+        }
+    }
+}
+
+/// What the state dict's signature says (`source: inferred`). The family doubles as the
+/// architecture when nothing better names it, so an inferred `gpt2` is what both the catalog
+/// and a written sidecar say.
+fn infer_facts(owned: &[(String, Vec<u64>, &str)], f: &mut Vec<Fact>) {
+    let sigs: Vec<TensorSig<'_>> = owned
+        .iter()
+        .map(|(n, s, d)| TensorSig {
+            name: n,
+            shape: s,
+            dtype: d,
+        })
+        .collect();
+    let inf = infer(&sigs);
+    let inferred = |k: &str, v: Value| Fact::new(Field::Model(k.to_owned()), v, Source::Inferred);
+    if let Some(x) = inf.family {
+        f.push(inferred("architecture", json!(x)));
+        f.push(inferred("family", json!(x)));
+    }
+    if let Some(x) = inf.encoder {
+        f.push(inferred("encoder", json!(x)));
+    }
+    if let Some(x) = inf.decoder {
+        f.push(inferred("decoder", json!(x)));
+    }
+    if let Some(x) = inf.head {
+        f.push(inferred("head", json!(x)));
+    }
+    for (k, v) in inf.details {
+        f.push(inferred(&k, v));
+    }
+    if inf.params > 0 {
+        f.push(Fact::new(
+            Field::Params,
+            json!(inf.params),
+            Source::Inferred,
+        ));
+    }
+}
+
+fn dcp_facts(dir: &Path) -> Vec<Fact> {
+    let mut f = vec![fact(Field::Format, json!("dcp"))];
+    let index = match ckpt_torch::dcp::DcpIndex::open(dir) {
+        Ok(i) => i,
+        Err(e) => {
+            f.push(fact(Field::Error, json!(e.to_string())));
+            return f;
+        }
+    };
+    // Each tensor's dtype is the one `.metadata` records (the first field of its
+    // TensorProperties); float32 only when it records none.
+    let owned: Vec<(String, Vec<u64>, &'static str)> = index
+        .tensors
+        .iter()
+        .map(|t| {
+            let dtype = t.dtype.map_or("float32", ckpt_torch::DType::name);
+            (t.fqn.clone(), t.shape.clone(), dtype)
+        })
+        .collect();
+    let (params, _) = index.totals();
+    // `dcp.save({"model": …, "step": step, "epoch": epoch})`: small values, read in place.
+    if let Some(e) = index.read_int("epoch") {
+        f.push(fact(Field::Epoch, json!(e)));
+    }
+    if let Some(s) = index.step() {
+        f.push(fact(Field::GlobalStep, json!(s)));
+    }
+    f.push(fact(Field::Tensors, json!(owned.len())));
+    f.push(fact(Field::Params, json!(params)));
+    infer_facts(&owned, &mut f);
+    f
+}
+
+/// The files a sharded folder's facts are read from besides its index: `config.json` and
+/// every shard the index names (the catalog's cache key covers them all).
+pub fn sharded_inputs(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = vec![dir.join("config.json")];
+    for n in [
+        "model.safetensors.index.json",
+        "pytorch_model.bin.index.json",
+    ] {
+        let p = dir.join(n);
+        if p.is_file() {
+            out.push(p);
+            break;
+        }
+    }
+    out.extend(
+        shard_names(dir)
+            .into_iter()
+            .filter_map(Result::ok)
+            .map(|s| dir.join(s)),
+    );
+    out
+}
+
+/// The shard names of a sharded folder's index, sorted and deduplicated; a name that leaves
+/// the folder is an error (an index naming `../x` or `/etc/x` is not read).
+fn shard_names(dir: &Path) -> Vec<Result<String, String>> {
+    let index = [
+        "model.safetensors.index.json",
+        "pytorch_model.bin.index.json",
+    ]
+    .iter()
+    .find_map(|n| read_config(&dir.join(n)).ok());
+    let mut shards: Vec<String> = index
+        .as_ref()
+        .and_then(|i| i.get("weight_map"))
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.values()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    shards.sort();
+    shards.dedup();
+    shards
+        .into_iter()
+        .map(|s| {
+            let plain = Path::new(&s)
+                .components()
+                .all(|c| matches!(c, std::path::Component::Normal(_)));
+            if !plain || s.is_empty() {
+                Err(format!(
+                    "{}: weight_map names a shard outside the folder: {s:?}",
+                    dir.display()
+                ))
+            } else {
+                Ok(s)
+            }
+        })
+        .collect()
+}
+
+fn sharded_facts(dir: &Path) -> Vec<Fact> {
+    let mut f = vec![fact(Field::Format, json!("hf-sharded"))];
+    if let Ok(cfg) = read_config(&dir.join("config.json")) {
+        if let Some(t) = cfg.get("model_type").and_then(Value::as_str) {
+            f.push(Fact::new(
+                Field::Model("family".into()),
+                json!(t),
+                Source::JsonReport,
+            ));
+        }
+        if let Some(a) = cfg
+            .get("architectures")
+            .and_then(Value::as_array)
+            .and_then(|a| a.first())
+        {
+            f.push(Fact::new(
+                Field::Model("architecture".into()),
+                a.clone(),
+                Source::JsonReport,
+            ));
+        }
+    }
+    let mut owned: Vec<(String, Vec<u64>, &'static str)> = Vec::new();
+    for s in shard_names(dir) {
+        let s = match s {
+            Ok(s) => s,
+            Err(e) => {
+                f.push(fact(Field::Error, json!(e)));
+                continue;
+            }
+        };
+        match Checkpoint::open(dir.join(&s)) {
+            Ok(ck) => {
+                let doc = &ck.doc;
+                if let Some(items) = doc.dict(doc.root()) {
+                    for (k, v) in items {
+                        if let (Some(name), View::Tensor(t)) = (doc.as_str(*k), doc.view(*v)) {
+                            owned.push((name.to_owned(), t.shape.clone(), t.dtype.name()));
+                        }
+                    }
+                }
+            }
+            Err(e) => f.push(fact(Field::Error, json!(e.to_string()))),
+        }
+    }
+    // Shapes come from the shards' headers: a claimed size that overflows saturates.
+    let params: u64 = owned
+        .iter()
+        .map(|(_, s, _)| s.iter().fold(1u64, |a, d| a.saturating_mul(*d)))
+        .fold(0u64, u64::saturating_add);
+    f.push(fact(Field::Tensors, json!(owned.len())));
+    f.push(fact(Field::Params, json!(params)));
+    infer_facts(&owned, &mut f);
+    f
+}

@@ -1,0 +1,158 @@
+//! The findings of one decoded pickle: every global (or extension code) it names, with the
+//! offset of its first reference and how the pickle uses it.
+
+use std::collections::HashMap;
+
+use ckpt_pickle::{Pickle, Value, ValueId};
+
+use super::policy::classify_global;
+use super::report::{Finding, ScanReport, Usage, Verdict};
+
+const CALLED: u8 = 2;
+const ARGUMENT: u8 = 1;
+const REFERENCED: u8 = 0;
+
+fn usage_str(rank: u8) -> Usage {
+    match rank {
+        CALLED => Usage::Called,
+        ARGUMENT => Usage::Argument,
+        _ => Usage::Referenced,
+    }
+}
+
+/// Scan one decoded pickle. Each distinct name is reported once, with the offset of its first
+/// reference and its strongest usage ("called" > "argument" > "referenced"); findings are in
+/// stream order.
+pub fn scan_pickle(p: &Pickle, entry: &str) -> ScanReport {
+    let usage = usages(p);
+    let rank_of = |name: &str| usage.get(name).copied().unwrap_or(REFERENCED);
+
+    // name -> index in `findings`
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut findings: Vec<Finding> = Vec::new();
+    // `offset` is None for a value with no recorded site (hand-built arenas).
+    let mut add = |name: String, offset: Option<u64>, classify: &dyn Fn() -> (Verdict, String)| {
+        if let Some(&i) = seen.get(&name) {
+            if let (Some(f), Some(offset)) = (findings.get_mut(i), offset) {
+                f.offset = f.offset.min(offset);
+            }
+            return;
+        }
+        let offset = offset.unwrap_or(0);
+        let (class, reason) = classify();
+        seen.insert(name.clone(), findings.len());
+        findings.push(Finding {
+            name: escape_controls(&name),
+            class,
+            offset,
+            entry: entry.to_string(),
+            usage: usage_str(rank_of(&name)),
+            reason,
+        });
+    };
+
+    for site in &p.globals {
+        if let Value::Global(g) = p.get(site.id) {
+            let name = format!("{}.{}", g.module, g.name);
+            add(name, Some(site.offset), &|| {
+                classify_global(&g.module, &g.name)
+            });
+        }
+    }
+    for &(code, offset) in &p.extensions {
+        add(extension_name(code), Some(offset), &|| {
+            classify_extension(code)
+        });
+    }
+    // Globals present in the arena but not recorded as sites (hand-built arenas): still report.
+    for v in p.values() {
+        if let Value::Global(g) = v {
+            let name = format!("{}.{}", g.module, g.name);
+            add(name, None, &|| classify_global(&g.module, &g.name));
+        }
+    }
+
+    findings.sort_by_key(|f| f.offset);
+    ScanReport { findings }
+}
+
+fn extension_name(code: u32) -> String {
+    format!("<extension code {code}>")
+}
+
+fn classify_extension(_code: u32) -> (Verdict, String) {
+    (
+        Verdict::Unknown,
+        "names a global through the copyreg extension registry".to_string(),
+    )
+}
+
+/// The strongest usage of each name (as written), from one linear pass over the arena:
+/// callees of calls are "called"; anything reachable from a call's args, kwargs, BUILD state
+/// or SETITEMS/APPENDS items (without entering nested calls, whose parts are visited as calls
+/// of their own) is "argument".
+fn usages(p: &Pickle) -> HashMap<String, u8> {
+    let mut usage: HashMap<String, u8> = HashMap::new();
+    let bump = |usage: &mut HashMap<String, u8>, id: ValueId, rank: u8| {
+        let name = match p.get(id) {
+            Value::Global(g) => format!("{}.{}", g.module, g.name),
+            Value::Extension(code) => extension_name(*code),
+            _ => return,
+        };
+        let slot = usage.entry(name).or_insert(rank);
+        *slot = (*slot).max(rank);
+    };
+
+    let mut visited = vec![false; p.len()];
+    let mut work: Vec<ValueId> = Vec::new();
+    for v in p.values() {
+        let Value::Object(o) = v else { continue };
+        bump(&mut usage, o.callee, CALLED);
+        work.push(o.args);
+        work.extend(o.kwargs);
+        work.extend(o.state);
+        for (k, v) in &o.dict_items {
+            work.push(*k);
+            work.push(*v);
+        }
+        work.extend(o.list_items.iter().copied());
+    }
+    while let Some(id) = work.pop() {
+        match visited.get_mut(id.index()) {
+            Some(seen) if !*seen => *seen = true,
+            _ => continue,
+        }
+        match p.get(id) {
+            Value::Global(_) | Value::Extension(_) => bump(&mut usage, id, ARGUMENT),
+            Value::Tuple(items) | Value::List(items) | Value::Set(items) => {
+                work.extend(items.iter().copied())
+            }
+            Value::FrozenSet(items) => work.extend(items.iter().copied()),
+            Value::Dict(items) => {
+                for (k, v) in items {
+                    work.push(*k);
+                    work.push(*v);
+                }
+            }
+            Value::PersId(inner) => work.push(*inner),
+            // A nested call's callee is "called" and its parts are roots of their own.
+            _ => {}
+        }
+    }
+    usage
+}
+
+pub(super) fn escape_controls(s: &str) -> String {
+    if !s.chars().any(char::is_control) {
+        return s.to_string();
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if c.is_control() {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
