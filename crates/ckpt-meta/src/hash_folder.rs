@@ -158,22 +158,10 @@ impl HashFolder {
     /// The experiment folder `ckpt` belongs to, if any (see the module doc). Looks at the
     /// path and at most two `stat`s.
     pub fn of_checkpoint(ckpt: &Path) -> Option<HashFolder> {
-        let model = ckpt.parent()?;
-        let model_dir = match name_of(model)? {
-            "model" => ModelDir::Model,
-            "models" => ModelDir::Models,
-            _ => return None,
-        };
-        let dir = model.parent()?;
-        // Any name counts when the folder has `hp/` or `data/`, UTF-8 or not.
-        let name = dir.file_name()?.to_string_lossy();
-        let named = hexish(&name) || named_hash(&name).is_some();
-        if !named && !dir.join("hp").is_dir() && !dir.join("data").is_dir() {
-            return None;
-        }
+        let (model_dir, dir) = model_dir_of(ckpt)?;
         Some(HashFolder {
             dir: dir.to_path_buf(),
-            name: name.into_owned(),
+            name: experiment_name(dir)?,
             model_dir,
         })
     }
@@ -204,6 +192,31 @@ impl HashFolder {
         });
         newest_checkpoint(&m)
     }
+}
+
+/// The folder a checkpoint is in, when it is named `model` or `models`, and that folder's
+/// parent (the experiment folder, if [`experiment_name`] says it is one). Looks at the path
+/// only.
+pub fn model_dir_of(ckpt: &Path) -> Option<(ModelDir, &Path)> {
+    let model = ckpt.parent()?;
+    let model_dir = match name_of(model)? {
+        "model" => ModelDir::Model,
+        "models" => ModelDir::Models,
+        _ => return None,
+    };
+    Some((model_dir, model.parent()?))
+}
+
+/// The name of `dir` when it is an experiment folder: a hex-ish or version-named name, or any
+/// name (UTF-8 or not) when it has `hp/` or `data/` (at most two `stat`s; the catalog
+/// memoizes this per folder).
+pub fn experiment_name(dir: &Path) -> Option<String> {
+    let name = dir.file_name()?.to_string_lossy();
+    let named = hexish(&name) || named_hash(&name).is_some();
+    if !named && !dir.join("hp").is_dir() && !dir.join("data").is_dir() {
+        return None;
+    }
+    Some(name.into_owned())
 }
 
 /// An experiment folder's `hp/*.yaml|*.yml|*.json`, sorted by name (none when `hp/` does not exist).

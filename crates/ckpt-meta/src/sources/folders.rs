@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::config::{read_config, resolve};
 use crate::fact::{Fact, Field, Source};
-use crate::hash_folder::{self, HashFolder};
+use crate::hash_folder;
 use crate::sources::config::tree_facts;
 use crate::sources::names::parse_file_name;
 use crate::yaml;
@@ -962,16 +962,24 @@ pub fn hierarchical(cache: &DirCache, ckpt: &Path, root: &Path) -> Vec<Fact> {
 
 #[derive(Debug, Default)]
 struct HashDir {
+    /// The folder's name, when it is an experiment folder at all.
+    name: Option<String>,
     hparams: Vec<(String, Value)>,
     model: Vec<Fact>,
     active_uids: Option<usize>,
 }
 
 impl HashDir {
-    /// `dir` is the experiment folder [`HashFolder::of_checkpoint`] found: which files hold
-    /// its hyperparameters and UIDs is the layout's answer, shared with `ckpt hash`.
+    /// Whether `dir` is an experiment folder, and which files hold its hyperparameters and
+    /// UIDs, are the layout's answers ([`hash_folder`]), shared with `ckpt hash`.
     fn load(cache: &DirCache, dir: &Path) -> HashDir {
-        let mut h = HashDir::default();
+        let Some(name) = hash_folder::experiment_name(dir) else {
+            return HashDir::default();
+        };
+        let mut h = HashDir {
+            name: Some(name),
+            ..HashDir::default()
+        };
         let mut files = hash_folder::hp_files(dir)
             .map(|f| f.files)
             .unwrap_or_default();
@@ -1023,11 +1031,14 @@ fn step_in_name(stem: &str) -> Option<i64> {
 /// - `data.active_uids`: the number of distinct UIDs in `data/active_uids.{txt,json,csv}`, read
 ///   as `ckpt hash` reads them ([`hash_folder::read_uids`]).
 pub fn hash_folder(cache: &DirCache, ckpt: &Path) -> Vec<Fact> {
-    let Some(folder) = HashFolder::of_checkpoint(ckpt) else {
+    // The path says whether it can be one; the folder's verdict is memoized with its files.
+    let Some((_, dir)) = hash_folder::model_dir_of(ckpt) else {
         return Vec::new();
     };
-    let (dir, name) = (folder.dir.as_path(), folder.name.as_str());
     let info = cache.hash_dir(dir);
+    let Some(name) = info.name.as_deref() else {
+        return Vec::new();
+    };
     let mut out = vec![
         Fact::new(Field::Run, json!(name), Source::HashFolder),
         Fact::new(Field::Experiment, json!(name), Source::HashFolder),
