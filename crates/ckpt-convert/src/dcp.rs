@@ -20,10 +20,13 @@ use std::sync::Arc;
 use ckpt_torch::dcp::DcpIndex;
 use ckpt_torch::{Checkpoint, DType, TensorKind, TensorRef, View};
 
-use crate::{
-    CANDIDATE_KEYS, ConvertError, ConvertOptions, Converted, From, Planned, Result, Source, cast,
-    plan_and_emit, prepare,
-};
+use crate::error::{ConvertError, Result};
+use crate::options::ConvertOptions;
+use crate::output::prepare;
+use crate::plan::{From, Planned};
+use crate::report::Converted;
+use crate::safetensors::write_one;
+use crate::{Source, cast, plan_and_emit};
 
 /// Tensors sharded into more chunks than this are refused: checking that chunks do not overlap
 /// is quadratic in their number unless they only split dimension 0.
@@ -146,7 +149,7 @@ pub fn convert_dcp(dir: &Path, output: &Path, opts: &ConvertOptions) -> Result<C
     let mut sd_key = String::new();
     if let Some(f) = first.first()
         && first.iter().all(|x| x == f)
-        && CANDIDATE_KEYS.contains(f)
+        && ckpt_model::state_dict::WELL_KNOWN_KEYS.contains(f)
     {
         sd_key = (*f).to_owned();
         let prefix = format!("{f}.");
@@ -348,7 +351,7 @@ pub(crate) fn write_chunks(
         if j <= 1 {
             // The chunk is one run: copy it in place.
             f.seek(SeekFrom::Start(base + start * es)).map_err(io)?;
-            crate::write_one(ck, &c.t, name, to, f, path)?;
+            write_one(ck, &c.t, name, to, f, path)?;
             continue;
         }
         let run_len: u64 = c.t.shape[j - 1..].iter().product();

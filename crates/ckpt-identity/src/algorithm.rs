@@ -86,8 +86,16 @@
 //!
 //! # Algorithm `v2`
 //!
-//! As `v1` except for the experiment folder, the **hyperparameters** component (now the run's
-//! configuration) and the version string.
+//! As `v1` except for the state dict, the experiment folder, the **hyperparameters**
+//! component (now the run's configuration) and the version string.
+//!
+//! **architecture.** The state dict is the one every ckpt command names
+//! (`ckpt_model::state_dict::locate`: an explicit top-level state dict or module, then the
+//! well-known keys `model`, `state_dict`, `model_state_dict`, `module` …, then the candidate
+//! that is not an EMA copy and has the most tensors). `v1` took the first mapping breadth
+//! first, which for `{"normalizer": 2 tensors, "generator": weights}` hashed the normalizer
+//! and for an `ema_state_dict` saved before `state_dict` hashed the EMA copy. Names, dtypes,
+//! shapes and the text hashed are `v1`'s.
 //!
 //! **Which checkpoint** and the *experiment folder*: as read by the shared hash-folder layout
 //! (`ckpt_meta::hash_folder`, the same reading as the catalog's): the checkpoint's folder is

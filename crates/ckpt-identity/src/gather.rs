@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 
 use ckpt_meta::config;
 use ckpt_meta::hash_folder::{self, HashFolder, newest_checkpoint};
-use ckpt_torch::summary::{first_state_dict_entries, strip_wrappers, to_value};
+use ckpt_model::state_dict::{first_state_dict_entries, identity_v1_entries};
+use ckpt_model::wrappers::strip_wrappers;
+use ckpt_torch::summary::to_value;
 use ckpt_torch::{Checkpoint, View};
 use serde_json::Value;
 
@@ -136,7 +138,7 @@ pub fn gather(path: &Path, opts: &HashOptions) -> Result<IdentityInputs, Identit
         path: ckpt_path.clone(),
         source: Box::new(source),
     })?;
-    let tensors = tensors(&ck);
+    let tensors = tensors(&ck, alg);
     // The layout is read on the absolute path, so `model/x.pt` given from inside the
     // experiment folder still finds it.
     let abs = std::path::absolute(&ckpt_path).unwrap_or_else(|_| ckpt_path.clone());
@@ -210,11 +212,17 @@ fn fill_data(opts: &HashOptions, inputs: &mut IdentityInputs) -> Result<(), Iden
     Ok(())
 }
 
-/// Normalized tensor name -> (dtype, shape) of the checkpoint's first state dict.
-fn tensors(ck: &Checkpoint) -> BTreeMap<String, (String, Vec<u64>)> {
+/// Normalized tensor name -> (dtype, shape) of the checkpoint's state dict: for `v2` the one
+/// every command names (`ckpt_model::state_dict::locate`), for `v1` the first mapping breadth
+/// first, as `v1` was defined (frozen).
+fn tensors(ck: &Checkpoint, alg: Algorithm) -> BTreeMap<String, (String, Vec<u64>)> {
     let doc = &ck.doc;
     let mut out = BTreeMap::new();
-    if let Some((_, items)) = first_state_dict_entries(doc, doc.root()) {
+    let found = match alg {
+        Algorithm::V1 => identity_v1_entries(doc, doc.root()),
+        Algorithm::V2 => first_state_dict_entries(doc, doc.root()),
+    };
+    if let Some((_, items)) = found {
         for (k, v) in items {
             if let View::Tensor(t) = doc.view(v) {
                 out.insert(

@@ -518,3 +518,40 @@ fn identity_golden_v2() {
     assert_eq!(b.hash, "v2:f42408949c5eea0e");
     assert_eq!(b.components.hyperparameters.as_deref(), Some(HP));
 }
+
+/// `v2` hashes the state dict every command names (`ckpt_model::state_dict::locate`, checked
+/// against torch's own objects in `fixtures/state_dict/expected.json`); `v1` keeps its frozen
+/// first-mapping rule, which took the 2 normalizer tensors of `stats_before_weights.pt` and the
+/// EMA copy of `ema_first.ckpt`.
+#[test]
+fn v2_hashes_the_state_dict_every_command_names_v1_its_own() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/state_dict");
+    let expected: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+    let files = expected["files"].as_object().unwrap();
+    assert!(files.len() >= 7);
+    let mut differ = Vec::new();
+    for (name, e) in files {
+        let p = dir.join(name);
+        let want: std::collections::BTreeSet<String> = e["tensors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| ckpt_model::wrappers::strip_wrappers(t.as_str().unwrap()))
+            .collect();
+        let got: std::collections::BTreeSet<String> =
+            gather(&p, &v2()).unwrap().tensors.into_keys().collect();
+        assert_eq!(got, want, "{name}");
+        let v1_tensors = gather(&p, &v1()).unwrap().tensors;
+        if v1_tensors
+            .keys()
+            .cloned()
+            .collect::<std::collections::BTreeSet<_>>()
+            != want
+        {
+            differ.push(name.clone());
+        }
+    }
+    differ.sort();
+    assert_eq!(differ, vec!["ema_first.ckpt", "stats_before_weights.pt"]);
+}

@@ -5,6 +5,7 @@
 
 use std::path::Path;
 
+use ckpt_model::Summarize;
 use ckpt_torch::Checkpoint;
 use ckpt_torch::summary::Summary;
 use serde_json::{Map, Value, json};

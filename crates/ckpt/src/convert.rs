@@ -4,7 +4,9 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use ckpt_convert::{ConvertOptions, Target, convert_file, resolve_base_model};
+use ckpt_convert::{
+    Conversion, ConvertOptions, ConvertRun, Target, convert_file, resolve_base_model,
+};
 use serde_json::json;
 
 use crate::Outcome;
@@ -247,7 +249,7 @@ pub fn run(a: &ConvertArgs) -> Result<Outcome> {
         // `remove_dir` removes only an empty folder.
         let _ = std::fs::remove_dir(&output_dir);
     }
-    let mut results = Vec::new();
+    let mut conversions = Vec::new();
     let mut failed = 0;
     for ((src, _), r) in jobs.iter().zip(outcomes) {
         let r = r.map_err(|panic| {
@@ -258,112 +260,111 @@ pub fn run(a: &ConvertArgs) -> Result<Outcome> {
             Ok(r) => r.map_err(|e| e.to_string()),
             Err(bug) => Err(bug),
         };
-        match r {
-            Ok(r) => results.push(
-                json!({"input": src.display().to_string(), "status": "succeeded", "report": r}),
-            ),
+        let input = src.display().to_string();
+        conversions.push(match r {
+            Ok(r) => Conversion::succeeded(input, r),
             Err(e) => {
                 failed += 1;
-                results.push(
-                    json!({"input": src.display().to_string(), "status": "failed", "error": e}),
-                );
+                Conversion::failed(input, e)
             }
-        }
+        });
     }
+    let run = ConvertRun {
+        conversions,
+        failed,
+    };
     match a.format {
         OutputFormat::Json => {
-            let mut s =
-                serde_json::to_string_pretty(&json!({"conversions": results, "failed": failed}))?;
+            let mut s = serde_json::to_string_pretty(&run)?;
             s.push('\n');
             crate::print_stdout(&s)?;
         }
-        OutputFormat::Table => {
-            let mut s = String::new();
-            for r in &results {
-                let input = r["input"].as_str().unwrap_or("");
-                if r["status"] == "succeeded" {
-                    let rep = &r["report"];
-                    let _ = writeln!(
-                        s,
-                        "succeeded  {input} -> {}  ({} tensors, {}{}{})",
-                        rep["output"].as_str().unwrap_or(""),
-                        rep["tensors"],
-                        human_bytes(rep["bytes"].as_u64().unwrap_or(0)),
-                        if rep["tied"].as_array().is_some_and(|t| !t.is_empty()) {
-                            format!(", tied: {}", rep["tied"])
-                        } else {
-                            String::new()
-                        },
-                        if a.dry_run {
-                            ", dry run: nothing written"
-                        } else {
-                            ""
-                        }
-                    );
-                    // Compared with the base model's own weights, when it has some.
-                    let names = |k: &str| -> Vec<String> {
-                        rep[k]
-                            .as_array()
-                            .map(|a| {
-                                a.iter()
-                                    .filter_map(|x| x.as_str().map(str::to_owned))
-                                    .collect()
-                            })
-                            .unwrap_or_default()
-                    };
-                    for (k, what) in [
-                        (
-                            "missing_keys",
-                            "missing (the base model has them, the output not)",
-                        ),
-                        (
-                            "unexpected_keys",
-                            "unexpected (the output has them, the base model not)",
-                        ),
-                    ] {
-                        let n = names(k);
-                        if !n.is_empty() {
-                            let shown: Vec<&str> = n.iter().take(3).map(String::as_str).collect();
-                            let more = if n.len() > 3 { ", …" } else { "" };
-                            let _ = writeln!(
-                                s,
-                                "           {} {what}: {}{more}",
-                                n.len(),
-                                shown.join(", ")
-                            );
-                        }
-                    }
-                    // Entries beside the state dict that are not tensors: reported, not
-                    // converted.
-                    let other = names("other_keys");
-                    if !other.is_empty() {
-                        let shown: Vec<&str> = other.iter().take(8).map(String::as_str).collect();
-                        let more = if other.len() > 8 { ", …" } else { "" };
-                        let _ = writeln!(
-                            s,
-                            "           not converted (not tensors): {}{more}",
-                            shown.join(", ")
-                        );
-                    }
-                    if let Some(h) = rep["hint"].as_str() {
-                        let _ = writeln!(s, "           hint: {h}");
-                    }
-                } else {
-                    // The checkpoint first, then why (an error about the output names it).
-                    let e = r["error"].as_str().unwrap_or("");
-                    let why = e.strip_prefix(&format!("{input}: ")).unwrap_or(e);
-                    let _ = writeln!(s, "failed     {input}: {why}");
-                }
-            }
-            let _ = writeln!(s, "{} converted, {failed} failed", results.len() - failed);
-            crate::print_stdout(&s)?;
-        }
+        OutputFormat::Table => crate::print_stdout(&table(&run, a.dry_run))?,
     }
     Ok(if failed > 0 {
         Outcome::Findings
     } else {
         Outcome::Ok
     })
+}
+
+/// The run as text: a line per checkpoint (and what to know about it), then the totals.
+fn table(run: &ConvertRun, dry_run: bool) -> String {
+    let mut s = String::new();
+    for c in &run.conversions {
+        let input = c.input();
+        match c {
+            Conversion::Succeeded(ok) => {
+                let rep = &ok.report;
+                let _ = writeln!(
+                    s,
+                    "succeeded  {input} -> {}  ({} tensors, {}{}{})",
+                    rep.output,
+                    rep.tensors,
+                    human_bytes(rep.bytes),
+                    if rep.tied.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", tied: {}", json!(rep.tied))
+                    },
+                    if dry_run {
+                        ", dry run: nothing written"
+                    } else {
+                        ""
+                    }
+                );
+                // Compared with the base model's own weights, when it has some.
+                for (n, what) in [
+                    (
+                        &rep.missing_keys,
+                        "missing (the base model has them, the output not)",
+                    ),
+                    (
+                        &rep.unexpected_keys,
+                        "unexpected (the output has them, the base model not)",
+                    ),
+                ] {
+                    if !n.is_empty() {
+                        let shown: Vec<&str> = n.iter().take(3).map(String::as_str).collect();
+                        let more = if n.len() > 3 { ", …" } else { "" };
+                        let _ = writeln!(
+                            s,
+                            "           {} {what}: {}{more}",
+                            n.len(),
+                            shown.join(", ")
+                        );
+                    }
+                }
+                // Entries beside the state dict that are not tensors: reported, not converted.
+                let other = &rep.other_keys;
+                if !other.is_empty() {
+                    let shown: Vec<&str> = other.iter().take(8).map(String::as_str).collect();
+                    let more = if other.len() > 8 { ", …" } else { "" };
+                    let _ = writeln!(
+                        s,
+                        "           not converted (not tensors): {}{more}",
+                        shown.join(", ")
+                    );
+                }
+                if let Some(h) = &rep.hint {
+                    let _ = writeln!(s, "           hint: {h}");
+                }
+            }
+            Conversion::Failed(f) => {
+                // The checkpoint first, then why (an error about the output names it).
+                let e = f.error.as_str();
+                let why = e.strip_prefix(&format!("{input}: ")).unwrap_or(e);
+                let _ = writeln!(s, "failed     {input}: {why}");
+            }
+        }
+    }
+    let _ = writeln!(
+        s,
+        "{} converted, {} failed",
+        run.conversions.len() - run.failed,
+        run.failed
+    );
+    s
 }
 
 /// The name of a checkpoint's output folder: a file's name without its extension

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::Result;
+use ckpt_model::Summarize;
 use ckpt_torch::Checkpoint;
 use ckpt_torch::summary::{DcpSummary, InspectItem as Item, Summary};
 

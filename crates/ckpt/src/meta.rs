@@ -10,6 +10,7 @@ use ckpt_meta::sidecar::{self, Sidecar};
 use ckpt_meta::sources::{Around, DirCache};
 use ckpt_meta::{Field, Layout, Source};
 use ckpt_meta::{config, schema};
+use ckpt_model::Summarize;
 use ckpt_torch::Checkpoint;
 use serde_json::Value;
 

@@ -790,7 +790,7 @@ fn a_pickled_module_converts_as_its_state_dict() {
     // order and tensors of torch's own `model.state_dict()`, without importing the class.
     let fx = root().join("fixtures/convert");
     let ck = ckpt_torch::Checkpoint::open(fx.join("pickled_module.pt")).unwrap();
-    let names: Vec<String> = ckpt_torch::summary::module_state_dict(&ck.doc, ck.doc.root())
+    let names: Vec<String> = ckpt_model::state_dict::module_state_dict(&ck.doc, ck.doc.root())
         .unwrap()
         .into_iter()
         .map(|(n, _)| n)

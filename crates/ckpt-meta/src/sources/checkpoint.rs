@@ -4,10 +4,9 @@
 
 use std::path::Path;
 
-use ckpt_model::{TensorSig, infer};
-use ckpt_torch::summary::{
-    CallbackSummary, Summary, find_state_dicts, first_state_dict_entries, to_value,
-};
+use ckpt_model::state_dict::{find_state_dicts, first_state_dict_entries};
+use ckpt_model::{Summarize, TensorSig, infer};
+use ckpt_torch::summary::{CallbackSummary, Summary, to_value};
 use ckpt_torch::{Checkpoint, View};
 use serde_json::{Value, json};
 

@@ -1,7 +1,7 @@
 //! `inspect` must cost the same on a 500 MB checkpoint as on a 3 MB one: it reads the zip
 //! directory, the pickle and two 0-d scores, never the tensor data.
 //!
-//!     cargo bench -p ckpt-torch --bench inspect
+//!     cargo bench -p ckpt-model --bench inspect
 //!
 //! Both files have the same tensors (same pickle), only the tensor sizes differ. Set
 //! `CKPT_BENCH_BIG_MB` to change the big file's size (default 500).
@@ -9,6 +9,7 @@
 use std::hint::black_box;
 use std::path::Path;
 
+use ckpt_model::Summarize;
 use ckpt_torch::Checkpoint;
 use ckpt_torch::synth::{model_tensors, write_lightning_checkpoint};
 use criterion::{Criterion, criterion_group, criterion_main};
