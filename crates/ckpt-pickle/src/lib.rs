@@ -10,11 +10,13 @@
 //! value, filled once, seen at both places — as CPython does it.
 
 mod error;
+pub mod opcode;
 mod value;
 mod vm;
 pub mod write;
 
 pub use error::{Error, ErrorKind};
+pub use opcode::{Arg, Opcode, find_stop};
 pub use value::{
     BigInt, Construct, Global, GlobalSite, Object, Pickle, Value, ValueId, normalize_module,
 };

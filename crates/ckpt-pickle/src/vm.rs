@@ -4,7 +4,10 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::error::{Error, ErrorKind};
-use crate::value::{BigInt, Construct, Global, GlobalSite, Object, Pickle, Value, ValueId};
+use crate::opcode::{Arg, Opcode};
+use crate::value::{
+    ArenaFull, BigInt, Construct, Global, GlobalSite, Object, Pickle, Tag, Value, ValueId,
+};
 
 /// Bounds on what one pickle may make the decoder hold. The defaults are far above any real
 /// checkpoint (a 70B-parameter model's pickle has ~10^5 values) and far below what would hurt.
@@ -89,9 +92,9 @@ pub fn decode_partial(data: &[u8], limits: &Limits) -> (Pickle, Option<Error>) {
     // Untouched reserved pages cost address space, not memory. `data` may run on past STOP
     // (a legacy file's storages), so the reservation stops at RESERVE_MAX values (128 MB of
     // address space); a pickle with more grows as usual.
-    const RESERVE_MAX: usize = 4 << 20;
+    const RESERVE_MAX: usize = 16 << 20;
     let mut out = Pickle::new();
-    out.values.reserve(
+    out.reserve(
         data.len()
             .saturating_add(1)
             .min(limits.max_values)
@@ -105,7 +108,11 @@ pub fn decode_partial(data: &[u8], limits: &Limits) -> (Pickle, Option<Error>) {
         out,
         stack: Vec::new(),
         marks: Vec::new(),
-        memo: HashMap::new(),
+        memo: Memo {
+            reads: memo_reads(data),
+            ..Memo::default()
+        },
+        interned: HashMap::new(),
         limits: *limits,
     };
     let err = vm.run().err();
@@ -133,8 +140,220 @@ struct Vm<'a> {
     out: Pickle,
     stack: Vec<ValueId>,
     marks: Vec<usize>,
-    memo: HashMap<u64, ValueId>,
+    memo: Memo,
+    /// Global names already in the arena's table: each GLOBAL is still a value of its own
+    /// (scans report every site), but a name repeated a million times is stored once.
+    interned: HashMap<Global, ValueId>,
     limits: Limits,
+}
+
+/// The memo: dense chunks for the indices pickle writes (0, 1, 2 … in order), a map for any
+/// other (a hostile LONG_BINPUT 4000000000 must not allocate 4 G slots). Chunks, not one
+/// vector: growing never copies what is there, so a memo of 5M entries costs 20 MB, not the
+/// 50 MB a doubling vector briefly holds while it moves. A chunk is 1 MB, large enough that
+/// allocators map it on its own and give it back to the system when the memo is dropped
+/// (after decoding, before the document is classified).
+#[derive(Default)]
+struct Memo {
+    dense: Vec<Vec<ValueId>>,
+    /// Slots in `dense` (written or holes).
+    dense_len: usize,
+    sparse: HashMap<u64, ValueId>,
+    /// Entries set (stored or not).
+    count: usize,
+    /// The indices the pickle ever reads back, when a walk over its opcodes could tell (see
+    /// [`memo_reads`]): an entry no GET asks for is counted (so limits and MEMOIZE numbering
+    /// stay exact) but not stored. Python memoizes every container and string it writes and
+    /// reads back only the shared ones: for a pickle of 5M lists this is the difference
+    /// between a 20 MB memo and none.
+    reads: Option<Vec<u64>>,
+    /// Indices put so far (bits), for indices below [`READS_MAX`] when `reads` is known.
+    put: Vec<u64>,
+}
+
+/// Memo indices tracked by bits; a pickle that names a larger one is decoded with a full memo.
+const READS_MAX: u64 = 1 << 26;
+
+fn bit(bits: &[u64], i: u64) -> bool {
+    bits.get((i / 64) as usize)
+        .is_some_and(|w| w & (1 << (i % 64)) != 0)
+}
+
+fn set_bit(bits: &mut Vec<u64>, i: u64) {
+    let w = (i / 64) as usize;
+    if bits.len() <= w {
+        bits.resize(w + 1, 0);
+    }
+    if let Some(x) = bits.get_mut(w) {
+        *x |= 1 << (i % 64);
+    }
+}
+
+/// The memo indices that GET, BINGET and LONG_BINGET read, from a walk over the opcodes by
+/// their argument layout (no values built). `None` when the walk cannot be sure it reads the
+/// stream as the decoder will: an opcode that crosses the end of a FRAME (the decoder then
+/// jumps), a FRAME inside a frame, or an index of [`READS_MAX`] or more. Where the decoder
+/// would stop (truncation, an unknown opcode, a bad line), the walk stops too: every GET the
+/// decoder executes is one the walk saw.
+fn memo_reads(data: &[u8]) -> Option<Vec<u64>> {
+    let mut reads: Vec<u64> = Vec::new();
+    let mut pos = 0usize;
+    let mut frame_end: Option<usize> = None;
+    let line_end = |from: usize| -> Option<usize> {
+        Some(from + data.get(from..)?.iter().position(|b| *b == b'\n')? + 1)
+    };
+    let len_at = |at: usize, n: usize| -> Option<u64> {
+        let b = data.get(at..at.checked_add(n)?)?;
+        let mut a = [0u8; 8];
+        a.get_mut(..n)?.copy_from_slice(b);
+        Some(u64::from_le_bytes(a))
+    };
+    loop {
+        let at = pos;
+        let Some(op) = data.get(at).and_then(|b| Opcode::from_byte(*b)) else {
+            return Some(reads);
+        };
+        let arg = at + 1;
+        let end = match op.arg() {
+            Arg::None => Some(arg),
+            Arg::Fixed(n) => arg.checked_add(n).filter(|e| *e <= data.len()),
+            Arg::Line => line_end(arg),
+            Arg::TwoLines => line_end(arg).and_then(line_end),
+            Arg::LenU8 | Arg::LenU32 | Arg::LenI32 | Arg::LenU64 => {
+                let w = match op.arg() {
+                    Arg::LenU8 => 1,
+                    Arg::LenU64 => 8,
+                    _ => 4,
+                };
+                let n = len_at(arg, w);
+                let n = match (op.arg(), n) {
+                    (Arg::LenI32, Some(n)) if n as u32 as i32 >= 0 => Some(n as u32 as u64),
+                    (Arg::LenI32, _) => None,
+                    (_, n) => n,
+                };
+                n.and_then(|n| usize::try_from(n).ok())
+                    .and_then(|n| (arg + w).checked_add(n))
+                    .filter(|e| *e <= data.len())
+            }
+        };
+        let Some(end) = end else {
+            return Some(reads);
+        };
+        if let Some(fe) = frame_end
+            && at < fe
+            && end > fe
+        {
+            return None;
+        }
+        match op {
+            Opcode::Stop => return Some(reads),
+            Opcode::Frame => {
+                if frame_end.is_some_and(|fe| at < fe) {
+                    return None;
+                }
+                let n = usize::try_from(len_at(arg, 8)?).ok()?;
+                frame_end = Some(end.checked_add(n)?);
+            }
+            Opcode::Get | Opcode::BinGet | Opcode::LongBinGet => {
+                let idx = match op {
+                    Opcode::BinGet => len_at(arg, 1),
+                    Opcode::LongBinGet => len_at(arg, 4),
+                    _ => data
+                        .get(arg..end - 1)
+                        .and_then(|l| std::str::from_utf8(l).ok())
+                        .and_then(|l| l.strip_suffix('\r').unwrap_or(l).trim().parse::<u64>().ok()),
+                };
+                let Some(idx) = idx else {
+                    return Some(reads);
+                };
+                if idx >= READS_MAX {
+                    return None;
+                }
+                set_bit(&mut reads, idx);
+            }
+            _ => {}
+        }
+        pos = end;
+    }
+}
+
+/// A `dense` slot never written.
+const HOLE: ValueId = ValueId(u32::MAX);
+const MEMO_CHUNK: usize = 1 << 18;
+
+impl Memo {
+    fn dense_slot(&self, i: usize) -> Option<ValueId> {
+        self.dense.get(i / MEMO_CHUNK)?.get(i % MEMO_CHUNK).copied()
+    }
+
+    fn get(&self, idx: u64) -> Option<ValueId> {
+        let i = usize::try_from(idx).unwrap_or(usize::MAX);
+        if i < self.dense_len {
+            return self.dense_slot(i).filter(|id| *id != HOLE);
+        }
+        self.sparse.get(&idx).copied()
+    }
+
+    /// Is `idx` followed by bits (see [`Memo::reads`])?
+    fn tracked(&self, idx: u64) -> bool {
+        self.reads.is_some() && idx < READS_MAX
+    }
+
+    fn contains(&self, idx: u64) -> bool {
+        if self.tracked(idx) {
+            return bit(&self.put, idx);
+        }
+        self.get(idx).is_some()
+    }
+
+    fn len(&self) -> usize {
+        self.count
+    }
+
+    fn insert(&mut self, idx: u64, id: ValueId) {
+        let fresh = !self.contains(idx);
+        if fresh {
+            self.count += 1;
+        }
+        if self.tracked(idx) {
+            set_bit(&mut self.put, idx);
+            if !self.reads.as_ref().is_some_and(|r| bit(r, idx)) {
+                return;
+            }
+        }
+        let i = usize::try_from(idx).unwrap_or(usize::MAX);
+        // Near the end (at most doubling, so holes cost at most half): grow the dense part.
+        if i >= self.dense_len && i <= self.dense_len.saturating_mul(2).saturating_add(4096) {
+            self.sparse.remove(&idx);
+            while self.dense_len <= i {
+                let at = self.dense_len / MEMO_CHUNK;
+                if self.dense.len() <= at {
+                    // The first chunk grows by doubling (a small pickle's memo stays small);
+                    // the others are allocated whole (growing them would leave freed blocks
+                    // behind that an allocator may keep for a while).
+                    self.dense.push(if at == 0 {
+                        Vec::new()
+                    } else {
+                        Vec::with_capacity(MEMO_CHUNK)
+                    });
+                }
+                if let Some(chunk) = self.dense.get_mut(at) {
+                    chunk.push(HOLE);
+                }
+                self.dense_len += 1;
+            }
+        }
+        match self
+            .dense
+            .get_mut(i / MEMO_CHUNK)
+            .and_then(|c| c.get_mut(i % MEMO_CHUNK))
+        {
+            Some(slot) if i < self.dense_len => *slot = id,
+            _ => {
+                self.sparse.insert(idx, id);
+            }
+        }
+    }
 }
 
 type R<T> = Result<T, Error>;
@@ -269,14 +488,26 @@ impl<'a> Vm<'a> {
         })
     }
 
-    fn new_value(&mut self, v: Value) -> R<ValueId> {
-        if self.out.values.len() >= self.limits.max_values {
+    fn check_count(&self) -> R<()> {
+        if self.out.len() >= self.limits.max_values {
             return Err(self.err(ErrorKind::LimitExceeded {
                 what: "value count",
                 limit: self.limits.max_values as u64,
             }));
         }
-        Ok(self.out.push(v))
+        Ok(())
+    }
+
+    fn full(&self) -> Error {
+        self.err(ErrorKind::LimitExceeded {
+            what: "arena size",
+            limit: u64::from(u32::MAX),
+        })
+    }
+
+    fn new_value(&mut self, v: Value<'_>) -> R<ValueId> {
+        self.check_count()?;
+        self.out.try_push(v).map_err(|ArenaFull| self.full())
     }
 
     fn push_id(&mut self, id: ValueId) -> R<()> {
@@ -290,7 +521,7 @@ impl<'a> Vm<'a> {
         Ok(())
     }
 
-    fn push(&mut self, v: Value) -> R<()> {
+    fn push(&mut self, v: Value<'_>) -> R<()> {
         let id = self.new_value(v)?;
         self.push_id(id)
     }
@@ -361,7 +592,7 @@ impl<'a> Vm<'a> {
 
     fn memo_put(&mut self, idx: u64) -> R<()> {
         let top = self.top("PUT")?;
-        if !self.memo.contains_key(&idx) && self.memo.len() >= self.limits.max_memo {
+        if !self.memo.contains(idx) && self.memo.len() >= self.limits.max_memo {
             return Err(self.err(ErrorKind::LimitExceeded {
                 what: "memo size",
                 limit: self.limits.max_memo as u64,
@@ -372,15 +603,25 @@ impl<'a> Vm<'a> {
     }
 
     fn memo_get(&mut self, idx: u64) -> R<()> {
-        let id = *self
+        let id = self
             .memo
-            .get(&idx)
+            .get(idx)
             .ok_or_else(|| self.err(ErrorKind::MemoMissing(idx)))?;
         self.push_id(id)
     }
 
     fn global(&mut self, module: String, name: String) -> R<ValueId> {
-        let id = self.new_value(Value::Global(Box::new(Global { module, name })))?;
+        self.check_count()?;
+        let g = Global { module, name };
+        let at = match self.interned.get(&g) {
+            Some(at) => *at,
+            None => {
+                let at = self.out.intern_global(g.clone()).map_err(|_| self.full())?;
+                self.interned.insert(g, at);
+                at
+            }
+        };
+        let id = self.out.push_interned_global(at);
         self.out.globals.push(GlobalSite {
             id,
             offset: self.op_start as u64,
@@ -405,7 +646,9 @@ impl<'a> Vm<'a> {
             list_items: Vec::new(),
             offset: self.op_start as u64,
         };
-        self.push(Value::Object(Box::new(obj)))
+        self.check_count()?;
+        let id = self.out.push_object(obj).map_err(|_| self.full())?;
+        self.push_id(id)
     }
 
     fn ensure_tuple(&mut self, opcode: &'static str, id: ValueId) -> R<ValueId> {
@@ -424,7 +667,7 @@ impl<'a> Vm<'a> {
     /// `010` is 8 and `0x10` is 16), then both fall back to `int(s, 0)` (prefixes `0x`/`0o`/
     /// `0b`, underscores between digits, surrounding whitespace). A reader that only knows
     /// decimal would stop where CPython goes on.
-    fn int_from_text(&mut self, opcode: &'static str, text: &str) -> R<Value> {
+    fn push_int_text(&mut self, opcode: &'static str, text: &str) -> R<()> {
         if text.len() > self.limits.max_int_bytes.saturating_mul(3) {
             return Err(self.err(ErrorKind::LimitExceeded {
                 what: "integer size",
@@ -439,18 +682,17 @@ impl<'a> Vm<'a> {
         if opcode == "INT"
             && let Some(v) = strtol0(t)
         {
-            return Ok(Value::Int(v));
+            return self.push(Value::Int(v));
         }
         match py_int0(t) {
-            Some(PyInt::Small(v)) => Ok(Value::Int(v)),
-            Some(PyInt::Decimal(digits)) => BigInt::from_decimal(&digits)
-                .map(|b| Value::BigInt(Box::new(b)))
-                .ok_or_else(|| {
-                    self.err(ErrorKind::Malformed {
-                        opcode,
-                        detail: format!("not an integer: {:?}", truncate(t)),
-                    })
-                }),
+            Some(PyInt::Small(v)) => self.push(Value::Int(v)),
+            Some(PyInt::Decimal(digits)) => match BigInt::from_decimal(&digits) {
+                Some(b) => self.push(Value::BigInt(&b)),
+                None => Err(self.err(ErrorKind::Malformed {
+                    opcode,
+                    detail: format!("not an integer: {:?}", truncate(t)),
+                })),
+            },
             Some(PyInt::TooBig) => Err(self.err(ErrorKind::Unsupported(
                 "a non-decimal integer literal over 128 bits",
             ))),
@@ -470,31 +712,27 @@ impl<'a> Vm<'a> {
         }
         let bytes = self.take_len(opcode, n)?;
         let big = BigInt::from_twos_complement_le(bytes);
-        let v = match big.to_i64() {
-            Some(i) => Value::Int(i),
-            None => Value::BigInt(Box::new(big)),
-        };
-        self.push(v)
-    }
-
-    fn string_value(bytes: &[u8]) -> Value {
-        // torch.load unpickles with encoding="utf-8": Python 2 `str` becomes `str`. Bytes that
-        // are not UTF-8 would make Python fail; we keep them as bytes instead of failing.
-        match std::str::from_utf8(bytes) {
-            Ok(s) => Value::Str(s.to_owned()),
-            Err(_) => Value::Bytes(bytes.to_vec()),
+        match big.to_i64() {
+            Some(i) => self.push(Value::Int(i)),
+            None => self.push(Value::BigInt(&big)),
         }
     }
 
-    fn utf8(&self, opcode: &'static str, bytes: &[u8]) -> R<Value> {
+    fn string_value(bytes: &[u8]) -> Value<'_> {
+        // torch.load unpickles with encoding="utf-8": Python 2 `str` becomes `str`. Bytes that
+        // are not UTF-8 would make Python fail; we keep them as bytes instead of failing.
+        match std::str::from_utf8(bytes) {
+            Ok(s) => Value::Str(s),
+            Err(_) => Value::Bytes(bytes),
+        }
+    }
+
+    fn push_utf8(&mut self, bytes: &[u8]) -> R<()> {
         // CPython decodes with 'surrogatepass'; lone surrogates are not representable in Rust
         // strings, so such text is replaced rather than rejected.
         match std::str::from_utf8(bytes) {
-            Ok(s) => Ok(Value::Str(s.to_owned())),
-            Err(_) => {
-                let _ = opcode;
-                Ok(Value::Str(String::from_utf8_lossy(bytes).into_owned()))
-            }
+            Ok(s) => self.push(Value::Str(s)),
+            Err(_) => self.push(Value::Str(&String::from_utf8_lossy(bytes))),
         }
     }
 
@@ -502,16 +740,16 @@ impl<'a> Vm<'a> {
         loop {
             self.op_start = self.pos;
             let op = self.u8()?;
-            match op {
+            match Opcode::from_byte(op) {
                 // ---- framing and control
-                0x80 => {
+                Some(Opcode::Proto) => {
                     let p = self.u8()?;
                     if p > 5 {
                         return Err(self.err(ErrorKind::Unsupported("pickle protocol above 5")));
                     }
                     self.out.protocol = self.out.protocol.max(p);
                 }
-                0x95 => {
+                Some(Opcode::Frame) => {
                     // FRAME: `load_frame` reads the whole frame (into the buffer, for a
                     // stream) and rewinds to its start; its opcodes are then read as usual.
                     let n = u64::from_le_bytes(self.array()?);
@@ -531,7 +769,7 @@ impl<'a> Vm<'a> {
                     // n <= available
                     self.buf_end = self.buf_end.max(start + n as usize);
                 }
-                b'.' => {
+                Some(Opcode::Stop) => {
                     let top = match self.stack.pop() {
                         Some(t) => t,
                         None => return Err(self.err(ErrorKind::EmptyStop)),
@@ -540,7 +778,7 @@ impl<'a> Vm<'a> {
                     self.out.end = self.pos as u64;
                     return Ok(());
                 }
-                b'(' => {
+                Some(Opcode::Mark) => {
                     if self.marks.len() >= self.limits.max_marks {
                         return Err(self.err(ErrorKind::LimitExceeded {
                             what: "open MARK",
@@ -549,7 +787,7 @@ impl<'a> Vm<'a> {
                     }
                     self.marks.push(self.stack.len());
                 }
-                b'0' => {
+                Some(Opcode::Pop) => {
                     // load_pop: a MARK on top of the stack is what POP removes.
                     if self.marks.last() == Some(&self.stack.len()) {
                         self.marks.pop();
@@ -557,48 +795,46 @@ impl<'a> Vm<'a> {
                         self.pop("POP")?;
                     }
                 }
-                b'1' => {
+                Some(Opcode::PopMark) => {
                     self.pop_mark("POP_MARK")?;
                 }
-                b'2' => {
+                Some(Opcode::Dup) => {
                     let t = self.top("DUP")?;
                     self.push_id(t)?;
                 }
                 // ---- scalars
-                b'N' => self.push(Value::None)?,
-                0x88 => self.push(Value::Bool(true))?,
-                0x89 => self.push(Value::Bool(false))?,
-                b'I' => {
+                Some(Opcode::None) => self.push(Value::None)?,
+                Some(Opcode::NewTrue) => self.push(Value::Bool(true))?,
+                Some(Opcode::NewFalse) => self.push(Value::Bool(false))?,
+                Some(Opcode::Int) => {
                     let l = self.line_str("INT")?;
-                    let v = match l {
-                        "00" => Value::Bool(false),
-                        "01" => Value::Bool(true),
-                        _ => self.int_from_text("INT", l)?,
-                    };
-                    self.push(v)?;
+                    match l {
+                        "00" => self.push(Value::Bool(false))?,
+                        "01" => self.push(Value::Bool(true))?,
+                        _ => self.push_int_text("INT", l)?,
+                    }
                 }
-                b'J' => {
+                Some(Opcode::BinInt) => {
                     let v = i32::from_le_bytes(self.array()?);
                     self.push(Value::Int(i64::from(v)))?;
                 }
-                b'K' => {
+                Some(Opcode::BinInt1) => {
                     let v = self.u8()?;
                     self.push(Value::Int(i64::from(v)))?;
                 }
-                b'M' => {
+                Some(Opcode::BinInt2) => {
                     let v = u16::from_le_bytes(self.array()?);
                     self.push(Value::Int(i64::from(v)))?;
                 }
-                b'L' => {
+                Some(Opcode::Long) => {
                     let l = self.line_str("LONG")?;
-                    let v = self.int_from_text("LONG", l)?;
-                    self.push(v)?;
+                    self.push_int_text("LONG", l)?;
                 }
-                0x8a => {
+                Some(Opcode::Long1) => {
                     let n = self.u8()?;
                     self.long_bytes("LONG1", u64::from(n))?;
                 }
-                0x8b => {
+                Some(Opcode::Long4) => {
                     let n = i32::from_le_bytes(self.array()?);
                     if n < 0 {
                         return Err(self.err(ErrorKind::BadLength {
@@ -608,7 +844,7 @@ impl<'a> Vm<'a> {
                     }
                     self.long_bytes("LONG4", n as u64)?;
                 }
-                b'F' => {
+                Some(Opcode::Float) => {
                     let l = self.line_str("FLOAT")?;
                     let f = parse_py_float(l.trim()).ok_or_else(|| {
                         self.err(ErrorKind::Malformed {
@@ -618,12 +854,12 @@ impl<'a> Vm<'a> {
                     })?;
                     self.push(Value::Float(f))?;
                 }
-                b'G' => {
+                Some(Opcode::BinFloat) => {
                     let f = f64::from_be_bytes(self.array()?);
                     self.push(Value::Float(f))?;
                 }
                 // ---- strings and bytes
-                b'S' => {
+                Some(Opcode::String) => {
                     let l = self.line()?;
                     let bytes = unquote_py_string(l).ok_or_else(|| {
                         self.err(ErrorKind::Malformed {
@@ -633,7 +869,7 @@ impl<'a> Vm<'a> {
                     })?;
                     self.push(Self::string_value(&bytes))?;
                 }
-                b'T' => {
+                Some(Opcode::BinString) => {
                     let n = i32::from_le_bytes(self.array()?);
                     if n < 0 {
                         return Err(self.err(ErrorKind::BadLength {
@@ -644,141 +880,139 @@ impl<'a> Vm<'a> {
                     let b = self.take_len("BINSTRING", n as u64)?;
                     self.push(Self::string_value(b))?;
                 }
-                b'U' => {
+                Some(Opcode::ShortBinString) => {
                     let n = self.u8()?;
                     let b = self.take_len("SHORT_BINSTRING", u64::from(n))?;
                     self.push(Self::string_value(b))?;
                 }
-                b'V' => {
+                Some(Opcode::Unicode) => {
                     let l = self.line()?;
                     let s = raw_unicode_escape(l);
-                    self.push(Value::Str(s))?;
+                    self.push(Value::Str(&s))?;
                 }
-                b'X' => {
+                Some(Opcode::BinUnicode) => {
                     let n = u32::from_le_bytes(self.array()?);
                     let b = self.take_len("BINUNICODE", u64::from(n))?;
-                    let v = self.utf8("BINUNICODE", b)?;
-                    self.push(v)?;
+                    self.push_utf8(b)?;
                 }
-                0x8c => {
+                Some(Opcode::ShortBinUnicode) => {
                     let n = self.u8()?;
                     let b = self.take_len("SHORT_BINUNICODE", u64::from(n))?;
-                    let v = self.utf8("SHORT_BINUNICODE", b)?;
-                    self.push(v)?;
+                    self.push_utf8(b)?;
                 }
-                0x8d => {
+                Some(Opcode::BinUnicode8) => {
                     let n = u64::from_le_bytes(self.array()?);
                     let b = self.take_len("BINUNICODE8", n)?;
-                    let v = self.utf8("BINUNICODE8", b)?;
-                    self.push(v)?;
+                    self.push_utf8(b)?;
                 }
-                b'B' => {
+                Some(Opcode::BinBytes) => {
                     let n = u32::from_le_bytes(self.array()?);
                     let b = self.take_into("BINBYTES", u64::from(n))?;
-                    self.push(Value::Bytes(b.to_vec()))?;
+                    self.push(Value::Bytes(b))?;
                 }
-                b'C' => {
+                Some(Opcode::ShortBinBytes) => {
                     let n = self.u8()?;
                     let b = self.take_into("SHORT_BINBYTES", u64::from(n))?;
-                    self.push(Value::Bytes(b.to_vec()))?;
+                    self.push(Value::Bytes(b))?;
                 }
-                0x8e => {
+                Some(Opcode::BinBytes8) => {
                     let n = u64::from_le_bytes(self.array()?);
                     let b = self.take_into("BINBYTES8", n)?;
-                    self.push(Value::Bytes(b.to_vec()))?;
+                    self.push(Value::Bytes(b))?;
                 }
-                0x96 => {
+                Some(Opcode::ByteArray8) => {
                     let n = u64::from_le_bytes(self.array()?);
                     let b = self.take_into("BYTEARRAY8", n)?;
-                    self.push(Value::ByteArray(b.to_vec()))?;
+                    self.push(Value::ByteArray(b))?;
                 }
-                0x97 | 0x98 => {
+                Some(Opcode::NextBuffer | Opcode::ReadonlyBuffer) => {
                     return Err(self.err(ErrorKind::Unsupported(
                         "out-of-band buffers (pickle protocol 5 NEXT_BUFFER/READONLY_BUFFER)",
                     )));
                 }
                 // ---- containers
-                b')' => self.push(Value::Tuple(Vec::new()))?,
-                b't' => {
+                Some(Opcode::EmptyTuple) => self.push(Value::Tuple(&[]))?,
+                Some(Opcode::Tuple) => {
                     let items = self.pop_mark("TUPLE")?;
-                    self.push(Value::Tuple(items))?;
+                    self.push(Value::Tuple(&items))?;
                 }
-                0x85..=0x87 => {
-                    let n = usize::from(op - 0x84);
-                    let name = ["TUPLE1", "TUPLE2", "TUPLE3"][n - 1];
+                Some(t @ (Opcode::Tuple1 | Opcode::Tuple2 | Opcode::Tuple3)) => {
+                    let n = usize::from(t as u8 - Opcode::Tuple1 as u8) + 1;
+                    let name = t.name();
                     let mut items = vec![ValueId(0); n];
                     for slot in items.iter_mut().rev() {
                         *slot = self.pop(name)?;
                     }
-                    self.push(Value::Tuple(items))?;
+                    self.push(Value::Tuple(&items))?;
                 }
-                b']' => self.push(Value::List(Vec::new()))?,
-                b'l' => {
+                Some(Opcode::EmptyList) => self.push(Value::List(&[]))?,
+                Some(Opcode::List) => {
                     let items = self.pop_mark("LIST")?;
-                    self.push(Value::List(items))?;
+                    self.push(Value::List(&items))?;
                 }
-                b'}' => self.push(Value::Dict(Vec::new()))?,
-                b'd' => {
+                Some(Opcode::EmptyDict) => self.push(Value::Dict(&[]))?,
+                Some(Opcode::Dict) => {
                     let items = self.pop_mark("DICT")?;
                     let pairs = self.pairs("DICT", items)?;
-                    self.push(Value::Dict(pairs))?;
+                    self.push(Value::Dict(&pairs))?;
                 }
-                0x8f => self.push(Value::Set(Vec::new()))?,
-                0x91 => {
+                Some(Opcode::EmptySet) => self.push(Value::Set(&[]))?,
+                Some(Opcode::FrozenSet) => {
                     let items = self.pop_mark("FROZENSET")?;
-                    self.push(Value::FrozenSet(items))?;
+                    self.push(Value::FrozenSet(&items))?;
                 }
-                b'a' => {
+                Some(Opcode::Append) => {
                     let v = self.pop("APPEND")?;
                     let target = self.top("APPEND")?;
                     self.extend_list("APPEND", target, vec![v])?;
                 }
-                b'e' => {
+                Some(Opcode::Appends) => {
                     let Some((target, items)) = self.marked_items("APPENDS")? else {
                         continue;
                     };
                     self.extend_list("APPENDS", target, items)?;
                 }
-                b's' => {
+                Some(Opcode::SetItem) => {
                     let v = self.pop("SETITEM")?;
                     let k = self.pop("SETITEM")?;
                     let target = self.top("SETITEM")?;
                     self.extend_dict("SETITEM", target, vec![(k, v)])?;
                 }
-                b'u' => {
+                Some(Opcode::SetItems) => {
                     let Some((target, items)) = self.marked_items("SETITEMS")? else {
                         continue;
                     };
                     let pairs = self.pairs("SETITEMS", items)?;
                     self.extend_dict("SETITEMS", target, pairs)?;
                 }
-                0x90 => {
+                Some(Opcode::AddItems) => {
                     let Some((target, items)) = self.marked_items("ADDITEMS")? else {
                         continue;
                     };
                     let limit = self.limits.max_container_len;
-                    let found = self.out.get(target).kind();
-                    match self.out.values.get_mut(target.index()) {
-                        Some(Value::Set(s)) => {
-                            if s.len() + items.len() > limit {
-                                return Err(self.err(ErrorKind::LimitExceeded {
-                                    what: "container size",
-                                    limit: limit as u64,
-                                }));
-                            }
-                            s.extend(items);
-                        }
-                        _ => {
-                            return Err(self.err(ErrorKind::WrongType {
-                                opcode: "ADDITEMS",
-                                expected: "a set",
-                                found,
-                            }));
-                        }
+                    let (len, found) = match self.out.get(target) {
+                        Value::Set(s) => (s.len(), "set"),
+                        other => (0, other.kind()),
+                    };
+                    if found != "set" {
+                        return Err(self.err(ErrorKind::WrongType {
+                            opcode: "ADDITEMS",
+                            expected: "a set",
+                            found,
+                        }));
                     }
+                    if len + items.len() > limit {
+                        return Err(self.err(ErrorKind::LimitExceeded {
+                            what: "container size",
+                            limit: limit as u64,
+                        }));
+                    }
+                    self.out
+                        .extend_items(target, &items)
+                        .map_err(|_| self.full())?;
                 }
                 // ---- memo
-                b'p' => {
+                Some(Opcode::Put) => {
                     let l = self.line_str("PUT")?;
                     let idx = l.trim().parse::<u64>().map_err(|_| {
                         self.err(ErrorKind::Malformed {
@@ -788,19 +1022,19 @@ impl<'a> Vm<'a> {
                     })?;
                     self.memo_put(idx)?;
                 }
-                b'q' => {
+                Some(Opcode::BinPut) => {
                     let idx = self.u8()?;
                     self.memo_put(u64::from(idx))?;
                 }
-                b'r' => {
+                Some(Opcode::LongBinPut) => {
                     let idx = u32::from_le_bytes(self.array()?);
                     self.memo_put(u64::from(idx))?;
                 }
-                0x94 => {
+                Some(Opcode::Memoize) => {
                     let idx = self.memo.len() as u64;
                     self.memo_put(idx)?;
                 }
-                b'g' => {
+                Some(Opcode::Get) => {
                     let l = self.line_str("GET")?;
                     let idx = l.trim().parse::<u64>().map_err(|_| {
                         self.err(ErrorKind::Malformed {
@@ -810,22 +1044,22 @@ impl<'a> Vm<'a> {
                     })?;
                     self.memo_get(idx)?;
                 }
-                b'h' => {
+                Some(Opcode::BinGet) => {
                     let idx = self.u8()?;
                     self.memo_get(u64::from(idx))?;
                 }
-                b'j' => {
+                Some(Opcode::LongBinGet) => {
                     let idx = u32::from_le_bytes(self.array()?);
                     self.memo_get(u64::from(idx))?;
                 }
                 // ---- globals and calls (recorded, never performed)
-                b'c' => {
+                Some(Opcode::Global) => {
                     let module = self.line_str("GLOBAL")?.to_owned();
                     let name = self.line_str("GLOBAL")?.to_owned();
                     let id = self.global(module, name)?;
                     self.push_id(id)?;
                 }
-                0x93 => {
+                Some(Opcode::StackGlobal) => {
                     let name = self.pop("STACK_GLOBAL")?;
                     let module = self.pop("STACK_GLOBAL")?;
                     let (Some(m), Some(n)) = (self.out.as_str(module), self.out.as_str(name))
@@ -840,46 +1074,46 @@ impl<'a> Vm<'a> {
                     let id = self.global(m, n)?;
                     self.push_id(id)?;
                 }
-                0x82 => {
+                Some(Opcode::Ext1) => {
                     let code = self.u8()?;
                     self.extension(u32::from(code))?;
                 }
-                0x83 => {
+                Some(Opcode::Ext2) => {
                     let code = u16::from_le_bytes(self.array()?);
                     self.extension(u32::from(code))?;
                 }
-                0x84 => {
+                Some(Opcode::Ext4) => {
                     let code = i32::from_le_bytes(self.array()?);
                     self.extension(code as u32)?;
                 }
-                b'R' => {
+                Some(Opcode::Reduce) => {
                     let args = self.pop("REDUCE")?;
                     let callee = self.pop("REDUCE")?;
                     let args = self.ensure_tuple("REDUCE", args)?;
                     self.object(callee, args, None, Construct::Reduce)?;
                 }
-                0x81 => {
+                Some(Opcode::NewObj) => {
                     let args = self.pop("NEWOBJ")?;
                     let cls = self.pop("NEWOBJ")?;
                     let args = self.ensure_tuple("NEWOBJ", args)?;
                     self.object(cls, args, None, Construct::NewObj)?;
                 }
-                0x92 => {
+                Some(Opcode::NewObjEx) => {
                     let kwargs = self.pop("NEWOBJ_EX")?;
                     let args = self.pop("NEWOBJ_EX")?;
                     let cls = self.pop("NEWOBJ_EX")?;
                     let args = self.ensure_tuple("NEWOBJ_EX", args)?;
                     self.object(cls, args, Some(kwargs), Construct::NewObjEx)?;
                 }
-                b'i' => {
+                Some(Opcode::Inst) => {
                     let module = self.line_str("INST")?.to_owned();
                     let name = self.line_str("INST")?.to_owned();
                     let items = self.pop_mark("INST")?;
                     let cls = self.global(module, name)?;
-                    let args = self.new_value(Value::Tuple(items))?;
+                    let args = self.new_value(Value::Tuple(&items))?;
                     self.object(cls, args, None, Construct::Inst)?;
                 }
-                b'o' => {
+                Some(Opcode::Obj) => {
                     let mut items = self.pop_mark("OBJ")?;
                     if items.is_empty() {
                         return Err(self.err(ErrorKind::StackUnderflow {
@@ -888,10 +1122,10 @@ impl<'a> Vm<'a> {
                         }));
                     }
                     let cls = items.remove(0);
-                    let args = self.new_value(Value::Tuple(items))?;
+                    let args = self.new_value(Value::Tuple(&items))?;
                     self.object(cls, args, None, Construct::Obj)?;
                 }
-                b'b' => {
+                Some(Opcode::Build) => {
                     let state = self.pop("BUILD")?;
                     let target = self.top("BUILD")?;
                     // load_build does nothing with a None state, whatever the target is.
@@ -901,24 +1135,24 @@ impl<'a> Vm<'a> {
                         self.build(target, state)?;
                     }
                 }
-                b'P' => {
+                Some(Opcode::PersId) => {
                     let l = self.line()?;
                     let s = Self::string_value(l);
                     let pid = self.new_value(s)?;
-                    self.push(Value::PersId(pid))?;
+                    self.push(Value::PersId(&pid))?;
                 }
-                b'Q' => {
+                Some(Opcode::BinPersId) => {
                     let pid = self.pop("BINPERSID")?;
-                    self.push(Value::PersId(pid))?;
+                    self.push(Value::PersId(&pid))?;
                 }
-                other => return Err(self.err(ErrorKind::UnknownOpcode(other))),
+                None => return Err(self.err(ErrorKind::UnknownOpcode(op))),
             }
         }
     }
 
     fn extension(&mut self, code: u32) -> R<()> {
         self.out.extensions.push((code, self.op_start as u64));
-        self.push(Value::Extension(code))
+        self.push(Value::Extension(&code))
     }
 
     fn pairs(&self, opcode: &'static str, items: Vec<ValueId>) -> R<Vec<(ValueId, ValueId)>> {
@@ -933,25 +1167,30 @@ impl<'a> Vm<'a> {
 
     fn extend_list(&mut self, opcode: &'static str, target: ValueId, items: Vec<ValueId>) -> R<()> {
         let limit = self.limits.max_container_len;
-        let found = self.out.get(target).kind();
-        let slot = match self.out.values.get_mut(target.index()) {
-            Some(Value::List(l)) => l,
-            Some(Value::Object(o)) => &mut o.list_items,
-            _ => {
+        let len = match self.out.get(target) {
+            Value::List(l) => l.len(),
+            Value::Object(o) => o.list_items.len(),
+            other => {
                 return Err(self.err(ErrorKind::WrongType {
                     opcode,
                     expected: "a list or object",
-                    found,
+                    found: other.kind(),
                 }));
             }
         };
-        if slot.len().saturating_add(items.len()) > limit {
+        if len.saturating_add(items.len()) > limit {
             return Err(self.err(ErrorKind::LimitExceeded {
                 what: "container size",
                 limit: limit as u64,
             }));
         }
-        slot.extend(items);
+        match self.out.object_mut(target) {
+            Some(o) => o.list_items.extend(items),
+            None => self
+                .out
+                .extend_items(target, &items)
+                .map_err(|_| self.full())?,
+        }
         Ok(())
     }
 
@@ -962,38 +1201,43 @@ impl<'a> Vm<'a> {
         pairs: Vec<(ValueId, ValueId)>,
     ) -> R<()> {
         let limit = self.limits.max_container_len;
-        let found = self.out.get(target).kind();
-        let slot = match self.out.values.get_mut(target.index()) {
-            Some(Value::Dict(d)) => d,
-            Some(Value::Object(o)) => &mut o.dict_items,
-            _ => {
+        let len = match self.out.get(target) {
+            Value::Dict(d) => d.len(),
+            Value::Object(o) => o.dict_items.len(),
+            other => {
                 return Err(self.err(ErrorKind::WrongType {
                     opcode,
                     expected: "a dict or object",
-                    found,
+                    found: other.kind(),
                 }));
             }
         };
-        if slot.len().saturating_add(pairs.len()) > limit {
+        if len.saturating_add(pairs.len()) > limit {
             return Err(self.err(ErrorKind::LimitExceeded {
                 what: "container size",
                 limit: limit as u64,
             }));
         }
-        slot.extend(pairs);
+        match self.out.object_mut(target) {
+            Some(o) => o.dict_items.extend(pairs),
+            None => self
+                .out
+                .extend_pairs(target, &pairs)
+                .map_err(|_| self.full())?,
+        }
         Ok(())
     }
 
     fn build(&mut self, target: ValueId, state: ValueId) -> R<()> {
         let found = self.out.get(target).kind();
-        match self.out.values.get_mut(target.index()) {
-            Some(Value::Object(o)) => {
+        match self.out.object_mut(target) {
+            Some(o) => {
                 // A second BUILD on one object is unusual; the last state wins, as
                 // `__setstate__` would overwrite.
                 o.state = Some(state);
                 Ok(())
             }
-            _ => Err(self.err(ErrorKind::WrongType {
+            None => Err(self.err(ErrorKind::WrongType {
                 opcode: "BUILD",
                 expected: "an object",
                 found,
@@ -1229,20 +1473,52 @@ fn dedup_keys(p: &mut Pickle) {
         Bytes(&'a [u8]),
         None,
     }
-    fn key<'a>(values: &'a [Value], id: ValueId) -> Option<Key<'a>> {
-        match values.get(id.index())? {
+    fn key(p: &Pickle, id: ValueId) -> Option<Key<'_>> {
+        match p.get(id) {
             Value::Str(s) => Some(Key::Str(s)),
-            Value::Int(i) => Some(Key::Int(*i)),
-            Value::Bool(b) => Some(Key::Int(i64::from(*b))),
-            Value::Float(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Some(Key::Int(*f as i64)),
+            Value::Int(i) => Some(Key::Int(i)),
+            Value::Bool(b) => Some(Key::Int(i64::from(b))),
+            Value::Float(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Some(Key::Int(f as i64)),
             Value::Bytes(b) => Some(Key::Bytes(b)),
             Value::None => Some(Key::None),
             _ => None,
         }
     }
-    let mut fixes: Vec<(usize, Vec<(ValueId, ValueId)>)> = Vec::new();
-    for (i, v) in p.values.iter().enumerate() {
-        let Value::Dict(items) = v else { continue };
+    let mut fixes: Vec<(ValueId, Vec<(ValueId, ValueId)>)> = Vec::new();
+    let mut set_fixes: Vec<(ValueId, Vec<ValueId>)> = Vec::new();
+    for i in 0..p.len() {
+        let id = ValueId(i as u32);
+        match p.tag(id) {
+            Some(Tag::Dict) => {}
+            Some(Tag::Set | Tag::FrozenSet) => {
+                let (Value::Set(items) | Value::FrozenSet(items)) = p.get(id) else {
+                    continue;
+                };
+                if items.len() < 2 {
+                    continue;
+                }
+                let mut seen: HashSet<Key<'_>> = HashSet::with_capacity(items.len());
+                let mut out = Vec::with_capacity(items.len());
+                for id in items {
+                    match key(p, *id) {
+                        Some(k) => {
+                            if seen.insert(k) {
+                                out.push(*id);
+                            }
+                        }
+                        None => out.push(*id),
+                    }
+                }
+                if out.len() != items.len() {
+                    set_fixes.push((id, out));
+                }
+                continue;
+            }
+            _ => continue,
+        }
+        let Value::Dict(items) = p.get(id) else {
+            continue;
+        };
         if items.len() < 2 {
             continue;
         }
@@ -1250,7 +1526,7 @@ fn dedup_keys(p: &mut Pickle) {
         let mut out: Vec<(ValueId, ValueId)> = Vec::new();
         let mut dup = false;
         for (k, val) in items {
-            match key(&p.values, *k) {
+            match key(p, *k) {
                 Some(kk) => match seen.get(&kk) {
                     Some(&pos) => {
                         out[pos].1 = *val;
@@ -1265,47 +1541,14 @@ fn dedup_keys(p: &mut Pickle) {
             }
         }
         if dup {
-            fixes.push((i, out));
+            fixes.push((id, out));
         }
     }
-    for (i, items) in fixes {
-        p.values[i] = Value::Dict(items);
+    for (id, items) in fixes {
+        p.shrink_pairs(id, &items);
     }
-    let mut set_fixes: Vec<(usize, Value)> = Vec::new();
-    for (i, v) in p.values.iter().enumerate() {
-        let (items, frozen) = match v {
-            Value::Set(s) => (s, false),
-            Value::FrozenSet(s) => (s, true),
-            _ => continue,
-        };
-        if items.len() < 2 {
-            continue;
-        }
-        let mut seen: HashSet<Key<'_>> = HashSet::with_capacity(items.len());
-        let mut out = Vec::with_capacity(items.len());
-        for id in items {
-            match key(&p.values, *id) {
-                Some(k) => {
-                    if seen.insert(k) {
-                        out.push(*id);
-                    }
-                }
-                None => out.push(*id),
-            }
-        }
-        if out.len() != items.len() {
-            set_fixes.push((
-                i,
-                if frozen {
-                    Value::FrozenSet(out)
-                } else {
-                    Value::Set(out)
-                },
-            ));
-        }
-    }
-    for (i, v) in set_fixes {
-        p.values[i] = v;
+    for (id, items) in set_fixes {
+        p.shrink_items(id, &items);
     }
 }
 
@@ -1363,6 +1606,58 @@ mod tests {
             py_int0("99999999999999999999999"),
             Some(PyInt::Decimal(d)) if d == "99999999999999999999999"
         ));
+    }
+
+    /// The walk finds every index read back, and gives up where the decoder would read the
+    /// stream differently from a straight walk.
+    #[test]
+    fn memo_reads_sees_every_get() {
+        let reads = |d: &[u8]| {
+            memo_reads(d).map(|b| (0..300).filter(|i| bit(&b, *i)).collect::<Vec<u64>>())
+        };
+        // ]q\x00 h\x00 ... : BINPUT 0, BINGET 0, LONG_BINGET 257, GET 7 (text), STOP.
+        let p = b"\x80\x02]q\x00h\x00j\x01\x01\x00\x00g7\r\n0000.";
+        assert_eq!(reads(p), Some(vec![0, 7, 257]));
+        // A string holding GET bytes is not a GET.
+        assert_eq!(reads(b"\x8c\x02h\x05."), Some(vec![]));
+        // Where decoding stops (truncation), the walk stops: what it saw is returned.
+        assert_eq!(reads(b"h\x03h"), Some(vec![3]));
+        // An opcode across a FRAME end: the decoder jumps, the walk cannot follow.
+        assert_eq!(reads(b"\x95\x01\x00\x00\x00\x00\x00\x00\x00h\x01."), None);
+        // A well-formed frame is walked through.
+        assert_eq!(
+            reads(b"\x95\x03\x00\x00\x00\x00\x00\x00\x00Nh\x02."),
+            Some(vec![2])
+        );
+        // An index too large for bits: the full memo is kept.
+        assert_eq!(reads(b"j\xff\xff\xff\x7f."), None);
+    }
+
+    /// Entries never read back are counted, not stored: MEMOIZE numbering and the memo limit
+    /// are what they were, and a read-back entry is found.
+    #[test]
+    fn unread_memo_entries_are_counted_not_stored() {
+        // [[], [], x] where x is the first inner list fetched back by BINGET 1.
+        let p = b"\x80\x04]\x94(]\x94]\x94h\x01e.";
+        let v = decode(p).unwrap();
+        let Value::List(items) = v.get(v.root()) else {
+            panic!("{:?}", v.get(v.root()));
+        };
+        assert_eq!(items.len(), 3);
+        assert_eq!(items[0], items[2]);
+        assert_ne!(items[0], items[1]);
+        let limits = Limits {
+            max_memo: 2,
+            ..Limits::default()
+        };
+        let e = decode_with(p, &limits).unwrap_err();
+        assert_eq!(
+            e.kind,
+            ErrorKind::LimitExceeded {
+                what: "memo size",
+                limit: 2
+            }
+        );
     }
 
     #[test]

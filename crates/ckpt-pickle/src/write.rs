@@ -3,6 +3,7 @@
 //! Why we have one: property tests round-trip arbitrary values through it, and benchmarks
 //! write realistic torch checkpoints (gigabytes of them) without needing torch.
 
+use crate::opcode::Opcode;
 use crate::value::{Construct, Pickle, Value, ValueId};
 
 /// Appends opcodes to a byte buffer. Methods mirror the opcodes; callers are responsible for
@@ -23,7 +24,7 @@ impl Writer {
             next_memo: 0,
         };
         if protocol >= 2 {
-            w.buf.extend_from_slice(&[0x80, protocol]);
+            w.buf.extend_from_slice(&[Opcode::Proto as u8, protocol]);
         }
         w
     }
@@ -33,17 +34,18 @@ impl Writer {
     }
 
     pub fn finish(mut self) -> Vec<u8> {
-        self.buf.push(b'.');
+        self.buf.push(Opcode::Stop as u8);
         self.buf
     }
 
     pub fn none(&mut self) {
-        self.buf.push(b'N');
+        self.buf.push(Opcode::None as u8);
     }
 
     pub fn bool(&mut self, b: bool) {
         if self.protocol >= 2 {
-            self.buf.push(if b { 0x88 } else { 0x89 });
+            self.buf
+                .push(if b { Opcode::NewTrue } else { Opcode::NewFalse } as u8);
         } else {
             self.buf
                 .extend_from_slice(if b { b"I01\n" } else { b"I00\n" });
@@ -54,13 +56,13 @@ impl Writer {
         if self.protocol == 0 {
             self.buf.extend_from_slice(format!("I{i}\n").as_bytes());
         } else if (0..256).contains(&i) {
-            self.buf.push(b'K');
+            self.buf.push(Opcode::BinInt1 as u8);
             self.buf.push(i as u8);
         } else if (0..65536).contains(&i) {
-            self.buf.push(b'M');
+            self.buf.push(Opcode::BinInt2 as u8);
             self.buf.extend_from_slice(&(i as u16).to_le_bytes());
         } else if let Ok(v) = i32::try_from(i) {
-            self.buf.push(b'J');
+            self.buf.push(Opcode::BinInt as u8);
             self.buf.extend_from_slice(&v.to_le_bytes());
         } else if self.protocol >= 2 {
             self.long_le(&i.to_le_bytes());
@@ -72,10 +74,10 @@ impl Writer {
     /// LONG1/LONG4 with the given two's-complement little-endian bytes.
     pub fn long_le(&mut self, bytes: &[u8]) {
         if bytes.len() < 256 {
-            self.buf.push(0x8a);
+            self.buf.push(Opcode::Long1 as u8);
             self.buf.push(bytes.len() as u8);
         } else {
-            self.buf.push(0x8b);
+            self.buf.push(Opcode::Long4 as u8);
             self.buf
                 .extend_from_slice(&(bytes.len() as u32).to_le_bytes());
         }
@@ -93,7 +95,7 @@ impl Writer {
             };
             self.buf.extend_from_slice(format!("F{text}\n").as_bytes());
         } else {
-            self.buf.push(b'G');
+            self.buf.push(Opcode::BinFloat as u8);
             self.buf.extend_from_slice(&f.to_be_bytes());
         }
     }
@@ -101,7 +103,7 @@ impl Writer {
     pub fn str(&mut self, s: &str) {
         let b = s.as_bytes();
         if self.protocol == 0 {
-            self.buf.push(b'V');
+            self.buf.push(Opcode::Unicode as u8);
             for ch in s.chars() {
                 let c = ch as u32;
                 if c < 0x80 && ch != '\\' && ch != '\n' && ch != '\r' {
@@ -114,16 +116,16 @@ impl Writer {
             }
             self.buf.push(b'\n');
         } else if self.protocol >= 4 && b.len() < 256 {
-            self.buf.push(0x8c);
+            self.buf.push(Opcode::ShortBinUnicode as u8);
             self.buf.push(b.len() as u8);
             self.buf.extend_from_slice(b);
         } else if let Ok(n) = u32::try_from(b.len()) {
-            self.buf.push(b'X');
+            self.buf.push(Opcode::BinUnicode as u8);
             self.buf.extend_from_slice(&n.to_le_bytes());
             self.buf.extend_from_slice(b);
         } else {
             // BINUNICODE8 (a protocol-4 opcode; older readers cannot take >4 GiB strings).
-            self.buf.push(0x8d);
+            self.buf.push(Opcode::BinUnicode8 as u8);
             self.buf.extend_from_slice(&(b.len() as u64).to_le_bytes());
             self.buf.extend_from_slice(b);
         }
@@ -133,13 +135,13 @@ impl Writer {
     pub fn bytes(&mut self, b: &[u8]) {
         if self.protocol >= 3 {
             if b.len() < 256 {
-                self.buf.push(b'C');
+                self.buf.push(Opcode::ShortBinBytes as u8);
                 self.buf.push(b.len() as u8);
             } else if let Ok(n) = u32::try_from(b.len()) {
-                self.buf.push(b'B');
+                self.buf.push(Opcode::BinBytes as u8);
                 self.buf.extend_from_slice(&n.to_le_bytes());
             } else {
-                self.buf.push(0x8e);
+                self.buf.push(Opcode::BinBytes8 as u8);
                 self.buf.extend_from_slice(&(b.len() as u64).to_le_bytes());
             }
             self.buf.extend_from_slice(b);
@@ -155,55 +157,60 @@ impl Writer {
     }
 
     pub fn mark(&mut self) {
-        self.buf.push(b'(');
+        self.buf.push(Opcode::Mark as u8);
     }
 
     pub fn empty_tuple(&mut self) {
-        self.buf.push(b')');
+        self.buf.push(Opcode::EmptyTuple as u8);
     }
 
     /// TUPLE from the last MARK.
     pub fn tuple_from_mark(&mut self) {
-        self.buf.push(b't');
+        self.buf.push(Opcode::Tuple as u8);
     }
 
     /// TUPLE1..3 (protocol 2+).
     pub fn tuple_n(&mut self, n: u8) {
         debug_assert!((1..=3).contains(&n));
-        self.buf.push(0x84 + n);
+        let op = match n {
+            1 => Opcode::Tuple1,
+            2 => Opcode::Tuple2,
+            _ => Opcode::Tuple3,
+        };
+        self.buf.push(op as u8);
     }
 
     pub fn empty_list(&mut self) {
-        self.buf.push(b']');
+        self.buf.push(Opcode::EmptyList as u8);
     }
 
     pub fn appends(&mut self) {
-        self.buf.push(b'e');
+        self.buf.push(Opcode::Appends as u8);
     }
 
     pub fn append(&mut self) {
-        self.buf.push(b'a');
+        self.buf.push(Opcode::Append as u8);
     }
 
     pub fn empty_dict(&mut self) {
-        self.buf.push(b'}');
+        self.buf.push(Opcode::EmptyDict as u8);
     }
 
     pub fn setitems(&mut self) {
-        self.buf.push(b'u');
+        self.buf.push(Opcode::SetItems as u8);
     }
 
     pub fn setitem(&mut self) {
-        self.buf.push(b's');
+        self.buf.push(Opcode::SetItem as u8);
     }
 
     pub fn global(&mut self, module: &str, name: &str) {
         if self.protocol >= 4 {
             self.str(module);
             self.str(name);
-            self.buf.push(0x93);
+            self.buf.push(Opcode::StackGlobal as u8);
         } else {
-            self.buf.push(b'c');
+            self.buf.push(Opcode::Global as u8);
             self.buf.extend_from_slice(module.as_bytes());
             self.buf.push(b'\n');
             self.buf.extend_from_slice(name.as_bytes());
@@ -212,19 +219,19 @@ impl Writer {
     }
 
     pub fn reduce(&mut self) {
-        self.buf.push(b'R');
+        self.buf.push(Opcode::Reduce as u8);
     }
 
     pub fn newobj(&mut self) {
-        self.buf.push(0x81);
+        self.buf.push(Opcode::NewObj as u8);
     }
 
     pub fn build(&mut self) {
-        self.buf.push(b'b');
+        self.buf.push(Opcode::Build as u8);
     }
 
     pub fn binpersid(&mut self) {
-        self.buf.push(b'Q');
+        self.buf.push(Opcode::BinPersId as u8);
     }
 
     /// Memoize the top of the stack; returns the memo index.
@@ -232,12 +239,12 @@ impl Writer {
         let idx = self.next_memo;
         self.next_memo += 1;
         if self.protocol >= 4 {
-            self.buf.push(0x94);
+            self.buf.push(Opcode::Memoize as u8);
         } else if idx < 256 {
-            self.buf.push(b'q');
+            self.buf.push(Opcode::BinPut as u8);
             self.buf.push(idx as u8);
         } else {
-            self.buf.push(b'r');
+            self.buf.push(Opcode::LongBinPut as u8);
             self.buf.extend_from_slice(&idx.to_le_bytes());
         }
         idx
@@ -245,10 +252,10 @@ impl Writer {
 
     pub fn get(&mut self, idx: u32) {
         if idx < 256 {
-            self.buf.push(b'h');
+            self.buf.push(Opcode::BinGet as u8);
             self.buf.push(idx as u8);
         } else {
-            self.buf.push(b'j');
+            self.buf.push(Opcode::LongBinGet as u8);
             self.buf.extend_from_slice(&idx.to_le_bytes());
         }
     }
@@ -261,7 +268,7 @@ impl Writer {
 pub fn encode(p: &Pickle, root: ValueId, protocol: u8) -> Result<Vec<u8>, String> {
     enum Step {
         Visit(ValueId),
-        Emit(&'static [u8]),
+        Op(Opcode),
         Memo(ValueId),
         Leave(ValueId),
     }
@@ -271,7 +278,7 @@ pub fn encode(p: &Pickle, root: ValueId, protocol: u8) -> Result<Vec<u8>, String
     let mut work = vec![Step::Visit(root)];
     while let Some(step) = work.pop() {
         match step {
-            Step::Emit(b) => w.buf.extend_from_slice(b),
+            Step::Op(op) => w.buf.push(op as u8),
             Step::Memo(id) => {
                 let idx = w.put();
                 memo.insert(id, idx);
@@ -290,8 +297,8 @@ pub fn encode(p: &Pickle, root: ValueId, protocol: u8) -> Result<Vec<u8>, String
                 work.push(Step::Leave(id));
                 match p.get(id) {
                     Value::None => w.none(),
-                    Value::Bool(b) => w.bool(*b),
-                    Value::Int(i) => w.int(*i),
+                    Value::Bool(b) => w.bool(b),
+                    Value::Int(i) => w.int(i),
                     Value::BigInt(b) => {
                         let mut bytes: Vec<u8> =
                             b.magnitude.iter().flat_map(|l| l.to_le_bytes()).collect();
@@ -309,12 +316,12 @@ pub fn encode(p: &Pickle, root: ValueId, protocol: u8) -> Result<Vec<u8>, String
                         }
                         w.long_le(&bytes);
                     }
-                    Value::Float(f) => w.float(*f),
+                    Value::Float(f) => w.float(f),
                     Value::Str(s) => w.str(s),
                     Value::Bytes(b) => w.bytes(b),
                     Value::ByteArray(b) => {
                         if protocol >= 5 {
-                            w.buf.push(0x96);
+                            w.buf.push(Opcode::ByteArray8 as u8);
                             w.buf.extend_from_slice(&(b.len() as u64).to_le_bytes());
                             w.buf.extend_from_slice(b);
                         } else {
@@ -328,7 +335,7 @@ pub fn encode(p: &Pickle, root: ValueId, protocol: u8) -> Result<Vec<u8>, String
                     Value::Tuple(items) => {
                         // MARK items TUPLE, then memoize.
                         work.push(Step::Memo(id));
-                        work.push(Step::Emit(b"t"));
+                        work.push(Step::Op(Opcode::Tuple));
                         for it in items.iter().rev() {
                             work.push(Step::Visit(*it));
                         }
@@ -338,7 +345,7 @@ pub fn encode(p: &Pickle, root: ValueId, protocol: u8) -> Result<Vec<u8>, String
                         w.empty_list();
                         let idx = w.put();
                         memo.insert(id, idx);
-                        work.push(Step::Emit(b"e"));
+                        work.push(Step::Op(Opcode::Appends));
                         for it in items.iter().rev() {
                             work.push(Step::Visit(*it));
                         }
@@ -348,7 +355,7 @@ pub fn encode(p: &Pickle, root: ValueId, protocol: u8) -> Result<Vec<u8>, String
                         w.empty_dict();
                         let idx = w.put();
                         memo.insert(id, idx);
-                        work.push(Step::Emit(b"u"));
+                        work.push(Step::Op(Opcode::SetItems));
                         for (k, v) in items.iter().rev() {
                             work.push(Step::Visit(*v));
                             work.push(Step::Visit(*k));
@@ -360,16 +367,16 @@ pub fn encode(p: &Pickle, root: ValueId, protocol: u8) -> Result<Vec<u8>, String
                         if protocol >= 4 {
                             if frozen {
                                 work.push(Step::Memo(id));
-                                work.push(Step::Emit(&[0x91]));
+                                work.push(Step::Op(Opcode::FrozenSet));
                                 for it in items.iter().rev() {
                                     work.push(Step::Visit(*it));
                                 }
                                 w.mark();
                             } else {
-                                w.buf.push(0x8f);
+                                w.buf.push(Opcode::EmptySet as u8);
                                 let idx = w.put();
                                 memo.insert(id, idx);
-                                work.push(Step::Emit(&[0x90]));
+                                work.push(Step::Op(Opcode::AddItems));
                                 for it in items.iter().rev() {
                                     work.push(Step::Visit(*it));
                                 }
@@ -378,13 +385,15 @@ pub fn encode(p: &Pickle, root: ValueId, protocol: u8) -> Result<Vec<u8>, String
                         } else {
                             w.global("builtins", if frozen { "frozenset" } else { "set" });
                             work.push(Step::Memo(id));
-                            work.push(Step::Emit(b"R"));
-                            work.push(Step::Emit(&[0x85]));
-                            work.push(Step::Emit(b"e"));
+                            work.push(Step::Op(Opcode::Reduce));
+                            work.push(Step::Op(Opcode::Tuple1));
+                            work.push(Step::Op(Opcode::Appends));
                             for it in items.iter().rev() {
                                 work.push(Step::Visit(*it));
                             }
-                            work.push(Step::Emit(b"]("));
+                            // `](`, popped in that order.
+                            work.push(Step::Op(Opcode::Mark));
+                            work.push(Step::Op(Opcode::EmptyList));
                         }
                     }
                     Value::Global(g) => {
@@ -398,47 +407,47 @@ pub fn encode(p: &Pickle, root: ValueId, protocol: u8) -> Result<Vec<u8>, String
                         // callee args OP [BUILD state] [SETITEMS] [APPENDS]
                         work.push(Step::Memo(id));
                         if !o.list_items.is_empty() {
-                            work.push(Step::Emit(b"e"));
+                            work.push(Step::Op(Opcode::Appends));
                             for it in o.list_items.iter().rev() {
                                 work.push(Step::Visit(*it));
                             }
-                            work.push(Step::Emit(b"("));
+                            work.push(Step::Op(Opcode::Mark));
                         }
                         if !o.dict_items.is_empty() {
-                            work.push(Step::Emit(b"u"));
+                            work.push(Step::Op(Opcode::SetItems));
                             for (k, v) in o.dict_items.iter().rev() {
                                 work.push(Step::Visit(*v));
                                 work.push(Step::Visit(*k));
                             }
-                            work.push(Step::Emit(b"("));
+                            work.push(Step::Op(Opcode::Mark));
                         }
                         if let Some(s) = o.state {
-                            work.push(Step::Emit(b"b"));
+                            work.push(Step::Op(Opcode::Build));
                             work.push(Step::Visit(s));
                         }
                         match o.construct {
-                            Construct::NewObj => work.push(Step::Emit(&[0x81])),
+                            Construct::NewObj => work.push(Step::Op(Opcode::NewObj)),
                             Construct::NewObjEx => {
-                                work.push(Step::Emit(&[0x92]));
+                                work.push(Step::Op(Opcode::NewObjEx));
                             }
-                            _ => work.push(Step::Emit(b"R")),
+                            _ => work.push(Step::Op(Opcode::Reduce)),
                         }
                         if o.construct == Construct::NewObjEx {
                             match o.kwargs {
                                 Some(kw) => work.push(Step::Visit(kw)),
                                 // NEWOBJ_EX always takes a kwargs dict.
-                                None => work.push(Step::Emit(b"}")),
+                                None => work.push(Step::Op(Opcode::EmptyDict)),
                             }
                         }
                         work.push(Step::Visit(o.args));
                         work.push(Step::Visit(o.callee));
                     }
                     Value::PersId(pid) => {
-                        work.push(Step::Emit(b"Q"));
+                        work.push(Step::Op(Opcode::BinPersId));
                         work.push(Step::Visit(*pid));
                     }
                     Value::Extension(code) => {
-                        w.buf.push(0x84);
+                        w.buf.push(Opcode::Ext4 as u8);
                         w.buf.extend_from_slice(&code.to_le_bytes());
                     }
                 }
@@ -456,10 +465,10 @@ mod tests {
     #[test]
     fn newline_in_a_global_needs_protocol_4() {
         let mut p = Pickle::new();
-        let g = p.push(Value::Global(Box::new(Global {
+        let g = p.push(Value::Global(&Global {
             module: "a\nb".into(),
             name: "c".into(),
-        })));
+        }));
         assert!(encode(&p, g, 2).is_err());
         let bytes = encode(&p, g, 4).unwrap();
         assert!(crate::decode(&bytes).is_ok());
@@ -468,12 +477,12 @@ mod tests {
     #[test]
     fn newobj_ex_without_kwargs_writes_an_empty_dict() {
         let mut p = Pickle::new();
-        let cls = p.push(Value::Global(Box::new(Global {
+        let cls = p.push(Value::Global(&Global {
             module: "m".into(),
             name: "C".into(),
-        })));
-        let args = p.push(Value::Tuple(vec![]));
-        let o = p.push(Value::Object(Box::new(Object {
+        }));
+        let args = p.push(Value::Tuple(&[]));
+        let o = p.push(Value::Object(&Object {
             callee: cls,
             args,
             kwargs: None,
@@ -482,7 +491,7 @@ mod tests {
             dict_items: vec![],
             list_items: vec![],
             offset: 0,
-        })));
+        }));
         let bytes = encode(&p, o, 4).unwrap();
         let back = crate::decode(&bytes).unwrap();
         assert!(matches!(back.get(back.root()), Value::Object(_)));

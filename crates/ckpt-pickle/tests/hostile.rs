@@ -224,7 +224,7 @@ fn nested_lists_100k_deep_no_recursion() {
     let mut id = p.root();
     let mut depth = 1;
     while let Value::List(items) = p.get(id) {
-        match items.as_slice() {
+        match items {
             [] => break,
             [child] => {
                 id = *child;
@@ -258,7 +258,7 @@ fn memo_bomb_2_pow_60_stays_small() {
         levels += 1;
     }
     assert_eq!(levels, 60);
-    assert_eq!(p.get(id), &Value::List(vec![]));
+    assert_eq!(p.get(id), Value::List(&[]));
 }
 
 #[test]
@@ -279,7 +279,7 @@ fn dict_memoized_before_filled_is_one_value() {
     };
     assert_eq!(items.len(), 1);
     assert_eq!(str_id(&p, items[0].0), "a");
-    assert_eq!(p.get(items[0].1), &Value::Int(1));
+    assert_eq!(p.get(items[0].1), Value::Int(1));
 }
 
 #[test]
@@ -309,7 +309,7 @@ fn setitems_on_reduced_ordereddict_lands_in_dict_items() {
             .unwrap()
             .is("collections", "OrderedDict")
     );
-    assert_eq!(p.get(o.args), &Value::Tuple(vec![]));
+    assert_eq!(p.get(o.args), Value::Tuple(&[]));
     assert_eq!(o.state, None);
     let items: Vec<(&str, Option<i64>)> = o
         .dict_items
@@ -345,7 +345,7 @@ fn duplicate_keys_bool_and_int_collide() {
         panic!("not a dict")
     };
     assert_eq!(items.len(), 1);
-    assert_eq!(p.get(items[0].0), &Value::Int(1));
+    assert_eq!(p.get(items[0].0), Value::Int(1));
     assert_eq!(str_id(&p, items[0].1), "y");
 }
 
@@ -789,5 +789,5 @@ fn trailing_bytes_after_stop_are_left_alone() {
     let data = b"\x80\x02N.\xff\xff garbage";
     let p = decode(data).unwrap();
     assert_eq!(p.end, 4);
-    assert_eq!(p.get(p.root()), &Value::None);
+    assert_eq!(p.get(p.root()), Value::None);
 }

@@ -57,7 +57,7 @@ struct ObjectNode {
 fn push_key(p: &mut Pickle, k: &Key) -> ValueId {
     match k {
         Key::Int(i) => p.push(Value::Int(*i)),
-        Key::Str(s) => p.push(Value::Str(s.clone())),
+        Key::Str(s) => p.push(Value::Str(s)),
     }
 }
 
@@ -91,10 +91,11 @@ fn build_keys(p: &mut Pickle, keys: &[Key]) -> Vec<ValueId> {
 }
 
 fn build(p: &mut Pickle, pool: &mut Vec<ValueId>, n: &Node) -> ValueId {
-    let v = match n {
-        Node::None => Value::None,
-        Node::Bool(b) => Value::Bool(*b),
-        Node::Int(i) => Value::Int(*i),
+    let scalar = |p: &mut Pickle, v: Value<'_>| p.push(v);
+    let id = match n {
+        Node::None => return scalar(p, Value::None),
+        Node::Bool(b) => return scalar(p, Value::Bool(*b)),
+        Node::Int(i) => return scalar(p, Value::Int(*i)),
         Node::Big(negative, limbs) => {
             let mut magnitude = limbs.clone();
             while magnitude.last() == Some(&0) {
@@ -104,47 +105,69 @@ fn build(p: &mut Pickle, pool: &mut Vec<ValueId>, n: &Node) -> ValueId {
                 negative: *negative && !magnitude.is_empty(),
                 magnitude,
             };
-            match b.to_i64() {
-                Some(i) => Value::Int(i),
-                None => Value::BigInt(Box::new(b)),
-            }
+            return match b.to_i64() {
+                Some(i) => scalar(p, Value::Int(i)),
+                None => scalar(p, Value::BigInt(&b)),
+            };
         }
-        Node::Float(f) => Value::Float(*f),
-        Node::Str(s) => Value::Str(s.clone()),
-        Node::Bytes(b) => Value::Bytes(b.clone()),
-        Node::ByteArray(b) => Value::ByteArray(b.clone()),
-        Node::Global(m, n) => Value::Global(Box::new(Global {
-            module: m.clone(),
-            name: n.clone(),
-        })),
-        Node::Ext(c) => Value::Extension(*c),
-        Node::PersId(inner) => Value::PersId(build(p, pool, inner)),
+        Node::Float(f) => return scalar(p, Value::Float(*f)),
+        Node::Str(s) => return scalar(p, Value::Str(s)),
+        Node::Bytes(b) => return scalar(p, Value::Bytes(b)),
+        Node::ByteArray(b) => return scalar(p, Value::ByteArray(b)),
+        Node::Global(m, n) => {
+            return scalar(
+                p,
+                Value::Global(&Global {
+                    module: m.clone(),
+                    name: n.clone(),
+                }),
+            );
+        }
+        Node::Ext(c) => return scalar(p, Value::Extension(c)),
+        Node::PersId(inner) => {
+            let inner = build(p, pool, inner);
+            return scalar(p, Value::PersId(&inner));
+        }
         Node::Shared(i) => {
             if pool.is_empty() {
-                Value::None
-            } else {
-                return pool[i % pool.len()];
+                return scalar(p, Value::None);
             }
+            return pool[i % pool.len()];
         }
-        Node::Tuple(items) => Value::Tuple(items.iter().map(|c| build(p, pool, c)).collect()),
-        Node::List(items) => Value::List(items.iter().map(|c| build(p, pool, c)).collect()),
-        Node::Dict(items) => Value::Dict(build_pairs(p, pool, items)),
-        Node::Set(keys) => Value::Set(build_keys(p, keys)),
-        Node::FrozenSet(keys) => Value::FrozenSet(build_keys(p, keys)),
+        Node::Tuple(items) => {
+            let ids: Vec<ValueId> = items.iter().map(|c| build(p, pool, c)).collect();
+            p.push(Value::Tuple(&ids))
+        }
+        Node::List(items) => {
+            let ids: Vec<ValueId> = items.iter().map(|c| build(p, pool, c)).collect();
+            p.push(Value::List(&ids))
+        }
+        Node::Dict(items) => {
+            let pairs = build_pairs(p, pool, items);
+            p.push(Value::Dict(&pairs))
+        }
+        Node::Set(keys) => {
+            let ids = build_keys(p, keys);
+            p.push(Value::Set(&ids))
+        }
+        Node::FrozenSet(keys) => {
+            let ids = build_keys(p, keys);
+            p.push(Value::FrozenSet(&ids))
+        }
         Node::Object(o) => {
-            let callee = p.push(Value::Global(Box::new(Global {
+            let callee = p.push(Value::Global(&Global {
                 module: o.module.clone(),
                 name: o.name.clone(),
-            })));
+            }));
             let args: Vec<ValueId> = o.args.iter().map(|c| build(p, pool, c)).collect();
-            let args = p.push(Value::Tuple(args));
+            let args = p.push(Value::Tuple(&args));
             let state = o.state.as_ref().map(|s| {
                 let pairs = build_pairs(p, pool, s);
-                p.push(Value::Dict(pairs))
+                p.push(Value::Dict(&pairs))
             });
             let dict_items = build_pairs(p, pool, &o.dict_items);
             let list_items = o.list_items.iter().map(|c| build(p, pool, c)).collect();
-            Value::Object(Box::new(Object {
+            p.push(Value::Object(&Object {
                 callee,
                 args,
                 kwargs: None,
@@ -160,19 +183,7 @@ fn build(p: &mut Pickle, pool: &mut Vec<ValueId>, n: &Node) -> ValueId {
             }))
         }
     };
-    let container = matches!(
-        v,
-        Value::Tuple(_)
-            | Value::List(_)
-            | Value::Dict(_)
-            | Value::Set(_)
-            | Value::FrozenSet(_)
-            | Value::Object(_)
-    );
-    let id = p.push(v);
-    if container {
-        pool.push(id);
-    }
+    pool.push(id);
     id
 }
 
@@ -340,7 +351,7 @@ struct Cmp<'a> {
     work: Vec<(ValueId, ValueId, String)>,
 }
 
-fn is_memoized(v: &Value) -> bool {
+fn is_memoized(v: Value<'_>) -> bool {
     matches!(
         v,
         Value::Tuple(_)
@@ -385,7 +396,7 @@ impl Cmp<'_> {
             ));
         }
         match self.b.get(o.args) {
-            Value::Tuple(t) => Ok(t.clone()),
+            Value::Tuple(t) => Ok(t.to_vec()),
             other => Err(format!("{path}: REDUCE args not a tuple: {other:?}")),
         }
     }
@@ -446,7 +457,7 @@ impl Cmp<'_> {
                 (Value::Bytes(p), _) => self.check_bytes(p, y, &path)?,
                 (Value::ByteArray(p), _) => {
                     if self.protocol >= 5 {
-                        if vb != &Value::ByteArray(p.clone()) {
+                        if vb != Value::ByteArray(p) {
                             return Err(mismatch());
                         }
                     } else {
@@ -474,7 +485,7 @@ impl Cmp<'_> {
                     let frozen = matches!(va, Value::FrozenSet(_));
                     let q = if self.protocol >= 4 {
                         match (frozen, vb) {
-                            (false, Value::Set(q)) | (true, Value::FrozenSet(q)) => q.clone(),
+                            (false, Value::Set(q)) | (true, Value::FrozenSet(q)) => q.to_vec(),
                             _ => return Err(mismatch()),
                         }
                     } else {
@@ -487,7 +498,7 @@ impl Cmp<'_> {
                         )?;
                         match args.as_slice() {
                             [l] => match self.b.get(*l) {
-                                Value::List(q) => q.clone(),
+                                Value::List(q) => q.to_vec(),
                                 _ => return Err(mismatch()),
                             },
                             _ => return Err(mismatch()),
@@ -688,16 +699,16 @@ proptest! {
         let mut a = Pickle::new();
         let mut pool = Vec::new();
         let ids: Vec<ValueId> = items.iter().map(|n| build(&mut a, &mut pool, n)).collect();
-        let shared = a.push(Value::List(ids));
+        let shared = a.push(Value::List(&ids));
         // Referenced from two places: directly, and from inside another container.
-        let key = a.push(Value::Str("k".into()));
-        let inner = a.push(Value::Dict(vec![(key, shared)]));
+        let key = a.push(Value::Str("k"));
+        let inner = a.push(Value::Dict(&[(key, shared)]));
         let root = match outer {
-            0 => a.push(Value::Tuple(vec![shared, inner])),
-            1 => a.push(Value::List(vec![inner, shared])),
+            0 => a.push(Value::Tuple(&[shared, inner])),
+            1 => a.push(Value::List(&[inner, shared])),
             _ => {
                 let k2 = a.push(Value::Int(7));
-                a.push(Value::Dict(vec![(k2, shared), (key, inner)]))
+                a.push(Value::Dict(&[(k2, shared), (key, inner)]))
             }
         };
         a.set_root(root);
@@ -715,7 +726,7 @@ proptest! {
         prop_assert_eq!(Some(direct), via, "one list, referenced twice");
         prop_assert!(matches!(b.get(direct), Value::List(l) if l.len() == items.len()));
         // No copy was made anywhere: the decoded arena references that one id exactly twice.
-        let refs = b.values().iter().map(|v| match v {
+        let refs = b.values().map(|v| match v {
             Value::Tuple(t) | Value::List(t) => t.iter().filter(|c| **c == direct).count(),
             Value::Dict(d) => d.iter().filter(|(_, c)| *c == direct).count(),
             _ => 0,
@@ -734,10 +745,10 @@ proptest! {
         let dict = ValueId(a.len() as u32 + 3);
         ids.insert(at % (ids.len() + 1), list);
         ids.push(dict);
-        assert_eq!(a.push(Value::List(ids)), list);
-        let k_self = a.push(Value::Str("self".into()));
-        let k_list = a.push(Value::Str("list".into()));
-        assert_eq!(a.push(Value::Dict(vec![(k_self, dict), (k_list, list)])), dict);
+        assert_eq!(a.push(Value::List(&ids)), list);
+        let k_self = a.push(Value::Str("self"));
+        let k_list = a.push(Value::Str("list"));
+        assert_eq!(a.push(Value::Dict(&[(k_self, dict), (k_list, list)])), dict);
         a.set_root(list);
         let bytes = encode(&a, list, protocol).map_err(TestCaseError::fail)?;
         let b = decode(&bytes).map_err(|e| TestCaseError::fail(format!("{e}: {}", hex(&bytes))))?;

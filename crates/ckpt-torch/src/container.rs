@@ -610,7 +610,18 @@ impl Checkpoint {
             let avail = self.size.saturating_sub(offset);
             let len = window.min(avail);
             let buf = self.read_range(offset, len)?;
-            match ckpt_pickle::decode_with(&buf, &opts.limits) {
+            // A window that ends before the pickle's STOP cannot decode: say so from the
+            // opcodes alone instead of decoding the prefix (which builds as many values as it
+            // holds, only to throw them away).
+            let result = if len < avail && ckpt_pickle::find_stop(&buf).is_none() {
+                Err(ckpt_pickle::Error {
+                    offset: len,
+                    kind: PickleErrorKind::Truncated,
+                })
+            } else {
+                ckpt_pickle::decode_with(&buf, &opts.limits)
+            };
+            match result {
                 Ok(p) => return Ok((buf, p)),
                 Err(e) if e.kind == PickleErrorKind::Truncated && len < avail => {
                     if window >= opts.max_pickle_bytes {
@@ -699,7 +710,7 @@ impl Checkpoint {
             Value::List(items) | Value::Tuple(items) => items
                 .iter()
                 .filter_map(|k| match keys.get(*k) {
-                    Value::Str(s) => Some(s.clone()),
+                    Value::Str(s) => Some(s.to_owned()),
                     Value::Int(i) => Some(i.to_string()),
                     _ => None,
                 })

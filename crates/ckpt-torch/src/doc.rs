@@ -25,8 +25,9 @@ pub struct StorageRef {
     pub dtype: DType,
     /// Elements of `dtype` the pickle says the storage holds.
     pub numel: u64,
-    /// Device it was saved from (`cpu`, `cuda:0`).
-    pub location: String,
+    /// Device it was saved from (`cpu`, `cuda:0`). Borrowed when it is a constant: a
+    /// safetensors header's 170,000 tensors would otherwise hold 170,000 copies of "cpu".
+    pub location: Cow<'static, str>,
     /// Legacy view storages: byte offset of the view inside its root storage.
     pub view_offset_bytes: u64,
 }
@@ -160,12 +161,21 @@ pub enum PersIdStyle {
 }
 
 /// One node per pickle value, then the synthesized ones. Most values of a checkpoint (and all
-/// of a flood of plain containers) are [`Node::Plain`]: those are not stored, only a 4-byte
-/// slot saying so, so the meaning costs 4 bytes per value instead of a whole `Node` (32).
+/// of a flood of plain containers) are [`Node::Plain`]: those are not stored at all, only one
+/// bit saying so, so the meaning of 5 million plain values costs under 1 MB (a slot per
+/// value, 4 bytes, cost 20 MB; a whole `Node`, 32). The other nodes are kept in id order, and
+/// a node's place among them is the number of set bits before it: `ranks` holds that count
+/// at the start of each 64-bit word, so a lookup is two reads and a popcount.
 #[derive(Debug, Clone, Default)]
 struct Nodes {
-    /// Per node: an index into `other`, or [`Nodes::PLAIN`].
-    slots: Vec<u32>,
+    /// Nodes pushed.
+    len: usize,
+    /// Bit `i` set: node `i` is in `other`.
+    bits: Vec<u64>,
+    /// Set bits before each word of `bits`.
+    ranks: Vec<u32>,
+    /// Set bits in all of `bits` (the length of `other` once it is filled).
+    set: usize,
     other: Vec<Node>,
 }
 
@@ -173,34 +183,72 @@ struct Nodes {
 static PLAIN_NODE: Node = Node::Plain;
 
 impl Nodes {
-    const PLAIN: u32 = u32::MAX;
+    fn with_capacity(n: usize) -> Nodes {
+        let words = n.div_ceil(64);
+        Nodes {
+            len: 0,
+            bits: Vec::with_capacity(words),
+            ranks: Vec::with_capacity(words),
+            set: 0,
+            other: Vec::new(),
+        }
+    }
+
+    /// Count one more node, stored in `other` by the caller when `stored`.
+    fn push_flag(&mut self, stored: bool) {
+        let i = self.len;
+        if i.is_multiple_of(64) {
+            self.bits.push(0);
+            self.ranks.push(u32::try_from(self.set).unwrap_or(u32::MAX));
+        }
+        self.len += 1;
+        if stored {
+            self.set += 1;
+            if let Some(w) = self.bits.last_mut() {
+                *w |= 1u64 << (i % 64);
+            }
+        }
+    }
 
     fn push(&mut self, node: Node) {
+        let i = self.len;
+        if i.is_multiple_of(64) {
+            self.bits.push(0);
+            // More than 4G special nodes cannot happen (values are counted in u32 already);
+            // saturate rather than wrap if it ever did.
+            self.ranks.push(u32::try_from(self.set).unwrap_or(u32::MAX));
+        }
+        self.len += 1;
         if matches!(node, Node::Plain) {
-            self.slots.push(Self::PLAIN);
             return;
         }
-        // More than 4G special nodes cannot happen (values are counted in u32 already);
-        // saturate rather than wrap if it ever did.
-        let at = u32::try_from(self.other.len()).unwrap_or(Self::PLAIN - 1);
+        if let Some(w) = self.bits.last_mut() {
+            *w |= 1u64 << (i % 64);
+        }
+        self.set += 1;
         self.other.push(node);
-        self.slots.push(at);
     }
 
     fn get(&self, i: usize) -> Option<&Node> {
-        let slot = *self.slots.get(i)?;
-        if slot == Self::PLAIN {
+        if i >= self.len {
+            return None;
+        }
+        let word = *self.bits.get(i / 64)?;
+        let bit = 1u64 << (i % 64);
+        if word & bit == 0 {
             return Some(&PLAIN_NODE);
         }
-        self.other.get(slot as usize)
+        let before = (word & (bit - 1)).count_ones() as usize;
+        let at = *self.ranks.get(i / 64)? as usize + before;
+        self.other.get(at)
     }
 
     fn len(&self) -> usize {
-        self.slots.len()
+        self.len
     }
 
     fn is_empty(&self) -> bool {
-        self.slots.is_empty()
+        self.len == 0
     }
 }
 
@@ -221,7 +269,7 @@ pub struct Doc {
 impl Doc {
     /// Classify every value of `pickle`.
     pub fn classify(pickle: Pickle, style: PersIdStyle) -> Result<Doc, ClassifyError> {
-        let mut nodes = Nodes::default();
+        let mut nodes = Nodes::with_capacity(pickle.len());
         let c = Classifier { p: &pickle, style };
         for i in 0..pickle.len() {
             nodes.push(c.classify(ValueId(i as u32))?);
@@ -238,7 +286,7 @@ impl Doc {
 
     /// A document whose values keep their raw pickle meaning (for security scans).
     pub fn unclassified(pickle: Pickle) -> Doc {
-        let mut nodes = Nodes::default();
+        let mut nodes = Nodes::with_capacity(pickle.len());
         for _ in 0..pickle.len() {
             nodes.push(Node::Plain);
         }
@@ -252,12 +300,15 @@ impl Doc {
         }
     }
 
-    /// A document built by hand (safetensors headers, tests): nodes only, no pickle.
-    pub fn from_nodes(nodes: Vec<Node>, root: NodeId) -> Doc {
-        let mut stored = Nodes::default();
-        for n in nodes {
-            stored.push(n);
+    /// A document built by hand (safetensors headers, tests): nodes only, no pickle. The
+    /// vector becomes the document's store in place (plain nodes removed), never copied.
+    pub fn from_nodes(mut nodes: Vec<Node>, root: NodeId) -> Doc {
+        let mut stored = Nodes::with_capacity(nodes.len());
+        for n in &nodes {
+            stored.push_flag(!matches!(n, Node::Plain));
         }
+        nodes.retain(|n| !matches!(n, Node::Plain));
+        stored.other = nodes;
         Doc {
             pickle: Pickle::new(),
             nodes: stored,
@@ -360,10 +411,10 @@ impl Doc {
             None => View::None,
             Some(Node::Plain) => match self.pickle.get(id) {
                 Value::None => View::None,
-                Value::Bool(b) => View::Bool(*b),
-                Value::Int(i) => View::Int(*i),
+                Value::Bool(b) => View::Bool(b),
+                Value::Int(i) => View::Int(i),
                 Value::BigInt(b) => View::BigInt(b),
-                Value::Float(f) => View::Float(*f),
+                Value::Float(f) => View::Float(f),
                 Value::Str(s) => View::Str(s),
                 Value::Bytes(b) | Value::ByteArray(b) => View::Bytes(b),
                 Value::Tuple(t) => View::Tuple(t),
@@ -583,7 +634,7 @@ impl Classifier<'_> {
                 }
             }
             "builtins.bytearray" | "builtins.bytes" => match args.first().map(|a| self.p.get(*a)) {
-                Some(Value::Bytes(b)) => return Ok(Node::Bytes(b.clone())),
+                Some(Value::Bytes(b)) => return Ok(Node::Bytes(b.to_vec())),
                 None => return Ok(Node::Bytes(Vec::new())),
                 Some(Value::Object(inner)) => {
                     if let Some(b) = self.p.as_global(inner.callee).and_then(|ig| {
@@ -603,7 +654,7 @@ impl Classifier<'_> {
                 return Ok(match args.first() {
                     Some(a) => match self.p.get(*a) {
                         Value::List(v) | Value::Tuple(v) | Value::Set(v) | Value::FrozenSet(v) => {
-                            Node::Set(v.clone())
+                            Node::Set(v.to_vec())
                         }
                         _ => self.generic(o, qn),
                     },
@@ -743,9 +794,9 @@ impl Classifier<'_> {
 
     fn num(&self, id: ValueId) -> Option<f64> {
         match self.p.get(id) {
-            Value::Int(i) => Some(*i as f64),
-            Value::Float(f) => Some(*f),
-            Value::Bool(b) => Some(f64::from(u8::from(*b))),
+            Value::Int(i) => Some(i as f64),
+            Value::Float(f) => Some(f),
+            Value::Bool(b) => Some(f64::from(u8::from(b))),
             _ => None,
         }
     }
@@ -1000,11 +1051,14 @@ impl Classifier<'_> {
             return Err(bad(&format!("unknown storage type {}", ty.qualname())));
         };
         let key = match self.p.get(t[2]) {
-            Value::Str(s) => s.clone(),
+            Value::Str(s) => s.to_owned(),
             Value::Int(i) => i.to_string(),
             _ => return Err(bad("storage key is not a string")),
         };
-        let location = self.p.as_str(t[3]).unwrap_or("cpu").to_owned();
+        let location = match self.p.as_str(t[3]) {
+            None | Some("cpu") => Cow::Borrowed("cpu"),
+            Some(other) => Cow::Owned(other.to_owned()),
+        };
         let numel = self
             .p
             .as_i64(t[4])
@@ -1178,5 +1232,64 @@ fn f16_to_f64(h: u16) -> f64 {
             }
         }
         e => sign * (1.0 + frac / 1024.0) * 2f64.powi(e - 15),
+    }
+}
+
+#[cfg(test)]
+mod nodes_tests {
+    use super::*;
+
+    /// Plain nodes cost a bit each; the others are found by rank, across word boundaries.
+    #[test]
+    fn sparse_nodes_are_found_by_rank() {
+        let mut n = Nodes::default();
+        for i in 0..1000u32 {
+            if i % 7 == 0 || i == 63 || i == 64 {
+                n.push(Node::Int(i64::from(i)));
+            } else {
+                n.push(Node::Plain);
+            }
+        }
+        assert_eq!(n.len(), 1000);
+        for i in 0..1000u32 {
+            let want = if i % 7 == 0 || i == 63 || i == 64 {
+                Node::Int(i64::from(i))
+            } else {
+                Node::Plain
+            };
+            assert_eq!(n.get(i as usize), Some(&want), "node {i}");
+        }
+        assert_eq!(n.get(1000), None);
+        let special = (0..1000u32)
+            .filter(|i| i % 7 == 0 || *i == 63 || *i == 64)
+            .count();
+        assert_eq!(n.other.len(), special);
+    }
+
+    /// A hand-built document keeps its vector as the store; plain nodes still read as plain
+    /// and nodes pushed afterwards are found after them.
+    #[test]
+    fn from_nodes_keeps_order_around_plain_nodes() {
+        let nodes: Vec<Node> = (0..200)
+            .map(|i| {
+                if i % 3 == 0 {
+                    Node::Plain
+                } else {
+                    Node::Int(i)
+                }
+            })
+            .collect();
+        let mut d = Doc::from_nodes(nodes, NodeId(199));
+        let extra = d.push_node(Node::Str("x".into()));
+        assert_eq!(extra, NodeId(200));
+        for i in 0..200u32 {
+            let want = if i % 3 == 0 {
+                Some(&Node::Plain)
+            } else {
+                Some(&Node::Int(i64::from(i)))
+            };
+            assert_eq!(d.nodes.get(i as usize), want, "node {i}");
+        }
+        assert_eq!(d.as_str(extra), Some("x"));
     }
 }

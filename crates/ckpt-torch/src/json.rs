@@ -1,9 +1,13 @@
 //! The decoded object as JSON, in the corpus mapping (what `torch.load` returns, mapped the way
 //! `corpus/README.md` describes). Iterative, so depth costs heap, not stack; budgeted, because a
 //! few hundred bytes of pickle can describe 2^60 shared leaves and JSON has no sharing.
+//! Streaming: [`write_json`] writes while it walks, holding one small buffer and one work item
+//! per open container (never one per child, never the whole text), so dumping a list of
+//! millions of values costs what the document already costs.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::io;
 
 use crate::doc::{Doc, NodeId, TensorRef, View};
 use crate::pyrepr::{float_repr, key_str};
@@ -46,6 +50,9 @@ pub enum JsonError {
     TooLarge { limit: u64 },
     #[error("{0}")]
     Tensor(String),
+    /// Writing the output failed (a closed pipe, a full disk).
+    #[error(transparent)]
+    Io(#[from] io::Error),
 }
 
 /// Computes a tensor's hash when asked; `None` leaves it out.
@@ -60,25 +67,72 @@ enum Work {
     /// `"args": [` followed by a newline at this depth.
     ArgsOpen(usize),
     StateKey,
+    /// The items of a list, tuple (or an object's args) from `next` on, each at `depth`:
+    /// one work item per open container, not one per child.
+    Items {
+        id: NodeId,
+        next: usize,
+        depth: usize,
+    },
+    /// The entries of a dict from `next` on, each at `depth`.
+    Entries {
+        id: NodeId,
+        next: usize,
+        depth: usize,
+    },
 }
 
-struct Writer<'d, 'h> {
+/// Bytes held before they are handed to the sink.
+const FLUSH_AT: usize = 64 << 10;
+
+struct Writer<'d, 'h, 's> {
     doc: &'d Doc,
     opts: JsonOptions,
     out: String,
+    /// Where `out` goes when it fills up; `None` to keep everything in `out`.
+    sink: Option<&'s mut dyn io::Write>,
+    /// Bytes already handed to the sink.
+    written: u64,
+    /// Inside [`Writer::render_python_style`]: `out` is a scratch buffer, never flushed.
+    nested: u32,
     nodes: u64,
-    on_path: HashMap<u32, u32>,
+    /// Containers on the path from the root to the value being written (one bit per
+    /// node: a container is never open twice, its second visit is a cycle marker).
+    on_path: Bits,
     hasher: &'h mut TensorHasher<'h>,
     hash_cache: HashMap<u32, Option<String>>,
     python_style: bool,
 }
 
-/// Write `root` of `doc` as JSON.
+/// Write `root` of `doc` as JSON, into a string.
 pub fn to_json(
     doc: &Doc,
     root: NodeId,
     opts: &JsonOptions,
     hasher: &mut TensorHasher<'_>,
+) -> Result<String, JsonError> {
+    run(doc, root, opts, hasher, None)
+}
+
+/// Write `root` of `doc` as JSON into `sink` as it is produced (the same bytes as
+/// [`to_json`]). Every budget is checked before the first byte is written except the output
+/// size and tensor hashing, which can only fail part way (the sink then holds a prefix).
+pub fn write_json(
+    doc: &Doc,
+    root: NodeId,
+    opts: &JsonOptions,
+    hasher: &mut TensorHasher<'_>,
+    sink: &mut dyn io::Write,
+) -> Result<(), JsonError> {
+    run(doc, root, opts, hasher, Some(sink)).map(|_| ())
+}
+
+fn run(
+    doc: &Doc,
+    root: NodeId,
+    opts: &JsonOptions,
+    hasher: &mut TensorHasher<'_>,
+    sink: Option<&mut dyn io::Write>,
 ) -> Result<String, JsonError> {
     // Re-borrow with a single lifetime for the writer.
     let mut h = |t: &TensorRef| hasher(t);
@@ -86,8 +140,11 @@ pub fn to_json(
         doc,
         opts: *opts,
         out: String::new(),
+        sink,
+        written: 0,
+        nested: 0,
         nodes: 0,
-        on_path: HashMap::new(),
+        on_path: Bits::new(doc.len()),
         hasher: &mut h,
         hash_cache: HashMap::new(),
         python_style: false,
@@ -96,6 +153,11 @@ pub fn to_json(
     w.write(root, 0)?;
     if w.opts.indent.is_some() {
         w.out.push('\n');
+    }
+    if let Some(sink) = w.sink.as_mut() {
+        sink.write_all(w.out.as_bytes())?;
+        sink.flush()?;
+        w.out.clear();
     }
     Ok(w.out)
 }
@@ -126,7 +188,7 @@ fn hex(b: &[u8]) -> String {
     s
 }
 
-impl Writer<'_, '_> {
+impl Writer<'_, '_, '_> {
     fn newline(&mut self, depth: usize) {
         if let Some(n) = self.opts.indent {
             self.out.push('\n');
@@ -156,10 +218,23 @@ impl Writer<'_, '_> {
     fn write(&mut self, root: NodeId, base_depth: usize) -> Result<(), JsonError> {
         let mut work = vec![Work::Node(root, base_depth)];
         while let Some(w) = work.pop() {
-            if self.out.len() as u64 > self.opts.max_bytes {
+            let size = if self.nested == 0 {
+                self.written + self.out.len() as u64
+            } else {
+                self.out.len() as u64
+            };
+            if size > self.opts.max_bytes {
                 return Err(JsonError::TooLarge {
                     limit: self.opts.max_bytes,
                 });
+            }
+            if self.nested == 0
+                && self.out.len() >= FLUSH_AT
+                && let Some(sink) = self.sink.as_mut()
+            {
+                sink.write_all(self.out.as_bytes())?;
+                self.written += self.out.len() as u64;
+                self.out.clear();
             }
             match w {
                 Work::StateKey => {
@@ -177,9 +252,39 @@ impl Writer<'_, '_> {
                     self.newline(d);
                     self.out.push_str(t);
                 }
-                Work::Leave(id) => {
-                    if let Some(c) = self.on_path.get_mut(&id.0) {
-                        *c = c.saturating_sub(1);
+                Work::Leave(id) => self.on_path.set(id.index(), false),
+                Work::Items { id, next, depth } => {
+                    let item = match self.doc.view(id) {
+                        View::List(items) | View::Tuple(items) => items.get(next).copied(),
+                        View::Object(o) => o.args.get(next).copied(),
+                        _ => None,
+                    };
+                    if let Some(item) = item {
+                        work.push(Work::Items {
+                            id,
+                            next: next + 1,
+                            depth,
+                        });
+                        work.push(Work::Node(item, depth));
+                        if next > 0 {
+                            work.push(Work::Sep(depth));
+                        }
+                    }
+                }
+                Work::Entries { id, next, depth } => {
+                    if let View::Dict(items) = self.doc.view(id)
+                        && let Some((k, v)) = items.get(next).copied()
+                    {
+                        work.push(Work::Entries {
+                            id,
+                            next: next + 1,
+                            depth,
+                        });
+                        work.push(Work::Node(v, depth));
+                        work.push(Work::Key(k));
+                        if next > 0 {
+                            work.push(Work::Sep(depth));
+                        }
                     }
                 }
                 Work::Key(k) => {
@@ -193,21 +298,20 @@ impl Writer<'_, '_> {
         Ok(())
     }
 
-    /// Push the items of a container: `open item, item close`.
-    fn seq(&mut self, items: &[NodeId], depth: usize, work: &mut Vec<Work>) {
-        if items.is_empty() {
+    /// Push the items of the list or tuple `id`: `open item, item close`.
+    fn seq(&mut self, id: NodeId, empty: bool, depth: usize, work: &mut Vec<Work>) {
+        if empty {
             self.out.push_str("[]");
             return;
         }
         self.out.push('[');
         self.newline(depth + 1);
         work.push(Work::Close("]", depth));
-        for (i, it) in items.iter().enumerate().rev() {
-            work.push(Work::Node(*it, depth + 1));
-            if i > 0 {
-                work.push(Work::Sep(depth + 1));
-            }
-        }
+        work.push(Work::Items {
+            id,
+            next: 0,
+            depth: depth + 1,
+        });
     }
 
     fn node(&mut self, id: NodeId, depth: usize, work: &mut Vec<Work>) -> Result<(), JsonError> {
@@ -230,12 +334,11 @@ impl Writer<'_, '_> {
             View::List(_) | View::Tuple(_) | View::Dict(_) | View::Set(_) | View::Object(_)
         );
         if is_container {
-            let c = self.on_path.entry(rid.0).or_insert(0);
-            if *c > 0 {
+            if self.on_path.get(rid.index()) {
                 self.lit("{\"__cycle__\": true}");
                 return Ok(());
             }
-            *c += 1;
+            self.on_path.set(rid.index(), true);
             work.push(Work::Leave(rid));
         }
         match view {
@@ -261,7 +364,7 @@ impl Writer<'_, '_> {
                 self.out.push_str(&hex(b));
                 self.lit("\"}");
             }
-            View::List(items) | View::Tuple(items) => self.seq(items, depth, work),
+            View::List(items) | View::Tuple(items) => self.seq(rid, items.is_empty(), depth, work),
             View::Dict(items) => {
                 if items.is_empty() {
                     self.lit("{}");
@@ -269,13 +372,11 @@ impl Writer<'_, '_> {
                     self.out.push('{');
                     self.newline(depth + 1);
                     work.push(Work::Close("}", depth));
-                    for (i, (k, v)) in items.iter().enumerate().rev() {
-                        work.push(Work::Node(*v, depth + 1));
-                        work.push(Work::Key(*k));
-                        if i > 0 {
-                            work.push(Work::Sep(depth + 1));
-                        }
-                    }
+                    work.push(Work::Entries {
+                        id: rid,
+                        next: 0,
+                        depth: depth + 1,
+                    });
                 }
             }
             View::Set(items) => {
@@ -352,12 +453,11 @@ impl Writer<'_, '_> {
                 }
                 if !o.args.is_empty() {
                     work.push(Work::Close("]", depth + 1));
-                    for (i, a) in o.args.iter().enumerate().rev() {
-                        work.push(Work::Node(*a, depth + 2));
-                        if i > 0 {
-                            work.push(Work::Sep(depth + 2));
-                        }
-                    }
+                    work.push(Work::Items {
+                        id: rid,
+                        next: 0,
+                        depth: depth + 2,
+                    });
                     work.push(Work::ArgsOpen(depth + 2));
                     work.push(Work::Sep(depth + 1));
                 }
@@ -429,7 +529,9 @@ impl Writer<'_, '_> {
         let saved_style = self.python_style;
         self.opts.indent = None;
         self.python_style = true;
+        self.nested += 1;
         let r = self.write(id, depth);
+        self.nested -= 1;
         let rendered = std::mem::replace(&mut self.out, saved_out);
         self.opts = saved_opts;
         self.python_style = saved_style;
@@ -437,106 +539,146 @@ impl Writer<'_, '_> {
     }
 }
 
-/// Children written for a node (dict keys are written as strings, not counted).
-fn children(doc: &Doc, id: NodeId, out: &mut Vec<NodeId>) {
-    out.clear();
+/// The `i`-th child written for a node (dict keys are written as strings, not counted):
+/// items, dict values, an object's args then its state.
+fn child(doc: &Doc, id: NodeId, i: usize) -> Option<NodeId> {
     match doc.view(id) {
-        View::List(items) | View::Tuple(items) | View::Set(items) => out.extend_from_slice(items),
-        View::Dict(items) => out.extend(items.iter().map(|(_, v)| *v)),
-        View::Object(o) => {
-            out.extend_from_slice(&o.args);
-            out.extend(o.state);
+        View::List(items) | View::Tuple(items) | View::Set(items) => items.get(i).copied(),
+        View::Dict(items) => items.get(i).map(|(_, v)| *v),
+        View::Object(o) => match o.args.get(i) {
+            Some(a) => Some(*a),
+            None if i == o.args.len() => o.state,
+            None => None,
+        },
+        _ => None,
+    }
+}
+
+/// One bit per node.
+struct Bits(Vec<u64>);
+
+impl Bits {
+    fn new(n: usize) -> Bits {
+        Bits(vec![0; n.div_ceil(64)])
+    }
+    fn get(&self, i: usize) -> bool {
+        self.0.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
+    }
+    fn set(&mut self, i: usize, on: bool) {
+        if let Some(w) = self.0.get_mut(i / 64) {
+            if on {
+                *w |= 1 << (i % 64);
+            } else {
+                *w &= !(1 << (i % 64));
+            }
         }
-        _ => {}
     }
 }
 
 /// Size and depth of the JSON a document expands to, computed over the shared graph in
 /// linear time, so a memo bomb is refused before anything is written (not after writing
 /// millions of values). Back edges (cycles) count as one value, as the writer prints them.
+///
+/// Two passes over what `root` reaches, each visiting a node once: the first counts how many
+/// edges reach each node (a byte per node, saturating); the second computes sizes depth
+/// first and remembers them only for nodes reached more than once — the only ones whose
+/// size is asked for twice. A tree (every plain checkpoint) is then checked with a few bits
+/// and a byte per node and a stack as deep as the tree, whatever its width.
 fn precheck(doc: &Doc, root: NodeId, opts: &JsonOptions) -> Result<(), JsonError> {
-    /// Per reachable node: finished? expanded size, depth. Only what `root` reaches is
-    /// visited, so converting a small subtree of a big pickle stays cheap.
-    struct Info {
-        done: bool,
-        size: u64,
-        depth: u32,
-    }
     let n = doc.len();
-    let mut info: HashMap<u32, Info> = HashMap::new();
-    let mut kids: Vec<NodeId> = Vec::new();
-    // (node, children, next child index)
-    let mut stack: Vec<(NodeId, Vec<NodeId>, usize)> = Vec::new();
     let root = doc.resolve(root);
     if root.index() >= n {
         return Ok(());
     }
-    children(doc, root, &mut kids);
-    info.insert(
-        root.0,
-        Info {
-            done: false,
-            size: 1,
-            depth: 1,
-        },
-    );
-    stack.push((root, kids.clone(), 0));
-    while let Some((id, ch, i)) = stack.last_mut() {
-        if *i < ch.len() {
-            let c = doc.resolve(ch[*i]);
-            *i += 1;
-            if c.index() < n && !info.contains_key(&c.0) {
-                if stack.len() > opts.max_depth {
-                    return Err(JsonError::DepthLimit {
-                        limit: opts.max_depth,
-                    });
+    let depth_err = || JsonError::DepthLimit {
+        limit: opts.max_depth,
+    };
+    // Pass 1: in-degrees of everything reachable (each node expanded once).
+    let mut indeg: Vec<u8> = vec![0; n];
+    let mut seen = Bits::new(n);
+    seen.set(root.index(), true);
+    let mut stack: Vec<(NodeId, usize)> = vec![(root, 0)];
+    while let Some((id, i)) = stack.last_mut() {
+        let Some(c) = child(doc, *id, *i) else {
+            stack.pop();
+            continue;
+        };
+        *i += 1;
+        let c = doc.resolve(c);
+        if c.index() >= n {
+            continue;
+        }
+        if let Some(d) = indeg.get_mut(c.index()) {
+            *d = d.saturating_add(1);
+        }
+        if !seen.get(c.index()) {
+            seen.set(c.index(), true);
+            if stack.len() > opts.max_depth {
+                return Err(depth_err());
+            }
+            stack.push((c, 0));
+        }
+    }
+    drop(seen);
+    // Pass 2: sizes, depth first; `on_path` marks the open nodes (a child on the path is a
+    // cycle, written as one marker), `done` the shared nodes already measured.
+    struct Frame {
+        id: NodeId,
+        next: usize,
+        size: u64,
+        depth: u32,
+    }
+    let mut on_path = Bits::new(n);
+    let mut done: HashMap<u32, (u64, u32)> = HashMap::new();
+    let mut frames: Vec<Frame> = vec![Frame {
+        id: root,
+        next: 0,
+        size: 1,
+        depth: 0,
+    }];
+    on_path.set(root.index(), true);
+    while let Some(f) = frames.last_mut() {
+        if let Some(c) = child(doc, f.id, f.next) {
+            f.next += 1;
+            let c = doc.resolve(c);
+            if c.index() >= n || on_path.get(c.index()) {
+                // out of range, or a cycle (written as a marker)
+                f.size = f.size.saturating_add(1);
+            } else if let Some(&(size, depth)) = done.get(&c.0) {
+                f.size = f.size.saturating_add(size);
+                f.depth = f.depth.max(depth);
+            } else {
+                if frames.len() > opts.max_depth {
+                    return Err(depth_err());
                 }
-                children(doc, c, &mut kids);
-                info.insert(
-                    c.0,
-                    Info {
-                        done: false,
-                        size: 1,
-                        depth: 1,
-                    },
-                );
-                stack.push((c, kids.clone(), 0));
+                on_path.set(c.index(), true);
+                frames.push(Frame {
+                    id: c,
+                    next: 0,
+                    size: 1,
+                    depth: 0,
+                });
             }
             continue;
         }
-        let id = *id;
-        let mut total: u64 = 1;
-        let mut d: u32 = 0;
-        for c in ch.iter() {
-            let c = doc.resolve(*c);
-            match info.get(&c.0) {
-                Some(x) if x.done => {
-                    total = total.saturating_add(x.size);
-                    d = d.max(x.depth);
-                }
-                // a cycle (written as a marker) or a node out of range
-                _ => total = total.saturating_add(1),
-            }
-        }
-        let depth = d.saturating_add(1);
-        info.insert(
-            id.0,
-            Info {
-                done: true,
-                size: total,
-                depth,
-            },
-        );
-        stack.pop();
-        if total > opts.max_nodes {
+        let (id, size) = (f.id, f.size);
+        let depth = f.depth.saturating_add(1);
+        frames.pop();
+        on_path.set(id.index(), false);
+        if size > opts.max_nodes {
             return Err(JsonError::ExpansionLimit {
                 limit: opts.max_nodes,
             });
         }
         if depth as usize > opts.max_depth {
-            return Err(JsonError::DepthLimit {
-                limit: opts.max_depth,
-            });
+            return Err(depth_err());
+        }
+        if indeg.get(id.index()).is_some_and(|d| *d > 1) {
+            done.insert(id.0, (size, depth));
+        }
+        if let Some(parent) = frames.last_mut() {
+            parent.size = parent.size.saturating_add(size);
+            parent.depth = parent.depth.max(depth);
         }
     }
     Ok(())

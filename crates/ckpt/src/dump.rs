@@ -1,7 +1,9 @@
 //! `ckpt dump`: the decoded object as JSON in the corpus mapping.
 
 use anyhow::{Context, Result, bail};
-use ckpt_torch::json::{JsonOptions, to_json};
+use std::io::Write as _;
+
+use ckpt_torch::json::{JsonError, JsonOptions, write_json};
 use ckpt_torch::pyrepr::key_str;
 use ckpt_torch::{Checkpoint, Doc, NodeId, View};
 
@@ -32,15 +34,19 @@ pub fn run(a: &DumpArgs) -> Result<Outcome> {
             .map(Some)
             .map_err(|e| e.to_string())
     };
-    let json = match to_json(&ck.doc, root, &opts, &mut hasher) {
-        Ok(j) => j,
-        Err(ckpt_torch::json::JsonError::Tensor(msg)) => bail!("{msg}"),
+    // Written as it is produced: the JSON of a document is never held whole in memory.
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::with_capacity(64 << 10, stdout.lock());
+    match write_json(&ck.doc, root, &opts, &mut hasher, &mut out) {
+        Ok(()) => {}
+        Err(JsonError::Tensor(msg)) => bail!("{msg}"),
+        Err(JsonError::Io(e)) => return Err(e.into()),
         Err(e) => bail!("{}: {e}", a.file.display()),
-    };
-    crate::print_stdout(&json)?;
-    if a.compact {
-        crate::print_stdout("\n")?;
     }
+    if a.compact {
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
     Ok(Outcome::Ok)
 }
 

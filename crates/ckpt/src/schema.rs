@@ -40,6 +40,7 @@ pub const SCHEMAS: &[Entry] = &[
     Entry::new("inspect", "ckpt inspect --format json", output::<Vec<InspectItem>>),
     Entry::new("validate", "ckpt validate --format json", output::<Vec<SidecarCheck>>),
     Entry::new("catalog", "ckpt catalog --format json", output::<CatalogOutput>),
+    Entry::new("convert", "ckpt convert --format json", output::<ckpt_convert::ConvertRun>),
     Entry::new("hash", "ckpt hash --format json", ckpt_identity::hash_schema),
     Entry::new("diff", "ckpt diff --format json", ckpt_identity::diff_schema),
 ];

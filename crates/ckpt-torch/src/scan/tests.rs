@@ -496,10 +496,10 @@ fn control_characters_in_names_are_escaped() {
 #[test]
 fn hand_built_arena_globals_are_reported() {
     let mut p = Pickle::new();
-    let g = p.push(Value::Global(Box::new(ckpt_pickle::Global {
+    let g = p.push(Value::Global(&ckpt_pickle::Global {
         module: "os".into(),
         name: "system".into(),
-    })));
+    }));
     p.set_root(g);
     let r = scan_pickle(&p, "x");
     assert_eq!(r.verdict(), Verdict::Dangerous);
