@@ -1,12 +1,11 @@
-//! Experiments as groups of catalog entries, and differences between two checkpoints.
+//! Experiments as groups of catalog entries. (The diff of two checkpoints is
+//! `ckpt_identity::diff`.)
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
-use serde_json::Value;
 
 use crate::entry::CatalogEntry;
-use crate::identity::IdentityInputs;
 use crate::query::{GroupBy, group_of};
 use crate::resolve::metric_value;
 
@@ -111,152 +110,6 @@ pub fn latest(entries: &[CatalogEntry], step: Option<i64>) -> Option<&CatalogEnt
     }
 }
 
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
-pub struct ArchDiff {
-    pub added: Vec<(String, String, Vec<u64>)>,
-    pub removed: Vec<(String, String, Vec<u64>)>,
-    pub reshaped: Vec<(String, Vec<u64>, Vec<u64>)>,
-    pub retyped: Vec<(String, String, String)>,
-}
-
-impl ArchDiff {
-    pub fn is_empty(&self) -> bool {
-        self.added.is_empty()
-            && self.removed.is_empty()
-            && self.reshaped.is_empty()
-            && self.retyped.is_empty()
-    }
-}
-
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct ValueChange {
-    pub path: String,
-    pub old: Value,
-    pub new: Value,
-}
-
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
-pub struct DataDiff {
-    pub added: usize,
-    pub removed: usize,
-    pub examples_added: Vec<String>,
-    pub examples_removed: Vec<String>,
-    /// One side has UIDs and the other has none.
-    pub one_sided: bool,
-}
-
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Diff {
-    pub architecture: ArchDiff,
-    pub hyperparameters: Vec<ValueChange>,
-    pub data: DataDiff,
-    pub metrics: Vec<ValueChange>,
-    pub epoch: Option<(Value, Value)>,
-    pub global_step: Option<(Value, Value)>,
-}
-
-fn flatten(prefix: &str, v: &Value, out: &mut BTreeMap<String, Value>) {
-    match v {
-        Value::Object(m) if !m.is_empty() => {
-            for (k, x) in m {
-                let p = if prefix.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{prefix}.{k}")
-                };
-                flatten(&p, x, out);
-            }
-        }
-        // An empty or missing top level has no fields to compare.
-        Value::Object(_) | Value::Null if prefix.is_empty() => {}
-        other => {
-            out.insert(prefix.to_owned(), other.clone());
-        }
-    }
-}
-
-fn changes(a: &Value, b: &Value) -> Vec<ValueChange> {
-    let (mut fa, mut fb) = (BTreeMap::new(), BTreeMap::new());
-    flatten("", a, &mut fa);
-    flatten("", b, &mut fb);
-    let keys: BTreeSet<&String> = fa.keys().chain(fb.keys()).collect();
-    keys.into_iter()
-        .filter_map(|k| {
-            let (x, y) = (
-                fa.get(k).cloned().unwrap_or(Value::Null),
-                fb.get(k).cloned().unwrap_or(Value::Null),
-            );
-            (x != y).then(|| ValueChange {
-                path: k.clone(),
-                old: x,
-                new: y,
-            })
-        })
-        .collect()
-}
-
-/// What changed from `a` to `b`: identity inputs, and (from catalog entries) metrics and
-/// epoch/step.
-pub fn diff(a: &IdentityInputs, b: &IdentityInputs, ea: &Value, eb: &Value) -> Diff {
-    let mut d = Diff::default();
-    for (name, (dt, sh)) in &a.tensors {
-        match b.tensors.get(name) {
-            None => d
-                .architecture
-                .removed
-                .push((name.clone(), dt.clone(), sh.clone())),
-            Some((dt2, sh2)) => {
-                if sh != sh2 {
-                    d.architecture
-                        .reshaped
-                        .push((name.clone(), sh.clone(), sh2.clone()));
-                }
-                if dt != dt2 {
-                    d.architecture
-                        .retyped
-                        .push((name.clone(), dt.clone(), dt2.clone()));
-                }
-            }
-        }
-    }
-    for (name, (dt, sh)) in &b.tensors {
-        if !a.tensors.contains_key(name) {
-            d.architecture
-                .added
-                .push((name.clone(), dt.clone(), sh.clone()));
-        }
-    }
-    d.hyperparameters = changes(
-        a.hparams.as_ref().unwrap_or(&Value::Null),
-        b.hparams.as_ref().unwrap_or(&Value::Null),
-    );
-    match (&a.uids, &b.uids) {
-        (Some(x), Some(y)) => {
-            let (sx, sy): (BTreeSet<&String>, BTreeSet<&String>) =
-                (x.iter().collect(), y.iter().collect());
-            let added: Vec<&&String> = sy.difference(&sx).collect();
-            let removed: Vec<&&String> = sx.difference(&sy).collect();
-            d.data = DataDiff {
-                added: added.len(),
-                removed: removed.len(),
-                examples_added: added.iter().take(5).map(|s| (**s).clone()).collect(),
-                examples_removed: removed.iter().take(5).map(|s| (**s).clone()).collect(),
-                one_sided: false,
-            };
-        }
-        (None, None) => {}
-        _ => d.data.one_sided = true,
-    }
-    d.metrics = changes(&ea["metrics"], &eb["metrics"]);
-    if ea["epoch"] != eb["epoch"] {
-        d.epoch = Some((ea["epoch"].clone(), eb["epoch"].clone()));
-    }
-    if ea["global_step"] != eb["global_step"] {
-        d.global_step = Some((ea["global_step"].clone(), eb["global_step"].clone()));
-    }
-    d
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -284,39 +137,5 @@ mod tests {
         assert_eq!(latest(&entries, None).unwrap().path, "a/2");
         assert_eq!(latest(&entries, Some(1)).unwrap().path, "a/1");
         assert!(latest(&entries, Some(9)).is_none());
-    }
-
-    #[test]
-    fn diffs() {
-        let mut a = IdentityInputs::default();
-        let mut b = IdentityInputs::default();
-        a.tensors
-            .insert("fc1.weight".into(), ("float32".into(), vec![8, 4]));
-        b.tensors
-            .insert("fc1.weight".into(), ("float32".into(), vec![16, 4]));
-        a.tensors
-            .insert("fc2.bias".into(), ("float32".into(), vec![2]));
-        b.tensors
-            .insert("fc3.bias".into(), ("float16".into(), vec![2]));
-        a.hparams = Some(json!({"lr": 0.1, "model": {"hidden": 8}}));
-        b.hparams = Some(json!({"lr": 0.1, "model": {"hidden": 16}}));
-        a.uids = Some(vec!["1".into(), "2".into()]);
-        b.uids = Some(vec!["2".into(), "3".into()]);
-        let d = diff(
-            &a,
-            &b,
-            &json!({"epoch": 1, "metrics": {}}),
-            &json!({"epoch": 2, "metrics": {"x": 1}}),
-        );
-        assert_eq!(
-            d.architecture.reshaped,
-            vec![("fc1.weight".to_owned(), vec![8, 4], vec![16, 4])]
-        );
-        assert_eq!(d.architecture.removed.len(), 1);
-        assert_eq!(d.architecture.added.len(), 1);
-        assert_eq!(d.hyperparameters[0].path, "model.hidden");
-        assert_eq!((d.data.added, d.data.removed), (1, 1));
-        assert_eq!(d.metrics[0].path, "x");
-        assert!(d.epoch.is_some());
     }
 }

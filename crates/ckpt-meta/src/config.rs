@@ -164,6 +164,47 @@ pub fn read_config_raw(path: &Path) -> Result<Value, ConfigError> {
         })
     }
 }
+/// Read a config that Lightning may have written with `!!python/...` tags (`hparams.yaml`
+/// for a Namespace or an AttributeDict): read as is first; when that does not parse and the
+/// text has such tags, read again with the tags dropped (the tagged mappings and lists stay).
+/// A resolution budget error is never retried.
+pub fn read_config_python_tags_dropped(path: &Path) -> Result<Value, ConfigError> {
+    match read_config(path) {
+        Ok(v) => Ok(v),
+        Err(e @ ConfigError::Yaml { .. }) => {
+            let Ok(text) = ckpt_torch::open::read_small_text(path, yaml::MAX_YAML_BYTES as u64)
+            else {
+                return Err(e);
+            };
+            if !text.contains("!!python/") {
+                return Err(e);
+            }
+            let v = yaml::parse(&drop_python_tags(&text)).map_err(|_| e)?;
+            resolve(&v).map_err(|source| ConfigError::Resolve {
+                path: path.to_path_buf(),
+                source,
+            })
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// `text` with every `!!python/...` tag (up to the next whitespace) removed.
+pub fn drop_python_tags(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("!!python/") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i..];
+        let end = after
+            .find(|c: char| c.is_whitespace())
+            .unwrap_or(after.len());
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Look up a dotted path (`model.component_overrides.encoder`; list items by index).
 pub fn lookup<'v>(v: &'v Value, path: &str) -> Option<&'v Value> {
     let mut cur = v;
@@ -537,6 +578,24 @@ mod tests {
                 )
             })
         })
+    }
+
+    #[test]
+    fn python_tags_are_dropped_only_when_needed() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("hparams.yaml");
+        std::fs::write(
+            &p,
+            "args: !!python/object:argparse.Namespace\n  lr: 0.1\n  x: ${args.lr}\n",
+        )
+        .unwrap();
+        let v = read_config_python_tags_dropped(&p).unwrap();
+        assert_eq!(v, json!({"args": {"lr": 0.1, "x": 0.1}}));
+        std::fs::write(&p, "a: [1\n").unwrap();
+        assert!(matches!(
+            read_config_python_tags_dropped(&p),
+            Err(ConfigError::Yaml { .. })
+        ));
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod config;
 pub mod engine;
 pub mod extract;
 pub mod fact;
+pub mod hash_folder;
 pub mod schema;
 pub mod sidecar;
 pub mod sources;

@@ -113,6 +113,13 @@ pub struct HashArgs {
     /// Drop a hyperparameter (dotted path) before hashing; repeatable.
     #[arg(long, value_name = "KEY.PATH")]
     pub ignore: Vec<String>,
+    /// The identity algorithm: `v2` (the run's full config) or `v1` (as computed before v2).
+    #[arg(long, value_name = "VERSION", default_value = "v2")]
+    pub algorithm: ckpt_identity::Algorithm,
+    /// Check that PATH is experiment HASH (`v1:…` or `v2:…`, as `ckpt hash` printed it, in
+    /// the algorithm its prefix names); exit 1 when it is not.
+    #[arg(long, value_name = "HASH", conflicts_with = "algorithm")]
+    pub expect: Option<String>,
     #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
     pub format: OutputFormat,
 }
@@ -124,6 +131,9 @@ pub struct DiffArgs {
     /// Drop a hyperparameter (dotted path) before comparing; repeatable.
     #[arg(long, value_name = "KEY.PATH")]
     pub ignore: Vec<String>,
+    /// The identity algorithm: `v2` (the run's full config) or `v1` (as computed before v2).
+    #[arg(long, value_name = "VERSION", default_value = "v2")]
+    pub algorithm: ckpt_identity::Algorithm,
     #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
     pub format: OutputFormat,
 }

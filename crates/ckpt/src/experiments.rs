@@ -9,12 +9,12 @@ use ckpt_catalog::CatalogEntry;
 use ckpt_catalog::cache::Cache;
 use ckpt_catalog::catalog::{Options, build};
 use ckpt_catalog::compare;
-use ckpt_catalog::identity::{self, HashOptions};
+use ckpt_identity::{self as identity, HashOptions};
 use ckpt_retention::{self as retention, Action, Mode, PruneOptions};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::Outcome;
-use crate::cli::{DiffArgs, ExperimentsArgs, HashArgs, LatestArgs, OutputFormat, PruneArgs};
+use crate::cli::{ExperimentsArgs, LatestArgs, OutputFormat, PruneArgs};
 use crate::inspect::human_bytes;
 
 /// The catalog of `paths` for `command` (named in bug reports).
@@ -35,158 +35,6 @@ fn catalog(command: &str, paths: &[PathBuf], no_cache: bool) -> Result<Vec<Catal
         crate::report_bug(command, &b.path, &b.panic);
     }
     Ok(cat.entries)
-}
-
-fn hash_options(a: &HashArgs) -> HashOptions {
-    HashOptions {
-        hparams_file: a.hparams.clone(),
-        data_uids: a.data_uids.clone(),
-        uid_column: a.uid_column.clone(),
-        ignore: a.ignore.clone(),
-    }
-}
-
-pub fn hash(a: &HashArgs) -> Result<Outcome> {
-    let inputs = identity::gather(&a.path, &hash_options(a))?;
-    let id = identity::identity(&inputs);
-    let c = &id.components;
-    if c.architecture.is_none() && c.hyperparameters.is_none() && c.data.is_none() {
-        bail!(
-            "{}: nothing to identify: no state dict, no hyperparameters and no data UIDs found",
-            a.path.display()
-        );
-    }
-    match a.format {
-        OutputFormat::Json => {
-            let mut s = serde_json::to_string_pretty(&id)?;
-            s.push('\n');
-            crate::print_stdout(&s)?;
-        }
-        OutputFormat::Table => {
-            let mut s = format!("{}  {}\n", id.hash, a.path.display());
-            let show = |x: &Option<String>| x.clone().unwrap_or_else(|| "-".into());
-            let _ = writeln!(
-                s,
-                "  architecture     {}  ({} tensors)",
-                show(&id.components.architecture),
-                inputs.tensors.len()
-            );
-            let _ = writeln!(
-                s,
-                "  hyperparameters  {}{}",
-                show(&id.components.hyperparameters),
-                inputs
-                    .hparams_source
-                    .as_ref()
-                    .map(|x| format!("  (from {x})"))
-                    .unwrap_or_default()
-            );
-            let _ = writeln!(
-                s,
-                "  data             {}{}",
-                show(&id.components.data),
-                match (&inputs.uids, &inputs.uids_source) {
-                    (Some(u), Some(src)) => format!("  ({} UIDs from {src})", u.len()),
-                    _ => String::new(),
-                }
-            );
-            crate::print_stdout(&s)?;
-        }
-    }
-    Ok(Outcome::Ok)
-}
-
-fn entry_for(path: &std::path::Path) -> Value {
-    let opts = Options {
-        cache: None,
-        ..Options::default()
-    };
-    build(&[path.to_path_buf()], &opts)
-        .ok()
-        .and_then(|c| c.entries.into_iter().next())
-        .map(|e| e.to_value())
-        .unwrap_or(Value::Null)
-}
-
-pub fn diff(a: &DiffArgs) -> Result<Outcome> {
-    let opts = HashOptions {
-        ignore: a.ignore.clone(),
-        ..HashOptions::default()
-    };
-    let ia = identity::gather(&a.a, &opts)?;
-    let ib = identity::gather(&a.b, &opts)?;
-    let (ha, hb) = (identity::identity(&ia), identity::identity(&ib));
-    let d = compare::diff(&ia, &ib, &entry_for(&a.a), &entry_for(&a.b));
-    let same = ha.hash == hb.hash;
-    match a.format {
-        OutputFormat::Json => {
-            let v = json!({
-                "a": {"path": a.a.display().to_string(), "identity": ha},
-                "b": {"path": a.b.display().to_string(), "identity": hb},
-                "identical": same,
-                "diff": d,
-            });
-            let mut s = serde_json::to_string_pretty(&v)?;
-            s.push('\n');
-            crate::print_stdout(&s)?;
-        }
-        OutputFormat::Table => {
-            let mut s = String::new();
-            let _ = writeln!(s, "--- {}  {}", a.a.display(), ha.hash);
-            let _ = writeln!(s, "+++ {}  {}", a.b.display(), hb.hash);
-            let comp =
-                |x: &Option<String>, y: &Option<String>| if x == y { "same" } else { "differs" };
-            let _ = writeln!(
-                s,
-                "identity: architecture {}, hyperparameters {}, data {}",
-                comp(&ha.components.architecture, &hb.components.architecture),
-                comp(
-                    &ha.components.hyperparameters,
-                    &hb.components.hyperparameters
-                ),
-                comp(&ha.components.data, &hb.components.data)
-            );
-            for (n, dt, sh) in &d.architecture.removed {
-                let _ = writeln!(s, "- tensor {n} {dt} {sh:?}");
-            }
-            for (n, dt, sh) in &d.architecture.added {
-                let _ = writeln!(s, "+ tensor {n} {dt} {sh:?}");
-            }
-            for (n, x, y) in &d.architecture.reshaped {
-                let _ = writeln!(s, "~ tensor {n} shape {x:?} -> {y:?}");
-            }
-            for (n, x, y) in &d.architecture.retyped {
-                let _ = writeln!(s, "~ tensor {n} dtype {x} -> {y}");
-            }
-            for c in &d.hyperparameters {
-                let _ = writeln!(s, "~ hparam {}: {} -> {}", c.path, c.old, c.new);
-            }
-            if d.data.added + d.data.removed > 0 {
-                let _ = writeln!(
-                    s,
-                    "~ data: {} UIDs added (e.g. {}), {} removed (e.g. {})",
-                    d.data.added,
-                    d.data.examples_added.join(", "),
-                    d.data.removed,
-                    d.data.examples_removed.join(", ")
-                );
-            }
-            if d.data.one_sided {
-                let _ = writeln!(s, "~ data: only one side has UIDs");
-            }
-            for c in &d.metrics {
-                let _ = writeln!(s, "~ metric {}: {} -> {}", c.path, c.old, c.new);
-            }
-            if let Some((x, y)) = &d.epoch {
-                let _ = writeln!(s, "~ epoch: {x} -> {y}");
-            }
-            if let Some((x, y)) = &d.global_step {
-                let _ = writeln!(s, "~ global_step: {x} -> {y}");
-            }
-            crate::print_stdout(&s)?;
-        }
-    }
-    Ok(if same { Outcome::Ok } else { Outcome::Findings })
 }
 
 /// An experiment's name in the table, with its run when rows are runs.

@@ -6,6 +6,7 @@ mod cli;
 mod convert;
 mod dump;
 mod experiments;
+mod identity;
 mod inputs;
 mod inspect;
 mod meta;
@@ -141,8 +142,8 @@ fn run(args: cli::Cli) -> anyhow::Result<Outcome> {
         cli::Command::Schema(a) => schema::run(a.name.as_deref()),
         cli::Command::Catalog(a) => catalog::run(&a),
         cli::Command::Cache(a) => catalog::cache(&a),
-        cli::Command::Hash(a) => experiments::hash(&a),
-        cli::Command::Diff(a) => experiments::diff(&a),
+        cli::Command::Hash(a) => identity::hash(&a),
+        cli::Command::Diff(a) => identity::diff(&a),
         cli::Command::Experiments(a) => experiments::experiments(&a),
         cli::Command::Latest(a) => experiments::latest(&a),
         cli::Command::Prune(a) => experiments::prune(&a),

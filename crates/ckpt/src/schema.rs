@@ -41,6 +41,8 @@ pub const SCHEMAS: &[Entry] = &[
     Entry::new("validate", "ckpt validate --format json", output::<Vec<SidecarCheck>>),
     Entry::new("catalog", "ckpt catalog --format json", output::<CatalogOutput>),
     Entry::new("convert", "ckpt convert --format json", output::<ckpt_convert::ConvertRun>),
+    Entry::new("hash", "ckpt hash --format json", ckpt_identity::hash_schema),
+    Entry::new("diff", "ckpt diff --format json", ckpt_identity::diff_schema),
 ];
 
 /// The names `ckpt schema` knows, in [`SCHEMAS`] order.

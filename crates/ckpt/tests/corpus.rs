@@ -431,14 +431,31 @@ fn identity_on_weightslab() {
         .map(|s| hash_of(&[step("a1b2c3d4e5f6", *s).as_os_str()]))
         .collect();
     assert!(hs.iter().all(|h| h["hash"] == hs[0]["hash"]), "{hs:?}");
-    let wide = hash_of(&[step("0f9e8d7c6b5a", 100).as_os_str()]);
+    // v1 removed the config's `model` key: the wider experiment differs in architecture only.
+    let v1 = |h: &str| {
+        hash_of(&[
+            step(h, 100).as_os_str(),
+            "--algorithm".as_ref(),
+            "v1".as_ref(),
+        ])
+    };
+    let (wide, narrow) = (v1("0f9e8d7c6b5a"), v1("a1b2c3d4e5f6"));
     for k in ["hyperparameters", "data"] {
-        assert_eq!(wide["components"][k], hs[0]["components"][k], "{k}");
+        assert_eq!(wide["components"][k], narrow["components"][k], "{k}");
     }
     assert_ne!(
         wide["components"]["architecture"],
-        hs[0]["components"]["architecture"]
+        narrow["components"]["architecture"]
     );
+    // v2 hashes the full config, whose `model.hidden` says 16 vs 8: that differs too.
+    let wide = hash_of(&[step("0f9e8d7c6b5a", 100).as_os_str()]);
+    for (k, same) in [
+        ("hyperparameters", false),
+        ("data", true),
+        ("architecture", false),
+    ] {
+        assert_eq!(wide["components"][k] == hs[0]["components"][k], same, "{k}");
+    }
     // a re-ordered, re-spelled hparams file gives the same hash
     let tmp = tempfile::tempdir().unwrap();
     let hp_path = w.join("a1b2c3d4e5f6/hp/config.yaml");

@@ -48,7 +48,7 @@ fn hash_contract_and_identity_rules() {
     assert!(s.len() >= 3);
     let h: Vec<Value> = s.iter().map(|p| hash_json(&[p])).collect();
     // the JSON contract
-    assert!(h[0]["hash"].as_str().unwrap().starts_with("v1:"));
+    assert!(h[0]["hash"].as_str().unwrap().starts_with("v2:"));
     for k in ["architecture", "hyperparameters", "data"] {
         assert!(h[0]["components"].get(k).is_some(), "{k}");
     }
@@ -147,7 +147,7 @@ fn experiments_and_latest() {
             .unwrap()
             .ends_with("epoch=02-step=6-hmean=0.7718.ckpt")
     );
-    assert!(l["hash"].as_str().unwrap().starts_with("v1:"));
+    assert!(l["hash"].as_str().unwrap().starts_with("v2:"));
     let o = ckpt()
         .args(["latest", "--no-cache", "examples/lightning", "--step", "4"])
         .assert()

@@ -6,7 +6,7 @@
 //! shared by all checkpoints (and threads) of a run. Unreadable, oversized or malformed files
 //! yield no facts; nothing here fails or panics.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fmt;
 use std::fs;
 use std::io::{Read, Seek, SeekFrom};
@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::config::{read_config, resolve};
 use crate::fact::{Fact, Field, Source};
+use crate::hash_folder;
 use crate::sources::config::tree_facts;
 use crate::sources::names::parse_file_name;
 use crate::yaml;
@@ -961,132 +962,50 @@ pub fn hierarchical(cache: &DirCache, ckpt: &Path, root: &Path) -> Vec<Fact> {
 
 #[derive(Debug, Default)]
 struct HashDir {
-    is_exp: bool,
+    /// The folder's name, when it is an experiment folder at all.
+    name: Option<String>,
     hparams: Vec<(String, Value)>,
     model: Vec<Fact>,
     active_uids: Option<usize>,
 }
 
-/// A hex-ish folder name: 6 or more hex digits.
-fn hexish(name: &str) -> bool {
-    name.len() >= 6 && name.bytes().all(|b| b.is_ascii_hexdigit())
-}
-
 impl HashDir {
+    /// Whether `dir` is an experiment folder, and which files hold its hyperparameters and
+    /// UIDs, are the layout's answers ([`hash_folder`]), shared with `ckpt hash`.
     fn load(cache: &DirCache, dir: &Path) -> HashDir {
-        let hp = dir.join("hp");
-        let has_hp = hp.is_dir();
-        if !has_hp && !name_of(dir).is_some_and(hexish) {
+        let Some(name) = hash_folder::experiment_name(dir) else {
             return HashDir::default();
-        }
+        };
         let mut h = HashDir {
-            is_exp: true,
+            name: Some(name),
             ..HashDir::default()
         };
-        if has_hp {
-            let mut files: Vec<PathBuf> = fs::read_dir(&hp)
-                .into_iter()
-                .flatten()
-                .flatten()
-                .take(MAX_DIR_ENTRIES)
-                .map(|e| e.path())
-                .filter(|p| {
-                    p.extension()
-                        .and_then(|e| e.to_str())
-                        .is_some_and(|e| matches!(e, "yaml" | "yml" | "json"))
-                })
-                .collect();
-            // `config.*` first, then by name.
-            files.sort_by_key(|p| (stem_of(p) != "config", p.clone()));
-            for f in files.iter().take(32) {
-                let Some(v) = cache.config(f) else { continue };
-                let Some(m) = v.as_object() else { continue };
-                for (k, x) in m {
-                    if !h.hparams.iter().any(|(hk, _)| hk == k) {
-                        h.hparams.push((k.clone(), x.clone()));
-                    }
+        let mut files = hash_folder::hp_files(dir)
+            .map(|f| f.files)
+            .unwrap_or_default();
+        // `config.*` first, then by name: the first file stating a key gives its value.
+        files.sort_by_key(|p| (stem_of(p) != "config", p.clone()));
+        for f in files.iter().take(32) {
+            let Some(v) = cache.config(f) else { continue };
+            let Some(m) = v.as_object() else { continue };
+            for (k, x) in m {
+                if !h.hparams.iter().any(|(hk, _)| hk == k) {
+                    h.hparams.push((k.clone(), x.clone()));
                 }
-                for fact in tree_facts(&v, Source::HashFolder) {
-                    if !h.model.iter().any(|x| x.field == fact.field) {
-                        h.model.push(fact);
-                    }
+            }
+            for fact in tree_facts(&v, Source::HashFolder) {
+                if !h.model.iter().any(|x| x.field == fact.field) {
+                    h.model.push(fact);
                 }
             }
         }
-        let data = dir.join("data");
-        h.active_uids = ["active_uids.txt", "active_uids.json", "active_uids.csv"]
-            .iter()
-            .find_map(|n| count_uids(&data.join(n)));
+        // A UID file that does not read (or is over the catalog's size limit) is no count,
+        // never another file's count.
+        h.active_uids = hash_folder::data_file(dir)
+            .and_then(|f| hash_folder::read_uids_within(&f, None, MAX_FILE_BYTES).ok())
+            .map(|u| u.len());
         h
     }
-}
-
-/// Number of distinct UIDs in a `.txt` (one a line), `.json` (a list, or an object with a
-/// list under `active_uids`/`uids`/`ids`, or an object keyed by UID) or `.csv` (first
-/// column, header skipped) file.
-fn count_uids(path: &Path) -> Option<usize> {
-    let ext = path.extension()?.to_str()?;
-    if ext == "json" {
-        let v = read_tree(path).ok()?;
-        let list = match &v {
-            Value::Array(a) => a,
-            Value::Object(m) => match ["active_uids", "uids", "ids"]
-                .iter()
-                .find_map(|k| m.get(*k).and_then(Value::as_array))
-            {
-                Some(a) => a,
-                None => return Some(m.len()),
-            },
-            _ => return None,
-        };
-        let set: HashSet<String> = list
-            .iter()
-            .map(|x| match x {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            })
-            .collect();
-        return Some(set.len());
-    }
-    let text = read_small(path)?;
-    let mut set: HashSet<&str> = HashSet::new();
-    for (i, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let uid = if ext == "csv" {
-            let first = line
-                .split(',')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .trim_matches('"');
-            let header = [
-                "uid",
-                "uids",
-                "id",
-                "ids",
-                "sample",
-                "sample_id",
-                "sample_uid",
-                "active_uid",
-                "active_uids",
-                "name",
-                "key",
-            ];
-            if i == 0 && header.iter().any(|h| first.eq_ignore_ascii_case(h)) {
-                continue;
-            }
-            first
-        } else {
-            line
-        };
-        if !uid.is_empty() {
-            set.insert(uid);
-        }
-    }
-    Some(set.len())
 }
 
 /// The step in `checkpoint_step_000100`, `model-step1200`, `ckpt_step=5`.
@@ -1100,32 +1019,26 @@ fn step_in_name(stem: &str) -> Option<i64> {
     rest.get(..end)?.parse().ok()
 }
 
-/// Hash-named experiments `<...>/<exp_hash>/{model,hp,data}/` with checkpoints in `model/`
-/// (a folder counts when its name is 6+ hex digits or it has an `hp/` folder):
+/// Hash-named experiments `<...>/<exp_hash>/{model,hp,data}/` with checkpoints in `model/`,
+/// as [`ckpt_meta::hash_folder`] reads the layout (a folder counts when its name is hex-ish or
+/// it has an `hp/` or `data/` folder):
 ///
 /// - `experiment`: the folder name (`0f9e8d7c6b5a`);
 /// - `global_step`: from `checkpoint_step_000100.pt` (not for `architecture.pt`, nor when the
 ///   file-name source reads the step itself);
 /// - `hparams.<key>` from `hp/*.yaml|yml|json` (`config.*` first), and `model.*`, `monitor`,
 ///   `mode` when they state them;
-/// - `data.active_uids`: the number of distinct UIDs in `data/active_uids.{txt,json,csv}`.
+/// - `data.active_uids`: the number of distinct UIDs in `data/active_uids.{txt,json,csv}`, read
+///   as `ckpt hash` reads them ([`hash_folder::read_uids`]).
 pub fn hash_folder(cache: &DirCache, ckpt: &Path) -> Vec<Fact> {
-    let Some(model_dir) = ckpt.parent() else {
-        return Vec::new();
-    };
-    if !matches!(name_of(model_dir), Some("model" | "models")) {
-        return Vec::new();
-    }
-    let Some(dir) = model_dir.parent() else {
-        return Vec::new();
-    };
-    let Some(name) = name_of(dir) else {
+    // The path says whether it can be one; the folder's verdict is memoized with its files.
+    let Some((_, dir)) = hash_folder::model_dir_of(ckpt) else {
         return Vec::new();
     };
     let info = cache.hash_dir(dir);
-    if !info.is_exp {
+    let Some(name) = info.name.as_deref() else {
         return Vec::new();
-    }
+    };
     let mut out = vec![
         Fact::new(Field::Run, json!(name), Source::HashFolder),
         Fact::new(Field::Experiment, json!(name), Source::HashFolder),
@@ -1480,6 +1393,7 @@ pub fn loggers(cache: &DirCache, ckpt: &Path, _root: &Path) -> Vec<Fact> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashSet;
 
     fn write(root: &Path, rel: &str, text: &str) -> PathBuf {
         let p = root.join(rel);
@@ -1908,7 +1822,8 @@ mod tests {
             json!({"architecture": "mlp", "hidden": 16})
         );
         assert_eq!(val(&f, "model.architecture"), json!("mlp"));
-        assert_eq!(val(&f, "data.active_uids"), json!(3));
+        // `# note` is a UID, as `ckpt hash` reads the file (ckpt_meta::hash_folder).
+        assert_eq!(val(&f, "data.active_uids"), json!(4));
         let ck = write(r, &format!("{h}/model/architecture.pt"), "");
         let f = hash_folder(&c, &ck);
         assert!(get(&f, "global_step").is_none());
