@@ -130,8 +130,8 @@ fn plan_and_emit(
 #[cfg(test)]
 mod flat_param_tests {
     use super::*;
-    use ckpt_torch::DType;
     use ckpt_test_support::{SynthTensor, write_lightning_checkpoint};
+    use ckpt_torch::DType;
 
     #[test]
     fn flattened_fsdp_parameters_fail_clearly_and_write_nothing() {

@@ -9,6 +9,7 @@
 //! - [`canonical`]: the canonical JSON text a configuration is hashed as;
 //! - [`hash`]: combining inputs into an identity; a folder named by an identity;
 //! - [`diff`]: what changed between two checkpoints;
+//! - [`compare`]: N checkpoints side by side;
 //! - [`report`]: the typed JSON `ckpt hash` and `ckpt diff` print, and their schemas.
 //!
 //! The hash-folder layout and the UID files are read by `ckpt_meta::hash_folder`, shared with
@@ -16,6 +17,7 @@
 
 pub mod algorithm;
 pub mod canonical;
+pub mod compare;
 pub mod diff;
 mod error;
 pub mod gather;

@@ -10,8 +10,8 @@ use std::path::Path;
 use ckpt_meta::sidecar;
 use ckpt_meta::sources::{Around, DirCache};
 use ckpt_meta::{Layout, build_sidecar};
-use ckpt_torch::Checkpoint;
 use ckpt_test_support::{model_tensors, write_lightning_checkpoint};
+use ckpt_torch::Checkpoint;
 use criterion::{Criterion, criterion_group, criterion_main};
 
 fn convert(ckpt: &Path, outputs: &Path) -> usize {

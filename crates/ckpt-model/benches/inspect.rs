@@ -10,8 +10,8 @@ use std::hint::black_box;
 use std::path::Path;
 
 use ckpt_model::Summarize;
-use ckpt_torch::Checkpoint;
 use ckpt_test_support::{model_tensors, write_lightning_checkpoint};
+use ckpt_torch::Checkpoint;
 use criterion::{Criterion, criterion_group, criterion_main};
 
 fn inspect(path: &Path) -> usize {

@@ -1032,8 +1032,11 @@ mod tests {
     fn a_range_inside_a_file_opens_as_its_own_checkpoint() {
         let d = tempfile::tempdir().unwrap();
         let inner = d.path().join("inner.pt");
-        ckpt_test_support::write_lightning_checkpoint(&inner, &ckpt_test_support::model_tensors(2, 4096))
-            .unwrap();
+        ckpt_test_support::write_lightning_checkpoint(
+            &inner,
+            &ckpt_test_support::model_tensors(2, 4096),
+        )
+        .unwrap();
         let body = std::fs::read(&inner).unwrap();
         let outer = d.path().join("outer.distcp");
         let mut bytes = vec![7u8; 1000];

@@ -286,7 +286,7 @@ fn csv(entries: &[CatalogEntry]) -> String {
 
 /// The width to fit a table to: `COLUMNS` when set, else the terminal's when stdout is one;
 /// `None` (no limit) for a pipe.
-fn terminal_width() -> Option<usize> {
+pub(crate) fn terminal_width() -> Option<usize> {
     if let Some(c) = std::env::var("COLUMNS")
         .ok()
         .and_then(|c| c.trim().parse::<usize>().ok())
@@ -306,7 +306,7 @@ fn terminal_width() -> Option<usize> {
 
 /// `s` cut to `w` characters by replacing its middle with `…` (the start and the end of a
 /// name are what tell checkpoints apart).
-fn middle_truncate(s: &str, w: usize) -> String {
+pub(crate) fn middle_truncate(s: &str, w: usize) -> String {
     let n = s.chars().count();
     if n <= w || w < 3 {
         return s.to_owned();
@@ -562,7 +562,7 @@ fn explain(a: &CatalogArgs, opts: &Options) -> Result<Outcome> {
     Ok(Outcome::Ok)
 }
 
-fn trim_float(v: f64) -> String {
+pub(crate) fn trim_float(v: f64) -> String {
     let s = format!("{v:.4}");
     s.trim_end_matches('0').trim_end_matches('.').to_owned()
 }

@@ -43,6 +43,9 @@ pub enum Command {
     Latest(LatestArgs),
     /// Keep the top-k (and best, last, newest …) per experiment; delete the rest with --yes.
     Prune(PruneArgs),
+    /// N checkpoints or runs side by side: what differs in metrics, hyperparameters, model,
+    /// tensors and identity.
+    Compare(CompareArgs),
     /// Convert FSDP/DDP/compiled checkpoints into Hugging Face folders or safetensors.
     Convert(ConvertArgs),
 }
@@ -134,6 +137,25 @@ pub struct DiffArgs {
     /// The identity algorithm: `v2` (the run's full config) or `v1` (as computed before v2).
     #[arg(long, value_name = "VERSION", default_value = "v2")]
     pub algorithm: ckpt_identity::Algorithm,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    pub format: OutputFormat,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CompareArgs {
+    /// Checkpoints (files or DCP folders), or run folders (their best checkpoint by the
+    /// monitored metric, else their newest).
+    #[arg(required = true, num_args = 2..)]
+    pub paths: Vec<PathBuf>,
+    /// Show model and hyperparameter fields that are the same everywhere too.
+    #[arg(long)]
+    pub all: bool,
+    /// Most differing tensors listed (all are counted).
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub max_tensors: usize,
+    /// Do not fit the table to the terminal's width.
+    #[arg(long)]
+    pub wide: bool,
     #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
     pub format: OutputFormat,
 }

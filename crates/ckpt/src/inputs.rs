@@ -35,6 +35,7 @@ fn inputs(cmd: &Command) -> Vec<&Path> {
         Command::Experiments(a) => a.paths.iter().map(PathBuf::as_path).collect(),
         Command::Latest(a) => vec![a.path.as_path()],
         Command::Prune(a) => a.paths.iter().map(PathBuf::as_path).collect(),
+        Command::Compare(a) => a.paths.iter().map(PathBuf::as_path).collect(),
         Command::Convert(a) => [&a.input, &a.config]
             .into_iter()
             .flatten()

@@ -3,6 +3,7 @@
 
 mod catalog;
 mod cli;
+mod compare;
 mod convert;
 mod dump;
 mod experiments;
@@ -147,6 +148,7 @@ fn run(args: cli::Cli) -> anyhow::Result<Outcome> {
         cli::Command::Experiments(a) => experiments::experiments(&a),
         cli::Command::Latest(a) => experiments::latest(&a),
         cli::Command::Prune(a) => experiments::prune(&a),
+        cli::Command::Compare(a) => compare::run(&a),
         cli::Command::Convert(a) => convert::run(&a),
     }
 }

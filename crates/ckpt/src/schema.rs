@@ -43,6 +43,7 @@ pub const SCHEMAS: &[Entry] = &[
     Entry::new("convert", "ckpt convert --format json", output::<ckpt_convert::ConvertRun>),
     Entry::new("hash", "ckpt hash --format json", ckpt_identity::hash_schema),
     Entry::new("diff", "ckpt diff --format json", ckpt_identity::diff_schema),
+    Entry::new("compare", "ckpt compare --format json", ckpt_identity::compare::compare_schema),
 ];
 
 /// The names `ckpt schema` knows, in [`SCHEMAS`] order.
