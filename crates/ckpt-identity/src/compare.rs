@@ -82,6 +82,9 @@ pub struct Comparison {
     pub tensors: Tensors,
 }
 
+/// One component of an identity, by name.
+type IdPart = fn(&Identity) -> Option<String>;
+
 /// Fields always shown, in this order, in the `checkpoint` section.
 const CHECKPOINT_FIELDS: &[&str] = &[
     "path",
@@ -144,7 +147,7 @@ pub fn compare(sides: &[Side], all: bool, max_tensor_rows: usize) -> Comparison 
             push(section, f, values, section == "metrics");
         }
     }
-    let ids: [(&str, fn(&Identity) -> Option<String>); 4] = [
+    let ids: [(&str, IdPart); 4] = [
         ("hash", |i| Some(i.hash.clone())),
         ("architecture", |i| i.components.architecture.clone()),
         ("config", |i| i.components.hyperparameters.clone()),
