@@ -66,7 +66,12 @@ pub fn run(a: &CatalogArgs) -> Result<Outcome> {
     if a.explain.is_some() {
         return explain(a, &opts);
     }
-    for c in &a.columns {
+    // The table's own columns (a file name, a score, a size …) are not fields to look up.
+    for c in a
+        .columns
+        .iter()
+        .filter(|c| !PSEUDO_COLUMNS.contains(&c.as_str()))
+    {
         queried.push(("--columns", c.as_str()));
     }
     let mut fields = FieldCheck::new(queried);
@@ -363,6 +368,9 @@ fn flags_text(e: &CatalogEntry) -> String {
     flags.join(" ")
 }
 
+/// Columns the table computes rather than looks up.
+const PSEUDO_COLUMNS: &[&str] = &["checkpoint", "score", "model", "params", "size", "flags"];
+
 /// One cell of a picked column.
 fn cell(e: &CatalogEntry, column: &str) -> String {
     match column {
@@ -438,15 +446,18 @@ fn table(entries: &[CatalogEntry], columns: &[String], width: Option<usize>) -> 
             .filter(|i| {
                 matches!(
                     cols[*i].as_str(),
-                    "experiment" | "run" | "checkpoint" | "model" | "score" | "path"
+                    "experiment" | "run" | "checkpoint" | "model" | "path"
                 ) || cols[*i].contains('.')
             })
             .collect();
+        // A column never gets narrower than its header (nor than 12): names keep their
+        // start and end, numbers and scores are never cut.
+        let floor: Vec<usize> = headers.iter().map(|h| h.chars().count().max(12)).collect();
         let total = |w: &[usize]| w.iter().sum::<usize>() + 2 * n.saturating_sub(1);
         while total(&widths) > limit {
             let Some(&widest) = shrinkable
                 .iter()
-                .filter(|i| widths[**i] > 8)
+                .filter(|i| widths[**i] > floor[**i])
                 .max_by_key(|i| widths[**i])
             else {
                 break;
