@@ -144,6 +144,35 @@ struct Stat {
     error: Option<String>,
 }
 
+/// The cache key, size and mtime of one candidate.
+fn stat_of(c: &Candidate) -> Stat {
+    let kf = key_file(c);
+    match std::fs::metadata(&kf) {
+        Ok(m) => {
+            let abs = std::path::absolute(&kf).unwrap_or_else(|_| kf.clone());
+            let modified = modified_of(&m);
+            let size = if c.kind == Kind::File {
+                m.len()
+            } else {
+                dir_size(&c.path)
+            };
+            let key = FileKey::from_metadata(&abs.display().to_string(), &m);
+            Stat {
+                key: Some(fold_inputs(key, &other_inputs(c))),
+                size,
+                modified,
+                error: None,
+            }
+        }
+        Err(e) => Stat {
+            key: None,
+            size: 0,
+            modified: String::new(),
+            error: Some(format!("{}: {e}", c.path.display())),
+        },
+    }
+}
+
 /// Build the whole catalog in memory.
 pub fn build(roots: &[PathBuf], opts: &Options) -> Result<Catalog, CacheError> {
     let mut entries = Vec::new();
@@ -166,40 +195,17 @@ pub fn build_streaming(
     cat.warnings.extend(warnings);
     cat.stats.candidates = cands.len();
 
-    let stats: Vec<Stat> = par::map(&cands, |c| {
-        let kf = key_file(c);
-        match std::fs::metadata(&kf) {
-            Ok(m) => {
-                let abs = std::path::absolute(&kf).unwrap_or_else(|_| kf.clone());
-                let modified = modified_of(&m);
-                let size = if c.kind == Kind::File {
-                    m.len()
-                } else {
-                    dir_size(&c.path)
-                };
-                let key = FileKey::from_metadata(&abs.display().to_string(), &m);
-                Stat {
-                    key: Some(fold_inputs(key, &other_inputs(c))),
-                    size,
-                    modified,
-                    error: None,
-                }
-            }
-            Err(e) => Stat {
-                key: None,
-                size: 0,
-                modified: String::new(),
-                error: Some(format!("{}: {e}", c.path.display())),
-            },
-        }
+    // The cache is opened (its integrity checked: a read of the whole file) while the
+    // checkpoints are stat-ed: neither waits for the other.
+    let (stats, opened) = std::thread::scope(|s| {
+        let opening = opts.cache.as_ref().map(|p| s.spawn(|| Cache::open(p)));
+        let stats: Vec<Stat> = par::map(&cands, stat_of);
+        let opened = opening.map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+        (stats, opened)
     });
 
-    // The cache: facts of unchanged checkpoints.
-    // A cache written by a newer ckpt, or a file at the cache path that is not a ckpt cache, is
-    // refused (the user named the wrong file: going on uncached would hide it); any other
-    // trouble (read-only folder, a lock held too long) is a warning and the run goes on uncached.
-    let mut cache = match &opts.cache {
-        Some(p) => match Cache::open(p) {
+    let mut cache = match opened {
+        Some(opened) => match opened {
             Ok((c, warn)) => {
                 cat.warnings.extend(warn);
                 Some(c)
@@ -234,6 +240,19 @@ pub fn build_streaming(
         chunks.push(cur);
     }
     let mut done = 0usize;
+    let total = cands.len();
+    // A chunk's entries, resolved and marked, waiting to be handed on.
+    let mut pending: Option<Vec<CatalogEntry>> = None;
+    let mut emit = |entries: Option<Vec<CatalogEntry>>| {
+        let Some(entries) = entries else { return };
+        done += entries.len();
+        for e in entries {
+            on_entry(e);
+        }
+        if let Some(p) = &opts.progress {
+            p(done, total);
+        }
+    };
     let mut warned: HashSet<String> = HashSet::new();
     for chunk in &chunks {
         let chunk = chunk.as_slice();
@@ -260,13 +279,20 @@ pub fn build_streaming(
             .zip(texts)
             .map(|(i, t)| (*i, std::sync::Mutex::new(t)))
             .collect();
-        // Read (when not cached) and resolve each checkpoint in one pass on all cores.
-        let done_chunk: Vec<Done> = par::map(&items, |(i, slot)| {
-            let text = slot
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .take();
-            read_and_resolve(&cands[*i], &stats[*i], text, &dirs, &seen)
+        // Read (when not cached) and resolve each checkpoint in one pass on all cores, while
+        // this thread hands the previous chunk's entries on (writing them is serial).
+        let done_chunk: Vec<Done> = std::thread::scope(|s| {
+            let work = s.spawn(|| {
+                par::map(&items, |(i, slot)| {
+                    let text = slot
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .take();
+                    read_and_resolve(&cands[*i], &stats[*i], text, &dirs, &seen)
+                })
+            });
+            emit(pending.take());
+            work.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
         });
         drop(items);
         let mut rows: Vec<(FileKey, String)> = Vec::new();
@@ -316,14 +342,9 @@ pub fn build_streaming(
             c.put_many(&rows, facts_version())?;
         }
         mark_best(&mut chunk_entries, &chunk_best);
-        for e in chunk_entries {
-            on_entry(e);
-        }
-        done += chunk.len();
-        if let Some(p) = &opts.progress {
-            p(done, cands.len());
-        }
+        pending = Some(chunk_entries);
     }
+    emit(pending.take());
     if let Some(c) = &mut cache {
         let abs_roots: Vec<String> = roots
             .iter()
