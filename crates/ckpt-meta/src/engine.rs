@@ -156,6 +156,14 @@ pub fn resolve(facts: Vec<Fact>) -> Resolution {
             }
             continue;
         }
+        // A later fact of a field already chosen only matters as a conflict: not from the
+        // winner's own source, not for a name, not a guess (those are never conflicts, so
+        // they are neither normalized nor kept).
+        if let Some(c) = r.chosen.get(&f.field)
+            && (c.source == f.source || f.field.is_name() || f.source.is_guess())
+        {
+            continue;
+        }
         let value = normalize(&f.field, f.value);
         if value.is_null() {
             continue;
