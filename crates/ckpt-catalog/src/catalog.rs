@@ -204,6 +204,10 @@ pub fn build_streaming(
         (stats, opened)
     });
 
+    // The cache: facts of unchanged checkpoints.
+    // A cache written by a newer ckpt, or a file at the cache path that is not a ckpt cache, is
+    // refused (the user named the wrong file: going on uncached would hide it); any other
+    // trouble (read-only folder, a lock held too long) is a warning and the run goes on uncached.
     let mut cache = match opened {
         Some(opened) => match opened {
             Ok((c, warn)) => {
