@@ -257,6 +257,8 @@ pub fn build_streaming(
             p(done, total);
         }
     };
+    // A chunk's rows read from files, waiting to be written to the cache.
+    let mut pending_rows: Vec<(FileKey, String)> = Vec::new();
     let mut warned: HashSet<String> = HashSet::new();
     for chunk in &chunks {
         let chunk = chunk.as_slice();
@@ -285,7 +287,7 @@ pub fn build_streaming(
             .collect();
         // Read (when not cached) and resolve each checkpoint in one pass on all cores, while
         // this thread hands the previous chunk's entries on (writing them is serial).
-        let done_chunk: Vec<Done> = std::thread::scope(|s| {
+        let (done_chunk, put): (Vec<Done>, Result<(), CacheError>) = std::thread::scope(|s| {
             let work = s.spawn(|| {
                 par::map(&items, |(i, slot)| {
                     let text = slot
@@ -296,8 +298,15 @@ pub fn build_streaming(
                 })
             });
             emit(pending.take());
-            work.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
+            // The previous chunk's new rows are written meanwhile too (a commit may wait for
+            // a WAL checkpoint's sync).
+            let put = put_rows(&mut cache, &mut pending_rows);
+            (
+                work.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+                put,
+            )
         });
+        put?;
         drop(items);
         let mut rows: Vec<(FileKey, String)> = Vec::new();
         for (i, d) in chunk.iter().zip(done_chunk) {
@@ -340,14 +349,11 @@ pub fn build_streaming(
             chunk_best.push(best);
             chunk_entries.push(entry);
         }
-        if let Some(c) = &mut cache
-            && !rows.is_empty()
-        {
-            c.put_many(&rows, facts_version())?;
-        }
+        pending_rows = rows;
         mark_best(&mut chunk_entries, &chunk_best);
         pending = Some(chunk_entries);
     }
+    put_rows(&mut cache, &mut pending_rows)?;
     emit(pending.take());
     if let Some(c) = &mut cache {
         let abs_roots: Vec<String> = roots
@@ -366,6 +372,18 @@ pub fn build_streaming(
         cat.stats.forgotten = c.forget_missing(&abs_roots, &keys)?;
     }
     Ok(cat)
+}
+
+/// Write the rows waiting for the cache (none without a cache), leaving none waiting.
+fn put_rows(
+    cache: &mut Option<Cache>,
+    rows: &mut Vec<(FileKey, String)>,
+) -> Result<(), CacheError> {
+    let rows = std::mem::take(rows);
+    match cache {
+        Some(c) if !rows.is_empty() => c.put_many(&rows, facts_version()),
+        _ => Ok(()),
+    }
 }
 
 /// One checkpoint of a chunk, read (or taken from its cache row) and resolved.
