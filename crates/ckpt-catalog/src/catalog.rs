@@ -1,7 +1,7 @@
 //! One catalog run: discover, stat, consult the cache, open what changed (in parallel),
 //! resolve every entry, mark the best.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use ckpt_meta::sources::DirCache;
@@ -13,8 +13,8 @@ use crate::discover::{Candidate, Kind, WalkOptions, discover_with_listing};
 use crate::entry::CatalogEntry;
 use crate::par;
 use crate::resolve::{
-    Resolve, bug_entry, checkpoint_facts, facts_from_json, facts_to_json, facts_version, mark_best,
-    modified_of, resolve,
+    Resolve, Resolved, bug_entry, checkpoint_facts, facts_from_json, facts_to_json, facts_version,
+    mark_best, modified_of, resolve,
 };
 
 /// Called after each chunk with (checkpoints done, checkpoints found).
@@ -144,6 +144,35 @@ struct Stat {
     error: Option<String>,
 }
 
+/// The cache key, size and mtime of one candidate.
+fn stat_of(c: &Candidate) -> Stat {
+    let kf = key_file(c);
+    match std::fs::metadata(&kf) {
+        Ok(m) => {
+            let abs = std::path::absolute(&kf).unwrap_or_else(|_| kf.clone());
+            let modified = modified_of(&m);
+            let size = if c.kind == Kind::File {
+                m.len()
+            } else {
+                dir_size(&c.path)
+            };
+            let key = FileKey::from_metadata(&abs.display().to_string(), &m);
+            Stat {
+                key: Some(fold_inputs(key, &other_inputs(c))),
+                size,
+                modified,
+                error: None,
+            }
+        }
+        Err(e) => Stat {
+            key: None,
+            size: 0,
+            modified: String::new(),
+            error: Some(format!("{}: {e}", c.path.display())),
+        },
+    }
+}
+
 /// Build the whole catalog in memory.
 pub fn build(roots: &[PathBuf], opts: &Options) -> Result<Catalog, CacheError> {
     let mut entries = Vec::new();
@@ -166,40 +195,21 @@ pub fn build_streaming(
     cat.warnings.extend(warnings);
     cat.stats.candidates = cands.len();
 
-    let stats: Vec<Stat> = par::map(&cands, |c| {
-        let kf = key_file(c);
-        match std::fs::metadata(&kf) {
-            Ok(m) => {
-                let abs = std::path::absolute(&kf).unwrap_or_else(|_| kf.clone());
-                let modified = modified_of(&m);
-                let size = if c.kind == Kind::File {
-                    m.len()
-                } else {
-                    dir_size(&c.path)
-                };
-                let key = FileKey::from_metadata(&abs.display().to_string(), &m);
-                Stat {
-                    key: Some(fold_inputs(key, &other_inputs(c))),
-                    size,
-                    modified,
-                    error: None,
-                }
-            }
-            Err(e) => Stat {
-                key: None,
-                size: 0,
-                modified: String::new(),
-                error: Some(format!("{}: {e}", c.path.display())),
-            },
-        }
+    // The cache is opened (its integrity checked: a read of the whole file) while the
+    // checkpoints are stat-ed: neither waits for the other.
+    let (stats, opened) = std::thread::scope(|s| {
+        let opening = opts.cache.as_ref().map(|p| s.spawn(|| Cache::open(p)));
+        let stats: Vec<Stat> = par::map(&cands, stat_of);
+        let opened = opening.map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+        (stats, opened)
     });
 
     // The cache: facts of unchanged checkpoints.
     // A cache written by a newer ckpt, or a file at the cache path that is not a ckpt cache, is
     // refused (the user named the wrong file: going on uncached would hide it); any other
     // trouble (read-only folder, a lock held too long) is a warning and the run goes on uncached.
-    let mut cache = match &opts.cache {
-        Some(p) => match Cache::open(p) {
+    let mut cache = match opened {
+        Some(opened) => match opened {
             Ok((c, warn)) => {
                 cat.warnings.extend(warn);
                 Some(c)
@@ -216,7 +226,7 @@ pub fn build_streaming(
     };
     // Checkpoints are read and resolved in chunks, so the facts of only one chunk are in
     // memory at a time (memory grows with the entries kept, not with what was read).
-    const CHUNK: usize = 1024;
+    const CHUNK: usize = 128;
     let dirs = DirCache::default();
     // Chunks end at folder boundaries, so each folder's best can be marked within its chunk.
     let mut chunks: Vec<Vec<usize>> = Vec::new();
@@ -234,91 +244,87 @@ pub fn build_streaming(
         chunks.push(cur);
     }
     let mut done = 0usize;
+    let total = cands.len();
+    // A chunk's entries, resolved and marked, waiting to be handed on.
+    let mut pending: Option<Vec<CatalogEntry>> = None;
+    let mut emit = |entries: Option<Vec<CatalogEntry>>| {
+        let Some(entries) = entries else { return };
+        done += entries.len();
+        for e in entries {
+            on_entry(e);
+        }
+        if let Some(p) = &opts.progress {
+            p(done, total);
+        }
+    };
+    // A chunk's rows read from files, waiting to be written to the cache.
+    let mut pending_rows: Vec<(FileKey, String)> = Vec::new();
     let mut warned: HashSet<String> = HashSet::new();
     for chunk in &chunks {
         let chunk = chunk.as_slice();
         let mut chunk_entries: Vec<CatalogEntry> = Vec::with_capacity(chunk.len());
         let mut chunk_best: Vec<Option<String>> = Vec::with_capacity(chunk.len());
-        let wanted: Vec<usize> = chunk
-            .iter()
-            .copied()
-            .filter(|i| stats[*i].key.is_some())
-            .collect();
-        let mut facts: HashMap<usize, Vec<Fact>> = HashMap::with_capacity(wanted.len());
+        // The cached rows of the chunk, as text: each is parsed on the thread that resolves
+        // it, right before, and dropped right after, so a thread's working set is one
+        // checkpoint's facts (parsing a whole chunk up front turned over tens of megabytes
+        // of fresh heap pages per chunk).
+        let mut texts: Vec<Option<String>> = vec![None; chunk.len()];
         if let Some(c) = &cache {
-            let keys: Vec<FileKey> = wanted
+            let (at, keys): (Vec<usize>, Vec<FileKey>) = chunk
                 .iter()
-                .filter_map(|i| stats[*i].key.clone())
-                .collect();
+                .enumerate()
+                .filter_map(|(n, i)| stats[*i].key.clone().map(|k| (n, k)))
+                .unzip();
             let hits = c.get_many(&keys, facts_version())?;
-            for (i, h) in wanted.iter().zip(hits) {
-                if let Some(text) = h
-                    && let Some(f) = facts_from_json(&text)
-                {
-                    facts.insert(*i, f);
-                    cat.stats.cached += 1;
-                }
+            for (n, h) in at.into_iter().zip(hits) {
+                texts[n] = h;
             }
         }
-        let misses: Vec<usize> = wanted
+        let items: Vec<(usize, std::sync::Mutex<Option<String>>)> = chunk
             .iter()
-            .copied()
-            .filter(|i| !facts.contains_key(i))
+            .zip(texts)
+            .map(|(i, t)| (*i, std::sync::Mutex::new(t)))
             .collect();
-        // A panic while reading one checkpoint is a bug in ckpt: that checkpoint gets an error
-        // (never cached, so a fixed ckpt reads it again), the others go on.
-        let fresh: Vec<Result<Vec<Fact>, Panic>> = par::map(&misses, |i| {
-            ckpt_torch::bug::catch(|| checkpoint_facts(&cands[*i]))
+        // Read (when not cached) and resolve each checkpoint in one pass on all cores, while
+        // this thread hands the previous chunk's entries on (writing them is serial).
+        let (done_chunk, put): (Vec<Done>, Result<(), CacheError>) = std::thread::scope(|s| {
+            let work = s.spawn(|| {
+                par::map(&items, |(i, slot)| {
+                    let text = slot
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .take();
+                    read_and_resolve(&cands[*i], &stats[*i], text, &dirs, &seen)
+                })
+            });
+            emit(pending.take());
+            // The previous chunk's new rows are written meanwhile too (a commit may wait for
+            // a WAL checkpoint's sync).
+            let put = put_rows(&mut cache, &mut pending_rows);
+            (
+                work.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+                put,
+            )
         });
-        cat.stats.opened += misses.len();
-        let mut rows: Vec<(FileKey, String)> = Vec::with_capacity(misses.len());
-        for (i, f) in misses.iter().zip(fresh) {
-            let f = match f {
-                Ok(f) => {
-                    if let Some(k) = &stats[*i].key {
-                        rows.push((k.clone(), facts_to_json(&f)));
-                    }
-                    f
-                }
-                Err(panic) => {
-                    let msg = panic.to_string();
-                    cat.bugs.push(Bug {
-                        path: cands[*i].path.clone(),
-                        panic,
-                    });
-                    vec![Fact::new(
-                        crate::Field::Error,
-                        serde_json::Value::String(msg),
-                        crate::Source::Checkpoint,
-                    )]
-                }
-            };
-            facts.insert(*i, f);
-        }
-        if let Some(c) = &mut cache
-            && !rows.is_empty()
-        {
-            c.put_many(&rows, facts_version())?;
-        }
-        let resolved = par::map(chunk, |i| {
-            ckpt_torch::bug::catch(|| {
-                let mut w = Vec::new();
-                let r = resolve(
-                    &Resolve {
-                        candidate: &cands[*i],
-                        size: stats[*i].size,
-                        modified: stats[*i].modified.clone(),
-                        ckpt_facts: facts.get(i).map(Vec::as_slice),
-                        dirs: &dirs,
-                        seen: &seen,
-                    },
-                    &mut w,
-                );
-                (r, w)
-            })
-        });
-        for (i, resolved) in chunk.iter().zip(resolved) {
-            let (mut entry, best) = match resolved {
+        put?;
+        drop(items);
+        let mut rows: Vec<(FileKey, String)> = Vec::new();
+        for (i, d) in chunk.iter().zip(done_chunk) {
+            if d.cached {
+                cat.stats.cached += 1;
+            } else if stats[*i].key.is_some() {
+                cat.stats.opened += 1;
+            }
+            if let Some(row) = d.row {
+                rows.push(row);
+            }
+            if let Some(panic) = d.read_bug {
+                cat.bugs.push(Bug {
+                    path: cands[*i].path.clone(),
+                    panic,
+                });
+            }
+            let (mut entry, best) = match d.resolved {
                 Ok((r, w)) => {
                     // A config shared by many checkpoints warns once, not once per checkpoint.
                     for x in w {
@@ -343,15 +349,12 @@ pub fn build_streaming(
             chunk_best.push(best);
             chunk_entries.push(entry);
         }
+        pending_rows = rows;
         mark_best(&mut chunk_entries, &chunk_best);
-        for e in chunk_entries {
-            on_entry(e);
-        }
-        done += chunk.len();
-        if let Some(p) = &opts.progress {
-            p(done, cands.len());
-        }
+        pending = Some(chunk_entries);
     }
+    put_rows(&mut cache, &mut pending_rows)?;
+    emit(pending.take());
     if let Some(c) = &mut cache {
         let abs_roots: Vec<String> = roots
             .iter()
@@ -369,6 +372,85 @@ pub fn build_streaming(
         cat.stats.forgotten = c.forget_missing(&abs_roots, &keys)?;
     }
     Ok(cat)
+}
+
+/// Write the rows waiting for the cache (none without a cache), leaving none waiting.
+fn put_rows(
+    cache: &mut Option<Cache>,
+    rows: &mut Vec<(FileKey, String)>,
+) -> Result<(), CacheError> {
+    let rows = std::mem::take(rows);
+    match cache {
+        Some(c) if !rows.is_empty() => c.put_many(&rows, facts_version()),
+        _ => Ok(()),
+    }
+}
+
+/// One checkpoint of a chunk, read (or taken from its cache row) and resolved.
+struct Done {
+    /// The facts came from the cache.
+    cached: bool,
+    /// A row to write to the cache (facts read from the file).
+    row: Option<(FileKey, String)>,
+    /// Reading the checkpoint's facts panicked: a bug in ckpt.
+    read_bug: Option<Panic>,
+    resolved: Result<(Resolved, Vec<String>), Panic>,
+}
+
+/// The checkpoint's facts — parsed from its cache row, or read from the file when there is
+/// no row (or the row does not parse) — resolved into its entry. A panic while reading is a
+/// bug in ckpt: the checkpoint gets an error (never cached, so a fixed ckpt reads it again),
+/// the others go on.
+fn read_and_resolve(
+    cand: &Candidate,
+    stat: &Stat,
+    text: Option<String>,
+    dirs: &DirCache,
+    seen: &crate::discover::Seen,
+) -> Done {
+    let mut row = None;
+    let mut read_bug = None;
+    let mut facts = text.as_deref().and_then(facts_from_json);
+    drop(text);
+    let cached = facts.is_some();
+    if !cached && let Some(k) = &stat.key {
+        facts = Some(match ckpt_torch::bug::catch(|| checkpoint_facts(cand)) {
+            Ok(f) => {
+                row = Some((k.clone(), facts_to_json(&f)));
+                f
+            }
+            Err(panic) => {
+                let msg = panic.to_string();
+                read_bug = Some(panic);
+                vec![Fact::new(
+                    crate::Field::Error,
+                    serde_json::Value::String(msg),
+                    crate::Source::Checkpoint,
+                )]
+            }
+        });
+    }
+    let resolved = ckpt_torch::bug::catch(|| {
+        let mut w = Vec::new();
+        let r = resolve(
+            Resolve {
+                candidate: cand,
+                size: stat.size,
+                modified: stat.modified.clone(),
+                ckpt_facts: facts.unwrap_or_default(),
+                dirs,
+                seen,
+            },
+            &mut w,
+        );
+        (r, w)
+    });
+    Done {
+        cached,
+        row,
+        read_bug,
+        resolved,
+    }
 }
 
 /// Bytes of the files directly in a folder (DCP / sharded models).

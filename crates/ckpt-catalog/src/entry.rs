@@ -105,15 +105,17 @@ fn s(v: &Value) -> Option<String> {
 impl CatalogEntry {
     /// The entry of a resolution (size, mtime and the flags derived across files are set by
     /// the caller).
-    pub fn from_resolution(path: String, r: &Resolution) -> CatalogEntry {
+    pub fn from_resolution(path: String, r: Resolution) -> CatalogEntry {
         let mut e = CatalogEntry {
             path,
             ..CatalogEntry::default()
         };
-        for (field, c) in &r.chosen {
+        // The resolution is consumed: its values move into the entry, never cloned.
+        for (field, c) in r.chosen {
             if field.is_internal() {
                 continue;
             }
+            let source = c.source;
             let v = &c.value;
             let mut kept = true;
             match field {
@@ -136,30 +138,42 @@ impl CatalogEntry {
                 Field::SizeBytes => e.size_bytes = v.as_u64().unwrap_or(0),
                 Field::Modified => e.modified = s(v).unwrap_or_default(),
                 Field::Error => e.error = s(v),
-                Field::Metric(k) => match v.as_f64().filter(|x| x.is_finite()) {
-                    Some(x) => {
-                        e.metrics.insert(k.clone(), x);
+                Field::Metric(k) => {
+                    // A metric that is not a finite number is not kept (nor its source).
+                    if let Some(x) = v.as_f64().filter(|x| x.is_finite()) {
+                        e.sources
+                            .insert(format!("metrics.{k}"), source.as_str().to_owned());
+                        e.metrics.insert(k, x);
                     }
-                    None => kept = false,
-                },
+                    continue;
+                }
                 Field::Model(k) => {
-                    e.model.insert(k.clone(), v.clone());
+                    e.sources
+                        .insert(format!("model.{k}"), source.as_str().to_owned());
+                    e.model.insert(k, c.value);
+                    continue;
                 }
                 Field::Hparam(k) => {
-                    e.hparams.insert(k.clone(), v.clone());
+                    e.sources
+                        .insert(format!("hparams.{k}"), source.as_str().to_owned());
+                    e.hparams.insert(k, c.value);
+                    continue;
                 }
                 Field::Data(k) => {
-                    e.data.insert(k.clone(), v.clone());
+                    e.sources
+                        .insert(format!("data.{k}"), source.as_str().to_owned());
+                    e.data.insert(k, c.value);
+                    continue;
                 }
                 Field::BestName | Field::LastName | Field::PickleSha256 | Field::Warning => {
                     kept = false
                 }
             }
             if kept && !matches!(field, Field::Error) {
-                e.sources.insert(field.path(), c.source.as_str().to_owned());
+                e.sources.insert(field.path(), source.as_str().to_owned());
             }
         }
-        e.conflicts = r.conflicts.clone();
+        e.conflicts = r.conflicts;
         e
     }
 

@@ -32,8 +32,8 @@ pub struct Resolve<'a> {
     pub candidate: &'a Candidate,
     pub size: u64,
     pub modified: String,
-    /// Cached or freshly read checkpoint facts.
-    pub ckpt_facts: Option<&'a [Fact]>,
+    /// Cached or freshly read checkpoint facts (moved in: resolving consumes them).
+    pub ckpt_facts: Vec<Fact>,
     pub dirs: &'a DirCache,
     pub seen: &'a Seen,
 }
@@ -91,9 +91,9 @@ fn sidecar_facts(
 }
 
 /// Every fact known about one candidate, unranked.
-pub fn gather(r: &Resolve<'_>, warnings: &mut Vec<String>) -> Vec<Fact> {
+pub fn gather(r: &mut Resolve<'_>, warnings: &mut Vec<String>) -> Vec<Fact> {
     let c = r.candidate;
-    let mut facts: Vec<Fact> = r.ckpt_facts.map(<[Fact]>::to_vec).unwrap_or_default();
+    let mut facts: Vec<Fact> = std::mem::take(&mut r.ckpt_facts);
     let pickle_sha = facts
         .iter()
         .find(|f| f.field == Field::PickleSha256)
@@ -125,30 +125,31 @@ pub fn gather(r: &Resolve<'_>, warnings: &mut Vec<String>) -> Vec<Fact> {
 
 /// Resolve one candidate into its entry; warnings (a stale sidecar, a config over a budget)
 /// are appended.
-pub fn resolve(r: &Resolve<'_>, warnings: &mut Vec<String>) -> Resolved {
+pub fn resolve(mut r: Resolve<'_>, warnings: &mut Vec<String>) -> Resolved {
     let c = r.candidate;
-    let facts = gather(r, warnings);
+    let facts = gather(&mut r, warnings);
     let res = rank(facts);
     for w in &res.warnings {
         if !warnings.contains(w) {
             warnings.push(w.clone());
         }
     }
-    let mut e = CatalogEntry::from_resolution(c.path.display().to_string(), &res);
+    let best_name = res.str(&Field::BestName).map(str::to_owned);
+    let last_name = res.str(&Field::LastName).map(str::to_owned);
+    let mut e = CatalogEntry::from_resolution(c.path.display().to_string(), res);
     let stem = c
         .path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
     let file = e.file_name().to_owned();
-    let last_name = res.str(&Field::LastName);
-    e.is_last = c.kind == Kind::File && (names_last(&stem) || last_name == Some(file.as_str()));
+    e.is_last = c.kind == Kind::File && (names_last(&stem) || last_name.as_deref() == Some(&file));
     if c.kind == Kind::File && names_best(&stem) {
         e.is_best = true;
     }
     Resolved {
         entry: e,
-        best_name: res.str(&Field::BestName).map(str::to_owned),
+        best_name,
     }
 }
 

@@ -105,10 +105,25 @@ fn without_missing(value: Value) -> Value {
     }
 }
 
+/// Whether [`without_missing`] would change `value` (a marker, or an object holding one at
+/// any depth; past a deep nesting the rebuild is left to decide).
+fn has_missing(value: &Value, depth: usize) -> bool {
+    match value {
+        Value::String(s) => s == MISSING,
+        Value::Object(m) => depth > 64 || m.values().any(|v| has_missing(v, depth + 1)),
+        _ => false,
+    }
+}
+
 /// A model part given as a bare name becomes the object the schema describes, so every
 /// source states a part the same way and the leaves can be compared.
 fn normalize(field: &Field, value: Value) -> Value {
-    let value = without_missing(value);
+    // Rebuilding every object costs an allocation per key; most values hold no marker.
+    let value = if has_missing(&value, 0) {
+        without_missing(value)
+    } else {
+        value
+    };
     if let Field::Model(k) = field
         && let Some((_, key)) = MODEL_PARTS.iter().find(|(p, _)| p == k)
         && let Value::String(s) = value
@@ -139,6 +154,14 @@ pub fn resolve(facts: Vec<Fact>) -> Resolution {
             {
                 r.warnings.push(w.to_owned());
             }
+            continue;
+        }
+        // A later fact of a field already chosen only matters as a conflict: not from the
+        // winner's own source, not for a name, not a guess (those are never conflicts, so
+        // they are neither normalized nor kept).
+        if let Some(c) = r.chosen.get(&f.field)
+            && (c.source == f.source || f.field.is_name() || f.source.is_guess())
+        {
             continue;
         }
         let value = normalize(&f.field, f.value);

@@ -191,22 +191,110 @@ pub fn run(a: &CatalogArgs) -> Result<Outcome> {
     Ok(Outcome::Ok)
 }
 
-/// One entry inside the streamed `checkpoints` array, pretty-printed at depth 2.
+/// One entry inside the streamed `checkpoints` array, pretty-printed at depth 2: serde
+/// writes straight to the output through [`Nested`], no text in between.
 fn write_indented(
     out: &mut impl std::io::Write,
     e: &CatalogEntry,
     first: bool,
 ) -> std::io::Result<()> {
-    let text = serde_json::to_string_pretty(e).map_err(std::io::Error::other)?;
-    out.write_all(if first { b"\n" } else { b",\n" })?;
-    for (i, line) in text.lines().enumerate() {
-        if i > 0 {
-            out.write_all(b"\n")?;
+    out.write_all(if first { b"\n    " } else { b",\n    " })?;
+    let mut ser = serde_json::Serializer::with_formatter(out, Nested::at(2));
+    serde::Serialize::serialize(e, &mut ser).map_err(std::io::Error::other)
+}
+
+/// serde_json's pretty printer (two spaces a level) for a value that starts `base` levels
+/// deep: the bytes are exactly those of the whole document pretty-printed at once.
+struct Nested {
+    level: usize,
+    has_value: bool,
+}
+
+impl Nested {
+    fn at(base: usize) -> Nested {
+        Nested {
+            level: base,
+            has_value: false,
         }
-        out.write_all(b"    ")?;
-        out.write_all(line.as_bytes())?;
     }
-    Ok(())
+
+    fn newline<W: ?Sized + std::io::Write>(&self, w: &mut W) -> std::io::Result<()> {
+        const SPACES: &[u8; 64] = &[b' '; 64];
+        w.write_all(b"\n")?;
+        let mut n = self.level * 2;
+        while n > 0 {
+            let k = n.min(SPACES.len());
+            w.write_all(&SPACES[..k])?;
+            n -= k;
+        }
+        Ok(())
+    }
+}
+
+impl serde_json::ser::Formatter for Nested {
+    fn begin_array<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.level += 1;
+        self.has_value = false;
+        w.write_all(b"[")
+    }
+
+    fn end_array<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.level -= 1;
+        if self.has_value {
+            self.newline(w)?;
+        }
+        w.write_all(b"]")
+    }
+
+    fn begin_array_value<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        if !first {
+            w.write_all(b",")?;
+        }
+        self.newline(w)
+    }
+
+    fn end_array_value<W: ?Sized + std::io::Write>(&mut self, _w: &mut W) -> std::io::Result<()> {
+        self.has_value = true;
+        Ok(())
+    }
+
+    fn begin_object<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.level += 1;
+        self.has_value = false;
+        w.write_all(b"{")
+    }
+
+    fn end_object<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.level -= 1;
+        if self.has_value {
+            self.newline(w)?;
+        }
+        w.write_all(b"}")
+    }
+
+    fn begin_object_key<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        if !first {
+            w.write_all(b",")?;
+        }
+        self.newline(w)
+    }
+
+    fn begin_object_value<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        w.write_all(b": ")
+    }
+
+    fn end_object_value<W: ?Sized + std::io::Write>(&mut self, _w: &mut W) -> std::io::Result<()> {
+        self.has_value = true;
+        Ok(())
+    }
 }
 
 fn text_of(v: Option<&Value>) -> String {
