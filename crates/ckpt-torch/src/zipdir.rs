@@ -161,6 +161,17 @@ pub fn torch_zip_lookup(names: &[&[u8]], target: &[u8]) -> Option<usize> {
         }
         a.len().cmp(&b.len())
     }
+    // One name (ASCII case folded) equal to the target — the usual case — is what any sorted
+    // order finds: no sort needed. Only duplicates make the sort order matter.
+    let mut equal = names
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| compare(n, target) == std::cmp::Ordering::Equal);
+    match (equal.next(), equal.next()) {
+        (None, _) => return None,
+        (Some((i, _)), None) => return Some(i),
+        _ => {}
+    }
     let size = names.len();
     let mut idx: Vec<usize> = (0..size).collect();
     let name = |i: usize| names.get(i).copied().unwrap_or_default();
