@@ -70,8 +70,13 @@ fn bounded(r: &Run, limit: Duration) {
     assert!(r.code >= 0, "killed by a signal\nstderr: {}", r.stderr);
 }
 
-const ONE_SECOND: Duration = Duration::from_secs(1);
-const SWEEP_LIMIT: Duration = Duration::from_secs(5);
+/// Hang guards, not speed checks: the goal (≤ 1 s and ≤ 100 MB per command on any ≤ 10 MB
+/// input, release build) is measured by `scripts/check_hostile_budget.sh`, where a loaded
+/// machine cannot make it flaky. An unbudgeted bomb runs for minutes, so these bounds still
+/// catch a budget that went missing; they no longer fail a debug build on a busy machine (a
+/// 5 s bound failed at 5.0–6.3 s under load 8–10 on 2 cores).
+const ONE_SECOND: Duration = Duration::from_secs(15);
+const SWEEP_LIMIT: Duration = Duration::from_secs(30);
 
 // ------------------------------------------------------------------ interpolation bombs
 
