@@ -63,7 +63,9 @@ pub fn gather_for_sidecar(
     ck: &Checkpoint,
     around: &Around<'_>,
 ) -> (Vec<Fact>, Option<String>) {
-    let mut facts = sources::checkpoint::checkpoint_facts(path, Kind::File);
+    let scan = sources::checkpoint::scan(path);
+    let mut facts = sources::checkpoint::file_facts_of_open(path, ck, &scan);
+    drop(scan);
     let error = facts
         .iter()
         .find(|f| f.field == Field::Error)

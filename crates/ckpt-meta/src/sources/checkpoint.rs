@@ -55,25 +55,41 @@ fn file_name_of(p: &str) -> Option<String> {
 }
 
 fn file_facts(path: &Path) -> Vec<Fact> {
-    let mut f = Vec::new();
-    // What loading it would run, judged exactly as `ckpt scan` judges the file (every pickle
-    // member, every copy of a duplicated name, frames as torch reads them, TorchScript): a
-    // checkpoint whose pickles call os.system is not one to list as a model.
-    let scan =
-        ckpt_torch::scan_file::scan_path(path, &ckpt_torch::scan_file::ScanLimits::default());
-    let verdict = scan.verdict();
-    f.push(fact(Field::Security, json!(verdict.as_str())));
+    let scan = scan(path);
     let ck = match Checkpoint::open(path) {
         Ok(ck) => ck,
         Err(e) => {
             // Still judged: a hostile file that is not a readable checkpoint stays dangerous.
+            let mut f = vec![security_fact(&scan)];
             f.push(fact(Field::Error, json!(e.to_string())));
             return f;
         }
     };
+    file_facts_of_open(path, &ck, &scan)
+}
+
+/// What loading it would run, judged exactly as `ckpt scan` judges the file (every pickle
+/// member, every copy of a duplicated name, frames as torch reads them, TorchScript): a
+/// checkpoint whose pickles call os.system is not one to list as a model.
+pub fn scan(path: &Path) -> ckpt_torch::scan_file::FileScan {
+    ckpt_torch::scan_file::scan_path(path, &ckpt_torch::scan_file::ScanLimits::default())
+}
+
+fn security_fact(scan: &ckpt_torch::scan_file::FileScan) -> Fact {
+    fact(Field::Security, json!(scan.verdict().as_str()))
+}
+
+/// [`checkpoint_facts`] of a file already opened (the sidecar writer has it open: opening it
+/// again would hold two decoded copies at once), given its scan.
+pub fn file_facts_of_open(
+    path: &Path,
+    ck: &Checkpoint,
+    scan: &ckpt_torch::scan_file::FileScan,
+) -> Vec<Fact> {
+    let mut f = vec![security_fact(scan)];
     f.push(fact(Field::Format, json!(ck.format_name())));
     f.push(fact(Field::PickleSha256, json!(ck.pickle_sha256)));
-    if verdict == ckpt_torch::scan_file::FileVerdict::Dangerous {
+    if scan.verdict() == ckpt_torch::scan_file::FileVerdict::Dangerous {
         let names: Vec<&str> = scan
             .report
             .findings
@@ -110,7 +126,7 @@ fn file_facts(path: &Path) -> Vec<Fact> {
         return f;
     }
     let summary = ck.summary();
-    f.extend(opened_facts(&ck, &summary, path));
+    f.extend(opened_facts(ck, &summary, path));
     f
 }
 
