@@ -275,25 +275,10 @@ fn read_tree(path: &Path) -> Result<Value, Option<String>> {
             if !text.contains("!!python/") {
                 return Err(None);
             }
-            let v = yaml::parse(&strip_python_tags(&text)).map_err(|_| None)?;
+            let v = yaml::parse(&crate::config::drop_python_tags(&text)).map_err(|_| None)?;
             resolve(&v).map_err(|e| Some(format!("{}: {e}", path.display())))
         }
     }
-}
-
-fn strip_python_tags(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(i) = rest.find("!!python/") {
-        out.push_str(&rest[..i]);
-        let after = &rest[i..];
-        let end = after
-            .find(|c: char| c.is_whitespace())
-            .unwrap_or(after.len());
-        rest = &after[end..];
-    }
-    out.push_str(rest);
-    out
 }
 
 fn num(x: f64) -> Option<Value> {
