@@ -26,13 +26,18 @@ fn entry_for(path: &Path) -> Result<CatalogEntry> {
         ..Options::default()
     };
     let cat = build(&[path.to_path_buf()], &opts)?;
+    let first_error = cat.entries.iter().find_map(|e| e.error.clone());
     let entries: Vec<CatalogEntry> = cat
         .entries
         .into_iter()
         .filter(|e| e.error.is_none())
         .collect();
     if entries.is_empty() {
-        bail!("{}: no readable checkpoint", path.display());
+        // Say why (a dangerous pickle, a damaged zip …), as the catalog would.
+        match first_error {
+            Some(e) => bail!("{e}"),
+            None => bail!("{}: no checkpoint in it", path.display()),
+        }
     }
     if entries.len() == 1 {
         return Ok(entries.into_iter().next().unwrap_or_default());

@@ -86,3 +86,17 @@ fn compare_needs_two_paths_that_exist() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("nope.ckpt"));
 }
+
+/// A hostile file is refused with the catalog's reason, not compared.
+#[test]
+fn a_hostile_file_is_named_with_its_reason() {
+    let o = ckpt()
+        .args(["compare", "examples/fsdp/epoch-001.pth"])
+        .arg(root().join("fixtures/hostile/frame_straddle_zip.pt"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("frame_straddle_zip.pt"), "{err}");
+    assert!(!err.contains("no readable checkpoint"), "{err}");
+}
