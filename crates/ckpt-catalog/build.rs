@@ -2,7 +2,8 @@
 //! source file of the crates between the bytes and a cached fact (the pickle VM, the torch
 //! reader, model inference, the metadata crate's readers and engine). A change to any of them
 //! gives a new version, so an existing cache can never serve facts an older reader produced
-//! (the hand-bumped number it replaces drifted three times).
+//! (the hand-bumped number it replaces drifted three times). The entry version also covers
+//! this crate's own code: a cached resolved entry is what that code made of the facts.
 
 use std::path::{Path, PathBuf};
 
@@ -22,6 +23,23 @@ fn rs_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
+/// A positive 63-bit hash of these files' names (relative to `crates`) and contents.
+fn version_of(files: &[PathBuf], crates: &Path) -> i64 {
+    let mut h = Sha256::new();
+    for f in files {
+        let rel = f.strip_prefix(crates).unwrap_or(f);
+        h.update(rel.to_string_lossy().as_bytes());
+        h.update([0]);
+        h.update(std::fs::read(f).unwrap_or_default());
+        h.update([0]);
+    }
+    let d = h.finalize();
+    let mut v = [0u8; 8];
+    v.copy_from_slice(&d[..8]);
+    // Positive, so it reads well in `cache info` and SQLite.
+    i64::from_be_bytes(v) & i64::MAX
+}
+
 fn main() {
     let here = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default());
     let crates = here.parent().map(Path::to_path_buf).unwrap_or_default();
@@ -32,18 +50,17 @@ fn main() {
         rs_files(&src, &mut files);
     }
     files.sort();
-    let mut h = Sha256::new();
-    for f in &files {
-        let rel = f.strip_prefix(&crates).unwrap_or(f);
-        h.update(rel.to_string_lossy().as_bytes());
-        h.update([0]);
-        h.update(std::fs::read(f).unwrap_or_default());
-        h.update([0]);
-    }
-    let d = h.finalize();
-    let mut v = [0u8; 8];
-    v.copy_from_slice(&d[..8]);
-    // Positive, so it reads well in `cache info` and SQLite.
-    let version = i64::from_be_bytes(v) & i64::MAX;
-    println!("cargo:rustc-env=CKPT_FACTS_VERSION={version}");
+    println!(
+        "cargo:rustc-env=CKPT_FACTS_VERSION={}",
+        version_of(&files, &crates)
+    );
+    // A resolved entry also depends on this crate's discovery, resolution and entry code.
+    let src = here.join("src");
+    println!("cargo:rerun-if-changed={}", src.display());
+    rs_files(&src, &mut files);
+    files.sort();
+    println!(
+        "cargo:rustc-env=CKPT_ENTRY_VERSION={}",
+        version_of(&files, &crates)
+    );
 }

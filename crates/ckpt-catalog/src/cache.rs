@@ -23,17 +23,39 @@
 //! [`Cache::open`] returns the warning text for the caller to print. [`Cache::read_info`] opens
 //! read-only and writes nothing; [`Cache::clear`] removes only a proven cache and its companions.
 //!
-//! Schema v1:
+//! Two layers. `files` holds the checkpoint's own facts (what costs opening the file).
+//! `entries` holds the resolved entry (what costs reading and ranking every source around
+//! the file), valid only while every path its resolution consulted — configs, logs, folders
+//! listed, files checked and found absent — has the fingerprint it had
+//! ([`ckpt_meta::consulted`]); the sets of consulted paths are shared between entries in
+//! `consulted`, and the large parts of an entry that the checkpoints of a run share (model,
+//! hyperparameters, data, sources) are stored once each in `parts`, addressed by a hash of
+//! their text. An unchanged tree is answered from `entries` alone; a changed run folder
+//! re-resolves its entries from `files` without opening a checkpoint.
+//!
+//! Schema v2 (v1 had `meta` and `files` only):
 //!
 //! ```sql
 //! CREATE TABLE meta  (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 //! CREATE TABLE files (path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
 //!                     inode INTEGER NOT NULL, facts_version INTEGER NOT NULL,
 //!                     facts TEXT NOT NULL, updated_at INTEGER NOT NULL);
+//! CREATE TABLE entries (path TEXT PRIMARY KEY, size INTEGER NOT NULL,
+//!                     mtime_ns INTEGER NOT NULL, inode INTEGER NOT NULL,
+//!                     version INTEGER NOT NULL, context INTEGER NOT NULL,
+//!                     consulted INTEGER NOT NULL, p_model INTEGER NOT NULL,
+//!                     p_hparams INTEGER NOT NULL, p_data INTEGER NOT NULL,
+//!                     p_sources INTEGER NOT NULL, entry TEXT NOT NULL,
+//!                     updated_at INTEGER NOT NULL);
+//! CREATE TABLE consulted (id INTEGER PRIMARY KEY, paths TEXT NOT NULL);
+//! CREATE TABLE parts (id INTEGER PRIMARY KEY, json TEXT NOT NULL);
 //! ```
 //!
-//! `size` and `inode` are stored as the two's-complement `i64` of the `u64` (SQLite integers
-//! are signed); `updated_at` is unix seconds.
+//! `size`, `inode` and fingerprints are stored as the two's-complement `i64` of the `u64`
+//! (SQLite integers are signed); `updated_at` is unix seconds. `context` is a hash of how the
+//! checkpoint was reached (the path as typed, the root it was found under); `consulted`
+//! points at a row of `consulted`, whose `paths` is a JSON list of `[path, fingerprint]`;
+//! `p_*` point at rows of `parts` (0: empty), and `entry` is the entry without them.
 
 use std::collections::HashSet;
 use std::ffi::OsString;
@@ -43,12 +65,16 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
+/// How much of the cache file SQLite maps into memory (address space, not memory: pages
+/// are read on demand and shared with the page cache).
+const MMAP_BYTES: i64 = 1 << 30;
+
 /// `PRAGMA application_id` of every cache ckpt creates: the ASCII bytes "ckpt", big-endian, as
 /// SQLite stores it at offset 68 of the database header.
 pub const APPLICATION_ID: i32 = i32::from_be_bytes(*b"ckpt");
 
 /// The schema this build writes. Bump it and add a step to [`migrate`] when the tables change.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// The cache file's name inside the cache directory.
 pub const FILE_NAME: &str = "catalog.sqlite3";
@@ -68,6 +94,49 @@ const UPSERT: &str = "INSERT INTO files (path, size, mtime_ns, inode, facts_vers
      updated_at = excluded.updated_at";
 const SELECT_UNDER: &str = "SELECT path FROM files WHERE path = ?1 OR (path >= ?2 AND path < ?3)";
 const DELETE_ONE: &str = "DELETE FROM files WHERE path = ?1";
+const SELECT_ENTRY: &str = "SELECT size, mtime_ns, inode, version, context, consulted, \
+     p_model, p_hparams, p_data, p_sources, entry FROM entries WHERE path = ?1";
+const UPSERT_ENTRY: &str = "INSERT INTO entries (path, size, mtime_ns, inode, version, context, \
+     consulted, p_model, p_hparams, p_data, p_sources, entry, updated_at) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
+     ON CONFLICT(path) DO UPDATE SET size = excluded.size, mtime_ns = excluded.mtime_ns, \
+     inode = excluded.inode, version = excluded.version, context = excluded.context, \
+     consulted = excluded.consulted, p_model = excluded.p_model, \
+     p_hparams = excluded.p_hparams, p_data = excluded.p_data, \
+     p_sources = excluded.p_sources, entry = excluded.entry, updated_at = excluded.updated_at";
+const SELECT_PART: &str = "SELECT json FROM parts WHERE id = ?1";
+const INSERT_PART: &str = "INSERT OR IGNORE INTO parts (id, json) VALUES (?1, ?2)";
+/// Parts no entry points at any more.
+const DELETE_UNUSED_PARTS: &str = "DELETE FROM parts WHERE id NOT IN (SELECT p_model FROM \
+     entries UNION SELECT p_hparams FROM entries UNION SELECT p_data FROM entries UNION \
+     SELECT p_sources FROM entries)";
+const SELECT_CONSULTED: &str = "SELECT paths FROM consulted WHERE id = ?1";
+const INSERT_CONSULTED: &str = "INSERT OR IGNORE INTO consulted (id, paths) VALUES (?1, ?2)";
+const DELETE_ENTRY: &str = "DELETE FROM entries WHERE path = ?1";
+/// Sets of consulted paths no entry points at any more.
+const DELETE_UNUSED_CONSULTED: &str =
+    "DELETE FROM consulted WHERE id NOT IN (SELECT consulted FROM entries)";
+
+/// A resolved entry to store: the checkpoint's key, the context it was resolved in, the id of
+/// the set of paths its resolution consulted, and its text.
+#[derive(Debug, Clone)]
+pub struct EntryRow {
+    pub key: FileKey,
+    pub context: i64,
+    pub consulted: i64,
+    /// Ids in `parts` of the model, hyperparameters, data and sources (0: empty).
+    pub parts: [i64; 4],
+    pub entry: String,
+}
+
+/// A stored entry found for a key and context: the id of its consulted set (to check before
+/// use) and its text.
+#[derive(Debug, Clone)]
+pub struct EntryHit {
+    pub consulted: i64,
+    pub parts: [i64; 4],
+    pub entry: String,
+}
 
 /// Identity of one checkpoint file as seen on disk: a cached row is used only if all four match.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -320,6 +389,128 @@ impl Cache {
         tx.commit().map_err(err)
     }
 
+    /// For each (key, context), the stored entry if a row exists with the same path, size,
+    /// mtime, inode, `version` and context; `None` otherwise. Whether the paths it consulted
+    /// are unchanged is for the caller to check ([`Cache::get_consulted`]).
+    pub fn get_entries(
+        &self,
+        keys: &[(FileKey, i64)],
+        version: i64,
+    ) -> Result<Vec<Option<EntryHit>>, CacheError> {
+        let err = |source| self.sqlite_err(source);
+        let tx = self.conn.unchecked_transaction().map_err(err)?;
+        let mut out = Vec::with_capacity(keys.len());
+        {
+            let mut stmt = tx.prepare_cached(SELECT_ENTRY).map_err(err)?;
+            for (key, context) in keys {
+                let mut rows = stmt.query([&key.path]).map_err(err)?;
+                let hit = match rows.next().map_err(err)? {
+                    Some(row)
+                        if row.get::<_, i64>(0).map_err(err)? == to_sql_u64(key.size)
+                            && row.get::<_, i64>(1).map_err(err)? == key.mtime_ns
+                            && row.get::<_, i64>(2).map_err(err)? == to_sql_u64(key.inode)
+                            && row.get::<_, i64>(3).map_err(err)? == version
+                            && row.get::<_, i64>(4).map_err(err)? == *context =>
+                    {
+                        Some(EntryHit {
+                            consulted: row.get(5).map_err(err)?,
+                            parts: [
+                                row.get(6).map_err(err)?,
+                                row.get(7).map_err(err)?,
+                                row.get(8).map_err(err)?,
+                                row.get(9).map_err(err)?,
+                            ],
+                            entry: row.get(10).map_err(err)?,
+                        })
+                    }
+                    _ => None,
+                };
+                out.push(hit);
+            }
+        }
+        tx.finish().map_err(err)?;
+        Ok(out)
+    }
+
+    /// The stored sets of consulted paths (JSON text), by id; `None` for an unknown id.
+    pub fn get_consulted(&self, ids: &[i64]) -> Result<Vec<Option<String>>, CacheError> {
+        self.get_texts(SELECT_CONSULTED, ids)
+    }
+
+    /// The stored parts of entries (JSON text), by id; `None` for an unknown id.
+    pub fn get_parts(&self, ids: &[i64]) -> Result<Vec<Option<String>>, CacheError> {
+        self.get_texts(SELECT_PART, ids)
+    }
+
+    fn get_texts(&self, sql: &str, ids: &[i64]) -> Result<Vec<Option<String>>, CacheError> {
+        let err = |source| self.sqlite_err(source);
+        let tx = self.conn.unchecked_transaction().map_err(err)?;
+        let mut out = Vec::with_capacity(ids.len());
+        {
+            let mut stmt = tx.prepare_cached(sql).map_err(err)?;
+            for id in ids {
+                out.push(
+                    stmt.query_row([id], |r| r.get::<_, String>(0))
+                        .optional()
+                        .map_err(err)?,
+                );
+            }
+        }
+        tx.finish().map_err(err)?;
+        Ok(out)
+    }
+
+    /// Store resolved entries and the consulted sets and parts they point at, in one
+    /// transaction.
+    pub fn put_entries(
+        &mut self,
+        rows: &[EntryRow],
+        consulted: &[(i64, String)],
+        parts: &[(i64, String)],
+        version: i64,
+    ) -> Result<(), CacheError> {
+        if rows.is_empty() && consulted.is_empty() && parts.is_empty() {
+            return Ok(());
+        }
+        let path = &self.path;
+        let err = |source| sqlite_err(path, source);
+        let now = unix_now();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(err)?;
+        {
+            let mut stmt = tx.prepare_cached(INSERT_CONSULTED).map_err(err)?;
+            for (id, paths) in consulted {
+                stmt.execute(params![id, paths]).map_err(err)?;
+            }
+            let mut stmt = tx.prepare_cached(INSERT_PART).map_err(err)?;
+            for (id, json) in parts {
+                stmt.execute(params![id, json]).map_err(err)?;
+            }
+            let mut stmt = tx.prepare_cached(UPSERT_ENTRY).map_err(err)?;
+            for r in rows {
+                stmt.execute(params![
+                    r.key.path,
+                    to_sql_u64(r.key.size),
+                    r.key.mtime_ns,
+                    to_sql_u64(r.key.inode),
+                    version,
+                    r.context,
+                    r.consulted,
+                    r.parts[0],
+                    r.parts[1],
+                    r.parts[2],
+                    r.parts[3],
+                    r.entry,
+                    now
+                ])
+                .map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)
+    }
+
     /// Delete the rows whose path is one of `roots` or lies under one of them (on a path
     /// component boundary: `/a/b` covers `/a/b/c.ckpt`, not `/a/bc.ckpt`) and is not in
     /// `seen`: checkpoints deleted since the last run drop out. Returns how many were deleted.
@@ -362,8 +553,14 @@ impl Cache {
             doomed.sort_unstable();
             doomed.dedup();
             let mut delete = tx.prepare_cached(DELETE_ONE).map_err(err)?;
+            let mut delete_entry = tx.prepare_cached(DELETE_ENTRY).map_err(err)?;
             for p in &doomed {
                 delete.execute([p]).map_err(err)?;
+                delete_entry.execute([p]).map_err(err)?;
+            }
+            if !doomed.is_empty() {
+                tx.execute(DELETE_UNUSED_CONSULTED, []).map_err(err)?;
+                tx.execute(DELETE_UNUSED_PARTS, []).map_err(err)?;
             }
         }
         tx.commit().map_err(err)?;
@@ -745,6 +942,11 @@ fn open_and_init(path: &Path) -> Result<Cache, OpenFailure> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags).map_err(fail)?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(fail)?;
+    // Pages are read through a memory map rather than copied out by `pread`: an unchanged
+    // tree is answered by reading rows, and the copies were a seventh of that run's time.
+    // (SQLite falls back to reads where mapping is not possible.)
+    conn.pragma_update(None, "mmap_size", MMAP_BYTES)
+        .map_err(fail)?;
 
     // Read-only checks first, so a newer ckpt's file is refused before anything is written.
     let found: i64 = conn
@@ -806,7 +1008,21 @@ fn open_and_init(path: &Path) -> Result<Cache, OpenFailure> {
     }
     // A file with our version number but not our tables (or a broken schema) is unusable:
     // preparing the statements we rely on finds that now rather than mid-run.
-    for sql in [SELECT_ONE, UPSERT, SELECT_UNDER, DELETE_ONE] {
+    for sql in [
+        SELECT_ONE,
+        UPSERT,
+        SELECT_UNDER,
+        DELETE_ONE,
+        SELECT_ENTRY,
+        UPSERT_ENTRY,
+        SELECT_CONSULTED,
+        INSERT_CONSULTED,
+        DELETE_ENTRY,
+        DELETE_UNUSED_CONSULTED,
+        SELECT_PART,
+        INSERT_PART,
+        DELETE_UNUSED_PARTS,
+    ] {
         if let Err(e) = cache.conn.prepare_cached(sql) {
             return Err(if is_corruption(&e) || is_schema_mismatch(&e) {
                 OpenFailure::Corrupt(format!("unexpected schema: {e}"))
@@ -842,11 +1058,33 @@ impl From<rusqlite::Error> for MigrateError {
 /// (a new or foreign file) and any version without a path to [`SCHEMA_VERSION`] are rebuilt
 /// from [`CREATE_CURRENT`] instead; it is only a cache. For v2, append the v1 -> v2 SQL here
 /// (e.g. `ALTER TABLE files ADD COLUMN ...`) and update [`CREATE_CURRENT`] to the v2 tables.
-const STEPS: &[&str] = &[];
+const STEPS: &[&str] = &[
+    // v1 -> v2: resolved entries and the paths their resolution consulted.
+    "CREATE TABLE entries (
+        path      TEXT PRIMARY KEY,
+        size      INTEGER NOT NULL,
+        mtime_ns  INTEGER NOT NULL,
+        inode     INTEGER NOT NULL,
+        version   INTEGER NOT NULL,
+        context   INTEGER NOT NULL,
+        consulted INTEGER NOT NULL,
+        p_model   INTEGER NOT NULL,
+        p_hparams INTEGER NOT NULL,
+        p_data    INTEGER NOT NULL,
+        p_sources INTEGER NOT NULL,
+        entry     TEXT NOT NULL,
+        updated_at INTEGER NOT NULL
+    );
+    CREATE TABLE consulted (id INTEGER PRIMARY KEY, paths TEXT NOT NULL);
+    CREATE TABLE parts (id INTEGER PRIMARY KEY, json TEXT NOT NULL);",
+];
 
 /// The current schema from scratch.
 const CREATE_CURRENT: &str = "
     DROP TABLE IF EXISTS files;
+    DROP TABLE IF EXISTS entries;
+    DROP TABLE IF EXISTS consulted;
+    DROP TABLE IF EXISTS parts;
     DROP TABLE IF EXISTS meta;
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     CREATE TABLE files (
@@ -858,6 +1096,23 @@ const CREATE_CURRENT: &str = "
         facts         TEXT NOT NULL,
         updated_at    INTEGER NOT NULL
     );
+    CREATE TABLE entries (
+        path      TEXT PRIMARY KEY,
+        size      INTEGER NOT NULL,
+        mtime_ns  INTEGER NOT NULL,
+        inode     INTEGER NOT NULL,
+        version   INTEGER NOT NULL,
+        context   INTEGER NOT NULL,
+        consulted INTEGER NOT NULL,
+        p_model   INTEGER NOT NULL,
+        p_hparams INTEGER NOT NULL,
+        p_data    INTEGER NOT NULL,
+        p_sources INTEGER NOT NULL,
+        entry     TEXT NOT NULL,
+        updated_at INTEGER NOT NULL
+    );
+    CREATE TABLE consulted (id INTEGER PRIMARY KEY, paths TEXT NOT NULL);
+    CREATE TABLE parts (id INTEGER PRIMARY KEY, json TEXT NOT NULL);
 ";
 
 /// Bring the schema to [`SCHEMA_VERSION`] in one write transaction. The version is re-read
@@ -1305,10 +1560,74 @@ mod tests {
         // A SQLite file claiming our version but without our tables.
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(FILE_NAME);
-        ours_with(&path, "CREATE TABLE other (x); PRAGMA user_version = 1;");
+        ours_with(
+            &path,
+            &format!("CREATE TABLE other (x); PRAGMA user_version = {SCHEMA_VERSION};"),
+        );
         let (cache, warning) = Cache::open(&path).unwrap();
         assert!(warning.unwrap().contains("unexpected schema"));
         assert_eq!(cache.info().unwrap().entries, 0);
+    }
+
+    #[test]
+    fn cache_v1_is_migrated_keeping_its_facts() {
+        // What ckpt wrote before resolved entries were cached: meta and files, version 1.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        ours_with(
+            &path,
+            "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+             INSERT INTO meta VALUES ('created_by', 'ckpt 0.1.0');
+             CREATE TABLE files (path TEXT PRIMARY KEY, size INTEGER NOT NULL,
+                 mtime_ns INTEGER NOT NULL, inode INTEGER NOT NULL,
+                 facts_version INTEGER NOT NULL, facts TEXT NOT NULL,
+                 updated_at INTEGER NOT NULL);
+             INSERT INTO files VALUES ('/a', 1234, 1700000000123456789, 42, 7, 'x', 0);
+             PRAGMA user_version = 1;",
+        );
+        let (mut cache, warning) = Cache::open(&path).unwrap();
+        assert_eq!(warning, None);
+        assert_eq!(cache.info().unwrap().schema_version, SCHEMA_VERSION);
+        assert_eq!(
+            cache.get_many(&[key("/a")], 7).unwrap(),
+            vec![Some("x".to_owned())]
+        );
+        // The new tables work.
+        let row = EntryRow {
+            key: key("/a"),
+            context: 5,
+            consulted: 9,
+            parts: [0, 11, 0, 0],
+            entry: "{}".into(),
+        };
+        cache
+            .put_entries(&[row], &[(9, "[]".into())], &[(11, "{}".into())], 3)
+            .unwrap();
+        let hit = cache.get_entries(&[(key("/a"), 5)], 3).unwrap();
+        assert_eq!(
+            hit[0].as_ref().map(|h| (h.consulted, h.parts)),
+            Some((9, [0, 11, 0, 0]))
+        );
+        assert_eq!(
+            cache.get_entries(&[(key("/a"), 6)], 3).unwrap()[0]
+                .as_ref()
+                .map(|h| h.consulted),
+            None
+        );
+        assert_eq!(
+            cache.get_consulted(&[9, 10]).unwrap(),
+            vec![Some("[]".into()), None]
+        );
+        assert_eq!(cache.get_parts(&[11]).unwrap(), vec![Some("{}".into())]);
+        // Forgetting the checkpoint forgets its entry and what only it pointed at.
+        assert_eq!(
+            cache
+                .forget_missing(&["/".into()], &HashSet::new())
+                .unwrap(),
+            1
+        );
+        assert_eq!(cache.get_consulted(&[9]).unwrap(), vec![None]);
+        assert_eq!(cache.get_parts(&[11]).unwrap(), vec![None]);
     }
 
     #[test]

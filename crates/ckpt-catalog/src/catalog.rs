@@ -8,14 +8,18 @@ use ckpt_meta::sources::DirCache;
 use ckpt_torch::bug::Panic;
 
 use crate::Fact;
-use crate::cache::{Cache, CacheError, FileKey};
+use crate::cache::{Cache, CacheError, EntryHit, EntryRow, FileKey};
 use crate::discover::{Candidate, Kind, WalkOptions, discover_with_listing};
 use crate::entry::CatalogEntry;
+use crate::entry::Shared;
 use crate::par;
 use crate::resolve::{
-    Resolve, Resolved, bug_entry, checkpoint_facts, facts_from_json, facts_to_json, facts_version,
-    mark_best, modified_of, resolve,
+    Resolve, Resolved, Stored, bug_entry, checkpoint_facts, entry_version, facts_from_json,
+    facts_to_json, facts_version, mark_best, modified_of, resolve_recorded,
 };
+use ckpt_meta::consulted::{self, Consult, Fingerprint};
+use serde_json::Value;
+use std::collections::BTreeMap;
 
 /// Called after each chunk with (checkpoints done, checkpoints found).
 pub type Progress = std::sync::Arc<dyn Fn(usize, usize) + Send + Sync>;
@@ -45,6 +49,8 @@ pub struct Stats {
     pub candidates: usize,
     pub opened: usize,
     pub cached: usize,
+    /// Of the cached: entries served whole (nothing they were resolved from had changed).
+    pub reused: usize,
     pub forgotten: usize,
 }
 
@@ -144,12 +150,224 @@ struct Stat {
     error: Option<String>,
 }
 
+/// How a candidate was reached, as a number the cached entry must match: the path as the user
+/// spelled it (the entry's `path`), the root it was found under (names are relative to it),
+/// its kind, and the size and time the entry records.
+fn context_of(c: &Candidate, st: &Stat) -> i64 {
+    use consulted::{FNV_START, fnv};
+    let mut h = fnv(FNV_START, c.path.as_os_str().as_encoded_bytes());
+    h = fnv(h, &[0]);
+    h = fnv(h, c.root.as_os_str().as_encoded_bytes());
+    h = fnv(h, &[0, c.kind as u8]);
+    h = fnv(h, &st.size.to_le_bytes());
+    h = fnv(h, st.modified.as_bytes());
+    i64::from_ne_bytes(h.to_ne_bytes())
+}
+
+/// A consulted set as the cache stores it (JSON `[[path, fingerprint], …]`, absolute paths,
+/// so that checking it does not depend on the folder a later run starts in) and its id;
+/// `None` when a path is not UTF-8 (it could not be read back as the same path: not cached).
+fn consulted_row(seen: &[Consult], cwd: &Path) -> Option<(i64, String)> {
+    let abs: Vec<(PathBuf, Fingerprint)> =
+        seen.iter().map(|(p, fp)| (absolute(p, cwd), *fp)).collect();
+    let rows: Option<Vec<(&str, i64)>> = abs
+        .iter()
+        .map(|(p, fp)| Some((p.to_str()?, i64::from_ne_bytes(fp.to_ne_bytes()))))
+        .collect();
+    let text = serde_json::to_string(&rows?).ok()?;
+    let id = consulted::fnv(consulted::FNV_START, text.as_bytes());
+    Some((i64::from_ne_bytes(id.to_ne_bytes()), text))
+}
+
+/// The shared parts of entries ([`crate::entry::Shared`]) read from the cache in one run,
+/// by id: parsed once, then held by every entry that carries them.
+#[derive(Default)]
+struct Parts {
+    values: std::collections::HashMap<i64, Shared<BTreeMap<String, Value>>>,
+    sources: std::collections::HashMap<i64, Shared<BTreeMap<String, String>>>,
+}
+
+/// Which of an entry's parts: model, hparams, data (values), sources (strings).
+const SOURCES_PART: usize = 3;
+
+impl Parts {
+    fn has(&self, slot: usize, id: i64) -> bool {
+        id == 0
+            || if slot == SOURCES_PART {
+                self.sources.contains_key(&id)
+            } else {
+                self.values.contains_key(&id)
+            }
+    }
+
+    /// Parse and keep parts read from the cache; one that does not parse is left out (its
+    /// entries are resolved again).
+    fn add(&mut self, slot: usize, id: i64, json: &str) {
+        if slot == SOURCES_PART {
+            if let Ok(m) = serde_json::from_str(json) {
+                self.sources.insert(id, Shared::new(m));
+            }
+        } else if let Ok(m) = serde_json::from_str(json) {
+            self.values.insert(id, Shared::new(m));
+        }
+    }
+
+    fn merge(&mut self, other: Parts) {
+        self.values.extend(other.values);
+        self.sources.extend(other.sources);
+    }
+
+    /// Give a stored entry its parts back; `false` when one is missing.
+    fn fill(&self, e: &mut CatalogEntry, ids: [i64; 4]) -> bool {
+        let value = |id: i64| -> Option<Shared<BTreeMap<String, Value>>> {
+            if id == 0 {
+                Some(Shared::default())
+            } else {
+                self.values.get(&id).cloned()
+            }
+        };
+        let (Some(model), Some(hparams), Some(data)) =
+            (value(ids[0]), value(ids[1]), value(ids[2]))
+        else {
+            return false;
+        };
+        let sources = if ids[SOURCES_PART] == 0 {
+            Shared::default()
+        } else {
+            match self.sources.get(&ids[SOURCES_PART]) {
+                Some(s) => s.clone(),
+                None => return false,
+            }
+        };
+        e.model = model;
+        e.hparams = hparams;
+        e.data = data;
+        e.sources = sources;
+        true
+    }
+}
+
+/// The id of a part's text: the first 8 bytes of its SHA-256 (a part is addressed by what it
+/// says, so two runs with the same hyperparameters share one row), never 0 (0 is "empty"). The
+/// slot is hashed too: a model and a data part with the same text are different rows.
+fn part_id(slot: usize, json: &str) -> i64 {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update([u8::try_from(slot).unwrap_or(u8::MAX)]);
+    h.update(json.as_bytes());
+    let d = h.finalize();
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&d[..8]);
+    match i64::from_be_bytes(b) {
+        0 => 1,
+        id => id,
+    }
+}
+
+/// Rows of `consulted` or `parts`: (id, JSON text).
+type IdTexts = Vec<(i64, String)>;
+
+/// A resolved entry to store: its row, the set of paths it consulted, its parts.
+struct NewEntry {
+    row: EntryRow,
+    consulted: (i64, String),
+    parts: IdTexts,
+}
+
+/// What resolving any checkpoint of a run reads besides the checkpoint.
+struct RunCtx<'a> {
+    parts: &'a Parts,
+    cwd: &'a Path,
+    dirs: &'a DirCache,
+    seen: &'a crate::discover::Seen,
+}
+
+/// Split a resolution into the entry row's text and its parts (id, text), moving the parts
+/// out of the entry.
+fn split_parts(mut stored: Stored) -> Option<(String, [i64; 4], IdTexts)> {
+    let e = &mut stored.resolved.entry;
+    let (model, hparams, data, sources) = (
+        std::mem::take(&mut e.model),
+        std::mem::take(&mut e.hparams),
+        std::mem::take(&mut e.data),
+        std::mem::take(&mut e.sources),
+    );
+    let texts = [
+        json_or_empty(&model)?,
+        json_or_empty(&hparams)?,
+        json_or_empty(&data)?,
+        json_or_empty(&sources)?,
+    ];
+    let mut ids = [0i64; 4];
+    let mut parts = Vec::new();
+    for (slot, t) in texts.into_iter().enumerate() {
+        if let Some(t) = t {
+            let id = part_id(slot, &t);
+            ids[slot] = id;
+            parts.push((id, t));
+        }
+    }
+    Some((serde_json::to_string(&stored).ok()?, ids, parts))
+}
+
+/// A part's JSON, `None` inside when it is empty (stored as id 0); `None` when it does not
+/// serialize (never for these types).
+fn json_or_empty<V: serde::Serialize>(m: &BTreeMap<String, V>) -> Option<Option<String>> {
+    if m.is_empty() {
+        return Some(None);
+    }
+    serde_json::to_string(m).ok().map(Some)
+}
+
+/// Fingerprints taken during one run, by path: many entries consulted the same folders.
+#[derive(Default)]
+struct Fingerprints(std::sync::Mutex<std::collections::HashMap<String, Fingerprint>>);
+
+impl Fingerprints {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Fingerprint>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn of(&self, path: &str) -> Fingerprint {
+        if let Some(fp) = self.lock().get(path) {
+            return *fp;
+        }
+        let fp = consulted::fingerprint(Path::new(path));
+        self.lock().insert(path.to_owned(), fp);
+        fp
+    }
+
+    /// Is the stored consulted set still as it was? Unparseable text is "no".
+    fn unchanged(&self, text: &str) -> bool {
+        let Ok(rows) = serde_json::from_str::<Vec<(String, i64)>>(text) else {
+            return false;
+        };
+        let rows: Vec<(String, Fingerprint)> = rows
+            .into_iter()
+            .map(|(p, fp)| (p, u64::from_ne_bytes(fp.to_ne_bytes())))
+            .collect();
+        consulted::unchanged(&rows, &|p| self.of(p))
+    }
+}
+
+/// `p` made absolute against `cwd` (read once per run: `std::path::absolute` asks the system
+/// for the current folder on every call, a fifth of stat-ing ten thousand files).
+fn absolute(p: &Path, cwd: &Path) -> PathBuf {
+    if p.is_absolute() {
+        std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+    } else {
+        std::path::absolute(cwd.join(p)).unwrap_or_else(|_| p.to_path_buf())
+    }
+}
+
 /// The cache key, size and mtime of one candidate.
-fn stat_of(c: &Candidate) -> Stat {
+fn stat_of(c: &Candidate, cwd: &Path) -> Stat {
     let kf = key_file(c);
     match std::fs::metadata(&kf) {
         Ok(m) => {
-            let abs = std::path::absolute(&kf).unwrap_or_else(|_| kf.clone());
+            let abs = absolute(&kf, cwd);
             let modified = modified_of(&m);
             let size = if c.kind == Kind::File {
                 m.len()
@@ -192,6 +410,7 @@ pub fn build_streaming(
 ) -> Result<Catalog, CacheError> {
     let mut cat = Catalog::default();
     let (cands, warnings, seen) = discover_with_listing(roots, &opts.walk);
+    let cwd = std::env::current_dir().unwrap_or_default();
     cat.warnings.extend(warnings);
     cat.stats.candidates = cands.len();
 
@@ -199,7 +418,7 @@ pub fn build_streaming(
     // checkpoints are stat-ed: neither waits for the other.
     let (stats, opened) = std::thread::scope(|s| {
         let opening = opts.cache.as_ref().map(|p| s.spawn(|| Cache::open(p)));
-        let stats: Vec<Stat> = par::map(&cands, stat_of);
+        let stats: Vec<Stat> = par::map(&cands, |c| stat_of(c, &cwd));
         let opened = opening.map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
         (stats, opened)
     });
@@ -257,50 +476,94 @@ pub fn build_streaming(
             p(done, total);
         }
     };
-    // A chunk's rows read from files, waiting to be written to the cache.
-    let mut pending_rows: Vec<(FileKey, String)> = Vec::new();
+    // A chunk's rows, waiting to be written to the cache.
+    let mut pending_rows = Rows::default();
     let mut warned: HashSet<String> = HashSet::new();
-    for chunk in &chunks {
+    // Which stored consulted sets are unchanged, decided once per run.
+    let fingerprints = Fingerprints::default();
+    let mut unchanged: std::collections::HashMap<i64, bool> = std::collections::HashMap::new();
+    let mut parts = Parts::default();
+    // The cache rows of a chunk are read while the one before it is resolved.
+    let mut next = match (&cache, chunks.first()) {
+        (Some(c), Some(first)) => fetch_inputs(
+            c,
+            first,
+            &stats,
+            &cands,
+            &mut unchanged,
+            &parts,
+            &fingerprints,
+        )?,
+        _ => Fetched::default(),
+    };
+    for (k, chunk) in chunks.iter().enumerate() {
         let chunk = chunk.as_slice();
         let mut chunk_entries: Vec<CatalogEntry> = Vec::with_capacity(chunk.len());
         let mut chunk_best: Vec<Option<String>> = Vec::with_capacity(chunk.len());
-        // The cached rows of the chunk, as text: each is parsed on the thread that resolves
-        // it, right before, and dropped right after, so a thread's working set is one
-        // checkpoint's facts (parsing a whole chunk up front turned over tens of megabytes
-        // of fresh heap pages per chunk).
-        let mut texts: Vec<Option<String>> = vec![None; chunk.len()];
-        if let Some(c) = &cache {
-            let (at, keys): (Vec<usize>, Vec<FileKey>) = chunk
-                .iter()
-                .enumerate()
-                .filter_map(|(n, i)| stats[*i].key.clone().map(|k| (n, k)))
-                .unzip();
-            let hits = c.get_many(&keys, facts_version())?;
-            for (n, h) in at.into_iter().zip(hits) {
-                texts[n] = h;
-            }
+        let Fetched {
+            contexts,
+            mut inputs,
+            parts: new_parts,
+        } = std::mem::take(&mut next);
+        parts.merge(new_parts);
+        if inputs.is_empty() {
+            // No cache: every checkpoint is read.
+            inputs = (0..chunk.len()).map(|_| Input::Read).collect();
         }
-        let items: Vec<(usize, std::sync::Mutex<Option<String>>)> = chunk
+        let contexts = if contexts.is_empty() {
+            chunk
+                .iter()
+                .map(|i| context_of(&cands[*i], &stats[*i]))
+                .collect()
+        } else {
+            contexts
+        };
+        let items: Vec<(usize, i64, std::sync::Mutex<Input>)> = chunk
             .iter()
-            .zip(texts)
-            .map(|(i, t)| (*i, std::sync::Mutex::new(t)))
+            .zip(&contexts)
+            .zip(inputs)
+            .map(|((i, ctx), t)| (*i, *ctx, std::sync::Mutex::new(t)))
             .collect();
         // Read (when not cached) and resolve each checkpoint in one pass on all cores, while
         // this thread hands the previous chunk's entries on (writing them is serial).
         let (done_chunk, put): (Vec<Done>, Result<(), CacheError>) = std::thread::scope(|s| {
             let work = s.spawn(|| {
-                par::map(&items, |(i, slot)| {
-                    let text = slot
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .take();
-                    read_and_resolve(&cands[*i], &stats[*i], text, &dirs, &seen)
+                par::map(&items, |(i, ctx, slot)| {
+                    let input = std::mem::replace(
+                        &mut *slot
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner),
+                        Input::Read,
+                    );
+                    let run = RunCtx {
+                        parts: &parts,
+                        cwd: &cwd,
+                        dirs: &dirs,
+                        seen: &seen,
+                    };
+                    read_and_resolve(&cands[*i], &stats[*i], *ctx, input, &run)
                 })
             });
             emit(pending.take());
             // The previous chunk's new rows are written meanwhile too (a commit may wait for
-            // a WAL checkpoint's sync).
-            let put = put_rows(&mut cache, &mut pending_rows);
+            // a WAL checkpoint's sync), and the next chunk's rows read.
+            let put = put_rows(&mut cache, &mut pending_rows).and_then(|()| {
+                match (&cache, chunks.get(k + 1)) {
+                    (Some(c), Some(following)) => {
+                        next = fetch_inputs(
+                            c,
+                            following,
+                            &stats,
+                            &cands,
+                            &mut unchanged,
+                            &parts,
+                            &fingerprints,
+                        )?;
+                        Ok(())
+                    }
+                    _ => Ok(()),
+                }
+            });
             (
                 work.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
                 put,
@@ -308,15 +571,23 @@ pub fn build_streaming(
         });
         put?;
         drop(items);
-        let mut rows: Vec<(FileKey, String)> = Vec::new();
+        let mut rows = Rows::default();
         for (i, d) in chunk.iter().zip(done_chunk) {
             if d.cached {
                 cat.stats.cached += 1;
             } else if stats[*i].key.is_some() {
                 cat.stats.opened += 1;
             }
+            if d.reused {
+                cat.stats.reused += 1;
+            }
             if let Some(row) = d.row {
-                rows.push(row);
+                rows.facts.push(row);
+            }
+            if let Some(n) = d.entry_row {
+                rows.entries.push(n.row);
+                rows.consulted.push(n.consulted);
+                rows.parts.extend(n.parts);
             }
             if let Some(panic) = d.read_bug {
                 cat.bugs.push(Bug {
@@ -374,40 +645,198 @@ pub fn build_streaming(
     Ok(cat)
 }
 
+/// A chunk's cache rows: each checkpoint's context and input, and the parts read for them.
+#[derive(Default)]
+struct Fetched {
+    contexts: Vec<i64>,
+    inputs: Vec<Input>,
+    parts: Parts,
+}
+
+/// What the cache has for a chunk, as text: each row is parsed on the thread that uses it,
+/// right before, and dropped right after, so a thread's working set is one checkpoint's
+/// (parsing a whole chunk up front turned over tens of megabytes of fresh heap pages per
+/// chunk). A resolved entry is taken when every path it consulted is unchanged and its
+/// parts are at hand; otherwise the checkpoint's facts, resolved again; otherwise the file.
+fn fetch_inputs(
+    c: &Cache,
+    chunk: &[usize],
+    stats: &[Stat],
+    cands: &[Candidate],
+    unchanged: &mut std::collections::HashMap<i64, bool>,
+    known: &Parts,
+    fingerprints: &Fingerprints,
+) -> Result<Fetched, CacheError> {
+    let contexts: Vec<i64> = chunk
+        .iter()
+        .map(|i| context_of(&cands[*i], &stats[*i]))
+        .collect();
+    let mut inputs: Vec<Input> = (0..chunk.len()).map(|_| Input::Read).collect();
+    let mut parts = Parts::default();
+    let (at, keys): (Vec<usize>, Vec<(FileKey, i64)>) = chunk
+        .iter()
+        .enumerate()
+        .filter_map(|(n, i)| stats[*i].key.clone().map(|k| (n, (k, contexts[n]))))
+        .unzip();
+    let hits = c.get_entries(&keys, entry_version())?;
+    let unknown: Vec<i64> = hits
+        .iter()
+        .flatten()
+        .map(|h| h.consulted)
+        .filter(|id| !unchanged.contains_key(id))
+        .collect::<HashSet<i64>>()
+        .into_iter()
+        .collect();
+    if !unknown.is_empty() {
+        let texts = c.get_consulted(&unknown)?;
+        let verdicts = par::map(&texts, |t| {
+            t.as_deref().is_some_and(|t| fingerprints.unchanged(t))
+        });
+        unchanged.extend(unknown.into_iter().zip(verdicts));
+    }
+    // The parts the usable entries need and this run has not read yet.
+    let mut wanted: Vec<(usize, i64)> = hits
+        .iter()
+        .flatten()
+        .filter(|h| unchanged.get(&h.consulted).copied().unwrap_or(false))
+        .flat_map(|h| h.parts.iter().copied().enumerate())
+        .filter(|(slot, id)| !known.has(*slot, *id))
+        .collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    if !wanted.is_empty() {
+        let ids: Vec<i64> = wanted.iter().map(|(_, id)| *id).collect();
+        for ((slot, id), json) in wanted.into_iter().zip(c.get_parts(&ids)?) {
+            if let Some(json) = json {
+                parts.add(slot, id, &json);
+            }
+        }
+    }
+    let mut misses: Vec<(usize, FileKey)> = Vec::new();
+    for ((n, (key, _)), hit) in at.into_iter().zip(keys).zip(hits) {
+        match hit {
+            Some(EntryHit {
+                consulted,
+                parts: ids,
+                entry,
+            }) if unchanged.get(&consulted).copied().unwrap_or(false)
+                && ids
+                    .iter()
+                    .enumerate()
+                    .all(|(slot, id)| known.has(slot, *id) || parts.has(slot, *id)) =>
+            {
+                inputs[n] = Input::Entry(entry, ids);
+            }
+            _ => misses.push((n, key)),
+        }
+    }
+    let keys: Vec<FileKey> = misses.iter().map(|(_, k)| k.clone()).collect();
+    let facts = c.get_many(&keys, facts_version())?;
+    for ((n, _), f) in misses.into_iter().zip(facts) {
+        if let Some(f) = f {
+            inputs[n] = Input::Facts(f);
+        }
+    }
+    Ok(Fetched {
+        contexts,
+        inputs,
+        parts,
+    })
+}
+
+/// What the cache had for one checkpoint of a chunk.
+enum Input {
+    /// Nothing usable: read the file.
+    Read,
+    /// The checkpoint's facts (JSON): resolve them again.
+    Facts(String),
+    /// A resolved entry whose inputs are all unchanged (JSON of [`Stored`] without its
+    /// parts) and the ids of its parts (all read).
+    Entry(String, [i64; 4]),
+}
+
+/// Rows waiting to be written to the cache.
+#[derive(Default)]
+struct Rows {
+    facts: Vec<(FileKey, String)>,
+    entries: Vec<EntryRow>,
+    consulted: Vec<(i64, String)>,
+    parts: Vec<(i64, String)>,
+}
+
 /// Write the rows waiting for the cache (none without a cache), leaving none waiting.
-fn put_rows(
-    cache: &mut Option<Cache>,
-    rows: &mut Vec<(FileKey, String)>,
-) -> Result<(), CacheError> {
-    let rows = std::mem::take(rows);
+fn put_rows(cache: &mut Option<Cache>, rows: &mut Rows) -> Result<(), CacheError> {
+    let mut rows = std::mem::take(rows);
     match cache {
-        Some(c) if !rows.is_empty() => c.put_many(&rows, facts_version()),
-        _ => Ok(()),
+        Some(c) => {
+            if !rows.facts.is_empty() {
+                c.put_many(&rows.facts, facts_version())?;
+            }
+            rows.consulted.sort_unstable();
+            rows.consulted.dedup();
+            rows.parts.sort_unstable();
+            rows.parts.dedup();
+            c.put_entries(&rows.entries, &rows.consulted, &rows.parts, entry_version())
+        }
+        None => Ok(()),
     }
 }
 
 /// One checkpoint of a chunk, read (or taken from its cache row) and resolved.
 struct Done {
-    /// The facts came from the cache.
+    /// Not opened: the facts or the whole entry came from the cache.
     cached: bool,
-    /// A row to write to the cache (facts read from the file).
+    /// The whole entry came from the cache.
+    reused: bool,
+    /// A row of facts to write to the cache (facts read from the file).
     row: Option<(FileKey, String)>,
+    /// A resolved entry to write to the cache, with the set of paths it consulted and its
+    /// parts.
+    entry_row: Option<NewEntry>,
     /// Reading the checkpoint's facts panicked: a bug in ckpt.
     read_bug: Option<Panic>,
     resolved: Result<(Resolved, Vec<String>), Panic>,
 }
 
-/// The checkpoint's facts — parsed from its cache row, or read from the file when there is
-/// no row (or the row does not parse) — resolved into its entry. A panic while reading is a
-/// bug in ckpt: the checkpoint gets an error (never cached, so a fixed ckpt reads it again),
-/// the others go on.
+/// The checkpoint's entry: its stored entry when that is still valid, else its facts —
+/// parsed from the cache row, or read from the file when there is no row (or the row does
+/// not parse) — resolved. A panic while reading is a bug in ckpt: the checkpoint gets an
+/// error (never cached, so a fixed ckpt reads it again), the others go on.
 fn read_and_resolve(
     cand: &Candidate,
     stat: &Stat,
-    text: Option<String>,
-    dirs: &DirCache,
-    seen: &crate::discover::Seen,
+    context: i64,
+    input: Input,
+    ctx: &RunCtx<'_>,
 ) -> Done {
+    let RunCtx {
+        parts,
+        cwd,
+        dirs,
+        seen,
+    } = *ctx;
+    let text = match input {
+        Input::Entry(text, ids) => {
+            let stored = serde_json::from_str::<Stored>(&text);
+            drop(text);
+            if let Ok(mut s) = stored
+                && parts.fill(&mut s.resolved.entry, ids)
+            {
+                return Done {
+                    cached: true,
+                    reused: true,
+                    row: None,
+                    entry_row: None,
+                    read_bug: None,
+                    resolved: Ok((s.resolved, s.warnings)),
+                };
+            }
+            // Unreadable (it should not be): read the file again.
+            None
+        }
+        Input::Facts(text) => Some(text),
+        Input::Read => None,
+    };
     let mut row = None;
     let mut read_bug = None;
     let mut facts = text.as_deref().and_then(facts_from_json);
@@ -432,7 +861,7 @@ fn read_and_resolve(
     }
     let resolved = ckpt_torch::bug::catch(|| {
         let mut w = Vec::new();
-        let r = resolve(
+        let (r, seen) = resolve_recorded(
             Resolve {
                 candidate: cand,
                 size: stat.size,
@@ -443,13 +872,37 @@ fn read_and_resolve(
             },
             &mut w,
         );
-        (r, w)
+        (r, w, seen)
     });
+    // Stored only when reading went without a bug and every consulted path can be named.
+    let entry_row = match (&resolved, &stat.key) {
+        (Ok((r, w, consulted)), Some(key)) if read_bug.is_none() => consulted_row(consulted, cwd)
+            .and_then(|set| {
+                let (entry, ids, parts) = split_parts(Stored {
+                    resolved: r.clone(),
+                    warnings: w.clone(),
+                })?;
+                Some(NewEntry {
+                    row: EntryRow {
+                        key: key.clone(),
+                        context,
+                        consulted: set.0,
+                        parts: ids,
+                        entry,
+                    },
+                    consulted: set,
+                    parts,
+                })
+            }),
+        _ => None,
+    };
     Done {
         cached,
+        reused: false,
         row,
+        entry_row,
         read_bug,
-        resolved,
+        resolved: resolved.map(|(r, w, _)| (r, w)),
     }
 }
 

@@ -3,8 +3,10 @@
 //! followed once (a loop is a warning, not a hang); the result is sorted, so output never
 //! depends on thread timing.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+
+use ckpt_meta::consulted::{self, Fingerprint};
 
 /// File extensions that hold checkpoints (one list for every command).
 pub use ckpt_torch::names::CHECKPOINT_EXTENSIONS as EXTENSIONS;
@@ -49,6 +51,10 @@ fn named_like_a_checkpoint(p: &Path) -> bool {
 /// What one folder holds.
 struct Listing {
     dir: PathBuf,
+    /// The folder's fingerprint, taken before it was listed.
+    fingerprint: Fingerprint,
+    /// Files that are symbolic links (their target can change without the folder changing).
+    links: Vec<PathBuf>,
     files: Vec<PathBuf>,
     dirs: Vec<PathBuf>,
     /// FIFOs, sockets and devices: never opened (a FIFO would block the read forever).
@@ -59,6 +65,8 @@ struct Listing {
 fn list(dir: &Path) -> Listing {
     let mut l = Listing {
         dir: dir.to_path_buf(),
+        fingerprint: consulted::fingerprint(dir),
+        links: Vec::new(),
         files: Vec::new(),
         dirs: Vec::new(),
         special: Vec::new(),
@@ -75,7 +83,10 @@ fn list(dir: &Path) -> Listing {
                     // Follow the link to see what it is; a dangling link is skipped.
                     match std::fs::metadata(&p) {
                         Ok(m) if m.is_dir() => l.dirs.push(p),
-                        Ok(m) if m.is_file() => l.files.push(p),
+                        Ok(m) if m.is_file() => {
+                            l.links.push(p.clone());
+                            l.files.push(p);
+                        }
                         Ok(m) => l
                             .special
                             .push((p, ckpt_torch::open::kind_of(m.file_type()))),
@@ -97,18 +108,33 @@ fn list(dir: &Path) -> Listing {
 /// (sidecars, config files beside checkpoints) are set lookups instead of system calls.
 /// Paths are kept as raw OS strings: hashing a `Path` walks its components, hashing the
 /// bytes does not, and these sets are consulted several times per checkpoint.
+///
+/// Each folder keeps the fingerprint it had when listed: an answer from the listing depends
+/// on the folder's entries, and a cached entry that asked is served again only while the
+/// folder is unchanged ([`ckpt_meta::consulted`]).
 #[derive(Debug, Default)]
 pub struct Seen {
-    pub dirs: HashSet<std::ffi::OsString>,
+    pub dirs: HashMap<std::ffi::OsString, Fingerprint>,
     pub files: HashSet<std::ffi::OsString>,
+    /// Files that are symbolic links.
+    pub links: HashSet<std::ffi::OsString>,
 }
 
 impl Seen {
     /// Is `p` an existing file? Answered from the listing when its folder was walked.
     pub fn is_file(&self, p: &Path) -> bool {
         match p.parent() {
-            Some(d) if self.dirs.contains(d.as_os_str()) => self.files.contains(p.as_os_str()),
-            _ => p.is_file(),
+            Some(d) if let Some(fp) = self.dirs.get(d.as_os_str()) => {
+                consulted::note(d, *fp);
+                let found = self.files.contains(p.as_os_str());
+                if found && self.links.contains(p.as_os_str()) {
+                    // A link's target may vanish while the folder stays as it was.
+                    consulted::is_file(p)
+                } else {
+                    found
+                }
+            }
+            _ => consulted::is_file(p),
         }
     }
 }
@@ -183,7 +209,10 @@ pub fn discover_with_listing(
                         ));
                     }
                 }
-                seen.dirs.insert(l.dir.as_os_str().to_owned());
+                seen.dirs
+                    .insert(l.dir.as_os_str().to_owned(), l.fingerprint);
+                seen.links
+                    .extend(l.links.iter().map(|f| f.as_os_str().to_owned()));
                 seen.files
                     .extend(l.files.iter().map(|f| f.as_os_str().to_owned()));
                 let names: HashSet<String> = l

@@ -8,6 +8,11 @@ use ckpt_meta::fact::{Field, Source};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+/// A part of an entry that the checkpoints of one run usually share whole (the model, the
+/// hyperparameters, the data, the sources): held once in memory however many entries
+/// carry it, and stored once in the catalog's cache.
+pub type Shared<T> = std::sync::Arc<T>;
+
 /// One checkpoint, resolved: every field with the source it came from and the sources that
 /// disagreed.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -36,11 +41,11 @@ pub struct CatalogEntry {
     pub save_top_k: Option<i64>,
     pub save_last: Option<bool>,
     /// `architecture`, `family`, `encoder`/`decoder`/`head`/`loss` (objects), inferred sizes.
-    pub model: BTreeMap<String, Value>,
+    pub model: Shared<BTreeMap<String, Value>>,
     /// Top-level hyperparameters (the checkpoint's, Lightning's `hparams.yaml`, a logger's).
-    pub hparams: BTreeMap<String, Value>,
+    pub hparams: Shared<BTreeMap<String, Value>>,
     /// What is known about the training data (`active_uids`).
-    pub data: BTreeMap<String, Value>,
+    pub data: Shared<BTreeMap<String, Value>>,
     /// Elements of the state dict's tensors.
     pub params: Option<u64>,
     pub tensors: Option<u64>,
@@ -52,7 +57,7 @@ pub struct CatalogEntry {
     pub security: Option<String>,
     pub lightning_version: Option<String>,
     /// Field path → the source its value came from.
-    pub sources: BTreeMap<String, String>,
+    pub sources: Shared<BTreeMap<String, String>>,
     /// Fields on which sources disagree, every source's value listed.
     pub conflicts: Vec<Conflict>,
     pub error: Option<String>,
@@ -110,6 +115,10 @@ impl CatalogEntry {
             path,
             ..CatalogEntry::default()
         };
+        let mut model = BTreeMap::new();
+        let mut hparams = BTreeMap::new();
+        let mut data = BTreeMap::new();
+        let mut sources = BTreeMap::new();
         // The resolution is consumed: its values move into the entry, never cloned.
         for (field, c) in r.chosen {
             if field.is_internal() {
@@ -141,28 +150,24 @@ impl CatalogEntry {
                 Field::Metric(k) => {
                     // A metric that is not a finite number is not kept (nor its source).
                     if let Some(x) = v.as_f64().filter(|x| x.is_finite()) {
-                        e.sources
-                            .insert(format!("metrics.{k}"), source.as_str().to_owned());
+                        sources.insert(format!("metrics.{k}"), source.as_str().to_owned());
                         e.metrics.insert(k, x);
                     }
                     continue;
                 }
                 Field::Model(k) => {
-                    e.sources
-                        .insert(format!("model.{k}"), source.as_str().to_owned());
-                    e.model.insert(k, c.value);
+                    sources.insert(format!("model.{k}"), source.as_str().to_owned());
+                    model.insert(k, c.value);
                     continue;
                 }
                 Field::Hparam(k) => {
-                    e.sources
-                        .insert(format!("hparams.{k}"), source.as_str().to_owned());
-                    e.hparams.insert(k, c.value);
+                    sources.insert(format!("hparams.{k}"), source.as_str().to_owned());
+                    hparams.insert(k, c.value);
                     continue;
                 }
                 Field::Data(k) => {
-                    e.sources
-                        .insert(format!("data.{k}"), source.as_str().to_owned());
-                    e.data.insert(k, c.value);
+                    sources.insert(format!("data.{k}"), source.as_str().to_owned());
+                    data.insert(k, c.value);
                     continue;
                 }
                 Field::BestName | Field::LastName | Field::PickleSha256 | Field::Warning => {
@@ -170,10 +175,14 @@ impl CatalogEntry {
                 }
             }
             if kept && !matches!(field, Field::Error) {
-                e.sources.insert(field.path(), source.as_str().to_owned());
+                sources.insert(field.path(), source.as_str().to_owned());
             }
         }
         e.conflicts = r.conflicts;
+        e.model = Shared::new(model);
+        e.hparams = Shared::new(hparams);
+        e.data = Shared::new(data);
+        e.sources = Shared::new(sources);
         e
     }
 
@@ -270,7 +279,7 @@ impl CatalogEntry {
         for k in self.metrics.keys() {
             into.insert(format!("metrics.{k}"));
         }
-        for (k, v) in &self.model {
+        for (k, v) in self.model.iter() {
             into.insert(format!("model.{k}"));
             if let Some(m) = v.as_object() {
                 for kk in m.keys() {

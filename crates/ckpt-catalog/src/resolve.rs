@@ -22,6 +22,12 @@ pub fn facts_version() -> i64 {
     env!("CKPT_FACTS_VERSION").parse().unwrap_or(0)
 }
 
+/// What a cached resolved entry was made by: [`facts_version`]'s code plus this crate's own
+/// (discovery, resolution, the entry), hashed by `build.rs`.
+pub fn entry_version() -> i64 {
+    env!("CKPT_ENTRY_VERSION").parse().unwrap_or(0)
+}
+
 /// The checkpoint's own facts (what the cache stores: reading them costs opening the file).
 pub fn checkpoint_facts(c: &Candidate) -> Vec<Fact> {
     sources::checkpoint::checkpoint_facts(&c.path, c.kind)
@@ -40,9 +46,20 @@ pub struct Resolve<'a> {
 
 /// A resolved entry and the file names its ModelCheckpoint callback calls best (for
 /// [`mark_best`]).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Resolved {
     pub entry: CatalogEntry,
     pub best_name: Option<String>,
+}
+
+/// One resolution as the cache keeps it: the entry before the marks made across files, and
+/// the warnings resolving it gave (said again when the entry is served from the cache).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Stored {
+    pub resolved: Resolved,
+    pub warnings: Vec<String>,
 }
 
 /// The sidecar beside a checkpoint as a source: an unreadable, invalid or stale one is a
@@ -125,9 +142,18 @@ pub fn gather(r: &mut Resolve<'_>, warnings: &mut Vec<String>) -> Vec<Fact> {
 
 /// Resolve one candidate into its entry; warnings (a stale sidecar, a config over a budget)
 /// are appended.
-pub fn resolve(mut r: Resolve<'_>, warnings: &mut Vec<String>) -> Resolved {
+pub fn resolve(r: Resolve<'_>, warnings: &mut Vec<String>) -> Resolved {
+    resolve_recorded(r, warnings).0
+}
+
+/// [`resolve`], also returning every path the resolution consulted
+/// ([`ckpt_meta::consulted`]): a cached entry is valid while they are unchanged.
+pub fn resolve_recorded(
+    mut r: Resolve<'_>,
+    warnings: &mut Vec<String>,
+) -> (Resolved, Vec<ckpt_meta::consulted::Consult>) {
     let c = r.candidate;
-    let facts = gather(&mut r, warnings);
+    let (facts, consulted) = ckpt_meta::consulted::record(|| gather(&mut r, warnings));
     let res = rank(facts);
     for w in &res.warnings {
         if !warnings.contains(w) {
@@ -147,10 +173,13 @@ pub fn resolve(mut r: Resolve<'_>, warnings: &mut Vec<String>) -> Resolved {
     if c.kind == Kind::File && names_best(&stem) {
         e.is_best = true;
     }
-    Resolved {
-        entry: e,
-        best_name,
-    }
+    (
+        Resolved {
+            entry: e,
+            best_name,
+        },
+        consulted,
+    )
 }
 
 /// Mark each folder's best checkpoint: the file its newest checkpoint's ModelCheckpoint

@@ -142,7 +142,8 @@ pub fn read_config(path: &Path) -> Result<Value, ConfigError> {
 /// must be a regular file (a FIFO named `config.yaml` must not block us) no larger than
 /// [`yaml::MAX_YAML_BYTES`], checked before anything is read.
 pub fn read_config_raw(path: &Path) -> Result<Value, ConfigError> {
-    use ckpt_torch::open::{OpenError, read_small_text};
+    use crate::consulted::read_small_text;
+    use ckpt_torch::open::OpenError;
     let p = || path.to_path_buf();
     let text = read_small_text(path, yaml::MAX_YAML_BYTES as u64).map_err(|e| match e {
         OpenError::Io(source) => ConfigError::Io { path: p(), source },
@@ -172,7 +173,7 @@ pub fn read_config_python_tags_dropped(path: &Path) -> Result<Value, ConfigError
     match read_config(path) {
         Ok(v) => Ok(v),
         Err(e @ ConfigError::Yaml { .. }) => {
-            let Ok(text) = ckpt_torch::open::read_small_text(path, yaml::MAX_YAML_BYTES as u64)
+            let Ok(text) = crate::consulted::read_small_text(path, yaml::MAX_YAML_BYTES as u64)
             else {
                 return Err(e);
             };
@@ -510,7 +511,7 @@ pub fn find_hydra_config(checkpoint: &Path, stop: &Path) -> Option<PathBuf> {
     let mut dir = checkpoint.parent();
     while let Some(d) = dir {
         let c = d.join(".hydra").join("config.yaml");
-        if c.is_file() {
+        if crate::consulted::is_file(&c) {
             return Some(c);
         }
         if d == stop || d.as_os_str().is_empty() {

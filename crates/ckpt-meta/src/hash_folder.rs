@@ -39,6 +39,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+use crate::consulted::{is_dir, is_file, read_dir};
 use ckpt_torch::pyrepr::float_repr;
 
 /// Column names taken as the UID column of a CSV file when none is named, by preference.
@@ -213,7 +214,7 @@ pub fn model_dir_of(ckpt: &Path) -> Option<(ModelDir, &Path)> {
 pub fn experiment_name(dir: &Path) -> Option<String> {
     let name = dir.file_name()?.to_string_lossy();
     let named = hexish(&name) || named_hash(&name).is_some();
-    if !named && !dir.join("hp").is_dir() && !dir.join("data").is_dir() {
+    if !named && !is_dir(&dir.join("hp")) && !is_dir(&dir.join("data")) {
         return None;
     }
     Some(name.into_owned())
@@ -222,10 +223,10 @@ pub fn experiment_name(dir: &Path) -> Option<String> {
 /// An experiment folder's `hp/*.yaml|*.yml|*.json`, sorted by name (none when `hp/` does not exist).
 pub fn hp_files(experiment: &Path) -> Result<HpFiles, LayoutError> {
     let hp = experiment.join("hp");
-    if !hp.is_dir() {
+    if !is_dir(&hp) {
         return Ok(HpFiles::default());
     }
-    let entries = std::fs::read_dir(&hp).map_err(|source| LayoutError::Dir {
+    let entries = read_dir(&hp).map_err(|source| LayoutError::Dir {
         path: hp.clone(),
         source,
     })?;
@@ -233,7 +234,7 @@ pub fn hp_files(experiment: &Path) -> Result<HpFiles, LayoutError> {
         .flatten()
         .take(MAX_DIR_ENTRIES)
         .map(|e| e.path())
-        .filter(|p| (has_ext(p, "yaml") || has_ext(p, "yml") || has_ext(p, "json")) && p.is_file())
+        .filter(|p| (has_ext(p, "yaml") || has_ext(p, "yml") || has_ext(p, "json")) && is_file(p))
         .collect();
     files.sort();
     let truncated = files.len() > MAX_HP_FILES;
@@ -245,16 +246,13 @@ pub fn hp_files(experiment: &Path) -> Result<HpFiles, LayoutError> {
 /// read or parsed is an error for its reader, never skipped for the next one).
 pub fn data_file(experiment: &Path) -> Option<PathBuf> {
     let data = experiment.join("data");
-    DATA_FILES
-        .iter()
-        .map(|n| data.join(n))
-        .find(|p| p.is_file())
+    DATA_FILES.iter().map(|n| data.join(n)).find(|p| is_file(p))
 }
 
 /// The `checkpoint_step_<N>.pt` in `dir` with the largest `N` (files whose `N` is not a number
 /// rank below all numbered ones; ties by file name).
 pub fn newest_checkpoint(dir: &Path) -> Result<Option<PathBuf>, LayoutError> {
-    let entries = std::fs::read_dir(dir).map_err(|source| LayoutError::Dir {
+    let entries = read_dir(dir).map_err(|source| LayoutError::Dir {
         path: dir.to_path_buf(),
         source,
     })?;
@@ -267,7 +265,7 @@ pub fn newest_checkpoint(dir: &Path) -> Result<Option<PathBuf>, LayoutError> {
         else {
             continue;
         };
-        if !e.path().is_file() {
+        if !is_file(&e.path()) {
             continue;
         }
         let key = (step.parse::<u64>().ok(), name.clone());
@@ -298,7 +296,7 @@ pub fn read_uids_within(
     limit: u64,
 ) -> Result<Vec<String>, UidError> {
     // A regular file only (a FIFO must not block), of bounded size.
-    let bytes = ckpt_torch::open::read_small(path, limit).map_err(|e| UidError::File {
+    let bytes = crate::consulted::read_small(path, limit).map_err(|e| UidError::File {
         path: path.to_path_buf(),
         source: match e {
             ckpt_torch::open::OpenError::Io(e) => e,

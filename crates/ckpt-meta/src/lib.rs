@@ -4,6 +4,7 @@
 
 pub mod check;
 pub mod config;
+pub mod consulted;
 pub mod engine;
 pub mod extract;
 pub mod fact;

@@ -83,13 +83,14 @@ pub fn with_suffix(checkpoint: &Path, suffix: &str) -> PathBuf {
 pub fn find(checkpoint: &Path) -> Option<PathBuf> {
     [yaml_path(checkpoint), json_path(checkpoint)]
         .into_iter()
-        .find(|p| p.is_file())
+        .find(|p| crate::consulted::is_file(p))
 }
 
 impl Sidecar {
     /// Read and parse a `.metadata.yaml` or `.metadata.json` file (not validated).
     pub fn read(path: &Path) -> Result<Sidecar, SidecarError> {
-        use ckpt_torch::open::{OpenError, read_small_text};
+        use crate::consulted::read_small_text;
+        use ckpt_torch::open::OpenError;
         // A regular file of bounded size, checked on the opened descriptor before reading
         // (a FIFO named `x.metadata.yaml` must not block the catalog).
         let text = read_small_text(path, yaml::MAX_YAML_BYTES as u64).map_err(|e| match e {

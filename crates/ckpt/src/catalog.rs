@@ -140,8 +140,13 @@ pub fn run(a: &CatalogArgs) -> Result<Outcome> {
     }
     if a.verbose {
         eprintln!(
-            "ckpt: {} checkpoint(s): {} opened, {} from cache; {} cache rows forgotten",
-            cat.stats.candidates, cat.stats.opened, cat.stats.cached, cat.stats.forgotten
+            "ckpt: {} checkpoint(s): {} opened, {} from cache ({} resolved entries reused); \
+             {} cache rows forgotten",
+            cat.stats.candidates,
+            cat.stats.opened,
+            cat.stats.cached,
+            cat.stats.reused,
+            cat.stats.forgotten
         );
     }
     if streaming {

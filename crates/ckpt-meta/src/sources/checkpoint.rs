@@ -333,7 +333,7 @@ pub fn sharded_inputs(dir: &Path) -> Vec<std::path::PathBuf> {
         "pytorch_model.bin.index.json",
     ] {
         let p = dir.join(n);
-        if p.is_file() {
+        if crate::consulted::is_file(&p) {
             out.push(p);
             break;
         }

@@ -138,7 +138,7 @@ impl HierDir {
         let summary_p = dir.join("training_summary.json");
         let report_p = dir.join("classification_report.json");
         let minimal_p = dir.join("minimal_logging.json");
-        let has_reports = summary_p.is_file() || report_p.is_file() || minimal_p.is_file();
+        let has_reports = is_file(&summary_p) || is_file(&report_p) || is_file(&minimal_p);
         let rest = after_timestamp(folder);
         let split = rest.and_then(split_model_loss);
         if !has_reports && split.is_none() {

@@ -15,8 +15,8 @@ impl LightningDir {
     pub(super) fn load(cache: &DirCache, dir: &Path) -> LightningDir {
         let hp = dir.join("hparams.yaml");
         let mc = dir.join("metrics.csv");
-        let hp_here = hp.is_file();
-        let mc_here = mc.is_file();
+        let hp_here = is_file(&hp);
+        let mc_here = is_file(&mc);
         let hparams = if hp_here { cache.config(&hp) } else { None };
         LightningDir {
             is_log_dir: hp_here || mc_here,
@@ -160,7 +160,7 @@ impl MetricsCsv {
     /// Read the header and at most the last [`MAX_CSV_TAIL`] bytes of rows (a regular file
     /// only: a FIFO must not block us).
     pub(super) fn read(path: &Path) -> Option<MetricsCsv> {
-        let mut f = ckpt_torch::open::open_regular(path).ok()?;
+        let mut f = crate::consulted::open_regular(path).ok()?;
         let size = f.metadata().ok()?.len();
         let mut head = Vec::new();
         (&mut f).take(64 << 10).read_to_end(&mut head).ok()?;

@@ -18,7 +18,7 @@ fn walk_files(dir: &Path) -> Vec<(String, PathBuf)> {
     let mut stack: Vec<(PathBuf, String, usize)> = vec![(dir.to_path_buf(), String::new(), 0)];
     let mut seen = 0usize;
     while let Some((d, prefix, depth)) = stack.pop() {
-        let Ok(rd) = fs::read_dir(&d) else { continue };
+        let Ok(rd) = read_dir(&d) else { continue };
         for e in rd.flatten() {
             seen += 1;
             if seen > MAX_DIR_ENTRIES {
@@ -69,10 +69,10 @@ fn param_value(s: &str) -> Value {
 
 impl MlflowRun {
     pub(super) fn load(dir: &Path) -> Option<MlflowRun> {
-        if !dir.join("meta.yaml").is_file() {
+        if !is_file(&dir.join("meta.yaml")) {
             return None;
         }
-        let sub = |n: &str| dir.join(n).is_dir();
+        let sub = |n: &str| is_dir(&dir.join(n));
         if !(sub("params") || sub("metrics") || sub("tags")) {
             return None;
         }
@@ -167,7 +167,7 @@ pub(super) fn wandb_run_id(name: &str) -> Option<&str> {
 /// Run folders in a `wandb/` folder by run id (the latest folder for a resumed id).
 pub(super) fn list_wandb_runs(dir: &Path) -> HashMap<String, PathBuf> {
     let mut out: HashMap<String, PathBuf> = HashMap::new();
-    let Ok(rd) = fs::read_dir(dir) else {
+    let Ok(rd) = read_dir(dir) else {
         return out;
     };
     for e in rd.flatten().take(100_000) {

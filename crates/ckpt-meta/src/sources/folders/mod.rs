@@ -8,12 +8,12 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::fs;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::config::{read_config, resolve};
+use crate::consulted::{self, Consult, is_dir, is_file, read_dir};
 use crate::fact::{Fact, Field, Source};
 use crate::hash_folder;
 use crate::sources::config::tree_facts;
@@ -96,7 +96,9 @@ pub const LOSS_SUFFIXES: &[&str] = &[
 
 /// Keyed by the path's raw bytes: hashing a `Path` walks its components, which showed up in
 /// profiles of ten-thousand-checkpoint catalogs.
-type Memo<V> = Mutex<HashMap<std::ffi::OsString, V>>;
+/// Each value is kept with what loading it consulted ([`crate::consulted`]), replayed on every
+/// use so that a checkpoint depends on the files of the folders it shares with others.
+type Memo<V> = Mutex<HashMap<std::ffi::OsString, (V, Arc<[Consult]>)>>;
 
 /// Per-directory (and per-file) results, parsed once per run and shared by every checkpoint
 /// and thread. Keys are paths as the caller spells them.
@@ -135,20 +137,23 @@ fn len<V>(m: &Memo<V>) -> usize {
 }
 
 /// The cached value for `key`, loading it (outside the lock) when absent. Two threads may
-/// load the same key at once; the first stored wins.
+/// load the same key at once; the first stored wins. What the load consulted is recorded
+/// (always: a later caller may be recording) and noted again on every use.
 fn memo<V: Clone>(m: &Memo<V>, key: &Path, load: impl FnOnce() -> V) -> V {
-    if let Some(v) = m
+    if let Some((v, seen)) = m
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .get(key.as_os_str())
     {
+        consulted::note_all(seen);
         return v.clone();
     }
-    let v = load();
+    let (v, seen) = consulted::record(load);
     m.lock()
         .unwrap_or_else(PoisonError::into_inner)
         .entry(key.as_os_str().to_owned())
-        .or_insert(v)
+        .or_insert((v, seen.into()))
+        .0
         .clone()
 }
 
@@ -176,8 +181,7 @@ impl DirCache {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get(path.as_os_str())
-            .cloned()
-            .flatten()
+            .and_then(|(w, _)| w.clone())
     }
 
     /// Forget everything (files may have changed).
@@ -256,7 +260,7 @@ fn stem_of(p: &Path) -> String {
 /// limit, or not UTF-8). Opened without blocking and checked on the descriptor: a FIFO named
 /// `metrics.csv` must not stall the catalog.
 fn read_small(path: &Path) -> Option<String> {
-    ckpt_torch::open::read_small_text(path, MAX_FILE_BYTES).ok()
+    crate::consulted::read_small_text(path, MAX_FILE_BYTES).ok()
 }
 
 /// A YAML/JSON file as a value. Lightning writes `!!python/object:...` and similar tags into

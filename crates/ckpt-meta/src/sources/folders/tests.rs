@@ -6,6 +6,7 @@ use super::lightning::MetricsCsv;
 use super::loggers::wandb_run_id;
 use super::*;
 use std::collections::HashSet;
+use std::fs;
 
 fn write(root: &Path, rel: &str, text: &str) -> PathBuf {
     let p = root.join(rel);

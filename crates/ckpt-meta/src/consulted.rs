@@ -1,0 +1,377 @@
+//! What resolving a checkpoint looked at: every path consulted, with the fingerprint it had
+//! when it was consulted — a file read, a file or folder whose existence was checked (and
+//! found absent), a folder listed.
+//!
+//! Why: the catalog keeps resolved entries between runs, and an entry depends on far more
+//! than the checkpoint (its run's Hydra config, `hparams.yaml`, `metrics.csv`, a logger's
+//! files, whether a `last.ckpt` sits beside it). A cached entry is served only when every
+//! path it consulted still has the fingerprint it had, so the set must be complete by
+//! construction, not by a list someone keeps up to date: every reader of the places around a
+//! checkpoint goes through the functions of this module (a test in `sources` refuses direct
+//! `std::fs` reads there), and [`record`] collects what they touched on this thread. The
+//! per-run memo of parsed folders ([`crate::sources::DirCache`]) replays what a load
+//! consulted on every hit, so a checkpoint that reuses a parsed folder depends on its files
+//! too.
+//!
+//! A fingerprint is taken *before* the read it guards: when a file changes between the two,
+//! the stored fingerprint is the old one and the next run sees a change (the safe direction).
+
+use std::cell::RefCell;
+use std::fs::{File, Metadata, ReadDir};
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+
+use ckpt_torch::open::OpenError;
+
+/// A path's state as `stat` sees it: kind, size, modification time (ns), inode; [`ABSENT`]
+/// when there is nothing there.
+pub type Fingerprint = u64;
+
+/// The fingerprint of a path where nothing exists.
+pub const ABSENT: Fingerprint = 0;
+
+/// The fingerprint recorded for a path that changed while it was being read: no path ever
+/// has it, so an entry that consulted one is resolved again next time.
+pub const CHANGING: Fingerprint = u64::MAX;
+
+/// One consulted path and its fingerprint then.
+pub type Consult = (Arc<Path>, Fingerprint);
+
+thread_local! {
+    /// The open recordings of this thread, innermost last.
+    static STACK: RefCell<Vec<Vec<Consult>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// FNV-1a over `bytes`, continuing from `h`: stable across runs and builds (it keys rows of
+/// a cache on disk), no dependency.
+pub fn fnv(mut h: u64, bytes: &[u8]) -> u64 {
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// FNV-1a's offset basis.
+pub const FNV_START: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// How recent a modification time must be for the path to count as still changing: file
+/// systems stamp times from a coarse clock (milliseconds), so a change made right after a
+/// stat may leave the same time behind. A path modified this recently is
+/// [`CHANGING`] (read again next time), as git treats "racily clean" files.
+pub const RACY_WINDOW: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The fingerprint of what `stat` said about a path.
+pub fn fingerprint_of(m: &Metadata) -> Fingerprint {
+    let modified = m.modified().ok();
+    let racy = modified.is_none_or(|t| {
+        std::time::SystemTime::now()
+            .duration_since(t)
+            .is_ok_and(|age| age < RACY_WINDOW)
+            || t > std::time::SystemTime::now()
+    });
+    if racy {
+        return CHANGING;
+    }
+    let mtime_ns = modified
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    #[cfg(unix)]
+    let inode = std::os::unix::fs::MetadataExt::ino(m);
+    #[cfg(not(unix))]
+    let inode = 0u64;
+    let kind: u8 = if m.is_dir() {
+        1
+    } else if m.is_file() {
+        2
+    } else {
+        3
+    };
+    let mut h = fnv(FNV_START, &[kind]);
+    h = fnv(h, &m.len().to_le_bytes());
+    h = fnv(h, &mtime_ns.to_le_bytes());
+    h = fnv(h, &inode.to_le_bytes());
+    // Never ABSENT or CHANGING for something that exists.
+    h.clamp(1, CHANGING - 1)
+}
+
+/// The fingerprint of `path` now (following symlinks, as every read here does). An error
+/// other than "not found" (permission denied, a loop) gets its own fingerprint, so a path
+/// that becomes readable again counts as changed.
+pub fn fingerprint(path: &Path) -> Fingerprint {
+    match std::fs::metadata(path) {
+        Ok(m) => fingerprint_of(&m),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => ABSENT,
+        Err(e) => fnv(FNV_START, format!("error {:?}", e.kind()).as_bytes()).max(1),
+    }
+}
+
+/// Run `f`, returning what it consulted on this thread (sorted by path, each path once).
+/// Recordings nest: what the inner one saw is also seen by the outer ones.
+pub fn record<R>(f: impl FnOnce() -> R) -> (R, Vec<Consult>) {
+    STACK.with(|s| s.borrow_mut().push(Vec::new()));
+    // Popped even when `f` unwinds (the catalog catches panics per checkpoint and goes on
+    // on the same thread).
+    struct Pop;
+    impl Drop for Pop {
+        fn drop(&mut self) {
+            STACK.with(|s| {
+                s.borrow_mut().pop();
+            });
+        }
+    }
+    let pop = Pop;
+    let r = f();
+    let mut seen = STACK
+        .with(|s| s.borrow_mut().last_mut().map(std::mem::take))
+        .unwrap_or_default();
+    drop(pop);
+    seen.sort_by(|a, b| a.0.cmp(&b.0));
+    // A path seen twice with two fingerprints changed while it was read: what was read is
+    // of no known state, so the entry must not be served again as is.
+    seen.dedup_by(|later, first| {
+        let same = later.0 == first.0;
+        if same && later.1 != first.1 {
+            first.1 = CHANGING;
+        }
+        same
+    });
+    note_all(&seen);
+    (r, seen)
+}
+
+/// Is a recording open on this thread? (Fingerprints cost a `stat`; none is taken when
+/// nobody records.)
+pub fn recording() -> bool {
+    STACK.with(|s| !s.borrow().is_empty())
+}
+
+/// Add consulted paths to the innermost recording of this thread, if any.
+pub fn note_all(items: &[Consult]) {
+    if items.is_empty() {
+        return;
+    }
+    STACK.with(|s| {
+        if let Some(top) = s.borrow_mut().last_mut() {
+            top.extend(items.iter().cloned());
+        }
+    });
+}
+
+/// Note `path` with a fingerprint already known (a folder listed by the caller).
+pub fn note(path: &Path, fp: Fingerprint) {
+    STACK.with(|s| {
+        if let Some(top) = s.borrow_mut().last_mut() {
+            top.push((Arc::from(path), fp));
+        }
+    });
+}
+
+/// Note `path` with its fingerprint now, when someone records.
+fn note_now(path: &Path) {
+    if recording() {
+        note(path, fingerprint(path));
+    }
+}
+
+/// `stat` of `path`, noted.
+pub fn metadata(path: &Path) -> io::Result<Metadata> {
+    let m = std::fs::metadata(path);
+    if recording() {
+        let fp = match &m {
+            Ok(m) => fingerprint_of(m),
+            Err(_) => fingerprint(path),
+        };
+        note(path, fp);
+    }
+    m
+}
+
+/// Is `path` a file (following symlinks)? Noted, found or not.
+pub fn is_file(path: &Path) -> bool {
+    metadata(path).is_ok_and(|m| m.is_file())
+}
+
+/// Is `path` a folder (following symlinks)? Noted, found or not.
+pub fn is_dir(path: &Path) -> bool {
+    metadata(path).is_ok_and(|m| m.is_dir())
+}
+
+/// List a folder. The folder is noted: its modification time changes when an entry is
+/// added, removed or renamed, which is what a listing depends on.
+pub fn read_dir(path: &Path) -> io::Result<ReadDir> {
+    note_now(path);
+    std::fs::read_dir(path)
+}
+
+/// [`ckpt_torch::open::read_small`], noted.
+pub fn read_small(path: &Path, limit: u64) -> Result<Vec<u8>, OpenError> {
+    note_now(path);
+    ckpt_torch::open::read_small(path, limit)
+}
+
+/// [`ckpt_torch::open::read_small_text`], noted.
+pub fn read_small_text(path: &Path, limit: u64) -> Result<String, OpenError> {
+    note_now(path);
+    ckpt_torch::open::read_small_text(path, limit)
+}
+
+/// [`ckpt_torch::open::open_regular`], noted.
+pub fn open_regular(path: &Path) -> Result<File, OpenError> {
+    note_now(path);
+    ckpt_torch::open::open_regular(path)
+}
+
+/// Do the consulted paths still have the fingerprints they had? `now` gives a path's
+/// fingerprint (the caller memoizes: many checkpoints consult the same folders).
+pub fn unchanged(consulted: &[(String, Fingerprint)], now: &dyn Fn(&str) -> Fingerprint) -> bool {
+    consulted
+        .iter()
+        .all(|(p, fp)| *fp != CHANGING && now(p) == *fp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_recording_sees_reads_checks_and_listings_once_each_sorted() {
+        let d = tempfile::tempdir().unwrap();
+        let a = d.path().join("a.yaml");
+        std::fs::write(&a, "x: 1\n").unwrap();
+        let missing = d.path().join("nope.yaml");
+        write_old(&a, "x: 1\n");
+        let ((), seen) = record(|| {
+            assert!(is_file(&a));
+            assert!(!is_file(&missing));
+            assert_eq!(read_small_text(&a, 100).unwrap(), "x: 1\n");
+            assert!(read_dir(d.path()).is_ok());
+        });
+        let paths: Vec<&Path> = seen.iter().map(|(p, _)| &**p).collect();
+        assert_eq!(paths, vec![d.path(), a.as_path(), missing.as_path()]);
+        assert_eq!(seen[2].1, ABSENT);
+        assert_ne!(seen[1].1, ABSENT);
+        assert_ne!(seen[0].1, ABSENT);
+    }
+
+    #[test]
+    fn recordings_nest_and_nothing_is_kept_without_one() {
+        let d = tempfile::tempdir().unwrap();
+        let a = d.path().join("a");
+        std::fs::write(&a, "1").unwrap();
+        assert!(is_file(&a));
+        assert!(!recording());
+        let (inner, outer) = record(|| {
+            let ((), inner) = record(|| {
+                is_file(&a);
+            });
+            inner
+        });
+        assert_eq!(inner.len(), 1);
+        assert_eq!(outer, inner);
+        assert!(!recording());
+    }
+
+    #[test]
+    fn a_panic_inside_a_recording_closes_it() {
+        let r = std::panic::catch_unwind(|| record(|| panic!("boom")));
+        assert!(r.is_err());
+        assert!(!recording());
+    }
+
+    /// Write `text` to `p` and date it an hour back (out of the racy window).
+    fn write_old(p: &Path, text: &str) {
+        std::fs::write(p, text).unwrap();
+        let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        std::fs::File::options()
+            .write(true)
+            .open(p)
+            .unwrap()
+            .set_modified(hour_ago)
+            .unwrap();
+    }
+
+    #[test]
+    fn fingerprints_change_with_content_and_existence() {
+        let d = tempfile::tempdir().unwrap();
+        let a = d.path().join("a");
+        assert_eq!(fingerprint(&a), ABSENT);
+        write_old(&a, "1");
+        let one = fingerprint(&a);
+        assert_ne!(one, ABSENT);
+        assert_ne!(one, CHANGING);
+        write_old(&a, "22");
+        assert_ne!(fingerprint(&a), one);
+        let table = [(a.display().to_string(), fingerprint(&a))];
+        assert!(unchanged(&table, &|p| fingerprint(Path::new(p))));
+        std::fs::remove_file(&a).unwrap();
+        assert!(!unchanged(&table, &|p| fingerprint(Path::new(p))));
+    }
+
+    #[test]
+    fn a_path_modified_just_now_is_changing_and_never_unchanged() {
+        let d = tempfile::tempdir().unwrap();
+        let a = d.path().join("a");
+        std::fs::write(&a, "1").unwrap();
+        assert_eq!(fingerprint(&a), CHANGING);
+        let table = [(a.display().to_string(), CHANGING)];
+        assert!(!unchanged(&table, &|p| fingerprint(Path::new(p))));
+    }
+
+    /// Every reader of the places around a checkpoint goes through this module, or the
+    /// catalog could serve an entry whose inputs changed. Direct reads in those files (outside
+    /// their tests) fail here with the line to change.
+    #[test]
+    fn readers_around_a_checkpoint_read_only_through_this_module() {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut files = vec![
+            src.join("config.rs"),
+            src.join("sidecar.rs"),
+            src.join("hash_folder.rs"),
+        ];
+        let mut stack = vec![src.join("sources")];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if p.extension().is_some_and(|x| x == "rs") && !p.ends_with("tests.rs") {
+                    files.push(p);
+                }
+            }
+        }
+        assert!(files.len() >= 10, "{files:?}");
+        let forbidden = [
+            "fs::read",
+            "fs::metadata",
+            "fs::symlink_metadata",
+            "File::open",
+            ".is_file()",
+            ".is_dir()",
+            ".exists()",
+            "open::read_small",
+            "open::open_regular",
+            "canonicalize",
+        ];
+        let mut bad = Vec::new();
+        for f in &files {
+            let text = std::fs::read_to_string(f).unwrap();
+            // Up to the tests at the bottom of the file.
+            let code = text.split("#[cfg(test)]").next().unwrap_or("");
+            for (n, line) in code.lines().enumerate() {
+                let line = line.split("//").next().unwrap_or("");
+                // `file_type()` of a listed entry is what the listing (noted) said.
+                let on_listing = line.contains("Ok(t) if t.is_");
+                if !on_listing && forbidden.iter().any(|x| line.contains(x)) {
+                    bad.push(format!("{}:{}: {}", f.display(), n + 1, line.trim()));
+                }
+            }
+        }
+        assert!(
+            bad.is_empty(),
+            "read through ckpt_meta::consulted:\n{}",
+            bad.join("\n")
+        );
+    }
+}
