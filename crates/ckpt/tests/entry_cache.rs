@@ -242,3 +242,27 @@ fn the_same_checkpoint_reached_from_another_root_is_not_served_another_roots_ent
     );
     assert!(whole.total > part.total);
 }
+
+#[test]
+#[ignore = "corpus: needs ../shared/corpus"]
+fn the_corpus_served_from_the_cache_says_what_resolving_it_says() {
+    let corpus = std::env::var_os("CKPT_CORPUS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| root().join("../shared/corpus/data"));
+    assert!(corpus.is_dir(), "{} (set CKPT_CORPUS)", corpus.display());
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("corpus");
+    copy_tree(&corpus, &dir);
+    date_tree_back(&dir, 3600);
+    let cache = t.path().join("cache.sqlite3");
+    catalog(&dir, Some(&cache));
+    let served = catalog(&dir, Some(&cache));
+    assert!(served.total > 0);
+    assert_eq!(served.reused, served.total, "{:?}", served.warnings);
+    let fresh = catalog(&dir, None);
+    assert_eq!(
+        String::from_utf8_lossy(&served.stdout),
+        String::from_utf8_lossy(&fresh.stdout)
+    );
+    assert_eq!(served.warnings, fresh.warnings);
+}
