@@ -93,7 +93,7 @@ pub fn run(a: &CatalogArgs) -> Result<Outcome> {
                 write_indented(&mut out, &e, first)
             } else {
                 serde_json::to_writer(&mut out, &e)
-                    .map_err(std::io::Error::other)
+                    .map_err(json_io)
                     .and_then(|()| out.write_all(b"\n"))
             };
             first = false;
@@ -205,7 +205,16 @@ fn write_indented(
 ) -> std::io::Result<()> {
     out.write_all(if first { b"\n    " } else { b",\n    " })?;
     let mut ser = serde_json::Serializer::with_formatter(out, Nested::at(2));
-    serde::Serialize::serialize(e, &mut ser).map_err(std::io::Error::other)
+    serde::Serialize::serialize(e, &mut ser).map_err(json_io)
+}
+
+/// A JSON writing error as an I/O error of the same kind: a reader that went away
+/// (`ckpt catalog | head`) stays a broken pipe, which ends the run quietly.
+fn json_io(e: serde_json::Error) -> std::io::Error {
+    match e.io_error_kind() {
+        Some(kind) => std::io::Error::new(kind, e),
+        None => std::io::Error::other(e),
+    }
 }
 
 /// serde_json's pretty printer (two spaces a level) for a value that starts `base` levels

@@ -397,3 +397,39 @@ fn a_sharded_index_naming_files_outside_its_folder_is_an_error() {
     );
     assert!(e["tensors"].is_null() || e["tensors"] == 0, "{e}");
 }
+
+/// `ckpt catalog … | head`: a reader that stops early ends the run quietly (exit 0, nothing
+/// on stderr), in every format — the JSON writer's error used to lose its broken-pipe kind
+/// and print `ckpt: error: Broken pipe` with exit 2.
+#[test]
+fn a_reader_that_goes_away_ends_the_run_quietly() {
+    use std::io::Read;
+    for format in ["json", "jsonl", "csv", "table"] {
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("ckpt"))
+            .current_dir(root())
+            .args([
+                "catalog",
+                "--no-cache",
+                "--format",
+                format,
+                "fixtures",
+                "examples",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = [0u8; 16];
+        child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+        // The pipe's reading end is closed here; the rest of the output has nowhere to go.
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{format}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("Broken pipe"), "{format}: {err}");
+    }
+}
