@@ -248,7 +248,7 @@ impl Checkpoint {
     }
 
     /// Read `len` bytes at `offset`, checking the range against the file size first.
-    pub(crate) fn read_range(&self, offset: u64, len: u64) -> Result<Vec<u8>> {
+    pub fn read_range(&self, offset: u64, len: u64) -> Result<Vec<u8>> {
         let end = offset.checked_add(len).filter(|e| *e <= self.size);
         if end.is_none() {
             return Err(Error::Zip {
@@ -869,6 +869,14 @@ impl Checkpoint {
                 })
             }
         }
+    }
+
+    /// Where a storage's bytes are in the file: (absolute offset, length). What a memory map
+    /// of the file serves tensors from, as `torch.load(mmap=True)` does; a compressed zip
+    /// member has no such place and is an error, as it is for torch.
+    pub fn storage_span(&self, s: &StorageRef) -> Result<(u64, u64)> {
+        let e = self.storage_extent(s)?;
+        Ok((e.offset, e.len))
     }
 
     /// Check that every storage the pickle references exists (cheap: zip directory lookups).

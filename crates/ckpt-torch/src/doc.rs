@@ -393,6 +393,11 @@ impl Doc {
         self.nodes.is_empty()
     }
 
+    /// The node of `id` as classified, aliases not followed (`None` past the end).
+    pub fn node(&self, id: NodeId) -> Option<&Node> {
+        self.nodes.get(id.index())
+    }
+
     /// Follow aliases (bounded: a hostile pickle can make an alias loop).
     pub fn resolve(&self, mut id: NodeId) -> NodeId {
         for _ in 0..64 {

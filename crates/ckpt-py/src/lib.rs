@@ -1,0 +1,138 @@
+//! `ckpt._ckpt`: the Rust side of the `ckpt` Python package. Python only adapts what the
+//! crates compute; nothing here re-implements reading a checkpoint.
+//!
+//! [`load`] is `torch.load` without running anything: the file is decoded by ckpt's own
+//! pickle VM (which never imports or calls), and the Python objects are rebuilt from the
+//! decoded values by a fixed table of safe constructions (containers, `OrderedDict`,
+//! `argparse.Namespace`, OmegaConf configs, tensors over a copy-on-write map of the file,
+//! numpy arrays and scalars, `torch.Size`/`dtype`/`device`). Anything else is refused with
+//! `ckpt.errors.UnsafeError` naming it.
+
+mod build;
+
+use std::path::PathBuf;
+
+use pyo3::prelude::*;
+
+/// Raise `ckpt.errors.<class>(message, path, …)`.
+pub(crate) fn error(py: Python<'_>, class: &str, args: impl IntoPyObjectArgs) -> PyErr {
+    match py
+        .import("ckpt.errors")
+        .and_then(|m| m.getattr(class))
+        .and_then(|c| args.call(&c))
+    {
+        Ok(e) => PyErr::from_value(e),
+        Err(e) => e,
+    }
+}
+
+/// Arguments of an exception constructor.
+pub(crate) trait IntoPyObjectArgs {
+    fn call<'py>(self, class: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>>;
+}
+
+impl IntoPyObjectArgs for (String, String) {
+    fn call<'py>(self, class: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        class.call1(self)
+    }
+}
+
+impl IntoPyObjectArgs for (String, String, Option<u64>) {
+    fn call<'py>(self, class: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        class.call1(self)
+    }
+}
+
+impl IntoPyObjectArgs for (String, String, Vec<String>) {
+    fn call<'py>(self, class: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        class.call1(self)
+    }
+}
+
+/// The error of opening a checkpoint, as the exception Python sees.
+fn open_error(py: Python<'_>, path: &str, e: &ckpt_torch::Error) -> PyErr {
+    use ckpt_torch::Error as E;
+    let msg = e.to_string();
+    match e {
+        E::Io { .. } => {
+            let kind = match e {
+                E::Io { source, .. } => source.kind(),
+                _ => std::io::ErrorKind::Other,
+            };
+            if kind == std::io::ErrorKind::NotFound {
+                pyo3::exceptions::PyFileNotFoundError::new_err(msg)
+            } else {
+                pyo3::exceptions::PyOSError::new_err(msg)
+            }
+        }
+        E::Pickle { source, .. } => error(
+            py,
+            "FormatError",
+            (msg, path.to_owned(), Some(source.offset)),
+        ),
+        E::Malformed { offset, .. } => {
+            error(py, "FormatError", (msg, path.to_owned(), Some(*offset)))
+        }
+        _ => error(py, "FormatError", (msg, path.to_owned(), None)),
+    }
+}
+
+/// `ckpt.load(path, *, map_location=None, tensors=None, mmap=True, allow=())` — see the
+/// package's `__init__.pyi`.
+#[pyfunction]
+#[pyo3(signature = (path, *, map_location=None, tensors=None, mmap=true, allow=Vec::new()))]
+fn load(
+    py: Python<'_>,
+    path: PathBuf,
+    map_location: Option<Bound<'_, PyAny>>,
+    tensors: Option<String>,
+    mmap: bool,
+    allow: Vec<String>,
+) -> PyResult<Py<PyAny>> {
+    let shown = path.display().to_string();
+    // Reading and judging the file is all Rust: other Python threads go on meanwhile.
+    let (scan, opened) = py.detach(|| {
+        let scan =
+            ckpt_torch::scan_file::scan_path(&path, &ckpt_torch::scan_file::ScanLimits::default());
+        (scan, ckpt_torch::Checkpoint::open(&path))
+    });
+    // Judged exactly as `ckpt scan` judges it: what a straight read of the pickle misses
+    // (a second pickle, a duplicated member, frames) is still refused.
+    if scan.verdict() == ckpt_torch::scan_file::FileVerdict::Dangerous {
+        let mut names: Vec<String> = scan
+            .report
+            .findings
+            .iter()
+            .filter(|f| f.class == ckpt_torch::scan::Verdict::Dangerous)
+            .map(|f| f.name.clone())
+            .collect();
+        names.dedup();
+        return Err(error(
+            py,
+            "UnsafeError",
+            (
+                format!(
+                    "{shown}: loading it would call {}; refused, nothing was run",
+                    names.join(", ")
+                ),
+                shown.clone(),
+                names,
+            ),
+        ));
+    }
+    let ck = opened.map_err(|e| open_error(py, &shown, &e))?;
+    let mode = build::TensorMode::choose(py, tensors.as_deref())?;
+    let mut b = build::Builder::new(py, &ck, mode, mmap, allow, shown)?;
+    if let Some(loc) = map_location.filter(|l| !l.is_none()) {
+        b.set_map_location(&loc)?;
+    }
+    b.build(ck.doc.loaded_root(), 0)
+}
+
+/// The native part of the `ckpt` package.
+#[pymodule]
+fn _ckpt(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(load, m)?)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}
