@@ -23,13 +23,13 @@ pub fn run(a: &CatalogArgs) -> Result<Outcome> {
         .iter()
         .map(|f| query::parse_filter(f).map_err(anyhow::Error::msg))
         .collect::<Result<Vec<_>>>()?;
-    let tty = std::io::stderr().is_terminal();
+    let tty = crate::sink::stderr_is_terminal();
     // A bar on stderr, only on a terminal: stdout stays pure data.
     let progress: Option<ckpt_catalog::catalog::Progress> = tty.then(|| {
         std::sync::Arc::new(|done: usize, total: usize| {
             const W: usize = 30;
             let filled = (done * W).checked_div(total).unwrap_or(W);
-            eprint!(
+            crate::sink_eprint!(
                 "\r[{}{}] {done}/{total} checkpoints",
                 "#".repeat(filled),
                 ".".repeat(W - filled)
@@ -48,8 +48,7 @@ pub fn run(a: &CatalogArgs) -> Result<Outcome> {
         },
         progress,
     };
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, crate::sink::stdout());
     let streaming = !a.best
         && !a.latest
         && a.explain.is_none()
@@ -130,16 +129,16 @@ pub fn run(a: &CatalogArgs) -> Result<Outcome> {
         (cat, kept)
     };
     if tty {
-        eprint!("\x1b[2K\r");
+        crate::sink_eprint!("\x1b[2K\r");
     }
     for w in &cat.warnings {
-        eprintln!("ckpt: warning: {w}");
+        crate::sink_eprintln!("ckpt: warning: {w}");
     }
     for b in &cat.bugs {
         crate::report_bug("catalog", &b.path, &b.panic);
     }
     if a.verbose {
-        eprintln!(
+        crate::sink_eprintln!(
             "ckpt: {} checkpoint(s): {} opened, {} from cache ({} resolved entries reused); \
              {} cache rows forgotten",
             cat.stats.candidates,
@@ -402,7 +401,7 @@ pub(crate) fn terminal_width() -> Option<usize> {
         return Some(c);
     }
     let stdout = std::io::stdout();
-    if !stdout.is_terminal() {
+    if !stdout.is_terminal() || crate::sink::capturing() {
         return None;
     }
     rustix::termios::tcgetwinsize(&stdout)
@@ -603,7 +602,7 @@ fn explain(a: &CatalogArgs, opts: &Options) -> Result<Outcome> {
         }
     })?;
     for w in &cat.warnings {
-        eprintln!("ckpt: warning: {w}");
+        crate::sink_eprintln!("ckpt: warning: {w}");
     }
     let Some(e) = found else {
         anyhow::bail!(

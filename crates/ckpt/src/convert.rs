@@ -220,8 +220,7 @@ pub fn run(a: &ConvertArgs) -> Result<Outcome> {
     };
     // Checkpoints convert in parallel (separate output files do not serialize on one inode);
     // one bar in bytes on stderr, on a terminal only, covers them all.
-    let bar = std::io::IsTerminal::is_terminal(&std::io::stderr())
-        .then(|| std::sync::Arc::new(Bar::new(jobs.len())));
+    let bar = crate::sink::stderr_is_terminal().then(|| std::sync::Arc::new(Bar::new(jobs.len())));
     let indexed: Vec<(usize, &(PathBuf, PathBuf))> = jobs.iter().enumerate().collect();
     let outcomes = ckpt_catalog::par::map(&indexed, |(i, (src, dst))| {
         let mut opts = opts.clone();
@@ -242,7 +241,7 @@ pub fn run(a: &ConvertArgs) -> Result<Outcome> {
         })
     });
     if bar.is_some() {
-        eprint!("\r\x1b[2K");
+        crate::sink_eprint!("\r\x1b[2K");
     }
     if made_output_dir {
         // Created by this run and left empty (every conversion failed): not left behind.
@@ -448,7 +447,7 @@ impl Bar {
         } else {
             String::new()
         };
-        eprint!(
+        crate::sink_eprint!(
             "\r[{}{}] {} / {}{files}\x1b[K",
             "#".repeat(filled),
             ".".repeat(W as usize - filled),

@@ -35,8 +35,7 @@ pub fn run(a: &DumpArgs) -> Result<Outcome> {
             .map_err(|e| e.to_string())
     };
     // Written as it is produced: the JSON of a document is never held whole in memory.
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::with_capacity(64 << 10, stdout.lock());
+    let mut out = std::io::BufWriter::with_capacity(64 << 10, crate::sink::stdout());
     match write_json(&ck.doc, root, &opts, &mut hasher, &mut out) {
         Ok(()) => {}
         Err(JsonError::Tensor(msg)) => bail!("{msg}"),

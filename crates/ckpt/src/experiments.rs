@@ -29,7 +29,7 @@ fn catalog(command: &str, paths: &[PathBuf], no_cache: bool) -> Result<Vec<Catal
     };
     let cat = build(paths, &opts)?;
     for w in &cat.warnings {
-        eprintln!("ckpt: warning: {w}");
+        crate::sink_eprintln!("ckpt: warning: {w}");
     }
     for b in &cat.bugs {
         crate::report_bug(command, &b.path, &b.panic);

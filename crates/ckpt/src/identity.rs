@@ -60,7 +60,7 @@ pub fn hash(a: &HashArgs) -> Result<Outcome> {
         && let Some(v) = &f.states_version
         && v.parse::<Algorithm>().is_err()
     {
-        eprintln!(
+        crate::sink_eprintln!(
             "ckpt: warning: {}: the folder name states identity algorithm {v}, which this ckpt \
              does not know; it was not compared",
             f.path
@@ -112,7 +112,7 @@ pub fn hash(a: &HashArgs) -> Result<Outcome> {
     if let Some(e) = &a.expect
         && !e.eq_ignore_ascii_case(&report.hash)
     {
-        eprintln!(
+        crate::sink_eprintln!(
             "ckpt: {} is not experiment {e}: its {} identity is {}",
             a.path.display(),
             report.algorithm,

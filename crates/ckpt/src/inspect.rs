@@ -75,7 +75,7 @@ pub fn run(a: &InspectArgs) -> Result<Outcome> {
             Ok(i) => summaries.push(i),
             Err(e) => {
                 failed += 1;
-                eprintln!("ckpt: error: {e}");
+                crate::sink_eprintln!("ckpt: error: {e}");
             }
         }
     }

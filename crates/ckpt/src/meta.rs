@@ -68,7 +68,7 @@ pub fn log(level: &str, msg: &str) {
     let now = iso_time(std::time::SystemTime::now());
     let (date, time) = now.split_once('T').unwrap_or((&now, ""));
     let (hms, frac) = time.split_once('.').unwrap_or((time, "000"));
-    eprintln!(
+    crate::sink_eprintln!(
         "{date} {hms},{} - {level} - {msg}",
         &frac[..frac.len().min(3)]
     );
