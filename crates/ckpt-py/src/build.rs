@@ -87,13 +87,10 @@ const BUILTIN_TYPES: &[&str] = &[
     "object",
 ];
 
-pub(crate) struct Builder<'py, 'a> {
-    py: Python<'py>,
-    ck: &'a Checkpoint,
-    mode: TensorMode,
-    mmap: bool,
-    allow: HashSet<String>,
-    path: String,
+/// What a builder made so far: kept by a lazily read checkpoint (`ckpt.open`) between calls,
+/// so a value reached twice is one object however it was reached.
+#[derive(Default)]
+pub(crate) struct State {
     /// One Python object per pickle value (or synthesized node).
     memo: HashMap<u32, Py<PyAny>>,
     /// Storages by key: a torch `UntypedStorage` or a numpy `uint8` array, shared by every
@@ -101,6 +98,16 @@ pub(crate) struct Builder<'py, 'a> {
     storages: HashMap<String, Py<PyAny>>,
     /// The whole file, mapped copy-on-write, once.
     file_map: Option<Py<PyAny>>,
+}
+
+pub(crate) struct Builder<'py, 'a> {
+    py: Python<'py>,
+    ck: &'a Checkpoint,
+    mode: TensorMode,
+    mmap: bool,
+    allow: HashSet<String>,
+    path: String,
+    state: State,
     /// Where tensors go (`map_location`), when not the CPU.
     device: Option<Py<PyAny>>,
 }
@@ -121,11 +128,20 @@ impl<'py, 'a> Builder<'py, 'a> {
             mmap,
             allow: allow.into_iter().collect(),
             path,
-            memo: HashMap::new(),
-            storages: HashMap::new(),
-            file_map: None,
+            state: State::default(),
             device: None,
         })
+    }
+
+    /// Go on from what an earlier builder of the same checkpoint made.
+    pub(crate) fn with_state(mut self, state: State) -> Self {
+        self.state = state;
+        self
+    }
+
+    /// What this builder made, for the next one.
+    pub(crate) fn into_state(self) -> State {
+        self.state
     }
 
     /// Send tensors to `loc` (what `torch.load`'s `map_location` takes: a device, a string;
@@ -171,7 +187,7 @@ impl<'py, 'a> Builder<'py, 'a> {
 
     /// The Python object of node `id`.
     pub(crate) fn build(&mut self, id: NodeId, depth: usize) -> PyResult<Py<PyAny>> {
-        if let Some(o) = self.memo.get(&id.0) {
+        if let Some(o) = self.state.memo.get(&id.0) {
             return Ok(o.clone_ref(self.py));
         }
         if depth > MAX_DEPTH {
@@ -187,7 +203,7 @@ impl<'py, 'a> Builder<'py, 'a> {
             Some(Value::Global(g)) => self.global_value(g)?,
             _ => self.view(id, depth)?,
         };
-        self.memo.insert(id.0, obj.clone_ref(self.py));
+        self.state.memo.insert(id.0, obj.clone_ref(self.py));
         Ok(obj)
     }
 
@@ -228,7 +244,7 @@ impl<'py, 'a> Builder<'py, 'a> {
             }
             "argparse.Namespace" => {
                 let ns = py.import("argparse")?.getattr("Namespace")?.call0()?;
-                self.memo.insert(id.0, ns.clone().unbind());
+                self.state.memo.insert(id.0, ns.clone().unbind());
                 for (k, v) in self.pairs(id)? {
                     let key = self.build(k, depth + 1)?;
                     let val = self.build(v, depth + 1)?;
@@ -332,7 +348,7 @@ impl<'py, 'a> Builder<'py, 'a> {
         d: &Bound<'py, PyAny>,
         depth: usize,
     ) -> PyResult<Py<PyAny>> {
-        self.memo.insert(id.0, d.clone().unbind());
+        self.state.memo.insert(id.0, d.clone().unbind());
         for (k, v) in self.pairs(id)? {
             let key = self.build(k, depth + 1)?;
             let val = self.build(v, depth + 1)?;
@@ -387,7 +403,7 @@ impl<'py, 'a> Builder<'py, 'a> {
                 .import("builtins")?
                 .getattr("object")?
                 .call_method1("__new__", (&class,))?;
-            self.memo.insert(id.0, obj.clone().unbind());
+            self.state.memo.insert(id.0, obj.clone().unbind());
             let setattr = py
                 .import("builtins")?
                 .getattr("object")?
@@ -479,7 +495,7 @@ impl<'py, 'a> Builder<'py, 'a> {
             View::List(items) => {
                 let items = items.to_vec();
                 let l = PyList::empty(py);
-                self.memo.insert(id.0, l.clone().into_any().unbind());
+                self.state.memo.insert(id.0, l.clone().into_any().unbind());
                 for i in items {
                     l.append(self.build(i, depth + 1)?)?;
                 }
@@ -496,7 +512,7 @@ impl<'py, 'a> Builder<'py, 'a> {
             View::Dict(pairs) => {
                 let pairs = pairs.to_vec();
                 let d = PyDict::new(py);
-                self.memo.insert(id.0, d.clone().into_any().unbind());
+                self.state.memo.insert(id.0, d.clone().into_any().unbind());
                 for (k, v) in pairs {
                     let key = self.build(k, depth + 1)?;
                     let val = self.build(v, depth + 1)?;
@@ -556,7 +572,7 @@ impl<'py, 'a> Builder<'py, 'a> {
 
     /// The whole file mapped copy-on-write (a torch `UntypedStorage` or a numpy memmap).
     fn file_map(&mut self) -> PyResult<Bound<'py, PyAny>> {
-        if let Some(m) = &self.file_map {
+        if let Some(m) = &self.state.file_map {
             return Ok(m.bind(self.py).clone());
         }
         let py = self.py;
@@ -575,7 +591,7 @@ impl<'py, 'a> Builder<'py, 'a> {
                     .call((path,), Some(&kw))?
             }
         };
-        self.file_map = Some(m.clone().unbind());
+        self.state.file_map = Some(m.clone().unbind());
         Ok(m)
     }
 
@@ -584,7 +600,7 @@ impl<'py, 'a> Builder<'py, 'a> {
     fn storage(&mut self, s: &StorageRef) -> PyResult<Py<PyAny>> {
         let py = self.py;
         let key = format!("{}@{}", s.key, s.view_offset_bytes);
-        if let Some(st) = self.storages.get(&key) {
+        if let Some(st) = self.state.storages.get(&key) {
             return Ok(st.clone_ref(py));
         }
         let (offset, len) = self
@@ -649,7 +665,7 @@ impl<'py, 'a> Builder<'py, 'a> {
                     .call1((buf, "uint8"))?,
             }
         };
-        self.storages.insert(key, st.clone().unbind());
+        self.state.storages.insert(key, st.clone().unbind());
         Ok(st.unbind())
     }
 

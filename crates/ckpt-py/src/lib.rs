@@ -9,6 +9,7 @@
 //! `ckpt.errors.UnsafeError` naming it.
 
 mod build;
+mod open;
 
 use std::path::PathBuf;
 
@@ -77,24 +78,18 @@ fn open_error(py: Python<'_>, path: &str, e: &ckpt_torch::Error) -> PyErr {
     }
 }
 
-/// `ckpt.load(path, *, map_location=None, tensors=None, mmap=True, allow=())` — see the
-/// package's `__init__.pyi`.
-#[pyfunction]
-#[pyo3(signature = (path, *, map_location=None, tensors=None, mmap=true, allow=Vec::new()))]
-fn load(
+/// Judge the file as `ckpt scan` does, then open it: a file whose pickles would run
+/// something is refused (`UnsafeError`) before anything is built from it.
+pub(crate) fn open_checked(
     py: Python<'_>,
-    path: PathBuf,
-    map_location: Option<Bound<'_, PyAny>>,
-    tensors: Option<String>,
-    mmap: bool,
-    allow: Vec<String>,
-) -> PyResult<Py<PyAny>> {
-    let shown = path.display().to_string();
+    path: &std::path::Path,
+    shown: &str,
+) -> PyResult<ckpt_torch::Checkpoint> {
     // Reading and judging the file is all Rust: other Python threads go on meanwhile.
     let (scan, opened) = py.detach(|| {
         let scan =
-            ckpt_torch::scan_file::scan_path(&path, &ckpt_torch::scan_file::ScanLimits::default());
-        (scan, ckpt_torch::Checkpoint::open(&path))
+            ckpt_torch::scan_file::scan_path(path, &ckpt_torch::scan_file::ScanLimits::default());
+        (scan, ckpt_torch::Checkpoint::open(path))
     });
     // Judged exactly as `ckpt scan` judges it: what a straight read of the pickle misses
     // (a second pickle, a duplicated member, frames) is still refused.
@@ -115,12 +110,28 @@ fn load(
                     "{shown}: loading it would call {}; refused, nothing was run",
                     names.join(", ")
                 ),
-                shown.clone(),
+                shown.to_owned(),
                 names,
             ),
         ));
     }
-    let ck = opened.map_err(|e| open_error(py, &shown, &e))?;
+    opened.map_err(|e| open_error(py, shown, &e))
+}
+
+/// `ckpt.load(path, *, map_location=None, tensors=None, mmap=True, allow=())` — see the
+/// package's `__init__.pyi`.
+#[pyfunction]
+#[pyo3(signature = (path, *, map_location=None, tensors=None, mmap=true, allow=Vec::new()))]
+fn load(
+    py: Python<'_>,
+    path: PathBuf,
+    map_location: Option<Bound<'_, PyAny>>,
+    tensors: Option<String>,
+    mmap: bool,
+    allow: Vec<String>,
+) -> PyResult<Py<PyAny>> {
+    let shown = path.display().to_string();
+    let ck = open_checked(py, &path, &shown)?;
     let mode = build::TensorMode::choose(py, tensors.as_deref())?;
     let mut b = build::Builder::new(py, &ck, mode, mmap, allow, shown)?;
     if let Some(loc) = map_location.filter(|l| !l.is_none()) {
@@ -129,10 +140,34 @@ fn load(
     b.build(ck.doc.loaded_root(), 0)
 }
 
+/// `ckpt ARGS…` in this process, its output captured: (exit code, stdout, stderr). The GIL
+/// is released while the command runs.
+#[pyfunction]
+fn run(py: Python<'_>, args: Vec<String>) -> (u8, Py<PyAny>, Py<PyAny>) {
+    let (code, out, err) = py.detach(|| ckpt::run_captured(&args));
+    (
+        code,
+        pyo3::types::PyBytes::new(py, &out).into_any().unbind(),
+        pyo3::types::PyBytes::new(py, &err).into_any().unbind(),
+    )
+}
+
+/// The `ckpt` command on `argv` (program name first), writing to this process's stdout and
+/// stderr: the wheel's `ckpt` console script. Returns the exit code.
+#[pyfunction]
+fn main(py: Python<'_>, argv: Vec<String>) -> u8 {
+    py.detach(|| ckpt::main_with(argv))
+}
+
 /// The native part of the `ckpt` package.
 #[pymodule]
 fn _ckpt(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(load, m)?)?;
+    m.add_function(wrap_pyfunction!(open::open, m)?)?;
+    m.add_class::<open::Open>()?;
+    m.add_class::<open::Lazy>()?;
+    m.add_function(wrap_pyfunction!(run, m)?)?;
+    m.add_function(wrap_pyfunction!(main, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -10,10 +10,50 @@ from __future__ import annotations
 
 from typing import Any
 
-from ckpt._ckpt import __version__, load
+from ckpt._ckpt import Checkpoint, LazyMapping, __version__, load, open
+from ckpt._commands import (
+    Catalog,
+    CkptWarning,
+    catalog,
+    compare,
+    convert,
+    diff,
+    experiments,
+    hash,
+    inspect,
+    prune,
+    scan,
+    schema,
+    validate,
+    write_sidecar,
+)
 from ckpt.errors import CkptError, FormatError, UnsafeError
 
-__all__ = ["__version__", "load", "Opaque", "CkptError", "FormatError", "UnsafeError"]
+__all__ = [
+    "__version__",
+    "load",
+    "open",
+    "Checkpoint",
+    "LazyMapping",
+    "Opaque",
+    "Catalog",
+    "catalog",
+    "compare",
+    "convert",
+    "diff",
+    "experiments",
+    "hash",
+    "inspect",
+    "prune",
+    "scan",
+    "schema",
+    "validate",
+    "write_sidecar",
+    "CkptError",
+    "CkptWarning",
+    "FormatError",
+    "UnsafeError",
+]
 
 
 class Opaque:

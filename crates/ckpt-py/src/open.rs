@@ -1,0 +1,312 @@
+//! `ckpt.open(path)`: a checkpoint read lazily, like safetensors' `safe_open`. Opening
+//! decodes the pickle (milliseconds, no tensor bytes); a key, a sub-mapping or one tensor is
+//! rebuilt when asked for, from the same copy-on-write map of the file, and what was rebuilt
+//! is kept so that a value reached twice is one object.
+
+use std::sync::Mutex;
+
+use ckpt_torch::{Checkpoint, NodeId, View};
+use pyo3::prelude::*;
+use pyo3::types::PyList;
+
+use crate::build::{Builder, State, TensorMode};
+
+/// A checkpoint opened lazily (`ckpt.open`).
+#[pyclass(name = "Checkpoint", module = "ckpt", frozen)]
+pub(crate) struct Open {
+    ck: Checkpoint,
+    shown: String,
+    /// `tensors=` as given: decided (torch imported or not) when the first value is built.
+    tensors: Option<String>,
+    allow: Vec<String>,
+    state: Mutex<State>,
+}
+
+impl Open {
+    /// Rebuild node `id` (building on what earlier calls made).
+    fn build(&self, py: Python<'_>, id: NodeId) -> PyResult<Py<PyAny>> {
+        let mut guard = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mode = TensorMode::choose(py, self.tensors.as_deref())?;
+        let state = std::mem::take(&mut *guard);
+        let mut b = Builder::new(
+            py,
+            &self.ck,
+            mode,
+            true,
+            self.allow.clone(),
+            self.shown.clone(),
+        )?
+        .with_state(state);
+        let r = b.build(id, 0);
+        *guard = b.into_state();
+        r
+    }
+
+    /// The (key, value) pairs of a mapping node, keys as text (`None` when not a mapping).
+    fn pairs(&self, id: NodeId) -> Option<Vec<(String, NodeId)>> {
+        let doc = &self.ck.doc;
+        doc.dict(id).map(|p| {
+            p.iter()
+                .map(|(k, v)| {
+                    let key = match doc.view(*k) {
+                        View::Str(s) => s.to_owned(),
+                        View::Int(i) => i.to_string(),
+                        _ => format!("<{}>", k.0),
+                    };
+                    (key, *v)
+                })
+                .collect()
+        })
+    }
+
+    /// Is node `id` a dict or an `OrderedDict` (kept lazy), rather than an object that reads
+    /// as a mapping (a config, a Namespace: rebuilt whole)?
+    fn plain_mapping(&self, id: NodeId) -> bool {
+        let p = &self.ck.doc.pickle;
+        if !matches!(self.ck.doc.view(id), View::Dict(_)) {
+            return false;
+        }
+        if id.index() >= p.len() {
+            return true;
+        }
+        match p.get(id) {
+            ckpt_pickle::Value::Dict(_) => true,
+            ckpt_pickle::Value::Object(o) => p
+                .as_global(o.callee)
+                .is_some_and(|g| g.qualname() == "collections.OrderedDict"),
+            _ => false,
+        }
+    }
+
+    /// A value: a mapping stays lazy, anything else is rebuilt now.
+    fn value(slf: &Bound<'_, Self>, id: NodeId) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        let me = slf.get();
+        if me.plain_mapping(id) {
+            return Ok(Py::new(
+                py,
+                Lazy {
+                    owner: slf.clone().unbind(),
+                    id,
+                },
+            )?
+            .into_any());
+        }
+        me.build(py, id)
+    }
+
+    /// The node at a dotted name (`state_dict.encoder.weight`): at each level the longest
+    /// key that the rest of the name starts with (state-dict keys hold dots themselves).
+    fn find(&self, id: NodeId, name: &str) -> Option<NodeId> {
+        let pairs = self.pairs(id)?;
+        if let Some((_, v)) = pairs.iter().find(|(k, _)| k == name) {
+            return Some(*v);
+        }
+        let mut best: Option<(usize, NodeId)> = None;
+        for (k, v) in &pairs {
+            if name.len() > k.len()
+                && name.starts_with(k.as_str())
+                && name.as_bytes().get(k.len()) == Some(&b'.')
+                && best.is_none_or(|(n, _)| k.len() > n)
+            {
+                best = Some((k.len(), *v));
+            }
+        }
+        let (n, v) = best?;
+        self.find(v, &name[n + 1..])
+    }
+}
+
+#[pymethods]
+impl Open {
+    /// The top-level keys.
+    fn keys(&self) -> Vec<String> {
+        self.pairs(self.ck.doc.loaded_root())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect()
+    }
+
+    fn __contains__(&self, key: &str) -> bool {
+        self.keys().iter().any(|k| k == key)
+    }
+
+    fn __len__(&self) -> usize {
+        self.keys().len()
+    }
+
+    fn __iter__(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        let keys = PyList::new(slf.py(), slf.get().keys())?;
+        Ok(keys.call_method0("__iter__")?.unbind())
+    }
+
+    /// A top-level value: a mapping (a state dict, hyperparameters) stays lazy.
+    fn __getitem__(slf: &Bound<'_, Self>, key: &str) -> PyResult<Py<PyAny>> {
+        let me = slf.get();
+        let root = me.ck.doc.loaded_root();
+        match me
+            .pairs(root)
+            .and_then(|p| p.into_iter().find(|(k, _)| k == key))
+        {
+            Some((_, v)) => Open::value(slf, v),
+            None => Err(pyo3::exceptions::PyKeyError::new_err(key.to_owned())),
+        }
+    }
+
+    /// One tensor (or any value) by dotted name, reading only its bytes:
+    /// `ck.tensor("state_dict.encoder.weight")`.
+    fn tensor(&self, py: Python<'_>, name: &str) -> PyResult<Py<PyAny>> {
+        match self.find(self.ck.doc.loaded_root(), name) {
+            Some(id) => self.build(py, id),
+            None => Err(pyo3::exceptions::PyKeyError::new_err(name.to_owned())),
+        }
+    }
+
+    /// Everything, as `ckpt.load` returns it.
+    fn load(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        self.build(py, self.ck.doc.loaded_root())
+    }
+
+    /// What `ckpt inspect` says about the file, as a dict (its `--format json`), from the
+    /// pickle already decoded.
+    fn summary(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        use ckpt_model::Summarize as _;
+        let text = serde_json::to_string(&self.ck.summary())
+            .map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))?;
+        Ok(py.import("json")?.call_method1("loads", (text,))?.unbind())
+    }
+
+    /// What `ckpt scan` says about the file, as a dict (its `--format json` entry).
+    fn scan(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let args = vec![
+            "scan".to_owned(),
+            self.ck.path.display().to_string(),
+            "--format".to_owned(),
+            "json".to_owned(),
+        ];
+        let (_, out, _) = py.detach(|| ckpt::run_captured(&args));
+        let v = py
+            .import("json")?
+            .call_method1("loads", (pyo3::types::PyBytes::new(py, &out),))?;
+        Ok(v.get_item(0)?.unbind())
+    }
+
+    /// The path as given.
+    #[getter]
+    fn path(&self) -> String {
+        self.shown.clone()
+    }
+
+    /// `zip`, `legacy`, `pickle`, `torchscript`, `safetensors`.
+    #[getter]
+    fn format(&self) -> &'static str {
+        self.ck.format_name()
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "<ckpt.Checkpoint {} ({})>",
+            self.shown,
+            self.ck.format_name()
+        )
+    }
+}
+
+/// A mapping inside a lazily opened checkpoint: its values are rebuilt when asked for.
+#[pyclass(name = "LazyMapping", module = "ckpt", frozen)]
+pub(crate) struct Lazy {
+    owner: Py<Open>,
+    id: NodeId,
+}
+
+#[pymethods]
+impl Lazy {
+    fn keys(&self, py: Python<'_>) -> Vec<String> {
+        self.owner
+            .bind(py)
+            .get()
+            .pairs(self.id)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect()
+    }
+
+    fn __len__(&self, py: Python<'_>) -> usize {
+        self.keys(py).len()
+    }
+
+    fn __contains__(&self, py: Python<'_>, key: &str) -> bool {
+        self.keys(py).iter().any(|k| k == key)
+    }
+
+    fn __iter__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        Ok(PyList::new(py, self.keys(py))?
+            .call_method0("__iter__")?
+            .unbind())
+    }
+
+    fn __getitem__(&self, py: Python<'_>, key: &str) -> PyResult<Py<PyAny>> {
+        let owner = self.owner.bind(py);
+        match owner
+            .get()
+            .pairs(self.id)
+            .and_then(|p| p.into_iter().find(|(k, _)| k == key))
+        {
+            Some((_, v)) => Open::value(owner, v),
+            None => Err(pyo3::exceptions::PyKeyError::new_err(key.to_owned())),
+        }
+    }
+
+    /// The (key, value) pairs, each value rebuilt as it is reached.
+    fn items(&self, py: Python<'_>) -> PyResult<Vec<(String, Py<PyAny>)>> {
+        let owner = self.owner.bind(py);
+        let pairs = owner.get().pairs(self.id).unwrap_or_default();
+        let mut out = Vec::with_capacity(pairs.len());
+        for (k, v) in pairs {
+            out.push((k, Open::value(owner, v)?));
+        }
+        Ok(out)
+    }
+
+    /// The whole mapping rebuilt, as `ckpt.load` would give it.
+    fn load(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        self.owner.bind(py).get().build(py, self.id)
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> String {
+        format!("<ckpt.LazyMapping of {} keys>", self.__len__(py))
+    }
+}
+
+/// `ckpt.open(path, *, tensors=None, allow=())`.
+#[pyfunction]
+#[pyo3(signature = (path, *, tensors=None, allow=Vec::new()))]
+pub(crate) fn open(
+    py: Python<'_>,
+    path: std::path::PathBuf,
+    tensors: Option<String>,
+    allow: Vec<String>,
+) -> PyResult<Open> {
+    let shown = path.display().to_string();
+    let ck = crate::open_checked(py, &path, &shown)?;
+    if let Some(t) = tensors.as_deref()
+        && t != "torch"
+        && t != "numpy"
+    {
+        return Err(pyo3::exceptions::PyValueError::new_err(format!(
+            "tensors={t:?}: expected \"torch\", \"numpy\" or None"
+        )));
+    }
+    Ok(Open {
+        ck,
+        tensors,
+        allow,
+        shown,
+        state: Mutex::new(State::default()),
+    })
+}

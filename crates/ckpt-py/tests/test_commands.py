@@ -1,0 +1,142 @@
+"""The CLI's commands as functions: the same Rust command run in-process, its JSON contract
+returned — checked against the binary's own output; and `ckpt.open`, the lazy reader."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+import ckpt
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[2]
+LIGHTNING = REPO / "examples/lightning/checkpoints"
+
+
+def console_script() -> str:
+    """The `ckpt` command the wheel installed into this environment."""
+    path = Path(sysconfig.get_path("scripts")) / "ckpt"
+    assert path.exists(), path
+    return str(path)
+
+
+def cli_json(*args: str) -> object:
+    out = subprocess.run([console_script(), *args, "--format", "json"], capture_output=True, check=False, cwd=REPO)
+    assert out.returncode in (0, 1), out.stderr
+    return json.loads(out.stdout)
+
+
+def test_catalog_is_the_cli_contract_and_goes_to_pandas_shape(monkeypatch) -> None:
+    monkeypatch.chdir(REPO)
+    cat = ckpt.catalog("examples", no_cache=True)
+    assert isinstance(cat, ckpt.Catalog)
+    assert cat.checkpoints == cli_json("catalog", "examples", "--no-cache")["checkpoints"]
+    assert len(cat) >= 6
+    rows = cat.records()
+    assert all("path" in r for r in rows)
+    assert any(k.startswith("metrics.") for r in rows for k in r)
+    assert not any(k in r for r in rows for k in ("sources", "conflicts"))
+
+
+def test_catalog_options_are_the_cli_options(monkeypatch) -> None:
+    monkeypatch.chdir(REPO)
+    best = ckpt.catalog("examples/lightning", no_cache=True, best=True)
+    assert [e["path"] for e in best] == [e["path"] for e in cli_json("catalog", "examples/lightning", "--no-cache", "--best")["checkpoints"]]
+    sorted_ = ckpt.catalog("examples/lightning", no_cache=True, sort="epoch", desc=True)
+    epochs = [e["epoch"] for e in sorted_]
+    assert epochs == sorted(epochs, reverse=True)
+    filtered = ckpt.catalog("examples/lightning", no_cache=True, filter="epoch >= 2")
+    assert filtered and all(e["epoch"] >= 2 for e in filtered)
+
+
+def test_a_mistake_is_an_error_with_the_cli_message(monkeypatch) -> None:
+    monkeypatch.chdir(REPO)
+    with pytest.raises(ckpt.CkptError) as e:
+        ckpt.catalog("outptus")
+    assert "outptus" in str(e.value)
+    assert e.value.exit_code == 2
+    with pytest.raises(ckpt.CkptError) as e:
+        ckpt.catalog("examples", no_cache=True, sort="hmena")
+    assert "hmean" in str(e.value)  # did you mean …
+
+
+def test_inspect_scan_hash_diff_validate(monkeypatch) -> None:
+    monkeypatch.chdir(REPO)
+    last = "examples/lightning/checkpoints/last.ckpt"
+    info = ckpt.inspect(last)
+    assert info["format"] == "zip" and info["lightning_version"]
+    assert ckpt.scan(last)[0]["verdict"] == "safe"
+    h = ckpt.hash(last)
+    assert h == cli_json("hash", last)
+    d = ckpt.diff(last, "examples/lightning/checkpoints/epoch=01-step=4-hmean=0.7445.ckpt")
+    assert isinstance(d, dict)
+    v = ckpt.validate("examples/lightning")
+    assert v == cli_json("validate", "--exp-dir", "examples/lightning")
+
+
+def test_prune_plans_and_deletes_only_when_asked(tmp_path: Path) -> None:
+    shutil.copytree(REPO / "examples/lightning", tmp_path / "run")
+    before = sorted(os.listdir(tmp_path / "run/checkpoints"))
+    plan = ckpt.prune(tmp_path / "run", keep_top=1, monitor="val/hmean", mode="max")
+    assert sorted(os.listdir(tmp_path / "run/checkpoints")) == before
+    doomed = [p for p in json.dumps(plan).split('"') if p.endswith(".ckpt")]
+    assert doomed
+    ckpt.prune(tmp_path / "run", keep_top=1, monitor="val/hmean", mode="max", delete=True)
+    assert len(os.listdir(tmp_path / "run/checkpoints")) < len(before)
+
+
+def test_write_sidecar_then_validate(tmp_path: Path) -> None:
+    shutil.copytree(REPO / "examples/lightning", tmp_path / "run")
+    ckpt.write_sidecar(tmp_path / "run")
+    sidecars = list((tmp_path / "run/checkpoints").glob("*.metadata.yaml"))
+    assert len(sidecars) == 3
+    report = json.dumps(ckpt.validate(tmp_path / "run"))
+    assert "invalid" not in report
+
+
+def test_schema_is_the_cli_schema() -> None:
+    s = ckpt.schema("catalog")
+    assert s["title"] or s["$schema"]
+
+
+def test_the_wheel_installs_the_ckpt_command(monkeypatch) -> None:
+    monkeypatch.chdir(REPO)
+    out = subprocess.run([console_script(), "catalog", "examples", "--no-cache"], capture_output=True, text=True, cwd=REPO)
+    assert out.returncode == 0, out.stderr
+    assert "last.ckpt" in out.stdout
+    bad = subprocess.run([console_script(), "catalog", "outptus"], capture_output=True, text=True, cwd=REPO)
+    assert bad.returncode == 2
+    assert bad.stderr.startswith("ckpt: error: ") and "outptus" in bad.stderr
+    help_ = subprocess.run([console_script(), "--help"], capture_output=True, text=True)
+    assert help_.returncode == 0 and "catalog" in help_.stdout
+
+
+def test_open_is_lazy_and_shares_what_it_built() -> None:
+    code = (
+        "import sys, ckpt\n"
+        f"c = ckpt.open({str(HERE / 'fixtures/dictconfig_lightning.ckpt')!r})\n"
+        "keys = c.keys()\n"
+        "print('torch' in sys.modules, 'state_dict' in keys)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "True"]
+    torch = pytest.importorskip("torch")
+    c = ckpt.open(HERE / "fixtures/dictconfig_lightning.ckpt")
+    sd = c["state_dict"]
+    assert isinstance(sd, ckpt.LazyMapping)
+    assert "net.conv.weight" in sd and len(sd) == len(sd.keys())
+    w = c.tensor("state_dict.net.conv.weight")
+    assert w is sd["net.conv.weight"]
+    full = torch.load(HERE / "fixtures/dictconfig_lightning.ckpt", weights_only=False)
+    assert torch.equal(w, full["state_dict"]["net.conv.weight"])
+    assert c.summary()["format"] == "zip"
+    assert c.scan()["verdict"] == "safe"
+    with pytest.raises(KeyError):
+        c.tensor("state_dict.nope")
