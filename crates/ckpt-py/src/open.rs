@@ -98,6 +98,61 @@ impl Open {
         me.build(py, id)
     }
 
+    /// The parameters and persistent buffers of the module at `id` and its submodules, as
+    /// (`prefix.name`, tensor node). `false` when `id` is not a module (no `_parameters`).
+    fn module_entries(
+        &self,
+        id: NodeId,
+        prefix: &str,
+        out: &mut Vec<(String, NodeId)>,
+        depth: usize,
+    ) -> bool {
+        const MAX_MODULE_DEPTH: usize = 256;
+        let doc = &self.ck.doc;
+        let View::Object(o) = doc.view(id) else {
+            return false;
+        };
+        let Some(state) = o.state else {
+            return false;
+        };
+        let Some(fields) = self.pairs(state) else {
+            return false;
+        };
+        let field = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| *v);
+        let Some(params) = field("_parameters") else {
+            return false;
+        };
+        let skipped: Vec<String> = match field("_non_persistent_buffers_set").map(|s| doc.view(s)) {
+            Some(View::Set(items) | View::List(items) | View::Tuple(items)) => items
+                .iter()
+                .filter_map(|i| doc.as_str(*i).map(str::to_owned))
+                .collect(),
+            _ => Vec::new(),
+        };
+        for (k, v) in self.pairs(params).unwrap_or_default() {
+            if !matches!(doc.view(v), View::None) {
+                out.push((format!("{prefix}{k}"), v));
+            }
+        }
+        if let Some(buffers) = field("_buffers") {
+            for (k, v) in self.pairs(buffers).unwrap_or_default() {
+                if !matches!(doc.view(v), View::None) && !skipped.contains(&k) {
+                    out.push((format!("{prefix}{k}"), v));
+                }
+            }
+        }
+        if depth < MAX_MODULE_DEPTH
+            && let Some(modules) = field("_modules")
+        {
+            for (k, v) in self.pairs(modules).unwrap_or_default() {
+                if !matches!(doc.view(v), View::None) {
+                    self.module_entries(v, &format!("{prefix}{k}."), out, depth + 1);
+                }
+            }
+        }
+        true
+    }
+
     /// The node at a dotted name (`state_dict.encoder.weight`): at each level the longest
     /// key that the rest of the name starts with (state-dict keys hold dots themselves).
     fn find(&self, id: NodeId, name: &str) -> Option<NodeId> {
@@ -169,6 +224,44 @@ impl Open {
     /// Everything, as `ckpt.load` returns it.
     fn load(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         self.build(py, self.ck.doc.loaded_root())
+    }
+
+    /// The weights as `model.state_dict()` would give them: for a pickled whole module
+    /// (`torch.save(model)`, which `ckpt.load` refuses since rebuilding it means running its
+    /// classes) its parameters and persistent buffers, named by their module paths, read from
+    /// the module tree the pickle records; for a Lightning checkpoint its `state_dict`; for a
+    /// plain state dict, itself.
+    fn state_dict(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let doc = &self.ck.doc;
+        let root = doc.loaded_root();
+        if let View::Dict(_) = doc.view(root) {
+            let id = self.find(root, "state_dict").unwrap_or(root);
+            return self.build(py, id);
+        }
+        let mut entries = Vec::new();
+        if !self.module_entries(root, "", &mut entries, 0) {
+            return Err(crate::error(
+                py,
+                "FormatError",
+                (
+                    format!("{}: no module tree or state dict in it", self.shown),
+                    self.shown.clone(),
+                    None,
+                ),
+            ));
+        }
+        let out = py.import("collections")?.getattr("OrderedDict")?.call0()?;
+        for (name, id) in entries {
+            let t = self.build(py, id)?.into_bound(py);
+            // state_dict() gives tensors detached from autograd, not Parameters.
+            let t = if t.hasattr("detach")? {
+                t.call_method0("detach")?
+            } else {
+                t
+            };
+            out.set_item(name, t)?;
+        }
+        Ok(out.unbind())
     }
 
     /// What `ckpt inspect` says about the file, as a dict (its `--format json`), from the
