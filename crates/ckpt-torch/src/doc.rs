@@ -334,6 +334,12 @@ impl Doc {
         self.loaded_root = Some(id);
     }
 
+    /// Make `id` the root (a document synthesized with [`Doc::push_node`], such as a
+    /// safetensors header's).
+    pub(crate) fn set_root(&mut self, id: NodeId) {
+        self.root = id;
+    }
+
     /// Append a synthesized node (one that no pickle value stands for) and return its id.
     pub fn push_node(&mut self, node: Node) -> NodeId {
         let id = NodeId(u32::try_from(self.nodes.len()).unwrap_or(u32::MAX));
