@@ -1,7 +1,6 @@
 //! The plan: each tensor to write with its output name and where its bytes come from, checked
 //! (dtypes, flattened FSDP parameters, name collisions, sizes) before anything is written.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use ckpt_torch::{Checkpoint, DType, TensorRef};
@@ -61,43 +60,66 @@ impl<'a> Planned<'a> {
 }
 
 /// Check, rename, de-duplicate tied heads, sort: the tensors to write and the tied names left
-/// out.
+/// out. Done in place on `raw` (renamed, then sorted by name): no map of the plans, no second
+/// copy of them. The first problem in `raw`'s order is reported, as checking one tensor after
+/// the other would: a flattened FSDP parameter, a dtype safetensors cannot hold, or a name
+/// that an earlier tensor already has once renamed.
 pub(crate) fn finish_plan<'a>(
-    raw: Vec<Planned<'a>>,
+    mut raw: Vec<Planned<'a>>,
     cks: &[Checkpoint],
     path: &Path,
     opts: &ConvertOptions,
     tie: bool,
 ) -> Result<(Vec<Planned<'a>>, Vec<String>)> {
-    let mut out: BTreeMap<String, Planned> = BTreeMap::new();
-    for Planned { name, t, from } in raw {
-        if name.ends_with("_flat_param") || name.contains("_flat_param.") {
-            return Err(ConvertError::FlatParam {
-                path: path.to_path_buf(),
-                name,
-            });
+    let mut failed: Option<(usize, ConvertError)> = None;
+    for (i, p) in raw.iter_mut().enumerate() {
+        if p.name.ends_with("_flat_param") || p.name.contains("_flat_param.") {
+            failed = Some((
+                i,
+                ConvertError::FlatParam {
+                    path: path.to_path_buf(),
+                    name: std::mem::take(&mut p.name),
+                },
+            ));
+            break;
         }
-        if st_dtype(t.dtype).is_none() {
-            return Err(ConvertError::Dtype {
-                path: path.to_path_buf(),
-                dtype: t.dtype.name().to_owned(),
-            });
+        if st_dtype(p.t.dtype).is_none() {
+            failed = Some((
+                i,
+                ConvertError::Dtype {
+                    path: path.to_path_buf(),
+                    dtype: p.t.dtype.name().to_owned(),
+                },
+            ));
+            break;
         }
-        let new = rename(&name, opts);
-        let planned = Planned {
-            name: new.clone(),
-            t,
-            from,
-        };
-        if out.insert(new.clone(), planned).is_some() {
-            return Err(ConvertError::Collision {
-                path: path.to_path_buf(),
-                name: new,
-            });
-        }
+        p.name = rename(&p.name, opts);
     }
-    let tied = untie(&mut out, cks, tie);
-    Ok((out.into_values().collect(), tied))
+    let checked = failed.as_ref().map_or(raw.len(), |(i, _)| *i);
+    if let Some(c) = first_repeat(raw.get(..checked).unwrap_or(&[])) {
+        return Err(ConvertError::Collision {
+            path: path.to_path_buf(),
+            name: raw.get(c).map(|p| p.name.clone()).unwrap_or_default(),
+        });
+    }
+    if let Some((_, e)) = failed {
+        return Err(e);
+    }
+    raw.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+    let tied = untie(&mut raw, cks, tie);
+    Ok((raw, tied))
+}
+
+/// The first index (in order) whose name an earlier plan already has.
+fn first_repeat(plans: &[Planned]) -> Option<usize> {
+    let mut order: Vec<usize> = (0..plans.len()).collect();
+    let name = |i: usize| plans.get(i).map_or("", |p| p.name.as_str());
+    order.sort_unstable_by(|a, b| name(*a).cmp(name(*b)).then(a.cmp(b)));
+    order
+        .windows(2)
+        .filter(|w| name(w[0]) == name(w[1]))
+        .map(|w| w[1])
+        .min()
 }
 
 /// Bytes a conversion may write beyond those its tensors' storages hold. A view saved with
