@@ -47,7 +47,7 @@ pub fn identity(inputs: &IdentityInputs) -> Identity {
     let alg = inputs.algorithm;
     let architecture = (!inputs.tensors.is_empty()).then(|| {
         let mut text = String::new();
-        for (name, (dtype, shape)) in &inputs.tensors {
+        for (name, dtype, shape) in inputs.tensors.iter() {
             let dims: Vec<String> = shape.iter().map(u64::to_string).collect();
             text.push_str(&format!("{name}\t{dtype}\t[{}]\n", dims.join(",")));
         }

@@ -814,6 +814,7 @@ impl Checkpoint {
             names.push(Value::Str(t.name));
         }
         let mut doc = Doc::unclassified(names);
+        doc.reserve_nodes(n.saturating_add(1));
         let mut items: Vec<(NodeId, NodeId)> = Vec::with_capacity(n);
         let mut extents = Vec::with_capacity(n);
         for (i, t) in parsed.tensors().enumerate() {
