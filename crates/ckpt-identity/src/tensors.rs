@@ -5,24 +5,27 @@
 //! 170,000), and `ckpt diff` holds two of these while it builds the catalog entries of both
 //! sides. As a `BTreeMap<String, (String, Vec<u64>)>` a tensor cost ~130 bytes and three
 //! allocations (22 MB a side); here it is its name's bytes in one string, its dimensions in
-//! one vector and a 32-byte row.
-
-use std::cmp::Ordering;
+//! one vector and a 20-byte row.
 
 /// Names and shapes of a state dict's tensors, sorted by name, names unique.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TensorTable {
     names: String,
     dims: Vec<u64>,
+    /// The distinct dtype names (a handful), which rows point into.
+    dtypes: Vec<&'static str>,
     rows: Vec<Row>,
 }
 
-/// One tensor: its name is `names[name.0..name.1]`, its shape `dims[dims.0..dims.1]`.
+/// One tensor: its name is `names[name..name + name_len]`, its shape
+/// `dims[dims..dims + rank]`, its dtype `dtypes[dtype]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Row {
-    name: (u32, u32),
-    dims: (u32, u32),
-    dtype: &'static str,
+    name: u32,
+    name_len: u32,
+    dims: u32,
+    rank: u32,
+    dtype: u32,
 }
 
 impl TensorTable {
@@ -36,26 +39,38 @@ impl TensorTable {
     ) -> TensorTable {
         let mut t = TensorTable::default();
         for (name, dtype, shape) in rows {
-            let (n0, d0) = (t.names.len(), t.dims.len());
-            t.names.push_str(name.as_ref());
-            t.dims.extend_from_slice(shape.as_ref());
-            match (
-                u32::try_from(n0),
-                u32::try_from(t.names.len()),
-                u32::try_from(d0),
-                u32::try_from(t.dims.len()),
-            ) {
-                (Ok(a), Ok(b), Ok(c), Ok(d)) => t.rows.push(Row {
-                    name: (a, b),
-                    dims: (c, d),
-                    dtype,
-                }),
-                _ => {
-                    t.names.truncate(n0);
-                    t.dims.truncate(d0);
+            let (name, shape) = (name.as_ref(), shape.as_ref());
+            let d = match t.dtypes.iter().position(|x| *x == dtype) {
+                Some(d) => d,
+                None => {
+                    t.dtypes.push(dtype);
+                    t.dtypes.len() - 1
                 }
-            }
+            };
+            let (n0, d0) = (t.names.len(), t.dims.len());
+            let (Ok(name_at), Ok(name_len), Ok(dims_at), Ok(rank), Ok(dtype), Ok(_), Ok(_)) = (
+                u32::try_from(n0),
+                u32::try_from(name.len()),
+                u32::try_from(d0),
+                u32::try_from(shape.len()),
+                u32::try_from(d),
+                u32::try_from(n0 + name.len()),
+                u32::try_from(d0 + shape.len()),
+            ) else {
+                continue;
+            };
+            t.names.push_str(name);
+            t.dims.extend_from_slice(shape);
+            t.rows.push(Row {
+                name: name_at,
+                name_len,
+                dims: dims_at,
+                rank,
+                dtype,
+            });
         }
+        t.names.shrink_to_fit();
+        t.dims.shrink_to_fit();
         // Sorted by name, then by the order given: of equal names, the last is kept.
         let mut order: Vec<u32> = (0..t.rows.len())
             .filter_map(|i| u32::try_from(i).ok())
@@ -75,21 +90,20 @@ impl TensorTable {
     }
 
     fn row_name(&self, i: usize) -> &str {
-        self.rows
-            .get(i)
-            .and_then(|r| self.names.get(r.name.0 as usize..r.name.1 as usize))
-            .unwrap_or("")
+        self.rows.get(i).map_or("", |r| self.name_of(r))
+    }
+
+    fn name_of(&self, r: &Row) -> &str {
+        let at = r.name as usize;
+        self.names.get(at..at + r.name_len as usize).unwrap_or("")
     }
 
     fn entry(&self, r: &Row) -> (&str, &'static str, &[u64]) {
+        let at = r.dims as usize;
         (
-            self.names
-                .get(r.name.0 as usize..r.name.1 as usize)
-                .unwrap_or(""),
-            r.dtype,
-            self.dims
-                .get(r.dims.0 as usize..r.dims.1 as usize)
-                .unwrap_or(&[]),
+            self.name_of(r),
+            self.dtypes.get(r.dtype as usize).copied().unwrap_or(""),
+            self.dims.get(at..at + r.rank as usize).unwrap_or(&[]),
         )
     }
 
@@ -115,11 +129,7 @@ impl TensorTable {
     pub fn get(&self, name: &str) -> Option<(&'static str, &[u64])> {
         let i = self
             .rows
-            .binary_search_by(|r| {
-                self.names
-                    .get(r.name.0 as usize..r.name.1 as usize)
-                    .map_or(Ordering::Less, |n| n.cmp(name))
-            })
+            .binary_search_by(|r| self.name_of(r).cmp(name))
             .ok()?;
         let (_, dtype, shape) = self.entry(self.rows.get(i)?);
         Some((dtype, shape))
