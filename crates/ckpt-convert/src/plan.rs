@@ -164,3 +164,54 @@ pub(crate) fn check_sizes(tensors: &[Planned], path: &Path, cast: Option<DType>)
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ckpt_torch::TensorKind;
+
+    fn p(name: &str, dtype: DType) -> Planned<'static> {
+        Planned {
+            name: name.to_owned(),
+            t: Tref::Owned(Box::new(TensorRef {
+                dtype,
+                shape: vec![1],
+                stride: vec![1],
+                offset: 0,
+                storage: None,
+                requires_grad: false,
+                kind: TensorKind::Tensor,
+            })),
+            from: From::One(0),
+        }
+    }
+
+    fn plan(raw: Vec<Planned<'static>>, strip: &[&str]) -> Result<Vec<String>> {
+        let mut opts = ConvertOptions::safetensors(u64::MAX, None);
+        opts.strip_prefix = strip.iter().map(|s| (*s).to_owned()).collect();
+        finish_plan(raw, &[], Path::new("x.pt"), &opts, true)
+            .map(|(t, _)| t.into_iter().map(|p| p.name).collect())
+    }
+
+    /// Checked in place, the plan still reports the first problem in the state dict's order
+    /// (a name repeated once renamed, a flattened FSDP parameter, a dtype safetensors cannot
+    /// hold), and comes out renamed and sorted.
+    #[test]
+    fn the_first_problem_in_order_is_reported() {
+        let f32 = DType::F32;
+        let e = plan(
+            vec![p("m.a", f32), p("a", f32), p("x._flat_param", f32)],
+            &["m."],
+        );
+        assert!(matches!(e, Err(ConvertError::Collision { name, .. }) if name == "a"));
+        let e = plan(
+            vec![p("m.a", f32), p("x._flat_param", f32), p("a", f32)],
+            &["m."],
+        );
+        assert!(matches!(e, Err(ConvertError::FlatParam { name, .. }) if name == "x._flat_param"));
+        let e = plan(vec![p("b", f32), p("c", DType::C128), p("b", f32)], &[]);
+        assert!(matches!(e, Err(ConvertError::Dtype { .. })));
+        let ok = plan(vec![p("m.c", f32), p("b", f32), p("m.a", f32)], &["m."]).unwrap();
+        assert_eq!(ok, vec!["a", "b", "c"]);
+    }
+}

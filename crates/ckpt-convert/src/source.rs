@@ -42,7 +42,7 @@ pub(crate) fn collect_file(
     ck: &Checkpoint,
     entries: Vec<(String, NodeId)>,
 ) -> (Vec<Planned<'_>>, Vec<String>) {
-    let mut raw = Vec::new();
+    let mut raw = Vec::with_capacity(entries.len());
     let mut other = Vec::new();
     for (name, v) in entries {
         match ck.doc.view(v) {

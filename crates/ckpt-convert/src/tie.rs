@@ -17,28 +17,31 @@ use crate::plan::{From, Planned};
 /// written in full: that model has two matrices. `out` is sorted by name, names unique; the
 /// names left out are removed from it and returned, sorted.
 pub(crate) fn untie(out: &mut Vec<Planned>, cks: &[Checkpoint], tie: bool) -> Vec<String> {
-    // Groups of one view: plans sorted by (source, view), compared in place (a map keyed by
-    // owned view keys cost ~300 bytes a tensor).
-    let mut by_view: Vec<(usize, usize, ViewRef)> = out
-        .iter()
-        .enumerate()
-        .filter_map(|(i, p)| match p.from {
-            From::One(src) => view_ref(&p.t).map(|v| (src, i, v)),
+    // Groups of one view: the indices of plans with a storage, sorted by (source, view) and
+    // compared in place (a map keyed by owned view keys cost ~300 bytes a tensor).
+    let key = |i: &u32| {
+        out.get(*i as usize).and_then(|p| match p.from {
+            From::One(src) => view_ref(&p.t).map(|v| (src, v)),
             From::Chunks(_) => None,
         })
+    };
+    let mut by_view: Vec<u32> = (0..out.len())
+        .filter_map(|i| u32::try_from(i).ok())
+        .filter(|i| key(i).is_some())
         .collect();
-    by_view.sort_by(|a, b| (a.0, a.2).cmp(&(b.0, b.2)).then(a.1.cmp(&b.1)));
+    by_view.sort_unstable_by(|a, b| key(a).cmp(&key(b)).then(a.cmp(b)));
     let mut gone: Vec<usize> = Vec::new();
     let name = |i: usize| out.get(i).map_or("", |p| p.name.as_str());
-    for group in by_view.chunk_by(|a, b| (a.0, a.2) == (b.0, b.2)) {
+    for group in by_view.chunk_by(|a, b| key(a) == key(b)) {
         if group.len() < 2 {
             continue;
         }
-        if !tie && group.iter().any(|g| is_embedding(name(g.1))) {
+        let group = group.iter().map(|i| *i as usize);
+        if !tie && group.clone().any(|i| is_embedding(name(i))) {
             continue;
         }
-        let keep = group.iter().map(|g| g.1).min_by_key(|i| keep_rank(name(*i)));
-        gone.extend(group.iter().map(|g| g.1).filter(|i| Some(*i) != keep));
+        let keep = group.clone().min_by_key(|i| keep_rank(name(*i)));
+        gone.extend(group.filter(|i| Some(*i) != keep));
     }
     drop(by_view);
     let mut tied: Vec<String> = gone.iter().map(|i| name(*i).to_owned()).collect();
@@ -65,7 +68,9 @@ pub(crate) fn untie(out: &mut Vec<Planned>, cks: &[Checkpoint], tie: bool) -> Ve
             }
             let better = |other: &str| {
                 keep_rank(other) < keep_rank(name)
-                    && !copies.iter().any(|c| out.get(*c).is_some_and(|c| c.name == other))
+                    && !copies
+                        .iter()
+                        .any(|c| out.get(*c).is_some_and(|c| c.name == other))
             };
             let same = if let Some(head) = name.strip_suffix("decoder.bias") {
                 let b = format!("{head}bias");
@@ -110,9 +115,15 @@ fn remove_indices(out: &mut Vec<Planned>, mut gone: Vec<usize>) {
 type ViewRef<'a> = (&'a str, u64, &'a [u64], &'a [i64], DType);
 
 fn view_ref(t: &TensorRef) -> Option<ViewRef<'_>> {
-    t.storage
-        .as_ref()
-        .map(|s| (s.key.as_str(), t.offset, t.shape.as_slice(), t.stride.as_slice(), t.dtype))
+    t.storage.as_ref().map(|s| {
+        (
+            s.key.as_str(),
+            t.offset,
+            t.shape.as_slice(),
+            t.stride.as_slice(),
+            t.dtype,
+        )
+    })
 }
 
 /// Whether two planned tensors hold the same values: one storage viewed alike, or equal
