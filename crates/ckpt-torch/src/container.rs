@@ -893,7 +893,8 @@ impl Checkpoint {
     /// A safetensors storage by name: a binary search of the name index (see
     /// [`StorageIndex::Named`]).
     fn named_extent(&self, by_name: &[u32], extents: &[Extent], key: &str) -> Option<Extent> {
-        let name = |i: u32| self.doc.as_str(NodeId(i)).unwrap_or("");
+        // The names are the pickle's strings `0..n` (read there directly: no node lookup).
+        let name = |i: u32| self.doc.pickle.as_str(NodeId(i)).unwrap_or("");
         let at = by_name.binary_search_by(|i| name(*i).cmp(key)).ok()?;
         extents.get(*by_name.get(at)? as usize).copied()
     }
