@@ -89,7 +89,7 @@ pub(crate) fn header_text(tensors: &[Planned], cast: Option<DType>) -> std::io::
         offset = offset.saturating_add(n);
     }
     out.push(b'}');
-    while out.len() % 8 != 0 {
+    while !out.len().is_multiple_of(8) {
         out.push(b' ');
     }
     String::from_utf8(out).map_err(std::io::Error::other)
@@ -232,7 +232,7 @@ mod tests {
             offset += n;
         }
         let mut text = serde_json::to_string(&Value::Object(header)).unwrap();
-        while text.len() % 8 != 0 {
+        while !text.len().is_multiple_of(8) {
             text.push(' ');
         }
         text

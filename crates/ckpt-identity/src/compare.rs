@@ -244,9 +244,10 @@ mod tests {
     use serde_json::json;
 
     fn side(label: &str, fields: Value, tensors: &[(&str, &[u64])]) -> Side {
-        let mut inputs = IdentityInputs::default();
-        inputs.tensors =
-            crate::TensorTable::build(tensors.iter().map(|(n, s)| (*n, "float32", *s)));
+        let inputs = IdentityInputs {
+            tensors: crate::TensorTable::build(tensors.iter().map(|(n, s)| (*n, "float32", *s))),
+            ..IdentityInputs::default()
+        };
         Side {
             label: label.into(),
             path: format!("/x/{label}"),

@@ -186,16 +186,20 @@ mod tests {
 
     #[test]
     fn diffs() {
-        let mut a = IdentityInputs::default();
-        let mut b = IdentityInputs::default();
-        a.tensors = crate::TensorTable::build([
-            ("fc1.weight", "float32", vec![8, 4]),
-            ("fc2.bias", "float32", vec![2]),
-        ]);
-        b.tensors = crate::TensorTable::build([
-            ("fc1.weight", "float32", vec![16, 4]),
-            ("fc3.bias", "float16", vec![2]),
-        ]);
+        let mut a = IdentityInputs {
+            tensors: crate::TensorTable::build([
+                ("fc1.weight", "float32", vec![8, 4]),
+                ("fc2.bias", "float32", vec![2]),
+            ]),
+            ..IdentityInputs::default()
+        };
+        let mut b = IdentityInputs {
+            tensors: crate::TensorTable::build([
+                ("fc1.weight", "float32", vec![16, 4]),
+                ("fc3.bias", "float16", vec![2]),
+            ]),
+            ..IdentityInputs::default()
+        };
         a.hparams = Some(json!({"lr": 0.1, "model": {"hidden": 8}}));
         b.hparams = Some(json!({"lr": 0.1, "model": {"hidden": 16}}));
         a.uids = Some(vec!["1".into(), "2".into()]);
