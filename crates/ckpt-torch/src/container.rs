@@ -860,6 +860,15 @@ impl Checkpoint {
         Ok(())
     }
 
+    /// A safetensors storage by name: a binary search of the name index (see
+    /// [`StorageIndex::Named`]).
+    fn named_extent(&self, by_name: &[u32], extents: &[Extent], key: &str) -> Option<Extent> {
+        // The names are the pickle's strings `0..n` (read there directly: no node lookup).
+        let name = |i: u32| self.doc.pickle.as_str(NodeId(i)).unwrap_or("");
+        let at = by_name.binary_search_by(|i| name(*i).cmp(key)).ok()?;
+        extents.get(*by_name.get(at)? as usize).copied()
+    }
+
     /// Where a storage's bytes are in the file.
     pub(crate) fn storage_extent(&self, s: &StorageRef) -> Result<Extent> {
         match &self.storages {
@@ -888,15 +897,6 @@ impl Checkpoint {
                     key: s.key.clone(),
                 }),
         }
-    }
-
-    /// A safetensors storage by name: a binary search of the name index (see
-    /// [`StorageIndex::Named`]).
-    fn named_extent(&self, by_name: &[u32], extents: &[Extent], key: &str) -> Option<Extent> {
-        // The names are the pickle's strings `0..n` (read there directly: no node lookup).
-        let name = |i: u32| self.doc.pickle.as_str(NodeId(i)).unwrap_or("");
-        let at = by_name.binary_search_by(|i| name(*i).cmp(key)).ok()?;
-        extents.get(*by_name.get(at)? as usize).copied()
     }
 
     /// Check that every storage the pickle references exists (cheap: zip directory lookups).
