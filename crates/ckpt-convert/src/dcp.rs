@@ -161,7 +161,7 @@ pub fn convert_dcp(dir: &Path, output: &Path, opts: &ConvertOptions) -> Result<C
     }
     let source = Source {
         input: dir,
-        cks: Vec::new(),
+        cks: &[],
         raw,
         other: index.other.clone(),
         state_dict_key: sd_key,
@@ -176,7 +176,7 @@ fn plan_tensor(
     fqn: &str,
     shape: &[u64],
     mut pieces: Vec<Chunk>,
-) -> std::result::Result<Planned, String> {
+) -> std::result::Result<Planned<'static>, String> {
     let nd = shape.len();
     let total = shape
         .iter()
@@ -274,7 +274,7 @@ fn plan_tensor(
     let t = contiguous(dtype, shape);
     Ok(Planned {
         name: fqn.to_owned(),
-        t,
+        t: crate::plan::Tref::Owned(Box::new(t)),
         from: From::Chunks(pieces),
     })
 }

@@ -329,10 +329,10 @@ mod tests {
         assert_eq!(prefix_hint(&[], &v(&["b.weight"])), None);
     }
 
-    fn planned(name: &str, shape: &[u64]) -> Planned {
+    fn planned(name: &str, shape: &[u64]) -> Planned<'static> {
         Planned {
             name: name.to_owned(),
-            t: TensorRef {
+            t: crate::plan::Tref::Owned(Box::new(TensorRef {
                 dtype: DType::F32,
                 shape: shape.to_vec(),
                 stride: vec![1; shape.len()],
@@ -340,7 +340,7 @@ mod tests {
                 storage: None,
                 requires_grad: false,
                 kind: ckpt_torch::TensorKind::Tensor,
-            },
+            })),
             from: From::Chunks(Vec::new()),
         }
     }

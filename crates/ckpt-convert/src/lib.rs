@@ -56,9 +56,10 @@ use crate::source::{collect_file, find_state_dict};
 /// Convert one checkpoint file into the folder `output`.
 pub fn convert_file(input: &Path, output: &Path, opts: &ConvertOptions) -> Result<Converted> {
     let (base_cfg, tie) = prepare(output, opts)?;
-    let ck = Checkpoint::open(input)?;
-    let (sd_key, entries) = find_state_dict(&ck, opts.key.as_deref())?;
-    let (raw, mut other) = collect_file(&ck, entries);
+    let cks = [Checkpoint::open(input)?];
+    let ck = &cks[0];
+    let (sd_key, entries) = find_state_dict(ck, opts.key.as_deref())?;
+    let (raw, mut other) = collect_file(ck, entries);
     // What sits beside the state dict (epoch, step, optimizer, config …): reported, not
     // converted. Non-tensor entries inside it are in `other` already.
     if let Some(top) = sd_key.split('.').next().filter(|k| !k.is_empty())
@@ -72,7 +73,7 @@ pub fn convert_file(input: &Path, output: &Path, opts: &ConvertOptions) -> Resul
     }
     let source = Source {
         input,
-        cks: vec![ck],
+        cks: &cks,
         raw,
         other,
         state_dict_key: sd_key,
@@ -84,8 +85,8 @@ pub fn convert_file(input: &Path, output: &Path, opts: &ConvertOptions) -> Resul
 /// non-tensor entries.
 struct Source<'p> {
     input: &'p Path,
-    cks: Vec<Checkpoint>,
-    raw: Vec<Planned>,
+    cks: &'p [Checkpoint],
+    raw: Vec<Planned<'p>>,
     other: Vec<String>,
     state_dict_key: String,
 }
@@ -99,7 +100,7 @@ fn plan_and_emit(
     tie: bool,
 ) -> Result<Converted> {
     let stripped = stripped_prefixes(src.raw.iter().map(|p| p.name.as_str()));
-    let (tensors, tied) = finish_plan(src.raw, &src.cks, src.input, opts, tie)?;
+    let (tensors, tied) = finish_plan(src.raw, src.cks, src.input, opts, tie)?;
     check_sizes(&tensors, src.input, opts.dtype)?;
     let (missing_keys, unexpected_keys, hint) = match &opts.base_model {
         Some(b) => {
@@ -124,7 +125,7 @@ fn plan_and_emit(
         unexpected_keys,
         hint,
     };
-    emit(&src.cks, &tensors, output, opts, base_cfg, report)
+    emit(src.cks, &tensors, output, opts, base_cfg, report)
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Sharding: the weights as one `model.safetensors`, or as `model-0000N-of-0000M.safetensors`
 //! written in parallel plus `model.safetensors.index.json`.
 
+use std::ops::Range;
 use std::path::Path;
 
 use ckpt_torch::{Checkpoint, DType};
@@ -11,22 +12,23 @@ use crate::plan::Planned;
 use crate::safetensors::{out_nbytes, write_safetensors};
 
 /// Split tensors (already sorted by name) into shards of at most `max` bytes; a tensor larger
-/// than `max` gets a shard of its own.
-pub(crate) fn shard(tensors: &[Planned], max: u64, cast: Option<DType>) -> Vec<Vec<Planned>> {
-    let mut out: Vec<Vec<Planned>> = Vec::new();
-    let mut cur: Vec<Planned> = Vec::new();
+/// than `max` gets a shard of its own. A shard is a range of `tensors` (not a copy of its
+/// plans).
+pub(crate) fn shard(tensors: &[Planned], max: u64, cast: Option<DType>) -> Vec<Range<usize>> {
+    let mut out: Vec<Range<usize>> = Vec::new();
+    let mut start = 0;
     let mut size = 0u64;
-    for t in tensors {
+    for (i, t) in tensors.iter().enumerate() {
         let n = out_nbytes(&t.t, cast);
-        if !cur.is_empty() && size.saturating_add(n) > max {
-            out.push(std::mem::take(&mut cur));
+        if i > start && size.saturating_add(n) > max {
+            out.push(start..i);
+            start = i;
             size = 0;
         }
         size = size.saturating_add(n);
-        cur.push(t.clone());
     }
-    if !cur.is_empty() {
-        out.push(cur);
+    if start < tensors.len() {
+        out.push(start..tensors.len());
     }
     out
 }
@@ -60,7 +62,11 @@ pub(crate) fn write_weights(
         let files: Vec<String> = (1..=n)
             .map(|i| format!("model-{i:05}-of-{n:05}.safetensors"))
             .collect();
-        let jobs: Vec<(&Vec<Planned>, &String)> = shards.iter().zip(&files).collect();
+        let jobs: Vec<(&[Planned], &String)> = shards
+            .iter()
+            .map(|r| tensors.get(r.clone()).unwrap_or(&[]))
+            .zip(&files)
+            .collect();
         let failed = std::sync::atomic::AtomicBool::new(false);
         let results = ckpt_torch::par::map(&jobs, |(part, file)| {
             if failed.load(std::sync::atomic::Ordering::Relaxed) {

@@ -41,12 +41,12 @@ pub(crate) fn find_state_dict(
 pub(crate) fn collect_file(
     ck: &Checkpoint,
     entries: Vec<(String, NodeId)>,
-) -> (Vec<Planned>, Vec<String>) {
-    let mut raw = Vec::new();
+) -> (Vec<Planned<'_>>, Vec<String>) {
+    let mut raw = Vec::with_capacity(entries.len());
     let mut other = Vec::new();
     for (name, v) in entries {
         match ck.doc.view(v) {
-            View::Tensor(t) => raw.push(Planned::one(name, 0, t.clone())),
+            View::Tensor(t) => raw.push(Planned::one(name, 0, t)),
             _ => other.push(name),
         }
     }

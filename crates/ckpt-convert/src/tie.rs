@@ -3,10 +3,8 @@
 //! which name is kept is model knowledge ([`ckpt_model::tied`]); here it is applied to the plan,
 //! reading bytes where only equal values can tell.
 
-use std::collections::BTreeMap;
-
-use ckpt_model::tied::{ViewKey, is_embedding, is_tied_alias, keep_rank, view_key};
-use ckpt_torch::{Checkpoint, TensorRef};
+use ckpt_model::tied::{is_embedding, is_tied_alias, keep_rank, view_key};
+use ckpt_torch::{Checkpoint, DType, TensorRef};
 
 use crate::plan::{From, Planned};
 
@@ -16,68 +14,116 @@ use crate::plan::{From, Planned};
 /// weight (an `lm_head.weight`, a BERT decoder) whose bytes equal an input embedding's, as
 /// FSDP full state dicts and DCP saves store it (one clone per name). With `tie` false (the
 /// base config says `tie_word_embeddings: false`) groups that hold an input embedding are
-/// written in full: that model has two matrices. Returns the names left out, sorted.
-pub(crate) fn untie(
-    out: &mut BTreeMap<String, Planned>,
-    cks: &[Checkpoint],
-    tie: bool,
-) -> Vec<String> {
-    let mut tied = Vec::new();
-    let mut views: BTreeMap<(usize, ViewKey), Vec<&str>> = BTreeMap::new();
-    for (name, p) in out.iter() {
-        if let From::One(src) = p.from
-            && let Some(k) = view_key(&p.t)
-        {
-            views.entry((src, k)).or_default().push(name);
-        }
-    }
-    for names in views.values().filter(|g| g.len() > 1) {
-        if !tie && names.iter().any(|n| is_embedding(n)) {
+/// written in full: that model has two matrices. `out` is sorted by name, names unique; the
+/// names left out are removed from it and returned, sorted.
+pub(crate) fn untie(out: &mut Vec<Planned>, cks: &[Checkpoint], tie: bool) -> Vec<String> {
+    // Groups of one view: the indices of plans with a storage, sorted by (source, view) and
+    // compared in place (a map keyed by owned view keys cost ~300 bytes a tensor).
+    let key = |i: &u32| {
+        out.get(*i as usize).and_then(|p| match p.from {
+            From::One(src) => view_ref(&p.t).map(|v| (src, v)),
+            From::Chunks(_) => None,
+        })
+    };
+    let mut by_view: Vec<u32> = (0..out.len())
+        .filter_map(|i| u32::try_from(i).ok())
+        .filter(|i| key(i).is_some())
+        .collect();
+    by_view.sort_unstable_by(|a, b| key(a).cmp(&key(b)).then(a.cmp(b)));
+    let mut gone: Vec<usize> = Vec::new();
+    let name = |i: usize| out.get(i).map_or("", |p| p.name.as_str());
+    for group in by_view.chunk_by(|a, b| key(a) == key(b)) {
+        if group.len() < 2 {
             continue;
         }
-        let keep = names.iter().min_by_key(|n| keep_rank(n)).copied();
-        tied.extend(
-            names
-                .iter()
-                .filter(|n| Some(**n) != keep)
-                .map(|n| (*n).to_owned()),
-        );
+        let group = group.iter().map(|i| *i as usize);
+        if !tie && group.clone().any(|i| is_embedding(name(i))) {
+            continue;
+        }
+        let keep = group.clone().min_by_key(|i| keep_rank(name(*i)));
+        gone.extend(group.filter(|i| Some(*i) != keep));
     }
-    for n in &tied {
-        out.remove(n);
-    }
+    drop(by_view);
+    let mut tied: Vec<String> = gone.iter().map(|i| name(*i).to_owned()).collect();
+    remove_indices(out, gone);
     if tie {
         // Copies: an alias weight equal to an input embedding, a decoder bias equal to its
         // head's `bias`. A name is only ever dropped for one `keep_rank` prefers, so the best
         // of a group of equal copies stays.
-        let embeddings: Vec<String> = out.keys().filter(|n| is_embedding(n)).cloned().collect();
-        let mut copies: Vec<String> = Vec::new();
-        for (name, p) in out.iter() {
+        let get = |n: &str| {
+            out.binary_search_by(|p| p.name.as_str().cmp(n))
+                .ok()
+                .and_then(|i| out.get(i))
+        };
+        let embeddings: Vec<&str> = out
+            .iter()
+            .map(|p| p.name.as_str())
+            .filter(|n| is_embedding(n))
+            .collect();
+        let mut copies: Vec<usize> = Vec::new();
+        for (i, p) in out.iter().enumerate() {
+            let name = p.name.as_str();
             if !is_tied_alias(name) {
                 continue;
             }
             let better = |other: &str| {
-                keep_rank(other) < keep_rank(name) && !copies.iter().any(|c| c == other)
+                keep_rank(other) < keep_rank(name)
+                    && !copies
+                        .iter()
+                        .any(|c| out.get(*c).is_some_and(|c| c.name == other))
             };
             let same = if let Some(head) = name.strip_suffix("decoder.bias") {
                 let b = format!("{head}bias");
-                better(&b) && out.get(&b).is_some_and(|b| same_bytes(cks, p, b))
+                better(&b) && get(&b).is_some_and(|b| same_bytes(cks, p, b))
             } else {
                 embeddings
                     .iter()
-                    .any(|e| better(e) && out.get(e).is_some_and(|emb| same_bytes(cks, p, emb)))
+                    .any(|e| better(e) && get(e).is_some_and(|emb| same_bytes(cks, p, emb)))
             };
             if same {
-                copies.push(name.clone());
+                copies.push(i);
             }
         }
-        for n in &copies {
-            out.remove(n);
-        }
-        tied.extend(copies);
+        tied.extend(copies.iter().map(|i| name_of(out, *i)));
+        remove_indices(out, copies);
     }
     tied.sort();
     tied
+}
+
+fn name_of(out: &[Planned], i: usize) -> String {
+    out.get(i).map(|p| p.name.clone()).unwrap_or_default()
+}
+
+/// Remove the plans at these indices (any order), keeping the others in order.
+fn remove_indices(out: &mut Vec<Planned>, mut gone: Vec<usize>) {
+    gone.sort_unstable();
+    let mut at = 0;
+    let mut next = gone.iter().peekable();
+    out.retain(|_| {
+        let keep = next.peek() != Some(&&at);
+        if !keep {
+            next.next();
+        }
+        at += 1;
+        keep
+    });
+}
+
+/// [`ckpt_model::tied::view_key`] borrowed: (storage key, offset, shape, strides, dtype),
+/// equal exactly when the view keys are.
+type ViewRef<'a> = (&'a str, u64, &'a [u64], &'a [i64], DType);
+
+fn view_ref(t: &TensorRef) -> Option<ViewRef<'_>> {
+    t.storage.as_ref().map(|s| {
+        (
+            s.key.as_str(),
+            t.offset,
+            t.shape.as_slice(),
+            t.stride.as_slice(),
+            t.dtype,
+        )
+    })
 }
 
 /// Whether two planned tensors hold the same values: one storage viewed alike, or equal

@@ -171,7 +171,7 @@ pub fn compare(sides: &[Side], all: bool, max_tensor_rows: usize) -> Comparison 
     let mut tnames: BTreeSet<&str> = BTreeSet::new();
     for s in sides {
         if let Some(i) = &s.inputs {
-            tnames.extend(i.tensors.keys().map(String::as_str));
+            tnames.extend(i.tensors.names());
         }
     }
     let mut differing = 0usize;
@@ -184,8 +184,8 @@ pub fn compare(sides: &[Side], all: bool, max_tensor_rows: usize) -> Comparison 
                     .as_ref()
                     .and_then(|i| i.tensors.get(name))
                     .map(|(dtype, shape)| TensorSig {
-                        dtype: dtype.clone(),
-                        shape: shape.clone(),
+                        dtype: dtype.to_owned(),
+                        shape: shape.to_vec(),
                     })
             })
             .collect();
@@ -244,12 +244,10 @@ mod tests {
     use serde_json::json;
 
     fn side(label: &str, fields: Value, tensors: &[(&str, &[u64])]) -> Side {
-        let mut inputs = IdentityInputs::default();
-        for (n, s) in tensors {
-            inputs
-                .tensors
-                .insert((*n).to_owned(), ("float32".to_owned(), s.to_vec()));
-        }
+        let inputs = IdentityInputs {
+            tensors: crate::TensorTable::build(tensors.iter().map(|(n, s)| (*n, "float32", *s))),
+            ..IdentityInputs::default()
+        };
         Side {
             label: label.into(),
             path: format!("/x/{label}"),

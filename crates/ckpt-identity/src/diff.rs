@@ -121,31 +121,31 @@ fn changes(a: &Value, b: &Value) -> Vec<ValueChange> {
 /// epoch/step.
 pub fn diff(a: &IdentityInputs, b: &IdentityInputs, ra: &RunFacts, rb: &RunFacts) -> Diff {
     let mut d = Diff::default();
-    for (name, (dt, sh)) in &a.tensors {
+    for (name, dt, sh) in a.tensors.iter() {
         match b.tensors.get(name) {
             None => d
                 .architecture
                 .removed
-                .push((name.clone(), dt.clone(), sh.clone())),
+                .push((name.to_owned(), dt.to_owned(), sh.to_vec())),
             Some((dt2, sh2)) => {
                 if sh != sh2 {
                     d.architecture
                         .reshaped
-                        .push((name.clone(), sh.clone(), sh2.clone()));
+                        .push((name.to_owned(), sh.to_vec(), sh2.to_vec()));
                 }
                 if dt != dt2 {
                     d.architecture
                         .retyped
-                        .push((name.clone(), dt.clone(), dt2.clone()));
+                        .push((name.to_owned(), dt.to_owned(), dt2.to_owned()));
                 }
             }
         }
     }
-    for (name, (dt, sh)) in &b.tensors {
-        if !a.tensors.contains_key(name) {
+    for (name, dt, sh) in b.tensors.iter() {
+        if !a.tensors.contains(name) {
             d.architecture
                 .added
-                .push((name.clone(), dt.clone(), sh.clone()));
+                .push((name.to_owned(), dt.to_owned(), sh.to_vec()));
         }
     }
     d.hyperparameters = changes(
@@ -186,16 +186,20 @@ mod tests {
 
     #[test]
     fn diffs() {
-        let mut a = IdentityInputs::default();
-        let mut b = IdentityInputs::default();
-        a.tensors
-            .insert("fc1.weight".into(), ("float32".into(), vec![8, 4]));
-        b.tensors
-            .insert("fc1.weight".into(), ("float32".into(), vec![16, 4]));
-        a.tensors
-            .insert("fc2.bias".into(), ("float32".into(), vec![2]));
-        b.tensors
-            .insert("fc3.bias".into(), ("float16".into(), vec![2]));
+        let mut a = IdentityInputs {
+            tensors: crate::TensorTable::build([
+                ("fc1.weight", "float32", vec![8, 4]),
+                ("fc2.bias", "float32", vec![2]),
+            ]),
+            ..IdentityInputs::default()
+        };
+        let mut b = IdentityInputs {
+            tensors: crate::TensorTable::build([
+                ("fc1.weight", "float32", vec![16, 4]),
+                ("fc3.bias", "float16", vec![2]),
+            ]),
+            ..IdentityInputs::default()
+        };
         a.hparams = Some(json!({"lr": 0.1, "model": {"hidden": 8}}));
         b.hparams = Some(json!({"lr": 0.1, "model": {"hidden": 16}}));
         a.uids = Some(vec!["1".into(), "2".into()]);

@@ -2,7 +2,6 @@
 //! configuration and the active sample UIDs (the sources, by algorithm, are specified in
 //! [`crate::algorithm`]).
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use ckpt_meta::config;
@@ -14,6 +13,7 @@ use ckpt_torch::{Checkpoint, View};
 use serde_json::Value;
 
 use crate::canonical::canonical_hparams;
+use crate::tensors::TensorTable;
 use crate::{Algorithm, IdentityError};
 
 /// Where the hyperparameters component came from.
@@ -101,7 +101,7 @@ pub struct IdentityInputs {
     /// The checkpoint file read (a directory given to [`gather`] resolves to one).
     pub checkpoint: Option<PathBuf>,
     /// Normalized tensor name -> (dtype name, shape), sorted by name.
-    pub tensors: BTreeMap<String, (String, Vec<u64>)>,
+    pub tensors: TensorTable,
     /// Canonical hyperparameters (keys sorted recursively, `ignore` paths removed).
     pub hparams: Option<Value>,
     pub hparams_source: Option<ConfigSource>,
@@ -215,24 +215,19 @@ fn fill_data(opts: &HashOptions, inputs: &mut IdentityInputs) -> Result<(), Iden
 /// Normalized tensor name -> (dtype, shape) of the checkpoint's state dict: for `v2` the one
 /// every command names (`ckpt_model::state_dict::locate`), for `v1` the first mapping breadth
 /// first, as `v1` was defined (frozen).
-fn tensors(ck: &Checkpoint, alg: Algorithm) -> BTreeMap<String, (String, Vec<u64>)> {
+fn tensors(ck: &Checkpoint, alg: Algorithm) -> TensorTable {
     let doc = &ck.doc;
-    let mut out = BTreeMap::new();
     let found = match alg {
         Algorithm::V1 => identity_v1_entries(doc, doc.root()),
         Algorithm::V2 => first_state_dict_entries(doc, doc.root()),
     };
-    if let Some((_, items)) = found {
-        for (k, v) in items {
-            if let View::Tensor(t) = doc.view(v) {
-                out.insert(
-                    strip_wrappers(&k),
-                    (t.dtype.name().to_owned(), t.shape.clone()),
-                );
-            }
-        }
-    }
-    out
+    let Some((_, items)) = found else {
+        return TensorTable::default();
+    };
+    TensorTable::build(items.into_iter().filter_map(|(k, v)| match doc.view(v) {
+        View::Tensor(t) => Some((strip_wrappers(&k), t.dtype.name(), t.shape.as_slice())),
+        _ => None,
+    }))
 }
 
 type Found = Option<(Value, Option<PathBuf>)>;

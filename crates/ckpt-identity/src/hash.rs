@@ -1,10 +1,12 @@
 //! Combining gathered inputs into an identity (pure: no I/O), and recognizing a folder named
 //! by an identity.
 
+use std::fmt::Write as _;
 use std::path::Path;
 
 use ckpt_meta::hash_folder::{HashFolder, hexish, named_hash};
 use ckpt_torch::sha256_hex;
+use sha2::{Digest, Sha256};
 
 use crate::canonical::canonical_json;
 use crate::{Algorithm, HashOptions, IdentityInputs, gather};
@@ -42,16 +44,39 @@ impl Identity {
     }
 }
 
+/// Lowercase hex, as `ckpt_torch::sha256_hex` writes a digest.
+fn hex(b: &[u8]) -> String {
+    let mut s = String::with_capacity(b.len() * 2);
+    for x in b {
+        let _ = write!(s, "{x:02x}");
+    }
+    s
+}
+
 /// The identity of gathered inputs, in the algorithm they were gathered for.
 pub fn identity(inputs: &IdentityInputs) -> Identity {
     let alg = inputs.algorithm;
+    // `name\tdtype\t[d0,d1,..]\n` per tensor, hashed as it is written (the text of 170,000
+    // tensors is megabytes, and a `format!` per line).
     let architecture = (!inputs.tensors.is_empty()).then(|| {
-        let mut text = String::new();
-        for (name, (dtype, shape)) in &inputs.tensors {
-            let dims: Vec<String> = shape.iter().map(u64::to_string).collect();
-            text.push_str(&format!("{name}\t{dtype}\t[{}]\n", dims.join(",")));
+        let mut h = Sha256::new();
+        let mut line = String::new();
+        for (name, dtype, shape) in inputs.tensors.iter() {
+            line.clear();
+            line.push_str(name);
+            line.push('\t');
+            line.push_str(dtype);
+            line.push_str("\t[");
+            for (i, d) in shape.iter().enumerate() {
+                if i > 0 {
+                    line.push(',');
+                }
+                let _ = write!(line, "{d}");
+            }
+            line.push_str("]\n");
+            h.update(line.as_bytes());
         }
-        sha256_hex(text.as_bytes())
+        hex(&h.finalize())
     });
     let hyperparameters = inputs
         .hparams

@@ -10,7 +10,8 @@
 //! - [`hash`]: combining inputs into an identity; a folder named by an identity;
 //! - [`diff`]: what changed between two checkpoints;
 //! - [`compare`]: N checkpoints side by side;
-//! - [`report`]: the typed JSON `ckpt hash` and `ckpt diff` print, and their schemas.
+//! - [`report`]: the typed JSON `ckpt hash` and `ckpt diff` print, and their schemas;
+//! - [`tensors`]: the tensor names and shapes the architecture component is computed from.
 //!
 //! The hash-folder layout and the UID files are read by `ckpt_meta::hash_folder`, shared with
 //! the catalog.
@@ -23,9 +24,11 @@ mod error;
 pub mod gather;
 pub mod hash;
 pub mod report;
+pub mod tensors;
 
 pub use algorithm::Algorithm;
 pub use error::IdentityError;
 pub use gather::{ConfigSource, DataSource, HashOptions, IdentityInputs, gather};
 pub use hash::{Components, FolderName, Identity, folder_name, identity};
 pub use report::{DiffReport, HashReport, diff_schema, hash_schema};
+pub use tensors::TensorTable;

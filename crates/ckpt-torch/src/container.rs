@@ -77,8 +77,16 @@ pub(crate) enum StorageIndex {
         root: String,
         entries: HashMap<String, (u64, u64, u16)>,
     },
-    /// Direct extents by storage key (legacy, safetensors).
+    /// Direct extents by storage key (legacy).
     Extents(HashMap<String, Extent>),
+    /// safetensors: tensor `i` is stored under its own name, which is the document's string
+    /// `NodeId(i)`; `extents[i]` is where its bytes are and `by_name` lists the tensors in
+    /// name order, for a binary search. No name is held twice: a map keyed by copies of the
+    /// names cost 64 bytes and an allocation a tensor.
+    Named {
+        by_name: Vec<u32>,
+        extents: Vec<Extent>,
+    },
 }
 
 /// An opened checkpoint: its decoded pickle and how to reach tensor bytes.
@@ -798,11 +806,18 @@ impl Checkpoint {
         let parsed = crate::safetensors::parse_header(&header, self.size - data_start)
             .map_err(|e| bad(&self.path, e))?;
         drop(header);
-        self.safetensors_metadata = parsed.metadata;
-        let mut nodes: Vec<Node> = Vec::with_capacity(parsed.tensors.len() * 2 + 1);
-        let mut items: Vec<(NodeId, NodeId)> = Vec::with_capacity(parsed.tensors.len());
-        let mut extents = HashMap::with_capacity(parsed.tensors.len());
-        for t in parsed.tensors {
+        // Node ids: the names are the document's pickle strings `0..n` (one shared text
+        // table; plain nodes cost a bit each), the tensors `n..2n`, the dict `2n`.
+        let n = parsed.len();
+        let mut names = ckpt_pickle::Pickle::new();
+        for t in parsed.tensors() {
+            names.push(Value::Str(t.name));
+        }
+        let mut doc = Doc::unclassified(names);
+        doc.reserve_nodes(n.saturating_add(1));
+        let mut items: Vec<(NodeId, NodeId)> = Vec::with_capacity(n);
+        let mut extents = Vec::with_capacity(n);
+        for (i, t) in parsed.tensors().enumerate() {
             let numel = t.numel();
             let mut stride = vec![0i64; t.shape.len()];
             let mut acc: i64 = 1;
@@ -810,41 +825,48 @@ impl Checkpoint {
                 stride[i] = acc;
                 acc = acc.saturating_mul(i64::try_from(*d).unwrap_or(i64::MAX));
             }
-            extents.insert(
-                t.name.clone(),
-                Extent {
-                    offset: data_start + t.begin,
-                    len: t.end - t.begin,
-                },
-            );
-            let key_id = NodeId(nodes.len() as u32);
-            nodes.push(Node::Str(t.name.clone()));
-            let t_id = NodeId(nodes.len() as u32);
-            nodes.push(Node::Tensor(Box::new(TensorRef {
+            extents.push(Extent {
+                offset: data_start + t.begin,
+                len: t.end - t.begin,
+            });
+            let t_id = doc.push_node(Node::Tensor(Box::new(TensorRef {
                 dtype: t.dtype,
                 stride,
                 offset: 0,
                 storage: Some(StorageRef {
-                    key: t.name,
+                    key: t.name.to_owned(),
                     dtype: t.dtype,
                     numel,
                     location: "cpu".into(),
                     view_offset_bytes: 0,
                 }),
-                shape: t.shape,
+                shape: t.shape.to_vec(),
                 requires_grad: false,
                 kind: TensorKind::Tensor,
             })));
-            items.push((key_id, t_id));
+            items.push((NodeId(u32::try_from(i).unwrap_or(u32::MAX)), t_id));
         }
-        let root = NodeId(nodes.len() as u32);
-        nodes.push(Node::Dict(items));
-        self.doc = Doc::from_nodes(nodes, root);
-        self.storages = StorageIndex::Extents(extents);
+        let root = doc.push_node(Node::Dict(items));
+        doc.set_root(root);
+        let crate::safetensors::Header {
+            by_name, metadata, ..
+        } = parsed;
+        self.safetensors_metadata = metadata;
+        self.doc = doc;
+        self.storages = StorageIndex::Named { by_name, extents };
         self.format = Format::Safetensors;
         self.pickle_entry = "header".into();
         self.pickle_bytes = hlen;
         Ok(())
+    }
+
+    /// A safetensors storage by name: a binary search of the name index (see
+    /// [`StorageIndex::Named`]).
+    fn named_extent(&self, by_name: &[u32], extents: &[Extent], key: &str) -> Option<Extent> {
+        // The names are the pickle's strings `0..n` (read there directly: no node lookup).
+        let name = |i: u32| self.doc.pickle.as_str(NodeId(i)).unwrap_or("");
+        let at = by_name.binary_search_by(|i| name(*i).cmp(key)).ok()?;
+        extents.get(*by_name.get(at)? as usize).copied()
     }
 
     /// Where a storage's bytes are in the file.
@@ -868,6 +890,12 @@ impl Checkpoint {
                     key: s.key.clone(),
                 })
             }
+            StorageIndex::Named { by_name, extents } => self
+                .named_extent(by_name, extents, &s.key)
+                .ok_or_else(|| Error::MissingStorage {
+                    path: self.path.clone(),
+                    key: s.key.clone(),
+                }),
         }
     }
 
@@ -905,6 +933,17 @@ impl Checkpoint {
             StorageIndex::Extents(m) => {
                 for s in self.all_storages() {
                     if !m.contains_key(&s.key) {
+                        return Err(Error::MissingStorage {
+                            path: self.path.clone(),
+                            key: s.key,
+                        });
+                    }
+                }
+                Ok(())
+            }
+            StorageIndex::Named { by_name, extents } => {
+                for s in self.all_storages() {
+                    if self.named_extent(by_name, extents, &s.key).is_none() {
                         return Err(Error::MissingStorage {
                             path: self.path.clone(),
                             key: s.key,

@@ -334,6 +334,25 @@ impl Doc {
         self.loaded_root = Some(id);
     }
 
+    /// Make `id` the root (a document synthesized with [`Doc::push_node`], such as a
+    /// safetensors header's).
+    pub(crate) fn set_root(&mut self, id: NodeId) {
+        self.root = id;
+    }
+
+    /// Room for `n` more synthesized nodes, exactly (a safetensors header knows how many it
+    /// makes; doubling would leave up to half the node table unused).
+    pub(crate) fn reserve_nodes(&mut self, n: usize) {
+        self.nodes.other.reserve_exact(n);
+        let words = (self.nodes.len + n).div_ceil(64);
+        self.nodes
+            .bits
+            .reserve_exact(words.saturating_sub(self.nodes.bits.len()));
+        self.nodes
+            .ranks
+            .reserve_exact(words.saturating_sub(self.nodes.ranks.len()));
+    }
+
     /// Append a synthesized node (one that no pickle value stands for) and return its id.
     pub fn push_node(&mut self, node: Node) -> NodeId {
         let id = NodeId(u32::try_from(self.nodes.len()).unwrap_or(u32::MAX));
