@@ -153,6 +153,80 @@ impl Open {
         true
     }
 
+    /// A TorchScript archive's parameters and buffers (the `RecursiveScriptModule` ckpt
+    /// reads from its code and constants, flat names), in `state_dict()`'s order: module by
+    /// module, each module's parameters then its buffers. `false` when `id` is not one.
+    fn script_entries(&self, id: NodeId, out: &mut Vec<(String, NodeId)>) -> bool {
+        let doc = &self.ck.doc;
+        let View::Object(o) = doc.view(id) else {
+            return false;
+        };
+        if !o.class.ends_with("RecursiveScriptModule") {
+            return false;
+        }
+        let Some(fields) = o.state.and_then(|s| self.pairs(s)) else {
+            return false;
+        };
+        let field = |name: &str| {
+            fields
+                .iter()
+                .find(|(k, _)| k == name)
+                .and_then(|(_, v)| self.pairs(*v))
+                .unwrap_or_default()
+        };
+        let (params, buffers) = (field("parameters"), field("buffers"));
+        // The module tree the flat names describe: each module's own parameters, own
+        // buffers, then its submodules in the order first met — `state_dict()`'s walk.
+        #[derive(Default)]
+        struct Module {
+            own: Vec<(String, NodeId)>,
+            own_buffers: Vec<(String, NodeId)>,
+            children: Vec<(String, Module)>,
+        }
+        fn insert(m: &mut Module, path: &[&str], full: &str, v: NodeId, buffer: bool) {
+            match path {
+                [] => {}
+                [_leaf] => {
+                    if buffer {
+                        m.own_buffers.push((full.to_owned(), v));
+                    } else {
+                        m.own.push((full.to_owned(), v));
+                    }
+                }
+                [head, rest @ ..] => {
+                    let i = match m.children.iter().position(|(n, _)| n == head) {
+                        Some(i) => i,
+                        None => {
+                            m.children.push(((*head).to_owned(), Module::default()));
+                            m.children.len() - 1
+                        }
+                    };
+                    if let Some((_, child)) = m.children.get_mut(i) {
+                        insert(child, rest, full, v, buffer);
+                    }
+                }
+            }
+        }
+        fn emit(m: Module, out: &mut Vec<(String, NodeId)>) {
+            out.extend(m.own);
+            out.extend(m.own_buffers);
+            for (_, c) in m.children {
+                emit(c, out);
+            }
+        }
+        let mut tree = Module::default();
+        for (list, buffer) in [(&params, false), (&buffers, true)] {
+            for (name, v) in list {
+                if !matches!(doc.view(*v), View::None) {
+                    let parts: Vec<&str> = name.split('.').collect();
+                    insert(&mut tree, &parts, name, *v, buffer);
+                }
+            }
+        }
+        emit(tree, out);
+        true
+    }
+
     /// The node at a dotted name (`state_dict.encoder.weight`): at each level the longest
     /// key that the rest of the name starts with (state-dict keys hold dots themselves).
     fn find(&self, id: NodeId, name: &str) -> Option<NodeId> {
@@ -239,7 +313,9 @@ impl Open {
             return self.build(py, id);
         }
         let mut entries = Vec::new();
-        if !self.module_entries(root, "", &mut entries, 0) {
+        if !self.module_entries(root, "", &mut entries, 0)
+            && !self.script_entries(root, &mut entries)
+        {
             return Err(crate::error(
                 py,
                 "FormatError",
