@@ -293,7 +293,7 @@ impl<'py, 'a> Builder<'py, 'a> {
             }
             "numpy.dtype" => {
                 let args = self.args(o, depth)?;
-                let np = py.import("numpy")?;
+                let np = numpy(py)?;
                 let mut dt = np.getattr("dtype")?.call1((args.get_item(0)?,))?;
                 // state (3, '<', ...): the byte order.
                 if let Some(state) = o.state
@@ -307,7 +307,7 @@ impl<'py, 'a> Builder<'py, 'a> {
             }
             "numpy.core.multiarray.scalar" | "numpy._core.multiarray.scalar" => {
                 let args = self.args(o, depth)?;
-                let np = py.import("numpy")?;
+                let np = numpy(py)?;
                 let arr = np
                     .getattr("frombuffer")?
                     .call1((args.get_item(1)?, args.get_item(0)?))?;
@@ -586,9 +586,7 @@ impl<'py, 'a> Builder<'py, 'a> {
                 let kw = PyDict::new(py);
                 kw.set_item("dtype", "uint8")?;
                 kw.set_item("mode", "c")?;
-                py.import("numpy")?
-                    .getattr("memmap")?
-                    .call((path,), Some(&kw))?
+                numpy(py)?.getattr("memmap")?.call((path,), Some(&kw))?
             }
         };
         self.state.file_map = Some(m.clone().unbind());
@@ -735,7 +733,7 @@ impl<'py, 'a> Builder<'py, 'a> {
 
     fn numpy_tensor(&mut self, t: &TensorRef) -> PyResult<Py<PyAny>> {
         let py = self.py;
-        let np = py.import("numpy")?;
+        let np = numpy(py)?;
         let dtype = numpy_dtype(py, t.dtype).map_err(|what| {
             error(
                 py,
@@ -773,7 +771,7 @@ impl<'py, 'a> Builder<'py, 'a> {
         let Some(data) = &a.data else {
             return Err(self.unsafe_error(vec![format!("numpy.ndarray of {}", a.dtype)]));
         };
-        let np = py.import("numpy")?;
+        let np = numpy(py)?;
         let buf = pyo3::types::PyByteArray::new(py, data);
         let flat = np.getattr("frombuffer")?.call1((buf, a.dtype.as_str()))?;
         let kw = PyDict::new(py);
@@ -784,10 +782,26 @@ impl<'py, 'a> Builder<'py, 'a> {
     }
 }
 
+/// numpy, or an error that says what to install: without torch, tensors are numpy arrays.
+fn numpy(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
+    py.import("numpy").map_err(|_| {
+        error(
+            py,
+            "CkptError",
+            (
+                "this checkpoint holds tensors or arrays: reading them needs torch or numpy \
+                 (pip install numpy)"
+                    .to_owned(),
+                String::new(),
+            ),
+        )
+    })
+}
+
 /// numpy's dtype for a torch dtype (bf16 and the float8 kinds through `ml_dtypes` when it is
 /// installed).
 fn numpy_dtype(py: Python<'_>, d: DType) -> Result<Bound<'_, PyAny>, String> {
-    let np = py.import("numpy").map_err(|e| e.to_string())?;
+    let np = numpy(py).map_err(|e| e.to_string())?;
     let plain = match d {
         DType::F64 => Some("float64"),
         DType::F32 => Some("float32"),
