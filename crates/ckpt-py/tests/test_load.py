@@ -3,6 +3,7 @@ and corpus file torch itself can load; refuses what would run code; never runs i
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import subprocess
@@ -284,3 +285,43 @@ def test_errors_form_a_tree_and_name_the_file(tmp_path: Path) -> None:
     assert e.value.path == str(bad)
     with pytest.raises(FileNotFoundError):
         ckpt.load(tmp_path / "missing.ckpt")
+
+
+def hostile_files():
+    out = files([REPO / "fixtures/hostile", REPO / "fixtures/bad"])
+    c = corpus_dir()
+    if c is not None and (c / "bad").is_dir():
+        out += files([c / "bad"])
+    return out
+
+
+def test_hostile_files_raise_unsafe_error_and_no_payload_runs(tmp_path: Path) -> None:
+    # The payloads run `touch pwned` in the current folder: load every one from a scratch
+    # folder, in another process, and look for the file.
+    paths = [str(p) for p in hostile_files()]
+    assert len(paths) > 50
+    code = (
+        "import json, sys, ckpt\n"
+        "out = {}\n"
+        "for p in json.loads(sys.argv[1]):\n"
+        "    try:\n"
+        "        ckpt.load(p, tensors='numpy'); out[p] = 'loaded'\n"
+        "    except ckpt.UnsafeError as e:\n"
+        "        out[p] = 'UnsafeError' if e.globals else 'UnsafeError without globals'\n"
+        "    except ckpt.CkptError as e:\n"
+        "        out[p] = 'CkptError' if e.path is not None else 'CkptError without path'\n"
+        "    except (FileNotFoundError, IsADirectoryError, PermissionError, OSError) as e:\n"
+        "        out[p] = 'OSError'\n"
+        "print(json.dumps(out))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code, json.dumps(paths)], cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    outcome = json.loads(r.stdout)
+    assert not (tmp_path / "pwned").exists()
+    assert list(tmp_path.iterdir()) == []
+    verdicts = {f["path"]: f["verdict"] for f in ckpt.scan(paths)}
+    for p in paths:
+        if verdicts.get(p) == "dangerous":
+            assert outcome[p] == "UnsafeError", (p, outcome[p])
+        else:
+            assert outcome[p] in ("loaded", "UnsafeError", "CkptError", "OSError"), (p, outcome[p])

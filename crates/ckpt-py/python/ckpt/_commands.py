@@ -59,7 +59,14 @@ def run(args: Sequence[str], *, json_output: bool = True, ok_codes: Sequence[int
     if code not in ok_codes and code != 1:
         e = CkptError("; ".join(errors) or f"ckpt {' '.join(args)}: exit {code}")
         e.exit_code = code  # type: ignore[attr-defined]
+        # What the command printed before failing (a batch's JSON), when it printed any.
+        try:
+            e.output = json.loads(out) if json_output and out.strip() else None  # type: ignore[attr-defined]
+        except ValueError:
+            e.output = None  # type: ignore[attr-defined]
         raise e
+    for line in errors if code in ok_codes and code != 0 else ():
+        warnings.warn(line, CkptWarning, stacklevel=3)
     if not json_output:
         return out.decode("utf-8", errors="replace")
     return json.loads(out) if out.strip() else None
@@ -131,8 +138,9 @@ def inspect(path: PathLike, **options: Any) -> dict:
 
 def scan(paths: Union[PathLike, Iterable[PathLike]], **options: Any) -> Any:
     """``ckpt scan PATHS… --format json``: the verdict of each file (``safe``, ``unknown``,
-    ``dangerous``) with the globals behind it."""
-    return run(["scan", *_paths(paths), *_flags(options)])
+    ``dangerous``, ``error``) with the globals behind it. Files that could not be read are in
+    the list with their error (the command's exit 2 is a warning here, not an exception)."""
+    return run(["scan", *_paths(paths), *_flags(options)], ok_codes=(0, 1, 2))
 
 
 def catalog(paths: Union[PathLike, Iterable[PathLike]], *, filter: Union[None, str, Sequence[str]] = None,
