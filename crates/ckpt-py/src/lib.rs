@@ -142,14 +142,43 @@ fn load(
 
 /// `ckpt ARGS…` in this process, its output captured: (exit code, stdout, stderr). The GIL
 /// is released while the command runs.
+/// `progress(done, total)` is called (with the GIL) as a long command goes; an exception it
+/// raises is raised here once the command is done.
 #[pyfunction]
-fn run(py: Python<'_>, args: Vec<String>) -> (u8, Py<PyAny>, Py<PyAny>) {
-    let (code, out, err) = py.detach(|| ckpt::run_captured(&args));
-    (
+#[pyo3(signature = (args, progress=None))]
+fn run(
+    py: Python<'_>,
+    args: Vec<String>,
+    progress: Option<Py<PyAny>>,
+) -> PyResult<(u8, Py<PyAny>, Py<PyAny>)> {
+    let failed: std::sync::Arc<std::sync::Mutex<Option<PyErr>>> = Default::default();
+    let listener: Option<ckpt::sink::Progress> = progress.map(|cb| {
+        let failed = failed.clone();
+        let f: ckpt::sink::Progress = std::sync::Arc::new(move |done: u64, total: u64| {
+            Python::attach(|py| {
+                if let Err(e) = cb.call1(py, (done, total)) {
+                    let mut slot = failed
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    slot.get_or_insert(e);
+                }
+            });
+        });
+        f
+    });
+    let (code, out, err) = py.detach(|| ckpt::run_captured_with(&args, listener));
+    if let Some(e) = failed
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take()
+    {
+        return Err(e);
+    }
+    Ok((
         code,
         pyo3::types::PyBytes::new(py, &out).into_any().unbind(),
         pyo3::types::PyBytes::new(py, &err).into_any().unbind(),
-    )
+    ))
 }
 
 /// The `ckpt` command on `argv` (program name first), writing to this process's stdout and

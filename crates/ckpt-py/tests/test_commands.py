@@ -140,3 +140,23 @@ def test_open_is_lazy_and_shares_what_it_built() -> None:
     assert c.scan()["verdict"] == "safe"
     with pytest.raises(KeyError):
         c.tensor("state_dict.nope")
+
+
+def test_convert_reports_progress_and_writes_the_cli_result(tmp_path: Path) -> None:
+    seen = []
+    out = ckpt.convert(REPO / "examples/fsdp/epoch-001.pth", tmp_path / "out", to="safetensors",
+                       progress=lambda done, total: seen.append((done, total)))
+    assert seen, "no progress reported"
+    done, total = seen[-1]
+    assert total > 0 and done == total
+    assert all(d <= t for d, t in seen)
+    assert list((tmp_path / "out").rglob("*.safetensors"))
+    assert "epoch-001" in json.dumps(out)
+
+
+def test_an_exception_in_the_progress_callback_is_raised_after_the_command(tmp_path: Path) -> None:
+    def boom(done: int, total: int) -> None:
+        raise RuntimeError("stop")
+
+    with pytest.raises(RuntimeError, match="stop"):
+        ckpt.convert(REPO / "examples/fsdp/epoch-001.pth", tmp_path / "out", to="safetensors", progress=boom)

@@ -220,7 +220,10 @@ pub fn run(a: &ConvertArgs) -> Result<Outcome> {
     };
     // Checkpoints convert in parallel (separate output files do not serialize on one inode);
     // one bar in bytes on stderr, on a terminal only, covers them all.
-    let bar = crate::sink::stderr_is_terminal().then(|| std::sync::Arc::new(Bar::new(jobs.len())));
+    // A caller in the same process (Python's `ckpt.convert(progress=…)`) gets the same sums.
+    let listener = crate::sink::progress();
+    let bar = (crate::sink::stderr_is_terminal() || listener.is_some())
+        .then(|| std::sync::Arc::new(Bar::new(jobs.len(), listener)));
     let indexed: Vec<(usize, &(PathBuf, PathBuf))> = jobs.iter().enumerate().collect();
     let outcomes = ckpt_catalog::par::map(&indexed, |(i, (src, dst))| {
         let mut opts = opts.clone();
@@ -240,7 +243,7 @@ pub fn run(a: &ConvertArgs) -> Result<Outcome> {
             }
         })
     });
-    if bar.is_some() {
+    if bar.as_ref().is_some_and(|b| b.listener.is_none()) {
         crate::sink_eprint!("\r\x1b[2K");
     }
     if made_output_dir {
@@ -420,12 +423,15 @@ fn prepare_output_dir(dir: &Path) -> Result<bool> {
 /// conversion started so far.
 struct Bar {
     slots: std::sync::Mutex<Vec<(u64, u64)>>,
+    /// Told the sums instead of drawing them, when a caller listens.
+    listener: Option<crate::sink::Progress>,
 }
 
 impl Bar {
-    fn new(jobs: usize) -> Self {
+    fn new(jobs: usize, listener: Option<crate::sink::Progress>) -> Self {
         Bar {
             slots: std::sync::Mutex::new(vec![(0, 0); jobs]),
+            listener,
         }
     }
 
@@ -439,6 +445,11 @@ impl Bar {
         let (done, total) = slots
             .iter()
             .fold((0u64, 0u64), |(d, t), (a, b)| (d + a, t + b));
+        if let Some(l) = &self.listener {
+            drop(slots);
+            l(done, total);
+            return;
+        }
         let started = slots.iter().filter(|(_, t)| *t > 0).count();
         const W: u64 = 30;
         let filled = (done * W).checked_div(total).unwrap_or(W).min(W) as usize;

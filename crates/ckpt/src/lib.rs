@@ -136,9 +136,17 @@ where
 /// [`main_with`] with everything the command writes captured: (exit code, stdout, stderr).
 /// `args` are the arguments after the program name.
 pub fn run_captured(args: &[String]) -> (u8, Vec<u8>, Vec<u8>) {
+    run_captured_with(args, None)
+}
+
+/// [`run_captured`], telling `progress` (bytes done, bytes to do) as a long command goes.
+pub fn run_captured_with(
+    args: &[String],
+    progress: Option<sink::Progress>,
+) -> (u8, Vec<u8>, Vec<u8>) {
     let mut argv = vec!["ckpt".to_owned()];
     argv.extend(args.iter().cloned());
-    sink::captured(|| main_with(argv))
+    sink::captured_with(progress, || main_with(argv))
 }
 
 /// The error and its causes, joined on one line.

@@ -10,6 +10,20 @@ static CAPTURE: Mutex<Option<(Vec<u8>, Vec<u8>)>> = Mutex::new(None);
 /// Captured runs one at a time (their output goes to one pair of buffers).
 static ONE_RUN: Mutex<()> = Mutex::new(());
 
+/// Told (bytes done, bytes to do) as a long command goes (`convert`).
+pub type Progress = std::sync::Arc<dyn Fn(u64, u64) + Send + Sync>;
+
+/// Who listens to the progress of the captured run in progress.
+static PROGRESS: Mutex<Option<Progress>> = Mutex::new(None);
+
+/// The progress listener of the run in progress, if any.
+pub fn progress() -> Option<Progress> {
+    PROGRESS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone()
+}
+
 fn capture() -> MutexGuard<'static, Option<(Vec<u8>, Vec<u8>)>> {
     CAPTURE.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -78,13 +92,26 @@ pub fn stderr_is_terminal() -> bool {
 
 /// Run `f` with everything the command writes captured: (result, stdout, stderr).
 pub fn captured<R>(f: impl FnOnce() -> R) -> (R, Vec<u8>, Vec<u8>) {
+    captured_with(None, f)
+}
+
+/// [`captured`], telling `progress` how a long command goes.
+pub fn captured_with<R>(
+    progress: Option<Progress>,
+    f: impl FnOnce() -> R,
+) -> (R, Vec<u8>, Vec<u8>) {
     let _one = ONE_RUN.lock().unwrap_or_else(PoisonError::into_inner);
     *capture() = Some((Vec::new(), Vec::new()));
+    *PROGRESS.lock().unwrap_or_else(PoisonError::into_inner) = progress;
     // Taken back even when `f` unwinds.
     struct Release;
     impl Drop for Release {
         fn drop(&mut self) {
             capture().take();
+            PROGRESS
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
         }
     }
     let release = Release;

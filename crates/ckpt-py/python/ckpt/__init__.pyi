@@ -1,5 +1,5 @@
 from os import PathLike
-from typing import Any, Iterable, Iterator, List, Literal, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Iterable, Iterator, List, Literal, Optional, Sequence, Tuple, Union
 
 from ckpt.errors import CkptError as CkptError, FormatError as FormatError, UnsafeError as UnsafeError
 
@@ -98,7 +98,7 @@ def validate(path: _Path, **options: Any) -> Any:
     """``ckpt validate --format json``."""
 def write_sidecar(path: _Path, **options: Any) -> str:
     """``ckpt convert-legacy``: write missing sidecars."""
-def convert(paths: _Paths, output_dir: _Path, **options: Any) -> Any:
+def convert(paths: _Paths, output_dir: _Path, *, progress: Optional[Callable[[int, int], None]] = None, **options: Any) -> Any:
     """``ckpt convert --format json``."""
 def schema(name: Optional[str] = None) -> dict:
     """A command's JSON Schema."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from typing import Any, Iterable, Iterator, List, Optional, Sequence, Union
+from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence, Union
 
 from ckpt import _ckpt
 from ckpt.errors import CkptError
@@ -43,12 +43,13 @@ def _flags(options: dict) -> List[str]:
     return out
 
 
-def run(args: Sequence[str], *, json_output: bool = True, ok_codes: Sequence[int] = (0,)) -> Any:
+def run(args: Sequence[str], *, json_output: bool = True, ok_codes: Sequence[int] = (0,),
+        progress: Optional[Callable[[int, int], None]] = None) -> Any:
     """Run `ckpt ARGS…` (with ``--format json`` added when ``json_output``); return the parsed
     output. Warnings become :class:`CkptWarning`; a failure raises :class:`CkptError` with the
     command's one-line message and ``exit_code``."""
     argv = list(args) + (["--format", "json"] if json_output else [])
-    code, out, err = _ckpt.run(argv)
+    code, out, err = _ckpt.run(argv, progress)
     text = err.decode("utf-8", errors="replace")
     errors = []
     for line in text.splitlines():
@@ -199,10 +200,12 @@ def write_sidecar(path: PathLike, **options: Any) -> str:
     return run(["convert-legacy", *_target(path), *_flags(options)], json_output=False)
 
 
-def convert(paths: Union[PathLike, Iterable[PathLike]], output_dir: PathLike, **options: Any) -> Any:
+def convert(paths: Union[PathLike, Iterable[PathLike]], output_dir: PathLike, *,
+            progress: Optional[Callable[[int, int], None]] = None, **options: Any) -> Any:
     """``ckpt convert PATHS… --output-dir DIR --format json`` (``to``, ``dtype``,
-    ``max_shard_size``, ``base_model`` …)."""
-    return run(["convert", *_paths(paths), *_flags({"output_dir": output_dir, **options})])
+    ``max_shard_size``, ``base_model`` …). ``progress(bytes_done, bytes_total)`` is called as
+    the tensors are written (summed over the batch)."""
+    return run(["convert", *_paths(paths), *_flags({"output_dir": output_dir, **options})], progress=progress)
 
 
 def schema(name: Optional[str] = None) -> dict:
