@@ -601,67 +601,83 @@ impl<'py, 'a> Builder<'py, 'a> {
         if let Some(st) = self.state.storages.get(&key) {
             return Ok(st.clone_ref(py));
         }
-        let (offset, len) = self
-            .ck
-            .storage_span(s)
-            .map_err(|e| self.format_error(e.to_string(), None))?;
         let nbytes = s
             .numel
             .checked_mul(s.dtype.size())
-            .filter(|n| {
-                s.view_offset_bytes
-                    .checked_add(*n)
-                    .is_some_and(|end| end <= len)
-            })
-            .ok_or_else(|| {
-                self.format_error(
-                    format!(
-                        "storage {} claims {} elements of {} but holds {len} bytes",
-                        s.key,
-                        s.numel,
-                        s.dtype.name()
-                    ),
-                    None,
-                )
-            })?;
-        let start = offset + s.view_offset_bytes;
+            .and_then(|n| s.view_offset_bytes.checked_add(n).map(|end| (n, end)));
+        let Some((nbytes, end)) = nbytes else {
+            return Err(self.format_error(
+                format!("storage {} claims more bytes than can exist", s.key),
+                None,
+            ));
+        };
+        let short = |len: u64| {
+            format!(
+                "storage {} claims {} elements of {} but holds {len} bytes",
+                s.key,
+                s.numel,
+                s.dtype.name()
+            )
+        };
         let swap = self.ck.byteorder == ByteOrder::Big && s.dtype.swap_unit() > 1;
-        let st = if self.mmap && !swap {
-            let map = self.file_map()?;
-            let slice = pyo3::types::PySlice::new(
-                py,
-                isize::try_from(start).unwrap_or(isize::MAX),
-                isize::try_from(start + nbytes).unwrap_or(isize::MAX),
-                1,
-            );
-            map.get_item(slice)?
-        } else {
-            let ck = self.ck;
-            let mut bytes = py
-                .detach(|| ck.read_range(start, nbytes))
-                .map_err(|e| self.format_error(e.to_string(), None))?;
-            if swap {
-                let unit = usize::try_from(s.dtype.swap_unit()).unwrap_or(1);
-                for chunk in bytes.chunks_exact_mut(unit) {
-                    chunk.reverse();
+        let ck = self.ck;
+        // Where the bytes are: a span of the file, or (a deflated zip member, which torch
+        // inflates and nothing can map) the inflated member.
+        let copied: Option<Vec<u8>> = match ck.storage_span(s) {
+            Ok((offset, len)) => {
+                if end > len {
+                    return Err(self.format_error(short(len), None));
                 }
+                let start = offset + s.view_offset_bytes;
+                if self.mmap && !swap {
+                    let map = self.file_map()?;
+                    let slice = pyo3::types::PySlice::new(
+                        py,
+                        isize::try_from(start).unwrap_or(isize::MAX),
+                        isize::try_from(start + nbytes).unwrap_or(isize::MAX),
+                        1,
+                    );
+                    let st = map.get_item(slice)?;
+                    self.state.storages.insert(key, st.clone().unbind());
+                    return Ok(st.unbind());
+                }
+                Some(
+                    py.detach(|| ck.read_range(start, nbytes))
+                        .map_err(|e| self.format_error(e.to_string(), None))?,
+                )
             }
-            let buf = pyo3::types::PyByteArray::new(py, &bytes);
-            match self.mode {
-                TensorMode::Torch => {
-                    let torch = py.import("torch")?;
-                    let kw = PyDict::new(py);
-                    kw.set_item("dtype", torch.getattr("uint8")?)?;
-                    torch
-                        .getattr("frombuffer")?
-                        .call((buf,), Some(&kw))?
-                        .call_method0("untyped_storage")?
+            Err(ckpt_torch::Error::Compressed { .. }) => {
+                let all = py
+                    .detach(|| ck.storage_inflated(s, end))
+                    .map_err(|e| self.format_error(e.to_string(), None))?;
+                if (all.len() as u64) < end {
+                    return Err(self.format_error(short(all.len() as u64), None));
                 }
-                TensorMode::Numpy => py
-                    .import("numpy")?
+                let from = usize::try_from(s.view_offset_bytes).unwrap_or(usize::MAX);
+                all.get(from..).map(<[u8]>::to_vec)
+            }
+            Err(e) => return Err(self.format_error(e.to_string(), None)),
+        };
+        let mut bytes = copied.unwrap_or_default();
+        bytes.truncate(usize::try_from(nbytes).unwrap_or(usize::MAX));
+        if swap {
+            let unit = usize::try_from(s.dtype.swap_unit()).unwrap_or(1);
+            for chunk in bytes.chunks_exact_mut(unit) {
+                chunk.reverse();
+            }
+        }
+        let buf = pyo3::types::PyByteArray::new(py, &bytes);
+        let st = match self.mode {
+            TensorMode::Torch => {
+                let torch = py.import("torch")?;
+                let kw = PyDict::new(py);
+                kw.set_item("dtype", torch.getattr("uint8")?)?;
+                torch
                     .getattr("frombuffer")?
-                    .call1((buf, "uint8"))?,
+                    .call((buf,), Some(&kw))?
+                    .call_method0("untyped_storage")?
             }
+            TensorMode::Numpy => numpy(py)?.getattr("frombuffer")?.call1((buf, "uint8"))?,
         };
         self.state.storages.insert(key, st.clone().unbind());
         Ok(st.unbind())

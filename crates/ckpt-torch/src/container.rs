@@ -907,6 +907,26 @@ impl Checkpoint {
         Ok((e.offset, e.len))
     }
 
+    /// A zip storage's bytes when its member is deflate-compressed (torch inflates such
+    /// members; nothing can map them): at most `max` bytes inflated, the storage's size as the
+    /// pickle states it, so a member claiming more is refused, not inflated.
+    pub fn storage_inflated(&self, s: &StorageRef, max: u64) -> Result<Vec<u8>> {
+        let StorageIndex::Zip { root, .. } = &self.storages else {
+            return Err(Error::MissingStorage {
+                path: self.path.clone(),
+                key: s.key.clone(),
+            });
+        };
+        let name = if root.is_empty() {
+            format!("data/{}", s.key)
+        } else {
+            format!("{root}/data/{}", s.key)
+        };
+        // A tiny member deflates to more bytes than it holds: the stored size gets a little
+        // room; the inflated bytes are still capped near `max`.
+        self.entry_bytes(&name, max.saturating_add(1024))
+    }
+
     /// Check that every storage the pickle references exists (cheap: zip directory lookups).
     pub fn check_storages(&self) -> Result<()> {
         match &self.storages {
