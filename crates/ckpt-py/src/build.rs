@@ -214,6 +214,15 @@ impl<'py, 'a> Builder<'py, 'a> {
 
     fn object(&mut self, id: NodeId, o: &Object, depth: usize) -> PyResult<Py<PyAny>> {
         let py = self.py;
+        if self.mode == TensorMode::Torch
+            && self
+                .callee(o)
+                .is_some_and(|g| g.qualname() == "torch._utils._rebuild_qtensor")
+            && let View::Tensor(t) = self.ck.doc.view(id)
+        {
+            let t = t.clone();
+            return self.qtensor(&t, o, depth);
+        }
         // What the classifier recognized (tensors, arrays, storages, complex numbers) is
         // built from its reading of the call.
         match self.ck.doc.view(id) {
@@ -430,6 +439,14 @@ impl<'py, 'a> Builder<'py, 'a> {
                 return Ok(t.getattr(g.name.as_str())?.unbind());
             }
             return Ok(pyo3::types::PyString::new(py, &q).into_any().unbind());
+        }
+        if module == "torch"
+            && matches!(
+                g.name.as_str(),
+                "per_tensor_affine" | "per_channel_affine" | "per_channel_affine_float_qparams"
+            )
+        {
+            return Ok(py.import("torch")?.getattr(g.name.as_str())?.unbind());
         }
         if module == "builtins" && BUILTIN_TYPES.contains(&g.name.as_str()) {
             return Ok(py.import("builtins")?.getattr(g.name.as_str())?.unbind());
@@ -707,6 +724,64 @@ impl<'py, 'a> Builder<'py, 'a> {
             TensorMode::Torch => self.torch_tensor(t),
             TensorMode::Numpy => self.numpy_tensor(t),
         }
+    }
+
+    /// A quantized tensor (`torch._utils._rebuild_qtensor`): an empty quantized tensor of the
+    /// recorded scheme, scale(s) and zero point(s), set over the storage — torch's own public
+    /// constructors, never the pickle's callee.
+    fn qtensor(&mut self, t: &TensorRef, o: &Object, depth: usize) -> PyResult<Py<PyAny>> {
+        let py = self.py;
+        let torch = py.import("torch")?;
+        let p = &self.ck.doc.pickle;
+        let params: Vec<NodeId> = p
+            .as_seq(o.args)
+            .and_then(|a| a.get(4).copied())
+            .and_then(|q| p.as_seq(q))
+            .map(<[NodeId]>::to_vec)
+            .unwrap_or_default();
+        let scheme = params
+            .first()
+            .and_then(|s| p.as_global(*s))
+            .map(|g| g.name.clone())
+            .unwrap_or_default();
+        let dtype = torch.getattr(t.dtype.name())?;
+        let shape = PyTuple::new(py, &t.shape)?;
+        let kw = PyDict::new(py);
+        kw.set_item("dtype", &dtype)?;
+        let empty = match (scheme.as_str(), params.as_slice()) {
+            ("per_tensor_affine", [_, scale, zero_point]) => {
+                kw.set_item("scale", self.build(*scale, depth + 1)?)?;
+                kw.set_item("zero_point", self.build(*zero_point, depth + 1)?)?;
+                torch
+                    .getattr("_empty_affine_quantized")?
+                    .call((shape.clone(),), Some(&kw))?
+            }
+            (
+                "per_channel_affine" | "per_channel_affine_float_qparams",
+                [_, scales, zero_points, axis],
+            ) => {
+                kw.set_item("scales", self.build(*scales, depth + 1)?)?;
+                kw.set_item("zero_points", self.build(*zero_points, depth + 1)?)?;
+                kw.set_item("axis", self.build(*axis, depth + 1)?)?;
+                torch
+                    .getattr("_empty_per_channel_affine_quantized")?
+                    .call((shape.clone(),), Some(&kw))?
+            }
+            _ => {
+                return Err(self.format_error(
+                    format!("a quantized tensor with scheme {scheme:?} ckpt does not rebuild"),
+                    Some(o.offset),
+                ));
+            }
+        };
+        let Some(s) = &t.storage else {
+            return Ok(empty.unbind());
+        };
+        let storage = self.storage(s)?;
+        let stride = PyTuple::new(py, &t.stride)?;
+        Ok(empty
+            .call_method1("set_", (storage, t.offset, shape, stride))?
+            .unbind())
     }
 
     fn torch_tensor(&mut self, t: &TensorRef) -> PyResult<Py<PyAny>> {

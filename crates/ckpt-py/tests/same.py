@@ -50,6 +50,18 @@ def _walk(a: Any, b: Any, path: str, out: List[str], seen_a: Dict[int, int], see
             out.append(f"{path}: tensor {a.dtype} {tuple(a.shape)} {a.stride()} @{a.storage_offset()} != {b.dtype} {tuple(b.shape)} {b.stride()} @{b.storage_offset()}")
         elif _tensor_bytes(a) != _tensor_bytes(b):
             out.append(f"{path}: tensor bytes differ")
+        elif a.is_quantized:
+            import torch
+
+            if a.qscheme() != b.qscheme():
+                out.append(f"{path}: qscheme {a.qscheme()} != {b.qscheme()}")
+            elif a.qscheme() == torch.per_tensor_affine:
+                if (a.q_scale(), a.q_zero_point()) != (b.q_scale(), b.q_zero_point()):
+                    out.append(f"{path}: quantizer differs")
+            elif not (torch.equal(a.q_per_channel_scales(), b.q_per_channel_scales())
+                      and torch.equal(a.q_per_channel_zero_points(), b.q_per_channel_zero_points())
+                      and a.q_per_channel_axis() == b.q_per_channel_axis()):
+                out.append(f"{path}: per-channel quantizer differs")
         return
     if name == "ndarray":
         if (a.dtype, a.shape, a.strides) != (b.dtype, b.shape, b.strides) or a.tobytes() != b.tobytes():

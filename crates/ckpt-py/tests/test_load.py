@@ -37,7 +37,6 @@ SKIP_SUFFIXES = (".yaml", ".yml", ".json", ".md", ".csv", ".txt", ".log", ".py",
 
 # What torch.load returns that ckpt does not rebuild yet, each with the reason.
 KNOWN_GAPS = {
-    "fixtures/formats/quantized.pt": "quantized tensors are not rebuilt yet",
 }
 
 
