@@ -160,3 +160,24 @@ def test_an_exception_in_the_progress_callback_is_raised_after_the_command(tmp_p
 
     with pytest.raises(RuntimeError, match="stop"):
         ckpt.convert(REPO / "examples/fsdp/epoch-001.pth", tmp_path / "out", to="safetensors", progress=boom)
+
+
+def test_catalog_to_pandas_and_arrow(monkeypatch) -> None:
+    monkeypatch.chdir(REPO)
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    cat = ckpt.catalog("examples", no_cache=True)
+    df = cat.to_pandas()
+    assert isinstance(df, pd.DataFrame) and len(df) == len(cat)
+    assert {"path", "epoch", "global_step", "is_best"} <= set(df.columns)
+    best = df[df["is_best"]]
+    assert set(best["path"]) == {e["path"] for e in cat if e["is_best"]}
+    table = cat.to_arrow()
+    assert table.num_rows == len(cat)
+    assert table.column("path").to_pylist() == [e["path"] for e in cat]
+
+
+def test_import_ckpt_stays_light() -> None:
+    code = "import sys, ckpt; ckpt.catalog; print(sorted(m for m in ('pandas', 'pyarrow', 'torch', 'numpy') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
