@@ -83,9 +83,13 @@ def check_same_as_torch(p: Path) -> None:
         ours = ckpt.load(p)
     except ckpt.UnsafeError as e:
         # Refused: it names what it would have called, and torch.load is not tried (it would
-        # run it). Files refused this way are pickled modules, TorchScript, user classes.
+        # run it). Files refused this way are pickled modules and user classes — never a kind
+        # ckpt's table rebuilds (a regression there would show as a refusal).
         assert e.globals, e
         assert e.path == str(p)
+        rebuilt = ("collections.", "argparse.", "omegaconf.", "numpy.", "builtins.", "torch._utils.",
+                   "torch.Size", "torch.device", "_codecs.", "lightning", "pytorch_lightning")
+        assert not [g for g in e.globals if g.startswith(rebuilt)], e.globals
         return
     except ckpt.CkptError as e:
         # Unreadable for ckpt: torch must not read it either (checked safely).
