@@ -122,7 +122,25 @@ impl Checkpoint {
 
     pub fn open_with(path: impl AsRef<Path>, opts: &Options) -> Result<Checkpoint> {
         crate::bug::failpoint(path.as_ref());
-        Self::open_window(path.as_ref(), None, opts, None)
+        Self::open_window(path.as_ref(), None, opts, None, None)
+    }
+
+    /// Scan the file as `ckpt scan` does ([`crate::scan::scan_path`], unchanged) and open it
+    /// as [`Checkpoint::open_with`] does, decoding the `data.pkl` torch reads once instead of
+    /// twice: the scan's decoding of it is installed when it is exactly what the reader would
+    /// decode (same bytes, same frame mode, limits no tighter; see `Predecoded::fits`), and the
+    /// reader decodes as usual otherwise. The result is the pair `(scan_path(..),
+    /// open_with(..))` would give; the catalog reads thousands of small checkpoints this way.
+    pub fn scan_and_open(
+        path: impl AsRef<Path>,
+        scan_limits: &crate::scan::ScanLimits,
+        opts: &Options,
+    ) -> (crate::scan::FileScan, Result<Checkpoint>) {
+        let path = path.as_ref();
+        let (scan, pre) = crate::scan::file::scan_path_keeping(path, scan_limits, true);
+        crate::bug::failpoint(path);
+        let ck = Self::open_window(path, None, opts, None, pre);
+        (scan, ck)
     }
 
     /// Open a checkpoint stored inside a larger file, at `offset` for `len` bytes (each chunk
@@ -134,7 +152,7 @@ impl Checkpoint {
         len: u64,
         opts: &Options,
     ) -> Result<Checkpoint> {
-        Self::open_window(path.as_ref(), Some((offset, len)), opts, None)
+        Self::open_window(path.as_ref(), Some((offset, len)), opts, None, None)
     }
 
     /// `open_range` on a file already open: the thousands of chunks of a large DCP checkpoint
@@ -146,14 +164,17 @@ impl Checkpoint {
         len: u64,
         opts: &Options,
     ) -> Result<Checkpoint> {
-        Self::open_window(path.as_ref(), Some((offset, len)), opts, Some(file))
+        Self::open_window(path.as_ref(), Some((offset, len)), opts, Some(file), None)
     }
 
+    /// `pre`: a scan's decoding of the `data.pkl` torch reads, installed instead of decoding
+    /// the same bytes again when it fits (see [`Checkpoint::scan_and_open`]).
     fn open_window(
         path: &Path,
         window: Option<(u64, u64)>,
         opts: &Options,
         file: Option<std::sync::Arc<File>>,
+        pre: Option<crate::scan::file::Predecoded>,
     ) -> Result<Checkpoint> {
         let path = path.to_path_buf();
         let io = |source| Error::Io {
@@ -221,7 +242,7 @@ impl Checkpoint {
             storages: StorageIndex::Extents(HashMap::new()),
         };
         if head.starts_with(b"PK\x03\x04") || head.starts_with(b"PK\x05\x06") {
-            ck.open_zip(opts)?;
+            ck.open_zip(opts, pre)?;
             if opts.classify {
                 ck.check_storages()?;
             }
@@ -312,7 +333,11 @@ impl Checkpoint {
     }
 
     // ------------------------------------------------------------------ zip
-    fn open_zip(&mut self, opts: &Options) -> Result<()> {
+    fn open_zip(
+        &mut self,
+        opts: &Options,
+        pre: Option<crate::scan::file::Predecoded>,
+    ) -> Result<()> {
         let zerr = |path: &Path, e: zip::result::ZipError| Error::Zip {
             path: path.to_path_buf(),
             detail: e.to_string(),
@@ -403,7 +428,11 @@ impl Checkpoint {
         };
         let data = self.entry_bytes(&pkl, opts.max_pickle_bytes)?;
         self.format = Format::Zip { root };
-        self.decode_pickle(&data, &pkl, opts, PersIdStyle::Zip)?;
+        match pre.filter(|p| p.fits(&data, &opts.limits)) {
+            // The scan decoded these very bytes: the same decoding, not done twice.
+            Some(p) => self.install_pickle(&data, p.pickle, &pkl, opts, PersIdStyle::Zip)?,
+            None => self.decode_pickle(&data, &pkl, opts, PersIdStyle::Zip)?,
+        }
         crate::torchscript::attach(self, &prefix, opts)
     }
 
@@ -448,11 +477,7 @@ impl Checkpoint {
                 }
             }
         }
-        let first = names.first()?;
-        let slash = first.iter().position(|b| *b == b'/')?;
-        let mut want = first[..slash].to_vec();
-        want.extend_from_slice(b"/data.pkl");
-        let i = crate::zipdir::torch_zip_lookup(&names, &want)?;
+        let i = crate::zipdir::torch_data_pkl(&names)?;
         let name = String::from_utf8_lossy(names[i]).into_owned();
         let m = &members[i];
         let method = match m.method {
@@ -1008,6 +1033,211 @@ fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every regular file under `dir`, sorted (symlinks not followed).
+    fn files_under(dir: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        let mut todo = vec![dir.to_path_buf()];
+        while let Some(d) = todo.pop() {
+            let Ok(rd) = std::fs::read_dir(&d) else {
+                continue;
+            };
+            for e in rd.flatten() {
+                let ft = e.file_type().unwrap();
+                if ft.is_dir() {
+                    todo.push(e.path());
+                } else if ft.is_file() {
+                    out.push(e.path());
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// `s` with the entries of every `by_name: {…}` map (a TorchScript class table, a hash
+    /// map whose Debug order differs between two instances) sorted.
+    fn canonical(s: &str) -> String {
+        let mut out = String::new();
+        let mut rest = s;
+        while let Some(i) = rest.find("by_name: {") {
+            let start = i + "by_name: {".len();
+            out.push_str(&rest[..start]);
+            let body = &rest[start..];
+            // Split the map's entries at depth 0, outside strings.
+            let (mut depth, mut in_str, mut esc) = (0i32, false, false);
+            let mut entries = Vec::new();
+            let mut from = 0;
+            let mut end = body.len();
+            for (k, c) in body.char_indices() {
+                if in_str {
+                    match (esc, c) {
+                        (true, _) => esc = false,
+                        (false, '\\') => esc = true,
+                        (false, '"') => in_str = false,
+                        _ => {}
+                    }
+                    continue;
+                }
+                match c {
+                    '"' => in_str = true,
+                    '{' | '[' | '(' => depth += 1,
+                    '}' | ']' | ')' if depth > 0 => depth -= 1,
+                    '}' => {
+                        end = k;
+                        break;
+                    }
+                    ',' if depth == 0 => {
+                        entries.push(body[from..k].trim());
+                        from = k + 1;
+                    }
+                    _ => {}
+                }
+            }
+            entries.push(body[from..end].trim());
+            entries.sort();
+            out.push_str(&entries.join(", "));
+            rest = &body[end..];
+        }
+        out.push_str(rest);
+        out
+    }
+
+    /// What a checkpoint is, as text: every field but the file handle (its Debug names a
+    /// descriptor number), hash maps sorted.
+    fn shown(ck: &Result<Checkpoint>) -> String {
+        let ck = match ck {
+            Ok(ck) => ck,
+            Err(e) => return format!("error: {e}"),
+        };
+        let storages = match &ck.storages {
+            StorageIndex::Zip { root, entries } => {
+                format!(
+                    "zip {root:?} {:?}",
+                    entries.iter().collect::<std::collections::BTreeMap<_, _>>()
+                )
+            }
+            StorageIndex::Extents(m) => {
+                format!(
+                    "extents {:?}",
+                    m.iter().collect::<std::collections::BTreeMap<_, _>>()
+                )
+            }
+        };
+        canonical(&format!(
+            "{:?}\n{:?}\n{} {:?} {:?} {:?} {} {} {:?}\n{:?}\n{:?}\n{} {storages}",
+            ck.format,
+            ck.doc,
+            ck.size,
+            ck.byteorder,
+            ck.version,
+            ck.pickle_entry,
+            ck.pickle_bytes,
+            ck.pickle_sha256,
+            ck.safetensors_metadata,
+            ck.aux_pickles,
+            ck.torchscript,
+            ck.base,
+        ))
+    }
+
+    /// `scan_and_open` gives exactly what `scan_path` and `open_with` give one after the
+    /// other, for every file under `dirs`; returns how many files reused the scan's decoding.
+    fn scan_and_open_equals_scan_then_open(dirs: &[PathBuf]) -> (usize, usize) {
+        let limits = crate::scan::ScanLimits::default();
+        let opts = Options::default();
+        let (mut files, mut reused) = (0, 0);
+        for dir in dirs {
+            for f in files_under(dir) {
+                files += 1;
+                let (scan, ck) = Checkpoint::scan_and_open(&f, &limits, &opts);
+                let scan_alone = crate::scan::scan_path(&f, &limits);
+                let ck_alone = Checkpoint::open_with(&f, &opts);
+                assert_eq!(
+                    format!("{scan:?}"),
+                    format!("{scan_alone:?}"),
+                    "{}",
+                    f.display()
+                );
+                assert_eq!(shown(&ck), shown(&ck_alone), "{}", f.display());
+                let (_, pre) = crate::scan::file::scan_path_keeping(&f, &limits, true);
+                if pre.is_some() {
+                    reused += 1;
+                }
+            }
+        }
+        (files, reused)
+    }
+
+    fn workspace() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    }
+
+    /// The catalog's one-decode path changes nothing, on every fixture and example: hostile
+    /// zips (duplicated `data.pkl`, frames across ends, bombs), legacy files, TorchScript,
+    /// safetensors, damaged archives. And it does reuse the decoding where it can.
+    #[test]
+    fn scan_and_open_is_scan_then_open_on_every_fixture() {
+        let w = workspace();
+        let (files, reused) =
+            scan_and_open_equals_scan_then_open(&[w.join("fixtures"), w.join("examples")]);
+        assert!(files >= 300, "only {files} files");
+        assert!(
+            reused >= 20,
+            "only {reused} of {files} files reused the scan's decoding"
+        );
+    }
+
+    /// The same on the reference corpus (`../shared/corpus/data` or `$CKPT_CORPUS`).
+    #[test]
+    #[ignore = "needs ../shared/corpus"]
+    fn scan_and_open_is_scan_then_open_on_the_corpus() {
+        let dir = std::env::var_os("CKPT_CORPUS")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| workspace().join("../shared/corpus/data"));
+        assert!(
+            dir.join("expected").is_dir(),
+            "corpus not found (set CKPT_CORPUS)"
+        );
+        let (files, reused) = scan_and_open_equals_scan_then_open(&[dir]);
+        assert!(
+            files >= 100 && reused >= 20,
+            "{files} files, {reused} reused"
+        );
+    }
+
+    /// The scan's decoding is handed over only for what the reader would decode alike: other
+    /// bytes, another frame mode or a tighter limit make it decode again.
+    #[test]
+    fn a_predecoded_pickle_fits_only_the_same_bytes_mode_and_looser_limits() {
+        let p = workspace().join("examples/lightning");
+        let f = files_under(&p)
+            .into_iter()
+            .find(|f| f.extension().is_some_and(|e| e == "ckpt"))
+            .unwrap();
+        let (_, pre) =
+            crate::scan::file::scan_path_keeping(&f, &crate::scan::ScanLimits::default(), true);
+        let pre = pre.expect("the scan decoded data.pkl");
+        let bytes = pre.bytes.clone();
+        let open = Limits::default();
+        assert!(pre.fits(&bytes, &open));
+        assert!(!pre.fits(&bytes[..bytes.len() - 1], &open));
+        let mut other = bytes.clone();
+        other[bytes.len() / 2] ^= 1;
+        assert!(!pre.fits(&other, &open));
+        let buffer = Limits {
+            frames: ckpt_pickle::FrameMode::Buffer,
+            ..open
+        };
+        assert!(!pre.fits(&bytes, &buffer));
+        let tight = Limits {
+            max_memo: pre.limits.max_memo - 1,
+            ..open
+        };
+        assert!(!pre.fits(&bytes, &tight));
+        // Exactly the scan's limits fit.
+        assert!(pre.fits(&bytes, &pre.limits));
+    }
 
     /// A safetensors file whose header is 128 bytes starts `80 00 00 …`, which is also how a
     /// pickle's PROTO opcode looks; it must still be read as safetensors.

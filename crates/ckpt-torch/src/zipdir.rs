@@ -135,6 +135,18 @@ pub fn inflate(raw: &[u8], budget: u64, claimed: Option<u64>) -> Result<Vec<u8>,
     }
 }
 
+/// The central directory index of the `data.pkl` torch reads from an archive whose entries
+/// are `names` (in directory order): `<first entry's folder>/data.pkl`, found as miniz finds
+/// it ([`torch_zip_lookup`]). Shared by the container reader and the scan, so the copy the scan
+/// hands over for reuse is the copy the reader opens.
+pub(crate) fn torch_data_pkl(names: &[&[u8]]) -> Option<usize> {
+    let first = names.first()?;
+    let slash = first.iter().position(|b| *b == b'/')?;
+    let mut want = first.get(..slash)?.to_vec();
+    want.extend_from_slice(b"/data.pkl");
+    torch_zip_lookup(names, &want)
+}
+
 /// The central directory index of the entry named `target` as torch's reader finds it:
 /// PyTorchStreamReader looks records up with miniz's `mz_zip_reader_locate_file`, a binary
 /// search (ASCII case folded) over the names heap-sorted when the archive was opened. With
