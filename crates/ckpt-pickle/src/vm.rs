@@ -109,7 +109,14 @@ pub fn decode_partial(data: &[u8], limits: &Limits) -> (Pickle, Option<Error>) {
         stack: Vec::new(),
         marks: Vec::new(),
         memo: Memo {
-            reads: memo_reads(data),
+            // The walk saves memory on large pickles and costs a pass over the opcodes; a
+            // small one's memo is small whatever it holds (at most one entry per input byte),
+            // and storing every entry is what a walk that cannot tell does anyway.
+            reads: if data.len() > MEMO_WALK_MIN {
+                memo_reads(data)
+            } else {
+                None
+            },
             ..Memo::default()
         },
         interned: HashMap::new(),
@@ -173,6 +180,10 @@ struct Memo {
 
 /// Memo indices tracked by bits; a pickle that names a larger one is decoded with a full memo.
 const READS_MAX: u64 = 1 << 26;
+
+/// Inputs of at most this many bytes are decoded with a full memo, without the [`memo_reads`]
+/// walk: their memo holds at most this many entries (4 MB).
+const MEMO_WALK_MIN: usize = 1 << 20;
 
 fn bit(bits: &[u64], i: u64) -> bool {
     bits.get((i / 64) as usize)
@@ -324,7 +335,9 @@ impl Memo {
         let i = usize::try_from(idx).unwrap_or(usize::MAX);
         // Near the end (at most doubling, so holes cost at most half): grow the dense part.
         if i >= self.dense_len && i <= self.dense_len.saturating_mul(2).saturating_add(4096) {
-            self.sparse.remove(&idx);
+            if !self.sparse.is_empty() {
+                self.sparse.remove(&idx);
+            }
             while self.dense_len <= i {
                 let at = self.dense_len / MEMO_CHUNK;
                 if self.dense.len() <= at {
@@ -1484,6 +1497,27 @@ fn dedup_keys(p: &mut Pickle) {
             _ => None,
         }
     }
+    /// Whether the keys are few (at most [`SMALL`]) and pairwise distinct, found without a
+    /// hash map: nearly every dict of a checkpoint is a handful of string keys, and hashing
+    /// them cost more than the rest of decoding. Larger containers keep the (randomly keyed)
+    /// hash map, so a file of colliding keys still costs linear time.
+    fn small_and_distinct(p: &Pickle, keys: impl ExactSizeIterator<Item = ValueId>) -> bool {
+        const SMALL: usize = 16;
+        if keys.len() > SMALL {
+            return false;
+        }
+        let mut seen: [Option<Key<'_>>; SMALL] = Default::default();
+        for (n, id) in keys.enumerate() {
+            let Some(k) = key(p, id) else {
+                continue;
+            };
+            if seen[..n].iter().flatten().any(|s| *s == k) {
+                return false;
+            }
+            seen[n] = Some(k);
+        }
+        true
+    }
     let mut fixes: Vec<(ValueId, Vec<(ValueId, ValueId)>)> = Vec::new();
     let mut set_fixes: Vec<(ValueId, Vec<ValueId>)> = Vec::new();
     for i in 0..p.len() {
@@ -1494,7 +1528,7 @@ fn dedup_keys(p: &mut Pickle) {
                 let (Value::Set(items) | Value::FrozenSet(items)) = p.get(id) else {
                     continue;
                 };
-                if items.len() < 2 {
+                if items.len() < 2 || small_and_distinct(p, items.iter().copied()) {
                     continue;
                 }
                 let mut seen: HashSet<Key<'_>> = HashSet::with_capacity(items.len());
@@ -1519,7 +1553,7 @@ fn dedup_keys(p: &mut Pickle) {
         let Value::Dict(items) = p.get(id) else {
             continue;
         };
-        if items.len() < 2 {
+        if items.len() < 2 || small_and_distinct(p, items.iter().map(|(k, _)| *k)) {
             continue;
         }
         let mut seen: HashMap<Key<'_>, usize> = HashMap::with_capacity(items.len());
@@ -1610,6 +1644,50 @@ mod tests {
 
     /// The walk finds every index read back, and gives up where the decoder would read the
     /// stream differently from a straight walk.
+    #[test]
+    /// Small inputs skip the memo walk (every entry stored); large ones store only the
+    /// entries read back. Both decode alike: the same pickle, or the same error, whether it is
+    /// given alone or followed by enough trailing bytes (ignored after STOP) to be walked.
+    #[test]
+    fn skipping_the_memo_walk_changes_nothing() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures");
+        let mut inputs: Vec<Vec<u8>> = vec![
+            include_bytes!("../benches/lightning_data.pkl").to_vec(),
+            b"\x80\x02]q\x00h\x00j\x01\x01\x00\x00g7\r\n0000.".to_vec(),
+            b"\x80\x04]\x94(]\x94]\x94h\x01h\x01e.".to_vec(),
+        ];
+        for sub in ["benign", "hostile"] {
+            for e in std::fs::read_dir(format!("{dir}/{sub}")).unwrap().flatten() {
+                let path = e.path();
+                if path.extension().is_some_and(|x| x == "pkl") {
+                    inputs.push(std::fs::read(path).unwrap());
+                }
+            }
+        }
+        assert!(inputs.len() > 20, "only {} inputs", inputs.len());
+        for data in &inputs {
+            assert!(data.len() <= MEMO_WALK_MIN);
+            let mut long = data.clone();
+            long.resize(MEMO_WALK_MIN + 1, b'N');
+            for frames in [FrameMode::Stream, FrameMode::Buffer] {
+                let limits = Limits {
+                    frames,
+                    ..Limits::default()
+                };
+                let (a, ea) = decode_partial(data, &limits);
+                let (b, eb) = decode_partial(&long, &limits);
+                if ea.is_none() {
+                    assert_eq!(format!("{a:?}"), format!("{b:?}"));
+                    assert!(eb.is_none());
+                } else {
+                    // An error at the end of the short input may be a different one when
+                    // more bytes follow; what was decoded before it is the same.
+                    assert_eq!(format!("{:?}", a.globals), format!("{:?}", b.globals));
+                }
+            }
+        }
+    }
+
     #[test]
     fn memo_reads_sees_every_get() {
         let reads = |d: &[u8]| {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use ckpt_pickle::{ErrorKind as PickleErrorKind, Limits, Value};
 
-use crate::doc::{Doc, Node, NodeId, PersIdStyle, StorageRef, TensorKind, TensorRef, View};
+use crate::doc::{Doc, Node, NodeId, PersIdStyle, StorageRef, TensorKind, TensorRef};
 use crate::error::{Error, Result};
 
 /// The container a checkpoint was found in.
@@ -722,7 +722,7 @@ impl Checkpoint {
         let keys = match self.decode_at(pos, opts, "legacy storage key list") {
             Ok((_, k)) => k,
             // A legacy stream whose pickle names no storages may end right there.
-            Err(_) if pos == self.size && self.all_storages().is_empty() => return Ok(()),
+            Err(_) if pos == self.size && self.doc.storages().next().is_none() => return Ok(()),
             Err(e) => return Err(e),
         };
         pos += keys.end;
@@ -749,8 +749,7 @@ impl Checkpoint {
         };
         // Element sizes per key, from the storages the pickle references.
         let mut elem: HashMap<&str, u64> = HashMap::new();
-        let nodes: Vec<StorageRef> = self.all_storages();
-        for s in &nodes {
+        for s in self.doc.storages() {
             elem.insert(s.key.as_str(), s.dtype.size());
         }
         let mut extents = HashMap::with_capacity(key_list.len());
@@ -786,23 +785,6 @@ impl Checkpoint {
         }
         self.storages = StorageIndex::Extents(extents);
         Ok(())
-    }
-
-    /// Every storage the document references (tensors and bare storages).
-    fn all_storages(&self) -> Vec<StorageRef> {
-        let mut out = Vec::new();
-        for i in 0..self.doc.len() {
-            match self.doc.view(NodeId(i as u32)) {
-                View::Tensor(t) => {
-                    if let Some(s) = &t.storage {
-                        out.push(s.clone());
-                    }
-                }
-                View::Storage(s) => out.push(s.clone()),
-                _ => {}
-            }
-        }
-        out
     }
 
     // ------------------------------------------------------------------ safetensors
@@ -906,7 +888,7 @@ impl Checkpoint {
                     format!("{root}/data/")
                 };
                 let mut name = String::with_capacity(prefix.len() + 16);
-                for s in self.all_storages() {
+                for s in self.doc.storages() {
                     name.clear();
                     name.push_str(&prefix);
                     name.push_str(&s.key);
@@ -920,11 +902,11 @@ impl Checkpoint {
                 Ok(())
             }
             StorageIndex::Extents(m) => {
-                for s in self.all_storages() {
+                for s in self.doc.storages() {
                     if !m.contains_key(&s.key) {
                         return Err(Error::MissingStorage {
                             path: self.path.clone(),
-                            key: s.key,
+                            key: s.key.clone(),
                         });
                     }
                 }
@@ -1033,6 +1015,7 @@ fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::doc::View;
 
     /// Every regular file under `dir`, sorted (symlinks not followed).
     fn files_under(dir: &Path) -> Vec<PathBuf> {

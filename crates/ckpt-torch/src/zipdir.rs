@@ -74,7 +74,7 @@ pub(crate) fn central_directory(
     for k in 0..count {
         let h = cd
             .get(p..p + 46)
-            .ok_or(format!("central directory record {k} is cut short"))?;
+            .ok_or_else(|| format!("central directory record {k} is cut short"))?;
         if !h.starts_with(b"PK\x01\x02") {
             return Err(format!("bad signature of central directory record {k}"));
         }
@@ -85,7 +85,7 @@ pub(crate) fn central_directory(
         );
         let name = cd
             .get(p + 46..p + 46 + nl)
-            .ok_or(format!("central directory record {k} is cut short"))?
+            .ok_or_else(|| format!("central directory record {k} is cut short"))?
             .to_vec();
         let extra = cd.get(p + 46 + nl..p + 46 + nl + xl).unwrap_or_default();
         let (mut size, mut compressed, mut header) = (le(h, 24, 4), le(h, 20, 4), le(h, 42, 4));

@@ -65,8 +65,15 @@ pub fn scan_pickle(p: &Pickle, entry: &str) -> ScanReport {
         });
     }
     // Globals present in the arena but not recorded as sites (hand-built arenas): still report.
-    for v in p.values() {
-        if let Value::Global(g) = v {
+    // (A recorded site was added above; adding it again without an offset changes nothing.)
+    let mut is_site = vec![false; p.len()];
+    for site in &p.globals {
+        if let Some(b) = is_site.get_mut(site.id.index()) {
+            *b = true;
+        }
+    }
+    for (v, site) in p.values().zip(is_site) {
+        if let (Value::Global(g), false) = (v, site) {
             let name = format!("{}.{}", g.module, g.name);
             add(name, None, &|| classify_global(&g.module, &g.name));
         }
@@ -91,23 +98,30 @@ fn classify_extension(_code: u32) -> (Verdict, String) {
 /// callees of calls are "called"; anything reachable from a call's args, kwargs, BUILD state
 /// or SETITEMS/APPENDS items (without entering nested calls, whose parts are visited as calls
 /// of their own) is "argument".
+///
+/// Ranks are kept per value while walking and merged by name once at the end: a name is
+/// formatted once per global value, not once per use.
 fn usages(p: &Pickle) -> HashMap<String, u8> {
-    let mut usage: HashMap<String, u8> = HashMap::new();
-    let bump = |usage: &mut HashMap<String, u8>, id: ValueId, rank: u8| {
-        let name = match p.get(id) {
-            Value::Global(g) => format!("{}.{}", g.module, g.name),
-            Value::Extension(code) => extension_name(*code),
-            _ => return,
-        };
-        let slot = usage.entry(name).or_insert(rank);
-        *slot = (*slot).max(rank);
+    const NONE: u8 = u8::MAX;
+    let mut ranks: Vec<u8> = vec![NONE; p.len()];
+    let bump = |ranks: &mut Vec<u8>, id: ValueId, rank: u8| {
+        if !matches!(p.get(id), Value::Global(_) | Value::Extension(_)) {
+            return;
+        }
+        if let Some(slot) = ranks.get_mut(id.index()) {
+            *slot = if *slot == NONE {
+                rank
+            } else {
+                (*slot).max(rank)
+            };
+        }
     };
 
     let mut visited = vec![false; p.len()];
     let mut work: Vec<ValueId> = Vec::new();
     for v in p.values() {
         let Value::Object(o) = v else { continue };
-        bump(&mut usage, o.callee, CALLED);
+        bump(&mut ranks, o.callee, CALLED);
         work.push(o.args);
         work.extend(o.kwargs);
         work.extend(o.state);
@@ -123,7 +137,7 @@ fn usages(p: &Pickle) -> HashMap<String, u8> {
             _ => continue,
         }
         match p.get(id) {
-            Value::Global(_) | Value::Extension(_) => bump(&mut usage, id, ARGUMENT),
+            Value::Global(_) | Value::Extension(_) => bump(&mut ranks, id, ARGUMENT),
             Value::Tuple(items) | Value::List(items) | Value::Set(items) => {
                 work.extend(items.iter().copied())
             }
@@ -138,6 +152,19 @@ fn usages(p: &Pickle) -> HashMap<String, u8> {
             // A nested call's callee is "called" and its parts are roots of their own.
             _ => {}
         }
+    }
+    let mut usage: HashMap<String, u8> = HashMap::new();
+    for (v, rank) in p.values().zip(ranks) {
+        if rank == NONE {
+            continue;
+        }
+        let name = match v {
+            Value::Global(g) => format!("{}.{}", g.module, g.name),
+            Value::Extension(code) => extension_name(*code),
+            _ => continue,
+        };
+        let slot = usage.entry(name).or_insert(rank);
+        *slot = (*slot).max(rank);
     }
     usage
 }
