@@ -111,6 +111,9 @@ pub struct Checkpoint {
     pub(crate) file: std::sync::Arc<File>,
     /// Where the checkpoint starts in `file` (non-zero for a chunk inside a DCP file).
     pub(crate) base: u64,
+    /// The whole file, when it was read at once (a small file scanned and opened by
+    /// [`Checkpoint::scan_and_open`]): reads are served from it instead of the descriptor.
+    pub(crate) snapshot: Option<std::sync::Arc<[u8]>>,
     pub(crate) storages: StorageIndex,
 }
 
@@ -122,7 +125,7 @@ impl Checkpoint {
 
     pub fn open_with(path: impl AsRef<Path>, opts: &Options) -> Result<Checkpoint> {
         crate::bug::failpoint(path.as_ref());
-        Self::open_window(path.as_ref(), None, opts, None, None)
+        Self::open_window(path.as_ref(), None, opts, None, None, None)
     }
 
     /// Scan the file as `ckpt scan` does ([`crate::scan::scan_path`], unchanged) and open it
@@ -131,15 +134,34 @@ impl Checkpoint {
     /// decode (same bytes, same frame mode, limits no tighter; see `Predecoded::fits`), and the
     /// reader decodes as usual otherwise. The result is the pair `(scan_path(..),
     /// open_with(..))` would give; the catalog reads thousands of small checkpoints this way.
+    ///
+    /// A regular file of at most [`SMALL_FILE`] bytes is read whole, once, and both the scan
+    /// and the reader read that copy (the catalog's small checkpoints cost one read, not
+    /// dozens); anything else (larger, not a regular file, unreadable) takes the two usual
+    /// paths, which report its problems as they always do.
     pub fn scan_and_open(
         path: impl AsRef<Path>,
         scan_limits: &crate::scan::ScanLimits,
         opts: &Options,
     ) -> (crate::scan::FileScan, Result<Checkpoint>) {
-        let path = path.as_ref();
-        let (scan, pre) = crate::scan::file::scan_path_keeping(path, scan_limits, true);
+        Self::scan_and_open_reading_whole(path.as_ref(), scan_limits, opts, SMALL_FILE)
+    }
+
+    /// [`Checkpoint::scan_and_open`], reading files of at most `small_file` bytes whole.
+    fn scan_and_open_reading_whole(
+        path: &Path,
+        scan_limits: &crate::scan::ScanLimits,
+        opts: &Options,
+        small_file: u64,
+    ) -> (crate::scan::FileScan, Result<Checkpoint>) {
         crate::bug::failpoint(path);
-        let ck = Self::open_window(path, None, opts, None, pre);
+        if let Some((file, bytes)) = read_small_whole(path, small_file) {
+            let (scan, pre) = crate::scan::file::scan_bytes_keeping(path, &bytes, scan_limits);
+            let ck = Self::open_window(path, None, opts, Some(file), pre, Some(bytes));
+            return (scan, ck);
+        }
+        let (scan, pre) = crate::scan::file::scan_path_keeping(path, scan_limits, true);
+        let ck = Self::open_window(path, None, opts, None, pre, None);
         (scan, ck)
     }
 
@@ -152,7 +174,7 @@ impl Checkpoint {
         len: u64,
         opts: &Options,
     ) -> Result<Checkpoint> {
-        Self::open_window(path.as_ref(), Some((offset, len)), opts, None, None)
+        Self::open_window(path.as_ref(), Some((offset, len)), opts, None, None, None)
     }
 
     /// `open_range` on a file already open: the thousands of chunks of a large DCP checkpoint
@@ -164,17 +186,26 @@ impl Checkpoint {
         len: u64,
         opts: &Options,
     ) -> Result<Checkpoint> {
-        Self::open_window(path.as_ref(), Some((offset, len)), opts, Some(file), None)
+        Self::open_window(
+            path.as_ref(),
+            Some((offset, len)),
+            opts,
+            Some(file),
+            None,
+            None,
+        )
     }
 
     /// `pre`: a scan's decoding of the `data.pkl` torch reads, installed instead of decoding
-    /// the same bytes again when it fits (see [`Checkpoint::scan_and_open`]).
+    /// the same bytes again when it fits (see [`Checkpoint::scan_and_open`]). `snapshot`: the
+    /// whole of `file`, read at once, which every read then comes from.
     fn open_window(
         path: &Path,
         window: Option<(u64, u64)>,
         opts: &Options,
         file: Option<std::sync::Arc<File>>,
         pre: Option<crate::scan::file::Predecoded>,
+        snapshot: Option<std::sync::Arc<[u8]>>,
     ) -> Result<Checkpoint> {
         let path = path.to_path_buf();
         let io = |source| Error::Io {
@@ -203,16 +234,18 @@ impl Checkpoint {
                 }
             },
         };
-        let meta = file.metadata().map_err(io)?;
+        let file_len = match &snapshot {
+            Some(b) => b.len() as u64,
+            None => file.metadata().map_err(io)?.len(),
+        };
         let (base, size) = match window {
-            None => (0, meta.len()),
+            None => (0, file_len),
             Some((off, len)) => {
-                if off.checked_add(len).is_none_or(|e| e > meta.len()) {
+                if off.checked_add(len).is_none_or(|e| e > file_len) {
                     return Err(Error::Zip {
                         path,
                         detail: format!(
-                            "range {off}+{len} runs past the end of the {}-byte file",
-                            meta.len()
+                            "range {off}+{len} runs past the end of the {file_len}-byte file"
                         ),
                     });
                 }
@@ -223,7 +256,7 @@ impl Checkpoint {
             return Err(Error::Empty { path });
         }
         let mut head = vec![0u8; size.min(512) as usize];
-        read_exact_at(&file, &mut head, base).map_err(io)?;
+        read_at_in(&file, snapshot.as_deref(), &mut head, base).map_err(io)?;
         let mut ck = Checkpoint {
             path,
             format: Format::Pickle,
@@ -239,6 +272,7 @@ impl Checkpoint {
             torchscript: None,
             file,
             base,
+            snapshot,
             storages: StorageIndex::Extents(HashMap::new()),
         };
         if head.starts_with(b"PK\x03\x04") || head.starts_with(b"PK\x05\x06") {
@@ -262,7 +296,13 @@ impl Checkpoint {
     }
 
     fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
-        read_exact_at(&self.file, buf, self.base + offset).map_err(|source| Error::Io {
+        read_at_in(
+            &self.file,
+            self.snapshot.as_deref(),
+            buf,
+            self.base + offset,
+        )
+        .map_err(|source| Error::Io {
             path: self.path.clone(),
             source,
         })
@@ -342,15 +382,18 @@ impl Checkpoint {
             path: path.to_path_buf(),
             detail: e.to_string(),
         };
-        let reader = (*self.file).try_clone().map_err(|source| Error::Io {
-            path: self.path.clone(),
-            source,
-        })?;
+        let src = match &self.snapshot {
+            Some(b) => WindowSource::Bytes(b.clone()),
+            None => WindowSource::File((*self.file).try_clone().map_err(|source| Error::Io {
+                path: self.path.clone(),
+                source,
+            })?),
+        };
         // Buffered: the central directory is parsed in many small reads.
         let reader = std::io::BufReader::with_capacity(
             64 << 10,
             Window {
-                file: reader,
+                src,
                 base: self.base,
                 len: self.size,
                 pos: 0,
@@ -959,10 +1002,16 @@ fn sniff_reason(head: &[u8]) -> String {
 
 /// A byte range of a file as a `Read + Seek` of its own (for the zip reader).
 struct Window {
-    file: File,
+    src: WindowSource,
     base: u64,
     len: u64,
     pos: u64,
+}
+
+/// What a [`Window`] reads: the file, or the whole of it read before.
+enum WindowSource {
+    File(File),
+    Bytes(std::sync::Arc<[u8]>),
 }
 
 impl std::io::Read for Window {
@@ -972,7 +1021,11 @@ impl std::io::Read for Window {
         if n == 0 {
             return Ok(0);
         }
-        read_exact_at(&self.file, &mut buf[..n], self.base + self.pos)?;
+        let at = self.base + self.pos;
+        match &self.src {
+            WindowSource::File(f) => read_exact_at(f, &mut buf[..n], at)?,
+            WindowSource::Bytes(b) => copy_at(b, &mut buf[..n], at)?,
+        }
         self.pos += n as u64;
         Ok(n)
     }
@@ -995,6 +1048,57 @@ impl std::io::Seek for Window {
                 "seek before the start of the window",
             )),
         }
+    }
+}
+
+/// Files of at most this many bytes are read whole by [`Checkpoint::scan_and_open`].
+pub const SMALL_FILE: u64 = 1 << 20;
+
+/// A regular file of at most `small_file` bytes, opened as [`crate::open::open_regular`]
+/// opens files, and all its bytes; `None` for anything else (the caller takes the usual path,
+/// which reports why a file cannot be read).
+fn read_small_whole(
+    path: &Path,
+    small_file: u64,
+) -> Option<(std::sync::Arc<File>, std::sync::Arc<[u8]>)> {
+    let file = crate::open::open_regular(path).ok()?;
+    let len = file.metadata().ok()?.len();
+    if len > small_file {
+        return None;
+    }
+    let mut bytes = vec![0u8; usize::try_from(len).ok()?];
+    read_exact_at(&file, &mut bytes, 0).ok()?;
+    Some((std::sync::Arc::new(file), bytes.into()))
+}
+
+/// `buf.len()` bytes at `offset`: from `snapshot` (the whole file, read before) when there is
+/// one, else from the file; short as `read_exact_at` is short.
+fn read_at_in(
+    file: &File,
+    snapshot: Option<&[u8]>,
+    buf: &mut [u8],
+    offset: u64,
+) -> std::io::Result<()> {
+    match snapshot {
+        Some(b) => copy_at(b, buf, offset),
+        None => read_exact_at(file, buf, offset),
+    }
+}
+
+/// `read_exact_at` on bytes in memory: the same error past the end.
+fn copy_at(bytes: &[u8], buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+    let src = usize::try_from(offset)
+        .ok()
+        .and_then(|s| bytes.get(s..s.checked_add(buf.len())?));
+    match src {
+        Some(src) => {
+            buf.copy_from_slice(src);
+            Ok(())
+        }
+        None => Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "failed to fill whole buffer",
+        )),
     }
 }
 
@@ -1124,6 +1228,23 @@ mod tests {
         ))
     }
 
+    /// The bytes (or the error) of the first tensors of a checkpoint, read as `tensor_sha256`
+    /// reads them: from the snapshot when there is one, else from the file.
+    fn tensor_bytes(ck: &Checkpoint) -> Vec<String> {
+        (0..ck.doc.len())
+            .filter_map(|i| match ck.doc.view(NodeId(i as u32)) {
+                View::Tensor(t) if t.numel().saturating_mul(t.dtype.size()) <= 1 << 16 => {
+                    Some(match ck.read_tensor(t, "t") {
+                        Ok(b) => format!("{b:?}"),
+                        Err(e) => format!("error: {e}"),
+                    })
+                }
+                _ => None,
+            })
+            .take(8)
+            .collect()
+    }
+
     /// `scan_and_open` gives exactly what `scan_path` and `open_with` give one after the
     /// other, for every file under `dirs`; returns how many files reused the scan's decoding.
     fn scan_and_open_equals_scan_then_open(dirs: &[PathBuf]) -> (usize, usize) {
@@ -1133,16 +1254,20 @@ mod tests {
         for dir in dirs {
             for f in files_under(dir) {
                 files += 1;
-                let (scan, ck) = Checkpoint::scan_and_open(&f, &limits, &opts);
-                let scan_alone = crate::scan::scan_path(&f, &limits);
-                let ck_alone = Checkpoint::open_with(&f, &opts);
-                assert_eq!(
-                    format!("{scan:?}"),
-                    format!("{scan_alone:?}"),
-                    "{}",
-                    f.display()
-                );
-                assert_eq!(shown(&ck), shown(&ck_alone), "{}", f.display());
+                let scan_alone = format!("{:?}", crate::scan::scan_path(&f, &limits));
+                let ck_alone = shown(&Checkpoint::open_with(&f, &opts));
+                // Read whole (the default for small files, then for all), and record by record.
+                for small in [SMALL_FILE, u64::MAX, 0] {
+                    let (scan, ck) =
+                        Checkpoint::scan_and_open_reading_whole(&f, &limits, &opts, small);
+                    let at = format!("{} (whole up to {small} bytes)", f.display());
+                    assert_eq!(format!("{scan:?}"), scan_alone, "{at}");
+                    assert_eq!(shown(&ck), ck_alone, "{at}");
+                    if let Ok(ck) = &ck {
+                        let ck_file = Checkpoint::open_with(&f, &opts).unwrap();
+                        assert_eq!(tensor_bytes(ck), tensor_bytes(&ck_file), "{at}");
+                    }
+                }
                 let (_, pre) = crate::scan::file::scan_path_keeping(&f, &limits, true);
                 if pre.is_some() {
                     reused += 1;

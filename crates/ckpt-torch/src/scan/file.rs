@@ -160,10 +160,49 @@ fn scan_path_inner(
         out.note = Some("empty file".into());
         return out;
     }
-    let mut src = Source {
+    let src = Source {
         back: Back::File(&mut file),
         size,
     };
+    scan_source(path, src, out, limits, keep)
+}
+
+/// [`scan_path_keeping`] of a file already read whole (`bytes`; `path` names it in messages
+/// and is opened again only for a TorchScript archive's judgement): the same scan, without a
+/// read per record.
+pub(crate) fn scan_bytes_keeping(
+    path: &Path,
+    bytes: &[u8],
+    limits: &ScanLimits,
+) -> (FileScan, Option<Predecoded>) {
+    let mut out = FileScan {
+        format: ScanFormat::Other,
+        ..FileScan::default()
+    };
+    if bytes.is_empty() {
+        out.format = ScanFormat::Empty;
+        out.note = Some("empty file".into());
+        return (out, None);
+    }
+    let src = Source {
+        back: Back::Mem(bytes),
+        size: bytes.len() as u64,
+    };
+    let mut kept = None;
+    let out = scan_source(path, src, out, limits, Some(&mut kept));
+    (out, kept)
+}
+
+/// The scan of a non-empty file's content, `src`.
+fn scan_source(
+    path: &Path,
+    mut src: Source<'_>,
+    mut out: FileScan,
+    limits: &ScanLimits,
+    keep: Option<&mut Option<Predecoded>>,
+) -> FileScan {
+    let shown = path.display();
+    let size = src.size;
     let head = match src.read(0, size.min(512)) {
         Ok(h) => h,
         Err(e) => {
