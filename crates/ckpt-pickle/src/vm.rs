@@ -121,6 +121,8 @@ pub fn decode_partial(data: &[u8], limits: &Limits) -> (Pickle, Option<Error>) {
         },
         interned: HashMap::new(),
         limits: *limits,
+        scratch: Vec::new(),
+        scratch_pairs: Vec::new(),
     };
     let err = vm.run().err();
     if err.is_some() {
@@ -152,6 +154,9 @@ struct Vm<'a> {
     /// (scans report every site), but a name repeated a million times is stored once.
     interned: HashMap<Global, ValueId>,
     limits: Limits,
+    /// The items a MARK opcode pops, and their pairs, between uses (see [`Vm::take_from`]).
+    scratch: Vec<ValueId>,
+    scratch_pairs: Vec<(ValueId, ValueId)>,
 }
 
 /// The memo: dense chunks for the indices pickle writes (0, 1, 2 … in order), a map for any
@@ -578,7 +583,7 @@ impl<'a> Vm<'a> {
             return Ok(None);
         }
         let target = self.stack[x - 1];
-        let items = self.stack.split_off(x);
+        let items = self.take_from(x);
         self.check_len(items.len())?;
         Ok(Some((target, items)))
     }
@@ -588,9 +593,26 @@ impl<'a> Vm<'a> {
             .marks
             .pop()
             .ok_or_else(|| self.err(ErrorKind::NoMark { opcode }))?;
-        let items = self.stack.split_off(m.min(self.stack.len()));
+        let items = self.take_from(m.min(self.stack.len()));
         self.check_len(items.len())?;
         Ok(items)
+    }
+
+    /// The stack from `at` on, moved into the reusable buffer (hand it back with
+    /// [`Vm::recycle`]): one allocation per decode instead of one per container.
+    fn take_from(&mut self, at: usize) -> Vec<ValueId> {
+        let mut items = std::mem::take(&mut self.scratch);
+        items.clear();
+        items.extend(self.stack.drain(at..));
+        items
+    }
+
+    fn recycle(&mut self, items: Vec<ValueId>) {
+        self.scratch = items;
+    }
+
+    fn recycle_pairs(&mut self, pairs: Vec<(ValueId, ValueId)>) {
+        self.scratch_pairs = pairs;
     }
 
     fn check_len(&self, n: usize) -> R<()> {
@@ -809,7 +831,8 @@ impl<'a> Vm<'a> {
                     }
                 }
                 Some(Opcode::PopMark) => {
-                    self.pop_mark("POP_MARK")?;
+                    let items = self.pop_mark("POP_MARK")?;
+                    self.recycle(items);
                 }
                 Some(Opcode::Dup) => {
                     let t = self.top("DUP")?;
@@ -948,55 +971,64 @@ impl<'a> Vm<'a> {
                 Some(Opcode::Tuple) => {
                     let items = self.pop_mark("TUPLE")?;
                     self.push(Value::Tuple(&items))?;
+                    self.recycle(items);
                 }
                 Some(t @ (Opcode::Tuple1 | Opcode::Tuple2 | Opcode::Tuple3)) => {
                     let n = usize::from(t as u8 - Opcode::Tuple1 as u8) + 1;
                     let name = t.name();
-                    let mut items = vec![ValueId(0); n];
+                    let mut items = [ValueId(0); 3];
+                    let items = &mut items[..n];
                     for slot in items.iter_mut().rev() {
                         *slot = self.pop(name)?;
                     }
-                    self.push(Value::Tuple(&items))?;
+                    self.push(Value::Tuple(items))?;
                 }
                 Some(Opcode::EmptyList) => self.push(Value::List(&[]))?,
                 Some(Opcode::List) => {
                     let items = self.pop_mark("LIST")?;
                     self.push(Value::List(&items))?;
+                    self.recycle(items);
                 }
                 Some(Opcode::EmptyDict) => self.push(Value::Dict(&[]))?,
                 Some(Opcode::Dict) => {
                     let items = self.pop_mark("DICT")?;
-                    let pairs = self.pairs("DICT", items)?;
+                    let pairs = self.pairs("DICT", &items)?;
+                    self.recycle(items);
                     self.push(Value::Dict(&pairs))?;
+                    self.recycle_pairs(pairs);
                 }
                 Some(Opcode::EmptySet) => self.push(Value::Set(&[]))?,
                 Some(Opcode::FrozenSet) => {
                     let items = self.pop_mark("FROZENSET")?;
                     self.push(Value::FrozenSet(&items))?;
+                    self.recycle(items);
                 }
                 Some(Opcode::Append) => {
                     let v = self.pop("APPEND")?;
                     let target = self.top("APPEND")?;
-                    self.extend_list("APPEND", target, vec![v])?;
+                    self.extend_list("APPEND", target, &[v])?;
                 }
                 Some(Opcode::Appends) => {
                     let Some((target, items)) = self.marked_items("APPENDS")? else {
                         continue;
                     };
-                    self.extend_list("APPENDS", target, items)?;
+                    self.extend_list("APPENDS", target, &items)?;
+                    self.recycle(items);
                 }
                 Some(Opcode::SetItem) => {
                     let v = self.pop("SETITEM")?;
                     let k = self.pop("SETITEM")?;
                     let target = self.top("SETITEM")?;
-                    self.extend_dict("SETITEM", target, vec![(k, v)])?;
+                    self.extend_dict("SETITEM", target, &[(k, v)])?;
                 }
                 Some(Opcode::SetItems) => {
                     let Some((target, items)) = self.marked_items("SETITEMS")? else {
                         continue;
                     };
-                    let pairs = self.pairs("SETITEMS", items)?;
-                    self.extend_dict("SETITEMS", target, pairs)?;
+                    let pairs = self.pairs("SETITEMS", &items)?;
+                    self.recycle(items);
+                    self.extend_dict("SETITEMS", target, &pairs)?;
+                    self.recycle_pairs(pairs);
                 }
                 Some(Opcode::AddItems) => {
                     let Some((target, items)) = self.marked_items("ADDITEMS")? else {
@@ -1023,6 +1055,7 @@ impl<'a> Vm<'a> {
                     self.out
                         .extend_items(target, &items)
                         .map_err(|_| self.full())?;
+                    self.recycle(items);
                 }
                 // ---- memo
                 Some(Opcode::Put) => {
@@ -1124,6 +1157,7 @@ impl<'a> Vm<'a> {
                     let items = self.pop_mark("INST")?;
                     let cls = self.global(module, name)?;
                     let args = self.new_value(Value::Tuple(&items))?;
+                    self.recycle(items);
                     self.object(cls, args, None, Construct::Inst)?;
                 }
                 Some(Opcode::Obj) => {
@@ -1168,17 +1202,22 @@ impl<'a> Vm<'a> {
         self.push(Value::Extension(&code))
     }
 
-    fn pairs(&self, opcode: &'static str, items: Vec<ValueId>) -> R<Vec<(ValueId, ValueId)>> {
+    /// `items` as key/value pairs, in the reusable pair buffer (hand it back with
+    /// [`Vm::recycle_pairs`]).
+    fn pairs(&mut self, opcode: &'static str, items: &[ValueId]) -> R<Vec<(ValueId, ValueId)>> {
         if !items.len().is_multiple_of(2) {
             return Err(self.err(ErrorKind::Malformed {
                 opcode,
                 detail: "odd number of items".into(),
             }));
         }
-        Ok(items.chunks_exact(2).map(|c| (c[0], c[1])).collect())
+        let mut pairs = std::mem::take(&mut self.scratch_pairs);
+        pairs.clear();
+        pairs.extend(items.chunks_exact(2).map(|c| (c[0], c[1])));
+        Ok(pairs)
     }
 
-    fn extend_list(&mut self, opcode: &'static str, target: ValueId, items: Vec<ValueId>) -> R<()> {
+    fn extend_list(&mut self, opcode: &'static str, target: ValueId, items: &[ValueId]) -> R<()> {
         let limit = self.limits.max_container_len;
         let len = match self.out.get(target) {
             Value::List(l) => l.len(),
@@ -1198,10 +1237,10 @@ impl<'a> Vm<'a> {
             }));
         }
         match self.out.object_mut(target) {
-            Some(o) => o.list_items.extend(items),
+            Some(o) => o.list_items.extend_from_slice(items),
             None => self
                 .out
-                .extend_items(target, &items)
+                .extend_items(target, items)
                 .map_err(|_| self.full())?,
         }
         Ok(())
@@ -1211,7 +1250,7 @@ impl<'a> Vm<'a> {
         &mut self,
         opcode: &'static str,
         target: ValueId,
-        pairs: Vec<(ValueId, ValueId)>,
+        pairs: &[(ValueId, ValueId)],
     ) -> R<()> {
         let limit = self.limits.max_container_len;
         let len = match self.out.get(target) {
@@ -1232,10 +1271,10 @@ impl<'a> Vm<'a> {
             }));
         }
         match self.out.object_mut(target) {
-            Some(o) => o.dict_items.extend(pairs),
+            Some(o) => o.dict_items.extend_from_slice(pairs),
             None => self
                 .out
-                .extend_pairs(target, &pairs)
+                .extend_pairs(target, pairs)
                 .map_err(|_| self.full())?,
         }
         Ok(())
@@ -1685,6 +1724,51 @@ mod tests {
                     assert_eq!(format!("{:?}", a.globals), format!("{:?}", b.globals));
                 }
             }
+        }
+    }
+
+    /// The scan's shortcuts read what `values()` reads: objects, globals and names.
+    #[test]
+    fn object_and_global_values_are_those_of_values() {
+        let mut inputs: Vec<Pickle> =
+            vec![decode(include_bytes!("../benches/lightning_data.pkl")).unwrap()];
+        let mut hand = Pickle::new();
+        let g = hand.push(Value::Global(&Global {
+            module: "os".into(),
+            name: "system".into(),
+        }));
+        let code = hand.push(Value::Extension(&7));
+        let args = hand.push(Value::Tuple(&[code]));
+        hand.push(Value::Object(&Object {
+            callee: g,
+            args,
+            kwargs: None,
+            construct: Construct::Reduce,
+            state: None,
+            dict_items: Vec::new(),
+            list_items: Vec::new(),
+            offset: 0,
+        }));
+        inputs.push(hand);
+        for p in &inputs {
+            let objects: Vec<(ValueId, &Object)> = p.object_values().collect();
+            let globals: Vec<(ValueId, &Global)> = p.global_values().collect();
+            let mut want_objects = Vec::new();
+            let mut want_globals = Vec::new();
+            for (i, v) in p.values().enumerate() {
+                let id = ValueId(i as u32);
+                match v {
+                    Value::Object(o) => want_objects.push((id, o)),
+                    Value::Global(g) => want_globals.push((id, g)),
+                    _ => {}
+                }
+                let named = matches!(v, Value::Global(_) | Value::Extension(_));
+                assert_eq!(p.is_name(id), named, "{v:?}");
+            }
+            assert!(!objects.is_empty() && !globals.is_empty());
+            assert_eq!(objects, want_objects);
+            assert_eq!(globals, want_globals);
+            assert!(!p.is_name(ValueId(p.len() as u32)));
         }
     }
 

@@ -72,8 +72,8 @@ pub fn scan_pickle(p: &Pickle, entry: &str) -> ScanReport {
             *b = true;
         }
     }
-    for (v, site) in p.values().zip(is_site) {
-        if let (Value::Global(g), false) = (v, site) {
+    for (id, g) in p.global_values() {
+        if !is_site.get(id.index()).copied().unwrap_or(false) {
             let name = format!("{}.{}", g.module, g.name);
             add(name, None, &|| classify_global(&g.module, &g.name));
         }
@@ -105,7 +105,7 @@ fn usages(p: &Pickle) -> HashMap<String, u8> {
     const NONE: u8 = u8::MAX;
     let mut ranks: Vec<u8> = vec![NONE; p.len()];
     let bump = |ranks: &mut Vec<u8>, id: ValueId, rank: u8| {
-        if !matches!(p.get(id), Value::Global(_) | Value::Extension(_)) {
+        if !p.is_name(id) {
             return;
         }
         if let Some(slot) = ranks.get_mut(id.index()) {
@@ -119,8 +119,7 @@ fn usages(p: &Pickle) -> HashMap<String, u8> {
 
     let mut visited = vec![false; p.len()];
     let mut work: Vec<ValueId> = Vec::new();
-    for v in p.values() {
-        let Value::Object(o) = v else { continue };
+    for (_, o) in p.object_values() {
         bump(&mut ranks, o.callee, CALLED);
         work.push(o.args);
         work.extend(o.kwargs);
@@ -154,11 +153,11 @@ fn usages(p: &Pickle) -> HashMap<String, u8> {
         }
     }
     let mut usage: HashMap<String, u8> = HashMap::new();
-    for (v, rank) in p.values().zip(ranks) {
+    for (i, rank) in ranks.into_iter().enumerate() {
         if rank == NONE {
             continue;
         }
-        let name = match v {
+        let name = match p.get(ValueId(i as u32)) {
             Value::Global(g) => format!("{}.{}", g.module, g.name),
             Value::Extension(code) => extension_name(*code),
             _ => continue,
