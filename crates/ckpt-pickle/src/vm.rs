@@ -1681,9 +1681,6 @@ mod tests {
         ));
     }
 
-    /// The walk finds every index read back, and gives up where the decoder would read the
-    /// stream differently from a straight walk.
-    #[test]
     /// Small inputs skip the memo walk (every entry stored); large ones store only the
     /// entries read back. Both decode alike: the same pickle, or the same error, whether it is
     /// given alone or followed by enough trailing bytes (ignored after STOP) to be walked.
@@ -1772,6 +1769,8 @@ mod tests {
         }
     }
 
+    /// The walk finds every index read back, and gives up where the decoder would read the
+    /// stream differently from a straight walk.
     #[test]
     fn memo_reads_sees_every_get() {
         let reads = |d: &[u8]| {
