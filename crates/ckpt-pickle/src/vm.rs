@@ -326,6 +326,29 @@ impl Memo {
         self.count
     }
 
+    /// Is `idx` the next dense slot of a memo that stores every entry (what pickle writes:
+    /// 0, 1, 2 … in order)? Then [`Memo::push_next`] is [`Memo::insert`] without its checks.
+    fn is_next(&self, idx: u64) -> bool {
+        self.reads.is_none() && self.sparse.is_empty() && idx == self.dense_len as u64
+    }
+
+    /// [`Memo::insert`] of the index [`Memo::is_next`] accepted: a fresh entry at the end.
+    fn push_next(&mut self, id: ValueId) {
+        let at = self.dense_len / MEMO_CHUNK;
+        if self.dense.len() <= at {
+            self.dense.push(if at == 0 {
+                Vec::new()
+            } else {
+                Vec::with_capacity(MEMO_CHUNK)
+            });
+        }
+        if let Some(chunk) = self.dense.get_mut(at) {
+            chunk.push(id);
+            self.dense_len += 1;
+            self.count += 1;
+        }
+    }
+
     fn insert(&mut self, idx: u64, id: ValueId) {
         let fresh = !self.contains(idx);
         if fresh {
@@ -627,6 +650,17 @@ impl<'a> Vm<'a> {
 
     fn memo_put(&mut self, idx: u64) -> R<()> {
         let top = self.top("PUT")?;
+        if self.memo.is_next(idx) {
+            // A fresh entry: the limit applies as below.
+            if self.memo.len() >= self.limits.max_memo {
+                return Err(self.err(ErrorKind::LimitExceeded {
+                    what: "memo size",
+                    limit: self.limits.max_memo as u64,
+                }));
+            }
+            self.memo.push_next(top);
+            return Ok(());
+        }
         if !self.memo.contains(idx) && self.memo.len() >= self.limits.max_memo {
             return Err(self.err(ErrorKind::LimitExceeded {
                 what: "memo size",
