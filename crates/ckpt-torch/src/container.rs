@@ -113,8 +113,19 @@ pub struct Checkpoint {
     pub(crate) base: u64,
     /// The whole file, when it was read at once (a small file scanned and opened by
     /// [`Checkpoint::scan_and_open`]): reads are served from it instead of the descriptor.
-    pub(crate) snapshot: Option<std::sync::Arc<[u8]>>,
+    pub(crate) snapshot: Option<Snapshot>,
     pub(crate) storages: StorageIndex,
+}
+
+/// The bytes of a whole file read at once (see [`Checkpoint::scan_and_open`]); its Debug
+/// says how many instead of listing them.
+#[derive(Clone)]
+pub(crate) struct Snapshot(std::sync::Arc<[u8]>);
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Snapshot(<{} bytes>)", self.0.len())
+    }
 }
 
 impl Checkpoint {
@@ -157,7 +168,8 @@ impl Checkpoint {
         crate::bug::failpoint(path);
         if let Some((file, bytes)) = read_small_whole(path, small_file) {
             let (scan, pre) = crate::scan::file::scan_bytes_keeping(path, &bytes, scan_limits);
-            let ck = Self::open_window(path, None, opts, Some(file), pre, Some(bytes));
+            let snapshot = Some(Snapshot(bytes));
+            let ck = Self::open_window(path, None, opts, Some(file), pre, snapshot);
             return (scan, ck);
         }
         let (scan, pre) = crate::scan::file::scan_path_keeping(path, scan_limits, true);
@@ -205,7 +217,7 @@ impl Checkpoint {
         opts: &Options,
         file: Option<std::sync::Arc<File>>,
         pre: Option<crate::scan::file::Predecoded>,
-        snapshot: Option<std::sync::Arc<[u8]>>,
+        snapshot: Option<Snapshot>,
     ) -> Result<Checkpoint> {
         let path = path.to_path_buf();
         let io = |source| Error::Io {
@@ -235,7 +247,7 @@ impl Checkpoint {
             },
         };
         let file_len = match &snapshot {
-            Some(b) => b.len() as u64,
+            Some(b) => b.0.len() as u64,
             None => file.metadata().map_err(io)?.len(),
         };
         let (base, size) = match window {
@@ -256,7 +268,7 @@ impl Checkpoint {
             return Err(Error::Empty { path });
         }
         let mut head = vec![0u8; size.min(512) as usize];
-        read_at_in(&file, snapshot.as_deref(), &mut head, base).map_err(io)?;
+        read_at_in(&file, snapshot.as_ref().map(|s| &*s.0), &mut head, base).map_err(io)?;
         let mut ck = Checkpoint {
             path,
             format: Format::Pickle,
@@ -298,7 +310,7 @@ impl Checkpoint {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
         read_at_in(
             &self.file,
-            self.snapshot.as_deref(),
+            self.snapshot.as_ref().map(|s| &*s.0),
             buf,
             self.base + offset,
         )
@@ -383,7 +395,7 @@ impl Checkpoint {
             detail: e.to_string(),
         };
         let src = match &self.snapshot {
-            Some(b) => WindowSource::Bytes(b.clone()),
+            Some(b) => WindowSource::Bytes(b.0.clone()),
             None => WindowSource::File((*self.file).try_clone().map_err(|source| Error::Io {
                 path: self.path.clone(),
                 source,
@@ -1345,6 +1357,14 @@ mod tests {
         assert!(!pre.fits(&bytes, &tight));
         // Exactly the scan's limits fit.
         assert!(pre.fits(&bytes, &pre.limits));
+        // The small file was read whole; a Debug of the checkpoint does not list its bytes.
+        let (_, ck) =
+            Checkpoint::scan_and_open(&f, &crate::scan::ScanLimits::default(), &Options::default());
+        let size = std::fs::metadata(&f).unwrap().len();
+        assert_eq!(
+            format!("{:?}", ck.unwrap().snapshot),
+            format!("Some(Snapshot(<{size} bytes>))")
+        );
     }
 
     /// A safetensors file whose header is 128 bytes starts `80 00 00 …`, which is also how a
