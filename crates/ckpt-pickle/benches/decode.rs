@@ -1,5 +1,8 @@
 //! What decoding a pickle of millions of small values costs: the two shapes of
-//! scripts/make_memory_inputs.py that cost the most per byte.
+//! scripts/make_memory_inputs.py that cost the most per byte; and what one small Lightning
+//! `data.pkl` costs (`lightning_data.pkl`, the `archive/data.pkl` of
+//! examples/lightning/checkpoints/epoch=01-step=4-hmean=0.7445.ckpt): the catalog decodes one
+//! per checkpoint, ten thousand in a tree.
 //!
 //!     cargo bench -p ckpt-pickle --bench decode
 //!
@@ -52,6 +55,14 @@ fn bench(c: &mut Criterion) {
             })
         });
     }
+    let small: &[u8] = include_bytes!("lightning_data.pkl");
+    g.sample_size(50);
+    g.bench_function("lightning_data_pkl_7.8KB", |b| {
+        b.iter(|| match ckpt_pickle::decode(black_box(small)) {
+            Ok(p) => p.len(),
+            Err(e) => panic!("{e}"),
+        })
+    });
     g.finish();
 }
 

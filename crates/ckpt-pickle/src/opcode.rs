@@ -81,6 +81,17 @@ pub enum Opcode {
     ReadonlyBuffer = 0x98,
 }
 
+/// The opcode of every byte value (`None` for bytes that are none).
+static BY_BYTE: [Option<Opcode>; 256] = {
+    let mut t = [Option::None; 256];
+    let mut b = 0usize;
+    while b < 256 {
+        t[b] = Opcode::from_byte_slow(b as u8);
+        b += 1;
+    }
+    t
+};
+
 /// What follows an opcode's byte in the stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Arg {
@@ -175,8 +186,15 @@ impl Opcode {
         ]
     };
 
-    /// The opcode a byte stands for, if any.
+    /// The opcode a byte stands for, if any: one load from a table (the decoder and the
+    /// memo walk ask once per opcode).
+    #[inline]
     pub fn from_byte(b: u8) -> Option<Opcode> {
+        BY_BYTE[b as usize]
+    }
+
+    /// [`Opcode::from_byte`] as a match, from which the table is built.
+    const fn from_byte_slow(b: u8) -> Option<Opcode> {
         use Opcode::*;
         Some(match b {
             b'(' => Mark,

@@ -706,6 +706,39 @@ impl Pickle {
         self.slots.iter().map(|s| self.read(s))
     }
 
+    /// Every `Value::Object` of [`Pickle::values`] with its id, without reading the other
+    /// values (a scan walks the calls of every pickle it meets).
+    pub fn object_values(&self) -> impl Iterator<Item = (ValueId, &Object)> + '_ {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| match s.tag {
+                Tag::Object => Some((ValueId(i as u32), self.objects.get(s.a.index())?)),
+                _ => None,
+            })
+    }
+
+    /// Every `Value::Global` of [`Pickle::values`] with its id, without reading the others.
+    pub fn global_values(&self) -> impl Iterator<Item = (ValueId, &Global)> + '_ {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| match s.tag {
+                Tag::Global => Some((ValueId(i as u32), self.globals_tab.get(s.a.index())?)),
+                _ => None,
+            })
+    }
+
+    /// Whether `get(id)` is a `Value::Global` or a `Value::Extension` (what names something
+    /// to import), without reading it.
+    pub fn is_name(&self, id: ValueId) -> bool {
+        match self.slots.get(id.index()) {
+            Some(s) if s.tag == Tag::Global => self.globals_tab.get(s.a.index()).is_some(),
+            Some(s) => s.tag == Tag::Extension,
+            None => false,
+        }
+    }
+
     /// Bytes held by the arena's tables (capacity, not length): what a decoded pickle costs
     /// in memory, for tests and benchmarks of that cost.
     pub fn heap_bytes(&self) -> usize {

@@ -109,11 +109,20 @@ pub fn decode_partial(data: &[u8], limits: &Limits) -> (Pickle, Option<Error>) {
         stack: Vec::new(),
         marks: Vec::new(),
         memo: Memo {
-            reads: memo_reads(data),
+            // The walk saves memory on large pickles and costs a pass over the opcodes; a
+            // small one's memo is small whatever it holds (at most one entry per input byte),
+            // and storing every entry is what a walk that cannot tell does anyway.
+            reads: if data.len() > MEMO_WALK_MIN {
+                memo_reads(data)
+            } else {
+                None
+            },
             ..Memo::default()
         },
         interned: HashMap::new(),
         limits: *limits,
+        scratch: Vec::new(),
+        scratch_pairs: Vec::new(),
     };
     let err = vm.run().err();
     if err.is_some() {
@@ -145,6 +154,9 @@ struct Vm<'a> {
     /// (scans report every site), but a name repeated a million times is stored once.
     interned: HashMap<Global, ValueId>,
     limits: Limits,
+    /// The items a MARK opcode pops, and their pairs, between uses (see [`Vm::take_from`]).
+    scratch: Vec<ValueId>,
+    scratch_pairs: Vec<(ValueId, ValueId)>,
 }
 
 /// The memo: dense chunks for the indices pickle writes (0, 1, 2 … in order), a map for any
@@ -173,6 +185,10 @@ struct Memo {
 
 /// Memo indices tracked by bits; a pickle that names a larger one is decoded with a full memo.
 const READS_MAX: u64 = 1 << 26;
+
+/// Inputs of at most this many bytes are decoded with a full memo, without the [`memo_reads`]
+/// walk: their memo holds at most this many entries (4 MB).
+const MEMO_WALK_MIN: usize = 1 << 20;
 
 fn bit(bits: &[u64], i: u64) -> bool {
     bits.get((i / 64) as usize)
@@ -310,6 +326,29 @@ impl Memo {
         self.count
     }
 
+    /// Is `idx` the next dense slot of a memo that stores every entry (what pickle writes:
+    /// 0, 1, 2 … in order)? Then [`Memo::push_next`] is [`Memo::insert`] without its checks.
+    fn is_next(&self, idx: u64) -> bool {
+        self.reads.is_none() && self.sparse.is_empty() && idx == self.dense_len as u64
+    }
+
+    /// [`Memo::insert`] of the index [`Memo::is_next`] accepted: a fresh entry at the end.
+    fn push_next(&mut self, id: ValueId) {
+        let at = self.dense_len / MEMO_CHUNK;
+        if self.dense.len() <= at {
+            self.dense.push(if at == 0 {
+                Vec::new()
+            } else {
+                Vec::with_capacity(MEMO_CHUNK)
+            });
+        }
+        if let Some(chunk) = self.dense.get_mut(at) {
+            chunk.push(id);
+            self.dense_len += 1;
+            self.count += 1;
+        }
+    }
+
     fn insert(&mut self, idx: u64, id: ValueId) {
         let fresh = !self.contains(idx);
         if fresh {
@@ -324,7 +363,9 @@ impl Memo {
         let i = usize::try_from(idx).unwrap_or(usize::MAX);
         // Near the end (at most doubling, so holes cost at most half): grow the dense part.
         if i >= self.dense_len && i <= self.dense_len.saturating_mul(2).saturating_add(4096) {
-            self.sparse.remove(&idx);
+            if !self.sparse.is_empty() {
+                self.sparse.remove(&idx);
+            }
             while self.dense_len <= i {
                 let at = self.dense_len / MEMO_CHUNK;
                 if self.dense.len() <= at {
@@ -565,7 +606,7 @@ impl<'a> Vm<'a> {
             return Ok(None);
         }
         let target = self.stack[x - 1];
-        let items = self.stack.split_off(x);
+        let items = self.take_from(x);
         self.check_len(items.len())?;
         Ok(Some((target, items)))
     }
@@ -575,9 +616,26 @@ impl<'a> Vm<'a> {
             .marks
             .pop()
             .ok_or_else(|| self.err(ErrorKind::NoMark { opcode }))?;
-        let items = self.stack.split_off(m.min(self.stack.len()));
+        let items = self.take_from(m.min(self.stack.len()));
         self.check_len(items.len())?;
         Ok(items)
+    }
+
+    /// The stack from `at` on, moved into the reusable buffer (hand it back with
+    /// [`Vm::recycle`]): one allocation per decode instead of one per container.
+    fn take_from(&mut self, at: usize) -> Vec<ValueId> {
+        let mut items = std::mem::take(&mut self.scratch);
+        items.clear();
+        items.extend(self.stack.drain(at..));
+        items
+    }
+
+    fn recycle(&mut self, items: Vec<ValueId>) {
+        self.scratch = items;
+    }
+
+    fn recycle_pairs(&mut self, pairs: Vec<(ValueId, ValueId)>) {
+        self.scratch_pairs = pairs;
     }
 
     fn check_len(&self, n: usize) -> R<()> {
@@ -592,6 +650,17 @@ impl<'a> Vm<'a> {
 
     fn memo_put(&mut self, idx: u64) -> R<()> {
         let top = self.top("PUT")?;
+        if self.memo.is_next(idx) {
+            // A fresh entry: the limit applies as below.
+            if self.memo.len() >= self.limits.max_memo {
+                return Err(self.err(ErrorKind::LimitExceeded {
+                    what: "memo size",
+                    limit: self.limits.max_memo as u64,
+                }));
+            }
+            self.memo.push_next(top);
+            return Ok(());
+        }
         if !self.memo.contains(idx) && self.memo.len() >= self.limits.max_memo {
             return Err(self.err(ErrorKind::LimitExceeded {
                 what: "memo size",
@@ -796,7 +865,8 @@ impl<'a> Vm<'a> {
                     }
                 }
                 Some(Opcode::PopMark) => {
-                    self.pop_mark("POP_MARK")?;
+                    let items = self.pop_mark("POP_MARK")?;
+                    self.recycle(items);
                 }
                 Some(Opcode::Dup) => {
                     let t = self.top("DUP")?;
@@ -935,55 +1005,64 @@ impl<'a> Vm<'a> {
                 Some(Opcode::Tuple) => {
                     let items = self.pop_mark("TUPLE")?;
                     self.push(Value::Tuple(&items))?;
+                    self.recycle(items);
                 }
                 Some(t @ (Opcode::Tuple1 | Opcode::Tuple2 | Opcode::Tuple3)) => {
                     let n = usize::from(t as u8 - Opcode::Tuple1 as u8) + 1;
                     let name = t.name();
-                    let mut items = vec![ValueId(0); n];
+                    let mut items = [ValueId(0); 3];
+                    let items = &mut items[..n];
                     for slot in items.iter_mut().rev() {
                         *slot = self.pop(name)?;
                     }
-                    self.push(Value::Tuple(&items))?;
+                    self.push(Value::Tuple(items))?;
                 }
                 Some(Opcode::EmptyList) => self.push(Value::List(&[]))?,
                 Some(Opcode::List) => {
                     let items = self.pop_mark("LIST")?;
                     self.push(Value::List(&items))?;
+                    self.recycle(items);
                 }
                 Some(Opcode::EmptyDict) => self.push(Value::Dict(&[]))?,
                 Some(Opcode::Dict) => {
                     let items = self.pop_mark("DICT")?;
-                    let pairs = self.pairs("DICT", items)?;
+                    let pairs = self.pairs("DICT", &items)?;
+                    self.recycle(items);
                     self.push(Value::Dict(&pairs))?;
+                    self.recycle_pairs(pairs);
                 }
                 Some(Opcode::EmptySet) => self.push(Value::Set(&[]))?,
                 Some(Opcode::FrozenSet) => {
                     let items = self.pop_mark("FROZENSET")?;
                     self.push(Value::FrozenSet(&items))?;
+                    self.recycle(items);
                 }
                 Some(Opcode::Append) => {
                     let v = self.pop("APPEND")?;
                     let target = self.top("APPEND")?;
-                    self.extend_list("APPEND", target, vec![v])?;
+                    self.extend_list("APPEND", target, &[v])?;
                 }
                 Some(Opcode::Appends) => {
                     let Some((target, items)) = self.marked_items("APPENDS")? else {
                         continue;
                     };
-                    self.extend_list("APPENDS", target, items)?;
+                    self.extend_list("APPENDS", target, &items)?;
+                    self.recycle(items);
                 }
                 Some(Opcode::SetItem) => {
                     let v = self.pop("SETITEM")?;
                     let k = self.pop("SETITEM")?;
                     let target = self.top("SETITEM")?;
-                    self.extend_dict("SETITEM", target, vec![(k, v)])?;
+                    self.extend_dict("SETITEM", target, &[(k, v)])?;
                 }
                 Some(Opcode::SetItems) => {
                     let Some((target, items)) = self.marked_items("SETITEMS")? else {
                         continue;
                     };
-                    let pairs = self.pairs("SETITEMS", items)?;
-                    self.extend_dict("SETITEMS", target, pairs)?;
+                    let pairs = self.pairs("SETITEMS", &items)?;
+                    self.recycle(items);
+                    self.extend_dict("SETITEMS", target, &pairs)?;
+                    self.recycle_pairs(pairs);
                 }
                 Some(Opcode::AddItems) => {
                     let Some((target, items)) = self.marked_items("ADDITEMS")? else {
@@ -1010,6 +1089,7 @@ impl<'a> Vm<'a> {
                     self.out
                         .extend_items(target, &items)
                         .map_err(|_| self.full())?;
+                    self.recycle(items);
                 }
                 // ---- memo
                 Some(Opcode::Put) => {
@@ -1111,6 +1191,7 @@ impl<'a> Vm<'a> {
                     let items = self.pop_mark("INST")?;
                     let cls = self.global(module, name)?;
                     let args = self.new_value(Value::Tuple(&items))?;
+                    self.recycle(items);
                     self.object(cls, args, None, Construct::Inst)?;
                 }
                 Some(Opcode::Obj) => {
@@ -1155,17 +1236,22 @@ impl<'a> Vm<'a> {
         self.push(Value::Extension(&code))
     }
 
-    fn pairs(&self, opcode: &'static str, items: Vec<ValueId>) -> R<Vec<(ValueId, ValueId)>> {
+    /// `items` as key/value pairs, in the reusable pair buffer (hand it back with
+    /// [`Vm::recycle_pairs`]).
+    fn pairs(&mut self, opcode: &'static str, items: &[ValueId]) -> R<Vec<(ValueId, ValueId)>> {
         if !items.len().is_multiple_of(2) {
             return Err(self.err(ErrorKind::Malformed {
                 opcode,
                 detail: "odd number of items".into(),
             }));
         }
-        Ok(items.chunks_exact(2).map(|c| (c[0], c[1])).collect())
+        let mut pairs = std::mem::take(&mut self.scratch_pairs);
+        pairs.clear();
+        pairs.extend(items.chunks_exact(2).map(|c| (c[0], c[1])));
+        Ok(pairs)
     }
 
-    fn extend_list(&mut self, opcode: &'static str, target: ValueId, items: Vec<ValueId>) -> R<()> {
+    fn extend_list(&mut self, opcode: &'static str, target: ValueId, items: &[ValueId]) -> R<()> {
         let limit = self.limits.max_container_len;
         let len = match self.out.get(target) {
             Value::List(l) => l.len(),
@@ -1185,10 +1271,10 @@ impl<'a> Vm<'a> {
             }));
         }
         match self.out.object_mut(target) {
-            Some(o) => o.list_items.extend(items),
+            Some(o) => o.list_items.extend_from_slice(items),
             None => self
                 .out
-                .extend_items(target, &items)
+                .extend_items(target, items)
                 .map_err(|_| self.full())?,
         }
         Ok(())
@@ -1198,7 +1284,7 @@ impl<'a> Vm<'a> {
         &mut self,
         opcode: &'static str,
         target: ValueId,
-        pairs: Vec<(ValueId, ValueId)>,
+        pairs: &[(ValueId, ValueId)],
     ) -> R<()> {
         let limit = self.limits.max_container_len;
         let len = match self.out.get(target) {
@@ -1219,10 +1305,10 @@ impl<'a> Vm<'a> {
             }));
         }
         match self.out.object_mut(target) {
-            Some(o) => o.dict_items.extend(pairs),
+            Some(o) => o.dict_items.extend_from_slice(pairs),
             None => self
                 .out
-                .extend_pairs(target, &pairs)
+                .extend_pairs(target, pairs)
                 .map_err(|_| self.full())?,
         }
         Ok(())
@@ -1484,6 +1570,27 @@ fn dedup_keys(p: &mut Pickle) {
             _ => None,
         }
     }
+    /// Whether the keys are few (at most [`SMALL`]) and pairwise distinct, found without a
+    /// hash map: nearly every dict of a checkpoint is a handful of string keys, and hashing
+    /// them cost more than the rest of decoding. Larger containers keep the (randomly keyed)
+    /// hash map, so a file of colliding keys still costs linear time.
+    fn small_and_distinct(p: &Pickle, keys: impl ExactSizeIterator<Item = ValueId>) -> bool {
+        const SMALL: usize = 16;
+        if keys.len() > SMALL {
+            return false;
+        }
+        let mut seen: [Option<Key<'_>>; SMALL] = Default::default();
+        for (n, id) in keys.enumerate() {
+            let Some(k) = key(p, id) else {
+                continue;
+            };
+            if seen[..n].iter().flatten().any(|s| *s == k) {
+                return false;
+            }
+            seen[n] = Some(k);
+        }
+        true
+    }
     let mut fixes: Vec<(ValueId, Vec<(ValueId, ValueId)>)> = Vec::new();
     let mut set_fixes: Vec<(ValueId, Vec<ValueId>)> = Vec::new();
     for i in 0..p.len() {
@@ -1494,7 +1601,7 @@ fn dedup_keys(p: &mut Pickle) {
                 let (Value::Set(items) | Value::FrozenSet(items)) = p.get(id) else {
                     continue;
                 };
-                if items.len() < 2 {
+                if items.len() < 2 || small_and_distinct(p, items.iter().copied()) {
                     continue;
                 }
                 let mut seen: HashSet<Key<'_>> = HashSet::with_capacity(items.len());
@@ -1519,7 +1626,7 @@ fn dedup_keys(p: &mut Pickle) {
         let Value::Dict(items) = p.get(id) else {
             continue;
         };
-        if items.len() < 2 {
+        if items.len() < 2 || small_and_distinct(p, items.iter().map(|(k, _)| *k)) {
             continue;
         }
         let mut seen: HashMap<Key<'_>, usize> = HashMap::with_capacity(items.len());
@@ -1606,6 +1713,94 @@ mod tests {
             py_int0("99999999999999999999999"),
             Some(PyInt::Decimal(d)) if d == "99999999999999999999999"
         ));
+    }
+
+    /// Small inputs skip the memo walk (every entry stored); large ones store only the
+    /// entries read back. Both decode alike: the same pickle, or the same error, whether it is
+    /// given alone or followed by enough trailing bytes (ignored after STOP) to be walked.
+    #[test]
+    fn skipping_the_memo_walk_changes_nothing() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures");
+        let mut inputs: Vec<Vec<u8>> = vec![
+            include_bytes!("../benches/lightning_data.pkl").to_vec(),
+            b"\x80\x02]q\x00h\x00j\x01\x01\x00\x00g7\r\n0000.".to_vec(),
+            b"\x80\x04]\x94(]\x94]\x94h\x01h\x01e.".to_vec(),
+        ];
+        for sub in ["benign", "hostile"] {
+            for e in std::fs::read_dir(format!("{dir}/{sub}")).unwrap().flatten() {
+                let path = e.path();
+                if path.extension().is_some_and(|x| x == "pkl") {
+                    inputs.push(std::fs::read(path).unwrap());
+                }
+            }
+        }
+        assert!(inputs.len() > 20, "only {} inputs", inputs.len());
+        for data in &inputs {
+            assert!(data.len() <= MEMO_WALK_MIN);
+            let mut long = data.clone();
+            long.resize(MEMO_WALK_MIN + 1, b'N');
+            for frames in [FrameMode::Stream, FrameMode::Buffer] {
+                let limits = Limits {
+                    frames,
+                    ..Limits::default()
+                };
+                let (a, ea) = decode_partial(data, &limits);
+                let (b, eb) = decode_partial(&long, &limits);
+                if ea.is_none() {
+                    assert_eq!(format!("{a:?}"), format!("{b:?}"));
+                    assert!(eb.is_none());
+                } else {
+                    // An error at the end of the short input may be a different one when
+                    // more bytes follow; what was decoded before it is the same.
+                    assert_eq!(format!("{:?}", a.globals), format!("{:?}", b.globals));
+                }
+            }
+        }
+    }
+
+    /// The scan's shortcuts read what `values()` reads: objects, globals and names.
+    #[test]
+    fn object_and_global_values_are_those_of_values() {
+        let mut inputs: Vec<Pickle> =
+            vec![decode(include_bytes!("../benches/lightning_data.pkl")).unwrap()];
+        let mut hand = Pickle::new();
+        let g = hand.push(Value::Global(&Global {
+            module: "os".into(),
+            name: "system".into(),
+        }));
+        let code = hand.push(Value::Extension(&7));
+        let args = hand.push(Value::Tuple(&[code]));
+        hand.push(Value::Object(&Object {
+            callee: g,
+            args,
+            kwargs: None,
+            construct: Construct::Reduce,
+            state: None,
+            dict_items: Vec::new(),
+            list_items: Vec::new(),
+            offset: 0,
+        }));
+        inputs.push(hand);
+        for p in &inputs {
+            let objects: Vec<(ValueId, &Object)> = p.object_values().collect();
+            let globals: Vec<(ValueId, &Global)> = p.global_values().collect();
+            let mut want_objects = Vec::new();
+            let mut want_globals = Vec::new();
+            for (i, v) in p.values().enumerate() {
+                let id = ValueId(i as u32);
+                match v {
+                    Value::Object(o) => want_objects.push((id, o)),
+                    Value::Global(g) => want_globals.push((id, g)),
+                    _ => {}
+                }
+                let named = matches!(v, Value::Global(_) | Value::Extension(_));
+                assert_eq!(p.is_name(id), named, "{v:?}");
+            }
+            assert!(!objects.is_empty() && !globals.is_empty());
+            assert_eq!(objects, want_objects);
+            assert_eq!(globals, want_globals);
+            assert!(!p.is_name(ValueId(p.len() as u32)));
+        }
     }
 
     /// The walk finds every index read back, and gives up where the decoder would read the

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use ckpt_pickle::{ErrorKind as PickleErrorKind, Limits, Value};
 
-use crate::doc::{Doc, Node, NodeId, PersIdStyle, StorageRef, TensorKind, TensorRef, View};
+use crate::doc::{Doc, Node, NodeId, PersIdStyle, StorageRef, TensorKind, TensorRef};
 use crate::error::{Error, Result};
 
 /// The container a checkpoint was found in.
@@ -119,7 +119,21 @@ pub struct Checkpoint {
     pub(crate) file: std::sync::Arc<File>,
     /// Where the checkpoint starts in `file` (non-zero for a chunk inside a DCP file).
     pub(crate) base: u64,
+    /// The whole file, when it was read at once (a small file scanned and opened by
+    /// [`Checkpoint::scan_and_open`]): reads are served from it instead of the descriptor.
+    pub(crate) snapshot: Option<Snapshot>,
     pub(crate) storages: StorageIndex,
+}
+
+/// The bytes of a whole file read at once (see [`Checkpoint::scan_and_open`]); its Debug
+/// says how many instead of listing them.
+#[derive(Clone)]
+pub(crate) struct Snapshot(std::sync::Arc<[u8]>);
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Snapshot(<{} bytes>)", self.0.len())
+    }
 }
 
 impl Checkpoint {
@@ -130,7 +144,45 @@ impl Checkpoint {
 
     pub fn open_with(path: impl AsRef<Path>, opts: &Options) -> Result<Checkpoint> {
         crate::bug::failpoint(path.as_ref());
-        Self::open_window(path.as_ref(), None, opts, None)
+        Self::open_window(path.as_ref(), None, opts, None, None, None)
+    }
+
+    /// Scan the file as `ckpt scan` does ([`crate::scan::scan_path`], unchanged) and open it
+    /// as [`Checkpoint::open_with`] does, decoding the `data.pkl` torch reads once instead of
+    /// twice: the scan's decoding of it is installed when it is exactly what the reader would
+    /// decode (same bytes, same frame mode, limits no tighter; see `Predecoded::fits`), and the
+    /// reader decodes as usual otherwise. The result is the pair `(scan_path(..),
+    /// open_with(..))` would give; the catalog reads thousands of small checkpoints this way.
+    ///
+    /// A regular file of at most [`SMALL_FILE`] bytes is read whole, once, and both the scan
+    /// and the reader read that copy (the catalog's small checkpoints cost one read, not
+    /// dozens); anything else (larger, not a regular file, unreadable) takes the two usual
+    /// paths, which report its problems as they always do.
+    pub fn scan_and_open(
+        path: impl AsRef<Path>,
+        scan_limits: &crate::scan::ScanLimits,
+        opts: &Options,
+    ) -> (crate::scan::FileScan, Result<Checkpoint>) {
+        Self::scan_and_open_reading_whole(path.as_ref(), scan_limits, opts, SMALL_FILE)
+    }
+
+    /// [`Checkpoint::scan_and_open`], reading files of at most `small_file` bytes whole.
+    fn scan_and_open_reading_whole(
+        path: &Path,
+        scan_limits: &crate::scan::ScanLimits,
+        opts: &Options,
+        small_file: u64,
+    ) -> (crate::scan::FileScan, Result<Checkpoint>) {
+        crate::bug::failpoint(path);
+        if let Some((file, bytes)) = read_small_whole(path, small_file) {
+            let (scan, pre) = crate::scan::file::scan_bytes_keeping(path, &bytes, scan_limits);
+            let snapshot = Some(Snapshot(bytes));
+            let ck = Self::open_window(path, None, opts, Some(file), pre, snapshot);
+            return (scan, ck);
+        }
+        let (scan, pre) = crate::scan::file::scan_path_keeping(path, scan_limits, true);
+        let ck = Self::open_window(path, None, opts, None, pre, None);
+        (scan, ck)
     }
 
     /// Open a checkpoint stored inside a larger file, at `offset` for `len` bytes (each chunk
@@ -142,7 +194,7 @@ impl Checkpoint {
         len: u64,
         opts: &Options,
     ) -> Result<Checkpoint> {
-        Self::open_window(path.as_ref(), Some((offset, len)), opts, None)
+        Self::open_window(path.as_ref(), Some((offset, len)), opts, None, None, None)
     }
 
     /// `open_range` on a file already open: the thousands of chunks of a large DCP checkpoint
@@ -154,14 +206,26 @@ impl Checkpoint {
         len: u64,
         opts: &Options,
     ) -> Result<Checkpoint> {
-        Self::open_window(path.as_ref(), Some((offset, len)), opts, Some(file))
+        Self::open_window(
+            path.as_ref(),
+            Some((offset, len)),
+            opts,
+            Some(file),
+            None,
+            None,
+        )
     }
 
+    /// `pre`: a scan's decoding of the `data.pkl` torch reads, installed instead of decoding
+    /// the same bytes again when it fits (see [`Checkpoint::scan_and_open`]). `snapshot`: the
+    /// whole of `file`, read at once, which every read then comes from.
     fn open_window(
         path: &Path,
         window: Option<(u64, u64)>,
         opts: &Options,
         file: Option<std::sync::Arc<File>>,
+        pre: Option<crate::scan::file::Predecoded>,
+        snapshot: Option<Snapshot>,
     ) -> Result<Checkpoint> {
         let path = path.to_path_buf();
         let io = |source| Error::Io {
@@ -190,16 +254,18 @@ impl Checkpoint {
                 }
             },
         };
-        let meta = file.metadata().map_err(io)?;
+        let file_len = match &snapshot {
+            Some(b) => b.0.len() as u64,
+            None => file.metadata().map_err(io)?.len(),
+        };
         let (base, size) = match window {
-            None => (0, meta.len()),
+            None => (0, file_len),
             Some((off, len)) => {
-                if off.checked_add(len).is_none_or(|e| e > meta.len()) {
+                if off.checked_add(len).is_none_or(|e| e > file_len) {
                     return Err(Error::Zip {
                         path,
                         detail: format!(
-                            "range {off}+{len} runs past the end of the {}-byte file",
-                            meta.len()
+                            "range {off}+{len} runs past the end of the {file_len}-byte file"
                         ),
                     });
                 }
@@ -210,7 +276,7 @@ impl Checkpoint {
             return Err(Error::Empty { path });
         }
         let mut head = vec![0u8; size.min(512) as usize];
-        read_exact_at(&file, &mut head, base).map_err(io)?;
+        read_at_in(&file, snapshot.as_ref().map(|s| &*s.0), &mut head, base).map_err(io)?;
         let mut ck = Checkpoint {
             path,
             format: Format::Pickle,
@@ -226,10 +292,11 @@ impl Checkpoint {
             torchscript: None,
             file,
             base,
+            snapshot,
             storages: StorageIndex::Extents(HashMap::new()),
         };
         if head.starts_with(b"PK\x03\x04") || head.starts_with(b"PK\x05\x06") {
-            ck.open_zip(opts)?;
+            ck.open_zip(opts, pre)?;
             if opts.classify {
                 ck.check_storages()?;
             }
@@ -249,7 +316,13 @@ impl Checkpoint {
     }
 
     fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
-        read_exact_at(&self.file, buf, self.base + offset).map_err(|source| Error::Io {
+        read_at_in(
+            &self.file,
+            self.snapshot.as_ref().map(|s| &*s.0),
+            buf,
+            self.base + offset,
+        )
+        .map_err(|source| Error::Io {
             path: self.path.clone(),
             source,
         })
@@ -320,20 +393,27 @@ impl Checkpoint {
     }
 
     // ------------------------------------------------------------------ zip
-    fn open_zip(&mut self, opts: &Options) -> Result<()> {
+    fn open_zip(
+        &mut self,
+        opts: &Options,
+        pre: Option<crate::scan::file::Predecoded>,
+    ) -> Result<()> {
         let zerr = |path: &Path, e: zip::result::ZipError| Error::Zip {
             path: path.to_path_buf(),
             detail: e.to_string(),
         };
-        let reader = (*self.file).try_clone().map_err(|source| Error::Io {
-            path: self.path.clone(),
-            source,
-        })?;
+        let src = match &self.snapshot {
+            Some(b) => WindowSource::Bytes(b.0.clone()),
+            None => WindowSource::File((*self.file).try_clone().map_err(|source| Error::Io {
+                path: self.path.clone(),
+                source,
+            })?),
+        };
         // Buffered: the central directory is parsed in many small reads.
         let reader = std::io::BufReader::with_capacity(
             64 << 10,
             Window {
-                file: reader,
+                src,
                 base: self.base,
                 len: self.size,
                 pos: 0,
@@ -411,7 +491,11 @@ impl Checkpoint {
         };
         let data = self.entry_bytes(&pkl, opts.max_pickle_bytes)?;
         self.format = Format::Zip { root };
-        self.decode_pickle(&data, &pkl, opts, PersIdStyle::Zip)?;
+        match pre.filter(|p| p.fits(&data, &opts.limits)) {
+            // The scan decoded these very bytes: the same decoding, not done twice.
+            Some(p) => self.install_pickle(&data, p.pickle, &pkl, opts, PersIdStyle::Zip)?,
+            None => self.decode_pickle(&data, &pkl, opts, PersIdStyle::Zip)?,
+        }
         crate::torchscript::attach(self, &prefix, opts)
     }
 
@@ -456,11 +540,7 @@ impl Checkpoint {
                 }
             }
         }
-        let first = names.first()?;
-        let slash = first.iter().position(|b| *b == b'/')?;
-        let mut want = first[..slash].to_vec();
-        want.extend_from_slice(b"/data.pkl");
-        let i = crate::zipdir::torch_zip_lookup(&names, &want)?;
+        let i = crate::zipdir::torch_data_pkl(&names)?;
         let name = String::from_utf8_lossy(names[i]).into_owned();
         let m = &members[i];
         let method = match m.method {
@@ -705,7 +785,7 @@ impl Checkpoint {
         let keys = match self.decode_at(pos, opts, "legacy storage key list") {
             Ok((_, k)) => k,
             // A legacy stream whose pickle names no storages may end right there.
-            Err(_) if pos == self.size && self.all_storages().is_empty() => return Ok(()),
+            Err(_) if pos == self.size && self.doc.storages().next().is_none() => return Ok(()),
             Err(e) => return Err(e),
         };
         pos += keys.end;
@@ -732,8 +812,7 @@ impl Checkpoint {
         };
         // Element sizes per key, from the storages the pickle references.
         let mut elem: HashMap<&str, u64> = HashMap::new();
-        let nodes: Vec<StorageRef> = self.all_storages();
-        for s in &nodes {
+        for s in self.doc.storages() {
             elem.insert(s.key.as_str(), s.dtype.size());
         }
         let mut extents = HashMap::with_capacity(key_list.len());
@@ -769,23 +848,6 @@ impl Checkpoint {
         }
         self.storages = StorageIndex::Extents(extents);
         Ok(())
-    }
-
-    /// Every storage the document references (tensors and bare storages).
-    fn all_storages(&self) -> Vec<StorageRef> {
-        let mut out = Vec::new();
-        for i in 0..self.doc.len() {
-            match self.doc.view(NodeId(i as u32)) {
-                View::Tensor(t) => {
-                    if let Some(s) = &t.storage {
-                        out.push(s.clone());
-                    }
-                }
-                View::Storage(s) => out.push(s.clone()),
-                _ => {}
-            }
-        }
-        out
     }
 
     // ------------------------------------------------------------------ safetensors
@@ -937,7 +999,7 @@ impl Checkpoint {
                     format!("{root}/data/")
                 };
                 let mut name = String::with_capacity(prefix.len() + 16);
-                for s in self.all_storages() {
+                for s in self.doc.storages() {
                     name.clear();
                     name.push_str(&prefix);
                     name.push_str(&s.key);
@@ -951,11 +1013,11 @@ impl Checkpoint {
                 Ok(())
             }
             StorageIndex::Extents(m) => {
-                for s in self.all_storages() {
+                for s in self.doc.storages() {
                     if !m.contains_key(&s.key) {
                         return Err(Error::MissingStorage {
                             path: self.path.clone(),
-                            key: s.key,
+                            key: s.key.clone(),
                         });
                     }
                 }
@@ -1019,10 +1081,16 @@ fn sniff_reason(head: &[u8]) -> String {
 
 /// A byte range of a file as a `Read + Seek` of its own (for the zip reader).
 struct Window {
-    file: File,
+    src: WindowSource,
     base: u64,
     len: u64,
     pos: u64,
+}
+
+/// What a [`Window`] reads: the file, or the whole of it read before.
+enum WindowSource {
+    File(File),
+    Bytes(std::sync::Arc<[u8]>),
 }
 
 impl std::io::Read for Window {
@@ -1032,7 +1100,11 @@ impl std::io::Read for Window {
         if n == 0 {
             return Ok(0);
         }
-        read_exact_at(&self.file, &mut buf[..n], self.base + self.pos)?;
+        let at = self.base + self.pos;
+        match &self.src {
+            WindowSource::File(f) => read_exact_at(f, &mut buf[..n], at)?,
+            WindowSource::Bytes(b) => copy_at(b, &mut buf[..n], at)?,
+        }
         self.pos += n as u64;
         Ok(n)
     }
@@ -1058,6 +1130,57 @@ impl std::io::Seek for Window {
     }
 }
 
+/// Files of at most this many bytes are read whole by [`Checkpoint::scan_and_open`].
+pub const SMALL_FILE: u64 = 1 << 20;
+
+/// A regular file of at most `small_file` bytes, opened as [`crate::open::open_regular`]
+/// opens files, and all its bytes; `None` for anything else (the caller takes the usual path,
+/// which reports why a file cannot be read).
+fn read_small_whole(
+    path: &Path,
+    small_file: u64,
+) -> Option<(std::sync::Arc<File>, std::sync::Arc<[u8]>)> {
+    let file = crate::open::open_regular(path).ok()?;
+    let len = file.metadata().ok()?.len();
+    if len > small_file {
+        return None;
+    }
+    let mut bytes = vec![0u8; usize::try_from(len).ok()?];
+    read_exact_at(&file, &mut bytes, 0).ok()?;
+    Some((std::sync::Arc::new(file), bytes.into()))
+}
+
+/// `buf.len()` bytes at `offset`: from `snapshot` (the whole file, read before) when there is
+/// one, else from the file; short as `read_exact_at` is short.
+fn read_at_in(
+    file: &File,
+    snapshot: Option<&[u8]>,
+    buf: &mut [u8],
+    offset: u64,
+) -> std::io::Result<()> {
+    match snapshot {
+        Some(b) => copy_at(b, buf, offset),
+        None => read_exact_at(file, buf, offset),
+    }
+}
+
+/// `read_exact_at` on bytes in memory: the same error past the end.
+fn copy_at(bytes: &[u8], buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+    let src = usize::try_from(offset)
+        .ok()
+        .and_then(|s| bytes.get(s..s.checked_add(buf.len())?));
+    match src {
+        Some(src) => {
+            buf.copy_from_slice(src);
+            Ok(())
+        }
+        None => Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "failed to fill whole buffer",
+        )),
+    }
+}
+
 #[cfg(unix)]
 fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
     use std::os::unix::fs::FileExt;
@@ -1075,6 +1198,241 @@ fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::doc::View;
+
+    /// Every regular file under `dir`, sorted (symlinks not followed).
+    fn files_under(dir: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        let mut todo = vec![dir.to_path_buf()];
+        while let Some(d) = todo.pop() {
+            let Ok(rd) = std::fs::read_dir(&d) else {
+                continue;
+            };
+            for e in rd.flatten() {
+                let ft = e.file_type().unwrap();
+                if ft.is_dir() {
+                    todo.push(e.path());
+                } else if ft.is_file() {
+                    out.push(e.path());
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// `s` with the entries of every `by_name: {…}` map (a TorchScript class table, a hash
+    /// map whose Debug order differs between two instances) sorted.
+    fn canonical(s: &str) -> String {
+        let mut out = String::new();
+        let mut rest = s;
+        while let Some(i) = rest.find("by_name: {") {
+            let start = i + "by_name: {".len();
+            out.push_str(&rest[..start]);
+            let body = &rest[start..];
+            // Split the map's entries at depth 0, outside strings.
+            let (mut depth, mut in_str, mut esc) = (0i32, false, false);
+            let mut entries = Vec::new();
+            let mut from = 0;
+            let mut end = body.len();
+            for (k, c) in body.char_indices() {
+                if in_str {
+                    match (esc, c) {
+                        (true, _) => esc = false,
+                        (false, '\\') => esc = true,
+                        (false, '"') => in_str = false,
+                        _ => {}
+                    }
+                    continue;
+                }
+                match c {
+                    '"' => in_str = true,
+                    '{' | '[' | '(' => depth += 1,
+                    '}' | ']' | ')' if depth > 0 => depth -= 1,
+                    '}' => {
+                        end = k;
+                        break;
+                    }
+                    ',' if depth == 0 => {
+                        entries.push(body[from..k].trim());
+                        from = k + 1;
+                    }
+                    _ => {}
+                }
+            }
+            entries.push(body[from..end].trim());
+            entries.sort();
+            out.push_str(&entries.join(", "));
+            rest = &body[end..];
+        }
+        out.push_str(rest);
+        out
+    }
+
+    /// What a checkpoint is, as text: every field but the file handle (its Debug names a
+    /// descriptor number), hash maps sorted.
+    fn shown(ck: &Result<Checkpoint>) -> String {
+        let ck = match ck {
+            Ok(ck) => ck,
+            Err(e) => return format!("error: {e}"),
+        };
+        let storages = match &ck.storages {
+            StorageIndex::Zip { root, entries } => {
+                format!(
+                    "zip {root:?} {:?}",
+                    entries.iter().collect::<std::collections::BTreeMap<_, _>>()
+                )
+            }
+            StorageIndex::Extents(m) => {
+                format!(
+                    "extents {:?}",
+                    m.iter().collect::<std::collections::BTreeMap<_, _>>()
+                )
+            }
+        };
+        canonical(&format!(
+            "{:?}\n{:?}\n{} {:?} {:?} {:?} {} {} {:?}\n{:?}\n{:?}\n{} {storages}",
+            ck.format,
+            ck.doc,
+            ck.size,
+            ck.byteorder,
+            ck.version,
+            ck.pickle_entry,
+            ck.pickle_bytes,
+            ck.pickle_sha256,
+            ck.safetensors_metadata,
+            ck.aux_pickles,
+            ck.torchscript,
+            ck.base,
+        ))
+    }
+
+    /// The bytes (or the error) of the first tensors of a checkpoint, read as `tensor_sha256`
+    /// reads them: from the snapshot when there is one, else from the file.
+    fn tensor_bytes(ck: &Checkpoint) -> Vec<String> {
+        (0..ck.doc.len())
+            .filter_map(|i| match ck.doc.view(NodeId(i as u32)) {
+                View::Tensor(t) if t.numel().saturating_mul(t.dtype.size()) <= 1 << 16 => {
+                    Some(match ck.read_tensor(t, "t") {
+                        Ok(b) => format!("{b:?}"),
+                        Err(e) => format!("error: {e}"),
+                    })
+                }
+                _ => None,
+            })
+            .take(8)
+            .collect()
+    }
+
+    /// `scan_and_open` gives exactly what `scan_path` and `open_with` give one after the
+    /// other, for every file under `dirs`; returns how many files reused the scan's decoding.
+    fn scan_and_open_equals_scan_then_open(dirs: &[PathBuf]) -> (usize, usize) {
+        let limits = crate::scan::ScanLimits::default();
+        let opts = Options::default();
+        let (mut files, mut reused) = (0, 0);
+        for dir in dirs {
+            for f in files_under(dir) {
+                files += 1;
+                let scan_alone = format!("{:?}", crate::scan::scan_path(&f, &limits));
+                let ck_alone = shown(&Checkpoint::open_with(&f, &opts));
+                // Read whole (the default for small files, then for all), and record by record.
+                for small in [SMALL_FILE, u64::MAX, 0] {
+                    let (scan, ck) =
+                        Checkpoint::scan_and_open_reading_whole(&f, &limits, &opts, small);
+                    let at = format!("{} (whole up to {small} bytes)", f.display());
+                    assert_eq!(format!("{scan:?}"), scan_alone, "{at}");
+                    assert_eq!(shown(&ck), ck_alone, "{at}");
+                    if let Ok(ck) = &ck {
+                        let ck_file = Checkpoint::open_with(&f, &opts).unwrap();
+                        assert_eq!(tensor_bytes(ck), tensor_bytes(&ck_file), "{at}");
+                    }
+                }
+                let (_, pre) = crate::scan::file::scan_path_keeping(&f, &limits, true);
+                if pre.is_some() {
+                    reused += 1;
+                }
+            }
+        }
+        (files, reused)
+    }
+
+    fn workspace() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    }
+
+    /// The catalog's one-decode path changes nothing, on every fixture and example: hostile
+    /// zips (duplicated `data.pkl`, frames across ends, bombs), legacy files, TorchScript,
+    /// safetensors, damaged archives. And it does reuse the decoding where it can.
+    #[test]
+    fn scan_and_open_is_scan_then_open_on_every_fixture() {
+        let w = workspace();
+        let (files, reused) =
+            scan_and_open_equals_scan_then_open(&[w.join("fixtures"), w.join("examples")]);
+        assert!(files >= 300, "only {files} files");
+        assert!(
+            reused >= 20,
+            "only {reused} of {files} files reused the scan's decoding"
+        );
+    }
+
+    /// The same on the reference corpus (`../shared/corpus/data` or `$CKPT_CORPUS`).
+    #[test]
+    #[ignore = "needs ../shared/corpus"]
+    fn scan_and_open_is_scan_then_open_on_the_corpus() {
+        let dir = std::env::var_os("CKPT_CORPUS")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| workspace().join("../shared/corpus/data"));
+        assert!(
+            dir.join("expected").is_dir(),
+            "corpus not found (set CKPT_CORPUS)"
+        );
+        let (files, reused) = scan_and_open_equals_scan_then_open(&[dir]);
+        assert!(
+            files >= 100 && reused >= 20,
+            "{files} files, {reused} reused"
+        );
+    }
+
+    /// The scan's decoding is handed over only for what the reader would decode alike: other
+    /// bytes, another frame mode or a tighter limit make it decode again.
+    #[test]
+    fn a_predecoded_pickle_fits_only_the_same_bytes_mode_and_looser_limits() {
+        let p = workspace().join("examples/lightning");
+        let f = files_under(&p)
+            .into_iter()
+            .find(|f| f.extension().is_some_and(|e| e == "ckpt"))
+            .unwrap();
+        let (_, pre) =
+            crate::scan::file::scan_path_keeping(&f, &crate::scan::ScanLimits::default(), true);
+        let pre = pre.expect("the scan decoded data.pkl");
+        let bytes = pre.bytes.clone();
+        let open = Limits::default();
+        assert!(pre.fits(&bytes, &open));
+        assert!(!pre.fits(&bytes[..bytes.len() - 1], &open));
+        let mut other = bytes.clone();
+        other[bytes.len() / 2] ^= 1;
+        assert!(!pre.fits(&other, &open));
+        let buffer = Limits {
+            frames: ckpt_pickle::FrameMode::Buffer,
+            ..open
+        };
+        assert!(!pre.fits(&bytes, &buffer));
+        let tight = Limits {
+            max_memo: pre.limits.max_memo - 1,
+            ..open
+        };
+        assert!(!pre.fits(&bytes, &tight));
+        // Exactly the scan's limits fit.
+        assert!(pre.fits(&bytes, &pre.limits));
+        // The small file was read whole; a Debug of the checkpoint does not list its bytes.
+        let (_, ck) =
+            Checkpoint::scan_and_open(&f, &crate::scan::ScanLimits::default(), &Options::default());
+        let size = std::fs::metadata(&f).unwrap().len();
+        assert_eq!(
+            format!("{:?}", ck.unwrap().snapshot),
+            format!("Some(Snapshot(<{size} bytes>))")
+        );
+    }
 
     /// A safetensors file whose header is 128 bytes starts `80 00 00 …`, which is also how a
     /// pickle's PROTO opcode looks; it must still be read as safetensors.

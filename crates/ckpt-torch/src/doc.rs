@@ -250,6 +250,16 @@ impl Nodes {
     fn is_empty(&self) -> bool {
         self.len == 0
     }
+
+    /// Whether node `i` is stored (not plain): a plain node reads as a pickle value, never a
+    /// tensor or storage.
+    fn stored(&self, i: usize) -> bool {
+        i < self.len
+            && self
+                .bits
+                .get(i / 64)
+                .is_some_and(|w| w & (1u64 << (i % 64)) != 0)
+    }
 }
 
 /// The pickle plus its meaning.
@@ -426,6 +436,19 @@ impl Doc {
             }
         }
         id
+    }
+
+    /// The storage of every node, in node order, as `view` shows it (a tensor's, or the
+    /// storage itself; an alias gives its target's again): what `view` of each id in
+    /// `0..len` would give, without reading the plain values, which hold none.
+    pub(crate) fn storages(&self) -> impl Iterator<Item = &StorageRef> + '_ {
+        (0..self.nodes.len())
+            .filter(|i| self.nodes.stored(*i))
+            .filter_map(|i| match self.view(NodeId(i as u32)) {
+                View::Tensor(t) => t.storage.as_ref(),
+                View::Storage(s) => Some(s),
+                _ => None,
+            })
     }
 
     /// What node `id` is, aliases followed.
@@ -626,14 +649,13 @@ impl Classifier<'_> {
             };
             return Ok(self.generic(o, what));
         };
-        let qn = g.qualname();
-
-        // ---- tensors
+        // ---- tensors (before the name is formatted: most calls of a checkpoint are these)
         if torch_module(&g.module)
             && let Some(t) = self.tensor_call(g, args, o.offset, 0)?
         {
             return Ok(Node::Tensor(Box::new(t)));
         }
+        let qn = g.qualname();
         match qn.as_str() {
             "torch.Size" => {
                 if let Some(first) = args.first() {

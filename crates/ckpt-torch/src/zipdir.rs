@@ -74,7 +74,7 @@ pub(crate) fn central_directory(
     for k in 0..count {
         let h = cd
             .get(p..p + 46)
-            .ok_or(format!("central directory record {k} is cut short"))?;
+            .ok_or_else(|| format!("central directory record {k} is cut short"))?;
         if !h.starts_with(b"PK\x01\x02") {
             return Err(format!("bad signature of central directory record {k}"));
         }
@@ -85,7 +85,7 @@ pub(crate) fn central_directory(
         );
         let name = cd
             .get(p + 46..p + 46 + nl)
-            .ok_or(format!("central directory record {k} is cut short"))?
+            .ok_or_else(|| format!("central directory record {k} is cut short"))?
             .to_vec();
         let extra = cd.get(p + 46 + nl..p + 46 + nl + xl).unwrap_or_default();
         let (mut size, mut compressed, mut header) = (le(h, 24, 4), le(h, 20, 4), le(h, 42, 4));
@@ -133,6 +133,18 @@ pub fn inflate(raw: &[u8], budget: u64, claimed: Option<u64>) -> Result<Vec<u8>,
         Err(e) if e.status == miniz_oxide::inflate::TINFLStatus::HasMoreOutput => Err(past()),
         Err(e) => Err(format!("bad deflate data: {:?}", e.status)),
     }
+}
+
+/// The central directory index of the `data.pkl` torch reads from an archive whose entries
+/// are `names` (in directory order): `<first entry's folder>/data.pkl`, found as miniz finds
+/// it ([`torch_zip_lookup`]). Shared by the container reader and the scan, so the copy the scan
+/// hands over for reuse is the copy the reader opens.
+pub(crate) fn torch_data_pkl(names: &[&[u8]]) -> Option<usize> {
+    let first = names.first()?;
+    let slash = first.iter().position(|b| *b == b'/')?;
+    let mut want = first.get(..slash)?.to_vec();
+    want.extend_from_slice(b"/data.pkl");
+    torch_zip_lookup(names, &want)
 }
 
 /// The central directory index of the entry named `target` as torch's reader finds it:

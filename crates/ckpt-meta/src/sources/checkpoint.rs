@@ -54,9 +54,15 @@ fn file_name_of(p: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// The file is scanned and opened in one go: the `data.pkl` both read is decoded once
+/// ([`Checkpoint::scan_and_open`] gives what [`scan`] and [`Checkpoint::open`] give).
 fn file_facts(path: &Path) -> Vec<Fact> {
-    let scan = scan(path);
-    let ck = match Checkpoint::open(path) {
+    let (scan, ck) = Checkpoint::scan_and_open(
+        path,
+        &ckpt_torch::scan_file::ScanLimits::default(),
+        &ckpt_torch::Options::default(),
+    );
+    let ck = match ck {
         Ok(ck) => ck,
         Err(e) => {
             // Still judged: a hostile file that is not a readable checkpoint stays dangerous.
@@ -441,4 +447,83 @@ fn sharded_facts(dir: &Path) -> Vec<Fact> {
     f.push(fact(Field::Params, json!(params)));
     infer_facts(&owned, &mut f);
     f
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use std::path::PathBuf;
+
+    use super::*;
+
+    /// The facts as they were read before the file was scanned and opened in one go: the
+    /// scan, then a separate [`Checkpoint::open`] (which decodes `data.pkl` again).
+    fn file_facts_scan_then_open(path: &Path) -> Vec<Fact> {
+        let scan = scan(path);
+        let ck = match Checkpoint::open(path) {
+            Ok(ck) => ck,
+            Err(e) => {
+                let mut f = vec![security_fact(&scan)];
+                f.push(fact(Field::Error, json!(e.to_string())));
+                return f;
+            }
+        };
+        file_facts_of_open(path, &ck, &scan)
+    }
+
+    fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in rd.flatten() {
+            let ft = e.file_type().unwrap();
+            if ft.is_dir() {
+                files_under(&e.path(), out);
+            } else if ft.is_file() {
+                out.push(e.path());
+            }
+        }
+    }
+
+    fn same_facts_under(dirs: &[PathBuf]) -> usize {
+        let mut files = Vec::new();
+        for d in dirs {
+            files_under(d, &mut files);
+        }
+        files.sort();
+        for f in &files {
+            assert_eq!(
+                file_facts(f),
+                file_facts_scan_then_open(f),
+                "{}",
+                f.display()
+            );
+        }
+        files.len()
+    }
+
+    fn workspace() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    }
+
+    /// Decoding `data.pkl` once changes no fact of any fixture or example file (hostile,
+    /// damaged, legacy, TorchScript, safetensors and Lightning checkpoints alike).
+    #[test]
+    fn file_facts_equal_scan_then_open_on_every_fixture() {
+        let w = workspace();
+        let n = same_facts_under(&[w.join("fixtures"), w.join("examples")]);
+        assert!(n >= 300, "only {n} files");
+    }
+
+    /// The same on the reference corpus (`../shared/corpus/data` or `$CKPT_CORPUS`).
+    #[test]
+    #[ignore = "needs ../shared/corpus"]
+    fn file_facts_equal_scan_then_open_on_the_corpus() {
+        let dir = std::env::var_os("CKPT_CORPUS")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| workspace().join("../shared/corpus/data"));
+        assert!(dir.join("expected").is_dir(), "corpus not found");
+        let n = same_facts_under(&[dir]);
+        assert!(n >= 100, "only {n} files");
+    }
 }

@@ -69,6 +69,67 @@ impl Default for ScanLimits {
 
 /// Scan one file by content. Never fails: an unreadable file is a [`FileScan`] with a problem.
 pub fn scan_path(path: &Path, limits: &ScanLimits) -> FileScan {
+    scan_path_keeping(path, limits, false).0
+}
+
+/// The `data.pkl` a scan decoded, kept for the container reader so that a caller who scans and
+/// then opens a file (the catalog) decodes it once: the bytes of the copy torch reads
+/// ([`crate::zipdir::torch_data_pkl`]) of a single archive, and their decoding in torch's
+/// frame mode, which ended without error within the scan's limits.
+#[derive(Debug)]
+pub(crate) struct Predecoded {
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) pickle: Pickle,
+    /// The limits it was decoded within (`frames` is [`FrameMode::Stream`]).
+    pub(crate) limits: Limits,
+}
+
+impl Predecoded {
+    /// Is `self.pickle` exactly what `ckpt_pickle::decode_with(data, limits)` returns? Yes
+    /// when the bytes are the same, the frame mode is the same and no limit is tighter than
+    /// the ones it was decoded within without error: the decoder is a function of its input,
+    /// and a limit only ever stops it (at the first value, entry or byte past it), never
+    /// changes what it builds before that.
+    pub(crate) fn fits(&self, data: &[u8], limits: &Limits) -> bool {
+        // Every field named: a new limit must be judged here before this compiles.
+        let Limits {
+            max_values,
+            max_stack,
+            max_marks,
+            max_memo,
+            max_container_len,
+            max_int_bytes,
+            frames,
+        } = *limits;
+        let k = &self.limits;
+        frames == k.frames
+            && max_values >= k.max_values
+            && max_stack >= k.max_stack
+            && max_marks >= k.max_marks
+            && max_memo >= k.max_memo
+            && max_container_len >= k.max_container_len
+            && max_int_bytes >= k.max_int_bytes
+            && self.bytes.as_slice() == data
+    }
+}
+
+/// [`scan_path`], and (when `keep`) the decoded `data.pkl` torch reads, when the scan decoded
+/// it without error (see [`Predecoded`]). The scan itself is the same either way.
+pub(crate) fn scan_path_keeping(
+    path: &Path,
+    limits: &ScanLimits,
+    keep: bool,
+) -> (FileScan, Option<Predecoded>) {
+    let mut kept = None;
+    let out = scan_path_inner(path, limits, keep.then_some(&mut kept));
+    (out, kept)
+}
+
+fn scan_path_inner(
+    path: &Path,
+    limits: &ScanLimits,
+    keep: Option<&mut Option<Predecoded>>,
+) -> FileScan {
     let mut out = FileScan {
         format: ScanFormat::Other,
         ..FileScan::default()
@@ -99,10 +160,49 @@ pub fn scan_path(path: &Path, limits: &ScanLimits) -> FileScan {
         out.note = Some("empty file".into());
         return out;
     }
-    let mut src = Source {
+    let src = Source {
         back: Back::File(&mut file),
         size,
     };
+    scan_source(path, src, out, limits, keep)
+}
+
+/// [`scan_path_keeping`] of a file already read whole (`bytes`; `path` names it in messages
+/// and is opened again only for a TorchScript archive's judgement): the same scan, without a
+/// read per record.
+pub(crate) fn scan_bytes_keeping(
+    path: &Path,
+    bytes: &[u8],
+    limits: &ScanLimits,
+) -> (FileScan, Option<Predecoded>) {
+    let mut out = FileScan {
+        format: ScanFormat::Other,
+        ..FileScan::default()
+    };
+    if bytes.is_empty() {
+        out.format = ScanFormat::Empty;
+        out.note = Some("empty file".into());
+        return (out, None);
+    }
+    let src = Source {
+        back: Back::Mem(bytes),
+        size: bytes.len() as u64,
+    };
+    let mut kept = None;
+    let out = scan_source(path, src, out, limits, Some(&mut kept));
+    (out, kept)
+}
+
+/// The scan of a non-empty file's content, `src`.
+fn scan_source(
+    path: &Path,
+    mut src: Source<'_>,
+    mut out: FileScan,
+    limits: &ScanLimits,
+    keep: Option<&mut Option<Predecoded>>,
+) -> FileScan {
+    let shown = path.display();
+    let size = src.size;
     let head = match src.read(0, size.min(512)) {
         Ok(h) => h,
         Err(e) => {
@@ -112,7 +212,7 @@ pub fn scan_path(path: &Path, limits: &ScanLimits) -> FileScan {
     };
     if head.starts_with(b"PK\x03\x04") {
         out.format = ScanFormat::Zip;
-        scan_zip(&mut src, &mut out, limits);
+        scan_zip(&mut src, &mut out, limits, keep);
         judge_torchscript(path, &mut out);
         return out;
     }
@@ -232,17 +332,22 @@ pub(super) fn cpython_fails_too(kind: &ErrorKind) -> bool {
     }
 }
 
+/// The limits a scan decodes a pickle within as torch.load reads it.
+pub(super) fn stream_limits(limits: &Limits) -> Limits {
+    Limits {
+        frames: FrameMode::Stream,
+        ..*limits
+    }
+}
+
 /// One pickle decoded from a byte buffer: in torch.load's reading, plus the `pickle.loads`
-/// reading when they differ. Returns (report, error, end).
+/// reading when they differ. Returns (report, error, end, named, torch.load's reading).
 pub(super) fn decode_one(
     data: &[u8],
     limits: &Limits,
     entry: &str,
-) -> (ScanReport, Option<ckpt_pickle::Error>, u64, bool) {
-    let stream = Limits {
-        frames: FrameMode::Stream,
-        ..*limits
-    };
+) -> (ScanReport, Option<ckpt_pickle::Error>, u64, bool, Pickle) {
+    let stream = stream_limits(limits);
     let (p, err) = ckpt_pickle::decode_partial(data, &stream);
     // A text file such as a YAML config starting `callbacks:` reads as GLOBAL `allbacks:`:
     // a name no Python module can have, so pickle.load fails to import it and runs nothing.
@@ -277,7 +382,8 @@ pub(super) fn decode_one(
         }
     }
     let end = if err.is_none() { p.end } else { 0 };
-    (report, err, end, named || is_legacy_magic(&p))
+    let named = named || is_legacy_magic(&p);
+    (report, err, end, named, p)
 }
 
 /// A dotted Python identifier (what `import` can find without a planted oddly named file).
@@ -333,7 +439,7 @@ pub(super) fn decode_at(
     loop {
         let len = window.min(avail);
         let buf = src.read(offset, len)?;
-        let (report, err, end, named) = decode_one(&buf, &limits.pickle, entry);
+        let (report, err, end, named, _) = decode_one(&buf, &limits.pickle, entry);
         let grow = match &err {
             Some(e) => matches!(
                 e.kind,

@@ -65,8 +65,28 @@ pub fn scan_pickle(p: &Pickle, entry: &str) -> ScanReport {
         });
     }
     // Globals present in the arena but not recorded as sites (hand-built arenas): still report.
-    for v in p.values() {
-        if let Value::Global(g) = v {
+    // (A recorded site was added above; adding it again without an offset changes nothing.)
+    // The decoder records sites in id order, as `global_values` yields them: walked side by
+    // side, nothing is allocated; sites in another order (built by hand) are looked up.
+    let sorted = p.globals.windows(2).all(|w| w[0].id <= w[1].id);
+    let mut is_site = Vec::new();
+    if !sorted {
+        is_site = vec![false; p.len()];
+        for site in &p.globals {
+            if let Some(b) = is_site.get_mut(site.id.index()) {
+                *b = true;
+            }
+        }
+    }
+    let mut sites = p.globals.iter().map(|s| s.id).peekable();
+    for (id, g) in p.global_values() {
+        let site = if sorted {
+            while sites.next_if(|s| *s < id).is_some() {}
+            sites.peek() == Some(&id)
+        } else {
+            is_site.get(id.index()).copied().unwrap_or(false)
+        };
+        if !site {
             let name = format!("{}.{}", g.module, g.name);
             add(name, None, &|| classify_global(&g.module, &g.name));
         }
@@ -91,23 +111,27 @@ fn classify_extension(_code: u32) -> (Verdict, String) {
 /// callees of calls are "called"; anything reachable from a call's args, kwargs, BUILD state
 /// or SETITEMS/APPENDS items (without entering nested calls, whose parts are visited as calls
 /// of their own) is "argument".
+///
+/// Ranks are kept per value while walking and merged by name once at the end: a name is
+/// formatted once per global value, not once per use.
 fn usages(p: &Pickle) -> HashMap<String, u8> {
-    let mut usage: HashMap<String, u8> = HashMap::new();
-    let bump = |usage: &mut HashMap<String, u8>, id: ValueId, rank: u8| {
-        let name = match p.get(id) {
-            Value::Global(g) => format!("{}.{}", g.module, g.name),
-            Value::Extension(code) => extension_name(*code),
-            _ => return,
-        };
-        let slot = usage.entry(name).or_insert(rank);
-        *slot = (*slot).max(rank);
+    // One byte a value: VISITED, and the strongest rank seen plus one (0: none).
+    const VISITED: u8 = 0x80;
+    const RANK: u8 = 0x7f;
+    let mut state: Vec<u8> = vec![0; p.len()];
+    let bump = |state: &mut Vec<u8>, id: ValueId, rank: u8| {
+        if !p.is_name(id) {
+            return;
+        }
+        if let Some(slot) = state.get_mut(id.index()) {
+            let seen = (*slot & RANK).max(rank + 1);
+            *slot = (*slot & VISITED) | seen;
+        }
     };
 
-    let mut visited = vec![false; p.len()];
     let mut work: Vec<ValueId> = Vec::new();
-    for v in p.values() {
-        let Value::Object(o) = v else { continue };
-        bump(&mut usage, o.callee, CALLED);
+    for (_, o) in p.object_values() {
+        bump(&mut state, o.callee, CALLED);
         work.push(o.args);
         work.extend(o.kwargs);
         work.extend(o.state);
@@ -118,12 +142,12 @@ fn usages(p: &Pickle) -> HashMap<String, u8> {
         work.extend(o.list_items.iter().copied());
     }
     while let Some(id) = work.pop() {
-        match visited.get_mut(id.index()) {
-            Some(seen) if !*seen => *seen = true,
+        match state.get_mut(id.index()) {
+            Some(s) if *s & VISITED == 0 => *s |= VISITED,
             _ => continue,
         }
         match p.get(id) {
-            Value::Global(_) | Value::Extension(_) => bump(&mut usage, id, ARGUMENT),
+            Value::Global(_) | Value::Extension(_) => bump(&mut state, id, ARGUMENT),
             Value::Tuple(items) | Value::List(items) | Value::Set(items) => {
                 work.extend(items.iter().copied())
             }
@@ -138,6 +162,19 @@ fn usages(p: &Pickle) -> HashMap<String, u8> {
             // A nested call's callee is "called" and its parts are roots of their own.
             _ => {}
         }
+    }
+    let mut usage: HashMap<String, u8> = HashMap::new();
+    for (i, s) in state.into_iter().enumerate() {
+        let Some(rank) = (s & RANK).checked_sub(1) else {
+            continue;
+        };
+        let name = match p.get(ValueId(i as u32)) {
+            Value::Global(g) => format!("{}.{}", g.module, g.name),
+            Value::Extension(code) => extension_name(*code),
+            _ => continue,
+        };
+        let slot = usage.entry(name).or_insert(rank);
+        *slot = (*slot).max(rank);
     }
     usage
 }

@@ -2,14 +2,21 @@
 //! DCP `*.distcp` sequence), every copy of a duplicated name, inflated within a budget, and
 //! zips nested one level deep.
 
-use super::file::{Back, ScanLimits, Source, decode_one};
+use super::file::{Back, Predecoded, ScanLimits, Source, decode_one, stream_limits};
 use super::npy::scan_npy_bytes;
 use super::report::{FileScan, ScanFormat};
-use crate::zipdir::{Member, central_directory, inflate, le, torch_zip_lookup};
+use crate::zipdir::{Member, central_directory, inflate, le, torch_data_pkl, torch_zip_lookup};
 
 /// A file starting `PK\x03\x04`: one archive, or (a DCP `*.distcp` file) several archives
 /// one after the other, each a complete torch.save zip that DCP loads by its byte range.
-pub(super) fn scan_zip(src: &mut Source<'_>, out: &mut FileScan, limits: &ScanLimits) {
+/// `keep` receives the decoded `data.pkl` torch reads from a single archive (see
+/// [`Predecoded`]); nothing from a sequence, whose archives the reader opens one by one.
+pub(super) fn scan_zip(
+    src: &mut Source<'_>,
+    out: &mut FileScan,
+    limits: &ScanLimits,
+    keep: Option<&mut Option<Predecoded>>,
+) {
     let windows = archive_sequence(src).filter(|w| w.len() > 1);
     match windows {
         Some(ws) => {
@@ -23,12 +30,13 @@ pub(super) fn scan_zip(src: &mut Source<'_>, out: &mut FileScan, limits: &ScanLi
                     limits,
                     &format!("@{start} "),
                     0,
+                    None,
                 );
             }
         }
         None => {
             let size = src.size;
-            scan_archive(src, 0, size, out, limits, "", 0);
+            scan_archive(src, 0, size, out, limits, "", 0, keep);
         }
     }
     if out.pickles.is_empty() && out.problems.is_empty() {
@@ -83,6 +91,7 @@ fn archive_sequence(src: &mut Source<'_>) -> Option<Vec<(u64, u64)>> {
     Some(out)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn scan_archive(
     src: &mut Source<'_>,
     base: u64,
@@ -91,6 +100,7 @@ fn scan_archive(
     limits: &ScanLimits,
     label: &str,
     depth: u8,
+    mut keep: Option<&mut Option<Predecoded>>,
 ) {
     let members = match read_directory(src, base, len) {
         Ok(m) => m,
@@ -100,6 +110,8 @@ fn scan_archive(
         }
     };
     let names: Vec<&[u8]> = members.iter().map(|m| m.name.as_slice()).collect();
+    // The copy torch reads, when the caller keeps its decoding.
+    let torch_pkl = keep.as_ref().and_then(|_| torch_data_pkl(&names));
     // Duplicates as torch's miniz sees names: ASCII case folded.
     let mut folded: Vec<(Vec<u8>, usize)> = names
         .iter()
@@ -137,7 +149,7 @@ fn scan_archive(
                         back: Back::Mem(&bytes),
                         size: n,
                     };
-                    scan_archive(&mut inner, 0, n, out, limits, &shown, depth + 1);
+                    scan_archive(&mut inner, 0, n, out, limits, &shown, depth + 1, None);
                 }
             }
             continue;
@@ -167,10 +179,20 @@ fn scan_archive(
         };
         if is_pkl {
             out.pickles.push(entry.clone());
-            let (report, err, _, _) = decode_one(&bytes, &limits.pickle, &entry);
+            let (report, err, _, _, pickle) = decode_one(&bytes, &limits.pickle, &entry);
             out.report.merge(report);
-            if let Some(e) = err {
-                out.problem(format!("{entry}: {e}"));
+            match err {
+                Some(e) => out.problem(format!("{entry}: {e}")),
+                None if torch_pkl == Some(i) => {
+                    if let Some(slot) = keep.as_deref_mut() {
+                        *slot = Some(Predecoded {
+                            bytes,
+                            pickle,
+                            limits: stream_limits(&limits.pickle),
+                        });
+                    }
+                }
+                None => {}
             }
         } else {
             scan_npy_bytes(&bytes, out, limits, &format!("{entry}: "));
