@@ -1024,11 +1024,11 @@ impl Checkpoint {
                 Ok(())
             }
             StorageIndex::Named { by_name, extents } => {
-                for s in self.all_storages() {
+                for s in self.doc.storages() {
                     if self.named_extent(by_name, extents, &s.key).is_none() {
                         return Err(Error::MissingStorage {
                             path: self.path.clone(),
-                            key: s.key,
+                            key: s.key.clone(),
                         });
                     }
                 }
@@ -1288,6 +1288,9 @@ mod tests {
                     "extents {:?}",
                     m.iter().collect::<std::collections::BTreeMap<_, _>>()
                 )
+            }
+            StorageIndex::Named { by_name, extents } => {
+                format!("named {by_name:?} {extents:?}")
             }
         };
         canonical(&format!(
