@@ -86,10 +86,14 @@ pub(crate) fn open_checked(
     shown: &str,
 ) -> PyResult<ckpt_torch::Checkpoint> {
     // Reading and judging the file is all Rust: other Python threads go on meanwhile.
+    // One read of the file and one decode of its data.pkl serve both the scan and the
+    // checkpoint (they agree on which copy torch reads).
     let (scan, opened) = py.detach(|| {
-        let scan =
-            ckpt_torch::scan_file::scan_path(path, &ckpt_torch::scan_file::ScanLimits::default());
-        (scan, ckpt_torch::Checkpoint::open(path))
+        ckpt_torch::Checkpoint::scan_and_open(
+            path,
+            &ckpt_torch::scan_file::ScanLimits::default(),
+            &ckpt_torch::Options::default(),
+        )
     });
     // Judged exactly as `ckpt scan` judges it: what a straight read of the pickle misses
     // (a second pickle, a duplicated member, frames) is still refused.
