@@ -148,10 +148,16 @@ pub fn diff(a: &DiffArgs) -> Result<Outcome> {
         ignore: a.ignore.clone(),
         ..HashOptions::default()
     };
+    // The run facts come from a catalog entry of each file, built and dropped before the
+    // identity inputs are gathered: what is live at once is one catalog, or the two sides'
+    // inputs — not both (issue 10: a 10 MB checkpoint diffed within 100 MB). A catalog says
+    // nothing on stderr and fails to nothing, so the order changes no output.
+    let (fa, fb) = (run_facts(&a.a), run_facts(&a.b));
     let ia = gather(&a.a, &opts)?;
     let ib = gather(&a.b, &opts)?;
     let (ha, hb) = (identity(&ia), identity(&ib));
-    let d = diff::diff(&ia, &ib, &run_facts(&a.a), &run_facts(&a.b));
+    let d = diff::diff(&ia, &ib, &fa, &fb);
+    drop((ia, ib));
     let same = ha.hash == hb.hash;
     match a.format {
         OutputFormat::Json => json_line(&DiffReport {
