@@ -83,7 +83,7 @@ impl Located {
 
     /// [`Self::entries`], a mapping's string keys borrowed from the document: `inspect` of a
     /// safetensors header with 170,000 tensors need not hold a second copy of every name.
-    pub fn entries_borrowed<'d>(&self, doc: &'d Doc) -> Vec<(Cow<'d, str>, NodeId)> {
+    pub fn entries_borrowed<'d>(&self, doc: &'d Doc) -> BorrowedEntries<'d> {
         match self.kind {
             Kind::Module => module_state_dict(doc, self.node)
                 .unwrap_or_default()
@@ -209,9 +209,22 @@ pub fn first_state_dict_entries(
     doc: &Doc,
     root: NodeId,
 ) -> Option<(String, Vec<(String, NodeId)>)> {
+    first_state_dict_entries_borrowed(doc, root)
+        .map(|(p, e)| (p, e.into_iter().map(|(k, v)| (k.into_owned(), v)).collect()))
+}
+
+/// A state dict's (name, value) entries, names borrowed from the document where they can be.
+pub type BorrowedEntries<'d> = Vec<(Cow<'d, str>, NodeId)>;
+
+/// [`first_state_dict_entries`], a mapping's string keys borrowed from the document (see
+/// [`Located::entries_borrowed`]): what reads every name once need not copy them all.
+pub fn first_state_dict_entries_borrowed(
+    doc: &Doc,
+    root: NodeId,
+) -> Option<(String, BorrowedEntries<'_>)> {
     debug_assert_eq!(root, doc.root());
     locate(doc, None).ok().map(|l| {
-        let e = l.entries(doc);
+        let e = l.entries_borrowed(doc);
         (l.path, e)
     })
 }
@@ -400,7 +413,6 @@ pub fn find_state_dicts(doc: &Doc, root: NodeId) -> Vec<(String, NodeId)> {
     }
     out
 }
-
 
 /// A key as [`key_str`] spells it, borrowed from the document when it is a string (nearly
 /// always): no copy of every name of a large state dict.
