@@ -272,4 +272,15 @@ fn diff_reports_the_runs_metrics_epoch_and_step() {
         "{table}"
     );
     assert!(table.contains("\n~ metric val/hmean: 0.7445182800292969 -> 0.771794855594635\n"));
+
+    // The same file twice (catalogued once): identical, nothing changed.
+    let o = ckpt()
+        .args(["diff", "--format", "json", a, a])
+        .assert()
+        .success();
+    let v: Value = serde_json::from_slice(&o.get_output().stdout).unwrap();
+    assert_eq!(v["identical"], true);
+    assert_eq!(v["diff"]["metrics"], serde_json::json!([]));
+    assert_eq!(v["diff"]["epoch"], Value::Null);
+    assert_eq!(v["diff"]["global_step"], Value::Null);
 }
