@@ -13,7 +13,7 @@ pub mod summary;
 pub mod tied;
 pub mod wrappers;
 
-pub use infer::{Inference, TensorSig, infer};
+pub use infer::{Inference, TensorSig, infer, infer_each};
 pub use state_dict::{Located, locate};
 pub use summary::Summarize;
 

@@ -25,6 +25,7 @@
 //! dict, they named different state dicts. Identity hash `v1` documents that older rule, so it
 //! keeps it ([`identity_v1_entries`]).
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 
 use ckpt_torch::pyrepr::key_str;
@@ -74,13 +75,26 @@ pub struct Located {
 impl Located {
     /// Its entries as (name, value), named as `model.state_dict()` names them.
     pub fn entries(&self, doc: &Doc) -> Vec<(String, NodeId)> {
+        self.entries_borrowed(doc)
+            .into_iter()
+            .map(|(k, v)| (k.into_owned(), v))
+            .collect()
+    }
+
+    /// [`Self::entries`], a mapping's string keys borrowed from the document: `inspect` of a
+    /// safetensors header with 170,000 tensors need not hold a second copy of every name.
+    pub fn entries_borrowed<'d>(&self, doc: &'d Doc) -> BorrowedEntries<'d> {
         match self.kind {
-            Kind::Module => module_state_dict(doc, self.node).unwrap_or_default(),
+            Kind::Module => module_state_dict(doc, self.node)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (Cow::Owned(k), v))
+                .collect(),
             Kind::Mapping => doc
                 .dict(self.node)
                 .unwrap_or(&[])
                 .iter()
-                .map(|(k, v)| (key_str(doc, *k), *v))
+                .map(|(k, v)| (key_cow(doc, *k), *v))
                 .collect(),
         }
     }
@@ -195,9 +209,22 @@ pub fn first_state_dict_entries(
     doc: &Doc,
     root: NodeId,
 ) -> Option<(String, Vec<(String, NodeId)>)> {
+    first_state_dict_entries_borrowed(doc, root)
+        .map(|(p, e)| (p, e.into_iter().map(|(k, v)| (k.into_owned(), v)).collect()))
+}
+
+/// A state dict's (name, value) entries, names borrowed from the document where they can be.
+pub type BorrowedEntries<'d> = Vec<(Cow<'d, str>, NodeId)>;
+
+/// [`first_state_dict_entries`], a mapping's string keys borrowed from the document (see
+/// [`Located::entries_borrowed`]): what reads every name once need not copy them all.
+pub fn first_state_dict_entries_borrowed(
+    doc: &Doc,
+    root: NodeId,
+) -> Option<(String, BorrowedEntries<'_>)> {
     debug_assert_eq!(root, doc.root());
     locate(doc, None).ok().map(|l| {
-        let e = l.entries(doc);
+        let e = l.entries_borrowed(doc);
         (l.path, e)
     })
 }
@@ -226,15 +253,16 @@ fn candidates(doc: &Doc) -> Vec<Located> {
             kind: Kind::Mapping,
         })
         .collect();
-    let mut modules: Vec<(String, NodeId)> = vec![(String::new(), root)];
+    // Keys are borrowed: only the few that name a module become a `Located` path.
+    let mut modules: Vec<(Cow<'_, str>, NodeId)> = vec![(Cow::Borrowed(""), root)];
     if let Some(items) = doc.dict(root) {
-        modules.extend(items.iter().map(|(k, v)| (key_str(doc, *k), *v)));
+        modules.extend(items.iter().map(|(k, v)| (key_cow(doc, *k), *v)));
     }
     for (path, node) in modules {
         let node = doc.resolve(node);
         if has_module_state_dict(doc, node) {
             out.push(Located {
-                path,
+                path: path.into_owned(),
                 node,
                 kind: Kind::Module,
             });
@@ -384,6 +412,15 @@ pub fn find_state_dicts(doc: &Doc, root: NodeId) -> Vec<(String, NodeId)> {
         }
     }
     out
+}
+
+/// A key as [`key_str`] spells it, borrowed from the document when it is a string (nearly
+/// always): no copy of every name of a large state dict.
+fn key_cow(doc: &Doc, id: NodeId) -> Cow<'_, str> {
+    match doc.view(id) {
+        View::Str(s) => Cow::Borrowed(s),
+        _ => Cow::Owned(key_str(doc, id)),
+    }
 }
 
 #[cfg(test)]

@@ -70,8 +70,8 @@ pub fn keep_rank(name: &str) -> (bool, bool, usize, &str) {
 
 /// Where a tensor's bytes start: its storage and offset (`None` for a tensor without a
 /// storage, which shares with nothing). Names with equal slots are counted once by `inspect`.
-pub fn storage_slot(t: &TensorRef) -> Option<(String, u64)> {
-    t.storage.as_ref().map(|s| (s.key.clone(), t.offset))
+pub fn storage_slot(t: &TensorRef) -> Option<(&str, u64)> {
+    t.storage.as_ref().map(|s| (s.key.as_str(), t.offset))
 }
 
 #[cfg(test)]

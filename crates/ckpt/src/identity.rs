@@ -148,10 +148,24 @@ pub fn diff(a: &DiffArgs) -> Result<Outcome> {
         ignore: a.ignore.clone(),
         ..HashOptions::default()
     };
+    // The run facts come from a catalog entry of each file, built and dropped before the
+    // identity inputs are gathered: what is live at once is one catalog, or the two sides'
+    // inputs — never both (issue 10: a 10 MB checkpoint diffed within 100 MB; the catalog
+    // resolves on worker threads, which would not reuse what a gather just freed on this
+    // one). A catalog prints nothing and fails to nothing, so the order changes no output;
+    // the cost is that a file that is not a checkpoint is catalogued before it is refused.
+    // The same file twice is catalogued once.
+    let fa = run_facts(&a.a);
+    let fb = if a.b == a.a {
+        fa.clone()
+    } else {
+        run_facts(&a.b)
+    };
     let ia = gather(&a.a, &opts)?;
     let ib = gather(&a.b, &opts)?;
     let (ha, hb) = (identity(&ia), identity(&ib));
-    let d = diff::diff(&ia, &ib, &run_facts(&a.a), &run_facts(&a.b));
+    let d = diff::diff(&ia, &ib, &fa, &fb);
+    drop((ia, ib));
     let same = ha.hash == hb.hash;
     match a.format {
         OutputFormat::Json => json_line(&DiffReport {

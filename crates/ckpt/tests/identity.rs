@@ -232,3 +232,55 @@ fn a_pickled_module_has_an_architecture() {
         flat["components"]["architecture"]
     );
 }
+
+/// `diff` reports each run's metrics, epoch and step as the catalog gives them (built once
+/// per side before the identity inputs are gathered, so both are never live at once), in
+/// the table and in the JSON.
+#[test]
+fn diff_reports_the_runs_metrics_epoch_and_step() {
+    let dir = root().join("examples/lightning/checkpoints");
+    let a = dir.join("epoch=01-step=4-hmean=0.7445.ckpt");
+    let b = dir.join("epoch=02-step=6-hmean=0.7718.ckpt");
+    let (a, b) = (a.to_str().unwrap(), b.to_str().unwrap());
+    let o = ckpt()
+        .args(["diff", "--format", "json", a, b])
+        .assert()
+        .success();
+    let v: Value = serde_json::from_slice(&o.get_output().stdout).unwrap();
+    let d = &v["diff"];
+    assert_eq!(d["epoch"], serde_json::json!([1, 2]));
+    assert_eq!(d["global_step"], serde_json::json!([4, 6]));
+    let metrics: Vec<(&str, f64, f64)> = d["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["path"].as_str().unwrap(),
+                m["old"].as_f64().unwrap(),
+                m["new"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    let paths: Vec<&str> = metrics.iter().map(|m| m.0).collect();
+    assert_eq!(paths, ["hmean", "precision", "recall", "val/hmean"]);
+    assert!((metrics[0].1 - 0.7445).abs() < 1e-4 && (metrics[0].2 - 0.7718).abs() < 1e-4);
+    let o = ckpt().args(["diff", a, b]).assert().success();
+    let table = String::from_utf8(o.get_output().stdout.clone()).unwrap();
+    assert!(
+        table.contains("\n~ epoch: 1 -> 2\n~ global_step: 4 -> 6\n"),
+        "{table}"
+    );
+    assert!(table.contains("\n~ metric val/hmean: 0.7445182800292969 -> 0.771794855594635\n"));
+
+    // The same file twice (catalogued once): identical, nothing changed.
+    let o = ckpt()
+        .args(["diff", "--format", "json", a, a])
+        .assert()
+        .success();
+    let v: Value = serde_json::from_slice(&o.get_output().stdout).unwrap();
+    assert_eq!(v["identical"], true);
+    assert_eq!(v["diff"]["metrics"], serde_json::json!([]));
+    assert_eq!(v["diff"]["epoch"], Value::Null);
+    assert_eq!(v["diff"]["global_step"], Value::Null);
+}

@@ -249,3 +249,61 @@ fn identity_and_diff_of_large_headers_read_every_tensor() {
     assert_eq!(changed, want);
     assert_eq!(names("retyped"), vec![tb[201].name.clone()]);
 }
+
+/// `inspect`'s state-dict summary of a large header (names, storage keys and group prefixes
+/// are borrowed from the document, not copied: issue 10) gives what the rule says: totals by
+/// dtype, groups by leading name components in order of first appearance (here thousands of
+/// distinct top-level names), and the wrapper prefixes stripping removes, wherever they are.
+#[test]
+fn a_large_header_is_summarized_by_the_rule() {
+    let t = tempfile::tempdir().unwrap();
+    let p = t.path().join("many.safetensors");
+    let mut ts = tensors(N);
+    for (i, x) in ts.iter_mut().enumerate() {
+        match i % 7 {
+            3 => x.name = format!("module.{}", x.name),
+            5 => x.name = format!("enc._orig_mod.{i}.w"),
+            _ => {}
+        }
+    }
+    write(&p, &ts);
+    let v = json_of(&["inspect", "--format", "json", s(&p)]);
+    let sd = &v[0]["state_dicts"][0];
+    assert_eq!(sd["tensors"], N);
+    assert_eq!(sd["wrapper_prefixes"], json!(["_orig_mod.", "module."]));
+    assert_eq!(sd["shared"], json!([]));
+
+    let numel = |t: &T| t.shape.iter().product::<u64>();
+    let mut by_dtype: BTreeMap<&str, (u64, u64, u64)> = BTreeMap::new();
+    for x in &ts {
+        let e = by_dtype.entry(torch_name(x.dtype)).or_default();
+        *e = (e.0 + 1, e.1 + numel(x), e.2 + x.bytes.len() as u64);
+    }
+    let want: Vec<Value> = by_dtype
+        .iter()
+        .map(|(d, (n, el, b))| json!({"dtype": d, "tensors": n, "elements": el, "bytes": b}))
+        .collect();
+    assert_eq!(sd["by_dtype"], json!(want));
+
+    // The groups at level 1 (more than one group there): the first component, or the whole
+    // name when it has no dot, of each name with its wrappers stripped.
+    let mut groups: Vec<(String, u64, u64)> = Vec::new();
+    let mut at: BTreeMap<String, usize> = BTreeMap::new();
+    for x in &ts {
+        let name = x.name.strip_prefix("module.").unwrap_or(&x.name);
+        let name = name.replace("._orig_mod.", ".");
+        let prefix = name.split('.').next().unwrap().to_owned();
+        let i = *at.entry(prefix.clone()).or_insert(groups.len());
+        if i == groups.len() {
+            groups.push((prefix, 0, 0));
+        }
+        groups[i].1 += 1;
+        groups[i].2 += numel(x);
+    }
+    let want: Vec<Value> = groups
+        .iter()
+        .map(|(p, n, el)| json!({"prefix": p, "tensors": n, "elements": el}))
+        .collect();
+    assert!(want.len() > 1000);
+    assert_eq!(sd["groups"], json!(want));
+}

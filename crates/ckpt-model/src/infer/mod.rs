@@ -76,9 +76,15 @@ pub struct Inference {
 
 /// Infer the model behind a state dict from its names, shapes and dtypes.
 pub fn infer(tensors: &[TensorSig<'_>]) -> Inference {
+    infer_each(tensors.iter().copied())
+}
+
+/// [`infer`] over tensors as they come (one pass, in order): a caller reading 170,000
+/// tensors from a document need not collect their signatures first (issue 10).
+pub fn infer_each<'a>(tensors: impl IntoIterator<Item = TensorSig<'a>>) -> Inference {
     let mut scan = Scan::default();
     for t in tensors {
-        scan.visit(t);
+        scan.visit(&t);
     }
     scan.finish()
 }
