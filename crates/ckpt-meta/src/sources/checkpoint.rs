@@ -4,8 +4,9 @@
 
 use std::path::Path;
 
-use ckpt_model::state_dict::{find_state_dicts, first_state_dict_entries};
-use ckpt_model::{Summarize, TensorSig, infer};
+use ckpt_model::state_dict::{find_state_dicts, first_state_dict_entries_borrowed};
+use ckpt_model::summary::first_state_dict_totals;
+use ckpt_model::{Inference, TensorSig, infer, infer_each};
 use ckpt_torch::summary::{CallbackSummary, Summary, to_value};
 use ckpt_torch::{Checkpoint, View};
 use serde_json::{Value, json};
@@ -131,13 +132,30 @@ pub fn file_facts_of_open(
         ));
         return f;
     }
-    let summary = ck.summary();
-    f.extend(opened_facts(ck, &summary, path));
+    // The catalog keeps two numbers of the state dict's summary: summarized without its
+    // state dicts (their groups, dtypes and names), the rest counted apart (issue 10).
+    let summary = ck.summary_with(Vec::new());
+    let totals = first_state_dict_totals(&ck.doc);
+    f.extend(opened_facts_with(ck, &summary, totals, path));
     f
 }
 
 /// The facts of a checkpoint already opened and summarized (the sidecar writer has both).
 pub fn opened_facts(ck: &Checkpoint, summary: &Summary, path: &Path) -> Vec<Fact> {
+    let totals = summary
+        .state_dicts
+        .first()
+        .map(|sd| (sd.tensors, sd.elements));
+    opened_facts_with(ck, summary, totals, path)
+}
+
+/// [`opened_facts`], the first state dict's (tensors, elements) given apart from `summary`.
+fn opened_facts_with(
+    ck: &Checkpoint,
+    summary: &Summary,
+    totals: Option<(usize, u64)>,
+    path: &Path,
+) -> Vec<Fact> {
     let doc = &ck.doc;
     let root = doc.root();
     let mut f = Vec::new();
@@ -184,17 +202,23 @@ pub fn opened_facts(ck: &Checkpoint, summary: &Summary, path: &Path) -> Vec<Fact
         }
     }
     callback_facts(summary, path, &mut f);
-    if let Some(sd) = summary.state_dicts.first() {
-        f.push(fact(Field::Params, json!(sd.elements)));
-        f.push(fact(Field::Tensors, json!(sd.tensors)));
-        if let Some((_, items)) = first_state_dict_entries(doc, root) {
-            let mut owned: Vec<(String, Vec<u64>, &'static str)> = Vec::with_capacity(items.len());
-            for (name, v) in items {
-                if let View::Tensor(t) = doc.view(v) {
-                    owned.push((name, t.shape.clone(), t.dtype.name()));
-                }
-            }
-            infer_facts(&owned, &mut f);
+    if let Some((tensors, elements)) = totals {
+        f.push(fact(Field::Params, json!(elements)));
+        f.push(fact(Field::Tensors, json!(tensors)));
+        if let Some((_, items)) = first_state_dict_entries_borrowed(doc, root) {
+            // Names and shapes borrowed from the document and read as they come: a header
+            // of 170,000 tensors is not copied, nor collected, to be read once (issue 10).
+            let sigs = items
+                .iter()
+                .filter_map(|(name, v)| match doc.view(*v) {
+                    View::Tensor(t) => Some(TensorSig {
+                        name,
+                        shape: &t.shape,
+                        dtype: t.dtype.name(),
+                    }),
+                    _ => None,
+                });
+            push_inference(infer_each(sigs), &mut f);
         }
     }
     f
@@ -270,7 +294,11 @@ fn infer_facts(owned: &[(String, Vec<u64>, &str)], f: &mut Vec<Fact>) {
             dtype: d,
         })
         .collect();
-    let inf = infer(&sigs);
+    push_inference(infer(&sigs), f);
+}
+
+/// The facts of an inference.
+fn push_inference(inf: Inference, f: &mut Vec<Fact>) {
     let inferred = |k: &str, v: Value| Fact::new(Field::Model(k.to_owned()), v, Source::Inferred);
     if let Some(x) = inf.family {
         f.push(inferred("architecture", json!(x)));
