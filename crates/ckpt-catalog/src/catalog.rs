@@ -365,7 +365,11 @@ fn absolute(p: &Path, cwd: &Path) -> PathBuf {
 /// The cache key, size and mtime of one candidate.
 fn stat_of(c: &Candidate, cwd: &Path) -> Stat {
     let kf = key_file(c);
-    match std::fs::metadata(&kf) {
+    let meta = match (&c.meta, c.kind) {
+        (Some(m), Kind::File) => Ok(m.0.clone()),
+        _ => std::fs::metadata(&kf),
+    };
+    match meta {
         Ok(m) => {
             let abs = absolute(&kf, cwd);
             let modified = modified_of(&m);
@@ -409,19 +413,16 @@ pub fn build_streaming(
     on_entry: &mut dyn FnMut(CatalogEntry),
 ) -> Result<Catalog, CacheError> {
     let mut cat = Catalog::default();
+    // The cache is opened (its integrity checked: a read of the whole file) while the tree
+    // is walked and the checkpoints are stat-ed: neither waits for the other.
+    let opening = opts.cache.clone().map(|p| std::thread::spawn(move || Cache::open(&p)));
     let (cands, warnings, seen) = discover_with_listing(roots, &opts.walk);
     let cwd = std::env::current_dir().unwrap_or_default();
     cat.warnings.extend(warnings);
     cat.stats.candidates = cands.len();
 
-    // The cache is opened (its integrity checked: a read of the whole file) while the
-    // checkpoints are stat-ed: neither waits for the other.
-    let (stats, opened) = std::thread::scope(|s| {
-        let opening = opts.cache.as_ref().map(|p| s.spawn(|| Cache::open(p)));
-        let stats: Vec<Stat> = par::map(&cands, |c| stat_of(c, &cwd));
-        let opened = opening.map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
-        (stats, opened)
-    });
+    let stats: Vec<Stat> = par::map(&cands, |c| stat_of(c, &cwd));
+    let opened = opening.map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
 
     // The cache: facts of unchanged checkpoints.
     // A cache written by a newer ckpt, or a file at the cache path that is not a ckpt cache, is

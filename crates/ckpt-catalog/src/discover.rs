@@ -21,6 +21,38 @@ pub struct Candidate {
     pub kind: Kind,
     /// The root (as given) it was found under.
     pub root: PathBuf,
+    /// A file's `stat` taken while its folder was listed (relative to the open folder: no
+    /// walk of the whole path), when it was; the catalog's cache key is made from it.
+    pub meta: Option<Listed>,
+}
+
+/// A `stat` taken while listing: carried along, never part of what a candidate is (two
+/// candidates compare, sort and hash by path, kind and root only).
+#[derive(Debug, Clone)]
+pub struct Listed(pub std::fs::Metadata);
+
+impl PartialEq for Listed {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Listed {}
+
+impl PartialOrd for Listed {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Listed {
+    fn cmp(&self, _: &Self) -> std::cmp::Ordering {
+        std::cmp::Ordering::Equal
+    }
+}
+
+impl std::hash::Hash for Listed {
+    fn hash<H: std::hash::Hasher>(&self, _: &mut H) {}
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -48,6 +80,20 @@ fn named_like_a_checkpoint(p: &Path) -> bool {
     ckpt_torch::names::has_checkpoint_extension(p, EXTENSIONS)
 }
 
+/// A file's identity on its device.
+fn dev_ino(m: &std::fs::Metadata) -> (u64, u64) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt as _;
+        (m.dev(), m.ino())
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = m;
+        (0, 0)
+    }
+}
+
 /// What one folder holds.
 struct Listing {
     dir: PathBuf,
@@ -55,6 +101,8 @@ struct Listing {
     fingerprint: Fingerprint,
     /// Files that are symbolic links (their target can change without the folder changing).
     links: Vec<PathBuf>,
+    /// The `stat` of the checkpoint-named regular files, taken while listing.
+    metas: HashMap<PathBuf, std::fs::Metadata>,
     files: Vec<PathBuf>,
     dirs: Vec<PathBuf>,
     /// FIFOs, sockets and devices: never opened (a FIFO would block the read forever).
@@ -67,6 +115,7 @@ fn list(dir: &Path) -> Listing {
         dir: dir.to_path_buf(),
         fingerprint: consulted::fingerprint(dir),
         links: Vec::new(),
+        metas: HashMap::new(),
         files: Vec::new(),
         dirs: Vec::new(),
         special: Vec::new(),
@@ -93,6 +142,13 @@ fn list(dir: &Path) -> Listing {
                         Err(_) => {}
                     }
                 } else if ft.is_file() {
+                    // Checkpoint-named files are stat-ed here, through the folder just read
+                    // (a fifth of an unchanged catalog went to walking full paths to stat).
+                    if named_like_a_checkpoint(&p)
+                        && let Ok(m) = e.metadata()
+                    {
+                        l.metas.insert(p.clone(), m);
+                    }
                     l.files.push(p);
                 } else {
                     l.special.push((p, ckpt_torch::open::kind_of(ft)));
@@ -153,7 +209,9 @@ pub fn discover_with_listing(
     let mut seen = Seen::default();
     let mut out = Vec::new();
     let mut warnings = Vec::new();
-    let mut seen_dirs: HashSet<PathBuf> = HashSet::new();
+    // Folders already walked, by (device, inode): a symlink back up the tree names a folder
+    // walked before. (One `stat` a folder; resolving whole paths cost more than the walk.)
+    let mut seen_dirs: HashSet<(u64, u64)> = HashSet::new();
     for root in roots {
         let meta = match std::fs::metadata(root) {
             Ok(m) => m,
@@ -175,6 +233,7 @@ pub fn discover_with_listing(
                 path: root.clone(),
                 kind: Kind::File,
                 root: root.parent().map(Path::to_path_buf).unwrap_or_default(),
+                meta: Some(Listed(meta)),
             });
             continue;
         }
@@ -183,8 +242,8 @@ pub fn discover_with_listing(
         while !level.is_empty() {
             // Guard against symlink loops: each real folder once.
             level.retain(|d| {
-                let canon = std::fs::canonicalize(d).unwrap_or_else(|_| d.clone());
-                if seen_dirs.insert(canon) {
+                let id = std::fs::metadata(d).map(|m| dev_ino(&m)).ok();
+                if id.is_none_or(|id| seen_dirs.insert(id)) {
                     true
                 } else {
                     warnings.push(format!(
@@ -226,6 +285,7 @@ pub fn discover_with_listing(
                         path: l.dir.clone(),
                         kind: Kind::Dcp,
                         root: root.clone(),
+                        meta: None,
                     });
                     continue;
                 }
@@ -238,12 +298,16 @@ pub fn discover_with_listing(
                         path: l.dir.clone(),
                         kind: Kind::HfSharded,
                         root: root.clone(),
+                        meta: None,
                     });
                 } else {
+                    let mut metas = l.metas;
                     for f in l.files {
                         if is_checkpoint_file(&f) {
+                            let meta = metas.remove(&f).map(Listed);
                             out.push(Candidate {
                                 path: f,
+                                meta,
                                 kind: Kind::File,
                                 root: root.clone(),
                             });
