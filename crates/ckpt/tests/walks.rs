@@ -142,3 +142,35 @@ fn checkpoints_without_a_checkpoint_name_are_found_by_content() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+/// A symbolic link back up the tree (`runs/loop -> ..`) is walked once: each checkpoint is
+/// listed once, and the loop is named in a warning.
+#[cfg(unix)]
+#[test]
+fn a_symlink_loop_is_walked_once_and_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs");
+    std::fs::create_dir_all(runs.join("a")).unwrap();
+    std::fs::copy(
+        root().join("examples/fsdp/epoch-001.pth"),
+        runs.join("a/epoch-001.pth"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("..", runs.join("a/loop")).unwrap();
+    let o = ckpt()
+        .args(["catalog", "--no-cache", "--format", "json"])
+        .arg(&runs)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let paths: Vec<&str> = v["checkpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths.len(), 1, "{paths:?}");
+    assert!(err.contains("already visited (symlink loop?)"), "{err}");
+}
