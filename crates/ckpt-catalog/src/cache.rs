@@ -317,6 +317,21 @@ impl Cache {
         cache.info().map(Some)
     }
 
+    /// A second, read-only connection to this cache, for a thread that reads rows while
+    /// this one writes (WAL mode: readers see the last commit and never wait for writers).
+    pub fn reader(&self) -> Result<Cache, CacheError> {
+        let err = |source| sqlite_err(&self.path, source);
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(&self.path, flags).map_err(err)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(err)?;
+        conn.pragma_update(None, "mmap_size", MMAP_BYTES)
+            .map_err(err)?;
+        Ok(Cache {
+            conn,
+            path: self.path.clone(),
+        })
+    }
+
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path

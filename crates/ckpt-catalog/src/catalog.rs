@@ -181,7 +181,7 @@ fn consulted_row(seen: &[Consult], cwd: &Path) -> Option<(i64, String)> {
 
 /// The shared parts of entries ([`crate::entry::Shared`]) read from the cache in one run,
 /// by id: parsed once, then held by every entry that carries them.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Parts {
     values: std::collections::HashMap<i64, Shared<BTreeMap<String, Value>>>,
     sources: std::collections::HashMap<i64, Shared<BTreeMap<String, String>>>,
@@ -415,7 +415,10 @@ pub fn build_streaming(
     let mut cat = Catalog::default();
     // The cache is opened (its integrity checked: a read of the whole file) while the tree
     // is walked and the checkpoints are stat-ed: neither waits for the other.
-    let opening = opts.cache.clone().map(|p| std::thread::spawn(move || Cache::open(&p)));
+    let opening = opts
+        .cache
+        .clone()
+        .map(|p| std::thread::spawn(move || Cache::open(&p)));
     let (cands, warnings, seen) = discover_with_listing(roots, &opts.walk);
     let cwd = std::env::current_dir().unwrap_or_default();
     cat.warnings.extend(warnings);
@@ -484,147 +487,166 @@ pub fn build_streaming(
     let fingerprints = Fingerprints::default();
     let mut unchanged: std::collections::HashMap<i64, bool> = std::collections::HashMap::new();
     let mut parts = Parts::default();
-    // The cache rows of a chunk are read while the one before it is resolved.
-    let mut next = match (&cache, chunks.first()) {
-        (Some(c), Some(first)) => fetch_inputs(
-            c,
-            first,
-            &stats,
-            &cands,
-            &mut unchanged,
-            &parts,
-            &fingerprints,
-        )?,
-        _ => Fetched::default(),
-    };
-    for (k, chunk) in chunks.iter().enumerate() {
-        let chunk = chunk.as_slice();
-        let mut chunk_entries: Vec<CatalogEntry> = Vec::with_capacity(chunk.len());
-        let mut chunk_best: Vec<Option<String>> = Vec::with_capacity(chunk.len());
-        let Fetched {
-            contexts,
-            mut inputs,
-            parts: new_parts,
-        } = std::mem::take(&mut next);
-        parts.merge(new_parts);
-        if inputs.is_empty() {
-            // No cache: every checkpoint is read.
-            inputs = (0..chunk.len()).map(|_| Input::Read).collect();
-        }
-        let contexts = if contexts.is_empty() {
-            chunk
-                .iter()
-                .map(|i| context_of(&cands[*i], &stats[*i]))
-                .collect()
-        } else {
-            contexts
-        };
-        let items: Vec<(usize, i64, std::sync::Mutex<Input>)> = chunk
-            .iter()
-            .zip(&contexts)
-            .zip(inputs)
-            .map(|((i, ctx), t)| (*i, *ctx, std::sync::Mutex::new(t)))
-            .collect();
-        // Read (when not cached) and resolve each checkpoint in one pass on all cores, while
-        // this thread hands the previous chunk's entries on (writing them is serial).
-        let (done_chunk, put): (Vec<Done>, Result<(), CacheError>) = std::thread::scope(|s| {
-            let work = s.spawn(|| {
-                par::map(&items, |(i, ctx, slot)| {
-                    let input = std::mem::replace(
-                        &mut *slot
-                            .lock()
-                            .unwrap_or_else(std::sync::PoisonError::into_inner),
-                        Input::Read,
+    // The cache rows of the chunks are read ahead, on a thread of their own with a read
+    // connection of their own (SQLite's WAL lets it read while this thread writes), while
+    // the chunk before is resolved and the one before that handed on: reading rows and
+    // writing the output were each a third of an unchanged tree's time, one after the other.
+    let reader = cache.as_ref().and_then(|c| c.reader().ok());
+    std::thread::scope(|ahead| -> Result<(), CacheError> {
+        let (send, receive) = std::sync::mpsc::sync_channel::<Result<Fetched, CacheError>>(2);
+        let fetcher = reader.map(|r| {
+            let (chunks, stats, cands, fingerprints) = (&chunks, &stats, &cands, &fingerprints);
+            ahead.spawn(move || {
+                let mut unchanged = std::collections::HashMap::new();
+                let mut known = Parts::default();
+                for chunk in chunks {
+                    let f = fetch_inputs(
+                        &r,
+                        chunk,
+                        stats,
+                        cands,
+                        &mut unchanged,
+                        &known,
+                        fingerprints,
                     );
-                    let run = RunCtx {
-                        parts: &parts,
-                        cwd: &cwd,
-                        dirs: &dirs,
-                        seen: &seen,
-                    };
-                    read_and_resolve(&cands[*i], &stats[*i], *ctx, input, &run)
-                })
-            });
-            emit(pending.take());
-            // The previous chunk's new rows are written meanwhile too (a commit may wait for
-            // a WAL checkpoint's sync), and the next chunk's rows read.
-            let put = put_rows(&mut cache, &mut pending_rows).and_then(|()| {
-                match (&cache, chunks.get(k + 1)) {
-                    (Some(c), Some(following)) => {
-                        next = fetch_inputs(
-                            c,
-                            following,
-                            &stats,
-                            &cands,
-                            &mut unchanged,
-                            &parts,
-                            &fingerprints,
-                        )?;
-                        Ok(())
+                    if let Ok(f) = &f {
+                        known.merge(f.parts.clone());
                     }
-                    _ => Ok(()),
+                    let failed = f.is_err();
+                    if send.send(f).is_err() || failed {
+                        break;
+                    }
                 }
-            });
-            (
-                work.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
-                put,
-            )
+            })
         });
-        put?;
-        drop(items);
-        let mut rows = Rows::default();
-        for (i, d) in chunk.iter().zip(done_chunk) {
-            if d.cached {
-                cat.stats.cached += 1;
-            } else if stats[*i].key.is_some() {
-                cat.stats.opened += 1;
+        for chunk in &chunks {
+            let chunk = chunk.as_slice();
+            let mut chunk_entries: Vec<CatalogEntry> = Vec::with_capacity(chunk.len());
+            let mut chunk_best: Vec<Option<String>> = Vec::with_capacity(chunk.len());
+            let fetched = match (&fetcher, &cache) {
+                (Some(_), _) => receive.recv().unwrap_or_else(|_| Ok(Fetched::default()))?,
+                // No second connection: read here, before the chunk.
+                (None, Some(c)) => fetch_inputs(
+                    c,
+                    chunk,
+                    &stats,
+                    &cands,
+                    &mut unchanged,
+                    &parts,
+                    &fingerprints,
+                )?,
+                (None, None) => Fetched::default(),
+            };
+            let Fetched {
+                contexts,
+                mut inputs,
+                parts: new_parts,
+            } = fetched;
+            parts.merge(new_parts);
+            if inputs.is_empty() {
+                // No cache: every checkpoint is read.
+                inputs = (0..chunk.len()).map(|_| Input::Read).collect();
             }
-            if d.reused {
-                cat.stats.reused += 1;
-            }
-            if let Some(row) = d.row {
-                rows.facts.push(row);
-            }
-            if let Some(n) = d.entry_row {
-                rows.entries.push(n.row);
-                rows.consulted.push(n.consulted);
-                rows.parts.extend(n.parts);
-            }
-            if let Some(panic) = d.read_bug {
-                cat.bugs.push(Bug {
-                    path: cands[*i].path.clone(),
-                    panic,
+            let contexts = if contexts.is_empty() {
+                chunk
+                    .iter()
+                    .map(|i| context_of(&cands[*i], &stats[*i]))
+                    .collect()
+            } else {
+                contexts
+            };
+            let items: Vec<(usize, i64, std::sync::Mutex<Input>)> = chunk
+                .iter()
+                .zip(&contexts)
+                .zip(inputs)
+                .map(|((i, ctx), t)| (*i, *ctx, std::sync::Mutex::new(t)))
+                .collect();
+            // Read (when not cached) and resolve each checkpoint in one pass on all cores, while
+            // this thread hands the previous chunk's entries on (writing them is serial).
+            let (done_chunk, put): (Vec<Done>, Result<(), CacheError>) = std::thread::scope(|s| {
+                let work = s.spawn(|| {
+                    par::map(&items, |(i, ctx, slot)| {
+                        let input = std::mem::replace(
+                            &mut *slot
+                                .lock()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner),
+                            Input::Read,
+                        );
+                        let run = RunCtx {
+                            parts: &parts,
+                            cwd: &cwd,
+                            dirs: &dirs,
+                            seen: &seen,
+                        };
+                        read_and_resolve(&cands[*i], &stats[*i], *ctx, input, &run)
+                    })
                 });
-            }
-            let (mut entry, best) = match d.resolved {
-                Ok((r, w)) => {
-                    // A config shared by many checkpoints warns once, not once per checkpoint.
-                    for x in w {
-                        if warned.insert(x.clone()) {
-                            cat.warnings.push(x);
-                        }
-                    }
-                    (r.entry, r.best_name)
+                emit(pending.take());
+                // The previous chunk's new rows are written meanwhile too (a commit may wait for
+                // a WAL checkpoint's sync).
+                let put = put_rows(&mut cache, &mut pending_rows);
+                (
+                    work.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+                    put,
+                )
+            });
+            put?;
+            drop(items);
+            let mut rows = Rows::default();
+            for (i, d) in chunk.iter().zip(done_chunk) {
+                if d.cached {
+                    cat.stats.cached += 1;
+                } else if stats[*i].key.is_some() {
+                    cat.stats.opened += 1;
                 }
-                Err(panic) => {
-                    let entry = bug_entry(&cands[*i].path, panic.to_string());
+                if d.reused {
+                    cat.stats.reused += 1;
+                }
+                if let Some(row) = d.row {
+                    rows.facts.push(row);
+                }
+                if let Some(n) = d.entry_row {
+                    rows.entries.push(n.row);
+                    rows.consulted.push(n.consulted);
+                    rows.parts.extend(n.parts);
+                }
+                if let Some(panic) = d.read_bug {
                     cat.bugs.push(Bug {
                         path: cands[*i].path.clone(),
                         panic,
                     });
-                    (entry, None)
                 }
-            };
-            if let Some(e) = &stats[*i].error {
-                entry.error = Some(e.clone());
+                let (mut entry, best) = match d.resolved {
+                    Ok((r, w)) => {
+                        // A config shared by many checkpoints warns once, not once per checkpoint.
+                        for x in w {
+                            if warned.insert(x.clone()) {
+                                cat.warnings.push(x);
+                            }
+                        }
+                        (r.entry, r.best_name)
+                    }
+                    Err(panic) => {
+                        let entry = bug_entry(&cands[*i].path, panic.to_string());
+                        cat.bugs.push(Bug {
+                            path: cands[*i].path.clone(),
+                            panic,
+                        });
+                        (entry, None)
+                    }
+                };
+                if let Some(e) = &stats[*i].error {
+                    entry.error = Some(e.clone());
+                }
+                chunk_best.push(best);
+                chunk_entries.push(entry);
             }
-            chunk_best.push(best);
-            chunk_entries.push(entry);
+            pending_rows = rows;
+            mark_best(&mut chunk_entries, &chunk_best);
+            pending = Some(chunk_entries);
         }
-        pending_rows = rows;
-        mark_best(&mut chunk_entries, &chunk_best);
-        pending = Some(chunk_entries);
-    }
+        Ok(())
+    })?;
     put_rows(&mut cache, &mut pending_rows)?;
     emit(pending.take());
     if let Some(c) = &mut cache {

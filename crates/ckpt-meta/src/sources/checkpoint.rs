@@ -208,16 +208,14 @@ fn opened_facts_with(
         if let Some((_, items)) = first_state_dict_entries_borrowed(doc, root) {
             // Names and shapes borrowed from the document and read as they come: a header
             // of 170,000 tensors is not copied, nor collected, to be read once (issue 10).
-            let sigs = items
-                .iter()
-                .filter_map(|(name, v)| match doc.view(*v) {
-                    View::Tensor(t) => Some(TensorSig {
-                        name,
-                        shape: &t.shape,
-                        dtype: t.dtype.name(),
-                    }),
-                    _ => None,
-                });
+            let sigs = items.iter().filter_map(|(name, v)| match doc.view(*v) {
+                View::Tensor(t) => Some(TensorSig {
+                    name,
+                    shape: &t.shape,
+                    dtype: t.dtype.name(),
+                }),
+                _ => None,
+            });
             push_inference(infer_each(sigs), &mut f);
         }
     }
