@@ -412,20 +412,6 @@ pub fn build_streaming(
     opts: &Options,
     on_entry: &mut dyn FnMut(CatalogEntry),
 ) -> Result<Catalog, CacheError> {
-    build_chunks(roots, opts, &mut |chunk| {
-        for e in chunk {
-            on_entry(e);
-        }
-    })
-}
-
-/// [`build_streaming`], handing the entries on a folder-aligned chunk at a time (a printer
-/// can write a chunk's entries on all cores).
-pub fn build_chunks(
-    roots: &[PathBuf],
-    opts: &Options,
-    on_chunk: &mut dyn FnMut(Vec<CatalogEntry>),
-) -> Result<Catalog, CacheError> {
     let mut cat = Catalog::default();
     // The cache is opened (its integrity checked: a read of the whole file) while the tree
     // is walked and the checkpoints are stat-ed: neither waits for the other.
@@ -487,7 +473,9 @@ pub fn build_chunks(
     let mut emit = |entries: Option<Vec<CatalogEntry>>| {
         let Some(entries) = entries else { return };
         done += entries.len();
-        on_chunk(entries);
+        for e in entries {
+            on_entry(e);
+        }
         if let Some(p) = &opts.progress {
             p(done, total);
         }

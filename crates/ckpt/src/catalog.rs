@@ -6,7 +6,7 @@ use std::io::IsTerminal;
 use anyhow::Result;
 use ckpt_catalog::CatalogEntry;
 use ckpt_catalog::cache::Cache;
-use ckpt_catalog::catalog::{Options, build_chunks, build_streaming};
+use ckpt_catalog::catalog::{Options, build_streaming};
 use ckpt_catalog::discover::WalkOptions;
 use ckpt_catalog::query;
 use std::io::Write as _;
@@ -83,42 +83,21 @@ pub fn run(a: &CatalogArgs) -> Result<Outcome> {
         if a.format == CatalogFormat::Json {
             out.write_all(b"{\n  \"checkpoints\": [")?;
         }
-        let json = a.format == CatalogFormat::Json;
-        let cat = build_chunks(&a.paths, &opts, &mut |chunk| {
-            for e in &chunk {
-                fields.see(e);
-            }
-            if io_err.is_some() {
+        let cat = build_streaming(&a.paths, &opts, &mut |e| {
+            fields.see(&e);
+            if io_err.is_some() || !keep(&e) {
                 return;
             }
-            let kept: Vec<CatalogEntry> = chunk.into_iter().filter(|e| keep(e)).collect();
-            // Each entry's text is made on all cores (and the entry dropped there); this
-            // thread only writes the texts in order.
-            let texts = ckpt_catalog::par::map(&kept, |e| {
-                let mut buf = Vec::with_capacity(4096);
-                // Written as the first entry is (no comma); the comma goes in between below.
-                let r = if json {
-                    write_indented(&mut buf, e, true)
-                } else {
-                    serde_json::to_writer(&mut buf, e)
-                        .map_err(json_io)
-                        .map(|()| buf.push(b'\n'))
-                };
-                r.map(|()| buf)
-            });
-            drop(kept);
-            for t in texts {
-                let r = t.and_then(|t| {
-                    if json && !first {
-                        out.write_all(b",")?;
-                    }
-                    out.write_all(&t)
-                });
-                first = false;
-                if let Err(err) = r {
-                    io_err = Some(err);
-                    return;
-                }
+            let r = if a.format == CatalogFormat::Json {
+                write_indented(&mut out, &e, first)
+            } else {
+                serde_json::to_writer(&mut out, &e)
+                    .map_err(json_io)
+                    .and_then(|()| out.write_all(b"\n"))
+            };
+            first = false;
+            if let Err(err) = r {
+                io_err = Some(err);
             }
         })?;
         if let Some(e) = io_err {
