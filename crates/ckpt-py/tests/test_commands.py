@@ -72,7 +72,11 @@ def test_inspect_scan_hash_diff_validate(monkeypatch) -> None:
     last = "examples/lightning/checkpoints/last.ckpt"
     info = ckpt.inspect(last)
     assert info["format"] == "zip" and info["lightning_version"]
-    assert ckpt.scan(last)[0]["verdict"] == "safe"
+    v = ckpt.scan(last)[0]
+    assert v["verdict"] == "safe" and v.verdict == "safe" and v.safe and not v.dangerous
+    assert isinstance(v, ckpt.Verdict) and v.path == last
+    evil = ckpt.scan(REPO / "fixtures/hostile")
+    assert evil and any(x.dangerous for x in evil) and not any(x.safe for x in evil)
     h = ckpt.hash(last)
     assert h == cli_json("hash", last)
     d = ckpt.diff(last, "examples/lightning/checkpoints/epoch=01-step=4-hmean=0.7445.ckpt")

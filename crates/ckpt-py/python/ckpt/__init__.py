@@ -14,6 +14,7 @@ from ckpt._ckpt import Checkpoint, LazyMapping, __version__, load, open
 from ckpt._commands import (
     Catalog,
     CkptWarning,
+    Verdict,
     catalog,
     compare,
     convert,
@@ -49,6 +50,7 @@ __all__ = [
     "schema",
     "validate",
     "write_sidecar",
+    "Verdict",
     "CkptError",
     "CkptWarning",
     "FormatError",

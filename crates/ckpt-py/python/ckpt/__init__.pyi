@@ -82,7 +82,17 @@ def catalog(paths: _Paths, *, filter: Union[None, str, Sequence[str]] = None, so
     """``ckpt catalog`` with the same options (``desc``, ``latest``, ``group_by``, ``cache_file``, ``no_cache`` …)."""
 def inspect(path: _Path, **options: Any) -> dict:
     """``ckpt inspect --format json``."""
-def scan(paths: _Paths, **options: Any) -> List[dict]:
+class Verdict(dict):
+    """One file of ``ckpt scan``: its JSON object, keys also as attributes."""
+    path: str
+    verdict: str
+    globals: List[dict]
+    @property
+    def safe(self) -> bool: ...
+    @property
+    def dangerous(self) -> bool: ...
+
+def scan(paths: _Paths, **options: Any) -> List[Verdict]:
     """``ckpt scan --format json``: one verdict per file."""
 def hash(path: _Path, **options: Any) -> dict:
     """``ckpt hash --format json``."""

@@ -137,11 +137,38 @@ def inspect(path: PathLike, **options: Any) -> dict:
     return out[0] if isinstance(out, list) and len(out) == 1 else out
 
 
-def scan(paths: Union[PathLike, Iterable[PathLike]], **options: Any) -> Any:
-    """``ckpt scan PATHS… --format json``: the verdict of each file (``safe``, ``unknown``,
-    ``dangerous``, ``error``) with the globals behind it. Files that could not be read are in
-    the list with their error (the command's exit 2 is a warning here, not an exception)."""
-    return run(["scan", *_paths(paths), *_flags(options)], ok_codes=(0, 1, 2))
+class Verdict(dict):
+    """One file of ``ckpt scan``: the command's JSON object (``path``, ``verdict``, ``globals``,
+    ``format``, ``pickles``, ``problems``, ``error``, ``note``), its keys also readable as
+    attributes, and ``safe`` / ``dangerous`` for the common questions."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    @property
+    def safe(self) -> bool:
+        """Loading it runs nothing but torch's own rebuild functions and plain containers."""
+        return self.get("verdict") == "safe"
+
+    @property
+    def dangerous(self) -> bool:
+        """Loading it would import or call something that can run code."""
+        return self.get("verdict") == "dangerous"
+
+    def __repr__(self) -> str:
+        return f"<ckpt.Verdict {self.get('verdict')} {self.get('path')}>"
+
+
+def scan(paths: Union[PathLike, Iterable[PathLike]], **options: Any) -> List[Verdict]:
+    """``ckpt scan PATHS… --format json``: a :class:`Verdict` per file (``safe``, ``unknown``,
+    ``dangerous``, ``error``, ``no-pickle``) with the globals behind it. Files that could not be
+    read are in the list with their error (the command's exit 2 is a warning here, not an
+    exception)."""
+    out = run(["scan", *_paths(paths), *_flags(options)], ok_codes=(0, 1, 2))
+    return [Verdict(v) for v in out or []]
 
 
 def catalog(paths: Union[PathLike, Iterable[PathLike]], *, filter: Union[None, str, Sequence[str]] = None,
