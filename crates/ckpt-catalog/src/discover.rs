@@ -274,13 +274,15 @@ pub fn discover_with_listing(
                     .extend(l.links.iter().map(|f| f.as_os_str().to_owned()));
                 seen.files
                     .extend(l.files.iter().map(|f| f.as_os_str().to_owned()));
-                let names: HashSet<String> = l
-                    .files
-                    .iter()
-                    .filter_map(|f| f.file_name().map(|n| n.to_string_lossy().into_owned()))
-                    .collect();
+                // The names, borrowed (a folder of 10,000 checkpoints made 10,000 strings
+                // here only to look for three names).
+                let names = || {
+                    l.files
+                        .iter()
+                        .filter_map(|f| f.file_name().map(std::ffi::OsStr::as_encoded_bytes))
+                };
                 // A DCP directory is one checkpoint.
-                if names.contains(".metadata") && names.iter().any(|n| n.ends_with(".distcp")) {
+                if names().any(|n| n == b".metadata") && names().any(|n| n.ends_with(b".distcp")) {
                     out.push(Candidate {
                         path: l.dir.clone(),
                         kind: Kind::Dcp,
@@ -290,8 +292,8 @@ pub fn discover_with_listing(
                     continue;
                 }
                 // A sharded HF folder is one model; its shards are not separate entries.
-                let sharded = names.iter().any(|n| {
-                    n == "model.safetensors.index.json" || n == "pytorch_model.bin.index.json"
+                let sharded = names().any(|n| {
+                    n == b"model.safetensors.index.json" || n == b"pytorch_model.bin.index.json"
                 });
                 if sharded {
                     out.push(Candidate {
