@@ -1069,13 +1069,11 @@ impl From<rusqlite::Error> for MigrateError {
     }
 }
 
-/// The schema steps: `STEPS[i]` takes a database from version `i + 1` to `i + 2`. Version 0
-/// (a new or foreign file) and any version without a path to [`SCHEMA_VERSION`] are rebuilt
-/// from [`CREATE_CURRENT`] instead; it is only a cache. For v2, append the v1 -> v2 SQL here
-/// (e.g. `ALTER TABLE files ADD COLUMN ...`) and update [`CREATE_CURRENT`] to the v2 tables.
-const STEPS: &[&str] = &[
-    // v1 -> v2: resolved entries and the paths their resolution consulted.
-    "CREATE TABLE entries (
+/// The tables v2 added: created by the v1 -> v2 step and by a cache made from scratch
+/// (one text, so the two cannot differ).
+macro_rules! v2_tables {
+    () => {
+        "CREATE TABLE entries (
         path      TEXT PRIMARY KEY,
         size      INTEGER NOT NULL,
         mtime_ns  INTEGER NOT NULL,
@@ -1091,11 +1089,22 @@ const STEPS: &[&str] = &[
         updated_at INTEGER NOT NULL
     );
     CREATE TABLE consulted (id INTEGER PRIMARY KEY, paths TEXT NOT NULL);
-    CREATE TABLE parts (id INTEGER PRIMARY KEY, json TEXT NOT NULL);",
+    CREATE TABLE parts (id INTEGER PRIMARY KEY, json TEXT NOT NULL);"
+    };
+}
+
+/// The schema steps: `STEPS[i]` takes a database from version `i + 1` to `i + 2`. Version 0
+/// (a new or foreign file) and any version without a path to [`SCHEMA_VERSION`] are rebuilt
+/// from [`CREATE_CURRENT`] instead; it is only a cache. For v2, append the v1 -> v2 SQL here
+/// (e.g. `ALTER TABLE files ADD COLUMN ...`) and update [`CREATE_CURRENT`] to the v2 tables.
+const STEPS: &[&str] = &[
+    // v1 -> v2: resolved entries and the paths their resolution consulted.
+    v2_tables!(),
 ];
 
 /// The current schema from scratch.
-const CREATE_CURRENT: &str = "
+const CREATE_CURRENT: &str = concat!(
+    "
     DROP TABLE IF EXISTS files;
     DROP TABLE IF EXISTS entries;
     DROP TABLE IF EXISTS consulted;
@@ -1111,24 +1120,9 @@ const CREATE_CURRENT: &str = "
         facts         TEXT NOT NULL,
         updated_at    INTEGER NOT NULL
     );
-    CREATE TABLE entries (
-        path      TEXT PRIMARY KEY,
-        size      INTEGER NOT NULL,
-        mtime_ns  INTEGER NOT NULL,
-        inode     INTEGER NOT NULL,
-        version   INTEGER NOT NULL,
-        context   INTEGER NOT NULL,
-        consulted INTEGER NOT NULL,
-        p_model   INTEGER NOT NULL,
-        p_hparams INTEGER NOT NULL,
-        p_data    INTEGER NOT NULL,
-        p_sources INTEGER NOT NULL,
-        entry     TEXT NOT NULL,
-        updated_at INTEGER NOT NULL
-    );
-    CREATE TABLE consulted (id INTEGER PRIMARY KEY, paths TEXT NOT NULL);
-    CREATE TABLE parts (id INTEGER PRIMARY KEY, json TEXT NOT NULL);
-";
+",
+    v2_tables!()
+);
 
 /// Bring the schema to [`SCHEMA_VERSION`] in one write transaction. The version is re-read
 /// inside it, since another process may have migrated in the meantime.

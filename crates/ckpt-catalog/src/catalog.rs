@@ -116,14 +116,9 @@ fn fold_inputs(mut key: FileKey, inputs: &[PathBuf]) -> FileKey {
     if inputs.is_empty() {
         return key;
     }
-    // FNV-1a: a stable hash, no dependency.
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut eat = |bytes: &[u8]| {
-        for b in bytes {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-    };
+    // The same stable hash as the consulted sets' (FNV-1a, no dependency).
+    let mut h = consulted::FNV_START;
+    let mut eat = |bytes: &[u8]| h = consulted::fnv(h, bytes);
     eat(&key.inode.to_le_bytes());
     for p in inputs {
         eat(p.as_os_str().as_encoded_bytes());
