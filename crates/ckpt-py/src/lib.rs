@@ -85,6 +85,16 @@ pub(crate) fn open_checked(
     path: &std::path::Path,
     shown: &str,
 ) -> PyResult<ckpt_torch::Checkpoint> {
+    open_and_scan(py, path, shown).map(|(ck, _)| ck)
+}
+
+/// [`open_checked`], also returning the scan (what `ckpt.open(p).scan()` reports, so the
+/// file is not read and judged a second time).
+pub(crate) fn open_and_scan(
+    py: Python<'_>,
+    path: &std::path::Path,
+    shown: &str,
+) -> PyResult<(ckpt_torch::Checkpoint, ckpt_torch::scan_file::FileScan)> {
     // Reading and judging the file is all Rust: other Python threads go on meanwhile.
     // One read of the file and one decode of its data.pkl serve both the scan and the
     // checkpoint (they agree on which copy torch reads).
@@ -119,7 +129,8 @@ pub(crate) fn open_checked(
             ),
         ));
     }
-    opened.map_err(|e| open_error(py, shown, &e))
+    let ck = opened.map_err(|e| open_error(py, shown, &e))?;
+    Ok((ck, scan))
 }
 
 /// `ckpt.load(path, *, map_location=None, tensors=None, mmap=True, allow=())` — see the

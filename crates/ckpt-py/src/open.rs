@@ -15,6 +15,8 @@ use crate::build::{Builder, State, TensorMode};
 #[pyclass(name = "Checkpoint", module = "ckpt", frozen)]
 pub(crate) struct Open {
     ck: Checkpoint,
+    /// The scan made on opening (a dangerous file never gets this far).
+    scan: ckpt_torch::scan_file::FileScan,
     shown: String,
     /// `tensors=` as given: decided (torch imported or not) when the first value is built.
     tensors: Option<String>,
@@ -349,19 +351,13 @@ impl Open {
         Ok(py.import("json")?.call_method1("loads", (text,))?.unbind())
     }
 
-    /// What `ckpt scan` says about the file, as a dict (its `--format json` entry).
+    /// What `ckpt scan` says about the file, as a dict (its `--format json` entry), from the
+    /// scan made when the file was opened.
     fn scan(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        let args = vec![
-            "scan".to_owned(),
-            self.ck.path.display().to_string(),
-            "--format".to_owned(),
-            "json".to_owned(),
-        ];
-        let (_, out, _) = py.detach(|| ckpt::run_captured(&args));
-        let v = py
-            .import("json")?
-            .call_method1("loads", (pyo3::types::PyBytes::new(py, &out),))?;
-        Ok(v.get_item(0)?.unbind())
+        let record = ckpt_torch::scan::ScanRecord::new(&self.ck.path, &self.scan);
+        let text = serde_json::to_string(&record)
+            .map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))?;
+        Ok(py.import("json")?.call_method1("loads", (text,))?.unbind())
     }
 
     /// The path as given.
@@ -462,7 +458,7 @@ pub(crate) fn open(
     allow: Vec<String>,
 ) -> PyResult<Open> {
     let shown = path.display().to_string();
-    let ck = crate::open_checked(py, &path, &shown)?;
+    let (ck, scan) = crate::open_and_scan(py, &path, &shown)?;
     if let Some(t) = tensors.as_deref()
         && t != "torch"
         && t != "numpy"
@@ -473,6 +469,7 @@ pub(crate) fn open(
     }
     Ok(Open {
         ck,
+        scan,
         tensors,
         allow,
         shown,

@@ -142,6 +142,8 @@ def test_open_is_lazy_and_shares_what_it_built() -> None:
     assert torch.equal(w, full["state_dict"]["net.conv.weight"])
     assert c.summary()["format"] == "zip"
     assert c.scan()["verdict"] == "safe"
+    # Reported from the scan made on opening: the same record `ckpt scan` prints.
+    assert c.scan() == dict(ckpt.scan(HERE / "fixtures/dictconfig_lightning.ckpt")[0])
     with pytest.raises(KeyError):
         c.tensor("state_dict.nope")
 
