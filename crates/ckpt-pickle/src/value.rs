@@ -34,11 +34,38 @@ pub struct Global {
     pub name: String,
 }
 
+/// [`Global::qualname`], written without building a string.
+impl std::fmt::Display for Global {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", normalize_module(&self.module), self.name)
+    }
+}
+
 impl Global {
     /// `module.name` with Python 2 module names mapped the way Python 3's unpickler maps them
     /// (`__builtin__` -> `builtins`, `copy_reg` -> `copyreg`).
     pub fn qualname(&self) -> String {
         format!("{}.{}", normalize_module(&self.module), self.name)
+    }
+
+    /// Calls `f` with [`Global::qualname`], built on the stack when it fits: the classifiers
+    /// match a name per call of a checkpoint (hundreds per file), and most are short.
+    pub fn with_qualname<R>(&self, f: impl FnOnce(&str) -> R) -> R {
+        let module = normalize_module(&self.module);
+        let len = module.len() + 1 + self.name.len();
+        let mut buf = [0u8; 128];
+        if let Some(out) = buf.get_mut(..len) {
+            let (m, rest) = out.split_at_mut(module.len());
+            m.copy_from_slice(module.as_bytes());
+            if let Some((dot, n)) = rest.split_first_mut() {
+                *dot = b'.';
+                n.copy_from_slice(self.name.as_bytes());
+            }
+            if let Ok(q) = std::str::from_utf8(out) {
+                return f(q);
+            }
+        }
+        f(&self.qualname())
     }
 
     /// True when this global is `module.name` (after Python 2 name mapping).
@@ -619,6 +646,32 @@ impl Pickle {
     /// globals: a pickle that names one class a million times stores its name once).
     pub(crate) fn push_interned_global(&mut self, index: ValueId) -> ValueId {
         self.push_slot(Tag::Global, index)
+    }
+
+    /// The name at `index` of the global table.
+    pub(crate) fn interned_global(&self, index: ValueId) -> Option<&Global> {
+        self.globals_tab.get(index.index())
+    }
+
+    /// Where the global value `id` stands in the table of distinct names (GLOBAL opcodes
+    /// naming the same thing share one): lets a reader do per-name work once per name.
+    pub fn global_slot(&self, id: ValueId) -> Option<usize> {
+        match self.slots.get(id.index()) {
+            Some(s) if s.tag == Tag::Global && s.a.index() < self.globals_tab.len() => {
+                Some(s.a.index())
+            }
+            _ => None,
+        }
+    }
+
+    /// The name at `slot` of the table of distinct names ([`Pickle::global_slot`]).
+    pub fn global_at(&self, slot: usize) -> Option<&Global> {
+        self.globals_tab.get(slot)
+    }
+
+    /// How many distinct global names the table holds (the bound of [`Pickle::global_slot`]).
+    pub fn global_names(&self) -> usize {
+        self.globals_tab.len()
     }
 
     /// Add a name to the global table (for [`Pickle::push_interned_global`]).

@@ -2,6 +2,7 @@
 //! depth of the Rust stack.
 
 use std::collections::{HashMap, HashSet};
+use std::hash::BuildHasher;
 
 use crate::error::{Error, ErrorKind};
 use crate::opcode::{Arg, Opcode};
@@ -119,7 +120,8 @@ pub fn decode_partial(data: &[u8], limits: &Limits) -> (Pickle, Option<Error>) {
             },
             ..Memo::default()
         },
-        interned: HashMap::new(),
+        interned: hashbrown::HashTable::new(),
+        hasher: foldhash::fast::RandomState::default(),
         limits: *limits,
         scratch: Vec::new(),
         scratch_pairs: Vec::new(),
@@ -152,7 +154,10 @@ struct Vm<'a> {
     memo: Memo,
     /// Global names already in the arena's table: each GLOBAL is still a value of its own
     /// (scans report every site), but a name repeated a million times is stored once.
-    interned: HashMap<Global, ValueId>,
+    /// Looked up by a hash of the borrowed `(module, name)`, so a name already seen costs no
+    /// allocation (torch's zip pickler memoizes nothing: every tensor repeats its globals).
+    interned: hashbrown::HashTable<ValueId>,
+    hasher: foldhash::fast::RandomState,
     limits: Limits,
     /// The items a MARK opcode pops, and their pairs, between uses (see [`Vm::take_from`]).
     scratch: Vec<ValueId>,
@@ -679,14 +684,39 @@ impl<'a> Vm<'a> {
         self.push_id(id)
     }
 
-    fn global(&mut self, module: String, name: String) -> R<ValueId> {
+    fn global(&mut self, module: &str, name: &str) -> R<ValueId> {
         self.check_count()?;
-        let g = Global { module, name };
-        let at = match self.interned.get(&g) {
-            Some(at) => *at,
+        let Vm {
+            interned,
+            hasher,
+            out,
+            ..
+        } = self;
+        let hash = hasher.hash_one((module, name));
+        let found = interned
+            .find(hash, |at| {
+                out.interned_global(*at)
+                    .is_some_and(|g| g.module == module && g.name == name)
+            })
+            .copied();
+        let at = match found {
+            Some(at) => at,
             None => {
-                let at = self.out.intern_global(g.clone()).map_err(|_| self.full())?;
-                self.interned.insert(g, at);
+                let g = Global {
+                    module: module.to_owned(),
+                    name: name.to_owned(),
+                };
+                let at = out.intern_global(g).map_err(|_| self.full())?;
+                let Vm {
+                    interned,
+                    hasher,
+                    out,
+                    ..
+                } = self;
+                interned.insert_unique(hash, at, |at| {
+                    out.interned_global(*at)
+                        .map_or(0, |g| hasher.hash_one((g.module.as_str(), g.name.as_str())))
+                });
                 at
             }
         };
@@ -1134,8 +1164,8 @@ impl<'a> Vm<'a> {
                 }
                 // ---- globals and calls (recorded, never performed)
                 Some(Opcode::Global) => {
-                    let module = self.line_str("GLOBAL")?.to_owned();
-                    let name = self.line_str("GLOBAL")?.to_owned();
+                    let module = self.line_str("GLOBAL")?;
+                    let name = self.line_str("GLOBAL")?;
                     let id = self.global(module, name)?;
                     self.push_id(id)?;
                 }
@@ -1151,7 +1181,7 @@ impl<'a> Vm<'a> {
                         }));
                     };
                     let (m, n) = (m.to_owned(), n.to_owned());
-                    let id = self.global(m, n)?;
+                    let id = self.global(&m, &n)?;
                     self.push_id(id)?;
                 }
                 Some(Opcode::Ext1) => {
@@ -1186,8 +1216,8 @@ impl<'a> Vm<'a> {
                     self.object(cls, args, Some(kwargs), Construct::NewObjEx)?;
                 }
                 Some(Opcode::Inst) => {
-                    let module = self.line_str("INST")?.to_owned();
-                    let name = self.line_str("INST")?.to_owned();
+                    let module = self.line_str("INST")?;
+                    let name = self.line_str("INST")?;
                     let items = self.pop_mark("INST")?;
                     let cls = self.global(module, name)?;
                     let args = self.new_value(Value::Tuple(&items))?;

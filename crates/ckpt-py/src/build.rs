@@ -563,15 +563,9 @@ impl<'py, 'a> Builder<'py, 'a> {
                 let s = s.clone();
                 self.storage(&s)?
             }
-            View::Class(c) => {
-                let c = c.to_owned();
-                match c.rsplit_once('.') {
-                    Some((m, n)) => self.global_value(&Global {
-                        module: m.to_owned(),
-                        name: n.to_owned(),
-                    })?,
-                    None => return Err(self.unsafe_error(vec![c])),
-                }
+            View::Class(g) => {
+                let g = g.clone();
+                self.global_value(&g)?
             }
             View::Object(o) => return Err(self.unsafe_error(vec![o.class.clone()])),
             View::Opaque(what) => {

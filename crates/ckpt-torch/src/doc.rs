@@ -112,8 +112,6 @@ pub enum Node {
     Tensor(Box<TensorRef>),
     NdArray(Box<NdArray>),
     Object(Box<ObjectNode>),
-    /// A class or function used as a value (not called): `hparams_type`, say.
-    Class(String),
     /// A bare storage object (a persistent id outside a tensor).
     Storage(Box<StorageRef>),
 }
@@ -136,7 +134,10 @@ pub enum View<'a> {
     Tensor(&'a TensorRef),
     NdArray(&'a NdArray),
     Object(&'a ObjectNode),
-    Class(&'a str),
+    /// A class or function used as a value (not called): `hparams_type`, say. Read from the
+    /// pickle when viewed: a checkpoint names thousands of globals (every tensor repeats
+    /// its rebuild function), and only the rare one used as a value is ever shown.
+    Class(&'a ckpt_pickle::Global),
     Storage(&'a StorageRef),
     /// A persistent id the container did not understand, or an extension code.
     Opaque(&'static str),
@@ -470,8 +471,9 @@ impl Doc {
                 Value::Set(s) | Value::FrozenSet(s) => View::Set(s),
                 Value::PersId(_) => View::Opaque("persistent id"),
                 Value::Extension(_) => View::Opaque("extension code"),
-                // Globals and objects are always classified into other nodes.
-                Value::Global(_) | Value::Object(_) => View::Opaque("object"),
+                Value::Global(g) => View::Class(g),
+                // Objects are always classified into other nodes.
+                Value::Object(_) => View::Opaque("object"),
             },
             Some(Node::Alias(_)) => View::Opaque("alias loop"),
             Some(Node::None) => View::None,
@@ -487,7 +489,6 @@ impl Doc {
             Some(Node::Tensor(t)) => View::Tensor(t),
             Some(Node::NdArray(a)) => View::NdArray(a),
             Some(Node::Object(o)) => View::Object(o),
-            Some(Node::Class(c)) => View::Class(c),
             Some(Node::Storage(s)) => View::Storage(s),
         }
     }
@@ -622,14 +623,15 @@ impl Classifier<'_> {
     }
 
     /// A global used as a value. torch dtypes become their names (`torch.float16` →
-    /// "float16", as `str(dtype)` minus the prefix); anything else is a class reference.
+    /// "float16", as `str(dtype)` minus the prefix); anything else stays plain and is viewed
+    /// as a class reference ([`View::Class`]).
     fn global_value(&self, g: &Global) -> Node {
         if g.module == "torch"
             && let Some(dt) = DType::from_name(&g.name)
         {
             return Node::Str(dt.name().to_owned());
         }
-        Node::Class(g.qualname())
+        Node::Plain
     }
 
     fn args_of(&self, o: &ckpt_pickle::Object) -> &[ValueId] {
@@ -655,8 +657,19 @@ impl Classifier<'_> {
         {
             return Ok(Node::Tensor(Box::new(t)));
         }
-        let qn = g.qualname();
-        match qn.as_str() {
+        g.with_qualname(|qn| self.named_object(id, o, g, args, qn))
+    }
+
+    /// [`Classifier::object`] for a call of a named global, `qn` its qualified name.
+    fn named_object(
+        &self,
+        id: ValueId,
+        o: &ckpt_pickle::Object,
+        g: &Global,
+        args: &[ValueId],
+        qn: &str,
+    ) -> CResult<Node> {
+        match qn {
             "torch.Size" => {
                 if let Some(first) = args.first() {
                     return Ok(Node::Alias(*first));
@@ -702,7 +715,7 @@ impl Classifier<'_> {
                         Value::List(v) | Value::Tuple(v) | Value::Set(v) | Value::FrozenSet(v) => {
                             Node::Set(v.to_vec())
                         }
-                        _ => self.generic(o, qn),
+                        _ => self.generic(o, qn.to_owned()),
                     },
                     None => Node::Set(Vec::new()),
                 });
@@ -786,9 +799,7 @@ impl Classifier<'_> {
         }
 
         // ---- dict and list subclasses
-        if DICT_CLASSES.contains(&qn.as_str())
-            || (!o.dict_items.is_empty() && o.list_items.is_empty())
-        {
+        if DICT_CLASSES.contains(&qn) || (!o.dict_items.is_empty() && o.list_items.is_empty()) {
             let mut items: Vec<(ValueId, ValueId)> = Vec::new();
             // Old OrderedDict pickles pass the items as a list of pairs.
             if qn != "collections.defaultdict"
@@ -826,7 +837,7 @@ impl Classifier<'_> {
             return Ok(Node::List(o.list_items.clone()));
         }
 
-        Ok(self.generic(o, qn))
+        Ok(self.generic(o, qn.to_owned()))
     }
 
     fn generic(&self, o: &ckpt_pickle::Object, class: String) -> Node {

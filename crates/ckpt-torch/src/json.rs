@@ -462,13 +462,13 @@ impl Writer<'_, '_, '_> {
                     work.push(Work::Sep(depth + 1));
                 }
             }
-            View::Class(c) => {
+            View::Class(g) => g.with_qualname(|c| {
                 self.lit("{\"__object__\": ");
                 escape_into(&mut self.out, metaclass_of(c));
                 self.lit(", \"name\": ");
                 escape_into(&mut self.out, c);
                 self.out.push('}');
-            }
+            }),
             View::Storage(s) => {
                 self.lit("{\"__storage__\": {\"dtype\": ");
                 escape_into(&mut self.out, s.dtype.name());

@@ -27,40 +27,18 @@ pub fn scan_pickle(p: &Pickle, entry: &str) -> ScanReport {
     let usage = usages(p);
     let rank_of = |name: &str| usage.get(name).copied().unwrap_or(REFERENCED);
 
-    // name -> index in `findings`
-    let mut seen: HashMap<String, usize> = HashMap::new();
-    let mut findings: Vec<Finding> = Vec::new();
-    // `offset` is None for a value with no recorded site (hand-built arenas).
-    let mut add = |name: String, offset: Option<u64>, classify: &dyn Fn() -> (Verdict, String)| {
-        if let Some(&i) = seen.get(&name) {
-            if let (Some(f), Some(offset)) = (findings.get_mut(i), offset) {
-                f.offset = f.offset.min(offset);
-            }
-            return;
-        }
-        let offset = offset.unwrap_or(0);
-        let (class, reason) = classify();
-        seen.insert(name.clone(), findings.len());
-        findings.push(Finding {
-            name: escape_controls(&name),
-            class,
-            offset,
-            entry: entry.to_string(),
-            usage: usage_str(rank_of(&name)),
-            reason,
-        });
+    let mut found = Found {
+        entry,
+        rank_of: &rank_of,
+        seen: HashMap::new(),
+        findings: Vec::new(),
+        by_slot: vec![None; p.global_names()],
     };
-
     for site in &p.globals {
-        if let Value::Global(g) = p.get(site.id) {
-            let name = format!("{}.{}", g.module, g.name);
-            add(name, Some(site.offset), &|| {
-                classify_global(&g.module, &g.name)
-            });
-        }
+        found.global(p, site.id, Some(site.offset));
     }
     for &(code, offset) in &p.extensions {
-        add(extension_name(code), Some(offset), &|| {
+        found.add(extension_name(code), Some(offset), &|| {
             classify_extension(code)
         });
     }
@@ -79,7 +57,7 @@ pub fn scan_pickle(p: &Pickle, entry: &str) -> ScanReport {
         }
     }
     let mut sites = p.globals.iter().map(|s| s.id).peekable();
-    for (id, g) in p.global_values() {
+    for (id, _) in p.global_values() {
         let site = if sorted {
             while sites.next_if(|s| *s < id).is_some() {}
             sites.peek() == Some(&id)
@@ -87,13 +65,76 @@ pub fn scan_pickle(p: &Pickle, entry: &str) -> ScanReport {
             is_site.get(id.index()).copied().unwrap_or(false)
         };
         if !site {
-            let name = format!("{}.{}", g.module, g.name);
-            add(name, None, &|| classify_global(&g.module, &g.name));
+            found.global(p, id, None);
         }
     }
 
+    let mut findings = found.findings;
     findings.sort_by_key(|f| f.offset);
     ScanReport { findings }
+}
+
+/// The findings gathered so far, one per distinct name.
+struct Found<'a> {
+    entry: &'a str,
+    rank_of: &'a dyn Fn(&str) -> u8,
+    /// name -> index in `findings`
+    seen: HashMap<String, usize>,
+    findings: Vec<Finding>,
+    /// The finding of each slot of the pickle's table of distinct global names: a name a
+    /// checkpoint repeats for every tensor is formatted and looked up once, not per use.
+    by_slot: Vec<Option<usize>>,
+}
+
+impl Found<'_> {
+    /// Note a use of the global value `id` at `offset` (None: no recorded site).
+    fn global(&mut self, p: &Pickle, id: ValueId, offset: Option<u64>) {
+        let Value::Global(g) = p.get(id) else {
+            return;
+        };
+        let slot = p.global_slot(id);
+        if let Some(i) = slot.and_then(|s| self.by_slot.get(s).copied().flatten()) {
+            self.lower_offset(i, offset);
+            return;
+        }
+        let name = format!("{}.{}", g.module, g.name);
+        let i = self.add(name, offset, &|| classify_global(&g.module, &g.name));
+        if let Some(b) = slot.and_then(|s| self.by_slot.get_mut(s)) {
+            *b = Some(i);
+        }
+    }
+
+    fn lower_offset(&mut self, i: usize, offset: Option<u64>) {
+        if let (Some(f), Some(offset)) = (self.findings.get_mut(i), offset) {
+            f.offset = f.offset.min(offset);
+        }
+    }
+
+    /// The finding of `name` (added when new), its index returned. `offset` is None for a
+    /// value with no recorded site (hand-built arenas).
+    fn add(
+        &mut self,
+        name: String,
+        offset: Option<u64>,
+        classify: &dyn Fn() -> (Verdict, String),
+    ) -> usize {
+        if let Some(&i) = self.seen.get(&name) {
+            self.lower_offset(i, offset);
+            return i;
+        }
+        let (class, reason) = classify();
+        let i = self.findings.len();
+        self.findings.push(Finding {
+            name: escape_controls(&name),
+            class,
+            offset: offset.unwrap_or(0),
+            entry: self.entry.to_string(),
+            usage: usage_str((self.rank_of)(&name)),
+            reason,
+        });
+        self.seen.insert(name, i);
+        i
+    }
 }
 
 fn extension_name(code: u32) -> String {
@@ -163,18 +204,33 @@ fn usages(p: &Pickle) -> HashMap<String, u8> {
             _ => {}
         }
     }
+    // Merged per slot of the table of distinct names first, then per name: a name is
+    // formatted once however many values repeat it.
+    let mut by_slot: Vec<Option<u8>> = vec![None; p.global_names()];
     let mut usage: HashMap<String, u8> = HashMap::new();
+    let merge = |usage: &mut HashMap<String, u8>, name: String, rank: u8| {
+        let slot = usage.entry(name).or_insert(rank);
+        *slot = (*slot).max(rank);
+    };
     for (i, s) in state.into_iter().enumerate() {
         let Some(rank) = (s & RANK).checked_sub(1) else {
             continue;
         };
-        let name = match p.get(ValueId(i as u32)) {
-            Value::Global(g) => format!("{}.{}", g.module, g.name),
-            Value::Extension(code) => extension_name(*code),
-            _ => continue,
-        };
-        let slot = usage.entry(name).or_insert(rank);
-        *slot = (*slot).max(rank);
+        let id = ValueId(i as u32);
+        if let Some(r) = p.global_slot(id).and_then(|s| by_slot.get_mut(s)) {
+            *r = Some(r.map_or(rank, |r| r.max(rank)));
+            continue;
+        }
+        match p.get(id) {
+            Value::Global(g) => merge(&mut usage, format!("{}.{}", g.module, g.name), rank),
+            Value::Extension(code) => merge(&mut usage, extension_name(*code), rank),
+            _ => {}
+        }
+    }
+    for (slot, rank) in by_slot.into_iter().enumerate() {
+        if let (Some(rank), Some(g)) = (rank, p.global_at(slot)) {
+            merge(&mut usage, format!("{}.{}", g.module, g.name), rank);
+        }
     }
     usage
 }
