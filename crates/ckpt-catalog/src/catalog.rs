@@ -477,6 +477,8 @@ pub fn build_streaming(
     };
     // A chunk's rows, waiting to be written to the cache.
     let mut pending_rows = Rows::default();
+    // The first sign SQLite gave that the cache file is damaged, if any.
+    let mut damaged: Option<CacheError> = None;
     let mut warned: HashSet<String> = HashSet::new();
     // Which stored consulted sets are unchanged, decided once per run.
     let fingerprints = Fingerprints::default();
@@ -519,7 +521,8 @@ pub fn build_streaming(
             let mut chunk_entries: Vec<CatalogEntry> = Vec::with_capacity(chunk.len());
             let mut chunk_best: Vec<Option<String>> = Vec::with_capacity(chunk.len());
             let fetched = match (&fetcher, &cache) {
-                (Some(_), _) => receive.recv().unwrap_or_else(|_| Ok(Fetched::default()))?,
+                // After a failure the fetcher has stopped: the chunks left are read.
+                (Some(_), Some(_)) => receive.recv().unwrap_or_else(|_| Ok(Fetched::default())),
                 // No second connection: read here, before the chunk.
                 (None, Some(c)) => fetch_inputs(
                     c,
@@ -529,8 +532,17 @@ pub fn build_streaming(
                     &mut unchanged,
                     &parts,
                     &fingerprints,
-                )?,
-                (None, None) => Fetched::default(),
+                ),
+                (_, None) => Ok(Fetched::default()),
+            };
+            let fetched = match fetched {
+                Ok(f) => f,
+                Err(e) if e.is_corruption() => {
+                    damaged.get_or_insert(e);
+                    cache = None;
+                    Fetched::default()
+                }
+                Err(e) => return Err(e),
             };
             let Fetched {
                 contexts,
@@ -585,7 +597,14 @@ pub fn build_streaming(
                     put,
                 )
             });
-            put?;
+            match put {
+                Ok(()) => {}
+                Err(e) if e.is_corruption() => {
+                    damaged.get_or_insert(e);
+                    cache = None;
+                }
+                Err(e) => return Err(e),
+            }
             drop(items);
             let mut rows = Rows::default();
             for (i, d) in chunk.iter().zip(done_chunk) {
@@ -642,7 +661,14 @@ pub fn build_streaming(
         }
         Ok(())
     })?;
-    put_rows(&mut cache, &mut pending_rows)?;
+    match put_rows(&mut cache, &mut pending_rows) {
+        Ok(()) => {}
+        Err(e) if e.is_corruption() => {
+            damaged.get_or_insert(e);
+            cache = None;
+        }
+        Err(e) => return Err(e),
+    }
     emit(pending.take());
     if let Some(c) = &mut cache {
         let abs_roots: Vec<String> = roots
@@ -658,7 +684,28 @@ pub fn build_streaming(
             .iter()
             .filter_map(|s| s.key.as_ref().map(|k| k.path.clone()))
             .collect();
-        cat.stats.forgotten = c.forget_missing(&abs_roots, &keys)?;
+        match c.forget_missing(&abs_roots, &keys) {
+            Ok(n) => cat.stats.forgotten = n,
+            Err(e) if e.is_corruption() => {
+                damaged.get_or_insert(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    // A cache SQLite found damaged mid-run: the run went on reading the files; the file is
+    // set aside (its connections closed first) so the next run starts a new one.
+    if let (Some(e), Some(path)) = (damaged, &opts.cache) {
+        drop(cache);
+        let reason = match &e {
+            CacheError::Sqlite { source, .. } => source.to_string(),
+            other => other.to_string(),
+        };
+        cat.warnings.push(match Cache::set_aside(path, &reason) {
+            Ok(w) => w,
+            Err(err) => {
+                format!("{e}; went on without the cache, and could not set it aside: {err}")
+            }
+        });
     }
     Ok(cat)
 }

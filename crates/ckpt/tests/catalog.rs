@@ -433,3 +433,119 @@ fn a_reader_that_goes_away_ends_the_run_quietly() {
         assert!(!err.contains("Broken pipe"), "{format}: {err}");
     }
 }
+
+/// Damage deep in a cache file (pages the opening look does not read) shows when a query
+/// reads them: the run goes on reading the checkpoints themselves, prints the same entries,
+/// warns once naming the file, and sets it aside so the next run starts a new cache.
+#[test]
+fn a_cache_damaged_deep_inside_is_set_aside_mid_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("tree");
+    let one = root().join("examples/lightning/checkpoints/last.ckpt");
+    for run in 0..6 {
+        let d = dir.join(format!("run{run}/checkpoints"));
+        std::fs::create_dir_all(&d).unwrap();
+        for n in 0..20 {
+            std::fs::copy(&one, d.join(format!("epoch={n:02}.ckpt"))).unwrap();
+        }
+    }
+    let cache = tmp.path().join("c/catalog.sqlite3");
+    let json = |stdout: &[u8]| -> Value { serde_json::from_slice(stdout).unwrap() };
+    let first = ckpt()
+        .args(["catalog", "--format", "json", "--cache-file"])
+        .arg(&cache)
+        .arg(&dir)
+        .assert()
+        .success();
+    let expected = json(&first.get_output().stdout);
+    assert_eq!(expected["checkpoints"].as_array().unwrap().len(), 120);
+    // Garble one page holding stored entries that the look on opening does not read (not on
+    // the way to any table's first row).
+    let bytes = garble_a_page_only_a_lookup_reads(&cache);
+    std::fs::write(&cache, &bytes).unwrap();
+    let damaged = ckpt()
+        .args(["catalog", "--format", "json", "--cache-file"])
+        .arg(&cache)
+        .arg(&dir)
+        .assert()
+        .success();
+    let out = damaged.get_output();
+    let got = json(&out.stdout);
+    assert!(
+        got["checkpoints"] == expected["checkpoints"],
+        "entries differ"
+    );
+    let warnings = got["warnings"].to_string();
+    assert_eq!(warnings.matches("damaged").count(), 1, "{warnings}");
+    assert!(
+        warnings.contains(&cache.display().to_string()),
+        "{warnings}"
+    );
+    let aside: Vec<PathBuf> = std::fs::read_dir(cache.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let name = p.to_string_lossy();
+            name.contains(".corrupt-") && !name.ends_with("-wal") && !name.ends_with("-shm")
+        })
+        .collect();
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    assert_eq!(std::fs::read(&aside[0]).unwrap(), bytes);
+    // The next run starts a new cache, then answers from it.
+    let again = ckpt()
+        .args(["catalog", "-v", "--format", "json", "--cache-file"])
+        .arg(&cache)
+        .arg(&dir)
+        .assert()
+        .success();
+    assert!(
+        json(&again.get_output().stdout) == expected,
+        "entries differ"
+    );
+    let err = ckpt()
+        .args(["catalog", "-v", "--format", "json", "--cache-file"])
+        .arg(&cache)
+        .arg(&dir)
+        .assert()
+        .success();
+    let err = String::from_utf8_lossy(&err.get_output().stderr).into_owned();
+    assert!(err.contains("0 opened, 120 from cache"), "{err}");
+}
+
+/// The cache's bytes with one page of the `entries` table garbled: a page the first-row look
+/// of every table still passes, but a scan of the stored entries trips on.
+fn garble_a_page_only_a_lookup_reads(cache: &Path) -> Vec<u8> {
+    const PAGE: usize = 4096;
+    let bytes = std::fs::read(cache).unwrap();
+    assert_eq!(bytes.len() % PAGE, 0);
+    let pages = bytes.len() / PAGE;
+    assert!(pages >= 16, "{pages} pages");
+    let trial = cache.with_extension("trial");
+    for page in (1..pages).rev() {
+        let mut b = bytes.clone();
+        b[page * PAGE..(page + 1) * PAGE].fill(0x5a);
+        std::fs::write(&trial, &b).unwrap();
+        let c = rusqlite::Connection::open(&trial).unwrap();
+        let first_rows_read = ["meta", "files", "entries", "consulted", "parts"]
+            .iter()
+            .all(
+                |t| match c.query_row(&format!("SELECT 1 FROM {t} LIMIT 1"), [], |_| Ok(())) {
+                    Ok(()) | Err(rusqlite::Error::QueryReturnedNoRows) => true,
+                    Err(_) => false,
+                },
+            );
+        let scan_trips = c
+            .prepare("SELECT entry FROM entries")
+            .and_then(|mut s| {
+                s.query_map([], |r| r.get::<_, String>(0))?
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .is_err();
+        drop(c);
+        if first_rows_read && scan_trips {
+            std::fs::remove_file(&trial).unwrap();
+            return b;
+        }
+    }
+    panic!("no page of {} only a lookup reads", cache.display());
+}
