@@ -242,6 +242,11 @@ def test_live_hash_is_ckpt_hash_of_the_saved_checkpoint(tmp_path: Path, case: in
     assert (exp / "data" / "active_uids.json").is_file() == (uids is not None)
     assert json.loads((exp / "model" / "architecture.json").read_text())["architecture_hash"] == em.components["architecture"]
     assert not list((tmp_path / "logs" / "checkpoints").glob(".staging-*"))
+    if config is not None:
+        assert em.inputs["hyperparameters"] == {"source": "hash_folder_hp", "path": str(exp / "hp" / "config.yaml")}
+    if uids is not None:
+        assert em.inputs["data"]["path"] == str(exp / "data" / "active_uids.json")
+        assert em.inputs["data"]["uids"] == len(set(map(str, uids)))
     assert em.update_experiment_hash(model=model, config=config, active_data_uids=uids) == (h, False)
 
     path = em.save_model_checkpoint(model=model, step=100)

@@ -535,9 +535,13 @@ class ExperimentManager:
         if config_json is not None and src.get("source") not in (None, "hash_folder_hp"):
             log.warning("the config component of %s comes from %s (%s), as ckpt hash reads it, not from the config given",
                         report["hash"], src.get("source"), src.get("path"))
+        # The files were read in the staged folder: name them where they are now.
         report["inputs"]["checkpoint"] = None
-        if report.get("folder"):
-            report["folder"] = None
+        report["folder"] = None
+        for part in ("hyperparameters", "data"):
+            src_p = (report["inputs"].get(part) or {}).get("path")
+            if src_p and Path(src_p).is_relative_to(staging):
+                report["inputs"][part]["path"] = str(final / Path(src_p).relative_to(staging))
         self.current_hash = report["hash"]
         self.components = report["components"]
         self.inputs = report["inputs"]
