@@ -226,12 +226,26 @@ CASES = [
     (mlp(16), {"optimizer": {"lr": 1e-3, "betas": [0.9, 0.999]}, "epochs": 3, "note": "é\"\n", "ratio": 1.0,
                "flag": True, "none": None, "ref": "${optimizer.lr}"}, [7, 3, 3, 12, "x y"]),
     (convnet(), None, None),
+    # a state dict for the model, an OmegaConf config with a reference, UIDs as a numpy array
+    (mlp(4).state_dict(), "omegaconf", "numpy"),
 ]
+
+
+def materialize(config, uids):
+    import numpy as np
+    from omegaconf import OmegaConf
+
+    if config == "omegaconf":
+        config = OmegaConf.create({"data": {"root": "/d", "train": "${data.root}/train"}, "lr": 3e-4, "huge": 2**70})
+    if uids == "numpy":
+        uids = np.array([5, 1, 5, 9], dtype=np.int64)
+    return config, uids
 
 
 @pytest.mark.parametrize("case", range(len(CASES)))
 def test_live_hash_is_ckpt_hash_of_the_saved_checkpoint(tmp_path: Path, case: int) -> None:
     model, config, uids = CASES[case]
+    config, uids = materialize(config, uids)
     em = ckpt.ExperimentManager(tmp_path / "logs")
     h, is_new = em.update_experiment_hash(model=model, config=config, active_data_uids=uids)
     assert is_new and re.fullmatch(r"v2:[0-9a-f]{16}", h)
@@ -246,7 +260,7 @@ def test_live_hash_is_ckpt_hash_of_the_saved_checkpoint(tmp_path: Path, case: in
         assert em.inputs["hyperparameters"] == {"source": "hash_folder_hp", "path": str(exp / "hp" / "config.yaml")}
     if uids is not None:
         assert em.inputs["data"]["path"] == str(exp / "data" / "active_uids.json")
-        assert em.inputs["data"]["uids"] == len(set(map(str, uids)))
+        assert em.inputs["data"]["uids"] == len(set(map(str, list(uids))))
     assert em.update_experiment_hash(model=model, config=config, active_data_uids=uids) == (h, False)
 
     path = em.save_model_checkpoint(model=model, step=100)
@@ -262,6 +276,8 @@ def test_live_hash_is_ckpt_hash_of_the_saved_checkpoint(tmp_path: Path, case: in
     # weights only, loadable without running anything
     loaded = ckpt.load(path)
     assert set(loaded) == {"step", "model_state_dict", "exp_hash"} and loaded["step"] == 100
+    state = model.state_dict() if hasattr(model, "state_dict") else model
+    assert all(torch.equal(loaded["model_state_dict"][k], v) for k, v in state.items())
     assert ckpt.scan(path)[0].safe
 
 

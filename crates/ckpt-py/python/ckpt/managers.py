@@ -88,7 +88,8 @@ def _safe(v: Any, depth: int, seen: set) -> Any:  # noqa: C901 - one case per ki
                 return _safe(inner, depth + 1, seen)
             return v.name
         if isinstance(v, int):
-            return int(v)
+            # JSON readers (ckpt's included) hold 64-bit integers; a larger one is its digits.
+            return int(v) if -(2**63) <= v < 2**64 else str(v)
         if isinstance(v, float):
             return _float(float(v))
         if isinstance(v, os.PathLike):
