@@ -41,8 +41,8 @@ fn chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-fn ckpt_error(message: String, path: &Path) -> PyErr {
-    Python::attach(|py| error(py, "CkptError", (message, path.display().to_string())))
+fn ckpt_error(py: Python<'_>, message: String, path: &Path) -> PyErr {
+    error(py, "CkptError", (message, path.display().to_string()))
 }
 
 /// `experiment_identity(checkpoint, tensors, algorithm="v2")` → the JSON `ckpt hash
@@ -84,7 +84,7 @@ fn experiment_identity(
             .map(|f| folder_name(f, &checkpoint, &opts, &id));
         Ok::<_, ckpt_identity::IdentityError>(HashReport::new(&inputs, id, folder))
     });
-    let report = report.map_err(|e| ckpt_error(chain(&e), &checkpoint))?;
+    let report = report.map_err(|e| ckpt_error(py, chain(&e), &checkpoint))?;
     serde_json::to_string(&report)
         .map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))
 }
@@ -101,8 +101,9 @@ fn config_yaml(json_text: &str) -> PyResult<String> {
 /// `read_config(path)` → the JSON text of a YAML or JSON config file as ckpt reads it
 /// (`${...}` references left as written).
 #[pyfunction]
-fn read_config(path: PathBuf) -> PyResult<String> {
-    let v = ckpt_meta::config::read_config_raw(&path).map_err(|e| ckpt_error(chain(&e), &path))?;
+fn read_config(py: Python<'_>, path: PathBuf) -> PyResult<String> {
+    let v =
+        ckpt_meta::config::read_config_raw(&path).map_err(|e| ckpt_error(py, chain(&e), &path))?;
     serde_json::to_string(&v).map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))
 }
 
@@ -167,7 +168,7 @@ fn retain(
             "warnings": cat.warnings,
         }))
     });
-    let out = out.map_err(|e| ckpt_error(chain(&e), Path::new(&shown)))?;
+    let out = out.map_err(|e| ckpt_error(py, chain(&e), Path::new(&shown)))?;
     serde_json::to_string(&out).map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))
 }
 

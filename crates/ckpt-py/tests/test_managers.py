@@ -423,3 +423,19 @@ def test_load_latest_and_by_step_through_ckpt_load(tmp_path: Path) -> None:
     other = ckpt.ExperimentManager(tmp_path / "empty")
     other.update_experiment_hash(model=mlp(8))
     assert other.load_latest_checkpoint(mlp(8)) is None
+
+
+def test_a_crashed_staging_folder_is_swept_and_a_live_one_kept(tmp_path: Path) -> None:
+    import os
+    import time
+
+    stale = tmp_path / "checkpoints" / ".staging-1-dead"
+    live = tmp_path / "checkpoints" / ".staging-2-live"
+    for d in (stale, live):
+        (d / "hp").mkdir(parents=True)
+    old = time.time() - 7200
+    os.utime(stale, (old, old))
+    em = ckpt.ExperimentManager(tmp_path)
+    assert not stale.exists() and live.is_dir()
+    em.update_experiment_hash(model=mlp(8), config={"lr": 1})
+    assert [e["path"] for e in em.list_experiments()] == [str(em.experiment_dir)]  # staging is no experiment

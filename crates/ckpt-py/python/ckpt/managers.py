@@ -436,6 +436,21 @@ class ExperimentManager:
         self._config_json: Optional[str] = None
         self._uids_json: Optional[str] = None
         self._key: Optional[tuple] = None
+        self._sweep_staging()
+
+    def _sweep_staging(self, older_than_s: float = 3600.0) -> None:
+        """Remove folders a crashed process left half laid out (``.staging-*``, an hour old):
+        a live one is renamed or removed within milliseconds."""
+        import time
+
+        if not self.checkpoints_dir.is_dir():
+            return
+        for d in self.checkpoints_dir.glob(".staging-*"):
+            try:
+                if time.time() - d.stat().st_mtime > older_than_s:
+                    shutil.rmtree(d, ignore_errors=True)
+            except OSError:
+                pass
 
     def __repr__(self) -> str:
         return f"<ckpt.{type(self).__name__} {self.root_log_dir} {self.current_hash}>"
