@@ -139,6 +139,40 @@ pub fn gather(path: &Path, opts: &HashOptions) -> Result<IdentityInputs, Identit
         source: Box::new(source),
     })?;
     let tensors = tensors(&ck, alg);
+    gather_around(path, ckpt_path, Some(&ck), tensors, opts)
+}
+
+/// The inputs of a checkpoint not written yet: the file that will be written at `checkpoint`
+/// holding a state dict whose tensors are `tensors` (names as the state dict names them:
+/// wrapper prefixes are removed here, as [`gather`] removes them) and no `hyper_parameters`
+/// entry. Everything else — the experiment folder, the configuration sources in the
+/// algorithm's order, the UID file — is found and read exactly as [`gather`] finds and reads
+/// it for the file once written, so a training process can know the identity `ckpt hash`
+/// will print before it saves (the Python `ExperimentManager`). The folders above
+/// `checkpoint` should exist.
+pub fn gather_planned(
+    checkpoint: &Path,
+    tensors: &[(String, &'static str, Vec<u64>)],
+    opts: &HashOptions,
+) -> Result<IdentityInputs, IdentityError> {
+    let table = TensorTable::build(
+        tensors
+            .iter()
+            .map(|(name, dtype, shape)| (strip_wrappers(name), *dtype, shape.as_slice())),
+    );
+    gather_around(checkpoint, checkpoint.to_path_buf(), None, table, opts)
+}
+
+/// [`gather`]'s sources around `ckpt_path` (`path` as given), the checkpoint's own document
+/// when it exists.
+fn gather_around(
+    path: &Path,
+    ckpt_path: PathBuf,
+    ck: Option<&Checkpoint>,
+    tensors: TensorTable,
+    opts: &HashOptions,
+) -> Result<IdentityInputs, IdentityError> {
+    let alg = opts.algorithm;
     // The layout is read on the absolute path, so `model/x.pt` given from inside the
     // experiment folder still finds it.
     let abs = std::path::absolute(&ckpt_path).unwrap_or_else(|_| ckpt_path.clone());
@@ -149,7 +183,7 @@ pub fn gather(path: &Path, opts: &HashOptions) -> Result<IdentityInputs, Identit
 
     let mut hparams = None;
     for src in ConfigSource::order(alg) {
-        if let Some((v, p)) = config_from(*src, &ck, &abs, folder.as_ref(), opts)? {
+        if let Some((v, p)) = config_from(*src, ck, &abs, folder.as_ref(), opts)? {
             hparams = Some((canonical_hparams(&v, &opts.ignore, alg), *src, p));
             break;
         }
@@ -235,7 +269,7 @@ type Found = Option<(Value, Option<PathBuf>)>;
 /// One configuration source's value, if it has one. `ckpt` is absolute.
 fn config_from(
     src: ConfigSource,
-    ck: &Checkpoint,
+    ck: Option<&Checkpoint>,
     ckpt: &Path,
     folder: Option<&HashFolder>,
     opts: &HashOptions,
@@ -303,6 +337,10 @@ fn config_from(
             Ok((!is_empty(&v)).then_some((v, Some(p))))
         }
         ConfigSource::HyperParameters => {
+            // A checkpoint not written yet (`gather_planned`) holds a state dict only.
+            let Some(ck) = ck else {
+                return Ok(None);
+            };
             let doc = &ck.doc;
             let Some(id) = doc.get(doc.root(), "hyper_parameters") else {
                 return Ok(None);

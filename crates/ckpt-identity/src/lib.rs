@@ -28,7 +28,7 @@ pub mod tensors;
 
 pub use algorithm::Algorithm;
 pub use error::IdentityError;
-pub use gather::{ConfigSource, DataSource, HashOptions, IdentityInputs, gather};
+pub use gather::{ConfigSource, DataSource, HashOptions, IdentityInputs, gather, gather_planned};
 pub use hash::{Components, FolderName, Identity, folder_name, identity};
 pub use report::{DiffReport, HashReport, diff_schema, hash_schema};
 pub use tensors::TensorTable;

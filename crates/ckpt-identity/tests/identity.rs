@@ -562,3 +562,49 @@ fn v2_hashes_the_state_dict_every_command_names_v1_its_own() {
     differ.sort();
     assert_eq!(differ, vec!["ema_first.ckpt", "stats_before_weights.pt"]);
 }
+
+// ---------------------------------------------------------------------------------------
+// A checkpoint not written yet (the Python `ExperimentManager`)
+
+/// `gather_planned` — the live module's tensor table and the experiment folder as it is —
+/// gives the identity `gather` gives once the file is written: in a hash folder (`hp/`,
+/// `data/`), in every version, with wrapper prefixes in the live names, and in a Hydra run
+/// folder (whose config wins in `v2`, as for the written file).
+#[test]
+fn identity_planned_equals_identity_of_the_file_once_written() {
+    let t = tempfile::tempdir().unwrap();
+    let exp = t.path().join("run/checkpoints/3c5e7a9b1d2f");
+    for f in [
+        "hp/config.yaml",
+        "data/active_uids.txt",
+        "model/checkpoint_step_000100.pt",
+    ] {
+        copy(&fixtures().join(EXP1).join(f), &exp.join(f));
+    }
+    let written = exp.join("model/checkpoint_step_000100.pt");
+    let planned = exp.join("model/checkpoint_step_000300.pt");
+    let check = |opts: &HashOptions, want_source: ConfigSource| {
+        let of_file = gather(&written, opts).unwrap();
+        // The state dict's names as a live (DDP-wrapped) module names them.
+        let live: Vec<(String, &'static str, Vec<u64>)> = of_file
+            .tensors
+            .iter()
+            .map(|(n, d, s)| (format!("module.{n}"), d, s.to_vec()))
+            .collect();
+        let ahead = ckpt_identity::gather_planned(&planned, &live, opts).unwrap();
+        assert_eq!(identity(&ahead), identity(&of_file), "{:?}", opts.algorithm);
+        assert_eq!(ahead.hparams_source, Some(want_source));
+        assert_eq!(ahead.uids_source, Some(DataSource::HashFolderData));
+        assert_eq!(ahead.checkpoint.as_deref(), Some(planned.as_path()));
+    };
+    check(&v1(), ConfigSource::HashFolderHp);
+    check(&v2(), ConfigSource::HashFolderHp);
+    write(
+        &t.path().join("run/.hydra/config.yaml"),
+        &HYDRA.replace("MAX", "2"),
+    );
+    check(&v2(), ConfigSource::Hydra);
+    // No tensors: no architecture component, as for a file without a state dict.
+    let none = ckpt_identity::gather_planned(&planned, &[], &v2()).unwrap();
+    assert_eq!(identity(&none).components.architecture, None);
+}

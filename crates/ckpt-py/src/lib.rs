@@ -9,6 +9,7 @@
 //! `ckpt.errors.UnsafeError` naming it.
 
 mod build;
+mod identity;
 mod open;
 
 use std::path::PathBuf;
@@ -212,6 +213,7 @@ fn _ckpt(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<open::Lazy>()?;
     m.add_function(wrap_pyfunction!(run, m)?)?;
     m.add_function(wrap_pyfunction!(main, m)?)?;
+    identity::register(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

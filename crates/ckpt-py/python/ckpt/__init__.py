@@ -55,7 +55,30 @@ __all__ = [
     "CkptWarning",
     "FormatError",
     "UnsafeError",
+    "CheckpointManager",
+    "BinaryClassificationCheckpointManager",
+    "MulticlassClassificationCheckpointManager",
+    "ExperimentManager",
+    "CheckpointManagerV2",
 ]
+
+# The training-side managers (`ckpt.managers`) are imported when first named, so that
+# `import ckpt` stays free of them (they import torch and Lightning when used, not before).
+_MANAGERS = (
+    "CheckpointManager",
+    "BinaryClassificationCheckpointManager",
+    "MulticlassClassificationCheckpointManager",
+    "ExperimentManager",
+    "CheckpointManagerV2",
+)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MANAGERS:
+        from ckpt import managers
+
+        return getattr(managers, name)
+    raise AttributeError(f"module 'ckpt' has no attribute {name!r}")
 
 
 class Opaque:

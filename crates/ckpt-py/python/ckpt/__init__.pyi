@@ -1,5 +1,7 @@
 from os import PathLike
-from typing import Any, Callable, Iterable, Iterator, List, Literal, Optional, Sequence, Tuple, Union
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Literal, Mapping, Optional, Sequence, Tuple, Union
 
 from ckpt.errors import CkptError as CkptError, FormatError as FormatError, UnsafeError as UnsafeError
 
@@ -112,3 +114,88 @@ def convert(paths: _Paths, output_dir: _Path, *, progress: Optional[Callable[[in
     """``ckpt convert --format json``."""
 def schema(name: Optional[str] = None) -> dict:
     """A command's JSON Schema."""
+
+# Training side (ckpt.managers; imported when first named).
+
+class CheckpointManager:
+    """One run filed as ``<data_folder>/checkpoints/<root_name>/<YYYY-MM-DD_HH-MM-SS>_<MODEL>_<LOSS>/``
+    (UTC start) with the JSON reports ``ckpt catalog`` reads."""
+    root_name: str
+    data_folder: Path
+    model_name: str
+    loss_function: str
+    start_time: datetime
+    run_dir: Path
+    checkpoint_callback: Any
+    def __init__(self, root_name: str, data_folder: _Path, model_name: str, loss_function: str) -> None: ...
+    @property
+    def checkpoint_dir(self) -> Path:
+        """The run folder."""
+    def get_checkpoint_callback(self, monitor: str, mode: str) -> Any:
+        """A Lightning ``ModelCheckpoint``: top-1 by ``monitor`` as ``best-epoch{XX}-{monitor}-{value:.3f}.ckpt``."""
+    def save_config(self, config: Mapping[str, Any]) -> Path:
+        """``config.json``, every value made JSON-safe."""
+    def save_training_metadata(self, metadata: Mapping[str, Any]) -> Path:
+        """``training_summary.json``: start/end time, model, loss, root_name and what is given."""
+    def save_classification_report(self, report: Mapping[str, Any]) -> Path:
+        """``classification_report.json``."""
+    def save_minimal_logging(self, best_epoch: int, best_metric_value: float, best_metric_name: str,
+                             num_epochs_trained: int, early_stopping_triggered: bool = False) -> Path:
+        """``minimal_logging.json``: timestamp, best_epoch, best_<name>, num_epochs_trained, early_stopping_triggered."""
+
+class BinaryClassificationCheckpointManager(CheckpointManager):
+    """A CheckpointManager under ``checkpoints/flares/binary_classification/`` by default."""
+    default_root: str
+    def __init__(self, data_folder: _Path, model_name: str, loss_function: str, root_name: Optional[str] = None) -> None: ...
+
+class MulticlassClassificationCheckpointManager(CheckpointManager):
+    """A CheckpointManager under ``checkpoints/flares/multiclass/`` by default."""
+    default_root: str
+    def __init__(self, data_folder: _Path, model_name: str, loss_function: str, root_name: Optional[str] = None) -> None: ...
+
+class ExperimentManager:
+    """Experiments addressed by ``ckpt hash``'s identity: ``<root_log_dir>/checkpoints/v2-<hex>/{model,hp,data}``."""
+    root_log_dir: Path
+    checkpoints_dir: Path
+    keep_last: Optional[int]
+    keep_best: Optional[int]
+    monitor: Optional[str]
+    mode: str
+    save_architecture_module: bool
+    algorithm: str
+    current_hash: Optional[str]
+    components: Optional[Dict[str, Optional[str]]]
+    inputs: Optional[dict]
+    def __init__(self, root_log_dir: _Path, *, keep_last: Optional[int] = None, keep_best: Optional[int] = None,
+                 monitor: Optional[str] = None, mode: str = "min", save_architecture_module: bool = False,
+                 algorithm: str = "v2") -> None: ...
+    @property
+    def experiment_dir(self) -> Optional[Path]:
+        """The current experiment's folder."""
+    def update_experiment_hash(self, model: Any = None, config: Any = None,
+                               active_data_uids: Optional[Iterable[Any]] = None) -> Tuple[str, bool]:
+        """``(hash, is_new)``: the hash ``ckpt hash`` prints for the checkpoints then saved."""
+    def has_changed(self, model: Any = None, config: Any = None,
+                    active_data_uids: Optional[Iterable[Any]] = None) -> List[str]:
+        """The components (``architecture``, ``hyperparameters``, ``data``) that would change."""
+    def save_config(self, config: Any) -> Path:
+        """Make ``config`` the run's config (``hp/config.yaml``)."""
+    def save_data_backup(self, uids: Iterable[Any], extra: Any = None) -> Path:
+        """Make ``uids`` the active UIDs (``data/active_uids.json``); ``extra`` to ``data/extra.json``."""
+    def save_model_checkpoint(self, model: Any = None, step: Optional[int] = None, optimizer: Any = None,
+                              save_optimizer: bool = False, metrics: Optional[Mapping[str, float]] = None) -> Path:
+        """``model/checkpoint_step_{step:06d}.pt`` (weights only unless ``save_optimizer``), then retention."""
+    def apply_retention(self, delete: bool = True) -> Optional[dict]:
+        """``keep_last``/``keep_best`` by ``ckpt prune``'s rules; the plan and what was done."""
+    def load_latest_checkpoint(self, model: Any = None, optimizer: Any = None,
+                               experiment: Optional[str] = None) -> Optional[dict]:
+        """The newest checkpoint, loaded through ``ckpt.load`` (into ``model``/``optimizer``)."""
+    def load_checkpoint(self, step: int, model: Any = None, optimizer: Any = None,
+                        experiment: Optional[str] = None) -> dict:
+        """``checkpoint_step_{step:06d}.pt``, loaded through ``ckpt.load``."""
+    def list_experiments(self) -> List[dict]:
+        """Every experiment folder: hash, path, steps, latest_step, current."""
+    def get_experiment_info(self, experiment: Optional[str] = None) -> dict:
+        """One experiment: config, architecture, metrics and ``ckpt hash`` of its newest checkpoint."""
+
+CheckpointManagerV2 = ExperimentManager
