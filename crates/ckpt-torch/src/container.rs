@@ -398,47 +398,38 @@ impl Checkpoint {
         opts: &Options,
         pre: Option<crate::scan::file::Predecoded>,
     ) -> Result<()> {
-        let zerr = |path: &Path, e: zip::result::ZipError| Error::Zip {
-            path: path.to_path_buf(),
-            detail: e.to_string(),
-        };
-        let src = match &self.snapshot {
-            Some(b) => WindowSource::Bytes(b.0.clone()),
-            None => WindowSource::File((*self.file).try_clone().map_err(|source| Error::Io {
-                path: self.path.clone(),
-                source,
-            })?),
-        };
-        // Buffered: the central directory is parsed in many small reads.
-        let reader = std::io::BufReader::with_capacity(
-            64 << 10,
-            Window {
-                src,
-                base: self.base,
-                len: self.size,
-                pos: 0,
+        // The central directory as torch's reader (miniz) reads it, parsed once: every entry
+        // and, for names given twice, the copy torch reads. Only when that parse fails is the
+        // `zip` crate asked (for its error, or an archive it still makes sense of).
+        let members = crate::zipdir::central_directory(
+            &mut |off, n| {
+                self.read_range(off, n)
+                    .map_err(|e| std::io::Error::other(e.to_string()))
             },
+            self.size,
         );
-        let archive = zip::ZipArchive::new(reader).map_err(|e| zerr(&self.path, e))?;
-        let mut entries: HashMap<String, (u64, u64, u16)> = HashMap::with_capacity(archive.len());
-        let mut names: Vec<String> = Vec::new();
-        for i in 0..archive.len() {
-            let e = archive.by_index_data(i).map_err(|e| zerr(&self.path, e))?;
-            let name = String::from_utf8_lossy(e.name_raw()).into_owned();
-            let method: u16 = match e.compression() {
-                zip::CompressionMethod::Stored => 0,
-                m if m == zip::CompressionMethod::DEFLATE => 8,
-                _ => u16::MAX,
-            };
-            entries.insert(
-                name.clone(),
-                (e.header_start(), e.compressed_size(), method),
-            );
-            names.push(name);
-        }
-        // The `zip` crate keeps one entry per name; torch (miniz) reads the copy its binary
-        // search finds, case-insensitively. Its root is the first entry's folder.
-        let torch_pkl = self.torch_copies(&mut entries);
+        let (entries, names, torch_pkl) = match members {
+            Ok(members) => {
+                let mut entries: HashMap<String, (u64, u64, u16)> =
+                    HashMap::with_capacity(members.len());
+                let mut names: Vec<String> = Vec::with_capacity(members.len());
+                for m in &members {
+                    let name = String::from_utf8_lossy(&m.name).into_owned();
+                    if entries
+                        .insert(name.clone(), (m.header, m.compressed, method_of(m.method)))
+                        .is_none()
+                    {
+                        names.push(name);
+                    }
+                }
+                let torch_pkl = Self::torch_copies(&members, &mut entries);
+                (entries, names, torch_pkl)
+            }
+            Err(_) => {
+                let (entries, names) = self.zip_crate_entries()?;
+                (entries, names, None)
+            }
+        };
         // `<root>/data.pkl`; the root is the file stem, `archive`, or anything else.
         let pkl = torch_pkl.or_else(|| {
             names
@@ -512,30 +503,20 @@ impl Checkpoint {
     /// Point every duplicated name at the copy torch reads, and return the name of the
     /// `data.pkl` torch would read (`<first entry's folder>/data.pkl`, found as miniz finds
     /// it), when there is one.
-    fn torch_copies(&self, entries: &mut HashMap<String, (u64, u64, u16)>) -> Option<String> {
-        let members = crate::zipdir::central_directory(
-            &mut |off, n| {
-                self.read_range(off, n)
-                    .map_err(|e| std::io::Error::other(e.to_string()))
-            },
-            self.size,
-        )
-        .ok()?;
+    fn torch_copies(
+        members: &[crate::zipdir::Member],
+        entries: &mut HashMap<String, (u64, u64, u16)>,
+    ) -> Option<String> {
         let names: Vec<&[u8]> = members.iter().map(|m| m.name.as_slice()).collect();
         let mut folded: Vec<Vec<u8>> = names.iter().map(|n| n.to_ascii_lowercase()).collect();
         folded.sort();
         for w in folded.chunk_by(|a, b| a == b).filter(|w| w.len() > 1) {
             if let Some(i) = crate::zipdir::torch_zip_lookup(&names, &w[0]) {
                 let m = &members[i];
-                let method = match m.method {
-                    0 => 0,
-                    8 => 8,
-                    _ => u16::MAX,
-                };
                 for n in names.iter().filter(|n| n.eq_ignore_ascii_case(&w[0])) {
                     entries.insert(
                         String::from_utf8_lossy(n).into_owned(),
-                        (m.header, m.compressed, method),
+                        (m.header, m.compressed, method_of(m.method)),
                     );
                 }
             }
@@ -543,13 +524,53 @@ impl Checkpoint {
         let i = crate::zipdir::torch_data_pkl(&names)?;
         let name = String::from_utf8_lossy(names[i]).into_owned();
         let m = &members[i];
-        let method = match m.method {
-            0 => 0,
-            8 => 8,
-            _ => u16::MAX,
-        };
-        entries.insert(name.clone(), (m.header, m.compressed, method));
+        entries.insert(name.clone(), (m.header, m.compressed, method_of(m.method)));
         Some(name)
+    }
+
+    /// The entries as the `zip` crate reads the central directory (one per name): for an
+    /// archive our own reading of it refused, so the error (or the reading) is the crate's.
+    #[allow(clippy::type_complexity)]
+    fn zip_crate_entries(&self) -> Result<(HashMap<String, (u64, u64, u16)>, Vec<String>)> {
+        let zerr = |path: &Path, e: zip::result::ZipError| Error::Zip {
+            path: path.to_path_buf(),
+            detail: e.to_string(),
+        };
+        let src = match &self.snapshot {
+            Some(b) => WindowSource::Bytes(b.0.clone()),
+            None => WindowSource::File((*self.file).try_clone().map_err(|source| Error::Io {
+                path: self.path.clone(),
+                source,
+            })?),
+        };
+        // Buffered: the central directory is parsed in many small reads.
+        let reader = std::io::BufReader::with_capacity(
+            64 << 10,
+            Window {
+                src,
+                base: self.base,
+                len: self.size,
+                pos: 0,
+            },
+        );
+        let archive = zip::ZipArchive::new(reader).map_err(|e| zerr(&self.path, e))?;
+        let mut entries: HashMap<String, (u64, u64, u16)> = HashMap::with_capacity(archive.len());
+        let mut names: Vec<String> = Vec::new();
+        for i in 0..archive.len() {
+            let e = archive.by_index_data(i).map_err(|e| zerr(&self.path, e))?;
+            let name = String::from_utf8_lossy(e.name_raw()).into_owned();
+            let method: u16 = match e.compression() {
+                zip::CompressionMethod::Stored => 0,
+                m if m == zip::CompressionMethod::DEFLATE => 8,
+                _ => u16::MAX,
+            };
+            entries.insert(
+                name.clone(),
+                (e.header_start(), e.compressed_size(), method),
+            );
+            names.push(name);
+        }
+        Ok((entries, names))
     }
 
     /// Absolute offset and length of a stored zip entry's data (reads its local header).
@@ -1489,5 +1510,15 @@ mod tests {
         assert!(
             Checkpoint::open_range(&outer, 1000, bytes.len() as u64, &Options::default()).is_err()
         );
+    }
+}
+
+/// A zip compression method as the storage index keeps it: 0 stored, 8 deflate, anything else
+/// unsupported (`u16::MAX`).
+fn method_of(method: u16) -> u16 {
+    match method {
+        0 => 0,
+        8 => 8,
+        _ => u16::MAX,
     }
 }

@@ -172,7 +172,12 @@ fn opened_facts_with(
     if let Some(v) = &summary.lightning_version {
         f.push(fact(Field::LightningVersion, json!(v)));
     }
-    match hparams_of(ck) {
+    // The summary rendered the same `hyper_parameters` node already: resolved from that
+    // rendering, not rendered a second time.
+    let hparams = summary.hyper_parameters.as_ref().map(|h| {
+        crate::config::resolve(h).map_err(|e| e.under("hyper_parameters"))
+    });
+    match hparams {
         Some(Ok(h)) => {
             if let Some(m) = h.as_object() {
                 for (k, v) in m {
