@@ -173,7 +173,13 @@ impl Open {
         }
         let modules: Vec<String> = torchscript::unresolved_modules(doc, root)
             .into_iter()
-            .map(|p| if p.is_empty() { "the root module".into() } else { p })
+            .map(|p| {
+                if p.is_empty() {
+                    "the root module".into()
+                } else {
+                    p
+                }
+            })
             .collect();
         Err(crate::error(
             py,

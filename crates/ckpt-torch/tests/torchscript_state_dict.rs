@@ -119,3 +119,48 @@ fn every_loadable_archive_gives_torchs_state_dict() {
         assert_eq!(ckpt_state_dict(name), torch_state_dict(name), "{name}");
     }
 }
+
+/// setstate.pt with its `__setstate__` rewritten (in a copy) to compute `weight`
+/// (`torch.mul((state)[0], 2)`): the state is not known without running the code, so no
+/// state dict, the module is named as unresolved, and export says why.
+#[test]
+fn a_parameter_computed_by_setstate_leaves_the_state_unknown() {
+    use std::io::Read;
+    let src = std::fs::File::open(fixture("setstate.pt")).unwrap();
+    let mut zin = zip::ZipArchive::new(src).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("computed.pt");
+    let mut zout = ckpt_test_support::ZipWriter::new(std::fs::File::create(&path).unwrap());
+    for i in 0..zin.len() {
+        // Raw: this build of `zip` has no inflater; code files are deflated.
+        let mut f = zin.by_index_raw(i).unwrap();
+        let name = f.name().unwrap().into_owned();
+        // 8: deflate (stored is 0).
+        let deflated = f.compression() != zip::CompressionMethod::Stored;
+        let mut bytes = Vec::new();
+        f.read_to_end(&mut bytes).unwrap();
+        if deflated {
+            bytes = miniz_oxide::inflate::decompress_to_vec(&bytes).unwrap();
+        }
+        if name.ends_with("code/__torch__.py") {
+            let code = String::from_utf8(bytes).unwrap();
+            let changed = code.replace(
+                "self.weight = (state)[0]",
+                "self.weight = torch.mul((state)[0], 2)",
+            );
+            assert_ne!(changed, code, "the fixture's __setstate__ changed");
+            bytes = changed.into_bytes();
+        }
+        zout.add(&name, &bytes).unwrap();
+    }
+    zout.finish().unwrap();
+    let ck = Checkpoint::open(&path).unwrap();
+    let root = ck.doc.root();
+    assert!(torchscript::state_dict(&ck.doc, root).is_none());
+    assert_eq!(torchscript::unresolved_modules(&ck.doc, root), [""]);
+    let why = torchscript::export_state_dict(&ck).unwrap_err();
+    assert!(
+        why.contains("the root module") && why.contains("__setstate__"),
+        "{why}"
+    );
+}
