@@ -485,9 +485,20 @@ impl Watch<'_> {
         }
     }
 
+    /// `msg` (which may name `abs` the way the readers do, absolute) naming the file as the
+    /// user wrote it, once.
+    fn about(&self, abs: &Path, msg: &str) -> String {
+        let shown = self.shown(abs);
+        let msg = msg.replace(&abs.display().to_string(), &shown);
+        match msg.strip_prefix(&format!("{shown}: ")) {
+            Some(rest) => format!("{shown}: {rest}"),
+            None => format!("{shown}: {msg}"),
+        }
+    }
+
     fn error(&mut self, p: &Path, msg: &str) {
         self.failed = true;
-        say_err(&format!("ckpt: error: {}: {msg}", self.shown(p)));
+        say_err(&format!("ckpt: error: {}", self.about(p, msg)));
     }
 
     /// Judge the pending paths whose time has come; handle the ready ones as one batch.
@@ -561,16 +572,25 @@ impl Watch<'_> {
         if ready.is_empty() && gone.is_empty() {
             return;
         }
-        self.handle(ready, gone);
+        self.handle(ready, gone, stop);
     }
 
     /// Write the sidecars of checkpoints found whole, remove those of deleted ones, and
     /// refresh the catalog cache for all of them.
-    fn handle(&mut self, ready: Vec<(PathBuf, What, bool)>, gone: Vec<(PathBuf, bool)>) {
+    fn handle(
+        &mut self,
+        ready: Vec<(PathBuf, What, bool)>,
+        gone: Vec<(PathBuf, bool)>,
+        stop: &AtomicBool,
+    ) {
         let dirs = DirCache::default();
         let mut report = Report::default();
         let mut refresh: Vec<PathBuf> = Vec::new();
         for (path, what, catch_up) in &ready {
+            // Stopping: what is left is caught up on the next start.
+            if stop.load(Ordering::SeqCst) {
+                break;
+            }
             refresh.push(path.clone());
             if *what == What::Folder {
                 if !catch_up {
@@ -586,7 +606,7 @@ impl Watch<'_> {
             match r {
                 Ok(Ok(Some(line))) => report.lines.push(line),
                 Ok(Ok(None)) => {}
-                Ok(Err(e)) => report.errors.push(format!("{}: {e}", self.shown(path))),
+                Ok(Err(e)) => report.errors.push(self.about(path, &e)),
                 Err(panic) => {
                     crate::report_bug("watch", path, &panic);
                 }
@@ -598,7 +618,7 @@ impl Watch<'_> {
             match self.gone(path, *catch_up) {
                 Ok(Some(line)) => report.lines.push(line),
                 Ok(None) => {}
-                Err(e) => report.errors.push(format!("{}: {e}", self.shown(path))),
+                Err(e) => report.errors.push(self.about(path, &e)),
             }
         }
         for l in &report.lines {
@@ -620,7 +640,9 @@ impl Watch<'_> {
         catch_up: bool,
     ) -> Result<Option<String>, String> {
         let yaml = sidecar::yaml_path(path);
-        let mut force = false;
+        // A stale sidecar of ckpt's, moved aside while the new one is made: read as a source,
+        // it would lend the new one its old values.
+        let mut aside: Option<PathBuf> = None;
         if yaml.exists() {
             match written_by_ckpt(&yaml) {
                 Some(true) => {
@@ -629,7 +651,14 @@ impl Watch<'_> {
                     if sidecar::staleness(&old.value, &ck) == sidecar::Staleness::Fresh {
                         return Ok(None);
                     }
-                    force = true;
+                    let name = yaml
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                    let to = yaml.with_file_name(format!(".{name}.stale-{}", std::process::id()));
+                    std::fs::rename(&yaml, &to)
+                        .map_err(|e| format!("cannot move its stale sidecar aside: {e}"))?;
+                    aside = Some(to);
                 }
                 _ if catch_up => return Ok(None),
                 _ => {
@@ -642,12 +671,21 @@ impl Watch<'_> {
         }
         let job = Job {
             outputs: None,
-            force,
+            force: false,
             dry_run: false,
             verbose: false,
             dirs,
         };
-        match convert_one(&job, path, &mut Vec::new()) {
+        let converted = convert_one(&job, path, &mut Vec::new());
+        if let Some(old) = aside {
+            // Put back unless a new one took its place (ours, or a concurrent writer's).
+            if matches!(converted, Converted::Written { .. }) || yaml.exists() {
+                let _ = std::fs::remove_file(&old);
+            } else {
+                let _ = std::fs::rename(&old, &yaml);
+            }
+        }
+        match converted {
             Converted::Written { sidecar, .. } => {
                 Ok(Some(format!("wrote {}", self.shown(&sidecar))))
             }

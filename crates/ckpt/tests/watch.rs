@@ -509,3 +509,92 @@ fn watch_and_catalog_share_one_cache_concurrently() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("40 checkpoint(s): 0 opened"), "{err}");
 }
+
+/// `last.ckpt` saved again (a new epoch): the sidecar ckpt wrote is rewritten to describe the
+/// new file (what `convert-legacy --checkpoint` writes for it); a hand-written one is kept.
+#[test]
+fn an_overwritten_checkpoint_gets_a_new_sidecar_unless_its_sidecar_is_hand_written() {
+    let t = tree();
+    let last = t.dir.join("last.ckpt");
+    let mine = t.dir.join("mine.ckpt");
+    std::fs::write(&last, checkpoint_bytes(2, 8)).unwrap();
+    std::fs::write(&mine, checkpoint_bytes(2, 8)).unwrap();
+    let hand = "schema_version: '1.0'\nexp_name: mine\n";
+    std::fs::write(sidecar(&mine), hand).unwrap();
+    let w = Watcher::start(&t.dir, &t.cache, &[]);
+    wait_until("last's sidecar", Duration::from_secs(3), || {
+        sidecar(&last).exists()
+    });
+    let first = std::fs::read_to_string(sidecar(&last)).unwrap();
+    for p in [&last, &mine] {
+        let tmp = p.with_extension("ckpt.tmp");
+        std::fs::write(&tmp, checkpoint_bytes(3, 16)).unwrap();
+        std::fs::rename(&tmp, p).unwrap();
+    }
+    w.wait_out(
+        |l| l == "kept runs/mine.metadata.yaml (not written by ckpt)",
+        Duration::from_secs(3),
+    );
+    wait_until("a new sidecar", Duration::from_secs(3), || {
+        std::fs::read_to_string(sidecar(&last)).is_ok_and(|s| s != first)
+    });
+    let (code, out, _) = w.stop();
+    assert_eq!(code, 0);
+    assert_eq!(
+        out.iter()
+            .filter(|l| *l == "wrote runs/last.metadata.yaml")
+            .count(),
+        2,
+        "{out:?}"
+    );
+    assert_eq!(std::fs::read_to_string(sidecar(&mine)).unwrap(), hand);
+    let ours = std::fs::read_to_string(sidecar(&last)).unwrap();
+    std::fs::remove_file(sidecar(&last)).unwrap();
+    ckpt()
+        .args(["convert-legacy", "--checkpoint"])
+        .arg(&last)
+        .assert()
+        .success();
+    assert_eq!(ours, std::fs::read_to_string(sidecar(&last)).unwrap());
+    // Nothing left beside them but the checkpoints and their sidecars.
+    let mut names: Vec<String> = std::fs::read_dir(&t.dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "last.ckpt",
+            "last.metadata.yaml",
+            "mine.ckpt",
+            "mine.metadata.yaml"
+        ]
+    );
+}
+
+/// A complete but broken file: one error line naming it, no sidecar, and watching goes on.
+#[test]
+fn a_broken_checkpoint_is_one_error_line_and_watching_goes_on() {
+    let t = tree();
+    let w = Watcher::start(&t.dir, &t.cache, &[]);
+    let bad = t.dir.join("bad.ckpt");
+    std::fs::copy(common::root().join("fixtures/bad/bad_opcode.ckpt"), &bad).unwrap();
+    w.wait_err(
+        |l| l.starts_with("ckpt: error: runs/bad.ckpt: "),
+        Duration::from_secs(3),
+    );
+    let good = t.dir.join("good.ckpt");
+    std::fs::write(&good, checkpoint_bytes(2, 8)).unwrap();
+    w.wait_out(
+        |l| l == "wrote runs/good.metadata.yaml",
+        Duration::from_secs(3),
+    );
+    let (code, out, err) = w.stop();
+    assert_eq!(code, 0);
+    assert_eq!(out, ["wrote runs/good.metadata.yaml"]);
+    let errors: Vec<&String> = err.iter().filter(|l| l.contains("error")).collect();
+    assert_eq!(errors.len(), 1, "{err:?}");
+    assert!(errors[0].contains("unknown opcode"), "{err:?}");
+    assert!(!sidecar(&bad).exists());
+}

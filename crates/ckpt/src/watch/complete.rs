@@ -40,9 +40,26 @@ pub fn file(path: &Path) -> Result<(), Incomplete> {
     if len == 0 {
         return Err("empty".into());
     }
-    // A pickle or a legacy stream: final when it opens whole.
-    let ck = ckpt_torch::Checkpoint::open(path).map_err(|e| e.to_string())?;
-    ck.check_storages().map_err(|e| e.to_string())
+    // A pickle or a legacy stream: final when it opens whole. One that ends early (the
+    // pickle, or the storages after it) is still being written; one broken otherwise is as
+    // final as it gets, and the sidecar writer says what is wrong with it.
+    use ckpt_pickle::ErrorKind as K;
+    use ckpt_torch::Error as E;
+    match ckpt_torch::Checkpoint::open(path) {
+        Ok(ck) => ck.check_storages().map_err(|e| e.to_string()),
+        Err(
+            e @ (E::Pickle {
+                source:
+                    ckpt_pickle::Error {
+                        kind: K::Truncated | K::LengthPastEnd { .. },
+                        ..
+                    },
+                ..
+            }
+            | E::Legacy { .. }),
+        ) => Err(e.to_string()),
+        Err(_) => Ok(()),
+    }
 }
 
 /// A DCP directory is complete when its `.metadata` (written last) parses.
