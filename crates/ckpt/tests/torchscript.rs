@@ -339,31 +339,30 @@ fn walk_safetensors(dir: &Path) -> Option<PathBuf> {
     None
 }
 
-/// Archives whose tensors ckpt cannot name as torch would fail with the reason, and write
+/// An archive whose tensors ckpt cannot name as torch would fails with the reason, and writes
 /// nothing (a module whose `__setstate__` computes its state is refused the same way: see
 /// ckpt-torch's `a_parameter_computed_by_setstate_leaves_the_state_unknown`).
 #[test]
 fn convert_torchscript_refuses_frozen_models_with_the_reason() {
     let out = tempfile::tempdir().unwrap();
-    for (name, why) in [("frozen.pt", "torch.jit.freeze")] {
-        let dir = out.path().join(name);
-        let o = ckpt()
-            .args(["convert", "--to", "safetensors", "--output-dir"])
-            .arg(&dir)
-            .arg(ts(name))
-            .assert()
-            .code(1);
-        // Reported once, on the table's `failed` line.
-        let stdout = String::from_utf8_lossy(&o.get_output().stdout).into_owned();
-        assert_eq!(String::from_utf8_lossy(&o.get_output().stderr), "");
-        assert!(
-            stdout.starts_with("failed")
-                && stdout.contains("TorchScript archive")
-                && stdout.contains(why),
-            "{name}: {stdout}"
-        );
-        assert!(walk_safetensors(&dir).is_none(), "{name}: wrote a file");
-    }
+    let (name, why) = ("frozen.pt", "torch.jit.freeze");
+    let dir = out.path().join(name);
+    let o = ckpt()
+        .args(["convert", "--to", "safetensors", "--output-dir"])
+        .arg(&dir)
+        .arg(ts(name))
+        .assert()
+        .code(1);
+    // Reported once, on the table's `failed` line.
+    let stdout = String::from_utf8_lossy(&o.get_output().stdout).into_owned();
+    assert_eq!(String::from_utf8_lossy(&o.get_output().stderr), "");
+    assert!(
+        stdout.starts_with("failed")
+            && stdout.contains("TorchScript archive")
+            && stdout.contains(why),
+        "{name}: {stdout}"
+    );
+    assert!(walk_safetensors(&dir).is_none(), "{name}: wrote a file");
 }
 
 #[test]
