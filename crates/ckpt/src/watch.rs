@@ -398,7 +398,7 @@ impl Watch<'_> {
                 } else {
                     // A folder created or moved in whole: what it holds now, and again
                     // shortly (what is written before its watch exists sends no event).
-                    if !catch_up {
+                    if !catch_up && !self.rewalk.iter().any(|(_, d)| d == p) {
                         let now = Instant::now();
                         self.rewalk.push((now + SETTLE, p.to_path_buf()));
                         self.rewalk
