@@ -23,7 +23,10 @@
 //! definitions in `code/` list them (`__parameters__ = ["weight", "bias", ]`, `__buffers__ =
 //! [...]`). A module's state dict is then what `torch.jit.load(f).state_dict()` returns: per
 //! module, depth first, its parameters, then its buffers (TorchScript keeps no "persistent"
-//! flag, so every buffer is there), then its submodules, in attribute-slot order.
+//! flag, so every buffer is there), then its submodules, in attribute-slot order. A class with
+//! its own `__setstate__` pickles its `__getstate__` result instead of its attributes; when
+//! that `__setstate__` only unpacks the state (`self.weight = (state)[0]`) its source is read as
+//! a map from attributes to places in the state ([`setstate`]), never run.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -128,9 +131,10 @@ pub struct ScriptModule {
     pub class: String,
     pub parameters: Vec<(String, NodeId)>,
     pub buffers: Vec<(String, NodeId)>,
-    /// `false` when the pickle's state for it is not an attribute dict (a class with its own
-    /// `__setstate__` pickles whatever `__getstate__` returned): its parameters, buffers and
-    /// submodules are set by TorchScript code at load time, which ckpt does not run.
+    /// `false` when its class has its own `__setstate__` (it pickles whatever `__getstate__`
+    /// returned) that does more than unpack that state into attributes (see [`setstate`]):
+    /// its parameters, buffers and submodules are computed by TorchScript code at load time,
+    /// which ckpt does not run.
     pub resolved: bool,
 }
 
