@@ -614,3 +614,29 @@ fn a_broken_checkpoint_is_one_error_line_and_watching_goes_on() {
     assert!(errors[0].contains("unknown opcode"), "{err:?}");
     assert!(!sidecar(&bad).exists());
 }
+
+/// Bad input is exit 2 before anything is watched: a missing path (named as typed), an
+/// interval that is not a number of seconds.
+#[test]
+fn a_missing_path_or_a_bad_interval_is_exit_2() {
+    let t = tree();
+    let o = ckpt()
+        .current_dir(t.dir.parent().unwrap())
+        .args(["watch", "--once", "nowhere"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("nowhere"));
+    for bad in ["0", "-1", "nan"] {
+        let o = ckpt()
+            .current_dir(t.dir.parent().unwrap())
+            .args(["watch", "--poll", &format!("--interval={bad}"), "runs"])
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2), "{bad}");
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("--interval"),
+            "{bad}"
+        );
+    }
+}
