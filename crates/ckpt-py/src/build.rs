@@ -168,6 +168,26 @@ impl<'py, 'a> Builder<'py, 'a> {
         )
     }
 
+    /// A TorchScript archive: `torch.load` hands it to `torch.jit.load`, which compiles and
+    /// runs the archive's code. Refused whatever `allow` says; its weights are one call away.
+    fn torchscript_error(&self, class: String) -> PyErr {
+        error(
+            self.py,
+            "UnsafeError",
+            (
+                format!(
+                    "{}: a TorchScript archive; torch.load would hand it to torch.jit.load, which \
+                     compiles and runs the code inside it, so ckpt.load refuses it (nothing was \
+                     run). Its parameters and buffers, as torch.jit.load(p).state_dict() gives \
+                     them, are read without running anything by ckpt.open(p).state_dict()",
+                    self.path
+                ),
+                self.path.clone(),
+                vec![class],
+            ),
+        )
+    }
+
     fn unsafe_error(&self, names: Vec<String>) -> PyErr {
         error(
             self.py,
@@ -567,7 +587,15 @@ impl<'py, 'a> Builder<'py, 'a> {
                 let g = g.clone();
                 self.global_value(&g)?
             }
-            View::Object(o) => return Err(self.unsafe_error(vec![o.class.clone()])),
+            View::Object(o) => {
+                let class = o.class.clone();
+                if class == ckpt_torch::torchscript::RECURSIVE_SCRIPT_MODULE
+                    && self.ck.torchscript.is_some()
+                {
+                    return Err(self.torchscript_error(class));
+                }
+                return Err(self.unsafe_error(vec![class]));
+            }
             View::Opaque(what) => {
                 return Err(self.format_error(format!("cannot rebuild {what}"), None));
             }

@@ -155,78 +155,44 @@ impl Open {
         true
     }
 
-    /// A TorchScript archive's parameters and buffers (the `RecursiveScriptModule` ckpt
-    /// reads from its code and constants, flat names), in `state_dict()`'s order: module by
-    /// module, each module's parameters then its buffers. `false` when `id` is not one.
-    fn script_entries(&self, id: NodeId, out: &mut Vec<(String, NodeId)>) -> bool {
+    /// A TorchScript archive's state dict, as `torch.jit.load(p).state_dict()` gives it:
+    /// walked over the module tree of its `data.pkl` (module by module, depth first, each
+    /// module's parameters then its buffers, a tensor tied to two modules under both
+    /// names), with what a `__setstate__` that only unpacks its state puts where. `Ok(None)`
+    /// when the file is not a TorchScript archive; an error when some module's state is
+    /// computed by its TorchScript code (ckpt would have to run it).
+    fn script_entries(&self, py: Python<'_>) -> PyResult<Option<Vec<(String, NodeId)>>> {
+        use ckpt_torch::torchscript;
         let doc = &self.ck.doc;
-        let View::Object(o) = doc.view(id) else {
-            return false;
-        };
-        if !o.class.ends_with("RecursiveScriptModule") {
-            return false;
+        let root = doc.root();
+        if self.ck.torchscript.is_none() || !torchscript::is_script_module(doc, root) {
+            return Ok(None);
         }
-        let Some(fields) = o.state.and_then(|s| self.pairs(s)) else {
-            return false;
-        };
-        let field = |name: &str| {
-            fields
-                .iter()
-                .find(|(k, _)| k == name)
-                .and_then(|(_, v)| self.pairs(*v))
-                .unwrap_or_default()
-        };
-        let (params, buffers) = (field("parameters"), field("buffers"));
-        // The module tree the flat names describe: each module's own parameters, own
-        // buffers, then its submodules in the order first met — `state_dict()`'s walk.
-        #[derive(Default)]
-        struct Module {
-            own: Vec<(String, NodeId)>,
-            own_buffers: Vec<(String, NodeId)>,
-            children: Vec<(String, Module)>,
+        if let Some(entries) = torchscript::state_dict(doc, root) {
+            return Ok(Some(entries));
         }
-        fn insert(m: &mut Module, path: &[&str], full: &str, v: NodeId, buffer: bool) {
-            match path {
-                [] => {}
-                [_leaf] => {
-                    if buffer {
-                        m.own_buffers.push((full.to_owned(), v));
-                    } else {
-                        m.own.push((full.to_owned(), v));
-                    }
+        let modules: Vec<String> = torchscript::unresolved_modules(doc, root)
+            .into_iter()
+            .map(|p| {
+                if p.is_empty() {
+                    "the root module".into()
+                } else {
+                    p
                 }
-                [head, rest @ ..] => {
-                    let i = match m.children.iter().position(|(n, _)| n == head) {
-                        Some(i) => i,
-                        None => {
-                            m.children.push(((*head).to_owned(), Module::default()));
-                            m.children.len() - 1
-                        }
-                    };
-                    if let Some((_, child)) = m.children.get_mut(i) {
-                        insert(child, rest, full, v, buffer);
-                    }
-                }
-            }
-        }
-        fn emit(m: Module, out: &mut Vec<(String, NodeId)>) {
-            out.extend(m.own);
-            out.extend(m.own_buffers);
-            for (_, c) in m.children {
-                emit(c, out);
-            }
-        }
-        let mut tree = Module::default();
-        for (list, buffer) in [(&params, false), (&buffers, true)] {
-            for (name, v) in list {
-                if !matches!(doc.view(*v), View::None) {
-                    let parts: Vec<&str> = name.split('.').collect();
-                    insert(&mut tree, &parts, name, *v, buffer);
-                }
-            }
-        }
-        emit(tree, out);
-        true
+            })
+            .collect();
+        Err(crate::error(
+            py,
+            "CkptError",
+            (
+                format!(
+                    "{}: the state of {} is computed by its TorchScript __setstate__ while torch.jit.load runs it; ckpt never runs code, so its tensors cannot be named (load it with torch.jit.load if you trust it)",
+                    self.shown,
+                    modules.join(", ")
+                ),
+                self.shown.clone(),
+            ),
+        ))
     }
 
     /// The node at a dotted name (`state_dict.encoder.weight`): at each level the longest
@@ -305,8 +271,10 @@ impl Open {
     /// The weights as `model.state_dict()` would give them: for a pickled whole module
     /// (`torch.save(model)`, which `ckpt.load` refuses since rebuilding it means running its
     /// classes) its parameters and persistent buffers, named by their module paths, read from
-    /// the module tree the pickle records; for a Lightning checkpoint its `state_dict`; for a
-    /// plain state dict, itself.
+    /// the module tree the pickle records; for a TorchScript archive (which `ckpt.load` refuses:
+    /// `torch.jit.load` runs its code) what `torch.jit.load(p).state_dict()` gives, read from
+    /// its pickles and code as data; for a Lightning checkpoint its `state_dict`; for a plain
+    /// state dict, itself.
     fn state_dict(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         let doc = &self.ck.doc;
         let root = doc.loaded_root();
@@ -315,9 +283,9 @@ impl Open {
             return self.build(py, id);
         }
         let mut entries = Vec::new();
-        if !self.module_entries(root, "", &mut entries, 0)
-            && !self.script_entries(root, &mut entries)
-        {
+        if let Some(script) = self.script_entries(py)? {
+            entries = script;
+        } else if !self.module_entries(root, "", &mut entries, 0) {
             return Err(crate::error(
                 py,
                 "FormatError",

@@ -269,12 +269,120 @@ def test_state_dict_of_a_pickled_module_or_torchscript_is_model_state_dict() -> 
         assert not differences(ours, ref), name
 
 
-@pytest.mark.xfail(reason="ckpt's TorchScript reader misses a parameter tied to another module's "
-                   "(out.weight) and the state of a module with its own __setstate__", strict=True)
 @pytest.mark.parametrize("name", ["nested_buffers.pt", "setstate.pt"])
-def test_state_dict_of_torchscript_known_gaps(name: str) -> None:
+def test_state_dict_of_torchscript_with_tied_weights_or_setstate(name: str) -> None:
+    """nested_buffers.pt: `out.weight` is `embed.weight` (tied), listed under both names;
+    setstate.pt: a TorchScript `__setstate__` unpacks a tuple into `weight` (read, not run)."""
     p = REPO / "fixtures/torchscript" / name
-    assert list(ckpt.open(p).state_dict()) == list(torch.jit.load(p).state_dict())
+    with pytest.raises(ckpt.UnsafeError) as e:
+        ckpt.load(p)
+    assert "ckpt.open(p).state_dict()" in str(e.value) and "TorchScript" in str(e.value)
+    assert e.value.globals == ["torch.jit._script.RecursiveScriptModule"]
+    ours = ckpt.open(p).state_dict()
+    ref = torch.jit.load(p).state_dict()
+    assert list(ours) == list(ref)
+    assert not differences(ours, ref), name
+    if name == "nested_buffers.pt":
+        assert ours["out.weight"].data_ptr() == ours["embed.weight"].data_ptr()
+
+
+def _scripted_setstate_modules():
+    """Modules whose TorchScript `__setstate__` unpacks a nested tuple (tuple unpacking,
+    `(inner)[0]`) or a dict (`d["w"]`), as submodules beside an ordinary one."""
+    from typing import Dict, Tuple
+
+    nn = torch.nn
+
+    class Tup(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.arange(4.0).reshape(2, 2))
+            self.register_buffer("b", torch.arange(3, dtype=torch.int64))
+            self.n = 0
+
+        def forward(self, x):
+            return x @ self.w
+
+        @torch.jit.export
+        def __getstate__(self):
+            return (self.w, (self.b, self.n), self.training)
+
+        @torch.jit.export
+        def __setstate__(self, st: Tuple[torch.Tensor, Tuple[torch.Tensor, int], bool]):
+            w, inner, tr = st
+            self.w = w
+            self.b = inner[0]
+            self.n = inner[1]
+            self.training = tr
+
+    class Dct(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.full((3,), 2.0))
+
+        def forward(self, x):
+            return x * self.w
+
+        @torch.jit.export
+        def __getstate__(self):
+            return {"w": self.w}
+
+        @torch.jit.export
+        def __setstate__(self, d: Dict[str, torch.Tensor]):
+            self.w = d["w"]
+            self.training = False
+
+    class Top(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(2, 2)
+            self.tup = Tup()
+            self.dct = Dct()
+
+        def forward(self, x):
+            return self.tup(self.lin(x)).sum() * self.dct(x).sum()
+
+    return Top()
+
+
+def test_state_dict_of_torchscript_setstate_submodules(tmp_path: Path) -> None:
+    p = tmp_path / "nested_setstate.pt"
+    torch.jit.save(torch.jit.script(_scripted_setstate_modules()), str(p))
+    ours = ckpt.open(p).state_dict()
+    ref = torch.jit.load(p).state_dict()
+    assert list(ours) == ["lin.weight", "lin.bias", "tup.w", "tup.b", "dct.w"] == list(ref)
+    assert not differences(ours, ref)
+
+
+def test_state_dict_of_torchscript_computed_by_setstate_is_refused(tmp_path: Path) -> None:
+    """A `__setstate__` that computes a parameter: ckpt would have to run it; it says so."""
+    from typing import Tuple
+
+    nn = torch.nn
+
+    class Scaled(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.ones(2))
+
+        def forward(self, x):
+            return x * self.w
+
+        @torch.jit.export
+        def __getstate__(self):
+            return (self.w, self.training)
+
+        @torch.jit.export
+        def __setstate__(self, st: Tuple[torch.Tensor, bool]):
+            self.w = torch.mul(st[0], 2.0)
+            self.training = st[1]
+
+    p = tmp_path / "scaled.pt"
+    torch.jit.save(torch.jit.script(Scaled()), str(p))
+    with pytest.raises(ckpt.CkptError) as e:
+        ckpt.open(p).state_dict()
+    assert "__setstate__" in str(e.value) and "the root module" in str(e.value)
+    assert e.value.path == str(p)
 
 
 def test_errors_form_a_tree_and_name_the_file(tmp_path: Path) -> None:

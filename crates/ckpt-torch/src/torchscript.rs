@@ -23,7 +23,10 @@
 //! definitions in `code/` list them (`__parameters__ = ["weight", "bias", ]`, `__buffers__ =
 //! [...]`). A module's state dict is then what `torch.jit.load(f).state_dict()` returns: per
 //! module, depth first, its parameters, then its buffers (TorchScript keeps no "persistent"
-//! flag, so every buffer is there), then its submodules, in attribute-slot order.
+//! flag, so every buffer is there), then its submodules, in attribute-slot order. A class with
+//! its own `__setstate__` pickles its `__getstate__` result instead of its attributes; when
+//! that `__setstate__` only unpacks the state (`self.weight = (state)[0]`) its source is read as
+//! a map from attributes to places in the state ([`setstate`]), never run.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -31,6 +34,8 @@ use std::sync::Arc;
 use crate::container::{Checkpoint, Options, StorageIndex};
 use crate::doc::{Doc, Node, NodeId, ObjectNode, PersIdStyle, View};
 use crate::error::Result;
+
+pub mod setstate;
 
 /// Most bytes of `code/` read (inflated) to learn the class table; past it the rest is listed,
 /// unread. Real archives hold kilobytes to a few megabytes of code.
@@ -50,6 +55,12 @@ pub struct ScriptClass {
     pub buffers: Vec<String>,
     /// Defines `__setstate__`: `torch.jit.load` runs it while loading.
     pub has_setstate: bool,
+    /// What its `__setstate__` does, when all it does is move values of the state into
+    /// attributes (see [`setstate`]); `None` without one or when it does more.
+    pub setstate: Option<Vec<setstate::Assign>>,
+    /// The attribute slots its code declares (`name : Type`, `__annotations__["0"] = Type`),
+    /// in slot order: name and type as printed.
+    pub attributes: Vec<(String, String)>,
 }
 
 /// Every class the archive's code defines, by qualified name.
@@ -120,9 +131,10 @@ pub struct ScriptModule {
     pub class: String,
     pub parameters: Vec<(String, NodeId)>,
     pub buffers: Vec<(String, NodeId)>,
-    /// `false` when the pickle's state for it is not an attribute dict (a class with its own
-    /// `__setstate__` pickles whatever `__getstate__` returned): its parameters, buffers and
-    /// submodules are set by TorchScript code at load time, which ckpt does not run.
+    /// `false` when its class has its own `__setstate__` (it pickles whatever `__getstate__`
+    /// returned) that does more than unpack that state into attributes (see [`setstate`]):
+    /// its parameters, buffers and submodules are computed by TorchScript code at load time,
+    /// which ckpt does not run.
     pub resolved: bool,
 }
 
@@ -348,6 +360,10 @@ struct CodeParser {
     module: String,
     current: Option<ScriptClass>,
     done: Vec<ScriptClass>,
+    /// Inside the current class's `def __setstate__(`.
+    setstate: Option<setstate::Collector>,
+    /// Inside some other method of the current class (its body is skipped).
+    in_def: bool,
 }
 
 impl CodeParser {
@@ -356,13 +372,37 @@ impl CodeParser {
             module: module.to_owned(),
             current: None,
             done: Vec::new(),
+            setstate: None,
+            in_def: false,
+        }
+    }
+
+    /// Close the class being read (and its `__setstate__`, if that is being read).
+    fn end_class(&mut self) {
+        self.end_setstate();
+        self.in_def = false;
+        self.done.extend(self.current.take());
+    }
+
+    fn end_setstate(&mut self) {
+        if let Some(c) = self.setstate.take() {
+            let plan = c.finish();
+            if let Some(cur) = self.current.as_mut() {
+                cur.setstate = plan;
+            }
         }
     }
 
     fn line(&mut self, line: &str) {
         let line = line.strip_suffix('\r').unwrap_or(line);
+        if let Some(c) = self.setstate.as_mut() {
+            if c.line(line) {
+                return;
+            }
+            self.end_setstate();
+        }
         if let Some(rest) = line.strip_prefix("class ") {
-            self.done.extend(self.current.take());
+            self.end_class();
             let name_end = rest.find(['(', ':']).unwrap_or(rest.len());
             let name = rest[..name_end].trim();
             if name.is_empty() {
@@ -379,29 +419,44 @@ impl CodeParser {
                 parameters: Vec::new(),
                 buffers: Vec::new(),
                 has_setstate: false,
+                setstate: None,
+                attributes: Vec::new(),
             });
             return;
         }
         if !line.starts_with(' ') && !line.trim().is_empty() {
             // A top-level `def` (a free function) ends the class.
-            self.done.extend(self.current.take());
+            self.end_class();
             return;
         }
         let Some(c) = self.current.as_mut() else {
             return;
         };
         let t = line.trim_start();
+        // Members are printed at two spaces; method bodies (and signatures) deeper.
+        let member = line.len() - t.len() == 2;
+        if member {
+            self.in_def = false;
+        }
         if let Some(v) = t.strip_prefix("__parameters__ = ") {
             c.parameters = string_list(v);
         } else if let Some(v) = t.strip_prefix("__buffers__ = ") {
             c.buffers = string_list(v);
         } else if t.starts_with("def __setstate__(") {
             c.has_setstate = true;
+            self.setstate = Some(setstate::Collector::new(line));
+        } else if t.starts_with("def ") {
+            self.in_def = true;
+        } else if member
+            && !self.in_def
+            && let Some(slot) = attribute_slot(t)
+        {
+            c.attributes.push(slot);
         }
     }
 
     fn finish(mut self, out: &mut ScriptClasses) {
-        self.done.extend(self.current.take());
+        self.end_class();
         for c in self.done {
             out.by_name.insert(c.qualname.clone(), c);
         }
@@ -415,6 +470,24 @@ pub fn parse_code(module: &str, text: &str, out: &mut ScriptClasses) {
         p.line(line);
     }
     p.finish(out);
+}
+
+/// An attribute slot's declaration in a class body: `name : Type` or
+/// `__annotations__["0"] = Type` (names that are not identifiers). Constants
+/// (`name : Final[int] = 3`) are not slots.
+fn attribute_slot(t: &str) -> Option<(String, String)> {
+    if let Some(rest) = t.strip_prefix("__annotations__[") {
+        let (name, ty) = rest.split_once("] = ")?;
+        let name = string_list(name).into_iter().next()?;
+        return Some((name, ty.trim().to_owned()));
+    }
+    let (name, ty) = t.split_once(" : ")?;
+    let name = name.trim();
+    let ty = ty.trim();
+    if name.is_empty() || name.contains([' ', '(', '=']) || ty.starts_with("Final[") {
+        return None;
+    }
+    Some((name.to_owned(), ty.to_owned()))
 }
 
 /// `["a", "b", ]` → `a`, `b` (double-quoted strings with backslash escapes, as torch prints
@@ -487,6 +560,30 @@ pub fn modules(doc: &Doc, id: NodeId) -> Option<Vec<ScriptModule>> {
             buffers: Vec::new(),
             resolved: true,
         };
+        if class.has_setstate {
+            // The state is what `__getstate__` returned: only the `__setstate__` plan says
+            // which attribute is where in it.
+            let found = o
+                .state
+                .zip(class.setstate.as_ref())
+                .and_then(|(state, plan)| from_setstate(doc, state, class, plan));
+            let Some((parameters, buffers, children)) = found else {
+                entry.resolved = false;
+                out.push(entry);
+                continue;
+            };
+            entry.parameters = parameters;
+            entry.buffers = buffers;
+            listed = listed.saturating_add(entry.parameters.len() + entry.buffers.len());
+            out.push(entry);
+            stack.extend(
+                children
+                    .into_iter()
+                    .rev()
+                    .map(|(name, v)| (dotted(&path, &name), v)),
+            );
+            continue;
+        }
         let Some(attrs) = o.state.and_then(|s| doc.dict(s)) else {
             entry.resolved = o.state.is_none() && class.parameters.is_empty();
             out.push(entry);
@@ -501,12 +598,7 @@ pub fn modules(doc: &Doc, id: NodeId) -> Option<Vec<ScriptModule>> {
             } else if is_tensor && class.buffers.iter().any(|b| b == name) {
                 entry.buffers.push((name.to_owned(), *v));
             } else if module_class(doc, *v).is_some() {
-                let child = if path.is_empty() {
-                    name.to_owned()
-                } else {
-                    format!("{path}.{name}")
-                };
-                children.push((child, *v));
+                children.push((dotted(&path, name), *v));
             }
         }
         listed = listed.saturating_add(entry.parameters.len() + entry.buffers.len());
@@ -514,6 +606,94 @@ pub fn modules(doc: &Doc, id: NodeId) -> Option<Vec<ScriptModule>> {
         stack.extend(children.into_iter().rev());
     }
     Some(out)
+}
+
+/// `path.name`, or `name` at the root.
+fn dotted(path: &str, name: &str) -> String {
+    if path.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{path}.{name}")
+    }
+}
+
+/// Parameters, buffers and submodules (in slot order) of a module of `class` whose pickled
+/// `state` its `__setstate__` `plan` unpacks. `None` when one of them is computed by the
+/// code, left unset (torch.jit.load refuses such a file) or not where the plan says.
+#[allow(clippy::type_complexity)]
+fn from_setstate(
+    doc: &Doc,
+    state: NodeId,
+    class: &ScriptClass,
+    plan: &[setstate::Assign],
+) -> Option<(
+    Vec<(String, NodeId)>,
+    Vec<(String, NodeId)>,
+    Vec<(String, NodeId)>,
+)> {
+    // Attribute → its value (`None`: computed); a later assignment wins.
+    let mut value: HashMap<&str, Option<NodeId>> = HashMap::new();
+    for a in plan {
+        let v = a.from.as_deref().and_then(|p| follow(doc, state, p));
+        value.insert(a.attr.as_str(), v);
+    }
+    let tensors = |names: &[String]| -> Option<Vec<(String, NodeId)>> {
+        let mut out = Vec::new();
+        for n in names {
+            let v = (*value.get(n.as_str())?)?;
+            match doc.view(v) {
+                View::Tensor(_) => out.push((n.clone(), v)),
+                // An absent optional parameter (`Linear(bias=False)`): not in state_dict().
+                View::None => {}
+                _ => return None,
+            }
+        }
+        Some(out)
+    };
+    let parameters = tensors(&class.parameters)?;
+    let buffers = tensors(&class.buffers)?;
+    let mut children = Vec::new();
+    let script = doc.script()?;
+    if class.attributes.is_empty() {
+        // Slots unknown: the submodules the plan sets, in its order.
+        for a in plan {
+            if let Some(Some(v)) = value.get(a.attr.as_str())
+                && module_class(doc, *v).is_some()
+                && !children.iter().any(|(n, _)| n == &a.attr)
+            {
+                children.push((a.attr.clone(), *v));
+            }
+        }
+    } else {
+        for (name, ty) in &class.attributes {
+            if !script.get(ty).is_some_and(|c| c.is_module) {
+                continue;
+            }
+            let v = (*value.get(name.as_str())?)?;
+            module_class(doc, v)?;
+            children.push((name.clone(), v));
+        }
+    }
+    Some((parameters, buffers, children))
+}
+
+/// The value at `path` inside `id` (tuple/list indices, dict string keys).
+fn follow(doc: &Doc, mut id: NodeId, path: &[setstate::Step]) -> Option<NodeId> {
+    for step in path {
+        id = match (doc.view(id), step) {
+            (View::Tuple(items) | View::List(items), setstate::Step::Index(i)) => {
+                let len = i64::try_from(items.len()).ok()?;
+                let i = if *i < 0 { i.checked_add(len)? } else { *i };
+                *items.get(usize::try_from(i).ok()?)?
+            }
+            (View::Dict(pairs), setstate::Step::Key(k)) => pairs
+                .iter()
+                .find(|(key, _)| doc.as_str(*key) == Some(k.as_str()))
+                .map(|(_, v)| *v)?,
+            _ => return None,
+        };
+    }
+    Some(id)
 }
 
 /// `torch.jit.load(f).state_dict()`: per module, depth first, parameters then buffers.

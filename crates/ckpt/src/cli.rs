@@ -48,6 +48,33 @@ pub enum Command {
     Compare(CompareArgs),
     /// Convert FSDP/DDP/compiled checkpoints into Hugging Face folders or safetensors.
     Convert(ConvertArgs),
+    /// Watch trees: write each new checkpoint's sidecar once it is complete, remove those of
+    /// deleted ones, keep the catalog cache fresh.
+    Watch(WatchArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct WatchArgs {
+    /// Folders (or checkpoint files) to watch, recursively.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// List the trees every --interval instead of using inotify (network filesystems);
+    /// automatic when inotify cannot watch them.
+    #[arg(long)]
+    pub poll: bool,
+    /// Seconds between two listings with --poll.
+    #[arg(long, default_value_t = 1.0, value_name = "SECONDS")]
+    pub interval: f64,
+    /// Catch up (write missing sidecars, remove orphaned ones ckpt wrote) and exit: for cron
+    /// and tests.
+    #[arg(long)]
+    pub once: bool,
+    /// The catalog cache to keep fresh (default: `ckpt catalog`'s).
+    #[arg(long, value_name = "FILE")]
+    pub cache_file: Option<PathBuf>,
+    /// Leave the catalog cache alone.
+    #[arg(long)]
+    pub no_cache: bool,
 }
 
 #[derive(Debug, clap::Args)]

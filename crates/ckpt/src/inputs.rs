@@ -41,6 +41,7 @@ fn inputs(cmd: &Command) -> Vec<&Path> {
             .flatten()
             .map(PathBuf::as_path)
             .collect(),
+        Command::Watch(a) => a.paths.iter().map(PathBuf::as_path).collect(),
         Command::Schema(_) | Command::Cache(_) => Vec::new(),
     }
 }

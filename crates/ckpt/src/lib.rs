@@ -17,6 +17,7 @@ mod scan;
 mod schema;
 pub mod sink;
 mod validate;
+mod watch;
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -190,6 +191,7 @@ fn run(args: cli::Cli) -> anyhow::Result<Outcome> {
         cli::Command::Prune(a) => experiments::prune(&a),
         cli::Command::Compare(a) => compare::run(&a),
         cli::Command::Convert(a) => convert::run(&a),
+        cli::Command::Watch(a) => watch::run(&a),
     }
 }
 

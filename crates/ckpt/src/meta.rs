@@ -74,7 +74,8 @@ pub fn log(level: &str, msg: &str) {
     );
 }
 
-enum Converted {
+/// What became of one checkpoint's sidecar (also `ckpt watch`'s, which writes through here).
+pub(crate) enum Converted {
     Written {
         sidecar: PathBuf,
         text: String,
@@ -89,16 +90,16 @@ enum Converted {
     },
 }
 
-struct Job<'a> {
-    outputs: Option<&'a Path>,
-    force: bool,
-    dry_run: bool,
-    verbose: bool,
+pub(crate) struct Job<'a> {
+    pub(crate) outputs: Option<&'a Path>,
+    pub(crate) force: bool,
+    pub(crate) dry_run: bool,
+    pub(crate) verbose: bool,
     /// Folders and configs parsed once for every checkpoint of the run.
-    dirs: &'a DirCache,
+    pub(crate) dirs: &'a DirCache,
 }
 
-fn convert_one(job: &Job<'_>, ckpt: &Path, debug: &mut Vec<String>) -> Converted {
+pub(crate) fn convert_one(job: &Job<'_>, ckpt: &Path, debug: &mut Vec<String>) -> Converted {
     // The YAML sidecar is what this command writes; a `.metadata.json` beside it (often
     // partial) is a source, and is left as it is.
     let yaml = sidecar::yaml_path(ckpt);

@@ -41,6 +41,13 @@ class Checkpoint:
         """One value by dotted name (``"state_dict.encoder.weight"``), reading only its bytes."""
     def load(self) -> Any:
         """Everything, as ``ckpt.load`` returns it."""
+    def state_dict(self) -> Dict[str, Any]:
+        """The weights as ``model.state_dict()`` gives them (an ``OrderedDict``), read without
+        running anything: a pickled whole module's parameters and persistent buffers; a
+        TorchScript archive's ``torch.jit.load(p).state_dict()`` (a tied tensor under each of
+        its names; a TorchScript ``__setstate__`` that only unpacks its state is followed, one
+        that computes a parameter raises ``CkptError``); a Lightning checkpoint's
+        ``state_dict``; a plain state dict itself."""
     def summary(self) -> dict:
         """What ``ckpt inspect --format json`` says about the file."""
     def scan(self) -> dict:
