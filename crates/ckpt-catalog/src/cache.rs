@@ -575,47 +575,67 @@ impl Cache {
         roots: &[String],
         seen: &HashSet<String>,
     ) -> Result<usize, CacheError> {
+        let doomed = self.missing_under(roots, seen)?;
+        self.forget(&doomed)
+    }
+
+    /// The paths of rows under `roots` that are not in `seen`, sorted, each once. Only reads:
+    /// a run asks its read-ahead connection, while it writes through the other, and takes
+    /// the write lock ([`Cache::forget`]) only when something is to be forgotten.
+    pub fn missing_under(
+        &self,
+        roots: &[String],
+        seen: &HashSet<String>,
+    ) -> Result<Vec<String>, CacheError> {
+        let err = |source| self.sqlite_err(source);
+        let mut doomed: Vec<String> = Vec::new();
+        let mut select = self.conn.prepare_cached(SELECT_UNDER).map_err(err)?;
+        for root in roots.iter().filter(|r| !r.is_empty()) {
+            let base = trim_trailing_separators(root);
+            for sep in SEPARATORS {
+                // Every path that starts with `base` + `sep` sorts in [base+sep, base+(sep+1))
+                // under SQLite's BINARY collation (memcmp on UTF-8): a range on the primary key.
+                let mut lower = base.to_owned();
+                lower.push(*sep);
+                let mut upper = base.to_owned();
+                upper.push(char::from(*sep as u8 + 1));
+                // The root itself (a single checkpoint given as a root); "" for "/" matches none.
+                let exact = if base.is_empty() { "\u{0}" } else { base };
+                let mut rows = select.query(params![exact, lower, upper]).map_err(err)?;
+                while let Some(row) = rows.next().map_err(err)? {
+                    let p: String = row.get(0).map_err(err)?;
+                    if !seen.contains(&p) {
+                        doomed.push(p);
+                    }
+                }
+            }
+        }
+        doomed.sort_unstable();
+        doomed.dedup();
+        Ok(doomed)
+    }
+
+    /// Remove the rows (facts and entries) of these paths, and the consulted sets and parts
+    /// no entry uses any more. Returns how many paths were given; nothing is written for none.
+    pub fn forget(&mut self, doomed: &[String]) -> Result<usize, CacheError> {
+        if doomed.is_empty() {
+            return Ok(0);
+        }
         let path = &self.path;
         let err = |source| sqlite_err(path, source);
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(err)?;
-        let mut doomed: Vec<String> = Vec::new();
         {
-            let mut select = tx.prepare_cached(SELECT_UNDER).map_err(err)?;
-            for root in roots.iter().filter(|r| !r.is_empty()) {
-                let base = trim_trailing_separators(root);
-                for sep in SEPARATORS {
-                    // Every path that starts with `base` + `sep` sorts in [base+sep, base+(sep+1))
-                    // under SQLite's BINARY collation (memcmp on UTF-8): a range on the primary key.
-                    let mut lower = base.to_owned();
-                    lower.push(*sep);
-                    let mut upper = base.to_owned();
-                    upper.push(char::from(*sep as u8 + 1));
-                    // The root itself (a single checkpoint given as a root); "" for "/" matches none.
-                    let exact = if base.is_empty() { "\u{0}" } else { base };
-                    let mut rows = select.query(params![exact, lower, upper]).map_err(err)?;
-                    while let Some(row) = rows.next().map_err(err)? {
-                        let p: String = row.get(0).map_err(err)?;
-                        if !seen.contains(&p) {
-                            doomed.push(p);
-                        }
-                    }
-                }
-            }
-            doomed.sort_unstable();
-            doomed.dedup();
             let mut delete = tx.prepare_cached(DELETE_ONE).map_err(err)?;
             let mut delete_entry = tx.prepare_cached(DELETE_ENTRY).map_err(err)?;
-            for p in &doomed {
+            for p in doomed {
                 delete.execute([p]).map_err(err)?;
                 delete_entry.execute([p]).map_err(err)?;
             }
-            if !doomed.is_empty() {
-                tx.execute(DELETE_UNUSED_CONSULTED, []).map_err(err)?;
-                tx.execute(DELETE_UNUSED_PARTS, []).map_err(err)?;
-            }
+            tx.execute(DELETE_UNUSED_CONSULTED, []).map_err(err)?;
+            tx.execute(DELETE_UNUSED_PARTS, []).map_err(err)?;
         }
         tx.commit().map_err(err)?;
         Ok(doomed.len())

@@ -489,10 +489,24 @@ pub fn build_streaming(
     // the chunk before is resolved and the one before that handed on: reading rows and
     // writing the output were each a third of an unchanged tree's time, one after the other.
     let reader = cache.as_ref().and_then(|c| c.reader().ok());
+    // The roots as the cache's keys spell paths, and the rows under them no checkpoint of
+    // this run has (asked by the read-ahead thread once it has read every chunk's rows).
+    let abs_roots: Vec<String> = roots
+        .iter()
+        .map(|r| {
+            std::path::absolute(r)
+                .unwrap_or_else(|_| r.clone())
+                .display()
+                .to_string()
+        })
+        .collect();
+    let missing: std::sync::Mutex<Option<Result<Vec<String>, CacheError>>> =
+        std::sync::Mutex::new(None);
     std::thread::scope(|ahead| -> Result<(), CacheError> {
         let (send, receive) = std::sync::mpsc::sync_channel::<Result<Fetched, CacheError>>(2);
         let fetcher = reader.map(|r| {
             let (chunks, stats, cands, fingerprints) = (&chunks, &stats, &cands, &fingerprints);
+            let (missing, abs_roots) = (&missing, &abs_roots);
             ahead.spawn(move || {
                 let mut unchanged = std::collections::HashMap::new();
                 let mut known = Parts::default();
@@ -511,8 +525,14 @@ pub fn build_streaming(
                     }
                     let failed = f.is_err();
                     if send.send(f).is_err() || failed {
-                        break;
+                        return;
                     }
+                }
+                // Every row was read: which rows under the roots no checkpoint of this run
+                // has is asked here too, while the last chunks are resolved and written.
+                let found = r.missing_under(abs_roots, &keys_of(stats));
+                if let Ok(mut m) = missing.lock() {
+                    *m = Some(found);
                 }
             })
         });
@@ -671,20 +691,12 @@ pub fn build_streaming(
     }
     emit(pending.take());
     if let Some(c) = &mut cache {
-        let abs_roots: Vec<String> = roots
-            .iter()
-            .map(|r| {
-                std::path::absolute(r)
-                    .unwrap_or_else(|_| r.clone())
-                    .display()
-                    .to_string()
-            })
-            .collect();
-        let keys: HashSet<String> = stats
-            .iter()
-            .filter_map(|s| s.key.as_ref().map(|k| k.path.clone()))
-            .collect();
-        match c.forget_missing(&abs_roots, &keys) {
+        let missing = missing
+            .into_inner()
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| c.missing_under(&abs_roots, &keys_of(&stats)));
+        match missing.and_then(|doomed| c.forget(&doomed)) {
             Ok(n) => cat.stats.forgotten = n,
             Err(e) if e.is_corruption() => {
                 damaged.get_or_insert(e);
@@ -708,6 +720,14 @@ pub fn build_streaming(
         });
     }
     Ok(cat)
+}
+
+/// The paths of this run's checkpoints, as the cache keys them.
+fn keys_of(stats: &[Stat]) -> HashSet<String> {
+    stats
+        .iter()
+        .filter_map(|s| s.key.as_ref().map(|k| k.path.clone()))
+        .collect()
 }
 
 /// A chunk's cache rows: each checkpoint's context and input, and the parts read for them.

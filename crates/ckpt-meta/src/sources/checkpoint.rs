@@ -174,9 +174,10 @@ fn opened_facts_with(
     }
     // The summary rendered the same `hyper_parameters` node already: resolved from that
     // rendering, not rendered a second time.
-    let hparams = summary.hyper_parameters.as_ref().map(|h| {
-        crate::config::resolve(h).map_err(|e| e.under("hyper_parameters"))
-    });
+    let hparams = summary
+        .hyper_parameters
+        .as_ref()
+        .map(|h| crate::config::resolve(h).map_err(|e| e.under("hyper_parameters")));
     match hparams {
         Some(Ok(h)) => {
             if let Some(m) = h.as_object() {
