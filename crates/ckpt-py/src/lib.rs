@@ -10,6 +10,7 @@
 
 mod build;
 mod open;
+mod sidecar;
 
 use std::path::PathBuf;
 
@@ -212,6 +213,7 @@ fn _ckpt(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<open::Lazy>()?;
     m.add_function(wrap_pyfunction!(run, m)?)?;
     m.add_function(wrap_pyfunction!(main, m)?)?;
+    sidecar::register(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }
