@@ -27,29 +27,56 @@ def namespace() -> Any:
 L = namespace()
 
 
-class Tiny(L.LightningModule):
-    def __init__(self, lr: float = 0.05, hidden: int = 8) -> None:
-        super().__init__()
-        self.save_hyperparameters()
-        self.net = torch.nn.Sequential(torch.nn.Linear(4, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, 1))
+def classes(ns: Any) -> tuple:
+    """The tiny model and the recorder as classes of the Lightning namespace ``ns``."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+    class Tiny(ns.LightningModule):
+        def __init__(self, lr: float = 0.05, hidden: int = 8) -> None:
+            super().__init__()
+            self.save_hyperparameters()
+            self.net = torch.nn.Sequential(torch.nn.Linear(4, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, 1))
 
-    def training_step(self, batch: Any, _i: int) -> torch.Tensor:
-        x, y = batch
-        loss = torch.nn.functional.mse_loss(self(x), y)
-        self.log("train_loss", loss, on_step=True, on_epoch=True)
-        return loss
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.net(x)
 
-    def validation_step(self, batch: Any, _i: int) -> None:
-        x, y = batch
-        loss = torch.nn.functional.mse_loss(self(x), y)
-        self.log("val_loss", loss, sync_dist=True)
-        self.log("val_score", 1.0 / (1.0 + loss), sync_dist=True)
+        def training_step(self, batch: Any, _i: int) -> torch.Tensor:
+            x, y = batch
+            loss = torch.nn.functional.mse_loss(self(x), y)
+            self.log("train_loss", loss, on_step=True, on_epoch=True)
+            return loss
 
-    def configure_optimizers(self) -> Any:
-        return torch.optim.SGD(self.parameters(), lr=self.hparams.lr)
+        def validation_step(self, batch: Any, _i: int) -> None:
+            x, y = batch
+            loss = torch.nn.functional.mse_loss(self(x), y)
+            self.log("val_loss", loss, sync_dist=True)
+            self.log("val_score", 1.0 / (1.0 + loss), sync_dist=True)
+
+        def configure_optimizers(self) -> Any:
+            return torch.optim.SGD(self.parameters(), lr=self.hparams.lr)
+
+    class Recorder(ns.Callback):
+        """What the run logged at each save: epoch, step and metrics, keyed by (epoch, step) —
+        recorded in ``on_save_checkpoint``, which Lightning calls for every file it writes."""
+
+        def __init__(self) -> None:
+            self.saves: Dict[str, Dict[str, Any]] = {}
+
+        def on_save_checkpoint(self, trainer: Any, pl_module: Any, checkpoint: Dict[str, Any]) -> None:
+            metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+            self.saves[f"{checkpoint['epoch']}/{checkpoint['global_step']}"] = {
+                "epoch": checkpoint["epoch"],
+                "global_step": checkpoint["global_step"],
+                "metrics": metrics,
+            }
+
+        def dump(self, path: str) -> None:
+            with open(path, "w") as f:
+                json.dump(self.saves, f, indent=1, sort_keys=True)
+
+    return Tiny, Recorder
+
+
+Tiny, Recorder = classes(L)
 
 
 def loaders(n: int = 16, batch: int = 4) -> tuple:
@@ -60,33 +87,13 @@ def loaders(n: int = 16, batch: int = 4) -> tuple:
     return DataLoader(ds, batch_size=batch), DataLoader(ds, batch_size=batch)
 
 
-class Recorder(L.Callback):
-    """What the run logged at each save: epoch, step and metrics, keyed by (epoch, step) —
-    recorded in ``on_save_checkpoint``, which Lightning calls for every file it writes."""
-
-    def __init__(self) -> None:
-        self.saves: Dict[str, Dict[str, Any]] = {}
-
-    def on_save_checkpoint(self, trainer: Any, pl_module: Any, checkpoint: Dict[str, Any]) -> None:
-        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-        self.saves[f"{checkpoint['epoch']}/{checkpoint['global_step']}"] = {
-            "epoch": checkpoint["epoch"],
-            "global_step": checkpoint["global_step"],
-            "metrics": metrics,
-        }
-
-    def dump(self, path: str) -> None:
-        with open(path, "w") as f:
-            json.dump(self.saves, f, indent=1, sort_keys=True)
-
-
-def trainer(root: str, *, epochs: int, callbacks: List[Any], **kw: Any) -> Any:
+def trainer(root: str, *, epochs: int, callbacks: List[Any], ns: Any = L, **kw: Any) -> Any:
     opts: Dict[str, Any] = dict(
         default_root_dir=root,
         max_epochs=epochs,
         accelerator="cpu",
         devices=1,
-        logger=L.loggers.CSVLogger(root, name="csv"),
+        logger=ns.loggers.CSVLogger(root, name="csv"),
         log_every_n_steps=1,
         num_sanity_val_steps=0,
         enable_progress_bar=False,
@@ -94,7 +101,7 @@ def trainer(root: str, *, epochs: int, callbacks: List[Any], **kw: Any) -> Any:
         callbacks=callbacks,
     )
     opts.update(kw)
-    return L.Trainer(**opts)
+    return ns.Trainer(**opts)
 
 
 def main(argv: Optional[List[str]] = None) -> None:

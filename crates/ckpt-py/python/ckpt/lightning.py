@@ -55,13 +55,11 @@ def _lightning_modules() -> List[Any]:
 _MODULES = _lightning_modules()
 
 
-def _writer_name() -> str:
-    parts = []
-    for m in _MODULES:
-        top = m.__name__.split(".")[0]
-        version = getattr(sys.modules.get(top), "__version__", None) or getattr(m, "__version__", "?")
-        parts.append(f"{top} {version}")
-    return f"ckpt.lightning.MetadataCallback ({', '.join(parts)})"
+def _writer_name(trainer: Any) -> str:
+    """``ckpt.lightning.MetadataCallback (<the trainer's package> <its version>)``."""
+    top = type(trainer).__module__.split(".")[0]
+    version = getattr(sys.modules.get(top), "__version__", "?")
+    return f"ckpt.lightning.MetadataCallback ({top} {version})"
 
 
 def _plain(v: Any) -> Any:
@@ -115,7 +113,10 @@ def _hydra_job() -> Optional[Dict[str, Any]]:
             out["overrides"] = [str(o) for o in overrides]
         choices = OmegaConf.select(hc, "runtime.choices", default=None)
         if choices is not None:
-            out["choices"] = {str(k): _plain(v) for k, v in choices.items() if v is not None}
+            # The app's config groups (Hydra's own `hydra/...` groups say nothing about it).
+            out["choices"] = {
+                str(k): _plain(v) for k, v in choices.items() if v is not None and not str(k).startswith("hydra/")
+            }
         subdir = OmegaConf.select(hc, "output_subdir", default=None)
         if out_dir and subdir:
             cfg = os.path.join(str(out_dir), str(subdir), "config.yaml")
@@ -194,7 +195,7 @@ class _MetadataCallbackCore:
         self._wrapped: List[Tuple[Any, Tuple[str, ...]]] = []
         self._hydra: Optional[Dict[str, Any]] = None
         self._loggers: Optional[List[Dict[str, Any]]] = None
-        self._writer = _writer_name()
+        self._writer = "ckpt.lightning.MetadataCallback"
         ref = weakref.ref(self)
         atexit.register(lambda: (ref() or _Nothing()).flush())
 
@@ -203,6 +204,7 @@ class _MetadataCallbackCore:
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
         try:
             self._hydra = _hydra_job()
+            self._writer = _writer_name(trainer)
             self._loggers = None
             for mc in getattr(trainer, "checkpoint_callbacks", []):
                 self._wrap(mc)
