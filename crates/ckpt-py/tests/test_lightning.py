@@ -233,6 +233,28 @@ def test_a_failing_save_leaves_no_sidecar(tmp_path: Path) -> None:
     assert all(r["status"] == "valid" for r in ckpt.validate(folder / "epoch=00.ckpt"))
 
 
+class SlowIO(L.plugins.io.TorchCheckpointIO):
+    """Takes its time: under AsyncCheckpointIO the file appears well after the save returned."""
+
+    def save_checkpoint(self, checkpoint: Dict[str, Any], path: Any, storage_options: Any = None) -> None:
+        import time
+
+        time.sleep(0.2)
+        super().save_checkpoint(checkpoint, path, storage_options)
+
+
+def test_asynchronous_checkpoint_io_is_waited_for(tmp_path: Path) -> None:
+    from lightning.pytorch.plugins.io import AsyncCheckpointIO
+
+    mc = L.callbacks.ModelCheckpoint(dirpath=tmp_path / "c", filename="{epoch:02d}", monitor="val_loss",
+                                     mode="min", save_top_k=-1, save_last=True)
+    cb = MetadataCallback()
+    rec = fit(tmp_path, epochs=2, mc=mc, cb=cb, plugins=[AsyncCheckpointIO(SlowIO())])
+    assert sorted(stems(tmp_path / "c", ".metadata.yaml")) == ["epoch=00", "epoch=01", "last"]
+    assert len(cb.written) == 4
+    check_tree(tmp_path / "c", rec.saves, save_top_k=-1, save_last=True)
+
+
 def test_failures_of_ckpt_are_warnings_never_exceptions(tmp_path: Path, monkeypatch: Any, caplog: Any) -> None:
     import ckpt.lightning as cl
 

@@ -144,6 +144,17 @@ def _loggers(trainer: Any) -> List[Dict[str, Any]]:
     return out
 
 
+def _async_fence(trainer: Any) -> Optional[Tuple[Any, Any]]:
+    """With Lightning's ``AsyncCheckpointIO`` the save returns before the file is written, by
+    its one-thread executor: a no-op queued behind it is done when the file is. ``None`` for a
+    synchronous checkpoint IO."""
+    io = getattr(getattr(trainer, "strategy", None), "checkpoint_io", None)
+    executor = getattr(io, "_executor", None)
+    if executor is None or not hasattr(executor, "submit"):
+        return None
+    return io, executor.submit(lambda: None)
+
+
 class _Worker:
     """One thread that writes and removes sidecars in the order the run asked (a removal is
     never done before the write of the same file it follows), off the training thread."""
@@ -323,15 +334,24 @@ class _MetadataCallbackCore:
             t0 = time.perf_counter()
             path = os.fspath(filepath)
             live, metrics = self._live(trainer, mc)
+            fence = _async_fence(trainer)
             if self.background:
-                self._worker.submit(lambda: self._write(path, live, metrics))
+                self._worker.submit(lambda: self._write(path, live, metrics, fence))
             else:
-                self._write(path, live, metrics)
+                self._write(path, live, metrics, fence)
             self.timings["training_thread"].append((time.perf_counter() - t0) * 1e3)
         except Exception as e:  # noqa: BLE001
             log.warning("ckpt: no sidecar for %s: %s", filepath, e)
 
-    def _write(self, path: str, live: str, metrics: Dict[str, float]) -> None:
+    def _write(self, path: str, live: str, metrics: Dict[str, float], fence: Any = None) -> None:
+        if fence is not None:
+            # An asynchronous checkpoint IO: wait until the save is on disk; if it failed,
+            # the file is not a checkpoint to describe.
+            io, done = fence
+            done.result()
+            if getattr(io, "_error", None) is not None:
+                self._remove(path)
+                return
         if not os.path.exists(path):
             return  # removed (rotated out) before its turn came: nothing to describe
         t0 = time.perf_counter()
