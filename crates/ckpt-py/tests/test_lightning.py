@@ -137,6 +137,16 @@ def test_the_callback_is_a_callback_of_each_namespace_and_import_ckpt_imports_ne
     assert out.stdout.split("\n")[0] == "False ['pytorch_lightning']", out.stdout
 
 
+def test_the_callback_pickles_as_ddp_spawn_needs() -> None:
+    import pickle
+
+    cb = MetadataCallback(background=False)
+    cb.written.append("x.metadata.yaml")
+    back = pickle.loads(pickle.dumps(cb))
+    assert type(back) is MetadataCallback and back.background is False and back.written == ["x.metadata.yaml"]
+    back.flush()
+
+
 def test_top_k_rotation_with_save_last(tmp_path: Path) -> None:
     mc = L.callbacks.ModelCheckpoint(
         dirpath=tmp_path / "checkpoints", filename="{epoch:02d}-{val_loss:.4f}",
@@ -179,6 +189,21 @@ def test_every_n_train_steps_on_the_pytorch_lightning_namespace(tmp_path: Path) 
     assert [e["global_step"] for e in sorted(cat, key=lambda e: e["global_step"])] == [3, 6]
     assert "pytorch_lightning" in yaml_load(folder / "step=003.metadata.yaml")["generator"]["writer"]
     convert_legacy_changes_nothing(tmp_path)
+
+
+def test_save_last_as_a_link(tmp_path: Path) -> None:
+    mc = L.callbacks.ModelCheckpoint(dirpath=tmp_path / "c", filename="{epoch:02d}", monitor="val_loss",
+                                     mode="min", save_top_k=1, save_last="link")
+    rec = fit(tmp_path, epochs=3, mc=mc)
+    folder = tmp_path / "c"
+    assert (folder / "last.ckpt").is_symlink()
+    assert_orphan_free(folder)
+    best = yaml_load(folder / "epoch=02.metadata.yaml")
+    last = yaml_load(folder / "last.metadata.yaml")
+    # The link describes what it points to.
+    assert last["training"] == best["training"] and last["fingerprint"]["pickle_sha256"] == best["fingerprint"]["pickle_sha256"]
+    assert last["metrics"]["additional_metrics"] == rec.saves["2/12"]["metrics"]
+    assert last["checkpointing"]["save_last"] is True
 
 
 def test_resume_from_a_checkpoint(tmp_path: Path) -> None:

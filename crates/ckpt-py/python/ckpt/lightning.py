@@ -210,6 +210,18 @@ class _MetadataCallbackCore:
         ref = weakref.ref(self)
         atexit.register(lambda: (ref() or _Nothing()).flush())
 
+    def __getstate__(self) -> Dict[str, Any]:
+        # Pickled with the trainer (``ddp_spawn``): the worker thread and the wrappers stay
+        # behind; a new worker is made on the other side, and ``setup`` wraps there.
+        state = self.__dict__.copy()
+        state.pop("_worker", None)
+        state["_wrapped"] = []
+        return state
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._worker = _Worker()
+
     # -- Lightning hooks -------------------------------------------------------------------
 
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
