@@ -79,11 +79,15 @@ def check_tree(root: Path, logged: Dict[str, dict], **expected: Any) -> List[dic
 
 def convert_legacy_changes_nothing(root: Path) -> None:
     """`catalog` before and after `convert-legacy` on the callback's tree is unchanged, and
-    there was nothing to convert."""
+    there was nothing to convert; after `convert-legacy --force` too."""
     before = ckpt.catalog(root, no_cache=True).checkpoints
     out = ckpt.write_sidecar(root)
     assert "Converted: 0" in out, out
     assert ckpt.catalog(root, no_cache=True).checkpoints == before
+    # Rewritten from the file and the sidecar itself (`--force`): what the run saw is kept.
+    ckpt.write_sidecar(root, force=True)
+    assert ckpt.catalog(root, no_cache=True).checkpoints == before
+    assert all(r["status"] == "valid" for r in ckpt.validate(root))
 
 
 def same_as_convert_legacy(folder: Path) -> None:
