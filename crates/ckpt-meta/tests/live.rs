@@ -13,7 +13,10 @@ use ckpt_torch::Checkpoint;
 use serde_json::{Value, json};
 
 fn around_build(ckpt: &Path, live: Option<&LiveRun>) -> Value {
-    let ck = Checkpoint::open(ckpt).unwrap();
+    let ck = match Checkpoint::open(ckpt) {
+        Ok(ck) => ck,
+        Err(e) => panic!("{e}"),
+    };
     let layout = Layout::new(ckpt, None);
     let root = layout.outputs_dir.clone();
     let dirs = DirCache::default();
@@ -24,7 +27,10 @@ fn around_build(ckpt: &Path, live: Option<&LiveRun>) -> Value {
         is_file: &is_file,
     };
     match live {
-        Some(l) => build_live_sidecar(&ck, &layout, &around, l).unwrap().0,
+        Some(l) => match build_live_sidecar(&ck, &layout, &around, l) {
+            Ok((v, _)) => v,
+            Err(e) => panic!("{e}"),
+        },
         None => build_sidecar(&ck, &layout, &around).0,
     }
 }
