@@ -3,7 +3,7 @@
 //! schema's placeholders for what no source had (recorded as `provenance: default`, so they
 //! are never read back as facts) and ckpt's own sections (provenance, fingerprint, state).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use ckpt_model::Summarize;
 use ckpt_torch::Checkpoint;
@@ -13,6 +13,7 @@ use serde_json::{Map, Value, json};
 use crate::engine::{MODEL_PARTS, Resolution, resolve};
 use crate::fact::{Fact, Field, Source};
 use crate::schema::SCHEMA_VERSION;
+use crate::sources::live::{self, LiveRun};
 use crate::sources::names::{Layout, metric_short_name};
 use crate::sources::{self, Around, Kind};
 
@@ -112,6 +113,88 @@ pub fn build_sidecar(ck: &Checkpoint, layout: &Layout, around: &Around<'_>) -> (
     let r = resolve(facts);
     let summary = ck.summary();
     (project(&r, ck, &summary, layout), r)
+}
+
+/// Why a sidecar was not built for a checkpoint (`convert-legacy`'s reasons to fail a file).
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The checkpoint could not be read as one (its entry would carry this error).
+    #[error("{path}: {message}")]
+    Unreadable { path: PathBuf, message: String },
+    /// Its `hyper_parameters` are over a budget: the sidecar would lack what they say.
+    #[error("{path}: {message}")]
+    OverBudget { path: PathBuf, message: String },
+    /// What would be written does not pass `ckpt validate`.
+    #[error("{path}: the sidecar built for it would not validate ({problem})")]
+    Invalid { path: PathBuf, problem: String },
+}
+
+/// The sidecar of a checkpoint that a training run has just saved: the same facts, engine and
+/// projection as `ckpt convert-legacy --checkpoint FILE` (so every value it shares with that
+/// command is that command's), plus what the live run observed ([`LiveRun`], at
+/// [`Source::Live`]): its metrics and checkpoint callback's settings as facts, its Hydra job,
+/// loggers and trainer as the `run` section. When the run names its Hydra config and no
+/// `.hydra/config.yaml` is found around the file (checkpoints saved outside the job's folder),
+/// that config is read as the run's Hydra config, as if it were beside the file.
+pub fn build_live_sidecar(
+    ck: &Checkpoint,
+    layout: &Layout,
+    around: &Around<'_>,
+    live: &LiveRun,
+) -> Result<(Value, Resolution), BuildError> {
+    let path = &layout.checkpoint;
+    let (mut facts, error) = gather_for_sidecar(path, ck, around);
+    if let Some(message) = error {
+        return Err(BuildError::Unreadable {
+            path: path.clone(),
+            message,
+        });
+    }
+    if let Some(w) = facts
+        .iter()
+        .find(|f| f.field == Field::Warning && f.source == Source::Hparams)
+        .and_then(|f| f.value.as_str())
+    {
+        return Err(BuildError::OverBudget {
+            path: path.clone(),
+            message: w.trim_end_matches("; hyper_parameters ignored").to_owned(),
+        });
+    }
+    facts.extend(live::live_facts(live));
+    if let Some(cfg) = live.hydra_config()
+        && around.dirs.hydra_for(path, around.root).is_none()
+    {
+        let cfg = Path::new(cfg);
+        match around.dirs.config(cfg) {
+            Some(v) => facts.extend(sources::config::tree_facts(&v, Source::Hydra)),
+            None => {
+                if let Some(w) = around.dirs.config_warning(cfg) {
+                    facts.push(Fact::warning(format!("{w}; config ignored"), Source::Hydra));
+                }
+            }
+        }
+    }
+    let r = resolve(facts);
+    let summary = ck.summary();
+    let mut v = project(&r, ck, &summary, layout);
+    if let Some(obj) = v.as_object_mut() {
+        if let Some(run) = live::run_section(live) {
+            obj.insert("run".into(), run);
+        }
+        if let Some(w) = &live.writer
+            && let Some(g) = obj.get_mut("generator").and_then(Value::as_object_mut)
+        {
+            g.insert("writer".into(), json!(w));
+        }
+    }
+    let v = crate::sidecar::ordered(v);
+    if let Some(p) = crate::schema::validate(&v).first() {
+        return Err(BuildError::Invalid {
+            path: path.clone(),
+            problem: p.to_string(),
+        });
+    }
+    Ok((v, r))
 }
 
 /// The sidecar a resolution projects to.

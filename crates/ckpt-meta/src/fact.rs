@@ -11,14 +11,26 @@ use serde_json::Value;
 /// Where a value came from. The declaration order IS the precedence: a source earlier in this
 /// list wins over a later one for the same field (see `README.md`, "Where values come from").
 ///
-/// The principle: what the file itself records describes the file; what the run recorded fills
-/// what the file lacks; a sidecar (what a person or a tool asserted, checked against the file's
+/// The principle: what the file itself records describes the file; what the live run observed
+/// when it saved the file comes next (it saw the very objects the file only partly records: the
+/// metrics it ranked on, its checkpoint callback's settings); what the run recorded elsewhere
+/// fills what both lack; a sidecar (what a person or a tool asserted, checked against the file's
 /// fingerprint) comes next; names and inference come last, defaults after everything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Source {
     /// What `torch.save` wrote at the top level: `epoch`, `global_step`, the state dict's
     /// tensors, the format, what loading it would run.
     Checkpoint,
+    /// What the training run observed at the moment it saved the file (`ckpt.lightning`'s
+    /// callback): the metrics it had (`trainer.callback_metrics`, full precision), the
+    /// monitor, mode, `save_top_k` and `save_last` of the `ModelCheckpoint` that saved it.
+    /// Below the checkpoint (for what the file records about itself — epoch, step, tensors —
+    /// the file is the thing described); above everything read later or inferred: the file's
+    /// own callback state is a subset of the same objects (a float32 score, a `save_top_k`
+    /// only guessed from `best_k_models`), configs say what was asked rather than what ran,
+    /// and logs are flushed after the save. Read back from a sidecar whose provenance says
+    /// `live` and whose fingerprint still matches, so the catalog shows what the run saw.
+    Live,
     /// Evaluation metrics stored in the file (`cleval_metrics`): full precision, computed
     /// for this very state.
     Cleval,
@@ -57,8 +69,9 @@ pub enum Source {
 
 impl Source {
     /// Every source, in precedence order.
-    pub const ALL: [Source; 17] = [
+    pub const ALL: [Source; 18] = [
         Source::Checkpoint,
+        Source::Live,
         Source::Cleval,
         Source::Callback,
         Source::Hparams,
@@ -81,6 +94,7 @@ impl Source {
     pub fn as_str(self) -> &'static str {
         match self {
             Source::Checkpoint => "checkpoint",
+            Source::Live => "live",
             Source::Callback => "callback",
             Source::Cleval => "cleval",
             Source::Hparams => "hparams",
@@ -476,6 +490,7 @@ mod tests {
             assert_eq!(Source::parse(s.as_str()), Some(s));
         }
         assert!(Source::Checkpoint < Source::Hydra && Source::Hydra < Source::Sidecar);
+        assert!(Source::Checkpoint < Source::Live && Source::Live < Source::Callback);
         assert!(Source::Sidecar < Source::FileName && Source::FileName < Source::Inferred);
     }
 

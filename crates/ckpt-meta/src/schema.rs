@@ -10,7 +10,12 @@
 //!   makes a sidecar stale (copies change it).
 //! - `state`: a summary of what the checkpoint holds (format, tensors, parameters, dtypes,
 //!   wrapper prefixes), so catalogs need not open the checkpoint at all.
-//! - `generator`: which tool wrote the sidecar and when.
+//! - `generator`: which tool wrote the sidecar (`tool: ckpt <version>`; `writer` names the
+//!   training-side writer, e.g. `ckpt.lightning.MetadataCallback (lightning 2.6.6)`). Only a
+//!   sidecar whose `tool` is ckpt's is ever replaced or removed by ckpt on its own initiative.
+//! - `run`: what the live run said about itself when it saved the file (written by the
+//!   training-side writer only): `hydra` (job name and number, output dir, overrides, choices,
+//!   the composed config's path), `loggers` (name, version / run id, directories), `trainer`.
 
 use serde_json::{Value, json};
 
@@ -32,7 +37,7 @@ pub const TOP_LEVEL: &[&str] = &[
 ];
 
 /// Optional sections ckpt adds.
-pub const EXTENSIONS: &[&str] = &["provenance", "fingerprint", "state", "generator"];
+pub const EXTENSIONS: &[&str] = &["provenance", "fingerprint", "state", "generator", "run"];
 
 /// One thing wrong with a sidecar, at a dotted field path (`training.epoch`).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -446,7 +451,16 @@ pub fn json_schema() -> Value {
                 }
             },
             "state": {"type": "object"},
-            "generator": {"type": "object"}
+            "generator": {"type": "object"},
+            "run": {
+                "type": "object",
+                "description": "what the live training run said about itself when it saved the file",
+                "properties": {
+                    "hydra": {"type": "object"},
+                    "loggers": {"type": "array", "items": {"type": "object"}},
+                    "trainer": {"type": "object"}
+                }
+            }
         }
     })
 }

@@ -261,6 +261,44 @@ pub fn write_atomic(path: &Path, text: &str, overwrite: bool) -> std::io::Result
     result
 }
 
+/// Whether ckpt wrote this sidecar (its `generator.tool` says `ckpt …`): only such a file may
+/// be replaced or removed on ckpt's own initiative; a hand-written one is left as it is.
+pub fn written_by_ckpt(v: &Value) -> bool {
+    v.get("generator")
+        .and_then(|g| g.get("tool"))
+        .and_then(Value::as_str)
+        .is_some_and(|t| t == "ckpt" || t.starts_with("ckpt "))
+}
+
+/// What [`remove_own`] did about the sidecars of a removed checkpoint.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Removal {
+    /// Sidecars ckpt wrote, now removed.
+    pub removed: Vec<PathBuf>,
+    /// Sidecars left in place: not written by ckpt (or unreadable, so not provably ckpt's).
+    pub kept: Vec<PathBuf>,
+}
+
+/// The checkpoint is gone (a training run rotated it out): remove the `.metadata.yaml|json`
+/// sidecars ckpt wrote for it, keep — and report — any other.
+pub fn remove_own(checkpoint: &Path) -> std::io::Result<Removal> {
+    let mut out = Removal::default();
+    for p in [yaml_path(checkpoint), json_path(checkpoint)] {
+        if !crate::consulted::is_file(&p) {
+            continue;
+        }
+        match Sidecar::read(&p) {
+            Ok(sc) if written_by_ckpt(&sc.value) => match std::fs::remove_file(&p) {
+                Ok(()) => out.removed.push(p),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            },
+            _ => out.kept.push(p),
+        }
+    }
+    Ok(out)
+}
+
 /// Field order for a rewritten sidecar: the schema's keys first, then ckpt's sections, then
 /// whatever else was there.
 pub fn ordered(v: Value) -> Value {
@@ -314,6 +352,37 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "a: 3\n");
         let leftovers: Vec<_> = std::fs::read_dir(d.path()).unwrap().flatten().collect();
         assert_eq!(leftovers.len(), 1, "temporary files left behind");
+    }
+
+    #[test]
+    fn only_sidecars_ckpt_wrote_are_removed() {
+        let d = tempfile::tempdir().unwrap();
+        let ours = d.path().join("a.ckpt");
+        std::fs::write(
+            yaml_path(&ours),
+            "schema_version: '1.0'\ngenerator:\n  tool: ckpt 0.1.0\n",
+        )
+        .unwrap();
+        let theirs = d.path().join("b.ckpt");
+        std::fs::write(
+            yaml_path(&theirs),
+            "schema_version: '1.0'\nexp_name: mine\n",
+        )
+        .unwrap();
+        std::fs::write(json_path(&theirs), "{not json").unwrap();
+        let r = remove_own(&ours).unwrap();
+        assert_eq!(r.removed, vec![yaml_path(&ours)]);
+        assert!(r.kept.is_empty() && !yaml_path(&ours).exists());
+        let r = remove_own(&theirs).unwrap();
+        assert!(r.removed.is_empty());
+        assert_eq!(r.kept, vec![yaml_path(&theirs), json_path(&theirs)]);
+        assert!(yaml_path(&theirs).exists() && json_path(&theirs).exists());
+        assert_eq!(
+            remove_own(&d.path().join("none.ckpt")).unwrap(),
+            Removal::default()
+        );
+        assert!(written_by_ckpt(&json!({"generator": {"tool": "ckpt"}})));
+        assert!(!written_by_ckpt(&json!({"generator": {"tool": "ckptx 1"}})));
     }
 
     #[test]

@@ -11,6 +11,7 @@
 mod build;
 mod identity;
 mod open;
+mod sidecar;
 
 use std::path::PathBuf;
 
@@ -214,6 +215,7 @@ fn _ckpt(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(run, m)?)?;
     m.add_function(wrap_pyfunction!(main, m)?)?;
     identity::register(m)?;
+    sidecar::register(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -5,6 +5,7 @@
 pub mod checkpoint;
 pub mod config;
 pub mod folders;
+pub mod live;
 pub mod names;
 pub mod sidecar;
 

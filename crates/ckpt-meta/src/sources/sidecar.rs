@@ -39,10 +39,26 @@ fn part(sc: &Value, path: &str, v: &Value) -> Option<Value> {
     (!kept.is_empty()).then_some(Value::Object(kept))
 }
 
+/// The source a sidecar's value is read back at: what the live run observed when it saved
+/// the file (`provenance: live`) keeps its rank, so the catalog shows what the sidecar says
+/// — but only from a sidecar with a fingerprint (the callers drop one whose fingerprint no
+/// longer matches the file); anything else is what the sidecar asserts.
+fn read_back_source(sc: &Value, path: &str) -> Source {
+    if provenance(sc, path) == Some(Source::Live.as_str())
+        && sc.get("fingerprint").is_some_and(Value::is_object)
+    {
+        Source::Live
+    } else {
+        Source::Sidecar
+    }
+}
+
 /// The facts a sidecar states.
 pub fn sidecar_facts(sc: &Value) -> Vec<Fact> {
     let mut f = Vec::new();
-    let mut put = |field: Field, v: &Value| f.push(Fact::new(field, v.clone(), Source::Sidecar));
+    let mut put_at = |field: Field, v: &Value, path: &str| {
+        f.push(Fact::new(field, v.clone(), read_back_source(sc, path)))
+    };
     for (from, field) in [
         ("exp_name", Field::Experiment),
         ("training.epoch", Field::Epoch),
@@ -58,13 +74,13 @@ pub fn sidecar_facts(sc: &Value) -> Vec<Fact> {
         ("state.format", Field::Format),
     ] {
         if let Some(v) = lookup(sc, from).filter(|v| !is_placeholder(sc, from, v)) {
-            put(field, v);
+            put_at(field, v, from);
         }
     }
     for (name, _) in MODEL_PARTS {
         let path = format!("model.{name}");
         if let Some(v) = lookup(sc, &path).and_then(|v| part(sc, &path, v)) {
-            put(Field::Model(name.to_owned()), &v);
+            put_at(Field::Model(name.to_owned()), &v, &path);
         }
     }
     // Metrics by the names they were logged under; the schema's four short names only when no
@@ -74,7 +90,11 @@ pub fn sidecar_facts(sc: &Value) -> Vec<Fact> {
     if let Some(am) = additional {
         for (n, x) in am {
             if x.is_number() {
-                put(Field::Metric(n.clone()), x);
+                put_at(
+                    Field::Metric(n.clone()),
+                    x,
+                    &format!("metrics.additional_metrics.{n}"),
+                );
                 shorts.push(metric_short_name(n));
             }
         }
@@ -83,7 +103,7 @@ pub fn sidecar_facts(sc: &Value) -> Vec<Fact> {
         if let Some(x) = lookup(sc, &format!("metrics.{n}")).filter(|x| x.is_number())
             && !shorts.iter().any(|s| s == n)
         {
-            put(Field::Metric(n.to_owned()), x);
+            put_at(Field::Metric(n.to_owned()), x, &format!("metrics.{n}"));
         }
     }
     f
@@ -172,5 +192,35 @@ mod tests {
             Some(&json!({"name": "focal"}))
         );
         assert!(f.iter().all(|x| x.source == Source::Sidecar));
+    }
+
+    #[test]
+    fn what_the_live_run_saw_keeps_its_rank_only_with_a_fingerprint() {
+        let mut sc = json!({
+            "checkpointing": {"monitor": "val_loss", "mode": "min", "save_top_k": 2},
+            "metrics": {"additional_metrics": {"val_loss": 0.25, "epoch_time": 3.0}},
+            "provenance": {"checkpointing.monitor": "live", "checkpointing.mode": "callback",
+                           "checkpointing.save_top_k": "live",
+                           "metrics.additional_metrics.val_loss": "live",
+                           "metrics.additional_metrics.epoch_time": "metrics_csv"},
+            "fingerprint": {"size_bytes": 10, "pickle_sha256": "0".repeat(64)}
+        });
+        let f = sidecar_facts(&sc);
+        let src = |field: Field| f.iter().find(|x| x.field == field).map(|x| x.source);
+        assert_eq!(src(Field::Monitor), Some(Source::Live));
+        assert_eq!(src(Field::SaveTopK), Some(Source::Live));
+        assert_eq!(src(Field::Mode), Some(Source::Sidecar));
+        assert_eq!(src(Field::Metric("val_loss".into())), Some(Source::Live));
+        assert_eq!(
+            src(Field::Metric("epoch_time".into())),
+            Some(Source::Sidecar)
+        );
+        // Without a fingerprint nothing proves it describes this file: an assertion only.
+        sc.as_object_mut().unwrap().remove("fingerprint");
+        assert!(
+            sidecar_facts(&sc)
+                .iter()
+                .all(|x| x.source == Source::Sidecar)
+        );
     }
 }
