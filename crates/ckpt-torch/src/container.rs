@@ -1216,6 +1216,16 @@ fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()
     f.read_exact(buf)
 }
 
+/// A zip compression method as the storage index keeps it: 0 stored, 8 deflate, anything else
+/// unsupported (`u16::MAX`).
+fn method_of(method: u16) -> u16 {
+    match method {
+        0 => 0,
+        8 => 8,
+        _ => u16::MAX,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1510,15 +1520,5 @@ mod tests {
         assert!(
             Checkpoint::open_range(&outer, 1000, bytes.len() as u64, &Options::default()).is_err()
         );
-    }
-}
-
-/// A zip compression method as the storage index keeps it: 0 stored, 8 deflate, anything else
-/// unsupported (`u16::MAX`).
-fn method_of(method: u16) -> u16 {
-    match method {
-        0 => 0,
-        8 => 8,
-        _ => u16::MAX,
     }
 }
