@@ -41,10 +41,13 @@ pub struct CatalogEntry {
     pub save_top_k: Option<i64>,
     pub save_last: Option<bool>,
     /// `architecture`, `family`, `encoder`/`decoder`/`head`/`loss` (objects), inferred sizes.
+    #[serde(serialize_with = "crate::pretty::shared")]
     pub model: Shared<BTreeMap<String, Value>>,
     /// Top-level hyperparameters (the checkpoint's, Lightning's `hparams.yaml`, a logger's).
+    #[serde(serialize_with = "crate::pretty::shared")]
     pub hparams: Shared<BTreeMap<String, Value>>,
     /// What is known about the training data (`active_uids`).
+    #[serde(serialize_with = "crate::pretty::shared")]
     pub data: Shared<BTreeMap<String, Value>>,
     /// Elements of the state dict's tensors.
     pub params: Option<u64>,
@@ -57,6 +60,7 @@ pub struct CatalogEntry {
     pub security: Option<String>,
     pub lightning_version: Option<String>,
     /// Field path → the source its value came from.
+    #[serde(serialize_with = "crate::pretty::shared")]
     pub sources: Shared<BTreeMap<String, String>>,
     /// Fields on which sources disagree, every source's value listed.
     pub conflicts: Vec<Conflict>,

@@ -10,6 +10,7 @@ pub mod entry;
 pub use ckpt_model::infer;
 /// The parallel map lives with the reader so the converter can use it too.
 pub use ckpt_torch::par;
+pub mod pretty;
 pub mod query;
 pub mod resolve;
 

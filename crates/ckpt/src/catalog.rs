@@ -8,6 +8,7 @@ use ckpt_catalog::CatalogEntry;
 use ckpt_catalog::cache::Cache;
 use ckpt_catalog::catalog::{Options, build_streaming};
 use ckpt_catalog::discover::WalkOptions;
+use ckpt_catalog::pretty::{Style, with_shared_parts_memoized};
 use ckpt_catalog::query;
 use std::io::Write as _;
 
@@ -83,22 +84,30 @@ pub fn run(a: &CatalogArgs) -> Result<Outcome> {
         if a.format == CatalogFormat::Json {
             out.write_all(b"{\n  \"checkpoints\": [")?;
         }
-        let cat = build_streaming(&a.paths, &opts, &mut |e| {
-            fields.see(&e);
-            if io_err.is_some() || !keep(&e) {
-                return;
-            }
-            let r = if a.format == CatalogFormat::Json {
-                write_indented(&mut out, &e, first)
-            } else {
-                serde_json::to_writer(&mut out, &e)
-                    .map_err(json_io)
-                    .and_then(|()| out.write_all(b"\n"))
-            };
-            first = false;
-            if let Err(err) = r {
-                io_err = Some(err);
-            }
+        // The parts a run's checkpoints share are rendered once each (same bytes).
+        let style = if a.format == CatalogFormat::Json {
+            Style::Pretty { entry_level: 2 }
+        } else {
+            Style::Compact
+        };
+        let cat = with_shared_parts_memoized(style, || {
+            build_streaming(&a.paths, &opts, &mut |e| {
+                fields.see(&e);
+                if io_err.is_some() || !keep(&e) {
+                    return;
+                }
+                let r = if a.format == CatalogFormat::Json {
+                    write_indented(&mut out, &e, first)
+                } else {
+                    serde_json::to_writer(&mut out, &e)
+                        .map_err(json_io)
+                        .and_then(|()| out.write_all(b"\n"))
+                };
+                first = false;
+                if let Err(err) = r {
+                    io_err = Some(err);
+                }
+            })
         })?;
         if let Some(e) = io_err {
             return Err(e.into());
@@ -203,7 +212,7 @@ fn write_indented(
     first: bool,
 ) -> std::io::Result<()> {
     out.write_all(if first { b"\n    " } else { b",\n    " })?;
-    let mut ser = serde_json::Serializer::with_formatter(out, Nested::at(2));
+    let mut ser = serde_json::Serializer::with_formatter(out, ckpt_catalog::pretty::Nested::at(2));
     serde::Serialize::serialize(e, &mut ser).map_err(json_io)
 }
 
@@ -213,100 +222,6 @@ fn json_io(e: serde_json::Error) -> std::io::Error {
     match e.io_error_kind() {
         Some(kind) => std::io::Error::new(kind, e),
         None => std::io::Error::other(e),
-    }
-}
-
-/// serde_json's pretty printer (two spaces a level) for a value that starts `base` levels
-/// deep: the bytes are exactly those of the whole document pretty-printed at once.
-struct Nested {
-    level: usize,
-    has_value: bool,
-}
-
-impl Nested {
-    fn at(base: usize) -> Nested {
-        Nested {
-            level: base,
-            has_value: false,
-        }
-    }
-
-    fn newline<W: ?Sized + std::io::Write>(&self, w: &mut W) -> std::io::Result<()> {
-        const SPACES: &[u8; 64] = &[b' '; 64];
-        w.write_all(b"\n")?;
-        let mut n = self.level * 2;
-        while n > 0 {
-            let k = n.min(SPACES.len());
-            w.write_all(&SPACES[..k])?;
-            n -= k;
-        }
-        Ok(())
-    }
-}
-
-impl serde_json::ser::Formatter for Nested {
-    fn begin_array<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
-        self.level += 1;
-        self.has_value = false;
-        w.write_all(b"[")
-    }
-
-    fn end_array<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
-        self.level -= 1;
-        if self.has_value {
-            self.newline(w)?;
-        }
-        w.write_all(b"]")
-    }
-
-    fn begin_array_value<W: ?Sized + std::io::Write>(
-        &mut self,
-        w: &mut W,
-        first: bool,
-    ) -> std::io::Result<()> {
-        if !first {
-            w.write_all(b",")?;
-        }
-        self.newline(w)
-    }
-
-    fn end_array_value<W: ?Sized + std::io::Write>(&mut self, _w: &mut W) -> std::io::Result<()> {
-        self.has_value = true;
-        Ok(())
-    }
-
-    fn begin_object<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
-        self.level += 1;
-        self.has_value = false;
-        w.write_all(b"{")
-    }
-
-    fn end_object<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
-        self.level -= 1;
-        if self.has_value {
-            self.newline(w)?;
-        }
-        w.write_all(b"}")
-    }
-
-    fn begin_object_key<W: ?Sized + std::io::Write>(
-        &mut self,
-        w: &mut W,
-        first: bool,
-    ) -> std::io::Result<()> {
-        if !first {
-            w.write_all(b",")?;
-        }
-        self.newline(w)
-    }
-
-    fn begin_object_value<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
-        w.write_all(b": ")
-    }
-
-    fn end_object_value<W: ?Sized + std::io::Write>(&mut self, _w: &mut W) -> std::io::Result<()> {
-        self.has_value = true;
-        Ok(())
     }
 }
 
