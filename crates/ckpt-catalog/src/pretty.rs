@@ -177,7 +177,9 @@ where
     S: serde::Serializer,
     T: Serialize + Send + Sync + 'static,
 {
-    let active = MEMO.with(|m| m.borrow().is_some());
+    // A part only this entry holds (a checkpoint just read, not from the cache) is written
+    // as it is: rendering it for a memo would cost more than it could save.
+    let active = Arc::strong_count(v) > 1 && MEMO.with(|m| m.borrow().is_some());
     if !active {
         return (**v).serialize(s);
     }
