@@ -657,6 +657,10 @@ class ExperimentManager:
                 torch.save(payload, f)
                 f.flush()
                 os.fsync(f.fileno())
+            if path.exists():
+                # A step saved again: the sidecar ckpt wrote describes the old file, and a
+                # writer that found it fresh (same bytes) would read its metrics back.
+                self._remove_sidecar(path)
             os.replace(tmp, path)
         finally:
             if tmp.exists():
@@ -664,6 +668,14 @@ class ExperimentManager:
         self._write_sidecar(path, step, metrics)
         self.apply_retention()
         return path
+
+    @staticmethod
+    def _remove_sidecar(path: Path) -> None:
+        """Remove the sidecars ckpt wrote for ``path`` (a hand-written one stays)."""
+        try:
+            _ckpt.remove_sidecar(str(path))
+        except Exception as e:  # noqa: BLE001 - the save goes on; the writer replaces it
+            log.warning("ckpt: the sidecar of %s was not removed before it was saved again: %s", path, e)
 
     def _write_sidecar(self, path: Path, step: int, metrics: Optional[Mapping[str, Any]]) -> Optional[str]:
         """``<stem>.metadata.yaml`` beside the checkpoint just saved, by the Rust live-sidecar
