@@ -3,6 +3,8 @@
 //! facts; a hostile or oversized file is read within a bound and costs one warning, never a
 //! panic and never another fact.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::{Path, PathBuf};
 
 use ckpt_meta::extract::gather_for_sidecar;
