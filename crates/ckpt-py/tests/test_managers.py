@@ -106,6 +106,15 @@ def test_json_safe_turns_anything_into_json_and_never_raises() -> None:
 pl = pytest.importorskip("pytorch_lightning")
 
 
+@pytest.fixture
+def only_pytorch_lightning(monkeypatch):
+    """A program that imported `pytorch_lightning` only: the manager's callback is then of
+    that package (the Trainer refuses another's). In this test session `test_lightning.py`
+    also imports `lightning.pytorch`, which the manager would otherwise pick."""
+    for name in [m for m in sys.modules if m == "lightning.pytorch" or m.startswith("lightning.pytorch.")]:
+        monkeypatch.delitem(sys.modules, name)
+
+
 class TinyClassifier(pl.LightningModule):
     """Logs `val_f1` (a made-up score that moves every epoch)."""
 
@@ -139,7 +148,7 @@ def fit(module: "pl.LightningModule", callback, epochs: int, root: Path) -> "pl.
     return trainer
 
 
-def test_checkpoint_manager_run_is_read_back_by_the_catalog(tmp_path: Path) -> None:
+def test_checkpoint_manager_run_is_read_back_by_the_catalog(tmp_path: Path, only_pytorch_lightning) -> None:
     before = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
     m = ckpt.CheckpointManager("flares/multiclass", tmp_path, "vit_base_patch32_224", "focal")
     after = dt.datetime.now(dt.timezone.utc)
@@ -189,7 +198,7 @@ def test_checkpoint_manager_run_is_read_back_by_the_catalog(tmp_path: Path) -> N
     assert cli("catalog", str(tmp_path / "checkpoints"), "--no-cache")["checkpoints"] == cat.checkpoints
 
 
-def test_classification_subclasses_file_under_their_roots(tmp_path: Path) -> None:
+def test_classification_subclasses_file_under_their_roots(tmp_path: Path, only_pytorch_lightning) -> None:
     b = ckpt.BinaryClassificationCheckpointManager(tmp_path, "resnet18", "weighted_bce")
     mc = ckpt.MulticlassClassificationCheckpointManager(tmp_path, "efficientnet_b0", "focal")
     assert b.run_dir.parent == tmp_path / "checkpoints" / "flares" / "binary_classification"
