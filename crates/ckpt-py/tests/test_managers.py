@@ -566,3 +566,26 @@ def test_catalog_reads_the_architecture_description(tmp_path: Path) -> None:
     assert len(lines) == 1 and "larger than the 16 MiB" in lines[0], r.stderr
     for e in json.loads(r.stdout)["checkpoints"]:
         assert "class" not in e["model"] and e["params"] == 106
+
+
+def test_a_sidecar_that_cannot_be_written_is_a_warning_and_its_checkpoint_is_kept(tmp_path: Path, caplog,
+                                                                                   monkeypatch) -> None:
+    em = ckpt.ExperimentManager(tmp_path, keep_best=1, monitor="val_loss", mode="min")
+    model = mlp(8)
+    em.update_experiment_hash(model=model, config={"lr": 0.1})
+    em.save_model_checkpoint(model=model, step=10, metrics={"val_loss": 0.1})
+
+    def refuse(*_a, **_k):
+        raise ckpt.CkptError("disk full")
+
+    monkeypatch.setattr(ckpt._ckpt, "write_live_sidecar", refuse)
+    path = em.save_model_checkpoint(model=model, step=20, metrics={"val_loss": 0.9})
+    monkeypatch.undo()
+    em.save_model_checkpoint(model=model, step=30, metrics={"val_loss": 0.5})
+    assert "no sidecar for" in caplog.text and "disk full" in caplog.text
+    # step 20's val_loss is unknown to the tree: kept, as `ckpt prune` keeps it
+    left = sorted(p.name for p in path.parent.glob("checkpoint_step_*.pt"))
+    assert left == ["checkpoint_step_000010.pt", "checkpoint_step_000020.pt", "checkpoint_step_000030.pt"]
+    assert not (path.parent / "checkpoint_step_000020.metadata.yaml").exists()
+    plan = cli("prune", str(path.parent), "--keep-top", "1", "--monitor", "val_loss", "--mode", "min", "--no-cache")
+    assert plan["plan"]["delete_count"] == 0
