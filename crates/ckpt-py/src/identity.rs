@@ -12,10 +12,12 @@
 //!   reader reads back as the same value (the sidecar writer's emitter).
 //! - [`read_config`]: a config file as ckpt reads it (references left as written).
 //! - [`retain`]: `ckpt_retention`'s plan (and, when asked, its execution) over the catalog of
-//!   an experiment folder — the rules and never-delete guarantees of `ckpt prune` — with the
-//!   metrics only the live run knows supplied for the checkpoints the catalog has none for.
+//!   an experiment folder — exactly `ckpt prune --no-cache`: the same catalog, the same rules
+//!   and never-delete guarantees. Nothing is supplied on the side: the metrics a save was
+//!   given are in the checkpoint's sidecar (`_ckpt.write_live_sidecar`), where the catalog,
+//!   and so `ckpt prune`, read them; a checkpoint whose sidecar could not be written has an
+//!   unknown metric, and `ckpt prune`'s rules keep it.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use ckpt_catalog::catalog::{Options, build};
@@ -107,15 +109,12 @@ fn read_config(py: Python<'_>, path: PathBuf) -> PyResult<String> {
     serde_json::to_string(&v).map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))
 }
 
-/// `retain(paths, keep_top, monitor, mode, keep_last, metrics, delete)` → the JSON `ckpt
-/// prune --format json` prints (`{"plan", "executed", "warnings"}`): the retention plan of
-/// the checkpoints under `paths` by `ckpt_retention`'s rules, carried out when `delete`.
-/// `metrics` maps a checkpoint's absolute path to its `monitor` value, for checkpoints whose
-/// metric the catalog does not know (a weights-only file whose metric only the live run
-/// knows); a value the catalog knows is never replaced.
+/// `retain(paths, keep_top, monitor, mode, keep_last, delete=False)` → the JSON `ckpt prune
+/// --no-cache --format json` prints (`{"plan", "executed"}`, and the catalog's `warnings`):
+/// the retention plan of the checkpoints under `paths` by `ckpt_retention`'s rules, from
+/// exactly the catalog `ckpt prune` reads, carried out when `delete`.
 #[pyfunction]
-#[pyo3(signature = (paths, keep_top, monitor, mode, keep_last, metrics, delete=false))]
-#[allow(clippy::too_many_arguments)]
+#[pyo3(signature = (paths, keep_top, monitor, mode, keep_last, delete=false))]
 fn retain(
     py: Python<'_>,
     paths: Vec<PathBuf>,
@@ -123,7 +122,6 @@ fn retain(
     monitor: String,
     mode: &str,
     keep_last: usize,
-    metrics: HashMap<PathBuf, f64>,
     delete: bool,
 ) -> PyResult<String> {
     let mode: Mode = mode
@@ -141,26 +139,15 @@ fn retain(
                 ..Options::default()
             },
         )?;
-        let mut entries = cat.entries;
-        for e in &mut entries {
-            if e.metrics.contains_key(&monitor) {
-                continue;
-            }
-            let p = Path::new(&e.path);
-            let abs = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
-            if let Some(v) = metrics.get(&abs) {
-                e.metrics.insert(monitor.clone(), *v);
-            }
-        }
         let opts = PruneOptions {
             keep_top,
-            monitor: monitor.clone(),
+            monitor,
             mode,
             keep_last,
             keep_every: None,
             group: ckpt_catalog::query::GroupBy::Run,
         };
-        let plan = ckpt_retention::plan(&entries, &paths, &opts);
+        let plan = ckpt_retention::plan(&cat.entries, &paths, &opts);
         let executed = delete.then(|| ckpt_retention::execute(&plan));
         Ok::<_, ckpt_catalog::cache::CacheError>(serde_json::json!({
             "plan": plan,

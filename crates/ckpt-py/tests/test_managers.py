@@ -106,6 +106,15 @@ def test_json_safe_turns_anything_into_json_and_never_raises() -> None:
 pl = pytest.importorskip("pytorch_lightning")
 
 
+@pytest.fixture
+def only_pytorch_lightning(monkeypatch):
+    """A program that imported `pytorch_lightning` only: the manager's callback is then of
+    that package (the Trainer refuses another's). In this test session `test_lightning.py`
+    also imports `lightning.pytorch`, which the manager would otherwise pick."""
+    for name in [m for m in sys.modules if m == "lightning.pytorch" or m.startswith("lightning.pytorch.")]:
+        monkeypatch.delitem(sys.modules, name)
+
+
 class TinyClassifier(pl.LightningModule):
     """Logs `val_f1` (a made-up score that moves every epoch)."""
 
@@ -139,7 +148,7 @@ def fit(module: "pl.LightningModule", callback, epochs: int, root: Path) -> "pl.
     return trainer
 
 
-def test_checkpoint_manager_run_is_read_back_by_the_catalog(tmp_path: Path) -> None:
+def test_checkpoint_manager_run_is_read_back_by_the_catalog(tmp_path: Path, only_pytorch_lightning) -> None:
     before = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
     m = ckpt.CheckpointManager("flares/multiclass", tmp_path, "vit_base_patch32_224", "focal")
     after = dt.datetime.now(dt.timezone.utc)
@@ -189,7 +198,7 @@ def test_checkpoint_manager_run_is_read_back_by_the_catalog(tmp_path: Path) -> N
     assert cli("catalog", str(tmp_path / "checkpoints"), "--no-cache")["checkpoints"] == cat.checkpoints
 
 
-def test_classification_subclasses_file_under_their_roots(tmp_path: Path) -> None:
+def test_classification_subclasses_file_under_their_roots(tmp_path: Path, only_pytorch_lightning) -> None:
     b = ckpt.BinaryClassificationCheckpointManager(tmp_path, "resnet18", "weighted_bce")
     mc = ckpt.MulticlassClassificationCheckpointManager(tmp_path, "efficientnet_b0", "focal")
     assert b.run_dir.parent == tmp_path / "checkpoints" / "flares" / "binary_classification"
@@ -439,3 +448,144 @@ def test_a_crashed_staging_folder_is_swept_and_a_live_one_kept(tmp_path: Path) -
     assert not stale.exists() and live.is_dir()
     em.update_experiment_hash(model=mlp(8), config={"lr": 1})
     assert [e["path"] for e in em.list_experiments()] == [str(em.experiment_dir)]  # staging is no experiment
+
+
+# ---------------------------------------------------------------------------------------
+# ExperimentManager: what a save is told is in the tree, for every command to read
+
+
+def cli_run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([console_script(), *args], capture_output=True, text=True, check=False)
+
+
+LOSSES = {10: 0.9, 20: 0.3, 30: 0.5, 40: 0.7, 50: 0.4, 60: 0.8}
+
+
+def test_saved_metrics_are_read_from_the_tree_by_prune_catalog_and_validate(tmp_path: Path) -> None:
+    model = mlp(8)
+    config, uids = {"lr": 0.1, "model": {"hidden": 8}}, ["a", "b", "c"]
+    em = ckpt.ExperimentManager(tmp_path / "kept", keep_best=2, monitor="val_loss", mode="min")
+    em.update_experiment_hash(model=model, config=config, active_data_uids=uids)
+    # The same saves without retention: what `ckpt prune` plans from scratch.
+    every = ckpt.ExperimentManager(tmp_path / "every")
+    assert every.update_experiment_hash(model=model, config=config, active_data_uids=uids)[0] == em.current_hash
+    for step, loss in LOSSES.items():
+        for m in (em, every):
+            m.save_model_checkpoint(model=model, step=step, metrics={"val_loss": loss, "acc": torch.tensor(1 - loss)})
+    model_dir = em.experiment_dir / "model"
+    kept = sorted(p.name for p in model_dir.glob("checkpoint_step_*.pt"))
+    # the best two (0.3, 0.4) and the newest
+    assert kept == ["checkpoint_step_000020.pt", "checkpoint_step_000050.pt", "checkpoint_step_000060.pt"]
+    # each kept checkpoint has its sidecar, a deleted one took its own along; nothing on the side
+    assert sorted(p.name for p in model_dir.glob("*.metadata.yaml")) == [n[:-3] + ".metadata.yaml" for n in kept]
+    assert not list(em.experiment_dir.rglob("metrics.json"))
+
+    prune = ["--keep-top", "2", "--monitor", "val_loss", "--mode", "min", "--no-cache"]
+    # `ckpt prune` (dry run) on the experiment folder plans exactly what the manager kept ...
+    plan = cli("prune", str(em.experiment_dir), *prune)["plan"]
+    assert plan["delete_count"] == 0
+    assert sorted(Path(d["path"]).name for d in plan["decisions"] if d["action"] == "keep") == kept
+    # ... and, on the tree where nothing was deleted, would delete exactly what it deleted
+    plan = cli("prune", str(every.experiment_dir), *prune)["plan"]
+    assert sorted(Path(d["path"]).name for d in plan["decisions"] if d["action"] == "keep") == kept
+    assert plan["delete_count"] == len(LOSSES) - len(kept)
+
+    # the catalog shows the metrics, from the live run, and the monitor the manager ranks by
+    out = cli("catalog", str(em.experiment_dir), "--no-cache")
+    assert out["warnings"] == []
+    entries = sorted(out["checkpoints"], key=lambda e: e["global_step"])
+    assert [e["global_step"] for e in entries] == [20, 50, 60]
+    for e in entries:
+        assert e["metrics"]["val_loss"] == LOSSES[e["global_step"]]
+        assert e["metrics"]["acc"] == pytest.approx(1 - LOSSES[e["global_step"]])
+        assert e["sources"]["metrics.val_loss"] == "live" and e["sources"]["metrics.acc"] == "live"
+        assert (e["monitor"], e["mode"]) == ("val_loss", "min") and e["sources"]["monitor"] == "live"
+    assert em.get_experiment_info()["metrics"]["checkpoint_step_000020.pt"]["val_loss"] == 0.3
+
+    # `ckpt validate` finds every sidecar valid
+    v = cli_run("validate", "--exp-dir", str(em.experiment_dir))
+    assert v.returncode == 0, v.stdout + v.stderr
+    assert f"{len(kept)} checkpoint(s): {len(kept)} valid, 0 invalid, 0 stale, 0 missing" in v.stdout
+
+    # the identity does not change because a sidecar appeared: `ckpt hash` reads no sidecar
+    newest = model_dir / kept[-1]
+    with_sidecar = cli("hash", str(newest))
+    assert with_sidecar["hash"] == em.current_hash
+    assert ckpt._ckpt.remove_sidecar(str(newest))["removed"] == [str(model_dir / "checkpoint_step_000060.metadata.yaml")]
+    assert cli("hash", str(newest)) == with_sidecar
+    assert cli("hash", str(em.experiment_dir))["hash"] == em.current_hash
+
+
+def test_a_saved_again_step_replaces_ckpts_sidecar_and_leaves_a_hand_written_one(tmp_path: Path, caplog) -> None:
+    em = ckpt.ExperimentManager(tmp_path, keep_best=1, monitor="val_loss", mode="min")
+    model = mlp(8)
+    em.update_experiment_hash(model=model, config={"lr": 0.1})
+    em.save_model_checkpoint(model=model, step=10, metrics={"val_loss": 0.5})
+    em.save_model_checkpoint(model=model, step=10, metrics={"val_loss": 0.25})
+    model_dir = em.experiment_dir / "model"
+    [e] = cli("catalog", str(model_dir), "--no-cache")["checkpoints"]
+    assert e["metrics"]["val_loss"] == 0.25  # the sidecar describes the file saved last
+
+    mine = model_dir / "checkpoint_step_000020.metadata.yaml"
+    text = "schema_version: '1.0'\nexp_name: mine\n"
+    mine.write_text(text)
+    em.save_model_checkpoint(model=model, step=20, metrics={"val_loss": 0.9})
+    assert mine.read_text() == text
+    assert "was not written by ckpt" in caplog.text
+    # step 10 the best, step 20 the newest (of unknown val_loss: its sidecar is not ckpt's);
+    # `ckpt prune` agrees
+    assert sorted(p.name for p in model_dir.glob("*.pt")) == ["checkpoint_step_000010.pt", "checkpoint_step_000020.pt"]
+    plan = cli("prune", str(model_dir), "--keep-top", "1", "--monitor", "val_loss", "--mode", "min", "--no-cache")["plan"]
+    assert plan["delete_count"] == 0
+    reasons = {Path(d["path"]).name: d["reasons"] for d in plan["decisions"]}
+    assert "unknown metric val_loss" in reasons["checkpoint_step_000020.pt"]
+
+
+def test_catalog_reads_the_architecture_description(tmp_path: Path) -> None:
+    em = ckpt.ExperimentManager(tmp_path)
+    model = mlp(8)
+    model.fc1.weight.requires_grad_(False)
+    em.update_experiment_hash(model=model, config={"lr": 0.01}, active_data_uids=["a"])
+    for step in (1, 2):
+        em.save_model_checkpoint(model=model, step=step)
+    out = cli("catalog", str(tmp_path), "--no-cache")
+    assert out["warnings"] == []
+    for e in out["checkpoints"]:
+        assert e["model"]["class"] == "torch.nn.modules.container.Sequential"
+        assert e["sources"]["model.class"] == "hash_folder"
+        assert e["model"]["trainable_parameters"] == 106 - 80
+        assert e["params"] == 106 and e["sources"]["params"] == "checkpoint" and e["tensors"] == 4
+        assert e["model"]["architecture"] == "Sequential"  # nothing names it better
+        assert not e.get("conflicts")
+
+    # a hostile description: one warning for the two checkpoints, no other effect, exit 0
+    (em.experiment_dir / "model" / "architecture.json").write_bytes(b" " * (16 * 2**20 + 1))
+    r = cli_run("catalog", str(tmp_path), "--no-cache", "--format", "json")
+    assert r.returncode == 0, r.stderr
+    lines = [x for x in r.stderr.splitlines() if "architecture.json" in x]
+    assert len(lines) == 1 and "larger than the 16 MiB" in lines[0], r.stderr
+    for e in json.loads(r.stdout)["checkpoints"]:
+        assert "class" not in e["model"] and e["params"] == 106
+
+
+def test_a_sidecar_that_cannot_be_written_is_a_warning_and_its_checkpoint_is_kept(tmp_path: Path, caplog,
+                                                                                   monkeypatch) -> None:
+    em = ckpt.ExperimentManager(tmp_path, keep_best=1, monitor="val_loss", mode="min")
+    model = mlp(8)
+    em.update_experiment_hash(model=model, config={"lr": 0.1})
+    em.save_model_checkpoint(model=model, step=10, metrics={"val_loss": 0.1})
+
+    def refuse(*_a, **_k):
+        raise ckpt.CkptError("disk full")
+
+    monkeypatch.setattr(ckpt._ckpt, "write_live_sidecar", refuse)
+    path = em.save_model_checkpoint(model=model, step=20, metrics={"val_loss": 0.9})
+    monkeypatch.undo()
+    em.save_model_checkpoint(model=model, step=30, metrics={"val_loss": 0.5})
+    assert "no sidecar for" in caplog.text and "disk full" in caplog.text
+    # step 20's val_loss is unknown to the tree: kept, as `ckpt prune` keeps it
+    left = sorted(p.name for p in path.parent.glob("checkpoint_step_*.pt"))
+    assert left == ["checkpoint_step_000010.pt", "checkpoint_step_000020.pt", "checkpoint_step_000030.pt"]
+    assert not (path.parent / "checkpoint_step_000020.metadata.yaml").exists()
+    plan = cli("prune", str(path.parent), "--keep-top", "1", "--monitor", "val_loss", "--mode", "min", "--no-cache")
+    assert plan["plan"]["delete_count"] == 0

@@ -6,9 +6,11 @@ in the layouts ``ckpt catalog``, ``ckpt hash`` and ``ckpt prune`` read.
 Nothing here decides what the Rust side decides: the experiment hash is computed by the
 ``ckpt-identity`` crate (``ckpt._ckpt.experiment_identity``: the live module's tensor names,
 dtypes and shapes, the experiment folder's ``hp/`` and ``data/`` read by the same readers as
-``ckpt hash``), the config's YAML text by ckpt's own writer, retention by the
-``ckpt-retention`` crate (the rules of ``ckpt prune``), loading by ``ckpt.load``. This
-module converts Python values, writes files atomically and keeps the bookkeeping.
+``ckpt hash``), the config's YAML text by ckpt's own writer, each checkpoint's sidecar (with
+the metrics a save was given) by the Rust live-sidecar writer ``ckpt.lightning`` uses,
+retention by the ``ckpt-retention`` crate on the catalog ``ckpt prune`` reads, loading by
+``ckpt.load``. This module converts Python values, writes files atomically and keeps the
+bookkeeping.
 
 torch and Lightning are imported when a method needs them, never on import.
 """
@@ -200,6 +202,20 @@ def _write_atomic(path: Path, data: Union[str, bytes]) -> Path:
         if tmp.exists():
             tmp.unlink()
     return path
+
+
+def _metric_number(v: Any) -> Optional[float]:
+    """A metric given to a save as a float: a number, a numpy scalar or a one-element tensor
+    (NaN and infinities kept: the Rust writer drops them); else ``None``."""
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, (int, float)):
+        return float(v)
+    try:
+        size = v.numel() if callable(getattr(v, "numel", None)) else getattr(v, "size", None)
+        return float(v.item()) if size == 1 and callable(getattr(v, "item", None)) else None
+    except (TypeError, ValueError, RuntimeError):
+        return None
 
 
 def _now() -> _dt.datetime:
@@ -403,11 +419,15 @@ class ExperimentManager:
       "model_state_dict", "exp_hash"}``, ``optimizer_state_dict`` when asked);
       ``model/architecture.json``: the model's class, parameter count and tensor table, once
       per hash (``model/architecture.pt``, a pickled module, only with
-      ``save_architecture_module=True``).
-    - Retention (``keep_last``, ``keep_best`` with ``monitor``/``mode``) runs after each save
-      with the rules and guarantees of ``ckpt prune`` (the ``ckpt-retention`` crate): the
-      newest and the best are never deleted, a checkpoint whose metric is unknown is kept.
-      ``keep_last`` alone ranks by step.
+      ``save_architecture_module=True``); the catalog reads it.
+    - ``model/checkpoint_step_NNNNNN.metadata.yaml``: each checkpoint's sidecar, written by the
+      Rust live-sidecar writer right after the save, with the metrics the save was given
+      (``provenance: live``), so ``ckpt catalog``, ``ckpt prune`` and ``ckpt validate`` read
+      them from the tree.
+    - Retention (``keep_last``, ``keep_best`` with ``monitor``/``mode``) runs after each save:
+      exactly ``ckpt prune --no-cache`` on ``model/`` (the ``ckpt-retention`` crate on the same
+      catalog): the newest and the best are never deleted, a checkpoint whose metric is
+      unknown is kept. ``keep_last`` alone ranks by step.
     """
 
     def __init__(self, root_log_dir: PathLike, *, keep_last: Optional[int] = None, keep_best: Optional[int] = None,
@@ -609,9 +629,11 @@ class ExperimentManager:
         """Save ``model``'s weights as ``model/checkpoint_step_{step:06d}.pt`` in the
         experiment of its hash (updated first: a changed architecture is a new experiment),
         atomically (a temporary file, fsync, rename). The optimizer's state goes in only with
-        ``save_optimizer=True``. ``metrics`` (``{"val_loss": 0.31}``) are what retention ranks
-        by when ``keep_best`` is set (kept in ``<experiment>/metrics.json``). Then retention
-        runs. Returns the checkpoint's path."""
+        ``save_optimizer=True``. Then its sidecar ``checkpoint_step_{step:06d}.metadata.yaml`` is
+        written with ``metrics`` (``{"val_loss": 0.31}``; numbers, numpy scalars or
+        one-element tensors; NaN dropped), where ``ckpt catalog`` and ``ckpt prune`` — and so
+        retention, which ranks by ``monitor`` when ``keep_best`` is set — read them. Then
+        retention runs. Returns the checkpoint's path."""
         import torch
 
         if step is None:
@@ -635,29 +657,62 @@ class ExperimentManager:
                 torch.save(payload, f)
                 f.flush()
                 os.fsync(f.fileno())
+            if path.exists():
+                # A step saved again: the sidecar ckpt wrote describes the old file, and a
+                # writer that found it fresh (same bytes) would read its metrics back.
+                self._remove_sidecar(path)
             os.replace(tmp, path)
         finally:
             if tmp.exists():
                 tmp.unlink()
-        if metrics:
-            ledger = self._metrics(exp)
-            ledger[path.name] = json_safe(dict(metrics))
-            _write_atomic(exp / "metrics.json", _dumps(ledger))
+        self._write_sidecar(path, step, metrics)
         self.apply_retention()
         return path
 
     @staticmethod
-    def _metrics(exp: Path) -> Dict[str, Dict[str, Any]]:
+    def _remove_sidecar(path: Path) -> None:
+        """Remove the sidecars ckpt wrote for ``path`` (a hand-written one stays)."""
         try:
-            v = json.loads((exp / "metrics.json").read_text("utf-8"))
-            return v if isinstance(v, dict) else {}
-        except (OSError, ValueError):
-            return {}
+            _ckpt.remove_sidecar(str(path))
+        except Exception as e:  # noqa: BLE001 - the save goes on; the writer replaces it
+            log.warning("ckpt: the sidecar of %s was not removed before it was saved again: %s", path, e)
+
+    def _write_sidecar(self, path: Path, step: int, metrics: Optional[Mapping[str, Any]]) -> Optional[str]:
+        """``<stem>.metadata.yaml`` beside the checkpoint just saved, by the Rust live-sidecar
+        writer (``ckpt.lightning.MetadataCallback``'s): the file read back, resolved as
+        ``ckpt convert-legacy`` resolves it, with ``metrics`` and the retention monitor/mode
+        as what the live run observed. Atomic; a sidecar ckpt did not write is left (a
+        warning). Never raises: the checkpoint is saved whatever happens here, and without
+        its sidecar its metric is unknown, which ``ckpt prune``'s rules keep. Returns the
+        sidecar's path when written."""
+        values: Dict[str, float] = {}
+        for k, v in dict(metrics or {}).items():
+            x = _metric_number(v)
+            if x is not None:
+                values[str(k)] = x
+        live: Dict[str, Any] = {
+            "trainer": {"global_step": int(step)},
+            "writer": f"ckpt.ExperimentManager (ckpt {getattr(_ckpt, '__version__', '?')})",
+        }
+        if self.monitor:
+            live["monitor"] = self.monitor
+            live["mode"] = self.mode
+        try:
+            r = _ckpt.write_live_sidecar(str(path), json.dumps(live), values)
+        except Exception as e:  # noqa: BLE001 - a failure is a warning, never an exception
+            log.warning("ckpt: no sidecar for %s (its metrics are unknown to retention, so it is kept): %s", path, e)
+            return None
+        if r["status"] == "kept":
+            log.warning("ckpt: %s was not written by ckpt; left as it is (it may not describe %s)", r["sidecar"], path)
+            return None
+        return str(r["sidecar"])
 
     def apply_retention(self, delete: bool = True) -> Optional[dict]:
-        """Apply ``keep_last`` / ``keep_best`` to the current experiment's ``model/`` with
-        ``ckpt prune``'s rules (the ``ckpt-retention`` crate). Returns its ``{"plan",
-        "executed"}`` (``None`` when no retention is set). ``delete=False``: the plan only."""
+        """Apply ``keep_last`` / ``keep_best`` to the current experiment's ``model/``: what
+        ``ckpt prune model/ --no-cache --keep-top K --monitor M --mode MODE --keep-last N``
+        plans (and, with ``delete``, does), the metrics read from the checkpoints' sidecars
+        as the command reads them. Returns its ``{"plan", "executed"}`` (``None`` when no
+        retention is set). ``delete=False``: the plan only."""
         if self.keep_last is None and self.keep_best is None:
             return None
         exp = self._require_experiment()
@@ -667,17 +722,8 @@ class ExperimentManager:
         else:
             # `keep_last` alone: newest by step (the best by `global_step`, max, is the newest).
             monitor, mode, top = "global_step", "max", 0
-        ledger = self._metrics(exp)
-        values = {}
-        for name, m in ledger.items():
-            x = m.get(monitor) if isinstance(m, dict) else None
-            if isinstance(x, (int, float)) and not isinstance(x, bool):
-                values[str(model_dir / name)] = float(x)
-        out = json.loads(_ckpt.retain([str(model_dir)], top, monitor, mode, int(self.keep_last or 0), values, delete))
+        out = json.loads(_ckpt.retain([str(model_dir)], top, monitor, mode, int(self.keep_last or 0), delete))
         executed = out.get("executed") or {}
-        gone = {Path(p).name for p in executed.get("deleted", [])}
-        if gone & set(ledger):
-            _write_atomic(exp / "metrics.json", _dumps({k: v for k, v in ledger.items() if k not in gone}))
         for (p, why) in executed.get("skipped", []):
             log.warning("retention kept %s: %s", p, why)
         return out
@@ -760,8 +806,10 @@ class ExperimentManager:
     def get_experiment_info(self, experiment: Optional[str] = None) -> dict:
         """One experiment (the current one by default): what :meth:`list_experiments` says,
         its ``config`` (``hp/config.yaml`` as ckpt reads it), ``architecture``
-        (``model/architecture.json``), the ``metrics`` recorded with its checkpoints, and
-        ``identity`` — ``ckpt hash`` of its newest checkpoint (``None`` before the first)."""
+        (``model/architecture.json``), the ``metrics`` of its checkpoints as ``ckpt catalog``
+        reads them (file name → metrics, for those that have any: the ones given at save time
+        come from the checkpoints' sidecars), and ``identity`` — ``ckpt hash`` of its newest
+        checkpoint (``None`` before the first)."""
         import ckpt
 
         d = self._resolve(experiment)
@@ -773,7 +821,11 @@ class ExperimentManager:
             info["architecture"] = json.loads(arch.read_text("utf-8"))
         except (OSError, ValueError):
             info["architecture"] = None
-        info["metrics"] = self._metrics(d)
+        info["metrics"] = {}
+        if info.get("steps"):
+            for e in ckpt.catalog(d / "model", no_cache=True):
+                if e.get("metrics"):
+                    info["metrics"][Path(e["path"]).name] = dict(e["metrics"])
         info["identity"] = ckpt.hash(d) if info.get("steps") else None
         return info
 

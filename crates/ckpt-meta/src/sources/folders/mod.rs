@@ -340,7 +340,7 @@ mod loggers;
 mod tests;
 
 use hash::HashDir;
-pub use hash::hash_folder;
+pub use hash::{ARCHITECTURE_FILE, MAX_ARCHITECTURE_BYTES, hash_folder};
 use hierarchical::HierDir;
 pub use hierarchical::{hierarchical, split_model_loss};
 use lightning::LightningDir;
