@@ -160,7 +160,10 @@ pub fn build_live_sidecar(
             message: w.trim_end_matches("; hyper_parameters ignored").to_owned(),
         });
     }
-    facts.extend(live::live_facts(live));
+    // The live facts go first: among facts of one rank the first wins, and a file saved
+    // again with the same bytes still matches its old sidecar, whose `live` values
+    // (read back at the same rank) are the previous save's, not this one's.
+    facts.splice(0..0, live::live_facts(live));
     if let Some(cfg) = live.hydra_config()
         && around.dirs.hydra_for(path, around.root).is_none()
     {

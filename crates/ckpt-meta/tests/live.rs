@@ -114,3 +114,26 @@ fn the_live_sidecar_is_convert_legacys_plus_the_run() {
     assert_eq!(removal.removed, vec![path.clone()]);
     assert!(!path.exists());
 }
+
+/// A file saved again with the same bytes still matches the sidecar its previous save wrote:
+/// the new save's observations win over the old sidecar's `live` values read back.
+#[test]
+fn a_second_save_of_the_same_bytes_gets_its_own_metrics() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("outputs/exp/checkpoints");
+    std::fs::create_dir_all(&dir).unwrap();
+    let ckpt = dir.join("last.ckpt");
+    write_lightning_checkpoint(&ckpt, &model_tensors(2, 64)).unwrap();
+    let run = |loss: f64| -> LiveRun {
+        serde_json::from_value(json!({
+            "metrics": {"val_loss": loss},
+            "monitor": "val_loss", "mode": "min", "save_top_k": 1, "save_last": true,
+        }))
+        .unwrap()
+    };
+    let first = around_build(&ckpt, Some(&run(0.5)));
+    let path = sidecar::yaml_path(&ckpt);
+    sidecar::write_atomic(&path, &sidecar::render(&path, &first), false).unwrap();
+    let second = around_build(&ckpt, Some(&run(0.25)));
+    assert_eq!(second["metrics"]["validation_loss"], 0.25, "{second:#}");
+}
