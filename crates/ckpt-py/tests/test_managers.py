@@ -589,3 +589,16 @@ def test_a_sidecar_that_cannot_be_written_is_a_warning_and_its_checkpoint_is_kep
     assert not (path.parent / "checkpoint_step_000020.metadata.yaml").exists()
     plan = cli("prune", str(path.parent), "--keep-top", "1", "--monitor", "val_loss", "--mode", "min", "--no-cache")
     assert plan["plan"]["delete_count"] == 0
+
+
+def test_checkpoint_callback_for_the_trainers_package_when_both_are_imported(tmp_path: Path) -> None:
+    """With both `lightning.pytorch` and `pytorch_lightning` imported, `lightning=` picks the
+    package of the Trainer: its checkpointer is the manager's (no default one beside it)."""
+    pytest.importorskip("lightning.pytorch")
+    m = ckpt.CheckpointManager("flares/multiclass", tmp_path, "resnet_18", "ce")
+    cb = m.get_checkpoint_callback("val_f1", "max", lightning="pytorch_lightning")
+    assert isinstance(cb, pl.callbacks.ModelCheckpoint)
+    fit(TinyClassifier([0.2, 0.7]), cb, epochs=2, root=tmp_path)
+    assert [p.name for p in tmp_path.rglob("*.ckpt")] == ["best-epoch01-val_f1-0.700.ckpt"]
+    with pytest.raises(ValueError):
+        m.get_checkpoint_callback("val_f1", "max", lightning="keras")

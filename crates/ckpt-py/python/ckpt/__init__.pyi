@@ -138,7 +138,7 @@ class CheckpointManager:
     @property
     def checkpoint_dir(self) -> Path:
         """The run folder."""
-    def get_checkpoint_callback(self, monitor: str, mode: str) -> Any:
+    def get_checkpoint_callback(self, monitor: str, mode: str, *, lightning: Optional[str] = None) -> Any:
         """A Lightning ``ModelCheckpoint``: top-1 by ``monitor`` as ``best-epoch{XX}-{monitor}-{value:.3f}.ckpt``."""
     def save_config(self, config: Mapping[str, Any]) -> Path:
         """``config.json``, every value made JSON-safe."""

@@ -222,9 +222,16 @@ def _now() -> _dt.datetime:
     return _dt.datetime.now(_dt.timezone.utc)
 
 
-def _lightning() -> Any:
-    """``lightning.pytorch`` or ``pytorch_lightning``: the one the program already imported
-    (a Trainer accepts callbacks of its own package only), else whichever is installed."""
+def _lightning(namespace: Optional[str] = None) -> Any:
+    """``lightning.pytorch`` or ``pytorch_lightning``: the one asked for, else the one the
+    program already imported (a Trainer accepts callbacks of its own package only; when both
+    are imported, ``lightning.pytorch``), else whichever is installed."""
+    if namespace is not None:
+        if namespace not in ("lightning.pytorch", "pytorch_lightning"):
+            raise ValueError(f"lightning must be 'lightning.pytorch' or 'pytorch_lightning', not {namespace!r}")
+        import importlib
+
+        return importlib.import_module(namespace)
     for name in ("lightning.pytorch", "pytorch_lightning"):
         if name in sys.modules:
             return sys.modules[name]
@@ -281,13 +288,16 @@ class CheckpointManager:
     def __repr__(self) -> str:
         return f"<ckpt.{type(self).__name__} {self.run_dir}>"
 
-    def get_checkpoint_callback(self, monitor: str, mode: str) -> Any:
+    def get_checkpoint_callback(self, monitor: str, mode: str, *, lightning: Optional[str] = None) -> Any:
         """A Lightning ``ModelCheckpoint`` keeping the best checkpoint by ``monitor``
         (``mode`` ``"max"`` or ``"min"``), as ``best-epoch{XX}-{monitor}-{value:.3f}.ckpt`` in
-        the run folder (a ``/`` in the monitor's name is written ``_`` in the file name)."""
+        the run folder (a ``/`` in the monitor's name is written ``_`` in the file name).
+        ``lightning`` names the package of the Trainer it is for (``"lightning.pytorch"`` or
+        ``"pytorch_lightning"``); by default the one imported (``lightning.pytorch`` when both
+        are: a Trainer of the other would not see the callback as its checkpointer)."""
         if mode not in ("max", "min"):
             raise ValueError(f"mode must be 'max' or 'min', not {mode!r}")
-        pl = _lightning()
+        pl = _lightning(lightning)
         shown = monitor.replace("/", "_")
         cb = pl.callbacks.ModelCheckpoint(
             dirpath=str(self.run_dir),
