@@ -669,6 +669,16 @@ impl Pickle {
         self.globals_tab.get(slot)
     }
 
+    /// Whether `get(id)` is a global, an object (a call) or a persistent id: the values a
+    /// reader gives a meaning beyond their plain pickle value. Read from the slot's tag alone,
+    /// so a pass over every value can skip the plain ones without building them.
+    pub fn is_name_call_or_pid(&self, id: ValueId) -> bool {
+        matches!(
+            self.slots.get(id.index()).map(|s| s.tag),
+            Some(Tag::Global | Tag::Object | Tag::PersId)
+        )
+    }
+
     /// How many distinct global names the table holds (the bound of [`Pickle::global_slot`]).
     pub fn global_names(&self) -> usize {
         self.globals_tab.len()

@@ -283,7 +283,13 @@ impl Doc {
         let mut nodes = Nodes::with_capacity(pickle.len());
         let c = Classifier { p: &pickle, style };
         for i in 0..pickle.len() {
-            nodes.push(c.classify(ValueId(i as u32))?);
+            let id = ValueId(i as u32);
+            // Plain values (most of a checkpoint's) keep their pickle meaning: not built here.
+            if pickle.is_name_call_or_pid(id) {
+                nodes.push(c.classify(id)?);
+            } else {
+                nodes.push(Node::Plain);
+            }
         }
         let root = pickle.root();
         Ok(Doc {
