@@ -663,6 +663,11 @@ impl Classifier<'_> {
         {
             return Ok(Node::Tensor(Box::new(t)));
         }
+        // `collections.OrderedDict()`: every tensor's backward hooks, hundreds of calls a
+        // checkpoint, a dict whatever else the name would be matched against.
+        if g.is("collections", "OrderedDict") {
+            return Ok(self.dict_call(o, args, "collections.OrderedDict"));
+        }
         g.with_qualname(|qn| self.named_object(id, o, g, args, qn))
     }
 
@@ -806,6 +811,20 @@ impl Classifier<'_> {
 
         // ---- dict and list subclasses
         if DICT_CLASSES.contains(&qn) || (!o.dict_items.is_empty() && o.list_items.is_empty()) {
+            let _ = id;
+            return Ok(self.dict_call(o, args, qn));
+        }
+        if !o.list_items.is_empty() && o.dict_items.is_empty() {
+            return Ok(Node::List(o.list_items.clone()));
+        }
+
+        Ok(self.generic(o, qn.to_owned()))
+    }
+
+    /// A call of a dict class (`qn`) as a dict: its items from the arguments the class takes
+    /// them in and from SETITEMS.
+    fn dict_call(&self, o: &ckpt_pickle::Object, args: &[ValueId], qn: &str) -> Node {
+        {
             let mut items: Vec<(ValueId, ValueId)> = Vec::new();
             // Old OrderedDict pickles pass the items as a list of pairs.
             if qn != "collections.defaultdict"
@@ -836,14 +855,8 @@ impl Classifier<'_> {
                 items.extend(d.iter().copied());
             }
             items.extend(o.dict_items.iter().copied());
-            let _ = id;
-            return Ok(Node::Dict(items));
+            Node::Dict(items)
         }
-        if !o.list_items.is_empty() && o.dict_items.is_empty() {
-            return Ok(Node::List(o.list_items.clone()));
-        }
-
-        Ok(self.generic(o, qn.to_owned()))
     }
 
     fn generic(&self, o: &ckpt_pickle::Object, class: String) -> Node {
