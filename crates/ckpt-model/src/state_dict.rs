@@ -232,6 +232,15 @@ pub fn first_state_dict_entries_borrowed(
 /// Every state dict the checkpoint holds, the model's ([`locate`]) first, then the other
 /// mappings breadth first, then pickled modules at the top or under a top-level key: what
 /// `inspect` lists.
+/// The first of [`all_state_dicts`], without finding the others: the one `locate` picks,
+/// else the first candidate.
+pub fn first_state_dict(doc: &Doc) -> Option<Located> {
+    match locate(doc, None) {
+        Ok(first) => Some(first),
+        Err(_) => candidates(doc).into_iter().next(),
+    }
+}
+
 pub fn all_state_dicts(doc: &Doc) -> Vec<Located> {
     let mut all = candidates(doc);
     if let Ok(first) = locate(doc, None) {

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use ckpt_torch::summary::{DTypeTotal, Group, StateDictSummary, Summary};
 use ckpt_torch::{Checkpoint, Doc, NodeId, View};
 
-use crate::state_dict::all_state_dicts;
+use crate::state_dict::{all_state_dicts, first_state_dict};
 use crate::tied::storage_slot;
 use crate::wrappers::{WRAPPER_PREFIXES, Wrappers, strip_wrappers_into};
 
@@ -110,7 +110,7 @@ pub fn summarize_entries<S: AsRef<str>>(
 /// names: what a catalog entry keeps of the summary, at a fraction of its memory on a header
 /// of 170,000 tensors (issue 10). `None` when the checkpoint holds no state dict.
 pub fn first_state_dict_totals(doc: &Doc) -> Option<(usize, u64)> {
-    let first = all_state_dicts(doc).into_iter().next()?;
+    let first = first_state_dict(doc)?;
     let mut storages: HashSet<(&str, u64)> = HashSet::new();
     let (mut tensors, mut elements) = (0usize, 0u64);
     for (_, v) in &first.entries_borrowed(doc) {
