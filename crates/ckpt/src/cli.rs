@@ -51,6 +51,29 @@ pub enum Command {
     /// Watch trees: write each new checkpoint's sidecar once it is complete, remove those of
     /// deleted ones, keep the catalog cache fresh.
     Watch(WatchArgs),
+    /// Serve the catalog of trees over HTTP as a read-only JSON API (`/api/checkpoints`,
+    /// `/api/checkpoint?path=`, `/api/health`); loopback only unless --host says otherwise.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Folders (or checkpoint files) to serve, recursively (default: the current folder).
+    /// Nothing outside them is ever served.
+    pub paths: Vec<PathBuf>,
+    /// The port to listen on; 0 picks a free one (the first line printed says which).
+    #[arg(long, default_value_t = 8765)]
+    pub port: u16,
+    /// The address to listen on. Anything but loopback requires the access token printed at
+    /// start (`?token=` or `Authorization: Bearer`).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// The catalog cache (default: `ckpt catalog`'s).
+    #[arg(long, value_name = "FILE", conflicts_with = "no_cache")]
+    pub cache_file: Option<PathBuf>,
+    /// Neither read nor write the catalog cache.
+    #[arg(long)]
+    pub no_cache: bool,
 }
 
 #[derive(Debug, clap::Args)]

@@ -42,6 +42,7 @@ fn inputs(cmd: &Command) -> Vec<&Path> {
             .map(PathBuf::as_path)
             .collect(),
         Command::Watch(a) => a.paths.iter().map(PathBuf::as_path).collect(),
+        Command::Serve(a) => a.paths.iter().map(PathBuf::as_path).collect(),
         Command::Schema(_) | Command::Cache(_) => Vec::new(),
     }
 }

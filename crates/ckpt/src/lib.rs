@@ -15,6 +15,7 @@ mod inspect;
 mod meta;
 mod scan;
 mod schema;
+mod serve;
 pub mod sink;
 mod validate;
 mod watch;
@@ -192,6 +193,7 @@ fn run(args: cli::Cli) -> anyhow::Result<Outcome> {
         cli::Command::Compare(a) => compare::run(&a),
         cli::Command::Convert(a) => convert::run(&a),
         cli::Command::Watch(a) => watch::run(&a),
+        cli::Command::Serve(a) => serve::run(&a),
     }
 }
 
