@@ -1,6 +1,7 @@
 //! `ckpt serve` through the real binary: it is started on a free port (`--port 0`, the bound
 //! address read from its first stdout line), asked over plain HTTP/1.1 on a `TcpStream`, and
 //! its answers are compared with `ckpt catalog --format json` of the same tree.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
