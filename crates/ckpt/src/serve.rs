@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use axum::Json;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
@@ -348,8 +349,12 @@ fn parse_list(pairs: Vec<(String, String)>) -> Result<ListQuery, String> {
 
 async fn checkpoints(
     State(app): State<Arc<App>>,
-    Query(pairs): Query<Vec<(String, String)>>,
+    pairs: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Response {
+    let pairs = match pairs {
+        Ok(Query(p)) => p,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+    };
     let q = match parse_list(pairs) {
         Ok(q) => q,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
@@ -427,7 +432,14 @@ struct OneQuery {
     path: Option<String>,
 }
 
-async fn checkpoint(State(app): State<Arc<App>>, Query(q): Query<OneQuery>) -> Response {
+async fn checkpoint(
+    State(app): State<Arc<App>>,
+    q: Result<Query<OneQuery>, QueryRejection>,
+) -> Response {
+    let q = match q {
+        Ok(Query(q)) => q,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+    };
     let Some(path) = q.path.filter(|p| !p.is_empty()) else {
         return error(StatusCode::BAD_REQUEST, "path=: required".to_owned());
     };

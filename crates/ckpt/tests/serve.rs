@@ -186,8 +186,13 @@ fn list_health_and_one_entry_are_the_catalogs_entries() {
     let (status, err) = get(s.port, "/api/checkpoint");
     assert_eq!(status, 400);
     assert!(err["error"].is_string(), "{err}");
-    let (status, _) = get(s.port, "/api/nothing");
+    // Not UTF-8 once decoded (read as U+FFFD): no such entry, a JSON error like every other.
+    let (status, err) = get(s.port, "/api/checkpoint?path=%FF");
     assert_eq!(status, 404);
+    assert!(err["error"].is_string(), "{err}");
+    let (status, err) = get(s.port, "/api/nothing");
+    assert_eq!(status, 404);
+    assert_eq!(err["error"], "no such endpoint");
 }
 
 /// Percent-encoding of everything but unreserved characters.
