@@ -339,6 +339,15 @@ impl Memo {
 
     /// [`Memo::insert`] of the index [`Memo::is_next`] accepted: a fresh entry at the end.
     fn push_next(&mut self, id: ValueId) {
+        self.push_dense(id);
+        self.count += 1;
+    }
+
+    /// Append `id` at index `dense_len` of the dense part, starting a chunk when one is full.
+    /// The first chunk grows by doubling (a small pickle's memo stays small); the others are
+    /// allocated whole (growing them would leave freed blocks behind that an allocator may
+    /// keep for a while).
+    fn push_dense(&mut self, id: ValueId) {
         let at = self.dense_len / MEMO_CHUNK;
         if self.dense.len() <= at {
             self.dense.push(if at == 0 {
@@ -350,7 +359,6 @@ impl Memo {
         if let Some(chunk) = self.dense.get_mut(at) {
             chunk.push(id);
             self.dense_len += 1;
-            self.count += 1;
         }
     }
 
@@ -372,21 +380,11 @@ impl Memo {
                 self.sparse.remove(&idx);
             }
             while self.dense_len <= i {
-                let at = self.dense_len / MEMO_CHUNK;
-                if self.dense.len() <= at {
-                    // The first chunk grows by doubling (a small pickle's memo stays small);
-                    // the others are allocated whole (growing them would leave freed blocks
-                    // behind that an allocator may keep for a while).
-                    self.dense.push(if at == 0 {
-                        Vec::new()
-                    } else {
-                        Vec::with_capacity(MEMO_CHUNK)
-                    });
+                let before = self.dense_len;
+                self.push_dense(HOLE);
+                if self.dense_len == before {
+                    break;
                 }
-                if let Some(chunk) = self.dense.get_mut(at) {
-                    chunk.push(HOLE);
-                }
-                self.dense_len += 1;
             }
         }
         match self

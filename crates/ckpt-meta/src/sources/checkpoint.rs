@@ -7,7 +7,7 @@ use std::path::Path;
 use ckpt_model::state_dict::{find_state_dicts, first_state_dict_entries_borrowed};
 use ckpt_model::summary::first_state_dict_totals;
 use ckpt_model::{Inference, TensorSig, infer, infer_each};
-use ckpt_torch::summary::{CallbackSummary, Summary, to_value};
+use ckpt_torch::summary::{CallbackSummary, Summary};
 use ckpt_torch::{Checkpoint, View};
 use serde_json::{Value, json};
 
@@ -28,11 +28,11 @@ pub enum Kind {
 
 /// The checkpoint's `hyper_parameters` as a value, interpolations resolved within the hparams
 /// tree as OmegaConf attribute access would; the key in an error is prefixed with
-/// `hyper_parameters.`.
-pub fn hparams_of(ck: &Checkpoint) -> Option<Result<Value, ResolveError>> {
-    let doc = &ck.doc;
-    let h = doc.get(doc.root(), "hyper_parameters")?;
-    Some(crate::config::resolve(&to_value(doc, h)).map_err(|e| e.under("hyper_parameters")))
+/// `hyper_parameters.`. From the summary's rendering of that node (`Summary::hyper_parameters`),
+/// so it is rendered once.
+pub fn hparams_of(summary: &Summary) -> Option<Result<Value, ResolveError>> {
+    let h = summary.hyper_parameters.as_ref()?;
+    Some(crate::config::resolve(h).map_err(|e| e.under("hyper_parameters")))
 }
 
 /// Every fact the checkpoint at `path` gives.
@@ -172,13 +172,7 @@ fn opened_facts_with(
     if let Some(v) = &summary.lightning_version {
         f.push(fact(Field::LightningVersion, json!(v)));
     }
-    // The summary rendered the same `hyper_parameters` node already: resolved from that
-    // rendering, not rendered a second time.
-    let hparams = summary
-        .hyper_parameters
-        .as_ref()
-        .map(|h| crate::config::resolve(h).map_err(|e| e.under("hyper_parameters")));
-    match hparams {
+    match hparams_of(summary) {
         Some(Ok(h)) => {
             if let Some(m) = h.as_object() {
                 for (k, v) in m {
