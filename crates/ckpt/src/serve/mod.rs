@@ -42,6 +42,8 @@ use crate::Outcome;
 use crate::catalog::FieldCheck;
 use crate::cli::ServeArgs;
 
+mod assets;
+
 /// Entries per page when `limit` is not given, and the most one page holds: a client cannot
 /// make the server serialize the whole catalog in one answer.
 const DEFAULT_LIMIT: usize = 100;
@@ -154,6 +156,8 @@ async fn serve(
 ) -> Result<()> {
     let listener = tokio::net::TcpListener::from_std(listener)?;
     let router = axum::Router::new()
+        .route("/", get(assets::index))
+        .route("/assets/{name}", get(assets::asset))
         .route("/api/health", get(health))
         .route("/api/checkpoints", get(checkpoints))
         .route("/api/checkpoint", get(checkpoint))

@@ -1,0 +1,1 @@
+/* built by scripts/build-web from web/ */
