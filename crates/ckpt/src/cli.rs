@@ -51,8 +51,9 @@ pub enum Command {
     /// Watch trees: write each new checkpoint's sidecar once it is complete, remove those of
     /// deleted ones, keep the catalog cache fresh.
     Watch(WatchArgs),
-    /// Serve the catalog of trees over HTTP as a read-only JSON API (`/api/checkpoints`,
-    /// `/api/checkpoint?path=`, `/api/health`); loopback only unless --host says otherwise.
+    /// Serve the catalog of trees over HTTP: a web UI and its read-only JSON API
+    /// (`/api/checkpoints`, `/api/fields`, `/api/events`, …; docs/serve-api.md), updated live
+    /// as checkpoints appear, change or go; loopback only unless --host says otherwise.
     Serve(ServeArgs),
 }
 
@@ -74,6 +75,10 @@ pub struct ServeArgs {
     /// Neither read nor write the catalog cache.
     #[arg(long)]
     pub no_cache: bool,
+    /// Open the page in the desktop's browser (xdg-open, or open on macOS) once listening;
+    /// without one, a line says so and serving goes on.
+    #[arg(long)]
+    pub open: bool,
 }
 
 #[derive(Debug, clap::Args)]
