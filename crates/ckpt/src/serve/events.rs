@@ -66,7 +66,11 @@ impl Batch {
 
 /// What changed from `old` to `new` (by path): removed first, then added and changed in the
 /// new catalog's order.
-pub(super) fn diff(old: &Snapshot, new: &[CatalogEntry], generation: u64) -> Batch {
+pub(super) fn diff(
+    old: &Snapshot,
+    new: &[(CatalogEntry, Option<PathBuf>)],
+    generation: u64,
+) -> Batch {
     #[derive(Serialize)]
     struct WithEntry<'a> {
         generation: u64,
@@ -77,7 +81,7 @@ pub(super) fn diff(old: &Snapshot, new: &[CatalogEntry], generation: u64) -> Bat
         generation: u64,
         path: &'a str,
     }
-    let new_paths: HashSet<&str> = new.iter().map(|e| e.path.as_str()).collect();
+    let new_paths: HashSet<&str> = new.iter().map(|(e, _)| e.path.as_str()).collect();
     let mut frames = Vec::new();
     let mut push = |name: &'static str, data: Result<String, serde_json::Error>| {
         if let Ok(d) = data {
@@ -95,7 +99,7 @@ pub(super) fn diff(old: &Snapshot, new: &[CatalogEntry], generation: u64) -> Bat
             );
         }
     }
-    for e in new {
+    for (e, _) in new {
         let name = match old.by_path.get(&e.path) {
             None => "added",
             Some(&i) if old.entries[i] != *e => "changed",

@@ -23,7 +23,7 @@
 //! pool); requests wanting the same one at once wait for that computation instead of
 //! repeating it. A page is then only its entries serialized.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::hash::Hash;
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -36,8 +36,6 @@ use ckpt_catalog::CatalogEntry;
 use ckpt_catalog::entry::TOP_FIELDS;
 use ckpt_catalog::pretty::{Style, with_shared_parts_memoized};
 use ckpt_catalog::query;
-use serde::Serialize;
-use serde::ser::{SerializeSeq, SerializeStruct};
 use serde_json::Value;
 
 use super::{App, Snapshot, current, error, refresh};
@@ -125,10 +123,13 @@ pub(super) struct Index {
     sorts: Mutex<Memo<(String, bool), Arc<OnceLock<Option<Arc<[u32]>>>>>>,
     results: Mutex<Memo<Key, Arc<tokio::sync::OnceCell<Outcome>>>>,
     fields: OnceLock<Bytes>,
+    /// Each entry's JSON (compact), made the first time a page holds it: a page is then its
+    /// entries' bytes joined.
+    json: Vec<OnceLock<Box<[u8]>>>,
 }
 
-impl Default for Index {
-    fn default() -> Self {
+impl Index {
+    pub(super) fn new(entries: usize) -> Index {
         Index {
             known: OnceLock::new(),
             lookups: Mutex::new(Memo::new(MAX_LOOKUPS)),
@@ -136,18 +137,30 @@ impl Default for Index {
             sorts: Mutex::new(Memo::new(MAX_SORTS)),
             results: Mutex::new(Memo::new(MAX_RESULTS)),
             fields: OnceLock::new(),
+            json: (0..entries).map(|_| OnceLock::new()).collect(),
         }
     }
-}
 
-impl Index {
+    /// Compute what every kind of query needs (the known fields, the search text,
+    /// `/api/fields`), on the blocking pool right after a snapshot is made: the first
+    /// requests then find them (or wait for them) rather than each paying for them.
+    pub(super) fn warm(&self, entries: &[CatalogEntry]) {
+        self.known(entries);
+        self.text(entries);
+        self.fields.get_or_init(|| Bytes::from(field_list(entries)));
+    }
+
     /// Every name a query can use that some entry answers for (`query::field_names` over the
     /// catalog, as the CLI's check collects it).
     fn known(&self, entries: &[CatalogEntry]) -> &BTreeSet<String> {
         self.known.get_or_init(|| {
             let mut known = BTreeSet::new();
+            // Entries of the same shape answer for the same names: each shape is asked once.
+            let mut shapes = HashSet::new();
             for e in entries {
-                query::field_names(e, &mut known);
+                if shapes.insert(shape(e)) {
+                    query::field_names(e, &mut known);
+                }
             }
             known
         })
@@ -216,6 +229,41 @@ impl Index {
     }
 }
 
+/// What decides the names `query::field_names` gives for an entry: which top-level fields
+/// have a value, the metrics' names, and the model, hyperparameters and data (by identity: a
+/// run's checkpoints share them).
+fn shape(e: &CatalogEntry) -> (u32, usize, usize, usize, Vec<&str>) {
+    let some = [
+        e.experiment.is_some(),
+        e.run.is_some(),
+        e.task.is_some(),
+        e.format.is_some(),
+        e.epoch.is_some(),
+        e.global_step.is_some(),
+        e.training_phase.is_some(),
+        e.monitor.is_some(),
+        e.mode.is_some(),
+        e.save_top_k.is_some(),
+        e.save_last.is_some(),
+        e.params.is_some(),
+        e.tensors.is_some(),
+        e.security.is_some(),
+        e.lightning_version.is_some(),
+        e.error.is_some(),
+    ];
+    let mask = some
+        .iter()
+        .enumerate()
+        .fold(0u32, |m, (i, &b)| m | (u32::from(b) << i));
+    (
+        mask,
+        Arc::as_ptr(&e.model) as usize,
+        Arc::as_ptr(&e.hparams) as usize,
+        Arc::as_ptr(&e.data) as usize,
+        e.metrics.keys().map(String::as_str).collect(),
+    )
+}
+
 fn index_len(entries: &[CatalogEntry]) -> u32 {
     u32::try_from(entries.len()).unwrap_or(u32::MAX)
 }
@@ -232,10 +280,17 @@ fn sort_indices(
     let which: Vec<u32> = which.collect();
     let mut by_path: HashMap<&str, VecDeque<u32>> = HashMap::with_capacity(which.len());
     let mut copies = Vec::with_capacity(which.len());
+    // `conflicts` is the one part of an entry that is neither small nor shared; a sort by
+    // anything else never reads it.
+    let keep_conflicts = by == "conflicts" || by.starts_with("conflicts.");
     for &i in &which {
         let e = &entries[i as usize];
         by_path.entry(e.path.as_str()).or_default().push_back(i);
-        copies.push(e.clone());
+        copies.push(if keep_conflicts {
+            e.clone()
+        } else {
+            without_conflicts(e)
+        });
     }
     query::sort(&mut copies, by, desc);
     copies
@@ -246,6 +301,69 @@ fn sort_indices(
                 .and_then(VecDeque::pop_front)
         })
         .collect()
+}
+
+/// A copy of `e` but its conflicts (every field listed: a new field of the entry must be
+/// thought about here).
+fn without_conflicts(e: &CatalogEntry) -> CatalogEntry {
+    let CatalogEntry {
+        path,
+        experiment,
+        run,
+        task,
+        format,
+        epoch,
+        global_step,
+        training_phase,
+        metrics,
+        monitor,
+        mode,
+        save_top_k,
+        save_last,
+        model,
+        hparams,
+        data,
+        params,
+        tensors,
+        size_bytes,
+        modified,
+        is_best,
+        is_last,
+        security,
+        lightning_version,
+        sources,
+        conflicts: _,
+        error,
+    } = e;
+    CatalogEntry {
+        path: path.clone(),
+        experiment: experiment.clone(),
+        run: run.clone(),
+        task: task.clone(),
+        format: format.clone(),
+        epoch: *epoch,
+        global_step: *global_step,
+        training_phase: training_phase.clone(),
+        metrics: metrics.clone(),
+        monitor: monitor.clone(),
+        mode: mode.clone(),
+        save_top_k: *save_top_k,
+        save_last: *save_last,
+        model: model.clone(),
+        hparams: hparams.clone(),
+        data: data.clone(),
+        params: *params,
+        tensors: *tensors,
+        size_bytes: *size_bytes,
+        modified: modified.clone(),
+        is_best: *is_best,
+        is_last: *is_last,
+        security: security.clone(),
+        lightning_version: lightning_version.clone(),
+        sources: sources.clone(),
+        conflicts: Vec::new(),
+        error: error.clone(),
+    }
 }
 
 /// The parameters of `/api/checkpoints`, parsed by hand: `filter` repeats, and an unknown
@@ -449,45 +567,48 @@ fn compute(snap: &Snapshot, key: &Key) -> Outcome {
     Ok(Arc::new(Matches { order, size_bytes }))
 }
 
-/// The answer: the page's entries (exactly the catalog's JSON) and the query's totals.
+/// The answer: the page's entries (exactly the catalog's JSON, compact) and the query's
+/// totals; the same bytes serde_json writes for the whole object at once.
 fn page(snap: &Snapshot, m: &Matches, start: usize, end: usize) -> Response {
-    struct Entries<'a>(&'a Snapshot, &'a [u32]);
-    impl Serialize for Entries<'_> {
-        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-            let mut seq = s.serialize_seq(Some(self.1.len()))?;
-            for &i in self.1 {
-                seq.serialize_element(&self.0.entries[i as usize])?;
-            }
-            seq.end()
-        }
-    }
-    struct Page<'a> {
-        entries: Entries<'a>,
-        total: usize,
-        size_bytes: u64,
-        generation: u64,
-    }
-    impl Serialize for Page<'_> {
-        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-            let mut st = s.serialize_struct("Page", 4)?;
-            st.serialize_field("checkpoints", &self.entries)?;
-            st.serialize_field("total", &self.total)?;
-            st.serialize_field("size_bytes", &self.size_bytes)?;
-            st.serialize_field("generation", &self.generation)?;
-            st.end()
-        }
-    }
-    let p = Page {
-        entries: Entries(snap, &m.order[start..end]),
-        total: m.order.len(),
-        size_bytes: m.size_bytes,
-        generation: snap.generation,
-    };
+    let which = &m.order[start..end];
     // The parts a run's checkpoints share (model, hparams …) are rendered once per page.
-    match with_shared_parts_memoized(Style::Compact, || serde_json::to_vec(&p)) {
-        Ok(body) => json_bytes(Bytes::from(body)),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("a page: {e}")),
+    let made = with_shared_parts_memoized(Style::Compact, || {
+        which.iter().try_for_each(|&i| {
+            let i = i as usize;
+            if snap.index.json[i].get().is_none() {
+                let bytes = serde_json::to_vec(&snap.entries[i])?;
+                let _ = snap.index.json[i].set(bytes.into_boxed_slice());
+            }
+            Ok::<(), serde_json::Error>(())
+        })
+    });
+    if let Err(e) = made {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, format!("a page: {e}"));
     }
+    let size: usize = which
+        .iter()
+        .map(|&i| snap.index.json[i as usize].get().map_or(0, |b| b.len() + 1))
+        .sum();
+    let mut body = Vec::with_capacity(size + 128);
+    body.extend_from_slice(b"{\"checkpoints\":[");
+    for (n, &i) in which.iter().enumerate() {
+        if n > 0 {
+            body.push(b',');
+        }
+        if let Some(b) = snap.index.json[i as usize].get() {
+            body.extend_from_slice(b);
+        }
+    }
+    body.extend_from_slice(
+        format!(
+            "],\"total\":{},\"size_bytes\":{},\"generation\":{}}}",
+            m.order.len(),
+            m.size_bytes,
+            snap.generation
+        )
+        .as_bytes(),
+    );
+    json_bytes(Bytes::from(body))
 }
 
 pub(super) fn json_bytes(body: Bytes) -> Response {

@@ -205,6 +205,8 @@ async fn serve(
     if open {
         open_browser(&page_url(local, app.token.as_deref()));
     }
+    let first = current(&app);
+    tokio::task::spawn_blocking(move || first.index.warm(&first.entries));
     tokio::spawn(events::watch_roots(app.clone(), stop.clone()));
     let mut graceful = stop.clone();
     let server = axum::serve(listener, router).with_graceful_shutdown(async move {
@@ -281,22 +283,26 @@ fn open_browser(url: &str) {
 }
 
 impl Snapshot {
-    fn new(entries: Vec<CatalogEntry>, generation: u64) -> Snapshot {
-        let mut by_real_path = HashMap::with_capacity(entries.len());
-        let mut by_path = HashMap::with_capacity(entries.len());
-        for (i, e) in entries.iter().enumerate() {
-            // Gone since it was listed: served as the catalog saw it, found by its own path.
-            if let Ok(real) = std::fs::canonicalize(&e.path) {
+    /// The snapshot of `built`: each entry with its resolved path (`None`: gone since it was
+    /// listed; served as the catalog saw it, found by its own path).
+    fn new(built: Vec<(CatalogEntry, Option<PathBuf>)>, generation: u64) -> Snapshot {
+        let n = built.len();
+        let mut entries = Vec::with_capacity(n);
+        let mut by_real_path = HashMap::with_capacity(n);
+        let mut by_path = HashMap::with_capacity(n);
+        for (i, (e, real)) in built.into_iter().enumerate() {
+            if let Some(real) = real {
                 by_real_path.insert(real, i);
             }
             by_path.entry(e.path.clone()).or_insert(i);
+            entries.push(e);
         }
         Snapshot {
             entries,
             by_real_path,
             by_path,
             generation,
-            index: list::Index::default(),
+            index: list::Index::new(n),
         }
     }
 }
@@ -311,7 +317,7 @@ fn build(
     opts: &Options,
     hold: &HashSet<PathBuf>,
     previous: Option<&Snapshot>,
-) -> Result<Vec<CatalogEntry>> {
+) -> Result<Vec<(CatalogEntry, Option<PathBuf>)>> {
     let mut found = Vec::new();
     let cat = build_streaming(roots, opts, &mut |e| found.push(e))?;
     // Said at start; a rebuild would repeat them on every change.
@@ -325,8 +331,9 @@ fn build(
     }
     let mut entries = Vec::with_capacity(found.len());
     for e in found {
-        match std::fs::canonicalize(&e.path) {
-            Ok(real) if !real_roots.iter().any(|r| real.starts_with(r)) => {
+        let real = std::fs::canonicalize(&e.path).ok();
+        match real {
+            Some(ref real) if !real_roots.iter().any(|r| real.starts_with(r)) => {
                 // Said once, at start: a rebuild would repeat it on every change.
                 if previous.is_none() {
                     crate::sink_eprintln!(
@@ -337,16 +344,16 @@ fn build(
                 }
                 continue;
             }
-            Ok(real) if hold.contains(&real) => {
+            Some(ref real) if hold.contains(real) => {
                 let old = previous
-                    .and_then(|p| p.by_real_path.get(&real).map(|&i| &p.entries[i]))
+                    .and_then(|p| p.by_real_path.get(real).map(|&i| &p.entries[i]))
                     .cloned();
-                entries.extend(old);
+                entries.extend(old.map(|e| (e, Some(real.clone()))));
                 continue;
             }
             _ => {}
         }
-        entries.push(e);
+        entries.push((e, real));
     }
     Ok(entries)
 }
@@ -404,6 +411,15 @@ async fn health(State(app): State<Arc<App>>) -> Response {
     Json(json!({ "ok": true, "checkpoints": n })).into_response()
 }
 
+/// Make `snap` the current snapshot, and compute its memos in the background.
+fn swap(app: &App, snap: Arc<Snapshot>) {
+    match app.snapshot.write() {
+        Ok(mut s) => *s = snap.clone(),
+        Err(poisoned) => *poisoned.into_inner() = snap.clone(),
+    }
+    tokio::task::spawn_blocking(move || snap.index.warm(&snap.entries));
+}
+
 /// `?refresh=1`: rebuild now, everything as it is on disk.
 async fn refresh(app: &Arc<App>) -> Result<()> {
     rebuild(app, HashSet::new()).await
@@ -430,10 +446,7 @@ async fn rebuild(app: &Arc<App>, hold: HashSet<PathBuf>) -> Result<()> {
     let Some((snap, batch)) = built else {
         return Ok(());
     };
-    match app.snapshot.write() {
-        Ok(mut s) => *s = Arc::new(snap),
-        Err(poisoned) => *poisoned.into_inner() = Arc::new(snap),
-    }
+    swap(app, Arc::new(snap));
     // No receivers is no error: nobody is listening.
     let _ = app.events.send(Arc::new(batch));
     Ok(())
