@@ -224,13 +224,19 @@ fn complete_now(p: &Path) -> bool {
     }
 }
 
-/// Watch the roots until `stop`, rebuilding the catalog after changes.
-pub(super) async fn watch_roots(app: Arc<App>, mut stop: tokio::sync::watch::Receiver<bool>) {
-    let roots: Vec<(PathBuf, PathBuf)> = app
-        .real_roots
-        .iter()
-        .map(|r| (r.clone(), r.clone()))
-        .collect();
+/// The watcher on the roots, started before the catalog is first built: a change made during
+/// the build, or by someone who read the "listening" line, is seen.
+pub(super) struct Watching {
+    roots: Vec<(PathBuf, PathBuf)>,
+    rx: mpsc::Receiver<notify::Result<notify::Event>>,
+    watcher: Option<notify::RecommendedWatcher>,
+    /// The trees' files when they are listed instead (inotify cannot watch them).
+    listing: Option<HashMap<PathBuf, (u64, std::time::SystemTime)>>,
+}
+
+pub(super) fn start_watching(real_roots: &[PathBuf]) -> Watching {
+    let roots: Vec<(PathBuf, PathBuf)> =
+        real_roots.iter().map(|r| (r.clone(), r.clone())).collect();
     let (tx, rx) = mpsc::channel::<notify::Result<notify::Event>>();
     let watcher = match crate::watch::start_watcher(&roots, tx) {
         Ok(w) => Some(w),
@@ -242,14 +248,27 @@ pub(super) async fn watch_roots(app: Arc<App>, mut stop: tokio::sync::watch::Rec
             None
         }
     };
-    let mut listing = if watcher.is_none() {
-        let r = roots.clone();
-        tokio::task::spawn_blocking(move || crate::watch::listing(&r))
-            .await
-            .ok()
-    } else {
-        None
-    };
+    let listing = watcher.is_none().then(|| crate::watch::listing(&roots));
+    Watching {
+        roots,
+        rx,
+        watcher,
+        listing,
+    }
+}
+
+/// Watch the roots until `stop`, rebuilding the catalog after changes.
+pub(super) async fn watch_roots(
+    app: Arc<App>,
+    w: Watching,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let Watching {
+        roots,
+        rx,
+        watcher,
+        mut listing,
+    } = w;
     let cache = app.opts.cache.clone();
     let mut touched: HashMap<PathBuf, Touched> = HashMap::new();
     let mut rewalk: Option<Instant> = None;

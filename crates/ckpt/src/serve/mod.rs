@@ -124,6 +124,7 @@ pub fn run(a: &ServeArgs) -> Result<Outcome> {
         },
         progress: None,
     };
+    let watching = events::start_watching(&real_roots);
     let entries = build(&roots, &real_roots, &opts, &HashSet::new(), None)?;
     let (events, _) = tokio::sync::broadcast::channel(events::BACKLOG);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -161,7 +162,7 @@ pub fn run(a: &ServeArgs) -> Result<Outcome> {
         .enable_time()
         .build()?;
     let open = a.open;
-    let result = rt.block_on(serve(app, listener, local, stop_rx, open));
+    let result = rt.block_on(serve(app, listener, local, stop_rx, open, watching));
     signals_handle.close();
     let _ = signal_thread.join();
     // Handlers still running on the blocking pool (a rebuild) are not waited for.
@@ -176,6 +177,7 @@ async fn serve(
     local: SocketAddr,
     stop: tokio::sync::watch::Receiver<bool>,
     open: bool,
+    watching: events::Watching,
 ) -> Result<()> {
     let listener = tokio::net::TcpListener::from_std(listener)?;
     let router = axum::Router::new()
@@ -207,7 +209,7 @@ async fn serve(
     }
     let first = current(&app);
     tokio::task::spawn_blocking(move || first.index.warm(&first.entries));
-    tokio::spawn(events::watch_roots(app.clone(), stop.clone()));
+    tokio::spawn(events::watch_roots(app.clone(), watching, stop.clone()));
     let mut graceful = stop.clone();
     let server = axum::serve(listener, router).with_graceful_shutdown(async move {
         let _ = graceful.wait_for(|s| *s).await;
