@@ -79,6 +79,10 @@ pub struct ServeArgs {
     /// without one, a line says so and serving goes on.
     #[arg(long)]
     pub open: bool,
+    /// See changes by listing the trees every second instead of using inotify (network
+    /// filesystems); automatic when inotify cannot watch them.
+    #[arg(long)]
+    pub poll: bool,
 }
 
 #[derive(Debug, clap::Args)]

@@ -979,3 +979,36 @@ fn open_starts_the_desktops_opener_or_says_it_cannot() {
         format!("http://127.0.0.1:{}/\n", s.port)
     );
 }
+
+#[test]
+fn events_come_from_listing_the_trees_with_poll() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tree = tmp.path().join("tree");
+    std::fs::create_dir_all(tree.join("run")).unwrap();
+    let fsdp = common::root().join("examples/fsdp/epoch-001.pth");
+    let s = start_in(tmp.path(), &["tree", "--poll"]);
+    let ev = Events::open(s.port);
+    assert_eq!(
+        ev.next(10),
+        (
+            "hello".to_owned(),
+            serde_json::json!({"generation": 0, "total": 0})
+        )
+    );
+    std::fs::copy(&fsdp, tree.join("run/a.pth")).unwrap();
+    let (name, data) = ev.next(30);
+    assert_eq!(name, "added", "{data}");
+    assert_eq!(
+        data["entry"],
+        entry_in(tmp.path(), "tree", "tree/run/a.pth")
+    );
+    std::fs::remove_file(tree.join("run/a.pth")).unwrap();
+    let (name, data) = ev.next(30);
+    assert_eq!(
+        (name.as_str(), data),
+        (
+            "removed",
+            serde_json::json!({"generation": 2, "path": "tree/run/a.pth"})
+        )
+    );
+}

@@ -1,7 +1,7 @@
 //! `GET /api/events`: the catalog's changes as server-sent events, from a watcher on the roots.
 //!
 //! The watcher is `ckpt watch`'s (inotify through `notify`; a listing of the trees every
-//! second when inotify cannot watch them). A change only names paths: once a path has been
+//! second with `--poll` or when inotify cannot watch them). A change only names paths: once a path has been
 //! quiet for [`QUIET`], the catalog is rebuilt with its cache — the very rebuild
 //! `?refresh=1` does — and the difference with the previous build is sent to every client as
 //! one batch (`added`, `changed`, `removed`), serialized once whatever the number of clients.
@@ -234,13 +234,19 @@ pub(super) struct Watching {
     listing: Option<HashMap<PathBuf, (u64, std::time::SystemTime)>>,
 }
 
-pub(super) fn start_watching(real_roots: &[PathBuf]) -> Watching {
+pub(super) fn start_watching(real_roots: &[PathBuf], poll: bool) -> Watching {
     let roots: Vec<(PathBuf, PathBuf)> =
         real_roots.iter().map(|r| (r.clone(), r.clone())).collect();
     let (tx, rx) = mpsc::channel::<notify::Result<notify::Event>>();
-    let watcher = match crate::watch::start_watcher(&roots, tx) {
-        Ok(w) => Some(w),
-        Err(e) => {
+    let started = if poll {
+        None
+    } else {
+        Some(crate::watch::start_watcher(&roots, tx))
+    };
+    let watcher = match started {
+        None => None,
+        Some(Ok(w)) => Some(w),
+        Some(Err(e)) => {
             crate::sink_eprintln!(
                 "ckpt serve: inotify cannot watch the trees ({e}); listing them every {}s",
                 POLL.as_secs()

@@ -124,7 +124,7 @@ pub fn run(a: &ServeArgs) -> Result<Outcome> {
         },
         progress: None,
     };
-    let watching = events::start_watching(&real_roots);
+    let watching = events::start_watching(&real_roots, a.poll);
     let entries = build(&roots, &real_roots, &opts, &HashSet::new(), None)?;
     let (events, _) = tokio::sync::broadcast::channel(events::BACKLOG);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
