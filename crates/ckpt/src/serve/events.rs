@@ -120,7 +120,7 @@ pub(super) async fn events(
     State(app): State<Arc<App>>,
     pairs: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Response {
-    if let Err(r) = super::list::no_parameters(pairs) {
+    if let Some(r) = super::list::no_parameters(pairs) {
         return r;
     }
     // Subscribed before the snapshot is read: a batch built in between is not missed (and

@@ -115,12 +115,18 @@ pub(super) struct Matches {
 
 type Outcome = Result<Arc<Matches>, (StatusCode, String)>;
 
+/// Every entry's index in the order of one sort (`None`: see [`Index::sorted`]), made once.
+type SortCell = Arc<OnceLock<Option<Arc<[u32]>>>>;
+
+/// A map's leaves: dotted path and kind.
+type Leaves = Vec<(String, &'static str)>;
+
 /// The memos of one snapshot (see the module's comment).
 pub(super) struct Index {
     known: OnceLock<BTreeSet<String>>,
     lookups: Mutex<Memo<String, bool>>,
     text: OnceLock<Vec<String>>,
-    sorts: Mutex<Memo<(String, bool), Arc<OnceLock<Option<Arc<[u32]>>>>>>,
+    sorts: Mutex<Memo<(String, bool), SortCell>>,
     results: Mutex<Memo<Key, Arc<tokio::sync::OnceCell<Outcome>>>>,
     fields: OnceLock<Bytes>,
     /// Each entry's JSON (compact), made the first time a page holds it: a page is then its
@@ -427,21 +433,21 @@ fn parse_list(pairs: Vec<(String, String)>) -> Result<ListQuery, String> {
     Ok(q)
 }
 
-/// Reject every parameter but the access token (`/api/fields` takes none).
+/// Reject every parameter but the access token (`/api/fields` and `/api/events` take none):
+/// the 400 to answer, if any.
 pub(super) fn no_parameters(
     pairs: Result<Query<Vec<(String, String)>>, QueryRejection>,
-) -> Result<(), Response> {
+) -> Option<Response> {
     let pairs = match pairs {
         Ok(Query(p)) => p,
-        Err(e) => return Err(error(StatusCode::BAD_REQUEST, e.body_text())),
+        Err(e) => return Some(error(StatusCode::BAD_REQUEST, e.body_text())),
     };
-    match pairs.iter().find(|(k, _)| k != "token") {
-        Some((k, _)) => Err(error(
+    pairs.iter().find(|(k, _)| k != "token").map(|(k, _)| {
+        error(
             StatusCode::BAD_REQUEST,
             format!("{k:?}: unknown parameter (this endpoint takes none)"),
-        )),
-        None => Ok(()),
-    }
+        )
+    })
 }
 
 pub(super) async fn checkpoints(
@@ -621,7 +627,7 @@ pub(super) async fn fields(
     State(app): State<Arc<App>>,
     pairs: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Response {
-    if let Err(r) = no_parameters(pairs) {
+    if let Some(r) = no_parameters(pairs) {
         return r;
     }
     let snap = current(&app);
@@ -674,8 +680,8 @@ impl Tally {
 
 /// The leaves of a map: `prefix.key`, and inside a non-empty object `prefix.key.inner…`
 /// (how `CatalogEntry::get` looks them up). Nulls are no value.
-fn leaves(prefix: &str, map: &BTreeMap<String, Value>, out: &mut Vec<(String, &'static str)>) {
-    fn walk(path: String, v: &Value, out: &mut Vec<(String, &'static str)>) {
+fn leaves(prefix: &str, map: &BTreeMap<String, Value>, out: &mut Leaves) {
+    fn walk(path: String, v: &Value, out: &mut Leaves) {
         match v {
             Value::Null => {}
             Value::Object(m) if !m.is_empty() => {
@@ -709,7 +715,7 @@ fn field_list(entries: &[CatalogEntry]) -> Vec<u8> {
     let mut top_tally: Vec<Tally> = top.iter().map(|_| Tally::default()).collect();
     let mut nested: BTreeMap<String, Tally> = BTreeMap::new();
     // The maps a run's checkpoints share are walked once each, then counted per entry.
-    let mut shared: HashMap<(&str, usize), (Vec<(String, &'static str)>, u64)> = HashMap::new();
+    let mut shared: HashMap<(&str, usize), (Leaves, u64)> = HashMap::new();
     for e in entries {
         for (name, t) in top.iter().zip(&mut top_tally) {
             if let Some(v) = e.get(name) {
