@@ -192,9 +192,18 @@ struct Touched {
 }
 
 /// What a path's change means for the catalog: the path to judge (a DCP shard stands for its
-/// folder), or nothing (a temporary file, the cache itself).
-fn relevant(p: &Path, cache: Option<&Path>) -> Option<PathBuf> {
+/// folder), or nothing (a temporary file, anything in a hidden folder the catalog does not
+/// walk — `.git`, say —, the cache itself).
+fn relevant(p: &Path, roots: &[(PathBuf, PathBuf)], cache: Option<&Path>) -> Option<PathBuf> {
     let name = p.file_name()?.to_string_lossy();
+    let below = roots
+        .iter()
+        .find_map(|(r, _)| p.strip_prefix(r).ok())
+        .unwrap_or(p);
+    let mut parts = below.components().rev().skip(1);
+    if parts.any(|c| c.as_os_str().to_string_lossy().starts_with('.') && c.as_os_str() != "..") {
+        return None;
+    }
     if name == ".metadata" || name.ends_with(".distcp") {
         return p.parent().map(Path::to_path_buf);
     }
@@ -323,7 +332,7 @@ pub(super) async fn watch_roots(
                         rewalk = Some(now + REWALK);
                     }
                     for p in ev.paths {
-                        if let Some(p) = relevant(&p, cache.as_deref()) {
+                        if let Some(p) = relevant(&p, &roots, cache.as_deref()) {
                             touch(p, &mut touched);
                         }
                     }
@@ -350,7 +359,7 @@ pub(super) async fn watch_roots(
                     .chain(before.keys().filter(|p| !after.contains_key(*p)).cloned())
                     .collect::<Vec<_>>();
                 for p in changed {
-                    if let Some(p) = relevant(&p, cache.as_deref()) {
+                    if let Some(p) = relevant(&p, &roots, cache.as_deref()) {
                         touch(p, &mut touched);
                     }
                 }
