@@ -235,11 +235,16 @@ impl Index {
     }
 }
 
-/// What decides the names `query::field_names` gives for an entry: which top-level fields
-/// have a value, the metrics' names, and the model, hyperparameters and data (by identity: a
-/// run's checkpoints share them).
-fn shape(e: &CatalogEntry) -> (u32, usize, usize, usize, Vec<&str>) {
-    let some = [
+/// What decides the names `query::field_names` gives for an entry, as a key: which top-level
+/// fields have a value, the metrics' names, and the keys of the model (one level into its
+/// objects), hyperparameters and data with whether each value is null. Values matter to it
+/// only through being null (and, in the model, being an object).
+fn shape(e: &CatalogEntry) -> String {
+    const NEXT: char = '\u{1}';
+    const PART: char = '\u{0}';
+    let flag = |v: &Value| if v.is_null() { '\u{2}' } else { '\u{3}' };
+    let mut s = String::with_capacity(512);
+    for some in [
         e.experiment.is_some(),
         e.run.is_some(),
         e.task.is_some(),
@@ -256,18 +261,37 @@ fn shape(e: &CatalogEntry) -> (u32, usize, usize, usize, Vec<&str>) {
         e.security.is_some(),
         e.lightning_version.is_some(),
         e.error.is_some(),
-    ];
-    let mask = some
-        .iter()
-        .enumerate()
-        .fold(0u32, |m, (i, &b)| m | (u32::from(b) << i));
-    (
-        mask,
-        Arc::as_ptr(&e.model) as usize,
-        Arc::as_ptr(&e.hparams) as usize,
-        Arc::as_ptr(&e.data) as usize,
-        e.metrics.keys().map(String::as_str).collect(),
-    )
+    ] {
+        s.push(if some { '1' } else { '0' });
+    }
+    s.push(PART);
+    for k in e.metrics.keys() {
+        s.push_str(k);
+        s.push(NEXT);
+    }
+    s.push(PART);
+    for (k, v) in e.model.iter() {
+        s.push_str(k);
+        s.push(flag(v));
+        if let Some(m) = v.as_object() {
+            s.push('{');
+            for (kk, vv) in m {
+                s.push_str(kk);
+                s.push(flag(vv));
+            }
+            s.push('}');
+        }
+        s.push(NEXT);
+    }
+    for map in [&e.hparams, &e.data] {
+        s.push(PART);
+        for (k, v) in map.iter() {
+            s.push_str(k);
+            s.push(flag(v));
+            s.push(NEXT);
+        }
+    }
+    s
 }
 
 fn index_len(entries: &[CatalogEntry]) -> u32 {
