@@ -17,7 +17,7 @@
 //! and gets a fresh `hello`). Every stream ends when the server is asked to stop, so shutdown
 //! does not wait for them.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -137,13 +137,17 @@ pub(super) async fn events(
     struct Stream {
         rx: tokio::sync::broadcast::Receiver<Arc<Batch>>,
         stop: tokio::sync::watch::Receiver<bool>,
-        queue: VecDeque<Event>,
+        hello: Option<Event>,
+        /// The batch being sent and its next frame: events are made one at a time (a rebuild
+        /// that found a whole new tree is not copied whole for each client).
+        sending: Option<(Arc<Batch>, usize)>,
         seen: u64,
     }
     let start = Stream {
         rx,
         stop: app.stop.clone(),
-        queue: VecDeque::from([hello]),
+        hello: Some(hello),
+        sending: None,
         seen: snap.generation,
     };
     drop(snap);
@@ -152,8 +156,16 @@ pub(super) async fn events(
             if *st.stop.borrow() {
                 return None;
             }
-            if let Some(ev) = st.queue.pop_front() {
+            if let Some(ev) = st.hello.take() {
                 return Some((Ok::<_, Infallible>(ev), st));
+            }
+            // A batch sent whole is dropped here (taken, not put back).
+            if let Some((batch, next)) = st.sending.take()
+                && let Some((name, data)) = batch.frames.get(next)
+            {
+                let ev = Event::default().event(*name).data(data);
+                st.sending = Some((batch, next + 1));
+                return Some((Ok(ev), st));
             }
             tokio::select! {
                 r = st.stop.changed() => {
@@ -165,12 +177,7 @@ pub(super) async fn events(
                     Ok(batch) => {
                         if batch.generation > st.seen {
                             st.seen = batch.generation;
-                            st.queue.extend(
-                                batch
-                                    .frames
-                                    .iter()
-                                    .map(|(name, data)| Event::default().event(*name).data(data)),
-                            );
+                            st.sending = Some((batch, 0));
                         }
                     }
                     // Dropped batches cannot be made up for: the client starts over.

@@ -17,8 +17,10 @@
 //!   served catalog (with a warning), so the list and the lookup agree.
 //! - Loopback by default. Listening anywhere else prints a random access token that every
 //!   request must carry (`?token=` or `Authorization: Bearer`), else 401.
-//! - SIGINT/SIGTERM stop it: open connections get a short grace period, then the process
-//!   exits whatever they do (a client holding a keep-alive connection cannot keep it up).
+//! - SIGINT/SIGTERM stop it: event streams end at once, other open connections get a short
+//!   grace period, then the process exits whatever they do (a client holding a keep-alive
+//!   connection cannot keep it up).
+//! - `--open` hands the page's address to the desktop's opener; never fatal.
 
 use std::collections::{HashMap, HashSet};
 use std::net::{SocketAddr, ToSocketAddrs};
