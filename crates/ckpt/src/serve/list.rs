@@ -150,10 +150,25 @@ impl Index {
     /// Compute what every kind of query needs (the known fields, the search text,
     /// `/api/fields`), on the blocking pool right after a snapshot is made: the first
     /// requests then find them (or wait for them) rather than each paying for them.
-    pub(super) fn warm(&self, entries: &[CatalogEntry]) {
+    pub(super) fn warm(&self, entries: &[CatalogEntry], sorts: &[(String, bool)]) {
         self.known(entries);
         self.text(entries);
         self.fields.get_or_init(|| Bytes::from(field_list(entries)));
+        for (by, desc) in sorts {
+            self.sorted(entries, by, *desc);
+        }
+    }
+
+    /// The sorts most recently made for this snapshot, newest first (at most `n`): a rebuild makes
+    /// them again for the next one, so the list a client shows is fast again after a change.
+    pub(super) fn recent_sorts(&self, n: usize) -> Vec<(String, bool)> {
+        locked(&self.sorts)
+            .order
+            .iter()
+            .rev()
+            .take(n)
+            .cloned()
+            .collect()
     }
 
     /// Every name a query can use that some entry answers for (`query::field_names` over the

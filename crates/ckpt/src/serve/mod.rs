@@ -52,6 +52,9 @@ mod list;
 /// How long open connections may take to finish after SIGINT/SIGTERM.
 const GRACE: Duration = Duration::from_millis(500);
 
+/// Sorts of the previous snapshot made again for a new one as soon as it is built.
+const RESORT: usize = 4;
+
 /// Stack of the runtime's threads (the blocking pool rebuilds the catalog: the readers'
 /// budgets assume a roomy stack, as the CLI's worker thread has).
 const THREAD_STACK: usize = 16 << 20;
@@ -210,7 +213,7 @@ async fn serve(
         open_browser(&page_url(local, app.token.as_deref()));
     }
     let first = current(&app);
-    tokio::task::spawn_blocking(move || first.index.warm(&first.entries));
+    tokio::task::spawn_blocking(move || first.index.warm(&first.entries, &[]));
     tokio::spawn(events::watch_roots(app.clone(), watching, stop.clone()));
     let mut graceful = stop.clone();
     let server = axum::serve(listener, router).with_graceful_shutdown(async move {
@@ -417,11 +420,13 @@ async fn health(State(app): State<Arc<App>>) -> Response {
 
 /// Make `snap` the current snapshot, and compute its memos in the background.
 fn swap(app: &App, snap: Arc<Snapshot>) {
-    match app.snapshot.write() {
-        Ok(mut s) => *s = snap.clone(),
-        Err(poisoned) => *poisoned.into_inner() = snap.clone(),
-    }
-    tokio::task::spawn_blocking(move || snap.index.warm(&snap.entries));
+    let old = match app.snapshot.write() {
+        Ok(mut s) => std::mem::replace(&mut *s, snap.clone()),
+        Err(poisoned) => std::mem::replace(&mut *poisoned.into_inner(), snap.clone()),
+    };
+    let sorts = old.index.recent_sorts(RESORT);
+    drop(old);
+    tokio::task::spawn_blocking(move || snap.index.warm(&snap.entries, &sorts));
 }
 
 /// `?refresh=1`: rebuild now, everything as it is on disk.
