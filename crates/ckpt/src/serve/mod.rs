@@ -160,7 +160,9 @@ pub fn run(a: &ServeArgs) -> Result<Outcome> {
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
-        .max_blocking_threads(workers.saturating_mul(4).max(8))
+        // Threads, not cores: a slow job on the pool (a rebuild, another endpoint's reading
+        // of a big file) must not hold a list computation back behind it.
+        .max_blocking_threads(workers.saturating_mul(8).max(16))
         .thread_stack_size(THREAD_STACK)
         .thread_name("ckpt-serve")
         .enable_io()
