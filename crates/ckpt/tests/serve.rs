@@ -563,6 +563,13 @@ fn events_say_what_was_added_changed_and_removed() {
     assert_eq!(page["total"], 1);
     assert_eq!(page["generation"], 3);
 
+    let (status, err) = get(s.port, "/api/events?since=1");
+    assert_eq!(status, 400);
+    assert!(
+        err["error"].as_str().unwrap().contains("unknown parameter"),
+        "{err}"
+    );
+
     // A client connecting now is told where things stand.
     let late = Events::open(s.port);
     assert_eq!(
@@ -648,6 +655,11 @@ fn search_totals_generation_and_fields() {
     }
     let (_, page) = get(s.port, "/api/checkpoints?q=dbnet");
     assert!(page["total"].as_u64().unwrap() >= 2, "{page}");
+    // `q` repeated: the words of all of them.
+    assert_eq!(
+        get(s.port, "/api/checkpoints?q=dbnet&q=LAST"),
+        get(s.port, "/api/checkpoints?q=dbnet+last")
+    );
     assert!(page["total"].as_u64().unwrap() < all.len() as u64, "{page}");
 
     // q with a filter and a sort: the filter's and sort's answer, less what q leaves out.
