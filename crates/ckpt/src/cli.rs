@@ -74,6 +74,11 @@ pub struct ServeArgs {
     /// Neither read nor write the catalog cache.
     #[arg(long)]
     pub no_cache: bool,
+    /// Allow the UI to write sidecars and prune checkpoints under the served paths (each
+    /// write shows its plan first and needs its confirmation); without it every write is
+    /// refused (403).
+    #[arg(long)]
+    pub allow_writes: bool,
 }
 
 #[derive(Debug, clap::Args)]

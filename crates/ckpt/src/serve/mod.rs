@@ -18,7 +18,7 @@
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -29,7 +29,7 @@ use axum::extract::{Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use ckpt_catalog::CatalogEntry;
 use ckpt_catalog::cache::Cache;
 use ckpt_catalog::catalog::{Options, build_streaming};
@@ -43,6 +43,9 @@ use crate::catalog::FieldCheck;
 use crate::cli::ServeArgs;
 
 mod assets;
+mod compare;
+mod detail;
+mod writes;
 
 /// Entries per page when `limit` is not given, and the most one page holds: a client cannot
 /// make the server serialize the whole catalog in one answer.
@@ -68,6 +71,8 @@ struct App {
     /// One rebuild at a time: concurrent `refresh=1` requests wait for the running one.
     rebuilding: tokio::sync::Mutex<()>,
     token: Option<String>,
+    /// The in-depth endpoints' concurrency bound and, with `--allow-writes`, pending writes.
+    deep: detail::Deep,
 }
 
 pub fn run(a: &ServeArgs) -> Result<Outcome> {
@@ -119,6 +124,7 @@ pub fn run(a: &ServeArgs) -> Result<Outcome> {
         snapshot: RwLock::new(Arc::new(snapshot)),
         rebuilding: tokio::sync::Mutex::new(()),
         token,
+        deep: detail::Deep::new(a.allow_writes),
     });
 
     // Installed before "listening" is printed: a client that reads that line and signals
@@ -161,6 +167,12 @@ async fn serve(
         .route("/api/health", get(health))
         .route("/api/checkpoints", get(checkpoints))
         .route("/api/checkpoint", get(checkpoint))
+        .route("/api/detail", get(detail::detail))
+        .route("/api/tensor", get(detail::tensor))
+        .route("/api/compare", get(compare::compare))
+        .route("/api/plan/sidecar", post(writes::plan_sidecar))
+        .route("/api/plan/prune", post(writes::plan_prune))
+        .route("/api/apply", post(writes::apply))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint".to_owned()) })
         .layer(axum::middleware::from_fn_with_state(app.clone(), authorize))
         .with_state(app.clone());
@@ -447,25 +459,8 @@ async fn checkpoint(
     let Some(path) = q.path.filter(|p| !p.is_empty()) else {
         return error(StatusCode::BAD_REQUEST, "path=: required".to_owned());
     };
-    let snap = current(&app);
-    // The path exactly as the catalog prints it: the entry itself.
-    if let Some(e) = snap.entries.iter().find(|e| e.path == path) {
-        return Json(e).into_response();
-    }
-    // Any other spelling is resolved first (`..`, symlinks), and only a path that lands under
-    // a root is looked up; the file itself is never opened.
-    let not_found = || error(StatusCode::NOT_FOUND, format!("{path}: not in the catalog"));
-    let Ok(real) = std::fs::canonicalize(Path::new(&path)) else {
-        return not_found();
-    };
-    if !app.real_roots.iter().any(|r| real.starts_with(r)) {
-        return error(
-            StatusCode::NOT_FOUND,
-            format!("{path}: not under the served paths"),
-        );
-    }
-    match snap.by_real_path.get(&real) {
-        Some(&i) => Json(&snap.entries[i]).into_response(),
-        None => not_found(),
+    match detail::lookup(&app, &current(&app), &path) {
+        Ok(e) => Json(e).into_response(),
+        Err(r) => r,
     }
 }

@@ -1,0 +1,502 @@
+//! Writes, only with `--allow-writes` (else every endpoint here is a 403): a plan first, then
+//! its confirmation.
+//!
+//! - `POST /api/plan/sidecar?path=` — the sidecar `ckpt convert-legacy --checkpoint` would
+//!   write for a catalog entry (its YAML, computed by the command's own code), and
+//!   `POST /api/plan/prune?path=<folder>&keep_top=&monitor=&mode=[&keep_last=&keep_every=
+//!   &group_by=]` — `ckpt prune`'s plan with the command's arguments — answer
+//!   `{"plan": …, "confirm": token}`; nothing is written yet.
+//! - `POST /api/apply?confirm=token` carries the plan out once: the token is spent on the
+//!   first try, expires after [`TTL`], and at most [`MAX_PENDING`] are kept (the oldest goes).
+//!   Before anything is written, what the plan was computed from is computed again (the
+//!   sidecar's text, which covers the checkpoint and every file it reads; the prune plan's
+//!   decisions with each file's size and mtime, and the sidecars' sizes and mtimes): any
+//!   difference is a 409 and nothing is done. Applies run one at a time.
+//! - The writes are the CLI's: `sidecar::write_atomic` (a temporary file, fsync, then into
+//!   place; a new sidecar never replaces a file that appeared meanwhile) and
+//!   `ckpt_retention::execute` (re-checks each file, removes exactly the planned ones).
+//! - A sidecar ckpt did not write (`generator.tool` is not ckpt) is never replaced: its plan
+//!   says so and carries no token.
+//! - A browser on another site can post a plan but not read its token (no CORS headers),
+//!   so it cannot confirm one.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use ckpt_meta::sidecar::{self, Sidecar};
+use ckpt_meta::sources::DirCache;
+use serde_json::{Value, json};
+
+use super::detail::{Pairs, heavy, lookup, one, optional, params};
+use super::{App, current, error};
+use crate::cli::{GroupByArg, OutputFormat, PruneArgs, Target};
+use crate::meta::{Converted, Job, convert_one};
+
+/// How long a plan's token stays valid.
+const TTL: Duration = Duration::from_secs(600);
+/// Most plans waiting for their confirmation; a new one pushes out the oldest.
+const MAX_PENDING: usize = 32;
+
+/// The plans waiting for their confirmation, and the lock that runs applies one at a time.
+#[derive(Default)]
+pub(crate) struct Writes {
+    pending: Mutex<HashMap<String, Pending>>,
+    applying: tokio::sync::Mutex<()>,
+}
+
+struct Pending {
+    issued: Instant,
+    plan: Planned,
+}
+
+enum Planned {
+    Sidecar(SidecarPlan),
+    Prune(PrunePlan),
+}
+
+/// The sidecar to write and everything that must be unchanged when it is.
+#[derive(Clone)]
+struct SidecarPlan {
+    checkpoint: PathBuf,
+    sidecar: PathBuf,
+    /// The YAML to write.
+    text: String,
+    /// Replace the existing sidecar (ckpt's own), rather than create one where none is.
+    replace: bool,
+    /// The existing sidecar's bytes when planned.
+    existing: Option<Vec<u8>>,
+}
+
+/// `ckpt prune`'s arguments as given, and the plan they gave.
+struct PrunePlan {
+    args: PruneQuery,
+    plan: ckpt_retention::Plan,
+    fingerprint: Value,
+}
+
+#[derive(Clone)]
+struct PruneQuery {
+    folder: PathBuf,
+    keep_top: usize,
+    monitor: String,
+    mode: String,
+    keep_last: usize,
+    keep_every: Option<u64>,
+    group_by: GroupByArg,
+}
+
+impl PruneQuery {
+    fn args(&self) -> PruneArgs {
+        PruneArgs {
+            paths: vec![self.folder.clone()],
+            keep_top: self.keep_top,
+            monitor: self.monitor.clone(),
+            mode: self.mode.clone(),
+            keep_last: self.keep_last,
+            keep_every: self.keep_every,
+            yes: false,
+            format: OutputFormat::Json,
+            no_cache: false,
+            group_by: self.group_by,
+        }
+    }
+}
+
+impl Writes {
+    /// Keep `plan` until confirmed; its token.
+    fn issue(&self, plan: Planned) -> Result<String, Response> {
+        let token = super::random_token()
+            .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, crate::one_line(&e)))?;
+        let mut pending = match self.pending.lock() {
+            Ok(p) => p,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let now = Instant::now();
+        pending.retain(|_, p| now.duration_since(p.issued) < TTL);
+        while pending.len() >= MAX_PENDING {
+            let Some(oldest) = pending
+                .iter()
+                .min_by_key(|(_, p)| p.issued)
+                .map(|(k, _)| k.clone())
+            else {
+                break;
+            };
+            pending.remove(&oldest);
+        }
+        pending.insert(token.clone(), Pending { issued: now, plan });
+        Ok(token)
+    }
+
+    /// The plan of `token`, removed: a token is good for one try.
+    fn take(&self, token: &str) -> Option<Planned> {
+        let mut pending = match self.pending.lock() {
+            Ok(p) => p,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let p = pending.remove(token)?;
+        (p.issued.elapsed() < TTL).then_some(p.plan)
+    }
+}
+
+/// The pending plans, or the 403 every write gets without `--allow-writes`.
+fn writes(app: &App) -> Result<&Writes, Response> {
+    app.deep.writes.as_ref().ok_or_else(|| {
+        error(
+            StatusCode::FORBIDDEN,
+            "writes are off: start ckpt serve with --allow-writes".to_owned(),
+        )
+    })
+}
+
+/// `POST /api/plan/sidecar?path=`.
+pub(super) async fn plan_sidecar(State(app): State<Arc<App>>, pairs: Pairs) -> Response {
+    let w = match writes(&app) {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    let p = match params(pairs, &["path"]) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let path = match one(&p, "path") {
+        Ok(v) => v.to_owned(),
+        Err(r) => return r,
+    };
+    let entry = match lookup(&app, &current(&app), &path) {
+        Ok(e) => e,
+        Err(r) => return r,
+    };
+    let checkpoint = PathBuf::from(&entry.path);
+    let planned = match heavy(&app, move || sidecar_plan(&checkpoint)).await {
+        Ok(Ok(p)) => p,
+        Ok(Err(e)) => return error(StatusCode::UNPROCESSABLE_ENTITY, e),
+        Err(r) => return r,
+    };
+    let (plan, todo) = planned;
+    let confirm = match todo {
+        Some(s) => match w.issue(Planned::Sidecar(s)) {
+            Ok(t) => Value::from(t),
+            Err(r) => return r,
+        },
+        None => Value::Null,
+    };
+    Json(json!({ "plan": plan, "confirm": confirm })).into_response()
+}
+
+/// What the sidecar of `checkpoint` would be: the plan shown, and what to write (none when
+/// a sidecar ckpt did not write is in the way).
+fn sidecar_plan(checkpoint: &Path) -> Result<(Value, Option<SidecarPlan>), String> {
+    // The command's own refusals (a DCP folder, a special file …).
+    crate::meta::discover(&Target {
+        checkpoint: Some(checkpoint.to_path_buf()),
+        exp_dir: None,
+        outputs_dir: None,
+        no_recursive: false,
+    })
+    .map_err(|e| crate::one_line(&e))?;
+    let yaml = sidecar::yaml_path(checkpoint);
+    let existing = match std::fs::symlink_metadata(&yaml) {
+        Ok(m) if m.is_file() => Some(
+            std::fs::read(&yaml).map_err(|e| format!("{}: cannot read: {e}", yaml.display()))?,
+        ),
+        Ok(_) => {
+            return Err(format!(
+                "{}: exists and is not a regular file; left as it is",
+                yaml.display()
+            ));
+        }
+        Err(_) => None,
+    };
+    let ours = existing
+        .as_ref()
+        .map(|_| Sidecar::read(&yaml).is_ok_and(|s| sidecar::written_by_ckpt(&s.value)));
+    let shown = |action: &str, text: Option<&str>, reason: Option<String>| {
+        json!({
+            "action": action,
+            "checkpoint": checkpoint.display().to_string(),
+            "sidecar": yaml.display().to_string(),
+            "exists": existing.is_some(),
+            "written_by_ckpt": ours,
+            "yaml": text,
+            "reason": reason,
+        })
+    };
+    if ours == Some(false) {
+        return Ok((
+            shown(
+                "none",
+                None,
+                Some(format!(
+                    "{} exists and was not written by ckpt: it is never replaced",
+                    yaml.display()
+                )),
+            ),
+            None,
+        ));
+    }
+    let text = sidecar_text(checkpoint, existing.is_some())?;
+    let action = if existing.is_some() {
+        "replace"
+    } else {
+        "create"
+    };
+    let plan = shown(action, Some(&text), None);
+    Ok((
+        plan,
+        Some(SidecarPlan {
+            checkpoint: checkpoint.to_path_buf(),
+            sidecar: yaml,
+            text,
+            replace: existing.is_some(),
+            existing,
+        }),
+    ))
+}
+
+/// The text `ckpt convert-legacy --checkpoint` (with `--force` when replacing) would write.
+fn sidecar_text(checkpoint: &Path, replace: bool) -> Result<String, String> {
+    let dirs = DirCache::default();
+    let job = Job {
+        outputs: None,
+        force: replace,
+        dry_run: true,
+        verbose: false,
+        dirs: &dirs,
+    };
+    match convert_one(&job, checkpoint, &mut Vec::new()) {
+        Converted::Written { text, .. } => Ok(text),
+        Converted::Failed(e) => Err(e),
+        Converted::Skipped(s) => Err(format!("{}: a sidecar appeared meanwhile", s.display())),
+        Converted::Unwritable { sidecar, error } => {
+            Err(format!("{}: cannot write: {error}", sidecar.display()))
+        }
+    }
+}
+
+/// `POST /api/plan/prune?path=<folder>&keep_top=&monitor=&mode=…`.
+pub(super) async fn plan_prune(State(app): State<Arc<App>>, pairs: Pairs) -> Response {
+    let w = match writes(&app) {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    let known = [
+        "path",
+        "keep_top",
+        "monitor",
+        "mode",
+        "keep_last",
+        "keep_every",
+        "group_by",
+    ];
+    let p = match params(pairs, &known) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let q = match prune_query(&app, &p) {
+        Ok(q) => q,
+        Err(r) => return r,
+    };
+    let cache = app.opts.cache.clone();
+    let computed = heavy(&app, move || {
+        let (plan, fingerprint) = prune_plan(&q, cache)?;
+        Ok::<_, String>(PrunePlan {
+            args: q,
+            plan,
+            fingerprint,
+        })
+    })
+    .await;
+    let planned = match computed {
+        Ok(Ok(p)) => p,
+        Ok(Err(e)) => return error(StatusCode::BAD_REQUEST, e),
+        Err(r) => return r,
+    };
+    let shown = match serde_json::to_value(&planned.plan) {
+        Ok(v) => v,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    match w.issue(Planned::Prune(planned)) {
+        Ok(t) => Json(json!({ "plan": shown, "confirm": t })).into_response(),
+        Err(r) => r,
+    }
+}
+
+/// The arguments of a prune plan, the folder resolved under a served root and spelled
+/// from it (as the catalog spells its entries).
+fn prune_query(app: &App, p: &[(String, String)]) -> Result<PruneQuery, Response> {
+    let bad = |m: String| error(StatusCode::BAD_REQUEST, m);
+    let number = |name: &str, v: &str| {
+        v.parse::<u64>()
+            .map_err(|_| bad(format!("{name}={v:?}: not a non-negative integer")))
+    };
+    let count = |name: &str, v: &str| {
+        number(name, v)
+            .and_then(|n| usize::try_from(n).map_err(|_| bad(format!("{name}={v:?}: too large"))))
+    };
+    let folder = resolve_folder(app, one(p, "path")?)?;
+    let keep_top = count("keep_top", one(p, "keep_top")?)?;
+    let monitor = one(p, "monitor")?.to_owned();
+    let mode = one(p, "mode")?.to_owned();
+    if mode != "max" && mode != "min" {
+        return Err(bad(format!("mode={mode:?}: max or min")));
+    }
+    let keep_last = match optional(p, "keep_last")? {
+        Some(v) => count("keep_last", v)?,
+        None => 0,
+    };
+    let keep_every = match optional(p, "keep_every")? {
+        Some(v) => Some(number("keep_every", v)?),
+        None => None,
+    };
+    let group_by = match optional(p, "group_by")? {
+        None | Some("run") => GroupByArg::Run,
+        Some("experiment") => GroupByArg::Experiment,
+        Some(other) => return Err(bad(format!("group_by={other:?}: run or experiment"))),
+    };
+    Ok(PruneQuery {
+        folder,
+        keep_top,
+        monitor,
+        mode,
+        keep_last,
+        keep_every,
+        group_by,
+    })
+}
+
+/// A folder (or file) under a served root, spelled from the root as given: resolved first
+/// (`..`, symlinks), and a 404 when it lands anywhere else.
+fn resolve_folder(app: &App, given: &str) -> Result<PathBuf, Response> {
+    let not_found = |why: &str| error(StatusCode::NOT_FOUND, format!("{given}: {why}"));
+    let real = std::fs::canonicalize(given).map_err(|_| not_found("no such folder"))?;
+    app.roots
+        .iter()
+        .zip(&app.real_roots)
+        .find_map(|(root, real_root)| {
+            real.strip_prefix(real_root).ok().map(|rel| {
+                if rel.as_os_str().is_empty() {
+                    root.clone()
+                } else {
+                    root.join(rel)
+                }
+            })
+        })
+        .ok_or_else(|| not_found("not under the served paths"))
+}
+
+/// `ckpt prune`'s plan for `q`, and what it was computed from: each decision as planned
+/// (path, action, reasons, size and mtime, its folder) and each sidecar's size and mtime.
+fn prune_plan(
+    q: &PruneQuery,
+    cache: Option<PathBuf>,
+) -> Result<(ckpt_retention::Plan, Value), String> {
+    let plan = crate::experiments::prune_plan(&q.args(), cache).map_err(|e| crate::one_line(&e))?;
+    let stamp = |p: &str| {
+        std::fs::symlink_metadata(p)
+            .ok()
+            .map(|m| json!([m.len(), m.modified().ok()]))
+    };
+    let decisions: Vec<Value> = plan
+        .decisions
+        .iter()
+        .map(|d| {
+            json!({
+                "decision": d,
+                "dir": d.dir_at_plan,
+                "sidecars": d.sidecars.iter().map(|s| stamp(s)).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    Ok((plan, Value::Array(decisions)))
+}
+
+/// `POST /api/apply?confirm=`.
+pub(super) async fn apply(State(app): State<Arc<App>>, pairs: Pairs) -> Response {
+    let w = match writes(&app) {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    let p = match params(pairs, &["confirm"]) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let token = match one(&p, "confirm") {
+        Ok(v) => v.to_owned(),
+        Err(r) => return r,
+    };
+    let _one_at_a_time = w.applying.lock().await;
+    let Some(planned) = w.take(&token) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "confirm=: no such plan (already applied, expired, or never issued): plan again"
+                .to_owned(),
+        );
+    };
+    let cache = app.opts.cache.clone();
+    let done = heavy(&app, move || match planned {
+        Planned::Sidecar(s) => apply_sidecar(&s),
+        Planned::Prune(p) => apply_prune(&p, cache),
+    })
+    .await;
+    let result = match done {
+        Ok(Ok(v)) => v,
+        Ok(Err((status, msg))) => return error(status, msg),
+        Err(r) => return r,
+    };
+    let refreshed = match super::refresh(&app).await {
+        Ok(()) => Value::Bool(true),
+        Err(e) => json!({ "error": crate::one_line(&e) }),
+    };
+    Json(json!({ "applied": result, "refreshed": refreshed })).into_response()
+}
+
+fn changed(what: String) -> (StatusCode, String) {
+    (
+        StatusCode::CONFLICT,
+        format!("{what} changed since the plan: nothing done; plan again"),
+    )
+}
+
+fn apply_sidecar(s: &SidecarPlan) -> Result<Value, (StatusCode, String)> {
+    let now = match std::fs::symlink_metadata(&s.sidecar) {
+        Ok(m) if m.is_file() => std::fs::read(&s.sidecar).ok(),
+        Ok(_) => return Err(changed(s.sidecar.display().to_string())),
+        Err(_) => None,
+    };
+    if now != s.existing {
+        return Err(changed(s.sidecar.display().to_string()));
+    }
+    // The text again, from the files as they are now: the same text, or the checkpoint (or
+    // a file its sidecar is made from) changed.
+    match sidecar_text(&s.checkpoint, s.replace) {
+        Ok(t) if t == s.text => {}
+        _ => return Err(changed(s.checkpoint.display().to_string())),
+    }
+    match sidecar::write_atomic(&s.sidecar, &s.text, s.replace) {
+        Ok(()) => Ok(json!({ "written": s.sidecar.display().to_string() })),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            Err(changed(s.sidecar.display().to_string()))
+        }
+        Err(e) => Err((
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("{}: cannot write: {e}", s.sidecar.display()),
+        )),
+    }
+}
+
+fn apply_prune(p: &PrunePlan, cache: Option<PathBuf>) -> Result<Value, (StatusCode, String)> {
+    let again = prune_plan(&p.args, cache).map_err(|e| changed(format!("the plan ({e})")))?;
+    if again.1 != p.fingerprint {
+        return Err(changed(p.args.folder.display().to_string()));
+    }
+    let executed = ckpt_retention::execute(&p.plan);
+    serde_json::to_value(&executed)
+        .map(|v| json!({ "executed": v }))
+        .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
