@@ -13,41 +13,30 @@ use axum::response::{IntoResponse, Response};
 use ckpt_identity::HashOptions;
 use serde_json::{Value, json};
 
-use super::detail::{Pairs, heavy, lookup, params};
-use super::{App, current, error};
+use super::detail::{Fail, Pairs, heavy, lookup, params};
+use super::{App, current};
 
 /// At most this many checkpoints in one comparison.
 const MAX_PATHS: usize = 16;
 
-pub(super) async fn compare(State(app): State<Arc<App>>, pairs: Pairs) -> Response {
-    let p = match params(pairs, &["path"]) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
-    let given: Vec<&str> = p.iter().map(|(_, v)| v.as_str()).collect();
-    if given.len() < 2 || given.len() > MAX_PATHS {
-        return error(
+pub(super) async fn compare(State(app): State<Arc<App>>, pairs: Pairs) -> Result<Response, Fail> {
+    let p = params(pairs, &["path"])?;
+    if p.len() < 2 || p.len() > MAX_PATHS {
+        return Err(Fail(
             StatusCode::BAD_REQUEST,
-            format!(
-                "path=: give 2 to {MAX_PATHS} checkpoints (got {})",
-                given.len()
-            ),
-        );
+            format!("path=: give 2 to {MAX_PATHS} checkpoints (got {})", p.len()),
+        ));
     }
     let snap = current(&app);
-    let mut paths = Vec::with_capacity(given.len());
-    for g in given {
-        match lookup(&app, &snap, g) {
-            Ok(e) => paths.push(PathBuf::from(e.path)),
-            Err(r) => return r,
-        }
-    }
+    let paths = p
+        .iter()
+        .map(|(_, given)| lookup(&app, &snap, given).map(|e| PathBuf::from(e.path)))
+        .collect::<Result<Vec<_>, _>>()?;
     let cache = app.opts.cache.clone();
-    match heavy(&app, move || comparison(&paths, cache)).await {
-        Ok(Ok(v)) => Json(v).into_response(),
-        Ok(Err(e)) => error(StatusCode::UNPROCESSABLE_ENTITY, e),
-        Err(r) => r,
-    }
+    let v = heavy(&app, move || comparison(&paths, cache))
+        .await?
+        .map_err(|e| Fail(StatusCode::UNPROCESSABLE_ENTITY, e))?;
+    Ok(Json(v).into_response())
 }
 
 /// `{"paths", "labels", "fields", "tensors", "identity"}` (docs/serve-api.md).

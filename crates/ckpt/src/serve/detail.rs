@@ -52,27 +52,38 @@ impl Deep {
     }
 }
 
+/// An answer that is an error: its status and its one line (`{"error": …}`). Small, so that
+/// the helpers below can return it by value.
+pub(super) struct Fail(pub(super) StatusCode, pub(super) String);
+
+impl IntoResponse for Fail {
+    fn into_response(self) -> Response {
+        error(self.0, self.1)
+    }
+}
+
+fn bad_request(msg: String) -> Fail {
+    Fail(StatusCode::BAD_REQUEST, msg)
+}
+
 /// A query's parameters as (name, value) pairs, or the 400 a malformed query gets.
 pub(super) type Pairs = Result<Query<Vec<(String, String)>>, QueryRejection>;
 
 /// The values of a query's parameters, by name, in order; a name not in `known` is a 400
 /// (a typo must not silently do something else). `token` (the access token) is allowed
 /// everywhere.
-pub(super) fn params(pairs: Pairs, known: &[&str]) -> Result<Vec<(String, String)>, Response> {
-    let pairs = match pairs {
-        Ok(Query(p)) => p,
-        Err(e) => return Err(error(StatusCode::BAD_REQUEST, e.body_text())),
-    };
+pub(super) fn params(pairs: Pairs, known: &[&str]) -> Result<Vec<(String, String)>, Fail> {
+    let Query(pairs) = pairs.map_err(|e| bad_request(e.body_text()))?;
     let mut out = Vec::with_capacity(pairs.len());
     for (k, v) in pairs {
         if k == "token" {
             continue;
         }
         if !known.contains(&k.as_str()) {
-            return Err(error(
-                StatusCode::BAD_REQUEST,
-                format!("{k:?}: unknown parameter ({})", known.join(", ")),
-            ));
+            return Err(bad_request(format!(
+                "{k:?}: unknown parameter ({})",
+                known.join(", ")
+            )));
         }
         out.push((k, v));
     }
@@ -80,23 +91,17 @@ pub(super) fn params(pairs: Pairs, known: &[&str]) -> Result<Vec<(String, String
 }
 
 /// The one value of parameter `name`: a 400 when it is missing, empty, or given twice.
-pub(super) fn one<'a>(p: &'a [(String, String)], name: &str) -> Result<&'a str, Response> {
+pub(super) fn one<'a>(p: &'a [(String, String)], name: &str) -> Result<&'a str, Fail> {
     let mut values = p.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str());
     match (values.next(), values.next()) {
         (Some(v), None) if !v.is_empty() => Ok(v),
-        (Some(_), Some(_)) => Err(error(
-            StatusCode::BAD_REQUEST,
-            format!("{name}=: given more than once"),
-        )),
-        _ => Err(error(StatusCode::BAD_REQUEST, format!("{name}=: required"))),
+        (Some(_), Some(_)) => Err(bad_request(format!("{name}=: given more than once"))),
+        _ => Err(bad_request(format!("{name}=: required"))),
     }
 }
 
 /// The value of an optional parameter given at most once.
-pub(super) fn optional<'a>(
-    p: &'a [(String, String)],
-    name: &str,
-) -> Result<Option<&'a str>, Response> {
+pub(super) fn optional<'a>(p: &'a [(String, String)], name: &str) -> Result<Option<&'a str>, Fail> {
     if p.iter().any(|(k, _)| k == name) {
         one(p, name).map(Some)
     } else {
@@ -107,16 +112,16 @@ pub(super) fn optional<'a>(
 /// The catalog entry a `path=` names: the path exactly as the catalog prints it, or any
 /// other spelling that resolves (`..`, symlinks) to an entry's file under a served root.
 /// Only resolved, never opened; anything else is a 404.
-pub(super) fn lookup(app: &App, snap: &Snapshot, path: &str) -> Result<CatalogEntry, Response> {
+pub(super) fn lookup(app: &App, snap: &Snapshot, path: &str) -> Result<CatalogEntry, Fail> {
     if let Some(e) = snap.entries.iter().find(|e| e.path == path) {
         return Ok(e.clone());
     }
-    let not_found = || error(StatusCode::NOT_FOUND, format!("{path}: not in the catalog"));
+    let not_found = || Fail(StatusCode::NOT_FOUND, format!("{path}: not in the catalog"));
     let Ok(real) = std::fs::canonicalize(Path::new(path)) else {
         return Err(not_found());
     };
     if !app.real_roots.iter().any(|r| real.starts_with(r)) {
-        return Err(error(
+        return Err(Fail(
             StatusCode::NOT_FOUND,
             format!("{path}: not under the served paths"),
         ));
@@ -132,9 +137,9 @@ pub(super) fn lookup(app: &App, snap: &Snapshot, path: &str) -> Result<CatalogEn
 pub(super) async fn heavy<T: Send + 'static>(
     app: &App,
     f: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, Response> {
+) -> Result<T, Fail> {
     let bug = |what: String| {
-        error(
+        Fail(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("this is a bug in ckpt: {what}"),
         )
@@ -153,28 +158,15 @@ pub(super) async fn heavy<T: Send + 'static>(
 }
 
 /// `GET /api/detail?path=` → `{"entry", "inspect", "scan", "identity", "tensors"}`.
-pub(super) async fn detail(State(app): State<Arc<App>>, pairs: Pairs) -> Response {
-    let p = match params(pairs, &["path"]) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
-    let path = match one(&p, "path") {
-        Ok(v) => v.to_owned(),
-        Err(r) => return r,
-    };
-    let entry = match lookup(&app, &current(&app), &path) {
-        Ok(e) => e,
-        Err(r) => return r,
-    };
+pub(super) async fn detail(State(app): State<Arc<App>>, pairs: Pairs) -> Result<Response, Fail> {
+    let p = params(pairs, &["path"])?;
+    let entry = lookup(&app, &current(&app), one(&p, "path")?)?;
     let file = entry.path.clone();
-    let parts = match heavy(&app, move || parts(Path::new(&file))).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+    let parts = heavy(&app, move || parts(Path::new(&file))).await?;
     let mut out = serde_json::Map::new();
     out.insert("entry".into(), entry.to_value());
     out.extend(parts);
-    Json(Value::Object(out)).into_response()
+    Ok(Json(Value::Object(out)).into_response())
 }
 
 /// One part of the detail: its value, or `{"error": …}` (a panic included).
@@ -279,45 +271,28 @@ fn tensor_list(path: &Path) -> Result<Value, String> {
 
 /// `GET /api/tensor?path=&name=&max_bytes=` → `{"name", "dtype", "shape", "values",
 /// "truncated"}`.
-pub(super) async fn tensor(State(app): State<Arc<App>>, pairs: Pairs) -> Response {
-    let p = match params(pairs, &["path", "name", "max_bytes"]) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
-    let (path, name) = match (one(&p, "path"), one(&p, "name")) {
-        (Ok(a), Ok(b)) => (a.to_owned(), b.to_owned()),
-        (Err(r), _) | (_, Err(r)) => return r,
-    };
-    let max_bytes = match optional(&p, "max_bytes") {
-        Ok(None) => DEFAULT_TENSOR_BYTES,
-        Ok(Some(v)) => match v.parse::<u64>() {
+pub(super) async fn tensor(State(app): State<Arc<App>>, pairs: Pairs) -> Result<Response, Fail> {
+    let p = params(pairs, &["path", "name", "max_bytes"])?;
+    let (path, name) = (one(&p, "path")?, one(&p, "name")?.to_owned());
+    let max_bytes = match optional(&p, "max_bytes")? {
+        None => DEFAULT_TENSOR_BYTES,
+        Some(v) => match v.parse::<u64>() {
             Ok(n) if n <= MAX_TENSOR_BYTES => n,
             _ => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    format!("max_bytes={v:?}: a number of bytes, at most {MAX_TENSOR_BYTES}"),
-                );
+                return Err(bad_request(format!(
+                    "max_bytes={v:?}: a number of bytes, at most {MAX_TENSOR_BYTES}"
+                )));
             }
         },
-        Err(r) => return r,
     };
-    let entry = match lookup(&app, &current(&app), &path) {
-        Ok(e) => e,
-        Err(r) => return r,
-    };
-    let file = entry.path;
-    match heavy(&app, move || values(Path::new(&file), &name, max_bytes)).await {
-        Ok(Ok(v)) => Json(v).into_response(),
-        Ok(Err((status, msg))) => error(status, msg),
-        Err(r) => r,
-    }
+    let file = lookup(&app, &current(&app), path)?.path;
+    let v = heavy(&app, move || values(Path::new(&file), &name, max_bytes)).await??;
+    Ok(Json(v).into_response())
 }
 
-type Failure = (StatusCode, String);
-
 /// One tensor's leading values, reading at most `max_bytes` of its data.
-fn values(path: &Path, name: &str, max_bytes: u64) -> Result<Value, Failure> {
-    let unprocessable = |msg: String| (StatusCode::UNPROCESSABLE_ENTITY, msg);
+fn values(path: &Path, name: &str, max_bytes: u64) -> Result<Value, Fail> {
+    let unprocessable = |msg: String| Fail(StatusCode::UNPROCESSABLE_ENTITY, msg);
     if ckpt_torch::dcp::is_dcp_dir(path) {
         return Err(unprocessable(format!(
             "{}: a DCP folder: its tensors' values are not served (their chunks are spread \
@@ -334,7 +309,7 @@ fn values(path: &Path, name: &str, max_bytes: u64) -> Result<Value, Failure> {
         .map(|(_, id)| id);
     let id = by_entry.or_else(|| crate::dump::find_path(&ck.doc, ck.doc.loaded_root(), name));
     let Some(View::Tensor(t)) = id.map(|id| ck.doc.view(id)) else {
-        return Err((
+        return Err(Fail(
             StatusCode::NOT_FOUND,
             format!("{name}: no such tensor in {}", path.display()),
         ));
@@ -393,8 +368,8 @@ fn leading_values(
     t: &TensorRef,
     name: &str,
     max_bytes: u64,
-) -> Result<(Vec<Value>, bool), Failure> {
-    let unprocessable = |msg: String| (StatusCode::UNPROCESSABLE_ENTITY, msg);
+) -> Result<(Vec<Value>, bool), Fail> {
+    let unprocessable = |msg: String| Fail(StatusCode::UNPROCESSABLE_ENTITY, msg);
     let esize = t.dtype.size();
     if element(&[0u8; 8], t.dtype).is_none() || t.dtype.elems_per_byte() > 1 {
         return Err(unprocessable(format!(

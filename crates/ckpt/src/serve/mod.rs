@@ -461,6 +461,6 @@ async fn checkpoint(
     };
     match detail::lookup(&app, &current(&app), &path) {
         Ok(e) => Json(e).into_response(),
-        Err(r) => r,
+        Err(fail) => fail.into_response(),
     }
 }

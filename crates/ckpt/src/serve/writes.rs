@@ -33,8 +33,8 @@ use ckpt_meta::sidecar::{self, Sidecar};
 use ckpt_meta::sources::DirCache;
 use serde_json::{Value, json};
 
-use super::detail::{Pairs, heavy, lookup, one, optional, params};
-use super::{App, current, error};
+use super::detail::{Fail, Pairs, heavy, lookup, one, optional, params};
+use super::{App, current};
 use crate::cli::{GroupByArg, OutputFormat, PruneArgs, Target};
 use crate::meta::{Converted, Job, convert_one};
 
@@ -110,9 +110,9 @@ impl PruneQuery {
 
 impl Writes {
     /// Keep `plan` until confirmed; its token.
-    fn issue(&self, plan: Planned) -> Result<String, Response> {
+    fn issue(&self, plan: Planned) -> Result<String, Fail> {
         let token = super::random_token()
-            .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, crate::one_line(&e)))?;
+            .map_err(|e| Fail(StatusCode::INTERNAL_SERVER_ERROR, crate::one_line(&e)))?;
         let mut pending = match self.pending.lock() {
             Ok(p) => p,
             Err(poisoned) => poisoned.into_inner(),
@@ -145,9 +145,9 @@ impl Writes {
 }
 
 /// The pending plans, or the 403 every write gets without `--allow-writes`.
-fn writes(app: &App) -> Result<&Writes, Response> {
+fn writes(app: &App) -> Result<&Writes, Fail> {
     app.deep.writes.as_ref().ok_or_else(|| {
-        error(
+        Fail(
             StatusCode::FORBIDDEN,
             "writes are off: start ckpt serve with --allow-writes".to_owned(),
         )
@@ -155,38 +155,22 @@ fn writes(app: &App) -> Result<&Writes, Response> {
 }
 
 /// `POST /api/plan/sidecar?path=`.
-pub(super) async fn plan_sidecar(State(app): State<Arc<App>>, pairs: Pairs) -> Response {
-    let w = match writes(&app) {
-        Ok(w) => w,
-        Err(r) => return r,
-    };
-    let p = match params(pairs, &["path"]) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
-    let path = match one(&p, "path") {
-        Ok(v) => v.to_owned(),
-        Err(r) => return r,
-    };
-    let entry = match lookup(&app, &current(&app), &path) {
-        Ok(e) => e,
-        Err(r) => return r,
-    };
+pub(super) async fn plan_sidecar(
+    State(app): State<Arc<App>>,
+    pairs: Pairs,
+) -> Result<Response, Fail> {
+    let w = writes(&app)?;
+    let p = params(pairs, &["path"])?;
+    let entry = lookup(&app, &current(&app), one(&p, "path")?)?;
     let checkpoint = PathBuf::from(&entry.path);
-    let planned = match heavy(&app, move || sidecar_plan(&checkpoint)).await {
-        Ok(Ok(p)) => p,
-        Ok(Err(e)) => return error(StatusCode::UNPROCESSABLE_ENTITY, e),
-        Err(r) => return r,
-    };
-    let (plan, todo) = planned;
+    let (plan, todo) = heavy(&app, move || sidecar_plan(&checkpoint))
+        .await?
+        .map_err(|e| Fail(StatusCode::UNPROCESSABLE_ENTITY, e))?;
     let confirm = match todo {
-        Some(s) => match w.issue(Planned::Sidecar(s)) {
-            Ok(t) => Value::from(t),
-            Err(r) => return r,
-        },
+        Some(s) => Value::from(w.issue(Planned::Sidecar(s))?),
         None => Value::Null,
     };
-    Json(json!({ "plan": plan, "confirm": confirm })).into_response()
+    Ok(Json(json!({ "plan": plan, "confirm": confirm })).into_response())
 }
 
 /// What the sidecar of `checkpoint` would be: the plan shown, and what to write (none when
@@ -280,11 +264,11 @@ fn sidecar_text(checkpoint: &Path, replace: bool) -> Result<String, String> {
 }
 
 /// `POST /api/plan/prune?path=<folder>&keep_top=&monitor=&mode=…`.
-pub(super) async fn plan_prune(State(app): State<Arc<App>>, pairs: Pairs) -> Response {
-    let w = match writes(&app) {
-        Ok(w) => w,
-        Err(r) => return r,
-    };
+pub(super) async fn plan_prune(
+    State(app): State<Arc<App>>,
+    pairs: Pairs,
+) -> Result<Response, Fail> {
+    let w = writes(&app)?;
     let known = [
         "path",
         "keep_top",
@@ -294,16 +278,9 @@ pub(super) async fn plan_prune(State(app): State<Arc<App>>, pairs: Pairs) -> Res
         "keep_every",
         "group_by",
     ];
-    let p = match params(pairs, &known) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
-    let q = match prune_query(&app, &p) {
-        Ok(q) => q,
-        Err(r) => return r,
-    };
+    let q = prune_query(&app, &params(pairs, &known)?)?;
     let cache = app.opts.cache.clone();
-    let computed = heavy(&app, move || {
+    let planned = heavy(&app, move || {
         let (plan, fingerprint) = prune_plan(&q, cache)?;
         Ok::<_, String>(PrunePlan {
             args: q,
@@ -311,26 +288,18 @@ pub(super) async fn plan_prune(State(app): State<Arc<App>>, pairs: Pairs) -> Res
             fingerprint,
         })
     })
-    .await;
-    let planned = match computed {
-        Ok(Ok(p)) => p,
-        Ok(Err(e)) => return error(StatusCode::BAD_REQUEST, e),
-        Err(r) => return r,
-    };
-    let shown = match serde_json::to_value(&planned.plan) {
-        Ok(v) => v,
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-    };
-    match w.issue(Planned::Prune(planned)) {
-        Ok(t) => Json(json!({ "plan": shown, "confirm": t })).into_response(),
-        Err(r) => r,
-    }
+    .await?
+    .map_err(|e| Fail(StatusCode::BAD_REQUEST, e))?;
+    let shown = serde_json::to_value(&planned.plan)
+        .map_err(|e| Fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let token = w.issue(Planned::Prune(planned))?;
+    Ok(Json(json!({ "plan": shown, "confirm": token })).into_response())
 }
 
 /// The arguments of a prune plan, the folder resolved under a served root and spelled
 /// from it (as the catalog spells its entries).
-fn prune_query(app: &App, p: &[(String, String)]) -> Result<PruneQuery, Response> {
-    let bad = |m: String| error(StatusCode::BAD_REQUEST, m);
+fn prune_query(app: &App, p: &[(String, String)]) -> Result<PruneQuery, Fail> {
+    let bad = |m: String| Fail(StatusCode::BAD_REQUEST, m);
     let number = |name: &str, v: &str| {
         v.parse::<u64>()
             .map_err(|_| bad(format!("{name}={v:?}: not a non-negative integer")))
@@ -372,8 +341,8 @@ fn prune_query(app: &App, p: &[(String, String)]) -> Result<PruneQuery, Response
 
 /// A folder (or file) under a served root, spelled from the root as given: resolved first
 /// (`..`, symlinks), and a 404 when it lands anywhere else.
-fn resolve_folder(app: &App, given: &str) -> Result<PathBuf, Response> {
-    let not_found = |why: &str| error(StatusCode::NOT_FOUND, format!("{given}: {why}"));
+fn resolve_folder(app: &App, given: &str) -> Result<PathBuf, Fail> {
+    let not_found = |why: &str| Fail(StatusCode::NOT_FOUND, format!("{given}: {why}"));
     let real = std::fs::canonicalize(given).map_err(|_| not_found("no such folder"))?;
     app.roots
         .iter()
@@ -417,53 +386,39 @@ fn prune_plan(
 }
 
 /// `POST /api/apply?confirm=`.
-pub(super) async fn apply(State(app): State<Arc<App>>, pairs: Pairs) -> Response {
-    let w = match writes(&app) {
-        Ok(w) => w,
-        Err(r) => return r,
-    };
-    let p = match params(pairs, &["confirm"]) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
-    let token = match one(&p, "confirm") {
-        Ok(v) => v.to_owned(),
-        Err(r) => return r,
-    };
+pub(super) async fn apply(State(app): State<Arc<App>>, pairs: Pairs) -> Result<Response, Fail> {
+    let w = writes(&app)?;
+    let p = params(pairs, &["confirm"])?;
+    let token = one(&p, "confirm")?;
     let _one_at_a_time = w.applying.lock().await;
-    let Some(planned) = w.take(&token) else {
-        return error(
+    let planned = w.take(token).ok_or_else(|| {
+        Fail(
             StatusCode::NOT_FOUND,
             "confirm=: no such plan (already applied, expired, or never issued): plan again"
                 .to_owned(),
-        );
-    };
+        )
+    })?;
     let cache = app.opts.cache.clone();
-    let done = heavy(&app, move || match planned {
+    let result = heavy(&app, move || match planned {
         Planned::Sidecar(s) => apply_sidecar(&s),
         Planned::Prune(p) => apply_prune(&p, cache),
     })
-    .await;
-    let result = match done {
-        Ok(Ok(v)) => v,
-        Ok(Err((status, msg))) => return error(status, msg),
-        Err(r) => return r,
-    };
+    .await??;
     let refreshed = match super::refresh(&app).await {
         Ok(()) => Value::Bool(true),
         Err(e) => json!({ "error": crate::one_line(&e) }),
     };
-    Json(json!({ "applied": result, "refreshed": refreshed })).into_response()
+    Ok(Json(json!({ "applied": result, "refreshed": refreshed })).into_response())
 }
 
-fn changed(what: String) -> (StatusCode, String) {
-    (
+fn changed(what: String) -> Fail {
+    Fail(
         StatusCode::CONFLICT,
         format!("{what} changed since the plan: nothing done; plan again"),
     )
 }
 
-fn apply_sidecar(s: &SidecarPlan) -> Result<Value, (StatusCode, String)> {
+fn apply_sidecar(s: &SidecarPlan) -> Result<Value, Fail> {
     let now = match std::fs::symlink_metadata(&s.sidecar) {
         Ok(m) if m.is_file() => std::fs::read(&s.sidecar).ok(),
         Ok(_) => return Err(changed(s.sidecar.display().to_string())),
@@ -483,14 +438,14 @@ fn apply_sidecar(s: &SidecarPlan) -> Result<Value, (StatusCode, String)> {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
             Err(changed(s.sidecar.display().to_string()))
         }
-        Err(e) => Err((
+        Err(e) => Err(Fail(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("{}: cannot write: {e}", s.sidecar.display()),
         )),
     }
 }
 
-fn apply_prune(p: &PrunePlan, cache: Option<PathBuf>) -> Result<Value, (StatusCode, String)> {
+fn apply_prune(p: &PrunePlan, cache: Option<PathBuf>) -> Result<Value, Fail> {
     let again = prune_plan(&p.args, cache).map_err(|e| changed(format!("the plan ({e})")))?;
     if again.1 != p.fingerprint {
         return Err(changed(p.args.folder.display().to_string()));
@@ -498,5 +453,5 @@ fn apply_prune(p: &PrunePlan, cache: Option<PathBuf>) -> Result<Value, (StatusCo
     let executed = ckpt_retention::execute(&p.plan);
     serde_json::to_value(&executed)
         .map(|v| json!({ "executed": v }))
-        .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+        .map_err(|e| Fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
 }
