@@ -585,3 +585,81 @@ fn a_tree_changed_after_the_prune_plan_is_a_409_and_nothing_is_deleted() {
         "{body}"
     );
 }
+
+#[test]
+fn dcp_tensor_values_are_its_row_chunks_in_order() {
+    let s = start(&["fixtures/convert/dcp"]);
+    let (mut matched, mut refused) = (0, 0);
+    for case in [
+        "conv_bn_linear",
+        "fsdp2_dim0",
+        "fsdp2_bf16",
+        "dtensor_mixed",
+    ] {
+        let dir = format!("fixtures/convert/dcp/{case}");
+        let meta: Value = serde_json::from_str(
+            &std::fs::read_to_string(common::root().join(format!("{dir}.json"))).unwrap(),
+        )
+        .unwrap();
+        let (_, d) = s.get(&format!("/api/detail?path={dir}"));
+        let listed: Vec<&str> = d["tensors"]["tensors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap())
+            .collect();
+        for t in meta["tensors"].as_array().unwrap() {
+            let key = t["dcp_key"].as_str().unwrap();
+            assert!(listed.contains(&key), "{case}: {key} not in {listed:?}");
+            let (status, got) = s.get(&format!(
+                "/api/tensor?path={dir}&name={}&max_bytes=16777216",
+                enc(key)
+            ));
+            // Sharded along an inner dimension: refused, saying so.
+            let inner = t["chunks"].as_array().unwrap().iter().any(|c| {
+                c["offsets"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .skip(1)
+                    .any(|o| o != 0)
+            });
+            if inner {
+                assert_eq!(status, 422, "{case} {key}: {got}");
+                assert!(
+                    got["error"].as_str().unwrap().contains("inner dimension"),
+                    "{got}"
+                );
+                refused += 1;
+                continue;
+            }
+            assert_eq!(status, 200, "{case} {key}: {got}");
+            let (status, want) = s.get(&format!(
+                "/api/tensor?path={dir}.expected.safetensors&name={}&max_bytes=16777216",
+                enc(t["name"].as_str().unwrap())
+            ));
+            assert_eq!(status, 200, "{want}");
+            assert_eq!(got["values"], want["values"], "{case} {key}");
+            assert_eq!((&got["shape"], &got["dtype"]), (&t["shape"], &t["dtype"]));
+            assert_eq!(got["truncated"], false);
+            matched += 1;
+        }
+    }
+    assert!(
+        matched >= 20 && refused >= 1,
+        "{matched} matched, {refused} refused"
+    );
+    // A cap that ends in the second chunk: `wte.weight` [11, 8] is rows 0..6 and 6..11.
+    let dir = "fixtures/convert/dcp/fsdp2_dim0";
+    let (_, got) = s.get(&format!(
+        "/api/tensor?path={dir}&name=model.wte.weight&max_bytes={}",
+        4 * 60
+    ));
+    let (_, want) = s.get(&format!(
+        "/api/tensor?path={dir}.expected.safetensors&name=wte.weight&max_bytes={}",
+        4 * 60
+    ));
+    assert_eq!(got["values"].as_array().unwrap().len(), 60, "{got}");
+    assert_eq!(got["values"], want["values"]);
+    assert_eq!(got["truncated"], true);
+}

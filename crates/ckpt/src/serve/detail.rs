@@ -294,11 +294,7 @@ pub(super) async fn tensor(State(app): State<Arc<App>>, pairs: Pairs) -> Result<
 fn values(path: &Path, name: &str, max_bytes: u64) -> Result<Value, Fail> {
     let unprocessable = |msg: String| Fail(StatusCode::UNPROCESSABLE_ENTITY, msg);
     if ckpt_torch::dcp::is_dcp_dir(path) {
-        return Err(unprocessable(format!(
-            "{}: a DCP folder: its tensors' values are not served (their chunks are spread \
-             over its files)",
-            path.display()
-        )));
+        return dcp_values(path, name, max_bytes);
     }
     let ck = Checkpoint::open(path).map_err(|e| unprocessable(e.to_string()))?;
     // A state dict entry's name first (what `/api/detail` lists), else a dotted path from
@@ -318,6 +314,74 @@ fn values(path: &Path, name: &str, max_bytes: u64) -> Result<Value, Fail> {
     Ok(json!({
         "name": name,
         "dtype": t.dtype.name(),
+        "shape": t.shape,
+        "values": values,
+        "truncated": truncated,
+    }))
+}
+
+/// One tensor of a DCP folder: its leading values in row-major order are those of its
+/// chunks along the first dimension, in order (a tensor saved whole is one chunk; FSDP shards
+/// rows). The chunks are read one after the other, at most `max_bytes` in all; a tensor
+/// sharded along another dimension is refused (its leading values are spread over chunks).
+fn dcp_values(dir: &Path, name: &str, max_bytes: u64) -> Result<Value, Fail> {
+    let unprocessable = |msg: String| Fail(StatusCode::UNPROCESSABLE_ENTITY, msg);
+    let idx = ckpt_torch::dcp::DcpIndex::open(dir).map_err(|e| unprocessable(e.to_string()))?;
+    let Some(t) = idx.tensors.iter().find(|t| t.fqn == name) else {
+        return Err(Fail(
+            StatusCode::NOT_FOUND,
+            format!("{name}: no such tensor in {}", dir.display()),
+        ));
+    };
+    let real_dir = std::fs::canonicalize(dir).map_err(|e| unprocessable(e.to_string()))?;
+    let mut rows: Vec<&ckpt_torch::dcp::DcpChunk> = t
+        .chunks
+        .iter()
+        .filter(|c| c.offsets.iter().skip(1).all(|o| *o == 0))
+        .collect();
+    rows.sort_by_key(|c| c.offsets.first().copied().unwrap_or(0));
+    let mut values: Vec<Value> = Vec::new();
+    let mut left = max_bytes;
+    let mut next_row = 0u64;
+    let mut dtype = t.dtype;
+    for c in rows {
+        if c.offsets.first().copied().unwrap_or(0) != next_row || left == 0 {
+            break;
+        }
+        let file = dir.join(&c.file);
+        // The chunk's file is inside the folder (`.metadata` was checked not to leave it;
+        // a symlink out is not followed either).
+        if !std::fs::canonicalize(&file).is_ok_and(|f| f.starts_with(&real_dir)) {
+            return Err(unprocessable(format!(
+                "{name}: {}: not a file inside {}",
+                file.display(),
+                dir.display()
+            )));
+        }
+        let ck = Checkpoint::open_range(&file, c.offset, c.len, &ckpt_torch::Options::default())
+            .map_err(|e| unprocessable(format!("{name}: {e}")))?;
+        let View::Tensor(piece) = ck.doc.view(ck.doc.root()) else {
+            return Err(unprocessable(format!(
+                "{name}: a chunk does not hold a tensor"
+            )));
+        };
+        if piece.shape.get(1..) != t.shape.get(1..) {
+            return Err(unprocessable(format!(
+                "{name}: sharded along an inner dimension (a chunk of shape {:?} in {:?}): its \
+                 leading values are not served",
+                piece.shape, t.shape
+            )));
+        }
+        let (v, _) = leading_values(&ck, piece, name, left)?;
+        left = left.saturating_sub((v.len() as u64).saturating_mul(piece.dtype.size()));
+        next_row = next_row.saturating_add(piece.shape.first().copied().unwrap_or(1));
+        dtype = Some(piece.dtype);
+        values.extend(v);
+    }
+    let truncated = (values.len() as u64) < t.numel();
+    Ok(json!({
+        "name": name,
+        "dtype": dtype.map(DType::name),
         "shape": t.shape,
         "values": values,
         "truncated": truncated,
