@@ -101,9 +101,24 @@ pub fn run(a: &ScanArgs) -> Result<Outcome> {
 
 /// `ckpt scan --format json`'s records for one path: the file's, or one per file under a
 /// folder (a DCP checkpoint's `.metadata` and shards), sorted as the command lists them.
-pub fn records(path: &Path) -> Vec<ScanRecord> {
+/// With `within` (`ckpt serve`'s roots), a file that resolves outside them (a symlink out of
+/// a served DCP folder, say) is not opened: its record is an `error` saying so.
+pub fn records(path: &Path, within: Option<&[PathBuf]>) -> Vec<ScanRecord> {
     let mut found = Vec::new();
     collect(path, &mut found);
+    if let Some(roots) = within {
+        for f in &mut found {
+            if let Found::File(p) = f
+                && !std::fs::canonicalize(&*p).is_ok_and(|r| roots.iter().any(|x| r.starts_with(x)))
+            {
+                let msg = format!(
+                    "{}: resolves outside the served paths: not opened",
+                    p.display()
+                );
+                *f = Found::Broken(p.clone(), msg);
+            }
+        }
+    }
     scan_found(found)
         .iter()
         .map(|(p, s)| ScanRecord::new(p, s))

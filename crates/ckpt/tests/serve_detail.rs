@@ -663,3 +663,61 @@ fn dcp_tensor_values_are_its_row_chunks_in_order() {
     assert_eq!(got["values"], want["values"]);
     assert_eq!(got["truncated"], true);
 }
+
+#[test]
+fn a_file_linked_out_of_a_served_dcp_folder_is_not_scanned() {
+    let dir = tempfile::tempdir().unwrap();
+    let dcp = dir.path().join("dcp");
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(common::root().join("fixtures/benign/dcp"))
+        .arg(&dcp)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let outside = common::root().join("fixtures/bad/hostile_os_system.ckpt");
+    std::os::unix::fs::symlink(&outside, dcp.join("extra.distcp")).unwrap();
+    let s = start_in(dir.path(), &["."]);
+    let (status, d) = s.get("/api/detail?path=dcp");
+    assert_eq!(status, 200, "{d}");
+    let files = d["scan"]["files"].as_array().unwrap();
+    let linked = files
+        .iter()
+        .find(|r| r["path"].as_str().unwrap().ends_with("extra.distcp"))
+        .unwrap_or_else(|| panic!("{d}"));
+    assert_eq!(linked["verdict"], "error", "{linked}");
+    assert!(
+        linked["problems"][0]
+            .as_str()
+            .unwrap()
+            .contains("outside the served paths"),
+        "{linked}"
+    );
+    // Never read: none of its globals are reported.
+    assert_eq!(linked["globals"], json!([]), "{linked}");
+    assert_eq!(d["scan"]["verdict"], "error");
+}
+
+#[test]
+fn many_detail_requests_at_once_all_get_the_same_answer() {
+    let s = start(&["examples"]);
+    let target = format!(
+        "/api/detail?path={}",
+        enc("examples/lightning/checkpoints/last.ckpt")
+    );
+    let (_, first) = s.get(&target);
+    let answers: Vec<(u16, Value)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..24)
+            .map(|_| {
+                let (port, target) = (s.port, target.clone());
+                scope.spawn(move || server::request(port, "GET", &target))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (status, body) in answers {
+        assert_eq!(status, 200);
+        assert_eq!(body, first);
+    }
+    assert!(first["identity"]["hash"].is_string(), "{first}");
+}

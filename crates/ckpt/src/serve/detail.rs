@@ -12,7 +12,7 @@
 //! - A `path=` is resolved by [`lookup`], the rule `/api/checkpoint` uses: only a catalog
 //!   entry under the served roots is ever opened.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use axum::Json;
@@ -162,7 +162,8 @@ pub(super) async fn detail(State(app): State<Arc<App>>, pairs: Pairs) -> Result<
     let p = params(pairs, &["path"])?;
     let entry = lookup(&app, &current(&app), one(&p, "path")?)?;
     let file = entry.path.clone();
-    let parts = heavy(&app, move || parts(Path::new(&file))).await?;
+    let roots = app.real_roots.clone();
+    let parts = heavy(&app, move || parts(Path::new(&file), &roots)).await?;
     let mut out = serde_json::Map::new();
     out.insert("entry".into(), entry.to_value());
     out.extend(parts);
@@ -183,7 +184,7 @@ fn to_json<T: serde::Serialize>(v: &T) -> Result<Value, String> {
 }
 
 /// The parts of `/api/detail` past the entry, each computed by the command that prints it.
-fn parts(path: &Path) -> serde_json::Map<String, Value> {
+fn parts(path: &Path, roots: &[PathBuf]) -> serde_json::Map<String, Value> {
     let mut out = serde_json::Map::new();
     out.insert(
         "inspect".into(),
@@ -193,7 +194,7 @@ fn parts(path: &Path) -> serde_json::Map<String, Value> {
                 .and_then(|i| to_json(&i))
         }),
     );
-    out.insert("scan".into(), part(|| scan_value(path)));
+    out.insert("scan".into(), part(|| scan_value(path, roots)));
     out.insert(
         "identity".into(),
         part(|| {
@@ -207,9 +208,10 @@ fn parts(path: &Path) -> serde_json::Map<String, Value> {
 }
 
 /// `{"verdict": the worst, "files": ckpt scan --format json's records}`: one record for a
-/// file, one per file of a DCP folder.
-fn scan_value(path: &Path) -> Result<Value, String> {
-    let records = crate::scan::records(path);
+/// file, one per file of a DCP folder (a file in it that resolves outside the served roots
+/// is an `error` record, not read).
+fn scan_value(path: &Path, roots: &[PathBuf]) -> Result<Value, String> {
+    let records = crate::scan::records(path, Some(roots));
     let worst = records
         .iter()
         .map(|r| r.verdict)

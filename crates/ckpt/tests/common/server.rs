@@ -73,28 +73,9 @@ pub fn start(args: &[&str]) -> Server {
 }
 
 impl Server {
-    /// One request on a fresh connection: the status and the body parsed as JSON (`Null`
-    /// when empty).
+    /// One request on a fresh connection: see [`request`].
     pub fn request(&self, method: &str, target: &str) -> (u16, Value) {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
-        write!(
-            s,
-            "{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\
-             Content-Length: 0\r\n\r\n"
-        )
-        .unwrap();
-        let mut raw = Vec::new();
-        s.read_to_end(&mut raw).unwrap();
-        let text = String::from_utf8(raw).unwrap();
-        let (head, body) = text.split_once("\r\n\r\n").unwrap();
-        let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
-        let body = if body.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(body).unwrap_or_else(|e| panic!("{target}: {e}: {body}"))
-        };
-        (status, body)
+        request(self.port, method, target)
     }
 
     pub fn get(&self, target: &str) -> (u16, Value) {
@@ -116,6 +97,30 @@ impl Server {
             .parse()
             .unwrap()
     }
+}
+
+/// One request to the server on `port`, on a fresh connection: the status and the body parsed
+/// as JSON (`Null` when empty). A free function, for threads that share only the port.
+pub fn request(port: u16, method: &str, target: &str) -> (u16, Value) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+    write!(
+        s,
+        "{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\
+         Content-Length: 0\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8(raw).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let body = if body.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("{target}: {e}: {body}"))
+    };
+    (status, body)
 }
 
 /// A query value, percent-encoded (paths hold `=`, spaces …).
