@@ -18,7 +18,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use ckpt_catalog::CatalogEntry;
 use ckpt_identity::HashOptions;
@@ -39,14 +39,14 @@ const MAX_TENSOR_BYTES: u64 = 16 << 20;
 /// What the in-depth endpoints share: the bound on their concurrency and, with
 /// `--allow-writes`, the pending write plans.
 pub(super) struct Deep {
-    heavy: tokio::sync::Semaphore,
+    heavy: Arc<tokio::sync::Semaphore>,
     pub(super) writes: Option<super::writes::Writes>,
 }
 
 impl Deep {
     pub(super) fn new(allow_writes: bool) -> Deep {
         Deep {
-            heavy: tokio::sync::Semaphore::new(HEAVY),
+            heavy: Arc::new(tokio::sync::Semaphore::new(HEAVY)),
             writes: allow_writes.then(super::writes::Writes::default),
         }
     }
@@ -132,8 +132,9 @@ pub(super) fn lookup(app: &App, snap: &Snapshot, path: &str) -> Result<CatalogEn
     }
 }
 
-/// Run `f` on the blocking pool once one of the [`HEAVY`] slots is free. A panic in it is a
-/// bug in ckpt: a 500 naming it, and the server goes on.
+/// Run `f` on the blocking pool once one of the [`HEAVY`] slots is free. The slot goes with
+/// the work, not with the request: a client that hangs up does not free it while `f` still
+/// runs. A panic in `f` is a bug in ckpt: a 500 naming it, and the server goes on.
 pub(super) async fn heavy<T: Send + 'static>(
     app: &App,
     f: impl FnOnce() -> T + Send + 'static,
@@ -144,13 +145,19 @@ pub(super) async fn heavy<T: Send + 'static>(
             format!("this is a bug in ckpt: {what}"),
         )
     };
-    let _slot = app
+    let slot = app
         .deep
         .heavy
-        .acquire()
+        .clone()
+        .acquire_owned()
         .await
         .map_err(|e| bug(e.to_string()))?;
-    match tokio::task::spawn_blocking(move || ckpt_torch::bug::catch(f)).await {
+    let work = move || {
+        let out = ckpt_torch::bug::catch(f);
+        drop(slot);
+        out
+    };
+    match tokio::task::spawn_blocking(work).await {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(panic)) => Err(bug(panic.to_string())),
         Err(e) => Err(bug(e.to_string())),
@@ -288,12 +295,13 @@ pub(super) async fn tensor(State(app): State<Arc<App>>, pairs: Pairs) -> Result<
         },
     };
     let file = lookup(&app, &current(&app), path)?.path;
-    let v = heavy(&app, move || values(Path::new(&file), &name, max_bytes)).await??;
-    Ok(Json(v).into_response())
+    let body = heavy(&app, move || values(Path::new(&file), &name, max_bytes)).await??;
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 /// One tensor's leading values, reading at most `max_bytes` of its data.
-fn values(path: &Path, name: &str, max_bytes: u64) -> Result<Value, Fail> {
+/// One tensor's leading values: the answer's JSON text.
+fn values(path: &Path, name: &str, max_bytes: u64) -> Result<Vec<u8>, Fail> {
     let unprocessable = |msg: String| Fail(StatusCode::UNPROCESSABLE_ENTITY, msg);
     if ckpt_torch::dcp::is_dcp_dir(path) {
         return dcp_values(path, name, max_bytes);
@@ -312,21 +320,17 @@ fn values(path: &Path, name: &str, max_bytes: u64) -> Result<Value, Fail> {
             format!("{name}: no such tensor in {}", path.display()),
         ));
     };
-    let (values, truncated) = leading_values(&ck, t, name, max_bytes)?;
-    Ok(json!({
-        "name": name,
-        "dtype": t.dtype.name(),
-        "shape": t.shape,
-        "values": values,
-        "truncated": truncated,
-    }))
+    let mut values = Values::default();
+    leading_values(&ck, t, name, max_bytes, &mut values)?;
+    let truncated = values.count < t.numel();
+    Ok(values.answer(name, Some(t.dtype), &t.shape, truncated))
 }
 
 /// One tensor of a DCP folder: its leading values in row-major order are those of its
 /// chunks along the first dimension, in order (a tensor saved whole is one chunk; FSDP shards
 /// rows). The chunks are read one after the other, at most `max_bytes` in all; a tensor
 /// sharded along another dimension is refused (its leading values are spread over chunks).
-fn dcp_values(dir: &Path, name: &str, max_bytes: u64) -> Result<Value, Fail> {
+fn dcp_values(dir: &Path, name: &str, max_bytes: u64) -> Result<Vec<u8>, Fail> {
     let unprocessable = |msg: String| Fail(StatusCode::UNPROCESSABLE_ENTITY, msg);
     let idx = ckpt_torch::dcp::DcpIndex::open(dir).map_err(|e| unprocessable(e.to_string()))?;
     let Some(t) = idx.tensors.iter().find(|t| t.fqn == name) else {
@@ -342,7 +346,7 @@ fn dcp_values(dir: &Path, name: &str, max_bytes: u64) -> Result<Value, Fail> {
         .filter(|c| c.offsets.iter().skip(1).all(|o| *o == 0))
         .collect();
     rows.sort_by_key(|c| c.offsets.first().copied().unwrap_or(0));
-    let mut values: Vec<Value> = Vec::new();
+    let mut values = Values::default();
     let mut left = max_bytes;
     let mut next_row = 0u64;
     let mut dtype = t.dtype;
@@ -374,20 +378,52 @@ fn dcp_values(dir: &Path, name: &str, max_bytes: u64) -> Result<Value, Fail> {
                 piece.shape, t.shape
             )));
         }
-        let (v, _) = leading_values(&ck, piece, name, left)?;
-        left = left.saturating_sub((v.len() as u64).saturating_mul(piece.dtype.size()));
+        let before = values.count;
+        leading_values(&ck, piece, name, left, &mut values)?;
+        let read = (values.count - before).saturating_mul(piece.dtype.size());
+        left = left.saturating_sub(read);
         next_row = next_row.saturating_add(piece.shape.first().copied().unwrap_or(1));
         dtype = Some(piece.dtype);
-        values.extend(v);
     }
-    let truncated = (values.len() as u64) < t.numel();
-    Ok(json!({
-        "name": name,
-        "dtype": dtype.map(DType::name),
-        "shape": t.shape,
-        "values": values,
-        "truncated": truncated,
-    }))
+    let truncated = values.count < t.numel();
+    Ok(values.answer(name, dtype, &t.shape, truncated))
+}
+
+/// Decoded values as JSON text (`1.5,-2,…`, no brackets): 4 M floats are some 40 MB of text,
+/// not 4 M `Value`s on top of it.
+#[derive(Default)]
+struct Values {
+    text: Vec<u8>,
+    count: u64,
+}
+
+impl Values {
+    /// Append the elements of `buf` (little-endian, whole elements of `dtype`).
+    fn push(&mut self, buf: &[u8], dtype: DType) {
+        let step = usize::try_from(dtype.size()).unwrap_or(1);
+        for c in buf.chunks_exact(step) {
+            if self.count > 0 {
+                self.text.push(b',');
+            }
+            let v = element(c, dtype).unwrap_or(Value::Null);
+            // Writing a `Value` to a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut self.text, &v);
+            self.count += 1;
+        }
+    }
+
+    /// `{"name", "dtype", "shape", "values", "truncated"}` as JSON text.
+    fn answer(self, name: &str, dtype: Option<DType>, shape: &[u64], truncated: bool) -> Vec<u8> {
+        let head = json!({ "name": name, "dtype": dtype.map(DType::name), "shape": shape });
+        let head = head.to_string();
+        let mut out = Vec::with_capacity(head.len() + self.text.len() + 40);
+        // `{"name":…,"dtype":…,"shape":[…]` then the values and the flag.
+        out.extend_from_slice(head.trim_end_matches('}').as_bytes());
+        out.extend_from_slice(b",\"values\":[");
+        out.extend_from_slice(&self.text);
+        out.extend_from_slice(format!("],\"truncated\":{truncated}}}").as_bytes());
+        out
+    }
 }
 
 /// One element's JSON value, or `None` for a dtype that is not decoded. Floats that JSON
@@ -434,7 +470,8 @@ fn leading_values(
     t: &TensorRef,
     name: &str,
     max_bytes: u64,
-) -> Result<(Vec<Value>, bool), Fail> {
+    out: &mut Values,
+) -> Result<(), Fail> {
     let unprocessable = |msg: String| Fail(StatusCode::UNPROCESSABLE_ENTITY, msg);
     let esize = t.dtype.size();
     if element(&[0u8; 8], t.dtype).is_none() || t.dtype.elems_per_byte() > 1 {
@@ -456,7 +493,22 @@ fn leading_values(
     // Shape, strides and offset checked against the storage, with checked arithmetic: every
     // element computed below is inside it.
     ckpt_torch::tensor_span(t, storage_len).map_err(|d| unprocessable(format!("{name}: {d}")))?;
-    let mut runs: Vec<(u64, u64)> = Vec::new();
+    let unit = usize::try_from(t.dtype.swap_unit()).unwrap_or(1);
+    // Read a run of consecutive elements and decode it.
+    let flush = |run: Option<(u64, u64)>, out: &mut Values| -> Result<(), Fail> {
+        let Some((off, len)) = run else {
+            return Ok(());
+        };
+        let mut buf = ck.read_range(off, len).map_err(at)?;
+        if ck.byteorder == ByteOrder::Big && unit > 1 {
+            for c in buf.chunks_exact_mut(unit) {
+                c.reverse();
+            }
+        }
+        out.push(&buf, t.dtype);
+        Ok(())
+    };
+    let mut run: Option<(u64, u64)> = None;
     let mut index = vec![0u64; t.shape.len()];
     for _ in 0..want {
         let mut elem = t.offset;
@@ -465,9 +517,12 @@ fn leading_values(
             elem = elem.saturating_add(i.saturating_mul(u64::try_from(*s).unwrap_or(0)));
         }
         let off = base.saturating_add(elem.saturating_mul(esize));
-        match runs.last_mut() {
+        match &mut run {
             Some((start, len)) if start.saturating_add(*len) == off => *len += esize,
-            _ => runs.push((off, esize)),
+            _ => {
+                flush(run.take(), out)?;
+                run = Some((off, esize));
+            }
         }
         for (i, d) in index.iter_mut().zip(&t.shape).rev() {
             *i += 1;
@@ -477,19 +532,5 @@ fn leading_values(
             *i = 0;
         }
     }
-    let mut values = Vec::with_capacity(usize::try_from(want).unwrap_or(0));
-    let unit = usize::try_from(t.dtype.swap_unit()).unwrap_or(1);
-    let step = usize::try_from(esize).unwrap_or(1);
-    for (off, len) in runs {
-        let mut buf = ck.read_range(off, len).map_err(at)?;
-        if ck.byteorder == ByteOrder::Big && unit > 1 {
-            for c in buf.chunks_exact_mut(unit) {
-                c.reverse();
-            }
-        }
-        for c in buf.chunks_exact(step) {
-            values.push(element(c, t.dtype).unwrap_or(Value::Null));
-        }
-    }
-    Ok((values, want < numel))
+    flush(run, out)
 }

@@ -47,7 +47,7 @@ const MAX_PENDING: usize = 32;
 #[derive(Default)]
 pub(crate) struct Writes {
     pending: Mutex<HashMap<String, Pending>>,
-    applying: tokio::sync::Mutex<()>,
+    applying: Arc<tokio::sync::Mutex<()>>,
 }
 
 struct Pending {
@@ -390,7 +390,8 @@ pub(super) async fn apply(State(app): State<Arc<App>>, pairs: Pairs) -> Result<R
     let w = writes(&app)?;
     let p = params(pairs, &["confirm"])?;
     let token = one(&p, "confirm")?;
-    let _one_at_a_time = w.applying.lock().await;
+    // Held by the work itself: a client that hangs up mid-apply does not let another start.
+    let one_at_a_time = w.applying.clone().lock_owned().await;
     let planned = w.take(token).ok_or_else(|| {
         Fail(
             StatusCode::NOT_FOUND,
@@ -399,14 +400,21 @@ pub(super) async fn apply(State(app): State<Arc<App>>, pairs: Pairs) -> Result<R
         )
     })?;
     let cache = app.opts.cache.clone();
-    let result = heavy(&app, move || match planned {
-        Planned::Sidecar(s) => apply_sidecar(&s),
-        Planned::Prune(p) => apply_prune(&p, cache),
+    let result = heavy(&app, move || {
+        let r = match planned {
+            Planned::Sidecar(s) => apply_sidecar(&s),
+            Planned::Prune(p) => apply_prune(&p, cache),
+        };
+        drop(one_at_a_time);
+        r
     })
     .await??;
-    let refreshed = match super::refresh(&app).await {
-        Ok(()) => Value::Bool(true),
-        Err(e) => json!({ "error": crate::one_line(&e) }),
+    // A task of its own: the catalog is rebuilt even when the client has hung up.
+    let a = app.clone();
+    let refreshed = match tokio::spawn(async move { super::refresh(&a).await }).await {
+        Ok(Ok(())) => Value::Bool(true),
+        Ok(Err(e)) => json!({ "error": crate::one_line(&e) }),
+        Err(e) => json!({ "error": e.to_string() }),
     };
     Ok(Json(json!({ "applied": result, "refreshed": refreshed })).into_response())
 }
