@@ -51,8 +51,8 @@ pub enum Command {
     /// Watch trees: write each new checkpoint's sidecar once it is complete, remove those of
     /// deleted ones, keep the catalog cache fresh.
     Watch(WatchArgs),
-    /// Serve the catalog of trees over HTTP as a read-only JSON API (`/api/checkpoints`,
-    /// `/api/checkpoint?path=`, `/api/health`); loopback only unless --host says otherwise.
+    /// Serve the catalog of trees over HTTP as a JSON API (docs/serve-api.md), read-only
+    /// unless --allow-writes; loopback only unless --host says otherwise.
     Serve(ServeArgs),
 }
 

@@ -721,3 +721,34 @@ fn many_detail_requests_at_once_all_get_the_same_answer() {
     }
     assert!(first["identity"]["hash"].is_string(), "{first}");
 }
+
+#[test]
+fn pending_plans_are_bounded_and_the_oldest_goes_first() {
+    let dir = copy_example("fsdp");
+    let root = dir.path().to_str().unwrap();
+    let s = start_in(dir.path(), &["--allow-writes", root]);
+    let target = format!(
+        "/api/plan/sidecar?path={}",
+        enc(&format!("{root}/fsdp/epoch-001.pth"))
+    );
+    let tokens: Vec<String> = (0..33)
+        .map(|_| {
+            let (status, p) = s.post(&target);
+            assert_eq!(status, 200, "{p}");
+            p["confirm"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    let mut unique = tokens.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), tokens.len(), "tokens repeat");
+    // 32 wait at most: the first was pushed out by the 33rd.
+    let (status, body) = s.post(&format!("/api/apply?confirm={}", tokens[0]));
+    assert_eq!(status, 404, "{body}");
+    assert!(!Path::new(&format!("{root}/fsdp/epoch-001.metadata.yaml")).exists());
+    let (status, body) = s.post(&format!("/api/apply?confirm={}", tokens[32]));
+    assert_eq!(status, 200, "{body}");
+    // Any other plan of the same file was made before that write: the tree changed.
+    let (status, body) = s.post(&format!("/api/apply?confirm={}", tokens[1]));
+    assert_eq!(status, 409, "{body}");
+}
