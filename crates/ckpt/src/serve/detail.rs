@@ -418,7 +418,7 @@ impl Values {
         let head = head.to_string();
         let mut out = Vec::with_capacity(head.len() + self.text.len() + 40);
         // `{"name":…,"dtype":…,"shape":[…]` then the values and the flag.
-        out.extend_from_slice(head.trim_end_matches('}').as_bytes());
+        out.extend_from_slice(head.strip_suffix('}').unwrap_or(&head).as_bytes());
         out.extend_from_slice(b",\"values\":[");
         out.extend_from_slice(&self.text);
         out.extend_from_slice(format!("],\"truncated\":{truncated}}}").as_bytes());
