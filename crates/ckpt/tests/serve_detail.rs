@@ -584,6 +584,32 @@ fn a_tree_changed_after_the_prune_plan_is_a_409_and_nothing_is_deleted() {
         body["error"].as_str().unwrap().contains("val/hmaen"),
         "{body}"
     );
+    for (query, says) in [
+        (PRUNE.to_owned(), "path"),
+        (
+            format!("path={}&monitor=val/hmean&mode=max", enc(&folder)),
+            "keep_top",
+        ),
+        (
+            format!(
+                "path={}&keep_top=1&monitor=val/hmean&mode=avg",
+                enc(&folder)
+            ),
+            "mode",
+        ),
+        (
+            format!("path={}&{PRUNE}&keep_evry=2", enc(&folder)),
+            "keep_evry",
+        ),
+    ] {
+        let (status, body) = s.post(&format!("/api/plan/prune?{query}"));
+        assert_eq!(status, 400, "{query}: {body}");
+        assert!(
+            body["error"].as_str().unwrap().contains(says),
+            "{query}: {body}"
+        );
+    }
+    assert!(Path::new(&doomed).exists());
 }
 
 #[test]

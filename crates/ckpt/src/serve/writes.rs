@@ -82,7 +82,8 @@ struct PrunePlan {
 
 #[derive(Clone)]
 struct PruneQuery {
-    folder: PathBuf,
+    /// The folders (or files), as `ckpt prune` takes several.
+    folders: Vec<PathBuf>,
     keep_top: usize,
     monitor: String,
     mode: String,
@@ -94,7 +95,7 @@ struct PruneQuery {
 impl PruneQuery {
     fn args(&self) -> PruneArgs {
         PruneArgs {
-            paths: vec![self.folder.clone()],
+            paths: self.folders.clone(),
             keep_top: self.keep_top,
             monitor: self.monitor.clone(),
             mode: self.mode.clone(),
@@ -308,7 +309,21 @@ fn prune_query(app: &App, p: &[(String, String)]) -> Result<PruneQuery, Fail> {
         number(name, v)
             .and_then(|n| usize::try_from(n).map_err(|_| bad(format!("{name}={v:?}: too large"))))
     };
-    let folder = resolve_folder(app, one(p, "path")?)?;
+    // Repeatable, as `ckpt prune PATH…` takes several.
+    let given: Vec<&str> = p
+        .iter()
+        .filter(|(k, _)| k == "path")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    if given.is_empty() || given.iter().any(|v| v.is_empty()) {
+        return Err(bad(
+            "path=: required (a folder under the served paths; repeatable)".to_owned(),
+        ));
+    }
+    let folders = given
+        .iter()
+        .map(|v| resolve_folder(app, v))
+        .collect::<Result<Vec<_>, _>>()?;
     let keep_top = count("keep_top", one(p, "keep_top")?)?;
     let monitor = one(p, "monitor")?.to_owned();
     let mode = one(p, "mode")?.to_owned();
@@ -329,7 +344,7 @@ fn prune_query(app: &App, p: &[(String, String)]) -> Result<PruneQuery, Fail> {
         Some(other) => return Err(bad(format!("group_by={other:?}: run or experiment"))),
     };
     Ok(PruneQuery {
-        folder,
+        folders,
         keep_top,
         monitor,
         mode,
@@ -456,7 +471,13 @@ fn apply_sidecar(s: &SidecarPlan) -> Result<Value, Fail> {
 fn apply_prune(p: &PrunePlan, cache: Option<PathBuf>) -> Result<Value, Fail> {
     let again = prune_plan(&p.args, cache).map_err(|e| changed(format!("the plan ({e})")))?;
     if again.1 != p.fingerprint {
-        return Err(changed(p.args.folder.display().to_string()));
+        let shown: Vec<String> = p
+            .args
+            .folders
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect();
+        return Err(changed(shown.join(", ")));
     }
     let executed = ckpt_retention::execute(&p.plan);
     serde_json::to_value(&executed)
