@@ -376,6 +376,16 @@ fn every_write_is_refused_without_allow_writes() {
             .join("examples/fsdp/epoch-001.metadata.yaml")
             .exists()
     );
+    // The wrong method is a JSON 405 too.
+    for (method, target) in [
+        ("GET", "/api/apply?confirm=x"),
+        ("GET", "/api/plan/sidecar?path=x"),
+        ("POST", "/api/detail?path=x"),
+    ] {
+        let (status, body) = s.request(method, target);
+        assert_eq!(status, 405, "{method} {target}: {body}");
+        assert!(body["error"].as_str().unwrap().contains("POST"), "{body}");
+    }
 }
 
 /// A copy of `examples/<name>` in a fresh folder.

@@ -173,6 +173,13 @@ async fn serve(
         .route("/api/plan/sidecar", post(writes::plan_sidecar))
         .route("/api/plan/prune", post(writes::plan_prune))
         .route("/api/apply", post(writes::apply))
+        .method_not_allowed_fallback(|| async {
+            error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed: the plan and apply endpoints take POST, the others GET"
+                    .to_owned(),
+            )
+        })
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint".to_owned()) })
         .layer(axum::middleware::from_fn_with_state(app.clone(), authorize))
         .with_state(app.clone());
