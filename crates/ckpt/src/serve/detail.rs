@@ -113,8 +113,8 @@ pub(super) fn optional<'a>(p: &'a [(String, String)], name: &str) -> Result<Opti
 /// other spelling that resolves (`..`, symlinks) to an entry's file under a served root.
 /// Only resolved, never opened; anything else is a 404.
 pub(super) fn lookup(app: &App, snap: &Snapshot, path: &str) -> Result<CatalogEntry, Fail> {
-    if let Some(e) = snap.entries.iter().find(|e| e.path == path) {
-        return Ok(e.clone());
+    if let Some(&i) = snap.by_path.get(path) {
+        return Ok(snap.entries[i].clone());
     }
     let not_found = || Fail(StatusCode::NOT_FOUND, format!("{path}: not in the catalog"));
     let Ok(real) = std::fs::canonicalize(Path::new(path)) else {
