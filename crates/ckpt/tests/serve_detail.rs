@@ -423,6 +423,29 @@ fn a_sidecar_plan_shows_the_yaml_and_apply_writes_it_once() {
     assert!(dry.starts_with(&format!("# {yaml}\n{text}\n")), "{dry}");
     assert!(!Path::new(&yaml).exists());
     let token = p["confirm"].as_str().unwrap();
+    // Writes come only from a loopback name: a page that rebound its own name to 127.0.0.1
+    // cannot plan or confirm.
+    let port = s.port;
+    for host in [
+        format!("evil.example:{port}"),
+        "evil.example".to_owned(),
+        String::new(),
+    ] {
+        for target in [
+            format!("/api/plan/sidecar?path={}", enc(&ck)),
+            format!("/api/apply?confirm={token}"),
+        ] {
+            let (status, body) = server::request_as(port, &host, "POST", &target);
+            assert_eq!(status, 403, "Host: {host}: {target}: {body}");
+        }
+    }
+    let (status, _) = server::request_as(
+        port,
+        &format!("localhost:{port}"),
+        "POST",
+        &format!("/api/plan/sidecar?path={}", enc(&ck)),
+    );
+    assert_eq!(status, 200);
     let (status, a) = s.post(&format!("/api/apply?confirm={token}"));
     assert_eq!(status, 200, "{a}");
     assert_eq!(a["applied"]["written"], yaml.as_str());

@@ -102,11 +102,16 @@ impl Server {
 /// One request to the server on `port`, on a fresh connection: the status and the body parsed
 /// as JSON (`Null` when empty). A free function, for threads that share only the port.
 pub fn request(port: u16, method: &str, target: &str) -> (u16, Value) {
+    request_as(port, "127.0.0.1", method, target)
+}
+
+/// [`request`] with this `Host` header.
+pub fn request_as(port: u16, host: &str, method: &str, target: &str) -> (u16, Value) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
     write!(
         s,
-        "{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\
+        "{method} {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\
          Content-Length: 0\r\n\r\n"
     )
     .unwrap();
