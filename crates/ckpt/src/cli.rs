@@ -51,9 +51,10 @@ pub enum Command {
     /// Watch trees: write each new checkpoint's sidecar once it is complete, remove those of
     /// deleted ones, keep the catalog cache fresh.
     Watch(WatchArgs),
-    /// Serve the catalog of trees over HTTP: a web UI and its read-only JSON API
-    /// (`/api/checkpoints`, `/api/fields`, `/api/events`, …; docs/serve-api.md), updated live
-    /// as checkpoints appear, change or go; loopback only unless --host says otherwise.
+    /// Serve the catalog of trees over HTTP: a web UI and its JSON API (`/api/checkpoints`,
+    /// `/api/fields`, `/api/events`, …; docs/serve-api.md), updated live as checkpoints
+    /// appear, change or go; read-only unless --allow-writes; loopback only unless --host
+    /// says otherwise.
     Serve(ServeArgs),
 }
 
@@ -83,6 +84,11 @@ pub struct ServeArgs {
     /// filesystems); automatic when inotify cannot watch them.
     #[arg(long)]
     pub poll: bool,
+    /// Allow the UI to write sidecars and prune checkpoints under the served paths (each
+    /// write shows its plan first and needs its confirmation); without it every write is
+    /// refused (403).
+    #[arg(long)]
+    pub allow_writes: bool,
 }
 
 #[derive(Debug, clap::Args)]

@@ -24,7 +24,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -35,7 +35,7 @@ use axum::extract::{Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use ckpt_catalog::CatalogEntry;
 use ckpt_catalog::cache::Cache;
 use ckpt_catalog::catalog::{Options, build_streaming};
@@ -46,8 +46,11 @@ use crate::Outcome;
 use crate::cli::ServeArgs;
 
 mod assets;
+mod compare;
+mod detail;
 mod events;
 mod list;
+mod writes;
 
 /// How long open connections may take to finish after SIGINT/SIGTERM.
 const GRACE: Duration = Duration::from_millis(500);
@@ -86,6 +89,8 @@ struct App {
     /// Turns true on SIGINT/SIGTERM: event streams end, the watcher stops.
     stop: tokio::sync::watch::Receiver<bool>,
     token: Option<String>,
+    /// The in-depth endpoints' concurrency bound and, with `--allow-writes`, pending writes.
+    deep: detail::Deep,
 }
 
 pub fn run(a: &ServeArgs) -> Result<Outcome> {
@@ -142,6 +147,7 @@ pub fn run(a: &ServeArgs) -> Result<Outcome> {
         events,
         stop: stop_rx.clone(),
         token,
+        deep: detail::Deep::new(a.allow_writes),
     });
 
     // Installed before "listening" is printed: a client that reads that line and signals
@@ -195,6 +201,19 @@ async fn serve(
         .route("/api/fields", get(list::fields))
         .route("/api/checkpoint", get(checkpoint))
         .route("/api/events", get(events::events))
+        .route("/api/detail", get(detail::detail))
+        .route("/api/tensor", get(detail::tensor))
+        .route("/api/compare", get(compare::compare))
+        .route("/api/plan/sidecar", post(writes::plan_sidecar))
+        .route("/api/plan/prune", post(writes::plan_prune))
+        .route("/api/apply", post(writes::apply))
+        .method_not_allowed_fallback(|| async {
+            error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed: the plan and apply endpoints take POST, the others GET"
+                    .to_owned(),
+            )
+        })
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint".to_owned()) })
         .layer(axum::middleware::from_fn_with_state(app.clone(), authorize))
         .with_state(app.clone());
@@ -479,25 +498,8 @@ async fn checkpoint(
     let Some(path) = q.path.filter(|p| !p.is_empty()) else {
         return error(StatusCode::BAD_REQUEST, "path=: required".to_owned());
     };
-    let snap = current(&app);
-    // The path exactly as the catalog prints it: the entry itself.
-    if let Some(&i) = snap.by_path.get(&path) {
-        return Json(&snap.entries[i]).into_response();
-    }
-    // Any other spelling is resolved first (`..`, symlinks), and only a path that lands under
-    // a root is looked up; the file itself is never opened.
-    let not_found = || error(StatusCode::NOT_FOUND, format!("{path}: not in the catalog"));
-    let Ok(real) = std::fs::canonicalize(Path::new(&path)) else {
-        return not_found();
-    };
-    if !app.real_roots.iter().any(|r| real.starts_with(r)) {
-        return error(
-            StatusCode::NOT_FOUND,
-            format!("{path}: not under the served paths"),
-        );
-    }
-    match snap.by_real_path.get(&real) {
-        Some(&i) => Json(&snap.entries[i]).into_response(),
-        None => not_found(),
+    match detail::lookup(&app, &current(&app), &path) {
+        Ok(e) => Json(e).into_response(),
+        Err(fail) => fail.into_response(),
     }
 }
