@@ -287,12 +287,13 @@ pub fn read(sources: Vec<Source>, limits: &Limits) -> Curves {
     let mut out = Curves::default();
     for (i, s) in sources.iter().enumerate() {
         let (series, warnings) = read_one(s, limits);
-        out.series.extend(series.into_iter().map(|(metric, x, points)| Series {
-            metric,
-            source: i,
-            x,
-            points,
-        }));
+        out.series
+            .extend(series.into_iter().map(|(metric, x, points)| Series {
+                metric,
+                source: i,
+                x,
+                points,
+            }));
         out.warnings.extend(warnings);
     }
     out.sources = sources;
@@ -312,7 +313,10 @@ pub fn read(sources: Vec<Source>, limits: &Limits) -> Curves {
 }
 
 /// One source's series (name, axis, points) and warnings.
-pub fn read_one(s: &Source, limits: &Limits) -> (Vec<(String, Axis, Vec<(i64, f64)>)>, Vec<Warning>) {
+pub fn read_one(
+    s: &Source,
+    limits: &Limits,
+) -> (Vec<(String, Axis, Vec<(i64, f64)>)>, Vec<Warning>) {
     match s.kind {
         SourceKind::LightningCsv => csv::read(&s.path, limits),
         SourceKind::Tensorboard => tfevents::read_dir(&s.path, limits),
@@ -530,10 +534,7 @@ impl Collector {
                 let to = pts.len().min(self.limits.max_points);
                 w.add(
                     Some(At::Key(name.clone())),
-                    Problem::Thinned {
-                        from: a.seen,
-                        to,
-                    },
+                    Problem::Thinned { from: a.seen, to },
                 );
                 pts = thin(pts, to);
             }

@@ -14,7 +14,9 @@ fn walk(dir: &Path, max: usize) -> Vec<(String, PathBuf)> {
     let mut stack: Vec<(PathBuf, String, usize)> = vec![(dir.to_path_buf(), String::new(), 0)];
     let mut seen = 0usize;
     while let Some((d, prefix, depth)) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in rd.flatten() {
             seen += 1;
             if seen > max.saturating_mul(4) || out.len() >= max {
@@ -41,7 +43,10 @@ fn walk(dir: &Path, max: usize) -> Vec<(String, PathBuf)> {
 }
 
 /// The series of a run's `metrics/` folder.
-pub fn read(metrics_dir: &Path, limits: &Limits) -> (Vec<(String, Axis, Vec<(i64, f64)>)>, Vec<Warning>) {
+pub fn read(
+    metrics_dir: &Path,
+    limits: &Limits,
+) -> (Vec<(String, Axis, Vec<(i64, f64)>)>, Vec<Warning>) {
     let mut w = Warnings::new(metrics_dir, limits);
     let mut c = Collector::new(limits);
     let max_line = usize::try_from(limits.max_record_bytes.min(1 << 20)).unwrap_or(1 << 20);

@@ -29,7 +29,10 @@ fn collector_sorts_dedupes_and_bounds() {
         c.push(&mut w, "long", Axis::Step, s, s as f64);
     }
     let out = c.finish(&mut w);
-    assert_eq!(out[0], ("m".to_owned(), Axis::Step, vec![(1, 1.0), (2, 20.0)]));
+    assert_eq!(
+        out[0],
+        ("m".to_owned(), Axis::Step, vec![(1, 1.0), (2, 20.0)])
+    );
     let long = &out[1].2;
     assert_eq!(long.len(), 1000);
     assert_eq!(long.first(), Some(&(0, 0.0)));
@@ -59,7 +62,10 @@ fn collector_refuses_series_past_the_limit_once() {
     assert_eq!(c.finish(&mut w).len(), 3);
     let w = w.finish();
     assert_eq!(w.len(), 1);
-    assert_eq!(w[0].to_string(), "f: m3: more than 3 series: this one and later ones left out");
+    assert_eq!(
+        w[0].to_string(),
+        "f: m3: more than 3 series: this one and later ones left out"
+    );
 }
 
 #[test]

@@ -140,39 +140,55 @@ fn tensor_scalar(t: &TensorProto) -> Option<f64> {
     let le = |n: usize| c.get(..n);
     match t.dtype {
         DT_FLOAT => t.float_val.first().map(|&x| f64::from(x)).or_else(|| {
-            le(4).and_then(|b| b.try_into().ok()).map(|b| f64::from(f32::from_le_bytes(b)))
+            le(4)
+                .and_then(|b| b.try_into().ok())
+                .map(|b| f64::from(f32::from_le_bytes(b)))
         }),
-        DT_DOUBLE => t
-            .double_val
-            .first()
-            .copied()
-            .or_else(|| le(8).and_then(|b| b.try_into().ok()).map(f64::from_le_bytes)),
+        DT_DOUBLE => t.double_val.first().copied().or_else(|| {
+            le(8)
+                .and_then(|b| b.try_into().ok())
+                .map(f64::from_le_bytes)
+        }),
         DT_HALF => t
             .half_val
             .first()
             .map(|&h| f16_to_f64(h as u16))
             .or_else(|| {
-                le(2).and_then(|b| b.try_into().ok()).map(|b| f16_to_f64(u16::from_le_bytes(b)))
+                le(2)
+                    .and_then(|b| b.try_into().ok())
+                    .map(|b| f16_to_f64(u16::from_le_bytes(b)))
             }),
         DT_BFLOAT16 => {
             let bits = t.half_val.first().map(|&h| h as u16).or_else(|| {
-                le(2).and_then(|b| b.try_into().ok()).map(u16::from_le_bytes)
+                le(2)
+                    .and_then(|b| b.try_into().ok())
+                    .map(u16::from_le_bytes)
             })?;
             Some(f64::from(f32::from_bits(u32::from(bits) << 16)))
         }
-        DT_INT32 | DT_INT16 | DT_INT8 | DT_UINT8 => t.int_val.first().map(|&x| f64::from(x)).or_else(|| {
-            match t.dtype {
-                DT_INT32 => le(4).and_then(|b| b.try_into().ok()).map(|b| f64::from(i32::from_le_bytes(b))),
-                DT_INT16 => le(2).and_then(|b| b.try_into().ok()).map(|b| f64::from(i16::from_le_bytes(b))),
+        DT_INT32 | DT_INT16 | DT_INT8 | DT_UINT8 => t
+            .int_val
+            .first()
+            .map(|&x| f64::from(x))
+            .or_else(|| match t.dtype {
+                DT_INT32 => le(4)
+                    .and_then(|b| b.try_into().ok())
+                    .map(|b| f64::from(i32::from_le_bytes(b))),
+                DT_INT16 => le(2)
+                    .and_then(|b| b.try_into().ok())
+                    .map(|b| f64::from(i16::from_le_bytes(b))),
                 DT_INT8 => c.first().map(|&b| f64::from(b as i8)),
                 _ => c.first().map(|&b| f64::from(b)),
-            }
-        }),
+            }),
         DT_INT64 => t
             .int64_val
             .first()
             .copied()
-            .or_else(|| le(8).and_then(|b| b.try_into().ok()).map(i64::from_le_bytes))
+            .or_else(|| {
+                le(8)
+                    .and_then(|b| b.try_into().ok())
+                    .map(i64::from_le_bytes)
+            })
             .map(|x| x as f64),
         DT_BOOL => t
             .bool_val
@@ -208,7 +224,10 @@ fn scalar_of(v: &SummaryValue) -> Option<f64> {
 
 /// Every event file of a folder, merged per tag (a resumed run writes a new file; the
 /// later value for a step wins).
-pub fn read_dir(dir: &Path, limits: &Limits) -> (Vec<(String, Axis, Vec<(i64, f64)>)>, Vec<Warning>) {
+pub fn read_dir(
+    dir: &Path,
+    limits: &Limits,
+) -> (Vec<(String, Axis, Vec<(i64, f64)>)>, Vec<Warning>) {
     let mut w = Warnings::new(dir, limits);
     let mut c = Collector::new(limits);
     for f in event_files(dir, limits.max_files) {
@@ -219,7 +238,10 @@ pub fn read_dir(dir: &Path, limits: &Limits) -> (Vec<(String, Axis, Vec<(i64, f6
 }
 
 /// One event file.
-pub fn read_file(path: &Path, limits: &Limits) -> (Vec<(String, Axis, Vec<(i64, f64)>)>, Vec<Warning>) {
+pub fn read_file(
+    path: &Path,
+    limits: &Limits,
+) -> (Vec<(String, Axis, Vec<(i64, f64)>)>, Vec<Warning>) {
     let mut w = Warnings::new(path, limits);
     let mut c = Collector::new(limits);
     read_file_into(path, limits, &mut c, &mut w);
@@ -301,7 +323,10 @@ fn read_file_into(path: &Path, limits: &Limits, c: &mut Collector, w: &mut Warni
         // Checked against the budget and the bytes present: the allocation is bounded.
         let mut data = vec![0u8; n as usize];
         let mut dcrc = [0u8; 4];
-        if let Err(e) = r.read_exact(&mut data).and_then(|_| r.read_exact(&mut dcrc)) {
+        if let Err(e) = r
+            .read_exact(&mut data)
+            .and_then(|_| r.read_exact(&mut dcrc))
+        {
             w.add_for(path, at, Problem::Io(e.to_string()));
             break;
         }

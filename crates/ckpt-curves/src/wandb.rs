@@ -126,7 +126,12 @@ impl History {
     fn step_metric(&self, key: &str) -> Option<&str> {
         self.exact
             .get(key)
-            .or_else(|| self.globs.iter().find(|(g, _)| glob(g, key)).map(|(_, s)| s))
+            .or_else(|| {
+                self.globs
+                    .iter()
+                    .find(|(g, _)| glob(g, key))
+                    .map(|(_, s)| s)
+            })
             .map(String::as_str)
             .filter(|s| !s.is_empty())
     }
@@ -186,7 +191,11 @@ fn run_log(dir: &Path) -> Option<PathBuf> {
     let mut logs: Vec<PathBuf> = rd
         .flatten()
         .take(10_000)
-        .filter(|e| e.file_name().to_str().is_some_and(|n| n.ends_with(".wandb")))
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.ends_with(".wandb"))
+        })
         .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
         .map(|e| e.path())
         .collect();
@@ -208,8 +217,12 @@ pub fn read(dir: &Path, limits: &Limits) -> (Vec<(String, Axis, Vec<(i64, f64)>)
     }
     let mut series = c.finish(&mut w);
     if series.is_empty() {
-        let summary = dir.join("files").join("wandb-summary.json");
-        if summary.symlink_metadata().is_ok_and(|m| m.is_file()) {
+        let files = dir.join("files");
+        let summary = files.join("wandb-summary.json");
+        // Neither the folder nor the file through a symlink (it could lead anywhere).
+        if files.symlink_metadata().is_ok_and(|m| m.is_dir())
+            && summary.symlink_metadata().is_ok_and(|m| m.is_file())
+        {
             series = read_summary(&summary, limits, &mut w);
             if !series.is_empty() {
                 w.add(None, Problem::SummaryOnly);
@@ -243,7 +256,10 @@ fn read_summary(
     let Some(m) = v.as_object() else {
         return Vec::new();
     };
-    let step = m.get("_step").and_then(serde_json::Value::as_i64).unwrap_or(0);
+    let step = m
+        .get("_step")
+        .and_then(serde_json::Value::as_i64)
+        .unwrap_or(0);
     let mut c = Collector::new(limits);
     for (k, x) in m {
         if k.starts_with('_') {
@@ -281,7 +297,14 @@ fn read_log(path: &Path, limits: &Limits, h: &mut History, c: &mut Collector, w:
         || u16::from_le_bytes([head[4], head[5]]) != 0xBEE1
         || head[6] != 0
     {
-        w.add_for(path, Some(At::Record { index: 0, offset: 0 }), Problem::BadHeader);
+        w.add_for(
+            path,
+            Some(At::Record {
+                index: 0,
+                offset: 0,
+            }),
+            Problem::BadHeader,
+        );
         return;
     }
     let mut pos: u64 = FILE_HEADER as u64;
@@ -308,7 +331,14 @@ fn read_log(path: &Path, limits: &Limits, h: &mut History, c: &mut Collector, w:
         }
         let at = Some(At::Record { index, offset: pos });
         if left < RECORD_HEADER {
-            w.add_for(path, at, Problem::Truncated { needed: RECORD_HEADER, left });
+            w.add_for(
+                path,
+                at,
+                Problem::Truncated {
+                    needed: RECORD_HEADER,
+                    left,
+                },
+            );
             break;
         }
         let mut rh = [0u8; RECORD_HEADER as usize];
@@ -331,7 +361,14 @@ fn read_log(path: &Path, limits: &Limits, h: &mut History, c: &mut Collector, w:
         }
         if n > room {
             // Cannot be: the framing is lost; resynchronize at the next block.
-            w.add_for(path, at, Problem::TooLong { len: n, limit: room });
+            w.add_for(
+                path,
+                at,
+                Problem::TooLong {
+                    len: n,
+                    limit: room,
+                },
+            );
             pending = None;
             let n = room.min(readable.saturating_sub(pos));
             if !skip(&mut r, n) {
@@ -359,27 +396,51 @@ fn read_log(path: &Path, limits: &Limits, h: &mut History, c: &mut Collector, w:
         let whole = match kind {
             FULL => {
                 if pending.take().is_some() {
-                    w.add_for(path, at.clone(), Problem::Fragment { kind, what: "an unfinished record before it is dropped" });
+                    w.add_for(
+                        path,
+                        at.clone(),
+                        Problem::Fragment {
+                            kind,
+                            what: "an unfinished record before it is dropped",
+                        },
+                    );
                 }
                 Some((data, pos - n - RECORD_HEADER))
             }
             FIRST => {
                 if pending.is_some() {
-                    w.add_for(path, at, Problem::Fragment { kind, what: "an unfinished record before it is dropped" });
+                    w.add_for(
+                        path,
+                        at,
+                        Problem::Fragment {
+                            kind,
+                            what: "an unfinished record before it is dropped",
+                        },
+                    );
                 }
                 pending = Some((data, pos - n - RECORD_HEADER));
                 None
             }
             MIDDLE | LAST => match pending.as_mut() {
                 None => {
-                    w.add_for(path, at, Problem::Fragment { kind, what: "no record was begun" });
+                    w.add_for(
+                        path,
+                        at,
+                        Problem::Fragment {
+                            kind,
+                            what: "no record was begun",
+                        },
+                    );
                     None
                 }
                 Some((buf, start)) => {
                     if (buf.len() as u64).saturating_add(n) > limits.max_record_bytes {
                         w.add_for(
                             path,
-                            Some(At::Record { index, offset: *start }),
+                            Some(At::Record {
+                                index,
+                                offset: *start,
+                            }),
                             Problem::TooLong {
                                 len: buf.len() as u64 + n,
                                 limit: limits.max_record_bytes,
@@ -394,13 +455,25 @@ fn read_log(path: &Path, limits: &Limits, h: &mut History, c: &mut Collector, w:
                 }
             },
             _ => {
-                w.add_for(path, at, Problem::Fragment { kind, what: "unknown record type" });
+                w.add_for(
+                    path,
+                    at,
+                    Problem::Fragment {
+                        kind,
+                        what: "unknown record type",
+                    },
+                );
                 pending = None;
                 None
             }
         };
-        let Some((bytes, start)) = whole else { continue };
-        let at = Some(At::Record { index, offset: start });
+        let Some((bytes, start)) = whole else {
+            continue;
+        };
+        let at = Some(At::Record {
+            index,
+            offset: start,
+        });
         index += 1;
         match <Record as prost::Message>::decode(bytes.as_slice()) {
             Ok(rec) => {
@@ -422,7 +495,11 @@ fn read_log(path: &Path, limits: &Limits, h: &mut History, c: &mut Collector, w:
         }
     }
     if pending.is_some() {
-        w.add_for(path, Some(At::Record { index, offset: pos }), Problem::Truncated { needed: 1, left: 0 });
+        w.add_for(
+            path,
+            Some(At::Record { index, offset: pos }),
+            Problem::Truncated { needed: 1, left: 0 },
+        );
     }
 }
 

@@ -14,7 +14,10 @@ use ckpt_curves::{
 };
 use serde_json::Value;
 
-type Got = (Vec<(String, Axis, Vec<(i64, f64)>)>, Vec<ckpt_curves::Warning>);
+type Got = (
+    Vec<(String, Axis, Vec<(i64, f64)>)>,
+    Vec<ckpt_curves::Warning>,
+);
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
@@ -96,14 +99,8 @@ fn mlflow_file_store() {
         vec![(2, 1.2), (5, 1.1), (11, 0.9)],
         "the NaN at step 8 left out"
     );
-    assert_eq!(
-        m["val/acc"],
-        vec![(2, 0.5), (5, 0.6), (8, 0.7), (11, 0.75)]
-    );
-    assert_eq!(
-        m["epoch"],
-        vec![(2, 0.0), (5, 1.0), (8, 2.0), (11, 3.0)]
-    );
+    assert_eq!(m["val/acc"], vec![(2, 0.5), (5, 0.6), (8, 0.7), (11, 0.75)]);
+    assert_eq!(m["epoch"], vec![(2, 0.0), (5, 1.0), (8, 2.0), (11, 3.0)]);
     assert_eq!(m["old_style"], vec![(0, 3.5), (1, 4.5)]);
     let axis: BTreeMap<&str, Axis> = got.0.iter().map(|s| (s.0.as_str(), s.1)).collect();
     assert_eq!(axis["old_style"], Axis::Row);
@@ -125,7 +122,11 @@ fn wandb_history_on_the_global_step() {
     let got = wandb::read(&run, &Limits::default());
     let mut m = as_map(&got);
     // The record spanning two blocks: 1,800 filler metrics at step 20.
-    let fillers: Vec<String> = m.keys().filter(|k| k.starts_with("filler/")).cloned().collect();
+    let fillers: Vec<String> = m
+        .keys()
+        .filter(|k| k.starts_with("filler/"))
+        .cloned()
+        .collect();
     assert_eq!(fillers.len(), 1800);
     for (i, k) in fillers.iter().enumerate() {
         assert_eq!(m[k], vec![(20, i as f64 + 0.5)], "{k}");
@@ -292,8 +293,14 @@ fn csv_sparse_columns_resumed_rows_and_non_finite_cells() {
 #[test]
 fn csv_without_step_is_on_the_row_axis() {
     let got = csv_text("loss,acc\n1.0,0.1\n0.5,\n,0.3\n");
-    assert_eq!(got.0[0], ("loss".into(), Axis::Row, vec![(0, 1.0), (1, 0.5)]));
-    assert_eq!(got.0[1], ("acc".into(), Axis::Row, vec![(0, 0.1), (2, 0.3)]));
+    assert_eq!(
+        got.0[0],
+        ("loss".into(), Axis::Row, vec![(0, 1.0), (1, 0.5)])
+    );
+    assert_eq!(
+        got.0[1],
+        ("acc".into(), Axis::Row, vec![(0, 0.1), (2, 0.3)])
+    );
 }
 
 #[test]
@@ -356,7 +363,10 @@ fn csv_bounds_line_length_and_file_size() {
 fn csv_fifo_is_not_opened() {
     let t = tempfile::tempdir().unwrap();
     let p = t.path().join("metrics.csv");
-    let st = std::process::Command::new("mkfifo").arg(&p).status().unwrap();
+    let st = std::process::Command::new("mkfifo")
+        .arg(&p)
+        .status()
+        .unwrap();
     assert!(st.success());
     let started = Instant::now();
     let got = csv::read(&p, &Limits::default());
@@ -443,7 +453,10 @@ fn tensorboard_truncated_last_record() {
     let w = warnings(&got);
     assert_eq!(w.len(), 1, "{w:?}");
     assert!(w[0].contains("truncated:"), "{w:?}");
-    let full = tfevents::read_file(&fixtures().join("tb_tensor").join(p.file_name().unwrap()), &Limits::default());
+    let full = tfevents::read_file(
+        &fixtures().join("tb_tensor").join(p.file_name().unwrap()),
+        &Limits::default(),
+    );
     let _ = full;
     // Everything but the last record is read.
     assert!(!got.0.is_empty());
@@ -568,10 +581,18 @@ fn wandb_truncated_and_bad_header() {
     let got = wandb_read(&run, &b[..40_000]);
     let m = as_map(&got);
     assert!(m.contains_key("val/acc") && !m.keys().any(|k| k.starts_with("filler/")));
-    assert!(warnings(&got).iter().any(|w| w.contains("truncated")), "{:?}", warnings(&got));
+    assert!(
+        warnings(&got).iter().any(|w| w.contains("truncated")),
+        "{:?}",
+        warnings(&got)
+    );
     // Not a W&B log at all: a warning, then the summary.
     std::fs::create_dir_all(run.join("files")).unwrap();
-    std::fs::write(run.join("files/wandb-summary.json"), "{\"acc\": 1.5, \"_step\": 3}").unwrap();
+    std::fs::write(
+        run.join("files/wandb-summary.json"),
+        "{\"acc\": 1.5, \"_step\": 3}",
+    )
+    .unwrap();
     let got = wandb_read(&run, b"PK\x03\x04 not a wandb log");
     assert_eq!(as_map(&got)["acc"], vec![(3, 1.5)]);
     let w = warnings(&got);
@@ -641,8 +662,14 @@ fn mlflow_garbage_lines_and_symlinks() {
     assert_eq!(map["loss"], vec![(0, 0.5), (2, 0.3)]);
     assert!(!map.contains_key("val/leak"), "a symlink is not followed");
     let w = warnings(&got);
-    assert!(w[0].ends_with("loss: line 2: column \"value\": \"not a line\" is not a number"), "{w:?}");
-    assert!(w[1].ends_with("loss: line 3: column \"step\": \"x\" is not a number"), "{w:?}");
+    assert!(
+        w[0].ends_with("loss: line 2: column \"value\": \"not a line\" is not a number"),
+        "{w:?}"
+    );
+    assert!(
+        w[1].ends_with("loss: line 3: column \"step\": \"x\" is not a number"),
+        "{w:?}"
+    );
 }
 
 #[test]
@@ -662,7 +689,10 @@ fn reports_not_json_or_too_large() {
     assert!(got.0.is_empty());
     let w = warnings(&got);
     assert!(w[0].contains("training_summary.json: not JSON"), "{w:?}");
-    assert!(w[1].contains("minimal_logging.json: larger than 1000 bytes"), "{w:?}");
+    assert!(
+        w[1].contains("minimal_logging.json: larger than 1000 bytes"),
+        "{w:?}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -671,7 +701,9 @@ fn reports_not_json_or_too_large() {
 fn corpus() -> Option<PathBuf> {
     let dir = std::env::var_os("CKPT_CORPUS")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus/data"));
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus/data")
+        });
     dir.join("loggers").is_dir().then_some(dir)
 }
 
@@ -708,7 +740,10 @@ fn corpus_loggers() {
     let got = tfevents::read_dir(&c.join("loggers/tb_logs/clf/version_0"), &l);
     assert!(got.1.is_empty(), "{:?}", warnings(&got));
     let m = as_map(&got);
-    assert_eq!(m["val/acc"].iter().map(|p| p.0).collect::<Vec<_>>(), vec![2, 5, 8]);
+    assert_eq!(
+        m["val/acc"].iter().map(|p| p.0).collect::<Vec<_>>(),
+        vec![2, 5, 8]
+    );
     assert_eq!(m["val/acc"][0].1, 0.5);
     assert_eq!(m["hp_metric"], vec![(0, -1.0)]);
     // MLflow's file store.
@@ -725,9 +760,15 @@ fn corpus_loggers() {
     let got = mlflow::read(&metrics[0], &l);
     assert!(got.1.is_empty(), "{:?}", warnings(&got));
     let m = as_map(&got);
-    assert_eq!(m["val/acc"].iter().map(|p| p.0).collect::<Vec<_>>(), vec![2, 5, 8]);
+    assert_eq!(
+        m["val/acc"].iter().map(|p| p.0).collect::<Vec<_>>(),
+        vec![2, 5, 8]
+    );
     // Lightning CSVLogger.
-    let got = csv::read(&c.join("lightning/lightning_logs/version_0/metrics.csv"), &l);
+    let got = csv::read(
+        &c.join("lightning/lightning_logs/version_0/metrics.csv"),
+        &l,
+    );
     assert!(got.1.is_empty(), "{:?}", warnings(&got));
     assert!(!got.0.is_empty());
 }

@@ -43,6 +43,7 @@ use crate::catalog::FieldCheck;
 use crate::cli::ServeArgs;
 
 mod assets;
+mod curves;
 
 /// Entries per page when `limit` is not given, and the most one page holds: a client cannot
 /// make the server serialize the whole catalog in one answer.
@@ -161,6 +162,7 @@ async fn serve(
         .route("/api/health", get(health))
         .route("/api/checkpoints", get(checkpoints))
         .route("/api/checkpoint", get(checkpoint))
+        .route("/api/curves", get(curves::curves))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint".to_owned()) })
         .layer(axum::middleware::from_fn_with_state(app.clone(), authorize))
         .with_state(app.clone());
