@@ -672,14 +672,22 @@ fn log_dirs_of_each_layout() {
     // W&B, from Lightning's `<save_dir>/<project>/<id>/checkpoints/`
     let run = "save/wandb/offline-run-20261122_064815-vuo698ek";
     write(r, &format!("{run}/run-vuo698ek.wandb"), "x");
-    let ck = write(r, "save/corpus/vuo698ek/checkpoints/epoch=1-step=6.ckpt", "");
+    let ck = write(
+        r,
+        "save/corpus/vuo698ek/checkpoints/epoch=1-step=6.ckpt",
+        "",
+    );
     assert_eq!(kinds(&ck), vec![(LogDirKind::Wandb, r.join(run))]);
     // JSON reports; a folder that only looks like an experiment has none to read
     let exp = "checkpoints/flares/2025-02-12_14-30-45_resnet18_weighted_bce";
     let ck = write(r, &format!("{exp}/best-epoch02-val_f1-0.847.ckpt"), "");
     assert!(kinds(&ck).is_empty());
     let c2 = DirCache::new();
-    write(r, &format!("{exp}/training_summary.json"), "{\"best_epoch\": 2}");
+    write(
+        r,
+        &format!("{exp}/training_summary.json"),
+        "{\"best_epoch\": 2}",
+    );
     assert_eq!(
         log_dirs(&c2, &ck)
             .into_iter()
