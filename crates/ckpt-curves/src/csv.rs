@@ -6,7 +6,7 @@
 use std::io::{BufReader, Read};
 use std::path::Path;
 
-use crate::{At, Axis, Collector, Limits, Line, Lines, Problem, Warnings, open_regular};
+use crate::{At, Axis, Collector, Limits, Line, Lines, Problem, ReadOut, Warnings, open_regular};
 
 /// One CSV record: double quotes with `""` escapes (no line breaks inside fields: Lightning
 /// writes numbers and metric names).
@@ -45,7 +45,7 @@ fn as_step(cell: &str) -> Option<i64> {
 
 /// The series of a `metrics.csv`: x is the `step` column (else `global_step`), else the
 /// row's position; every other non-empty column is a series (`epoch` included).
-pub fn read(path: &Path, limits: &Limits) -> (Vec<(String, Axis, Vec<(i64, f64)>)>, Vec<Warning>) {
+pub fn read(path: &Path, limits: &Limits) -> ReadOut {
     let mut w = Warnings::new(path, limits);
     let (f, len) = match open_regular(path) {
         Ok(x) => x,
@@ -166,5 +166,3 @@ pub fn read(path: &Path, limits: &Limits) -> (Vec<(String, Axis, Vec<(i64, f64)>
     let series = c.finish(&mut w);
     (series, w.finish())
 }
-
-use crate::Warning;

@@ -26,6 +26,12 @@ pub mod report;
 pub mod tfevents;
 pub mod wandb;
 
+/// One series as a reader returns it: metric, axis, points.
+pub type Named = (String, Axis, Vec<(i64, f64)>);
+
+/// What a reader returns: its series and its warnings.
+pub type ReadOut = (Vec<Named>, Vec<Warning>);
+
 /// What kind of logger wrote a source (its JSON name is the API's `kind`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -313,10 +319,7 @@ pub fn read(sources: Vec<Source>, limits: &Limits) -> Curves {
 }
 
 /// One source's series (name, axis, points) and warnings.
-pub fn read_one(
-    s: &Source,
-    limits: &Limits,
-) -> (Vec<(String, Axis, Vec<(i64, f64)>)>, Vec<Warning>) {
+pub fn read_one(s: &Source, limits: &Limits) -> ReadOut {
     match s.kind {
         SourceKind::LightningCsv => csv::read(&s.path, limits),
         SourceKind::Tensorboard => tfevents::read_dir(&s.path, limits),
@@ -505,7 +508,7 @@ impl Collector {
 
     /// The series: sorted by step, one point per step (the later one), thinned to
     /// [`Limits::max_points`]; a warning per series with NaN/inf values or thinned.
-    pub(crate) fn finish(self, w: &mut Warnings) -> Vec<(String, Axis, Vec<(i64, f64)>)> {
+    pub(crate) fn finish(self, w: &mut Warnings) -> Vec<Named> {
         let mut out = Vec::with_capacity(self.accs.len());
         for (name, mut a) in self.names.into_iter().zip(self.accs) {
             if a.non_finite > 0 {
@@ -552,7 +555,7 @@ fn halve(a: &mut Acc) -> usize {
     let mut i = 0usize;
     a.points.retain(|_| {
         i += 1;
-        (i - 1) % 2 == 0
+        (i - 1).is_multiple_of(2)
     });
     a.stride = a.stride.saturating_mul(2);
     before - a.points.len()

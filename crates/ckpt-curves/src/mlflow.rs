@@ -5,7 +5,7 @@
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use crate::{At, Axis, Collector, Limits, Line, Lines, Problem, Warning, Warnings, open_regular};
+use crate::{At, Axis, Collector, Limits, Line, Lines, Problem, ReadOut, Warnings, open_regular};
 
 /// Files under `dir` (not through symlinks), as (`/`-joined relative name, path), sorted,
 /// at most `max` (and 8 folders deep).
@@ -43,10 +43,7 @@ fn walk(dir: &Path, max: usize) -> Vec<(String, PathBuf)> {
 }
 
 /// The series of a run's `metrics/` folder.
-pub fn read(
-    metrics_dir: &Path,
-    limits: &Limits,
-) -> (Vec<(String, Axis, Vec<(i64, f64)>)>, Vec<Warning>) {
+pub fn read(metrics_dir: &Path, limits: &Limits) -> ReadOut {
     let mut w = Warnings::new(metrics_dir, limits);
     let mut c = Collector::new(limits);
     let max_line = usize::try_from(limits.max_record_bytes.min(1 << 20)).unwrap_or(1 << 20);

@@ -12,7 +12,7 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
-use crate::{Axis, Collector, Limits, Problem, Warning, Warnings, read_whole};
+use crate::{Axis, Collector, Limits, Problem, ReadOut, Warnings, read_whole};
 
 /// The report files read, in this order.
 pub const FILES: &[&str] = &["training_summary.json", "minimal_logging.json"];
@@ -54,7 +54,7 @@ fn lists(m: &Map<String, Value>, c: &mut Collector, w: &mut Warnings) {
 }
 
 /// The series of a folder of JSON reports.
-pub fn read(dir: &Path, limits: &Limits) -> (Vec<(String, Axis, Vec<(i64, f64)>)>, Vec<Warning>) {
+pub fn read(dir: &Path, limits: &Limits) -> ReadOut {
     let mut w = Warnings::new(dir, limits);
     let mut c = Collector::new(limits);
     for name in FILES {

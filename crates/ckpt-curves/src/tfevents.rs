@@ -16,7 +16,7 @@
 use std::io::{BufReader, Read};
 use std::path::Path;
 
-use crate::{At, Axis, Collector, Limits, Problem, Warning, Warnings, event_files, open_regular};
+use crate::{At, Axis, Collector, Limits, Problem, ReadOut, Warnings, event_files, open_regular};
 
 #[derive(Clone, PartialEq, prost::Message)]
 pub(crate) struct Event {
@@ -224,10 +224,7 @@ fn scalar_of(v: &SummaryValue) -> Option<f64> {
 
 /// Every event file of a folder, merged per tag (a resumed run writes a new file; the
 /// later value for a step wins).
-pub fn read_dir(
-    dir: &Path,
-    limits: &Limits,
-) -> (Vec<(String, Axis, Vec<(i64, f64)>)>, Vec<Warning>) {
+pub fn read_dir(dir: &Path, limits: &Limits) -> ReadOut {
     let mut w = Warnings::new(dir, limits);
     let mut c = Collector::new(limits);
     for f in event_files(dir, limits.max_files) {
@@ -238,10 +235,7 @@ pub fn read_dir(
 }
 
 /// One event file.
-pub fn read_file(
-    path: &Path,
-    limits: &Limits,
-) -> (Vec<(String, Axis, Vec<(i64, f64)>)>, Vec<Warning>) {
+pub fn read_file(path: &Path, limits: &Limits) -> ReadOut {
     let mut w = Warnings::new(path, limits);
     let mut c = Collector::new(limits);
     read_file_into(path, limits, &mut c, &mut w);
@@ -371,4 +365,139 @@ pub(crate) fn encode_record(data: &[u8]) -> Vec<u8> {
     out.extend_from_slice(data);
     out.extend_from_slice(&masked_crc(data).to_le_bytes());
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use prost::Message as _;
+
+    fn value(tag: &str, t: TensorProto, plugin: Option<&str>) -> SummaryValue {
+        SummaryValue {
+            tag: tag.into(),
+            simple_value: None,
+            tensor: Some(t),
+            metadata: plugin.map(|p| SummaryMetadata {
+                plugin_data: Some(PluginData {
+                    plugin_name: p.into(),
+                }),
+                data_class: 0,
+            }),
+        }
+    }
+
+    /// Tensor scalars of every dtype a writer may use, in `*_val` fields and in
+    /// `tensor_content`; tensors of other plugins and of more than one element skipped.
+    #[test]
+    fn tensor_scalars_of_each_dtype() {
+        let t = |dtype, f: &dyn Fn(&mut TensorProto)| {
+            let mut t = TensorProto {
+                dtype,
+                ..TensorProto::default()
+            };
+            f(&mut t);
+            t
+        };
+        let values = vec![
+            value(
+                "half",
+                t(DT_HALF, &|t| t.half_val = vec![0x3c00]),
+                Some("scalars"),
+            ),
+            value(
+                "half_content",
+                t(DT_HALF, &|t| t.tensor_content = vec![0x00, 0xc0]),
+                None,
+            ),
+            value(
+                "bf16",
+                t(DT_BFLOAT16, &|t| t.half_val = vec![0x3fc0]),
+                Some("scalars"),
+            ),
+            value(
+                "i64",
+                t(DT_INT64, &|t| t.int64_val = vec![-7]),
+                Some("scalars"),
+            ),
+            value(
+                "i32_content",
+                t(DT_INT32, &|t| {
+                    t.tensor_content = 42i32.to_le_bytes().to_vec()
+                }),
+                None,
+            ),
+            value(
+                "f64_content",
+                t(DT_DOUBLE, &|t| {
+                    t.tensor_content = 0.1f64.to_le_bytes().to_vec()
+                }),
+                None,
+            ),
+            value(
+                "bool",
+                t(DT_BOOL, &|t| t.bool_val = vec![true]),
+                Some("scalars"),
+            ),
+            value(
+                "histo_like",
+                t(DT_FLOAT, &|t| t.float_val = vec![1.0]),
+                Some("histograms"),
+            ),
+            value(
+                "vector",
+                t(DT_FLOAT, &|t| {
+                    t.float_val = vec![1.0, 2.0];
+                    t.tensor_shape = Some(TensorShape {
+                        dim: vec![Dim { size: 2 }],
+                    });
+                }),
+                Some("scalars"),
+            ),
+            value(
+                "string",
+                t(7, &|t| t.tensor_content = b"x".to_vec()),
+                Some("scalars"),
+            ),
+        ];
+        let ev = Event {
+            wall_time: 1.0,
+            step: 12,
+            summary: Some(Summary { value: values }),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("events.out.tfevents.1.t");
+        std::fs::write(&p, encode_record(&ev.encode_to_vec())).unwrap();
+        let (series, w) = read_file(&p, &Limits::default());
+        assert!(w.is_empty(), "{w:?}");
+        let got: Vec<(String, f64)> = series
+            .into_iter()
+            .map(|(m, x, p)| {
+                assert_eq!(x, Axis::Step);
+                assert_eq!(p.len(), 1);
+                assert_eq!(p[0].0, 12);
+                (m, p[0].1)
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("half".into(), 1.0),
+                ("half_content".into(), -2.0),
+                ("bf16".into(), 1.5),
+                ("i64".into(), -7.0),
+                ("i32_content".into(), 42.0),
+                ("f64_content".into(), 0.1),
+                ("bool".into(), 1.0),
+            ]
+        );
+    }
+
+    #[test]
+    fn halves() {
+        assert_eq!(f16_to_f64(0x7c00), f64::INFINITY);
+        assert!(f16_to_f64(0x7e00).is_nan());
+        assert_eq!(f16_to_f64(0x0001), 2f64.powi(-24));
+        assert_eq!(f16_to_f64(0x3555), 0.333251953125);
+    }
 }

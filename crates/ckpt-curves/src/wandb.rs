@@ -19,7 +19,9 @@ use std::collections::HashMap;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use crate::{At, Axis, Collector, Limits, Problem, Warning, Warnings, open_regular, read_whole};
+use crate::{
+    At, Axis, Collector, Limits, Named, Problem, ReadOut, Warnings, open_regular, read_whole,
+};
 
 #[derive(Clone, PartialEq, prost::Message)]
 pub(crate) struct Record {
@@ -204,7 +206,7 @@ fn run_log(dir: &Path) -> Option<PathBuf> {
 }
 
 /// The series of a W&B run folder.
-pub fn read(dir: &Path, limits: &Limits) -> (Vec<(String, Axis, Vec<(i64, f64)>)>, Vec<Warning>) {
+pub fn read(dir: &Path, limits: &Limits) -> ReadOut {
     let mut w = Warnings::new(dir, limits);
     let mut c = Collector::new(limits);
     let mut h = History {
@@ -234,11 +236,7 @@ pub fn read(dir: &Path, limits: &Limits) -> (Vec<(String, Axis, Vec<(i64, f64)>)
 
 /// `files/wandb-summary.json`: each top-level number (not `_…`) as one point at the
 /// summary's `_step`.
-fn read_summary(
-    path: &Path,
-    limits: &Limits,
-    w: &mut Warnings,
-) -> Vec<(String, Axis, Vec<(i64, f64)>)> {
+fn read_summary(path: &Path, limits: &Limits, w: &mut Warnings) -> Vec<Named> {
     let bytes = match read_whole(path, limits.max_record_bytes) {
         Ok(b) => b,
         Err(p) => {
