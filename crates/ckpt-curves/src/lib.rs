@@ -689,3 +689,6 @@ pub(crate) fn parse_number(s: &str) -> Option<f64> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod props;

@@ -110,10 +110,14 @@ fn json_number(s: &str) -> Option<f64> {
         "NaN" => Some(f64::NAN),
         "Infinity" => Some(f64::INFINITY),
         "-Infinity" => Some(f64::NEG_INFINITY),
-        t => match serde_json::from_str::<serde_json::Value>(t).ok()? {
-            serde_json::Value::Number(n) => n.as_f64(),
-            _ => None,
-        },
+        // A JSON number, read by Rust's correctly rounded parser (serde_json's default one
+        // may be a unit in the last place off); `-`/digit first keeps out `inf`/`nan`.
+        t if t.starts_with(|c: char| c.is_ascii_digit())
+            || (t.starts_with('-') && t[1..].starts_with(|c: char| c.is_ascii_digit())) =>
+        {
+            t.parse::<f64>().ok()
+        }
+        _ => None,
     }
 }
 
