@@ -98,6 +98,8 @@ pub enum Problem {
     NotAFile,
     #[error("larger than {limit} bytes: only the first {limit} bytes are read")]
     FileTooLarge { limit: u64 },
+    #[error("its files hold more than {limit} bytes together: the later ones are not read")]
+    SourceTooLarge { limit: u64 },
     #[error("longer than {limit} bytes: skipped")]
     LineTooLong { limit: usize },
     #[error("not UTF-8: skipped")]
@@ -165,7 +167,8 @@ impl std::error::Error for Warning {}
 /// Budgets on what a file may make us read and keep.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
-    /// Bytes read from one file (the rest is ignored, with a warning).
+    /// Bytes read from one file (the rest is ignored, with a warning), and from all the
+    /// files of one source (a TensorBoard folder, an MLflow run) together.
     pub max_file_bytes: u64,
     /// Bytes of one text line or one binary record.
     pub max_record_bytes: u64,

@@ -47,7 +47,17 @@ pub fn read(metrics_dir: &Path, limits: &Limits) -> ReadOut {
     let mut w = Warnings::new(metrics_dir, limits);
     let mut c = Collector::new(limits);
     let max_line = usize::try_from(limits.max_record_bytes.min(1 << 20)).unwrap_or(1 << 20);
+    let mut total: u64 = 0;
     for (name, path) in walk(metrics_dir, limits.max_files) {
+        if total >= limits.max_file_bytes {
+            w.add(
+                None,
+                Problem::SourceTooLarge {
+                    limit: limits.max_file_bytes,
+                },
+            );
+            break;
+        }
         let (f, len) = match open_regular(&path) {
             Ok(x) => x,
             Err(p) => {
@@ -55,6 +65,7 @@ pub fn read(metrics_dir: &Path, limits: &Limits) -> ReadOut {
                 continue;
             }
         };
+        total = total.saturating_add(len.min(limits.max_file_bytes));
         if len > limits.max_file_bytes {
             w.add_for(
                 &path,

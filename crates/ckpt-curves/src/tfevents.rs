@@ -227,8 +227,18 @@ fn scalar_of(v: &SummaryValue) -> Option<f64> {
 pub fn read_dir(dir: &Path, limits: &Limits) -> ReadOut {
     let mut w = Warnings::new(dir, limits);
     let mut c = Collector::new(limits);
+    let mut total: u64 = 0;
     for f in event_files(dir, limits.max_files) {
-        read_file_into(&f, limits, &mut c, &mut w);
+        if total >= limits.max_file_bytes {
+            w.add(
+                None,
+                Problem::SourceTooLarge {
+                    limit: limits.max_file_bytes,
+                },
+            );
+            break;
+        }
+        total = total.saturating_add(read_file_into(&f, limits, &mut c, &mut w));
     }
     let series = c.finish(&mut w);
     (series, w.finish())
@@ -243,12 +253,13 @@ pub fn read_file(path: &Path, limits: &Limits) -> ReadOut {
     (series, w.finish())
 }
 
-fn read_file_into(path: &Path, limits: &Limits, c: &mut Collector, w: &mut Warnings) {
+/// Returns the bytes it may have read (the file's size within the budget).
+fn read_file_into(path: &Path, limits: &Limits, c: &mut Collector, w: &mut Warnings) -> u64 {
     let (f, len) = match open_regular(path) {
         Ok(x) => x,
         Err(p) => {
             w.add_for(path, None, p);
-            return;
+            return 0;
         }
     };
     if len > limits.max_file_bytes {
@@ -354,6 +365,7 @@ fn read_file_into(path: &Path, limits: &Limits, c: &mut Collector, w: &mut Warni
             }
         }
     }
+    readable
 }
 
 #[cfg(test)]

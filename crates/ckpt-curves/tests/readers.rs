@@ -772,3 +772,46 @@ fn corpus_loggers() {
     assert!(got.1.is_empty(), "{:?}", warnings(&got));
     assert!(!got.0.is_empty());
 }
+
+#[test]
+fn a_source_of_many_files_is_bounded_as_a_whole() {
+    // Two copies of the Lightning event files: with a budget of one file's size, the
+    // second file is not read.
+    let src = fixtures().join("lightning/version_0");
+    let t = tempfile::tempdir().unwrap();
+    let mut sizes = Vec::new();
+    for e in std::fs::read_dir(&src).unwrap().flatten() {
+        if e.file_name().to_string_lossy().starts_with("events.out") {
+            std::fs::copy(e.path(), t.path().join(e.file_name())).unwrap();
+            sizes.push(e.metadata().unwrap().len());
+        }
+    }
+    sizes.sort();
+    assert_eq!(sizes.len(), 2);
+    let limits = Limits {
+        max_file_bytes: 905,
+        ..Limits::default()
+    };
+    let got = tfevents::read_dir(t.path(), &limits);
+    let w = warnings(&got);
+    assert!(
+        w.iter().any(|w| w
+            .ends_with("its files hold more than 905 bytes together: the later ones are not read")),
+        "{w:?}"
+    );
+    // Only the first run's steps (up to 9): the resumed run's 11, 13, 14 are not there.
+    assert!(as_map(&got)["epoch"].iter().all(|p| p.0 <= 9));
+    // MLflow likewise.
+    let m = fixtures().join("mlflow/metrics");
+    let limits = Limits {
+        max_file_bytes: 100,
+        ..Limits::default()
+    };
+    let got = mlflow::read(&m, &limits);
+    assert!(
+        warnings(&got)
+            .iter()
+            .any(|w| w.contains("more than 100 bytes together"))
+    );
+    assert!(as_map(&got).len() < 4);
+}

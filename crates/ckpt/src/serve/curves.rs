@@ -35,6 +35,10 @@ use super::{App, Snapshot, current, error};
 /// Most checkpoints one request names.
 const MAX_PATHS: usize = 32;
 
+/// Points in one answer, over all its runs: each run gets an equal share (at most
+/// [`Limits::max_points_run`]), so 32 runs cannot make a gigabyte of JSON.
+const MAX_POINTS_ANSWER: usize = 4_000_000;
+
 /// Runs read at once by the whole server.
 const READERS: usize = 2;
 static READING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(READERS);
@@ -151,13 +155,18 @@ pub(super) async fn curves(
             None => order.push((key, vec![i])),
         }
     }
+    let defaults = Limits::default();
+    let limits = Limits {
+        max_points_run: (MAX_POINTS_ANSWER / order.len().max(1)).min(defaults.max_points_run),
+        ..defaults
+    };
     let mut tasks = Vec::with_capacity(order.len());
     for (key, asked) in order {
         let app = app.clone();
         let snap = snap.clone();
         tasks.push(tokio::spawn(async move {
             let _turn = READING.acquire().await;
-            tokio::task::spawn_blocking(move || read_run(&app, &snap, &key, &asked)).await
+            tokio::task::spawn_blocking(move || read_run(&app, &snap, &key, &asked, &limits)).await
         }));
     }
     let mut runs = Vec::with_capacity(tasks.len());
@@ -184,7 +193,7 @@ fn served(app: &App, dir: &Path) -> bool {
     std::fs::canonicalize(dir).is_ok_and(|real| app.real_roots.iter().any(|r| real.starts_with(r)))
 }
 
-fn read_run(app: &App, snap: &Snapshot, key: &RunKey, asked: &[usize]) -> RunOut {
+fn read_run(app: &App, snap: &Snapshot, key: &RunKey, asked: &[usize], limits: &Limits) -> RunOut {
     let members: Vec<&CatalogEntry> = match key {
         RunKey::Alone(i) => snap.entries.get(*i).into_iter().collect(),
         RunKey::Run(..) => snap
@@ -226,7 +235,7 @@ fn read_run(app: &App, snap: &Snapshot, key: &RunKey, asked: &[usize]) -> RunOut
         .iter()
         .flat_map(|(f, d)| ckpt_curves::sources_in(*f, d))
         .collect();
-    let curves = ckpt_curves::read(sources, &Limits::default());
+    let curves = ckpt_curves::read(sources, limits);
     let epochs: HashMap<i64, i64> = ckpt_curves::epoch_steps(&curves.series);
     let checkpoints = members
         .iter()
