@@ -82,6 +82,8 @@ pub fn read(path: &Path, limits: &Limits) -> ReadOut {
             w.add(Some(At::Line(1)), Problem::NotUtf8);
             return (Vec::new(), w.finish());
         }
+        // A header alone without its line end: no rows anyway.
+        Some(Ok(Line::Unterminated)) => return (Vec::new(), w.finish()),
         Some(Err(e)) => {
             w.add(None, Problem::Io(e.to_string()));
             return (Vec::new(), w.finish());
@@ -114,6 +116,10 @@ pub fn read(path: &Path, limits: &Limits) -> ReadOut {
             }
             Ok(Line::NotUtf8) => {
                 w.add(Some(At::Line(line_no)), Problem::NotUtf8);
+                continue;
+            }
+            Ok(Line::Unterminated) => {
+                w.add(Some(At::Line(line_no)), Problem::Unterminated);
                 continue;
             }
             Err(e) => {

@@ -110,6 +110,8 @@ pub enum Problem {
     NotANumber { column: String, text: String },
     #[error("no step: skipped")]
     NoStep,
+    #[error("no line end (cut short, or being written): skipped")]
+    Unterminated,
     #[error("{count} NaN or infinite values left out")]
     NonFinite { count: u64 },
     #[error("more than {limit} series: this one and later ones left out")]
@@ -617,6 +619,9 @@ pub(crate) enum Line<'a> {
     Text(&'a str),
     TooLong,
     NotUtf8,
+    /// The last line, without its line end: cut by the byte budget, or still being written
+    /// (a value cut mid-number would read as another number).
+    Unterminated,
 }
 
 impl<R: std::io::BufRead> Lines<R> {
@@ -635,6 +640,7 @@ impl<R: std::io::BufRead> Lines<R> {
         self.buf.clear();
         let mut too_long = false;
         let mut any = false;
+        let mut ended = false;
         loop {
             let chunk = match self.inner.fill_buf() {
                 Ok(c) => c,
@@ -660,6 +666,7 @@ impl<R: std::io::BufRead> Lines<R> {
             let used = done.unwrap_or(chunk.len());
             self.inner.consume(used);
             if done.is_some() {
+                ended = true;
                 break;
             }
         }
@@ -670,6 +677,9 @@ impl<R: std::io::BufRead> Lines<R> {
         let n = self.line_no;
         if too_long {
             return Some((n, Ok(Line::TooLong)));
+        }
+        if !ended {
+            return Some((n, Ok(Line::Unterminated)));
         }
         if self.buf.last() == Some(&b'\r') {
             self.buf.pop();

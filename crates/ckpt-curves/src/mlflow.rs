@@ -98,6 +98,10 @@ pub fn read(metrics_dir: &Path, limits: &Limits) -> ReadOut {
                     w.add_for(&path, Some(At::Line(line_no)), Problem::NotUtf8);
                     continue;
                 }
+                Ok(Line::Unterminated) => {
+                    w.add_for(&path, Some(At::Line(line_no)), Problem::Unterminated);
+                    continue;
+                }
                 Err(e) => {
                     w.add_for(&path, Some(At::Line(line_no)), Problem::Io(e.to_string()));
                     break;

@@ -118,9 +118,10 @@ fn lines_are_bounded() {
             Line::Text(t) => t.to_owned(),
             Line::TooLong => "<long>".to_owned(),
             Line::NotUtf8 => "<utf8>".to_owned(),
+            Line::Unterminated => "<cut>".to_owned(),
         });
     }
-    assert_eq!(got, vec!["short", "<long>", "<utf8>", "last"]);
+    assert_eq!(got, vec!["short", "<long>", "<utf8>", "<cut>"]);
     assert_eq!(l.line_no, 4);
 }
 

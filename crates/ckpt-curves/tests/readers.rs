@@ -357,6 +357,11 @@ fn csv_bounds_line_length_and_file_size() {
         text.len() - 4
     )));
     assert!(w[1].ends_with("metrics.csv: line 3: longer than 1000 bytes: skipped"));
+    // The row cut by the budget ("3,3" read as "3") is not taken for a value.
+    assert!(
+        w[2].ends_with("metrics.csv: line 5: no line end (cut short, or being written): skipped")
+    );
+    assert_eq!(w.len(), 3);
 }
 
 #[test]
