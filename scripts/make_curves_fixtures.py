@@ -18,7 +18,8 @@ What is made (under crates/ckpt-curves/tests/fixtures/):
   ``val_weird`` is NaN in epoch 1. Expected series come from Python's ``csv`` module and from
   TensorBoard's own ``EventAccumulator``.
 - ``tb_tensor/``: torch's ``SummaryWriter.add_scalar(new_style=True)`` (scalars as tensors,
-  float and double precision), a histogram and a text summary (not scalars).
+  float and double precision), a histogram and a text summary (not scalars), and
+  ``add_scalars`` (one subfolder per curve: ``acc_train/``, ``acc_val/``).
 - ``mlflow/metrics/``: MLflow's file-store layout (``timestamp value step`` lines; a key with a
   slash is a subfolder), written here as MLflow's FileStore writes it (mlflow is not
   installed).
@@ -141,6 +142,8 @@ def tb_tensor():
         w.add_scalar("lr", 0.1 * 0.5 ** step, step)
         w.add_histogram("weights", torch.arange(10.0) * step, step)
         w.add_text("note", f"step {step}", step)
+        # Each curve to its own subfolder (acc_train/, acc_val/), tag "acc".
+        w.add_scalars("acc", {"train": 0.5 + 0.1 * step, "val": 0.4 + 0.1 * step}, step)
     w.close()
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from tensorboard.util import tensor_util
@@ -153,6 +156,11 @@ def tb_tensor():
         if acc.SummaryMetadata(tag).plugin_data.plugin_name != "scalars":
             continue
         out[tag] = [[e.step, repr(float(tensor_util.make_ndarray(e.tensor_proto)))] for e in acc.Tensors(tag)]
+    for sub in sorted(p for p in d.iterdir() if p.is_dir()):
+        acc = EventAccumulator(str(sub), size_guidance={"scalars": 0})
+        acc.Reload()
+        for tag in acc.Tags()["scalars"]:
+            out[f"{sub.name}/{tag}"] = [[e.step, repr(e.value)] for e in acc.Scalars(tag)]
     (d / "expected.json").write_text(json.dumps(out, sort_keys=True) + "\n")
 
 

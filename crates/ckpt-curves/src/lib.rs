@@ -276,7 +276,7 @@ fn plain_file(p: &Path) -> bool {
 
 /// Event files directly in `dir` (regular files, not symlinks), sorted by name (which starts
 /// with the time they were opened: a resumed run's later file sorts after), at most `max`.
-pub(crate) fn event_files(dir: &Path, max: usize) -> Vec<PathBuf> {
+fn event_files_in(dir: &Path, max: usize) -> Vec<PathBuf> {
     let Ok(rd) = std::fs::read_dir(dir) else {
         return Vec::new();
     };
@@ -289,6 +289,40 @@ pub(crate) fn event_files(dir: &Path, max: usize) -> Vec<PathBuf> {
         .collect();
     out.sort();
     out.truncate(max);
+    out
+}
+
+/// The event files of a TensorBoard folder, each with the prefix its tags get: those
+/// directly in it (no prefix), then those one folder down (`<sub>/`: torch's `add_scalars`
+/// writes each of its curves to `<main_tag>_<name>/`, `add_hparams` to `<time>/`), folders
+/// by name, not through symlinks; at most `max` files.
+pub(crate) fn event_files(dir: &Path, max: usize) -> Vec<(String, PathBuf)> {
+    let mut out: Vec<(String, PathBuf)> = event_files_in(dir, max)
+        .into_iter()
+        .map(|p| (String::new(), p))
+        .collect();
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    let mut subs: Vec<(String, PathBuf)> = rd
+        .flatten()
+        .take(10_000)
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter_map(|e| Some((e.file_name().to_str()?.to_owned(), e.path())))
+        .filter(|(n, _)| n != "checkpoints" && !n.starts_with('.'))
+        .collect();
+    subs.sort();
+    for (name, sub) in subs {
+        let left = max.saturating_sub(out.len());
+        if left == 0 {
+            break;
+        }
+        out.extend(
+            event_files_in(&sub, left)
+                .into_iter()
+                .map(|p| (format!("{name}/"), p)),
+        );
+    }
     out
 }
 

@@ -222,13 +222,14 @@ fn scalar_of(v: &SummaryValue) -> Option<f64> {
     tensor_scalar(t)
 }
 
-/// Every event file of a folder, merged per tag (a resumed run writes a new file; the
-/// later value for a step wins).
+/// Every event file of a folder (and of its subfolders, their tags prefixed with the
+/// subfolder's name), merged per tag (a resumed run writes a new file; the later value for a
+/// step wins).
 pub fn read_dir(dir: &Path, limits: &Limits) -> ReadOut {
     let mut w = Warnings::new(dir, limits);
     let mut c = Collector::new(limits);
     let mut total: u64 = 0;
-    for f in event_files(dir, limits.max_files) {
+    for (prefix, f) in event_files(dir, limits.max_files) {
         if total >= limits.max_file_bytes {
             w.add(
                 None,
@@ -238,7 +239,7 @@ pub fn read_dir(dir: &Path, limits: &Limits) -> ReadOut {
             );
             break;
         }
-        total = total.saturating_add(read_file_into(&f, limits, &mut c, &mut w));
+        total = total.saturating_add(read_file_into(&f, &prefix, limits, &mut c, &mut w));
     }
     let series = c.finish(&mut w);
     (series, w.finish())
@@ -248,13 +249,20 @@ pub fn read_dir(dir: &Path, limits: &Limits) -> ReadOut {
 pub fn read_file(path: &Path, limits: &Limits) -> ReadOut {
     let mut w = Warnings::new(path, limits);
     let mut c = Collector::new(limits);
-    read_file_into(path, limits, &mut c, &mut w);
+    read_file_into(path, "", limits, &mut c, &mut w);
     let series = c.finish(&mut w);
     (series, w.finish())
 }
 
 /// Returns the bytes it may have read (the file's size within the budget).
-fn read_file_into(path: &Path, limits: &Limits, c: &mut Collector, w: &mut Warnings) -> u64 {
+/// Tags are read as `prefix` + tag.
+fn read_file_into(
+    path: &Path,
+    prefix: &str,
+    limits: &Limits,
+    c: &mut Collector,
+    w: &mut Warnings,
+) -> u64 {
     let (f, len) = match open_regular(path) {
         Ok(x) => x,
         Err(p) => {
@@ -361,7 +369,11 @@ fn read_file_into(path: &Path, limits: &Limits, c: &mut Collector, w: &mut Warni
                 continue;
             }
             if let Some(x) = scalar_of(v) {
-                c.push(w, &v.tag, Axis::Step, ev.step, x);
+                if prefix.is_empty() {
+                    c.push(w, &v.tag, Axis::Step, ev.step, x);
+                } else {
+                    c.push(w, &format!("{prefix}{}", v.tag), Axis::Step, ev.step, x);
+                }
             }
         }
     }
