@@ -295,7 +295,7 @@ fn event_files_in(dir: &Path, max: usize) -> Vec<PathBuf> {
 /// The event files of a TensorBoard folder, each with the prefix its tags get: those
 /// directly in it (no prefix), then those one folder down (`<sub>/`: torch's `add_scalars`
 /// writes each of its curves to `<main_tag>_<name>/`, `add_hparams` to `<time>/`), folders
-/// by name, not through symlinks; at most `max` files.
+/// by name (the first 256), not through symlinks; at most `max` files.
 pub(crate) fn event_files(dir: &Path, max: usize) -> Vec<(String, PathBuf)> {
     let mut out: Vec<(String, PathBuf)> = event_files_in(dir, max)
         .into_iter()
@@ -312,6 +312,8 @@ pub(crate) fn event_files(dir: &Path, max: usize) -> Vec<(String, PathBuf)> {
         .filter(|(n, _)| n != "checkpoints" && !n.starts_with('.'))
         .collect();
     subs.sort();
+    // Bounded listing: a version folder may hold other folders of many files.
+    subs.truncate(256);
     for (name, sub) in subs {
         let left = max.saturating_sub(out.len());
         if left == 0 {
