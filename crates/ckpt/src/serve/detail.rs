@@ -113,23 +113,9 @@ pub(super) fn optional<'a>(p: &'a [(String, String)], name: &str) -> Result<Opti
 /// other spelling that resolves (`..`, symlinks) to an entry's file under a served root.
 /// Only resolved, never opened; anything else is a 404.
 pub(super) fn lookup(app: &App, snap: &Snapshot, path: &str) -> Result<CatalogEntry, Fail> {
-    if let Some(&i) = snap.by_path.get(path) {
-        return Ok(snap.entries[i].clone());
-    }
-    let not_found = || Fail(StatusCode::NOT_FOUND, format!("{path}: not in the catalog"));
-    let Ok(real) = std::fs::canonicalize(Path::new(path)) else {
-        return Err(not_found());
-    };
-    if !app.real_roots.iter().any(|r| real.starts_with(r)) {
-        return Err(Fail(
-            StatusCode::NOT_FOUND,
-            format!("{path}: not under the served paths"),
-        ));
-    }
-    match snap.by_real_path.get(&real) {
-        Some(&i) => Ok(snap.entries[i].clone()),
-        None => Err(not_found()),
-    }
+    super::locate(app, snap, path)
+        .map(|i| snap.entries[i].clone())
+        .map_err(|(status, msg)| Fail(status, msg))
 }
 
 /// Run `f` on the blocking pool once one of the [`HEAVY`] slots is free. The slot goes with

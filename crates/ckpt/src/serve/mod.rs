@@ -47,6 +47,7 @@ use crate::cli::ServeArgs;
 
 mod assets;
 mod compare;
+mod curves;
 mod detail;
 mod events;
 mod list;
@@ -204,6 +205,7 @@ async fn serve(
         .route("/api/detail", get(detail::detail))
         .route("/api/tensor", get(detail::tensor))
         .route("/api/compare", get(compare::compare))
+        .route("/api/curves", get(curves::curves))
         .route("/api/plan/sidecar", post(writes::plan_sidecar))
         .route("/api/plan/prune", post(writes::plan_prune))
         .route("/api/apply", post(writes::apply))
@@ -384,6 +386,26 @@ fn build(
         entries.push((e, real));
     }
     Ok(entries)
+}
+
+/// The index of the entry a requested path names: the path exactly as the catalog prints it,
+/// else any other spelling resolved (`..`, symlinks) that lands under a root and on an entry.
+/// The file itself is never opened.
+fn locate(app: &App, snap: &Snapshot, path: &str) -> Result<usize, (StatusCode, String)> {
+    if let Some(&i) = snap.by_path.get(path) {
+        return Ok(i);
+    }
+    let not_found = || (StatusCode::NOT_FOUND, format!("{path}: not in the catalog"));
+    let Ok(real) = std::fs::canonicalize(std::path::Path::new(path)) else {
+        return Err(not_found());
+    };
+    if !app.real_roots.iter().any(|r| real.starts_with(r)) {
+        return Err((
+            StatusCode::NOT_FOUND,
+            format!("{path}: not under the served paths"),
+        ));
+    }
+    snap.by_real_path.get(&real).copied().ok_or_else(not_found)
 }
 
 fn error(status: StatusCode, msg: String) -> Response {
