@@ -209,9 +209,14 @@ fn cmp_values(a: Option<&Value>, b: Option<&Value>) -> Ordering {
         (None, None) => Ordering::Equal,
         (None, Some(_)) => Ordering::Greater,
         (Some(_), None) => Ordering::Less,
+        // Numbers before everything else, each kind in its own order: comparing a number
+        // with text as text made the order non-transitive (2 < 10 < "1x" < 2), which a sort
+        // may answer with a panic.
         (Some(x), Some(y)) => match (x.as_f64(), y.as_f64()) {
-            (Some(p), Some(q)) => p.partial_cmp(&q).unwrap_or(Ordering::Equal),
-            _ => as_text(x).cmp(&as_text(y)),
+            (Some(p), Some(q)) => p.total_cmp(&q),
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (None, None) => as_text(x).cmp(&as_text(y)),
         },
     }
 }
@@ -356,6 +361,37 @@ mod tests {
         v.into_iter()
             .map(|x| serde_json::from_value(x).unwrap())
             .collect()
+    }
+
+    #[test]
+    fn a_field_mixing_numbers_and_text_sorts_in_one_total_order() {
+        let values = [
+            json!(2),
+            json!("1x"),
+            json!(10),
+            json!("a"),
+            json!(3.5),
+            json!(true),
+        ];
+        let mut orders = Vec::new();
+        // Every rotation of the input sorts to the same order: numbers by value, then text.
+        for shift in 0..values.len() {
+            let mut es: Vec<CatalogEntry> = (0..values.len())
+                .map(|i| {
+                    let v = &values[(i + shift) % values.len()];
+                    serde_json::from_value(json!({"path": format!("p{v}"), "hparams": {"x": v},
+                        "modified": "1", "is_best": false}))
+                    .unwrap()
+                })
+                .collect();
+            sort(&mut es, "hparams.x", false);
+            orders.push(es.iter().map(|e| e.path.clone()).collect::<Vec<_>>());
+        }
+        assert!(orders.iter().all(|o| *o == orders[0]));
+        assert_eq!(
+            orders[0],
+            ["p2", "p3.5", "p10", "p\"1x\"", "p\"a\"", "ptrue"]
+        );
     }
 
     #[test]

@@ -384,6 +384,64 @@ fn loopback_needs_no_token() {
     assert_eq!(status, 200);
 }
 
+/// The status line and body of one request sent with the given `Host` line (none if empty).
+fn status_as(port: u16, host: &str, target: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let host = if host.is_empty() {
+        String::new()
+    } else {
+        format!("Host: {host}\r\n")
+    };
+    write!(
+        s,
+        "GET {target} HTTP/1.1\r\n{host}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    (
+        head.split(' ').nth(1).unwrap().parse().unwrap(),
+        body.to_owned(),
+    )
+}
+
+/// Without a token, the `Host` keeps other sites out: a page whose name was rebound to
+/// 127.0.0.1 is same-origin to the browser and could otherwise read everything served.
+#[test]
+fn loopback_serves_only_a_loopback_host() {
+    let s = start(&["examples"]);
+    let port = s.port;
+    for target in [
+        "/",
+        "/assets/app.js",
+        "/api/checkpoints",
+        "/api/health",
+        "/api/events",
+    ] {
+        for host in [
+            format!("evil.example:{port}"),
+            "evil.example".to_owned(),
+            String::new(),
+        ] {
+            let (status, body) = status_as(port, &host, target);
+            assert_eq!(status, 403, "Host {host:?} {target}: {body}");
+            assert!(body.contains("is not a loopback name"), "{body}");
+        }
+    }
+    for host in [
+        format!("localhost:{port}"),
+        format!("127.0.0.1:{port}"),
+        format!("[::1]:{port}"),
+        "LOCALHOST".to_owned(),
+    ] {
+        let (status, body) = status_as(port, &host, "/api/health");
+        assert_eq!(status, 200, "Host {host:?}: {body}");
+    }
+}
+
 #[test]
 fn sigterm_and_sigint_stop_it_within_two_seconds() {
     for sig in ["TERM", "INT"] {

@@ -1,4 +1,4 @@
-//! `ckpt serve`: the catalog of trees as a read-only JSON API, the server a web UI will sit on.
+//! `ckpt serve`: the catalog of trees as a JSON API and the web UI on it (`web/`, embedded).
 //!
 //! - Entries are exactly `ckpt catalog --format json`'s (the typed [`CatalogEntry`]
 //!   serialized; `ckpt schema catalog`), and filtering and sorting are the CLI's own
@@ -15,8 +15,11 @@
 //!   and must land under a root and be a catalog entry; nothing is ever read on its behalf.
 //!   A checkpoint the catalog reaches through a symlink out of the roots is left out of the
 //!   served catalog (with a warning), so the list and the lookup agree.
-//! - Loopback by default. Listening anywhere else prints a random access token that every
-//!   request must carry (`?token=` or `Authorization: Bearer`), else 401.
+//! - Loopback by default, and then only for a loopback `Host` (DNS rebinding). Listening
+//!   anywhere else prints a random access token that every request must carry (`?token=` or
+//!   `Authorization: Bearer`), else 401.
+//! - Read-only unless `--allow-writes`: then sidecars and prune, each planned first and done
+//!   only when the plan is confirmed ([`writes`]).
 //! - SIGINT/SIGTERM stop it: event streams end at once, other open connections get a short
 //!   grace period, then the process exits whatever they do (a client holding a keep-alive
 //!   connection cannot keep it up).
@@ -415,7 +418,24 @@ fn error(status: StatusCode, msg: String) -> Response {
 /// Every request carries the token when there is one; compared in constant time.
 async fn authorize(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
     let Some(token) = &app.token else {
-        return next.run(req).await;
+        // On loopback there is no token, so the `Host` is what keeps other sites out: a page
+        // whose name was made to resolve to 127.0.0.1 (DNS rebinding) is same-origin to the
+        // browser and could read the catalog, tensor data, or confirm a write plan.
+        if loopback_host(req.headers()) {
+            return next.run(req).await;
+        }
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned())
+            .unwrap_or_default();
+        return error(
+            StatusCode::FORBIDDEN,
+            format!(
+                "Host: {host:?} is not a loopback name: requests are taken only for \
+                 localhost, 127.0.0.1 or [::1]"
+            ),
+        );
     };
     let from_query = req.uri().query().and_then(|q| {
         q.split('&')
@@ -438,6 +458,22 @@ async fn authorize(State(app): State<Arc<App>>, req: Request, next: Next) -> Res
         );
         r
     }
+}
+
+/// Whether the request's `Host` names this machine's loopback (`localhost`, `127.0.0.1`,
+/// `[::1]`, with or without a port).
+fn loopback_host(headers: &HeaderMap) -> bool {
+    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
+        return false;
+    };
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 fn bearer(h: &HeaderMap) -> Option<String> {

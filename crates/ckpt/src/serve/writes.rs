@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use ckpt_meta::sidecar::{self, Sidecar};
 use ckpt_meta::sources::DirCache;
@@ -146,56 +146,23 @@ impl Writes {
     }
 }
 
-/// The pending plans, or a 403: without `--allow-writes` every write is refused; with it on
-/// loopback (no access token), so is a request whose `Host` is not a loopback name. A page of
-/// another site whose name was made to resolve to 127.0.0.1 (DNS rebinding) is same-origin
-/// to the browser: it could read a plan's token and confirm it.
-fn writes<'a>(app: &'a App, headers: &HeaderMap) -> Result<&'a Writes, Fail> {
-    let w = app.deep.writes.as_ref().ok_or_else(|| {
+/// The pending plans, or a 403: without `--allow-writes` every write is refused. (A request
+/// whose `Host` is not a loopback name never gets here on loopback: [`super::authorize`].)
+fn writes(app: &App) -> Result<&Writes, Fail> {
+    app.deep.writes.as_ref().ok_or_else(|| {
         Fail(
             StatusCode::FORBIDDEN,
             "writes are off: start ckpt serve with --allow-writes".to_owned(),
         )
-    })?;
-    if app.token.is_none() && !loopback_host(headers) {
-        let host = headers
-            .get(header::HOST)
-            .map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned())
-            .unwrap_or_default();
-        return Err(Fail(
-            StatusCode::FORBIDDEN,
-            format!(
-                "Host: {host:?} is not a loopback name: writes are taken only from \
-                 localhost, 127.0.0.1 or [::1]"
-            ),
-        ));
-    }
-    Ok(w)
-}
-
-/// Whether the request's `Host` names this machine's loopback (`localhost`, `127.0.0.1`,
-/// `[::1]`, with or without a port).
-fn loopback_host(headers: &HeaderMap) -> bool {
-    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
-        return false;
-    };
-    let name = match host.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or_default(),
-        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
-    };
-    name.eq_ignore_ascii_case("localhost")
-        || name
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
+    })
 }
 
 /// `POST /api/plan/sidecar?path=`.
 pub(super) async fn plan_sidecar(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
     pairs: Pairs,
 ) -> Result<Response, Fail> {
-    let w = writes(&app, &headers)?;
+    let w = writes(&app)?;
     let p = params(pairs, &["path"])?;
     let entry = lookup(&app, &current(&app), one(&p, "path")?)?;
     let checkpoint = PathBuf::from(&entry.path);
@@ -302,10 +269,9 @@ fn sidecar_text(checkpoint: &Path, replace: bool) -> Result<String, String> {
 /// `POST /api/plan/prune?path=<folder>&keep_top=&monitor=&mode=…`.
 pub(super) async fn plan_prune(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
     pairs: Pairs,
 ) -> Result<Response, Fail> {
-    let w = writes(&app, &headers)?;
+    let w = writes(&app)?;
     let known = [
         "path",
         "keep_top",
@@ -437,12 +403,8 @@ fn prune_plan(
 }
 
 /// `POST /api/apply?confirm=`.
-pub(super) async fn apply(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    pairs: Pairs,
-) -> Result<Response, Fail> {
-    let w = writes(&app, &headers)?;
+pub(super) async fn apply(State(app): State<Arc<App>>, pairs: Pairs) -> Result<Response, Fail> {
+    let w = writes(&app)?;
     let p = params(pairs, &["confirm"])?;
     let token = one(&p, "confirm")?;
     // Held by the work itself: a client that hangs up mid-apply does not let another start.
