@@ -430,7 +430,7 @@ class CatalogView {
       let text: string;
       if (c === "size_bytes") text = fmtBytes(v as number);
       else if (c === "params") text = fmtCount(v as number);
-      else if (c === "modified" && typeof v === "string") text = v.replace("T", " ").replace(/\.\d+$/, "");
+      else if (c === "modified" && typeof v === "string") text = v.replace("T", " ").slice(0, 16);
       else text = fmtValue(v);
       tr.append(h("td", { class: typeof v === "number" ? "num" : "", "data-field": c }, text));
     }
