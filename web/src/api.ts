@@ -106,12 +106,14 @@ export interface Detail {
   inspect: unknown;
   scan: unknown;
   identity: unknown;
+  tensors?: unknown;
 }
 
 export interface CompareAnswer {
   paths: string[];
-  fields: { field: string; values: unknown[]; differs: boolean }[];
-  tensors?: { added?: unknown[]; removed?: unknown[]; reshaped?: unknown[] };
+  labels?: string[];
+  fields: { section?: string; field: string; values: unknown[]; differs: boolean }[];
+  tensors?: { added?: unknown[]; removed?: unknown[]; reshaped?: unknown[]; retyped?: unknown[] };
   identity?: unknown;
 }
 

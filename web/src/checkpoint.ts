@@ -74,7 +74,13 @@ export async function renderCheckpoint(root: HTMLElement, params: URLSearchParam
   root.append(section("Security", partOrError(scan, securityView), "security"));
   root.append(section("Identity", partOrError(identity, identityView), "identity"));
   root.append(section("Callbacks", partOrError(inspect, callbacksView), "callbacks"));
-  root.append(section("Tensors", partOrError(inspect, (i) => tensorsView(i, entry?.path ?? path)), "tensors"));
+  root.append(
+    section(
+      "Tensors",
+      h("div", {}, partOrError(inspect, stateDictTotals), partOrError(detail.tensors, (t) => tensorsView(t, entry?.path ?? path))),
+      "tensors",
+    ),
+  );
   root.append(section("Inspect (raw)", partOrError(inspect, (i) => h("details", {}, h("summary", {}, "JSON"), h("pre", {}, JSON.stringify(i, null, 2)))), "inspect"));
 }
 
@@ -190,9 +196,20 @@ export function tree(v: unknown, depth = 0): Node {
   return ul;
 }
 
+/** `{"verdict", "files": [record…]}` (one record per file; a DCP folder has several). */
 function securityView(scan: Record<string, unknown>): Node {
   const verdict = String(scan.verdict ?? "unknown");
   const out = h("div", {}, h("p", {}, "Verdict: ", h("span", { class: `badge sec-${verdict}`, id: "verdict" }, verdict)));
+  const files = Array.isArray(scan.files) ? (scan.files as Record<string, unknown>[]) : [scan];
+  for (const f of files) {
+    if (files.length > 1) out.append(h("h4", {}, fmtValue(f.path), " ", h("span", { class: `badge sec-${String(f.verdict)}` }, fmtValue(f.verdict))));
+    out.append(scanRecord(f));
+  }
+  return out;
+}
+
+function scanRecord(scan: Record<string, unknown>): Node {
+  const out = h("div", {});
   if (typeof scan.error === "string") out.append(errorBox("Scan error:", scan.error));
   const globals = Array.isArray(scan.globals) ? (scan.globals as Record<string, unknown>[]) : [];
   const findings = Array.isArray(scan.findings) ? (scan.findings as Record<string, unknown>[]) : [];
@@ -285,7 +302,8 @@ function numel(shape: unknown): number {
   return Array.isArray(shape) ? shape.reduce((a: number, b) => a * (Number(b) || 0), 1) : 0;
 }
 
-function tensorsView(inspect: Record<string, unknown>, path: string): Node {
+/** inspect's totals per state dict (tensors, parameters, bytes, per dtype). */
+function stateDictTotals(inspect: Record<string, unknown>): Node {
   const out = h("div", {});
   const sds = Array.isArray(inspect.state_dicts) ? (inspect.state_dicts as Record<string, unknown>[]) : [];
   for (const sd of sds) {
@@ -301,7 +319,13 @@ function tensorsView(inspect: Record<string, unknown>, path: string): Node {
       ),
     );
   }
-  const tensors = findTensors(inspect.state_dicts ?? inspect);
+  return out;
+}
+
+/** `/api/detail`'s tensors part (`{"state_dict", "tensors": [{name, dtype, shape}…]}`), grouped by module. */
+function tensorsView(part: Record<string, unknown>, path: string): Node {
+  const out = h("div", {});
+  const tensors = findTensors(part.tensors ?? part);
   if (tensors.length) {
     // Grouped by module: the name less its last component (`encoder.layer1.weight` → `encoder.layer1`).
     const groups = new Map<string, Tensor[]>();
@@ -330,23 +354,10 @@ function tensorsView(inspect: Record<string, unknown>, path: string): Node {
     }
     out.append(list);
   } else {
-    const groups = sds.flatMap((sd) => (Array.isArray(sd.groups) ? (sd.groups as Record<string, unknown>[]) : []));
-    if (groups.length) {
-      out.append(
-        h(
-          "table",
-          { class: "grid", id: "tensor-groups" },
-          h("thead", {}, h("tr", {}, h("th", {}, "module"), h("th", {}, "tensors"), h("th", {}, "parameters"))),
-          h(
-            "tbody",
-            {},
-            groups.map((g) => h("tr", { "data-module": fmtValue(g.prefix) }, h("td", {}, h("code", {}, fmtValue(g.prefix))), h("td", { class: "num" }, fmtCount(Number(g.tensors))), h("td", { class: "num" }, fmtCount(Number(g.elements))))),
-          ),
-        ),
-      );
-    } else if (!sds.length) {
-      out.append(h("p", { class: "muted" }, "No state dict found."));
-    }
+    out.append(h("p", { class: "muted" }, "No tensor in the state dict."));
+  }
+  if (typeof part.other_entries === "number" && part.other_entries > 0) {
+    out.append(h("p", { class: "muted" }, `${fmtCount(part.other_entries)} other entries (not tensors) in the state dict.`));
   }
   return out;
 }

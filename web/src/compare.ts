@@ -49,21 +49,24 @@ export async function renderCompare(root: HTMLElement, params: URLSearchParams):
           "tr",
           {},
           h("th", {}, "field"),
-          answer.paths.map((p) => h("th", { title: p }, h("a", { href: checkpointHref(p) }, basename(p)), h("div", { class: "muted small" }, p))),
+          answer.paths.map((p, i) => h("th", { title: p }, h("a", { href: checkpointHref(p) }, answer.labels?.[i] ?? basename(p)), h("div", { class: "muted small" }, p))),
         ),
       ),
     );
     const body = h("tbody", {});
-    // Metrics first, then hyperparameters, then the rest, each in the server's order.
-    const rank = (f: string) => (f.startsWith("metrics.") ? 0 : f.startsWith("hparams.") ? 1 : 2);
-    const rows = [...answer.fields].sort((a, b) => rank(a.field) - rank(b.field));
-    let last = -1;
-    for (const r of rows) {
+    // Grouped by section (`ckpt compare`'s: checkpoint, metrics, model, hparams, identity),
+    // metrics and hyperparameters first; without sections, by the field's first part.
+    const sectionOf = (r: CompareAnswer["fields"][number]) => r.section ?? (r.field.includes(".") ? r.field.slice(0, r.field.indexOf(".")) : "checkpoint");
+    const order = ["metrics", "hparams", "model", "data", "identity", "checkpoint"];
+    const rank = (s: string) => (order.indexOf(s) < 0 ? order.length : order.indexOf(s));
+    const rows = answer.fields.map((r, i) => ({ r, i, s: sectionOf(r) })).sort((a, b) => rank(a.s) - rank(b.s) || a.i - b.i);
+    const titles: Record<string, string> = { metrics: "metrics", hparams: "hyperparameters", model: "model", data: "data", identity: "identity", checkpoint: "checkpoint" };
+    let last = "";
+    for (const { r, s } of rows) {
       if (onlyDiff.checked && !r.differs) continue;
-      const k = rank(r.field);
-      if (k !== last) {
-        last = k;
-        body.append(h("tr", { class: "group" }, h("td", { colspan: answer.paths.length + 1 }, ["metrics", "hyperparameters", "other fields"][k])));
+      if (s !== last) {
+        last = s;
+        body.append(h("tr", { class: "group" }, h("td", { colspan: answer.paths.length + 1 }, titles[s] ?? s)));
       }
       body.append(
         h(
@@ -80,7 +83,7 @@ export async function renderCompare(root: HTMLElement, params: URLSearchParams):
   draw();
   root.append(h("label", { class: "toggle" }, onlyDiff, " only fields that differ"), h("div", { class: "table-wrap" }, table));
 
-  if (answer.tensors) root.append(tensorsSection(answer.tensors));
+  if (answer.tensors) root.append(tensorsSection(answer.tensors, answer.paths.length > 2));
   if (answer.identity !== undefined) root.append(identitySection(answer.identity));
 }
 
@@ -113,14 +116,14 @@ function compareEntries(entries: Entry[]): CompareAnswer {
   };
 }
 
-function tensorsSection(t: NonNullable<CompareAnswer["tensors"]>): HTMLElement {
+function tensorsSection(t: NonNullable<CompareAnswer["tensors"]>, withPath: boolean): HTMLElement {
   const list = (title: string, id: string, items: unknown[] | undefined) =>
     h(
       "div",
       { class: `tensor-diff ${id}`, id: `tensors-${id}` },
       h("h4", {}, `${title} (${items?.length ?? 0})`),
       items && items.length
-        ? h("ul", {}, items.slice(0, 500).map((x) => h("li", {}, h("code", {}, describeTensor(x)))))
+        ? h("ul", {}, items.slice(0, 500).map((x) => h("li", { "data-tensor": tensorName(x) }, h("code", {}, describeTensor(x)), withPath ? h("span", { class: "muted small" }, ` (${tensorPath(x)})`) : null)))
         : h("p", { class: "muted" }, "none"),
       items && items.length > 500 ? h("p", { class: "muted" }, `… ${items.length - 500} more`) : null,
     );
@@ -128,8 +131,23 @@ function tensorsSection(t: NonNullable<CompareAnswer["tensors"]>): HTMLElement {
     "section",
     { class: "card", id: "section-tensors" },
     h("h3", {}, "Tensors (first checkpoint against the others)"),
-    h("div", { class: "cols3" }, list("added", "added", t.added), list("removed", "removed", t.removed), list("reshaped", "reshaped", t.reshaped)),
+    h(
+      "div",
+      { class: "cols3" },
+      list("added", "added", t.added),
+      list("removed", "removed", t.removed),
+      list("reshaped", "reshaped", t.reshaped),
+      t.retyped !== undefined ? list("retyped", "retyped", t.retyped) : null,
+    ),
   );
+}
+
+function tensorName(x: unknown): string {
+  return x && typeof x === "object" && !Array.isArray(x) ? fmtValue((x as Record<string, unknown>).name) : Array.isArray(x) ? String(x[0]) : String(x);
+}
+
+function tensorPath(x: unknown): string {
+  return x && typeof x === "object" && "path" in x ? basename(String((x as Record<string, unknown>).path)) : "";
 }
 
 function describeTensor(x: unknown): string {
@@ -138,11 +156,15 @@ function describeTensor(x: unknown): string {
   if (x && typeof x === "object") {
     const o = x as Record<string, unknown>;
     const name = fmtValue(o.name ?? o.key ?? "");
-    if ("from" in o || "to" in o) return `${name}: ${JSON.stringify(o.from ?? o.a)} → ${JSON.stringify(o.to ?? o.b)}`;
-    if ("shape" in o) return `${name} ${JSON.stringify(o.shape)} ${fmtValue(o.dtype ?? "")}`;
+    if ("from" in o || "to" in o) return `${name}: ${fmtShape(o.from)} → ${fmtShape(o.to)}`;
+    if ("shape" in o) return `${name} ${fmtShape(o.shape)} ${fmtValue(o.dtype ?? "")}`;
     return JSON.stringify(o);
   }
   return String(x);
+}
+
+function fmtShape(v: unknown): string {
+  return Array.isArray(v) ? `[${v.join(", ")}]` : fmtValue(v);
 }
 
 /** Every `{hash, components}` object in `ckpt diff`'s identity answer, with the path beside it. */
@@ -150,6 +172,10 @@ function findIdentities(v: unknown, path: string | null, out: { path: string | n
   if (depth > 6 || v === null || typeof v !== "object") return;
   const o = v as Record<string, unknown>;
   const here = typeof o.path === "string" ? o.path : path;
+  if (typeof o.error === "string" && here !== null) {
+    out.push({ path: here, hash: `error: ${o.error}`, components: {} });
+    return;
+  }
   if (o.components && typeof o.components === "object" && !Array.isArray(o.components)) {
     out.push({ path: here, hash: o.hash, components: o.components as Record<string, unknown> });
     return;

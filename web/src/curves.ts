@@ -53,7 +53,9 @@ export async function renderCurves(root: HTMLElement, params: URLSearchParams): 
   if (warnings.length) {
     root.append(h("details", { class: "warnings" }, h("summary", {}, `${warnings.length} warning${warnings.length === 1 ? "" : "s"}`), h("ul", {}, warnings.map((w) => h("li", {}, w)))));
   }
-  const metrics = [...new Set(runs.flatMap((r) => r.series.map((s) => s.metric)))].sort();
+  let metrics = [...new Set(runs.flatMap((r) => r.series.map((s) => s.metric)))].sort();
+  // Lightning logs the epoch as a column of metrics.csv: a staircase, not a metric.
+  if (metrics.some((m) => m !== "epoch" && m !== "step")) metrics = metrics.filter((m) => m !== "epoch" && m !== "step");
   if (!metrics.length) {
     root.append(h("p", { class: "muted", id: "no-curves" }, "These runs logged no metric that ckpt can read."));
     return;
