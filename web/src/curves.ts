@@ -70,14 +70,21 @@ function runName(r: CurveRun): string {
   return [r.experiment, r.run && r.run !== r.experiment ? r.run : null].filter(Boolean).join(" / ") || "(run)";
 }
 
-/** The value of a series at a step: the point at that step, else the nearest one before it. */
+/**
+ * Where a checkpoint saved at `step` sits on a series: the point at that step, else the line
+ * between the points around it (the line uPlot draws), else the nearest end.
+ */
 function valueAt(points: [number, number][], step: number): number | null {
-  let best: [number, number] | null = null;
-  for (const p of points) {
-    if (p[0] <= step) best = p;
-    else break;
+  if (!points.length) return null;
+  if (step <= points[0][0]) return points[0][1];
+  for (let i = 1; i < points.length; i++) {
+    const [x1, y1] = points[i];
+    if (step <= x1) {
+      const [x0, y0] = points[i - 1];
+      return x1 === x0 ? y1 : y0 + ((y1 - y0) * (step - x0)) / (x1 - x0);
+    }
   }
-  return best ? best[1] : points.length ? points[0][1] : null;
+  return points[points.length - 1][1];
 }
 
 function chart(metric: string, runs: CurveRun[], popup: HTMLElement): HTMLElement {
@@ -100,7 +107,19 @@ function chart(metric: string, runs: CurveRun[], popup: HTMLElement): HTMLElemen
   const opts: uPlot.Options = {
     width: 600,
     height: 260,
-    scales: { x: { time: false } },
+    scales: {
+      x: {
+        time: false,
+        // The steps of the checkpoints too: a run saved after its last logged point still
+        // shows its mark inside the chart.
+        range: (_u: uPlot, min: number, max: number): uPlot.Range.MinMax => {
+          const steps = withSeries.flatMap((x) => x.r.checkpoints.map((c) => c.step)).filter((v): v is number => typeof v === "number");
+          const lo = Math.min(min, ...steps);
+          const hi = Math.max(max, ...steps);
+          return lo === hi ? [lo - 1, hi + 1] : [lo, hi];
+        },
+      },
+    },
     axes: [{ label: "step" }, {}],
     legend: { show: true },
     series: [
@@ -147,6 +166,8 @@ function placeMarks(
       const left = u.valToPos(c.step, "x");
       const top = u.valToPos(v, "y");
       if (!Number.isFinite(left) || !Number.isFinite(top)) continue;
+      // Outside the plotting area (a zoom): not drawn over the axes or the next chart.
+      if (left < -1 || top < -1 || left > u.over.clientWidth + 1 || top > u.over.clientHeight + 1) continue;
       const cls = ["mark", c.is_best ? "best" : "", c.is_last ? "last" : ""].filter(Boolean).join(" ");
       const a = h(
         "a",
@@ -171,10 +192,12 @@ function placeMarks(
           h("div", {}, `step ${c.step}${c.epoch !== null && c.epoch !== undefined ? `, epoch ${c.epoch}` : ""}, ${metric} ${fmtValue(v)}`),
           h("div", { class: "muted" }, "click to open"),
         ]);
-        const r = a.getBoundingClientRect();
-        popup.style.left = `${r.left + window.scrollX + 12}px`;
-        popup.style.top = `${r.top + window.scrollY + 12}px`;
         popup.hidden = false;
+        const r = a.getBoundingClientRect();
+        const w = popup.offsetWidth;
+        const left = r.right + 8 + w > window.innerWidth ? r.left - 8 - w : r.right + 8;
+        popup.style.left = `${Math.max(0, left) + window.scrollX}px`;
+        popup.style.top = `${r.top + window.scrollY}px`;
       });
       a.addEventListener("mouseleave", () => (popup.hidden = true));
       marks.append(a);

@@ -4,7 +4,7 @@
 //! `version_N/metrics.csv` and checkpoints copied from `examples/`, plus a plain file), starts
 //! `ckpt serve --port 0 --no-cache` on it and a chromedriver on a free loopback port, then
 //! clicks and types as a user would. A failing test leaves its screenshot in
-//! `target/browser-screenshots/<test>.png`.
+//! `target/browser-screenshots/<test>.png` (every test does with `CKPT_BROWSER_SCREENSHOTS=1`).
 //!
 //! The WebDriver client is the few endpoints these tests use, over plain HTTP/1.1 on a
 //! `TcpStream` (as tests/serve.rs talks to the server): the Rust WebDriver crates bring an
@@ -485,6 +485,14 @@ impl Ui {
         ui
     }
 
+    /// With `CKPT_BROWSER_SCREENSHOTS=1`, the page now as `<test>-<what>.png`.
+    fn snap(&self, what: &str) {
+        if std::env::var_os("CKPT_BROWSER_SCREENSHOTS").is_some() {
+            self.b
+                .screenshot(&screenshot_dir().join(format!("{}-{what}.png", self.name)));
+        }
+    }
+
     fn url(&self, hash: &str) -> String {
         format!("http://127.0.0.1:{}/#{hash}", self.port)
     }
@@ -517,7 +525,8 @@ impl Ui {
 
 impl Drop for Ui {
     fn drop(&mut self) {
-        if std::thread::panicking() {
+        // CKPT_BROWSER_SCREENSHOTS=1 keeps every test's last page, to look at the UI.
+        if std::thread::panicking() || std::env::var_os("CKPT_BROWSER_SCREENSHOTS").is_some() {
             let to = screenshot_dir().join(format!("{}.png", self.name));
             if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.b.screenshot(&to)))
                 .is_ok()
@@ -642,6 +651,9 @@ fn checkpoint_page_shows_fields_sources_and_tensors() {
     );
     let verdict = ui.b.find("#verdict");
     assert_eq!(ui.b.text(&verdict), "safe");
+    ui.snap("top");
+    ui.b.js("document.getElementById('section-tensors').scrollIntoView()", json!([]));
+    ui.snap("tensors");
     let hash = ui.b.find("#identity-hash");
     assert!(ui.b.text(&hash).starts_with("v2:"));
     // The CLI commands to copy.
@@ -670,6 +682,7 @@ fn compare_highlights_a_differing_hparam() {
     let row = ui.b.find("#compare-table tr[data-field='hparams.optimizer.scheduled_lr']");
     let class = ui.b.js("return arguments[0].className", json!([{ELEMENT: row}]));
     assert_eq!(class, "differs");
+    ui.snap("fields");
     // A field the two share is not highlighted.
     let same = ui.b.find("#compare-table tr[data-field='hparams.optimizer.lr']");
     let class = ui.b.js("return arguments[0].className", json!([{ELEMENT: same}]));
@@ -721,6 +734,7 @@ fn curves_mark_the_best_checkpoint_and_open_it() {
     // Hovering shows the checkpoint; clicking opens it.
     ui.b.hover(&best);
     let popup = ui.b.find(".mark-popup:not([hidden])");
+    ui.snap("hover");
     assert!(ui.b.text(&popup).contains("epoch=02-step=6"));
     ui.b.click(&best);
     let title = ui.b.find("#checkpoint-title");
