@@ -4,9 +4,11 @@
 
 import { api, describe, type Detail, type Entry } from "./api";
 import { badges } from "./catalog";
+import { pruneCard, sidecarCard } from "./writes";
 import { basename, clear, copyButton, errorBox, fmtBytes, fmtCount, fmtValue, h, leaves, routeHref, shellQuote } from "./util";
 
-export async function renderCheckpoint(root: HTMLElement, params: URLSearchParams): Promise<void> {
+/** `notice`: a line shown at the top (what a write just did; the page is shown again after it). */
+export async function renderCheckpoint(root: HTMLElement, params: URLSearchParams, notice?: string): Promise<void> {
   const path = params.get("path");
   clear(root);
   if (!path) {
@@ -59,6 +61,7 @@ export async function renderCheckpoint(root: HTMLElement, params: URLSearchParam
       ),
     ),
   );
+  if (notice) root.append(h("p", { class: "ok card", id: "write-done" }, notice));
   if (entry.error) root.append(errorBox("This file could not be read:", entry.error));
   if (detailError) root.append(errorBox("Details unavailable:", `${detailError} — the catalog's entry is shown.`));
 
@@ -66,7 +69,17 @@ export async function renderCheckpoint(root: HTMLElement, params: URLSearchParam
   if (Object.keys(entry.hparams ?? {}).length) {
     root.append(section("Hyperparameters", tree(entry.hparams), "hparams"));
   }
-  if (!detail) return;
+  const folder = entry.path.includes("/") ? entry.path.slice(0, entry.path.lastIndexOf("/")) : ".";
+  const reload = (done: string) => void renderCheckpoint(root, params, done);
+  const writes = section(
+    "Write",
+    h("div", {}, sidecarCard(entry.path, reload), h("hr", {}), pruneCard(folder, entry.monitor, entry.mode, () => (location.hash = "#/"))),
+    "writes",
+  );
+  if (!detail) {
+    root.append(writes);
+    return;
+  }
 
   const inspect = first(detail.inspect);
   const scan = first(detail.scan);
@@ -82,6 +95,7 @@ export async function renderCheckpoint(root: HTMLElement, params: URLSearchParam
     ),
   );
   root.append(section("Inspect (raw)", partOrError(inspect, (i) => h("details", {}, h("summary", {}, "JSON"), h("pre", {}, JSON.stringify(i, null, 2)))), "inspect"));
+  root.append(writes);
 }
 
 /** The CLI prints a list of one result per file; the API may give the object itself. */

@@ -76,13 +76,15 @@ fn wait_line<T>(p: &Proc, what: &str, parse: impl Fn(&str) -> Option<T>) -> T {
     }
 }
 
-/// `ckpt serve --port 0 --no-cache PATH` run from `dir`.
-fn serve(dir: &Path, root: &str) -> (Proc, u16) {
+/// `ckpt serve --port 0 --no-cache [EXTRA…] PATH` run from `dir`.
+fn serve(dir: &Path, root: &str, extra: &[&str]) -> (Proc, u16) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ckpt"));
     cmd.current_dir(dir)
         .env_clear()
         .env("HOME", common::test_home())
-        .args(["serve", "--port", "0", "--no-cache", root]);
+        .args(["serve", "--port", "0", "--no-cache"])
+        .args(extra)
+        .arg(root);
     if let Some(path) = std::env::var_os("PATH") {
         cmd.env("PATH", path);
     }
@@ -315,6 +317,16 @@ impl Browser {
         self.cmd("POST", &format!("/element/{el}/clear"), None);
     }
 
+    /// The text of the first element matching `css` now, if there is one (no stale handles:
+    /// the page may re-render between two WebDriver calls).
+    fn text_of(&self, css: &str) -> Option<String> {
+        let v = self.js(
+            "const e = document.querySelector(arguments[0]); return e ? e.innerText : null",
+            json!([css]),
+        );
+        v.as_str().map(str::to_owned)
+    }
+
     fn text(&self, el: &str) -> String {
         self.cmd("GET", &format!("/element/{el}/text"), None)
             .as_str()
@@ -459,15 +471,26 @@ struct Ui {
 impl Ui {
     /// The fixture tree in a temporary folder, served as `runs`.
     fn start(name: &'static str) -> Ui {
+        Ui::start_with(name, &[])
+    }
+
+    /// The fixture tree served with extra options (`--allow-writes`).
+    fn start_with(name: &'static str, extra: &[&str]) -> Ui {
         let dir = tempfile::tempdir().unwrap();
         fixture(dir.path());
         let tree = dir.path().to_owned();
-        Ui::start_on(name, dir, &tree, "runs")
+        Ui::start_on(name, dir, &tree, "runs", extra)
     }
 
     /// `ckpt serve ROOT` run in `cwd`, the browser on its catalog (`dir` holds the profile).
-    fn start_on(name: &'static str, dir: tempfile::TempDir, cwd: &Path, root: &str) -> Ui {
-        let (server, port) = serve(cwd, root);
+    fn start_on(
+        name: &'static str,
+        dir: tempfile::TempDir,
+        cwd: &Path,
+        root: &str,
+        extra: &[&str],
+    ) -> Ui {
+        let (server, port) = serve(cwd, root, extra);
         let b = Browser::start(&dir.path().join(".chromium-profile"));
         let ui = Ui {
             name,
@@ -606,8 +629,7 @@ fn catalog_filters_and_shows_filter_errors_inline() {
     ui.b.clear_input(&filter);
     ui.b.type_into(&filter, "hmena>0.5\u{E007}");
     let msg = ui.b.wait("the filter's error", || {
-        let el = ui.b.find_now("#filter-error:not([hidden])")?;
-        let t = ui.b.text(&el);
+        let t = ui.b.text_of("#filter-error:not([hidden])")?;
         (!t.is_empty()).then_some(t)
     });
     assert!(msg.contains("hmena"), "{msg}");
@@ -772,6 +794,44 @@ fn live_a_new_checkpoint_appears_without_reload() {
     ui.rows_when("the row gone", |r| r.len() == 5 && !r.iter().any(|p| p == new));
 }
 
+/// A write is planned, shown, and done only when confirmed: without `--allow-writes` the page
+/// says how to enable writes; with it the sidecar's YAML is shown, then written on "write".
+#[test]
+#[ignore = "needs chromium + chromedriver: scripts/test runs them"]
+fn sidecar_write_shows_its_plan_then_writes_on_confirm() {
+    let sidecar = format!("{V0}/epoch=01-step=4-hmean=0.7445.metadata.yaml");
+    let open = format!(
+        "/checkpoint?path={}",
+        format!("{V0}/epoch=01-step=4-hmean=0.7445.ckpt").replace('=', "%3D")
+    );
+    // Read-only server: refused, with the way to allow it.
+    let ui = Ui::start("sidecar_write_shows_its_plan_then_writes_on_confirm");
+    ui.b.goto(&ui.url(&open));
+    ui.b.click_css("#plan-sidecar");
+    let msg = ui.b.wait("the refusal", || {
+        let t = ui.b.text_of("#section-writes .plan p")?;
+        t.contains("--allow-writes").then_some(t)
+    });
+    assert!(msg.contains("ckpt serve --allow-writes"), "{msg}");
+    assert!(!ui.dir.path().join(&sidecar).exists());
+    drop(ui);
+
+    let ui = Ui::start_with(
+        "sidecar_write_shows_its_plan_then_writes_on_confirm",
+        &["--allow-writes"],
+    );
+    ui.b.goto(&ui.url(&open));
+    ui.b.click_css("#plan-sidecar");
+    let yaml = ui.b.find("#section-writes pre.yaml");
+    assert!(ui.b.text(&yaml).contains("schema_version"), "{}", ui.b.text(&yaml));
+    // Planned, not written.
+    assert!(!ui.dir.path().join(&sidecar).exists());
+    ui.b.click_css("#apply-write");
+    ui.b.find("#write-done");
+    let written = std::fs::read_to_string(ui.dir.path().join(&sidecar)).unwrap();
+    assert!(written.contains("schema_version"), "{written}");
+}
+
 /// 10,000 checkpoints (hard links to one file: no disk, but 10,000 entries to the catalog, in
 /// 20 experiments × 50 runs × 10): the first page's rows are in the page within 1 s of the
 /// navigation, and the pager walks the server's pages.
@@ -793,7 +853,13 @@ fn catalog_of_10000_entries_paints_within_a_second() {
         }
     }
     let tree = dir.path().to_owned();
-    let ui = Ui::start_on("catalog_of_10000_entries_paints_within_a_second", dir, &tree, "big");
+    let ui = Ui::start_on(
+        "catalog_of_10000_entries_paints_within_a_second",
+        dir,
+        &tree,
+        "big",
+        &[],
+    );
     ui.b.wait("a total of 10,000", || (ui.total() == 10_000).then_some(()));
     // A fresh navigation (a new document), timed by the page itself: navigation start →
     // rows rendered.
@@ -816,8 +882,8 @@ fn catalog_of_10000_entries_paints_within_a_second() {
     assert_eq!(ui.b.text(&range), "1–200 of 10,000");
     ui.b.click_css(".pager button:last-child");
     ui.b.wait("the second page", || {
-        ui.b.find_now("#page-range")
-            .filter(|el| ui.b.text(el) == "201–400 of 10,000")
+        ui.b.text_of("#page-range")
+            .filter(|t| t.trim() == "201–400 of 10,000")
     });
 }
 
@@ -833,6 +899,7 @@ fn examples_catalog_screenshot() {
         dir,
         &common::root(),
         "examples/",
+        &[],
     );
     let rows = ui.rows_when("six rows", |r| r.len() == 6);
     assert!(rows.iter().all(|p| p.starts_with("examples/")), "{rows:?}");
