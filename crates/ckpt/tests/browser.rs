@@ -612,6 +612,20 @@ fn catalog_lists_groups_and_sorts_by_a_metric() {
     let hash = ui.b.js("return location.hash", json!([]));
     assert!(hash.as_str().unwrap().contains("sort=metrics.hmean"), "{hash}");
     assert!(hash.as_str().unwrap().contains("desc=1"), "{hash}");
+
+    // The column picker lists /api/fields: a hyperparameter becomes a column.
+    ui.b.click_css("#column-picker summary");
+    ui.b.click_css("#column-picker input[data-field='hparams.optimizer.lr']");
+    ui.b.find("th[data-sort='hparams.optimizer.lr']");
+    let lr = ui.b.js(
+        "return [...document.querySelectorAll('tr.entry td[data-field=\"hparams.optimizer.lr\"]')].map(td => td.textContent)",
+        json!([]),
+    );
+    assert_eq!(
+        lr.as_array().unwrap().iter().filter(|v| *v == "0.001").count(),
+        4,
+        "{lr}"
+    );
 }
 
 #[test]
@@ -908,5 +922,11 @@ fn examples_catalog_screenshot() {
     ui.b.click_css("th[data-sort='metrics.hmean'][aria-sort='ascending']");
     ui.b.find("th[data-sort='metrics.hmean'][aria-sort='descending']");
     ui.b.js("document.activeElement && document.activeElement.blur()", json!([]));
+    // The table's height, not the window's: no empty half in the picture.
+    ui.b.cmd(
+        "POST",
+        "/window/rect",
+        Some(json!({"width": 1280, "height": 640})),
+    );
     ui.b.screenshot(&screenshot_dir().join("serve-examples.png"));
 }
