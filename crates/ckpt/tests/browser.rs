@@ -134,7 +134,10 @@ fn http(port: u16, method: &str, target: &str, body: Option<&Value>) -> (u16, Va
             break i;
         }
         let n = s.read(&mut buf).unwrap();
-        assert!(n > 0, "{method} {target}: connection closed before the headers");
+        assert!(
+            n > 0,
+            "{method} {target}: connection closed before the headers"
+        );
         raw.extend_from_slice(&buf[..n]);
     };
     let head = String::from_utf8_lossy(&raw[..split]).to_string();
@@ -413,7 +416,8 @@ fn screenshot_dir() -> PathBuf {
 const V0: &str = "runs/mnist/lightning_logs/version_0/checkpoints";
 const V1: &str = "runs/mnist/lightning_logs/version_1/checkpoints";
 /// The best checkpoint of version_0 by val/hmean (max).
-const BEST: &str = "runs/mnist/lightning_logs/version_0/checkpoints/epoch=02-step=6-hmean=0.7718.ckpt";
+const BEST: &str =
+    "runs/mnist/lightning_logs/version_0/checkpoints/epoch=02-step=6-hmean=0.7718.ckpt";
 
 /// A Lightning-like tree: `runs/mnist/lightning_logs/version_{0,1}/` with CSVLogger's
 /// `metrics.csv` and the checkpoints of examples/lightning and examples/lightning_dictconfig
@@ -430,10 +434,7 @@ fn fixture(dir: &Path) {
         "epoch=02-step=6-hmean=0.7718.ckpt",
         "last.ckpt",
     ] {
-        copy(
-            &format!("lightning/checkpoints/{f}"),
-            &format!("{V0}/{f}"),
-        );
+        copy(&format!("lightning/checkpoints/{f}"), &format!("{V0}/{f}"));
     }
     copy(
         "lightning_dictconfig/checkpoints/epoch=01-step=4-hmean=0.7445.ckpt",
@@ -603,14 +604,21 @@ fn catalog_lists_groups_and_sorts_by_a_metric() {
         ui.b.find_now("th[data-sort='metrics.hmean'][aria-sort='descending']")
     });
     let rows = ui.rows_when("the best first", |r| {
-        r.first().is_some_and(|p| p.ends_with("0.7718.ckpt") || p.ends_with("last.ckpt"))
+        r.first()
+            .is_some_and(|p| p.ends_with("0.7718.ckpt") || p.ends_with("last.ckpt"))
     });
     let down = hmean(&ui);
-    assert!(down.windows(2).all(|w| w[0] >= w[1]), "not descending: {down:?}");
+    assert!(
+        down.windows(2).all(|w| w[0] >= w[1]),
+        "not descending: {down:?}"
+    );
     assert_eq!(down.len(), 4, "{down:?} {rows:?}");
     // The sort is in the URL: a reload keeps it.
     let hash = ui.b.js("return location.hash", json!([]));
-    assert!(hash.as_str().unwrap().contains("sort=metrics.hmean"), "{hash}");
+    assert!(
+        hash.as_str().unwrap().contains("sort=metrics.hmean"),
+        "{hash}"
+    );
     assert!(hash.as_str().unwrap().contains("desc=1"), "{hash}");
 
     // The column picker lists /api/fields: a hyperparameter becomes a column.
@@ -622,7 +630,11 @@ fn catalog_lists_groups_and_sorts_by_a_metric() {
         json!([]),
     );
     assert_eq!(
-        lr.as_array().unwrap().iter().filter(|v| *v == "0.001").count(),
+        lr.as_array()
+            .unwrap()
+            .iter()
+            .filter(|v| *v == "0.001")
+            .count(),
         4,
         "{lr}"
     );
@@ -688,7 +700,10 @@ fn checkpoint_page_shows_fields_sources_and_tensors() {
     let verdict = ui.b.find("#verdict");
     assert_eq!(ui.b.text(&verdict), "safe");
     ui.snap("top");
-    ui.b.js("document.getElementById('section-tensors').scrollIntoView()", json!([]));
+    ui.b.js(
+        "document.getElementById('section-tensors').scrollIntoView()",
+        json!([]),
+    );
     ui.snap("tensors");
     let hash = ui.b.find("#identity-hash");
     assert!(ui.b.text(&hash).starts_with("v2:"));
@@ -715,17 +730,25 @@ fn compare_highlights_a_differing_hparam() {
     ui.b.click_css(&format!("tr.entry[data-path='{a}'] input.select"));
     ui.b.click_css(&format!("tr.entry[data-path='{b}'] input.select"));
     ui.b.click_css("#compare-selected:not(.disabled)");
-    let row = ui.b.find("#compare-table tr[data-field='hparams.optimizer.scheduled_lr']");
-    let class = ui.b.js("return arguments[0].className", json!([{ELEMENT: row}]));
+    let row =
+        ui.b.find("#compare-table tr[data-field='hparams.optimizer.scheduled_lr']");
+    let class =
+        ui.b.js("return arguments[0].className", json!([{ELEMENT: row}]));
     assert_eq!(class, "differs");
     ui.snap("fields");
     // A field the two share is not highlighted.
-    let same = ui.b.find("#compare-table tr[data-field='hparams.optimizer.lr']");
-    let class = ui.b.js("return arguments[0].className", json!([{ELEMENT: same}]));
+    let same =
+        ui.b.find("#compare-table tr[data-field='hparams.optimizer.lr']");
+    let class =
+        ui.b.js("return arguments[0].className", json!([{ELEMENT: same}]));
     assert_eq!(class, "same");
     // The metrics side by side, and the identity components that differ (from /api/compare).
     let m = ui.b.find("#compare-table tr[data-field='metrics.hmean']");
-    assert!(ui.b.text(&m).matches("0.744518").count() == 2, "{}", ui.b.text(&m));
+    assert!(
+        ui.b.text(&m).matches("0.744518").count() == 2,
+        "{}",
+        ui.b.text(&m)
+    );
     let differs = ui.b.wait_js(
         "identity components",
         "return [...document.querySelectorAll('#identity-table tr[data-differs=\"true\"]')].map(r => r.dataset.component)",
@@ -754,10 +777,15 @@ fn curves_mark_the_best_checkpoint_and_open_it() {
     let best = ui.b.find(&format!(
         "{chart} a.mark[data-best='true'][data-path='{BEST}']"
     ));
-    let step = ui.b.js("return arguments[0].dataset.step", json!([{ELEMENT: &best}]));
+    let step = ui.b.js(
+        "return arguments[0].dataset.step",
+        json!([{ELEMENT: &best}]),
+    );
     assert_eq!(step, "6");
     let marks = ui.b.js(
-        &format!("return [...document.querySelectorAll(\"{chart} a.mark\")].map(m => m.dataset.path)"),
+        &format!(
+            "return [...document.querySelectorAll(\"{chart} a.mark\")].map(m => m.dataset.path)"
+        ),
         json!([]),
     );
     let marks: Vec<String> = serde_json::from_value(marks).unwrap();
@@ -805,7 +833,9 @@ fn live_a_new_checkpoint_appears_without_reload() {
     assert_eq!(same, true, "the page was reloaded");
     // And a removal takes its row away.
     std::fs::remove_file(&to).unwrap();
-    ui.rows_when("the row gone", |r| r.len() == 5 && !r.iter().any(|p| p == new));
+    ui.rows_when("the row gone", |r| {
+        r.len() == 5 && !r.iter().any(|p| p == new)
+    });
 }
 
 /// A write is planned, shown, and done only when confirmed: without `--allow-writes` the page
@@ -837,7 +867,11 @@ fn sidecar_write_shows_its_plan_then_writes_on_confirm() {
     ui.b.goto(&ui.url(&open));
     ui.b.click_css("#plan-sidecar");
     let yaml = ui.b.find("#section-writes pre.yaml");
-    assert!(ui.b.text(&yaml).contains("schema_version"), "{}", ui.b.text(&yaml));
+    assert!(
+        ui.b.text(&yaml).contains("schema_version"),
+        "{}",
+        ui.b.text(&yaml)
+    );
     // Planned, not written.
     assert!(!ui.dir.path().join(&sidecar).exists());
     ui.b.click_css("#apply-write");
@@ -853,12 +887,13 @@ fn sidecar_write_shows_its_plan_then_writes_on_confirm() {
 #[ignore = "needs chromium + chromedriver: scripts/test runs them"]
 fn catalog_of_10000_entries_paints_within_a_second() {
     let dir = tempfile::tempdir().unwrap();
-    let src = common::root().join("examples/lightning/checkpoints/epoch=02-step=6-hmean=0.7718.ckpt");
+    let src =
+        common::root().join("examples/lightning/checkpoints/epoch=02-step=6-hmean=0.7718.ckpt");
     for e in 0..20 {
         for r in 0..50 {
-            let d = dir
-                .path()
-                .join(format!("big/exp{e:02}/lightning_logs/version_{r}/checkpoints"));
+            let d = dir.path().join(format!(
+                "big/exp{e:02}/lightning_logs/version_{r}/checkpoints"
+            ));
             std::fs::create_dir_all(&d).unwrap();
             for i in 0..10 {
                 std::fs::hard_link(&src, d.join(format!("epoch={i:02}-step={}.ckpt", i * 10)))
@@ -921,7 +956,10 @@ fn examples_catalog_screenshot() {
     ui.b.click_css("th[data-sort='metrics.hmean']");
     ui.b.click_css("th[data-sort='metrics.hmean'][aria-sort='ascending']");
     ui.b.find("th[data-sort='metrics.hmean'][aria-sort='descending']");
-    ui.b.js("document.activeElement && document.activeElement.blur()", json!([]));
+    ui.b.js(
+        "document.activeElement && document.activeElement.blur()",
+        json!([]),
+    );
     // The table's height, not the window's: no empty half in the picture.
     ui.b.cmd(
         "POST",
