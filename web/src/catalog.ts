@@ -29,6 +29,13 @@ interface State {
   cols: string[] | null;
 }
 
+/** Experiments and runs folded away by their header's toggle (kept while the page is left). */
+const collapsed = new Set<string>();
+
+function groupKey(e: Entry): { exp: string; run: string } {
+  return { exp: `e\u0000${e.experiment ?? ""}`, run: `r\u0000${e.experiment ?? ""}\u0000${e.run ?? ""}` };
+}
+
 /** Paths ticked for compare/curves, kept while the page is left and come back to. */
 const selected = new Set<string>();
 let fieldsCache: Field[] | null = null;
@@ -367,14 +374,23 @@ class CatalogView {
     for (const c of cols) head.append(this.header(c, c));
     this.table.append(h("thead", {}, head));
     const body = h("tbody", {});
-    let group = "";
+    // Experiment → run → checkpoint: a header row where the experiment changes, a second one
+    // where the run changes within it (when the run is named apart from the experiment).
+    const span = cols.length + 3;
+    let exp: string | null | undefined;
+    let run: string | null | undefined;
     for (const e of this.entries) {
-      const g = `${e.experiment ?? ""}\u0000${e.run ?? ""}`;
-      if (g !== group) {
-        group = g;
-        body.append(this.groupRow(e, cols.length + 3));
+      if (exp === undefined || e.experiment !== exp) {
+        exp = e.experiment;
+        run = undefined;
+        body.append(this.groupRow(e, span, "experiment"));
       }
-      body.append(this.row(e, cols));
+      if (e.run !== run) {
+        run = e.run;
+        if (run && run !== exp) body.append(this.groupRow(e, span, "run"));
+      }
+      const key = groupKey(e);
+      if (!collapsed.has(key.exp) && !collapsed.has(key.run)) body.append(this.row(e, cols));
     }
     if (!this.entries.length && !this.status.textContent) {
       body.append(h("tr", {}, h("td", { colspan: cols.length + 3, class: "empty" }, "No checkpoint matches.")));
@@ -400,17 +416,34 @@ class CatalogView {
     );
   }
 
-  private groupRow(e: Entry, span: number): HTMLElement {
-    const name = [e.experiment, e.run && e.run !== e.experiment ? e.run : null].filter(Boolean).join(" / ") || "(no experiment)";
+  private groupRow(e: Entry, span: number, level: "experiment" | "run"): HTMLElement {
+    const key = groupKey(e)[level === "experiment" ? "exp" : "run"];
+    const name = (level === "experiment" ? e.experiment : e.run) ?? "(no experiment)";
+    const n = this.entries.filter((x) => (level === "experiment" ? x.experiment === e.experiment : groupKey(x).run === key)).length;
+    const isOpen = !collapsed.has(key);
+    const toggle = h(
+      "button",
+      { type: "button", class: "twisty", "aria-expanded": isOpen ? "true" : "false", title: isOpen ? "collapse" : "expand" },
+      isOpen ? "▾" : "▸",
+    );
+    toggle.addEventListener("click", () => {
+      if (collapsed.has(key)) collapsed.delete(key);
+      else collapsed.add(key);
+      this.renderTable();
+    });
+    // A run's curves: the experiment row carries them when the run is the experiment.
+    const showCurves = level === "run" || !e.run || e.run === e.experiment;
     return h(
       "tr",
-      { class: "group", "data-experiment": e.experiment ?? "", "data-run": e.run ?? "" },
+      { class: `group ${level}`, "data-experiment": e.experiment ?? "", "data-run": level === "run" ? (e.run ?? "") : null },
       h(
         "td",
         { colspan: span },
-        h("span", { class: "group-name" }, name),
+        toggle,
         " ",
-        h("a", { href: routeHref("/curves", [["path", e.path]]), class: "small" }, "curves"),
+        h("span", { class: "group-name" }, name),
+        h("span", { class: "muted small" }, ` ${n} here`),
+        showCurves ? [" ", h("a", { href: routeHref("/curves", [["path", e.path]]), class: "small" }, "curves")] : null,
       ),
     );
   }
