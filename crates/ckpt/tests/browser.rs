@@ -713,6 +713,17 @@ fn checkpoint_page_shows_fields_sources_and_tensors() {
         groups.iter().any(|g| g.starts_with("model.encoder")),
         "{groups:?}"
     );
+    // One tensor's values, read on request (/api/tensor).
+    ui.b.click_css("tr[data-tensor='model.encoder.bn1.running_var'] button");
+    let values = ui.b.wait("the tensor's values", || {
+        let t =
+            ui.b.text_of("tr[data-tensor='model.encoder.bn1.running_var'] td.values")?;
+        (t.split(", ").count() == 4).then_some(t)
+    });
+    assert!(
+        values.split(", ").all(|v| v.parse::<f64>().is_ok()),
+        "{values}"
+    );
     let verdict = ui.b.find("#verdict");
     assert_eq!(ui.b.text(&verdict), "safe");
     ui.snap("top");
