@@ -858,11 +858,28 @@ fn live_a_new_checkpoint_appears_without_reload() {
     assert_eq!(ui.total(), 6);
     let same = ui.b.js("return window.__ckptNoReload === 1", json!([]));
     assert_eq!(same, true, "the page was reloaded");
-    // And a removal takes its row away.
+    // A removal takes its row away.
     std::fs::remove_file(&to).unwrap();
     ui.rows_when("the row gone", |r| {
         r.len() == 5 && !r.iter().any(|p| p == new)
     });
+    // A file saved again with other contents: its row shows the new values.
+    let v1 = format!("{V1}/epoch=01-step=4-hmean=0.7445.ckpt");
+    let tmp = ui.dir.path().join("runs/tmp.part");
+    std::fs::copy(
+        common::root().join("examples/lightning/checkpoints/epoch=02-step=6-hmean=0.7718.ckpt"),
+        &tmp,
+    )
+    .unwrap();
+    std::fs::rename(&tmp, ui.dir.path().join(&v1)).unwrap();
+    ui.b.wait("the changed row", || {
+        let t = ui.b.text_of(&format!(
+            "tr.entry[data-path='{v1}'] td[data-field='global_step']"
+        ))?;
+        (t == "6").then_some(())
+    });
+    let same = ui.b.js("return window.__ckptNoReload === 1", json!([]));
+    assert_eq!(same, true, "the page was reloaded");
 }
 
 /// Off loopback (`--host 0.0.0.0`) every request needs the printed token: the page opened
