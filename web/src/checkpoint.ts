@@ -56,7 +56,7 @@ export async function renderCheckpoint(root: HTMLElement, params: URLSearchParam
         copyButton(`ckpt inspect ${q}`),
         copyButton(`ckpt scan ${q}`),
         copyButton(`ckpt hash ${q}`),
-        copyButton(`ckpt meta ${q}`),
+        copyButton(`ckpt dump ${q}`),
         copyButton(`ckpt catalog --format json ${q}`),
       ),
     ),

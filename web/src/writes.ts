@@ -3,7 +3,7 @@
 // the plan's token). Without the flag the server answers 403 and the page says how to enable it.
 
 import { api, ApiError, describe } from "./api";
-import { clear, errorBox, fmtBytes, fmtValue, h } from "./util";
+import { clear, copyButton, errorBox, fmtBytes, fmtValue, h, shellQuote } from "./util";
 
 interface Plan {
   plan: Record<string, unknown>;
@@ -68,7 +68,14 @@ export function sidecarCard(path: string, onDone: (done: string) => void): HTMLE
       box.append(refused(e));
     }
   });
-  return h("div", {}, h("p", { class: "muted" }, "Writes the metadata sidecar ckpt would make for this checkpoint (what ", h("code", {}, "ckpt convert-legacy --checkpoint"), " writes). The plan is shown first."), btn, box);
+  return h(
+    "div",
+    {},
+    h("p", { class: "muted" }, "Writes the metadata sidecar ckpt would make for this checkpoint, as this command does. The plan is shown first."),
+    copyButton(`ckpt convert-legacy --checkpoint ${shellQuote(path)}`),
+    btn,
+    box,
+  );
 }
 
 /** Prune a folder: `ckpt prune FOLDER --keep-top K --monitor M --mode …`'s plan, then its execution. */
@@ -78,6 +85,13 @@ export function pruneCard(folder: string, monitor: string | null, mode: string |
   const mon = h("input", { type: "text", value: monitor ?? "", id: "prune-monitor", placeholder: "metric" });
   const md = h("select", { id: "prune-mode" }, h("option", { value: "max", selected: mode !== "min" }, "max"), h("option", { value: "min", selected: mode === "min" }, "min"));
   const btn = h("button", { type: "button", id: "plan-prune" }, "plan…");
+  const cmd = h("div", {});
+  const drawCmd = () => {
+    clear(cmd);
+    cmd.append(copyButton(`ckpt prune ${shellQuote(folder)} --keep-top ${keep.value} --monitor ${shellQuote(mon.value || "METRIC")} --mode ${md.value}`));
+  };
+  for (const el of [keep, mon, md]) el.addEventListener("input", drawCmd);
+  drawCmd();
   btn.addEventListener("click", async () => {
     clear(box);
     box.append(h("p", { class: "muted" }, "planning…"));
@@ -126,7 +140,8 @@ export function pruneCard(folder: string, monitor: string | null, mode: string |
     "div",
     {},
     h("p", {}, "Prune ", h("code", {}, folder), ": keep the top ", keep, " by ", mon, " ", md, " ", btn),
-    h("p", { class: "muted small" }, "What ", h("code", {}, "ckpt prune"), " would delete is shown first; nothing is removed until you confirm."),
+    h("p", { class: "muted small" }, "What ", h("code", {}, "ckpt prune"), " would delete is shown first; nothing is removed until you confirm. The same from a shell (a dry run without --yes):"),
+    cmd,
     box,
   );
 }
