@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
 use ckpt_catalog::CatalogEntry;
@@ -19,10 +19,10 @@ use crate::catalog::{middle_truncate, terminal_width, trim_float};
 use crate::cli::{CompareArgs, OutputFormat};
 
 /// The entry a path stands for: a checkpoint's own, or a run folder's best (else newest).
-fn entry_for(path: &Path) -> Result<CatalogEntry> {
+fn entry_for(path: &Path, cache: Option<PathBuf>) -> Result<CatalogEntry> {
     crate::inputs::check_paths(&[path])?;
     let opts = Options {
-        cache: Some(ckpt_catalog::cache::Cache::default_path()),
+        cache,
         ..Options::default()
     };
     let cat = build(&[path.to_path_buf()], &opts)?;
@@ -92,10 +92,17 @@ fn leaves(e: &CatalogEntry) -> BTreeMap<String, Value> {
     out
 }
 
-pub fn run(a: &CompareArgs) -> Result<Outcome> {
-    let mut sides = Vec::with_capacity(a.paths.len());
-    for p in &a.paths {
-        let e = entry_for(p)?;
+/// `ckpt compare --format json`'s comparison of `paths` (`ckpt serve`'s compare shows its
+/// rows), reading and writing the catalog cache `cache`.
+pub fn comparison(
+    paths: &[PathBuf],
+    cache: Option<PathBuf>,
+    all: bool,
+    max_tensors: usize,
+) -> Result<Comparison> {
+    let mut sides = Vec::with_capacity(paths.len());
+    for p in paths {
+        let e = entry_for(p, cache.clone())?;
         let inputs = gather(Path::new(&e.path), &HashOptions::default()).ok();
         let id = inputs.as_ref().map(identity);
         let file = e.file_name().to_owned();
@@ -120,7 +127,16 @@ pub fn run(a: &CompareArgs) -> Result<Outcome> {
             s.label = format!("{run}/{}", s.label);
         }
     }
-    let c = compare(&sides, a.all, a.max_tensors);
+    Ok(compare(&sides, all, max_tensors))
+}
+
+pub fn run(a: &CompareArgs) -> Result<Outcome> {
+    let c = comparison(
+        &a.paths,
+        Some(ckpt_catalog::cache::Cache::default_path()),
+        a.all,
+        a.max_tensors,
+    )?;
     match a.format {
         OutputFormat::Json => {
             let mut s = serde_json::to_string_pretty(&c)?;

@@ -19,12 +19,17 @@ use crate::inspect::human_bytes;
 
 /// The catalog of `paths` for `command` (named in bug reports).
 fn catalog(command: &str, paths: &[PathBuf], no_cache: bool) -> Result<Vec<CatalogEntry>> {
+    catalog_with(command, paths, (!no_cache).then(Cache::default_path))
+}
+
+/// [`catalog`] reading and writing the cache file `cache` (none: no cache).
+fn catalog_with(
+    command: &str,
+    paths: &[PathBuf],
+    cache: Option<PathBuf>,
+) -> Result<Vec<CatalogEntry>> {
     let opts = Options {
-        cache: if no_cache {
-            None
-        } else {
-            Some(Cache::default_path())
-        },
+        cache,
         ..Options::default()
     };
     let cat = build(paths, &opts)?;
@@ -127,8 +132,11 @@ pub fn latest(a: &LatestArgs) -> Result<Outcome> {
     }
 }
 
-pub fn prune(a: &PruneArgs) -> Result<Outcome> {
-    let entries = catalog("prune", &a.paths, a.no_cache)?;
+/// `ckpt prune`'s plan for `a` (its paths and rules; `yes` and `format` are not looked at),
+/// on the catalog cache `cache`: what `--format json` prints as `plan`, and what
+/// `ckpt serve --allow-writes` shows before it deletes anything.
+pub fn prune_plan(a: &PruneArgs, cache: Option<PathBuf>) -> Result<retention::Plan> {
+    let entries = catalog_with("prune", &a.paths, cache)?;
     // A mistyped monitor would make every metric "unknown" and keep everything silently.
     let mut fields = crate::catalog::FieldCheck::new(vec![("--monitor", a.monitor.as_str())]);
     for e in &entries {
@@ -147,7 +155,11 @@ pub fn prune(a: &PruneArgs) -> Result<Outcome> {
         keep_every: a.keep_every,
         group: a.group_by.get(),
     };
-    let plan = retention::plan(&entries, &a.paths, &opts);
+    Ok(retention::plan(&entries, &a.paths, &opts))
+}
+
+pub fn prune(a: &PruneArgs) -> Result<Outcome> {
+    let plan = prune_plan(a, (!a.no_cache).then(Cache::default_path))?;
     let executed = a.yes.then(|| retention::execute(&plan));
     match a.format {
         OutputFormat::Json => {

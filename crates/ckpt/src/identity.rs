@@ -31,6 +31,25 @@ fn json_line<T: serde::Serialize>(v: &T) -> Result<()> {
     crate::print_stdout(&s)
 }
 
+/// `ckpt hash --format json`'s report for `path` (`ckpt serve`'s detail shows the same), or
+/// the error the command prints.
+pub fn hash_report(path: &Path, opts: &HashOptions) -> Result<HashReport> {
+    let inputs = gather(path, opts)?;
+    let id = identity(&inputs);
+    let c = &id.components;
+    if c.architecture.is_none() && c.hyperparameters.is_none() && c.data.is_none() {
+        bail!(
+            "{}: nothing to identify: no state dict, no hyperparameters and no data UIDs found",
+            path.display()
+        );
+    }
+    let folder = match (&inputs.folder, &inputs.checkpoint) {
+        (Some(f), Some(ck)) => Some(folder_name(f, ck, opts, &id)),
+        _ => None,
+    };
+    Ok(HashReport::new(&inputs, id, folder))
+}
+
 pub fn hash(a: &HashArgs) -> Result<Outcome> {
     let mut opts = hash_options(a);
     // A hash is compared only with a hash of the version it names.
@@ -43,20 +62,8 @@ pub fn hash(a: &HashArgs) -> Result<Outcome> {
             ),
         }
     }
-    let inputs = gather(&a.path, &opts)?;
-    let id = identity(&inputs);
-    let c = &id.components;
-    if c.architecture.is_none() && c.hyperparameters.is_none() && c.data.is_none() {
-        bail!(
-            "{}: nothing to identify: no state dict, no hyperparameters and no data UIDs found",
-            a.path.display()
-        );
-    }
-    let folder = match (&inputs.folder, &inputs.checkpoint) {
-        (Some(f), Some(ck)) => Some(folder_name(f, ck, &opts, &id)),
-        _ => None,
-    };
-    if let Some(f) = &folder
+    let report = hash_report(&a.path, &opts)?;
+    if let Some(f) = &report.folder
         && let Some(v) = &f.states_version
         && v.parse::<Algorithm>().is_err()
     {
@@ -66,7 +73,6 @@ pub fn hash(a: &HashArgs) -> Result<Outcome> {
             f.path
         );
     }
-    let report = HashReport::new(&inputs, id, folder);
     match a.format {
         OutputFormat::Json => json_line(&report)?,
         OutputFormat::Table => {
@@ -142,12 +148,9 @@ fn run_facts(path: &Path) -> RunFacts {
     }
 }
 
-pub fn diff(a: &DiffArgs) -> Result<Outcome> {
-    let opts = HashOptions {
-        algorithm: a.algorithm,
-        ignore: a.ignore.clone(),
-        ..HashOptions::default()
-    };
+/// `ckpt diff --format json`'s report of `a` against `b` (`ckpt serve`'s compare shows the
+/// same).
+pub fn diff_report(a: &Path, b: &Path, opts: &HashOptions) -> Result<DiffReport> {
     // The run facts come from a catalog entry of each file, built and dropped before the
     // identity inputs are gathered: what is live at once is one catalog, or the two sides'
     // inputs — never both (issue 10: a 10 MB checkpoint diffed within 100 MB; the catalog
@@ -155,33 +158,41 @@ pub fn diff(a: &DiffArgs) -> Result<Outcome> {
     // one). A catalog prints nothing and fails to nothing, so the order changes no output;
     // the cost is that a file that is not a checkpoint is catalogued before it is refused.
     // The same file twice is catalogued once.
-    let fa = run_facts(&a.a);
-    let fb = if a.b == a.a {
-        fa.clone()
-    } else {
-        run_facts(&a.b)
-    };
-    let ia = gather(&a.a, &opts)?;
-    let ib = gather(&a.b, &opts)?;
+    let fa = run_facts(a);
+    let fb = if b == a { fa.clone() } else { run_facts(b) };
+    let ia = gather(a, opts)?;
+    let ib = gather(b, opts)?;
     let (ha, hb) = (identity(&ia), identity(&ib));
     let d = diff::diff(&ia, &ib, &fa, &fb);
     drop((ia, ib));
     let same = ha.hash == hb.hash;
+    Ok(DiffReport {
+        algorithm: opts.algorithm,
+        a: DiffSide {
+            path: a.display().to_string(),
+            identity: ha,
+        },
+        b: DiffSide {
+            path: b.display().to_string(),
+            identity: hb,
+        },
+        identical: same,
+        diff: d,
+    })
+}
+
+pub fn diff(a: &DiffArgs) -> Result<Outcome> {
+    let opts = HashOptions {
+        algorithm: a.algorithm,
+        ignore: a.ignore.clone(),
+        ..HashOptions::default()
+    };
+    let report = diff_report(&a.a, &a.b, &opts)?;
+    let same = report.identical;
     match a.format {
-        OutputFormat::Json => json_line(&DiffReport {
-            algorithm: a.algorithm,
-            a: DiffSide {
-                path: a.a.display().to_string(),
-                identity: ha,
-            },
-            b: DiffSide {
-                path: a.b.display().to_string(),
-                identity: hb,
-            },
-            identical: same,
-            diff: d,
-        })?,
+        OutputFormat::Json => json_line(&report)?,
         OutputFormat::Table => {
+            let (ha, hb, d) = (&report.a.identity, &report.b.identity, &report.diff);
             let mut s = String::new();
             let _ = writeln!(s, "--- {}  {}", a.a.display(), ha.hash);
             let _ = writeln!(s, "+++ {}  {}", a.b.display(), hb.hash);

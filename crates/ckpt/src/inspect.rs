@@ -62,16 +62,21 @@ fn render_dcp(out: &mut String, d: &DcpSummary) {
     }
 }
 
+/// One path's element of `ckpt inspect --format json`: a DCP folder's summary or a file's
+/// (`ckpt serve`'s detail shows the same value).
+pub fn item(path: &Path) -> ckpt_torch::Result<Item> {
+    if ckpt_torch::dcp::is_dcp_dir(path) {
+        DcpSummary::open(path).map(|d| Item::Dcp(Box::new(d)))
+    } else {
+        Checkpoint::open(path).map(|ck| Item::File(Box::new(ck.summary())))
+    }
+}
+
 pub fn run(a: &InspectArgs) -> Result<Outcome> {
     let mut summaries = Vec::new();
     let mut failed = 0usize;
     for f in &a.files {
-        let item = if ckpt_torch::dcp::is_dcp_dir(f) {
-            DcpSummary::open(f).map(|d| Item::Dcp(Box::new(d)))
-        } else {
-            Checkpoint::open(f).map(|ck| Item::File(Box::new(ck.summary())))
-        };
-        match item {
+        match item(f) {
             Ok(i) => summaries.push(i),
             Err(e) => {
                 failed += 1;

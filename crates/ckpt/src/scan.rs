@@ -34,40 +34,7 @@ pub fn run(a: &ScanArgs) -> Result<Outcome> {
     for p in &a.paths {
         collect(p, &mut found);
     }
-    let limits = ScanLimits::default();
-    let results: Vec<(PathBuf, FileScan)> = found
-        .into_iter()
-        .map(|f| match f {
-            Found::File(p) => {
-                // A panic is a bug in ckpt: that file's record says so (an `error`, never
-                // safe), the others are scanned, and the exit code is 3.
-                let s = ckpt_torch::bug::catch(|| scan_path(&p, &limits)).unwrap_or_else(|panic| {
-                    crate::mark_bug();
-                    FileScan {
-                        problems: vec![panic.to_string()],
-                        ..FileScan::default()
-                    }
-                });
-                (p, s)
-            }
-            Found::Special(p) => (
-                p,
-                FileScan {
-                    format: ScanFormat::Special,
-                    note: Some("not a regular file (not opened)".into()),
-                    ..FileScan::default()
-                },
-            ),
-            Found::Broken(p, e) => (
-                p,
-                FileScan {
-                    format: ScanFormat::Other,
-                    problems: vec![e],
-                    ..FileScan::default()
-                },
-            ),
-        })
-        .collect();
+    let results = scan_found(found);
 
     let mut worst = FileVerdict::NoPickle;
     let (mut safe, mut unknown, mut dangerous, mut errors, mut skipped) = (0, 0, 0, 0, 0);
@@ -130,6 +97,70 @@ pub fn run(a: &ScanArgs) -> Result<Outcome> {
         FileVerdict::NoPickle | FileVerdict::Safe => Outcome::Ok,
         _ => Outcome::Findings,
     })
+}
+
+/// `ckpt scan --format json`'s records for one path: the file's, or one per file under a
+/// folder (a DCP checkpoint's `.metadata` and shards), sorted as the command lists them.
+/// With `within` (`ckpt serve`'s roots), a file that resolves outside them (a symlink out of
+/// a served DCP folder, say) is not opened: its record is an `error` saying so.
+pub fn records(path: &Path, within: Option<&[PathBuf]>) -> Vec<ScanRecord> {
+    let mut found = Vec::new();
+    collect(path, &mut found);
+    if let Some(roots) = within {
+        for f in &mut found {
+            if let Found::File(p) = f
+                && !std::fs::canonicalize(&*p).is_ok_and(|r| roots.iter().any(|x| r.starts_with(x)))
+            {
+                let msg = format!(
+                    "{}: resolves outside the served paths: not opened",
+                    p.display()
+                );
+                *f = Found::Broken(p.clone(), msg);
+            }
+        }
+    }
+    scan_found(found)
+        .iter()
+        .map(|(p, s)| ScanRecord::new(p, s))
+        .collect()
+}
+
+/// Scan what the walk found, in its order.
+fn scan_found(found: Vec<Found>) -> Vec<(PathBuf, FileScan)> {
+    let limits = ScanLimits::default();
+    found
+        .into_iter()
+        .map(|f| match f {
+            Found::File(p) => {
+                // A panic is a bug in ckpt: that file's record says so (an `error`, never
+                // safe), the others are scanned, and the exit code is 3.
+                let s = ckpt_torch::bug::catch(|| scan_path(&p, &limits)).unwrap_or_else(|panic| {
+                    crate::mark_bug();
+                    FileScan {
+                        problems: vec![panic.to_string()],
+                        ..FileScan::default()
+                    }
+                });
+                (p, s)
+            }
+            Found::Special(p) => (
+                p,
+                FileScan {
+                    format: ScanFormat::Special,
+                    note: Some("not a regular file (not opened)".into()),
+                    ..FileScan::default()
+                },
+            ),
+            Found::Broken(p, e) => (
+                p,
+                FileScan {
+                    format: ScanFormat::Other,
+                    problems: vec![e],
+                    ..FileScan::default()
+                },
+            ),
+        })
+        .collect()
 }
 
 fn table_row(out: &mut String, p: &Path, s: &FileScan) {

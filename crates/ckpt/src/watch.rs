@@ -16,7 +16,7 @@
 //! SIGINT and SIGTERM set a flag the loop reads every tick: it stops within a tick or the
 //! file being handled.
 
-mod complete;
+pub(crate) mod complete;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write as _;
@@ -253,7 +253,7 @@ fn watch(a: &WatchArgs, stop: &AtomicBool) -> Result<Outcome> {
     Ok(Outcome::Ok)
 }
 
-fn start_watcher(
+pub(crate) fn start_watcher(
     roots: &[(PathBuf, PathBuf)],
     tx: mpsc::Sender<notify::Result<notify::Event>>,
 ) -> notify::Result<notify::RecommendedWatcher> {
@@ -269,7 +269,7 @@ fn start_watcher(
 
 /// Every file under the roots with its size and mtime (hidden files and folders left out,
 /// except a DCP directory's `.metadata`).
-fn listing(roots: &[(PathBuf, PathBuf)]) -> HashMap<PathBuf, (u64, SystemTime)> {
+pub(crate) fn listing(roots: &[(PathBuf, PathBuf)]) -> HashMap<PathBuf, (u64, SystemTime)> {
     let mut out = HashMap::new();
     for (abs, _) in roots {
         walk(abs, 0, &mut |p, m| {
@@ -315,7 +315,7 @@ fn walk(dir: &Path, depth: usize, f: &mut dyn FnMut(&Path, &std::fs::Metadata)) 
     }
 }
 
-fn is_temporary(name: &str) -> bool {
+pub(crate) fn is_temporary(name: &str) -> bool {
     name.starts_with('.') || TEMP_SUFFIXES.iter().any(|s| name.ends_with(s))
 }
 

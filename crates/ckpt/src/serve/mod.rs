@@ -4,21 +4,27 @@
 //!   serialized; `ckpt schema catalog`), and filtering and sorting are the CLI's own
 //!   (`ckpt_catalog::query`, with the same unknown-field errors), so the API and the CLI
 //!   cannot drift apart.
-//! - The catalog is built once at start (with the entry cache) and rebuilt on
-//!   `GET /api/checkpoints?refresh=1`: no background work, no `POST`. Live updates (events)
-//!   come with the watcher.
+//! - The catalog is built once at start (with the entry cache) and rebuilt when a watcher on
+//!   the roots sees a change (or on `GET /api/checkpoints?refresh=1`); each rebuild's
+//!   difference is sent to `GET /api/events`' clients ([`events`]). A snapshot of the catalog
+//!   is swapped whole: a request keeps the one it started with, and what is computed from a
+//!   snapshot (sort orders, known fields, query results: [`list`]) lives and dies with it.
+//! - Many clients at once: a multi-thread runtime sized by the cores; what is heavy (a
+//!   rebuild, a first sort by a field, a big page) runs on the blocking pool.
 //! - Only what is under the given roots is served: a `path=` is resolved (`..`, symlinks)
 //!   and must land under a root and be a catalog entry; nothing is ever read on its behalf.
 //!   A checkpoint the catalog reaches through a symlink out of the roots is left out of the
 //!   served catalog (with a warning), so the list and the lookup agree.
 //! - Loopback by default. Listening anywhere else prints a random access token that every
 //!   request must carry (`?token=` or `Authorization: Bearer`), else 401.
-//! - SIGINT/SIGTERM stop it: open connections get a short grace period, then the process
-//!   exits whatever they do (a client holding a keep-alive connection cannot keep it up).
+//! - SIGINT/SIGTERM stop it: event streams end at once, other open connections get a short
+//!   grace period, then the process exits whatever they do (a client holding a keep-alive
+//!   connection cannot keep it up).
+//! - `--open` hands the page's address to the desktop's opener; never fatal.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -29,34 +35,46 @@ use axum::extract::{Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use ckpt_catalog::CatalogEntry;
 use ckpt_catalog::cache::Cache;
 use ckpt_catalog::catalog::{Options, build_streaming};
 use ckpt_catalog::discover::WalkOptions;
-use ckpt_catalog::query;
-use serde::Serialize;
 use serde_json::json;
 
 use crate::Outcome;
-use crate::catalog::FieldCheck;
 use crate::cli::ServeArgs;
 
 mod assets;
-
-/// Entries per page when `limit` is not given, and the most one page holds: a client cannot
-/// make the server serialize the whole catalog in one answer.
-const DEFAULT_LIMIT: usize = 100;
-const MAX_LIMIT: usize = 1000;
+mod compare;
+mod curves;
+mod detail;
+mod events;
+mod list;
+mod writes;
 
 /// How long open connections may take to finish after SIGINT/SIGTERM.
 const GRACE: Duration = Duration::from_millis(500);
 
-/// One build of the catalog, swapped whole on refresh (readers keep the one they started with).
+/// Sorts of the previous snapshot made again for a new one as soon as it is built.
+const RESORT: usize = 4;
+
+/// Stack of the runtime's threads (the blocking pool rebuilds the catalog: the readers'
+/// budgets assume a roomy stack, as the CLI's worker thread has).
+const THREAD_STACK: usize = 16 << 20;
+
+/// One build of the catalog, swapped whole when it changes (readers keep the one they
+/// started with).
 struct Snapshot {
     entries: Vec<CatalogEntry>,
     /// Each entry's resolved path (symlinks, `..`), to find it from any spelling of its path.
     by_real_path: HashMap<PathBuf, usize>,
+    /// Each entry by its path exactly as the catalog prints it.
+    by_path: HashMap<String, usize>,
+    /// 0 for the catalog built at start, one more for each rebuild that changed it.
+    generation: u64,
+    /// What list requests compute from this build, kept with it.
+    index: list::Index,
 }
 
 struct App {
@@ -65,9 +83,15 @@ struct App {
     real_roots: Vec<PathBuf>,
     opts: Options,
     snapshot: RwLock<Arc<Snapshot>>,
-    /// One rebuild at a time: concurrent `refresh=1` requests wait for the running one.
+    /// One rebuild at a time (the watcher's, `refresh=1`'s): each waits for the running one.
     rebuilding: tokio::sync::Mutex<()>,
+    /// Each rebuild's difference, to the `/api/events` clients.
+    events: tokio::sync::broadcast::Sender<Arc<events::Batch>>,
+    /// Turns true on SIGINT/SIGTERM: event streams end, the watcher stops.
+    stop: tokio::sync::watch::Receiver<bool>,
     token: Option<String>,
+    /// The in-depth endpoints' concurrency bound and, with `--allow-writes`, pending writes.
+    deep: detail::Deep,
 }
 
 pub fn run(a: &ServeArgs) -> Result<Outcome> {
@@ -111,14 +135,20 @@ pub fn run(a: &ServeArgs) -> Result<Outcome> {
         },
         progress: None,
     };
-    let snapshot = build(&roots, &real_roots, &opts)?;
+    let watching = events::start_watching(&real_roots, a.poll);
+    let entries = build(&roots, &real_roots, &opts, &HashSet::new(), None)?;
+    let (events, _) = tokio::sync::broadcast::channel(events::BACKLOG);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let app = Arc::new(App {
         roots,
         real_roots,
         opts,
-        snapshot: RwLock::new(Arc::new(snapshot)),
+        snapshot: RwLock::new(Arc::new(Snapshot::new(entries, 0))),
         rebuilding: tokio::sync::Mutex::new(()),
+        events,
+        stop: stop_rx.clone(),
         token,
+        deep: detail::Deep::new(a.allow_writes),
     });
 
     // Installed before "listening" is printed: a client that reads that line and signals
@@ -128,18 +158,25 @@ pub fn run(a: &ServeArgs) -> Result<Outcome> {
         signal_hook::consts::SIGTERM,
     ])?;
     let signals_handle = signals.handle();
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let signal_thread = std::thread::spawn(move || {
         if signals.forever().next().is_some() {
             let _ = stop_tx.send(true);
         }
     });
 
-    let rt = tokio::runtime::Builder::new_current_thread()
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        // Threads, not cores: a slow job on the pool (a rebuild, another endpoint's reading
+        // of a big file) must not hold a list computation back behind it.
+        .max_blocking_threads(workers.saturating_mul(8).max(16))
+        .thread_stack_size(THREAD_STACK)
+        .thread_name("ckpt-serve")
         .enable_io()
         .enable_time()
         .build()?;
-    let result = rt.block_on(serve(app, listener, local, stop_rx));
+    let open = a.open;
+    let result = rt.block_on(serve(app, listener, local, stop_rx, open, watching));
     signals_handle.close();
     let _ = signal_thread.join();
     // Handlers still running on the blocking pool (a rebuild) are not waited for.
@@ -153,14 +190,32 @@ async fn serve(
     listener: std::net::TcpListener,
     local: SocketAddr,
     stop: tokio::sync::watch::Receiver<bool>,
+    open: bool,
+    watching: events::Watching,
 ) -> Result<()> {
     let listener = tokio::net::TcpListener::from_std(listener)?;
     let router = axum::Router::new()
         .route("/", get(assets::index))
         .route("/assets/{name}", get(assets::asset))
         .route("/api/health", get(health))
-        .route("/api/checkpoints", get(checkpoints))
+        .route("/api/checkpoints", get(list::checkpoints))
+        .route("/api/fields", get(list::fields))
         .route("/api/checkpoint", get(checkpoint))
+        .route("/api/events", get(events::events))
+        .route("/api/detail", get(detail::detail))
+        .route("/api/tensor", get(detail::tensor))
+        .route("/api/compare", get(compare::compare))
+        .route("/api/curves", get(curves::curves))
+        .route("/api/plan/sidecar", post(writes::plan_sidecar))
+        .route("/api/plan/prune", post(writes::plan_prune))
+        .route("/api/apply", post(writes::apply))
+        .method_not_allowed_fallback(|| async {
+            error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed: the plan and apply endpoints take POST, the others GET"
+                    .to_owned(),
+            )
+        })
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint".to_owned()) })
         .layer(axum::middleware::from_fn_with_state(app.clone(), authorize))
         .with_state(app.clone());
@@ -177,6 +232,12 @@ async fn serve(
         }
         out.flush()?;
     }
+    if open {
+        open_browser(&page_url(local, app.token.as_deref()));
+    }
+    let first = current(&app);
+    tokio::task::spawn_blocking(move || first.index.warm(&first.entries, &[]));
+    tokio::spawn(events::watch_roots(app.clone(), watching, stop.clone()));
     let mut graceful = stop.clone();
     let server = axum::serve(listener, router).with_graceful_shutdown(async move {
         let _ = graceful.wait_for(|s| *s).await;
@@ -202,41 +263,149 @@ fn random_token() -> Result<String> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
+/// The page's address for a browser: loopback when listening on every address, with the
+/// access token when there is one.
+fn page_url(local: SocketAddr, token: Option<&str>) -> String {
+    let host = match local.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => "127.0.0.1".to_owned(),
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => "[::1]".to_owned(),
+        std::net::IpAddr::V4(ip) => ip.to_string(),
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+    };
+    match token {
+        Some(t) => format!("http://{host}:{}/?token={t}", local.port()),
+        None => format!("http://{host}:{}/", local.port()),
+    }
+}
+
+/// `--open`: the desktop's opener (`xdg-open`, or macOS's `open`) on `url`, in the
+/// background. Never fatal: when there is none or it fails to start, one line says so.
+fn open_browser(url: &str) {
+    let found = std::env::var_os("PATH").and_then(|path| {
+        ["xdg-open", "open"].iter().find_map(|name| {
+            std::env::split_paths(&path)
+                .map(|d| d.join(name))
+                .find(|p| p.is_file())
+        })
+    });
+    let Some(opener) = found else {
+        crate::sink_eprintln!(
+            "ckpt serve: could not open a browser (no xdg-open or open on PATH); open {url}"
+        );
+        return;
+    };
+    let child = std::process::Command::new(&opener)
+        .arg(url)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+    match child {
+        // Reaped in the background: an opener that lingers (some do) holds nothing up.
+        Ok(mut c) => {
+            std::thread::spawn(move || c.wait());
+        }
+        Err(e) => crate::sink_eprintln!(
+            "ckpt serve: could not open a browser ({}: {e}); open {url}",
+            opener.display()
+        ),
+    }
+}
+
+impl Snapshot {
+    /// The snapshot of `built`: each entry with its resolved path (`None`: gone since it was
+    /// listed; served as the catalog saw it, found by its own path).
+    fn new(built: Vec<(CatalogEntry, Option<PathBuf>)>, generation: u64) -> Snapshot {
+        let n = built.len();
+        let mut entries = Vec::with_capacity(n);
+        let mut by_real_path = HashMap::with_capacity(n);
+        let mut by_path = HashMap::with_capacity(n);
+        for (i, (e, real)) in built.into_iter().enumerate() {
+            if let Some(real) = real {
+                by_real_path.insert(real, i);
+            }
+            by_path.entry(e.path.clone()).or_insert(i);
+            entries.push(e);
+        }
+        Snapshot {
+            entries,
+            by_real_path,
+            by_path,
+            generation,
+            index: list::Index::new(n),
+        }
+    }
+}
+
 /// The catalog of `roots`, less the entries that resolve outside `real_roots` (a symlink out
-/// of the tree: the catalog follows it, the server does not serve it).
-fn build(roots: &[PathBuf], real_roots: &[PathBuf], opts: &Options) -> Result<Snapshot> {
+/// of the tree: the catalog follows it, the server does not serve it). An entry whose
+/// resolved path is in `hold` (a file still being written) is `previous`'s version of it, or
+/// left out when it is new.
+fn build(
+    roots: &[PathBuf],
+    real_roots: &[PathBuf],
+    opts: &Options,
+    hold: &HashSet<PathBuf>,
+    previous: Option<&Snapshot>,
+) -> Result<Vec<(CatalogEntry, Option<PathBuf>)>> {
     let mut found = Vec::new();
     let cat = build_streaming(roots, opts, &mut |e| found.push(e))?;
-    for w in &cat.warnings {
-        crate::sink_eprintln!("ckpt: warning: {w}");
+    // Said at start; a rebuild would repeat them on every change.
+    if previous.is_none() {
+        for w in &cat.warnings {
+            crate::sink_eprintln!("ckpt: warning: {w}");
+        }
     }
     for b in &cat.bugs {
         crate::report_bug("serve", &b.path, &b.panic);
     }
     let mut entries = Vec::with_capacity(found.len());
-    let mut by_real_path = HashMap::with_capacity(found.len());
     for e in found {
-        match std::fs::canonicalize(&e.path) {
-            Ok(real) if !real_roots.iter().any(|r| real.starts_with(r)) => {
-                crate::sink_eprintln!(
-                    "ckpt: warning: {}: resolves to {}, outside the served paths: not served",
-                    e.path,
-                    real.display()
-                );
+        let real = std::fs::canonicalize(&e.path).ok();
+        match real {
+            Some(ref real) if !real_roots.iter().any(|r| real.starts_with(r)) => {
+                // Said once, at start: a rebuild would repeat it on every change.
+                if previous.is_none() {
+                    crate::sink_eprintln!(
+                        "ckpt: warning: {}: resolves to {}, outside the served paths: not served",
+                        e.path,
+                        real.display()
+                    );
+                }
                 continue;
             }
-            Ok(real) => {
-                by_real_path.insert(real, entries.len());
+            Some(ref real) if hold.contains(real) => {
+                let old = previous
+                    .and_then(|p| p.by_real_path.get(real).map(|&i| &p.entries[i]))
+                    .cloned();
+                entries.extend(old.map(|e| (e, Some(real.clone()))));
+                continue;
             }
-            // Gone since it was listed: served as the catalog saw it, found by its own path.
-            Err(_) => {}
+            _ => {}
         }
-        entries.push(e);
+        entries.push((e, real));
     }
-    Ok(Snapshot {
-        entries,
-        by_real_path,
-    })
+    Ok(entries)
+}
+
+/// The index of the entry a requested path names: the path exactly as the catalog prints it,
+/// else any other spelling resolved (`..`, symlinks) that lands under a root and on an entry.
+/// The file itself is never opened.
+fn locate(app: &App, snap: &Snapshot, path: &str) -> Result<usize, (StatusCode, String)> {
+    if let Some(&i) = snap.by_path.get(path) {
+        return Ok(i);
+    }
+    let not_found = || (StatusCode::NOT_FOUND, format!("{path}: not in the catalog"));
+    let Ok(real) = std::fs::canonicalize(std::path::Path::new(path)) else {
+        return Err(not_found());
+    };
+    if !app.real_roots.iter().any(|r| real.starts_with(r)) {
+        return Err((
+            StatusCode::NOT_FOUND,
+            format!("{path}: not under the served paths"),
+        ));
+    }
+    snap.by_real_path.get(&real).copied().ok_or_else(not_found)
 }
 
 fn error(status: StatusCode, msg: String) -> Response {
@@ -292,142 +461,46 @@ async fn health(State(app): State<Arc<App>>) -> Response {
     Json(json!({ "ok": true, "checkpoints": n })).into_response()
 }
 
-#[derive(Serialize)]
-struct Page<'a> {
-    checkpoints: &'a [CatalogEntry],
-    total: usize,
+/// Make `snap` the current snapshot, and compute its memos in the background.
+fn swap(app: &App, snap: Arc<Snapshot>) {
+    let old = match app.snapshot.write() {
+        Ok(mut s) => std::mem::replace(&mut *s, snap.clone()),
+        Err(poisoned) => std::mem::replace(&mut *poisoned.into_inner(), snap.clone()),
+    };
+    let sorts = old.index.recent_sorts(RESORT);
+    drop(old);
+    tokio::task::spawn_blocking(move || snap.index.warm(&snap.entries, &sorts));
 }
 
-/// The parameters of `/api/checkpoints`, parsed by hand: `filter` repeats, and an unknown
-/// parameter is an error rather than silently ignored (a typo would return everything).
-struct ListQuery {
-    offset: usize,
-    limit: usize,
-    filters: Vec<String>,
-    sort: Option<String>,
-    desc: bool,
-    refresh: bool,
-}
-
-fn parse_list(pairs: Vec<(String, String)>) -> Result<ListQuery, String> {
-    let mut q = ListQuery {
-        offset: 0,
-        limit: DEFAULT_LIMIT,
-        filters: Vec::new(),
-        sort: None,
-        desc: false,
-        refresh: false,
-    };
-    let number = |k: &str, v: &str| {
-        v.parse::<usize>()
-            .map_err(|_| format!("{k}={v:?}: not a non-negative integer"))
-    };
-    let flag = |k: &str, v: &str| match v {
-        "" | "1" | "true" => Ok(true),
-        "0" | "false" => Ok(false),
-        _ => Err(format!("{k}={v:?}: expected 1, true, 0 or false")),
-    };
-    for (k, v) in pairs {
-        match k.as_str() {
-            "offset" => q.offset = number(&k, &v)?,
-            "limit" => {
-                q.limit = number(&k, &v)?;
-                if q.limit > MAX_LIMIT {
-                    return Err(format!("limit={}: at most {MAX_LIMIT}", q.limit));
-                }
-            }
-            "filter" => q.filters.push(v),
-            "sort" => q.sort = Some(v).filter(|s| !s.is_empty()),
-            "desc" => q.desc = flag(&k, &v)?,
-            "refresh" => q.refresh = flag(&k, &v)?,
-            "token" => {}
-            other => {
-                return Err(format!(
-                    "{other:?}: unknown parameter (offset, limit, filter, sort, desc, refresh)"
-                ));
-            }
-        }
-    }
-    Ok(q)
-}
-
-async fn checkpoints(
-    State(app): State<Arc<App>>,
-    pairs: Result<Query<Vec<(String, String)>>, QueryRejection>,
-) -> Response {
-    let pairs = match pairs {
-        Ok(Query(p)) => p,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
-    };
-    let q = match parse_list(pairs) {
-        Ok(q) => q,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e),
-    };
-    // The CLI's own parser: the same language and the same messages as `--filter`.
-    let filters = match q
-        .filters
-        .iter()
-        .map(|f| query::parse_filter(f))
-        .collect::<Result<Vec<_>, _>>()
-    {
-        Ok(f) => f,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e),
-    };
-    if q.refresh
-        && let Err(e) = refresh(&app).await
-    {
-        return error(StatusCode::INTERNAL_SERVER_ERROR, crate::one_line(&e));
-    }
-    let snap = current(&app);
-    let mut queried: Vec<(&str, &str)> = filters
-        .iter()
-        .map(|f| ("--filter", f.field.as_str()))
-        .collect();
-    queried.extend(q.sort.as_deref().map(|s| ("--sort", s)));
-    let mut fields = FieldCheck::new(queried);
-    for e in &snap.entries {
-        fields.see(e);
-    }
-    if let Err(e) = fields.check() {
-        return error(StatusCode::BAD_REQUEST, crate::one_line(&e));
-    }
-    let kept = snap
-        .entries
-        .iter()
-        .filter(|e| filters.iter().all(|f| f.matches(e)));
-    let page = |all: &[CatalogEntry]| {
-        let total = all.len();
-        let start = q.offset.min(total);
-        let end = start.saturating_add(q.limit).min(total);
-        Json(Page {
-            checkpoints: &all[start..end],
-            total,
-        })
-        .into_response()
-    };
-    match &q.sort {
-        Some(s) => {
-            let mut sorted: Vec<CatalogEntry> = kept.cloned().collect();
-            query::sort(&mut sorted, s, q.desc);
-            page(&sorted)
-        }
-        None if filters.is_empty() => page(&snap.entries),
-        None => page(&kept.cloned().collect::<Vec<_>>()),
-    }
-}
-
-/// Rebuild the catalog on the blocking pool (the walk and the cache are synchronous) and
-/// swap it in.
+/// `?refresh=1`: rebuild now, everything as it is on disk.
 async fn refresh(app: &Arc<App>) -> Result<()> {
+    rebuild(app, HashSet::new()).await
+}
+
+/// Rebuild the catalog on the blocking pool (the walk and the cache are synchronous); when it
+/// changed, swap it in and send the difference to the event streams. A rebuild that finds
+/// the catalog unchanged keeps the current snapshot (and everything computed from it).
+async fn rebuild(app: &Arc<App>, hold: HashSet<PathBuf>) -> Result<()> {
     let _one = app.rebuilding.lock().await;
     let a = app.clone();
-    let snap = tokio::task::spawn_blocking(move || build(&a.roots, &a.real_roots, &a.opts))
-        .await
-        .context("rebuilding the catalog")??;
-    match app.snapshot.write() {
-        Ok(mut s) => *s = Arc::new(snap),
-        Err(poisoned) => *poisoned.into_inner() = Arc::new(snap),
-    }
+    let built = tokio::task::spawn_blocking(move || -> Result<_> {
+        let old = current(&a);
+        let entries = build(&a.roots, &a.real_roots, &a.opts, &hold, Some(&old))?;
+        let generation = old.generation.saturating_add(1);
+        let batch = events::diff(&old, &entries, generation);
+        if batch.is_empty() && entries.len() == old.entries.len() {
+            return Ok(None);
+        }
+        Ok(Some((Snapshot::new(entries, generation), batch)))
+    })
+    .await
+    .context("rebuilding the catalog")??;
+    let Some((snap, batch)) = built else {
+        return Ok(());
+    };
+    swap(app, Arc::new(snap));
+    // No receivers is no error: nobody is listening.
+    let _ = app.events.send(Arc::new(batch));
     Ok(())
 }
 
@@ -447,25 +520,8 @@ async fn checkpoint(
     let Some(path) = q.path.filter(|p| !p.is_empty()) else {
         return error(StatusCode::BAD_REQUEST, "path=: required".to_owned());
     };
-    let snap = current(&app);
-    // The path exactly as the catalog prints it: the entry itself.
-    if let Some(e) = snap.entries.iter().find(|e| e.path == path) {
-        return Json(e).into_response();
-    }
-    // Any other spelling is resolved first (`..`, symlinks), and only a path that lands under
-    // a root is looked up; the file itself is never opened.
-    let not_found = || error(StatusCode::NOT_FOUND, format!("{path}: not in the catalog"));
-    let Ok(real) = std::fs::canonicalize(Path::new(&path)) else {
-        return not_found();
-    };
-    if !app.real_roots.iter().any(|r| real.starts_with(r)) {
-        return error(
-            StatusCode::NOT_FOUND,
-            format!("{path}: not under the served paths"),
-        );
-    }
-    match snap.by_real_path.get(&real) {
-        Some(&i) => Json(&snap.entries[i]).into_response(),
-        None => not_found(),
+    match detail::lookup(&app, &current(&app), &path) {
+        Ok(e) => Json(e).into_response(),
+        Err(fail) => fail.into_response(),
     }
 }

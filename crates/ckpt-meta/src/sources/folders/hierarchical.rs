@@ -55,6 +55,8 @@ pub fn split_model_loss(rest: &str) -> Option<(&str, &str)> {
 #[derive(Debug, Default)]
 pub(super) struct HierDir {
     is_exp: bool,
+    /// One of the three JSON reports is here (not just a folder name that looks like one).
+    pub(super) has_reports: bool,
     folder: String,
     model: Option<(String, Source)>,
     loss: Option<(String, Source)>,
@@ -161,6 +163,7 @@ impl HierDir {
             .collect();
         let mut h = HierDir {
             is_exp: true,
+            has_reports,
             folder: folder.to_owned(),
             ..HierDir::default()
         };
@@ -247,6 +250,26 @@ fn task_of(exp: &Path, root: &Path) -> Option<String> {
     rel_name(parent, root)
 }
 
+/// The hierarchical experiment folder of a checkpoint (its folder, or the one above a
+/// `checkpoints`/`weights`/`ckpts` folder), with what it holds. The one rule
+/// [`hierarchical`] and [`super::log_dirs`] share.
+pub(super) fn experiment_dir<'p>(
+    cache: &DirCache,
+    ckpt: &'p Path,
+) -> Option<(&'p Path, Arc<HierDir>)> {
+    let parent = ckpt.parent()?;
+    let mut cands = vec![parent];
+    if matches!(name_of(parent), Some("checkpoints" | "weights" | "ckpts"))
+        && let Some(p) = parent.parent()
+    {
+        cands.push(p);
+    }
+    cands.into_iter().find_map(|d| {
+        let info = cache.hier_dir(d);
+        info.is_exp.then_some((d, info))
+    })
+}
+
 /// Hierarchical experiment folders `checkpoints/<task...>/<YYYY-MM-DD_HH-MM-SS>_<MODEL>_<LOSS>/`
 /// with `config.json`, `training_summary.json`, `classification_report.json`,
 /// `minimal_logging.json` (the checkpoint in the folder or in a `checkpoints/` folder inside
@@ -264,19 +287,7 @@ fn task_of(exp: &Path, root: &Path) -> Option<String> {
 ///   (`best-epoch02-val_f1-0.847`) are left to the file-name source;
 /// - `is_best`: whether the file name's epoch is the reports' `best_epoch`.
 pub fn hierarchical(cache: &DirCache, ckpt: &Path, root: &Path) -> Vec<Fact> {
-    let Some(parent) = ckpt.parent() else {
-        return Vec::new();
-    };
-    let mut cands = vec![parent];
-    if matches!(name_of(parent), Some("checkpoints" | "weights" | "ckpts"))
-        && let Some(p) = parent.parent()
-    {
-        cands.push(p);
-    }
-    let Some((dir, info)) = cands.into_iter().find_map(|d| {
-        let info = cache.hier_dir(d);
-        info.is_exp.then_some((d, info))
-    }) else {
+    let Some((dir, info)) = experiment_dir(cache, ckpt) else {
         return Vec::new();
     };
     let mut out = Vec::new();

@@ -36,6 +36,29 @@ fn is_version_name(name: Option<&str>) -> bool {
         .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
 }
 
+/// The Lightning version folder a checkpoint belongs to (`<version>/checkpoints/X.ckpt` or
+/// `version_N/X.ckpt`), with what it holds: a folder not named `version_N` counts only when it
+/// has `hparams.yaml` or `metrics.csv`. The one rule [`lightning_logs`] and
+/// [`super::log_dirs`] share.
+pub(super) fn version_dir<'p>(
+    cache: &DirCache,
+    ckpt: &'p Path,
+) -> Option<(&'p Path, Arc<LightningDir>)> {
+    let parent = ckpt.parent()?;
+    let (dir, named) = if name_of(parent) == Some("checkpoints") {
+        match parent.parent() {
+            Some(d) if !d.as_os_str().is_empty() => (d, is_version_name(name_of(d))),
+            _ => return None,
+        }
+    } else if is_version_name(name_of(parent)) {
+        (parent, true)
+    } else {
+        return None;
+    };
+    let info = cache.lightning_dir(dir);
+    (named || info.is_log_dir).then_some((dir, info))
+}
+
 /// Lightning's layout `<...>/lightning_logs/version_N/checkpoints/X.ckpt`, and any
 /// `<logger_dir>/<name>/<version>/checkpoints/` as TensorBoardLogger and CSVLogger write it
 /// (a version folder not named `version_N` counts when it has `hparams.yaml` or
@@ -50,23 +73,9 @@ fn is_version_name(name: Option<&str>) -> bool {
 ///   (not for names with `best` in them: their epoch is unknown here). Empty cells and
 ///   non-numbers are skipped.
 pub fn lightning_logs(cache: &DirCache, ckpt: &Path, root: &Path) -> Vec<Fact> {
-    let Some(parent) = ckpt.parent() else {
+    let Some((dir, info)) = version_dir(cache, ckpt) else {
         return Vec::new();
     };
-    let (dir, named) = if name_of(parent) == Some("checkpoints") {
-        match parent.parent() {
-            Some(d) if !d.as_os_str().is_empty() => (d, is_version_name(name_of(d))),
-            _ => return Vec::new(),
-        }
-    } else if is_version_name(name_of(parent)) {
-        (parent, true)
-    } else {
-        return Vec::new();
-    };
-    let info = cache.lightning_dir(dir);
-    if !named && !info.is_log_dir {
-        return Vec::new();
-    }
     let mut out = Vec::new();
     let exp = rel_name(dir, root).unwrap_or_else(|| last_components(dir, 2));
     out.push(Fact::new(Field::Run, json!(exp), Source::FolderName));

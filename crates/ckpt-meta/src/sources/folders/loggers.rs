@@ -231,10 +231,23 @@ impl WandbRun {
     }
 }
 
+/// The MLflow file-store run folder a checkpoint sits in (up to [`MAX_ANCESTORS`] folders
+/// below it), with what it holds.
+pub(super) fn find_mlflow_run<'p>(
+    cache: &DirCache,
+    ckpt: &'p Path,
+) -> Option<(&'p Path, Arc<MlflowRun>)> {
+    ckpt.ancestors()
+        .skip(1)
+        .take(MAX_ANCESTORS)
+        .filter(|d| !d.as_os_str().is_empty())
+        .find_map(|d| cache.mlflow_run(d).map(|r| (d, r)))
+}
+
 /// The W&B run folder of a checkpoint: an ancestor named `[offline-]run-<stamp>-<id>`, or,
 /// for Lightning's WandbLogger layout `<save_dir>/<project>/<id>/checkpoints/X.ckpt`, the
 /// folder `<save_dir>/wandb/[offline-]run-<stamp>-<id>`.
-fn find_wandb_run(cache: &DirCache, ckpt: &Path) -> Option<PathBuf> {
+pub(super) fn find_wandb_run(cache: &DirCache, ckpt: &Path) -> Option<PathBuf> {
     for d in ckpt.ancestors().skip(1).take(MAX_ANCESTORS) {
         if name_of(d).and_then(wandb_run_id).is_some() {
             return Some(d.to_path_buf());
@@ -272,13 +285,7 @@ fn find_wandb_run(cache: &DirCache, ckpt: &Path) -> Option<PathBuf> {
 /// needed: logger experiments are named by the logger's ids.
 pub fn loggers(cache: &DirCache, ckpt: &Path, _root: &Path) -> Vec<Fact> {
     let mut out = Vec::new();
-    if let Some(run) = ckpt
-        .ancestors()
-        .skip(1)
-        .take(MAX_ANCESTORS)
-        .filter(|d| !d.as_os_str().is_empty())
-        .find_map(|d| cache.mlflow_run(d))
-    {
+    if let Some((_, run)) = find_mlflow_run(cache, ckpt) {
         out.push(Fact::new(
             Field::Experiment,
             json!(run.experiment),

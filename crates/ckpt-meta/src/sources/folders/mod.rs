@@ -332,6 +332,64 @@ fn names_best(stem: &str) -> bool {
     stem.to_ascii_lowercase().contains("best")
 }
 
+/// What kind of logger wrote a [`LogDir`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LogDirKind {
+    /// A Lightning logger's version folder (`version_N/`: CSVLogger's `metrics.csv`,
+    /// TensorBoardLogger's event files, `hparams.yaml`).
+    Lightning,
+    /// An MLflow file-store run folder (`mlruns/<exp_id>/<run_id>/`).
+    Mlflow,
+    /// A W&B run folder (`wandb/[offline-]run-<stamp>-<id>/`).
+    Wandb,
+    /// A hierarchical experiment folder holding `ckpt.CheckpointManager`'s JSON reports.
+    Reports,
+}
+
+/// A folder where the run that saved a checkpoint logged.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LogDir {
+    pub kind: LogDirKind,
+    /// Spelled from the checkpoint's path as given (relative stays relative).
+    pub path: PathBuf,
+}
+
+/// The logger folders of a checkpoint's run, found by the same rules the catalog's folder
+/// sources use (so a run's curves come from exactly the folders its facts came from): the
+/// Lightning version folder, the MLflow run, the W&B run, the JSON-report experiment
+/// folder. Only folders that exist are returned; nothing is checked against any root here
+/// (a W&B run is looked up beside the save dir, which may be above the caller's roots).
+pub fn log_dirs(cache: &DirCache, ckpt: &Path) -> Vec<LogDir> {
+    let mut out = Vec::new();
+    if let Some((dir, _)) = lightning::version_dir(cache, ckpt) {
+        out.push(LogDir {
+            kind: LogDirKind::Lightning,
+            path: dir.to_path_buf(),
+        });
+    }
+    if let Some((dir, _)) = loggers::find_mlflow_run(cache, ckpt) {
+        out.push(LogDir {
+            kind: LogDirKind::Mlflow,
+            path: dir.to_path_buf(),
+        });
+    }
+    if let Some(dir) = loggers::find_wandb_run(cache, ckpt) {
+        out.push(LogDir {
+            kind: LogDirKind::Wandb,
+            path: dir,
+        });
+    }
+    if let Some((dir, info)) = hierarchical::experiment_dir(cache, ckpt)
+        && info.has_reports
+    {
+        out.push(LogDir {
+            kind: LogDirKind::Reports,
+            path: dir.to_path_buf(),
+        });
+    }
+    out
+}
+
 mod hash;
 mod hierarchical;
 mod lightning;

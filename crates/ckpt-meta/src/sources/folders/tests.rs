@@ -637,3 +637,63 @@ fn cache_is_shared_and_used() {
     assert!(c.config(&r.join("missing.yaml")).is_none());
     assert!(format!("{c:?}").contains("DirCache"));
 }
+
+/// `log_dirs` finds the folders the catalog's sources read, by the same rules.
+#[test]
+fn log_dirs_of_each_layout() {
+    let t = tempfile::tempdir().unwrap();
+    let r = t.path();
+    let c = DirCache::new();
+    let kinds = |ck: &Path| -> Vec<(LogDirKind, PathBuf)> {
+        log_dirs(&c, ck)
+            .into_iter()
+            .map(|d| (d.kind, d.path))
+            .collect()
+    };
+    // Lightning: version_N named, or any folder with metrics.csv
+    let v0 = "run/lightning_logs/version_0";
+    write(r, &format!("{v0}/metrics.csv"), METRICS);
+    let ck = write(r, &format!("{v0}/checkpoints/epoch=1-step=200.ckpt"), "");
+    assert_eq!(kinds(&ck), vec![(LogDirKind::Lightning, r.join(v0))]);
+    let ck = write(r, "tb/clf/other/checkpoints/last.ckpt", "");
+    assert!(kinds(&ck).is_empty());
+    write(r, "tb/clf/mine/metrics.csv", "step,x\n");
+    let ck = write(r, "tb/clf/mine/checkpoints/last.ckpt", "");
+    assert_eq!(
+        kinds(&ck),
+        vec![(LogDirKind::Lightning, r.join("tb/clf/mine"))]
+    );
+    // MLflow
+    let ck = mlflow_tree(r);
+    assert_eq!(
+        kinds(&ck),
+        vec![(LogDirKind::Mlflow, r.join("mlruns/1234/abcd0123"))]
+    );
+    // W&B, from Lightning's `<save_dir>/<project>/<id>/checkpoints/`
+    let run = "save/wandb/offline-run-20261122_064815-vuo698ek";
+    write(r, &format!("{run}/run-vuo698ek.wandb"), "x");
+    let ck = write(
+        r,
+        "save/corpus/vuo698ek/checkpoints/epoch=1-step=6.ckpt",
+        "",
+    );
+    assert_eq!(kinds(&ck), vec![(LogDirKind::Wandb, r.join(run))]);
+    // JSON reports; a folder that only looks like an experiment has none to read
+    let exp = "checkpoints/flares/2025-02-12_14-30-45_resnet18_weighted_bce";
+    let ck = write(r, &format!("{exp}/best-epoch02-val_f1-0.847.ckpt"), "");
+    assert!(kinds(&ck).is_empty());
+    let c2 = DirCache::new();
+    write(
+        r,
+        &format!("{exp}/training_summary.json"),
+        "{\"best_epoch\": 2}",
+    );
+    assert_eq!(
+        log_dirs(&c2, &ck)
+            .into_iter()
+            .map(|d| (d.kind, d.path))
+            .collect::<Vec<_>>(),
+        vec![(LogDirKind::Reports, r.join(exp))]
+    );
+    assert!(kinds(Path::new("x.ckpt")).is_empty());
+}
