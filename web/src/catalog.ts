@@ -442,7 +442,7 @@ class CatalogView {
         toggle,
         " ",
         h("span", { class: "group-name" }, name),
-        h("span", { class: "muted small" }, ` ${n} here`),
+        h("span", { class: "muted small" }, ` ${n} checkpoint${n === 1 ? "" : "s"}`),
         showCurves ? [" ", h("a", { href: routeHref("/curves", [["path", e.path]]), class: "small" }, "curves")] : null,
       ),
     );
