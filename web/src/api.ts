@@ -121,7 +121,8 @@ export interface CurveRun {
   experiment: string | null;
   run: string | null;
   sources: { kind: string; path: string }[];
-  series: { metric: string; source: number; points: [number, number][] }[];
+  /** `x`: what a point's first number counts (`step`, `epoch`, or `row` when the log has no step). */
+  series: { metric: string; source: number; x?: string; points: [number, number][] }[];
   checkpoints: { path: string; step: number | null; epoch: number | null; is_best: boolean; is_last: boolean }[];
   warnings: string[];
 }

@@ -53,17 +53,21 @@ export async function renderCurves(root: HTMLElement, params: URLSearchParams): 
   if (warnings.length) {
     root.append(h("details", { class: "warnings" }, h("summary", {}, `${warnings.length} warning${warnings.length === 1 ? "" : "s"}`), h("ul", {}, warnings.map((w) => h("li", {}, w)))));
   }
-  let metrics = [...new Set(runs.flatMap((r) => r.series.map((s) => s.metric)))].sort();
+  // One chart per metric and x kind (a JSON report counts epochs, a CSV steps: never on one axis).
+  const key = (m: string, x: string) => `${m}\u0000${x}`;
+  let charts = [...new Map(runs.flatMap((r) => r.series.map((s) => [key(s.metric, s.x ?? "step"), { metric: s.metric, x: s.x ?? "step" }] as const))).values()].sort(
+    (a, b) => a.metric.localeCompare(b.metric) || a.x.localeCompare(b.x),
+  );
   // Lightning logs the epoch as a column of metrics.csv: a staircase, not a metric.
-  if (metrics.some((m) => m !== "epoch" && m !== "step")) metrics = metrics.filter((m) => m !== "epoch" && m !== "step");
-  if (!metrics.length) {
+  if (charts.some((c) => c.metric !== "epoch" && c.metric !== "step")) charts = charts.filter((c) => c.metric !== "epoch" && c.metric !== "step");
+  if (!charts.length) {
     root.append(h("p", { class: "muted", id: "no-curves" }, "These runs logged no metric that ckpt can read."));
     return;
   }
   const popup = h("div", { class: "mark-popup", hidden: true });
   const grid = h("div", { class: "charts" });
   root.append(grid, popup);
-  for (const m of metrics) grid.append(chart(m, runs, popup));
+  for (const c of charts) grid.append(chart(c.metric, c.x, runs, popup));
 }
 
 function runName(r: CurveRun): string {
@@ -87,11 +91,21 @@ function valueAt(points: [number, number][], step: number): number | null {
   return points[points.length - 1][1];
 }
 
-function chart(metric: string, runs: CurveRun[], popup: HTMLElement): HTMLElement {
-  const box = h("div", { class: "chart", "data-metric": metric }, h("h3", {}, metric));
-  // uPlot wants every series on one x array: the union of the runs' steps, gaps as null.
+/** Where a checkpoint goes on an x axis of this kind: its step, its epoch, or nowhere (rows). */
+function xOf(c: CurveRun["checkpoints"][number], x: string): number | null {
+  const v = x === "step" ? c.step : x === "epoch" ? c.epoch : null;
+  return typeof v === "number" ? v : null;
+}
+
+function chart(metric: string, x: string, runs: CurveRun[], popup: HTMLElement): HTMLElement {
+  const box = h(
+    "div",
+    { class: "chart", "data-metric": metric, "data-x": x },
+    h("h3", {}, metric, x !== "step" ? h("span", { class: "muted small" }, ` by ${x}`) : null),
+  );
+  // uPlot wants every series on one x array: the union of the runs' x values, gaps as null.
   const withSeries = runs
-    .map((r, i) => ({ r, i, s: r.series.find((s) => s.metric === metric) }))
+    .map((r, i) => ({ r, i, s: r.series.find((s) => s.metric === metric && (s.x ?? "step") === x) }))
     .filter((x): x is { r: CurveRun; i: number; s: CurveRun["series"][number] } => x.s !== undefined);
   const xs = [...new Set(withSeries.flatMap((x) => x.s.points.map((p) => p[0])))].sort((a, b) => a - b);
   const index = new Map(xs.map((x, i) => [x, i]));
@@ -113,17 +127,17 @@ function chart(metric: string, runs: CurveRun[], popup: HTMLElement): HTMLElemen
         // The steps of the checkpoints too: a run saved after its last logged point still
         // shows its mark inside the chart.
         range: (_u: uPlot, min: number, max: number): uPlot.Range.MinMax => {
-          const steps = withSeries.flatMap((x) => x.r.checkpoints.map((c) => c.step)).filter((v): v is number => typeof v === "number");
+          const steps = withSeries.flatMap((w) => w.r.checkpoints.map((c) => xOf(c, x))).filter((v): v is number => v !== null);
           const lo = Math.min(min, ...steps);
           const hi = Math.max(max, ...steps);
           return lo === hi ? [lo - 1, hi + 1] : [lo, hi];
         },
       },
     },
-    axes: [{ label: "step" }, {}],
+    axes: [{ label: x }, {}],
     legend: { show: true },
     series: [
-      { label: "step" },
+      { label: x },
       ...withSeries.map((x) => ({
         label: runName(x.r),
         stroke: COLORS[x.i % COLORS.length],
@@ -133,7 +147,7 @@ function chart(metric: string, runs: CurveRun[], popup: HTMLElement): HTMLElemen
       })),
     ],
     hooks: {
-      draw: [(u: uPlot) => placeMarks(u, withSeries, marks, popup, metric)],
+      draw: [(u: uPlot) => placeMarks(u, withSeries, marks, popup, metric, x)],
     },
   };
   const target = h("div", { class: "plot" });
@@ -144,7 +158,7 @@ function chart(metric: string, runs: CurveRun[], popup: HTMLElement): HTMLElemen
     opts.width = width;
     const u = new uPlot(opts, [xs, ...ys], target);
     u.over.appendChild(marks);
-    placeMarks(u, withSeries, marks, popup, metric);
+    placeMarks(u, withSeries, marks, popup, metric, x);
     charts.push(u);
   });
   return box;
@@ -156,14 +170,16 @@ function placeMarks(
   marks: HTMLElement,
   popup: HTMLElement,
   metric: string,
+  xKind: string,
 ): void {
   clear(marks);
   for (const x of withSeries) {
     for (const c of x.r.checkpoints) {
-      if (c.step === null || c.step === undefined) continue;
-      const v = valueAt(x.s.points, c.step);
+      const at = xOf(c, xKind);
+      if (at === null) continue;
+      const v = valueAt(x.s.points, at);
       if (v === null) continue;
-      const left = u.valToPos(c.step, "x");
+      const left = u.valToPos(at, "x");
       const top = u.valToPos(v, "y");
       if (!Number.isFinite(left) || !Number.isFinite(top)) continue;
       // Outside the plotting area (a zoom): not drawn over the axes or the next chart.
@@ -175,11 +191,11 @@ function placeMarks(
           class: cls,
           href: checkpointHref(c.path),
           "data-path": c.path,
-          "data-step": c.step,
+          "data-step": c.step ?? "",
           "data-best": c.is_best ? "true" : "false",
           "data-last": c.is_last ? "true" : "false",
           style: `left:${left}px;top:${top}px;border-color:${COLORS[x.i % COLORS.length]}`,
-          "aria-label": `${basename(c.path)} at step ${c.step}`,
+          "aria-label": `${basename(c.path)} at ${xKind} ${at}`,
         },
       );
       a.addEventListener("mouseenter", () => {
@@ -189,7 +205,7 @@ function placeMarks(
           c.is_best ? h("span", { class: "badge best" }, "best") : null,
           c.is_last ? h("span", { class: "badge last" }, "last") : null,
           h("div", { class: "muted" }, c.path),
-          h("div", {}, `step ${c.step}${c.epoch !== null && c.epoch !== undefined ? `, epoch ${c.epoch}` : ""}, ${metric} ${fmtValue(v)}`),
+          h("div", {}, [c.step !== null ? `step ${c.step}` : null, c.epoch !== null ? `epoch ${c.epoch}` : null, `${metric} ${fmtValue(v)}`].filter(Boolean).join(", ")),
           h("div", { class: "muted" }, "click to open"),
         ]);
         popup.hidden = false;
