@@ -38,6 +38,22 @@ function groupKey(e: Entry): { exp: string; run: string } {
 
 /** Paths ticked for compare/curves, kept while the page is left and come back to. */
 const selected = new Set<string>();
+/** Runs ticked as a whole (run group key → the checkpoint standing for it in `selected`). */
+const selectedRuns = new Map<string, string>();
+
+/**
+ * The checkpoint that stands for a run when runs are compared: its best (the monitor's, as
+ * the catalog marks it), else its last, else the one at the highest step. All of the run's
+ * entries are asked for, not just those on the page shown.
+ */
+async function runRepresentative(e: Entry): Promise<string | null> {
+  const filters: [string, string][] = [["filter", `experiment=${e.experiment ?? ""}`]];
+  if (e.run) filters.push(["filter", `run=${e.run}`]);
+  const page = await api<Page>("/api/checkpoints", [...filters, ["sort", "global_step"], ["desc", "1"], ["limit", "1000"]]);
+  const all = page.checkpoints.filter((x) => x.experiment === e.experiment && x.run === e.run);
+  const pick = all.find((x) => x.is_best) ?? all.find((x) => x.is_last) ?? all[0];
+  return pick ? pick.path : null;
+}
 let fieldsCache: Field[] | null = null;
 let fieldsError: string | null = null;
 
@@ -346,6 +362,7 @@ class CatalogView {
               type: "button",
               onclick: () => {
                 selected.clear();
+                selectedRuns.clear();
                 this.renderTable();
               },
             },
@@ -433,6 +450,42 @@ class CatalogView {
     });
     // A run's curves: the experiment row carries them when the run is the experiment.
     const showCurves = level === "run" || !e.run || e.run === e.experiment;
+    // A run is ticked as a whole for compare: its best checkpoint (else last) stands for it.
+    let runBox: HTMLElement | null = null;
+    if (showCurves && e.experiment) {
+      const runKey = groupKey(e).run;
+      const cb = h("input", {
+        type: "checkbox",
+        class: "select-run",
+        title: "Compare this run (its best checkpoint, else its last)",
+        "aria-label": `select run ${name}`,
+        checked: selectedRuns.has(runKey),
+      });
+      cb.addEventListener("change", async () => {
+        if (!cb.checked) {
+          const p = selectedRuns.get(runKey);
+          selectedRuns.delete(runKey);
+          if (p) selected.delete(p);
+          this.renderTable();
+          return;
+        }
+        try {
+          const p = await runRepresentative(e);
+          if (p) {
+            selectedRuns.set(runKey, p);
+            selected.add(p);
+          } else {
+            cb.checked = false;
+          }
+        } catch (err) {
+          cb.checked = false;
+          clear(this.status);
+          this.status.append(errorBox("This run could not be selected:", describe(err)));
+        }
+        this.renderTable();
+      });
+      runBox = cb;
+    }
     return h(
       "tr",
       { class: `group ${level}`, "data-experiment": e.experiment ?? "", "data-run": level === "run" ? (e.run ?? "") : null },
@@ -441,6 +494,8 @@ class CatalogView {
         { colspan: span },
         toggle,
         " ",
+        runBox,
+        runBox ? " " : null,
         h("span", { class: "group-name" }, name),
         h("span", { class: "muted small" }, ` ${n} checkpoint${n === 1 ? "" : "s"}`),
         showCurves ? [" ", h("a", { href: routeHref("/curves", [["path", e.path]]), class: "small" }, "curves")] : null,

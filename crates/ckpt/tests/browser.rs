@@ -787,6 +787,49 @@ fn compare_highlights_a_differing_hparam() {
     );
 }
 
+/// Runs are compared as wholes: ticking a run's header selects the checkpoint standing for it
+/// (its best, else its last), whichever page of the catalog that checkpoint is on.
+#[test]
+#[ignore = "needs chromium + chromedriver: scripts/test runs them"]
+fn compare_two_runs_by_their_best_checkpoints() {
+    let ui = Ui::start("compare_two_runs_by_their_best_checkpoints");
+    for v in ["version_0", "version_1"] {
+        ui.b.click_css(&format!(
+            "tr.group[data-run$='{v}'] input.select-run, \
+             tr.group.experiment[data-experiment$='{v}'] input.select-run"
+        ));
+    }
+    // version_0's best is BEST; version_1 has one checkpoint, which is its best.
+    let v1 = format!("{V1}/epoch=01-step=4-hmean=0.7445.ckpt");
+    for p in [BEST, v1.as_str()] {
+        ui.b.wait("the run's checkpoint ticked", || {
+            let on = ui.b.js(
+                "const r = document.querySelector(`tr.entry[data-path=\"${arguments[0]}\"] input.select`); \
+                 return r ? r.checked : null",
+                json!([p]),
+            );
+            (on == json!(true)).then_some(())
+        });
+    }
+    ui.b.click_css("#compare-selected:not(.disabled)");
+    let heads = ui.b.wait_js(
+        "the compared checkpoints",
+        "const t = [...document.querySelectorAll('#compare-table thead th[title]')].map(h => h.title); \
+         return t.length ? t : null",
+        json!([]),
+    );
+    let mut heads: Vec<String> = serde_json::from_value(heads).unwrap();
+    heads.sort();
+    let mut want = vec![BEST.to_owned(), v1.clone()];
+    want.sort();
+    assert_eq!(heads, want);
+    let row =
+        ui.b.find("#compare-table tr[data-field='hparams.optimizer.scheduled_lr']");
+    let class =
+        ui.b.js("return arguments[0].className", json!([{ELEMENT: row}]));
+    assert_eq!(class, "differs");
+}
+
 #[test]
 #[ignore = "needs chromium + chromedriver: scripts/test runs them"]
 fn curves_mark_the_best_checkpoint_and_open_it() {
