@@ -7,10 +7,37 @@ import { badges } from "./catalog";
 import { pruneCard, sidecarCard } from "./writes";
 import { basename, clear, copyButton, errorBox, fmtBytes, fmtCount, fmtValue, h, leaves, routeHref, shellQuote } from "./util";
 
+/** The checkpoint page shown (its path and where it is drawn), for live events. */
+let shown: { path: string; root: HTMLElement; params: URLSearchParams } | null = null;
+
+/**
+ * A live event while a checkpoint page is open: when it is about the checkpoint shown, a
+ * banner says so — changed on disk (with a button showing it again) or deleted. The page is
+ * not redrawn under the reader's eyes.
+ */
+export function checkpointEvent(kind: string, data: { entry?: Entry; path?: string }): void {
+  if (!shown || !shown.root.isConnected || !shown.root.querySelector("#checkpoint-title")) return;
+  const path = data.entry?.path ?? data.path;
+  if (path !== shown.path || (kind !== "changed" && kind !== "removed")) return;
+  const { root, params } = shown;
+  root.querySelector("#checkpoint-live")?.remove();
+  const banner =
+    kind === "removed"
+      ? h("div", { class: "error", id: "checkpoint-live", "data-kind": "removed" }, "This checkpoint was deleted from disk.")
+      : h(
+          "div",
+          { class: "card warnings", id: "checkpoint-live", "data-kind": "changed" },
+          "This checkpoint changed on disk. ",
+          h("button", { type: "button", onclick: () => void renderCheckpoint(root, params) }, "show it again"),
+        );
+  root.prepend(banner);
+}
+
 /** `notice`: a line shown at the top (what a write just did; the page is shown again after it). */
 export async function renderCheckpoint(root: HTMLElement, params: URLSearchParams, notice?: string): Promise<void> {
   const path = params.get("path");
   clear(root);
+  shown = path ? { path, root, params } : null;
   if (!path) {
     root.append(errorBox("No checkpoint:", "the page needs ?path="));
     return;

@@ -4,6 +4,7 @@
 
 import { apiUrl } from "./api";
 import { catalogEvent } from "./catalog";
+import { checkpointEvent } from "./checkpoint";
 import { h } from "./util";
 
 export const indicator = h("span", { class: "live off", id: "live", title: "live updates" }, "○ connecting");
@@ -43,6 +44,7 @@ export function startLive(): void {
       lastEventAt = Date.now();
       set("on", "● live", `last change ${new Date(lastEventAt).toLocaleTimeString()} (generation ${generation ?? "?"})`);
       catalogEvent(kind, d as { entry?: never; path?: string });
+      checkpointEvent(kind, d as { entry?: never; path?: string });
     });
   }
   es.addEventListener("error", () => {

@@ -925,6 +925,48 @@ fn live_a_new_checkpoint_appears_without_reload() {
     assert_eq!(same, true, "the page was reloaded");
 }
 
+/// An open checkpoint page says when its file changes on disk (and shows it again on a click)
+/// or is deleted, without redrawing itself under the reader.
+#[test]
+#[ignore = "needs chromium + chromedriver: scripts/test runs them"]
+fn live_the_open_checkpoint_says_it_changed_or_was_deleted() {
+    let ui = Ui::start("live_the_open_checkpoint_says_it_changed_or_was_deleted");
+    let v1 = format!("{V1}/epoch=01-step=4-hmean=0.7445.ckpt");
+    ui.b.goto(&ui.url(&format!("/checkpoint?path={}", v1.replace('=', "%3D"))));
+    ui.b.find("#checkpoint-title");
+    ui.b.wait("the live indicator on", || {
+        ui.b.find_now("#live[data-state='on']")
+    });
+    assert_eq!(
+        ui.b.text_of("tr[data-field='global_step'] td.value")
+            .as_deref(),
+        Some("4")
+    );
+    let tmp = ui.dir.path().join("runs/tmp.part");
+    std::fs::copy(
+        common::root().join("examples/lightning/checkpoints/epoch=02-step=6-hmean=0.7718.ckpt"),
+        &tmp,
+    )
+    .unwrap();
+    std::fs::rename(&tmp, ui.dir.path().join(&v1)).unwrap();
+    ui.b.find("#checkpoint-live[data-kind='changed']");
+    ui.snap("changed");
+    ui.b.click_css("#checkpoint-live button");
+    // Shown again from the server: the banner is gone and the new step is on the page.
+    let step = |ui: &Ui| ui.b.text_of("tr[data-field='global_step'] td.value");
+    ui.b.wait("the page shown again with the new step", || {
+        let gone = ui.b.find_now("#checkpoint-live").is_none();
+        (gone && step(&ui).as_deref() == Some("6")).then_some(())
+    });
+    std::fs::remove_file(ui.dir.path().join(&v1)).unwrap();
+    let banner = ui.b.find("#checkpoint-live[data-kind='removed']");
+    assert!(
+        ui.b.text(&banner).contains("deleted"),
+        "{}",
+        ui.b.text(&banner)
+    );
+}
+
 /// Off loopback (`--host 0.0.0.0`) every request needs the printed token: the page opened
 /// with `?token=` loads its own files, the API and the event stream with it; without it the
 /// server answers 401 and nothing of the catalog is shown.
