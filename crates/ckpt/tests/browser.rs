@@ -968,8 +968,8 @@ fn live_the_open_checkpoint_says_it_changed_or_was_deleted() {
 }
 
 /// Off loopback (`--host 0.0.0.0`) every request needs the printed token: the page opened
-/// with `?token=` loads its own files, the API and the event stream with it; without it the
-/// server answers 401 and nothing of the catalog is shown.
+/// with `?token=` reaches the API and the event stream with it; without it the page still
+/// loads (it holds no data), the API answers 401, and the page says a token is needed.
 #[test]
 #[ignore = "needs chromium + chromedriver: scripts/test runs them"]
 fn off_loopback_the_page_works_with_its_token() {
@@ -988,9 +988,13 @@ fn off_loopback_the_page_works_with_its_token() {
     ui.b.wait("the live indicator on", || {
         ui.b.find_now("#live[data-state='on']")
     });
-    // Without the token: refused, no rows.
+    // Without the token: the page loads (it holds no data) and says the token is needed;
+    // the API refuses it, so no rows.
     ui.b.goto(&format!("http://127.0.0.1:{}/#/", ui.port));
-    std::thread::sleep(Duration::from_millis(500));
+    ui.b.wait("the page saying a token is needed", || {
+        ui.b.text_of("#app")
+            .filter(|t| t.contains("an access token is required"))
+    });
     assert!(ui.rows().is_empty());
 }
 

@@ -359,6 +359,13 @@ fn another_host_needs_the_printed_token() {
     }
     let (status, _) = get(s.port, "/api/health?token=wrong");
     assert_eq!(status, 401);
+    // The page and its files hold no data: they load without the token (and say it is needed).
+    for target in ["/", "/assets/app.js", "/assets/app.css"] {
+        let (status, _) = status_as(s.port, "127.0.0.1", target);
+        assert_eq!(status, 200, "{target}");
+    }
+    let (status, _) = status_as(s.port, "127.0.0.1", "/assets/nothing.js");
+    assert_eq!(status, 404);
     let (status, _) = get_with(s.port, "/api/health", "Authorization: Bearer wrong\r\n");
     assert_eq!(status, 401);
 

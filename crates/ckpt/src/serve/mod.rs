@@ -437,6 +437,13 @@ async fn authorize(State(app): State<Arc<App>>, req: Request, next: Next) -> Res
             ),
         );
     };
+    // The page and its files hold no data (they are the same for everyone): served without
+    // the token, so a page opened without it loads and says what is missing instead of
+    // showing raw JSON. Every `/api/…` request still needs it.
+    let path = req.uri().path();
+    if path == "/" || path.starts_with("/assets/") {
+        return next.run(req).await;
+    }
     let from_query = req.uri().query().and_then(|q| {
         q.split('&')
             .filter_map(|kv| kv.split_once('='))
