@@ -311,9 +311,17 @@ impl Browser {
         self.cmd("POST", &format!("/element/{el}/click"), None);
     }
 
+    /// Finds and clicks; when the page redrew the element between the two (a stale element
+    /// reference), finds it again.
     fn click_css(&self, css: &str) {
-        let el = self.find(css);
-        self.click(&el);
+        self.wait(&format!("a clickable {css}"), || {
+            let el = self.find(css);
+            match self.try_cmd("POST", &format!("/element/{el}/click"), json!({})) {
+                Ok(_) => Some(()),
+                Err(v) if v["value"]["error"] == "stale element reference" => None,
+                Err(v) => panic!("click {css}: {v}"),
+            }
+        });
     }
 
     fn type_into(&self, el: &str, text: &str) {
@@ -793,15 +801,13 @@ fn compare_highlights_a_differing_hparam() {
 #[ignore = "needs chromium + chromedriver: scripts/test runs them"]
 fn compare_two_runs_by_their_best_checkpoints() {
     let ui = Ui::start("compare_two_runs_by_their_best_checkpoints");
-    for v in ["version_0", "version_1"] {
+    // version_0's best is BEST; version_1 has one checkpoint, which is its best.
+    let v1 = format!("{V1}/epoch=01-step=4-hmean=0.7445.ckpt");
+    for (v, p) in [("version_0", BEST), ("version_1", v1.as_str())] {
         ui.b.click_css(&format!(
             "tr.group[data-run$='{v}'] input.select-run, \
              tr.group.experiment[data-experiment$='{v}'] input.select-run"
         ));
-    }
-    // version_0's best is BEST; version_1 has one checkpoint, which is its best.
-    let v1 = format!("{V1}/epoch=01-step=4-hmean=0.7445.ckpt");
-    for p in [BEST, v1.as_str()] {
         ui.b.wait("the run's checkpoint ticked", || {
             let on = ui.b.js(
                 "const r = document.querySelector(`tr.entry[data-path=\"${arguments[0]}\"] input.select`); \
