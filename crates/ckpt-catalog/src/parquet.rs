@@ -89,23 +89,32 @@ pub fn to_parquet(
     warnings: &[String],
     version: &str,
 ) -> Result<Vec<u8>, ParquetError> {
-    let meta = vec![
-        KeyValue::new(SCHEMA_VERSION_KEY.to_owned(), SCHEMA_VERSION.to_owned()),
-        KeyValue::new(WRITER_KEY.to_owned(), version.to_owned()),
-        KeyValue::new(
+    // Both in the Arrow schema's metadata (what pyarrow shows as `schema.metadata`) and as the
+    // file's own key-value metadata (what Parquet readers show: DuckDB's
+    // `parquet_kv_metadata`, the parquet crate's `key_value_metadata`).
+    let meta = std::collections::HashMap::from([
+        (SCHEMA_VERSION_KEY.to_owned(), SCHEMA_VERSION.to_owned()),
+        (WRITER_KEY.to_owned(), version.to_owned()),
+        (
             WARNINGS_KEY.to_owned(),
             serde_json::to_string(warnings).unwrap_or_else(|_| "[]".to_owned()),
         ),
-    ];
+    ]);
+    let mut kv: Vec<KeyValue> = meta
+        .iter()
+        .map(|(k, v)| KeyValue::new(k.clone(), v.clone()))
+        .collect();
+    kv.sort_by(|a, b| a.key.cmp(&b.key));
+    let schema = Arc::new(schema()?.as_ref().clone().with_metadata(meta));
     let props = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
         .set_max_row_group_row_count(Some(BATCH_ROWS))
-        .set_key_value_metadata(Some(meta))
+        .set_key_value_metadata(Some(kv))
         .build();
     let mut out = Vec::new();
-    let mut w = ArrowWriter::try_new(&mut out, schema()?, Some(props))?;
+    let mut w = ArrowWriter::try_new(&mut out, schema.clone(), Some(props))?;
     for chunk in entries.chunks(BATCH_ROWS) {
-        w.write(&batch(chunk)?)?;
+        w.write(&batch(chunk)?.with_schema(schema.clone())?)?;
     }
     w.close()?;
     Ok(out)

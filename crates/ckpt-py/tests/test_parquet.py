@@ -45,6 +45,13 @@ def catalog_parquet(path: Path, *args: str) -> Path:
     return path
 
 
+def map_of(t: pa.DataType) -> tuple[pa.DataType, pa.DataType]:
+    """A map type's (key, value) types (its values are never null: not `pa.map_`'s default)."""
+    assert pa.types.is_map(t), t
+    assert not t.item_field.nullable
+    return t.key_type, t.item_type
+
+
 def test_pyarrow_reads_the_documented_types_and_the_json_values(tmp_path: Path) -> None:
     expected = catalog_json("examples")
     f = catalog_parquet(tmp_path / "examples.parquet", "examples")
@@ -59,9 +66,9 @@ def test_pyarrow_reads_the_documented_types_and_the_json_values(tmp_path: Path) 
         assert s.field(name).type == pa.int64(), name
     for name in ("save_last", "is_best", "is_last"):
         assert s.field(name).type == pa.bool_(), name
-    assert s.field("metrics").type == pa.map_(pa.string(), pa.float64())
+    assert map_of(s.field("metrics").type) == (pa.string(), pa.float64())
     for name in ("sources", "model_leaves", "hparams_leaves", "data_leaves"):
-        assert s.field(name).type == pa.map_(pa.string(), pa.string()), name
+        assert map_of(s.field(name).type) == (pa.string(), pa.string()), name
     assert s.field("modified_at").type == pa.timestamp("us", tz="UTC")
     conflict = s.field("conflicts").type
     assert pa.types.is_list(conflict) and pa.types.is_struct(conflict.value_type)
@@ -107,6 +114,9 @@ def test_duckdb_reads_the_types_and_the_json_values(tmp_path: Path) -> None:
     assert types["model_leaves"] == "MAP(VARCHAR, VARCHAR)"
     assert types["modified_at"] == "TIMESTAMP WITH TIME ZONE"
     assert types["conflicts"].startswith("STRUCT(") and types["conflicts"].endswith("[]")
+
+    kv = dict(con.execute(f"SELECT key::VARCHAR, value::VARCHAR FROM parquet_kv_metadata('{f}')").fetchall())
+    assert kv["ckpt.catalog.schema_version"] == "1"
 
     metric = next(iter(expected[0]["metrics"]))
     rows = con.execute(

@@ -399,3 +399,63 @@ fn output_writes_every_format_to_a_file() {
         "no temporary file left"
     );
 }
+
+/// The type as the README's table spells it.
+fn spelled(t: &DataType) -> String {
+    match t {
+        DataType::Utf8 => "string".into(),
+        DataType::Int64 => "int64".into(),
+        DataType::Float64 => "float64".into(),
+        DataType::Boolean => "bool".into(),
+        DataType::Timestamp(TimeUnit::Microsecond, Some(tz)) => format!("timestamp[us, {tz}]"),
+        DataType::Map(entries, _) => match entries.data_type() {
+            DataType::Struct(f) => format!(
+                "map<{}, {}>",
+                spelled(f[0].data_type()),
+                spelled(f[1].data_type())
+            ),
+            other => panic!("{other}"),
+        },
+        DataType::List(item) => format!("list<{}>", spelled(item.data_type())),
+        DataType::Struct(fields) => format!(
+            "struct<{}>",
+            fields
+                .iter()
+                .map(|f| format!("{}: {}", f.name(), spelled(f.data_type())))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        other => panic!("no spelling for {other}"),
+    }
+}
+
+/// The README's column table is the writer's schema: names, order, types, nullability.
+#[test]
+fn readme_documents_the_parquet_schema() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let start = readme.find("| column | type | what |").unwrap();
+    let documented: Vec<(String, String)> = readme[start..]
+        .lines()
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .map(|l| {
+            let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+            (cells[1].trim_matches('`').to_owned(), cells[2].to_owned())
+        })
+        .collect();
+    let schema = ckpt_catalog::parquet::schema().unwrap();
+    let actual: Vec<(String, String)> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let t = format!("`{}`", spelled(f.data_type()));
+            let t = if f.is_nullable() {
+                t
+            } else {
+                format!("{t} not null")
+            };
+            (f.name().clone(), t)
+        })
+        .collect();
+    assert_eq!(documented, actual);
+}
