@@ -175,7 +175,7 @@ fn offsets(lens: &[usize], what: &'static str) -> Result<OffsetBuffer<i32>, Parq
 }
 
 /// A string → string map column of the rows' maps.
-fn string_map<'a>(
+fn string_map(
     rows: impl Iterator<Item = Vec<(String, String)>>,
     what: &'static str,
 ) -> Result<ArrayRef, ParquetError> {

@@ -2,6 +2,7 @@
 //! holds, row for row and field for field, what `--format json` prints for the same command
 //! (the examples tree; a tree with a conflict and a checkpoint ckpt cannot read), with the
 //! documented column types and the schema version in the key-value metadata.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
@@ -339,6 +340,27 @@ fn parquet_without_output_is_refused_in_one_line() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("--output FILE"), "{err}");
+}
+
+/// `--explain` prints for a person: `--output` with it is a usage error, not a silent stdout.
+#[test]
+fn output_with_explain_is_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let file = t.path().join("x.json");
+    let o = ckpt()
+        .args(["catalog", "--no-cache", "examples", "--explain"])
+        .arg("examples/lightning/checkpoints/last.ckpt")
+        .arg("--output")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("--output") && err.contains("--explain"),
+        "{err}"
+    );
+    assert!(!file.exists());
 }
 
 /// `--output` writes the other formats too: the same bytes stdout gets, nothing on stdout;
