@@ -164,6 +164,9 @@ pub fn run(a: &CatalogArgs) -> Result<Outcome> {
         );
     }
     if streaming {
+        // What was streamed to stdout is flushed even if a query names an unknown field (as
+        // before `--output`); a file is only written for a run without an error.
+        out.flush()?;
         fields.check()?;
         out.finish(a.output.as_deref())?;
         return Ok(Outcome::Ok);

@@ -304,7 +304,6 @@ pub enum CatalogFormat {
     Json,
     Jsonl,
     Csv,
-    /// One row per checkpoint, typed columns (needs `--output FILE`; schema in the README).
     Parquet,
 }
 
@@ -313,7 +312,8 @@ pub struct CatalogArgs {
     /// Folders or checkpoint files.
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
-    /// Output format (`json` and `parquet` are stable contracts).
+    /// Output format (`json` and `parquet` are stable contracts; `parquet`, one row per
+    /// checkpoint, needs `--output FILE`).
     #[arg(long, value_enum, default_value_t = CatalogFormat::Table)]
     pub format: CatalogFormat,
     /// Write the output to FILE (atomically: complete or not at all) instead of stdout;
