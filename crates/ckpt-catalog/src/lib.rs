@@ -6,6 +6,8 @@ pub mod catalog;
 pub mod compare;
 pub mod discover;
 pub mod entry;
+#[cfg(feature = "parquet")]
+pub mod parquet;
 /// Inference moved below the metadata crate; re-exported for the catalog's callers.
 pub use ckpt_model::infer;
 /// The parallel map lives with the reader so the converter can use it too.

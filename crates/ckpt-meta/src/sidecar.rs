@@ -225,6 +225,11 @@ pub fn render(path: &Path, v: &Value) -> String {
 /// place. Without `overwrite`, an existing file is never replaced (the final step is a hard
 /// link, which fails if the name exists), so a concurrent writer cannot be clobbered either.
 pub fn write_atomic(path: &Path, text: &str, overwrite: bool) -> std::io::Result<()> {
+    write_atomic_bytes(path, text.as_bytes(), overwrite)
+}
+
+/// [`write_atomic`] for any bytes (`ckpt catalog --output`, a Parquet file).
+pub fn write_atomic_bytes(path: &Path, bytes: &[u8], overwrite: bool) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
         .file_name()
@@ -246,7 +251,7 @@ pub fn write_atomic(path: &Path, text: &str, overwrite: bool) -> std::io::Result
         }
     };
     let result = (|| {
-        f.write_all(text.as_bytes())?;
+        f.write_all(bytes)?;
         f.sync_all()?;
         drop(f);
         if overwrite {

@@ -24,6 +24,12 @@ pub fn run(a: &CatalogArgs) -> Result<Outcome> {
         .iter()
         .map(|f| query::parse_filter(f).map_err(anyhow::Error::msg))
         .collect::<Result<Vec<_>>>()?;
+    if a.format == CatalogFormat::Parquet && a.output.is_none() {
+        anyhow::bail!("--format parquet writes a binary file: name it with --output FILE");
+    }
+    if a.output.is_some() && a.explain.is_some() {
+        anyhow::bail!("--output does not apply to --explain (it prints for a person)");
+    }
     let tty = crate::sink::stderr_is_terminal();
     // A bar on stderr, only on a terminal: stdout stays pure data.
     let progress: Option<ckpt_catalog::catalog::Progress> = tty.then(|| {
@@ -49,7 +55,7 @@ pub fn run(a: &CatalogArgs) -> Result<Outcome> {
         },
         progress,
     };
-    let mut out = std::io::BufWriter::with_capacity(1 << 16, crate::sink::stdout());
+    let mut out = Output::new(a.output.is_some());
     let streaming = !a.best
         && !a.latest
         && a.explain.is_none()
@@ -158,8 +164,11 @@ pub fn run(a: &CatalogArgs) -> Result<Outcome> {
         );
     }
     if streaming {
+        // What was streamed to stdout is flushed even if a query names an unknown field (as
+        // before `--output`); a file is only written for a run without an error.
         out.flush()?;
         fields.check()?;
+        out.finish(a.output.as_deref())?;
         return Ok(Outcome::Ok);
     }
     fields.check()?;
@@ -196,12 +205,80 @@ pub fn run(a: &CatalogArgs) -> Result<Outcome> {
         }
         CatalogFormat::Csv => out.write_all(csv(&entries).as_bytes())?,
         CatalogFormat::Table => {
-            let width = if a.wide { None } else { terminal_width() };
+            // A table written to a file is not fitted to this terminal.
+            let width = if a.wide || a.output.is_some() {
+                None
+            } else {
+                terminal_width()
+            };
             out.write_all(table(&entries, &a.columns, width).as_bytes())?
         }
+        CatalogFormat::Parquet => {
+            let bytes = ckpt_catalog::parquet::to_parquet(
+                &entries,
+                &cat.warnings,
+                env!("CARGO_PKG_VERSION"),
+            )?;
+            out.write_all(&bytes)?
+        }
     }
-    out.flush()?;
+    out.finish(a.output.as_deref())?;
     Ok(Outcome::Ok)
+}
+
+/// Where the catalog goes: stdout as it is written, or (`--output FILE`) memory, then the file
+/// atomically once the whole output is there — a failed or interrupted run never leaves half
+/// a file (nor replaces a previous good one).
+enum Output {
+    Stdout(std::io::BufWriter<crate::sink::Out>),
+    File(Vec<u8>),
+}
+
+impl Output {
+    fn new(to_file: bool) -> Output {
+        if to_file {
+            Output::File(Vec::new())
+        } else {
+            Output::Stdout(std::io::BufWriter::with_capacity(
+                1 << 16,
+                crate::sink::stdout(),
+            ))
+        }
+    }
+
+    fn finish(self, path: Option<&std::path::Path>) -> Result<()> {
+        match (self, path) {
+            (Output::Stdout(mut w), _) => Ok(w.flush()?),
+            (Output::File(bytes), Some(p)) => {
+                ckpt_meta::sidecar::write_atomic_bytes(p, &bytes, true)
+                    .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", p.display()))
+            }
+            (Output::File(_), None) => anyhow::bail!("no --output file to write"),
+        }
+    }
+}
+
+impl std::io::Write for Output {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Output::Stdout(w) => w.write(buf),
+            Output::File(v) => v.write(buf),
+        }
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        match self {
+            Output::Stdout(w) => w.write_all(buf),
+            Output::File(v) => v.write_all(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Output::Stdout(w) => w.flush(),
+            Output::File(_) => Ok(()),
+        }
+    }
 }
 
 /// One entry inside the streamed `checkpoints` array, pretty-printed at depth 2: serde

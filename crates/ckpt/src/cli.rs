@@ -304,6 +304,7 @@ pub enum CatalogFormat {
     Json,
     Jsonl,
     Csv,
+    Parquet,
 }
 
 #[derive(Debug, clap::Args)]
@@ -311,9 +312,14 @@ pub struct CatalogArgs {
     /// Folders or checkpoint files.
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
-    /// Output format (`json` is a stable contract).
+    /// Output format (`json` and `parquet` are stable contracts; `parquet`, one row per
+    /// checkpoint, needs `--output FILE`).
     #[arg(long, value_enum, default_value_t = CatalogFormat::Table)]
     pub format: CatalogFormat,
+    /// Write the output to FILE (atomically: complete or not at all) instead of stdout;
+    /// required for `--format parquet`.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
     /// Sort by a field: `epoch`, `global_step`, `size_bytes`, `modified`, a metric (`hmean`,
     /// `metrics.val_f1`) or a model field (`architecture`).
     #[arg(long, value_name = "FIELD")]
