@@ -6,96 +6,18 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-/// A running `ckpt serve`, killed when dropped (a failing test leaves no server behind).
-struct Server {
-    child: Child,
-    port: u16,
-    token: Option<String>,
-    /// The rest of its stdout, line by line.
-    _lines: mpsc::Receiver<String>,
-}
+#[path = "common/server.rs"]
+mod server;
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(args: &[&str]) -> Server {
-    start_in(&common::root(), args)
-}
-
-fn start_in(dir: &Path, args: &[&str]) -> Server {
-    start_with(dir, args, std::env::var_os("PATH"), None)
-}
-
-/// `ckpt serve ARGS` in `dir` with this `PATH`, its stderr to `stderr` (else inherited).
-fn start_with(
-    dir: &Path,
-    args: &[&str],
-    path: Option<std::ffi::OsString>,
-    stderr: Option<std::fs::File>,
-) -> Server {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ckpt"));
-    cmd.current_dir(dir)
-        .env_clear()
-        .env("HOME", common::test_home())
-        .arg("serve")
-        .args(["--port", "0", "--no-cache"])
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(stderr.map_or_else(Stdio::inherit, Stdio::from));
-    if let Some(path) = path {
-        cmd.env("PATH", path);
-    }
-    let mut child = cmd.spawn().unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let first = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("ckpt serve printed no first line within 60 s");
-    let addr = first
-        .strip_prefix("ckpt serve: listening on http://")
-        .unwrap_or_else(|| panic!("unexpected first line {first:?}"));
-    let port = addr.parse::<SocketAddr>().unwrap().port();
-    let mut server = Server {
-        child,
-        port,
-        token: None,
-        _lines: rx,
-    };
-    if args.contains(&"--host") {
-        let second = server
-            ._lines
-            .recv_timeout(Duration::from_secs(5))
-            .expect("no token line");
-        let token = second
-            .strip_prefix("ckpt serve: access token ")
-            .and_then(|r| r.split_whitespace().next())
-            .unwrap_or_else(|| panic!("unexpected second line {second:?}"));
-        assert_eq!(token.len(), 32, "{second}");
-        server.token = Some(token.to_owned());
-    }
-    server
-}
+use server::{start, start_in, start_with};
 
 /// One GET on a fresh connection: the status and the body parsed as JSON (`Null` if empty).
 fn get_with(port: u16, target: &str, headers: &str) -> (u16, Value) {

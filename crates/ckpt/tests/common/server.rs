@@ -16,6 +16,8 @@ use serde_json::Value;
 pub struct Server {
     pub child: Child,
     pub port: u16,
+    /// The printed access token, when it listens off loopback (`--host`).
+    pub token: Option<String>,
     /// The rest of its stdout, line by line.
     pub lines: mpsc::Receiver<String>,
 }
@@ -29,6 +31,17 @@ impl Drop for Server {
 
 /// `ckpt serve --port 0 --no-cache ARGS…`, run in `dir` with the tests' scrubbed environment.
 pub fn start_in(dir: &Path, args: &[&str]) -> Server {
+    start_with(dir, args, std::env::var_os("PATH"), None)
+}
+
+/// [`start_in`] with this `PATH`, its stderr to `stderr` (else inherited). With `--host` in
+/// `args`, the second line's access token is read into [`Server::token`].
+pub fn start_with(
+    dir: &Path,
+    args: &[&str],
+    path: Option<std::ffi::OsString>,
+    stderr: Option<std::fs::File>,
+) -> Server {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ckpt"));
     cmd.current_dir(dir)
         .env_clear()
@@ -38,8 +51,8 @@ pub fn start_in(dir: &Path, args: &[&str]) -> Server {
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    if let Some(path) = std::env::var_os("PATH") {
+        .stderr(stderr.map_or_else(Stdio::inherit, Stdio::from));
+    if let Some(path) = path {
         cmd.env("PATH", path);
     }
     let mut child = cmd.spawn().unwrap();
@@ -60,11 +73,25 @@ pub fn start_in(dir: &Path, args: &[&str]) -> Server {
         .strip_prefix("ckpt serve: listening on http://")
         .unwrap_or_else(|| panic!("unexpected first line {first:?}"));
     let port = addr.parse::<SocketAddr>().unwrap().port();
-    Server {
+    let mut server = Server {
         child,
         port,
+        token: None,
         lines: rx,
+    };
+    if args.contains(&"--host") {
+        let second = server
+            .lines
+            .recv_timeout(Duration::from_secs(5))
+            .expect("no token line");
+        let token = second
+            .strip_prefix("ckpt serve: access token ")
+            .and_then(|r| r.split_whitespace().next())
+            .unwrap_or_else(|| panic!("unexpected second line {second:?}"));
+        assert_eq!(token.len(), 32, "{second}");
+        server.token = Some(token.to_owned());
     }
+    server
 }
 
 /// [`start_in`] the workspace root.
