@@ -16,7 +16,9 @@ mod error;
 mod gather;
 pub mod json;
 pub mod names;
-pub mod open;
+/// Opening files safely; moved to `ckpt-io` (the bottom crate that also reads objects in
+/// buckets) and re-exported so callers keep their paths.
+pub use ckpt_io::open;
 pub mod par;
 pub mod pyrepr;
 pub mod safetensors;

@@ -1,0 +1,82 @@
+//! Where ckpt's bytes come from.
+//!
+//! Every reader above this crate asks for bytes by range ([`ByteSource::read_exact_at`]), for
+//! whole small files ([`read_small`]), for what a path is ([`stat`]) and for what a folder holds
+//! ([`read_dir`]). A path is either a local file or an object in a bucket (`s3://bucket/key`,
+//! `gs://…`, `az://container/key`): the same `&Path` carries both, because
+//! `Path::new("s3://b/run/x.ckpt")` survives `join`, `parent`, `file_name` and `display`, so no
+//! API above needs a second signature. Only these primitives branch on [`Location::parse`].
+//!
+//! Objects are read by byte ranges (the `remote` feature, through the object_store crate):
+//! a checkpoint's metadata is a few tens of kilobytes at the start and end of a file of
+//! gigabytes, and downloading the file to read them is the waste ckpt exists to remove.
+//! Without the feature, a URL is refused with a clear message.
+
+pub mod location;
+pub mod open;
+pub mod remote;
+mod source;
+mod stat;
+
+pub use location::{Location, RemoteUrl, Scheme, is_remote};
+pub use open::{OpenError, kind_of};
+pub use source::{ByteSource, Identity, LocalFile, mem, window};
+pub use stat::{DirEntry, Kind, Listing, Stat, read_dir, stat};
+
+use std::path::Path;
+use std::sync::Arc;
+
+/// Open `path` for reading by ranges: a local regular file ([`open::open_regular`]'s checks),
+/// or an object (its size and identity from one request, or from a listing already made).
+pub fn open(path: &Path) -> Result<Arc<dyn ByteSource>, OpenError> {
+    match Location::parse(path) {
+        Location::Local(p) => Ok(Arc::new(LocalFile::open(&p)?)),
+        Location::Remote(url) => remote::open(&url, path, None).map_err(OpenError::Io),
+    }
+}
+
+/// [`open`] when the caller already knows the object's identity (from a listing): no request
+/// is made to learn it, and every read is conditional on it (an object replaced meanwhile is
+/// reported as changed, never read half old, half new). For a local path, `id` is ignored.
+pub fn open_known(path: &Path, id: &Identity) -> Result<Arc<dyn ByteSource>, OpenError> {
+    match Location::parse(path) {
+        Location::Local(p) => Ok(Arc::new(LocalFile::open(&p)?)),
+        Location::Remote(url) => remote::open(&url, path, Some(id)).map_err(OpenError::Io),
+    }
+}
+
+/// A whole small file as bytes, its size checked against `limit` before anything is
+/// allocated. Local: [`open::read_small`]. Remote: one GET of the whole object.
+pub fn read_small(path: &Path, limit: u64) -> Result<Vec<u8>, OpenError> {
+    match Location::parse(path) {
+        Location::Local(p) => open::read_small(&p, limit),
+        Location::Remote(url) => {
+            let src = remote::open(&url, path, None).map_err(OpenError::Io)?;
+            let len = src.len();
+            if len > limit {
+                return Err(OpenError::TooLarge { limit });
+            }
+            let n = usize::try_from(len).map_err(|_| OpenError::TooLarge { limit })?;
+            let mut buf = vec![0u8; n];
+            src.read_exact_at(&mut buf, 0)?;
+            Ok(buf)
+        }
+    }
+}
+
+/// [`read_small`] as UTF-8 text (invalid UTF-8 is an `InvalidData` I/O error).
+pub fn read_small_text(path: &Path, limit: u64) -> Result<String, OpenError> {
+    let buf = read_small(path, limit)?;
+    String::from_utf8(buf).map_err(|e| {
+        OpenError::Io(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("not UTF-8 text: {e}"),
+        ))
+    })
+}
+
+/// Forget the memoized listings of prefixes (a long-running process, such as `ckpt serve`,
+/// calls it before each new catalog so a bucket is listed afresh). Local paths memoize nothing.
+pub fn forget_listings() {
+    remote::forget_listings();
+}
