@@ -175,7 +175,7 @@ pub(crate) const REMOTE_WHOLE: u64 = 256 << 10;
 /// is small, else its head and its tail.
 pub(crate) fn first_reads(size: u64) -> Vec<Range<u64>> {
     if size <= REMOTE_WHOLE {
-        vec![0..size]
+        std::iter::once(0..size).collect()
     } else {
         vec![0..HEAD_HINT, size.saturating_sub(TAIL_HINT)..size]
     }
