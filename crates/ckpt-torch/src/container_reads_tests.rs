@@ -359,3 +359,33 @@ fn tensors_copy_alike_from_a_file_from_memory_and_from_an_object() {
     assert_eq!(a, copy(&from_mem, "b"));
     assert_eq!(a, copy(&from_object, "c"));
 }
+
+/// The catalog's way in with the identity a listing gave: locally the identity is not used
+/// (the file is opened and read as by `scan_and_open`), and the result is the same.
+#[test]
+fn scan_and_open_known_is_scan_and_open() {
+    let d = tempfile::tempdir().unwrap();
+    let limits = crate::scan::ScanLimits::default();
+    let opts = Options::default();
+    for (name, bytes) in [("small.ckpt", 64 << 10), ("large.ckpt", 3 << 20)] {
+        let p = d.path().join(name);
+        std::fs::write(&p, lightning(bytes)).unwrap();
+        let (scan, ck) = Checkpoint::scan_and_open(&p, &limits, &opts);
+        let stale = Identity {
+            size: 1,
+            ..Identity::default()
+        };
+        let (scan_k, ck_k) = Checkpoint::scan_and_open_known(&p, &stale, &limits, &opts);
+        assert_eq!(format!("{scan:?}"), format!("{scan_k:?}"));
+        let (ck, ck_k) = (ck.unwrap(), ck_k.unwrap());
+        assert_eq!(ck.pickle_sha256, ck_k.pickle_sha256);
+        assert_eq!(ck_k.source().len(), std::fs::metadata(&p).unwrap().len());
+        assert_eq!(format!("{:?}", ck.src), format!("{:?}", ck_k.src));
+    }
+    // A path that is not there: the scan's problem and the reader's error, as before.
+    let gone = d.path().join("gone.ckpt");
+    let (scan, ck) = Checkpoint::scan_and_open_known(&gone, &Identity::default(), &limits, &opts);
+    assert_eq!(scan.problems.len(), 1);
+    assert!(scan.problems[0].starts_with(&format!("{}: ", gone.display())));
+    assert!(matches!(ck, Err(Error::Io { .. })));
+}
