@@ -37,6 +37,13 @@ pub fn counters() -> (u64, u64, u64, u64) {
     )
 }
 
+/// `CKPT_IO_TRACE=1`: print each HTTP exchange on stderr (method, path and query, range,
+/// status, length), for debugging request plans.
+fn tracing() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var("CKPT_IO_TRACE").ok().as_deref() == Some("1"))
+}
+
 /// What the HTTP layer saw of one logical request (all its attempts).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Trace {
@@ -117,7 +124,32 @@ pub struct Counting {
 impl HttpService for Counting {
     async fn call(&self, req: HttpRequest) -> Result<HttpResponse, HttpError> {
         count(&req);
+        let shown = tracing().then(|| {
+            let range = req
+                .headers()
+                .get(http::header::RANGE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            let pq = req.uri().path_and_query().map_or("", |p| p.as_str());
+            format!("{} {pq} {range}", req.method())
+        });
         let r = self.inner.execute(req).await;
+        if let Some(shown) = shown {
+            match &r {
+                Ok(resp) => {
+                    let len = resp
+                        .headers()
+                        .get(http::header::CONTENT_LENGTH)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("?");
+                    eprintln!(
+                        "ckpt-io: {shown} -> {} ({len} bytes)",
+                        resp.status().as_u16()
+                    );
+                }
+                Err(e) => eprintln!("ckpt-io: {shown} -> {e}"),
+            }
+        }
         let resp = match r {
             Ok(resp) => resp,
             Err(e) => {

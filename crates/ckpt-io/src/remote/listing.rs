@@ -25,13 +25,21 @@ use super::object::{identity_of, os_path, request_error};
 use super::{rt, store};
 use crate::{DirEntry, Identity, Kind, Listing, RemoteUrl, Stat};
 
-static MEMO: Mutex<Option<HashMap<RemoteUrl, Arc<Listing>>>> = Mutex::new(None);
+/// A prefix's listing, and whether the prefix exists at all: some key starts with it, or a
+/// folder marker (`prefix/`) names it. The bucket's root always exists once listed.
+#[derive(Debug)]
+struct Listed {
+    listing: Listing,
+    exists: bool,
+}
 
-fn memo_get(url: &RemoteUrl) -> Option<Arc<Listing>> {
+static MEMO: Mutex<Option<HashMap<RemoteUrl, Arc<Listed>>>> = Mutex::new(None);
+
+fn memo_get(url: &RemoteUrl) -> Option<Arc<Listed>> {
     MEMO.lock().ok()?.as_ref()?.get(url).cloned()
 }
 
-fn memo_put(url: &RemoteUrl, l: Arc<Listing>) {
+fn memo_put(url: &RemoteUrl, l: Arc<Listed>) {
     if let Ok(mut g) = MEMO.lock() {
         g.get_or_insert_with(HashMap::new).insert(url.clone(), l);
     }
@@ -44,12 +52,20 @@ pub fn forget() {
     }
 }
 
-/// The entries of the prefix `url` (see the module docs).
+/// The entries of the prefix `url` (see the module docs). A prefix no key starts with is
+/// `NotFound`, as a missing local folder is (S3 would answer an empty listing).
 pub fn read_dir(url: &RemoteUrl) -> io::Result<Listing> {
-    Ok(listing(url)?.as_ref().clone())
+    let l = listing(url)?;
+    if !l.exists {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("{url}: no such prefix (no key starts with {}/)", url.key),
+        ));
+    }
+    Ok(l.listing.clone())
 }
 
-fn listing(url: &RemoteUrl) -> io::Result<Arc<Listing>> {
+fn listing(url: &RemoteUrl) -> io::Result<Arc<Listed>> {
     if let Some(l) = memo_get(url) {
         return Ok(l);
     }
@@ -58,7 +74,7 @@ fn listing(url: &RemoteUrl) -> io::Result<Arc<Listing>> {
     Ok(l)
 }
 
-fn list(url: &RemoteUrl) -> io::Result<Listing> {
+fn list(url: &RemoteUrl) -> io::Result<Listed> {
     let store: Arc<dyn ObjectStore> = store::store_for(url)?;
     let prefix: Option<OsPath> = if url.key.is_empty() {
         None
@@ -77,6 +93,7 @@ fn list(url: &RemoteUrl) -> io::Result<Listing> {
     };
     let res = res.map_err(|e| request_error(url, request, &e, &trace, None))?;
     let mut entries = Vec::new();
+    let mut marker = false;
     let under = |loc: &OsPath| -> Option<String> {
         let mut parts = match &prefix {
             Some(p) => loc.prefix_match(p)?,
@@ -91,6 +108,7 @@ fn list(url: &RemoteUrl) -> io::Result<Listing> {
     };
     for o in &res.objects {
         let Some(name) = under(&o.location) else {
+            marker |= prefix.as_ref() == Some(&o.location);
             continue;
         };
         entries.push(DirEntry {
@@ -114,9 +132,12 @@ fn list(url: &RemoteUrl) -> io::Result<Listing> {
             .cmp(&b.path)
             .then_with(|| (a.kind == Kind::Dir).cmp(&(b.kind == Kind::Dir)))
     });
-    Ok(Listing {
-        entries,
-        complete: true,
+    Ok(Listed {
+        exists: url.key.is_empty() || marker || !entries.is_empty(),
+        listing: Listing {
+            entries,
+            complete: true,
+        },
     })
 }
 
@@ -124,7 +145,7 @@ fn list(url: &RemoteUrl) -> io::Result<Listing> {
 pub fn memoized_entry(url: &RemoteUrl) -> Option<(Kind, Option<Identity>)> {
     let parent = url.parent()?;
     let l = memo_get(&parent)?;
-    find(&l, url)
+    find(&l.listing, url)
 }
 
 fn find(l: &Listing, url: &RemoteUrl) -> Option<(Kind, Option<Identity>)> {
@@ -149,7 +170,7 @@ pub fn stat(url: &RemoteUrl) -> io::Result<Stat> {
         });
     };
     let l = listing(&parent)?;
-    match find(&l, url) {
+    match find(&l.listing, url) {
         Some((Kind::File, id)) => Ok(Stat {
             kind: Kind::File,
             identity: id.unwrap_or_default(),

@@ -9,7 +9,8 @@
 //!
 //! Environment: `CKPT_IO_MAX_IN_FLIGHT` (requests in flight, default 16), `CKPT_IO_RETRIES`
 //! (default 4), `CKPT_IO_RETRY_TIMEOUT_MS` (default 60000), `CKPT_IO_BACKOFF_MS` (first
-//! backoff, default 100), `CKPT_IO_STATS=1` (the CLI prints [`stats_line`] on stderr).
+//! backoff, default 100), `CKPT_IO_STATS=1` (the CLI prints [`stats_line`] on stderr),
+//! `CKPT_IO_TRACE=1` (each HTTP exchange on stderr, for debugging).
 
 use std::io;
 use std::path::Path;

@@ -185,6 +185,16 @@ fn listing_stat_and_open_known_make_no_more_requests_than_needed() {
     assert_eq!(root.entries.len(), 2);
     assert_eq!(root.entries[1].path, Path::new("s3://t-list/top.txt"));
     assert_eq!(s.count("LIST"), 3);
+    // A prefix nothing starts with is missing, as a local folder would be.
+    let e = read_dir(&url("s3://t-list/runs/zz")).unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::NotFound);
+    assert!(
+        e.to_string()
+            .contains("s3://t-list/runs/zz: no such prefix"),
+        "{e}"
+    );
+    assert_eq!(s.count("LIST"), 4);
+    s.reset();
 
     // open of a listed object: no request until the first read; with a hint, one round.
     let p = Path::new("s3://t-list/runs/a/last.ckpt");
@@ -422,6 +432,34 @@ impl object_store::client::HttpService for FakeService {
                     "<Error><Code>PreconditionFailed</Code></Error>".to_owned(),
                 ))
                 .unwrap());
+        }
+        if req.uri().path().ends_with("/secret") {
+            return Ok(b
+                .status(403)
+                .body(HttpResponseBody::from(
+                    "<Error><Code>AccessDenied</Code></Error>".to_owned(),
+                ))
+                .unwrap());
+        }
+        if req.uri().path().ends_with("/empty") {
+            // S3 answers any range of an empty object with 416.
+            let b = b
+                .header("etag", "\"e0\"")
+                .header("last-modified", "Mon, 30 Nov 2026 12:00:00 GMT");
+            return Ok(if range.is_empty() {
+                b.status(200).header("content-length", "0")
+            } else {
+                b.status(416)
+            }
+            .body(HttpResponseBody::from(
+                if range.is_empty() {
+                    ""
+                } else {
+                    "<Error><Code>InvalidRange</Code></Error>"
+                }
+                .to_owned(),
+            ))
+            .unwrap());
         }
         let size = BODY.len();
         let r = range.strip_prefix("bytes=").unwrap_or("");
