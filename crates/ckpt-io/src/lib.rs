@@ -32,7 +32,18 @@ use std::sync::Arc;
 pub fn open(path: &Path) -> Result<Arc<dyn ByteSource>, OpenError> {
     match Location::parse(path) {
         Location::Local(p) => Ok(Arc::new(LocalFile::open(&p)?)),
-        Location::Remote(url) => remote::open(&url, path, None).map_err(OpenError::Io),
+        Location::Remote(url) => remote::open(&url, path, None).map_err(remote_open_error),
+    }
+}
+
+/// A prefix opened as an object is "not a regular file", as a local directory is.
+fn remote_open_error(e: std::io::Error) -> OpenError {
+    if e.kind() == std::io::ErrorKind::IsADirectory {
+        OpenError::NotAFile {
+            what: "a prefix (folder)",
+        }
+    } else {
+        OpenError::Io(e)
     }
 }
 
@@ -42,7 +53,7 @@ pub fn open(path: &Path) -> Result<Arc<dyn ByteSource>, OpenError> {
 pub fn open_known(path: &Path, id: &Identity) -> Result<Arc<dyn ByteSource>, OpenError> {
     match Location::parse(path) {
         Location::Local(p) => Ok(Arc::new(LocalFile::open(&p)?)),
-        Location::Remote(url) => remote::open(&url, path, Some(id)).map_err(OpenError::Io),
+        Location::Remote(url) => remote::open(&url, path, Some(id)).map_err(remote_open_error),
     }
 }
 

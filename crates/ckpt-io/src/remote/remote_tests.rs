@@ -216,6 +216,8 @@ fn listing_stat_and_open_known_make_no_more_requests_than_needed() {
     // A prefix is not an object.
     let e = open_url("s3://t-list/runs/a/sub").unwrap_err();
     assert_eq!(e.kind(), io::ErrorKind::IsADirectory);
+    let e = crate::open(Path::new("s3://t-list/runs/a/sub")).unwrap_err();
+    assert_eq!(e.to_string(), "not a regular file: a prefix (folder)");
 
     // read_small: the listing says it is too large without a request; a small one is one GET.
     let e = crate::read_small(p, 1000).unwrap_err();
