@@ -40,6 +40,31 @@ fn bucket(name: &str) -> Arc<CountingStore> {
     s
 }
 
+#[test]
+fn a_local_tree_uploaded_to_a_memory_bucket_lists_like_the_folder() {
+    let _shared = shared();
+    let d = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(d.path().join("run/checkpoints")).unwrap();
+    std::fs::write(d.path().join("run/hparams.yaml"), b"a: 1\n").unwrap();
+    std::fs::write(d.path().join("run/checkpoints/last.ckpt"), TORCH_ZIP).unwrap();
+    let s = CountingStore::bucket(Scheme::Gs, "t-tree");
+    assert_eq!(s.put_tree("exp", d.path()).unwrap(), 2);
+    let l = read_dir(&url("gs://t-tree/exp/run")).unwrap();
+    let names: Vec<_> = l.entries.iter().map(|e| (e.path.clone(), e.kind)).collect();
+    assert_eq!(
+        names,
+        vec![
+            (PathBuf::from("gs://t-tree/exp/run/checkpoints"), Kind::Dir),
+            (
+                PathBuf::from("gs://t-tree/exp/run/hparams.yaml"),
+                Kind::File
+            ),
+        ]
+    );
+    let src = crate::open(Path::new("gs://t-tree/exp/run/checkpoints/last.ckpt")).unwrap();
+    assert_eq!(read(&*src, 0, TORCH_ZIP.len()), TORCH_ZIP);
+}
+
 fn url(p: &str) -> RemoteUrl {
     match Location::parse(Path::new(p)) {
         Location::Remote(u) => u,

@@ -50,6 +50,40 @@ impl CountingStore {
         self.log.lock().map(|g| g.clone()).unwrap_or_default()
     }
 
+    /// A new in-memory bucket `scheme://name`, counted and registered: URLs of it now read
+    /// from memory (see [`super::register_store_for_tests`]).
+    pub fn bucket(scheme: crate::Scheme, name: &str) -> Arc<CountingStore> {
+        let s = CountingStore::new(Arc::new(object_store::memory::InMemory::new()));
+        super::register_store_for_tests(scheme, name, s.clone());
+        s
+    }
+
+    /// Upload the files under the local folder `dir` to `prefix/…` (test setup, not logged;
+    /// symlinks followed, other non-files skipped). Returns how many objects were written.
+    pub fn put_tree(&self, prefix: &str, dir: &std::path::Path) -> std::io::Result<usize> {
+        let mut n = 0;
+        let mut stack = vec![(dir.to_path_buf(), prefix.trim_matches('/').to_owned())];
+        while let Some((d, p)) = stack.pop() {
+            for e in std::fs::read_dir(&d)? {
+                let e = e?;
+                let name = e.file_name().to_string_lossy().into_owned();
+                let key = if p.is_empty() {
+                    name
+                } else {
+                    format!("{p}/{name}")
+                };
+                let m = std::fs::metadata(e.path())?;
+                if m.is_dir() {
+                    stack.push((e.path(), key));
+                } else if m.is_file() {
+                    self.put(&key, &std::fs::read(e.path())?)?;
+                    n += 1;
+                }
+            }
+        }
+        Ok(n)
+    }
+
     /// How many requests of `method` so far.
     pub fn count(&self, method: &str) -> usize {
         self.log().iter().filter(|r| r.method == method).count()
