@@ -140,8 +140,32 @@ pub fn request_error(
     .into_io()
 }
 
-/// object_store's message with its sources, for errors that have no HTTP status.
+/// What went wrong when there was no HTTP status to show: for a transport failure, its kind
+/// and the innermost cause ("cannot connect: Connection refused (os error 111)"), not
+/// object_store's retry narrative; otherwise object_store's message with its sources.
 fn innermost(e: &object_store::Error) -> String {
+    use object_store::client::{HttpError, HttpErrorKind};
+    let mut http: Option<HttpErrorKind> = None;
+    let mut deepest: Option<String> = None;
+    let mut src = std::error::Error::source(e);
+    while let Some(x) = src {
+        if let Some(h) = x.downcast_ref::<HttpError>() {
+            http = Some(h.kind());
+        }
+        deepest = Some(x.to_string());
+        src = x.source();
+    }
+    if let (Some(kind), Some(cause)) = (http, &deepest) {
+        let what = match kind {
+            HttpErrorKind::Connect => "cannot connect",
+            HttpErrorKind::Timeout => "timed out",
+            HttpErrorKind::Interrupted => "connection interrupted",
+            HttpErrorKind::Decode => "bad response body",
+            HttpErrorKind::Request => "request failed",
+            _ => "HTTP error",
+        };
+        return format!("{what}: {cause}");
+    }
     let mut s = e.to_string();
     let mut src = std::error::Error::source(e);
     while let Some(x) = src {

@@ -601,3 +601,130 @@ fn s3_errors_name_object_request_status_code_request_id_and_retries() {
         "{e}"
     );
 }
+
+/// Against a live S3-compatible server (moto): `CKPT_S3_TEST_ENDPOINT=http://127.0.0.1:P`,
+/// `CKPT_S3_TEST_BUCKET` (an existing, writable bucket), and `AWS_ACCESS_KEY_ID`,
+/// `AWS_SECRET_ACCESS_KEY`, `AWS_REGION` set. The real store is built from the environment and
+/// [`configure`]'s endpoint, as the CLI builds it; the objects are written with a second client.
+#[test]
+#[ignore = "needs a live S3-compatible endpoint (CKPT_S3_TEST_ENDPOINT)"]
+fn live_s3_endpoint_round_trip() {
+    let _alone = GLOBAL.write().unwrap_or_else(|e| e.into_inner());
+    let endpoint = std::env::var("CKPT_S3_TEST_ENDPOINT").unwrap();
+    let bucket = std::env::var("CKPT_S3_TEST_BUCKET").unwrap();
+    configure(Config {
+        endpoint: Some(endpoint.clone()),
+    });
+    let writer: Arc<dyn object_store::ObjectStore> = Arc::new(
+        object_store::aws::AmazonS3Builder::from_env()
+            .with_bucket_name(&bucket)
+            .with_endpoint(&endpoint)
+            .with_allow_http(true)
+            .build()
+            .unwrap(),
+    );
+    let put = |key: &str, bytes: Vec<u8>| {
+        let (w, key) = (writer.clone(), object_store::path::Path::from(key));
+        rt::run(async move {
+            w.put_opts(&key, bytes.into(), Default::default())
+                .await
+                .map(|_| ())
+                .map_err(io::Error::other)
+        })
+        .unwrap();
+    };
+    let data = pattern(300_000);
+    put("live/run/last.ckpt", data.clone());
+    put("live/run/hparams.yaml", b"lr: 1\n".to_vec());
+    put("live/run/sub/x", b"x".to_vec());
+    put("live/empty", Vec::new());
+    let s0 = stats();
+
+    let u = |k: &str| url(&format!("s3://{bucket}/{k}"));
+    let src = open(&u("live/run/last.ckpt"), Path::new("x"), None).unwrap();
+    assert_eq!(src.len(), 300_000);
+    assert!(src.identity().etag.is_some());
+    let s1 = stats();
+    assert_eq!(s1.get - s0.get, 2, "round 1");
+    assert_eq!(read(&*src, 299_978, 22), &data[299_978..]);
+    assert_eq!(read(&*src, 150_000, 100), &data[150_000..150_100]);
+    src.prefetch(&[200_000..200_010, 210_000..210_010]);
+    assert_eq!(read(&*src, 200_000, 10_010), &data[200_000..210_010]);
+    let s2 = stats();
+    assert_eq!(s2.get - s1.get, 2, "one miss, one coalesced prefetch");
+    assert!(s2.bytes - s0.bytes >= 65_536 + 65_558 + 16_384);
+
+    let l = read_dir(&u("live/run")).unwrap();
+    let kinds: Vec<_> = l.entries.iter().map(|e| e.kind).collect();
+    assert_eq!(kinds, vec![Kind::File, Kind::File, Kind::Dir]);
+    assert_eq!(stats().list - s2.list, 1);
+    let st = stat(&u("live/run/last.ckpt")).unwrap();
+    assert_eq!(st.identity.size, 300_000);
+    assert!(
+        st.identity
+            .etag
+            .as_deref()
+            .zip(src.identity().etag.as_deref())
+            .is_some_and(|(a, b)| a.trim_matches('"') == b.trim_matches('"')),
+        "{:?} {:?}",
+        st.identity,
+        src.identity()
+    );
+    assert_eq!(
+        crate::read_small_text(
+            Path::new(&format!("s3://{bucket}/live/run/hparams.yaml")),
+            100
+        )
+        .unwrap(),
+        "lr: 1\n"
+    );
+    let e = open(&u("live/nothing"), Path::new("x"), None).unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::NotFound, "{e}");
+    assert!(e.to_string().contains("404"), "{e}");
+    eprintln!("{e}");
+    let empty = open(&u("live/empty"), Path::new("x"), None).unwrap();
+    assert_eq!(empty.len(), 0);
+
+    // Replaced after it was listed: the conditional read is refused.
+    put("live/run/last.ckpt", pattern(300_001)[1..].to_vec());
+    let fresh = open(&u("live/run/last.ckpt"), Path::new("x"), Some(&st.identity)).unwrap();
+    let e = fresh.read_exact_at(&mut [0u8; 10], 100_000).unwrap_err();
+    assert!(is_changed(&e), "{e}");
+    eprintln!("{e}");
+    eprintln!("{}", format_stats(stats()));
+}
+
+#[test]
+fn a_server_that_is_not_there_fails_quickly_naming_the_request() {
+    let _shared = shared();
+    let mut retry = store::retry_config();
+    retry.max_retries = 1;
+    retry.backoff.init_backoff = std::time::Duration::from_millis(1);
+    let s3 = object_store::aws::AmazonS3Builder::new()
+        .with_bucket_name("t-dead")
+        // Port 1 on loopback: connection refused at once.
+        .with_endpoint("http://127.0.0.1:1")
+        .with_allow_http(true)
+        .with_region("us-east-1")
+        .with_access_key_id("test")
+        .with_secret_access_key("test")
+        .with_retry(retry)
+        .with_http_connector(http::CountingConnector(
+            object_store::client::ReqwestConnector::default(),
+        ))
+        .build()
+        .unwrap();
+    register_store_for_tests(Scheme::S3, "t-dead", Arc::new(s3));
+    let t = std::time::Instant::now();
+    let e = open_url("s3://t-dead/run/last.ckpt").unwrap_err();
+    assert!(t.elapsed() < std::time::Duration::from_secs(10));
+    let text = e.to_string();
+    assert!(
+        text.starts_with("s3://t-dead/run/last.ckpt: GET bytes=-65558: "),
+        "{text}"
+    );
+    assert!(text.ends_with(", after 1 retry"), "{text}");
+    assert!(text.contains(": cannot connect: "), "{text}");
+    assert!(remote_error(&e).is_some_and(|r| r.status.is_none()));
+    eprintln!("{text}");
+}
