@@ -307,18 +307,25 @@ fn an_unopenable_url_is_an_io_error_naming_it() {
     );
     let msg = e.to_string();
     let scan = crate::scan::file::scan_of_open_error(url, &OpenError::Io(e));
-    assert_eq!(
-        scan.problems,
-        vec![format!("s3://bucket/run/x.ckpt: {msg}")]
-    );
+    // The URL once: the error names it already.
+    assert_eq!(scan.problems, vec![msg.clone()]);
     let e = std::io::Error::new(std::io::ErrorKind::Unsupported, msg.clone());
-    match open_error(url, OpenError::Io(e)) {
+    let err = open_error(url, OpenError::Io(e));
+    assert_eq!(err.to_string(), msg);
+    match err {
         Error::Io { path, source } => {
             assert_eq!(path, url);
             assert_eq!(source.to_string(), msg);
         }
         other => panic!("{other:?}"),
     }
+    // A local error does not name its path: it is put in front.
+    let local = Path::new("/x/y.ckpt");
+    let e = std::io::Error::new(std::io::ErrorKind::NotFound, "gone");
+    assert_eq!(
+        open_error(local, OpenError::Io(e)).to_string(),
+        "/x/y.ckpt: gone"
+    );
 }
 
 /// Tensor bytes copied from a local file (the kernel's `copy_file_range`), from memory and

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 /// when it applies the zip entry or pickle byte offset. `Display` is one line, meant for users.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{path}: {source}")]
+    #[error("{}", with_path(path, source))]
     Io {
         path: PathBuf,
         #[source]
@@ -71,3 +71,18 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// `path: error`, naming the path once: an error from object storage names its URL already
+/// (`s3://b/k: GET bytes=0-65535: 503 …`), a local one never does.
+pub(crate) fn with_path(path: &std::path::Path, e: &std::io::Error) -> String {
+    let text = e.to_string();
+    let shown = path.display().to_string();
+    if text
+        .strip_prefix(&shown)
+        .is_some_and(|r| r.starts_with(": "))
+    {
+        text
+    } else {
+        format!("{shown}: {text}")
+    }
+}

@@ -147,7 +147,7 @@ pub(crate) fn scan_of_open_error(path: &Path, e: &OpenError) -> FileScan {
     let shown = path.display();
     match e {
         OpenError::NotAFile { .. } => out.problem(format!("{shown}: not a regular file")),
-        OpenError::Io(e) => out.problem(format!("{shown}: {e}")),
+        OpenError::Io(e) => out.problem(crate::error::with_path(path, e)),
         e @ OpenError::TooLarge { .. } => out.problem(format!("{shown}: {e}")),
     }
     out
@@ -196,7 +196,6 @@ fn scan_source(
     limits: &ScanLimits,
     keep: Option<&mut Option<Predecoded>>,
 ) -> FileScan {
-    let shown = whole.path().display();
     let size = src.size;
     // The head and the tail (a zip's directory) first, in one round (see the container's
     // `first_reads`); a no-op for a local file.
@@ -206,7 +205,7 @@ fn scan_source(
     let head = match src.read(0, size.min(512)) {
         Ok(h) => h,
         Err(e) => {
-            out.problem(format!("{shown}: {e}"));
+            out.problem(crate::error::with_path(whole.path(), &e));
             return out;
         }
     };
