@@ -19,20 +19,21 @@ fn walk_files(dir: &Path) -> Vec<(String, PathBuf)> {
     let mut seen = 0usize;
     while let Some((d, prefix, depth)) = stack.pop() {
         let Ok(rd) = read_dir(&d) else { continue };
-        for e in rd.flatten() {
+        for e in rd.entries {
             seen += 1;
             if seen > MAX_DIR_ENTRIES {
                 return out;
             }
-            let name = e.file_name().to_string_lossy().into_owned();
+            let name = consulted::entry_name(&e);
             let rel = if prefix.is_empty() {
                 name
             } else {
                 format!("{prefix}/{name}")
             };
-            match e.file_type() {
-                Ok(t) if t.is_dir() && depth < 8 => stack.push((e.path(), rel, depth + 1)),
-                Ok(t) if t.is_file() => out.push((rel, e.path())),
+            // What the listing (noted) says; symbolic links are not followed here.
+            match (e.symlink, e.kind) {
+                (false, Kind::Dir) if depth < 8 => stack.push((e.path, rel, depth + 1)),
+                (false, Kind::File) => out.push((rel, e.path)),
                 _ => {}
             }
         }
@@ -170,13 +171,14 @@ pub(super) fn list_wandb_runs(dir: &Path) -> HashMap<String, PathBuf> {
     let Ok(rd) = read_dir(dir) else {
         return out;
     };
-    for e in rd.flatten().take(100_000) {
-        let name = e.file_name();
-        let Some(name) = name.to_str() else { continue };
+    for e in rd.entries.into_iter().take(100_000) {
+        let Some(name) = e.path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
         let Some(id) = wandb_run_id(name) else {
             continue;
         };
-        let path = e.path();
+        let path = e.path.clone();
         let newer = out
             .get(id)
             .is_none_or(|old| old.file_name().is_some_and(|o| o.to_str() < Some(name)));

@@ -8,12 +8,12 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::io::{Read, Seek, SeekFrom};
 use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::config::{read_config, resolve};
 use crate::consulted::{self, Consult, is_dir, is_file, read_dir};
+use ckpt_io::Kind;
 use crate::fact::{Fact, Field, Source};
 use crate::hash_folder;
 use crate::sources::config::tree_facts;
