@@ -53,6 +53,17 @@
 //! CREATE TABLE parts (id INTEGER PRIMARY KEY, json TEXT NOT NULL);
 //! ```
 //!
+//! **Objects in buckets** (`s3://`, `gs://`, `az://`) use the same tables, with no change of
+//! schema: a key's `path` is the URL (`s3://bucket/key`, without the endpoint: different
+//! content has a different ETag, size and time anyway), `size` is the object's, `mtime_ns` its
+//! Last-Modified (whole seconds) in ns, and `inode` the FNV-1a hash of its ETag (or version
+//! id, [`ckpt_io::Identity::version`]; see [`FileKey::from_identity`]). All four come from
+//! the listing, and so do the fingerprints of consulted objects and prefixes
+//! ([`ckpt_meta::consulted::object_fingerprint`], [`ckpt_meta::consulted::prefix_fingerprint`]):
+//! an unchanged bucket is re-catalogued with LISTs only. An object that could not be read
+//! (a network failure, or it changed while it was read) is never written here. The cache
+//! file itself is always local.
+//!
 //! `size`, `inode` and fingerprints are stored as the two's-complement `i64` of the `u64`
 //! (SQLite integers are signed); `updated_at` is unix seconds. `context` is a hash of how the
 //! checkpoint was reached (the path as typed, the root it was found under); `consulted`
@@ -160,6 +171,26 @@ impl FileKey {
             size: meta.len(),
             mtime_ns: mtime_ns(meta),
             inode: inode(meta),
+        }
+    }
+}
+
+impl FileKey {
+    /// The key of `path` from a [`ckpt_io::Stat`] (a listing's, or `stat`'s): for a local file
+    /// the same key as [`FileKey::from_metadata`]; for an object, see [`FileKey::from_identity`].
+    pub fn from_stat(path: &str, stat: &ckpt_io::Stat) -> FileKey {
+        FileKey::from_identity(path, &stat.identity)
+    }
+
+    /// The key of `path` from its identity. An object's is (its URL, size, Last-Modified in ns,
+    /// `inode` := [`ckpt_io::Identity::version`], the FNV-1a of its ETag or version id): all
+    /// from the listing, so an unchanged bucket is checked against the cache without a GET.
+    pub fn from_identity(path: &str, id: &ckpt_io::Identity) -> FileKey {
+        FileKey {
+            path: path.to_owned(),
+            size: id.size,
+            mtime_ns: id.mtime_ns,
+            inode: id.version,
         }
     }
 }

@@ -78,7 +78,7 @@ fn key_file(c: &Candidate) -> PathBuf {
         Kind::Dcp => c.path.join(".metadata"),
         Kind::HfSharded => {
             let st = c.path.join("model.safetensors.index.json");
-            if st.is_file() {
+            if is_file(&st) {
                 st
             } else {
                 c.path.join("pytorch_model.bin.index.json")
@@ -93,6 +93,15 @@ fn key_file(c: &Candidate) -> PathBuf {
 fn other_inputs(c: &Candidate) -> Vec<PathBuf> {
     match c.kind {
         Kind::File => Vec::new(),
+        Kind::Dcp if ckpt_io::is_remote(&c.path) => ckpt_io::read_dir(&c.path)
+            .map(|l| {
+                l.entries
+                    .into_iter()
+                    .map(|e| e.path)
+                    .filter(|p| p.file_name().is_some_and(|n| n != ".metadata"))
+                    .collect()
+            })
+            .unwrap_or_default(),
         Kind::Dcp => {
             let mut v: Vec<PathBuf> = std::fs::read_dir(&c.path)
                 .map(|rd| {
@@ -122,9 +131,9 @@ fn fold_inputs(mut key: FileKey, inputs: &[PathBuf]) -> FileKey {
     eat(&key.inode.to_le_bytes());
     for p in inputs {
         eat(p.as_os_str().as_encoded_bytes());
-        match std::fs::metadata(p) {
+        match stat(p) {
             Ok(m) => {
-                let k = FileKey::from_metadata("", &m);
+                let k = FileKey::from_stat("", &m);
                 key.size = key.size.saturating_add(k.size);
                 key.mtime_ns = key.mtime_ns.max(k.mtime_ns);
                 eat(&k.size.to_le_bytes());
@@ -348,9 +357,12 @@ impl Fingerprints {
 }
 
 /// `p` made absolute against `cwd` (read once per run: `std::path::absolute` asks the system
-/// for the current folder on every call, a fifth of stat-ing ten thousand files).
+/// for the current folder on every call, a fifth of stat-ing ten thousand files). A URL is
+/// absolute as it is.
 fn absolute(p: &Path, cwd: &Path) -> PathBuf {
-    if p.is_absolute() {
+    if ckpt_io::is_remote(p) {
+        p.to_path_buf()
+    } else if p.is_absolute() {
         std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
     } else {
         std::path::absolute(cwd.join(p)).unwrap_or_else(|_| p.to_path_buf())
@@ -362,18 +374,18 @@ fn stat_of(c: &Candidate, cwd: &Path) -> Stat {
     let kf = key_file(c);
     let meta = match (&c.meta, c.kind) {
         (Some(m), Kind::File) => Ok(m.0.clone()),
-        _ => std::fs::metadata(&kf),
+        _ => stat(&kf),
     };
     match meta {
         Ok(m) => {
             let abs = absolute(&kf, cwd);
             let modified = modified_of(&m);
             let size = if c.kind == Kind::File {
-                m.len()
+                m.identity.size
             } else {
                 dir_size(&c.path)
             };
-            let key = FileKey::from_metadata(&abs.display().to_string(), &m);
+            let key = FileKey::from_stat(&abs.display().to_string(), &m);
             Stat {
                 key: Some(fold_inputs(key, &other_inputs(c))),
                 size,
@@ -494,10 +506,18 @@ pub fn build_streaming(
     let abs_roots: Vec<String> = roots
         .iter()
         .map(|r| {
-            std::path::absolute(r)
-                .unwrap_or_else(|_| r.clone())
-                .display()
-                .to_string()
+            if ckpt_io::is_remote(r) {
+                // As the walk spells what it finds (`s3://b/p`, whatever the root's spelling).
+                match ckpt_io::Location::parse(r) {
+                    ckpt_io::Location::Remote(url) => url.to_string(),
+                    ckpt_io::Location::Local(p) => p.display().to_string(),
+                }
+            } else {
+                std::path::absolute(r)
+                    .unwrap_or_else(|_| r.clone())
+                    .display()
+                    .to_string()
+            }
         })
         .collect();
     let missing: std::sync::Mutex<Option<Result<Vec<String>, CacheError>>> =
@@ -991,8 +1011,34 @@ fn read_and_resolve(
     }
 }
 
+/// `stat` of a local path (as [`ckpt_io::stat`] gives it) or of an object or prefix (from the
+/// memoized listing of its parent: no request of its own once the walk listed it).
+fn stat(p: &Path) -> std::io::Result<ckpt_io::Stat> {
+    if ckpt_io::is_remote(p) {
+        ckpt_io::stat(p)
+    } else {
+        std::fs::metadata(p).map(|m| crate::discover::stat_of_metadata(&m))
+    }
+}
+
+/// Is `p` a file (following symlinks), locally or in a bucket?
+fn is_file(p: &Path) -> bool {
+    stat(p).is_ok_and(|s| s.kind == ckpt_io::Kind::File)
+}
+
 /// Bytes of the files directly in a folder (DCP / sharded models).
 fn dir_size(dir: &Path) -> u64 {
+    if ckpt_io::is_remote(dir) {
+        return ckpt_io::read_dir(dir)
+            .map(|l| {
+                l.entries
+                    .iter()
+                    .filter(|e| e.kind == ckpt_io::Kind::File)
+                    .filter_map(|e| e.identity.as_ref().map(|i| i.size))
+                    .sum()
+            })
+            .unwrap_or(0);
+    }
     std::fs::read_dir(dir)
         .map(|rd| {
             rd.flatten()

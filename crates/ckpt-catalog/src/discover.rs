@@ -2,6 +2,14 @@
 //! The walk is breadth-first with each level's folders read in parallel; symlinked folders are
 //! followed once (a loop is a warning, not a hang); the result is sorted, so output never
 //! depends on thread timing.
+//!
+//! A root in a bucket (`s3://b/prefix`) is walked the same way, prefix by prefix: each level's
+//! prefixes are listed in parallel, as many at once as requests may be in flight
+//! ([`io_width`]), and a folder means what it means locally (DCP folders, sharded Hugging Face
+//! folders, sidecars beside checkpoints). Each object's size, time and ETag come from its
+//! listing ([`Listed`]), so keys and fingerprints cost no request of their own. A listing that
+//! failed or is partial is a warning, and its root is marked incomplete ([`Seen::incomplete`]):
+//! what was not seen must not be taken for gone.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -22,14 +30,57 @@ pub struct Candidate {
     /// The root (as given) it was found under.
     pub root: PathBuf,
     /// A file's `stat` taken while its folder was listed (relative to the open folder: no
-    /// walk of the whole path), when it was; the catalog's cache key is made from it.
+    /// walk of the whole path; an object's from its prefix's listing), when it was; the
+    /// catalog's cache key is made from it.
     pub meta: Option<Listed>,
 }
 
-/// A `stat` taken while listing: carried along, never part of what a candidate is (two
-/// candidates compare, sort and hash by path, kind and root only).
+/// A `stat` taken while listing (an object's size, Last-Modified and ETag, as the listing
+/// gave them): carried along, never part of what a candidate is (two candidates compare, sort
+/// and hash by path, kind and root only).
 #[derive(Debug, Clone)]
-pub struct Listed(pub std::fs::Metadata);
+pub struct Listed(pub ckpt_io::Stat);
+
+impl Listed {
+    /// A local file's, from its metadata.
+    pub fn of_metadata(m: &std::fs::Metadata) -> Listed {
+        Listed(stat_of_metadata(m))
+    }
+
+    /// The identity (for [`ckpt_io::open_known`] and the cache key).
+    pub fn identity(&self) -> &ckpt_io::Identity {
+        &self.0.identity
+    }
+}
+
+/// A [`ckpt_io::Stat`] from local metadata (what [`ckpt_io::stat`] gives, without asking again).
+pub fn stat_of_metadata(m: &std::fs::Metadata) -> ckpt_io::Stat {
+    let kind = if m.is_file() {
+        ckpt_io::Kind::File
+    } else if m.is_dir() {
+        ckpt_io::Kind::Dir
+    } else {
+        ckpt_io::Kind::Other(ckpt_torch::open::kind_of(m.file_type()))
+    };
+    ckpt_io::Stat {
+        kind,
+        identity: ckpt_io::Identity::of_metadata(m),
+    }
+}
+
+/// How many objects or prefixes are read at once: `CKPT_IO_MAX_IN_FLIGHT` (default 16), the
+/// bound the byte layer puts on requests in flight (the work waits on the network, not on the
+/// cores). Read once per process.
+pub fn io_width() -> usize {
+    static N: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *N.get_or_init(|| {
+        std::env::var("CKPT_IO_MAX_IN_FLIGHT")
+            .ok()
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .filter(|n| *n > 0)
+            .unwrap_or(16)
+    })
+}
 
 impl PartialEq for Listed {
     fn eq(&self, _: &Self) -> bool {
@@ -101,13 +152,94 @@ struct Listing {
     fingerprint: Fingerprint,
     /// Files that are symbolic links (their target can change without the folder changing).
     links: Vec<PathBuf>,
-    /// The `stat` of the checkpoint-named regular files, taken while listing.
-    metas: HashMap<PathBuf, std::fs::Metadata>,
+    /// The `stat` of the checkpoint-named regular files (of every object, remotely), taken
+    /// while listing.
+    metas: HashMap<PathBuf, Listed>,
+    /// Remote: which files are checkpoints, judged in the listing's worker (a judgement by
+    /// content is a request); `None` locally (judged as the folder is taken in).
+    checkpoints: Option<HashSet<PathBuf>>,
     files: Vec<PathBuf>,
     dirs: Vec<PathBuf>,
     /// FIFOs, sockets and devices: never opened (a FIFO would block the read forever).
     special: Vec<(PathBuf, &'static str)>,
     error: Option<String>,
+    /// Remote: why the listing is not all there is (it failed, or a page of it did).
+    incomplete: Option<String>,
+}
+
+/// Does a folder with these file names hold one checkpoint as a whole: a DCP folder, or a
+/// sharded Hugging Face folder? (The rule the walk applies to each folder.)
+fn folder_kind(names: &[&[u8]]) -> Option<Kind> {
+    if names.iter().any(|n| *n == b".metadata") && names.iter().any(|n| n.ends_with(b".distcp"))
+    {
+        return Some(Kind::Dcp);
+    }
+    names
+        .iter()
+        .any(|n| *n == b"model.safetensors.index.json" || *n == b"pytorch_model.bin.index.json")
+        .then_some(Kind::HfSharded)
+}
+
+/// The listing of a prefix in a bucket (memoized by the byte layer, so a later `stat` or
+/// fingerprint of anything in it costs no request). The fingerprint is the prefix's, from
+/// this very listing ([`consulted::prefix_fingerprint`]).
+fn list_remote(dir: &Path) -> Listing {
+    let mut l = Listing {
+        dir: dir.to_path_buf(),
+        fingerprint: consulted::CHANGING,
+        links: Vec::new(),
+        metas: HashMap::new(),
+        checkpoints: None,
+        files: Vec::new(),
+        dirs: Vec::new(),
+        special: Vec::new(),
+        error: None,
+        incomplete: None,
+    };
+    let listing = match ckpt_io::read_dir(dir) {
+        Ok(x) => x,
+        Err(e) => {
+            l.incomplete = Some(e.to_string());
+            return l;
+        }
+    };
+    l.fingerprint = consulted::prefix_fingerprint(&listing);
+    if !listing.complete {
+        l.incomplete = Some("a page of the listing failed".into());
+    }
+    for e in listing.entries {
+        match e.kind {
+            ckpt_io::Kind::Dir => l.dirs.push(e.path),
+            ckpt_io::Kind::File => {
+                if let Some(id) = e.identity {
+                    l.metas.insert(
+                        e.path.clone(),
+                        Listed(ckpt_io::Stat {
+                            kind: ckpt_io::Kind::File,
+                            identity: id,
+                        }),
+                    );
+                }
+                l.files.push(e.path);
+            }
+            ckpt_io::Kind::Other(what) => l.special.push((e.path, what)),
+        }
+    }
+    let names: Vec<&[u8]> = l
+        .files
+        .iter()
+        .filter_map(|f| f.file_name().map(std::ffi::OsStr::as_encoded_bytes))
+        .collect();
+    if folder_kind(&names).is_none() {
+        l.checkpoints = Some(
+            l.files
+                .iter()
+                .filter(|f| is_checkpoint_file(f))
+                .cloned()
+                .collect(),
+        );
+    }
+    l
 }
 
 fn list(dir: &Path) -> Listing {
@@ -116,10 +248,12 @@ fn list(dir: &Path) -> Listing {
         fingerprint: consulted::fingerprint(dir),
         links: Vec::new(),
         metas: HashMap::new(),
+        checkpoints: None,
         files: Vec::new(),
         dirs: Vec::new(),
         special: Vec::new(),
         error: None,
+        incomplete: None,
     };
     match std::fs::read_dir(dir) {
         Ok(rd) => {
@@ -147,7 +281,7 @@ fn list(dir: &Path) -> Listing {
                     if named_like_a_checkpoint(&p)
                         && let Ok(m) = e.metadata()
                     {
-                        l.metas.insert(p.clone(), m);
+                        l.metas.insert(p.clone(), Listed::of_metadata(&m));
                     }
                     l.files.push(p);
                 } else {
@@ -174,6 +308,9 @@ pub struct Seen {
     pub files: HashSet<std::ffi::OsString>,
     /// Files that are symbolic links.
     pub links: HashSet<std::ffi::OsString>,
+    /// Roots in a bucket some listing under which failed or is partial: the catalog keeps
+    /// what its cache has under them (not seen is not gone) and reports the run incomplete.
+    pub incomplete: Vec<PathBuf>,
 }
 
 impl Seen {
@@ -213,6 +350,10 @@ pub fn discover_with_listing(
     // walked before. (One `stat` a folder; resolving whole paths cost more than the walk.)
     let mut seen_dirs: HashSet<(u64, u64)> = HashSet::new();
     for root in roots {
+        if ckpt_io::is_remote(root) {
+            walk_remote(root, opts, &mut out, &mut warnings, &mut seen);
+            continue;
+        }
         let meta = match std::fs::metadata(root) {
             Ok(m) => m,
             Err(e) => {
@@ -233,7 +374,7 @@ pub fn discover_with_listing(
                 path: root.clone(),
                 kind: Kind::File,
                 root: root.parent().map(Path::to_path_buf).unwrap_or_default(),
-                meta: Some(Listed(meta)),
+                meta: Some(Listed::of_metadata(&meta)),
             });
             continue;
         }
@@ -254,81 +395,7 @@ pub fn discover_with_listing(
                 }
             });
             let listings = crate::par::map(&level, |d| list(d));
-            let mut next = Vec::new();
-            for l in listings {
-                if let Some(e) = l.error {
-                    warnings.push(e);
-                    continue;
-                }
-                for (p, what) in &l.special {
-                    if named_like_a_checkpoint(p) {
-                        warnings.push(format!(
-                            "{}: {what}, not a regular file; skipped",
-                            p.display()
-                        ));
-                    }
-                }
-                seen.dirs
-                    .insert(l.dir.as_os_str().to_owned(), l.fingerprint);
-                seen.links
-                    .extend(l.links.iter().map(|f| f.as_os_str().to_owned()));
-                seen.files
-                    .extend(l.files.iter().map(|f| f.as_os_str().to_owned()));
-                // The names, borrowed (a folder of 10,000 checkpoints made 10,000 strings
-                // here only to look for three names).
-                let names = || {
-                    l.files
-                        .iter()
-                        .filter_map(|f| f.file_name().map(std::ffi::OsStr::as_encoded_bytes))
-                };
-                // A DCP directory is one checkpoint.
-                if names().any(|n| n == b".metadata") && names().any(|n| n.ends_with(b".distcp")) {
-                    out.push(Candidate {
-                        path: l.dir.clone(),
-                        kind: Kind::Dcp,
-                        root: root.clone(),
-                        meta: None,
-                    });
-                    continue;
-                }
-                // A sharded HF folder is one model; its shards are not separate entries.
-                let sharded = names().any(|n| {
-                    n == b"model.safetensors.index.json" || n == b"pytorch_model.bin.index.json"
-                });
-                if sharded {
-                    out.push(Candidate {
-                        path: l.dir.clone(),
-                        kind: Kind::HfSharded,
-                        root: root.clone(),
-                        meta: None,
-                    });
-                } else {
-                    let mut metas = l.metas;
-                    for f in l.files {
-                        if is_checkpoint_file(&f) {
-                            let meta = metas.remove(&f).map(Listed);
-                            out.push(Candidate {
-                                path: f,
-                                meta,
-                                kind: Kind::File,
-                                root: root.clone(),
-                            });
-                        }
-                    }
-                }
-                let deeper = opts.recursive && opts.max_depth.is_none_or(|m| depth < m);
-                if deeper {
-                    for d in l.dirs {
-                        let hidden = d
-                            .file_name()
-                            .is_some_and(|n| n.to_string_lossy().starts_with('.'));
-                        if !hidden {
-                            next.push(d);
-                        }
-                    }
-                }
-            }
-            level = next;
+            level = take_level(listings, root, opts, depth, &mut out, &mut warnings, &mut seen);
             depth += 1;
         }
     }
@@ -343,6 +410,164 @@ pub fn discover_with_listing(
     });
     out.dedup_by(|a, b| a.path == b.path);
     (out, warnings, seen)
+}
+
+/// Walk a root in a bucket: an object is one candidate; a prefix is walked breadth-first,
+/// each level's prefixes listed [`io_width`] at a time. A root that is neither is a warning.
+fn walk_remote(
+    root: &Path,
+    opts: &WalkOptions,
+    out: &mut Vec<Candidate>,
+    warnings: &mut Vec<String>,
+    seen: &mut Seen,
+) {
+    // The canonical spelling (`s3://b/p/` and `s3:/b/p` walk as `s3://b/p`): the listings
+    // name what they hold that way.
+    let start = match ckpt_io::Location::parse(root) {
+        ckpt_io::Location::Remote(url) => url.to_path(),
+        ckpt_io::Location::Local(p) => p,
+    };
+    let st = match ckpt_io::stat(&start) {
+        Ok(st) => st,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            warnings.push(format!("{}: no such object or prefix", root.display()));
+            return;
+        }
+        Err(e) => {
+            // Not knowing what the root is, nothing under it is known to be gone.
+            warnings.push(format!("{}: {e}", root.display()));
+            seen.incomplete.push(root.to_path_buf());
+            return;
+        }
+    };
+    match st.kind {
+        ckpt_io::Kind::File => {
+            out.push(Candidate {
+                path: start.clone(),
+                kind: Kind::File,
+                root: start.parent().map(Path::to_path_buf).unwrap_or_default(),
+                meta: Some(Listed(st)),
+            });
+            return;
+        }
+        ckpt_io::Kind::Other(what) => {
+            warnings.push(format!(
+                "{}: {what}, not a regular file; skipped",
+                root.display()
+            ));
+            return;
+        }
+        ckpt_io::Kind::Dir => {}
+    }
+    let mut level = vec![start];
+    let mut depth = 0usize;
+    let mut incomplete = false;
+    while !level.is_empty() {
+        let listings = crate::par::map_n(&level, io_width(), |d| list_remote(d));
+        for l in &listings {
+            if let Some(why) = &l.incomplete {
+                warnings.push(format!("listing of {}/ incomplete: {why}", l.dir.display()));
+                incomplete = true;
+            }
+        }
+        level = take_level(listings, root, opts, depth, out, warnings, seen);
+        depth += 1;
+    }
+    if incomplete {
+        seen.incomplete.push(root.to_path_buf());
+    }
+}
+
+/// Take in one level's listings: the candidates they hold, what they show (into `seen`), and
+/// the folders of the next level.
+fn take_level(
+    listings: Vec<Listing>,
+    root: &Path,
+    opts: &WalkOptions,
+    depth: usize,
+    out: &mut Vec<Candidate>,
+    warnings: &mut Vec<String>,
+    seen: &mut Seen,
+) -> Vec<PathBuf> {
+    let mut next = Vec::new();
+    for l in listings {
+        if let Some(e) = l.error {
+            warnings.push(e);
+            continue;
+        }
+        for (p, what) in &l.special {
+            if named_like_a_checkpoint(p) {
+                warnings.push(format!(
+                    "{}: {what}, not a regular file; skipped",
+                    p.display()
+                ));
+            }
+        }
+        seen.dirs
+            .insert(l.dir.as_os_str().to_owned(), l.fingerprint);
+        seen.links
+            .extend(l.links.iter().map(|f| f.as_os_str().to_owned()));
+        seen.files
+            .extend(l.files.iter().map(|f| f.as_os_str().to_owned()));
+        // The names, borrowed (a folder of 10,000 checkpoints made 10,000 strings
+        // here only to look for three names).
+        let names = || {
+            l.files
+                .iter()
+                .filter_map(|f| f.file_name().map(std::ffi::OsStr::as_encoded_bytes))
+        };
+        // A DCP directory is one checkpoint.
+        if names().any(|n| n == b".metadata") && names().any(|n| n.ends_with(b".distcp")) {
+            out.push(Candidate {
+                path: l.dir.clone(),
+                kind: Kind::Dcp,
+                root: root.to_path_buf(),
+                meta: None,
+            });
+            continue;
+        }
+        // A sharded HF folder is one model; its shards are not separate entries.
+        let sharded = names().any(|n| {
+            n == b"model.safetensors.index.json" || n == b"pytorch_model.bin.index.json"
+        });
+        if sharded {
+            out.push(Candidate {
+                path: l.dir.clone(),
+                kind: Kind::HfSharded,
+                root: root.to_path_buf(),
+                meta: None,
+            });
+        } else {
+            let mut metas = l.metas;
+            for f in l.files {
+                let is_checkpoint = match &l.checkpoints {
+                    Some(judged) => judged.contains(&f),
+                    None => is_checkpoint_file(&f),
+                };
+                if is_checkpoint {
+                    let meta = metas.remove(&f);
+                    out.push(Candidate {
+                        path: f,
+                        meta,
+                        kind: Kind::File,
+                        root: root.to_path_buf(),
+                    });
+                }
+            }
+        }
+        let deeper = opts.recursive && opts.max_depth.is_none_or(|m| depth < m);
+        if deeper {
+            for d in l.dirs {
+                let hidden = d
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with('.'));
+                if !hidden {
+                    next.push(d);
+                }
+            }
+        }
+    }
+    next
 }
 
 #[cfg(test)]

@@ -220,9 +220,11 @@ pub fn metric_value(entry: &CatalogEntry, name: &str) -> Option<f64> {
     entry.metric(name)
 }
 
-/// `modified` as the entry records it.
-pub fn modified_of(meta: &std::fs::Metadata) -> String {
-    meta.modified().map(iso_time).unwrap_or_default()
+/// `modified` as the entry records it (a local file's mtime, an object's Last-Modified).
+pub fn modified_of(stat: &ckpt_io::Stat) -> String {
+    ckpt_meta::sources::names::mtime_of(stat.identity.mtime_ns)
+        .map(iso_time)
+        .unwrap_or_default()
 }
 
 /// The JSON of an entry whose resolution panicked: its path and the error.
