@@ -14,7 +14,7 @@ use crate::entry::CatalogEntry;
 use crate::entry::Shared;
 use crate::par;
 use crate::resolve::{
-    Resolve, Resolved, Stored, bug_entry, checkpoint_facts, entry_version, facts_from_json,
+    Resolve, Resolved, Stored, bug_entry, checkpoint_facts_read, entry_version, facts_from_json,
     facts_to_json, facts_version, mark_best, modified_of, resolve_recorded,
 };
 use ckpt_meta::consulted::{self, Consult, Fingerprint};
@@ -69,6 +69,10 @@ pub struct Catalog {
     pub stats: Stats,
     /// Checkpoints that hit a bug in ckpt (a panic caught per checkpoint).
     pub bugs: Vec<Bug>,
+    /// What this run could not see whole, as paths: roots in a bucket whose listing failed or
+    /// is partial (their cached rows are kept, not forgotten), and objects whose read failed
+    /// transiently (not cached). The CLI exits 1 when there is any; each has a warning.
+    pub incomplete: Vec<PathBuf>,
 }
 
 /// The file whose metadata keys a candidate in the cache.
@@ -89,19 +93,27 @@ fn key_file(c: &Candidate) -> PathBuf {
 
 /// Every other file a candidate's facts are read from: a DCP folder's shards (its step and
 /// epoch are read from them), a sharded folder's `config.json` and every shard its index
-/// names. The cache key covers them all, so changing any of them re-reads the facts.
+/// names (in a bucket: every other object of the folder). The cache key covers them all, so
+/// changing any of them re-reads the facts.
 fn other_inputs(c: &Candidate) -> Vec<PathBuf> {
     match c.kind {
         Kind::File => Vec::new(),
-        Kind::Dcp if ckpt_io::is_remote(&c.path) => ckpt_io::read_dir(&c.path)
-            .map(|l| {
-                l.entries
-                    .into_iter()
-                    .map(|e| e.path)
-                    .filter(|p| p.file_name().is_some_and(|n| n != ".metadata"))
-                    .collect()
-            })
-            .unwrap_or_default(),
+        // In a bucket, every other object of the folder, from its listing (memoized by the
+        // walk): a sharded folder's index is not read again to learn its shards, so an
+        // unchanged folder costs no GET.
+        Kind::Dcp | Kind::HfSharded if ckpt_io::is_remote(&c.path) => {
+            let key = key_file(c);
+            ckpt_io::read_dir(&c.path)
+                .map(|l| {
+                    l.entries
+                        .into_iter()
+                        .filter(|e| e.kind == ckpt_io::Kind::File)
+                        .map(|e| e.path)
+                        .filter(|p| *p != key)
+                        .collect()
+                })
+                .unwrap_or_default()
+        }
         Kind::Dcp => {
             let mut v: Vec<PathBuf> = std::fs::read_dir(&c.path)
                 .map(|rd| {
@@ -431,7 +443,14 @@ pub fn build_streaming(
     cat.warnings.extend(warnings);
     cat.stats.candidates = cands.len();
 
-    let stats: Vec<Stat> = par::map(&cands, |c| stat_of(c, &cwd));
+    // Objects in buckets wait on the network, not on the cores: read as many at once as
+    // requests may be in flight.
+    let width = if roots.iter().any(|r| ckpt_io::is_remote(r)) {
+        crate::discover::io_width().max(par::threads())
+    } else {
+        par::threads()
+    };
+    let stats: Vec<Stat> = par::map_n(&cands, width, |c| stat_of(c, &cwd));
     let opened = opening.map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
 
     // The cache: facts of unchanged checkpoints.
@@ -503,8 +522,11 @@ pub fn build_streaming(
     let reader = cache.as_ref().and_then(|c| c.reader().ok());
     // The roots as the cache's keys spell paths, and the rows under them no checkpoint of
     // this run has (asked by the read-ahead thread once it has read every chunk's rows).
+    cat.incomplete.extend(seen.incomplete.iter().cloned());
     let abs_roots: Vec<String> = roots
         .iter()
+        // A root not seen whole keeps its rows: what was not listed is not known to be gone.
+        .filter(|r| !seen.incomplete.contains(r))
         .map(|r| {
             if ckpt_io::is_remote(r) {
                 // As the walk spells what it finds (`s3://b/p`, whatever the root's spelling).
@@ -539,6 +561,7 @@ pub fn build_streaming(
                         &mut unchanged,
                         &known,
                         fingerprints,
+                        width,
                     );
                     if let Ok(f) = &f {
                         known.merge(f.parts.clone());
@@ -572,6 +595,7 @@ pub fn build_streaming(
                     &mut unchanged,
                     &parts,
                     &fingerprints,
+                    width,
                 ),
                 (_, None) => Ok(Fetched::default()),
             };
@@ -612,7 +636,7 @@ pub fn build_streaming(
             // this thread hands the previous chunk's entries on (writing them is serial).
             let (done_chunk, put): (Vec<Done>, Result<(), CacheError>) = std::thread::scope(|s| {
                 let work = s.spawn(|| {
-                    par::map(&items, |(i, ctx, slot)| {
+                    par::map_n(&items, width, |(i, ctx, slot)| {
                         let input = std::mem::replace(
                             &mut *slot
                                 .lock()
@@ -663,6 +687,13 @@ pub fn build_streaming(
                     rows.entries.push(n.row);
                     rows.consulted.push(n.consulted);
                     rows.parts.extend(n.parts);
+                }
+                if d.transient {
+                    cat.warnings.push(format!(
+                        "{}: could not be read whole this time; not cached",
+                        cands[*i].path.display()
+                    ));
+                    cat.incomplete.push(cands[*i].path.clone());
                 }
                 if let Some(panic) = d.read_bug {
                     cat.bugs.push(Bug {
@@ -771,6 +802,7 @@ fn fetch_inputs(
     unchanged: &mut std::collections::HashMap<i64, bool>,
     known: &Parts,
     fingerprints: &Fingerprints,
+    width: usize,
 ) -> Result<Fetched, CacheError> {
     let contexts: Vec<i64> = chunk
         .iter()
@@ -794,7 +826,7 @@ fn fetch_inputs(
         .collect();
     if !unknown.is_empty() {
         let texts = c.get_consulted(&unknown)?;
-        let verdicts = par::map(&texts, |t| {
+        let verdicts = par::map_n(&texts, width, |t| {
             t.as_deref().is_some_and(|t| fingerprints.unchanged(t))
         });
         unchanged.extend(unknown.into_iter().zip(verdicts));
@@ -893,6 +925,9 @@ struct Done {
     cached: bool,
     /// The whole entry came from the cache.
     reused: bool,
+    /// Reading the checkpoint failed transiently (nothing of it is cached; the run is
+    /// incomplete).
+    transient: bool,
     /// A row of facts to write to the cache (facts read from the file).
     row: Option<(FileKey, String)>,
     /// A resolved entry to write to the cache, with the set of paths it consulted and its
@@ -930,6 +965,7 @@ fn read_and_resolve(
                 return Done {
                     cached: true,
                     reused: true,
+                    transient: false,
                     row: None,
                     entry_row: None,
                     read_bug: None,
@@ -944,14 +980,20 @@ fn read_and_resolve(
     };
     let mut row = None;
     let mut read_bug = None;
+    let mut transient = false;
     let mut facts = text.as_deref().and_then(facts_from_json);
     drop(text);
     let cached = facts.is_some();
     if !cached && let Some(k) = &stat.key {
-        facts = Some(match ckpt_torch::bug::catch(|| checkpoint_facts(cand)) {
-            Ok(f) => {
-                row = Some((k.clone(), facts_to_json(&f)));
-                f
+        facts = Some(match ckpt_torch::bug::catch(|| checkpoint_facts_read(cand)) {
+            Ok(r) => {
+                // A read that failed on the way (a request, an object replaced meanwhile)
+                // is reported, never remembered.
+                transient = r.transient;
+                if !transient {
+                    row = Some((k.clone(), facts_to_json(&r.facts)));
+                }
+                r.facts
             }
             Err(panic) => {
                 let msg = panic.to_string();
@@ -979,9 +1021,11 @@ fn read_and_resolve(
         );
         (r, w, seen)
     });
-    // Stored only when reading went without a bug and every consulted path can be named.
+    // Stored only when reading went without a bug or a transient failure, and every consulted
+    // path can be named.
     let entry_row = match (&resolved, &stat.key) {
-        (Ok((r, w, consulted)), Some(key)) if read_bug.is_none() => consulted_row(consulted, cwd)
+        (Ok((r, w, consulted)), Some(key)) if read_bug.is_none() && !transient => {
+            consulted_row(consulted, cwd)
             .and_then(|set| {
                 let (entry, ids, parts) = split_parts(Stored {
                     resolved: r.clone(),
@@ -998,12 +1042,14 @@ fn read_and_resolve(
                     consulted: set,
                     parts,
                 })
-            }),
+            })
+        }
         _ => None,
     };
     Done {
         cached,
         reused: false,
+        transient,
         row,
         entry_row,
         read_bug,
