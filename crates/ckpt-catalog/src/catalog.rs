@@ -523,25 +523,7 @@ pub fn build_streaming(
     // The roots as the cache's keys spell paths, and the rows under them no checkpoint of
     // this run has (asked by the read-ahead thread once it has read every chunk's rows).
     cat.incomplete.extend(seen.incomplete.iter().cloned());
-    let abs_roots: Vec<String> = roots
-        .iter()
-        // A root not seen whole keeps its rows: what was not listed is not known to be gone.
-        .filter(|r| !seen.incomplete.contains(r))
-        .map(|r| {
-            if ckpt_io::is_remote(r) {
-                // As the walk spells what it finds (`s3://b/p`, whatever the root's spelling).
-                match ckpt_io::Location::parse(r) {
-                    ckpt_io::Location::Remote(url) => url.to_string(),
-                    ckpt_io::Location::Local(p) => p.display().to_string(),
-                }
-            } else {
-                std::path::absolute(r)
-                    .unwrap_or_else(|_| r.clone())
-                    .display()
-                    .to_string()
-            }
-        })
-        .collect();
+    let abs_roots = forgettable_roots(roots, &seen.incomplete);
     let missing: std::sync::Mutex<Option<Result<Vec<String>, CacheError>>> =
         std::sync::Mutex::new(None);
     std::thread::scope(|ahead| -> Result<(), CacheError> {
@@ -771,6 +753,24 @@ pub fn build_streaming(
         });
     }
     Ok(cat)
+}
+
+/// The roots as the cache's keys spell paths, whose rows no checkpoint of this run has may be
+/// forgotten: all but those whose walk was incomplete (a listing that failed or is partial:
+/// what was not seen is not known to be gone, so its rows are kept).
+fn forgettable_roots(roots: &[PathBuf], incomplete: &[PathBuf]) -> Vec<String> {
+    roots
+        .iter()
+        .filter(|r| !incomplete.contains(r))
+        .map(|r| match ckpt_io::Location::parse(r) {
+            // As the walk spells what it finds (`s3://b/p`, whatever the root's spelling).
+            ckpt_io::Location::Remote(url) => url.to_string(),
+            ckpt_io::Location::Local(_) => std::path::absolute(r)
+                .unwrap_or_else(|_| r.clone())
+                .display()
+                .to_string(),
+        })
+        .collect()
 }
 
 /// The paths of this run's checkpoints, as the cache keys them.

@@ -180,10 +180,28 @@ fn folder_kind(names: &[&[u8]]) -> Option<Kind> {
         .then_some(Kind::HfSharded)
 }
 
+/// What the walk of a bucket asks of the byte layer ([`ByteLayer`]; a fake in tests).
+trait Lister: Sync {
+    fn stat(&self, p: &Path) -> std::io::Result<ckpt_io::Stat>;
+    fn read_dir(&self, p: &Path) -> std::io::Result<ckpt_io::Listing>;
+}
+
+/// [`ckpt_io::stat`] and [`ckpt_io::read_dir`]: memoized listings of prefixes.
+struct ByteLayer;
+
+impl Lister for ByteLayer {
+    fn stat(&self, p: &Path) -> std::io::Result<ckpt_io::Stat> {
+        ckpt_io::stat(p)
+    }
+    fn read_dir(&self, p: &Path) -> std::io::Result<ckpt_io::Listing> {
+        ckpt_io::read_dir(p)
+    }
+}
+
 /// The listing of a prefix in a bucket (memoized by the byte layer, so a later `stat` or
 /// fingerprint of anything in it costs no request). The fingerprint is the prefix's, from
 /// this very listing ([`consulted::prefix_fingerprint`]).
-fn list_remote(dir: &Path) -> Listing {
+fn list_remote(dir: &Path, io: &dyn Lister) -> Listing {
     let mut l = Listing {
         dir: dir.to_path_buf(),
         fingerprint: consulted::CHANGING,
@@ -196,7 +214,7 @@ fn list_remote(dir: &Path) -> Listing {
         error: None,
         incomplete: None,
     };
-    let listing = match ckpt_io::read_dir(dir) {
+    let listing = match io.read_dir(dir) {
         Ok(x) => x,
         Err(e) => {
             l.incomplete = Some(e.to_string());
@@ -351,7 +369,7 @@ pub fn discover_with_listing(
     let mut seen_dirs: HashSet<(u64, u64)> = HashSet::new();
     for root in roots {
         if ckpt_io::is_remote(root) {
-            walk_remote(root, opts, &mut out, &mut warnings, &mut seen);
+            walk_remote(root, opts, &ByteLayer, &mut out, &mut warnings, &mut seen);
             continue;
         }
         let meta = match std::fs::metadata(root) {
@@ -417,6 +435,7 @@ pub fn discover_with_listing(
 fn walk_remote(
     root: &Path,
     opts: &WalkOptions,
+    io: &dyn Lister,
     out: &mut Vec<Candidate>,
     warnings: &mut Vec<String>,
     seen: &mut Seen,
@@ -427,7 +446,7 @@ fn walk_remote(
         ckpt_io::Location::Remote(url) => url.to_path(),
         ckpt_io::Location::Local(p) => p,
     };
-    let st = match ckpt_io::stat(&start) {
+    let st = match io.stat(&start) {
         Ok(st) => st,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             warnings.push(format!("{}: no such object or prefix", root.display()));
@@ -463,7 +482,7 @@ fn walk_remote(
     let mut depth = 0usize;
     let mut incomplete = false;
     while !level.is_empty() {
-        let listings = crate::par::map_n(&level, io_width(), |d| list_remote(d));
+        let listings = crate::par::map_n(&level, io_width(), |d| list_remote(d, io));
         for l in &listings {
             if let Some(why) = &l.incomplete {
                 warnings.push(format!("listing of {}/ incomplete: {why}", l.dir.display()));

@@ -486,6 +486,183 @@ mod tests {
         assert!(!unchanged(&table, &|p| fingerprint(Path::new(p))));
     }
 
+    fn id(size: u64, mtime_ns: i64, etag: Option<&str>, version: u64) -> Identity {
+        Identity {
+            size,
+            mtime_ns,
+            version,
+            etag: etag.map(str::to_owned),
+        }
+    }
+
+    fn entry(path: &str, kind: Kind) -> DirEntry {
+        DirEntry {
+            path: Path::new(path).to_path_buf(),
+            kind,
+            symlink: false,
+            identity: None,
+        }
+    }
+
+    #[test]
+    fn an_objects_fingerprint_follows_its_size_time_and_etag() {
+        let base = id(10, 1_700_000_000_000_000_000, Some("\"abc\""), 7);
+        let fp = object_fingerprint(&base);
+        assert!(fp != ABSENT && fp != CHANGING);
+        assert_eq!(object_fingerprint(&base.clone()), fp);
+        for changed in [
+            id(11, base.mtime_ns, Some("\"abc\""), 7),
+            id(10, base.mtime_ns + 1_000_000_000, Some("\"abc\""), 7),
+            id(10, base.mtime_ns, Some("\"abd\""), 7),
+        ] {
+            assert_ne!(object_fingerprint(&changed), fp, "{changed:?}");
+        }
+        // With an ETag, the version hash (derived from it) adds nothing; without one, the
+        // version id is what tells two objects apart.
+        assert_eq!(object_fingerprint(&id(10, base.mtime_ns, Some("\"abc\""), 8)), fp);
+        let v1 = object_fingerprint(&id(10, 5, None, 1));
+        assert_ne!(v1, object_fingerprint(&id(10, 5, None, 2)));
+        assert!(v1 != ABSENT && v1 != CHANGING);
+        // Recent objects are not "racy": a PUT is atomic.
+        let now_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as i64;
+        assert_ne!(object_fingerprint(&id(1, now_ns, Some("e"), 0)), CHANGING);
+    }
+
+    #[test]
+    fn a_prefixs_fingerprint_follows_the_names_and_kinds_it_holds() {
+        let listing = |entries: Vec<DirEntry>, complete| Listing { entries, complete };
+        let a = listing(
+            vec![
+                entry("s3://b/run/a.ckpt", Kind::File),
+                entry("s3://b/run/logs", Kind::Dir),
+            ],
+            true,
+        );
+        let fp = prefix_fingerprint(&a);
+        assert!(fp != ABSENT && fp != CHANGING);
+        // Order does not matter; an object rewritten in place does not change its prefix
+        // (as a local file rewritten leaves its folder's mtime alone).
+        let mut b = a.clone();
+        b.entries.reverse();
+        b.entries[1].identity = Some(id(99, 1, Some("x"), 0));
+        assert_eq!(prefix_fingerprint(&b), fp);
+        // An entry added, removed, or turned from a prefix into an object changes it.
+        let mut added = a.clone();
+        added.entries.push(entry("s3://b/run/b.ckpt", Kind::File));
+        assert_ne!(prefix_fingerprint(&added), fp);
+        let removed = listing(vec![entry("s3://b/run/a.ckpt", Kind::File)], true);
+        assert_ne!(prefix_fingerprint(&removed), fp);
+        let mut kind = a.clone();
+        kind.entries[1].kind = Kind::File;
+        assert_ne!(prefix_fingerprint(&kind), fp);
+        // Names, not paths: the same names under another spelling of the prefix are the same.
+        let respelled = listing(
+            vec![
+                entry("s3:/b/run/a.ckpt", Kind::File),
+                entry("s3:/b/run/logs", Kind::Dir),
+            ],
+            true,
+        );
+        assert_eq!(prefix_fingerprint(&respelled), fp);
+        // What was seen only in part validates nothing.
+        assert_eq!(prefix_fingerprint(&listing(a.entries.clone(), false)), CHANGING);
+        // An empty prefix is not absent.
+        assert_ne!(prefix_fingerprint(&listing(Vec::new(), true)), ABSENT);
+    }
+
+    /// The local fingerprints are stored in caches on disk: taking them through the byte
+    /// layer's `Stat` must give the very values `std::fs::Metadata` gave.
+    #[test]
+    fn local_fingerprints_are_the_ones_metadata_gave() {
+        fn before(m: &Metadata) -> Fingerprint {
+            let mtime_ns = m
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_nanos());
+            let inode = std::os::unix::fs::MetadataExt::ino(m);
+            let kind: u8 = if m.is_dir() {
+                1
+            } else if m.is_file() {
+                2
+            } else {
+                3
+            };
+            let mut h = fnv(FNV_START, &[kind]);
+            h = fnv(h, &m.len().to_le_bytes());
+            h = fnv(h, &mtime_ns.to_le_bytes());
+            h = fnv(h, &inode.to_le_bytes());
+            h.clamp(1, CHANGING - 1)
+        }
+        let d = tempfile::tempdir().unwrap();
+        let a = d.path().join("a");
+        write_old(&a, "hello");
+        let m = std::fs::metadata(&a).unwrap();
+        assert_eq!(fingerprint_of(&m), before(&m));
+        assert_eq!(fingerprint(&a), before(&m));
+        let sub = d.path().join("sub");
+        std::fs::create_dir(&sub).unwrap();
+        let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        std::fs::File::open(&sub)
+            .unwrap()
+            .set_modified(hour_ago)
+            .unwrap();
+        let m = std::fs::metadata(&sub).unwrap();
+        assert_eq!(fingerprint(&sub), before(&m));
+        let ((), seen) = record(|| {
+            assert!(metadata(&a).is_ok_and(|s| s.kind == Kind::File));
+        });
+        assert_eq!(seen[0].1, fingerprint(&a));
+    }
+
+    #[test]
+    fn a_local_listing_is_sorted_with_kinds_and_followed_links() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("b.yaml"), "x").unwrap();
+        std::fs::create_dir(d.path().join("a")).unwrap();
+        std::os::unix::fs::symlink(d.path().join("a"), d.path().join("c")).unwrap();
+        std::os::unix::fs::symlink(d.path().join("none"), d.path().join("d")).unwrap();
+        let (l, seen) = record(|| read_dir(d.path()).unwrap());
+        assert!(l.complete);
+        let got: Vec<(String, Kind, bool)> = l
+            .entries
+            .iter()
+            .map(|e| (entry_name(e), e.kind, e.symlink))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("a".into(), Kind::Dir, false),
+                ("b.yaml".into(), Kind::File, false),
+                ("c".into(), Kind::Dir, true),
+                ("d".into(), Kind::Other("a broken symbolic link"), true),
+            ]
+        );
+        assert_eq!(seen.len(), 1);
+        assert_eq!(&*seen[0].0, d.path());
+        assert!(read_dir(&d.path().join("b.yaml")).is_err());
+    }
+
+    #[test]
+    fn an_opened_file_is_noted_and_read_by_ranges() {
+        let d = tempfile::tempdir().unwrap();
+        let a = d.path().join("m.csv");
+        write_old(&a, "step,loss\n1,0.5\n");
+        let (src, seen) = record(|| open(&a).unwrap());
+        assert_eq!(src.len(), 16);
+        let mut buf = [0u8; 4];
+        src.read_exact_at(&mut buf, 12).unwrap();
+        assert_eq!(&buf, b"0.5\n");
+        assert_eq!(seen, vec![(Arc::from(a.as_path()), fingerprint(&a))]);
+        assert!(matches!(
+            open(d.path()),
+            Err(OpenError::NotAFile { what: "a directory" })
+        ));
+    }
+
     /// Every reader of the places around a checkpoint goes through this module, or the
     /// catalog could serve an entry whose inputs changed. Direct reads in those files (outside
     /// their tests) fail here with the line to change.
