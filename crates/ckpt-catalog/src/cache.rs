@@ -1468,6 +1468,67 @@ mod tests {
     }
 
     #[test]
+    fn cache_key_from_a_stat_is_the_key_from_metadata() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a.ckpt");
+        std::fs::write(&file, b"hello").unwrap();
+        let p = file.to_str().unwrap();
+        let from_meta = FileKey::from_metadata(p, &std::fs::metadata(&file).unwrap());
+        assert_eq!(FileKey::from_stat(p, &ckpt_io::stat(&file).unwrap()), from_meta);
+        let listed = crate::discover::Listed::of_metadata(&std::fs::metadata(&file).unwrap());
+        assert_eq!(FileKey::from_stat(p, &listed.0), from_meta);
+    }
+
+    #[test]
+    fn cache_key_of_an_object_is_its_url_size_time_and_etag_hash() {
+        let id = ckpt_io::Identity {
+            size: 500,
+            mtime_ns: 1_700_000_000_000_000_000,
+            version: 0x1234_5678_9abc_def0,
+            etag: Some("\"e1\"".into()),
+        };
+        let url = "s3://bucket/run/last.ckpt";
+        let k = FileKey::from_identity(url, &id);
+        assert_eq!(
+            k,
+            FileKey {
+                path: url.into(),
+                size: 500,
+                mtime_ns: 1_700_000_000_000_000_000,
+                inode: 0x1234_5678_9abc_def0,
+            }
+        );
+        let st = ckpt_io::Stat {
+            kind: ckpt_io::Kind::File,
+            identity: id,
+        };
+        assert_eq!(FileKey::from_stat(url, &st), k);
+        // Stored and found again like a file's (the schema is the same; the path is a URL).
+        let dir = tempfile::tempdir().unwrap();
+        let mut cache = open(&dir.path().join(FILE_NAME));
+        cache.put_many(&[(k.clone(), "{}".to_owned())], 1).unwrap();
+        assert_eq!(
+            cache.get_many(std::slice::from_ref(&k), 1).unwrap(),
+            vec![Some("{}".to_owned())]
+        );
+        // Another ETag (hashed into `inode`) is another object.
+        let other = FileKey { inode: 1, ..k };
+        assert_eq!(cache.get_many(&[other], 1).unwrap(), vec![None]);
+        // Rows under a bucket's prefix are found by the same range as a folder's.
+        let seen = HashSet::new();
+        assert_eq!(
+            cache.missing_under(&["s3://bucket/run".into()], &seen).unwrap(),
+            vec![url.to_owned()]
+        );
+        assert!(
+            cache
+                .missing_under(&["s3://bucket/ru".into()], &seen)
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
     fn cache_forget_missing_respects_component_boundaries() {
         let dir = tempfile::tempdir().unwrap();
         let mut cache = open(&dir.path().join(FILE_NAME));

@@ -1095,3 +1095,70 @@ fn dir_size(dir: &Path) -> u64 {
         })
         .unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roots_whose_walk_was_incomplete_keep_their_rows() {
+        let roots = vec![
+            PathBuf::from("s3://b/runs/"),
+            PathBuf::from("s3:/b/ok"),
+            PathBuf::from("/data/local"),
+        ];
+        // Every root, as the cache spells paths, when everything was listed.
+        assert_eq!(
+            forgettable_roots(&roots, &[]),
+            vec!["s3://b/runs", "s3://b/ok", "/data/local"]
+        );
+        // Not the one whose listing failed or was partial.
+        assert_eq!(
+            forgettable_roots(&roots, &[PathBuf::from("s3://b/runs/")]),
+            vec!["s3://b/ok", "/data/local"]
+        );
+    }
+
+    #[test]
+    fn an_objects_key_size_and_time_come_from_its_listing() {
+        let id = ckpt_io::Identity {
+            size: 123,
+            mtime_ns: 1_700_000_000_000_000_000,
+            version: 77,
+            etag: Some("\"x\"".into()),
+        };
+        let c = Candidate {
+            path: PathBuf::from("s3://b/run/x.ckpt"),
+            kind: Kind::File,
+            root: PathBuf::from("s3://b/run"),
+            meta: Some(crate::discover::Listed(ckpt_io::Stat {
+                kind: ckpt_io::Kind::File,
+                identity: id,
+            })),
+        };
+        let st = stat_of(&c, Path::new("/somewhere"));
+        assert_eq!(st.error, None);
+        assert_eq!(
+            st.key,
+            Some(FileKey {
+                path: "s3://b/run/x.ckpt".into(),
+                size: 123,
+                mtime_ns: 1_700_000_000_000_000_000,
+                inode: 77,
+            })
+        );
+        assert_eq!(st.size, 123);
+        assert_eq!(st.modified, "2023-11-14T22:13:20");
+        // URLs are absolute as they are (never put under the current folder).
+        assert_eq!(
+            absolute(Path::new("s3://b/run/x.ckpt"), Path::new("/cwd")),
+            Path::new("s3://b/run/x.ckpt")
+        );
+        let (_, text) = consulted_row(
+            &[(std::sync::Arc::from(Path::new("s3://b/run/hparams.yaml")), 5)],
+            Path::new("/cwd"),
+        )
+        .unwrap();
+        assert_eq!(text, r#"[["s3://b/run/hparams.yaml",5]]"#);
+    }
+}

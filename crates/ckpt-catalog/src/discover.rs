@@ -646,6 +646,206 @@ mod tests {
         assert_eq!(c.len(), 1, "{c:?}"); // only hf/ is one folder below the root
     }
 
+    /// A bucket in memory: each prefix's listing, or the error its LIST gives.
+    struct FakeBucket(HashMap<PathBuf, Result<ckpt_io::Listing, String>>);
+
+    impl FakeBucket {
+        /// Objects (key, size) under `s3://b`; `failing`: prefixes whose LIST fails.
+        fn new(objects: &[(&str, u64)], failing: &[&str]) -> FakeBucket {
+            let mut m: HashMap<PathBuf, Vec<ckpt_io::DirEntry>> = HashMap::new();
+            for (key, size) in objects {
+                let mut parent = PathBuf::from("s3://b");
+                let parts: Vec<&str> = key.split('/').collect();
+                for (i, part) in parts.iter().enumerate() {
+                    let path = parent.join(part);
+                    let last = i + 1 == parts.len();
+                    let e = ckpt_io::DirEntry {
+                        path: path.clone(),
+                        kind: if last {
+                            ckpt_io::Kind::File
+                        } else {
+                            ckpt_io::Kind::Dir
+                        },
+                        symlink: false,
+                        identity: last.then(|| ckpt_io::Identity {
+                            size: *size,
+                            mtime_ns: 1_700_000_000_000_000_000,
+                            version: 42,
+                            etag: Some(format!("\"{key}\"")),
+                        }),
+                    };
+                    let l = m.entry(parent.clone()).or_default();
+                    if !l.contains(&e) {
+                        l.push(e);
+                    }
+                    parent = path;
+                }
+            }
+            let mut out: HashMap<PathBuf, Result<ckpt_io::Listing, String>> = m
+                .into_iter()
+                .map(|(k, mut entries)| {
+                    entries.sort_by(|a, b| a.path.cmp(&b.path));
+                    (
+                        k,
+                        Ok(ckpt_io::Listing {
+                            entries,
+                            complete: true,
+                        }),
+                    )
+                })
+                .collect();
+            for f in failing {
+                out.insert(
+                    PathBuf::from(f),
+                    Err("LIST: 503 Service Unavailable (SlowDown)".into()),
+                );
+            }
+            FakeBucket(out)
+        }
+    }
+
+    impl Lister for FakeBucket {
+        fn stat(&self, p: &Path) -> std::io::Result<ckpt_io::Stat> {
+            let parent = p.parent().unwrap();
+            let l = self.read_dir(parent)?;
+            l.entries
+                .iter()
+                .find(|e| e.path == p)
+                .map(|e| ckpt_io::Stat {
+                    kind: e.kind,
+                    identity: e.identity.clone().unwrap_or_default(),
+                })
+                .ok_or_else(|| std::io::ErrorKind::NotFound.into())
+        }
+        fn read_dir(&self, p: &Path) -> std::io::Result<ckpt_io::Listing> {
+            match self.0.get(p) {
+                Some(Ok(l)) => Ok(l.clone()),
+                Some(Err(e)) => Err(std::io::Error::other(e.clone())),
+                None => Ok(ckpt_io::Listing {
+                    entries: Vec::new(),
+                    complete: true,
+                }),
+            }
+        }
+    }
+
+    fn walk(bucket: &FakeBucket, root: &str) -> (Vec<Candidate>, Vec<String>, Seen) {
+        let (mut out, mut warnings, mut seen) = (Vec::new(), Vec::new(), Seen::default());
+        walk_remote(
+            Path::new(root),
+            &WalkOptions::default(),
+            bucket,
+            &mut out,
+            &mut warnings,
+            &mut seen,
+        );
+        out.sort();
+        (out, warnings, seen)
+    }
+
+    #[test]
+    fn a_bucket_is_walked_by_prefix_with_the_folder_rules_of_a_disk() {
+        let bucket = FakeBucket::new(
+            &[
+                ("runs/a/checkpoints/x.ckpt", 100),
+                ("runs/a/checkpoints/x.metadata.yaml", 5),
+                ("runs/a/hparams.yaml", 3),
+                ("runs/dcp/step_1/.metadata", 9),
+                ("runs/dcp/step_1/__0_0.distcp", 9),
+                ("runs/hf/model.safetensors.index.json", 2),
+                ("runs/hf/model-00001-of-00002.safetensors", 7),
+                ("runs/.hidden/y.ckpt", 1),
+                ("runs/notes.txt", 1),
+                ("other/z.ckpt", 1),
+            ],
+            &[],
+        );
+        // The root as typed, with a trailing slash: walked as `s3://b/runs`.
+        let (c, w, seen) = walk(&bucket, "s3://b/runs/");
+        assert!(w.is_empty(), "{w:?}");
+        assert!(seen.incomplete.is_empty());
+        let got: Vec<(String, Kind)> = c
+            .iter()
+            .map(|c| (c.path.display().to_string(), c.kind))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("s3://b/runs/a/checkpoints/x.ckpt".into(), Kind::File),
+                ("s3://b/runs/dcp/step_1".into(), Kind::Dcp),
+                ("s3://b/runs/hf".into(), Kind::HfSharded),
+            ]
+        );
+        // The object's key comes from its listing: no request of its own.
+        let listed = c[0].meta.as_ref().unwrap();
+        assert_eq!(listed.0.kind, ckpt_io::Kind::File);
+        assert_eq!(listed.identity().size, 100);
+        assert_eq!(
+            listed.identity().etag.as_deref(),
+            Some("\"runs/a/checkpoints/x.ckpt\"")
+        );
+        assert_eq!(c[0].root, Path::new("s3://b/runs/"));
+        // Sidecars beside it are answered from the listing, and each folder keeps the
+        // fingerprint of the listing it was answered from.
+        assert!(seen.is_file(Path::new(
+            "s3://b/runs/a/checkpoints/x.metadata.yaml"
+        )));
+        let dir = std::ffi::OsString::from("s3://b/runs/a/checkpoints");
+        let l = bucket.read_dir(Path::new("s3://b/runs/a/checkpoints")).unwrap();
+        assert_eq!(seen.dirs[&dir], consulted::prefix_fingerprint(&l));
+        // An object as the root is one candidate; a root that is nowhere is a warning.
+        let (c, w, _) = walk(&bucket, "s3://b/other/z.ckpt");
+        assert_eq!(c.len(), 1, "{w:?}");
+        assert_eq!(c[0].meta.as_ref().unwrap().identity().size, 1);
+        let (c, w, seen) = walk(&bucket, "s3://b/nowhere");
+        assert!(c.is_empty());
+        assert_eq!(w, vec!["s3://b/nowhere: no such object or prefix".to_owned()]);
+        assert!(seen.incomplete.is_empty());
+    }
+
+    #[test]
+    fn a_failed_listing_is_a_warning_and_marks_its_root_incomplete() {
+        let bucket = FakeBucket::new(
+            &[
+                ("runs/a/x.ckpt", 10),
+                ("runs/bad/y.ckpt", 10),
+                ("runs/bad/deeper/z.ckpt", 10),
+            ],
+            &["s3://b/runs/bad"],
+        );
+        let (c, w, seen) = walk(&bucket, "s3://b/runs");
+        // What could be listed is found; what could not is said, not taken for gone.
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].path, Path::new("s3://b/runs/a/x.ckpt"));
+        assert_eq!(
+            w,
+            vec![
+                "listing of s3://b/runs/bad/ incomplete: LIST: 503 Service Unavailable (SlowDown)"
+                    .to_owned()
+            ]
+        );
+        assert_eq!(seen.incomplete, vec![PathBuf::from("s3://b/runs")]);
+        // A root whose own parent cannot be listed is incomplete too.
+        let bucket = FakeBucket::new(&[("runs/a/x.ckpt", 10)], &["s3://b"]);
+        let (c, w, seen) = walk(&bucket, "s3://b/runs");
+        assert!(c.is_empty());
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert_eq!(seen.incomplete, vec![PathBuf::from("s3://b/runs")]);
+    }
+
+    #[test]
+    fn listed_carries_the_stat_of_a_local_file() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("x.ckpt");
+        std::fs::write(&f, b"12345").unwrap();
+        let (c, _) = discover(&[d.path().to_path_buf()], &WalkOptions::default());
+        let m = std::fs::metadata(&f).unwrap();
+        let listed = c[0].meta.as_ref().unwrap();
+        assert_eq!(listed.0.kind, ckpt_io::Kind::File);
+        assert_eq!(listed.identity(), &ckpt_io::Identity::of_metadata(&m));
+        assert_eq!(listed.0, ckpt_io::stat(&f).unwrap());
+    }
+
     #[cfg(unix)]
     #[test]
     fn symlink_loops_are_warnings() {
