@@ -1474,7 +1474,10 @@ mod tests {
         std::fs::write(&file, b"hello").unwrap();
         let p = file.to_str().unwrap();
         let from_meta = FileKey::from_metadata(p, &std::fs::metadata(&file).unwrap());
-        assert_eq!(FileKey::from_stat(p, &ckpt_io::stat(&file).unwrap()), from_meta);
+        assert_eq!(
+            FileKey::from_stat(p, &ckpt_io::stat(&file).unwrap()),
+            from_meta
+        );
         let listed = crate::discover::Listed::of_metadata(&std::fs::metadata(&file).unwrap());
         assert_eq!(FileKey::from_stat(p, &listed.0), from_meta);
     }
@@ -1517,7 +1520,9 @@ mod tests {
         // Rows under a bucket's prefix are found by the same range as a folder's.
         let seen = HashSet::new();
         assert_eq!(
-            cache.missing_under(&["s3://bucket/run".into()], &seen).unwrap(),
+            cache
+                .missing_under(&["s3://bucket/run".into()], &seen)
+                .unwrap(),
             vec![url.to_owned()]
         );
         assert!(

@@ -985,26 +985,28 @@ fn read_and_resolve(
     drop(text);
     let cached = facts.is_some();
     if !cached && let Some(k) = &stat.key {
-        facts = Some(match ckpt_torch::bug::catch(|| checkpoint_facts_read(cand)) {
-            Ok(r) => {
-                // A read that failed on the way (a request, an object replaced meanwhile)
-                // is reported, never remembered.
-                transient = r.transient;
-                if !transient {
-                    row = Some((k.clone(), facts_to_json(&r.facts)));
+        facts = Some(
+            match ckpt_torch::bug::catch(|| checkpoint_facts_read(cand)) {
+                Ok(r) => {
+                    // A read that failed on the way (a request, an object replaced meanwhile)
+                    // is reported, never remembered.
+                    transient = r.transient;
+                    if !transient {
+                        row = Some((k.clone(), facts_to_json(&r.facts)));
+                    }
+                    r.facts
                 }
-                r.facts
-            }
-            Err(panic) => {
-                let msg = panic.to_string();
-                read_bug = Some(panic);
-                vec![Fact::new(
-                    crate::Field::Error,
-                    serde_json::Value::String(msg),
-                    crate::Source::Checkpoint,
-                )]
-            }
-        });
+                Err(panic) => {
+                    let msg = panic.to_string();
+                    read_bug = Some(panic);
+                    vec![Fact::new(
+                        crate::Field::Error,
+                        serde_json::Value::String(msg),
+                        crate::Source::Checkpoint,
+                    )]
+                }
+            },
+        );
     }
     let resolved = ckpt_torch::bug::catch(|| {
         let mut w = Vec::new();
@@ -1025,8 +1027,7 @@ fn read_and_resolve(
     // path can be named.
     let entry_row = match (&resolved, &stat.key) {
         (Ok((r, w, consulted)), Some(key)) if read_bug.is_none() && !transient => {
-            consulted_row(consulted, cwd)
-            .and_then(|set| {
+            consulted_row(consulted, cwd).and_then(|set| {
                 let (entry, ids, parts) = split_parts(Stored {
                     resolved: r.clone(),
                     warnings: w.clone(),
@@ -1155,7 +1156,10 @@ mod tests {
             Path::new("s3://b/run/x.ckpt")
         );
         let (_, text) = consulted_row(
-            &[(std::sync::Arc::from(Path::new("s3://b/run/hparams.yaml")), 5)],
+            &[(
+                std::sync::Arc::from(Path::new("s3://b/run/hparams.yaml")),
+                5,
+            )],
             Path::new("/cwd"),
         )
         .unwrap();

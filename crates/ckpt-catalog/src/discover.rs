@@ -170,8 +170,7 @@ struct Listing {
 /// Does a folder with these file names hold one checkpoint as a whole: a DCP folder, or a
 /// sharded Hugging Face folder? (The rule the walk applies to each folder.)
 fn folder_kind(names: &[&[u8]]) -> Option<Kind> {
-    if names.iter().any(|n| *n == b".metadata") && names.iter().any(|n| n.ends_with(b".distcp"))
-    {
+    if names.iter().any(|n| *n == b".metadata") && names.iter().any(|n| n.ends_with(b".distcp")) {
         return Some(Kind::Dcp);
     }
     names
@@ -413,7 +412,15 @@ pub fn discover_with_listing(
                 }
             });
             let listings = crate::par::map(&level, |d| list(d));
-            level = take_level(listings, root, opts, depth, &mut out, &mut warnings, &mut seen);
+            level = take_level(
+                listings,
+                root,
+                opts,
+                depth,
+                &mut out,
+                &mut warnings,
+                &mut seen,
+            );
             depth += 1;
         }
     }
@@ -546,9 +553,8 @@ fn take_level(
             continue;
         }
         // A sharded HF folder is one model; its shards are not separate entries.
-        let sharded = names().any(|n| {
-            n == b"model.safetensors.index.json" || n == b"pytorch_model.bin.index.json"
-        });
+        let sharded = names()
+            .any(|n| n == b"model.safetensors.index.json" || n == b"pytorch_model.bin.index.json");
         if sharded {
             out.push(Candidate {
                 path: l.dir.clone(),
@@ -787,11 +793,11 @@ mod tests {
         assert_eq!(c[0].root, Path::new("s3://b/runs/"));
         // Sidecars beside it are answered from the listing, and each folder keeps the
         // fingerprint of the listing it was answered from.
-        assert!(seen.is_file(Path::new(
-            "s3://b/runs/a/checkpoints/x.metadata.yaml"
-        )));
+        assert!(seen.is_file(Path::new("s3://b/runs/a/checkpoints/x.metadata.yaml")));
         let dir = std::ffi::OsString::from("s3://b/runs/a/checkpoints");
-        let l = bucket.read_dir(Path::new("s3://b/runs/a/checkpoints")).unwrap();
+        let l = bucket
+            .read_dir(Path::new("s3://b/runs/a/checkpoints"))
+            .unwrap();
         assert_eq!(seen.dirs[&dir], consulted::prefix_fingerprint(&l));
         // An object as the root is one candidate; a root that is nowhere is a warning.
         let (c, w, _) = walk(&bucket, "s3://b/other/z.ckpt");
@@ -799,7 +805,10 @@ mod tests {
         assert_eq!(c[0].meta.as_ref().unwrap().identity().size, 1);
         let (c, w, seen) = walk(&bucket, "s3://b/nowhere");
         assert!(c.is_empty());
-        assert_eq!(w, vec!["s3://b/nowhere: no such object or prefix".to_owned()]);
+        assert_eq!(
+            w,
+            vec!["s3://b/nowhere: no such object or prefix".to_owned()]
+        );
         assert!(seen.incomplete.is_empty());
     }
 

@@ -168,12 +168,35 @@ fn fingerprint_at(path: &Path, st: &io::Result<Stat>) -> Fingerprint {
     }
 }
 
+/// Is `path` above every bucket: what `parent()` gives past a bucket's root (`s3://b` →
+/// `s3:`, then `s3:/hparams.yaml` once joined)? Such a path names nothing (it is never asked
+/// of a store, where it would name another bucket). Paths in buckets are spelled `s3://…` by
+/// the walk and the byte layer; a folder lookup climbing from a checkpoint stops here.
+pub fn beyond_buckets(path: &Path) -> bool {
+    let Some(s) = path.to_str() else {
+        return false;
+    };
+    ["s3:", "gs:", "az:"].iter().any(|scheme| {
+        s.strip_prefix(scheme).is_some_and(|rest| {
+            (rest.is_empty() || rest.starts_with('/')) && !rest.starts_with("//")
+        })
+    })
+}
+
+/// `stat` through the byte layer, with nothing beyond the buckets ([`beyond_buckets`]).
+fn stat(path: &Path) -> io::Result<Stat> {
+    if beyond_buckets(path) {
+        return Err(io::ErrorKind::NotFound.into());
+    }
+    ckpt_io::stat(path)
+}
+
 /// The fingerprint of `path` now (following symlinks, as every read here does). An error
 /// other than "not found" (permission denied, a loop) gets its own fingerprint, so a path
 /// that becomes readable again counts as changed. Remote paths are answered from the
 /// memoized listings (no request for a prefix already listed in this process).
 pub fn fingerprint(path: &Path) -> Fingerprint {
-    fingerprint_at(path, &ckpt_io::stat(path))
+    fingerprint_at(path, &stat(path))
 }
 
 /// Run `f`, returning what it consulted on this thread (sorted by path, each path once).
@@ -247,7 +270,7 @@ fn note_now(path: &Path) {
 /// `stat` of `path` (a local path, or an object or prefix in a bucket: from its parent's
 /// memoized listing), noted.
 pub fn metadata(path: &Path) -> io::Result<Stat> {
-    let m = ckpt_io::stat(path);
+    let m = stat(path);
     if recording() {
         note(path, fingerprint_at(path, &m));
     }
@@ -271,6 +294,10 @@ pub fn is_dir(path: &Path) -> bool {
 /// identities are left out) and follows only symbolic links. A remote one is the memoized
 /// listing of the prefix; one that is not complete is noted [`CHANGING`].
 pub fn read_dir(path: &Path) -> io::Result<Listing> {
+    if beyond_buckets(path) {
+        note_now(path);
+        return Err(io::ErrorKind::NotFound.into());
+    }
     if ckpt_io::is_remote(path) {
         let l = ckpt_io::read_dir(path);
         note_now(path);
@@ -329,7 +356,7 @@ pub fn entry_name(e: &DirEntry) -> String {
 /// (conditional on that ETag, so what is read is what was fingerprinted); a failed read is
 /// noted [`CHANGING`] (a network failure or a replaced object says nothing to remember).
 pub fn read_small(path: &Path, limit: u64) -> Result<Vec<u8>, OpenError> {
-    if !ckpt_io::is_remote(path) {
+    if !ckpt_io::is_remote(path) && !beyond_buckets(path) {
         note_now(path);
         return ckpt_torch::open::read_small(path, limit);
     }
@@ -362,11 +389,11 @@ pub fn read_small_text(path: &Path, limit: u64) -> Result<String, OpenError> {
 /// ([`ckpt_torch::open::open_regular`]'s checks), or an object opened with the identity its
 /// listing gave (no request to learn it; every read conditional on it).
 pub fn open(path: &Path) -> Result<Arc<dyn ByteSource>, OpenError> {
-    if !ckpt_io::is_remote(path) {
+    if !ckpt_io::is_remote(path) && !beyond_buckets(path) {
         note_now(path);
         return Ok(Arc::new(ckpt_io::LocalFile::open(path)?));
     }
-    let st = ckpt_io::stat(path);
+    let st = stat(path);
     if recording() {
         note(path, fingerprint_at(path, &st));
     }
@@ -519,7 +546,10 @@ mod tests {
         }
         // With an ETag, the version hash (derived from it) adds nothing; without one, the
         // version id is what tells two objects apart.
-        assert_eq!(object_fingerprint(&id(10, base.mtime_ns, Some("\"abc\""), 8)), fp);
+        assert_eq!(
+            object_fingerprint(&id(10, base.mtime_ns, Some("\"abc\""), 8)),
+            fp
+        );
         let v1 = object_fingerprint(&id(10, 5, None, 1));
         assert_ne!(v1, object_fingerprint(&id(10, 5, None, 2)));
         assert!(v1 != ABSENT && v1 != CHANGING);
@@ -568,7 +598,10 @@ mod tests {
         );
         assert_eq!(prefix_fingerprint(&respelled), fp);
         // What was seen only in part validates nothing.
-        assert_eq!(prefix_fingerprint(&listing(a.entries.clone(), false)), CHANGING);
+        assert_eq!(
+            prefix_fingerprint(&listing(a.entries.clone(), false)),
+            CHANGING
+        );
         // An empty prefix is not absent.
         assert_ne!(prefix_fingerprint(&listing(Vec::new(), true)), ABSENT);
     }
@@ -659,8 +692,34 @@ mod tests {
         assert_eq!(seen, vec![(Arc::from(a.as_path()), fingerprint(&a))]);
         assert!(matches!(
             open(d.path()),
-            Err(OpenError::NotAFile { what: "a directory" })
+            Err(OpenError::NotAFile {
+                what: "a directory"
+            })
         ));
+    }
+
+    #[test]
+    fn nothing_is_beyond_a_buckets_root() {
+        let ck = Path::new("s3://b/x.ckpt");
+        let above: Vec<&Path> = ck.ancestors().skip(2).collect();
+        assert_eq!(above, [Path::new("s3:"), Path::new("")]);
+        for p in [
+            Path::new("s3:"),
+            &Path::new("s3:").join("hparams.yaml"),
+            &Path::new("gs:").join(".hydra/config.yaml"),
+            Path::new("az:/wandb"),
+        ] {
+            assert!(beyond_buckets(p), "{}", p.display());
+            let ((), seen) = record(|| {
+                assert!(!is_file(p) && !is_dir(p));
+                assert!(read_dir(p).is_err());
+                assert!(read_small(p, 10).is_err());
+            });
+            assert!(seen.iter().all(|(_, fp)| *fp == ABSENT), "{seen:?}");
+        }
+        for p in ["s3://b", "s3://b/k", "/s3:/x", "s3", "s3x:/y", "./s3:"] {
+            assert!(!beyond_buckets(Path::new(p)), "{p}");
+        }
     }
 
     /// Every reader of the places around a checkpoint goes through this module, or the

@@ -242,6 +242,7 @@ pub(super) fn find_mlflow_run<'p>(
     ckpt.ancestors()
         .skip(1)
         .take(MAX_ANCESTORS)
+        .take_while(|d| !consulted::beyond_buckets(d))
         .filter(|d| !d.as_os_str().is_empty())
         .find_map(|d| cache.mlflow_run(d).map(|r| (d, r)))
 }
@@ -250,7 +251,12 @@ pub(super) fn find_mlflow_run<'p>(
 /// for Lightning's WandbLogger layout `<save_dir>/<project>/<id>/checkpoints/X.ckpt`, the
 /// folder `<save_dir>/wandb/[offline-]run-<stamp>-<id>`.
 pub(super) fn find_wandb_run(cache: &DirCache, ckpt: &Path) -> Option<PathBuf> {
-    for d in ckpt.ancestors().skip(1).take(MAX_ANCESTORS) {
+    for d in ckpt
+        .ancestors()
+        .skip(1)
+        .take(MAX_ANCESTORS)
+        .take_while(|d| !consulted::beyond_buckets(d))
+    {
         if name_of(d).and_then(wandb_run_id).is_some() {
             return Some(d.to_path_buf());
         }

@@ -13,12 +13,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::config::{read_config, resolve};
 use crate::consulted::{self, Consult, is_dir, is_file, read_dir};
-use ckpt_io::Kind;
 use crate::fact::{Fact, Field, Source};
 use crate::hash_folder;
 use crate::sources::config::tree_facts;
 use crate::sources::names::parse_file_name;
 use crate::yaml;
+use ckpt_io::Kind;
 use serde_json::{Map, Number, Value, json};
 
 /// Largest JSON/YAML/text file read; for `metrics.csv`, the most read from its end.
