@@ -432,6 +432,11 @@ pub fn build_streaming(
     on_entry: &mut dyn FnMut(CatalogEntry),
 ) -> Result<Catalog, CacheError> {
     let mut cat = Catalog::default();
+    // Buckets are listed afresh by each run (a long-lived process, `ckpt serve`, catalogs
+    // again and again; within a run, each prefix is listed once).
+    if roots.iter().any(|r| ckpt_io::is_remote(r)) {
+        ckpt_io::forget_listings();
+    }
     // The cache is opened (its integrity checked: a read of the whole file) while the tree
     // is walked and the checkpoints are stat-ed: neither waits for the other.
     let opening = opts
