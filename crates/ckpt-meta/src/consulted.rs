@@ -184,11 +184,30 @@ pub fn beyond_buckets(path: &Path) -> bool {
 }
 
 /// `stat` through the byte layer, with nothing beyond the buckets ([`beyond_buckets`]).
+/// Remote: a path whose parent prefix does not exist is not there either, answered from the
+/// grandparent's listing (memoized by the walk) instead of a LIST of a prefix that is not
+/// there (`.hydra/`, `wandb/` beside every checkpoint folder cost one each).
 fn stat(path: &Path) -> io::Result<Stat> {
     if beyond_buckets(path) {
         return Err(io::ErrorKind::NotFound.into());
     }
+    if ckpt_io::is_remote(path)
+        && let Some(parent) = path.parent()
+        && ckpt_io::is_remote(parent)
+        && !is_bucket_root(parent)
+    {
+        match stat(parent) {
+            // (An object that is also a prefix is listed as the object: ask about the child.)
+            Ok(_) => {}
+            Err(e) => return Err(e),
+        }
+    }
     ckpt_io::stat(path)
+}
+
+/// Is `path` a bucket's root (`s3://b`), which always exists as a prefix?
+fn is_bucket_root(path: &Path) -> bool {
+    matches!(ckpt_io::Location::parse(path), ckpt_io::Location::Remote(u) if u.key.is_empty())
 }
 
 /// The fingerprint of `path` now (following symlinks, as every read here does). An error
