@@ -336,12 +336,22 @@ fn json_or_empty<V: serde::Serialize>(m: &BTreeMap<String, V>) -> Option<Option<
 }
 
 /// Fingerprints taken during one run, by path: many entries consulted the same folders.
-#[derive(Default)]
-struct Fingerprints(std::sync::Mutex<std::collections::HashMap<String, Fingerprint>>);
+struct Fingerprints {
+    taken: std::sync::Mutex<std::collections::HashMap<String, Fingerprint>>,
+    /// How many stored sets are checked at once (a prefix's fingerprint may cost a LIST).
+    width: usize,
+}
 
 impl Fingerprints {
+    fn new(width: usize) -> Fingerprints {
+        Fingerprints {
+            taken: std::sync::Mutex::default(),
+            width,
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Fingerprint>> {
-        self.0
+        self.taken
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -517,7 +527,7 @@ pub fn build_streaming(
     let mut damaged: Option<CacheError> = None;
     let mut warned: HashSet<String> = HashSet::new();
     // Which stored consulted sets are unchanged, decided once per run.
-    let fingerprints = Fingerprints::default();
+    let fingerprints = Fingerprints::new(width);
     let mut unchanged: std::collections::HashMap<i64, bool> = std::collections::HashMap::new();
     let mut parts = Parts::default();
     // The cache rows of the chunks are read ahead, on a thread of their own with a read
@@ -548,7 +558,6 @@ pub fn build_streaming(
                         &mut unchanged,
                         &known,
                         fingerprints,
-                        width,
                     );
                     if let Ok(f) = &f {
                         known.merge(f.parts.clone());
@@ -582,7 +591,6 @@ pub fn build_streaming(
                     &mut unchanged,
                     &parts,
                     &fingerprints,
-                    width,
                 ),
                 (_, None) => Ok(Fetched::default()),
             };
@@ -807,7 +815,6 @@ fn fetch_inputs(
     unchanged: &mut std::collections::HashMap<i64, bool>,
     known: &Parts,
     fingerprints: &Fingerprints,
-    width: usize,
 ) -> Result<Fetched, CacheError> {
     let contexts: Vec<i64> = chunk
         .iter()
@@ -831,7 +838,7 @@ fn fetch_inputs(
         .collect();
     if !unknown.is_empty() {
         let texts = c.get_consulted(&unknown)?;
-        let verdicts = par::map_n(&texts, width, |t| {
+        let verdicts = par::map_n(&texts, fingerprints.width, |t| {
             t.as_deref().is_some_and(|t| fingerprints.unchanged(t))
         });
         unchanged.extend(unknown.into_iter().zip(verdicts));

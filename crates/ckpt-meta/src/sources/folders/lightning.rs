@@ -175,7 +175,7 @@ impl MetricsCsv {
         let head_len = size.min(64 << 10);
         let tail_from = size.saturating_sub(MAX_CSV_TAIL);
         if tail_from <= head_len {
-            src.prefetch(&[0..size]);
+            src.prefetch(std::slice::from_ref(&(0..size)));
         } else {
             src.prefetch(&[0..head_len, tail_from..size]);
         }
