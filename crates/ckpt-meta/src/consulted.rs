@@ -318,7 +318,12 @@ pub fn read_dir(path: &Path) -> io::Result<Listing> {
         return Err(io::ErrorKind::NotFound.into());
     }
     if ckpt_io::is_remote(path) {
-        let l = ckpt_io::read_dir(path);
+        // A prefix its parent's listing does not show is not listed (`wandb/` is looked for
+        // beside every run folder).
+        let l = match stat(path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(e),
+            _ => ckpt_io::read_dir(path),
+        };
         note_now(path);
         return l;
     }
