@@ -20,6 +20,7 @@ mod stat;
 
 pub use location::{Location, RemoteUrl, Scheme, is_remote};
 pub use open::{OpenError, kind_of};
+pub use remote::{RemoteError, RemoteErrorKind, is_changed};
 pub use source::{ByteSource, Identity, LocalFile, mem, window};
 pub use stat::{DirEntry, Kind, Listing, Stat, read_dir, stat};
 
@@ -31,7 +32,18 @@ use std::sync::Arc;
 pub fn open(path: &Path) -> Result<Arc<dyn ByteSource>, OpenError> {
     match Location::parse(path) {
         Location::Local(p) => Ok(Arc::new(LocalFile::open(&p)?)),
-        Location::Remote(url) => remote::open(&url, path, None).map_err(OpenError::Io),
+        Location::Remote(url) => remote::open(&url, path, None).map_err(remote_open_error),
+    }
+}
+
+/// A prefix opened as an object is "not a regular file", as a local directory is.
+fn remote_open_error(e: std::io::Error) -> OpenError {
+    if e.kind() == std::io::ErrorKind::IsADirectory {
+        OpenError::NotAFile {
+            what: "a prefix (folder)",
+        }
+    } else {
+        OpenError::Io(e)
     }
 }
 
@@ -41,7 +53,7 @@ pub fn open(path: &Path) -> Result<Arc<dyn ByteSource>, OpenError> {
 pub fn open_known(path: &Path, id: &Identity) -> Result<Arc<dyn ByteSource>, OpenError> {
     match Location::parse(path) {
         Location::Local(p) => Ok(Arc::new(LocalFile::open(&p)?)),
-        Location::Remote(url) => remote::open(&url, path, Some(id)).map_err(OpenError::Io),
+        Location::Remote(url) => remote::open(&url, path, Some(id)).map_err(remote_open_error),
     }
 }
 
@@ -50,17 +62,7 @@ pub fn open_known(path: &Path, id: &Identity) -> Result<Arc<dyn ByteSource>, Ope
 pub fn read_small(path: &Path, limit: u64) -> Result<Vec<u8>, OpenError> {
     match Location::parse(path) {
         Location::Local(p) => open::read_small(&p, limit),
-        Location::Remote(url) => {
-            let src = remote::open(&url, path, None).map_err(OpenError::Io)?;
-            let len = src.len();
-            if len > limit {
-                return Err(OpenError::TooLarge { limit });
-            }
-            let n = usize::try_from(len).map_err(|_| OpenError::TooLarge { limit })?;
-            let mut buf = vec![0u8; n];
-            src.read_exact_at(&mut buf, 0)?;
-            Ok(buf)
-        }
+        Location::Remote(url) => remote::read_small(&url, limit),
     }
 }
 
