@@ -6,7 +6,7 @@
 //! dtype, and per chunk its offsets in the global tensor and where its archive lies. A tensor
 //! saved by one rank (or replicated) has
 //! one chunk covering it; one sharded across ranks has several, which must tile it exactly.
-//! Chunks are opened in place, one shared descriptor per `.distcp` file, and written into the
+//! Chunks are opened in place, one shared source per `.distcp` file, and written into the
 //! output at their global positions: a chunk that is contiguous in the global tensor (a dim-0
 //! shard, as FSDP makes) is one byte-range copy; any other (a column shard) is streamed and
 //! written run by run.
@@ -16,6 +16,8 @@ use std::fs::File;
 use std::io::{Seek, SeekFrom, Write};
 use std::path::Path;
 use std::sync::Arc;
+
+use ckpt_io::ByteSource;
 
 use ckpt_torch::dcp::DcpIndex;
 use ckpt_torch::{Checkpoint, DType, TensorKind, TensorRef, View};
@@ -37,7 +39,8 @@ const MAX_CHUNKS_ANY_LAYOUT: usize = 4096;
 /// between planning and writing, not a parsed archive each.
 #[derive(Debug, Clone)]
 pub(crate) struct ChunkFile {
-    pub file: Arc<File>,
+    /// The `.distcp` file (or object), shared by its chunks.
+    pub src: Arc<dyn ByteSource>,
     pub path: std::path::PathBuf,
     pub offset: u64,
     pub len: u64,
@@ -46,8 +49,7 @@ pub(crate) struct ChunkFile {
 impl ChunkFile {
     pub(crate) fn open(&self, fqn: &str) -> Result<Checkpoint> {
         Checkpoint::open_range_in(
-            self.file.clone(),
-            &self.path,
+            self.src.clone(),
             self.offset,
             self.len,
             &ckpt_torch::Options::default(),
@@ -90,32 +92,30 @@ pub fn convert_dcp(dir: &Path, output: &Path, opts: &ConvertOptions) -> Result<C
         path: index.metadata.clone(),
         detail,
     };
-    let mut files: HashMap<String, Arc<File>> = HashMap::new();
+    let mut files: HashMap<String, Arc<dyn ByteSource>> = HashMap::new();
     let mut raw: Vec<Planned> = Vec::new();
     for t in &index.tensors {
         let fqn = t.fqn.as_str();
         let mut pieces = Vec::with_capacity(t.chunks.len());
         for c in &t.chunks {
             let path = dir.join(&c.file);
-            let file = match files.get(&c.file) {
+            let src = match files.get(&c.file) {
                 Some(f) => f.clone(),
                 None => {
                     // Regular files only: a `.distcp` that is a FIFO would block forever.
-                    let f =
-                        ckpt_torch::open::open_regular(&path).map_err(|e| ConvertError::Io {
-                            path: path.clone(),
-                            source: match e {
-                                ckpt_torch::open::OpenError::Io(io) => io,
-                                other => std::io::Error::other(other.to_string()),
-                            },
-                        })?;
-                    let f = Arc::new(f);
+                    let f = ckpt_io::open(&path).map_err(|e| ConvertError::Io {
+                        path: path.clone(),
+                        source: match e {
+                            ckpt_io::OpenError::Io(io) => io,
+                            other => std::io::Error::other(other.to_string()),
+                        },
+                    })?;
                     files.insert(c.file.clone(), f.clone());
                     f
                 }
             };
             let at = ChunkFile {
-                file,
+                src,
                 path,
                 offset: c.offset,
                 len: c.len,
@@ -413,7 +413,7 @@ mod tests {
         let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
         Chunk {
             at: ChunkFile {
-                file: Arc::new(File::open(&path).unwrap()),
+                src: ckpt_io::open(&path).unwrap(),
                 path,
                 offset: 0,
                 len: 0,

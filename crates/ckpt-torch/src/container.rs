@@ -2,8 +2,11 @@
 //! (offsets only; no tensor bytes are read here).
 
 use std::collections::HashMap;
-use std::fs::File;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use ckpt_io::{ByteSource, Identity, OpenError};
 
 use ckpt_pickle::{ErrorKind as PickleErrorKind, Limits, Value};
 
@@ -115,24 +118,102 @@ pub struct Checkpoint {
     /// A TorchScript archive (`torch.jit.save`: the zip has `constants.pkl`): its code files,
     /// class table and constants (`crate::torchscript`).
     pub torchscript: Option<Box<crate::torchscript::TorchScript>>,
+    /// Where every byte comes from: a local file, the whole file already in memory (a small
+    /// file scanned and opened by [`Checkpoint::scan_and_open`]), or an object in a bucket.
     /// Shared with the other chunks of a DCP file opened through `open_range_in`.
-    pub(crate) file: std::sync::Arc<File>,
-    /// Where the checkpoint starts in `file` (non-zero for a chunk inside a DCP file).
+    pub(crate) src: Src,
+    /// Where the checkpoint starts in `src` (non-zero for a chunk inside a DCP file).
     pub(crate) base: u64,
-    /// The whole file, when it was read at once (a small file scanned and opened by
-    /// [`Checkpoint::scan_and_open`]): reads are served from it instead of the descriptor.
-    pub(crate) snapshot: Option<Snapshot>,
     pub(crate) storages: StorageIndex,
 }
 
-/// The bytes of a whole file read at once (see [`Checkpoint::scan_and_open`]); its Debug
-/// says how many instead of listing them.
+/// A checkpoint's [`ByteSource`]; its Debug says what kind and how many bytes instead of
+/// listing them (a small file's source holds all its bytes).
 #[derive(Clone)]
-pub(crate) struct Snapshot(std::sync::Arc<[u8]>);
+pub(crate) struct Src(pub(crate) Arc<dyn ByteSource>);
 
-impl std::fmt::Debug for Snapshot {
+impl std::fmt::Debug for Src {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Snapshot(<{} bytes>)", self.0.len())
+        let kind = if self.0.as_bytes().is_some() {
+            "in memory"
+        } else if self.0.as_file().is_some() {
+            "file"
+        } else {
+            "ranges"
+        };
+        write!(f, "Src(<{kind}, {} bytes>)", self.0.len())
+    }
+}
+
+/// Bytes allowed for a zip local header's name and extra fields beyond the name's length
+/// when a read is planned before the header itself is read (prefetch hints): torch pads
+/// the extra field so data starts 64-byte aligned (at most 4 + 63 bytes), and a ZIP64 field
+/// adds 20. A header larger than this costs one more request, never a wrong byte.
+pub(crate) const LOCAL_HEADER_SLACK: u64 = 256;
+
+/// Where a zip member's local header, name, extra field and `data_len` bytes of data lie,
+/// as far as can be known without reading the header (see [`LOCAL_HEADER_SLACK`]).
+pub(crate) fn member_span(header: u64, name_len: usize, data_len: u64) -> Range<u64> {
+    let end = header
+        .saturating_add(30)
+        .saturating_add(name_len as u64)
+        .saturating_add(LOCAL_HEADER_SLACK)
+        .saturating_add(data_len);
+    header..end
+}
+
+/// The head (torch writes `data.pkl` and the small records first) and tail (end of central
+/// directory, ZIP64 records, the directory itself, `version`) of a zip a reader reads first.
+pub(crate) const HEAD_HINT: u64 = 64 << 10;
+/// The tail read with the head: the end-of-central-directory search window (64 KiB of
+/// comment plus the 22-byte record).
+pub(crate) const TAIL_HINT: u64 = (64 << 10) + 22;
+/// Sources (other than local files and memory) this small are read whole: one request.
+pub(crate) const REMOTE_WHOLE: u64 = 256 << 10;
+
+/// The ranges a reader of a `size`-byte file or object reads first: the whole of it when it
+/// is small, else its head and its tail.
+pub(crate) fn first_reads(size: u64) -> Vec<Range<u64>> {
+    if size <= REMOTE_WHOLE {
+        std::iter::once(0..size).collect()
+    } else {
+        vec![0..HEAD_HINT, size.saturating_sub(TAIL_HINT)..size]
+    }
+}
+
+/// Whether hints are worth computing for `src`: a local file or bytes in memory are read
+/// where they are, and a hint for them would only cost the work of building it.
+pub(crate) fn wants_hints(src: &dyn ByteSource) -> bool {
+    src.as_file().is_none() && src.as_bytes().is_none()
+}
+
+/// Open `path` as a [`ByteSource`], with the errors [`Checkpoint::open_with`] gives: what is
+/// not a regular file is not a checkpoint (a FIFO would block the open or the read forever,
+/// a device never end: see [`ckpt_io::open`]), the rest is I/O naming the path (a URL this
+/// build cannot read, too).
+fn open_source_at(path: &Path) -> Result<Arc<dyn ByteSource>> {
+    ckpt_io::open(path).map_err(|e| open_error(path, e))
+}
+
+/// An [`OpenError`] as the reader reports it.
+fn open_error(path: &Path, e: OpenError) -> Error {
+    match e {
+        OpenError::NotAFile { what } => Error::NotACheckpoint {
+            path: path.to_path_buf(),
+            reason: if what == "a directory" {
+                what.into()
+            } else {
+                format!("{what}, not a regular file")
+            },
+        },
+        OpenError::Io(source) => Error::Io {
+            path: path.to_path_buf(),
+            source,
+        },
+        e @ OpenError::TooLarge { .. } => Error::Io {
+            path: path.to_path_buf(),
+            source: std::io::Error::other(e.to_string()),
+        },
     }
 }
 
@@ -144,7 +225,19 @@ impl Checkpoint {
 
     pub fn open_with(path: impl AsRef<Path>, opts: &Options) -> Result<Checkpoint> {
         crate::bug::failpoint(path.as_ref());
-        Self::open_window(path.as_ref(), None, opts, None, None, None)
+        let src = open_source_at(path.as_ref())?;
+        Self::open_window(src, None, opts, None)
+    }
+
+    /// [`Checkpoint::open_with`] on a source already open (its path names it in messages).
+    pub fn open_source(src: Arc<dyn ByteSource>, opts: &Options) -> Result<Checkpoint> {
+        Self::open_window(src, None, opts, None)
+    }
+
+    /// The source every byte of this checkpoint is read from (its identity is the version
+    /// that was read). For a chunk of a DCP file, the whole `.distcp` file's.
+    pub fn source(&self) -> &Arc<dyn ByteSource> {
+        &self.src.0
     }
 
     /// Scan the file as `ckpt scan` does ([`crate::scan::scan_path`], unchanged) and open it
@@ -154,34 +247,79 @@ impl Checkpoint {
     /// reader decodes as usual otherwise. The result is the pair `(scan_path(..),
     /// open_with(..))` would give; the catalog reads thousands of small checkpoints this way.
     ///
-    /// A regular file of at most [`SMALL_FILE`] bytes is read whole, once, and both the scan
-    /// and the reader read that copy (the catalog's small checkpoints cost one read, not
-    /// dozens); anything else (larger, not a regular file, unreadable) takes the two usual
-    /// paths, which report its problems as they always do.
+    /// The file is opened once ([`ckpt_io::open`]) and that one source serves both the scan
+    /// and the reader. A local regular file of at most [`SMALL_FILE`] bytes (an object of at
+    /// most [`REMOTE_WHOLE`]) is read whole, in one read, and both read that copy (the
+    /// catalog's small checkpoints cost one read, not dozens); anything larger is read by
+    /// ranges. A path that cannot be opened gets the scan's and the reader's usual reports.
     pub fn scan_and_open(
         path: impl AsRef<Path>,
         scan_limits: &crate::scan::ScanLimits,
         opts: &Options,
     ) -> (crate::scan::FileScan, Result<Checkpoint>) {
-        Self::scan_and_open_reading_whole(path.as_ref(), scan_limits, opts, SMALL_FILE)
+        Self::scan_and_open_reading_whole(path.as_ref(), None, scan_limits, opts, SMALL_FILE)
     }
 
-    /// [`Checkpoint::scan_and_open`], reading files of at most `small_file` bytes whole.
+    /// [`Checkpoint::scan_and_open`] of a file or object whose identity is already known
+    /// (from the listing that found it: [`ckpt_io::open_known`]), so no request is made to
+    /// learn it and every remote read is conditional on that version. For a local path
+    /// `identity` is not used (the file is opened and `fstat`ed as usual).
+    pub fn scan_and_open_known(
+        path: impl AsRef<Path>,
+        identity: &Identity,
+        scan_limits: &crate::scan::ScanLimits,
+        opts: &Options,
+    ) -> (crate::scan::FileScan, Result<Checkpoint>) {
+        Self::scan_and_open_reading_whole(
+            path.as_ref(),
+            Some(identity),
+            scan_limits,
+            opts,
+            SMALL_FILE,
+        )
+    }
+
+    /// [`Checkpoint::scan_and_open`] of a source already open.
+    pub fn scan_and_open_source(
+        src: Arc<dyn ByteSource>,
+        scan_limits: &crate::scan::ScanLimits,
+        opts: &Options,
+    ) -> (crate::scan::FileScan, Result<Checkpoint>) {
+        Self::scan_and_open_in(src, scan_limits, opts, SMALL_FILE)
+    }
+
+    /// [`Checkpoint::scan_and_open`], reading local files of at most `small_file` bytes whole.
     fn scan_and_open_reading_whole(
         path: &Path,
+        known: Option<&Identity>,
         scan_limits: &crate::scan::ScanLimits,
         opts: &Options,
         small_file: u64,
     ) -> (crate::scan::FileScan, Result<Checkpoint>) {
         crate::bug::failpoint(path);
-        if let Some((file, bytes)) = read_small_whole(path, small_file) {
-            let (scan, pre) = crate::scan::file::scan_bytes_keeping(path, &bytes, scan_limits);
-            let snapshot = Some(Snapshot(bytes));
-            let ck = Self::open_window(path, None, opts, Some(file), pre, snapshot);
-            return (scan, ck);
+        let opened = match known {
+            Some(id) => ckpt_io::open_known(path, id),
+            None => ckpt_io::open(path),
+        };
+        match opened {
+            Ok(src) => Self::scan_and_open_in(src, scan_limits, opts, small_file),
+            Err(e) => {
+                let scan = crate::scan::file::scan_of_open_error(path, &e);
+                (scan, Err(open_error(path, e)))
+            }
         }
-        let (scan, pre) = crate::scan::file::scan_path_keeping(path, scan_limits, true);
-        let ck = Self::open_window(path, None, opts, None, pre, None);
+    }
+
+    /// The scan and the reader on one source (read whole first when small).
+    fn scan_and_open_in(
+        src: Arc<dyn ByteSource>,
+        scan_limits: &crate::scan::ScanLimits,
+        opts: &Options,
+        small_file: u64,
+    ) -> (crate::scan::FileScan, Result<Checkpoint>) {
+        let src = whole_if_small(src, small_file);
+        let (scan, pre) = crate::scan::file::scan_source_keeping(&src, scan_limits, true);
+        let ck = Self::open_window(src, None, opts, pre);
         (scan, ck)
     }
 
@@ -194,70 +332,36 @@ impl Checkpoint {
         len: u64,
         opts: &Options,
     ) -> Result<Checkpoint> {
-        Self::open_window(path.as_ref(), Some((offset, len)), opts, None, None, None)
+        let src = open_source_at(path.as_ref())?;
+        Self::open_window(src, Some((offset, len)), opts, None)
     }
 
-    /// `open_range` on a file already open: the thousands of chunks of a large DCP checkpoint
-    /// share one descriptor per `.distcp` file instead of one each.
+    /// `open_range` on a source already open: the thousands of chunks of a large DCP
+    /// checkpoint share one source per `.distcp` file instead of one each (and, for a local
+    /// file, its descriptor, so tensor bytes are still copied by the kernel).
     pub fn open_range_in(
-        file: std::sync::Arc<File>,
-        path: impl AsRef<Path>,
+        src: Arc<dyn ByteSource>,
         offset: u64,
         len: u64,
         opts: &Options,
     ) -> Result<Checkpoint> {
-        Self::open_window(
-            path.as_ref(),
-            Some((offset, len)),
-            opts,
-            Some(file),
-            None,
-            None,
-        )
+        Self::open_window(src, Some((offset, len)), opts, None)
     }
 
     /// `pre`: a scan's decoding of the `data.pkl` torch reads, installed instead of decoding
-    /// the same bytes again when it fits (see [`Checkpoint::scan_and_open`]). `snapshot`: the
-    /// whole of `file`, read at once, which every read then comes from.
+    /// the same bytes again when it fits (see [`Checkpoint::scan_and_open`]).
     fn open_window(
-        path: &Path,
+        src: Arc<dyn ByteSource>,
         window: Option<(u64, u64)>,
         opts: &Options,
-        file: Option<std::sync::Arc<File>>,
         pre: Option<crate::scan::file::Predecoded>,
-        snapshot: Option<Snapshot>,
     ) -> Result<Checkpoint> {
-        let path = path.to_path_buf();
+        let path = src.path().to_path_buf();
         let io = |source| Error::Io {
             path: path.clone(),
             source,
         };
-        // Only a regular file is opened (a FIFO would block the open or the read forever,
-        // a device never end): stat, open non-blocking, fstat (see `crate::open`).
-        let file = match file {
-            Some(f) => f,
-            None => match crate::open::open_regular(&path) {
-                Ok(f) => std::sync::Arc::new(f),
-                Err(crate::open::OpenError::NotAFile { what }) => {
-                    return Err(Error::NotACheckpoint {
-                        path,
-                        reason: if what == "a directory" {
-                            what.into()
-                        } else {
-                            format!("{what}, not a regular file")
-                        },
-                    });
-                }
-                Err(crate::open::OpenError::Io(e)) => return Err(io(e)),
-                Err(e @ crate::open::OpenError::TooLarge { .. }) => {
-                    return Err(io(std::io::Error::other(e.to_string())));
-                }
-            },
-        };
-        let file_len = match &snapshot {
-            Some(b) => b.0.len() as u64,
-            None => file.metadata().map_err(io)?.len(),
-        };
+        let file_len = src.len();
         let (base, size) = match window {
             None => (0, file_len),
             Some((off, len)) => {
@@ -275,8 +379,18 @@ impl Checkpoint {
         if size == 0 {
             return Err(Error::Empty { path });
         }
+        // What every container is read from first: all of a small file, else the head (the
+        // sniff, a zip's `data.pkl` and small records, a pickle stream) and the tail (a zip's
+        // directory), asked for together (one round of requests for an object).
+        if wants_hints(&*src) {
+            let hint: Vec<Range<u64>> = first_reads(size)
+                .into_iter()
+                .map(|r| base + r.start..base + r.end)
+                .collect();
+            src.prefetch(&hint);
+        }
         let mut head = vec![0u8; size.min(512) as usize];
-        read_at_in(&file, snapshot.as_ref().map(|s| &*s.0), &mut head, base).map_err(io)?;
+        src.read_exact_at(&mut head, base).map_err(io)?;
         let mut ck = Checkpoint {
             path,
             format: Format::Pickle,
@@ -290,9 +404,8 @@ impl Checkpoint {
             safetensors_metadata: Vec::new(),
             aux_pickles: Vec::new(),
             torchscript: None,
-            file,
+            src: Src(src),
             base,
-            snapshot,
             storages: StorageIndex::Extents(HashMap::new()),
         };
         if head.starts_with(b"PK\x03\x04") || head.starts_with(b"PK\x05\x06") {
@@ -315,21 +428,81 @@ impl Checkpoint {
         Ok(ck)
     }
 
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
-        read_at_in(
-            &self.file,
-            self.snapshot.as_ref().map(|s| &*s.0),
-            buf,
-            self.base + offset,
-        )
-        .map_err(|source| Error::Io {
-            path: self.path.clone(),
-            source,
-        })
+    pub(crate) fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
+        self.src
+            .0
+            .read_exact_at(buf, self.base + offset)
+            .map_err(|source| Error::Io {
+                path: self.path.clone(),
+                source,
+            })
+    }
+
+    /// Whether prefetch hints mean anything for this checkpoint's source (see
+    /// [`wants_hints`]); callers skip building them otherwise.
+    pub(crate) fn wants_hints(&self) -> bool {
+        wants_hints(&*self.src.0)
+    }
+
+    /// Tell the source which ranges (relative to this checkpoint, clipped to it) are about
+    /// to be read; see [`ByteSource::prefetch`].
+    pub(crate) fn prefetch(&self, ranges: &[Range<u64>]) {
+        if !self.wants_hints() {
+            return;
+        }
+        let shifted: Vec<Range<u64>> = ranges
+            .iter()
+            .filter_map(|r| {
+                let (s, e) = (r.start.min(self.size), r.end.min(self.size));
+                (s < e).then(|| self.base + s..self.base + e)
+            })
+            .collect();
+        if !shifted.is_empty() {
+            self.src.0.prefetch(&shifted);
+        }
+    }
+
+    /// [`member_span`] of the zip entries `names` (those present), for a hint; a data length
+    /// above `max` counts as `max` (a reader that refuses it reads no more than its header).
+    pub(crate) fn entry_spans<'a>(
+        &self,
+        names: impl IntoIterator<Item = &'a str>,
+        extra: u64,
+        max: u64,
+    ) -> Vec<Range<u64>> {
+        let StorageIndex::Zip { entries, .. } = &self.storages else {
+            return Vec::new();
+        };
+        names
+            .into_iter()
+            .filter_map(|n| {
+                let &(header, size, _) = entries.get(n)?;
+                let r = member_span(header, n.len(), size.min(max));
+                Some(r.start..r.end.saturating_add(extra))
+            })
+            .collect()
     }
 
     /// Read `len` bytes at `offset`, checking the range against the file size first.
     pub fn read_range(&self, offset: u64, len: u64) -> Result<Vec<u8>> {
+        self.check_range(offset, len)?;
+        let n = usize::try_from(len).map_err(|_| Error::Zip {
+            path: self.path.clone(),
+            detail: "range too large for memory".into(),
+        })?;
+        let mut buf = vec![0u8; n];
+        self.read_at(&mut buf, offset)?;
+        Ok(buf)
+    }
+
+    /// Fill `buf` from `offset`, checking the range against the file size first (as
+    /// [`Checkpoint::read_range`] does, into a buffer the caller reuses).
+    pub(crate) fn read_into(&self, buf: &mut [u8], offset: u64) -> Result<()> {
+        self.check_range(offset, buf.len() as u64)?;
+        self.read_at(buf, offset)
+    }
+
+    fn check_range(&self, offset: u64, len: u64) -> Result<()> {
         let end = offset.checked_add(len).filter(|e| *e <= self.size);
         if end.is_none() {
             return Err(Error::Zip {
@@ -340,13 +513,7 @@ impl Checkpoint {
                 ),
             });
         }
-        let n = usize::try_from(len).map_err(|_| Error::Zip {
-            path: self.path.clone(),
-            detail: "range too large for memory".into(),
-        })?;
-        let mut buf = vec![0u8; n];
-        self.read_at(&mut buf, offset)?;
-        Ok(buf)
+        Ok(())
     }
 
     fn decode_pickle(
@@ -469,16 +636,35 @@ impl Checkpoint {
             root: root.clone(),
             entries,
         };
-        if let Some(bo) = self.small_entry(&format!("{prefix}byteorder"))?
+        let (byteorder, format_version, version) = (
+            format!("{prefix}byteorder"),
+            format!("{prefix}.format_version"),
+            format!("{prefix}version"),
+        );
+        if self.wants_hints() {
+            // `data.pkl` and the few bytes after it (torch writes `.format_version`,
+            // `.storage_alignment` and `byteorder` there), and the small records wherever
+            // they are: one round, usually already covered by the head and the tail.
+            let mut hint = self.entry_spans([pkl.as_str()], 4 << 10, opts.max_pickle_bytes);
+            hint.extend(self.entry_spans(
+                [
+                    byteorder.as_str(),
+                    format_version.as_str(),
+                    version.as_str(),
+                ],
+                0,
+                256,
+            ));
+            self.prefetch(&hint);
+        }
+        if let Some(bo) = self.small_entry(&byteorder)?
             && bo.trim() == "big"
         {
             self.byteorder = ByteOrder::Big;
         }
-        self.version = match self.small_entry(&format!("{prefix}.format_version"))? {
+        self.version = match self.small_entry(&format_version)? {
             Some(v) => Some(v.trim().to_owned()),
-            None => self
-                .small_entry(&format!("{prefix}version"))?
-                .map(|v| v.trim().to_owned()),
+            None => self.small_entry(&version)?.map(|v| v.trim().to_owned()),
         };
         let data = self.entry_bytes(&pkl, opts.max_pickle_bytes)?;
         self.format = Format::Zip { root };
@@ -536,13 +722,7 @@ impl Checkpoint {
             path: path.to_path_buf(),
             detail: e.to_string(),
         };
-        let src = match &self.snapshot {
-            Some(b) => WindowSource::Bytes(b.0.clone()),
-            None => WindowSource::File((*self.file).try_clone().map_err(|source| Error::Io {
-                path: self.path.clone(),
-                source,
-            })?),
-        };
+        let src = self.src.0.clone();
         // Buffered: the central directory is parsed in many small reads.
         let reader = std::io::BufReader::with_capacity(
             64 << 10,
@@ -982,6 +1162,32 @@ impl Checkpoint {
         }
     }
 
+    /// Where a small storage's bytes are likely to be, for a hint, without reading anything
+    /// (a zip member's local header is not read: see [`member_span`]). `None` for a storage
+    /// over 4 KiB (a one-element view of a large storage is not worth fetching whole).
+    pub(crate) fn storage_hint(&self, s: &StorageRef) -> Option<Range<u64>> {
+        const SMALL: u64 = 4 << 10;
+        match &self.storages {
+            StorageIndex::Zip { root, entries } => {
+                let name = if root.is_empty() {
+                    format!("data/{}", s.key)
+                } else {
+                    format!("{root}/data/{}", s.key)
+                };
+                let &(header, size, _) = entries.get(&name)?;
+                (size <= SMALL).then(|| member_span(header, name.len(), size))
+            }
+            StorageIndex::Extents(m) => m
+                .get(&s.key)
+                .filter(|e| e.len <= SMALL)
+                .map(|e| e.offset..e.offset.saturating_add(e.len)),
+            StorageIndex::Named { by_name, extents } => self
+                .named_extent(by_name, extents, &s.key)
+                .filter(|e| e.len <= SMALL)
+                .map(|e| e.offset..e.offset.saturating_add(e.len)),
+        }
+    }
+
     /// Where a storage's bytes are in the file: (absolute offset, length). What a memory map
     /// of the file serves tensors from, as `torch.load(mmap=True)` does; a compressed zip
     /// member has no such place and is an error, as it is for torch.
@@ -1100,18 +1306,12 @@ fn sniff_reason(head: &[u8]) -> String {
     format!("unrecognized content (starts with {})", hex.join(" "))
 }
 
-/// A byte range of a file as a `Read + Seek` of its own (for the zip reader).
+/// A byte range of a source as a `Read + Seek` of its own (for the zip reader).
 struct Window {
-    src: WindowSource,
+    src: Arc<dyn ByteSource>,
     base: u64,
     len: u64,
     pos: u64,
-}
-
-/// What a [`Window`] reads: the file, or the whole of it read before.
-enum WindowSource {
-    File(File),
-    Bytes(std::sync::Arc<[u8]>),
 }
 
 impl std::io::Read for Window {
@@ -1122,10 +1322,7 @@ impl std::io::Read for Window {
             return Ok(0);
         }
         let at = self.base + self.pos;
-        match &self.src {
-            WindowSource::File(f) => read_exact_at(f, &mut buf[..n], at)?,
-            WindowSource::Bytes(b) => copy_at(b, &mut buf[..n], at)?,
-        }
+        self.src.read_exact_at(&mut buf[..n], at)?;
         self.pos += n as u64;
         Ok(n)
     }
@@ -1154,66 +1351,31 @@ impl std::io::Seek for Window {
 /// Files of at most this many bytes are read whole by [`Checkpoint::scan_and_open`].
 pub const SMALL_FILE: u64 = 1 << 20;
 
-/// A regular file of at most `small_file` bytes, opened as [`crate::open::open_regular`]
-/// opens files, and all its bytes; `None` for anything else (the caller takes the usual path,
-/// which reports why a file cannot be read).
-fn read_small_whole(
-    path: &Path,
-    small_file: u64,
-) -> Option<(std::sync::Arc<File>, std::sync::Arc<[u8]>)> {
-    let file = crate::open::open_regular(path).ok()?;
-    let len = file.metadata().ok()?.len();
-    if len > small_file {
-        return None;
+/// `src` itself, or (when it is small enough to be read whole: a local file of at most
+/// `small_file` bytes, an object of at most [`REMOTE_WHOLE`] and `small_file`) all its bytes in memory, read
+/// in one read, with its identity. A read that fails keeps `src`: reading it by ranges then
+/// reports the problem where it is.
+fn whole_if_small(src: Arc<dyn ByteSource>, small_file: u64) -> Arc<dyn ByteSource> {
+    if src.as_bytes().is_some() {
+        return src;
     }
-    let mut bytes = vec![0u8; usize::try_from(len).ok()?];
-    read_exact_at(&file, &mut bytes, 0).ok()?;
-    Some((std::sync::Arc::new(file), bytes.into()))
-}
-
-/// `buf.len()` bytes at `offset`: from `snapshot` (the whole file, read before) when there is
-/// one, else from the file; short as `read_exact_at` is short.
-fn read_at_in(
-    file: &File,
-    snapshot: Option<&[u8]>,
-    buf: &mut [u8],
-    offset: u64,
-) -> std::io::Result<()> {
-    match snapshot {
-        Some(b) => copy_at(b, buf, offset),
-        None => read_exact_at(file, buf, offset),
+    let limit = if src.as_file().is_some() {
+        small_file
+    } else {
+        REMOTE_WHOLE.min(small_file)
+    };
+    let len = src.len();
+    if len > limit {
+        return src;
     }
-}
-
-/// `read_exact_at` on bytes in memory: the same error past the end.
-fn copy_at(bytes: &[u8], buf: &mut [u8], offset: u64) -> std::io::Result<()> {
-    let src = usize::try_from(offset)
-        .ok()
-        .and_then(|s| bytes.get(s..s.checked_add(buf.len())?));
-    match src {
-        Some(src) => {
-            buf.copy_from_slice(src);
-            Ok(())
-        }
-        None => Err(std::io::Error::new(
-            std::io::ErrorKind::UnexpectedEof,
-            "failed to fill whole buffer",
-        )),
+    let Ok(n) = usize::try_from(len) else {
+        return src;
+    };
+    let mut bytes = vec![0u8; n];
+    if src.read_exact_at(&mut bytes, 0).is_err() {
+        return src;
     }
-}
-
-#[cfg(unix)]
-fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
-    use std::os::unix::fs::FileExt;
-    file.read_exact_at(buf, offset)
-}
-
-#[cfg(not(unix))]
-fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut f = file.try_clone()?;
-    f.seek(SeekFrom::Start(offset))?;
-    f.read_exact(buf)
+    ckpt_io::mem(src.path(), bytes.into(), src.identity().clone())
 }
 
 /// A zip compression method as the storage index keeps it: 0 stored, 8 deflate, anything else
@@ -1372,7 +1534,7 @@ mod tests {
                 // Read whole (the default for small files, then for all), and record by record.
                 for small in [SMALL_FILE, u64::MAX, 0] {
                     let (scan, ck) =
-                        Checkpoint::scan_and_open_reading_whole(&f, &limits, &opts, small);
+                        Checkpoint::scan_and_open_reading_whole(&f, None, &limits, &opts, small);
                     let at = format!("{} (whole up to {small} bytes)", f.display());
                     assert_eq!(format!("{scan:?}"), scan_alone, "{at}");
                     assert_eq!(shown(&ck), ck_alone, "{at}");
@@ -1463,8 +1625,8 @@ mod tests {
             Checkpoint::scan_and_open(&f, &crate::scan::ScanLimits::default(), &Options::default());
         let size = std::fs::metadata(&f).unwrap().len();
         assert_eq!(
-            format!("{:?}", ck.unwrap().snapshot),
-            format!("Some(Snapshot(<{size} bytes>))")
+            format!("{:?}", ck.unwrap().src),
+            format!("Src(<in memory, {size} bytes>)")
         );
     }
 
@@ -1522,3 +1684,7 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+#[path = "container_reads_tests.rs"]
+mod reads_tests;

@@ -71,9 +71,11 @@ pub struct DcpIndex {
     pub version: Option<String>,
 }
 
-/// Whether `dir` looks like a DCP checkpoint (has a `.metadata` file).
+/// Whether `dir` looks like a DCP checkpoint (has a `.metadata` file): a local folder, or a
+/// prefix in a bucket (looked up in its listing, see [`ckpt_io::stat`]).
 pub fn is_dcp_dir(dir: &Path) -> bool {
-    dir.is_dir() && dir.join(".metadata").is_file()
+    let is = |p: &Path, kind: ckpt_io::Kind| ckpt_io::stat(p).is_ok_and(|s| s.kind == kind);
+    is(dir, ckpt_io::Kind::Dir) && is(&dir.join(".metadata"), ckpt_io::Kind::File)
 }
 
 /// Non-negative integers of a tuple or list (a `torch.Size`).

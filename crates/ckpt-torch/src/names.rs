@@ -47,19 +47,16 @@ const NOT_CHECKPOINTS: &[&str] = &[
 /// bare pickle), a safetensors file. Reads at most 16 bytes; never opens what is not a regular
 /// file.
 pub fn sniff(path: &Path) -> Option<&'static str> {
-    use std::io::Read;
-    let f = crate::open::open_regular(path).ok()?;
-    let len = f.metadata().ok()?.len();
+    let src = ckpt_io::open(path).ok()?;
+    sniff_source(&*src)
+}
+
+/// [`sniff`] of a source already open (a file, or an object: one small ranged read).
+pub fn sniff_source(src: &dyn ckpt_io::ByteSource) -> Option<&'static str> {
+    let len = src.len();
     let mut head = [0u8; 16];
-    let mut n = 0;
-    let mut r = f.take(16);
-    while n < head.len() {
-        match r.read(&mut head[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(_) => return None,
-        }
-    }
+    let n = usize::try_from(len.min(16)).ok()?;
+    src.read_exact_at(&mut head[..n], 0).ok()?;
     let head = &head[..n];
     if head.starts_with(b"PK\x03\x04") || head.starts_with(b"PK\x05\x06") {
         return Some("zip");

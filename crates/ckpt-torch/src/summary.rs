@@ -322,6 +322,7 @@ impl Checkpoint {
                     .collect()
             })
             .unwrap_or_default();
+        self.prefetch_scalars();
         let callbacks = get("callbacks")
             .map(|cb| self.callbacks(cb, &mut warnings))
             .unwrap_or_default();
@@ -496,6 +497,43 @@ impl Checkpoint {
             },
             _ => doc.as_f64(id),
         }
+    }
+
+    /// A hint for a remote source (nothing is done for a local file): the one-element
+    /// tensors about to be read, the callbacks' scores (`best_model_score`, `current_score`,
+    /// `kth_value` …) and the catalog's `cleval_metrics`, asked for at once. torch stores
+    /// them mid-file, usually next to each other, so they cost one request instead of one
+    /// each (issue 15's request plan: head, tail, scalars).
+    fn prefetch_scalars(&self) {
+        if !self.wants_hints() {
+            return;
+        }
+        let doc = &self.doc;
+        let root = doc.root();
+        let mut ranges = Vec::new();
+        let mut add = |id: NodeId| {
+            if let View::Tensor(t) = doc.view(id)
+                && t.numel() == 1
+                && let Some(r) = t.storage.as_ref().and_then(|s| self.storage_hint(s))
+            {
+                ranges.push(r);
+            }
+        };
+        if let Some(cb) = doc.get(root, "callbacks").and_then(|cb| doc.dict(cb)) {
+            for (_, v) in cb {
+                for (_, f) in doc.dict(*v).unwrap_or(&[]) {
+                    add(*f);
+                }
+            }
+        }
+        for (_, v) in doc
+            .get(root, "cleval_metrics")
+            .and_then(|m| doc.dict(m))
+            .unwrap_or(&[])
+        {
+            add(*v);
+        }
+        self.prefetch(&ranges);
     }
 
     fn callbacks(&self, cb: NodeId, warnings: &mut Vec<String>) -> Vec<CallbackSummary> {

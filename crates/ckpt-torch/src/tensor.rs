@@ -168,7 +168,11 @@ impl Checkpoint {
             detail: format!("writing {at} from {}: {e}", self.path.display()),
         };
         if contiguous && self.byteorder == crate::container::ByteOrder::Little {
-            let copied = kernel_copy(&self.file, self.base + start, len, out).map_err(out_err)?;
+            // A local file is copied by the kernel; memory or an object by reads.
+            let copied = match self.src.0.as_file() {
+                Some(file) => kernel_copy(file, self.base + start, len, out).map_err(out_err)?,
+                None => 0,
+            };
             // What the kernel did not copy goes through positioned reads.
             self.read_pieces(start + copied, len - copied, &mut |c| {
                 out.write_all(c).map_err(out_err)
@@ -190,12 +194,22 @@ impl Checkpoint {
         len: u64,
         f: &mut dyn FnMut(&mut [u8]) -> Result<()>,
     ) -> Result<()> {
+        if len == 0 {
+            return Ok(());
+        }
+        // One buffer for all the pieces (no allocation per read).
+        let cap = usize::try_from(CHUNK.min(len)).map_err(|_| Error::Zip {
+            path: self.path.clone(),
+            detail: "range too large for memory".into(),
+        })?;
+        let mut buf = vec![0u8; cap];
         let mut pos = 0;
         while pos < len {
-            let n = CHUNK.min(len - pos);
-            let mut buf = self.read_range(start + pos, n)?;
-            f(&mut buf)?;
-            pos += n;
+            let n = CHUNK.min(len - pos) as usize;
+            let piece = &mut buf[..n];
+            self.read_into(piece, start + pos)?;
+            f(piece)?;
+            pos += n as u64;
         }
         Ok(())
     }

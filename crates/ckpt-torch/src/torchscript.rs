@@ -159,6 +159,18 @@ pub(crate) fn attach(ck: &mut Checkpoint, prefix: &str, opts: &Options) -> Resul
         .cloned()
         .collect();
     names.sort();
+    if ck.wants_hints() {
+        // The code files and the constants are read next: one round for a remote archive.
+        let code_prefix = format!("{prefix}code/");
+        let constants = format!("{prefix}constants.pkl");
+        let wanted = names
+            .iter()
+            .filter(|n| n.starts_with(&code_prefix) && n.ends_with(".py"))
+            .map(String::as_str)
+            .chain([constants.as_str()]);
+        let hint = ck.entry_spans(wanted, 0, MAX_CODE_BYTES);
+        ck.prefetch(&hint);
+    }
     let mut warnings = Vec::new();
     let mut code_files = Vec::new();
     let mut debug_files = 0;

@@ -21,10 +21,11 @@
 //! way too, both readings are reported, and the straddle itself is a dangerous finding.
 //! Findings made before a decoding error are kept: a truncated hostile pickle is dangerous.
 
-use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
+use std::ops::Range;
 use std::path::Path;
+use std::sync::Arc;
 
+use ckpt_io::{ByteSource, OpenError};
 use ckpt_pickle::{ErrorKind, FrameMode, Limits, Pickle, Value};
 
 use super::npy::{NPY_MAGIC, scan_npy};
@@ -130,79 +131,78 @@ fn scan_path_inner(
     limits: &ScanLimits,
     keep: Option<&mut Option<Predecoded>>,
 ) -> FileScan {
+    crate::bug::failpoint(path);
+    match ckpt_io::open(path) {
+        Ok(src) => scan_opened(&src, limits, keep),
+        Err(e) => scan_of_open_error(path, &e),
+    }
+}
+
+/// The scan of a path that could not be opened: its one problem.
+pub(crate) fn scan_of_open_error(path: &Path, e: &OpenError) -> FileScan {
     let mut out = FileScan {
         format: ScanFormat::Other,
         ..FileScan::default()
     };
-    crate::bug::failpoint(path);
     let shown = path.display();
-    let meta = match std::fs::metadata(path) {
-        Ok(m) => m,
-        Err(e) => {
-            out.problem(format!("{shown}: {e}"));
-            return out;
-        }
-    };
-    if !meta.is_file() {
-        out.problem(format!("{shown}: not a regular file"));
-        return out;
+    match e {
+        OpenError::NotAFile { .. } => out.problem(format!("{shown}: not a regular file")),
+        OpenError::Io(e) => out.problem(format!("{shown}: {e}")),
+        e @ OpenError::TooLarge { .. } => out.problem(format!("{shown}: {e}")),
     }
-    let mut file = match File::open(path) {
-        Ok(f) => f,
-        Err(e) => {
-            out.problem(format!("{shown}: {e}"));
-            return out;
-        }
+    out
+}
+
+/// [`scan_path_keeping`] of a source already open (`src.path()` names it in messages): the
+/// same scan, reading `src` only (a TorchScript archive's judgement too opens nothing).
+pub(crate) fn scan_source_keeping(
+    src: &Arc<dyn ByteSource>,
+    limits: &ScanLimits,
+    keep: bool,
+) -> (FileScan, Option<Predecoded>) {
+    let mut kept = None;
+    let out = scan_opened(src, limits, keep.then_some(&mut kept));
+    (out, kept)
+}
+
+fn scan_opened(
+    src: &Arc<dyn ByteSource>,
+    limits: &ScanLimits,
+    keep: Option<&mut Option<Predecoded>>,
+) -> FileScan {
+    let mut out = FileScan {
+        format: ScanFormat::Other,
+        ..FileScan::default()
     };
-    let size = meta.len();
+    let size = src.len();
     if size == 0 {
         out.format = ScanFormat::Empty;
         out.note = Some("empty file".into());
         return out;
     }
-    let src = Source {
-        back: Back::File(&mut file),
-        size,
+    // Bytes already in memory are sliced where they are.
+    let back = match src.as_bytes() {
+        Some(b) => Back::Mem(b),
+        None => Back::Src(&**src),
     };
-    scan_source(path, src, out, limits, keep)
-}
-
-/// [`scan_path_keeping`] of a file already read whole (`bytes`; `path` names it in messages
-/// and is opened again only for a TorchScript archive's judgement): the same scan, without a
-/// read per record.
-pub(crate) fn scan_bytes_keeping(
-    path: &Path,
-    bytes: &[u8],
-    limits: &ScanLimits,
-) -> (FileScan, Option<Predecoded>) {
-    let mut out = FileScan {
-        format: ScanFormat::Other,
-        ..FileScan::default()
-    };
-    if bytes.is_empty() {
-        out.format = ScanFormat::Empty;
-        out.note = Some("empty file".into());
-        return (out, None);
-    }
-    let src = Source {
-        back: Back::Mem(bytes),
-        size: bytes.len() as u64,
-    };
-    let mut kept = None;
-    let out = scan_source(path, src, out, limits, Some(&mut kept));
-    (out, kept)
+    scan_source(src, Source { back, size }, out, limits, keep)
 }
 
 /// The scan of a non-empty file's content, `src`.
 fn scan_source(
-    path: &Path,
+    whole: &Arc<dyn ByteSource>,
     mut src: Source<'_>,
     mut out: FileScan,
     limits: &ScanLimits,
     keep: Option<&mut Option<Predecoded>>,
 ) -> FileScan {
-    let shown = path.display();
+    let shown = whole.path().display();
     let size = src.size;
+    // The head and the tail (a zip's directory) first, in one round (see the container's
+    // `first_reads`); a no-op for a local file.
+    if src.wants_hints() {
+        src.prefetch(&crate::container::first_reads(size));
+    }
     let head = match src.read(0, size.min(512)) {
         Ok(h) => h,
         Err(e) => {
@@ -213,7 +213,7 @@ fn scan_source(
     if head.starts_with(b"PK\x03\x04") {
         out.format = ScanFormat::Zip;
         scan_zip(&mut src, &mut out, limits, keep);
-        judge_torchscript(path, &mut out);
+        judge_torchscript(whole, &mut out);
         return out;
     }
     if looks_like_safetensors(&head, size) {
@@ -246,7 +246,7 @@ fn scan_source(
 /// own `__torch__` classes are not Python imports) and add the `<TorchScript code>` finding.
 /// Only when it opens as a TorchScript checkpoint; otherwise the findings stay as they are
 /// (the stricter reading).
-fn judge_torchscript(path: &Path, out: &mut FileScan) {
+fn judge_torchscript(src: &Arc<dyn ByteSource>, out: &mut FileScan) {
     let ts_member = out.pickles.iter().any(|p| {
         let lower = p.to_ascii_lowercase();
         lower.ends_with("/constants.pkl") && lower.matches('/').count() == 1
@@ -258,7 +258,7 @@ fn judge_torchscript(path: &Path, out: &mut FileScan) {
         classify: false,
         ..crate::Options::default()
     };
-    if let Ok(ck) = crate::Checkpoint::open_with(path, &opts) {
+    if let Ok(ck) = crate::Checkpoint::open_source(src.clone(), &opts) {
         crate::torchscript::judge_as_torchscript(&ck, &mut out.report);
     }
 }
@@ -279,18 +279,48 @@ fn looks_like_safetensors(head: &[u8], size: u64) -> bool {
     n >= 2 && n.saturating_add(8) <= size && head[8] == b'{'
 }
 
-/// A file read by ranges (never whole), or a zip member already in memory.
+/// A file or object read by ranges, or bytes already in memory (a small file read whole, a
+/// zip member), up to `size`.
 pub(super) struct Source<'a> {
     pub(super) back: Back<'a>,
     pub(super) size: u64,
 }
 
+#[derive(Clone, Copy)]
 pub(super) enum Back<'a> {
-    File(&'a mut File),
+    Src(&'a dyn ByteSource),
     Mem(&'a [u8]),
 }
 
 impl Source<'_> {
+    /// Whether hints mean anything here (not for memory or a local file): callers skip
+    /// building them otherwise.
+    pub(super) fn wants_hints(&self) -> bool {
+        match self.back {
+            Back::Src(s) => crate::container::wants_hints(s),
+            Back::Mem(_) => false,
+        }
+    }
+
+    /// Ranges about to be read (clipped to `size`), as a hint to a remote source; nothing
+    /// for memory or a local file.
+    pub(super) fn prefetch(&self, ranges: &[Range<u64>]) {
+        let Back::Src(s) = self.back else { return };
+        if !crate::container::wants_hints(s) {
+            return;
+        }
+        let clipped: Vec<Range<u64>> = ranges
+            .iter()
+            .filter_map(|r| {
+                let (a, b) = (r.start.min(self.size), r.end.min(self.size));
+                (a < b).then_some(a..b)
+            })
+            .collect();
+        if !clipped.is_empty() {
+            s.prefetch(&clipped);
+        }
+    }
+
     pub(super) fn read(&mut self, offset: u64, len: u64) -> std::io::Result<Vec<u8>> {
         let end = offset.checked_add(len).filter(|e| *e <= self.size);
         let Some(_) = end else {
@@ -301,11 +331,10 @@ impl Source<'_> {
         };
         let n = usize::try_from(len)
             .map_err(|_| std::io::Error::new(std::io::ErrorKind::OutOfMemory, "range too large"))?;
-        match &mut self.back {
-            Back::File(f) => {
+        match self.back {
+            Back::Src(s) => {
                 let mut buf = vec![0u8; n];
-                f.seek(SeekFrom::Start(offset))?;
-                f.read_exact(&mut buf)?;
+                s.read_exact_at(&mut buf, offset)?;
                 Ok(buf)
             }
             Back::Mem(m) => {

@@ -54,12 +54,8 @@ pub(super) fn scan_npy(
         return;
     }
     let before = out.pickles.len();
-    let back = match &mut src.back {
-        Back::File(f) => Back::File(f),
-        Back::Mem(m) => Back::Mem(m),
-    };
     let mut sub = Source {
-        back,
+        back: src.back,
         size: offset.saturating_add(len).min(src.size),
     };
     scan_stream(

@@ -1,7 +1,7 @@
 //! torch's oldest format: a tar of `storages`, `tensors` and `pickle`, still unpickled by
 //! `torch.load`'s legacy path.
 
-use super::file::{Back, MAX_SEQUENCE, ScanLimits, Source, cpython_fails_too, decode_at};
+use super::file::{MAX_SEQUENCE, ScanLimits, Source, cpython_fails_too, decode_at};
 use super::report::FileScan;
 
 /// A tar header block: its checksum (the sum of its bytes, the checksum field counted as
@@ -110,10 +110,7 @@ pub(super) fn scan_tar(src: &mut Source<'_>, out: &mut FileScan, limits: &ScanLi
                 }
                 let before = out.pickles.len();
                 let mut sub = Source {
-                    back: match &mut src.back {
-                        Back::File(f) => Back::File(f),
-                        Back::Mem(m) => Back::Mem(m),
-                    },
+                    back: src.back,
                     size: data + size,
                 };
                 let last = scan_member_sequence(&mut sub, data, out, limits, &format!("{name}: "));

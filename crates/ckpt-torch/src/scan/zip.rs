@@ -2,9 +2,12 @@
 //! DCP `*.distcp` sequence), every copy of a duplicated name, inflated within a budget, and
 //! zips nested one level deep.
 
+use std::ops::Range;
+
 use super::file::{Back, Predecoded, ScanLimits, Source, decode_one, stream_limits};
 use super::npy::scan_npy_bytes;
 use super::report::{FileScan, ScanFormat};
+use crate::container::member_span;
 use crate::zipdir::{Member, central_directory, inflate, le, torch_data_pkl, torch_zip_lookup};
 
 /// A file starting `PK\x03\x04`: one archive, or (a DCP `*.distcp` file) several archives
@@ -109,6 +112,9 @@ fn scan_archive(
             return;
         }
     };
+    if src.wants_hints() {
+        src.prefetch(&planned_reads(&members, base, depth, limits));
+    }
     let names: Vec<&[u8]> = members.iter().map(|m| m.name.as_slice()).collect();
     // The copy torch reads, when the caller keeps its decoding.
     let torch_pkl = keep.as_ref().and_then(|_| torch_data_pkl(&names));
@@ -198,6 +204,36 @@ fn scan_archive(
             scan_npy_bytes(&bytes, out, limits, &format!("{entry}: "));
         }
     }
+}
+
+/// Where the members this scan reads lie (see the loop of [`scan_archive`]): every pickle
+/// and npy member whole, and the head of every other member that is not a storage (whole
+/// when deflated and small), so a remote source fetches them in one round.
+fn planned_reads(members: &[Member], base: u64, depth: u8, limits: &ScanLimits) -> Vec<Range<u64>> {
+    members
+        .iter()
+        .filter_map(|m| {
+            let lower = m.name.to_ascii_lowercase();
+            let data = if lower.ends_with(b".pkl") || lower.ends_with(b".npy") {
+                m.compressed.min(limits.max_pickle_bytes)
+            } else if depth == 0
+                && !lower.windows(6).any(|w| w == b"/data/")
+                && m.compressed <= limits.max_pickle_bytes
+            {
+                if m.method == 0 {
+                    4.min(m.compressed)
+                } else if m.compressed <= 1 << 20 {
+                    m.compressed
+                } else {
+                    0
+                }
+            } else {
+                return None;
+            };
+            let r = member_span(base.checked_add(m.header)?, m.name.len(), data);
+            Some(r)
+        })
+        .collect()
 }
 
 fn read_directory(src: &mut Source<'_>, base: u64, len: u64) -> Result<Vec<Member>, String> {
