@@ -105,16 +105,14 @@ fn file_name_of(p: &str) -> Option<String> {
 /// The file is scanned and opened in one go: the `data.pkl` both read is decoded once
 /// ([`Checkpoint::scan_and_open`] gives what [`scan`] and [`Checkpoint::open`] give).
 fn file_facts(path: &Path, known: Option<&ckpt_io::Identity>, transient: &mut bool) -> Vec<Fact> {
-    // SLICE-B: open with the listing's identity (`known`) once ckpt-torch takes it, e.g.
-    // `Checkpoint::scan_and_open_known(path, known, …)` or a variant taking
-    // `ckpt_io::open_known(path, known)`'s source: no request to learn the object's size, and
-    // every read conditional on the ETag the cache key was made from.
-    let _ = known;
-    let (scan, ck) = Checkpoint::scan_and_open(
-        path,
-        &ckpt_torch::scan_file::ScanLimits::default(),
-        &ckpt_torch::Options::default(),
-    );
+    let limits = ckpt_torch::scan_file::ScanLimits::default();
+    let opts = ckpt_torch::Options::default();
+    // With the listing's identity: no request to learn the object's size, and every read
+    // conditional on the ETag the cache key was made from.
+    let (scan, ck) = match known {
+        Some(id) => Checkpoint::scan_and_open_known(path, id, &limits, &opts),
+        None => Checkpoint::scan_and_open(path, &limits, &opts),
+    };
     // A remote object read with problems may have met a failed request mid-scan.
     if ckpt_io::is_remote(path) && !scan.problems.is_empty() {
         *transient = true;
