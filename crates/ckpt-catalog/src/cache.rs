@@ -53,6 +53,17 @@
 //! CREATE TABLE parts (id INTEGER PRIMARY KEY, json TEXT NOT NULL);
 //! ```
 //!
+//! **Objects in buckets** (`s3://`, `gs://`, `az://`) use the same tables, with no change of
+//! schema: a key's `path` is the URL (`s3://bucket/key`, without the endpoint: different
+//! content has a different ETag, size and time anyway), `size` is the object's, `mtime_ns` its
+//! Last-Modified (whole seconds) in ns, and `inode` the FNV-1a hash of its ETag (or version
+//! id, [`ckpt_io::Identity::version`]; see [`FileKey::from_identity`]). All four come from
+//! the listing, and so do the fingerprints of consulted objects and prefixes
+//! ([`ckpt_meta::consulted::object_fingerprint`], [`ckpt_meta::consulted::prefix_fingerprint`]):
+//! an unchanged bucket is re-catalogued with LISTs only. An object that could not be read
+//! (a network failure, or it changed while it was read) is never written here. The cache
+//! file itself is always local.
+//!
 //! `size`, `inode` and fingerprints are stored as the two's-complement `i64` of the `u64`
 //! (SQLite integers are signed); `updated_at` is unix seconds. `context` is a hash of how the
 //! checkpoint was reached (the path as typed, the root it was found under); `consulted`
@@ -160,6 +171,26 @@ impl FileKey {
             size: meta.len(),
             mtime_ns: mtime_ns(meta),
             inode: inode(meta),
+        }
+    }
+}
+
+impl FileKey {
+    /// The key of `path` from a [`ckpt_io::Stat`] (a listing's, or `stat`'s): for a local file
+    /// the same key as [`FileKey::from_metadata`]; for an object, see [`FileKey::from_identity`].
+    pub fn from_stat(path: &str, stat: &ckpt_io::Stat) -> FileKey {
+        FileKey::from_identity(path, &stat.identity)
+    }
+
+    /// The key of `path` from its identity. An object's is (its URL, size, Last-Modified in ns,
+    /// `inode` := [`ckpt_io::Identity::version`], the FNV-1a of its ETag or version id): all
+    /// from the listing, so an unchanged bucket is checked against the cache without a GET.
+    pub fn from_identity(path: &str, id: &ckpt_io::Identity) -> FileKey {
+        FileKey {
+            path: path.to_owned(),
+            size: id.size,
+            mtime_ns: id.mtime_ns,
+            inode: id.version,
         }
     }
 }
@@ -1434,6 +1465,72 @@ mod tests {
         std::fs::write(&file, b"hello world").unwrap();
         let k2 = FileKey::from_metadata(p, &std::fs::metadata(&file).unwrap());
         assert_ne!(k, k2);
+    }
+
+    #[test]
+    fn cache_key_from_a_stat_is_the_key_from_metadata() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a.ckpt");
+        std::fs::write(&file, b"hello").unwrap();
+        let p = file.to_str().unwrap();
+        let from_meta = FileKey::from_metadata(p, &std::fs::metadata(&file).unwrap());
+        assert_eq!(
+            FileKey::from_stat(p, &ckpt_io::stat(&file).unwrap()),
+            from_meta
+        );
+        let listed = crate::discover::Listed::of_metadata(&std::fs::metadata(&file).unwrap());
+        assert_eq!(FileKey::from_stat(p, &listed.0), from_meta);
+    }
+
+    #[test]
+    fn cache_key_of_an_object_is_its_url_size_time_and_etag_hash() {
+        let id = ckpt_io::Identity {
+            size: 500,
+            mtime_ns: 1_700_000_000_000_000_000,
+            version: 0x1234_5678_9abc_def0,
+            etag: Some("\"e1\"".into()),
+        };
+        let url = "s3://bucket/run/last.ckpt";
+        let k = FileKey::from_identity(url, &id);
+        assert_eq!(
+            k,
+            FileKey {
+                path: url.into(),
+                size: 500,
+                mtime_ns: 1_700_000_000_000_000_000,
+                inode: 0x1234_5678_9abc_def0,
+            }
+        );
+        let st = ckpt_io::Stat {
+            kind: ckpt_io::Kind::File,
+            identity: id,
+        };
+        assert_eq!(FileKey::from_stat(url, &st), k);
+        // Stored and found again like a file's (the schema is the same; the path is a URL).
+        let dir = tempfile::tempdir().unwrap();
+        let mut cache = open(&dir.path().join(FILE_NAME));
+        cache.put_many(&[(k.clone(), "{}".to_owned())], 1).unwrap();
+        assert_eq!(
+            cache.get_many(std::slice::from_ref(&k), 1).unwrap(),
+            vec![Some("{}".to_owned())]
+        );
+        // Another ETag (hashed into `inode`) is another object.
+        let other = FileKey { inode: 1, ..k };
+        assert_eq!(cache.get_many(&[other], 1).unwrap(), vec![None]);
+        // Rows under a bucket's prefix are found by the same range as a folder's.
+        let seen = HashSet::new();
+        assert_eq!(
+            cache
+                .missing_under(&["s3://bucket/run".into()], &seen)
+                .unwrap(),
+            vec![url.to_owned()]
+        );
+        assert!(
+            cache
+                .missing_under(&["s3://bucket/ru".into()], &seen)
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]

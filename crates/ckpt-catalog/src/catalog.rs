@@ -14,7 +14,7 @@ use crate::entry::CatalogEntry;
 use crate::entry::Shared;
 use crate::par;
 use crate::resolve::{
-    Resolve, Resolved, Stored, bug_entry, checkpoint_facts, entry_version, facts_from_json,
+    Resolve, Resolved, Stored, bug_entry, checkpoint_facts_read, entry_version, facts_from_json,
     facts_to_json, facts_version, mark_best, modified_of, resolve_recorded,
 };
 use ckpt_meta::consulted::{self, Consult, Fingerprint};
@@ -69,6 +69,10 @@ pub struct Catalog {
     pub stats: Stats,
     /// Checkpoints that hit a bug in ckpt (a panic caught per checkpoint).
     pub bugs: Vec<Bug>,
+    /// What this run could not see whole, as paths: roots in a bucket whose listing failed or
+    /// is partial (their cached rows are kept, not forgotten), and objects whose read failed
+    /// transiently (not cached). The CLI exits 1 when there is any; each has a warning.
+    pub incomplete: Vec<PathBuf>,
 }
 
 /// The file whose metadata keys a candidate in the cache.
@@ -78,7 +82,7 @@ fn key_file(c: &Candidate) -> PathBuf {
         Kind::Dcp => c.path.join(".metadata"),
         Kind::HfSharded => {
             let st = c.path.join("model.safetensors.index.json");
-            if st.is_file() {
+            if is_file(&st) {
                 st
             } else {
                 c.path.join("pytorch_model.bin.index.json")
@@ -89,10 +93,27 @@ fn key_file(c: &Candidate) -> PathBuf {
 
 /// Every other file a candidate's facts are read from: a DCP folder's shards (its step and
 /// epoch are read from them), a sharded folder's `config.json` and every shard its index
-/// names. The cache key covers them all, so changing any of them re-reads the facts.
+/// names (in a bucket: every other object of the folder). The cache key covers them all, so
+/// changing any of them re-reads the facts.
 fn other_inputs(c: &Candidate) -> Vec<PathBuf> {
     match c.kind {
         Kind::File => Vec::new(),
+        // In a bucket, every other object of the folder, from its listing (memoized by the
+        // walk): a sharded folder's index is not read again to learn its shards, so an
+        // unchanged folder costs no GET.
+        Kind::Dcp | Kind::HfSharded if ckpt_io::is_remote(&c.path) => {
+            let key = key_file(c);
+            ckpt_io::read_dir(&c.path)
+                .map(|l| {
+                    l.entries
+                        .into_iter()
+                        .filter(|e| e.kind == ckpt_io::Kind::File)
+                        .map(|e| e.path)
+                        .filter(|p| *p != key)
+                        .collect()
+                })
+                .unwrap_or_default()
+        }
         Kind::Dcp => {
             let mut v: Vec<PathBuf> = std::fs::read_dir(&c.path)
                 .map(|rd| {
@@ -122,9 +143,9 @@ fn fold_inputs(mut key: FileKey, inputs: &[PathBuf]) -> FileKey {
     eat(&key.inode.to_le_bytes());
     for p in inputs {
         eat(p.as_os_str().as_encoded_bytes());
-        match std::fs::metadata(p) {
+        match stat(p) {
             Ok(m) => {
-                let k = FileKey::from_metadata("", &m);
+                let k = FileKey::from_stat("", &m);
                 key.size = key.size.saturating_add(k.size);
                 key.mtime_ns = key.mtime_ns.max(k.mtime_ns);
                 eat(&k.size.to_le_bytes());
@@ -315,12 +336,22 @@ fn json_or_empty<V: serde::Serialize>(m: &BTreeMap<String, V>) -> Option<Option<
 }
 
 /// Fingerprints taken during one run, by path: many entries consulted the same folders.
-#[derive(Default)]
-struct Fingerprints(std::sync::Mutex<std::collections::HashMap<String, Fingerprint>>);
+struct Fingerprints {
+    taken: std::sync::Mutex<std::collections::HashMap<String, Fingerprint>>,
+    /// How many stored sets are checked at once (a prefix's fingerprint may cost a LIST).
+    width: usize,
+}
 
 impl Fingerprints {
+    fn new(width: usize) -> Fingerprints {
+        Fingerprints {
+            taken: std::sync::Mutex::default(),
+            width,
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Fingerprint>> {
-        self.0
+        self.taken
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -348,9 +379,12 @@ impl Fingerprints {
 }
 
 /// `p` made absolute against `cwd` (read once per run: `std::path::absolute` asks the system
-/// for the current folder on every call, a fifth of stat-ing ten thousand files).
+/// for the current folder on every call, a fifth of stat-ing ten thousand files). A URL is
+/// absolute as it is.
 fn absolute(p: &Path, cwd: &Path) -> PathBuf {
-    if p.is_absolute() {
+    if ckpt_io::is_remote(p) {
+        p.to_path_buf()
+    } else if p.is_absolute() {
         std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
     } else {
         std::path::absolute(cwd.join(p)).unwrap_or_else(|_| p.to_path_buf())
@@ -362,18 +396,18 @@ fn stat_of(c: &Candidate, cwd: &Path) -> Stat {
     let kf = key_file(c);
     let meta = match (&c.meta, c.kind) {
         (Some(m), Kind::File) => Ok(m.0.clone()),
-        _ => std::fs::metadata(&kf),
+        _ => stat(&kf),
     };
     match meta {
         Ok(m) => {
             let abs = absolute(&kf, cwd);
             let modified = modified_of(&m);
             let size = if c.kind == Kind::File {
-                m.len()
+                m.identity.size
             } else {
                 dir_size(&c.path)
             };
-            let key = FileKey::from_metadata(&abs.display().to_string(), &m);
+            let key = FileKey::from_stat(&abs.display().to_string(), &m);
             Stat {
                 key: Some(fold_inputs(key, &other_inputs(c))),
                 size,
@@ -408,6 +442,11 @@ pub fn build_streaming(
     on_entry: &mut dyn FnMut(CatalogEntry),
 ) -> Result<Catalog, CacheError> {
     let mut cat = Catalog::default();
+    // Buckets are listed afresh by each run (a long-lived process, `ckpt serve`, catalogs
+    // again and again; within a run, each prefix is listed once).
+    if roots.iter().any(|r| ckpt_io::is_remote(r)) {
+        ckpt_io::forget_listings();
+    }
     // The cache is opened (its integrity checked: a read of the whole file) while the tree
     // is walked and the checkpoints are stat-ed: neither waits for the other.
     let opening = opts
@@ -419,7 +458,14 @@ pub fn build_streaming(
     cat.warnings.extend(warnings);
     cat.stats.candidates = cands.len();
 
-    let stats: Vec<Stat> = par::map(&cands, |c| stat_of(c, &cwd));
+    // Objects in buckets wait on the network, not on the cores: read as many at once as
+    // requests may be in flight.
+    let width = if roots.iter().any(|r| ckpt_io::is_remote(r)) {
+        crate::discover::io_width().max(par::threads())
+    } else {
+        par::threads()
+    };
+    let stats: Vec<Stat> = par::map_n(&cands, width, |c| stat_of(c, &cwd));
     let opened = opening.map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
 
     // The cache: facts of unchanged checkpoints.
@@ -481,7 +527,7 @@ pub fn build_streaming(
     let mut damaged: Option<CacheError> = None;
     let mut warned: HashSet<String> = HashSet::new();
     // Which stored consulted sets are unchanged, decided once per run.
-    let fingerprints = Fingerprints::default();
+    let fingerprints = Fingerprints::new(width);
     let mut unchanged: std::collections::HashMap<i64, bool> = std::collections::HashMap::new();
     let mut parts = Parts::default();
     // The cache rows of the chunks are read ahead, on a thread of their own with a read
@@ -491,15 +537,8 @@ pub fn build_streaming(
     let reader = cache.as_ref().and_then(|c| c.reader().ok());
     // The roots as the cache's keys spell paths, and the rows under them no checkpoint of
     // this run has (asked by the read-ahead thread once it has read every chunk's rows).
-    let abs_roots: Vec<String> = roots
-        .iter()
-        .map(|r| {
-            std::path::absolute(r)
-                .unwrap_or_else(|_| r.clone())
-                .display()
-                .to_string()
-        })
-        .collect();
+    cat.incomplete.extend(seen.incomplete.iter().cloned());
+    let abs_roots = forgettable_roots(roots, &seen.incomplete);
     let missing: std::sync::Mutex<Option<Result<Vec<String>, CacheError>>> =
         std::sync::Mutex::new(None);
     std::thread::scope(|ahead| -> Result<(), CacheError> {
@@ -592,7 +631,7 @@ pub fn build_streaming(
             // this thread hands the previous chunk's entries on (writing them is serial).
             let (done_chunk, put): (Vec<Done>, Result<(), CacheError>) = std::thread::scope(|s| {
                 let work = s.spawn(|| {
-                    par::map(&items, |(i, ctx, slot)| {
+                    par::map_n(&items, width, |(i, ctx, slot)| {
                         let input = std::mem::replace(
                             &mut *slot
                                 .lock()
@@ -643,6 +682,13 @@ pub fn build_streaming(
                     rows.entries.push(n.row);
                     rows.consulted.push(n.consulted);
                     rows.parts.extend(n.parts);
+                }
+                if d.transient {
+                    cat.warnings.push(format!(
+                        "{}: could not be read whole this time; not cached",
+                        cands[*i].path.display()
+                    ));
+                    cat.incomplete.push(cands[*i].path.clone());
                 }
                 if let Some(panic) = d.read_bug {
                     cat.bugs.push(Bug {
@@ -722,6 +768,24 @@ pub fn build_streaming(
     Ok(cat)
 }
 
+/// The roots as the cache's keys spell paths, whose rows no checkpoint of this run has may be
+/// forgotten: all but those whose walk was incomplete (a listing that failed or is partial:
+/// what was not seen is not known to be gone, so its rows are kept).
+fn forgettable_roots(roots: &[PathBuf], incomplete: &[PathBuf]) -> Vec<String> {
+    roots
+        .iter()
+        .filter(|r| !incomplete.contains(r))
+        .map(|r| match ckpt_io::Location::parse(r) {
+            // As the walk spells what it finds (`s3://b/p`, whatever the root's spelling).
+            ckpt_io::Location::Remote(url) => url.to_string(),
+            ckpt_io::Location::Local(_) => std::path::absolute(r)
+                .unwrap_or_else(|_| r.clone())
+                .display()
+                .to_string(),
+        })
+        .collect()
+}
+
 /// The paths of this run's checkpoints, as the cache keys them.
 fn keys_of(stats: &[Stat]) -> HashSet<String> {
     stats
@@ -774,7 +838,7 @@ fn fetch_inputs(
         .collect();
     if !unknown.is_empty() {
         let texts = c.get_consulted(&unknown)?;
-        let verdicts = par::map(&texts, |t| {
+        let verdicts = par::map_n(&texts, fingerprints.width, |t| {
             t.as_deref().is_some_and(|t| fingerprints.unchanged(t))
         });
         unchanged.extend(unknown.into_iter().zip(verdicts));
@@ -873,6 +937,9 @@ struct Done {
     cached: bool,
     /// The whole entry came from the cache.
     reused: bool,
+    /// Reading the checkpoint failed transiently (nothing of it is cached; the run is
+    /// incomplete).
+    transient: bool,
     /// A row of facts to write to the cache (facts read from the file).
     row: Option<(FileKey, String)>,
     /// A resolved entry to write to the cache, with the set of paths it consulted and its
@@ -910,6 +977,7 @@ fn read_and_resolve(
                 return Done {
                     cached: true,
                     reused: true,
+                    transient: false,
                     row: None,
                     entry_row: None,
                     read_bug: None,
@@ -924,25 +992,33 @@ fn read_and_resolve(
     };
     let mut row = None;
     let mut read_bug = None;
+    let mut transient = false;
     let mut facts = text.as_deref().and_then(facts_from_json);
     drop(text);
     let cached = facts.is_some();
     if !cached && let Some(k) = &stat.key {
-        facts = Some(match ckpt_torch::bug::catch(|| checkpoint_facts(cand)) {
-            Ok(f) => {
-                row = Some((k.clone(), facts_to_json(&f)));
-                f
-            }
-            Err(panic) => {
-                let msg = panic.to_string();
-                read_bug = Some(panic);
-                vec![Fact::new(
-                    crate::Field::Error,
-                    serde_json::Value::String(msg),
-                    crate::Source::Checkpoint,
-                )]
-            }
-        });
+        facts = Some(
+            match ckpt_torch::bug::catch(|| checkpoint_facts_read(cand)) {
+                Ok(r) => {
+                    // A read that failed on the way (a request, an object replaced meanwhile)
+                    // is reported, never remembered.
+                    transient = r.transient;
+                    if !transient {
+                        row = Some((k.clone(), facts_to_json(&r.facts)));
+                    }
+                    r.facts
+                }
+                Err(panic) => {
+                    let msg = panic.to_string();
+                    read_bug = Some(panic);
+                    vec![Fact::new(
+                        crate::Field::Error,
+                        serde_json::Value::String(msg),
+                        crate::Source::Checkpoint,
+                    )]
+                }
+            },
+        );
     }
     let resolved = ckpt_torch::bug::catch(|| {
         let mut w = Vec::new();
@@ -959,10 +1035,11 @@ fn read_and_resolve(
         );
         (r, w, seen)
     });
-    // Stored only when reading went without a bug and every consulted path can be named.
+    // Stored only when reading went without a bug or a transient failure, and every consulted
+    // path can be named.
     let entry_row = match (&resolved, &stat.key) {
-        (Ok((r, w, consulted)), Some(key)) if read_bug.is_none() => consulted_row(consulted, cwd)
-            .and_then(|set| {
+        (Ok((r, w, consulted)), Some(key)) if read_bug.is_none() && !transient => {
+            consulted_row(consulted, cwd).and_then(|set| {
                 let (entry, ids, parts) = split_parts(Stored {
                     resolved: r.clone(),
                     warnings: w.clone(),
@@ -978,12 +1055,14 @@ fn read_and_resolve(
                     consulted: set,
                     parts,
                 })
-            }),
+            })
+        }
         _ => None,
     };
     Done {
         cached,
         reused: false,
+        transient,
         row,
         entry_row,
         read_bug,
@@ -991,8 +1070,34 @@ fn read_and_resolve(
     }
 }
 
+/// `stat` of a local path (as [`ckpt_io::stat`] gives it) or of an object or prefix (from the
+/// memoized listing of its parent: no request of its own once the walk listed it).
+fn stat(p: &Path) -> std::io::Result<ckpt_io::Stat> {
+    if ckpt_io::is_remote(p) {
+        ckpt_io::stat(p)
+    } else {
+        std::fs::metadata(p).map(|m| crate::discover::stat_of_metadata(&m))
+    }
+}
+
+/// Is `p` a file (following symlinks), locally or in a bucket?
+fn is_file(p: &Path) -> bool {
+    stat(p).is_ok_and(|s| s.kind == ckpt_io::Kind::File)
+}
+
 /// Bytes of the files directly in a folder (DCP / sharded models).
 fn dir_size(dir: &Path) -> u64 {
+    if ckpt_io::is_remote(dir) {
+        return ckpt_io::read_dir(dir)
+            .map(|l| {
+                l.entries
+                    .iter()
+                    .filter(|e| e.kind == ckpt_io::Kind::File)
+                    .filter_map(|e| e.identity.as_ref().map(|i| i.size))
+                    .sum()
+            })
+            .unwrap_or(0);
+    }
     std::fs::read_dir(dir)
         .map(|rd| {
             rd.flatten()
@@ -1002,4 +1107,74 @@ fn dir_size(dir: &Path) -> u64 {
                 .sum()
         })
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roots_whose_walk_was_incomplete_keep_their_rows() {
+        let roots = vec![
+            PathBuf::from("s3://b/runs/"),
+            PathBuf::from("s3:/b/ok"),
+            PathBuf::from("/data/local"),
+        ];
+        // Every root, as the cache spells paths, when everything was listed.
+        assert_eq!(
+            forgettable_roots(&roots, &[]),
+            vec!["s3://b/runs", "s3://b/ok", "/data/local"]
+        );
+        // Not the one whose listing failed or was partial.
+        assert_eq!(
+            forgettable_roots(&roots, &[PathBuf::from("s3://b/runs/")]),
+            vec!["s3://b/ok", "/data/local"]
+        );
+    }
+
+    #[test]
+    fn an_objects_key_size_and_time_come_from_its_listing() {
+        let id = ckpt_io::Identity {
+            size: 123,
+            mtime_ns: 1_700_000_000_000_000_000,
+            version: 77,
+            etag: Some("\"x\"".into()),
+        };
+        let c = Candidate {
+            path: PathBuf::from("s3://b/run/x.ckpt"),
+            kind: Kind::File,
+            root: PathBuf::from("s3://b/run"),
+            meta: Some(crate::discover::Listed(ckpt_io::Stat {
+                kind: ckpt_io::Kind::File,
+                identity: id,
+            })),
+        };
+        let st = stat_of(&c, Path::new("/somewhere"));
+        assert_eq!(st.error, None);
+        assert_eq!(
+            st.key,
+            Some(FileKey {
+                path: "s3://b/run/x.ckpt".into(),
+                size: 123,
+                mtime_ns: 1_700_000_000_000_000_000,
+                inode: 77,
+            })
+        );
+        assert_eq!(st.size, 123);
+        assert_eq!(st.modified, "2023-11-14T22:13:20");
+        // URLs are absolute as they are (never put under the current folder).
+        assert_eq!(
+            absolute(Path::new("s3://b/run/x.ckpt"), Path::new("/cwd")),
+            Path::new("s3://b/run/x.ckpt")
+        );
+        let (_, text) = consulted_row(
+            &[(
+                std::sync::Arc::from(Path::new("s3://b/run/hparams.yaml")),
+                5,
+            )],
+            Path::new("/cwd"),
+        )
+        .unwrap();
+        assert_eq!(text, r#"[["s3://b/run/hparams.yaml",5]]"#);
+    }
 }

@@ -30,7 +30,14 @@ pub fn entry_version() -> i64 {
 
 /// The checkpoint's own facts (what the cache stores: reading them costs opening the file).
 pub fn checkpoint_facts(c: &Candidate) -> Vec<Fact> {
-    sources::checkpoint::checkpoint_facts(&c.path, c.kind)
+    checkpoint_facts_read(c).facts
+}
+
+/// [`checkpoint_facts`], an object opened with the identity its listing gave, and whether the
+/// read failed transiently (then nothing of it is cached).
+pub fn checkpoint_facts_read(c: &Candidate) -> sources::checkpoint::FactsRead {
+    let known = c.meta.as_ref().map(crate::discover::Listed::identity);
+    sources::checkpoint::checkpoint_facts_read(&c.path, c.kind, known)
 }
 
 /// Inputs to resolving one candidate.
@@ -220,9 +227,11 @@ pub fn metric_value(entry: &CatalogEntry, name: &str) -> Option<f64> {
     entry.metric(name)
 }
 
-/// `modified` as the entry records it.
-pub fn modified_of(meta: &std::fs::Metadata) -> String {
-    meta.modified().map(iso_time).unwrap_or_default()
+/// `modified` as the entry records it (a local file's mtime, an object's Last-Modified).
+pub fn modified_of(stat: &ckpt_io::Stat) -> String {
+    ckpt_meta::sources::names::mtime_of(stat.identity.mtime_ns)
+        .map(iso_time)
+        .unwrap_or_default()
 }
 
 /// The JSON of an entry whose resolution panicked: its path and the error.

@@ -175,7 +175,12 @@ fn gather_around(
     let alg = opts.algorithm;
     // The layout is read on the absolute path, so `model/x.pt` given from inside the
     // experiment folder still finds it.
-    let abs = std::path::absolute(&ckpt_path).unwrap_or_else(|_| ckpt_path.clone());
+    // A URL is already absolute (`std::path::absolute` would put the folder in front).
+    let abs = if ckpt_io::is_remote(&ckpt_path) {
+        ckpt_path.clone()
+    } else {
+        std::path::absolute(&ckpt_path).unwrap_or_else(|_| ckpt_path.clone())
+    };
     let folder = match alg {
         Algorithm::V1 => HashFolder::of_checkpoint_v1(&abs),
         Algorithm::V2 => HashFolder::of_checkpoint(&abs),
@@ -287,7 +292,7 @@ fn config_from(
         ConfigSource::ConfigSidecar => [".config.yaml", ".config.yml", ".config.json"]
             .iter()
             .map(|s| ckpt_meta::sidecar::with_suffix(ckpt, s))
-            .find(|p| p.is_file())
+            .find(|p| is_file(p))
             .map_or(Ok(None), file),
         ConfigSource::HashFolderHp => {
             let Some(folder) = folder else {
@@ -325,7 +330,7 @@ fn config_from(
                 dir
             };
             let p = version.join("hparams.yaml");
-            if !p.is_file() {
+            if !is_file(&p) {
                 return Ok(None);
             }
             let v = config::read_config_python_tags_dropped(&p).map_err(|source| {
@@ -369,12 +374,12 @@ fn is_empty(v: &Value) -> bool {
 /// A file is used as given; a directory resolves to its (or its `model/` folder's) newest
 /// `checkpoint_step_*.pt` (`v2` also looks in `models/`, as the layout does).
 fn resolve_checkpoint(path: &Path, alg: Algorithm) -> Result<PathBuf, IdentityError> {
-    if !path.exists() {
+    let Ok(st) = ckpt_io::stat(path) else {
         return Err(IdentityError::NotFound {
             path: path.to_path_buf(),
         });
-    }
-    if !path.is_dir() {
+    };
+    if st.kind != ckpt_io::Kind::Dir {
         return Ok(path.to_path_buf());
     }
     let mut dirs = vec![path.to_path_buf(), path.join("model")];
@@ -382,7 +387,7 @@ fn resolve_checkpoint(path: &Path, alg: Algorithm) -> Result<PathBuf, IdentityEr
         dirs.push(path.join("models"));
     }
     for dir in dirs {
-        if dir.is_dir()
+        if is_dir(&dir)
             && let Some(p) = newest_checkpoint(&dir)?
         {
             return Ok(p);
@@ -391,6 +396,16 @@ fn resolve_checkpoint(path: &Path, alg: Algorithm) -> Result<PathBuf, IdentityEr
     Err(IdentityError::NoCheckpoint {
         path: path.to_path_buf(),
     })
+}
+
+/// Is `p` a file (following symlinks)? A local path or an object in a bucket.
+fn is_file(p: &Path) -> bool {
+    ckpt_io::stat(p).is_ok_and(|s| s.kind == ckpt_io::Kind::File)
+}
+
+/// Is `p` a folder (following symlinks)? A local path or a prefix in a bucket.
+fn is_dir(p: &Path) -> bool {
+    ckpt_io::stat(p).is_ok_and(|s| s.kind == ckpt_io::Kind::Dir)
 }
 
 /// `.hydra/config.yaml` in the checkpoint's folder or up to three folders above it. `ckpt`

@@ -144,7 +144,8 @@ pub fn check_sidecars(ckpt: &Path) -> SidecarCheck {
     };
     let paths: Vec<std::path::PathBuf> = [sidecar::yaml_path(ckpt), sidecar::json_path(ckpt)]
         .into_iter()
-        .filter(|p| p.exists())
+        // Local or remote alike (`Path::exists` would ask the local disk about a URL).
+        .filter(|p| ckpt_io::stat(p).is_ok())
         .collect();
     if paths.is_empty() {
         v.status = SidecarStatus::Missing;

@@ -510,6 +510,10 @@ fn target_path(reference: &str, at: &[String]) -> Option<String> {
 pub fn find_hydra_config(checkpoint: &Path, stop: &Path) -> Option<PathBuf> {
     let mut dir = checkpoint.parent();
     while let Some(d) = dir {
+        // Not past a bucket's root (not into the local folder `""` either).
+        if crate::consulted::beyond_buckets(d) {
+            break;
+        }
         let c = d.join(".hydra").join("config.yaml");
         if crate::consulted::is_file(&c) {
             return Some(c);

@@ -73,8 +73,11 @@ pub fn gather_for_sidecar(
         .and_then(|f| f.value.as_str())
         .map(str::to_owned);
     facts.extend(sources::around(path, Kind::File, around));
-    let meta = std::fs::metadata(path).ok();
-    let modified = meta.as_ref().and_then(|m| m.modified().ok()).map(iso_time);
+    // A local file's or an object's (from its listing) modification time.
+    let modified = ckpt_io::stat(path)
+        .ok()
+        .and_then(|m| crate::sources::names::mtime_of(m.identity.mtime_ns))
+        .map(iso_time);
     if let Some(m) = &modified {
         facts.push(Fact::new(Field::Modified, json!(m), Source::Filesystem));
     }

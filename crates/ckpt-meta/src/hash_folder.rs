@@ -231,9 +231,10 @@ pub fn hp_files(experiment: &Path) -> Result<HpFiles, LayoutError> {
         source,
     })?;
     let mut files: Vec<PathBuf> = entries
-        .flatten()
+        .entries
+        .into_iter()
         .take(MAX_DIR_ENTRIES)
-        .map(|e| e.path())
+        .map(|e| e.path)
         .filter(|p| (has_ext(p, "yaml") || has_ext(p, "yml") || has_ext(p, "json")) && is_file(p))
         .collect();
     files.sort();
@@ -257,20 +258,20 @@ pub fn newest_checkpoint(dir: &Path) -> Result<Option<PathBuf>, LayoutError> {
         source,
     })?;
     let mut best: Option<((Option<u64>, String), PathBuf)> = None;
-    for e in entries.flatten().take(MAX_DIR_ENTRIES) {
-        let name = e.file_name().to_string_lossy().into_owned();
+    for e in entries.entries.into_iter().take(MAX_DIR_ENTRIES) {
+        let name = crate::consulted::entry_name(&e);
         let Some(step) = name
             .strip_prefix("checkpoint_step_")
             .and_then(|r| r.strip_suffix(".pt"))
         else {
             continue;
         };
-        if !is_file(&e.path()) {
+        if !is_file(&e.path) {
             continue;
         }
         let key = (step.parse::<u64>().ok(), name.clone());
         if best.as_ref().is_none_or(|(k, _)| key > *k) {
-            best = Some((key, e.path()));
+            best = Some((key, e.path));
         }
     }
     Ok(best.map(|(_, p)| p))

@@ -12,8 +12,16 @@ pub fn threads() -> usize {
     *N.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
+/// `f` over `items` on all cores, results in input order.
 pub fn map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let n = threads().min(items.len());
+    map_n(items, threads(), f)
+}
+
+/// [`map`] on `width` threads: for work that waits on the network rather than the CPU
+/// (objects in a bucket: as many threads as requests may be in flight), or that must not
+/// take every core. Results in input order.
+pub fn map_n<T: Sync, R: Send>(items: &[T], width: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let n = width.min(items.len());
     if n <= 1 {
         return items.iter().map(f).collect();
     }
@@ -53,5 +61,15 @@ mod tests {
             super::map(&v, |x| x * 2),
             v.iter().map(|x| x * 2).collect::<Vec<_>>()
         );
+    }
+
+    #[test]
+    fn map_n_keeps_order_at_any_width() {
+        let v: Vec<u32> = (0..100).collect();
+        let want: Vec<u32> = v.iter().map(|x| x + 1).collect();
+        for width in [0, 1, 3, 16, 1000] {
+            assert_eq!(super::map_n(&v, width, |x| x + 1), want, "width {width}");
+        }
+        assert!(super::map_n(&[] as &[u32], 16, |x| *x).is_empty());
     }
 }

@@ -37,11 +37,58 @@ pub fn hparams_of(summary: &Summary) -> Option<Result<Value, ResolveError>> {
 
 /// Every fact the checkpoint at `path` gives.
 pub fn checkpoint_facts(path: &Path, kind: Kind) -> Vec<Fact> {
-    match kind {
-        Kind::File => file_facts(path),
-        Kind::Dcp => dcp_facts(path),
-        Kind::HfSharded => sharded_facts(path),
+    checkpoint_facts_read(path, kind, None).facts
+}
+
+/// What reading a checkpoint's own facts gave.
+#[derive(Debug)]
+pub struct FactsRead {
+    pub facts: Vec<Fact>,
+    /// The read failed for a reason that says nothing about the checkpoint (a request that
+    /// failed, an object replaced while it was read): such facts must not be remembered, as
+    /// a damaged file's are.
+    pub transient: bool,
+}
+
+/// [`checkpoint_facts`] of a checkpoint whose identity a listing gave (`known`: an object's
+/// size and ETag, so it is read without asking for them, and only as listed), saying whether
+/// a failure was transient ([`FactsRead::transient`]).
+pub fn checkpoint_facts_read(
+    path: &Path,
+    kind: Kind,
+    known: Option<&ckpt_io::Identity>,
+) -> FactsRead {
+    let mut transient = false;
+    let facts = match kind {
+        Kind::File => file_facts(path, known, &mut transient),
+        Kind::Dcp => dcp_facts(path, &mut transient),
+        Kind::HfSharded => sharded_facts(path, &mut transient),
+    };
+    FactsRead { facts, transient }
+}
+
+/// Did reading `path` fail for a reason outside the file: an I/O error on an object in a
+/// bucket (a request that failed, the object replaced since it was listed), anything but a
+/// read past its end or bytes that do not parse (a truncated object gives them every time, as
+/// a local file does)?
+pub fn failed_transiently(path: &Path, e: &(dyn std::error::Error + 'static)) -> bool {
+    if !ckpt_io::is_remote(path) {
+        return false;
     }
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(x) = cur {
+        if let Some(io) = x.downcast_ref::<std::io::Error>() {
+            return !matches!(
+                io.kind(),
+                std::io::ErrorKind::UnexpectedEof
+                    | std::io::ErrorKind::InvalidData
+                    // Gone since it was listed: the next listing says so, and keys change.
+                    | std::io::ErrorKind::NotFound
+            );
+        }
+        cur = x.source();
+    }
+    false
 }
 
 fn fact(field: Field, v: Value) -> Fact {
@@ -57,15 +104,23 @@ fn file_name_of(p: &str) -> Option<String> {
 
 /// The file is scanned and opened in one go: the `data.pkl` both read is decoded once
 /// ([`Checkpoint::scan_and_open`] gives what [`scan`] and [`Checkpoint::open`] give).
-fn file_facts(path: &Path) -> Vec<Fact> {
-    let (scan, ck) = Checkpoint::scan_and_open(
-        path,
-        &ckpt_torch::scan_file::ScanLimits::default(),
-        &ckpt_torch::Options::default(),
-    );
+fn file_facts(path: &Path, known: Option<&ckpt_io::Identity>, transient: &mut bool) -> Vec<Fact> {
+    let limits = ckpt_torch::scan_file::ScanLimits::default();
+    let opts = ckpt_torch::Options::default();
+    // With the listing's identity: no request to learn the object's size, and every read
+    // conditional on the ETag the cache key was made from.
+    let (scan, ck) = match known {
+        Some(id) => Checkpoint::scan_and_open_known(path, id, &limits, &opts),
+        None => Checkpoint::scan_and_open(path, &limits, &opts),
+    };
+    // A remote object read with problems may have met a failed request mid-scan.
+    if ckpt_io::is_remote(path) && !scan.problems.is_empty() {
+        *transient = true;
+    }
     let ck = match ck {
         Ok(ck) => ck,
         Err(e) => {
+            *transient |= failed_transiently(path, &e);
             // Still judged: a hostile file that is not a readable checkpoint stays dangerous.
             let mut f = vec![security_fact(&scan)];
             f.push(fact(Field::Error, json!(e.to_string())));
@@ -323,11 +378,12 @@ fn push_inference(inf: Inference, f: &mut Vec<Fact>) {
     }
 }
 
-fn dcp_facts(dir: &Path) -> Vec<Fact> {
+fn dcp_facts(dir: &Path, transient: &mut bool) -> Vec<Fact> {
     let mut f = vec![fact(Field::Format, json!("dcp"))];
     let index = match ckpt_torch::dcp::DcpIndex::open(dir) {
         Ok(i) => i,
         Err(e) => {
+            *transient |= failed_transiently(dir, &e);
             f.push(fact(Field::Error, json!(e.to_string())));
             return f;
         }
@@ -419,9 +475,13 @@ fn shard_names(dir: &Path) -> Vec<Result<String, String>> {
         .collect()
 }
 
-fn sharded_facts(dir: &Path) -> Vec<Fact> {
+fn sharded_facts(dir: &Path, transient: &mut bool) -> Vec<Fact> {
     let mut f = vec![fact(Field::Format, json!("hf-sharded"))];
-    if let Ok(cfg) = read_config(&dir.join("config.json")) {
+    let cfg = read_config(&dir.join("config.json"));
+    if let Err(e) = &cfg {
+        *transient |= failed_transiently(dir, e);
+    }
+    if let Ok(cfg) = cfg {
         if let Some(t) = cfg.get("model_type").and_then(Value::as_str) {
             f.push(Fact::new(
                 Field::Model("family".into()),
@@ -461,7 +521,10 @@ fn sharded_facts(dir: &Path) -> Vec<Fact> {
                     }
                 }
             }
-            Err(e) => f.push(fact(Field::Error, json!(e.to_string()))),
+            Err(e) => {
+                *transient |= failed_transiently(dir, &e);
+                f.push(fact(Field::Error, json!(e.to_string())));
+            }
         }
     }
     // Shapes come from the shards' headers: a claimed size that overflows saturates.
@@ -519,7 +582,7 @@ mod tests {
         files.sort();
         for f in &files {
             assert_eq!(
-                file_facts(f),
+                file_facts(f, None, &mut false),
                 file_facts_scan_then_open(f),
                 "{}",
                 f.display()

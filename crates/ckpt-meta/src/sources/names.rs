@@ -131,6 +131,17 @@ pub fn parse_file_name(stem: &str) -> FileNameInfo {
     info
 }
 
+/// A modification time in ns since the epoch ([`ckpt_io::Identity::mtime_ns`]) as a
+/// `SystemTime` (as `Metadata::modified` gives it).
+pub fn mtime_of(mtime_ns: i64) -> Option<std::time::SystemTime> {
+    let d = std::time::Duration::from_nanos(mtime_ns.unsigned_abs());
+    if mtime_ns >= 0 {
+        std::time::UNIX_EPOCH.checked_add(d)
+    } else {
+        std::time::UNIX_EPOCH.checked_sub(d)
+    }
+}
+
 /// `created_at` as Python's `datetime.fromtimestamp(mtime).isoformat()` writes it (UTC here:
 /// the machine's local zone is not knowable without a time-zone database).
 pub fn iso_time(t: std::time::SystemTime) -> String {

@@ -167,20 +167,27 @@ fn split_csv_line(line: &str) -> Vec<String> {
 
 impl MetricsCsv {
     /// Read the header and at most the last [`MAX_CSV_TAIL`] bytes of rows (a regular file
-    /// only: a FIFO must not block us).
+    /// only: a FIFO must not block us). Two ranged reads of a source (one request each for an
+    /// object, announced together so they go out at once; one whole-file read when they meet).
     pub(super) fn read(path: &Path) -> Option<MetricsCsv> {
-        let mut f = crate::consulted::open_regular(path).ok()?;
-        let size = f.metadata().ok()?.len();
-        let mut head = Vec::new();
-        (&mut f).take(64 << 10).read_to_end(&mut head).ok()?;
+        let src = crate::consulted::open(path).ok()?;
+        let size = src.len();
+        let head_len = size.min(64 << 10);
+        let tail_from = size.saturating_sub(MAX_CSV_TAIL);
+        if tail_from <= head_len {
+            src.prefetch(std::slice::from_ref(&(0..size)));
+        } else {
+            src.prefetch(&[0..head_len, tail_from..size]);
+        }
+        let mut head = vec![0u8; usize::try_from(head_len).ok()?];
+        src.read_exact_at(&mut head, 0).ok()?;
         let header_end = head.iter().position(|&b| b == b'\n')?;
         let header = String::from_utf8_lossy(&head[..header_end]);
         let cols = split_csv_line(header.trim_end_matches('\r').trim_start_matches('\u{feff}'));
         let body_start = header_end as u64 + 1;
-        let start = body_start.max(size.saturating_sub(MAX_CSV_TAIL));
-        f.seek(SeekFrom::Start(start)).ok()?;
-        let mut body = Vec::new();
-        f.take(MAX_CSV_TAIL).read_to_end(&mut body).ok()?;
+        let start = body_start.max(tail_from);
+        let mut body = vec![0u8; usize::try_from(size.saturating_sub(start)).ok()?];
+        src.read_exact_at(&mut body, start).ok()?;
         let mut text: &[u8] = &body;
         if start > body_start {
             // Began mid-row: skip to the next full one.

@@ -19,20 +19,21 @@ fn walk_files(dir: &Path) -> Vec<(String, PathBuf)> {
     let mut seen = 0usize;
     while let Some((d, prefix, depth)) = stack.pop() {
         let Ok(rd) = read_dir(&d) else { continue };
-        for e in rd.flatten() {
+        for e in rd.entries {
             seen += 1;
             if seen > MAX_DIR_ENTRIES {
                 return out;
             }
-            let name = e.file_name().to_string_lossy().into_owned();
+            let name = consulted::entry_name(&e);
             let rel = if prefix.is_empty() {
                 name
             } else {
                 format!("{prefix}/{name}")
             };
-            match e.file_type() {
-                Ok(t) if t.is_dir() && depth < 8 => stack.push((e.path(), rel, depth + 1)),
-                Ok(t) if t.is_file() => out.push((rel, e.path())),
+            // What the listing (noted) says; symbolic links are not followed here.
+            match (e.symlink, e.kind) {
+                (false, Kind::Dir) if depth < 8 => stack.push((e.path, rel, depth + 1)),
+                (false, Kind::File) => out.push((rel, e.path)),
                 _ => {}
             }
         }
@@ -170,13 +171,14 @@ pub(super) fn list_wandb_runs(dir: &Path) -> HashMap<String, PathBuf> {
     let Ok(rd) = read_dir(dir) else {
         return out;
     };
-    for e in rd.flatten().take(100_000) {
-        let name = e.file_name();
-        let Some(name) = name.to_str() else { continue };
+    for e in rd.entries.into_iter().take(100_000) {
+        let Some(name) = e.path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
         let Some(id) = wandb_run_id(name) else {
             continue;
         };
-        let path = e.path();
+        let path = e.path.clone();
         let newer = out
             .get(id)
             .is_none_or(|old| old.file_name().is_some_and(|o| o.to_str() < Some(name)));
@@ -240,6 +242,7 @@ pub(super) fn find_mlflow_run<'p>(
     ckpt.ancestors()
         .skip(1)
         .take(MAX_ANCESTORS)
+        .take_while(|d| !consulted::beyond_buckets(d))
         .filter(|d| !d.as_os_str().is_empty())
         .find_map(|d| cache.mlflow_run(d).map(|r| (d, r)))
 }
@@ -248,7 +251,12 @@ pub(super) fn find_mlflow_run<'p>(
 /// for Lightning's WandbLogger layout `<save_dir>/<project>/<id>/checkpoints/X.ckpt`, the
 /// folder `<save_dir>/wandb/[offline-]run-<stamp>-<id>`.
 pub(super) fn find_wandb_run(cache: &DirCache, ckpt: &Path) -> Option<PathBuf> {
-    for d in ckpt.ancestors().skip(1).take(MAX_ANCESTORS) {
+    for d in ckpt
+        .ancestors()
+        .skip(1)
+        .take(MAX_ANCESTORS)
+        .take_while(|d| !consulted::beyond_buckets(d))
+    {
         if name_of(d).and_then(wandb_run_id).is_some() {
             return Some(d.to_path_buf());
         }

@@ -8,7 +8,6 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::io::{Read, Seek, SeekFrom};
 use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -19,6 +18,7 @@ use crate::hash_folder;
 use crate::sources::config::tree_facts;
 use crate::sources::names::parse_file_name;
 use crate::yaml;
+use ckpt_io::Kind;
 use serde_json::{Map, Number, Value, json};
 
 /// Largest JSON/YAML/text file read; for `metrics.csv`, the most read from its end.
@@ -132,6 +132,52 @@ impl fmt::Debug for DirCache {
     }
 }
 
+/// Remote keys being loaded, by (memo, key): a second thread waits for the first
+/// ([`Loading::claim`]) rather than reading the same objects again.
+static LOADING: Mutex<Vec<(usize, std::ffi::OsString)>> = Mutex::new(Vec::new());
+static LOADED: std::sync::Condvar = std::sync::Condvar::new();
+
+/// How long a thread waits for another's load of the same key before loading it itself (a
+/// duplicate read at worst, never a deadlock).
+const LOADING_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A claim on loading one remote key; released (and waiters woken) when dropped.
+struct Loading {
+    id: Option<(usize, std::ffi::OsString)>,
+}
+
+impl Loading {
+    /// Wait while another thread loads `key` into memo `memo` (at most [`LOADING_PATIENCE`]),
+    /// then claim it.
+    fn claim(memo: usize, key: &Path) -> Loading {
+        let id = (memo, key.as_os_str().to_owned());
+        let start = std::time::Instant::now();
+        let mut g = LOADING.lock().unwrap_or_else(PoisonError::into_inner);
+        while g.contains(&id) {
+            let Some(left) = LOADING_PATIENCE.checked_sub(start.elapsed()) else {
+                return Loading { id: None };
+            };
+            g = LOADED
+                .wait_timeout(g, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        g.push(id.clone());
+        Loading { id: Some(id) }
+    }
+}
+
+impl Drop for Loading {
+    fn drop(&mut self) {
+        if let Some(id) = self.id.take() {
+            let mut g = LOADING.lock().unwrap_or_else(PoisonError::into_inner);
+            g.retain(|x| *x != id);
+            drop(g);
+            LOADED.notify_all();
+        }
+    }
+}
+
 fn len<V>(m: &Memo<V>) -> usize {
     m.lock().unwrap_or_else(PoisonError::into_inner).len()
 }
@@ -140,14 +186,29 @@ fn len<V>(m: &Memo<V>) -> usize {
 /// load the same key at once; the first stored wins. What the load consulted is recorded
 /// (always: a later caller may be recording) and noted again on every use.
 fn memo<V: Clone>(m: &Memo<V>, key: &Path, load: impl FnOnce() -> V) -> V {
-    if let Some((v, seen)) = m
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .get(key.as_os_str())
-    {
-        consulted::note_all(seen);
-        return v.clone();
+    let hit = |m: &Memo<V>| {
+        m.lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(key.as_os_str())
+            .map(|(v, seen)| {
+                consulted::note_all(seen);
+                v.clone()
+            })
+    };
+    if let Some(v) = hit(m) {
+        return v;
     }
+    // In a bucket, each read is a request: the checkpoints of one folder, resolved at once,
+    // wait for the first to load it instead of each fetching the same files.
+    let _loading = if ckpt_io::is_remote(key) {
+        let claim = Loading::claim(std::ptr::from_ref(m) as usize, key);
+        if let Some(v) = hit(m) {
+            return v;
+        }
+        Some(claim)
+    } else {
+        None
+    };
     let (v, seen) = consulted::record(load);
     m.lock()
         .unwrap_or_else(PoisonError::into_inner)

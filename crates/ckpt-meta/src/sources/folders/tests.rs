@@ -697,3 +697,26 @@ fn log_dirs_of_each_layout() {
     );
     assert!(kinds(Path::new("x.ckpt")).is_empty());
 }
+
+/// Checkpoints of one folder in a bucket, resolved at once, load its files once: the others
+/// wait for the first (each read is a request). Local keys are loaded as before.
+#[test]
+fn a_remote_folder_is_loaded_once_by_threads_that_want_it_at_once() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let m: Memo<usize> = Mutex::default();
+    let loads = AtomicUsize::new(0);
+    let key = Path::new("s3://b/run/version_0");
+    std::thread::scope(|s| {
+        for _ in 0..8 {
+            s.spawn(|| {
+                let v = memo(&m, key, || {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                    loads.fetch_add(1, Ordering::SeqCst) + 7
+                });
+                assert_eq!(v, 7);
+            });
+        }
+    });
+    assert_eq!(loads.load(Ordering::SeqCst), 1);
+    assert!(LOADING.lock().unwrap().is_empty());
+}
