@@ -82,7 +82,10 @@ fn urls_other_than_buckets_say_they_are_not_supported() {
 fn writing_commands_refuse_buckets_before_any_request() {
     for (args, want) in [
         (
-            vec!["prune", "--keep-top", "1", "--yes", "s3://bucket/runs"],
+            vec![
+                "prune", "--keep-top", "1", "--monitor", "m", "--mode", "max", "--yes",
+                "s3://bucket/runs",
+            ],
             "prune --yes deletes files",
         ),
         (
