@@ -35,6 +35,8 @@ Control paths, under ``/_ckpt/`` (answered here, never passed to moto):
 ``POST upload?bucket=B&prefix=P&dir=/abs/dir``  (or ``&file=/abs/file&key=K``)
     Create the bucket if needed and upload every file under ``dir`` to ``P/<relative path>``
     (multipart for large files), or one file to K. Answers ``{"objects": n, "bytes": total}``.
+``POST copy?bucket=B&src=K1&dst=K2``
+    Server-side copy of an object (the benchmark uploads one large checkpoint and copies it).
 ``POST max-keys?n=3``
     Set moto's page size for listings (``MOTO_S3_DEFAULT_MAX_KEYS``; ckpt sends no max-keys),
     so a small tree is listed over several pages.
@@ -290,6 +292,13 @@ class Middleware:
                 out = {"ok": True}
             elif what == "upload":
                 out = self.upload(q)
+            elif what == "copy":
+                self.client().copy_object(
+                    Bucket=q["bucket"],
+                    Key=q["dst"],
+                    CopySource={"Bucket": q["bucket"], "Key": q["src"]},
+                )
+                out = {"ok": True}
             elif what == "max-keys":
                 os.environ["MOTO_S3_DEFAULT_MAX_KEYS"] = str(int(q["n"]))
                 out = {"ok": True}
