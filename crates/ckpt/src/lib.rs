@@ -197,9 +197,11 @@ fn print_io_stats() {
     if requests == 0 {
         return;
     }
+    // The format of ckpt_io::remote::format_stats (slice A), which this can call once merged.
     let _ = writeln!(
         sink::stderr(),
-        "ckpt-io: {requests} requests ({} GET, {} LIST, {} HEAD), {} bytes",
+        "ckpt-io: {requests} request{} ({} GET, {} LIST, {} HEAD), {} bytes",
+        if requests == 1 { "" } else { "s" },
         s.get,
         s.list,
         s.head,

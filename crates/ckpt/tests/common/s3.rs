@@ -277,7 +277,7 @@ impl S3 {
             ("AWS_EC2_METADATA_DISABLED", "true".into()),
             ("CKPT_IO_RETRIES", "2".into()),
             ("CKPT_IO_RETRY_TIMEOUT_MS", "5000".into()),
-            ("CKPT_IO_RETRY_BACKOFF_MS", "50".into()),
+            ("CKPT_IO_BACKOFF_MS", "50".into()),
             (
                 "CKPT_CACHE_DIR",
                 self.cache_dir.path().to_string_lossy().into_owned(),
