@@ -70,7 +70,11 @@ fn urls_other_than_buckets_say_they_are_not_supported() {
         ],
     ] {
         let (code, out, err) = run(&args);
-        assert_one_error(code, &err, &["://", "not supported", "s3://, gs:// and az://"]);
+        assert_one_error(
+            code,
+            &err,
+            &["://", "not supported", "s3://, gs:// and az://"],
+        );
         assert_eq!(out, "");
     }
     assert!(!common::root().join("never-created").exists());
@@ -83,7 +87,14 @@ fn writing_commands_refuse_buckets_before_any_request() {
     for (args, want) in [
         (
             vec![
-                "prune", "--keep-top", "1", "--monitor", "m", "--mode", "max", "--yes",
+                "prune",
+                "--keep-top",
+                "1",
+                "--monitor",
+                "m",
+                "--mode",
+                "max",
+                "--yes",
                 "s3://bucket/runs",
             ],
             "prune --yes deletes files",

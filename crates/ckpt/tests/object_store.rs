@@ -13,6 +13,7 @@
 //! (`fixtures/outputs` → `s3://ckpt-test/fixtures/outputs`), so folder names, experiment names
 //! and the order of entries are the same on both sides, and "equal apart from paths" is a plain
 //! replacement of `s3://ckpt-test/` by nothing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 #[path = "common/s3.rs"]
@@ -112,7 +113,10 @@ fn assert_same_json(s: &S3, args: &[&str]) -> Value {
     assert_eq!(r.0, l.0, "exit code of {args:?}\nremote stderr:\n{}", r.2);
     let lv = json_without_times(&l.1);
     let rv = json_without_times(&unurl(&r.1));
-    assert_eq!(rv, lv, "JSON of {args:?} differs apart from paths and times");
+    assert_eq!(
+        rv, lv,
+        "JSON of {args:?} differs apart from paths and times"
+    );
     assert_eq!(unurl(&r.2), l.2, "stderr of {args:?}");
     rv
 }
@@ -146,7 +150,10 @@ fn inspect_of_an_object_equals_the_local_file_with_at_most_four_gets() {
     assert_eq!(st.put, 0, "{}", st.show());
     // The JSON too.
     s.reset();
-    assert_same_json(&s, &["inspect", "--format", "json", &format!("@{LIGHTNING}")]);
+    assert_same_json(
+        &s,
+        &["inspect", "--format", "json", &format!("@{LIGHTNING}")],
+    );
 }
 
 #[test]
@@ -167,7 +174,10 @@ fn a_missing_object_or_prefix_is_one_line_and_exit_2() {
         assert_eq!(out, "", "{args:?}");
         assert_eq!(
             err,
-            format!("ckpt: error: {}: no such object or prefix\n", args[args.len() - 1]),
+            format!(
+                "ckpt: error: {}: no such object or prefix\n",
+                args[args.len() - 1]
+            ),
             "{args:?}"
         );
     }
@@ -196,7 +206,10 @@ fn endpoint_flag_replaces_the_environment_and_stats_line_matches_the_server() {
         .find(|l| l.starts_with("ckpt-io: "))
         .unwrap_or_else(|| panic!("no ckpt-io line in {err}"));
     assert!(
-        line.contains(&format!("({} GET, {} LIST, {} HEAD)", st.get, st.list, st.head)),
+        line.contains(&format!(
+            "({} GET, {} LIST, {} HEAD)",
+            st.get, st.list, st.head
+        )),
         "{line} vs server {st:?}"
     );
     assert!(
@@ -217,7 +230,13 @@ fn catalog_of_a_bucket_equals_the_local_tree() {
     let s = server_with(&["fixtures/outputs"]);
     let v = assert_same_json(
         &s,
-        &["catalog", "--no-cache", "--format", "json", "@fixtures/outputs"],
+        &[
+            "catalog",
+            "--no-cache",
+            "--format",
+            "json",
+            "@fixtures/outputs",
+        ],
     );
     assert!(
         v["checkpoints"].as_array().is_some_and(|c| c.len() > 10),
@@ -261,7 +280,12 @@ fn an_unchanged_bucket_is_recatalogued_with_listings_only() {
     let (code, second, err) = s.run(&args);
     assert_eq!(code, 0, "{err}");
     let st = s.stats();
-    assert_eq!(st.get, 0, "an unchanged bucket re-read objects:\n{}", st.show());
+    assert_eq!(
+        st.get,
+        0,
+        "an unchanged bucket re-read objects:\n{}",
+        st.show()
+    );
     assert_eq!(st.head, 0, "{}", st.show());
     assert!(st.list > 0, "{}", st.show());
     assert_eq!(json_without_times(&second), json_without_times(&first));
@@ -285,7 +309,13 @@ fn listings_are_paginated() {
     s.max_keys(2);
     assert_same_json(
         &s,
-        &["catalog", "--no-cache", "--format", "json", "@fixtures/outputs"],
+        &[
+            "catalog",
+            "--no-cache",
+            "--format",
+            "json",
+            "@fixtures/outputs",
+        ],
     );
     let st = s.stats();
     // Some prefix was listed over several pages (same prefix, several LIST requests).
@@ -631,10 +661,7 @@ fn convert_from_a_bucket_writes_what_convert_from_the_folder_writes() {
         // (fixtures/convert/dcp holds a file that fails to convert: the same on both sides.)
         assert_eq!(ro.0, lo.0, "{input}: {}", ro.2);
         assert_ne!(lo.0, 2, "{input}: {}", lo.2);
-        let norm = |t: &str, dir: &Path| {
-            t.replace(URL, "")
-                .replace(dir.to_str().unwrap(), "OUT")
-        };
+        let norm = |t: &str, dir: &Path| t.replace(URL, "").replace(dir.to_str().unwrap(), "OUT");
         assert_eq!(norm(&ro.1, &ro_dir), norm(&lo.1, &lo_dir), "{input}");
         // The same files, byte for byte.
         let lf = files_under(&lo_dir);
