@@ -99,6 +99,26 @@ pub fn check(cmd: &Command) -> Result<()> {
             out.display()
         );
     }
+    // Files ckpt writes (an output, its cache): local, or they would land in a folder named
+    // `s3:` beside the current one.
+    let written: Vec<(&str, &Path)> = match cmd {
+        Command::Catalog(a) => [("--output", &a.output), ("--cache-file", &a.cache_file)]
+            .into_iter()
+            .filter_map(|(o, p)| Some((o, p.as_deref()?)))
+            .collect(),
+        Command::Cache(a) => a
+            .cache_file
+            .iter()
+            .map(|p| ("--cache-file", p.as_path()))
+            .collect(),
+        _ => Vec::new(),
+    };
+    if let Some((opt, p)) = written.iter().find(|(_, p)| ckpt_io::is_remote(p)) {
+        bail!(
+            "{}: {opt} is a local file (writing to a bucket is not supported)",
+            p.display()
+        );
+    }
     check_paths(&paths)
 }
 

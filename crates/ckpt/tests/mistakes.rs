@@ -104,6 +104,26 @@ fn writing_commands_refuse_buckets_before_any_request() {
             "convert-legacy writes sidecars",
         ),
         (vec!["watch", "s3://bucket/runs"], "watch follows local"),
+        (
+            vec![
+                "catalog",
+                "examples",
+                "--format",
+                "parquet",
+                "--output",
+                "s3://bucket/c.parquet",
+            ],
+            "--output is a local file",
+        ),
+        (
+            vec![
+                "catalog",
+                "--cache-file",
+                "s3://bucket/c.sqlite3",
+                "examples",
+            ],
+            "--cache-file is a local file",
+        ),
         (vec!["serve", "s3://bucket/runs"], "serve follows local"),
         (
             vec![
