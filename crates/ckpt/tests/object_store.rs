@@ -50,12 +50,12 @@ fn unurl(text: &str) -> String {
     text.replace(URL, "")
 }
 
-/// `text` as JSON, with every `modified` key dropped (an object's Last-Modified is when it was
-/// uploaded, a file's mtime when it was checked out).
+/// `text` as JSON, with every `modified` and `last_modified` key dropped (an object's
+/// Last-Modified is when it was uploaded, a file's mtime when it was checked out).
 fn json_without_times(text: &str) -> Value {
     let mut v: Value =
         serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}):\n{text}"));
-    drop_keys(&mut v, &["modified"]);
+    drop_keys(&mut v, &["modified", "last_modified"]);
     v
 }
 
@@ -499,14 +499,15 @@ fn an_object_replaced_while_read_is_reported_changed_and_not_cached() {
         url("examples/lightning"),
     ];
     s.replace_on_get(BUCKET, LIGHTNING);
-    let (code, _, err) = s.run(&args);
-    assert_ne!(code, 0, "{err}");
-    assert_ne!(code, 3, "a bug, not an error: {err}");
-    assert!(
-        err.contains("changed while it was being read"),
-        "no 'changed' message: {err}"
-    );
+    let (code, out, err) = s.run(&args);
+    assert_eq!(code, 1, "{err}");
+    // Warned (named), and said why: in the warning or in the entry's error.
     assert!(err.contains(&url(LIGHTNING)), "{err}");
+    assert!(
+        err.contains("changed while it was being read")
+            || out.contains("changed while it was being read"),
+        "no 'changed' message:\n{err}\n{out}"
+    );
     let st = s.stats();
     assert!(
         st.log.iter().any(|r| r.3 == 412),
@@ -633,12 +634,14 @@ fn validate_of_a_bucket_equals_validate_of_the_tree() {
 #[test]
 #[ignore = "needs CKPT_S3_PYTHON (scripts/test --s3)"]
 fn convert_from_a_bucket_writes_what_convert_from_the_folder_writes() {
-    let s = server_with(&["examples/fsdp", "fixtures/convert/dcp"]);
+    // (Not the whole of fixtures/convert/dcp: `conv_bn_linear/` and `conv_bn_linear.pth` there
+    // both convert to `conv_bn_linear/`, and which of the two wins is a race.)
+    let s = server_with(&["examples/fsdp", "fixtures/convert/dcp/fsdp2_dim0"]);
     let d = tempfile::tempdir().unwrap();
     for (input, to) in [
         ("examples/fsdp/epoch-001.pth", "safetensors"),
         ("examples/fsdp", "safetensors"),
-        ("fixtures/convert/dcp", "safetensors"),
+        ("fixtures/convert/dcp/fsdp2_dim0", "safetensors"),
     ] {
         let lo_dir = d.path().join(format!("local-{}", input.replace('/', "_")));
         let ro_dir = d.path().join(format!("remote-{}", input.replace('/', "_")));
@@ -658,9 +661,8 @@ fn convert_from_a_bucket_writes_what_convert_from_the_folder_writes() {
             "--output-dir",
             ro_dir.to_str().unwrap(),
         ]);
-        // (fixtures/convert/dcp holds a file that fails to convert: the same on both sides.)
         assert_eq!(ro.0, lo.0, "{input}: {}", ro.2);
-        assert_ne!(lo.0, 2, "{input}: {}", lo.2);
+        assert_eq!(lo.0, 0, "{input}: {}", lo.2);
         let norm = |t: &str, dir: &Path| t.replace(URL, "").replace(dir.to_str().unwrap(), "OUT");
         assert_eq!(norm(&ro.1, &ro_dir), norm(&lo.1, &lo_dir), "{input}");
         // The same files, byte for byte.
