@@ -2,6 +2,7 @@
 
 use std::fmt::Write as _;
 use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use ckpt_catalog::CatalogEntry;
@@ -580,15 +581,25 @@ fn table(entries: &[CatalogEntry], columns: &[String], width: Option<usize>) -> 
     out
 }
 
+/// A path in the form two spellings of the same file share: absolute for a local path, the
+/// canonical URL for an object (`std::path::absolute` would prefix a URL with the current
+/// folder).
+fn same_path_key(p: &Path) -> PathBuf {
+    match ckpt_io::Location::parse(p) {
+        ckpt_io::Location::Remote(url) => url.to_path(),
+        ckpt_io::Location::Local(_) => std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()),
+    }
+}
+
 /// `--explain PATH`: every field of one checkpoint with its source, and the conflicts.
 fn explain(a: &CatalogArgs, opts: &Options) -> Result<Outcome> {
     let Some(target) = &a.explain else {
         return Ok(Outcome::Ok);
     };
-    let want = std::path::absolute(target).unwrap_or_else(|_| target.clone());
+    let want = same_path_key(target);
     let mut found: Option<CatalogEntry> = None;
     let cat = build_streaming(&a.paths, opts, &mut |e| {
-        let p = std::path::absolute(&e.path).unwrap_or_else(|_| e.path.clone().into());
+        let p = same_path_key(Path::new(&e.path));
         if p == want && found.is_none() {
             found = Some(e);
         }

@@ -9,6 +9,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 #[derive(Debug, Parser)]
 #[command(name = "ckpt", version, about, long_about = None)]
 pub struct Cli {
+    /// The endpoint of an S3-compatible store (MinIO, Ceph, a local test server …) for
+    /// `s3://` paths; overrides `AWS_ENDPOINT_URL`. An `http://` endpoint given here allows
+    /// plain HTTP (through the environment that takes `AWS_ALLOW_HTTP=true`).
+    #[arg(long, global = true, value_name = "URL")]
+    pub endpoint: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }

@@ -156,7 +156,7 @@ pub fn run(a: &ConvertArgs) -> Result<Outcome> {
     let jobs: Vec<(PathBuf, PathBuf)> = if is_dcp(&input) {
         // A DCP directory is one checkpoint.
         vec![(input.clone(), output_dir.join(output_name(&input)))]
-    } else if input.is_dir() {
+    } else if is_dir(&input) {
         // The one walker and the one rule for what is a checkpoint (`ckpt catalog`'s), one
         // level deep: files and DCP directories of this folder.
         let (cands, _) = ckpt_catalog::discover::discover(
@@ -236,7 +236,7 @@ pub fn run(a: &ConvertArgs) -> Result<Outcome> {
         // A failure is reported once, in the summary below (the table says why); a panic is
         // a bug in ckpt that fails this checkpoint only (exit 3 at the end).
         ckpt_torch::bug::catch(|| {
-            if src.is_dir() {
+            if is_dir(src) {
                 ckpt_convert::convert_dcp(src, dst, &opts)
             } else {
                 convert_file(src, dst, &opts)
@@ -369,10 +369,16 @@ fn table(run: &ConvertRun, dry_run: bool) -> String {
     s
 }
 
+/// Whether `p` is a folder, or a prefix in a bucket (ckpt_io's stat: `Path::is_dir` would ask
+/// the local file system about `s3://…`).
+fn is_dir(p: &Path) -> bool {
+    ckpt_io::stat(p).is_ok_and(|s| s.kind == ckpt_io::Kind::Dir)
+}
+
 /// The name of a checkpoint's output folder: a file's name without its extension
 /// (`epoch-001.pth` → `epoch-001`), a directory's whole name (`step.200/` stays `step.200`).
 fn output_name(input: &Path) -> String {
-    let name = if input.is_dir() {
+    let name = if is_dir(input) {
         input
             .file_name()
             .map(std::ffi::OsStr::to_os_string)

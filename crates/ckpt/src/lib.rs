@@ -175,6 +175,41 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 }
 
 fn run(args: cli::Cli) -> anyhow::Result<Outcome> {
+    // Before the first remote request (the input check may list a prefix); local runs never
+    // start the object-storage runtime, whatever is configured here.
+    ckpt_io::remote::configure(ckpt_io::remote::Config {
+        endpoint: args.endpoint.clone(),
+    });
+    let result = run_command(args);
+    print_io_stats();
+    result
+}
+
+/// `CKPT_IO_STATS=1`: one line on stderr at the end of the command with what was asked of
+/// object storage (requests by kind, bytes received), for benchmarks and for a user who
+/// wants to see what a command cost. Nothing is printed when no request was made.
+fn print_io_stats() {
+    if std::env::var_os("CKPT_IO_STATS").is_none_or(|v| v.is_empty() || v == "0") {
+        return;
+    }
+    let s = ckpt_io::remote::stats();
+    let requests = s.get + s.list + s.head;
+    if requests == 0 {
+        return;
+    }
+    // The format of ckpt_io::remote::format_stats (slice A), which this can call once merged.
+    let _ = writeln!(
+        sink::stderr(),
+        "ckpt-io: {requests} request{} ({} GET, {} LIST, {} HEAD), {} bytes",
+        if requests == 1 { "" } else { "s" },
+        s.get,
+        s.list,
+        s.head,
+        s.bytes
+    );
+}
+
+fn run_command(args: cli::Cli) -> anyhow::Result<Outcome> {
     inputs::check(&args.command)?;
     match args.command {
         cli::Command::Inspect(a) => inspect::run(&a),

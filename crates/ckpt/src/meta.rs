@@ -21,6 +21,14 @@ use crate::cli::{ConvertLegacyArgs, Target};
 /// outputs dir their paths are relative to.
 pub fn discover(t: &Target) -> Result<(Vec<PathBuf>, Option<PathBuf>)> {
     if let Some(c) = &t.checkpoint {
+        if ckpt_io::is_remote(c) {
+            // An object: what it is comes from the listing of its prefix (no local stat).
+            return match ckpt_io::stat(c) {
+                Ok(s) if s.kind == ckpt_io::Kind::File => Ok((vec![c.clone()], None)),
+                Ok(_) => bail!("{}: a prefix, not a checkpoint object", c.display()),
+                Err(_) => bail!("{}: no such checkpoint object", c.display()),
+            };
+        }
         if !c.is_file() {
             // Say what it is when it exists: a FIFO or a device is refused, never opened.
             if let Ok(m) = std::fs::metadata(c) {
@@ -39,7 +47,8 @@ pub fn discover(t: &Target) -> Result<(Vec<PathBuf>, Option<PathBuf>)> {
         (None, Some(o)) => (o.clone(), Some(o.clone())),
         _ => bail!("give exactly one of --checkpoint, --exp-dir, --outputs-dir"),
     };
-    if !dir.is_dir() {
+    // `Path::is_dir` would ask the local file system about `s3://…`.
+    if !ckpt_io::stat(&dir).is_ok_and(|s| s.kind == ckpt_io::Kind::Dir) {
         bail!("{}: not a directory", dir.display());
     }
     // The one walker and the one rule for what is a checkpoint (`ckpt catalog`'s): sidecars

@@ -220,6 +220,10 @@ fn table_row(out: &mut String, p: &Path, s: &FileScan) {
 /// Every file under `p`, sorted; symlinked directories are not followed (no loops), symlinks
 /// to files are (torch.load would follow them).
 fn collect(p: &Path, out: &mut Vec<Found>) {
+    if ckpt_io::is_remote(p) {
+        collect_remote(p, out);
+        return;
+    }
     if !p.is_dir() {
         // A path the user named: scanned whatever it is (scan_path refuses what is not a
         // regular file without opening it).
@@ -280,6 +284,58 @@ fn collect(p: &Path, out: &mut Vec<Found>) {
     }
     found.sort_by(|a, b| key(a).cmp(key(b)));
     out.extend(found);
+}
+
+/// [`collect`] for a prefix in a bucket: a breadth-first walk of delimiter listings (one LIST
+/// per prefix, memoized by ckpt_io so the scan of each object reuses the identity listed). A
+/// bucket has no symlinks or devices. A prefix whose listing failed part-way is a `Broken`
+/// record (never a clean scan of what happened to be listed).
+fn collect_remote(p: &Path, out: &mut Vec<Found>) {
+    match ckpt_io::stat(p) {
+        Ok(s) if s.kind == ckpt_io::Kind::Dir => {}
+        // An object, or whatever the open will say about it.
+        _ => {
+            out.push(Found::File(p.to_path_buf()));
+            return;
+        }
+    }
+    let mut queue = std::collections::VecDeque::from([p.to_path_buf()]);
+    let mut found = Vec::new();
+    while let Some(dir) = queue.pop_front() {
+        let listing = match ckpt_io::read_dir(&dir) {
+            Ok(l) => l,
+            Err(e) => {
+                found.push(Found::Broken(dir.clone(), remote_message(&dir, &e)));
+                continue;
+            }
+        };
+        if !listing.complete {
+            let msg = format!(
+                "{}: listing incomplete (some pages failed): not every object under it was scanned",
+                dir.display()
+            );
+            found.push(Found::Broken(dir.clone(), msg));
+        }
+        for e in listing.entries {
+            match e.kind {
+                ckpt_io::Kind::Dir => queue.push_back(e.path),
+                ckpt_io::Kind::File => found.push(Found::File(e.path)),
+                ckpt_io::Kind::Other(_) => found.push(Found::Special(e.path)),
+            }
+        }
+    }
+    found.sort_by(|a, b| key(a).cmp(key(b)));
+    out.extend(found);
+}
+
+/// `URL: error`, unless the error names the URL already (remote errors do).
+fn remote_message(p: &Path, e: &std::io::Error) -> String {
+    let (url, msg) = (p.display().to_string(), e.to_string());
+    if msg.starts_with(&url) {
+        msg
+    } else {
+        format!("{url}: {msg}")
+    }
 }
 
 fn key(f: &Found) -> &Path {

@@ -1088,8 +1088,8 @@ fn a_missing_input_or_an_unusable_one_exits_2_with_one_line() {
             "ckpt: error: outptus/epoch-001.pth: no such file or directory\n".to_owned(),
         ),
         (
-            "s3://bucket/epoch-001.pth".to_owned(),
-            "ckpt: error: s3://bucket/epoch-001.pth: s3:// paths are not supported yet; copy the files to a local folder (object storage support is planned)\n".to_owned(),
+            "https://example.com/epoch-001.pth".to_owned(),
+            "ckpt: error: https://example.com/epoch-001.pth: https:// paths are not supported; ckpt reads local paths and s3://, gs:// and az:// URLs\n".to_owned(),
         ),
         (
             empty.display().to_string(),

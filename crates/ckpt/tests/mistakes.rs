@@ -53,12 +53,15 @@ fn missing_paths_exit_2_naming_them() {
     assert_one_error(code, &err, &["nope1, nope2: no such files or directories"]);
 }
 
+/// Object storage (`s3://`, `gs://`, `az://`) is read (tests/object_store.rs, against a
+/// local S3 server); other URLs are refused before any request, naming what is read. No
+/// bucket URL is tried here: without a test server it would leave the machine.
 #[test]
-fn urls_say_they_are_not_supported_yet() {
+fn urls_other_than_buckets_say_they_are_not_supported() {
     for args in [
-        vec!["catalog", "--no-cache", "s3://bucket/runs"],
-        vec!["inspect", "s3://bucket/runs/last.ckpt"],
-        vec!["scan", "gs://bucket/x.pt"],
+        vec!["catalog", "--no-cache", "https://example.com/runs"],
+        vec!["inspect", "http://example.com/runs/last.ckpt"],
+        vec!["scan", "ftp://host/x.pt"],
         vec![
             "convert",
             "https://example.com/m.pth",
@@ -67,8 +70,76 @@ fn urls_say_they_are_not_supported_yet() {
         ],
     ] {
         let (code, out, err) = run(&args);
-        assert_one_error(code, &err, &["://", "not supported yet"]);
+        assert_one_error(
+            code,
+            &err,
+            &["://", "not supported", "s3://, gs:// and az://"],
+        );
         assert_eq!(out, "");
+    }
+    assert!(!common::root().join("never-created").exists());
+}
+
+/// Commands that write beside their inputs, delete them or watch them refuse a bucket up
+/// front (before any request), and so does a bucket as convert's output folder.
+#[test]
+fn writing_commands_refuse_buckets_before_any_request() {
+    for (args, want) in [
+        (
+            vec![
+                "prune",
+                "--keep-top",
+                "1",
+                "--monitor",
+                "m",
+                "--mode",
+                "max",
+                "--yes",
+                "s3://bucket/runs",
+            ],
+            "prune --yes deletes files",
+        ),
+        (
+            vec!["convert-legacy", "--exp-dir", "s3://bucket/runs"],
+            "convert-legacy writes sidecars",
+        ),
+        (vec!["watch", "s3://bucket/runs"], "watch follows local"),
+        (
+            vec![
+                "catalog",
+                "examples",
+                "--format",
+                "parquet",
+                "--output",
+                "s3://bucket/c.parquet",
+            ],
+            "--output is a local file",
+        ),
+        (
+            vec![
+                "catalog",
+                "--cache-file",
+                "s3://bucket/c.sqlite3",
+                "examples",
+            ],
+            "--cache-file is a local file",
+        ),
+        (vec!["serve", "s3://bucket/runs"], "serve follows local"),
+        (
+            vec![
+                "convert",
+                "examples/fsdp/epoch-001.pth",
+                "--to",
+                "safetensors",
+                "--output-dir",
+                "s3://bucket/out",
+            ],
+            "written to a local --output-dir",
+        ),
+    ] {
+        let (code, out, err) = run(&args);
+        assert_one_error(code, &err, &["s3://bucket/", want]);
+        assert_eq!(out, "", "{args:?}");
     }
 }
 
