@@ -153,6 +153,13 @@ pub fn run(a: &CatalogArgs) -> Result<Outcome> {
     for b in &cat.bugs {
         crate::report_bug("catalog", &b.path, &b.panic);
     }
+    // A prefix listed in part, or an object whose read failed this time (each warned above):
+    // the answer is not all there is, so exit 1, never a clean 0.
+    let outcome = if cat.incomplete.is_empty() {
+        Outcome::Ok
+    } else {
+        Outcome::Findings
+    };
     if a.verbose {
         crate::sink_eprintln!(
             "ckpt: {} checkpoint(s): {} opened, {} from cache ({} resolved entries reused); \
@@ -170,7 +177,7 @@ pub fn run(a: &CatalogArgs) -> Result<Outcome> {
         out.flush()?;
         fields.check()?;
         out.finish(a.output.as_deref())?;
-        return Ok(Outcome::Ok);
+        return Ok(outcome);
     }
     fields.check()?;
     if a.best {
@@ -224,7 +231,7 @@ pub fn run(a: &CatalogArgs) -> Result<Outcome> {
         }
     }
     out.finish(a.output.as_deref())?;
-    Ok(Outcome::Ok)
+    Ok(outcome)
 }
 
 /// Where the catalog goes: stdout as it is written, or (`--output FILE`) memory, then the file
