@@ -91,6 +91,13 @@ pub trait ByteSource: Send + Sync + Debug {
     fn as_bytes(&self) -> Option<&Arc<[u8]>> {
         None
     }
+    /// How many reads so far failed for a reason that says nothing about the bytes (a
+    /// request that failed, an object replaced since it was listed): a caller that saw a
+    /// problem while reading asks this to tell "damaged" (remember it) from "try again"
+    /// (remember nothing). Always 0 for local files and memory, whose failures are the file's.
+    fn failed_reads(&self) -> u64 {
+        0
+    }
 }
 
 /// A local regular file, opened by [`crate::open::open_regular`] and read with `pread`.
@@ -260,6 +267,9 @@ impl ByteSource for Window {
             })
             .collect();
         self.inner.prefetch(&shifted);
+    }
+    fn failed_reads(&self) -> u64 {
+        self.inner.failed_reads()
     }
     fn as_file(&self) -> Option<&File> {
         // Offsets differ from the file's: callers of `as_file` use file offsets, so a window

@@ -338,6 +338,9 @@ pub struct RemoteObject {
     loc: OsPath,
     id: Identity,
     cache: Mutex<Cache>,
+    /// Reads that failed for a reason outside the object's bytes (a request that failed,
+    /// the object replaced): see [`ByteSource::failed_reads`].
+    failed: std::sync::atomic::AtomicU64,
 }
 
 impl fmt::Debug for RemoteObject {
@@ -358,6 +361,7 @@ impl RemoteObject {
             loc,
             id,
             cache: Mutex::new(Cache::default()),
+            failed: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -435,6 +439,11 @@ impl RemoteObject {
         .into_io()
     }
 
+    fn note_failure(&self) {
+        self.failed
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Whether all of `r` is cached (tests and `read_small`).
     fn holds(&self, r: Range<u64>) -> bool {
         self.lock().is_ok_and(|c| c.missing(r).is_empty())
@@ -473,14 +482,18 @@ impl ByteSource for RemoteObject {
             gaps
         };
         if buf.len() >= STREAM_MIN {
-            let bytes = self.fetch(offset..end)?;
+            let bytes = self
+                .fetch(offset..end)
+                .inspect_err(|_| self.note_failure())?;
             buf.copy_from_slice(&bytes);
             return Ok(());
         }
         let first = gaps.first().map_or(offset, |g| g.start);
         let last = gaps.last().map_or(end, |g| g.end);
         let fetch_end = last.max(first.saturating_add(READ_AHEAD)).min(size);
-        let bytes = self.fetch(first..fetch_end)?;
+        let bytes = self
+            .fetch(first..fetch_end)
+            .inspect_err(|_| self.note_failure())?;
         let mut c = self.lock()?;
         c.insert(first, &bytes, false);
         c.touch(offset..end);
@@ -493,6 +506,10 @@ impl ByteSource for RemoteObject {
                 self.url
             )))
         }
+    }
+
+    fn failed_reads(&self) -> u64 {
+        self.failed.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn prefetch(&self, ranges: &[Range<u64>]) {

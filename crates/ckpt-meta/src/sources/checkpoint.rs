@@ -113,8 +113,13 @@ fn file_facts(path: &Path, known: Option<&ckpt_io::Identity>, transient: &mut bo
         Some(id) => Checkpoint::scan_and_open_known(path, id, &limits, &opts),
         None => Checkpoint::scan_and_open(path, &limits, &opts),
     };
-    // A remote object read with problems may have met a failed request mid-scan.
-    if ckpt_io::is_remote(path) && !scan.problems.is_empty() {
+    // A remote object read with problems may have met a failed request mid-scan (the scan's
+    // problems are text, so ask the source whether a read failed outside the bytes); a
+    // damaged object's problems are its own and are remembered, as a local file's are.
+    if ckpt_io::is_remote(path)
+        && !scan.problems.is_empty()
+        && ck.as_ref().is_ok_and(|c| c.source().failed_reads() > 0)
+    {
         *transient = true;
     }
     let ck = match ck {
