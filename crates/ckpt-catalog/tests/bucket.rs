@@ -1,13 +1,11 @@
 //! The catalog over a bucket, without a server: object_store's `InMemory` store registered for
-//! `s3://ckpt-c-…` through ckpt-io's test hook, counting what is asked of it. Only with the
-//! `bucket-tests` feature (`cargo test -p ckpt-catalog --features bucket-tests`).
+//! `s3://ckpt-c-…` through ckpt-io's test hook, counting what is asked of it.
 //!
 //! What is pinned here is the walk, the keys and fingerprints from listings, the consulted
 //! reads of run folders (`hparams.yaml`, `metrics.csv`) and the cache: an unchanged bucket is
 //! catalogued again with LISTs only, a changed object is read again, and a prefix whose
 //! listing fails keeps its cached rows. (Reading the checkpoints themselves by ranges is
 //! ckpt-torch's; the end-to-end tests against a server are in crates/ckpt/tests.)
-#![cfg(feature = "bucket-tests")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::fmt;

@@ -164,7 +164,10 @@ pub(crate) fn member_span(header: u64, name_len: usize, data_len: u64) -> Range<
 
 /// The head (torch writes `data.pkl` and the small records first) and tail (end of central
 /// directory, ZIP64 records, the directory itself, `version`) of a zip a reader reads first.
-pub(crate) const HEAD_HINT: u64 = 64 << 10;
+/// 128 KiB: a `data.pkl` of up to about that size (a few hundred tensors with their optimizer
+/// state) then costs no second request; ckpt-io's first read of an object opened by URL is
+/// the same size (`ckpt_io::remote` `HEAD`).
+pub(crate) const HEAD_HINT: u64 = 128 << 10;
 /// The tail read with the head: the end-of-central-directory search window (64 KiB of
 /// comment plus the 22-byte record).
 pub(crate) const TAIL_HINT: u64 = (64 << 10) + 22;
