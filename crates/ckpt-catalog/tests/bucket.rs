@@ -304,7 +304,7 @@ fn a_prefix_whose_listing_fails_keeps_its_rows_and_the_run_is_incomplete() {
 }
 
 /// Not a check: the requests of one cold catalog of the tree, for the report
-/// (`cargo test -p ckpt-catalog --features bucket-tests --test bucket -- --ignored --nocapture`).
+/// (`cargo test -p ckpt-catalog --test bucket -- --ignored --nocapture`).
 #[test]
 #[ignore]
 fn requests_of_a_cold_catalog() {
