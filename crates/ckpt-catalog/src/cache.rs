@@ -166,12 +166,7 @@ pub struct FileKey {
 impl FileKey {
     /// The key of `path` from its (already fetched) metadata.
     pub fn from_metadata(path: &str, meta: &std::fs::Metadata) -> FileKey {
-        FileKey {
-            path: path.to_owned(),
-            size: meta.len(),
-            mtime_ns: mtime_ns(meta),
-            inode: inode(meta),
-        }
+        FileKey::from_identity(path, &ckpt_io::Identity::of_metadata(meta))
     }
 }
 
@@ -193,35 +188,6 @@ impl FileKey {
             inode: id.version,
         }
     }
-}
-
-#[cfg(unix)]
-fn mtime_ns(meta: &std::fs::Metadata) -> i64 {
-    use std::os::unix::fs::MetadataExt;
-    meta.mtime()
-        .saturating_mul(1_000_000_000)
-        .saturating_add(meta.mtime_nsec())
-}
-
-#[cfg(not(unix))]
-fn mtime_ns(meta: &std::fs::Metadata) -> i64 {
-    let Ok(t) = meta.modified() else { return 0 };
-    let nanos = match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => i128::try_from(d.as_nanos()).unwrap_or(i128::MAX),
-        Err(e) => -i128::try_from(e.duration().as_nanos()).unwrap_or(i128::MAX),
-    };
-    i64::try_from(nanos).unwrap_or(if nanos < 0 { i64::MIN } else { i64::MAX })
-}
-
-#[cfg(unix)]
-fn inode(meta: &std::fs::Metadata) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    meta.ino()
-}
-
-#[cfg(not(unix))]
-fn inode(_meta: &std::fs::Metadata) -> u64 {
-    0
 }
 
 /// Why the cache could not be used. Every variant names the cache file.

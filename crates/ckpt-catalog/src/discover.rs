@@ -197,22 +197,29 @@ impl Lister for ByteLayer {
     }
 }
 
+impl Listing {
+    /// Nothing found yet in `dir`, whose fingerprint is `fingerprint`.
+    fn empty(dir: &Path, fingerprint: consulted::Fingerprint) -> Listing {
+        Listing {
+            dir: dir.to_path_buf(),
+            fingerprint,
+            links: Vec::new(),
+            metas: HashMap::new(),
+            checkpoints: None,
+            files: Vec::new(),
+            dirs: Vec::new(),
+            special: Vec::new(),
+            error: None,
+            incomplete: None,
+        }
+    }
+}
+
 /// The listing of a prefix in a bucket (memoized by the byte layer, so a later `stat` or
 /// fingerprint of anything in it costs no request). The fingerprint is the prefix's, from
 /// this very listing ([`consulted::prefix_fingerprint`]).
 fn list_remote(dir: &Path, io: &dyn Lister) -> Listing {
-    let mut l = Listing {
-        dir: dir.to_path_buf(),
-        fingerprint: consulted::CHANGING,
-        links: Vec::new(),
-        metas: HashMap::new(),
-        checkpoints: None,
-        files: Vec::new(),
-        dirs: Vec::new(),
-        special: Vec::new(),
-        error: None,
-        incomplete: None,
-    };
+    let mut l = Listing::empty(dir, consulted::CHANGING);
     let listing = match io.read_dir(dir) {
         Ok(x) => x,
         Err(e) => {
@@ -260,18 +267,7 @@ fn list_remote(dir: &Path, io: &dyn Lister) -> Listing {
 }
 
 fn list(dir: &Path) -> Listing {
-    let mut l = Listing {
-        dir: dir.to_path_buf(),
-        fingerprint: consulted::fingerprint(dir),
-        links: Vec::new(),
-        metas: HashMap::new(),
-        checkpoints: None,
-        files: Vec::new(),
-        dirs: Vec::new(),
-        special: Vec::new(),
-        error: None,
-        incomplete: None,
-    };
+    let mut l = Listing::empty(dir, consulted::fingerprint(dir));
     match std::fs::read_dir(dir) {
         Ok(rd) => {
             for e in rd.flatten() {

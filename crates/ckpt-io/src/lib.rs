@@ -68,13 +68,7 @@ pub fn read_small(path: &Path, limit: u64) -> Result<Vec<u8>, OpenError> {
 
 /// [`read_small`] as UTF-8 text (invalid UTF-8 is an `InvalidData` I/O error).
 pub fn read_small_text(path: &Path, limit: u64) -> Result<String, OpenError> {
-    let buf = read_small(path, limit)?;
-    String::from_utf8(buf).map_err(|e| {
-        OpenError::Io(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("not UTF-8 text: {e}"),
-        ))
-    })
+    open::utf8(read_small(path, limit)?)
 }
 
 /// Forget the memoized listings of prefixes (a long-running process, such as `ckpt serve`,

@@ -97,7 +97,11 @@ pub fn read_small(path: &Path, limit: u64) -> Result<Vec<u8>, OpenError> {
 
 /// [`read_small`] as UTF-8 text (invalid UTF-8 is an `InvalidData` I/O error).
 pub fn read_small_text(path: &Path, limit: u64) -> Result<String, OpenError> {
-    let buf = read_small(path, limit)?;
+    utf8(read_small(path, limit)?)
+}
+
+/// Bytes as UTF-8 text, invalid UTF-8 as an `InvalidData` I/O error.
+pub(crate) fn utf8(buf: Vec<u8>) -> Result<String, OpenError> {
     String::from_utf8(buf).map_err(|e| {
         OpenError::Io(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
