@@ -89,6 +89,10 @@ pub struct ServeArgs {
     /// filesystems); automatic when inotify cannot watch them.
     #[arg(long)]
     pub poll: bool,
+    /// Seconds between two listings of a bucket root (`s3://…`): a bucket sends no events,
+    /// so it is listed again (an unchanged bucket costs its listings, no GET).
+    #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
+    pub relist: f64,
     /// Allow the UI to write sidecars and prune checkpoints under the served paths (each
     /// write shows its plan first and needs its confirmation); without it every write is
     /// refused (403).

@@ -59,10 +59,6 @@ fn local_only(cmd: &Command) -> Option<&'static str> {
         Command::Prune(a) if a.yes => Some("prune --yes deletes files"),
         Command::ConvertLegacy(_) => Some("convert-legacy writes sidecars beside the checkpoints"),
         Command::Watch(_) => Some("watch follows local file-system events"),
-        Command::Serve(_) => Some(
-            "serve follows local file-system events (serve a bucket by cataloguing it: \
-             `ckpt catalog s3://…`)",
-        ),
         _ => None,
     }
 }

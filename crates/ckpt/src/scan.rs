@@ -109,7 +109,7 @@ pub fn records(path: &Path, within: Option<&[PathBuf]>) -> Vec<ScanRecord> {
     if let Some(roots) = within {
         for f in &mut found {
             if let Found::File(p) = f
-                && !std::fs::canonicalize(&*p).is_ok_and(|r| roots.iter().any(|x| r.starts_with(x)))
+                && !crate::serve::resolve(p).is_ok_and(|r| roots.iter().any(|x| r.starts_with(x)))
             {
                 let msg = format!(
                     "{}: resolves outside the served paths: not opened",

@@ -18,6 +18,8 @@
 mod common;
 #[path = "common/s3.rs"]
 mod s3;
+#[path = "common/server.rs"]
+mod server;
 
 use std::path::Path;
 
@@ -141,10 +143,12 @@ fn inspect_of_an_object_equals_the_local_file_with_at_most_four_gets() {
     assert_eq!(lfirst, LIGHTNING);
     assert_eq!(rfirst, url(LIGHTNING));
     assert_eq!(rrest, lrest);
+    // Issue 15: at most 4 requests, listings included (this 20 KB file is read whole: one
+    // LIST for its existence, one GET; a 500 MB one is measured by scripts/bench_s3.sh).
     assert!(
-        st.get <= 4,
-        "inspect made {} GETs (issue 15: at most 4):\n{}",
-        st.get,
+        st.requests <= 4,
+        "inspect made {} requests (issue 15: at most 4):\n{}",
+        st.requests,
         st.show()
     );
     assert_eq!(st.put, 0, "{}", st.show());
@@ -754,4 +758,79 @@ fn a_failed_listing_of_a_sub_prefix_is_partial_and_keeps_its_rows() {
         st.show()
     );
     assert_eq!(json_without_times(&again), json_without_times(&whole));
+}
+
+// serve ----------------------------------------------------------------------------------------
+
+/// `serve` on a bucket root: the list and a checkpoint's detail are what `serve` of the tree
+/// gives apart from paths and times; an object uploaded later shows up after a relisting
+/// (`--relist`), without a restart; `--allow-writes` is refused for a bucket.
+#[test]
+#[ignore = "needs CKPT_S3_PYTHON (scripts/test --s3)"]
+fn serve_of_a_bucket_equals_serve_of_the_tree_and_sees_new_objects() {
+    let s = server_with(&["examples"]);
+    let path = std::env::var_os("PATH");
+    let local = server::start_with(&root(), &["examples"], path.clone(), None);
+    let remote = server::start_with_env(
+        &root(),
+        &[&url("examples"), "--relist", "0.5"],
+        path,
+        None,
+        &s.env(),
+    );
+    let list = "/api/checkpoints?limit=1000";
+    let (lc, lv) = local.get(list);
+    let (rc, rv) = remote.get(list);
+    assert_eq!((lc, rc), (200, 200), "{rv}");
+    let n = lv["total"].as_u64().unwrap();
+    assert!(n > 0, "{lv}");
+    assert_eq!(
+        json_without_times(&unurl(&rv.to_string())),
+        json_without_times(&lv.to_string()),
+        "the bucket's list differs from the tree's apart from paths and times"
+    );
+    let (lc, ld) = local.get(&format!("/api/detail?path={}", server::enc(LIGHTNING)));
+    let (rc, rd) = remote.get(&format!(
+        "/api/detail?path={}",
+        server::enc(&url(LIGHTNING))
+    ));
+    assert_eq!((lc, rc), (200, 200), "{rd}");
+    assert_eq!(
+        json_without_times(&unurl(&rd.to_string())),
+        json_without_times(&ld.to_string()),
+        "the detail of an object differs from the file's apart from paths and times"
+    );
+
+    // A new object: seen at the next relisting, as one more entry.
+    let key = "examples/lightning/checkpoints/uploaded-later.ckpt";
+    s.upload_file(BUCKET, key, &root().join(LIGHTNING));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (_, v) = remote.get(list);
+        if v["total"].as_u64() == Some(n + 1) {
+            let paths: Vec<&str> = v["checkpoints"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|e| e["path"].as_str())
+                .collect();
+            assert!(paths.contains(&url(key).as_str()), "{paths:?}");
+            assert!(v["generation"].as_u64().unwrap() >= 1, "{v}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the uploaded object never appeared: {v}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+
+    // Writes are local only.
+    let (code, out, err) = s.run(&["serve", &url("examples"), "--allow-writes", "--port", "0"]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("s3://ckpt-test/examples") && err.contains("bucket"),
+        "{err}"
+    );
 }

@@ -177,7 +177,7 @@ fn lossy(p: &Path) -> String {
 
 /// Whether a folder resolves under one of the served roots.
 fn served(app: &App, dir: &Path) -> bool {
-    std::fs::canonicalize(dir).is_ok_and(|real| app.real_roots.iter().any(|r| real.starts_with(r)))
+    super::resolve(dir).is_ok_and(|real| app.real_roots.iter().any(|r| real.starts_with(r)))
 }
 
 fn read_run(app: &App, snap: &Snapshot, key: &RunKey, asked: &[usize], limits: &Limits) -> RunOut {

@@ -325,7 +325,7 @@ fn dcp_values(dir: &Path, name: &str, max_bytes: u64) -> Result<Vec<u8>, Fail> {
             format!("{name}: no such tensor in {}", dir.display()),
         ));
     };
-    let real_dir = std::fs::canonicalize(dir).map_err(|e| unprocessable(e.to_string()))?;
+    let real_dir = super::resolve(dir).map_err(|e| unprocessable(e.to_string()))?;
     let mut rows: Vec<&ckpt_torch::dcp::DcpChunk> = t
         .chunks
         .iter()
@@ -343,7 +343,7 @@ fn dcp_values(dir: &Path, name: &str, max_bytes: u64) -> Result<Vec<u8>, Fail> {
         let file = dir.join(&c.file);
         // The chunk's file is inside the folder (`.metadata` was checked not to leave it;
         // a symlink out is not followed either).
-        if !std::fs::canonicalize(&file).is_ok_and(|f| f.starts_with(&real_dir)) {
+        if !super::resolve(&file).is_ok_and(|f| f.starts_with(&real_dir)) {
             return Err(unprocessable(format!(
                 "{name}: {}: not a file inside {}",
                 file.display(),

@@ -230,6 +230,9 @@ fn relevant(p: &Path, roots: &[(PathBuf, PathBuf)], cache: Option<&Path>) -> Opt
 /// Is the checkpoint at `p` whole? Paths that are not checkpoints (a sidecar, a log, a
 /// folder) always are.
 fn complete_now(p: &Path) -> bool {
+    if ckpt_io::is_remote(p) {
+        return true;
+    }
     match std::fs::metadata(p) {
         Ok(m) if m.is_dir() => !p.join(".metadata").is_file() || complete::dcp(p).is_ok(),
         Ok(m) if m.is_file() => {
@@ -248,13 +251,20 @@ pub(super) struct Watching {
     watcher: Option<notify::RecommendedWatcher>,
     /// The trees' files when they are listed instead (inotify cannot watch them).
     listing: Option<HashMap<PathBuf, (u64, std::time::SystemTime)>>,
+    /// Roots in buckets, listed again (through a rebuild with the cache) every `relist`.
+    buckets: Vec<PathBuf>,
+    relist: Duration,
 }
 
-pub(super) fn start_watching(real_roots: &[PathBuf], poll: bool) -> Watching {
-    let roots: Vec<(PathBuf, PathBuf)> =
-        real_roots.iter().map(|r| (r.clone(), r.clone())).collect();
+pub(super) fn start_watching(real_roots: &[PathBuf], poll: bool, relist: Duration) -> Watching {
+    // A bucket sends no events: its roots are listed again every `relist` instead.
+    let (buckets, local): (Vec<PathBuf>, Vec<PathBuf>) = real_roots
+        .iter()
+        .cloned()
+        .partition(|r| ckpt_io::is_remote(r));
+    let roots: Vec<(PathBuf, PathBuf)> = local.iter().map(|r| (r.clone(), r.clone())).collect();
     let (tx, rx) = mpsc::channel::<notify::Result<notify::Event>>();
-    let started = if poll {
+    let started = if poll || roots.is_empty() {
         None
     } else {
         Some(crate::watch::start_watcher(&roots, tx))
@@ -270,12 +280,14 @@ pub(super) fn start_watching(real_roots: &[PathBuf], poll: bool) -> Watching {
             None
         }
     };
-    let listing = watcher.is_none().then(|| crate::watch::listing(&roots));
+    let listing = (watcher.is_none() && !roots.is_empty()).then(|| crate::watch::listing(&roots));
     Watching {
         roots,
         rx,
         watcher,
         listing,
+        buckets,
+        relist,
     }
 }
 
@@ -290,7 +302,10 @@ pub(super) async fn watch_roots(
         rx,
         watcher,
         mut listing,
+        buckets,
+        relist,
     } = w;
+    let mut next_relist = Instant::now() + relist;
     let cache = app.opts.cache.clone();
     let mut touched: HashMap<PathBuf, Touched> = HashMap::new();
     let mut rewalk: Option<Instant> = None;
@@ -371,6 +386,15 @@ pub(super) async fn watch_roots(
                     }
                 }
                 listing = Some(after);
+            }
+        }
+        // A bucket root touched is a rebuild with the cache: its listings (the byte layer's
+        // are forgotten at the start of each catalog over a bucket), and a GET only for what
+        // changed. Objects appear whole (a PUT is atomic), so there is nothing to wait for.
+        if !buckets.is_empty() && now >= next_relist {
+            next_relist = now + relist;
+            for b in &buckets {
+                touch(b.clone(), &mut touched);
             }
         }
         if rewalk.is_some_and(|t| now >= t) {

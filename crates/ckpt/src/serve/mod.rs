@@ -27,7 +27,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -105,10 +105,24 @@ pub fn run(a: &ServeArgs) -> Result<Outcome> {
     };
     let real_roots = roots
         .iter()
-        .map(|r| {
-            std::fs::canonicalize(r).with_context(|| format!("{}: cannot resolve", r.display()))
-        })
+        .map(|r| resolve(r).with_context(|| format!("{}: cannot resolve", r.display())))
         .collect::<Result<Vec<_>>>()?;
+    // Writes are sidecars beside checkpoints and deletions: local only (ckpt reads buckets,
+    // it does not write to them).
+    if a.allow_writes
+        && let Some(b) = roots.iter().find(|r| ckpt_io::is_remote(r))
+    {
+        bail!(
+            "{}: --allow-writes writes sidecars and deletes files, which ckpt does not do in a bucket",
+            b.display()
+        );
+    }
+    if !(a.relist.is_finite() && a.relist >= 0.1) {
+        bail!(
+            "--relist {}: not a number of seconds (at least 0.1)",
+            a.relist
+        );
+    }
     let addrs: Vec<SocketAddr> = (a.host.as_str(), a.port)
         .to_socket_addrs()
         .with_context(|| format!("--host {}: not an address to listen on", a.host))?
@@ -138,7 +152,11 @@ pub fn run(a: &ServeArgs) -> Result<Outcome> {
         },
         progress: None,
     };
-    let watching = events::start_watching(&real_roots, a.poll);
+    let watching = events::start_watching(
+        &real_roots,
+        a.poll,
+        std::time::Duration::from_secs_f64(a.relist),
+    );
     let entries = build(&roots, &real_roots, &opts, &HashSet::new(), None)?;
     let (events, _) = tokio::sync::broadcast::channel(events::BACKLOG);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -364,7 +382,7 @@ fn build(
     }
     let mut entries = Vec::with_capacity(found.len());
     for e in found {
-        let real = std::fs::canonicalize(&e.path).ok();
+        let real = resolve(Path::new(&e.path)).ok();
         match real {
             Some(ref real) if !real_roots.iter().any(|r| real.starts_with(r)) => {
                 // Said once, at start: a rebuild would repeat it on every change.
@@ -391,6 +409,16 @@ fn build(
     Ok(entries)
 }
 
+/// `path` resolved: a local path canonicalized (`..` and symlinks followed; it must exist), an
+/// object or prefix in a bucket as its canonical URL (`s3://b/k`: a bucket has neither links
+/// nor `..`, and nothing is asked of the store here).
+pub(crate) fn resolve(path: &Path) -> std::io::Result<PathBuf> {
+    match ckpt_io::Location::parse(path) {
+        ckpt_io::Location::Remote(url) => Ok(url.to_path()),
+        ckpt_io::Location::Local(p) => std::fs::canonicalize(p),
+    }
+}
+
 /// The index of the entry a requested path names: the path exactly as the catalog prints it,
 /// else any other spelling resolved (`..`, symlinks) that lands under a root and on an entry.
 /// The file itself is never opened.
@@ -399,7 +427,7 @@ fn locate(app: &App, snap: &Snapshot, path: &str) -> Result<usize, (StatusCode, 
         return Ok(i);
     }
     let not_found = || (StatusCode::NOT_FOUND, format!("{path}: not in the catalog"));
-    let Ok(real) = std::fs::canonicalize(std::path::Path::new(path)) else {
+    let Ok(real) = resolve(std::path::Path::new(path)) else {
         return Err(not_found());
     };
     if !app.real_roots.iter().any(|r| real.starts_with(r)) {

@@ -42,9 +42,22 @@ pub fn start_with(
     path: Option<std::ffi::OsString>,
     stderr: Option<std::fs::File>,
 ) -> Server {
+    start_with_env(dir, args, path, stderr, &[])
+}
+
+/// [`start_with`] with `env` added to the scrubbed environment (a bucket's endpoint and
+/// credentials, say).
+pub fn start_with_env(
+    dir: &Path,
+    args: &[&str],
+    path: Option<std::ffi::OsString>,
+    stderr: Option<std::fs::File>,
+    env: &[(&str, String)],
+) -> Server {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ckpt"));
     cmd.current_dir(dir)
         .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .env("HOME", crate::common::test_home())
         .arg("serve")
         .args(["--port", "0", "--no-cache"])
