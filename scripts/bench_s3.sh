@@ -22,6 +22,8 @@ if [ ! -f "$venv/.ckpt-requirements-$hash" ]; then
 fi
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$(pwd)/target}"
 echo "== cargo build --release (ckpt, make_checkpoint, make_tree)"
-cargo build --release -q -p ckpt -p ckpt-test-support --example make_checkpoint --example make_tree
+# Two builds: naming examples would build only them, not the ckpt binary.
+cargo build --release -q -p ckpt --bin ckpt
+cargo build --release -q -p ckpt-test-support --example make_checkpoint --example make_tree
 exec "$venv/bin/python" scripts/bench_s3.py \
   --ckpt "$CARGO_TARGET_DIR/release/ckpt" --examples "$CARGO_TARGET_DIR/release/examples" "$@"
