@@ -59,6 +59,9 @@ fn local_only(cmd: &Command) -> Option<&'static str> {
         Command::Prune(a) if a.yes => Some("prune --yes deletes files"),
         Command::ConvertLegacy(_) => Some("convert-legacy writes sidecars beside the checkpoints"),
         Command::Watch(_) => Some("watch follows local file-system events"),
+        Command::Serve(a) if a.allow_writes => {
+            Some("serve --allow-writes writes sidecars and deletes files")
+        }
         _ => None,
     }
 }

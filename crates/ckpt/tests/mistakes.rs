@@ -124,7 +124,10 @@ fn writing_commands_refuse_buckets_before_any_request() {
             ],
             "--cache-file is a local file",
         ),
-        (vec!["serve", "s3://bucket/runs"], "serve follows local"),
+        (
+            vec!["serve", "s3://bucket/runs", "--allow-writes"],
+            "serve --allow-writes writes sidecars",
+        ),
         (
             vec![
                 "convert",

@@ -107,16 +107,6 @@ pub fn run(a: &ServeArgs) -> Result<Outcome> {
         .iter()
         .map(|r| resolve(r).with_context(|| format!("{}: cannot resolve", r.display())))
         .collect::<Result<Vec<_>>>()?;
-    // Writes are sidecars beside checkpoints and deletions: local only (ckpt reads buckets,
-    // it does not write to them).
-    if a.allow_writes
-        && let Some(b) = roots.iter().find(|r| ckpt_io::is_remote(r))
-    {
-        bail!(
-            "{}: --allow-writes writes sidecars and deletes files, which ckpt does not do in a bucket",
-            b.display()
-        );
-    }
     if !(a.relist.is_finite() && a.relist >= 0.1) {
         bail!(
             "--relist {}: not a number of seconds (at least 0.1)",
