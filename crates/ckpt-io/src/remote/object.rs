@@ -128,7 +128,17 @@ pub fn request_error(
         _ if trace.status == Some(412) => RemoteErrorKind::Changed {
             etag: etag.unwrap_or("?").to_owned(),
         },
+        // No credentials were found: the status traced is the last place asked (the
+        // instance metadata service answering 403, say), not the store's answer.
+        _ if getting_credentials(e) => RemoteErrorKind::Denied {
+            chain: store::chain(url.scheme),
+        },
         _ => RemoteErrorKind::Other,
+    };
+    let request = if getting_credentials(e) {
+        format!("{request} (getting credentials)")
+    } else {
+        request
     };
     let failed_status = trace.status.filter(|s| !(200..300).contains(s));
     RemoteError {
@@ -142,6 +152,29 @@ pub fn request_error(
         detail: failed_status.is_none().then(|| innermost(e)),
     }
     .into_io()
+}
+
+/// Whether `e` (or a cause of it) is object_store failing to get credentials: its own words,
+/// or a request to the instance metadata service or the container credentials endpoint (the
+/// last link of the chain, tried when nothing else gave credentials).
+fn getting_credentials(e: &object_store::Error) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(x) = cur {
+        let t = x.to_string().to_ascii_lowercase();
+        if [
+            "credential",
+            "169.254.169.254",
+            "169.254.170.2",
+            "/latest/api/token",
+        ]
+        .iter()
+        .any(|m| t.contains(m))
+        {
+            return true;
+        }
+        cur = x.source();
+    }
+    false
 }
 
 /// What went wrong when there was no HTTP status to show: for a transport failure, its kind
@@ -820,6 +853,40 @@ pub fn read_small(url: &RemoteUrl, limit: u64) -> Result<Vec<u8>, OpenError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// No credentials anywhere: the 403 is the metadata service's, and the message says so
+    /// and lists where credentials were looked for, instead of blaming the bucket.
+    #[test]
+    fn a_failed_credential_lookup_is_named_with_the_chain() {
+        let e = object_store::Error::Generic {
+            store: "S3",
+            source: "Error performing PUT http://169.254.169.254/latest/api/token in 2ms - \
+                     Server returned non-2xx status code: 403 Forbidden"
+                .into(),
+        };
+        let url = RemoteUrl {
+            scheme: crate::Scheme::S3,
+            bucket: "b".into(),
+            key: String::new(),
+        };
+        let trace = Trace {
+            attempts: 1,
+            status: Some(403),
+            code: None,
+            request_id: None,
+        };
+        let text = request_error(&url, "LIST".into(), &e, &trace, None).to_string();
+        assert!(
+            text.starts_with("s3://b: LIST (getting credentials): 403 Forbidden; credentials were looked for in: AWS_ACCESS_KEY_ID"),
+            "{text}"
+        );
+        let other = object_store::Error::Generic {
+            store: "S3",
+            source: "Server returned non-2xx status code: 503".into(),
+        };
+        let text = request_error(&url, "LIST".into(), &other, &trace, None).to_string();
+        assert!(!text.contains("credentials"), "{text}");
+    }
 
     #[test]
     fn cache_finds_gaps_inserts_only_them_and_evicts_loose_blocks() {
