@@ -668,7 +668,8 @@ impl<'py, 'a> Builder<'py, 'a> {
                     return Err(self.format_error(short(len), None));
                 }
                 let start = offset + s.view_offset_bytes;
-                if self.mmap && !swap {
+                // An object in a bucket cannot be mapped: its storages are read by ranges.
+                if self.mmap && !swap && !ckpt_io::is_remote(&ck.path) {
                     let map = self.file_map()?;
                     let slice = pyo3::types::PySlice::new(
                         py,
