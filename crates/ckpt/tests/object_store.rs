@@ -85,6 +85,18 @@ fn local(args: &[&str]) -> (i32, String, String) {
     common::run(args)
 }
 
+/// `catalog --cache-file CACHE --format json s3://…/rel`: the cached runs of the fault tests.
+fn catalog_json_cached(cache: &Path, rel: &str) -> [String; 6] {
+    [
+        "catalog".to_owned(),
+        "--cache-file".to_owned(),
+        cache.to_string_lossy().into_owned(),
+        "--format".to_owned(),
+        "json".to_owned(),
+        url(rel),
+    ]
+}
+
 /// `args` with every `@rel` turned into `rel` (local) or its URL (remote).
 fn both(s: &S3, args: &[&str]) -> ((i32, String, String), (i32, String, String)) {
     let l: Vec<String> = args
@@ -269,14 +281,7 @@ fn an_unchanged_bucket_is_recatalogued_with_listings_only() {
     let s = server_with(&["fixtures/outputs"]);
     let cache = tempfile::tempdir().unwrap();
     let cache_file = cache.path().join("cache.sqlite3");
-    let args = [
-        "catalog".to_owned(),
-        "--cache-file".to_owned(),
-        cache_file.to_string_lossy().into_owned(),
-        "--format".to_owned(),
-        "json".to_owned(),
-        url("fixtures/outputs"),
-    ];
+    let args = catalog_json_cached(&cache_file, "fixtures/outputs");
     let (code, first, err) = s.run(&args);
     assert_eq!(code, 0, "{err}");
     assert!(s.stats().get > 0);
@@ -383,14 +388,7 @@ fn slow_down_forever_names_the_object_the_status_and_the_request_id() {
 fn a_server_that_dies_mid_catalog_leaves_a_sound_cache_and_a_rerun_finishes() {
     let cache = tempfile::tempdir().unwrap();
     let cache_file = cache.path().join("cache.sqlite3");
-    let args = [
-        "catalog".to_owned(),
-        "--cache-file".to_owned(),
-        cache_file.to_string_lossy().into_owned(),
-        "--format".to_owned(),
-        "json".to_owned(),
-        url("fixtures/outputs"),
-    ];
+    let args = catalog_json_cached(&cache_file, "fixtures/outputs");
     // How many requests a whole run makes, on a first server (no cache written).
     let total = {
         let s = server_with(&["fixtures/outputs"]);
@@ -494,14 +492,7 @@ fn an_object_replaced_while_read_is_reported_changed_and_not_cached() {
     let s = server_with(&["examples/lightning"]);
     let cache = tempfile::tempdir().unwrap();
     let cache_file = cache.path().join("cache.sqlite3");
-    let args = [
-        "catalog".to_owned(),
-        "--cache-file".to_owned(),
-        cache_file.to_string_lossy().into_owned(),
-        "--format".to_owned(),
-        "json".to_owned(),
-        url("examples/lightning"),
-    ];
+    let args = catalog_json_cached(&cache_file, "examples/lightning");
     s.replace_on_get(BUCKET, LIGHTNING);
     let (code, out, err) = s.run(&args);
     assert_eq!(code, 1, "{err}");
@@ -686,21 +677,13 @@ fn convert_from_a_bucket_writes_what_convert_from_the_folder_writes() {
 
 /// Every file under `dir` (relative path, bytes), sorted.
 fn files_under(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                let rel = p.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
-                out.push((rel, std::fs::read(&p).unwrap()));
-            }
-        }
-    }
-    out.sort();
-    out
+    common::files(dir)
+        .into_iter()
+        .map(|p| {
+            let rel = p.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
+            (rel, std::fs::read(&p).unwrap())
+        })
+        .collect()
 }
 
 // 10 ------------------------------------------------------------------------------------------
@@ -711,14 +694,7 @@ fn a_failed_listing_of_a_sub_prefix_is_partial_and_keeps_its_rows() {
     let s = server_with(&["fixtures/outputs"]);
     let cache = tempfile::tempdir().unwrap();
     let cache_file = cache.path().join("cache.sqlite3");
-    let args = [
-        "catalog".to_owned(),
-        "--cache-file".to_owned(),
-        cache_file.to_string_lossy().into_owned(),
-        "--format".to_owned(),
-        "json".to_owned(),
-        url("fixtures/outputs"),
-    ];
+    let args = catalog_json_cached(&cache_file, "fixtures/outputs");
     let (code, whole, err) = s.run(&args);
     assert_eq!(code, 0, "{err}");
     let sub = "fixtures/outputs/dictconfig/";

@@ -145,6 +145,13 @@ pub fn dump_matches(file: &Path, expected: &Path) -> Result<(), String> {
 
 /// Every `*.json` under `dir`, sorted.
 pub fn json_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = files(dir);
+    out.retain(|p| p.extension().is_some_and(|x| x == "json"));
+    out
+}
+
+/// Every file under `dir` (folders walked, not listed), sorted.
+pub fn files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -152,7 +159,7 @@ pub fn json_files(dir: &Path) -> Vec<PathBuf> {
             let p = e.path();
             if p.is_dir() {
                 stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "json") {
+            } else {
                 out.push(p);
             }
         }
