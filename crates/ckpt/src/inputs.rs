@@ -128,6 +128,10 @@ pub fn check_paths(paths: &[&Path]) -> Result<()> {
             continue;
         }
         if let Some(scheme) = url_scheme(p) {
+            // `s3://` alone: a bucket URL with no bucket.
+            if ["s3", "gs", "az"].contains(&scheme) {
+                bail!("{}: no bucket named (s3://BUCKET/PREFIX)", p.display());
+            }
             bail!(
                 "{}: {scheme}:// paths are not supported; ckpt reads local paths and s3://, \
                  gs:// and az:// URLs",

@@ -344,3 +344,28 @@ fn convert_legacy_into_a_read_only_folder_is_one_line() {
         "nothing written, nothing left behind"
     );
 }
+
+/// A bucket URL without a bucket, and an endpoint that is not a URL (object_store would
+/// panic on it mid-request): one line each, exit 2, before any request.
+#[test]
+fn a_url_without_a_bucket_and_an_endpoint_that_is_no_url_are_one_line() {
+    let (code, out, err) = run(&["inspect", "s3://"]);
+    assert_one_error(code, &err, &["s3://: no bucket named"]);
+    assert_eq!(out, "");
+    let o = ckpt()
+        .args(["--endpoint", "notaurl", "inspect", "s3://b/x.ckpt"])
+        .env("AWS_ACCESS_KEY_ID", "x")
+        .env("AWS_SECRET_ACCESS_KEY", "y")
+        .env("AWS_REGION", "us-east-1")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_one_error(
+        o.status.code().unwrap_or(-1),
+        &err,
+        &[
+            "s3://b/x.ckpt",
+            "endpoint \"notaurl\" is not an http:// or https:// URL",
+        ],
+    );
+}

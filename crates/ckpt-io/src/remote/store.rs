@@ -206,6 +206,17 @@ fn build_s3(bucket: &str, cfg: &super::Config) -> io::Result<object_store::aws::
     {
         b = b.with_region(r);
     }
+    // object_store panics on an endpoint it cannot parse (inside the request, where ckpt can
+    // only say "a request panicked"): whatever gave it (--endpoint, AWS_ENDPOINT_URL, a
+    // profile), a bad one is refused here, named.
+    if let Some(ep) = b.get_config_value(&AmazonS3ConfigKey::Endpoint)
+        && !valid_endpoint(&ep)
+    {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{url}: endpoint {ep:?} is not an http:// or https:// URL with a host"),
+        ));
+    }
     for (k, v) in [
         (ClientConfigKey::Timeout, "60s"),
         (ClientConfigKey::ConnectTimeout, "5s"),
@@ -218,6 +229,15 @@ fn build_s3(bucket: &str, cfg: &super::Config) -> io::Result<object_store::aws::
         .with_http_connector(CountingConnector(ReqwestConnector::default()))
         .build()
         .map_err(|e| build_error(url, e))
+}
+
+/// `http://host[:port][/path]` or `https://…`, with a non-empty host.
+fn valid_endpoint(ep: &str) -> bool {
+    let rest = ep
+        .strip_prefix("http://")
+        .or_else(|| ep.strip_prefix("https://"));
+    rest.and_then(|r| r.split(['/', ':']).next())
+        .is_some_and(|host| !host.is_empty() && !host.contains(char::is_whitespace))
 }
 
 /// The region of an AWS bucket, asked once per process (`x-amz-bucket-region` of a HEAD on
@@ -297,6 +317,21 @@ mod tests {
             assert_eq!(r.retry_timeout, Duration::from_secs(60));
             assert_eq!(r.backoff.init_backoff, Duration::from_millis(100));
             assert_eq!(r.backoff.max_backoff, Duration::from_secs(5));
+        }
+    }
+
+    #[test]
+    fn endpoints_that_are_not_http_urls_are_refused() {
+        assert!(valid_endpoint("http://127.0.0.1:9000"));
+        assert!(valid_endpoint("https://s3.example.com/base"));
+        for bad in [
+            "notaurl",
+            "127.0.0.1:9000",
+            "http://",
+            "ftp://h",
+            "http://:9000",
+        ] {
+            assert!(!valid_endpoint(bad), "{bad}");
         }
     }
 
